@@ -1,0 +1,162 @@
+//! Flow key and per-flow counters as stored in the kernel's flow maps.
+
+/// VLAN id value meaning "the frame carried no 802.1Q/802.1ad tag" (real ids are 12 bits).
+pub const NO_VLAN: u16 = 0xffff;
+
+/// Which way a packet crossed the monitored interface.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "user", serde(rename_all = "lowercase"))]
+pub enum Direction {
+    /// Received on the interface (XDP, AF_PACKET incoming, pcap replay).
+    Ingress = 0,
+    /// Sent by the host through the interface (TC egress, AF_PACKET outgoing).
+    Egress = 1,
+}
+
+impl Direction {
+    /// Decodes the byte stored in [`FlowKey::direction`].
+    pub const fn from_u8(v: u8) -> Self {
+        if v == 1 { Self::Egress } else { Self::Ingress }
+    }
+}
+
+/// Unidirectional flow key: outer IP addresses, L4 protocol and ports, outer VLAN,
+/// interface and direction.
+///
+/// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) in the 16-byte fields with
+/// `family == 4`. Padding is explicit and always zero so the key hashes identically in
+/// the kernel and in userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// Source address (IPv4-mapped for IPv4).
+    pub src: [u8; 16],
+    /// Destination address (IPv4-mapped for IPv4).
+    pub dst: [u8; 16],
+    /// Interface index the packet was seen on.
+    pub ifindex: u32,
+    /// L4 source port; 0 for protocols without ports and for non-first fragments.
+    pub sport: u16,
+    /// L4 destination port; 0 for protocols without ports and for non-first fragments.
+    pub dport: u16,
+    /// Outer VLAN id, or [`NO_VLAN`].
+    pub vlan: u16,
+    /// IP protocol / IPv6 upper-layer next header (after walking extension headers).
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// [`Direction`] as a byte.
+    pub direction: u8,
+    /// Always zero.
+    pub pad: [u8; 3],
+}
+
+impl FlowKey {
+    /// An all-zero key (used as a starting value; never a real flow).
+    pub const ZERO: FlowKey = FlowKey {
+        src: [0; 16],
+        dst: [0; 16],
+        ifindex: 0,
+        sport: 0,
+        dport: 0,
+        vlan: NO_VLAN,
+        proto: 0,
+        family: 0,
+        direction: 0,
+        pad: [0; 3],
+    };
+}
+
+/// Per-flow counters. In the kernel this is the per-CPU value of the flow map; userspace
+/// sums the CPUs' values (skipping CPUs that never saw the flow: `packets == 0`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Packets.
+    pub packets: u64,
+    /// IP-layer bytes: IPv4 total length, or 40 + IPv6 payload length.
+    pub bytes: u64,
+    /// First packet, nanoseconds (kernel: CLOCK_MONOTONIC; userspace: Unix epoch).
+    pub first_ns: u64,
+    /// Last packet, nanoseconds (same clock as `first_ns`).
+    pub last_ns: u64,
+    /// OR of the TCP flags seen (12 bits: reserved, AE/NS, CWR .. FIN).
+    pub tcp_flags: u16,
+    /// ICMP/ICMPv6 `type << 8 | code` of the last packet (0 for other protocols).
+    pub icmp: u16,
+    /// Always zero.
+    pub pad: [u8; 4],
+}
+
+impl FlowStats {
+    /// Adds another observation of the same flow.
+    #[inline(always)]
+    pub fn merge(&mut self, o: &FlowStats) {
+        if o.packets == 0 {
+            return;
+        }
+        if self.packets == 0 || o.first_ns < self.first_ns {
+            self.first_ns = o.first_ns;
+        }
+        if o.last_ns >= self.last_ns {
+            self.last_ns = o.last_ns;
+            self.icmp = o.icmp;
+        }
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.tcp_flags |= o.tcp_flags;
+    }
+}
+
+/// A packet whose flow could not be inserted because the flow map was full. The kernel
+/// sends these through the fallback ring buffer so the packet is still accounted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FallbackRecord {
+    /// The packet's flow key.
+    pub key: FlowKey,
+    /// Packet time (kernel CLOCK_MONOTONIC ns).
+    pub ts_ns: u64,
+    /// Packets this record stands for (more than 1 for a GSO super-packet).
+    pub packets: u32,
+    /// IP-layer bytes of those packets.
+    pub bytes: u32,
+    /// TCP flags of the packet.
+    pub tcp_flags: u16,
+    /// ICMP `type << 8 | code`.
+    pub icmp: u16,
+    /// Always zero.
+    pub pad: [u8; 4],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain repr(C) structs of integers with explicit padding fields.
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowStats {}
+    unsafe impl aya::Pod for super::FallbackRecord {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(core::mem::size_of::<FlowKey>(), 48);
+        assert_eq!(core::mem::size_of::<FlowStats>(), 40);
+        assert_eq!(core::mem::size_of::<FallbackRecord>(), 72);
+    }
+
+    #[test]
+    fn merge_keeps_earliest_first_and_latest_last() {
+        let mut a = FlowStats { packets: 1, bytes: 60, first_ns: 10, last_ns: 20, tcp_flags: 2, ..Default::default() };
+        let b = FlowStats { packets: 2, bytes: 100, first_ns: 5, last_ns: 30, tcp_flags: 0x10, icmp: 7, ..Default::default() };
+        a.merge(&b);
+        assert_eq!((a.packets, a.bytes, a.first_ns, a.last_ns, a.tcp_flags, a.icmp), (3, 160, 5, 30, 0x12, 7));
+        a.merge(&FlowStats::default());
+        assert_eq!(a.packets, 3);
+    }
+}

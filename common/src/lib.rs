@@ -1,0 +1,17 @@
+//! Types shared by tidegate's kernel programs (`tidegate-ebpf`) and its userspace crates.
+//!
+//! Everything here is `no_std` and `repr(C)` so the eBPF object and the probe agree on
+//! layout byte for byte. The packet parser lives here too: the XDP/TC programs, the
+//! AF_PACKET backend and pcap replay all run the *same* parsing code, which is what makes
+//! the flow semantics identical on every capture path.
+#![cfg_attr(not(any(feature = "user", test)), no_std)]
+#![deny(missing_docs)]
+
+pub mod counters;
+pub mod flow;
+pub mod maps;
+pub mod parse;
+
+pub use counters::Counter;
+pub use flow::{Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN};
+pub use parse::{PacketBytes, ParseError, Parsed, parse_ethernet, parse_frame};

@@ -1,0 +1,130 @@
+//! Per-packet accounting: parse, then add to the current generation's flow map.
+
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::PerCpuHashMap};
+use tidegate_common::{
+    Counter, Direction, FallbackRecord, FlowKey, FlowStats, PacketBytes,
+    maps::CTL_GENERATION, parse_ethernet,
+};
+
+use crate::maps::{CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1};
+
+const EEXIST: i32 = 17;
+
+#[inline(always)]
+fn count(c: Counter, n: u64) {
+    if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {
+        // SAFETY: per-CPU slot; programs do not nest on one CPU.
+        unsafe { *p += n };
+    }
+}
+
+/// Accounts one frame. `segs` is the number of wire packets the frame stands for
+/// (GSO super-packets on egress); 0 or 1 means one.
+#[inline(always)]
+pub fn account<P: PacketBytes>(pkt: &P, frame_len: u64, ifindex: u32, dir: Direction, segs: u32) {
+    count(Counter::Packets, 1);
+    count(Counter::FrameBytes, frame_len);
+    let parsed = match parse_ethernet(pkt) {
+        Ok(p) => p,
+        Err(e) => {
+            count(e.counter(), 1);
+            return;
+        }
+    };
+    if let Some(w) = parsed.warn {
+        count(w, 1);
+    }
+    let mut key = parsed.key;
+    key.ifindex = ifindex;
+    key.direction = dir as u8;
+
+    // A GSO super-packet leaves as `segs` packets, each with its own headers.
+    let (packets, bytes) = if segs > 1 && parsed.hdr_len > 0 {
+        (
+            segs as u64,
+            parsed.ip_bytes as u64 + (segs as u64 - 1) * parsed.hdr_len as u64,
+        )
+    } else {
+        (1, parsed.ip_bytes as u64)
+    };
+    // SAFETY: helper with no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let gen_word = CONTROL.get(CTL_GENERATION).copied().unwrap_or(0);
+    let res = if gen_word & 1 == 0 {
+        add(&FLOWS_GEN0, &key, packets, bytes, now, parsed.tcp_flags, parsed.icmp)
+    } else {
+        add(&FLOWS_GEN1, &key, packets, bytes, now, parsed.tcp_flags, parsed.icmp)
+    };
+    if res.is_ok() {
+        count(Counter::Accounted, 1);
+        return;
+    }
+    // Map full (or out of memory): keep the packet through the ring buffer.
+    let rec = FallbackRecord {
+        key,
+        ts_ns: now,
+        packets: packets as u32,
+        bytes: bytes as u32,
+        tcp_flags: parsed.tcp_flags,
+        icmp: parsed.icmp,
+        pad: [0; 4],
+    };
+    if FALLBACK.output::<FallbackRecord>(&rec, 0).is_ok() {
+        count(Counter::MapFull, 1);
+        count(Counter::Accounted, 1);
+    } else {
+        count(Counter::FallbackDropped, 1);
+    }
+}
+
+#[inline(always)]
+fn bump(v: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u16, icmp: u16) {
+    // SAFETY: `v` points at this CPU's value of a live map entry.
+    unsafe {
+        if (*v).packets == 0 {
+            (*v).first_ns = now;
+        }
+        (*v).packets += packets;
+        (*v).bytes += bytes;
+        (*v).last_ns = now;
+        (*v).tcp_flags |= flags;
+        (*v).icmp = icmp;
+    }
+}
+
+#[inline(always)]
+fn add(
+    map: &PerCpuHashMap<FlowKey, FlowStats>,
+    key: &FlowKey,
+    packets: u64,
+    bytes: u64,
+    now: u64,
+    flags: u16,
+    icmp: u16,
+) -> Result<(), i32> {
+    if let Some(v) = map.get_ptr_mut(key) {
+        bump(v, packets, bytes, now, flags, icmp);
+        return Ok(());
+    }
+    let fresh = FlowStats {
+        packets,
+        bytes,
+        first_ns: now,
+        last_ns: now,
+        tcp_flags: flags,
+        icmp,
+        pad: [0; 4],
+    };
+    match map.insert(key, &fresh, BPF_NOEXIST as u64) {
+        Ok(()) => Ok(()),
+        // Another CPU created the entry between our lookup and insert.
+        Err(e) if e == -EEXIST => match map.get_ptr_mut(key) {
+            Some(v) => {
+                bump(v, packets, bytes, now, flags, icmp);
+                Ok(())
+            }
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,62 @@
+//! tidegate's kernel programs.
+//!
+//! - `tidegate_xdp` (XDP, ingress) and `tidegate_tc_egress` (TC classifier attached with
+//!   TCX, egress) parse each packet with the shared parser in `tidegate-common` and add it
+//!   to the current generation's per-CPU flow map.
+//! - Userspace flips `CONTROL[CTL_GENERATION]`, waits for an RCU grace period (every
+//!   program run that could still see the old generation has finished), then drains the
+//!   old map. No packet can land in a map while it is being drained.
+//! - A packet whose flow does not fit the map goes to the `FALLBACK` ring buffer as a
+//!   one-packet record; only if that is full too is it lost, and `fallback_dropped` says so.
+#![no_std]
+#![no_main]
+
+mod account;
+mod maps;
+mod packet;
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use tidegate_common::Direction;
+
+/// TCX_NEXT / TC_ACT_UNSPEC: let the next program (or the default action) decide.
+const TC_ACT_UNSPEC: i32 = -1;
+
+/// Accounts every frame received on the interface; always passes it on.
+#[xdp]
+pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
+    let pkt = packet::Packet::new(ctx.data(), ctx.data_end());
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    account::account(&pkt, frame_len, ctx.ingress_ifindex() as u32, Direction::Ingress, 1);
+    xdp_action::XDP_PASS
+}
+
+/// Accounts every frame the host sends through the interface; never changes its fate.
+#[classifier]
+pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {
+    let skb = ctx.skb.skb;
+    // SAFETY: the context pointer is valid for the program's run.
+    let (ifindex, gso_segs, len) = unsafe { ((*skb).ifindex, (*skb).gso_segs, (*skb).len) };
+    // Headers beyond the linear area are invisible to direct packet access: pull them in.
+    let linear = (ctx.data_end() - ctx.data()) as u32;
+    if linear < len && linear < packet::PULL_LEN {
+        let want = if len < packet::PULL_LEN { len } else { packet::PULL_LEN };
+        let _ = ctx.pull_data(want);
+    }
+    let pkt = packet::Packet::new(ctx.data(), ctx.data_end());
+    account::account(&pkt, len as u64, ifindex, Direction::Egress, gso_segs);
+    TC_ACT_UNSPEC
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,38 @@
+//! Bounds-checked packet access for the shared parser.
+
+use tidegate_common::PacketBytes;
+
+/// Largest header offset the parser may read at; keeps every offset provably bounded for
+/// the verifier (the kernel's own limit for packet pointers is 0xffff).
+const MAX_OFF: usize = 0x3fff;
+
+/// How many bytes the TC program pulls into the linear area when headers are not there.
+pub const PULL_LEN: u32 = 256;
+
+/// Packet memory between `data` and `data_end`.
+pub struct Packet {
+    start: usize,
+    end: usize,
+}
+
+impl Packet {
+    #[inline(always)]
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+}
+
+impl PacketBytes for Packet {
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        if off > MAX_OFF {
+            return None;
+        }
+        let p = self.start + off;
+        if p + N > self.end {
+            return None;
+        }
+        // SAFETY: [p, p + N) was just checked to lie inside the packet.
+        Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+}

@@ -1,0 +1,45 @@
+//! Command-line interface.
+
+use clap::{Parser, Subcommand};
+
+pub mod replay;
+pub mod run;
+
+/// tidegate edge probe.
+#[derive(Debug, Parser)]
+#[command(name = "tidegate-probe", version, about)]
+pub struct Cli {
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Replay pcap/pcapng files through the flow pipeline.
+    Replay(replay::Args),
+    /// Capture live on one or more interfaces (eBPF, or AF_PACKET with --backend afpacket).
+    Run(run::Args),
+}
+
+/// Logs go to stderr (stdout carries records with --json).
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Replay(a) => replay::main(a),
+        Command::Run(a) => run::main(a),
+    }
+}

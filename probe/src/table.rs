@@ -1,0 +1,153 @@
+//! The userspace flow table: merges observations and applies the export timeouts.
+//!
+//! Every backend feeds it: the eBPF backend with per-interval deltas drained from the
+//! kernel, AF_PACKET and pcap replay packet by packet. A flow is exported (and forgotten)
+//! when it has been idle for `idle` or has been open for `active`; the next packet of the
+//! same key starts a new record.
+
+use std::time::Duration;
+
+use ahash::AHashMap;
+use tidegate_common::{FlowKey, FlowStats};
+
+/// Export timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Export a flow that has been open this long (long flows are reported periodically).
+    pub active: Duration,
+    /// Export a flow that saw no packet for this long.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { active: Duration::from_secs(60), idle: Duration::from_secs(15) }
+    }
+}
+
+/// Flows currently held, keyed by [`FlowKey`]. Timestamps are Unix-epoch ns.
+#[derive(Debug)]
+pub struct FlowTable {
+    flows: AHashMap<FlowKey, FlowStats>,
+    active_ns: u64,
+    idle_ns: u64,
+}
+
+impl FlowTable {
+    /// An empty table with the given timeouts.
+    pub fn new(t: Timeouts) -> Self {
+        FlowTable {
+            flows: AHashMap::new(),
+            active_ns: t.active.as_nanos() as u64,
+            idle_ns: t.idle.as_nanos() as u64,
+        }
+    }
+
+    /// Adds counters observed for `key`.
+    #[inline]
+    pub fn observe(&mut self, key: &FlowKey, s: &FlowStats) {
+        if s.packets == 0 {
+            return;
+        }
+        self.flows.entry(*key).or_default().merge(s);
+    }
+
+    /// Adds one packet.
+    #[inline]
+    pub fn observe_packet(&mut self, key: &FlowKey, ts_ns: u64, bytes: u64, tcp_flags: u16, icmp: u16) {
+        let s = FlowStats {
+            packets: 1,
+            bytes,
+            first_ns: ts_ns,
+            last_ns: ts_ns,
+            tcp_flags,
+            icmp,
+            pad: [0; 4],
+        };
+        self.observe(key, &s);
+    }
+
+    /// Exports every flow whose idle or active timeout has passed at `now_ns`.
+    pub fn expire(&mut self, now_ns: u64, mut out: impl FnMut(&FlowKey, &FlowStats)) -> usize {
+        let (active, idle) = (self.active_ns, self.idle_ns);
+        let mut n = 0;
+        self.flows.retain(|k, s| {
+            let idle_out = s.last_ns.saturating_add(idle) <= now_ns;
+            let active_out = now_ns.saturating_sub(s.first_ns) >= active;
+            if idle_out || active_out {
+                out(k, s);
+                n += 1;
+                false
+            } else {
+                true
+            }
+        });
+        n
+    }
+
+    /// Exports every flow (shutdown, end of a replay).
+    pub fn flush(&mut self, mut out: impl FnMut(&FlowKey, &FlowStats)) -> usize {
+        let n = self.flows.len();
+        for (k, s) in self.flows.drain() {
+            out(&k, &s);
+        }
+        n
+    }
+
+    /// Flows currently held.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// True when no flow is held.
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn key(p: u16) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        k.sport = p;
+        k
+    }
+
+    #[test]
+    fn idle_and_active_timeouts_split_records_without_losing_counts() {
+        let mut t = FlowTable::new(Timeouts { active: Duration::from_secs(60), idle: Duration::from_secs(15) });
+        let mut out = Vec::new();
+        // Flow 1: a packet every second for 130 s -> split by the active timeout.
+        for i in 0..130u64 {
+            t.observe_packet(&key(1), i * S, 100, 0, 0);
+            t.expire(i * S, |k, s| out.push((*k, *s)));
+        }
+        // Flow 2: one packet, then idle.
+        t.observe_packet(&key(2), 5 * S, 60, 0x02, 0);
+        t.expire(19 * S, |k, s| out.push((*k, *s)));
+        assert!(out.iter().any(|(k, s)| k.sport == 2 && s.packets == 1) || t.len() == 2);
+        t.expire(200 * S, |k, s| out.push((*k, *s)));
+        t.flush(|k, s| out.push((*k, *s)));
+        let f1: Vec<_> = out.iter().filter(|(k, _)| k.sport == 1).collect();
+        assert!(f1.len() >= 2, "active timeout must split the long flow: {f1:?}");
+        assert_eq!(f1.iter().map(|(_, s)| s.packets).sum::<u64>(), 130);
+        assert_eq!(f1.iter().map(|(_, s)| s.bytes).sum::<u64>(), 13_000);
+        assert!(f1.iter().all(|(_, s)| s.last_ns - s.first_ns < 60 * S));
+        let f2: Vec<_> = out.iter().filter(|(k, _)| k.sport == 2).collect();
+        assert_eq!(f2.len(), 1);
+        assert_eq!(f2[0].1.tcp_flags, 0x02);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn idle_flow_exported_exactly_at_timeout() {
+        let mut t = FlowTable::new(Timeouts::default());
+        t.observe_packet(&key(3), 10 * S, 1, 0, 0);
+        assert_eq!(t.expire(25 * S - 1, |_, _| {}), 0);
+        assert_eq!(t.expire(25 * S, |_, _| {}), 1);
+    }
+}
