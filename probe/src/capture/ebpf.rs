@@ -1,1 +1,0 @@
-//! eBPF capture backend.
