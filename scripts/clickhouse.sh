@@ -28,6 +28,9 @@ CH_HOST=127.0.0.1
 CH_PORT="${TIDEGATE_CH_PORT:-8123}"
 CH_DIR="${TIDEGATE_CH_DIR:-$TIDEGATE_STATE/clickhouse}"
 VENV="$TIDEGATE_STATE/venv"
+# Absolute paths: the pid file and venv must mean the same thing from any cwd.
+[[ "$CH_DIR" == /* ]] || CH_DIR="$PWD/$CH_DIR"
+[[ "$VENV" == /* ]] || VENV="$PWD/$VENV"
 DATA_DIR="$CH_DIR/data"
 WORK_DIR="$CH_DIR/work"
 LOG_FILE="$CH_DIR/server.log"
@@ -69,6 +72,11 @@ server_pid() {
   pid="$(tr -dc '0-9' <"$PID_FILE")"
   is_our_server "$pid" || return 1
   echo "$pid"
+}
+
+# The --port the running server $1 was started with.
+server_port() {
+  tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | sed -n '/^--port$/{n;p;q}'
 }
 
 ping_ok() {
@@ -166,6 +174,11 @@ cmd_start() {
   take_lock
   local pid
   if pid="$(server_pid)"; then
+    local running_port
+    running_port="$(server_port "$pid")"
+    if [[ -n "$running_port" && "$running_port" != "$CH_PORT" ]]; then
+      die "ClickHouse for $CH_DIR already runs on port $running_port (pid $pid), not $CH_PORT; run '$0 stop' first or unset TIDEGATE_CH_PORT"
+    fi
     if wait_for_ping "$pid"; then
       log "ClickHouse already running (pid $pid)"
       echo "$URL"

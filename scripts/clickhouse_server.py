@@ -53,10 +53,6 @@ def write_config(workdir: str, host: str, port: int) -> str:
 <clickhouse>
     <listen_host>{escape(host)}</listen_host>
     <http_port>{port}</http_port>
-    <logger>
-        <level>warning</level>
-        <console>true</console>
-    </logger>
 </clickhouse>
 """
     path = os.path.join(workdir, "config.xml")
@@ -88,8 +84,8 @@ def main() -> int:
     os.makedirs(workdir, exist_ok=True)
     os.makedirs(data, exist_ok=True)
     # clickhouse-local looks for ./config.xml in the working directory.
-    # Importing chdb opens a throw-away in-memory session there; keep our
-    # config (with its console logger) away from it, and write it afterwards.
+    # Importing chdb opens (and closes) a throw-away in-memory session there:
+    # write our config only afterwards, so only the server session reads it.
     os.chdir(workdir)
     config = os.path.join(workdir, "config.xml")
     if os.path.exists(config):
@@ -128,8 +124,9 @@ def main() -> int:
     if not worker.is_alive():
         # The keep-alive query must never end on its own: something failed.
         err = str(outcome.get("error") or
-                  "keep-alive query ended unexpectedly (ClickHouse's own message, "
-                  "e.g. 'Address already in use', is printed just above)").strip()
+                  "the keep-alive query ended (ClickHouse's reason is printed just above: "
+                  "e.g. 'Address already in use', or 'Query was cancelled' after a "
+                  "client's KILL QUERY)").strip()
         if stop.is_set() and "cancel" in err.lower():
             return 0
         log(f"ClickHouse stopped: {err}")
@@ -139,13 +136,19 @@ def main() -> int:
         f"KILL QUERY WHERE query LIKE '%{KEEPALIVE_MARKER}%' "
         "AND query NOT LIKE '%KILL QUERY%' SYNC"
     )
-    try:
-        http_post(args.host, args.port, kill_sql, timeout=args.stop_timeout)
-    except (urllib.error.URLError, OSError) as e:
-        log(f"could not cancel the keep-alive query over HTTP ({e})")
-
-    worker.join(args.stop_timeout)
+    # Retried: a signal during start-up may come before the listener is up.
+    deadline = time.monotonic() + args.stop_timeout
+    kill_error: Exception | None = None
+    while worker.is_alive() and time.monotonic() < deadline:
+        try:
+            http_post(args.host, args.port, kill_sql, timeout=max(1.0, deadline - time.monotonic()))
+            kill_error = None
+        except (urllib.error.URLError, OSError) as e:
+            kill_error = e
+        worker.join(0.5)
     if worker.is_alive():
+        if kill_error is not None:
+            log(f"could not cancel the keep-alive query over HTTP ({kill_error})")
         log(f"ClickHouse did not stop within {args.stop_timeout:.0f}s, exiting hard")
         sys.stderr.flush()
         os._exit(1)
