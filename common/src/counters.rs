@@ -31,11 +31,13 @@ pub enum Counter {
     FallbackDropped = 10,
     /// Frames of an unsupported link type (replay/AF_PACKET only).
     ErrLinkType = 11,
+    /// Frames the capture socket dropped before userspace read them (AF_PACKET only).
+    CaptureDropped = 12,
 }
 
 impl Counter {
     /// Number of counter slots.
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 13;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -51,6 +53,7 @@ impl Counter {
         Counter::MapFull,
         Counter::FallbackDropped,
         Counter::ErrLinkType,
+        Counter::CaptureDropped,
     ];
 
     /// Stable snake_case name used in metrics and logs.
@@ -68,6 +71,7 @@ impl Counter {
             Counter::MapFull => "map_full",
             Counter::FallbackDropped => "fallback_dropped",
             Counter::ErrLinkType => "unsupported_link_type",
+            Counter::CaptureDropped => "capture_dropped",
         }
     }
 }

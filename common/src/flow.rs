@@ -152,10 +152,35 @@ mod tests {
 
     #[test]
     fn merge_keeps_earliest_first_and_latest_last() {
-        let mut a = FlowStats { packets: 1, bytes: 60, first_ns: 10, last_ns: 20, tcp_flags: 2, ..Default::default() };
-        let b = FlowStats { packets: 2, bytes: 100, first_ns: 5, last_ns: 30, tcp_flags: 0x10, icmp: 7, ..Default::default() };
+        let mut a = FlowStats {
+            packets: 1,
+            bytes: 60,
+            first_ns: 10,
+            last_ns: 20,
+            tcp_flags: 2,
+            ..Default::default()
+        };
+        let b = FlowStats {
+            packets: 2,
+            bytes: 100,
+            first_ns: 5,
+            last_ns: 30,
+            tcp_flags: 0x10,
+            icmp: 7,
+            ..Default::default()
+        };
         a.merge(&b);
-        assert_eq!((a.packets, a.bytes, a.first_ns, a.last_ns, a.tcp_flags, a.icmp), (3, 160, 5, 30, 0x12, 7));
+        assert_eq!(
+            (
+                a.packets,
+                a.bytes,
+                a.first_ns,
+                a.last_ns,
+                a.tcp_flags,
+                a.icmp
+            ),
+            (3, 160, 5, 30, 0x12, 7)
+        );
         a.merge(&FlowStats::default());
         assert_eq!(a.packets, 3);
     }

@@ -237,11 +237,7 @@ fn parse_by_version<P: PacketBytes + ?Sized>(
 }
 
 #[inline(always)]
-fn parse_ipv4<P: PacketBytes + ?Sized>(
-    p: &P,
-    off: usize,
-    vlan: u16,
-) -> Result<Parsed, ParseError> {
+fn parse_ipv4<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<Parsed, ParseError> {
     let h = p.bytes::<20>(off).ok_or(ParseError::TruncatedIp)?;
     if h[0] >> 4 != 4 {
         return Err(ParseError::BadIpHeader);
@@ -278,11 +274,7 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(
 }
 
 #[inline(always)]
-fn parse_ipv6<P: PacketBytes + ?Sized>(
-    p: &P,
-    off: usize,
-    vlan: u16,
-) -> Result<Parsed, ParseError> {
+fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<Parsed, ParseError> {
     let h = p.bytes::<40>(off).ok_or(ParseError::TruncatedIp)?;
     if h[0] >> 4 != 6 {
         return Err(ParseError::BadIpHeader);

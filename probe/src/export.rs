@@ -23,7 +23,10 @@ pub struct JsonLines<W: Write> {
 impl<W: Write> JsonLines<W> {
     /// Wraps a writer.
     pub fn new(w: W) -> Self {
-        JsonLines { out: io::BufWriter::with_capacity(1 << 16, w), written: 0 }
+        JsonLines {
+            out: io::BufWriter::with_capacity(1 << 16, w),
+            written: 0,
+        }
     }
 }
 

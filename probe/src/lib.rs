@@ -11,6 +11,9 @@
 
 pub mod capture;
 pub mod clock;
+pub mod config;
 pub mod export;
+pub mod live;
+pub mod metrics;
 pub mod record;
 pub mod table;

@@ -21,7 +21,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { active: Duration::from_secs(60), idle: Duration::from_secs(15) }
+        Timeouts {
+            active: Duration::from_secs(60),
+            idle: Duration::from_secs(15),
+        }
     }
 }
 
@@ -54,7 +57,14 @@ impl FlowTable {
 
     /// Adds one packet.
     #[inline]
-    pub fn observe_packet(&mut self, key: &FlowKey, ts_ns: u64, bytes: u64, tcp_flags: u16, icmp: u16) {
+    pub fn observe_packet(
+        &mut self,
+        key: &FlowKey,
+        ts_ns: u64,
+        bytes: u64,
+        tcp_flags: u16,
+        icmp: u16,
+    ) {
         let s = FlowStats {
             packets: 1,
             bytes,
@@ -119,7 +129,10 @@ mod tests {
 
     #[test]
     fn idle_and_active_timeouts_split_records_without_losing_counts() {
-        let mut t = FlowTable::new(Timeouts { active: Duration::from_secs(60), idle: Duration::from_secs(15) });
+        let mut t = FlowTable::new(Timeouts {
+            active: Duration::from_secs(60),
+            idle: Duration::from_secs(15),
+        });
         let mut out = Vec::new();
         // Flow 1: a packet every second for 130 s -> split by the active timeout.
         for i in 0..130u64 {
@@ -133,7 +146,10 @@ mod tests {
         t.expire(200 * S, |k, s| out.push((*k, *s)));
         t.flush(|k, s| out.push((*k, *s)));
         let f1: Vec<_> = out.iter().filter(|(k, _)| k.sport == 1).collect();
-        assert!(f1.len() >= 2, "active timeout must split the long flow: {f1:?}");
+        assert!(
+            f1.len() >= 2,
+            "active timeout must split the long flow: {f1:?}"
+        );
         assert_eq!(f1.iter().map(|(_, s)| s.packets).sum::<u64>(), 130);
         assert_eq!(f1.iter().map(|(_, s)| s.bytes).sum::<u64>(), 13_000);
         assert!(f1.iter().all(|(_, s)| s.last_ns - s.first_ns < 60 * S));

@@ -7,7 +7,9 @@ fn eth(et: u16) -> Vec<u8> {
 }
 
 fn ipv4(proto: u8, total_len: u16, frag: u16, l4: &[u8]) -> Vec<u8> {
-    let mut h = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+    let mut h = vec![
+        0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
     h[2..4].copy_from_slice(&total_len.to_be_bytes());
     h[6..8].copy_from_slice(&frag.to_be_bytes());
     h.extend_from_slice(l4);
@@ -146,10 +148,19 @@ fn other_link_types() {
     let mut sll = vec![0u8; 14];
     sll.extend_from_slice(&[0x08, 0x00]);
     sll.extend_from_slice(&ip);
-    assert_eq!(parse_frame(&sll[..], LinkType::LinuxSll).unwrap().key.dport, 2);
+    assert_eq!(
+        parse_frame(&sll[..], LinkType::LinuxSll).unwrap().key.dport,
+        2
+    );
     let mut hdlc = vec![0x0f, 0x00, 0x08, 0x00];
     hdlc.extend_from_slice(&ip);
-    assert_eq!(parse_frame(&hdlc[..], LinkType::CiscoHdlc).unwrap().key.dport, 2);
+    assert_eq!(
+        parse_frame(&hdlc[..], LinkType::CiscoHdlc)
+            .unwrap()
+            .key
+            .dport,
+        2
+    );
     let mut null = 2u32.to_le_bytes().to_vec();
     null.extend_from_slice(&ip);
     assert_eq!(parse_frame(&null[..], LinkType::Null).unwrap().key.dport, 2);
@@ -177,7 +188,13 @@ fn never_panics_on_any_prefix() {
     f.extend(ipv6(0, &pl));
     for n in 0..=f.len() {
         let _ = parse_ethernet(&f[..n]);
-        for lt in [LinkType::RawIp, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::Null, LinkType::CiscoHdlc] {
+        for lt in [
+            LinkType::RawIp,
+            LinkType::LinuxSll,
+            LinkType::LinuxSll2,
+            LinkType::Null,
+            LinkType::CiscoHdlc,
+        ] {
             let _ = parse_frame(&f[..n], lt);
         }
     }

@@ -1,14 +1,139 @@
-//! `tidegate-probe replay FILE... --json`.
+//! `tidegate-probe replay FILE... [--json]`: capture files through the flow pipeline.
+//!
+//! Records go to stdout as JSON lines; a per-file counter summary goes to the log
+//! (stderr). Files that cannot be read completely are reported after every record has
+//! been written, one `error:` line per file, and make the command exit non-zero.
+
+use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tidegate_probe::capture::pcap::{FileReport, Replay};
+use tidegate_probe::export::{Exporter, JsonLines};
+use tidegate_probe::table::Timeouts;
 
 /// Arguments of `replay`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// pcap or pcapng files.
-    #[arg(required = true)]
-    pub files: Vec<std::path::PathBuf>,
+    /// pcap or pcapng files (the format is detected from the content, not the name).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print flow records as JSON lines on stdout. (Without it records are printed the
+    /// same way for now; sending them to a collector is not implemented yet.)
+    #[arg(long)]
+    pub json: bool,
+    /// Export a flow that has been open this long (seconds, event time).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub active_timeout: Duration,
+    /// Export a flow that saw no packet for this long (seconds, event time).
+    #[arg(long, value_name = "SECS", default_value = "15", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+    /// Line name carried by the records (default: each file's name without extension).
+    /// Files with the same line name share one flow table.
+    #[arg(long, value_name = "NAME")]
+    pub line: Option<String>,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(v > 0.0) {
+        return Err(format!("{s:?}: must be more than 0 seconds"));
+    }
+    Duration::try_from_secs_f64(v).map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn default_line(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "replay".to_string())
+}
+
+fn progress_bar(path: &Path) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(path.display().to_string());
+    pb
+}
+
+fn log_report(r: &FileReport) {
+    let format = r
+        .format
+        .map(|f| f.to_string())
+        .unwrap_or_else(|| "-".into());
+    tracing::info!(
+        file = %r.path.display(),
+        line = %r.line,
+        %format,
+        bytes = r.bytes_read,
+        complete = r.error.is_none(),
+        "replayed: {}",
+        r.stats
+    );
 }
 
 /// Runs `replay`.
-pub fn main(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("replay is not implemented yet")
+pub fn main(args: Args) -> anyhow::Result<()> {
+    let timeouts = Timeouts {
+        active: args.active_timeout,
+        idle: args.idle_timeout,
+    };
+    // Records go to stdout in both modes until the collector transport exists.
+    let _ = args.json;
+    let mut out = JsonLines::new(io::stdout().lock());
+    let mut replay = Replay::new(timeouts);
+    let mut failures = Vec::new();
+    for path in &args.files {
+        let line = args.line.clone().unwrap_or_else(|| default_line(path));
+        let pb = progress_bar(path);
+        let bar = pb.clone();
+        replay.on_progress(move |p| {
+            if p.total != 0 {
+                bar.set_length(p.total);
+            }
+            bar.set_position(p.bytes);
+        });
+        let report = replay
+            .replay_file(path, &line, &mut out)
+            .context("writing flow records")?;
+        pb.finish_and_clear();
+        log_report(&report);
+        if let Some(e) = report.error {
+            failures.push(e);
+        }
+    }
+    let total = replay.finish(&mut out).context("writing flow records")?;
+    out.flush().context("writing flow records")?;
+    if args.files.len() > 1 {
+        tracing::info!(
+            files = args.files.len(),
+            records = total.records,
+            "total: {total}"
+        );
+    } else {
+        tracing::info!(records = total.records, "done");
+    }
+    // One line per file that could not be read completely, after every record is out.
+    let last = failures.pop();
+    for e in &failures {
+        eprintln!("tidegate-probe: error: {e}");
+    }
+    match last {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
+    }
 }

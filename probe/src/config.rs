@@ -1,0 +1,355 @@
+//! The probe's configuration file (TOML). Errors name the file and line.
+//!
+//! ```toml
+//! [probe]
+//! id = "edge-hk-1"              # identifies this probe to the collector
+//! backend = "ebpf"              # or "afpacket"
+//! active_timeout_secs = 60
+//! idle_timeout_secs = 15
+//! sweep_interval_ms = 1000      # how often kernel maps are drained
+//! metrics_listen = "127.0.0.1:9464"
+//!
+//! [ebpf]
+//! flow_entries = 1048576        # per generation
+//! fallback_bytes = 16777216
+//! xdp_mode = "auto"             # auto | native | skb
+//! egress = true
+//!
+//! [[line]]
+//! name = "hk-intl-1"
+//! iface = "eth1"
+//! ```
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    capture::ebpf::{EbpfOptions, XdpModeChoice},
+    table::Timeouts,
+};
+
+/// A configuration error, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax or type error, or a semantic error, at a line.
+    #[error("{path}:{line}: {msg}")]
+    At {
+        /// File.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// An error about the file as a whole.
+    #[error("{path}: {msg}")]
+    File {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+/// Capture backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// XDP ingress + TCX egress programs.
+    #[default]
+    Ebpf,
+    /// AF_PACKET sockets (hosts without eBPF).
+    Afpacket,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    probe: RawProbe,
+    #[serde(default)]
+    ebpf: RawEbpf,
+    #[serde(default)]
+    line: Vec<RawLine>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    id: Option<String>,
+    backend: Option<Backend>,
+    active_timeout_secs: Option<Spanned<u64>>,
+    idle_timeout_secs: Option<Spanned<u64>>,
+    sweep_interval_ms: Option<Spanned<u64>>,
+    metrics_listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEbpf {
+    flow_entries: Option<Spanned<u32>>,
+    fallback_bytes: Option<Spanned<u32>>,
+    xdp_mode: Option<XdpModeChoice>,
+    egress: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine {
+    name: Spanned<String>,
+    iface: Spanned<String>,
+}
+
+/// One monitored line: a name for people, an interface for the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// Line name (shown in records and dashboards).
+    pub name: String,
+    /// Interface name.
+    pub iface: String,
+}
+
+/// Validated probe configuration.
+#[derive(Clone, Debug)]
+pub struct ProbeConfig {
+    /// Probe id.
+    pub id: String,
+    /// Capture backend.
+    pub backend: Backend,
+    /// Export timeouts.
+    pub timeouts: Timeouts,
+    /// Kernel map drain interval.
+    pub sweep_interval: Duration,
+    /// Prometheus endpoint, if any.
+    pub metrics_listen: Option<SocketAddr>,
+    /// eBPF options.
+    pub ebpf: EbpfOptions,
+    /// Lines to capture on.
+    pub lines: Vec<Line>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            id: hostname(),
+            backend: Backend::Ebpf,
+            timeouts: Timeouts::default(),
+            sweep_interval: Duration::from_secs(1),
+            metrics_listen: None,
+            ebpf: EbpfOptions::default(),
+            lines: Vec::new(),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "probe".into())
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+impl ProbeConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&src, path)
+    }
+
+    /// Parses configuration text; `path` is used in error messages.
+    pub fn parse(src: &str, path: &Path) -> Result<Self, ConfigError> {
+        let at = |off: usize, msg: String| ConfigError::At {
+            path: path.to_path_buf(),
+            line: line_of(src, off),
+            msg,
+        };
+        let raw: RawFile = toml::from_str(src).map_err(|e| {
+            let off = e.span().map(|s| s.start).unwrap_or(0);
+            at(off, e.message().to_string())
+        })?;
+        let mut c = ProbeConfig::default();
+        if let Some(id) = raw.probe.id {
+            c.id = id;
+        }
+        c.backend = raw.probe.backend.unwrap_or_default();
+        if let Some(v) = raw.probe.active_timeout_secs {
+            if *v.get_ref() == 0 {
+                return Err(at(
+                    v.span().start,
+                    "active_timeout_secs must be at least 1".into(),
+                ));
+            }
+            c.timeouts.active = Duration::from_secs(*v.get_ref());
+        }
+        if let Some(v) = raw.probe.idle_timeout_secs {
+            if *v.get_ref() == 0 {
+                return Err(at(
+                    v.span().start,
+                    "idle_timeout_secs must be at least 1".into(),
+                ));
+            }
+            c.timeouts.idle = Duration::from_secs(*v.get_ref());
+        }
+        if let Some(v) = raw.probe.sweep_interval_ms {
+            if !(10..=60_000).contains(v.get_ref()) {
+                return Err(at(
+                    v.span().start,
+                    "sweep_interval_ms must be between 10 and 60000".into(),
+                ));
+            }
+            c.sweep_interval = Duration::from_millis(*v.get_ref());
+        }
+        if let Some(v) = raw.probe.metrics_listen {
+            c.metrics_listen = Some(v.get_ref().parse().map_err(|e| {
+                at(
+                    v.span().start,
+                    format!("metrics_listen {:?} is not host:port: {e}", v.get_ref()),
+                )
+            })?);
+        }
+        if let Some(v) = raw.ebpf.flow_entries {
+            if *v.get_ref() < 64 {
+                return Err(at(
+                    v.span().start,
+                    "flow_entries must be at least 64".into(),
+                ));
+            }
+            c.ebpf.flow_entries = *v.get_ref();
+        }
+        if let Some(v) = raw.ebpf.fallback_bytes {
+            let b = *v.get_ref();
+            if !b.is_power_of_two() || b < 4096 {
+                return Err(at(
+                    v.span().start,
+                    "fallback_bytes must be a power of two of at least 4096".into(),
+                ));
+            }
+            c.ebpf.fallback_bytes = b;
+        }
+        if let Some(m) = raw.ebpf.xdp_mode {
+            c.ebpf.xdp_mode = m;
+        }
+        if let Some(e) = raw.ebpf.egress {
+            c.ebpf.egress = e;
+        }
+        let mut names = HashSet::new();
+        let mut ifaces = HashSet::new();
+        for l in raw.line {
+            if l.name.get_ref().trim().is_empty() {
+                return Err(at(
+                    l.name.span().start,
+                    "line name must not be empty".into(),
+                ));
+            }
+            if !names.insert(l.name.get_ref().clone()) {
+                return Err(at(
+                    l.name.span().start,
+                    format!("duplicate line name {:?}", l.name.get_ref()),
+                ));
+            }
+            if !ifaces.insert(l.iface.get_ref().clone()) {
+                return Err(at(
+                    l.iface.span().start,
+                    format!("interface {:?} used by two lines", l.iface.get_ref()),
+                ));
+            }
+            c.lines.push(Line {
+                name: l.name.into_inner(),
+                iface: l.iface.into_inner(),
+            });
+        }
+        if c.lines.is_empty() {
+            return Err(ConfigError::File {
+                path: path.to_path_buf(),
+                msg: "no [[line]] configured: add at least one line with name and iface".into(),
+            });
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(src: &str) -> String {
+        ProbeConfig::parse(src, Path::new("probe.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn full_config_parses() {
+        let c = ProbeConfig::parse(
+            "[probe]\nid = \"edge-1\"\nactive_timeout_secs = 30\n[ebpf]\nflow_entries = 4096\nxdp_mode = \"skb\"\n[[line]]\nname = \"a\"\niface = \"eth1\"\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.id, "edge-1");
+        assert_eq!(c.timeouts.active, Duration::from_secs(30));
+        assert_eq!(c.ebpf.flow_entries, 4096);
+        assert_eq!(c.ebpf.xdp_mode, XdpModeChoice::Skb);
+        assert_eq!(
+            c.lines,
+            vec![Line {
+                name: "a".into(),
+                iface: "eth1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_inputs_name_file_and_line() {
+        let cases = [
+            ("[probe]\nidle_timeout_secs = \"x\"\n", "probe.toml:2:"),
+            ("[probe]\n\nbogus = 1\n", "probe.toml:3:"),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[[line]]\nname = \"a\"\niface = \"f\"\n",
+                "probe.toml:5: duplicate line name",
+            ),
+            (
+                "[ebpf]\nfallback_bytes = 5000\n[[line]]\nname = \"a\"\niface = \"e\"\n",
+                "probe.toml:2: fallback_bytes",
+            ),
+            (
+                "[probe]\nmetrics_listen = \"nope\"\n[[line]]\nname = \"a\"\niface = \"e\"\n",
+                "probe.toml:2: metrics_listen",
+            ),
+            ("[probe\n", "probe.toml:1:"),
+            ("[probe]\nid = \"x\"\n", "probe.toml: no [[line]]"),
+        ];
+        for (src, want) in cases {
+            let e = err(src);
+            assert!(
+                e.starts_with(want),
+                "{src:?}: got {e:?}, want prefix {want:?}"
+            );
+        }
+    }
+}

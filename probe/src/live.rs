@@ -1,0 +1,204 @@
+//! The live capture loop shared by the eBPF and AF_PACKET backends: collect, sweep the
+//! flow table on timeouts, export; on stop, hand over and export everything held.
+
+use std::{
+    collections::HashMap,
+    os::fd::AsRawFd,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tidegate_common::{Counter, FlowKey, FlowStats};
+
+use crate::{
+    capture::ebpf::{EbpfCapture, EbpfError},
+    clock::realtime_ns,
+    export::Exporter,
+    metrics::ProbeMetrics,
+    record::FlowRecord,
+    table::{FlowTable, Timeouts},
+};
+
+/// Flow observations handed from a backend to the flow table.
+pub type Sink<'a> = dyn FnMut(&FlowKey, &FlowStats) + 'a;
+
+/// A live capture backend.
+pub trait LiveSource {
+    /// Waits up to `timeout` for capture activity and hands over what arrived.
+    fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()>;
+    /// Periodic hand-over of capture-side state (kernel maps).
+    fn sweep(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()>;
+    /// Stops capturing and hands over everything left.
+    fn finish(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()>;
+    /// Absolute counter values, indexed by [`Counter`].
+    fn counters(&self) -> anyhow::Result<[u64; Counter::COUNT as usize]>;
+}
+
+impl LiveSource for EbpfCapture {
+    fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {
+        let mut pfd = libc::pollfd {
+            fd: self.fallback_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd. EINTR (a signal) simply ends the wait.
+        unsafe { libc::poll(&mut pfd, 1, ms) };
+        self.drain_fallback(&mut |k, s| sink(k, s));
+        Ok(())
+    }
+
+    fn sweep(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()> {
+        self.drain_fallback(&mut |k, s| sink(k, s));
+        EbpfCapture::sweep(self, &mut |k, s| sink(k, s))?;
+        Ok(())
+    }
+
+    fn finish(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()> {
+        EbpfCapture::finish(self, &mut |k, s| sink(k, s))
+            .map_err(|e: EbpfError| anyhow::anyhow!(e))?;
+        Ok(())
+    }
+
+    fn counters(&self) -> anyhow::Result<[u64; Counter::COUNT as usize]> {
+        Ok(EbpfCapture::counters(self)?)
+    }
+}
+
+/// Loop settings.
+#[derive(Clone, Debug)]
+pub struct LoopOptions {
+    /// Export timeouts.
+    pub timeouts: Timeouts,
+    /// How often capture-side state is swept and timeouts are checked.
+    pub sweep_interval: Duration,
+    /// Stop by itself after this long (demos, tests).
+    pub duration: Option<Duration>,
+    /// Interface index -> line name.
+    pub lines: HashMap<u32, String>,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default)]
+pub struct RunSummary {
+    /// Records exported.
+    pub records: u64,
+    /// Final counter totals.
+    pub counters: Vec<(&'static str, u64)>,
+}
+
+/// Runs until `stop` is set (SIGINT/SIGTERM) or the duration passes, then flushes
+/// everything: no packet the backend accounted is left unexported.
+pub fn run_loop(
+    src: &mut dyn LiveSource,
+    exporter: &mut dyn Exporter,
+    metrics: &Arc<Mutex<ProbeMetrics>>,
+    stop: &AtomicBool,
+    opts: &LoopOptions,
+) -> anyhow::Result<RunSummary> {
+    let mut table = FlowTable::new(opts.timeouts);
+    let started = Instant::now();
+    let deadline = opts.duration.map(|d| started + d);
+    let mut next_sweep = started + opts.sweep_interval;
+    let mut next_log = started + Duration::from_secs(10);
+    let mut out = Out {
+        exporter,
+        lines: &opts.lines,
+        records: 0,
+        err: None,
+    };
+    loop {
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        let mut wait = next_sweep.saturating_duration_since(now);
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        src.poll(wait, &mut |k, s| table.observe(k, s))?;
+        if Instant::now() >= next_sweep {
+            let t0 = Instant::now();
+            src.sweep(&mut |k, s| table.observe(k, s))?;
+            let mut m = metrics.lock().expect("metrics lock");
+            m.sweep_seconds.observe(t0.elapsed().as_secs_f64());
+            table.expire(realtime_ns(), |k, s| out.export(k, s, &mut m));
+            m.update_counters(&src.counters()?);
+            m.flows_active.set(table.len() as i64);
+            drop(m);
+            out.exporter.flush()?;
+            next_sweep += opts.sweep_interval;
+            if next_sweep < Instant::now() {
+                next_sweep = Instant::now() + opts.sweep_interval;
+            }
+        }
+        if Instant::now() >= next_log {
+            let m = metrics.lock().expect("metrics lock");
+            let t = m.totals();
+            tracing::info!(
+                packets = t[Counter::Packets as usize],
+                accounted = t[Counter::Accounted as usize],
+                map_full = t[Counter::MapFull as usize],
+                fallback_dropped = t[Counter::FallbackDropped as usize],
+                flows_active = table.len(),
+                records = out.records,
+                "probe status"
+            );
+            next_log += Duration::from_secs(10);
+        }
+        out.check()?;
+    }
+
+    // Shutdown: everything the backend holds, then everything the table holds.
+    src.finish(&mut |k, s| table.observe(k, s))?;
+    let mut m = metrics.lock().expect("metrics lock");
+    table.flush(|k, s| out.export(k, s, &mut m));
+    let totals = src.counters()?;
+    m.update_counters(&totals);
+    m.flows_active.set(0);
+    drop(m);
+    out.check()?;
+    out.exporter.flush()?;
+    let records = out.records;
+    let counters: Vec<_> = Counter::ALL
+        .iter()
+        .map(|c| (c.name(), totals[*c as usize]))
+        .collect();
+    tracing::info!(records, ?counters, "probe stopped; all flows exported");
+    Ok(RunSummary { records, counters })
+}
+
+/// Turns table output into exported records, remembering the first export error.
+struct Out<'a> {
+    exporter: &'a mut dyn Exporter,
+    lines: &'a HashMap<u32, String>,
+    records: u64,
+    err: Option<std::io::Error>,
+}
+
+impl Out<'_> {
+    fn export(&mut self, k: &FlowKey, s: &FlowStats, m: &mut ProbeMetrics) {
+        if self.err.is_some() {
+            return;
+        }
+        let line = self.lines.get(&k.ifindex).map(String::as_str).unwrap_or("");
+        if let Err(e) = self.exporter.export(&FlowRecord::new(k, s, line)) {
+            self.err = Some(e);
+            return;
+        }
+        self.records += 1;
+        m.records_exported.inc();
+        m.export_lag
+            .observe(realtime_ns().saturating_sub(s.last_ns) as f64 / 1e9);
+    }
+
+    fn check(&mut self) -> anyhow::Result<()> {
+        match self.err.take() {
+            Some(e) => Err(anyhow::anyhow!("exporting flow records failed: {e}")),
+            None => Ok(()),
+        }
+    }
+}

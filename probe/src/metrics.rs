@@ -1,0 +1,220 @@
+//! Probe metrics: Prometheus text on `/metrics`, and a periodic log line.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tidegate_common::Counter as K;
+
+/// Label of per-reason counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    /// Counter name (see `tidegate_common::Counter::name`).
+    pub reason: String,
+}
+
+/// Every metric the probe exports.
+pub struct ProbeMetrics {
+    registry: Registry,
+    /// Frames seen.
+    pub packets: Counter,
+    /// Frame bytes seen (L2 included).
+    pub frame_bytes: Counter,
+    /// Packets accounted into flows.
+    pub accounted: Counter,
+    /// Frames not accounted, by reason.
+    pub parse_errors: Family<Reason, Counter>,
+    /// Frames accounted with reduced detail, by reason.
+    pub parse_warnings: Family<Reason, Counter>,
+    /// Packets that took the map-full fallback path.
+    pub map_full: Counter,
+    /// Packets lost because the fallback ring buffer was full too.
+    pub fallback_dropped: Counter,
+    /// Packets the capture socket dropped (AF_PACKET).
+    pub capture_drops: Counter,
+    /// Flow records exported.
+    pub records_exported: Counter,
+    /// Flows held in the userspace table.
+    pub flows_active: Gauge,
+    /// Seconds from a flow's last packet to its export.
+    pub export_lag: Histogram,
+    /// Seconds a kernel map sweep took (flip + grace period + drain).
+    pub sweep_seconds: Histogram,
+    last: [u64; K::COUNT as usize],
+}
+
+impl Default for ProbeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProbeMetrics {
+    /// Registers every metric under the `tidegate_probe` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tidegate_probe");
+        let m = ProbeMetrics {
+            packets: Counter::default(),
+            frame_bytes: Counter::default(),
+            accounted: Counter::default(),
+            parse_errors: Family::default(),
+            parse_warnings: Family::default(),
+            map_full: Counter::default(),
+            fallback_dropped: Counter::default(),
+            capture_drops: Counter::default(),
+            records_exported: Counter::default(),
+            flows_active: Gauge::default(),
+            export_lag: Histogram::new([0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0]),
+            sweep_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
+            last: [0; K::COUNT as usize],
+            registry: Registry::default(),
+        };
+        registry.register("packets", "Frames seen", m.packets.clone());
+        registry.register(
+            "frame_bytes",
+            "Frame bytes seen, L2 included",
+            m.frame_bytes.clone(),
+        );
+        registry.register(
+            "accounted_packets",
+            "Packets accounted into flows",
+            m.accounted.clone(),
+        );
+        registry.register(
+            "parse_errors",
+            "Frames not accounted, by reason",
+            m.parse_errors.clone(),
+        );
+        registry.register(
+            "parse_warnings",
+            "Frames accounted with reduced detail, by reason",
+            m.parse_warnings.clone(),
+        );
+        registry.register(
+            "map_full_fallbacks",
+            "Packets accounted through the map-full fallback ring buffer",
+            m.map_full.clone(),
+        );
+        registry.register(
+            "fallback_dropped",
+            "Packets lost: flow map and fallback ring buffer both full",
+            m.fallback_dropped.clone(),
+        );
+        registry.register(
+            "capture_drops",
+            "Packets dropped by the capture socket (AF_PACKET)",
+            m.capture_drops.clone(),
+        );
+        registry.register(
+            "records_exported",
+            "Flow records exported",
+            m.records_exported.clone(),
+        );
+        registry.register(
+            "flows_active",
+            "Flows held in the userspace flow table",
+            m.flows_active.clone(),
+        );
+        registry.register(
+            "export_lag_seconds",
+            "Seconds from a flow's last packet to its export",
+            m.export_lag.clone(),
+        );
+        registry.register(
+            "sweep_seconds",
+            "Seconds per kernel map sweep (flip, grace period, drain)",
+            m.sweep_seconds.clone(),
+        );
+        ProbeMetrics { registry, ..m }
+    }
+
+    /// Folds absolute counter values (kernel or backend totals) into the metrics.
+    pub fn update_counters(&mut self, now: &[u64; K::COUNT as usize]) {
+        for c in K::ALL {
+            let i = c as usize;
+            let d = now[i].saturating_sub(self.last[i]);
+            self.last[i] = self.last[i].max(now[i]);
+            if d == 0 {
+                continue;
+            }
+            let reason = || Reason {
+                reason: c.name().to_string(),
+            };
+            match c {
+                K::Packets => drop(self.packets.inc_by(d)),
+                K::FrameBytes => drop(self.frame_bytes.inc_by(d)),
+                K::Accounted => drop(self.accounted.inc_by(d)),
+                K::ErrNonIp
+                | K::ErrTruncatedL2
+                | K::ErrTruncatedIp
+                | K::ErrBadIpHeader
+                | K::ErrLinkType => {
+                    self.parse_errors.get_or_create(&reason()).inc_by(d);
+                }
+                K::WarnTruncatedL4 | K::WarnIpv6ExtLimit => {
+                    self.parse_warnings.get_or_create(&reason()).inc_by(d);
+                }
+                K::MapFull => drop(self.map_full.inc_by(d)),
+                K::FallbackDropped => drop(self.fallback_dropped.inc_by(d)),
+                K::CaptureDropped => drop(self.capture_drops.inc_by(d)),
+            }
+        }
+    }
+
+    /// Last absolute counter values seen.
+    pub fn totals(&self) -> &[u64; K::COUNT as usize] {
+        &self.last
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        encode(&mut s, &self.registry).expect("writing to a String cannot fail");
+        s
+    }
+}
+
+/// Serves `GET /metrics` on `addr` from a background thread.
+pub fn serve(addr: SocketAddr, metrics: Arc<Mutex<ProbeMetrics>>) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let app = axum::Router::new().route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let m = metrics.clone();
+                        async move {
+                            let body = m.lock().map(|m| m.encode()).unwrap_or_default();
+                            (
+                                [(
+                                    "content-type",
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )],
+                                body,
+                            )
+                        }
+                    }),
+                );
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "metrics server stopped");
+                }
+            });
+        })?;
+    tracing::info!(%local, "metrics on http://{local}/metrics");
+    Ok(local)
+}
