@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every tidegate test on this machine (as root: the tests load eBPF programs into
+# veth pairs inside network namespaces they create). Sets up the toolchain first.
+#
+#   sudo scripts/test.sh
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+cd "$root"
+
+[[ $(id -u) -eq 0 ]] || die "the tests need root (network namespaces, eBPF); run: sudo scripts/test.sh"
+"$here/setup.sh"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log "checking formatting and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "building"
+cargo build --workspace --all-targets --locked
+
+log "running the Rust test suites (unit, real kernel, real captures)"
+cargo test --workspace --locked --no-fail-fast
+
+log "running the ClickHouse launcher test"
+"$here/tests/clickhouse_launcher_test.sh"
+
+log "all tests passed"
