@@ -4,3 +4,4 @@
 
 pub mod frames;
 pub mod netns;
+pub mod probe_cli;

@@ -262,21 +262,19 @@ impl EbpfCapture {
     /// Detaches every program from every interface (maps stay readable).
     pub fn detach_all(&mut self) {
         for a in self.attached.drain(..) {
-            if let Some(Ok(xdp)) = self.ebpf.program_mut(PROG_XDP).map(<&mut Xdp>::try_from) {
-                if let Err(e) = xdp.detach(a.xdp) {
-                    tracing::warn!(error = %e, "XDP detach failed");
-                }
+            if let Some(Ok(xdp)) = self.ebpf.program_mut(PROG_XDP).map(<&mut Xdp>::try_from)
+                && let Err(e) = xdp.detach(a.xdp)
+            {
+                tracing::warn!(error = %e, "XDP detach failed");
             }
-            if let Some(l) = a.tc {
-                if let Some(Ok(tc)) = self
+            if let Some(l) = a.tc
+                && let Some(Ok(tc)) = self
                     .ebpf
                     .program_mut(PROG_TC_EGRESS)
                     .map(<&mut SchedClassifier>::try_from)
-                {
-                    if let Err(e) = tc.detach(l) {
-                        tracing::warn!(error = %e, "TC detach failed");
-                    }
-                }
+                && let Err(e) = tc.detach(l)
+            {
+                tracing::warn!(error = %e, "TC detach failed");
             }
         }
     }

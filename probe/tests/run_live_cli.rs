@@ -1,0 +1,205 @@
+//! `tidegate-probe run` as a user runs it: live capture on a veth line in a namespace,
+//! records on stdout, everything flushed on SIGINT; clear errors for bad input.
+
+mod support;
+
+use std::{collections::HashMap, net::Ipv4Addr, process::Command};
+
+use support::{
+    frames::{self, RawSender},
+    netns::VethPair,
+    probe_cli::{ProbeProcess, bin},
+};
+
+fn send_flows(pair: &VethPair, mac_b: [u8; 6], flows: &[(u16, u16, u64)]) {
+    VethPair::in_ns(&pair.ns_a, || {
+        let tx = RawSender::new(&pair.if_a).unwrap();
+        for &(sport, len, count) in flows {
+            let f = frames::ipv4(
+                mac_b,
+                None,
+                17,
+                Ipv4Addr::new(198, 51, 100, 7),
+                Ipv4Addr::new(203, 0, 113, 7),
+                sport,
+                9999,
+                len,
+                0,
+            );
+            for _ in 0..count {
+                tx.send(&f).unwrap();
+            }
+        }
+    });
+}
+
+fn sums(records: &[serde_json::Value]) -> HashMap<u64, (u64, u64)> {
+    let mut m = HashMap::new();
+    for r in records {
+        if r["src"] == "198.51.100.7" {
+            let e = m.entry(r["sport"].as_u64().unwrap()).or_insert((0, 0));
+            e.0 += r["packets"].as_u64().unwrap();
+            e.1 += r["bytes"].as_u64().unwrap();
+        }
+    }
+    m
+}
+
+fn check_capture(backend: &str) {
+    let pair = VethPair::new(&backend[..3]);
+    let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b);
+    let p = ProbeProcess::start(
+        &pair.ns_b,
+        &[
+            "run",
+            "--iface",
+            &pair.if_b,
+            "--json",
+            "--backend",
+            backend,
+            "--flow-entries",
+            "4096",
+        ],
+    );
+    let flows = [(1000u16, 64u16, 500u64), (1001, 1400, 77), (1002, 28, 1)];
+    send_flows(&pair, mac_b, &flows);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, records, err) = p.stop();
+    assert_eq!(code, 0, "probe exit code; stderr: {err:?}");
+    let got = sums(&records);
+    for (sport, len, count) in flows {
+        assert_eq!(
+            got.get(&(sport as u64)),
+            Some(&(count, count * len as u64)),
+            "flow {sport} via {backend}: {got:?}"
+        );
+    }
+    let r = records.iter().find(|r| r["src"] == "198.51.100.7").unwrap();
+    assert_eq!(r["line"], pair.if_b.as_str());
+    assert_eq!(r["direction"], "ingress");
+    assert_eq!(r["vlan"], serde_json::Value::Null);
+    assert!(r["first"].as_str().unwrap().len() == "2026-01-01T00:00:00.000000000Z".len());
+    assert!(
+        err.iter().any(|l| l.contains("all flows exported")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn ebpf_capture_prints_every_flow_and_flushes_on_sigint() {
+    check_capture("ebpf");
+}
+
+#[test]
+fn afpacket_capture_counts_the_same() {
+    check_capture("afpacket");
+}
+
+#[test]
+fn short_idle_timeout_exports_while_running() {
+    let pair = VethPair::new("idle");
+    let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b);
+    let p = ProbeProcess::start(
+        &pair.ns_b,
+        &[
+            "run",
+            "--iface",
+            &pair.if_b,
+            "--json",
+            "--idle-timeout",
+            "1",
+            "--sweep-interval-ms",
+            "100",
+            "--flow-entries",
+            "1024",
+        ],
+    );
+    send_flows(&pair, mac_b, &[(2000, 100, 10)]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    send_flows(&pair, mac_b, &[(2000, 100, 5)]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, records, _) = p.stop();
+    assert_eq!(code, 0);
+    let recs: Vec<_> = records.iter().filter(|r| r["sport"] == 2000).collect();
+    assert_eq!(
+        recs.len(),
+        2,
+        "idle timeout splits the flow into two records: {recs:?}"
+    );
+    assert_eq!(
+        recs.iter()
+            .map(|r| r["packets"].as_u64().unwrap())
+            .sum::<u64>(),
+        15
+    );
+}
+
+fn run_fails(args: &[&str], want: &str) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "{args:?} must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains(want),
+        "{args:?}: last stderr line {last:?} should mention {want:?}; all: {err}"
+    );
+    assert!(last.starts_with("tidegate-probe: error:"), "{last}");
+}
+
+#[test]
+fn unknown_interface_is_one_clear_error() {
+    run_fails(
+        &["run", "--iface", "nosuchif0"],
+        "unknown interface \"nosuchif0\"",
+    );
+    run_fails(
+        &["run", "--iface", "nosuchif0", "--backend", "afpacket"],
+        "unknown interface \"nosuchif0\"",
+    );
+}
+
+#[test]
+fn bad_config_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("probe.toml");
+    std::fs::write(
+        &p,
+        "[probe]\nidle_timeout_secs = 0\n[[line]]\nname = \"a\"\niface = \"lo\"\n",
+    )
+    .unwrap();
+    run_fails(
+        &["run", "--config", p.to_str().unwrap()],
+        &format!("{}:2: idle_timeout_secs", p.display()),
+    );
+    run_fails(
+        &["run", "--config", "/nonexistent/probe.toml"],
+        "/nonexistent/probe.toml: cannot read",
+    );
+}
+
+#[test]
+fn missing_privileges_is_one_clear_error() {
+    // Drop to nobody with no capabilities.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            bin(),
+            "run",
+            "--iface",
+            "lo",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .contains("missing privileges"),
+        "{err}"
+    );
+}
