@@ -5,3 +5,4 @@
 pub mod frames;
 pub mod netns;
 pub mod probe_cli;
+pub mod trafgen;
