@@ -19,9 +19,17 @@ fn count(c: Counter, n: u64) {
 }
 
 /// Accounts one frame. `segs` is the number of wire packets the frame stands for
-/// (GSO super-packets on egress); 0 or 1 means one.
+/// (GSO super-packets on egress); 0 or 1 means one. `vlan` is an out-of-band outer VLAN
+/// id (TC: hardware-accelerated tag), which takes precedence over in-frame tags.
 #[inline(always)]
-pub fn account<P: PacketBytes>(pkt: &P, frame_len: u64, ifindex: u32, dir: Direction, segs: u32) {
+pub fn account<P: PacketBytes>(
+    pkt: &P,
+    frame_len: u64,
+    ifindex: u32,
+    dir: Direction,
+    segs: u32,
+    vlan: Option<u16>,
+) {
     count(Counter::Packets, 1);
     count(Counter::FrameBytes, frame_len);
     let parsed = match parse_ethernet(pkt) {
@@ -37,6 +45,9 @@ pub fn account<P: PacketBytes>(pkt: &P, frame_len: u64, ifindex: u32, dir: Direc
     let mut key = parsed.key;
     key.ifindex = ifindex;
     key.direction = dir as u8;
+    if let Some(v) = vlan {
+        key.vlan = v;
+    }
 
     // A GSO super-packet leaves as `segs` packets, each with its own headers.
     let (packets, bytes) = if segs > 1 && parsed.hdr_len > 0 {

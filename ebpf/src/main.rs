@@ -17,6 +17,7 @@ mod packet;
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::generated::bpf_xdp_get_buff_len,
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -26,11 +27,15 @@ use tidegate_common::Direction;
 const TC_ACT_UNSPEC: i32 = -1;
 
 /// Accounts every frame received on the interface; always passes it on.
-#[xdp]
+///
+/// Multi-buffer aware (`xdp.frags`), so it attaches to jumbo-MTU lines; headers are in
+/// the first buffer, and the frame length counts every fragment.
+#[xdp(frags)]
 pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end());
-    let frame_len = (ctx.data_end() - ctx.data()) as u64;
-    account::account(&pkt, frame_len, ctx.ingress_ifindex() as u32, Direction::Ingress, 1);
+    // SAFETY: valid context pointer for this run.
+    let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    account::account(&pkt, frame_len, ctx.ingress_ifindex() as u32, Direction::Ingress, 1, None);
     xdp_action::XDP_PASS
 }
 
@@ -39,7 +44,11 @@ pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
 pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {
     let skb = ctx.skb.skb;
     // SAFETY: the context pointer is valid for the program's run.
-    let (ifindex, gso_segs, len) = unsafe { ((*skb).ifindex, (*skb).gso_segs, (*skb).len) };
+    let (ifindex, gso_segs, len, vlan_present, vlan_tci) = unsafe {
+        ((*skb).ifindex, (*skb).gso_segs, (*skb).len, (*skb).vlan_present, (*skb).vlan_tci)
+    };
+    // A VLAN tag the stack keeps out of band (hardware-accelerated) is the outer tag.
+    let vlan = if vlan_present != 0 { Some((vlan_tci & 0x0fff) as u16) } else { None };
     // Headers beyond the linear area are invisible to direct packet access: pull them in.
     let linear = (ctx.data_end() - ctx.data()) as u32;
     if linear < len && linear < packet::PULL_LEN {
@@ -47,7 +56,7 @@ pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {
         let _ = ctx.pull_data(want);
     }
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end());
-    account::account(&pkt, len as u64, ifindex, Direction::Egress, gso_segs);
+    account::account(&pkt, len as u64, ifindex, Direction::Egress, gso_segs, vlan);
     TC_ACT_UNSPEC
 }
 

@@ -123,6 +123,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     if let Some(addr) = cfg.metrics_listen {
         serve(addr, metrics.clone()).with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
+    // Fail fast on a typo before loading anything into the kernel.
+    for l in &cfg.lines {
+        tidegate_probe::capture::ebpf::ifindex(&l.iface)?;
+    }
     let mut lines = HashMap::new();
     let mut src: Box<dyn tidegate_probe::live::LiveSource> = match cfg.backend {
         Backend::Ebpf => {
