@@ -11,6 +11,8 @@ pub mod counters;
 pub mod flow;
 pub mod maps;
 pub mod parse;
+#[cfg(feature = "user")]
+pub mod record;
 
 pub use counters::Counter;
 pub use flow::{Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN};
