@@ -41,8 +41,12 @@ fn rerun_dir(dir: &Path) {
 }
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("probe/ sits in the workspace").to_path_buf();
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .parent()
+        .expect("probe/ sits in the workspace")
+        .to_path_buf();
     let ebpf = root.join("ebpf");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for p in ["src", "Cargo.toml", "Cargo.lock", ".cargo"] {
@@ -55,9 +59,13 @@ fn main() {
     let rustc = PathBuf::from("/usr/bin/rustc");
     let cargo = PathBuf::from("/usr/bin/cargo");
     if !rustc.is_file() || !cargo.is_file() {
-        fail("the eBPF toolchain is missing (/usr/bin/rustc and /usr/bin/cargo from Debian's rustc-web/cargo-web)");
+        fail(
+            "the eBPF toolchain is missing (/usr/bin/rustc and /usr/bin/cargo from Debian's rustc-web/cargo-web)",
+        );
     }
-    let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+    let home = env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
     let cargo_bin = home.join(".cargo").join("bin");
     let Some(linker) = find_in_path("bpf-linker", std::slice::from_ref(&cargo_bin)) else {
         fail("bpf-linker is not installed");
@@ -78,19 +86,31 @@ fn main() {
     }
     let linker_dir = linker.parent().expect("file has a parent").to_path_buf();
     let path = env::join_paths(
-        std::iter::once(linker_dir).chain(env::split_paths(&env::var_os("PATH").unwrap_or_default())),
+        std::iter::once(linker_dir)
+            .chain(env::split_paths(&env::var_os("PATH").unwrap_or_default())),
     )
     .expect("PATH entries are valid");
     cmd.env("PATH", path)
         .env("RUSTC", &rustc)
         .env("RUSTC_BOOTSTRAP", "1")
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("CARGO_HOME", env::var_os("CARGO_HOME").unwrap_or_else(|| home.join(".cargo").into()));
-    let status = cmd.status().unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", cargo.display())));
+        .env(
+            "CARGO_HOME",
+            env::var_os("CARGO_HOME").unwrap_or_else(|| home.join(".cargo").into()),
+        );
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run {}: {e}", cargo.display())));
     if !status.success() {
-        fail(&format!("building the eBPF programs in {} failed (see the compiler output above)", ebpf.display()));
+        fail(&format!(
+            "building the eBPF programs in {} failed (see the compiler output above)",
+            ebpf.display()
+        ));
     }
-    let obj = target_dir.join("bpfel-unknown-none").join("release").join("tidegate");
+    let obj = target_dir
+        .join("bpfel-unknown-none")
+        .join("release")
+        .join("tidegate");
     std::fs::copy(&obj, out_dir.join("tidegate.bpf.o"))
         .unwrap_or_else(|e| fail(&format!("cannot copy {}: {e}", obj.display())));
 }

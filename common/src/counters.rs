@@ -19,7 +19,8 @@ pub enum Counter {
     ErrTruncatedL2 = 4,
     /// Frame ends inside the IP header.
     ErrTruncatedIp = 5,
-    /// IP header invalid: wrong version, IHL < 5, total length shorter than the header.
+    /// IP header invalid: wrong version, IHL < 5, total length shorter than the header
+    /// (a total length of 0 is a TSO/BIG TCP super-packet and is accounted by its size).
     ErrBadIpHeader = 6,
     /// Accounted, but the L4 header was cut off (ports recorded as 0).
     WarnTruncatedL4 = 7,

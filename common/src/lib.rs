@@ -16,4 +16,4 @@ pub mod record;
 
 pub use counters::Counter;
 pub use flow::{Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN};
-pub use parse::{PacketBytes, ParseError, Parsed, parse_ethernet, parse_frame};
+pub use parse::{PacketBytes, ParseError, Parsed, WireFrame, parse_ethernet, parse_frame};

@@ -26,6 +26,18 @@ pub const MAX_IPV6_EXT: usize = 6;
 pub trait PacketBytes {
     /// The `N` bytes starting at `off`, or `None` when the packet ends before `off + N`.
     fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]>;
+    /// Length of the whole packet from the start of the link-layer header (XDP:
+    /// `data_end - data`; TC: `skb->len`; a capture: the frame's length on the wire).
+    fn packet_len(&self) -> usize;
+
+    /// Returns `off` unchanged, but lets a kernel implementation hide its exact value
+    /// from the eBPF verifier, so the many link-layer paths (VLAN tags, MPLS labels,
+    /// PPPoE) that reach the IP header at different constant offsets are verified as one
+    /// state instead of one each. Identity in userspace.
+    #[inline(always)]
+    fn opaque(&self, off: usize) -> usize {
+        off
+    }
 }
 
 impl PacketBytes for [u8] {
@@ -36,6 +48,33 @@ impl PacketBytes for [u8] {
         let mut out = [0u8; N];
         out.copy_from_slice(s);
         Some(out)
+    }
+
+    #[inline]
+    fn packet_len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A captured frame that may have been cut short by the capture's snap length: reads see
+/// `data`, while [`PacketBytes::packet_len`] reports the length on the wire.
+#[derive(Clone, Copy, Debug)]
+pub struct WireFrame<'a> {
+    /// Captured bytes.
+    pub data: &'a [u8],
+    /// Original length on the wire (≥ `data.len()`).
+    pub wire_len: usize,
+}
+
+impl PacketBytes for WireFrame<'_> {
+    #[inline]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<[u8; N]> {
+        self.data.bytes(off)
+    }
+
+    #[inline]
+    fn packet_len(&self) -> usize {
+        self.wire_len.max(self.data.len())
     }
 }
 
@@ -243,7 +282,13 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<P
         return Err(ParseError::BadIpHeader);
     }
     let ihl = ((h[0] & 0x0f) as usize) * 4;
-    let total_len = be16([h[2], h[3]]);
+    let total_len = match be16([h[2], h[3]]) as u32 {
+        // TSO/LSO or IPv4 BIG TCP super-packet: the stack leaves the total length 0 (the
+        // NIC fills it in per segment); its IP length is what the packet holds (Linux
+        // skb_ip_totlen(), Wireshark's "presumed TSO").
+        0 => p.packet_len().saturating_sub(off).min(u32::MAX as usize) as u32,
+        n => n,
+    };
     if ihl < 20 || (total_len as usize) < ihl {
         return Err(ParseError::BadIpHeader);
     }
@@ -261,7 +306,7 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<P
     key.dst[12..16].copy_from_slice(&h[16..20]);
     let mut out = Parsed {
         key,
-        ip_bytes: total_len as u32,
+        ip_bytes: total_len,
         tcp_flags: 0,
         icmp: 0,
         hdr_len: 0,
@@ -299,6 +344,7 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<P
     let mut i = 0;
     let mut walking = true;
     while i < MAX_IPV6_EXT {
+        l4 = p.opaque(l4);
         let len = match nh {
             // Hop-by-hop, routing, destination options, mobility, HIP, shim6.
             0 | 43 | 60 | 135 | 139 | 140 => match p.bytes::<2>(l4) {
@@ -369,6 +415,7 @@ const fn is_ipv6_ext(nh: u8) -> bool {
 /// extension headers) for [`Parsed::hdr_len`].
 #[inline(always)]
 fn parse_l4<P: PacketBytes + ?Sized>(p: &P, off: usize, l3_len: u16, out: &mut Parsed) {
+    let off = p.opaque(off);
     match out.key.proto {
         6 => {
             let Some(t) = p.bytes::<4>(off) else {

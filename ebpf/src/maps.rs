@@ -30,3 +30,7 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::C
 /// One-packet records for flows that did not fit the flow map.
 #[map]
 pub static FALLBACK: RingBuf = RingBuf::with_byte_size(DEFAULT_FALLBACK_BYTES, 0);
+
+/// One per-CPU word the parser uses to hide constant offsets from the verifier.
+#[map]
+pub static SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

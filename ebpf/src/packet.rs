@@ -13,12 +13,14 @@ pub const PULL_LEN: u32 = 256;
 pub struct Packet {
     start: usize,
     end: usize,
+    len: usize,
 }
 
 impl Packet {
+    /// `len` is the whole packet's length (XDP: all fragments; TC: `skb->len`).
     #[inline(always)]
-    pub fn new(start: usize, end: usize) -> Self {
-        Self { start, end }
+    pub fn new(start: usize, end: usize, len: usize) -> Self {
+        Self { start, end, len }
     }
 }
 
@@ -34,5 +36,27 @@ impl PacketBytes for Packet {
         }
         // SAFETY: [p, p + N) was just checked to lie inside the packet.
         Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn packet_len(&self) -> usize {
+        self.len
+    }
+
+    /// Round-trips `off` through a per-CPU map slot: the verifier then knows only its
+    /// bounds (checked in `bytes`), not which constant it was, and prunes the paths
+    /// that reach here with different link-layer lengths into one.
+    #[inline(always)]
+    fn opaque(&self, off: usize) -> usize {
+        match crate::maps::SCRATCH.get_ptr_mut(0) {
+            Some(p) => {
+                // SAFETY: this CPU's slot of a live per-CPU array; programs don't nest.
+                unsafe {
+                    core::ptr::write_volatile(p, off as u64);
+                    core::ptr::read_volatile(p) as usize
+                }
+            }
+            None => off,
+        }
     }
 }

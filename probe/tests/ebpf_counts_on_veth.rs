@@ -28,6 +28,7 @@ struct Sent {
     flags: u8,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn flow(
     mac: [u8; 6],
     vlan: Option<u16>,

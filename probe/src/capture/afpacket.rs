@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use tidegate_common::{Counter, Direction, FlowStats, parse::LinkType, parse_frame};
+use tidegate_common::{Counter, Direction, FlowStats, WireFrame, parse::LinkType, parse_frame};
 
 use crate::{config::Line, live::Sink};
 
@@ -201,7 +201,11 @@ impl AfPacketCapture {
             let (vnet, frame) = self.buf[..got].split_at(VNET_HDR_LEN);
             self.counters[Counter::Packets as usize] += 1;
             self.counters[Counter::FrameBytes as usize] += (n - VNET_HDR_LEN) as u64;
-            let parsed = match parse_frame(frame, LinkType::Ethernet) {
+            let wire = WireFrame {
+                data: frame,
+                wire_len: n - VNET_HDR_LEN,
+            };
+            let parsed = match parse_frame(&wire, LinkType::Ethernet) {
                 Ok(p) => p,
                 Err(e) => {
                     self.counters[e.counter() as usize] += 1;

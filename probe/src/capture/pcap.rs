@@ -37,7 +37,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use tidegate_common::{Counter, Direction, FlowKey, FlowStats, parse::LinkType, parse_frame};
+use tidegate_common::{
+    Counter, Direction, FlowKey, FlowStats, WireFrame, parse::LinkType, parse_frame,
+};
 
 pub use reader::{CaptureReader, FileErrorKind, Format, Frame, MAX_RECORD};
 
@@ -57,8 +59,7 @@ const PROGRESS_EVERY: u64 = 4096;
 pub struct FileError {
     /// The file.
     pub path: PathBuf,
-    /// What is wrong.
-    #[source]
+    /// What is wrong (part of the message, so not also a `source`).
     pub kind: FileErrorKind,
 }
 
@@ -98,7 +99,8 @@ impl ReplayStats {
     }
 }
 
-/// `packets=.. frame_bytes=.. accounted=..` followed by every non-zero other counter.
+/// `packets=.. frame_bytes=.. accounted=..` followed by every non-zero other counter and
+/// `incomplete_files=..` when some file could not be read completely.
 impl fmt::Display for ReplayStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
@@ -116,7 +118,7 @@ impl fmt::Display for ReplayStats {
             }
         }
         if self.file_errors != 0 {
-            write!(f, " file_errors={}", self.file_errors)?;
+            write!(f, " incomplete_files={}", self.file_errors)?;
         }
         Ok(())
     }
@@ -273,7 +275,13 @@ impl Replay {
             last_ts = ts;
             let parsed = match LinkType::from_linktype(frame.linktype) {
                 None => Err(Counter::ErrLinkType),
-                Some(link) => parse_frame(frame.data, link).map_err(|e| e.counter()),
+                Some(link) => {
+                    let wire = WireFrame {
+                        data: frame.data,
+                        wire_len: frame.orig_len as usize,
+                    };
+                    parse_frame(&wire, link).map_err(|e| e.counter())
+                }
             };
             // Event time advances with every frame; sweep before accounting so a packet
             // after an idle gap starts a new record.
@@ -297,7 +305,7 @@ impl Replay {
                     );
                 }
             }
-            if fs.get(Counter::Packets) % PROGRESS_EVERY == 0
+            if fs.get(Counter::Packets).is_multiple_of(PROGRESS_EVERY)
                 && let Some(cb) = self.progress.as_mut()
             {
                 cb(Progress {

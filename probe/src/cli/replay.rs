@@ -41,7 +41,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return Err(format!("{s:?}: must be more than 0 seconds"));
     }
     Duration::try_from_secs_f64(v).map_err(|e| format!("{s:?}: {e}"))
@@ -58,7 +58,8 @@ fn progress_bar(path: &Path) -> ProgressBar {
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     pb.set_style(
         ProgressStyle::with_template(
             "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta})",
@@ -71,10 +72,8 @@ fn progress_bar(path: &Path) -> ProgressBar {
 }
 
 fn log_report(r: &FileReport) {
-    let format = r
-        .format
-        .map(|f| f.to_string())
-        .unwrap_or_else(|| "-".into());
+    // A file that could not even be opened gets only its error line.
+    let Some(format) = r.format else { return };
     tracing::info!(
         file = %r.path.display(),
         line = %r.line,

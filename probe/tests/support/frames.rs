@@ -4,6 +4,7 @@ use std::{ffi::CString, io, mem, net::Ipv4Addr};
 
 /// An IPv4/UDP (or TCP) frame from `src:sport` to `dst:dport` whose IP total length is
 /// `ip_len` (≥ 28 for UDP, ≥ 40 for TCP).
+#[allow(clippy::too_many_arguments)]
 pub fn ipv4(
     dst_mac: [u8; 6],
     vlan: Option<u16>,

@@ -57,15 +57,14 @@ impl fmt::Display for Format {
 pub enum FileErrorKind {
     /// The file could not be opened.
     #[error("cannot open: {0}")]
-    Open(#[source] io::Error),
+    Open(io::Error),
     /// Reading failed (I/O error).
-    #[error("read error at byte {offset}: {source}")]
+    #[error("read error at byte {offset}: {error}")]
     Read {
         /// Byte offset of the record being read.
         offset: u64,
         /// The I/O error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
     /// The file is not a pcap or pcapng file.
     #[error("not a pcap or pcapng file ({0})")]
@@ -269,7 +268,7 @@ impl<R: Read> CaptureReader<R> {
                 Err(e) => {
                     return Err(FileErrorKind::Read {
                         offset: self.offset,
-                        source: e,
+                        error: e,
                     });
                 }
             }
@@ -380,7 +379,7 @@ impl<R: Read> CaptureReader<R> {
             },
         };
         let len = u32_at(b, 4, e) as usize;
-        if len < 12 || len % 4 != 0 || len > MAX_RECORD {
+        if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD {
             return Err(self.corrupt(what.to_string(), format!("invalid block length {len}")));
         }
         if !self.ensure(len)? {

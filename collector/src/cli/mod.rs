@@ -1,0 +1,46 @@
+//! Command-line interface.
+
+use clap::{Parser, Subcommand};
+
+pub mod gen_certs;
+
+/// tidegate collector.
+#[derive(Debug, Parser)]
+#[command(name = "tidegate-collector", version, about)]
+pub struct Cli {
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a CA plus collector and probe certificates for a quick start.
+    GenCerts(gen_certs::Args),
+}
+
+/// Logs go to stderr.
+pub fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::GenCerts(a) => gen_certs::main(a),
+    }
+}

@@ -1,0 +1,17 @@
+//! tidegate's collector.
+//!
+//! Data path: probes connect over mutually-authenticated TLS ([`transport`]); every batch
+//! is made durable in the collector's write-ahead spool ([`spool`]) before it is
+//! acknowledged ([`ingest`] also drops duplicates by (probe, sequence)); from the spool,
+//! records fan out to the aggregation shards ([`aggregate`]) and are written to ClickHouse
+//! ([`sinks::clickhouse`]) with a per-batch deduplication token, so storage sees every
+//! record exactly once.
+
+pub mod aggregate;
+pub mod certs;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod sinks;
+pub mod spool;
+pub mod transport;

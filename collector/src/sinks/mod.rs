@@ -1,0 +1,3 @@
+//! Sinks: where collected data goes.
+
+pub mod clickhouse;
