@@ -1,1 +1,68 @@
-//! (being written)
+//! The collector's write-ahead spool: every batch a probe sends is appended here and
+//! fsync'd before the probe gets its acknowledgement. Downstream (aggregation,
+//! ClickHouse) reads the spool in order and commits its position once the data is
+//! stored; a crash replays from the last committed position, and ClickHouse's per-batch
+//! deduplication token makes the replay harmless. While ClickHouse is unreachable the
+//! spool simply grows (bounded: when full, appends wait, which makes probes spool).
+//!
+//! Layout of the directory:
+//! - `NNNNNNNNNNNNNNNNNNNN.seg` — segments of entries, written in order;
+//! - `cursor` — the committed read position (segment, offset), replaced atomically;
+//! - `probes.json` — highest sequence number stored per probe (for deduplication after
+//!   the segments holding them are deleted), replaced atomically before deletion.
+
+mod entry;
+mod error;
+mod reader;
+mod state;
+mod writer;
+
+pub use entry::Entry;
+pub use error::SpoolError;
+pub use reader::SpoolReader;
+pub use writer::{Spool, SpoolConfig};
+
+/// A position in the spool: segment number and byte offset in it.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Position {
+    /// Segment number.
+    pub segment: u64,
+    /// Byte offset inside the segment.
+    pub offset: u64,
+}
+
+fn segment_name(n: u64) -> String {
+    format!("{n:020}.seg")
+}
+
+fn segment_number(name: &str) -> Option<u64> {
+    name.strip_suffix(".seg")?.parse().ok()
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename, directory fsync).
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! On-disk entry format:
+//! `magic u32 | body_len u32 | crc32(body) u32 | body`, body =
+//! `probe_len u16 | probe_id | seq u64 | payload`. Little-endian. A torn tail (crash in
+//! the middle of a write) fails the length or CRC check and is cut off on open; it was
+//! never acknowledged.
+
+use super::Position;
+
+pub(crate) const MAGIC: u32 = 0x5447_5731; // "TGW1"
+pub(crate) const HEADER: usize = 12;
+
+/// One spooled batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Probe that sent it.
+    pub probe_id: String,
+    /// The probe's sequence number.
+    pub seq: u64,
+    /// The encoded batch, as received.
+    pub payload: Vec<u8>,
+    /// Position just after this entry (commit it once the entry is stored downstream).
+    pub end: Position,
+}
+
+/// Serializes an entry.
+pub(crate) fn encode(probe_id: &str, seq: u64, payload: &[u8]) -> Vec<u8> {
+    let body_len = 2 + probe_id.len() + 8 + payload.len();
+    let mut v = Vec::with_capacity(HEADER + body_len);
+    v.extend_from_slice(&MAGIC.to_le_bytes());
+    v.extend_from_slice(&(body_len as u32).to_le_bytes());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&(probe_id.len() as u16).to_le_bytes());
+    v.extend_from_slice(probe_id.as_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.extend_from_slice(payload);
+    let crc = crc32fast::hash(&v[HEADER..]);
+    v[8..12].copy_from_slice(&crc.to_le_bytes());
+    v
+}
+
+/// Decodes the entry at the start of `buf`: `Ok(Some((entry fields, total length)))`,
+/// `Ok(None)` when `buf` is shorter than a whole entry, `Err` when the bytes are not a
+/// valid entry.
+pub(crate) fn decode(buf: &[u8]) -> Result<Option<(String, u64, Vec<u8>, usize)>, String> {
+    if buf.len() < HEADER {
+        return Ok(None);
+    }
+    let magic = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes"));
+    if magic != MAGIC {
+        return Err(format!("bad magic {magic:#x}"));
+    }
+    let body_len = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
+    if buf.len() < HEADER + body_len {
+        return Ok(None);
+    }
+    let body = &buf[HEADER..HEADER + body_len];
+    if crc32fast::hash(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    if body.len() < 10 {
+        return Err("body too short".into());
+    }
+    let plen = u16::from_le_bytes([body[0], body[1]]) as usize;
+    if body.len() < 2 + plen + 8 {
+        return Err("probe id overruns the body".into());
+    }
+    let probe = std::str::from_utf8(&body[2..2 + plen])
+        .map_err(|e| format!("probe id: {e}"))?
+        .to_string();
+    let seq = u64::from_le_bytes(body[2 + plen..10 + plen].try_into().expect("8 bytes"));
+    Ok(Some((
+        probe,
+        seq,
+        body[10 + plen..].to_vec(),
+        HEADER + body_len,
+    )))
+}

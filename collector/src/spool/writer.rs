@@ -1,0 +1,271 @@
+//! Appending to the spool with group commit: a writer thread takes every waiting
+//! append, writes them, issues one `fdatasync`, then acknowledges them all.
+
+use std::{
+    collections::HashMap,
+    fs::{File, OpenOptions},
+    io::Write,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+};
+
+use serde::Deserialize;
+use tokio::sync::{Notify, oneshot, watch};
+
+use super::{Position, SpoolError, SpoolReader, entry, segment_name, state};
+
+/// Spool settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory holding the spool.
+    pub dir: PathBuf,
+    /// Upper bound on spooled bytes; appends wait (probes back off) beyond it.
+    pub max_bytes: u64,
+    /// Segment size; committed segments are deleted whole.
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::from("/var/lib/tidegate/spool"),
+            max_bytes: 8 << 30,
+            segment_bytes: 64 << 20,
+        }
+    }
+}
+
+struct Req {
+    bytes: Vec<u8>,
+    probe: String,
+    seq: u64,
+    done: oneshot::Sender<Result<Position, SpoolError>>,
+}
+
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub cfg: SpoolConfig,
+    /// End of the durable (fsync'd) data.
+    pub durable: watch::Sender<Position>,
+    /// Bytes held in segments (including appends in flight).
+    pub bytes: AtomicU64,
+    /// Entries appended and not yet committed downstream.
+    pub pending: AtomicU64,
+    /// Signalled when a commit frees space.
+    pub space: Notify,
+    /// Highest durable sequence number per probe.
+    pub last_seq: Mutex<HashMap<String, u64>>,
+}
+
+/// The appending half of the spool (cheap to clone).
+#[derive(Clone)]
+pub struct Spool {
+    shared: Arc<Shared>,
+    tx: crossbeam_channel::Sender<Req>,
+}
+
+impl Spool {
+    /// Opens `cfg.dir`, repairs a torn tail, and starts the writer thread. The reader
+    /// starts at the committed cursor, so anything not yet stored downstream is replayed.
+    pub fn open(cfg: SpoolConfig) -> Result<(Spool, SpoolReader), SpoolError> {
+        let rec = state::recover(&cfg.dir)?;
+        let (durable, _) = watch::channel(rec.end);
+        let shared = Arc::new(Shared {
+            dir: cfg.dir.clone(),
+            cfg: cfg.clone(),
+            durable,
+            bytes: AtomicU64::new(rec.bytes),
+            pending: AtomicU64::new(rec.pending_entries),
+            space: Notify::new(),
+            last_seq: Mutex::new(rec.last_seq),
+        });
+        let path = shared.dir.join(segment_name(rec.end.segment));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(SpoolError::io(&path, "open segment"))?;
+        sync_dir(&shared.dir)?;
+        let (tx, rx) = crossbeam_channel::unbounded::<Req>();
+        let w = Writer {
+            shared: shared.clone(),
+            file,
+            pos: rec.end,
+        };
+        thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(SpoolError::io(&cfg.dir, "spawn writer"))?;
+        tracing::info!(dir = %cfg.dir.display(), bytes = rec.bytes, pending = rec.pending_entries, "spool open");
+        let reader = SpoolReader::new(shared.clone(), rec.cursor);
+        Ok((Spool { shared, tx }, reader))
+    }
+
+    /// Appends one batch; resolves once it is on stable storage. Waits while the spool
+    /// is full (backpressure).
+    pub async fn append(
+        &self,
+        probe_id: &str,
+        seq: u64,
+        payload: &[u8],
+    ) -> Result<Position, SpoolError> {
+        let bytes = entry::encode(probe_id, seq, payload);
+        let len = bytes.len() as u64;
+        if len > self.shared.cfg.segment_bytes {
+            return Err(SpoolError::TooLarge {
+                size: bytes.len(),
+                max: self.shared.cfg.segment_bytes,
+            });
+        }
+        loop {
+            let notified = self.shared.space.notified();
+            let cur = self.shared.bytes.load(Ordering::Acquire);
+            if cur == 0 || cur + len <= self.shared.cfg.max_bytes {
+                if self
+                    .shared
+                    .bytes
+                    .compare_exchange(cur, cur + len, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    break;
+                }
+                continue;
+            }
+            notified.await;
+        }
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Req {
+                bytes,
+                probe: probe_id.to_string(),
+                seq,
+                done,
+            })
+            .map_err(|_| SpoolError::Closed)?;
+        wait.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Highest sequence number durably spooled (or stored) for `probe_id`.
+    pub fn last_seq(&self, probe_id: &str) -> Option<u64> {
+        self.shared
+            .last_seq
+            .lock()
+            .expect("last_seq lock")
+            .get(probe_id)
+            .copied()
+    }
+
+    /// Bytes currently held.
+    pub fn bytes(&self) -> u64 {
+        self.shared.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Entries appended but not yet committed downstream.
+    pub fn pending(&self) -> u64 {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+}
+
+fn sync_dir(dir: &std::path::Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(SpoolError::io(dir, "fsync directory"))
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    pos: Position,
+}
+
+impl Writer {
+    fn run(mut self, rx: crossbeam_channel::Receiver<Req>) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            let result = self.write_group(&group);
+            match result {
+                Ok(ends) => {
+                    {
+                        let mut m = self.shared.last_seq.lock().expect("last_seq lock");
+                        for r in &group {
+                            let e = m.entry(r.probe.clone()).or_insert(r.seq);
+                            *e = (*e).max(r.seq);
+                        }
+                    }
+                    self.shared
+                        .pending
+                        .fetch_add(group.len() as u64, Ordering::AcqRel);
+                    self.shared.durable.send_replace(self.pos);
+                    for (r, end) in group.into_iter().zip(ends) {
+                        let _ = r.done.send(Ok(end));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool write failed; the batches are not acknowledged");
+                    let n: u64 = group.iter().map(|r| r.bytes.len() as u64).sum();
+                    self.shared.bytes.fetch_sub(n, Ordering::AcqRel);
+                    for r in group {
+                        let _ = r.done.send(Err(SpoolError::Io {
+                            path: self.shared.dir.clone(),
+                            op: "append",
+                            source: std::io::Error::other(e.to_string()),
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_group(&mut self, group: &[Req]) -> Result<Vec<Position>, SpoolError> {
+        let mut ends = Vec::with_capacity(group.len());
+        for r in group {
+            if self.pos.offset > 0
+                && self.pos.offset + r.bytes.len() as u64 > self.shared.cfg.segment_bytes
+            {
+                self.roll()?;
+            }
+            let path = self.shared.dir.join(segment_name(self.pos.segment));
+            self.file
+                .write_all(&r.bytes)
+                .map_err(SpoolError::io(&path, "write"))?;
+            self.pos.offset += r.bytes.len() as u64;
+            ends.push(self.pos);
+        }
+        let path = self.shared.dir.join(segment_name(self.pos.segment));
+        self.file
+            .sync_data()
+            .map_err(SpoolError::io(&path, "fdatasync"))?;
+        Ok(ends)
+    }
+
+    fn roll(&mut self) -> Result<(), SpoolError> {
+        let old = self.shared.dir.join(segment_name(self.pos.segment));
+        self.file
+            .sync_all()
+            .map_err(SpoolError::io(&old, "fsync"))?;
+        // Publish the sealed end before moving on, so the reader finishes this segment.
+        self.shared.durable.send_replace(self.pos);
+        self.pos = Position {
+            segment: self.pos.segment + 1,
+            offset: 0,
+        };
+        let path = self.shared.dir.join(segment_name(self.pos.segment));
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(SpoolError::io(&path, "create segment"))?;
+        sync_dir(&self.shared.dir)
+    }
+}
