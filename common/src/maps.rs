@@ -13,6 +13,8 @@ pub const FALLBACK: &str = "FALLBACK";
 
 /// XDP program (ingress).
 pub const PROG_XDP: &str = "tidegate_xdp";
+/// XDP program that only returns XDP_PASS (benchmark baseline; never attached).
+pub const PROG_XDP_BASELINE: &str = "tidegate_xdp_baseline";
 /// TC classifier (egress, attached with TCX).
 pub const PROG_TC_EGRESS: &str = "tidegate_tc_egress";
 

@@ -39,6 +39,13 @@ pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// Returns `XDP_PASS` and does nothing else: the baseline the benchmarks compare the
+/// accounting program against (never attached by the probe).
+#[xdp(frags)]
+pub fn tidegate_xdp_baseline(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 /// Accounts every frame the host sends through the interface; never changes its fate.
 #[classifier]
 pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {

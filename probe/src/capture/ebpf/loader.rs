@@ -25,8 +25,9 @@ use tidegate_common::{
 use super::{EbpfError, batch::Drainer, grace};
 use crate::clock::MonoToEpoch;
 
-/// The compiled kernel programs (built by `build.rs`).
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tidegate.bpf.o"));
+/// The compiled kernel programs (built by `build.rs`), for tools that load them
+/// themselves (benchmarks).
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tidegate.bpf.o"));
 
 /// How to attach XDP.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]

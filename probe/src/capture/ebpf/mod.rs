@@ -13,4 +13,4 @@ pub mod grace;
 mod loader;
 
 pub use error::EbpfError;
-pub use loader::{AttachReport, EbpfCapture, EbpfOptions, XdpModeChoice, ifindex};
+pub use loader::{AttachReport, EbpfCapture, EbpfOptions, OBJECT, XdpModeChoice, ifindex};
