@@ -11,7 +11,7 @@ pub mod aggregate;
 pub mod certs;
 pub mod config;
 pub mod ingest;
-pub mod metrics;
+pub mod pipeline;
 pub mod sinks;
 pub mod spool;
 pub mod transport;

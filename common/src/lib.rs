@@ -13,6 +13,8 @@ pub mod maps;
 pub mod parse;
 #[cfg(feature = "user")]
 pub mod record;
+#[cfg(feature = "user")]
+pub mod wire;
 
 pub use counters::Counter;
 pub use flow::{Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN};

@@ -18,6 +18,16 @@
 //! [[line]]
 //! name = "hk-intl-1"
 //! iface = "eth1"
+//!
+//! [collector]                   # without it, records go to stdout as JSON lines
+//! addr = "collector.example:7443"
+//! tls_ca = "certs/ca.pem"       # relative paths are relative to this file
+//! tls_cert = "certs/probe-edge-hk-1.pem"
+//! tls_key = "certs/probe-edge-hk-1.key"
+//! spool_dir = "/var/lib/tidegate/probe-spool"
+//! spool_max_bytes = 1073741824  # export waits while the spool is this full
+//! batch_records = 5000
+//! # server_name = "collector.example"   # name in the collector's certificate
 //! ```
 
 use std::{
@@ -87,6 +97,20 @@ struct RawFile {
     ebpf: RawEbpf,
     #[serde(default)]
     line: Vec<RawLine>,
+    collector: Option<Spanned<RawCollector>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCollector {
+    addr: Option<Spanned<String>>,
+    server_name: Option<Spanned<String>>,
+    tls_ca: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    spool_dir: Option<Spanned<String>>,
+    spool_max_bytes: Option<Spanned<u64>>,
+    batch_records: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +149,27 @@ pub struct Line {
     pub iface: String,
 }
 
+/// Where records go when a `[collector]` section (or `--collector`) is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectorConfig {
+    /// Collector address, `HOST:PORT`.
+    pub addr: String,
+    /// Name to verify in the collector's certificate (default: the host of `addr`).
+    pub server_name: Option<String>,
+    /// CA certificate (PEM) that issued the collector's certificate.
+    pub tls_ca: PathBuf,
+    /// This probe's certificate (PEM; CN = probe id).
+    pub tls_cert: PathBuf,
+    /// This probe's private key (PEM).
+    pub tls_key: PathBuf,
+    /// Spool directory for unacknowledged batches.
+    pub spool_dir: PathBuf,
+    /// Spool capacity in bytes.
+    pub spool_max_bytes: u64,
+    /// Records per batch.
+    pub batch_records: usize,
+}
+
 /// Validated probe configuration.
 #[derive(Clone, Debug)]
 pub struct ProbeConfig {
@@ -142,6 +187,8 @@ pub struct ProbeConfig {
     pub ebpf: EbpfOptions,
     /// Lines to capture on.
     pub lines: Vec<Line>,
+    /// The collector, if records go to one.
+    pub collector: Option<CollectorConfig>,
 }
 
 impl Default for ProbeConfig {
@@ -154,6 +201,7 @@ impl Default for ProbeConfig {
             metrics_listen: None,
             ebpf: EbpfOptions::default(),
             lines: Vec::new(),
+            collector: None,
         }
     }
 }
@@ -284,6 +332,10 @@ impl ProbeConfig {
                 iface: l.iface.into_inner(),
             });
         }
+        if let Some(rc) = raw.collector {
+            let base = path.parent().unwrap_or(Path::new(""));
+            c.collector = Some(collector(rc, base, &at)?);
+        }
         if c.lines.is_empty() {
             return Err(ConfigError::File {
                 path: path.to_path_buf(),
@@ -292,6 +344,64 @@ impl ProbeConfig {
         }
         Ok(c)
     }
+}
+
+/// Validates the `[collector]` section; relative paths are taken from `base` (the
+/// configuration file's directory).
+fn collector(
+    rc: Spanned<RawCollector>,
+    base: &Path,
+    at: &dyn Fn(usize, String) -> ConfigError,
+) -> Result<CollectorConfig, ConfigError> {
+    let section = rc.span().start;
+    let rc = rc.into_inner();
+    let required = |v: Option<Spanned<String>>, key: &str| {
+        let v = v.ok_or_else(|| at(section, format!("[collector] needs {key}")))?;
+        if v.get_ref().trim().is_empty() {
+            return Err(at(v.span().start, format!("{key} must not be empty")));
+        }
+        Ok(v)
+    };
+    let file =
+        |v: Option<Spanned<String>>, key: &str| required(v, key).map(|v| base.join(v.into_inner()));
+    let addr = required(rc.addr, "addr")?;
+    crate::export::collector::split_host_port(addr.get_ref())
+        .map_err(|m| at(addr.span().start, format!("addr {m}")))?;
+    let mut cfg = CollectorConfig {
+        addr: addr.into_inner(),
+        server_name: rc.server_name.map(Spanned::into_inner),
+        tls_ca: file(rc.tls_ca, "tls_ca")?,
+        tls_cert: file(rc.tls_cert, "tls_cert")?,
+        tls_key: file(rc.tls_key, "tls_key")?,
+        spool_dir: match rc.spool_dir {
+            Some(d) => base.join(required(Some(d), "spool_dir")?.into_inner()),
+            None => PathBuf::from(crate::export::collector::DEFAULT_SPOOL_DIR),
+        },
+        spool_max_bytes: crate::export::collector::DEFAULT_SPOOL_MAX_BYTES,
+        batch_records: crate::export::collector::DEFAULT_BATCH_RECORDS,
+    };
+    if let Some(v) = rc.spool_max_bytes {
+        if *v.get_ref() < 1 << 20 {
+            return Err(at(
+                v.span().start,
+                "spool_max_bytes must be at least 1048576 (1 MiB)".into(),
+            ));
+        }
+        cfg.spool_max_bytes = *v.get_ref();
+    }
+    if let Some(v) = rc.batch_records {
+        if !(1..=crate::export::collector::MAX_BATCH_RECORDS as u64).contains(v.get_ref()) {
+            return Err(at(
+                v.span().start,
+                format!(
+                    "batch_records must be between 1 and {}",
+                    crate::export::collector::MAX_BATCH_RECORDS
+                ),
+            ));
+        }
+        cfg.batch_records = *v.get_ref() as usize;
+    }
+    Ok(cfg)
 }
 
 #[cfg(test)]
@@ -325,6 +435,27 @@ mod tests {
     }
 
     #[test]
+    fn collector_section_resolves_paths_next_to_the_file() {
+        let c = ProbeConfig::parse(
+            "[[line]]\nname = \"a\"\niface = \"eth1\"\n[collector]\naddr = \"[::1]:7443\"\ntls_ca = \"certs/ca.pem\"\ntls_cert = \"/abs/p.pem\"\ntls_key = \"certs/p.key\"\nspool_dir = \"spool\"\nbatch_records = 100\n",
+            Path::new("/etc/tidegate/probe.toml"),
+        )
+        .unwrap();
+        let cc = c.collector.unwrap();
+        assert_eq!(cc.addr, "[::1]:7443");
+        assert_eq!(cc.tls_ca, Path::new("/etc/tidegate/certs/ca.pem"));
+        assert_eq!(cc.tls_cert, Path::new("/abs/p.pem"));
+        assert_eq!(cc.spool_dir, Path::new("/etc/tidegate/spool"));
+        assert_eq!(cc.batch_records, 100);
+        assert_eq!(cc.spool_max_bytes, 1 << 30);
+        let none = ProbeConfig::parse(
+            "[[line]]\nname = \"a\"\niface = \"e\"\n",
+            Path::new("p.toml"),
+        );
+        assert!(none.unwrap().collector.is_none());
+    }
+
+    #[test]
     fn bad_inputs_name_file_and_line() {
         let cases = [
             ("[probe]\nidle_timeout_secs = \"x\"\n", "probe.toml:2:"),
@@ -343,6 +474,22 @@ mod tests {
             ),
             ("[probe\n", "probe.toml:1:"),
             ("[probe]\nid = \"x\"\n", "probe.toml: no [[line]]"),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = \"c:7443\"\ntls_ca = \"ca.pem\"\ntls_cert = \"p.pem\"\n",
+                "probe.toml:4: [collector] needs tls_key",
+            ),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = \"nohost\"\n",
+                "probe.toml:5: addr \"nohost\": no port",
+            ),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = \"c:1\"\ntls_ca = \"a\"\ntls_cert = \"b\"\ntls_key = \"c\"\n\nbatch_records = 0\n",
+                "probe.toml:10: batch_records",
+            ),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\nadress = \"c:1\"\n",
+                "probe.toml:5:",
+            ),
         ];
         for (src, want) in cases {
             let e = err(src);

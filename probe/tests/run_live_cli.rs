@@ -206,16 +206,30 @@ fn missing_privileges_is_one_clear_error() {
 
 fn scrape(ns: &str, port: u16) -> String {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-sf", &format!("http://127.0.0.1:{port}/metrics")])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "curl",
+            "-sf",
+            &format!("http://127.0.0.1:{port}/metrics"),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "scrape failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scrape failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse::<f64>().ok()))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|r| r.trim().parse::<f64>().ok())
+        })
         .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}")) as u64
 }
 
@@ -225,7 +239,19 @@ fn metrics_endpoint_reports_packets_and_errors_by_reason() {
     let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b);
     let p = ProbeProcess::start(
         &pair.ns_b,
-        &["run", "--iface", &pair.if_b, "--json", "--no-egress", "--sweep-interval-ms", "100", "--flow-entries", "1024", "--metrics-listen", "127.0.0.1:19464"],
+        &[
+            "run",
+            "--iface",
+            &pair.if_b,
+            "--json",
+            "--no-egress",
+            "--sweep-interval-ms",
+            "100",
+            "--flow-entries",
+            "1024",
+            "--metrics-listen",
+            "127.0.0.1:19464",
+        ],
     );
     send_flows(&pair, mac_b, &[(3000, 80, 40)]);
     VethPair::in_ns(&pair.ns_a, || {
@@ -236,8 +262,18 @@ fn metrics_endpoint_reports_packets_and_errors_by_reason() {
     });
     std::thread::sleep(std::time::Duration::from_millis(600));
     let text = scrape(&pair.ns_b, 19464);
-    assert_eq!(metric(&text, "tidegate_probe_accounted_packets_total"), 40, "{text}");
-    assert_eq!(metric(&text, "tidegate_probe_parse_errors_total{reason=\"non_ip\"}"), 6);
+    assert_eq!(
+        metric(&text, "tidegate_probe_accounted_packets_total"),
+        40,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "tidegate_probe_parse_errors_total{reason=\"non_ip\"}"
+        ),
+        6
+    );
     assert_eq!(metric(&text, "tidegate_probe_packets_total"), 46);
     assert_eq!(metric(&text, "tidegate_probe_fallback_dropped_total"), 0);
     let (code, records, _) = p.stop();

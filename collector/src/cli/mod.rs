@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod check_config;
 pub mod gen_certs;
+pub mod run;
 
 /// tidegate collector.
 #[derive(Debug, Parser)]
@@ -17,6 +19,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Receive flows from probes and store them (see `--config`).
+    Run(run::Args),
+    /// Validate a configuration file and exit.
+    CheckConfig(check_config::Args),
     /// Generate a CA plus collector and probe certificates for a quick start.
     GenCerts(gen_certs::Args),
 }
@@ -41,6 +47,8 @@ pub fn init_logging(verbose: u8) {
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run(a) => run::main(a),
+        Command::CheckConfig(a) => check_config::main(a),
         Command::GenCerts(a) => gen_certs::main(a),
     }
 }

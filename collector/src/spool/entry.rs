@@ -38,10 +38,17 @@ pub(crate) fn encode(probe_id: &str, seq: u64, payload: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Decodes the entry at the start of `buf`: `Ok(Some((entry fields, total length)))`,
-/// `Ok(None)` when `buf` is shorter than a whole entry, `Err` when the bytes are not a
-/// valid entry.
-pub(crate) fn decode(buf: &[u8]) -> Result<Option<(String, u64, Vec<u8>, usize)>, String> {
+/// A decoded entry and the bytes it occupied.
+pub(crate) struct Decoded {
+    pub probe_id: String,
+    pub seq: u64,
+    pub payload: Vec<u8>,
+    pub len: usize,
+}
+
+/// Decodes the entry at the start of `buf`: `Ok(Some(..))`, `Ok(None)` when `buf` is
+/// shorter than a whole entry, `Err` when the bytes are not a valid entry.
+pub(crate) fn decode(buf: &[u8]) -> Result<Option<Decoded>, String> {
     if buf.len() < HEADER {
         return Ok(None);
     }
@@ -69,10 +76,10 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Option<(String, u64, Vec<u8>, usize)>
         .map_err(|e| format!("probe id: {e}"))?
         .to_string();
     let seq = u64::from_le_bytes(body[2 + plen..10 + plen].try_into().expect("8 bytes"));
-    Ok(Some((
-        probe,
+    Ok(Some(Decoded {
+        probe_id: probe,
         seq,
-        body[10 + plen..].to_vec(),
-        HEADER + body_len,
-    )))
+        payload: body[10 + plen..].to_vec(),
+        len: HEADER + body_len,
+    }))
 }

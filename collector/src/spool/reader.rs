@@ -85,7 +85,12 @@ impl SpoolReader {
         f.read_exact_at(&mut buf, self.pos.offset)
             .map_err(SpoolError::io(&path, "read"))?;
         match entry::decode(&buf) {
-            Ok(Some((probe_id, seq, payload, n))) => {
+            Ok(Some(entry::Decoded {
+                probe_id,
+                seq,
+                payload,
+                len: n,
+            })) => {
                 self.pos.offset += n as u64;
                 Ok(Some(Entry {
                     probe_id,

@@ -104,8 +104,13 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         let mut off = 0usize;
         loop {
             match entry::decode(&buf[off..]) {
-                Ok(Some((probe, seq, _, n))) => {
-                    let e = last_seq.entry(probe).or_insert(seq);
+                Ok(Some(entry::Decoded {
+                    probe_id,
+                    seq,
+                    len: n,
+                    ..
+                })) => {
+                    let e = last_seq.entry(probe_id).or_insert(seq);
                     *e = (*e).max(seq);
                     if (Position {
                         segment: *s,

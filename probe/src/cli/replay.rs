@@ -1,8 +1,11 @@
-//! `tidegate-probe replay FILE... [--json]`: capture files through the flow pipeline.
+//! `tidegate-probe replay FILE... [--json | --collector HOST:PORT ...]`: capture files
+//! through the flow pipeline.
 //!
-//! Records go to stdout as JSON lines; a per-file counter summary goes to the log
-//! (stderr). Files that cannot be read completely are reported after every record has
-//! been written, one `error:` line per file, and make the command exit non-zero.
+//! Records go to stdout as JSON lines, or with `--collector` to the collector (through
+//! the spool; the command fails if the collector has not acknowledged everything within
+//! `--drain-timeout`, leaving the rest spooled). A per-file counter summary goes to the
+//! log (stderr). Files that cannot be read completely are reported after every record
+//! has been written, one `error:` line per file, and make the command exit non-zero.
 
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -11,8 +14,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tidegate_probe::capture::pcap::{FileReport, Replay};
-use tidegate_probe::export::{Exporter, JsonLines};
+use tidegate_probe::config::ProbeConfig;
+use tidegate_probe::export::{Exporter, JsonLines, collector::CollectorExporter};
 use tidegate_probe::table::Timeouts;
+
+use super::run::CollectorArgs;
 
 /// Arguments of `replay`.
 #[derive(Debug, clap::Args)]
@@ -20,10 +26,15 @@ pub struct Args {
     /// pcap or pcapng files (the format is detected from the content, not the name).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Print flow records as JSON lines on stdout. (Without it records are printed the
-    /// same way for now; sending them to a collector is not implemented yet.)
-    #[arg(long)]
+    /// Print flow records as JSON lines on stdout (also the default without
+    /// --collector).
+    #[arg(long, conflicts_with = "collector")]
     pub json: bool,
+    /// Probe id sent to the collector; must match --tls-cert [default: the host name].
+    #[arg(long, value_name = "ID")]
+    pub probe_id: Option<String>,
+    #[command(flatten)]
+    pub collector: CollectorArgs,
     /// Export a flow that has been open this long (seconds, event time).
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
     pub active_timeout: Duration,
@@ -85,15 +96,63 @@ fn log_report(r: &FileReport) {
     );
 }
 
+/// Where the records go.
+enum Out {
+    Json(JsonLines<io::StdoutLock<'static>>),
+    Collector(Box<CollectorExporter>),
+}
+
+impl Out {
+    fn exporter(&mut self) -> &mut dyn Exporter {
+        match self {
+            Out::Json(j) => j,
+            Out::Collector(c) => c.as_mut(),
+        }
+    }
+}
+
 /// Runs `replay`.
 pub fn main(args: Args) -> anyhow::Result<()> {
     let timeouts = Timeouts {
         active: args.active_timeout,
         idle: args.idle_timeout,
     };
-    // Records go to stdout in both modes until the collector transport exists.
-    let _ = args.json;
-    let mut out = JsonLines::new(io::stdout().lock());
+    let mut out = match args.collector.resolve(None)? {
+        None => Out::Json(JsonLines::new(io::stdout().lock())),
+        Some(c) => {
+            let probe_id = args
+                .probe_id
+                .clone()
+                .unwrap_or_else(|| ProbeConfig::default().id);
+            let mut lines: Vec<String> = args
+                .files
+                .iter()
+                .map(|p| args.line.clone().unwrap_or_else(|| default_line(p)))
+                .collect();
+            lines.dedup();
+            Out::Collector(Box::new(CollectorArgs::start(&c, &probe_id, lines)?))
+        }
+    };
+    let result = replay_all(&args, timeouts, &mut out);
+    if let Out::Collector(c) = out {
+        // Deliver (or keep spooled) whatever was exported, even after a failure.
+        let report = c.finish(args.collector.drain_timeout)?;
+        result?;
+        anyhow::ensure!(
+            report.delivered(),
+            "the collector did not acknowledge {} batches ({} bytes) within {:?}; they stay in {} and are sent by the next run using that spool",
+            report.left_batches,
+            report.left_bytes,
+            args.collector.drain_timeout,
+            report.spool_dir.display()
+        );
+        return Ok(());
+    }
+    result
+}
+
+fn replay_all(args: &Args, timeouts: Timeouts, out: &mut Out) -> anyhow::Result<()> {
+    let out = out.exporter();
     let mut replay = Replay::new(timeouts);
     let mut failures = Vec::new();
     for path in &args.files {
@@ -107,7 +166,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             bar.set_position(p.bytes);
         });
         let report = replay
-            .replay_file(path, &line, &mut out)
+            .replay_file(path, &line, out)
             .context("writing flow records")?;
         pb.finish_and_clear();
         log_report(&report);
@@ -115,7 +174,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             failures.push(e);
         }
     }
-    let total = replay.finish(&mut out).context("writing flow records")?;
+    let total = replay.finish(out).context("writing flow records")?;
     out.flush().context("writing flow records")?;
     if args.files.len() > 1 {
         tracing::info!(

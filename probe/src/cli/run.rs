@@ -8,13 +8,161 @@ use std::{
 };
 
 use anyhow::Context;
+use tidegate_common::Counter;
 use tidegate_probe::{
     capture::ebpf::{EbpfCapture, XdpModeChoice},
-    config::{Backend, Line, ProbeConfig},
-    export::JsonLines,
+    config::{Backend, CollectorConfig, Line, ProbeConfig},
+    export::{
+        JsonLines,
+        collector::{
+            CollectorExporter, CollectorOptions, DEFAULT_SPOOL_DIR, ExportMetrics, HealthCounters,
+            MAX_BATCH_RECORDS,
+        },
+    },
     live::{LoopOptions, run_loop},
     metrics::{ProbeMetrics, serve},
 };
+
+/// Collector options shared by `run` and `replay`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CollectorArgs {
+    /// Send records to this collector (HOST:PORT) over mutually-authenticated TLS
+    /// instead of printing them (overrides the config file's [collector] addr).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub collector: Option<String>,
+    /// CA certificate (PEM) that issued the collector's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// This probe's certificate (PEM; its CN must be the probe id).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// This probe's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Name to verify in the collector's certificate (default: the host of --collector).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Spool directory for batches not yet acknowledged [default:
+    /// /var/lib/tidegate/probe-spool].
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Spool capacity in bytes; export waits while the spool is full [default: 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub spool_max_bytes: Option<u64>,
+    /// Records per batch [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub batch_records: Option<usize>,
+    /// On exit, wait this long for the collector to acknowledge everything; the rest
+    /// stays in the spool for the next start.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_drain)]
+    pub drain_timeout: Duration,
+}
+
+fn parse_drain(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_nan() || v < 0.0 {
+        return Err(format!("{s:?}: must be 0 or more seconds"));
+    }
+    Duration::try_from_secs_f64(v).map_err(|e| format!("{s:?}: {e}"))
+}
+
+impl CollectorArgs {
+    /// The collector settings: the config file's `[collector]` section overridden by the
+    /// flags; `None` when neither names a collector.
+    pub fn resolve(
+        &self,
+        file: Option<&CollectorConfig>,
+    ) -> anyhow::Result<Option<CollectorConfig>> {
+        let Some(mut c) = file.cloned().or_else(|| {
+            self.collector.as_ref().map(|addr| CollectorConfig {
+                addr: addr.clone(),
+                server_name: None,
+                tls_ca: PathBuf::new(),
+                tls_cert: PathBuf::new(),
+                tls_key: PathBuf::new(),
+                spool_dir: PathBuf::from(DEFAULT_SPOOL_DIR),
+                spool_max_bytes: tidegate_probe::export::collector::DEFAULT_SPOOL_MAX_BYTES,
+                batch_records: tidegate_probe::export::collector::DEFAULT_BATCH_RECORDS,
+            })
+        }) else {
+            let stray = [
+                ("--tls-ca", self.tls_ca.is_some()),
+                ("--tls-cert", self.tls_cert.is_some()),
+                ("--tls-key", self.tls_key.is_some()),
+                ("--tls-server-name", self.tls_server_name.is_some()),
+                ("--spool-dir", self.spool_dir.is_some()),
+                ("--spool-max-bytes", self.spool_max_bytes.is_some()),
+                ("--batch-records", self.batch_records.is_some()),
+            ];
+            if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
+                anyhow::bail!("{flag} needs --collector HOST:PORT (or a [collector] section)");
+            }
+            return Ok(None);
+        };
+        if let Some(a) = &self.collector {
+            tidegate_probe::export::collector::split_host_port(a)
+                .map_err(|e| anyhow::anyhow!("--collector {e}"))?;
+            c.addr = a.clone();
+        }
+        for (v, dst) in [
+            (&self.tls_ca, &mut c.tls_ca),
+            (&self.tls_cert, &mut c.tls_cert),
+            (&self.tls_key, &mut c.tls_key),
+            (&self.spool_dir, &mut c.spool_dir),
+        ] {
+            if let Some(v) = v {
+                *dst = v.clone();
+            }
+        }
+        if let Some(n) = &self.tls_server_name {
+            c.server_name = Some(n.clone());
+        }
+        if let Some(b) = self.spool_max_bytes {
+            anyhow::ensure!(
+                b >= 1 << 20,
+                "--spool-max-bytes must be at least 1048576 (1 MiB)"
+            );
+            c.spool_max_bytes = b;
+        }
+        if let Some(n) = self.batch_records {
+            anyhow::ensure!(
+                (1..=MAX_BATCH_RECORDS).contains(&n),
+                "--batch-records must be between 1 and {MAX_BATCH_RECORDS}"
+            );
+            c.batch_records = n;
+        }
+        let missing: Vec<&str> = [
+            ("--tls-ca", &c.tls_ca),
+            ("--tls-cert", &c.tls_cert),
+            ("--tls-key", &c.tls_key),
+        ]
+        .into_iter()
+        .filter(|(_, p)| p.as_os_str().is_empty())
+        .map(|(f, _)| f)
+        .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "--collector needs {} (mutual TLS)",
+            missing.join(", ")
+        );
+        Ok(Some(c))
+    }
+
+    /// Starts the exporter for `probe_id`.
+    pub fn start(
+        c: &CollectorConfig,
+        probe_id: &str,
+        lines: Vec<String>,
+    ) -> anyhow::Result<CollectorExporter> {
+        let mut opts = CollectorOptions::from_config(c, probe_id);
+        opts.lines = lines;
+        CollectorExporter::start(opts, ExportMetrics::new())
+            .with_context(|| format!("cannot export to the collector at {}", c.addr))
+    }
+}
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -25,9 +173,15 @@ pub struct Args {
     /// Interface to capture on (quick start; repeatable). Line name = interface name.
     #[arg(long, conflicts_with = "config")]
     pub iface: Vec<String>,
-    /// Print flow records as JSON lines on stdout.
-    #[arg(long)]
+    /// Print flow records as JSON lines on stdout (also the default without a collector).
+    #[arg(long, conflicts_with = "collector")]
     pub json: bool,
+    /// Probe id (overrides the config file; default: the host name). Must match the
+    /// certificate when sending to a collector.
+    #[arg(long, value_name = "ID")]
+    pub probe_id: Option<String>,
+    #[command(flatten)]
+    pub collector: CollectorArgs,
     /// Capture backend (overrides the config file).
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
@@ -103,7 +257,39 @@ fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
     if let Some(a) = args.metrics_listen {
         c.metrics_listen = Some(a);
     }
+    if let Some(id) = &args.probe_id {
+        anyhow::ensure!(!id.trim().is_empty(), "--probe-id must not be empty");
+        c.id = id.clone();
+    }
+    c.collector = if args.json {
+        if c.collector.is_some() {
+            tracing::info!("--json: records go to stdout; the [collector] section is not used");
+        }
+        None
+    } else {
+        args.collector.resolve(c.collector.as_ref())?
+    };
     Ok(c)
+}
+
+/// Capture counters for health snapshots. `run_loop` may hold the metrics lock while it
+/// exports, so this never waits for it: when busy, the last values are reported.
+fn health_counters(metrics: &Arc<Mutex<ProbeMetrics>>) -> HealthCounters {
+    let metrics = metrics.clone();
+    let last = Mutex::new(Vec::new());
+    Arc::new(move || {
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(m) = metrics.try_lock() {
+            let t = m.totals();
+            *last = Counter::ALL
+                .iter()
+                .map(|c| (c.name().to_string(), t[*c as usize]))
+                .collect();
+        }
+        last.clone()
+    })
 }
 
 /// Runs `run`.
@@ -152,10 +338,30 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs_f64),
         lines,
     };
-    let mut exporter = JsonLines::new(std::io::stdout().lock());
-    if !args.json {
-        tracing::info!("no collector transport yet: flow records go to stdout as JSON lines");
+    match &cfg.collector {
+        Some(c) => {
+            let names = cfg.lines.iter().map(|l| l.name.clone()).collect();
+            let mut exporter = CollectorArgs::start(c, &cfg.id, names)?
+                .with_health_counters(health_counters(&metrics));
+            let ran = run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts);
+            // Deliver what is left (or keep it spooled) even when the loop failed.
+            let report = exporter.finish(args.collector.drain_timeout)?;
+            ran?;
+            if !report.delivered() {
+                tracing::warn!(
+                    batches = report.left_batches,
+                    spool = %report.spool_dir.display(),
+                    "unacknowledged batches stay spooled for the next start"
+                );
+            }
+        }
+        None => {
+            let mut exporter = JsonLines::new(std::io::stdout().lock());
+            if !args.json {
+                tracing::info!("no collector configured: flow records go to stdout as JSON lines");
+            }
+            run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts)?;
+        }
     }
-    run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts)?;
     Ok(())
 }

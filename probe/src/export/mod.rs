@@ -1,9 +1,12 @@
-//! Where flow records go: JSON lines on stdout (`--json`) or, once the collector
-//! transport lands, to the collector.
+//! Where flow records go: JSON lines on stdout ([`JsonLines`]) or the collector
+//! ([`collector::CollectorExporter`]: batches over mutually-authenticated TLS with an
+//! on-disk spool).
 
 use std::io::{self, Write};
 
 use crate::record::FlowRecord;
+
+pub mod collector;
 
 /// A destination for flow records.
 pub trait Exporter {

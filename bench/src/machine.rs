@@ -1,0 +1,119 @@
+//! The machine a result was measured on.
+
+use std::fmt::Write as _;
+
+/// Description of the host, for results files.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    /// UTC date and time of the run (RFC 3339, seconds).
+    pub date: String,
+    /// CPU model name (`/proc/cpuinfo`).
+    pub cpu_model: String,
+    /// Logical CPUs available to this process.
+    pub cores: usize,
+    /// Kernel release (`/proc/sys/kernel/osrelease`).
+    pub kernel: String,
+    /// Distribution (`PRETTY_NAME` of `/etc/os-release`).
+    pub os: String,
+    /// Total memory (`MemTotal` of `/proc/meminfo`), bytes.
+    pub memory_bytes: u64,
+    /// Compiler that built the benchmark.
+    pub rustc: String,
+    /// `release` or `debug` (debug numbers are not representative).
+    pub profile: &'static str,
+    /// `/proc/loadavg` at the start (other work on the machine skews results).
+    pub loadavg: String,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+impl Machine {
+    /// Describes the current host.
+    pub fn describe() -> Machine {
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == "model name").then(|| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let os = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let memory_bytes = read("/proc/meminfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024);
+        let date = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            date,
+            cpu_model,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            os,
+            memory_bytes,
+            rustc: env!("TIDEGATE_BENCH_RUSTC").to_string(),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            loadavg: read("/proc/loadavg").trim().to_string(),
+        }
+    }
+
+    /// A Markdown table of the description.
+    pub fn markdown(&self) -> String {
+        let mut s = String::from("| | |\n|---|---|\n");
+        for (k, v) in [
+            ("Date (UTC)", self.date.clone()),
+            ("CPU", self.cpu_model.clone()),
+            ("Logical CPUs", self.cores.to_string()),
+            (
+                "Memory",
+                format!("{:.1} GiB", self.memory_bytes as f64 / (1u64 << 30) as f64),
+            ),
+            ("Kernel", self.kernel.clone()),
+            ("OS", self.os.clone()),
+            ("Compiler", self.rustc.clone()),
+            ("Profile", self.profile.to_string()),
+            ("Load average at start", self.loadavg.clone()),
+        ] {
+            let _ = writeln!(s, "| {k} | {v} |");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_this_linux_host() {
+        let m = Machine::describe();
+        assert!(m.cores >= 1);
+        assert!(!m.kernel.is_empty());
+        assert!(m.rustc.starts_with("rustc "), "{}", m.rustc);
+        assert!(m.memory_bytes > 0);
+        assert!(m.date.ends_with('Z'), "{}", m.date);
+        let md = m.markdown();
+        assert!(
+            md.contains(&m.kernel) && md.contains("| Profile | debug |"),
+            "{md}"
+        );
+    }
+}

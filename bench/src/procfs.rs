@@ -1,0 +1,58 @@
+//! Process measurements: resident memory and CPU time.
+
+use std::time::Duration;
+
+/// Resident set size of this process (`VmRSS` of `/proc/self/status`), bytes.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+/// Returns freed heap memory to the kernel where the allocator can (glibc
+/// `malloc_trim`), so a following RSS baseline is not inflated by reusable free memory.
+pub fn release_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// User + system CPU time used by every thread of this process so far.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage; RUSAGE_SELF is always a valid `who`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_grows_with_touched_memory_and_cpu_time_with_work() {
+        let before = rss_bytes().expect("VmRSS");
+        let v = vec![1u8; 64 << 20];
+        let after = rss_bytes().expect("VmRSS");
+        assert!(after >= before + (48 << 20), "{before} -> {after}");
+        drop(v);
+        let c0 = cpu_time();
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_time() > c0);
+    }
+}

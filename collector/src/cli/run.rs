@@ -1,0 +1,165 @@
+//! `tidegate-collector run --config FILE`.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context;
+use prometheus_client::{encoding::text::encode, registry::Registry};
+use tidegate_collector::{
+    aggregate::{AggregateMetrics, Aggregator},
+    config::CollectorConfig,
+    ingest::{Ingest, IngestMetrics},
+    pipeline::{self, PipelineMetrics},
+    sinks::clickhouse::{ClickHouseSink, SinkMetrics},
+    spool::Spool,
+    transport::{self, TransportMetrics},
+};
+use tokio::sync::watch;
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs `run`.
+pub fn main(a: Args) -> anyhow::Result<()> {
+    let cfg = CollectorConfig::load(&a.config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("collector")
+        .build()?;
+    rt.block_on(run(cfg))
+}
+
+async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
+    let mut registry = Registry::with_prefix("tidegate_collector");
+    let ingest_metrics = IngestMetrics::default();
+    ingest_metrics.register(&mut registry);
+    let pipeline_metrics = PipelineMetrics::default();
+    pipeline_metrics.register(&mut registry);
+    let sink_metrics = SinkMetrics::default();
+    sink_metrics.register(&mut registry);
+    let agg_metrics = AggregateMetrics::default();
+    agg_metrics.register(&mut registry);
+    let transport_metrics = TransportMetrics::default();
+    transport_metrics.register(&mut registry);
+
+    let (spool, reader) = Spool::open(cfg.spool.clone()).context("opening the spool")?;
+    let sink = Arc::new(ClickHouseSink::connect(cfg.clickhouse.clone(), sink_metrics).await?);
+    let aggregator = Arc::new(Aggregator::start(cfg.aggregate.clone(), agg_metrics)?);
+    let ingest = Arc::new(Ingest::new(spool.clone(), ingest_metrics));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    if let Some(addr) = cfg.metrics_listen {
+        let registry = Arc::new(Mutex::new(registry));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tracing::info!(%addr, "metrics on http://{addr}/metrics");
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let r = registry.clone();
+                async move {
+                    let mut s = String::new();
+                    encode(&mut s, &r.lock().expect("registry lock")).expect("encode to String");
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        s,
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+    }
+
+    // Storage side: migrate (retrying while ClickHouse is down — probes keep being
+    // acknowledged into the spool meanwhile), then drain the spool into ClickHouse.
+    let dead_letters = cfg.spool.dir.join("dead-letter");
+    let pipe = {
+        let (sink, aggregator, spool, stop_rx) = (
+            sink.clone(),
+            aggregator.clone(),
+            spool.clone(),
+            stop_rx.clone(),
+        );
+        let metrics = pipeline_metrics.clone();
+        tokio::spawn(async move {
+            let mut wait = Duration::from_millis(200);
+            loop {
+                match sink.migrate().await {
+                    Ok(r) => {
+                        tracing::info!(report = ?r, "ClickHouse schema ready");
+                        break;
+                    }
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(error = %e, retry_in = ?wait, "ClickHouse unreachable; spooling until it returns");
+                        if *stop_rx.borrow() {
+                            return Ok(());
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        return Err(anyhow::anyhow!("ClickHouse schema migration failed: {e}"));
+                    }
+                }
+            }
+            pipeline::run(
+                reader,
+                spool,
+                sink,
+                aggregator,
+                metrics,
+                dead_letters,
+                stop_rx,
+            )
+            .await
+            .map_err(anyhow::Error::from)
+        })
+    };
+
+    tracing::info!(listen = %cfg.transport.listen, "collector accepting probes");
+    let serve = transport::serve(&cfg.transport, ingest, transport_metrics, shutdown_signal());
+    let served = serve.await;
+    tracing::info!("stopping: no new batches accepted; draining the spool into ClickHouse");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(Duration::from_secs(30), pipe).await;
+    match drained {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "storage pipeline failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "storage pipeline panicked"),
+        Err(_) => tracing::warn!(
+            pending = spool.pending(),
+            "drain timed out; the spool keeps the rest for the next start"
+        ),
+    }
+    if let Ok(agg) = Arc::try_unwrap(aggregator) {
+        agg.shutdown();
+    }
+    served.map_err(anyhow::Error::from)?;
+    tracing::info!(pending = spool.pending(), "collector stopped");
+    Ok(())
+}

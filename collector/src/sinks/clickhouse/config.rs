@@ -1,0 +1,296 @@
+//! ClickHouse sink configuration (the `[clickhouse]` table of the collector config).
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Deserializer, de};
+
+use super::error::SinkError;
+
+/// Where and how the collector stores flows in ClickHouse.
+///
+/// ```toml
+/// [clickhouse]
+/// url = "http://127.0.0.1:8123"
+/// database = "tidegate"
+/// user = "default"
+/// password = ""
+/// retention_days = 30          # flows, flows_1m, probe_health; 0 = keep forever
+/// max_rows_per_insert = 100000
+/// insert_timeout = "30s"       # or a number of seconds
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP interface of the server, `http://host:port` (no path, query or credentials).
+    pub url: String,
+    /// Database holding tidegate's tables; created by the migrations. An identifier:
+    /// `[A-Za-z_][A-Za-z0-9_]*`, at most 64 characters.
+    pub database: String,
+    /// ClickHouse user.
+    pub user: String,
+    /// Password of `user` (never printed by `Debug`).
+    pub password: String,
+    /// Days of raw flows (`flows`), per-minute rollups (`flows_1m`) and probe health to keep,
+    /// counted from the day of each record's first packet; 0 keeps them forever. Hourly
+    /// rollups (`flows_1h`) are always kept. Changing it takes effect at the next start.
+    pub retention_days: u32,
+    /// Largest number of rows sent in one INSERT; bigger batches are split, each part with
+    /// its own deduplication token. Keep it unchanged while the collector's spool holds
+    /// batches not yet stored: a retried batch must be split the same way to be recognised.
+    pub max_rows_per_insert: usize,
+    /// Deadline for one INSERT (connect, send, server-side processing) and for each
+    /// migration statement; on expiry the attempt fails with a retryable error.
+    #[serde(deserialize_with = "duration")]
+    pub insert_timeout: Duration,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".to_string(),
+            database: "tidegate".to_string(),
+            user: "default".to_string(),
+            password: String::new(),
+            retention_days: 30,
+            max_rows_per_insert: 100_000,
+            insert_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("retention_days", &self.retention_days)
+            .field("max_rows_per_insert", &self.max_rows_per_insert)
+            .field("insert_timeout", &self.insert_timeout)
+            .finish()
+    }
+}
+
+impl ClickHouseConfig {
+    /// Checks every field; the error names the field (`clickhouse.<field>`) and the problem.
+    pub fn validate(&self) -> Result<(), SinkError> {
+        validate_url(&self.url).map_err(|reason| config_err("url", reason))?;
+        validate_identifier(&self.database).map_err(|reason| config_err("database", reason))?;
+        if self.user.is_empty() {
+            return Err(config_err(
+                "user",
+                "must not be empty (ClickHouse's is `default`)",
+            ));
+        }
+        if self.max_rows_per_insert == 0 {
+            return Err(config_err("max_rows_per_insert", "must be at least 1"));
+        }
+        if self.insert_timeout.is_zero() {
+            return Err(config_err("insert_timeout", "must be longer than zero"));
+        }
+        Ok(())
+    }
+}
+
+fn config_err(field: &'static str, reason: impl Into<String>) -> SinkError {
+    SinkError::Config {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// `http://host[:port][/]`: the only form the sink can use (the `clickhouse` crate is built
+/// without TLS; settings and credentials have their own fields).
+fn validate_url(url: &str) -> Result<(), String> {
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => {
+            return Err(format!(
+                "{url:?}: https is not supported by this build (the clickhouse client has no \
+                 TLS); use http:// to a local TLS-terminating proxy"
+            ));
+        }
+        Some((scheme, _)) => return Err(format!("{url:?}: scheme {scheme:?} is not http")),
+        None => return Err(format!("{url:?}: expected http://host:port")),
+    };
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if !(path.is_empty() || path == "/") {
+        return Err(format!(
+            "{url:?}: unexpected path or query {path:?}; use the database/user/password fields"
+        ));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "{url:?}: credentials in the URL are not used; set user and password"
+        ));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        // An IPv6 literal without a port ("[::1]") has colons but ends with ']'.
+        Some((host, port)) if !port.ends_with(']') => (host, Some(port)),
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?}: no host"));
+    }
+    if let Some(port) = port
+        && !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+    {
+        return Err(format!("{url:?}: port {port:?} is not a TCP port number"));
+    }
+    Ok(())
+}
+
+/// A ClickHouse identifier the sink may paste into SQL unquoted.
+pub(crate) fn validate_identifier(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+            chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
+        _ => false,
+    };
+    if !valid || name.len() > 64 {
+        return Err(format!(
+            "{name:?} is not a valid database name: use 1 to 64 characters from \
+             [A-Za-z0-9_], not starting with a digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Accepts a number of seconds (`30`, `2.5`) or a string with a unit (`"500ms"`, `"30s"`,
+/// `"2m"`).
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("seconds as a number, or a string like \"500ms\", \"30s\", \"2m\"")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom(format!("negative duration {v}")))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            Duration::try_from_secs_f64(v).map_err(|e| E::custom(format!("duration {v}: {e}")))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?}: expected a number followed by ms, s or m"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        other => return Err(format!("duration {s:?}: unknown unit {other:?} (ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(e: SinkError) -> &'static str {
+        match e {
+            SinkError::Config { field, .. } => field,
+            other => panic!("expected a config error, got {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = ClickHouseConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.url, "http://127.0.0.1:8123");
+        assert_eq!(c.database, "tidegate");
+        assert_eq!(c.user, "default");
+        assert_eq!(c.retention_days, 30);
+    }
+
+    #[test]
+    fn toml_with_units_and_defaults() {
+        let c: ClickHouseConfig = toml::from_str(
+            "url = \"http://ch.example:9000\"\nretention_days = 0\ninsert_timeout = \"1500ms\"",
+        )
+        .unwrap();
+        assert_eq!(c.insert_timeout, Duration::from_millis(1500));
+        assert_eq!(c.retention_days, 0);
+        assert_eq!(c.database, "tidegate");
+        let c: ClickHouseConfig = toml::from_str("insert_timeout = 7").unwrap();
+        assert_eq!(c.insert_timeout, Duration::from_secs(7));
+        let e = toml::from_str::<ClickHouseConfig>("insert_timeout = \"7 weeks\"").unwrap_err();
+        assert!(e.to_string().contains("unknown unit"), "{e}");
+        let e = toml::from_str::<ClickHouseConfig>("databse = \"x\"").unwrap_err();
+        assert!(e.to_string().contains("databse"), "{e}");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let bad = |f: fn(&mut ClickHouseConfig)| {
+            let mut c = ClickHouseConfig::default();
+            f(&mut c);
+            field_of(c.validate().unwrap_err())
+        };
+        assert_eq!(bad(|c| c.database = "tide-gate".into()), "database");
+        assert_eq!(bad(|c| c.database = "x; DROP TABLE y".into()), "database");
+        assert_eq!(bad(|c| c.database = "1abc".into()), "database");
+        assert_eq!(bad(|c| c.database = String::new()), "database");
+        assert_eq!(bad(|c| c.database = "a".repeat(65)), "database");
+        assert_eq!(bad(|c| c.url = "https://ch:8443".into()), "url");
+        assert_eq!(bad(|c| c.url = "ch:8123".into()), "url");
+        assert_eq!(bad(|c| c.url = "http://:8123".into()), "url");
+        assert_eq!(bad(|c| c.url = "http://ch:99999".into()), "url");
+        assert_eq!(bad(|c| c.url = "http://ch:8123/?database=x".into()), "url");
+        assert_eq!(bad(|c| c.url = "http://u:p@ch:8123".into()), "url");
+        assert_eq!(bad(|c| c.user = String::new()), "user");
+        assert_eq!(bad(|c| c.max_rows_per_insert = 0), "max_rows_per_insert");
+        assert_eq!(bad(|c| c.insert_timeout = Duration::ZERO), "insert_timeout");
+    }
+
+    #[test]
+    fn good_urls() {
+        for u in [
+            "http://localhost",
+            "http://10.0.0.1:8123/",
+            "http://[::1]:8123",
+            "http://[::1]",
+        ] {
+            validate_url(u).unwrap_or_else(|e| panic!("{u}: {e}"));
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = ClickHouseConfig {
+            password: "hunter2".into(),
+            ..Default::default()
+        };
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && s.contains("<redacted>"), "{s}");
+    }
+}

@@ -1,0 +1,132 @@
+//! Inserts: a probe batch into `flows`, a health report into `probe_health`.
+
+use std::time::Instant;
+
+use clickhouse::RowWrite;
+use tidegate_common::record::FlowRecord;
+
+use super::{
+    ClickHouseSink, SinkError,
+    metrics::Outcome,
+    row::{FlowRow, HealthRow, ProbeHealthRow},
+    token,
+};
+
+/// Settings of every INSERT (besides the deduplication token).
+const INSERT_SETTINGS: &[(&str, &str)] = &[
+    // Deduplicate by token (the server default, stated so a profile cannot turn it off).
+    ("insert_deduplicate", "1"),
+    // Drop a deduplicated block from the rollups too (each target table has a window).
+    ("deduplicate_blocks_in_dependent_materialized_views", "1"),
+    // Synchronous: the answer means stored. (ClickHouse 26 enables async_insert by default,
+    // and asynchronous inserts ignore the token unless async_insert_deduplicate is set.)
+    ("async_insert", "0"),
+    // A batch may span many days (replayed captures, a probe back from a long outage):
+    // one part per day is fine, and failing on the 101st day would fail forever.
+    ("max_partitions_per_insert_block", "0"),
+];
+
+impl ClickHouseSink {
+    /// Stores the records of batch `seq` of `probe_id` in `flows`, exactly once: calling it
+    /// again with the same batch (after an error, a timeout or a restart) adds nothing.
+    ///
+    /// Every record is checked before anything is sent, so a record that cannot be stored
+    /// fails the whole batch ([`ErrorClass::Data`](super::ErrorClass::Data)) and no part of
+    /// it is written. A batch of more than `max_rows_per_insert` records goes in several
+    /// INSERTs, part `k` with token `<probe>:<seq>:<k>`; if one fails, the retry resends
+    /// them all and ClickHouse drops the parts it already has.
+    pub async fn insert_batch(
+        &self,
+        probe_id: &str,
+        seq: u64,
+        records: &[FlowRecord],
+    ) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rows = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                FlowRow::new(probe_id, seq, r).map_err(|reason| SinkError::Invalid {
+                    what: format!("record {i} of batch {probe_id}:{seq}"),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let max = self.cfg.max_rows_per_insert;
+        let split = rows.len() > max;
+        for (k, part) in rows.chunks(max).enumerate() {
+            let token = token::batch(probe_id, seq, split.then_some(k));
+            self.insert_rows::<FlowRow<'static>>("flows", &token, part)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores one health report of `probe_id` in `probe_health`, exactly once per
+    /// (probe, `ts_ns`). `health.probe_id` must be empty or equal `probe_id`.
+    pub async fn insert_health(
+        &self,
+        probe_id: &str,
+        health: &ProbeHealthRow,
+    ) -> Result<(), SinkError> {
+        let row = HealthRow::new(probe_id, health).map_err(|reason| SinkError::Invalid {
+            what: format!("health report of {probe_id} at {} ns", health.ts_ns),
+            reason,
+        })?;
+        let token = token::health(probe_id, health.ts_ns);
+        self.insert_rows::<HealthRow<'static>>("probe_health", &token, std::slice::from_ref(&row))
+            .await
+    }
+
+    /// One INSERT of `rows` into `table` with deduplication token `token`, under
+    /// `insert_timeout`, recorded in the metrics.
+    async fn insert_rows<T>(
+        &self,
+        table: &'static str,
+        token: &str,
+        rows: &[T::Value<'_>],
+    ) -> Result<(), SinkError>
+    where
+        T: RowWrite,
+        for<'b> T::Value<'b>: Sync,
+    {
+        let started = Instant::now();
+        let op = format!("insert of {} rows into {table} (token {token})", rows.len());
+        let send = async {
+            let mut insert = self
+                .client
+                .insert::<T>(table)
+                .await?
+                .with_setting("insert_deduplication_token", token);
+            for (name, value) in INSERT_SETTINGS {
+                insert = insert.with_setting(*name, *value);
+            }
+            for row in rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        };
+        let result = self.deadline(&op, send).await;
+        let outcome = match &result {
+            Ok(()) => Outcome::Ok,
+            Err(e) if e.is_retryable() => Outcome::Retryable,
+            Err(_) => Outcome::Permanent,
+        };
+        self.metrics
+            .record_insert(table, rows.len(), started.elapsed().as_secs_f64(), outcome);
+        if let Err(e) = &result {
+            tracing::warn!(
+                table,
+                token,
+                rows = rows.len(),
+                retryable = e.is_retryable(),
+                "ClickHouse insert failed: {e}"
+            );
+        } else {
+            tracing::debug!(table, token, rows = rows.len(), "ClickHouse insert stored");
+        }
+        result
+    }
+}

@@ -1,0 +1,220 @@
+//! Rows as the sink sends them (RowBinary), converted from the collector's types.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use clickhouse::Row;
+use serde::Serialize;
+use tidegate_common::{Direction, record::FlowRecord};
+
+/// One row of `flows` (the columns the sink writes; the others have defaults). Field
+/// order and types follow `dashboards/clickhouse/migrations/0001_flows.sql`.
+#[derive(Clone, Debug, PartialEq, Eq, Row, Serialize)]
+pub(crate) struct FlowRow<'a> {
+    pub probe_id: &'a str,
+    pub batch_seq: u64,
+    pub line: &'a str,
+    pub ifindex: u32,
+    /// `Enum8('ingress' = 0, 'egress' = 1)`.
+    pub direction: i8,
+    pub ip_version: u8,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub vlan: Option<u16>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// `DateTime64(9)`: nanoseconds since the Unix epoch.
+    pub first: i64,
+    pub last: i64,
+    pub tcp_flags: u16,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+}
+
+impl<'a> FlowRow<'a> {
+    /// Converts a record of batch (`probe_id`, `seq`); the error says what does not fit.
+    pub fn new(probe_id: &'a str, seq: u64, r: &'a FlowRecord) -> Result<Self, String> {
+        let (ip_version, src, dst) = match (r.src, r.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (4, s.to_ipv6_mapped(), d.to_ipv6_mapped()),
+            (IpAddr::V6(s), IpAddr::V6(d)) => (6, s, d),
+            (s, d) => {
+                return Err(format!(
+                    "src {s} and dst {d} are of different address families"
+                ));
+            }
+        };
+        Ok(FlowRow {
+            probe_id,
+            batch_seq: seq,
+            line: &r.line,
+            ifindex: r.ifindex,
+            direction: match r.direction {
+                Direction::Ingress => 0,
+                Direction::Egress => 1,
+            },
+            ip_version,
+            src,
+            dst,
+            sport: r.sport,
+            dport: r.dport,
+            proto: r.proto,
+            vlan: r.vlan,
+            packets: r.packets,
+            bytes: r.bytes,
+            first: timestamp("first", r.first)?,
+            last: timestamp("last", r.last)?,
+            tcp_flags: r.tcp_flags,
+            icmp_type: r.icmp_type,
+            icmp_code: r.icmp_code,
+        })
+    }
+}
+
+/// Nanoseconds since the epoch as `DateTime64(9)` holds them (signed; up to 2262-04-11).
+fn timestamp(field: &str, ns: u64) -> Result<i64, String> {
+    i64::try_from(ns).map_err(|_| {
+        format!("{field} = {ns} ns is after 2262-04-11, the end of ClickHouse's DateTime64(9)")
+    })
+}
+
+/// A probe's health report, as the sink stores it in `probe_health` (converted by the
+/// collector from the transport's `wire::ProbeHealth`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbeHealthRow {
+    /// When the probe took the report, ns since the Unix epoch.
+    pub ts_ns: u64,
+    /// Probe identity; must be empty or equal to the `probe_id` given to
+    /// [`insert_health`](super::ClickHouseSink::insert_health), which is what is stored.
+    pub probe_id: String,
+    /// Cumulative counters by name.
+    pub counters: Vec<(String, u64)>,
+    /// Bytes the probe holds in its spool, not yet acknowledged.
+    pub spool_bytes: u64,
+    /// Batches the probe holds in its spool.
+    pub spool_batches: u64,
+    /// Lines (interfaces) the probe captures on.
+    pub lines: Vec<String>,
+}
+
+/// One row of `probe_health` (see `0003_probe_health.sql`).
+#[derive(Clone, Debug, PartialEq, Eq, Row, Serialize)]
+pub(crate) struct HealthRow<'a> {
+    pub ts: i64,
+    pub probe_id: &'a str,
+    /// `Map(LowCardinality(String), UInt64)`, sent as a sequence of pairs.
+    pub counters: &'a [(String, u64)],
+    pub spool_bytes: u64,
+    pub spool_batches: u64,
+    pub lines: &'a [String],
+}
+
+impl<'a> HealthRow<'a> {
+    /// Converts a report of `probe_id`; the error says what does not fit.
+    pub fn new(probe_id: &'a str, h: &'a ProbeHealthRow) -> Result<Self, String> {
+        if !h.probe_id.is_empty() && h.probe_id != probe_id {
+            return Err(format!(
+                "the report names probe {:?} but came from {probe_id:?}",
+                h.probe_id
+            ));
+        }
+        let mut names: Vec<&str> = h.counters.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("counter {:?} appears twice", w[0]));
+        }
+        Ok(HealthRow {
+            ts: timestamp("ts", h.ts_ns)?,
+            probe_id,
+            counters: &h.counters,
+            spool_bytes: h.spool_bytes,
+            spool_batches: h.spool_batches,
+            lines: &h.lines,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> FlowRecord {
+        FlowRecord {
+            src: "192.0.2.1".parse().unwrap(),
+            dst: "198.51.100.7".parse().unwrap(),
+            sport: 1234,
+            dport: 443,
+            proto: 6,
+            vlan: Some(0),
+            packets: 3,
+            bytes: 180,
+            first: 1_700_000_000_000_000_001,
+            last: 1_700_000_000_500_000_000,
+            tcp_flags: 0x12,
+            icmp_type: None,
+            icmp_code: None,
+            line: "hk-1".into(),
+            ifindex: 7,
+            direction: Direction::Egress,
+        }
+    }
+
+    #[test]
+    fn ipv4_is_stored_mapped_with_version_4() {
+        let r = record();
+        let row = FlowRow::new("p", 9, &r).unwrap();
+        assert_eq!(row.ip_version, 4);
+        assert_eq!(row.src, "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(row.direction, 1);
+        assert_eq!(row.vlan, Some(0));
+        assert_eq!(row.first, 1_700_000_000_000_000_001);
+        assert_eq!((row.probe_id, row.batch_seq, row.line), ("p", 9, "hk-1"));
+    }
+
+    #[test]
+    fn mapped_ipv6_keeps_version_6() {
+        let mut r = record();
+        r.src = "::ffff:192.0.2.1".parse().unwrap();
+        r.dst = "2001:db8::1".parse().unwrap();
+        let row = FlowRow::new("p", 1, &r).unwrap();
+        assert_eq!(row.ip_version, 6);
+        assert_eq!(row.src, "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn out_of_range_records_are_refused_with_the_reason() {
+        let mut r = record();
+        r.last = u64::MAX;
+        let e = FlowRow::new("p", 1, &r).unwrap_err();
+        assert!(e.starts_with("last = 18446744073709551615 ns"), "{e}");
+        let mut r = record();
+        r.dst = "2001:db8::1".parse().unwrap();
+        let e = FlowRow::new("p", 1, &r).unwrap_err();
+        assert!(e.contains("different address families"), "{e}");
+    }
+
+    #[test]
+    fn health_checks_identity_and_duplicate_counters() {
+        let mut h = ProbeHealthRow {
+            ts_ns: 5,
+            probe_id: "edge-1".into(),
+            counters: vec![("packets".into(), 1), ("drops".into(), 2)],
+            ..Default::default()
+        };
+        assert_eq!(HealthRow::new("edge-1", &h).unwrap().ts, 5);
+        assert!(
+            HealthRow::new("edge-2", &h)
+                .unwrap_err()
+                .contains("\"edge-1\"")
+        );
+        h.probe_id.clear();
+        assert_eq!(HealthRow::new("edge-2", &h).unwrap().probe_id, "edge-2");
+        h.counters.push(("packets".into(), 3));
+        assert!(
+            HealthRow::new("edge-2", &h)
+                .unwrap_err()
+                .contains("\"packets\" appears twice")
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! Insert deduplication tokens: one per INSERT, derived only from what identifies the data,
+//! so a retry of the same batch carries the same token and ClickHouse stores it once.
+//!
+//! - a batch sent in one INSERT: `<probe>:<seq>`
+//! - part `k` of a batch split in `n > 1` INSERTs: `<probe>:<seq>:<k>`
+//! - a health report: `<probe>:health:<ts_ns>` (another table; never numeric in field 2)
+//!
+//! `<probe>` is the probe id with `%` and `:` percent-encoded, so the fields are
+//! unambiguous: probe `a:1` batch 2 (`a%3A1:2`) can never collide with probe `a` batch 1
+//! part 2 (`a:1:2`). Ids without those characters appear unchanged.
+
+use std::borrow::Cow;
+
+/// The probe id with `%` and `:` percent-encoded.
+fn probe(id: &str) -> Cow<'_, str> {
+    if !id.contains(['%', ':']) {
+        return Cow::Borrowed(id);
+    }
+    Cow::Owned(id.replace('%', "%25").replace(':', "%3A"))
+}
+
+/// Token of batch `seq` of `probe_id`, or of its part `part` when it is split.
+pub(crate) fn batch(probe_id: &str, seq: u64, part: Option<usize>) -> String {
+    match part {
+        None => format!("{}:{seq}", probe(probe_id)),
+        Some(k) => format!("{}:{seq}:{k}", probe(probe_id)),
+    }
+}
+
+/// Token of the health report `probe_id` took at `ts_ns`.
+pub(crate) fn health(probe_id: &str, ts_ns: u64) -> String {
+    format!("{}:health:{ts_ns}", probe(probe_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_ids_give_the_documented_form() {
+        assert_eq!(batch("edge-hk-1", 42, None), "edge-hk-1:42");
+        assert_eq!(batch("edge-hk-1", 42, Some(3)), "edge-hk-1:42:3");
+        assert_eq!(health("edge-hk-1", 7), "edge-hk-1:health:7");
+    }
+
+    #[test]
+    fn separators_in_ids_cannot_collide() {
+        assert_ne!(batch("a:1", 2, None), batch("a", 1, Some(2)));
+        assert_eq!(batch("a:1", 2, None), "a%3A1:2");
+        assert_ne!(batch("a%3A1", 2, None), batch("a:1", 2, None));
+    }
+}

@@ -1,0 +1,410 @@
+//! One probe connection: handshake (TLS, `Hello`, identity check, session takeover),
+//! then a reader that decodes and validates batches and a writer that persists them in
+//! order and acknowledges each once durable.
+
+use std::{net::SocketAddr, sync::Arc, time::Instant};
+
+use prometheus_client::metrics::gauge::Gauge;
+use tidegate_common::wire::{
+    Ack, Batch, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError, decode_batch,
+    read_frame_async, read_message_async, write_message_async,
+};
+use tokio::{
+    io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf},
+    net::TcpStream,
+    sync::{mpsc, watch},
+    time::timeout,
+};
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use tracing::{debug, info, warn};
+
+use super::{
+    BatchSink, Persisted, TransportConfig, TransportMetrics, WINDOW,
+    sessions::{SessionGuard, Sessions},
+    tls::{handshake_failure_reason, peer_identities},
+};
+
+/// Largest `Hello` frame accepted (ids and software names are short).
+const MAX_HELLO_FRAME: usize = 64 << 10;
+/// Longest probe id.
+const MAX_PROBE_ID: usize = 255;
+/// Time allowed to deliver a final `Reject`/`Error` frame before closing.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What every connection shares.
+pub(crate) struct Ctx<S> {
+    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) cfg: TransportConfig,
+    pub(crate) sink: Arc<S>,
+    pub(crate) metrics: TransportMetrics,
+    pub(crate) sessions: Sessions,
+}
+
+type Tls = TlsStream<TcpStream>;
+
+/// Keeps the connections gauge right however the connection ends.
+struct Open(Gauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Serves one accepted TCP connection to its end.
+pub(crate) async fn handle<S: BatchSink>(
+    ctx: Arc<Ctx<S>>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    stop: watch::Receiver<bool>,
+) {
+    ctx.metrics.connections.inc();
+    let _open = Open(ctx.metrics.connections.clone());
+    let hs = timeout(ctx.cfg.handshake_timeout, handshake(&ctx, tcp, peer)).await;
+    let (tls, probe, guard) = match hs {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(_) => {
+            warn!(%peer, reason = "handshake_timeout", timeout = ?ctx.cfg.handshake_timeout,
+                "probe refused: no completed handshake in time");
+            ctx.metrics.rejected("handshake_timeout");
+            return;
+        }
+    };
+    session(&ctx, tls, peer, &probe, guard, stop).await;
+}
+
+/// Sends a last frame (bounded in time) and closes the TLS stream.
+async fn goodbye<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message) {
+    let _ = timeout(GOODBYE_TIMEOUT, async {
+        write_message_async(w, msg).await?;
+        w.flush().await?;
+        w.shutdown().await?;
+        Ok::<_, WireError>(())
+    })
+    .await;
+}
+
+/// Refuses a connection during the handshake: logs, counts, tells the probe, closes.
+async fn refuse(
+    ctx: &Ctx<impl BatchSink>,
+    tls: &mut Tls,
+    peer: SocketAddr,
+    reason: &'static str,
+    detail: String,
+    as_reject: bool,
+) {
+    warn!(%peer, reason, "probe refused: {detail}");
+    ctx.metrics.rejected(reason);
+    let msg = if as_reject {
+        Message::Reject { reason: detail }
+    } else {
+        Message::Error { reason: detail }
+    };
+    goodbye(tls, &msg).await;
+}
+
+fn probe_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        Some("empty probe id".into())
+    } else if id.len() > MAX_PROBE_ID {
+        Some(format!("probe id longer than {MAX_PROBE_ID} bytes"))
+    } else if id.chars().any(char::is_control) {
+        Some(format!("probe id {id:?} contains control characters"))
+    } else {
+        None
+    }
+}
+
+async fn handshake<S: BatchSink>(
+    ctx: &Ctx<S>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(Tls, String, SessionGuard)> {
+    let mut tls = match ctx.acceptor.accept(tcp).await {
+        Ok(t) => t,
+        Err(e) => {
+            let reason = handshake_failure_reason(&e);
+            warn!(%peer, reason, error = %e, "probe refused: TLS handshake failed");
+            ctx.metrics.rejected(reason);
+            return None;
+        }
+    };
+    let ids = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| peer_identities(c))
+        .unwrap_or_default();
+    let max = MAX_HELLO_FRAME.min(ctx.cfg.max_frame_bytes);
+    let hello = match read_message_async(&mut tls, max).await {
+        Ok(Message::Hello(h)) => h,
+        Ok(other) => {
+            let detail = format!(
+                "expected Hello as the first frame, got {}",
+                other.message_type().name()
+            );
+            refuse(ctx, &mut tls, peer, "unexpected_message", detail, false).await;
+            return None;
+        }
+        Err(e @ WireError::UnsupportedVersion { .. }) => {
+            refuse(ctx, &mut tls, peer, "version_mismatch", e.to_string(), true).await;
+            return None;
+        }
+        Err(WireError::Closed) => {
+            debug!(%peer, "connection closed before Hello");
+            ctx.metrics.rejected("closed_before_hello");
+            return None;
+        }
+        Err(e) => {
+            let detail = format!("bad Hello: {e}");
+            refuse(ctx, &mut tls, peer, e.reason(), detail, false).await;
+            return None;
+        }
+    };
+    if let Some(problem) = probe_id_problem(&hello.probe_id) {
+        refuse(ctx, &mut tls, peer, "bad_probe_id", problem, true).await;
+        return None;
+    }
+    if !ids.contains(&hello.probe_id) {
+        let detail = format!(
+            "probe id {:?} does not match the client certificate (which names {:?})",
+            hello.probe_id, ids
+        );
+        refuse(ctx, &mut tls, peer, "probe_id_mismatch", detail, true).await;
+        return None;
+    }
+    let guard = ctx.sessions.acquire(&hello.probe_id).await;
+    let last = ctx.sink.last_seq(&hello.probe_id);
+    let ack = Message::HelloAck(HelloAck {
+        version: PROTOCOL_VERSION,
+        last_acked_seq: last,
+    });
+    let sent = async {
+        write_message_async(&mut tls, &ack).await?;
+        tls.flush().await?;
+        Ok::<_, WireError>(())
+    };
+    if let Err(e) = sent.await {
+        info!(%peer, probe = %hello.probe_id, error = %e, "connection lost during handshake");
+        return None;
+    }
+    info!(%peer, probe = %hello.probe_id, software = %hello.software, last_acked_seq = ?last,
+        "probe connected");
+    Some((tls, hello.probe_id, guard))
+}
+
+/// Why a session ended.
+enum End {
+    /// The probe closed the connection.
+    Eof,
+    /// A newer connection of the same probe took over.
+    Superseded,
+    /// The collector is shutting down.
+    Shutdown,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+    /// The probe sent something invalid.
+    Protocol {
+        reason: &'static str,
+        detail: String,
+    },
+    /// The probe sent an `Error` frame.
+    PeerError(String),
+    /// The connection failed.
+    Io(String),
+    /// The sink could not persist a batch.
+    Persist { seq: u64, error: String },
+}
+
+enum Inbound {
+    Batch { batch: Batch, received: Instant },
+    End(End),
+}
+
+async fn session<S: BatchSink>(
+    ctx: &Ctx<S>,
+    tls: Tls,
+    peer: SocketAddr,
+    probe: &str,
+    mut guard: SessionGuard,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let (tx, mut rx) = mpsc::channel::<Inbound>(WINDOW);
+    let reader = async {
+        let end = read_loop(ctx, &mut rd, &tx, probe, &mut guard, &mut stop).await;
+        let _ = tx.send(Inbound::End(end)).await;
+        // The writer finishes the session once it has worked through the queue.
+        std::future::pending::<End>().await
+    };
+    let writer = write_loop(ctx, &mut wr, &mut rx, peer, probe);
+    let end = tokio::select! {
+        end = writer => end,
+        end = reader => end,
+    };
+    log_end(ctx, peer, probe, &end);
+    drop(guard);
+}
+
+fn log_end<S>(ctx: &Ctx<S>, peer: SocketAddr, probe: &str, end: &End) {
+    match end {
+        End::Eof => info!(%peer, %probe, "probe disconnected"),
+        End::Superseded => {
+            info!(%peer, %probe, "connection superseded by a newer one from the same probe")
+        }
+        End::Shutdown => info!(%peer, %probe, "connection closed: collector shutting down"),
+        End::Idle => info!(%peer, %probe, timeout = ?ctx.cfg.idle_timeout,
+            "connection closed: idle"),
+        End::Protocol { reason, detail } => {
+            ctx.metrics.protocol_error(reason);
+            warn!(%peer, %probe, reason, "connection closed on a protocol error: {detail}");
+        }
+        End::PeerError(r) => warn!(%peer, %probe, "probe reported an error: {r}"),
+        End::Io(e) => info!(%peer, %probe, error = %e, "connection lost"),
+        End::Persist { seq, error } => warn!(%peer, %probe, seq, %error,
+            "batch could not be made durable; connection closed so the probe resends it later"),
+    }
+}
+
+async fn read_loop<S: BatchSink>(
+    ctx: &Ctx<S>,
+    rd: &mut ReadHalf<Tls>,
+    tx: &mpsc::Sender<Inbound>,
+    probe: &str,
+    guard: &mut SessionGuard,
+    stop: &mut watch::Receiver<bool>,
+) -> End {
+    let mut last_seq: Option<u64> = None;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = guard.superseded.changed() => return End::Superseded,
+            _ = stop.wait_for(|s| *s) => return End::Shutdown,
+            r = timeout(ctx.cfg.idle_timeout, read_frame_async(rd, ctx.cfg.max_frame_bytes)) => match r {
+                Err(_) => return End::Idle,
+                Ok(Err(WireError::Closed)) => return End::Eof,
+                Ok(Err(WireError::Io(e))) => return End::Io(e.to_string()),
+                Ok(Err(e)) => return End::Protocol { reason: e.reason(), detail: e.to_string() },
+                Ok(Ok(f)) => f,
+            },
+        };
+        let received = Instant::now();
+        ctx.metrics.frames_received.inc();
+        ctx.metrics.bytes_received.inc_by(frame.wire_len() as u64);
+        match frame.ty {
+            MessageType::Batch => {}
+            MessageType::Error => {
+                return match frame.message() {
+                    Ok(Message::Error { reason }) => End::PeerError(reason),
+                    _ => End::PeerError("(unreadable Error frame)".into()),
+                };
+            }
+            other => {
+                return End::Protocol {
+                    reason: "unexpected_message",
+                    detail: format!("unexpected {} frame after the handshake", other.name()),
+                };
+            }
+        }
+        let batch = match decode_batch(&frame.payload) {
+            Ok(b) => b,
+            Err(e) => {
+                return End::Protocol {
+                    reason: "corrupt_batch",
+                    detail: format!("corrupt batch: {e}"),
+                };
+            }
+        };
+        if batch.probe_id != probe {
+            return End::Protocol {
+                reason: "batch_probe_mismatch",
+                detail: format!(
+                    "batch of probe {:?} on the connection of probe {probe:?}",
+                    batch.probe_id
+                ),
+            };
+        }
+        if let Some(l) = last_seq.filter(|l| batch.seq <= *l) {
+            return End::Protocol {
+                reason: "seq_order",
+                detail: format!("batch seq {} after seq {l}", batch.seq),
+            };
+        }
+        last_seq = Some(batch.seq);
+        ctx.metrics.batches_received.inc();
+        ctx.metrics
+            .records_received
+            .inc_by(batch.records.len() as u64);
+        if tx.send(Inbound::Batch { batch, received }).await.is_err() {
+            // The writer is gone; its end is what gets reported.
+            return End::Io("writer stopped".into());
+        }
+    }
+}
+
+async fn write_loop<S: BatchSink>(
+    ctx: &Ctx<S>,
+    wr: &mut WriteHalf<Tls>,
+    rx: &mut mpsc::Receiver<Inbound>,
+    peer: SocketAddr,
+    probe: &str,
+) -> End {
+    while let Some(item) = rx.recv().await {
+        let (batch, received) = match item {
+            Inbound::Batch { batch, received } => (batch, received),
+            Inbound::End(end) => {
+                let reason = match &end {
+                    End::Superseded => {
+                        Some("superseded by a newer connection of this probe".into())
+                    }
+                    End::Shutdown => Some("collector shutting down".into()),
+                    End::Idle => Some(format!("idle for {:?}", ctx.cfg.idle_timeout)),
+                    End::Protocol { detail, .. } => Some(detail.clone()),
+                    End::Eof | End::PeerError(_) | End::Io(_) | End::Persist { .. } => None,
+                };
+                match reason {
+                    Some(reason) => goodbye(wr, &Message::Error { reason }).await,
+                    None => {
+                        let _ = timeout(GOODBYE_TIMEOUT, wr.shutdown()).await;
+                    }
+                }
+                return end;
+            }
+        };
+        let (seq, records) = (batch.seq, batch.records.len());
+        let duplicate = match ctx.sink.persist(batch).await {
+            Ok(p) => p == Persisted::Duplicate,
+            Err(e) => {
+                ctx.metrics.persist_errors.inc();
+                let reason = format!("batch {seq} could not be made durable: {e}");
+                goodbye(wr, &Message::Error { reason }).await;
+                return End::Persist {
+                    seq,
+                    error: e.to_string(),
+                };
+            }
+        };
+        let ack = Message::Ack(Ack { seq, duplicate });
+        let sent = timeout(ctx.cfg.idle_timeout, async {
+            write_message_async(wr, &ack).await?;
+            wr.flush().await?;
+            Ok::<_, WireError>(())
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return End::Io(format!("sending Ack {seq}: {e}")),
+            Err(_) => return End::Io(format!("sending Ack {seq} timed out")),
+        }
+        if duplicate {
+            ctx.metrics.batches_duplicate.inc();
+        }
+        ctx.metrics
+            .ack_latency
+            .observe(received.elapsed().as_secs_f64());
+        debug!(%peer, %probe, seq, records, duplicate, "batch acknowledged");
+    }
+    End::Io("reader stopped".into())
+}

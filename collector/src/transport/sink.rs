@@ -1,0 +1,47 @@
+//! Where received batches go: the contract between the transport and durable storage.
+
+use std::future::Future;
+
+use tidegate_common::wire::Batch;
+
+/// What the sink did with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persisted {
+    /// The batch is now durable.
+    Stored,
+    /// The batch (same probe, same sequence number) was stored before; nothing changed.
+    Duplicate,
+}
+
+/// Why a batch could not be made durable. The transport answers with an `Error` frame
+/// and closes the connection; the probe keeps the batch and resends it later.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// Storage cannot take the batch now (disk full, I/O error, ...); retrying may work.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The sink refuses this batch (it contradicts what is stored).
+    #[error("batch refused: {0}")]
+    Refused(String),
+    /// The collector is shutting down.
+    #[error("collector is shutting down")]
+    ShuttingDown,
+    /// An I/O error from storage.
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Durable storage for batches, deduplicating by (probe id, sequence number).
+///
+/// The transport calls `persist` for one probe's batches strictly in sequence order, one
+/// at a time (different probes concurrently), and acknowledges a batch only after
+/// `persist` returned `Ok`.
+pub trait BatchSink: Send + Sync + 'static {
+    /// Makes `batch` durable, or reports that it already is.
+    fn persist(&self, batch: Batch)
+    -> impl Future<Output = Result<Persisted, PersistError>> + Send;
+
+    /// The highest sequence number stored for `probe_id`, if any (sent to the probe in
+    /// `HelloAck` so it can drop batches that were stored but never acknowledged).
+    fn last_seq(&self, probe_id: &str) -> Option<u64>;
+}

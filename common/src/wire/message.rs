@@ -1,0 +1,275 @@
+//! The protocol's messages and their payload layouts.
+//!
+//! | type | message  | payload                                                          |
+//! |------|----------|------------------------------------------------------------------|
+//! | 1    | Hello    | `version u16, probe_id str, software str`                        |
+//! | 2    | HelloAck | `version u16, has_seq u8 (0/1), last_acked_seq u64 (0 if none)`  |
+//! | 3    | Reject   | `reason str`                                                     |
+//! | 4    | Batch    | the bytes of [`encode_batch`](super::encode_batch)               |
+//! | 5    | Ack      | `seq u64, duplicate u8 (0/1)`                                    |
+//! | 6    | Error    | `reason str`                                                     |
+
+use super::{PROTOCOL_VERSION, WireError, codec::Put, codec::Reader};
+
+/// A frame's message type byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MessageType {
+    /// Probe → collector, first frame.
+    Hello = 1,
+    /// Collector → probe: the probe is accepted.
+    HelloAck = 2,
+    /// Collector → probe: the probe is refused; the collector closes.
+    Reject = 3,
+    /// Probe → collector: one encoded batch.
+    Batch = 4,
+    /// Collector → probe: a batch is durable.
+    Ack = 5,
+    /// Either way: a fatal problem; the sender closes.
+    Error = 6,
+}
+
+impl MessageType {
+    /// Decodes a type byte.
+    pub fn from_u8(v: u8) -> Result<Self, WireError> {
+        Ok(match v {
+            1 => MessageType::Hello,
+            2 => MessageType::HelloAck,
+            3 => MessageType::Reject,
+            4 => MessageType::Batch,
+            5 => MessageType::Ack,
+            6 => MessageType::Error,
+            v => return Err(WireError::UnknownMessageType(v)),
+        })
+    }
+
+    /// Name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageType::Hello => "Hello",
+            MessageType::HelloAck => "HelloAck",
+            MessageType::Reject => "Reject",
+            MessageType::Batch => "Batch",
+            MessageType::Ack => "Ack",
+            MessageType::Error => "Error",
+        }
+    }
+}
+
+/// First frame of a connection: who the probe says it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// Protocol version the probe speaks.
+    pub version: u16,
+    /// The probe's id; must match its client certificate.
+    pub probe_id: String,
+    /// Software name and version, for logs.
+    pub software: String,
+}
+
+/// The collector's answer to an accepted `Hello`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelloAck {
+    /// Protocol version the collector speaks.
+    pub version: u16,
+    /// Highest sequence number already stored for this probe, if any.
+    pub last_acked_seq: Option<u64>,
+}
+
+/// A batch is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The batch's sequence number.
+    pub seq: u64,
+    /// The batch had been stored before (a resend); it was not stored again.
+    pub duplicate: bool,
+}
+
+/// One protocol message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// See [`HelloAck`].
+    HelloAck(HelloAck),
+    /// The probe is refused, with the reason.
+    Reject {
+        /// Why.
+        reason: String,
+    },
+    /// An encoded batch ([`encode_batch`](super::encode_batch)), carried as is.
+    Batch(Vec<u8>),
+    /// See [`Ack`].
+    Ack(Ack),
+    /// A fatal problem; the sender closes the connection after it.
+    Error {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Message {
+    /// The frame type of this message.
+    pub fn message_type(&self) -> MessageType {
+        match self {
+            Message::Hello(_) => MessageType::Hello,
+            Message::HelloAck(_) => MessageType::HelloAck,
+            Message::Reject { .. } => MessageType::Reject,
+            Message::Batch(_) => MessageType::Batch,
+            Message::Ack(_) => MessageType::Ack,
+            Message::Error { .. } => MessageType::Error,
+        }
+    }
+
+    /// Appends the payload (without frame header) to `out`.
+    pub fn encode_payload(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Hello(h) => {
+                out.put_u16(h.version);
+                out.put_str(&h.probe_id);
+                out.put_str(&h.software);
+            }
+            Message::HelloAck(a) => {
+                out.put_u16(a.version);
+                out.put_u8(a.last_acked_seq.is_some() as u8);
+                out.put_u64(a.last_acked_seq.unwrap_or(0));
+            }
+            Message::Reject { reason } | Message::Error { reason } => out.put_str(reason),
+            Message::Batch(b) => out.extend_from_slice(b),
+            Message::Ack(a) => {
+                out.put_u64(a.seq);
+                out.put_u8(a.duplicate as u8);
+            }
+        }
+    }
+
+    /// Decodes a payload of type `ty`. The whole payload must be consumed.
+    ///
+    /// `Hello` and `HelloAck` start with the version: a version other than
+    /// [`PROTOCOL_VERSION`] gives [`WireError::UnsupportedVersion`] whatever follows it.
+    /// Batch payloads are returned as is; [`decode_batch`](super::decode_batch) validates
+    /// them.
+    pub fn decode(ty: MessageType, payload: &[u8]) -> Result<Message, WireError> {
+        let mut r = Reader::new(payload);
+        let m = match ty {
+            MessageType::Hello => {
+                let version = version(&mut r, "Hello version")?;
+                Message::Hello(Hello {
+                    version,
+                    probe_id: r.str("Hello probe_id")?,
+                    software: r.str("Hello software")?,
+                })
+            }
+            MessageType::HelloAck => {
+                let version = version(&mut r, "HelloAck version")?;
+                let has = r.bool("HelloAck has_seq")?;
+                let seq = r.u64("HelloAck last_acked_seq")?;
+                if !has && seq != 0 {
+                    return Err(WireError::Invalid {
+                        what: "HelloAck last_acked_seq",
+                        detail: format!("{seq} given while has_seq is 0"),
+                    });
+                }
+                Message::HelloAck(HelloAck {
+                    version,
+                    last_acked_seq: has.then_some(seq),
+                })
+            }
+            MessageType::Reject => Message::Reject {
+                reason: r.str("Reject reason")?,
+            },
+            MessageType::Batch => Message::Batch(r.rest().to_vec()),
+            MessageType::Ack => Message::Ack(Ack {
+                seq: r.u64("Ack seq")?,
+                duplicate: r.bool("Ack duplicate")?,
+            }),
+            MessageType::Error => Message::Error {
+                reason: r.str("Error reason")?,
+            },
+        };
+        r.finish(ty.name())?;
+        Ok(m)
+    }
+}
+
+fn version(r: &mut Reader<'_>, what: &'static str) -> Result<u16, WireError> {
+    let got = r.u16(what)?;
+    if got != PROTOCOL_VERSION {
+        return Err(WireError::UnsupportedVersion {
+            got,
+            want: PROTOCOL_VERSION,
+        });
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(m: Message) {
+        let mut p = Vec::new();
+        m.encode_payload(&mut p);
+        assert_eq!(Message::decode(m.message_type(), &p).unwrap(), m);
+        // Every strict prefix is refused, never accepted or panicking.
+        if m.message_type() != MessageType::Batch {
+            for n in 0..p.len() {
+                assert!(
+                    Message::decode(m.message_type(), &p[..n]).is_err(),
+                    "{m:?} prefix {n}"
+                );
+            }
+        }
+        p.push(0);
+        if m.message_type() != MessageType::Batch {
+            assert!(matches!(
+                Message::decode(m.message_type(), &p),
+                Err(WireError::TrailingBytes { extra: 1, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        round_trip(Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            probe_id: "edge-hk-1".into(),
+            software: "tidegate-probe 0.1.0".into(),
+        }));
+        round_trip(Message::HelloAck(HelloAck {
+            version: PROTOCOL_VERSION,
+            last_acked_seq: None,
+        }));
+        round_trip(Message::HelloAck(HelloAck {
+            version: PROTOCOL_VERSION,
+            last_acked_seq: Some(0),
+        }));
+        round_trip(Message::Reject {
+            reason: "no".into(),
+        });
+        round_trip(Message::Batch(vec![1, 2, 3]));
+        round_trip(Message::Ack(Ack {
+            seq: 42,
+            duplicate: true,
+        }));
+        round_trip(Message::Error {
+            reason: "frame too large".into(),
+        });
+    }
+
+    #[test]
+    fn other_versions_are_named() {
+        let mut p = Vec::new();
+        p.put_u16(PROTOCOL_VERSION + 1);
+        // Whatever follows the version of a future protocol is not looked at.
+        p.extend_from_slice(b"future layout");
+        assert!(matches!(
+            Message::decode(MessageType::Hello, &p),
+            Err(WireError::UnsupportedVersion { got, want: PROTOCOL_VERSION }) if got == PROTOCOL_VERSION + 1
+        ));
+        assert!(matches!(
+            MessageType::from_u8(0),
+            Err(WireError::UnknownMessageType(0))
+        ));
+    }
+}

@@ -1,0 +1,315 @@
+//! The sender thread: keeps one TLS connection to the collector, sends spooled batches
+//! in sequence order with up to `window` unacknowledged, deletes each batch when its Ack
+//! arrives, and reconnects with backoff, resending everything unacknowledged.
+
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use rustls_pki_types::ServerName;
+use tidegate_common::wire::{
+    Hello, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError, read_message_async,
+    write_frame_async, write_message_async,
+};
+use tokio::{
+    io::{AsyncWriteExt, ReadHalf},
+    net::TcpStream,
+    sync::{Notify, mpsc, watch},
+    time::timeout,
+};
+use tokio_rustls::{TlsConnector, client::TlsStream};
+use tracing::{debug, info, warn};
+
+use super::{
+    ExportMetrics, SendError,
+    backoff::Backoff,
+    spool::{Reconciled, Spool},
+};
+
+type Tls = TlsStream<TcpStream>;
+
+/// What the sender needs.
+pub(crate) struct SenderCtx {
+    pub(crate) addr: String,
+    pub(crate) server_name: ServerName<'static>,
+    pub(crate) connector: TlsConnector,
+    pub(crate) probe_id: String,
+    pub(crate) spool: Arc<Spool>,
+    pub(crate) window: usize,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) metrics: ExportMetrics,
+    /// Notified when a batch is spooled.
+    pub(crate) wake: Arc<Notify>,
+    /// Set to stop (the exporter's finish deadline).
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// Starts the sender thread.
+pub(crate) fn spawn(ctx: SenderCtx) -> std::io::Result<JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("collector-tx".into())
+        .spawn(move || rt.block_on(run(ctx)))
+}
+
+/// How a connection ended without an error.
+enum Quiet {
+    /// Told to stop.
+    Stopped,
+    /// The collector closed an idle connection (nothing was in flight).
+    Idle,
+}
+
+/// One connection's result, and whether it got anything acknowledged.
+struct SessionEnd {
+    result: Result<Quiet, SendError>,
+    acked: u64,
+}
+
+async fn run(mut ctx: SenderCtx) {
+    let seed = std::process::id() as u64 ^ crate::clock::realtime_ns();
+    let mut backoff = Backoff::new(ctx.backoff_min, ctx.backoff_max, seed);
+    let mut failures = 0u64;
+    loop {
+        if *ctx.stop.borrow() {
+            return;
+        }
+        if ctx.spool.is_empty() {
+            // Connect only when there is something to send.
+            tokio::select! {
+                _ = ctx.wake.notified() => {}
+                _ = ctx.stop.changed() => {}
+            }
+            continue;
+        }
+        let attempt = match timeout(ctx.connect_timeout, connect(&ctx)).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::ConnectTimeout(ctx.connect_timeout)),
+        };
+        match attempt {
+            Ok((tls, ack)) => {
+                ctx.metrics.connects.inc();
+                if failures > 0 {
+                    info!(addr = %ctx.addr, after_failures = failures, "reconnected to the collector");
+                }
+                failures = 0;
+                if let Err(e) = reconcile(&ctx, &ack) {
+                    warn!(error = %e, "cannot apply the collector's last acknowledged sequence number");
+                    ctx.metrics.session_error(e.reason());
+                } else {
+                    let end = session(&mut ctx, tls).await;
+                    if end.acked > 0 {
+                        backoff.reset();
+                    }
+                    match end.result {
+                        Ok(Quiet::Stopped) => return,
+                        Ok(Quiet::Idle) => {
+                            debug!("collector closed the idle connection");
+                            backoff.reset();
+                            continue;
+                        }
+                        Err(e) => {
+                            ctx.metrics.session_error(e.reason());
+                            warn!(addr = %ctx.addr, error = %e, acked = end.acked,
+                                "collector connection lost; unacknowledged batches will be resent");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                ctx.metrics.connect_failures.inc();
+                ctx.metrics.session_error(e.reason());
+                let (bytes, batches) = ctx.spool.stats();
+                // The first failure and then every 10th at warn; the rest at debug.
+                if failures == 1 || failures.is_multiple_of(10) {
+                    warn!(addr = %ctx.addr, error = %e, failures, spooled_batches = batches,
+                        spooled_bytes = bytes, "cannot reach the collector; retrying with backoff");
+                } else {
+                    debug!(addr = %ctx.addr, error = %e, failures, "cannot reach the collector");
+                }
+            }
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = ctx.stop.changed() => {}
+        }
+    }
+}
+
+/// TCP connect, TLS handshake, `Hello` → `HelloAck`.
+async fn connect(ctx: &SenderCtx) -> Result<(Tls, HelloAck), SendError> {
+    let tcp = TcpStream::connect(&ctx.addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let mut tls = ctx.connector.connect(ctx.server_name.clone(), tcp).await?;
+    let hello = Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        probe_id: ctx.probe_id.clone(),
+        software: concat!("tidegate-probe ", env!("CARGO_PKG_VERSION")).into(),
+    });
+    write_message_async(&mut tls, &hello).await?;
+    tls.flush().await?;
+    match read_message_async(&mut tls, ctx.max_frame).await? {
+        Message::HelloAck(a) => Ok((tls, a)),
+        Message::Reject { reason } => Err(SendError::Rejected(reason)),
+        Message::Error { reason } => Err(SendError::Collector(reason)),
+        other => Err(SendError::Protocol(format!(
+            "expected HelloAck, got {}",
+            other.message_type().name()
+        ))),
+    }
+}
+
+fn reconcile(ctx: &SenderCtx, ack: &HelloAck) -> Result<(), SendError> {
+    let Some(last) = ack.last_acked_seq else {
+        return Ok(());
+    };
+    match ctx.spool.reconcile(last)? {
+        Reconciled::Nothing => {}
+        Reconciled::Dropped(n) => {
+            ctx.metrics.batches_acked.inc_by(n as u64);
+            info!(
+                batches = n,
+                last_acked_seq = last,
+                "collector had already stored spooled batches (acknowledgements lost); removed them"
+            );
+        }
+        Reconciled::Renumbered(n) => warn!(
+            batches = n,
+            last_acked_seq = last,
+            next_seq = ctx.spool.next_seq(),
+            "collector knows sequence numbers this probe's spool never assigned (spool lost?); \
+             spooled batches renumbered after them so they are not taken for duplicates"
+        ),
+    }
+    Ok(())
+}
+
+/// Reads frames from the collector into a channel (reading is not cancel-safe, so it
+/// gets its own task).
+async fn read_loop(
+    mut rd: ReadHalf<Tls>,
+    tx: mpsc::Sender<Result<Message, WireError>>,
+    max: usize,
+) {
+    loop {
+        let r = read_message_async(&mut rd, max).await;
+        let end = r.is_err();
+        if tx.send(r).await.is_err() || end {
+            return;
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn session(ctx: &mut SenderCtx, tls: Tls) -> SessionEnd {
+    let (rd, mut wr) = tokio::io::split(tls);
+    let (tx, mut rx) = mpsc::channel(ctx.window + 4);
+    let _reader = AbortOnDrop(tokio::spawn(read_loop(rd, tx, ctx.max_frame)));
+    let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
+    let mut last_sent: Option<u64> = None;
+    let mut acked = 0u64;
+    let end = |result, acked| SessionEnd { result, acked };
+    loop {
+        // Fill the window from the spool, oldest first.
+        let mut wrote = false;
+        while in_flight.len() < ctx.window {
+            let Some(seq) = ctx.spool.first_after(last_sent) else {
+                break;
+            };
+            last_sent = Some(seq);
+            let bytes = match ctx.spool.read(seq) {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) => return end(Err(e.into()), acked),
+            };
+            let w = timeout(
+                ctx.ack_timeout,
+                write_frame_async(&mut wr, MessageType::Batch, &bytes),
+            )
+            .await;
+            match w {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return end(Err(e.into()), acked),
+                Err(_) => return end(Err(SendError::AckTimeout(ctx.ack_timeout)), acked),
+            }
+            ctx.metrics.batches_sent.inc();
+            ctx.metrics.bytes_sent.inc_by(bytes.len() as u64);
+            in_flight.push_back((seq, Instant::now()));
+            wrote = true;
+        }
+        if wrote {
+            match timeout(ctx.ack_timeout, wr.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return end(Err(e.into()), acked),
+                Err(_) => return end(Err(SendError::AckTimeout(ctx.ack_timeout)), acked),
+            }
+        }
+        let oldest = in_flight.front().map(|(_, t)| *t);
+        let ack_deadline = async {
+            match oldest {
+                Some(t) => tokio::time::sleep_until((t + ctx.ack_timeout).into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(Ok(Message::Ack(a))) => {
+                    let Some((seq, sent)) = in_flight.pop_front() else {
+                        return end(Err(SendError::Protocol(format!("Ack {} with nothing in flight", a.seq))), acked);
+                    };
+                    if a.seq != seq {
+                        return end(Err(SendError::Protocol(format!("Ack {} while {seq} is the oldest in flight", a.seq))), acked);
+                    }
+                    if let Err(e) = ctx.spool.remove(seq) {
+                        return end(Err(e.into()), acked);
+                    }
+                    acked += 1;
+                    ctx.metrics.batches_acked.inc();
+                    if a.duplicate {
+                        ctx.metrics.batches_duplicate.inc();
+                    }
+                    ctx.metrics.ack_latency.observe(sent.elapsed().as_secs_f64());
+                    debug!(seq, duplicate = a.duplicate, "batch acknowledged");
+                }
+                Some(Ok(Message::Error { reason })) if in_flight.is_empty() => {
+                    debug!(%reason, "collector closed the connection");
+                    return end(Ok(Quiet::Idle), acked);
+                }
+                Some(Ok(Message::Error { reason })) => return end(Err(SendError::Collector(reason)), acked),
+                Some(Ok(other)) => return end(Err(SendError::Protocol(format!(
+                    "unexpected {} frame", other.message_type().name()))), acked),
+                Some(Err(WireError::Closed)) | None if in_flight.is_empty() => return end(Ok(Quiet::Idle), acked),
+                Some(Err(e)) => return end(Err(e.into()), acked),
+                None => return end(Err(WireError::Closed.into()), acked),
+            },
+            _ = ctx.wake.notified() => {}
+            _ = ctx.stop.changed() => break,
+            _ = ack_deadline => return end(Err(SendError::AckTimeout(ctx.ack_timeout)), acked),
+        }
+        if in_flight.is_empty() && *ctx.stop.borrow() {
+            break;
+        }
+    }
+    // Stopping: close the TLS stream properly (close_notify) so the collector sees a
+    // clean end; unacknowledged batches stay spooled.
+    let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
+    end(Ok(Quiet::Stopped), acked)
+}
