@@ -110,6 +110,26 @@ pub struct CollectorConfig {
     pub aggregate: AggregateConfig,
 }
 
+/// Offset of `key = ...` inside the table that starts at `table_off` (falls back to the
+/// table itself), so errors about a field point at the field's line.
+fn key_offset(src: &str, table_off: usize, key: &str) -> usize {
+    let rest = &src[table_off.min(src.len())..];
+    let mut pos = 0;
+    for line in rest.split_inclusive('\n') {
+        let t = line.trim_start();
+        if pos > 0 && t.starts_with('[') {
+            break;
+        }
+        if t.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            return table_off + pos + (line.len() - t.len());
+        }
+        pos += line.len();
+    }
+    table_off
+}
+
 fn line_of(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())]
         .bytes()
@@ -210,11 +230,14 @@ impl CollectorConfig {
                 let off = s.span().start;
                 let mut s = s.into_inner();
                 if s.segment_bytes < 4096 {
-                    return Err(at(off, "spool.segment_bytes must be at least 4096".into()));
+                    return Err(at(
+                        key_offset(src, off, "segment_bytes"),
+                        "spool.segment_bytes must be at least 4096".into(),
+                    ));
                 }
                 if s.max_bytes < 2 * s.segment_bytes {
                     return Err(at(
-                        off,
+                        key_offset(src, off, "max_bytes"),
                         format!(
                             "spool.max_bytes ({}) must be at least twice segment_bytes ({})",
                             s.max_bytes, s.segment_bytes
@@ -232,7 +255,7 @@ impl CollectorConfig {
                 let c = c.into_inner();
                 if !c.url.starts_with("http://") && !c.url.starts_with("https://") {
                     return Err(at(
-                        off,
+                        key_offset(src, off, "url"),
                         format!(
                             "clickhouse.url {:?} must start with http:// or https://",
                             c.url
@@ -246,7 +269,7 @@ impl CollectorConfig {
                         .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
                 {
                     return Err(at(
-                        off,
+                        key_offset(src, off, "database"),
                         format!(
                             "clickhouse.database {:?} must be letters, digits and _",
                             c.database
@@ -307,13 +330,13 @@ mod tests {
         let cases = [
             (
                 format!("{OK}[spool]\nmax_bytes = 100\nsegment_bytes = 4096\n"),
-                ":6: spool.max_bytes",
+                ":7: spool.max_bytes",
             ),
             (OK.replace("ca.pem", "missing.pem"), ":3: ca_cert"),
             (OK.replace("127.0.0.1:7443", "nope"), ":2: listen"),
             (
                 format!("{OK}[clickhouse]\nurl = \"ftp://x\"\n"),
-                ":6: clickhouse.url",
+                ":7: clickhouse.url",
             ),
             (format!("{OK}\n[bogus]\n"), ":7:"),
             ("[collector]\n".to_string(), ":1:"),

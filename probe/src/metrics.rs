@@ -172,6 +172,11 @@ impl ProbeMetrics {
         &self.last
     }
 
+    /// The registry, for components that register their own metrics (the exporter).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut s = String::new();

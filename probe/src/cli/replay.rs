@@ -15,7 +15,10 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tidegate_probe::capture::pcap::{FileReport, Replay};
 use tidegate_probe::config::ProbeConfig;
-use tidegate_probe::export::{Exporter, JsonLines, collector::CollectorExporter};
+use tidegate_probe::export::{
+    Exporter, JsonLines,
+    collector::{CollectorExporter, ExportMetrics},
+};
 use tidegate_probe::table::Timeouts;
 
 use super::run::CollectorArgs;
@@ -130,7 +133,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 .map(|p| args.line.clone().unwrap_or_else(|| default_line(p)))
                 .collect();
             lines.dedup();
-            Out::Collector(Box::new(CollectorArgs::start(&c, &probe_id, lines)?))
+            Out::Collector(Box::new(CollectorArgs::start(
+                &c,
+                &probe_id,
+                lines,
+                ExportMetrics::new(),
+            )?))
         }
     };
     let result = replay_all(&args, timeouts, &mut out);

@@ -156,10 +156,11 @@ impl CollectorArgs {
         c: &CollectorConfig,
         probe_id: &str,
         lines: Vec<String>,
+        metrics: ExportMetrics,
     ) -> anyhow::Result<CollectorExporter> {
         let mut opts = CollectorOptions::from_config(c, probe_id);
         opts.lines = lines;
-        CollectorExporter::start(opts, ExportMetrics::new())
+        CollectorExporter::start(opts, metrics)
             .with_context(|| format!("cannot export to the collector at {}", c.addr))
     }
 }
@@ -341,7 +342,9 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     match &cfg.collector {
         Some(c) => {
             let names = cfg.lines.iter().map(|l| l.name.clone()).collect();
-            let mut exporter = CollectorArgs::start(c, &cfg.id, names)?
+            let export_metrics = ExportMetrics::new();
+            export_metrics.register(metrics.lock().expect("metrics lock").registry_mut());
+            let mut exporter = CollectorArgs::start(c, &cfg.id, names, export_metrics)?
                 .with_health_counters(health_counters(&metrics));
             let ran = run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts);
             // Deliver what is left (or keep it spooled) even when the loop failed.
