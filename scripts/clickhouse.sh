@@ -5,6 +5,7 @@
 #   scripts/clickhouse.sh stop     # SIGTERM, wait, SIGKILL after a timeout (idempotent)
 #   scripts/clickhouse.sh status   # exit 0 if running and /ping answers
 #   scripts/clickhouse.sh url      # print the URL
+#   scripts/clickhouse.sh install  # only create the venv with chdb-core (setup.sh runs it)
 #
 # Debian's clickhouse-server is too old, so this runs ClickHouse 26.9 embedded
 # in chDB (PyPI chdb-core, installed with --no-deps into a venv) through
@@ -45,7 +46,7 @@ if ! [[ "$CH_PORT" =~ ^[0-9]+$ ]] || ((CH_PORT < 1 || CH_PORT > 65535)); then
 fi
 
 usage() {
-  sed -n '2,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -146,6 +147,14 @@ install_python_venv() {
 
 ensure_venv() {
   venv_ready && return 0
+  # Several launchers may start at once (parallel tests): one builds the venv, the others wait.
+  mkdir -p "$TIDEGATE_STATE"
+  exec 8>"$TIDEGATE_STATE/venv.lock"
+  flock -w 900 8 || die "timed out waiting for another process to build $VENV"
+  if venv_ready; then
+    exec 8>&-
+    return 0
+  fi
   local py
   py="$(pick_python)"
   if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
@@ -156,6 +165,7 @@ ensure_venv() {
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "chdb-core==$CHDB_VERSION" ||
     die "pip install chdb-core==$CHDB_VERSION failed"
   venv_ready || die "chdb-core==$CHDB_VERSION is still not importable from $VENV"
+  exec 8>&-
 }
 
 # --- commands --------------------------------------------------------------
@@ -269,5 +279,6 @@ case "${1:-}" in
   stop) cmd_stop ;;
   status) cmd_status ;;
   url) echo "$URL" ;;
+  install) ensure_venv ;;
   *) usage ;;
 esac

@@ -60,6 +60,9 @@ if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then
     --no-default-features --features "llvm-${LLVM_MAJOR}"
 fi
 
+# The local ClickHouse (chdb-core in a venv under .state/) for the demo and the tests.
+"$here/clickhouse.sh" install
+
 if [[ "${1:-}" == "--browser" ]]; then
   "$here/setup-browser.sh"
 fi

@@ -261,6 +261,12 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_costs_a_112_byte_slot() {
+        assert_eq!(std::mem::size_of::<CKey>(), 44);
+        assert_eq!(std::mem::size_of::<Slot>(), 112);
+    }
+
+    #[test]
     fn full_table_evicts_least_recently_seen() {
         let mut t = FlowTable::new(3);
         for i in 0..3 {

@@ -93,15 +93,34 @@ impl RateRing {
         let d = b - a;
         // Cumulative shares at second boundaries: the first one directly, then stepped
         // one second at a time with additions only.
-        let (mut prev_b, mut prev_p) = if lo == s0 {
+        let (prev_b, prev_p) = if lo == s0 {
             (0, 0)
         } else {
             let x = lo * NS - a;
             (share(bytes, x, d), share(packets, x, d))
         };
         let x0 = ((lo + 1) * NS - a).min(d);
-        let mut sb = Stepper::new(bytes, x0, d);
-        let mut sp = Stepper::new(packets, x0, d);
+        let prev = (prev_b, prev_p);
+        let fits = |t: u64| t.checked_mul(NS.max(d)).is_some();
+        if fits(bytes) && fits(packets) && d < 1 << 62 {
+            let steps = (Step64::new(bytes, x0, d), Step64::new(packets, x0, d));
+            self.spread((lo, hi, s1), (bytes, packets), prev, steps, clock_sec);
+        } else {
+            let steps = (Step128::new(bytes, x0, d), Step128::new(packets, x0, d));
+            self.spread((lo, hi, s1), (bytes, packets), prev, steps, clock_sec);
+        }
+    }
+
+    /// Adds the shares of seconds `lo..=hi` (`s1`: the record's last second), given the
+    /// cumulative shares before `lo` and steppers at the boundary after `lo`.
+    fn spread<S: Step>(
+        &mut self,
+        (lo, hi, s1): (u64, u64, u64),
+        (bytes, packets): (u64, u64),
+        (mut prev_b, mut prev_p): (u64, u64),
+        (mut sb, mut sp): (S, S),
+        clock_sec: u64,
+    ) {
         let mut slot = (lo % self.window()) as usize;
         for s in lo..=hi {
             let (nb, np) = if s == s1 {
@@ -155,20 +174,59 @@ impl RateRing {
 
 /// `⌊total · part / whole⌋` without overflow (`part <= whole`, `whole > 0`).
 fn share(total: u64, part: u64, whole: u64) -> u64 {
-    divrem(u128::from(total) * u128::from(part), whole).0 as u64
-}
-
-/// Quotient and remainder, in 64-bit arithmetic when the dividend fits.
-fn divrem(p: u128, w: u64) -> (u128, u128) {
-    match u64::try_from(p) {
-        Ok(p) => (u128::from(p / w), u128::from(p % w)),
-        Err(_) => (p / u128::from(w), p % u128::from(w)),
+    match total.checked_mul(part) {
+        Some(p) => p / whole,
+        None => (u128::from(total) * u128::from(part) / u128::from(whole)) as u64,
     }
 }
 
 /// `⌊total · x / whole⌋` along `x = x0, x0 + 1 s, x0 + 2 s, …`: quotient and remainder
 /// are carried, so each step costs additions only.
-struct Stepper {
+trait Step {
+    fn value(&self) -> u64;
+    fn advance(&mut self);
+}
+
+/// [`Step`] when `total · max(1 s, whole)` fits in 64 bits and `whole < 2^62` (every
+/// realistic record).
+struct Step64 {
+    q: u64,
+    r: u64,
+    step_q: u64,
+    step_r: u64,
+    whole: u64,
+}
+
+impl Step64 {
+    fn new(total: u64, x0: u64, whole: u64) -> Step64 {
+        let (p, step) = (total * x0, total * NS);
+        Step64 {
+            q: p / whole,
+            r: p % whole,
+            step_q: step / whole,
+            step_r: step % whole,
+            whole,
+        }
+    }
+}
+
+impl Step for Step64 {
+    fn value(&self) -> u64 {
+        self.q
+    }
+
+    fn advance(&mut self) {
+        self.q = self.q.wrapping_add(self.step_q);
+        self.r += self.step_r;
+        if self.r >= self.whole {
+            self.q = self.q.wrapping_add(1);
+            self.r -= self.whole;
+        }
+    }
+}
+
+/// [`Step`] for any counters.
+struct Step128 {
     q: u128,
     r: u128,
     step_q: u128,
@@ -176,19 +234,21 @@ struct Stepper {
     whole: u128,
 }
 
-impl Stepper {
-    fn new(total: u64, x0: u64, whole: u64) -> Stepper {
-        let (q, r) = divrem(u128::from(total) * u128::from(x0), whole);
-        let (step_q, step_r) = divrem(u128::from(total) * u128::from(NS), whole);
-        Stepper {
-            q,
-            r,
-            step_q,
-            step_r,
-            whole: u128::from(whole),
+impl Step128 {
+    fn new(total: u64, x0: u64, whole: u64) -> Step128 {
+        let (t, w) = (u128::from(total), u128::from(whole));
+        let (p, step) = (t * u128::from(x0), t * u128::from(NS));
+        Step128 {
+            q: p / w,
+            r: p % w,
+            step_q: step / w,
+            step_r: step % w,
+            whole: w,
         }
     }
+}
 
+impl Step for Step128 {
     fn value(&self) -> u64 {
         self.q as u64
     }
