@@ -106,7 +106,7 @@ fn prefill(map: &mut PerCpuHashMap<&mut aya::maps::MapData, FlowKey, FlowStats>,
 fn main() -> anyhow::Result<()> {
     let mut a = Args::parse();
     if a.smoke {
-        a.packets = a.packets.min(500);
+        a.packets = a.packets.min(100);
         a.repeat = a.repeat.min(20);
         a.prefill = a.prefill.min(20_000);
     }
