@@ -8,13 +8,13 @@ use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
     registry::Registry,
 };
-use tidegate_common::wire::decode_batch;
+use tidegate_common::wire::{Batch, decode_batch};
 use tokio::sync::watch;
 
 use crate::{
     aggregate::Aggregator,
-    sinks::clickhouse::{ClickHouseSink, ProbeHealthRow},
-    spool::{Spool, SpoolError, SpoolReader},
+    sinks::clickhouse::{ClickHouseSink, GroupPart, ProbeHealthRow},
+    spool::{Entry, Spool, SpoolError, SpoolReader},
 };
 
 /// Pipeline metrics.
@@ -77,7 +77,25 @@ impl PipelineMetrics {
     }
 }
 
+/// A spool entry on its way to storage.
+struct Item {
+    entry: Entry,
+    /// `None` when the payload could not be decoded (it goes to the dead-letter directory).
+    batch: Option<Arc<Batch>>,
+    error: Option<String>,
+}
+
+/// Decoded entries the reading stage may run ahead of storage (bounds memory).
+const READ_AHEAD: usize = 64;
+
 /// Runs until `stop` turns true and the spool has been drained as far as it can be.
+///
+/// Two stages overlap: a reader decodes the next spool entries and feeds the
+/// aggregation shards while the storing stage inserts the previous ones into ClickHouse
+/// and commits the spool in order. The storing stage groups the entries that are ready
+/// (up to `max_rows_per_insert` rows) into one INSERT — batched by size, and by time since
+/// it never waits to fill a group — after saving the group's bounds in the spool: after a
+/// crash the same group is rebuilt with the same token, so ClickHouse stores it once.
 pub async fn run(
     mut reader: SpoolReader,
     spool: Spool,
@@ -85,12 +103,220 @@ pub async fn run(
     aggregator: Arc<Aggregator>,
     metrics: PipelineMetrics,
     dead_letter_dir: std::path::PathBuf,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<(), SpoolError> {
-    let mut backoff = Duration::from_millis(100);
+    let mut committer = reader.take_committer().ok_or(SpoolError::Closed)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(READ_AHEAD);
+    let read = tokio::spawn(read_stage(reader, aggregator, tx, stop.clone()));
+    let max_rows = sink.config().max_rows_per_insert.max(1);
+    // A group cut short by a crash is rebuilt to the same bounds.
+    let mut replay = committer.pending_intent()?;
+    let mut next: Option<Item> = None;
     loop {
         metrics.spool_bytes.set(spool.bytes() as i64);
         metrics.spool_pending.set(spool.pending() as i64);
+        let first = match next.take() {
+            Some(i) => i,
+            None => match rx.recv().await {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        if first.batch.is_none() {
+            metrics.dead_letters.inc();
+            dead_letter(
+                &dead_letter_dir,
+                &first.entry,
+                first.error.as_deref().unwrap_or("undecodable"),
+            )?;
+            committer.commit(first.entry.end, 1)?;
+            replay = None;
+            continue;
+        }
+        let mut group = vec![first];
+        let mut rows = group[0].rows();
+        match replay.take() {
+            Some(intent) => {
+                while group.last().expect("non-empty").entry.end < intent.end {
+                    match rx.recv().await {
+                        Some(i) if i.batch.is_some() => group.push(i),
+                        Some(i) => {
+                            next = Some(i);
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            None => {
+                while rows < max_rows {
+                    match rx.try_recv() {
+                        Ok(i) if i.batch.is_some() && rows + i.rows() <= max_rows => {
+                            rows += i.rows();
+                            group.push(i);
+                        }
+                        Ok(i) => {
+                            next = Some(i);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        let end = group.last().expect("non-empty").entry.end;
+        let intent = committer.save_intent(end)?;
+        let parts: Vec<GroupPart<'_>> = group
+            .iter()
+            .map(|i| {
+                let b = i.batch.as_ref().expect("grouped items are decoded");
+                (b.probe_id.as_str(), b.seq, b.records.as_slice())
+            })
+            .collect();
+        let stored = store(
+            &sink,
+            &spool,
+            &metrics,
+            &stop,
+            spool.id(),
+            intent.start,
+            &parts,
+        )
+        .await;
+        if !stored
+            && let Err(StoreOutcome::Stopped) =
+                store_one_by_one(&sink, &metrics, &dead_letter_dir, &group).await
+        {
+            tracing::warn!(
+                pending = spool.pending(),
+                "stopping with ClickHouse unreachable; the spool keeps the rest for the next start"
+            );
+            read.abort();
+            return Ok(());
+        }
+        for item in &group {
+            let b = item.batch.as_ref().expect("decoded");
+            if let Some(h) = &b.health {
+                let row = ProbeHealthRow {
+                    ts_ns: h.ts_ns,
+                    probe_id: b.probe_id.clone(),
+                    counters: h.counters.clone(),
+                    spool_bytes: h.spool_bytes,
+                    spool_batches: h.spool_batches,
+                    lines: h.lines.clone(),
+                };
+                if let Err(e) = sink.insert_health(&b.probe_id, &row).await {
+                    tracing::warn!(error = %e, "probe health row not stored");
+                }
+            }
+        }
+        committer.commit(end, group.len() as u64)?;
+        metrics.batches_committed.inc_by(group.len() as u64);
+        metrics
+            .records_committed
+            .inc_by(group.iter().map(Item::rows).sum::<usize>() as u64);
+    }
+    match read.await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "spool reader task failed");
+            Err(SpoolError::Closed)
+        }
+    }
+}
+
+/// Why storing one by one ended early.
+enum StoreOutcome {
+    /// Stopping while ClickHouse is unreachable: the spool keeps the rest.
+    Stopped,
+}
+
+/// Inserts a group, retrying while ClickHouse is unreachable. `true` when stored;
+/// `false` when ClickHouse rejected it permanently (the caller then isolates the bad
+/// batch) or the collector is stopping with ClickHouse down.
+async fn store(
+    sink: &ClickHouseSink,
+    spool: &Spool,
+    metrics: &PipelineMetrics,
+    stop: &watch::Receiver<bool>,
+    spool_id: &str,
+    start: crate::spool::Position,
+    parts: &[GroupPart<'_>],
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match sink
+            .insert_group(spool_id, start.segment, start.offset, parts)
+            .await
+        {
+            Ok(()) => {
+                metrics.clickhouse_down.set(0);
+                return true;
+            }
+            Err(e) if e.is_retryable() => {
+                metrics.insert_retries.inc();
+                metrics.clickhouse_down.set(1);
+                tracing::warn!(error = %e, retry_in = ?backoff, pending = spool.pending(), "ClickHouse insert failed; keeping the batches spooled");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                if *stop.borrow() && !sink.ping().await {
+                    return false;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ClickHouse rejected a group of batches; storing them one by one to isolate the bad one");
+                return false;
+            }
+        }
+    }
+}
+
+/// Fallback after a permanent rejection (or a stop with ClickHouse down): each batch on
+/// its own token; a batch ClickHouse rejects goes to the dead-letter directory.
+async fn store_one_by_one(
+    sink: &ClickHouseSink,
+    metrics: &PipelineMetrics,
+    dead_letter_dir: &std::path::Path,
+    group: &[Item],
+) -> Result<(), StoreOutcome> {
+    if !sink.ping().await {
+        return Err(StoreOutcome::Stopped);
+    }
+    for item in group {
+        let b = item.batch.as_ref().expect("decoded");
+        if let Err(e) = sink.insert_batch(&b.probe_id, b.seq, &b.records).await {
+            if e.is_retryable() {
+                return Err(StoreOutcome::Stopped);
+            }
+            metrics.dead_letters.inc();
+            if let Err(io) = dead_letter(
+                dead_letter_dir,
+                &item.entry,
+                &format!("ClickHouse rejected it: {e}"),
+            ) {
+                tracing::error!(error = %io, "cannot write dead letter");
+                return Err(StoreOutcome::Stopped);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Item {
+    fn rows(&self) -> usize {
+        self.batch.as_ref().map_or(0, |b| b.records.len())
+    }
+}
+
+/// Reads and decodes spool entries in order, feeds the aggregation shards, and hands
+/// the entries to the storing stage. Ends when `stop` is set and nothing more is spooled.
+async fn read_stage(
+    mut reader: SpoolReader,
+    aggregator: Arc<Aggregator>,
+    tx: tokio::sync::mpsc::Sender<Item>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), SpoolError> {
+    loop {
         let entry = if *stop.borrow() {
             // Draining at shutdown: take what is there, never wait for more.
             match reader.try_next()? {
@@ -103,81 +329,35 @@ pub async fn run(
                 _ = stop.changed() => continue,
             }
         };
-        let batch = match decode_batch(&entry.payload) {
-            Ok(b) => b,
-            Err(e) => {
-                metrics.dead_letters.inc();
-                let p = dead_letter_dir.join(format!("{}-{}.bin", entry.probe_id, entry.seq));
-                tracing::error!(probe = %entry.probe_id, seq = entry.seq, error = %e, file = %p.display(), "undecodable spool entry moved aside");
-                let _ = std::fs::create_dir_all(&dead_letter_dir);
-                if let Err(e) = std::fs::write(&p, &entry.payload) {
-                    tracing::error!(error = %e, "cannot write dead letter; keeping the entry");
-                    return Err(SpoolError::Io {
-                        path: p,
-                        op: "write dead letter",
-                        source: e,
-                    });
+        let item = match decode_batch(&entry.payload) {
+            Ok(b) => {
+                let b = Arc::new(b);
+                let (agg, batch) = (aggregator.clone(), b.clone());
+                tokio::task::spawn_blocking(move || agg.submit(&batch.probe_id, &batch.records))
+                    .await
+                    .expect("aggregator submit");
+                Item {
+                    entry,
+                    batch: Some(b),
+                    error: None,
                 }
-                reader.commit(entry.end, 1)?;
-                continue;
             }
+            Err(e) => Item {
+                entry,
+                batch: None,
+                error: Some(e.to_string()),
+            },
         };
-        let agg = aggregator.clone();
-        let (probe, records) = (batch.probe_id.clone(), batch.records.clone());
-        tokio::task::spawn_blocking(move || agg.submit(&probe, &records))
-            .await
-            .expect("aggregator submit");
-        loop {
-            match sink
-                .insert_batch(&batch.probe_id, batch.seq, &batch.records)
-                .await
-            {
-                Ok(()) => break,
-                Err(e) if e.is_retryable() => {
-                    metrics.insert_retries.inc();
-                    metrics.clickhouse_down.set(1);
-                    tracing::warn!(error = %e, retry_in = ?backoff, "ClickHouse insert failed; keeping the batch spooled");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if *stop.borrow() && !sink.ping().await {
-                        tracing::warn!(
-                            pending = spool.pending(),
-                            "stopping with ClickHouse unreachable; the spool keeps the rest for the next start"
-                        );
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    metrics.dead_letters.inc();
-                    let p = dead_letter_dir.join(format!("{}-{}.bin", entry.probe_id, entry.seq));
-                    tracing::error!(probe = %entry.probe_id, seq = entry.seq, error = %e, file = %p.display(), "ClickHouse rejected the batch permanently; moved aside");
-                    let _ = std::fs::create_dir_all(&dead_letter_dir);
-                    std::fs::write(&p, &entry.payload).map_err(|e| SpoolError::Io {
-                        path: p,
-                        op: "write dead letter",
-                        source: e,
-                    })?;
-                    break;
-                }
-            }
+        if tx.send(item).await.is_err() {
+            return Ok(());
         }
-        metrics.clickhouse_down.set(0);
-        backoff = Duration::from_millis(100);
-        if let Some(h) = &batch.health {
-            let row = ProbeHealthRow {
-                ts_ns: h.ts_ns,
-                probe_id: batch.probe_id.clone(),
-                counters: h.counters.clone(),
-                spool_bytes: h.spool_bytes,
-                spool_batches: h.spool_batches,
-                lines: h.lines.clone(),
-            };
-            if let Err(e) = sink.insert_health(&batch.probe_id, &row).await {
-                tracing::warn!(error = %e, "probe health row not stored");
-            }
-        }
-        reader.commit(entry.end, 1)?;
-        metrics.batches_committed.inc();
-        metrics.records_committed.inc_by(batch.records.len() as u64);
     }
+}
+
+/// Keeps an entry that cannot be stored, next to the spool, and says so loudly.
+fn dead_letter(dir: &std::path::Path, entry: &Entry, why: &str) -> Result<(), SpoolError> {
+    let p = dir.join(format!("{}-{}.bin", entry.probe_id, entry.seq));
+    tracing::error!(probe = %entry.probe_id, seq = entry.seq, reason = why, file = %p.display(), "spool entry moved to the dead-letter directory");
+    std::fs::create_dir_all(dir).map_err(SpoolError::io(dir, "create dead-letter directory"))?;
+    std::fs::write(&p, &entry.payload).map_err(SpoolError::io(&p, "write dead letter"))
 }

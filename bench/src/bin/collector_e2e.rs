@@ -20,7 +20,10 @@ use clap::Parser;
 use clickhouse::Row;
 use serde::Serialize;
 use tidegate_bench::{aggregate::workload, machine::Machine};
-use tidegate_collector::certs::{GenCertsOptions, ca_paths, collector_paths, generate, probe_paths};
+use tidegate_collector::{
+    certs::{GenCertsOptions, ca_paths, collector_paths, generate, probe_paths},
+    sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, SinkMetrics},
+};
 use tidegate_common::record::FlowRecord;
 use tidegate_probe::export::{
     Exporter,
@@ -68,7 +71,9 @@ impl Ch {
     }
     fn script(&self, cmd: &str) -> Command {
         let mut c = Command::new(repo().join("scripts/clickhouse.sh"));
-        c.arg(cmd).env("TIDEGATE_CH_DIR", self.dir.path()).env("TIDEGATE_CH_PORT", self.port.to_string());
+        c.arg(cmd)
+            .env("TIDEGATE_CH_DIR", self.dir.path())
+            .env("TIDEGATE_CH_PORT", self.port.to_string());
         c.stdout(Stdio::null());
         c
     }
@@ -79,7 +84,11 @@ impl Ch {
         clickhouse::Client::default().with_url(self.url())
     }
     async fn count(&self, table: &str) -> u64 {
-        self.client().query(&format!("SELECT count() FROM {table}")).fetch_one::<u64>().await.unwrap_or(0)
+        self.client()
+            .query(&format!("SELECT count() FROM {table}"))
+            .fetch_one::<u64>()
+            .await
+            .unwrap_or(0)
     }
 }
 
@@ -170,7 +179,11 @@ fn start_collector(dir: &Path, ch_url: &str, port: u16, certs: &Path) -> anyhow:
     let path = dir.join("collector.toml");
     std::fs::write(&path, cfg)?;
     let exe = std::env::current_exe()?.with_file_name("tidegate-collector");
-    anyhow::ensure!(exe.is_file(), "{} missing: cargo build --release -p tidegate-collector", exe.display());
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} missing: cargo build --release -p tidegate-collector",
+        exe.display()
+    );
     let mut child = Command::new(exe)
         .args(["run", "--config"])
         .arg(&path)
@@ -205,27 +218,54 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     let ch = Ch::start()?;
     let dir = tempfile::tempdir()?;
     let certs = dir.path().join("certs");
-    generate(&GenCertsOptions { out: certs.clone(), probes: vec!["edge-bench".into()], collector_names: vec![], collector_ips: vec![], force: false })?;
+    generate(&GenCertsOptions {
+        out: certs.clone(),
+        probes: vec!["edge-bench".into()],
+        collector_names: vec![],
+        collector_ips: vec![],
+        force: false,
+    })?;
     let port = free_port()?;
     let _collector = start_collector(dir.path(), &ch.url(), port, &certs)?;
 
-    // Plain insert of the same rows into a copy of `flows` (same engine and settings).
-    let client = ch.client().with_database("tidegate");
-    client.query("CREATE TABLE plain_flows AS flows").execute().await?;
+    // Plain insert of the same rows into the same schema (`flows` with its rollup views),
+    // migrated into a database of its own.
+    let plain_db = ClickHouseSink::connect(
+        ClickHouseConfig {
+            url: ch.url(),
+            database: "tidegate_plain".into(),
+            retention_days: 0,
+            ..Default::default()
+        },
+        SinkMetrics::default(),
+    )
+    .await?;
+    plain_db.migrate().await?;
+    let client = ch.client().with_database("tidegate_plain");
     let t = Instant::now();
     for (i, chunk) in records.chunks(100_000).enumerate() {
-        let mut ins = client.insert::<PlainRow>("plain_flows").await?;
+        let mut ins = client.insert::<PlainRow>("flows").await?;
         for r in chunk {
             ins.write(&PlainRow::new(i as u64, r)).await?;
         }
         ins.end().await?;
     }
     let plain = t.elapsed();
-    anyhow::ensure!(ch.count("tidegate.plain_flows").await == a.rows as u64, "plain insert lost rows");
+    anyhow::ensure!(
+        ch.count("tidegate_plain.flows").await == a.rows as u64,
+        "plain insert lost rows"
+    );
 
     // End to end: probe exporter -> TLS -> collector -> ClickHouse.
     let p = probe_paths(&certs, "edge-bench");
-    let mut o = CollectorOptions::new(format!("127.0.0.1:{port}"), "edge-bench", ca_paths(&certs).cert, p.cert, p.key, dir.path().join("probe-spool"));
+    let mut o = CollectorOptions::new(
+        format!("127.0.0.1:{port}"),
+        "edge-bench",
+        ca_paths(&certs).cert,
+        p.cert,
+        p.key,
+        dir.path().join("probe-spool"),
+    );
     o.batch_records = a.batch_records;
     let t = Instant::now();
     let recs = records.clone();
@@ -240,23 +280,57 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     anyhow::ensure!(report.left_batches == 0, "batches left unacknowledged");
     let acked = t.elapsed();
     while ch.count("tidegate.flows").await < a.rows as u64 {
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(900), "rows did not arrive");
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(900),
+            "rows did not arrive"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let stored = t.elapsed();
-    anyhow::ensure!(ch.count("tidegate.flows").await == a.rows as u64, "row count differs after arrival");
+    anyhow::ensure!(
+        ch.count("tidegate.flows").await == a.rows as u64,
+        "row count differs after arrival"
+    );
 
     let rate = |d: Duration| a.rows as f64 / d.as_secs_f64();
     let mut s = String::new();
-    writeln!(s, "# Collector end to end vs a plain ClickHouse insert (generated)\n")?;
+    writeln!(
+        s,
+        "# Collector end to end vs a plain ClickHouse insert (generated)\n"
+    )?;
     writeln!(s, "{}", Machine::describe().markdown())?;
-    writeln!(s, "Command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" "))?;
-    writeln!(s, "{} synthetic flow records ({} distinct keys over one hour), one probe, batches of {} records; local ClickHouse 26.9 (chdb-core) on the same machine.\n", a.rows, a.rows, a.batch_records)?;
+    writeln!(
+        s,
+        "Command: `{}`\n",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    )?;
+    writeln!(
+        s,
+        "{} synthetic flow records ({} distinct keys over one hour), one probe, batches of {} records; local ClickHouse 26.9 (chdb-core) on the same machine.\n",
+        a.rows, a.rows, a.batch_records
+    )?;
     writeln!(s, "| path | seconds | rows/s | ratio to plain |")?;
     writeln!(s, "|---|---:|---:|---:|")?;
-    writeln!(s, "| plain `clickhouse` crate insert into a copy of `flows` (100 000 rows per INSERT) | {:.2} | {:.0} | 1.00 |", plain.as_secs_f64(), rate(plain))?;
-    writeln!(s, "| probe → TLS → collector spool (all acknowledged) | {:.2} | {:.0} | {:.2} |", acked.as_secs_f64(), rate(acked), rate(acked) / rate(plain))?;
-    writeln!(s, "| probe → TLS → collector → ClickHouse `flows` (all rows stored) | {:.2} | {:.0} | {:.2} (target ≥ 0.9) |", stored.as_secs_f64(), rate(stored), rate(stored) / rate(plain))?;
+    writeln!(
+        s,
+        "| plain `clickhouse` crate insert into `flows` with its rollup views (100 000 rows per INSERT) | {:.2} | {:.0} | 1.00 |",
+        plain.as_secs_f64(),
+        rate(plain)
+    )?;
+    writeln!(
+        s,
+        "| probe → TLS → collector spool (all acknowledged) | {:.2} | {:.0} | {:.2} |",
+        acked.as_secs_f64(),
+        rate(acked),
+        rate(acked) / rate(plain)
+    )?;
+    writeln!(
+        s,
+        "| probe → TLS → collector → ClickHouse `flows` (all rows stored) | {:.2} | {:.0} | {:.2} (target ≥ 0.9) |",
+        stored.as_secs_f64(),
+        rate(stored),
+        rate(stored) / rate(plain)
+    )?;
     if a.smoke {
         writeln!(s, "\n(smoke run: figures are not meaningful)")?;
     }
@@ -268,7 +342,10 @@ fn main() -> anyhow::Result<()> {
     if a.smoke {
         a.rows = a.rows.min(20_000);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let s = rt.block_on(run(&a))?;
     print!("{s}");
     if let Some(d) = a.out.parent() {

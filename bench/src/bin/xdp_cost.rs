@@ -30,10 +30,10 @@ struct Args {
     #[arg(long, default_value = "../shared/corpus/pcap")]
     corpus: PathBuf,
     /// Packets sampled from the corpus.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 2_000)]
     packets: usize,
     /// BPF_PROG_TEST_RUN repeat count per packet.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 2_000)]
     repeat: u32,
     /// Flows pre-filled into the map for the "full map" measurement.
     #[arg(long, default_value_t = 1_000_000)]
@@ -55,10 +55,15 @@ fn corpus_frames(dir: &Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     files.sort();
     let mut out = Vec::new();
     for f in files {
-        let Ok(mut rd) = CaptureReader::open(&f) else { continue };
+        let Ok(mut rd) = CaptureReader::open(&f) else {
+            continue;
+        };
         while let Ok(Some(fr)) = rd.next_frame() {
             // Ethernet only, complete frames of a size a veth/NIC would carry.
-            if fr.linktype == 1 && fr.data.len() as u32 == fr.orig_len && (14..=1514).contains(&fr.data.len()) {
+            if fr.linktype == 1
+                && fr.data.len() as u32 == fr.orig_len
+                && (14..=1514).contains(&fr.data.len())
+            {
                 out.push(fr.data.to_vec());
             }
         }
@@ -85,7 +90,10 @@ fn mean_ns(prog: &Xdp, frames: &[Vec<u8>], repeat: u32) -> anyhow::Result<f64> {
     Ok(total / frames.len() as f64)
 }
 
-fn prefill(map: &mut PerCpuHashMap<&mut aya::maps::MapData, FlowKey, FlowStats>, n: u32) -> anyhow::Result<()> {
+fn prefill(
+    map: &mut PerCpuHashMap<&mut aya::maps::MapData, FlowKey, FlowStats>,
+    n: u32,
+) -> anyhow::Result<()> {
     let cpus = aya::util::nr_cpus().map_err(|(f, e)| anyhow::anyhow!("{f}: {e}"))?;
     for i in 0..n {
         let mut k = FlowKey::ZERO;
@@ -144,7 +152,11 @@ fn main() -> anyhow::Result<()> {
     let mut s = String::new();
     writeln!(s, "# eBPF per-packet cost (generated)\n")?;
     writeln!(s, "{}", m.markdown())?;
-    writeln!(s, "Command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" "))?;
+    writeln!(
+        s,
+        "Command: `{}`\n",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    )?;
     writeln!(
         s,
         "Method: BPF_PROG_TEST_RUN, {} real Ethernet frames sampled across the corpus, each run {} times \
@@ -155,10 +167,22 @@ fn main() -> anyhow::Result<()> {
         a.prefill,
         fill_s
     )?;
-    writeln!(s, "| flow map | baseline XDP (return only) ns/pkt | tidegate XDP ns/pkt | ratio | target |")?;
+    writeln!(
+        s,
+        "| flow map | baseline XDP (return only) ns/pkt | tidegate XDP ns/pkt | ratio | target |"
+    )?;
     writeln!(s, "|---|---:|---:|---:|---|")?;
-    writeln!(s, "| empty | {base_empty:.1} | {tg_empty:.1} | {:.2}× | ≤ 2× and ≤ 60 ns |", tg_empty / base_empty)?;
-    writeln!(s, "| {} flows | {base_full:.1} | {tg_full:.1} | {:.2}× | ≤ 2× and ≤ 60 ns |", a.prefill, tg_full / base_full)?;
+    writeln!(
+        s,
+        "| empty | {base_empty:.1} | {tg_empty:.1} | {:.2}× | ≤ 2× and ≤ 60 ns |",
+        tg_empty / base_empty
+    )?;
+    writeln!(
+        s,
+        "| {} flows | {base_full:.1} | {tg_full:.1} | {:.2}× | ≤ 2× and ≤ 60 ns |",
+        a.prefill,
+        tg_full / base_full
+    )?;
     if a.smoke {
         writeln!(s, "\n(smoke run: figures are not meaningful)")?;
     }

@@ -14,12 +14,13 @@
 mod entry;
 mod error;
 mod reader;
-mod state;
+pub(crate) mod state;
 mod writer;
 
 pub use entry::Entry;
 pub use error::SpoolError;
-pub use reader::SpoolReader;
+pub use reader::{SpoolCommitter, SpoolReader};
+pub use state::Intent;
 pub use writer::{Spool, SpoolConfig};
 
 /// A position in the spool: segment number and byte offset in it.

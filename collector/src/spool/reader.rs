@@ -12,18 +12,51 @@ use super::{Entry, Position, SpoolError, entry, segment_name, state, writer::Sha
 pub struct SpoolReader {
     shared: Arc<Shared>,
     pos: Position,
-    committed: Position,
     file: Option<(u64, File)>,
+    committer: Option<SpoolCommitter>,
+}
+
+/// Commits what downstream has stored; split from the reader with
+/// [`SpoolReader::take_committer`] so reading ahead and committing can run in different
+/// tasks.
+pub struct SpoolCommitter {
+    shared: Arc<Shared>,
+    committed: Position,
 }
 
 impl SpoolReader {
     pub(crate) fn new(shared: Arc<Shared>, cursor: Position) -> Self {
+        let committer = SpoolCommitter {
+            shared: shared.clone(),
+            committed: cursor,
+        };
         SpoolReader {
             shared,
             pos: cursor,
-            committed: cursor,
             file: None,
+            committer: Some(committer),
         }
+    }
+
+    /// Hands out the committer (once); afterwards [`SpoolReader::commit`] errors.
+    pub fn take_committer(&mut self) -> Option<SpoolCommitter> {
+        self.committer.take()
+    }
+
+    /// Commits through this reader's own committer; see [`SpoolCommitter::commit`].
+    pub fn commit(&mut self, upto: Position, entries: u64) -> Result<(), SpoolError> {
+        match self.committer.as_mut() {
+            Some(c) => c.commit(upto, entries),
+            None => Err(SpoolError::Closed),
+        }
+    }
+
+    /// The committed position (of this reader's own committer).
+    pub fn committed(&self) -> Position {
+        self.committer
+            .as_ref()
+            .map(|c| c.committed)
+            .unwrap_or_default()
     }
 
     /// The next entry after the last one returned; waits for one to be appended.
@@ -109,6 +142,23 @@ impl SpoolReader {
             }),
         }
     }
+}
+
+impl SpoolCommitter {
+    /// The group intent saved before the crash, if it starts at the committed cursor.
+    pub fn pending_intent(&self) -> Result<Option<state::Intent>, SpoolError> {
+        Ok(state::read_intent(&self.shared.dir)?.filter(|i| i.start == self.committed))
+    }
+
+    /// Saves (fsync'd) the bounds of the group about to be stored downstream.
+    pub fn save_intent(&self, end: Position) -> Result<state::Intent, SpoolError> {
+        let i = state::Intent {
+            start: self.committed,
+            end,
+        };
+        state::write_intent(&self.shared.dir, &i)?;
+        Ok(i)
+    }
 
     /// Records that every entry up to `upto` is stored downstream: persists the cursor
     /// and deletes segments that are wholly consumed (after saving the per-probe
@@ -140,9 +190,6 @@ impl SpoolReader {
                         source: e,
                     });
                 }
-            }
-            if self.file.as_ref().map(|(n, _)| *n) == Some(s) {
-                self.file = None;
             }
         }
         self.committed = upto;

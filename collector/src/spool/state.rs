@@ -13,6 +13,8 @@ use super::{Position, SpoolError, entry, segment_name, segment_number, write_ato
 /// What a spool directory holds when it is opened.
 #[derive(Debug, Default)]
 pub(crate) struct Recovered {
+    /// Identity of this spool directory (random, created with it).
+    pub id: String,
     /// Committed read position.
     pub cursor: Position,
     /// Segments present, ascending.
@@ -65,6 +67,26 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
 /// Opens (creating if needed) and recovers `dir`.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     fs::create_dir_all(dir).map_err(SpoolError::io(dir, "create directory"))?;
+    let id_path = dir.join("spool-id");
+    let id = match fs::read_to_string(&id_path) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            let id = fs::read_to_string("/proc/sys/kernel/random/uuid")
+                .map(|u| u.trim().replace('-', ""))
+                .unwrap_or_else(|_| {
+                    format!(
+                        "{:x}",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_nanos()
+                    )
+                });
+            write_atomic(&id_path, id.as_bytes())
+                .map_err(SpoolError::io(&id_path, "write spool-id"))?;
+            id
+        }
+    };
     let cursor: Position = read_json(&cursor_path(dir))?;
     let mut last_seq: HashMap<String, u64> = read_json(&probes_path(dir))?;
     let mut segments: Vec<u64> = fs::read_dir(dir)
@@ -83,6 +105,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     segments.retain(|s| *s >= cursor.segment);
 
     let mut rec = Recovered {
+        id,
         cursor,
         ..Default::default()
     };
@@ -159,4 +182,28 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     rec.segments = segments;
     rec.last_seq = last_seq;
     Ok(rec)
+}
+
+/// Bounds of the group of entries being stored downstream, saved before the insert so a
+/// restart rebuilds the identical group (and so the identical deduplication token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Intent {
+    /// First entry's position (the committed cursor when the group was formed).
+    pub start: Position,
+    /// Position just after the group's last entry.
+    pub end: Position,
+}
+
+pub(crate) fn intent_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("intent.json")
+}
+
+pub(crate) fn read_intent(dir: &Path) -> Result<Option<Intent>, SpoolError> {
+    read_json::<Option<Intent>>(&intent_path(dir))
+}
+
+pub(crate) fn write_intent(dir: &Path, i: &Intent) -> Result<(), SpoolError> {
+    let path = intent_path(dir);
+    let bytes = serde_json::to_vec(i).expect("intent serializes");
+    write_atomic(&path, &bytes).map_err(SpoolError::io(path, "write intent"))
 }

@@ -49,6 +49,8 @@ struct Req {
 
 pub(crate) struct Shared {
     pub dir: PathBuf,
+    /// Identity of this spool directory.
+    pub id: String,
     pub cfg: SpoolConfig,
     /// End of the durable (fsync'd) data.
     pub durable: watch::Sender<Position>,
@@ -77,6 +79,7 @@ impl Spool {
         let (durable, _) = watch::channel(rec.end);
         let shared = Arc::new(Shared {
             dir: cfg.dir.clone(),
+            id: rec.id.clone(),
             cfg: cfg.clone(),
             durable,
             bytes: AtomicU64::new(rec.bytes),
@@ -158,6 +161,12 @@ impl Spool {
             .expect("last_seq lock")
             .get(probe_id)
             .copied()
+    }
+
+    /// Identity of this spool directory (random, created with it; part of the storage
+    /// deduplication tokens, so a wiped spool never reuses one).
+    pub fn id(&self) -> &str {
+        &self.shared.id
     }
 
     /// Bytes currently held.

@@ -26,7 +26,47 @@ const INSERT_SETTINGS: &[(&str, &str)] = &[
     ("max_partitions_per_insert_block", "0"),
 ];
 
+/// One probe batch inside a group insert: (probe id, sequence, records).
+pub type GroupPart<'a> = (&'a str, u64, &'a [FlowRecord]);
+
 impl ClickHouseSink {
+    /// Stores several batches (possibly from several probes) with as few INSERTs as
+    /// `max_rows_per_insert` allows; rows keep their own probe id and batch sequence.
+    ///
+    /// Exactly once as long as a retry sends the same group in the same order with the
+    /// same `(spool_id, segment, offset)` — the collector persists each group's bounds in
+    /// its spool before inserting, so a restart rebuilds the identical group.
+    pub async fn insert_group(
+        &self,
+        spool_id: &str,
+        segment: u64,
+        offset: u64,
+        batches: &[GroupPart<'_>],
+    ) -> Result<(), SinkError> {
+        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.2.len()).sum());
+        for (probe_id, seq, records) in batches {
+            for (i, r) in records.iter().enumerate() {
+                rows.push(FlowRow::new(probe_id, *seq, r).map_err(|reason| {
+                    SinkError::Invalid {
+                        what: format!("record {i} of batch {probe_id}:{seq}"),
+                        reason,
+                    }
+                })?);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let max = self.cfg.max_rows_per_insert;
+        let split = rows.len() > max;
+        for (k, part) in rows.chunks(max).enumerate() {
+            let token = token::group(spool_id, segment, offset, split.then_some(k));
+            self.insert_rows::<FlowRow<'static>>("flows", &token, part)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Stores the records of batch `seq` of `probe_id` in `flows`, exactly once: calling it
     /// again with the same batch (after an error, a timeout or a restart) adds nothing.
     ///

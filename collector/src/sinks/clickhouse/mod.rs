@@ -33,6 +33,7 @@ use clickhouse::Client;
 
 pub use config::ClickHouseConfig;
 pub use error::{ErrorClass, SinkError};
+pub use insert::GroupPart;
 pub use metrics::{InsertLabels, Outcome, SinkMetrics, TableLabel};
 pub use row::ProbeHealthRow;
 pub use schema::MigrationReport;

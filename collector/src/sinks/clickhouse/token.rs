@@ -27,6 +27,16 @@ pub(crate) fn batch(probe_id: &str, seq: u64, part: Option<usize>) -> String {
     }
 }
 
+/// Token of a group of spooled batches stored in one INSERT: `%grp%<spool id>%<segment>%<offset>`
+/// (where the group starts in the collector's spool), part `k` when split. A probe token
+/// never starts with `%` (it is percent-encoded), so the two kinds cannot collide.
+pub(crate) fn group(spool_id: &str, segment: u64, offset: u64, part: Option<usize>) -> String {
+    match part {
+        None => format!("%grp%{spool_id}%{segment}%{offset}"),
+        Some(k) => format!("%grp%{spool_id}%{segment}%{offset}%{k}"),
+    }
+}
+
 /// Token of the health report `probe_id` took at `ts_ns`.
 pub(crate) fn health(probe_id: &str, ts_ns: u64) -> String {
     format!("{}:health:{ts_ns}", probe(probe_id))
@@ -41,6 +51,14 @@ mod tests {
         assert_eq!(batch("edge-hk-1", 42, None), "edge-hk-1:42");
         assert_eq!(batch("edge-hk-1", 42, Some(3)), "edge-hk-1:42:3");
         assert_eq!(health("edge-hk-1", 7), "edge-hk-1:health:7");
+    }
+
+    #[test]
+    fn group_tokens_cannot_be_probe_tokens() {
+        let g = group("8f2c", 3, 4096, None);
+        assert_eq!(g, "%grp%8f2c%3%4096");
+        assert!(!batch("%grp", 3, None).starts_with("%grp%"));
+        assert_ne!(group("8f2c", 3, 4096, Some(1)), g);
     }
 
     #[test]
