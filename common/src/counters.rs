@@ -77,6 +77,27 @@ impl Counter {
     }
 }
 
+/// Slots in the kernel's per-CPU counter block (room to add counters without a layout
+/// change).
+pub const COUNTER_SLOTS: usize = 16;
+
+/// The kernel's per-CPU counter block: one map lookup per packet gives every counter
+/// and the parser's scratch word.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterBlock {
+    /// Counters indexed by [`Counter`].
+    pub counters: [u64; COUNTER_SLOTS],
+    /// Scratch word for [`crate::PacketBytes::opaque`] (not a counter).
+    pub scratch: u64,
+}
+
+const _: () = assert!(Counter::COUNT as usize <= COUNTER_SLOTS);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C) block of u64s, no padding.
+unsafe impl aya::Pod for CounterBlock {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

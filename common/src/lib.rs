@@ -16,6 +16,6 @@ pub mod record;
 #[cfg(feature = "user")]
 pub mod wire;
 
-pub use counters::Counter;
+pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
 pub use flow::{Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN};
 pub use parse::{PacketBytes, ParseError, Parsed, WireFrame, parse_ethernet, parse_frame};

@@ -6,7 +6,7 @@ pub const FLOWS_GEN0: &str = "FLOWS_GEN0";
 pub const FLOWS_GEN1: &str = "FLOWS_GEN1";
 /// `Array<u32>` of control words; see the `CTL_*` indices.
 pub const CONTROL: &str = "CONTROL";
-/// `PerCpuArray<u64>` of [`crate::Counter`]s.
+/// `PerCpuArray<CounterBlock>` with one entry: the [`crate::Counter`]s and a scratch word.
 pub const COUNTERS: &str = "COUNTERS";
 /// Ring buffer of [`crate::FallbackRecord`]s for packets whose flow did not fit the map.
 pub const FALLBACK: &str = "FALLBACK";

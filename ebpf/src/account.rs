@@ -2,19 +2,28 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::PerCpuHashMap};
 use tidegate_common::{
-    Counter, Direction, FallbackRecord, FlowKey, FlowStats, PacketBytes,
+    COUNTER_SLOTS, Counter, CounterBlock, Direction, FallbackRecord, FlowKey, FlowStats,
     maps::CTL_GENERATION, parse_ethernet,
 };
 
-use crate::maps::{CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1};
+use crate::{
+    maps::{CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1},
+    packet::Packet,
+};
 
 const EEXIST: i32 = 17;
 
-#[inline(always)]
-fn count(c: Counter, n: u64) {
-    if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {
-        // SAFETY: per-CPU slot; programs do not nest on one CPU.
-        unsafe { *p += n };
+/// This CPU's counter block, looked up once per packet.
+struct Counters(*mut CounterBlock);
+
+impl Counters {
+    #[inline(always)]
+    fn add(&self, c: Counter, n: u64) {
+        let i = c as usize;
+        if i < COUNTER_SLOTS {
+            // SAFETY: this CPU's value of a live per-CPU array; programs do not nest.
+            unsafe { (*self.0).counters[i] += n };
+        }
     }
 }
 
@@ -22,17 +31,24 @@ fn count(c: Counter, n: u64) {
 /// (GSO super-packets on egress); 0 or 1 means one. `vlan` is an out-of-band outer VLAN
 /// id (TC: hardware-accelerated tag), which takes precedence over in-frame tags.
 #[inline(always)]
-pub fn account<P: PacketBytes>(
-    pkt: &P,
+pub fn account(
+    pkt: Packet,
     frame_len: u64,
     ifindex: u32,
     dir: Direction,
     segs: u32,
     vlan: Option<u16>,
 ) {
+    let Some(blk) = COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    let counters = Counters(blk);
+    // SAFETY: field of the block just looked up.
+    let pkt = pkt.with_scratch(unsafe { core::ptr::addr_of_mut!((*blk).scratch) });
+    let count = |c: Counter, n: u64| counters.add(c, n);
     count(Counter::Packets, 1);
     count(Counter::FrameBytes, frame_len);
-    let parsed = match parse_ethernet(pkt) {
+    let parsed = match parse_ethernet(&pkt) {
         Ok(p) => p,
         Err(e) => {
             count(e.counter(), 1);

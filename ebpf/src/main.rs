@@ -35,7 +35,7 @@ pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: valid context pointer for this run.
     let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end(), frame_len as usize);
-    account::account(&pkt, frame_len, ctx.ingress_ifindex() as u32, Direction::Ingress, 1, None);
+    account::account(pkt, frame_len, ctx.ingress_ifindex() as u32, Direction::Ingress, 1, None);
     xdp_action::XDP_PASS
 }
 
@@ -63,7 +63,7 @@ pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {
         let _ = ctx.pull_data(want);
     }
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end(), len as usize);
-    account::account(&pkt, len as u64, ifindex, Direction::Egress, gso_segs, vlan);
+    account::account(pkt, len as u64, ifindex, Direction::Egress, gso_segs, vlan);
     TC_ACT_UNSPEC
 }
 

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tidegate_common::{
-    Counter, FlowKey, FlowStats,
+    CounterBlock, FlowKey, FlowStats,
     maps::{CTL_COUNT, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES},
 };
 
@@ -23,14 +23,10 @@ pub static FLOWS_GEN1: PerCpuHashMap<FlowKey, FlowStats> =
 #[map]
 pub static CONTROL: Array<u32> = Array::with_max_entries(CTL_COUNT, 0);
 
-/// Per-CPU counters indexed by [`Counter`].
+/// Per-CPU counter block (one entry): looked up once per packet.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1, 0);
 
 /// One-packet records for flows that did not fit the flow map.
 #[map]
 pub static FALLBACK: RingBuf = RingBuf::with_byte_size(DEFAULT_FALLBACK_BYTES, 0);
-
-/// One per-CPU word the parser uses to hide constant offsets from the verifier.
-#[map]
-pub static SCRATCH: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

@@ -14,13 +14,21 @@ pub struct Packet {
     start: usize,
     end: usize,
     len: usize,
+    scratch: *mut u64,
 }
 
 impl Packet {
     /// `len` is the whole packet's length (XDP: all fragments; TC: `skb->len`).
     #[inline(always)]
     pub fn new(start: usize, end: usize, len: usize) -> Self {
-        Self { start, end, len }
+        Self { start, end, len, scratch: core::ptr::null_mut() }
+    }
+
+    /// Uses `scratch` (a per-CPU map word) for [`PacketBytes::opaque`].
+    #[inline(always)]
+    pub fn with_scratch(mut self, scratch: *mut u64) -> Self {
+        self.scratch = scratch;
+        self
     }
 }
 
@@ -43,20 +51,18 @@ impl PacketBytes for Packet {
         self.len
     }
 
-    /// Round-trips `off` through a per-CPU map slot: the verifier then knows only its
+    /// Round-trips `off` through a per-CPU map word: the verifier then knows only its
     /// bounds (checked in `bytes`), not which constant it was, and prunes the paths
     /// that reach here with different link-layer lengths into one.
     #[inline(always)]
     fn opaque(&self, off: usize) -> usize {
-        match crate::maps::SCRATCH.get_ptr_mut(0) {
-            Some(p) => {
-                // SAFETY: this CPU's slot of a live per-CPU array; programs don't nest.
-                unsafe {
-                    core::ptr::write_volatile(p, off as u64);
-                    core::ptr::read_volatile(p) as usize
-                }
-            }
-            None => off,
+        if self.scratch.is_null() {
+            return off;
+        }
+        // SAFETY: this CPU's word of a live per-CPU map value; programs don't nest.
+        unsafe {
+            core::ptr::write_volatile(self.scratch, off as u64);
+            core::ptr::read_volatile(self.scratch) as usize
         }
     }
 }

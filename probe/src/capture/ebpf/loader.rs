@@ -15,7 +15,7 @@ use aya::{
     },
 };
 use tidegate_common::{
-    Counter, FallbackRecord, FlowKey, FlowStats,
+    Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
     maps::{
         CONTROL, COUNTERS, CTL_GENERATION, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, FALLBACK,
         FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS, PROG_XDP,
@@ -89,7 +89,7 @@ pub struct EbpfCapture {
     ebpf: Ebpf,
     opts: EbpfOptions,
     control: Array<MapData, u32>,
-    counters: PerCpuArray<MapData, u64>,
+    counters: PerCpuArray<MapData, CounterBlock>,
     flows: [MapData; 2],
     fallback: RingBuf<MapData>,
     generation: u32,
@@ -362,12 +362,11 @@ impl EbpfCapture {
     /// Sums of the kernel counters over all CPUs, indexed by [`Counter`].
     pub fn counters(&self) -> Result<[u64; Counter::COUNT as usize], EbpfError> {
         let mut out = [0u64; Counter::COUNT as usize];
-        for c in Counter::ALL {
-            let v = self
-                .counters
-                .get(&(c as u32), 0)
-                .map_err(map_err(COUNTERS))?;
-            out[c as usize] = v.iter().sum();
+        let per_cpu = self.counters.get(&0, 0).map_err(map_err(COUNTERS))?;
+        for blk in per_cpu.iter() {
+            for c in Counter::ALL {
+                out[c as usize] += blk.counters[c as usize];
+            }
         }
         Ok(out)
     }
