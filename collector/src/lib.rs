@@ -12,6 +12,7 @@ pub mod certs;
 pub mod config;
 pub mod ingest;
 pub mod pipeline;
+pub mod policy;
 pub mod sinks;
 pub mod spool;
 pub mod transport;

@@ -1,0 +1,282 @@
+//! A user loads a policy and feeds flows through it: isolation, allow/deny, destination
+//! lists and per-line ports produce exactly the violations the policy describes.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use tidegate_collector::policy::{
+    EndpointInfo, Endpoints, Policy, Severity, Violation, ViolationKind,
+};
+use tidegate_common::Direction;
+use tidegate_common::record::FlowRecord;
+
+const T0: u64 = 1_700_000_000_000_000_000;
+
+fn flow(src: &str, dst: &str, proto: u8, sport: u16, dport: u16, line: &str) -> FlowRecord {
+    FlowRecord {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        sport,
+        dport,
+        proto,
+        vlan: None,
+        packets: 3,
+        bytes: 1500,
+        first: T0,
+        last: T0 + 2_000_000_000,
+        tcp_flags: 0x1b,
+        icmp_type: None,
+        icmp_code: None,
+        line: line.to_string(),
+        ifindex: 0,
+        direction: Direction::Ingress,
+    }
+}
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/policy/example.toml")
+}
+
+fn example() -> Policy {
+    Policy::load(&example_path()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn kinds(v: &[Violation]) -> Vec<(&str, ViolationKind)> {
+    v.iter().map(|v| (v.rule_id.as_str(), v.kind)).collect()
+}
+
+fn none() -> Endpoints {
+    Endpoints::default()
+}
+
+/// Line of `[[rule]]` for the rule with `id` in the example file, found by reading the text.
+fn example_rule_line(id: &str) -> usize {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    // The header is the line before the id: its 1-based number is the id's 0-based index.
+    text.lines()
+        .position(|l| l == format!("id = \"{id}\""))
+        .unwrap()
+}
+
+#[test]
+fn isolated_zone_to_domestic_is_a_violation_and_to_partners_abroad_is_not() {
+    let p = example();
+    // special-zone (10.77/16 beats domestic's 10/8) -> domestic.
+    let r = flow("10.77.1.5", "10.1.1.1", 6, 40000, 443, "sg-intl-2");
+    let v = p.evaluate(&r, &none());
+    assert_eq!(
+        kinds(&v),
+        [
+            ("special-isolation", ViolationKind::Isolation),
+            ("special-destinations", ViolationKind::NotAllowListed),
+        ]
+    );
+    let iso = &v[0];
+    assert_eq!(iso.severity, Severity::Critical);
+    assert_eq!(
+        iso.rule_location,
+        format!(
+            "{}:{}",
+            example_path().display(),
+            example_rule_line("special-isolation")
+        )
+    );
+    assert_eq!(iso.evidence, vec![r.clone()]);
+    assert_eq!(
+        (iso.src, iso.dst, iso.line.as_str()),
+        (r.src, r.dst, "sg-intl-2")
+    );
+    assert_eq!((iso.first_ns, iso.last_ns), (r.first, r.last));
+    assert!(iso.description.contains("special-zone") && iso.description.contains("domestic"));
+
+    // The reverse direction (domestic -> special) breaks isolation too.
+    let back = flow("10.1.1.1", "10.77.1.5", 6, 443, 40000, "sg-intl-2");
+    assert_eq!(
+        kinds(&p.evaluate(&back, &none())),
+        [("special-isolation", ViolationKind::Isolation)]
+    );
+
+    // To a partner range abroad: allowed by isolation and on the allow-list.
+    let ok = flow("10.77.1.5", "203.0.113.9", 6, 40000, 443, "sg-intl-2");
+    assert!(p.evaluate(&ok, &none()).is_empty());
+
+    // Partner by country (enrichment): isolation passes; the CIDR-only allow-list does not.
+    let sg = Endpoints {
+        src: EndpointInfo::default(),
+        dst: EndpointInfo {
+            country: Some("SG".into()),
+            asn: None,
+        },
+    };
+    let by_country = flow("10.77.1.5", "8.8.4.4", 6, 40000, 443, "sg-intl-2");
+    assert_eq!(
+        kinds(&p.evaluate(&by_country, &sg)),
+        [("special-destinations", ViolationKind::NotAllowListed)]
+    );
+    // Without enrichment the same address is unzoned, so isolation is broken as well.
+    assert_eq!(
+        kinds(&p.evaluate(&by_country, &none())),
+        [
+            ("special-isolation", ViolationKind::Isolation),
+            ("special-destinations", ViolationKind::NotAllowListed),
+        ]
+    );
+    // IPv6 partner block counts as partners-abroad.
+    let v6 = flow("10.77.1.5", "2001:db8:abcd::7", 6, 1, 443, "x");
+    assert!(
+        !kinds(&p.evaluate(&v6, &none()))
+            .contains(&("special-isolation", ViolationKind::Isolation))
+    );
+}
+
+#[test]
+fn first_matching_allow_or_deny_rule_decides() {
+    let p = example();
+    // domestic -> partners: allowed (rule partners-https comes before the deny).
+    assert!(
+        p.evaluate(&flow("10.1.1.1", "203.0.113.1", 6, 5, 443, "x"), &none())
+            .is_empty()
+    );
+    // domestic -> unzoned: denied, with the rule's severity override.
+    let v = p.evaluate(&flow("10.1.1.1", "192.0.2.1", 6, 5, 443, "x"), &none());
+    assert_eq!(kinds(&v), [("domestic-no-unknown", ViolationKind::Deny)]);
+    assert_eq!(v[0].severity, Severity::Medium);
+    // domestic by ASN/country enrichment: a CN address outside 10/8 is domestic.
+    let cn = Endpoints {
+        src: EndpointInfo {
+            country: Some("CN".into()),
+            asn: Some(4134),
+        },
+        dst: EndpointInfo::default(),
+    };
+    let v = p.evaluate(&flow("198.18.0.1", "192.0.2.1", 17, 5, 53, "x"), &cn);
+    assert_eq!(kinds(&v), [("domestic-no-unknown", ViolationKind::Deny)]);
+    // unzoned -> unzoned: no allow/deny rule matches, nothing to report.
+    assert!(
+        p.evaluate(&flow("192.0.2.7", "192.0.2.1", 6, 5, 443, "x"), &none())
+            .is_empty()
+    );
+}
+
+const LISTS: &str = r#"
+[[zone]]
+name = "hub"
+cidrs = ["172.16.0.0/12"]
+
+[[rule]]
+id = "blocked"
+name = "blocked destinations"
+type = "deny_list"
+from = ["hub"]
+cidrs = ["198.51.100.0/24", "2001:db8:bad::/48"]
+countries = ["KP"]
+asns = [64666]
+
+[[rule]]
+id = "approved"
+name = "approved destinations"
+type = "allow_list"
+from = ["hub"]
+cidrs = ["203.0.113.0/24"]
+asns = [64501]
+"#;
+
+#[test]
+fn allow_listed_destination_is_not_a_violation_and_deny_listed_is() {
+    let p = Policy::parse(LISTS, Path::new("lists.toml")).unwrap();
+    let dst = |country: Option<&str>, asn: Option<u32>| Endpoints {
+        src: EndpointInfo::default(),
+        dst: EndpointInfo {
+            country: country.map(str::to_string),
+            asn,
+        },
+    };
+    let f = |d: &str| flow("172.16.0.9", d, 6, 40000, 443, "x");
+    // On the allow-list by CIDR and by ASN.
+    assert!(p.evaluate(&f("203.0.113.77"), &none()).is_empty());
+    assert!(
+        p.evaluate(&f("192.0.2.1"), &dst(None, Some(64501)))
+            .is_empty()
+    );
+    // Deny-listed by CIDR (v4 and v6), country and ASN; those are not allow-listed either.
+    for (d, ctx) in [
+        ("198.51.100.1", none()),
+        ("2001:db8:bad::1", none()),
+        ("192.0.2.1", dst(Some("KP"), None)),
+        ("192.0.2.1", dst(None, Some(64666))),
+    ] {
+        let v = p.evaluate(&f(d), &ctx);
+        assert_eq!(
+            kinds(&v),
+            [
+                ("blocked", ViolationKind::DenyList),
+                ("approved", ViolationKind::NotAllowListed)
+            ],
+            "{d} {ctx:?}"
+        );
+        assert_eq!(v[0].rule_location, "lists.toml:6");
+        assert_eq!(v[1].rule_location, "lists.toml:15");
+    }
+    // Neither listed: only the allow-list complains.
+    assert_eq!(
+        kinds(&p.evaluate(&f("192.0.2.1"), &dst(Some("JP"), Some(1)))),
+        [("approved", ViolationKind::NotAllowListed)]
+    );
+    // Rules with `from = ["hub"]` ignore other sources.
+    assert!(
+        p.evaluate(&flow("10.0.0.1", "198.51.100.1", 6, 1, 2, "x"), &none())
+            .is_empty()
+    );
+}
+
+#[test]
+fn ports_are_checked_per_line() {
+    let p = example();
+    // Addresses that no zone rule cares about: only the ports rule can fire.
+    let on = |line: &str, proto: u8, sport: u16, dport: u16| {
+        kinds(&p.evaluate(
+            &flow("192.0.2.1", "192.0.2.2", proto, sport, dport, line),
+            &none(),
+        ))
+        .into_iter()
+        .map(|(id, k)| (id.to_string(), k))
+        .collect::<Vec<_>>()
+    };
+    let forbidden = vec![("hk-line-ports".to_string(), ViolationKind::ForbiddenPort)];
+    assert!(on("hk-intl-1", 6, 50000, 443).is_empty());
+    assert!(
+        on("hk-intl-1", 6, 443, 50000).is_empty(),
+        "reply half of HTTPS"
+    );
+    assert!(on("hk-intl-1", 17, 50000, 53).is_empty());
+    assert!(on("hk-intl-1", 1, 0, 0).is_empty());
+    assert!(on("hk-intl-1", 58, 0, 0).is_empty());
+    assert_eq!(on("hk-intl-1", 6, 50000, 22), forbidden);
+    assert_eq!(
+        on("hk-intl-1", 17, 50000, 443),
+        forbidden,
+        "udp/443 is not tcp/443"
+    );
+    assert_eq!(on("hk-intl-1", 47, 0, 0), forbidden);
+    // Another line is not covered by the rule.
+    assert!(on("sg-intl-2", 6, 50000, 22).is_empty());
+}
+
+#[test]
+fn a_violation_serializes_with_rfc3339_times() {
+    let p = example();
+    let v = p.evaluate(
+        &flow("10.77.1.5", "10.1.1.1", 6, 40000, 443, "hk-intl-1"),
+        &none(),
+    );
+    let j = serde_json::to_value(&v[0]).unwrap();
+    assert_eq!(j["rule_id"], "special-isolation");
+    assert_eq!(j["kind"], "isolation");
+    assert_eq!(j["severity"], "critical");
+    assert_eq!(j["line"], "hk-intl-1");
+    assert_eq!(j["src"], "10.77.1.5");
+    assert_eq!(j["first"], "2023-11-14T22:13:20.000000000Z");
+    assert_eq!(j["last"], "2023-11-14T22:13:22.000000000Z");
+    assert_eq!(j["evidence"][0]["dport"], 443);
+    let _: IpAddr = j["dst"].as_str().unwrap().parse().unwrap();
+}
