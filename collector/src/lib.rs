@@ -10,6 +10,7 @@
 pub mod aggregate;
 pub mod certs;
 pub mod config;
+pub mod detect;
 pub mod ingest;
 pub mod pipeline;
 pub mod policy;

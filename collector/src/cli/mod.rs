@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
 pub mod check_config;
 pub mod gen_certs;
 pub mod run;
@@ -21,6 +22,10 @@ pub struct Cli {
 enum Command {
     /// Receive flows from probes and store them (see `--config`).
     Run(run::Args),
+    /// Run enrichment, policy and the anomaly detectors over flow records (JSON lines on
+    /// stdin, e.g. from `tidegate-probe replay FILE --json`) and print alerts and
+    /// violations as JSON lines.
+    Analyze(analyze::Args),
     /// Validate a configuration file and exit.
     CheckConfig(check_config::Args),
     /// Generate a CA plus collector and probe certificates for a quick start.
@@ -49,6 +54,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => run::main(a),
         Command::CheckConfig(a) => check_config::main(a),
+        Command::Analyze(a) => analyze::main(a),
         Command::GenCerts(a) => gen_certs::main(a),
     }
 }

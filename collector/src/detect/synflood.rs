@@ -1,0 +1,78 @@
+//! SYN flood: SYNs that never complete a handshake, towards one target.
+
+use std::net::IpAddr;
+
+use tidegate_common::record::FlowRecord;
+
+use super::alert::{AlertKind, Endpoint, Finding, Severity};
+use super::config::SynFloodConfig;
+use super::window::Windows;
+use super::{ACK, NS, Rule, SYN, main_dport};
+
+/// More distinct destination ports than this make the SYNs a scan, not a flood.
+const SCAN_PORTS: usize = 20;
+
+/// Uncompleted SYN packets per target and window.
+pub(crate) struct SynFlood {
+    cfg: SynFloodConfig,
+    evidence_max: usize,
+    windows: Windows<IpAddr>,
+}
+
+impl SynFlood {
+    pub fn new(cfg: SynFloodConfig, evidence_max: usize) -> Self {
+        let windows = Windows::new(cfg.window_secs * NS);
+        SynFlood {
+            cfg,
+            evidence_max,
+            windows,
+        }
+    }
+}
+
+impl Rule for SynFlood {
+    fn observe(&mut self, r: &FlowRecord) {
+        if r.proto != 6 || r.tcp_flags & (SYN | ACK) != SYN {
+            return;
+        }
+        self.windows.add_spread(r, r.dst, self.evidence_max);
+        self.windows.at(r.first, r.dst).mark(u64::from(r.dport));
+    }
+
+    fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
+        let secs = self.cfg.window_secs as f64;
+        for (w, dst, acc) in self.windows.drain_closed(watermark) {
+            let pps = acc.packets / secs;
+            let threshold = self.cfg.min_syn_pps;
+            // SYNs spread over many ports are a scan (the port-scan rule's business).
+            if pps < threshold || acc.distinct.len() > SCAN_PORTS {
+                continue;
+            }
+            let port = main_dport(&acc.evidence);
+            let sources = acc.sources.len();
+            out.push(Finding {
+                kind: AlertKind::SynFlood,
+                key: dst.to_string(),
+                window_start: w,
+                severity: Severity::scaled(Severity::High, pps, threshold),
+                first_ns: acc.first_ns,
+                last_ns: acc.last_ns,
+                src: Some(match acc.sources.iter().next() {
+                    Some(a) if sources == 1 => Endpoint::Addr(*a),
+                    _ => Endpoint::Many(format!("{sources} sources")),
+                }),
+                dst: Some(Endpoint::Addr(dst)),
+                port,
+                line: acc.line,
+                measured: pps,
+                threshold,
+                unit: "syn/s",
+                description: format!(
+                    "{pps:.0} uncompleted SYN/s towards {dst}{} from {sources} sources",
+                    port.map(|p| format!(" port {p}")).unwrap_or_default()
+                ),
+                evidence: acc.evidence,
+            });
+        }
+    }
+}
