@@ -62,6 +62,8 @@ fi
 
 # The local ClickHouse (chdb-core in a venv under .state/) for the demo and the tests.
 "$here/clickhouse.sh" install
+# A real GeoLite2 country database (July 2018, from PyPI) for the demo and enrichment tests.
+"$here/geoip.sh" >/dev/null
 
 if [[ "${1:-}" == "--browser" ]]; then
   "$here/setup-browser.sh"

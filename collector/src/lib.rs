@@ -11,6 +11,7 @@ pub mod aggregate;
 pub mod certs;
 pub mod config;
 pub mod detect;
+pub mod enrich;
 pub mod ingest;
 pub mod pipeline;
 pub mod policy;

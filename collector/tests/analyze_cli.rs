@@ -123,3 +123,41 @@ fn bad_inputs_are_clear_errors() {
     assert_ne!(code, 0);
     assert!(err.contains("p.toml:3:"), "{err}");
 }
+
+#[test]
+fn country_rules_use_the_geoip_database() {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/geoip.sh");
+    let out = Command::new(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/geoip.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mmdb = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let d = tempfile::tempdir().unwrap();
+    let f = records_file("ndpi-1kxun.pcap", d.path());
+    let policy = d.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nid = \"no-jp\"\nname = \"nothing to Japan\"\ntype = \"deny_list\"\ncountries = [\"JP\"]\n",
+    )
+    .unwrap();
+    let args = [
+        "--input",
+        f.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ];
+    // Without enrichment a country rule cannot match anything.
+    let (code, out, err) = analyze(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.iter().all(|a| a["type"] != "violation"));
+    let (code, out, err) = analyze(&[&args[..], &["--mmdb", &mmdb]].concat());
+    assert_eq!(code, 0, "{err}");
+    let v: Vec<_> = out.iter().filter(|a| a["type"] == "violation").collect();
+    assert!(
+        !v.is_empty(),
+        "flows to Japanese addresses must violate the deny list"
+    );
+    assert!(v.iter().all(|x| x["rule_id"] == "no-jp"));
+}

@@ -10,7 +10,8 @@ use std::{
 use anyhow::Context;
 use tidegate_collector::{
     detect::{DetectConfig, Detector},
-    policy::{Endpoints, PolicyEngine, PolicyHandle},
+    enrich::{EnrichConfig, Enricher},
+    policy::{PolicyEngine, PolicyHandle},
 };
 use tidegate_common::record::FlowRecord;
 
@@ -24,6 +25,13 @@ pub struct Args {
     /// dashboards/detect/example.toml). Errors are reported as file:line.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// MaxMind-format databases (country/city and/or ASN) for endpoint enrichment.
+    #[arg(long = "mmdb")]
+    pub mmdb: Vec<PathBuf>,
+    /// Operator range files (`CIDR,country,asn` or `first,last,country,asn`); they take
+    /// precedence over the databases.
+    #[arg(long = "ranges")]
+    pub ranges: Vec<PathBuf>,
     /// Read records from this file instead of standard input (JSON lines).
     #[arg(long)]
     pub input: Option<PathBuf>,
@@ -53,7 +61,14 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "<stdin>".into());
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let ends = Endpoints::default();
+    let enricher = if a.mmdb.is_empty() && a.ranges.is_empty() {
+        None
+    } else {
+        Some(Enricher::load(&EnrichConfig {
+            mmdb: a.mmdb.clone(),
+            csv: a.ranges.clone(),
+        })?)
+    };
     let (mut records, mut violations) = (0u64, 0u64);
     for (i, line) in input.lines().enumerate() {
         let line = line.with_context(|| format!("{name}:{}: cannot read", i + 1))?;
@@ -65,6 +80,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         records += 1;
         detector.observe(&r);
         if let Some(engine) = policy.as_mut() {
+            let ends = enricher
+                .as_ref()
+                .map(|e| e.endpoints(&r))
+                .unwrap_or_default();
             for v in engine.process(&r, &ends) {
                 violations += 1;
                 emit(&mut out, "violation", &v)?;

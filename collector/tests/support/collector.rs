@@ -49,10 +49,24 @@ pub struct CollectorProcess {
 /// Writes a collector config in `dir` for ClickHouse at `ch_url`; the spool lives in
 /// `dir/spool` so restarts reuse it.
 pub fn write_config(dir: &Path, certs: &Path, port: u16, ch_url: &str) -> PathBuf {
+    write_config_with_metrics(dir, certs, port, ch_url, None)
+}
+
+/// Like [`write_config`], with the Prometheus endpoint on `metrics_port`.
+pub fn write_config_with_metrics(
+    dir: &Path,
+    certs: &Path,
+    port: u16,
+    ch_url: &str,
+    metrics_port: Option<u16>,
+) -> PathBuf {
     let ca = ca_paths(certs);
     let c = collector_paths(certs);
+    let metrics = metrics_port
+        .map(|p| format!("[collector]\nmetrics_listen = \"127.0.0.1:{p}\"\n\n"))
+        .unwrap_or_default();
     let cfg = format!(
-        "[transport]\nlisten = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
+        "{metrics}[transport]\nlisten = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
          [spool]\ndir = \"{}\"\nmax_bytes = 1073741824\nsegment_bytes = 4194304\n\n\
          [clickhouse]\nurl = \"{ch_url}\"\ndatabase = \"tidegate\"\nretention_days = 0\n\n\
          [aggregate]\nshards = 2\n",
