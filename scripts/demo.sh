@@ -150,4 +150,21 @@ egress=$(q "SELECT sum(packets) FROM tidegate.flows WHERE direction = 'egress'")
 echo "replayed in: $sent packets -> ingress packets in ClickHouse: $ingress"
 echo "replayed out: $sent_out packets -> egress packets in ClickHouse: $egress"
 echo "(the kernel's own packets on the line, e.g. IPv6 neighbour discovery, are accounted too)"
+echo
+echo "threat perception on what was stored (tidegate-collector analyze over the flows in ClickHouse):"
+q "SELECT src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes,
+          concat(replaceOne(toString(first, 'UTC'), ' ', 'T'), 'Z') AS first,
+          concat(replaceOne(toString(last, 'UTC'), ' ', 'T'), 'Z') AS last,
+          tcp_flags, icmp_type, icmp_code, line, ifindex, toString(direction) AS direction
+   FROM tidegate.flows ORDER BY first FORMAT JSONEachRow SETTINGS output_format_json_quote_64bit_integers = 0" \
+  | "$bin/tidegate-collector" analyze 2>/dev/null >"$out/alerts.jsonl"
+python3 - "$out/alerts.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"{len(rows)} alerts")
+print(f"{'severity':9} {'kind':16} {'source':22} {'target':22} {'measured':>12}  description")
+order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+for a in sorted(rows, key=lambda a: (order.get(a["severity"], 9), a["kind"]))[:15]:
+    print(f"{a['severity']:9} {a['kind']:16} {str(a.get('src'))[:22]:22} {str(a.get('dst'))[:22]:22} {a['measured']:>12.1f}  {a['description'][:70]}")
+PY
 log "logs and state: $out (collector.log, probe.log, collector.toml, certs/)"
