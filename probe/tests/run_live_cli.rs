@@ -280,3 +280,65 @@ fn metrics_endpoint_reports_packets_and_errors_by_reason() {
     assert_eq!(code, 0);
     assert_eq!(sums(&records).get(&3000), Some(&(40, 3200)));
 }
+
+#[test]
+fn one_probe_watches_two_named_lines_from_a_config_file() {
+    // Two lines: two veth pairs whose probed ends share one namespace.
+    let a = VethPair::new("mla");
+    let b = VethPair::new("mlb");
+    let out = Command::new("ip")
+        .args(["-n", &b.ns_b, "link", "set", &b.if_b, "netns", &a.ns_b])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("ip")
+        .args(["-n", &a.ns_b, "link", "set", &b.if_b, "up"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("probe.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[probe]\nid = \"edge-test\"\nsweep_interval_ms = 100\n[ebpf]\nflow_entries = 4096\n\n\
+             [[line]]\nname = \"hk-intl-1\"\niface = \"{}\"\n\n[[line]]\nname = \"sg-intl-2\"\niface = \"{}\"\n",
+            a.if_b, b.if_b
+        ),
+    )
+    .unwrap();
+    let p = ProbeProcess::start(
+        &a.ns_b,
+        &["run", "--config", cfg.to_str().unwrap(), "--json"],
+    );
+    let mac_a = VethPair::mac(&a.ns_b, &a.if_b);
+    let mac_b = VethPair::mac(&a.ns_b, &b.if_b);
+    send_flows(&a, mac_a, &[(4000, 100, 25)]);
+    send_flows(&b, mac_b, &[(4001, 200, 9)]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (code, records, err) = p.stop();
+    assert_eq!(code, 0, "{err:?}");
+    let line_of = |sport: u64| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| r["sport"] == sport)
+            .map(|r| r["line"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(sums(&records).get(&4000), Some(&(25, 2500)));
+    assert_eq!(sums(&records).get(&4001), Some(&(9, 1800)));
+    assert!(
+        line_of(4000).iter().all(|l| l == "hk-intl-1"),
+        "{:?}",
+        line_of(4000)
+    );
+    assert!(
+        line_of(4001).iter().all(|l| l == "sg-intl-2"),
+        "{:?}",
+        line_of(4001)
+    );
+}
