@@ -342,3 +342,24 @@ fn one_probe_watches_two_named_lines_from_a_config_file() {
         line_of(4001)
     );
 }
+
+#[test]
+fn native_xdp_unavailable_falls_back_to_skb_mode_with_a_warning() {
+    // Loopback has no driver XDP support (its own, in the test's namespace).
+    let pair = VethPair::new("skb");
+    let p = ProbeProcess::start(
+        &pair.ns_b,
+        &["run", "--iface", "lo", "--json", "--flow-entries", "1024"],
+    );
+    let (code, _, err) = p.stop();
+    assert_eq!(code, 0, "{err:?}");
+    assert!(
+        err.iter()
+            .any(|l| l.contains("WARN") && l.contains("falling back to generic (SKB) mode")),
+        "{err:?}"
+    );
+    assert!(
+        err.iter().any(|l| l.contains("xdp_mode=\"skb\"")),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,416 @@
+//! The webhook outbox: a directory with one file per undelivered notification.
+//!
+//! `<seq>-<id>.json` (seq: 20-digit arrival number) is written to a temporary name,
+//! fsync'd, renamed and the directory fsync'd before [`Outbox::enqueue`] returns; it is
+//! deleted once delivered, or moved to `dead/` when the receiver refuses it for good.
+//! A restart resumes from whatever files are left, in arrival order.
+//!
+//! Delivered ids are appended to `delivered.ids` (the last [`DELIVERED_KEEP`] are kept)
+//! before the file is deleted, so after a restart the same notification enqueued again
+//! (e.g. by a replay) is not sent twice, and a file whose deletion a crash interrupted
+//! is recognised as delivered.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::{AlertSinkError, Notification, check_id};
+
+/// Name of the dead-letter subdirectory.
+pub const DEAD_DIR: &str = "dead";
+/// Name of the journal of delivered ids.
+const DELIVERED_FILE: &str = "delivered.ids";
+/// How many delivered ids the journal remembers.
+pub const DELIVERED_KEEP: usize = 65_536;
+/// Name of the lock file that keeps two deliverers off one outbox.
+const LOCK_FILE: &str = ".lock";
+
+/// One queued notification file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Arrival number (delivery order).
+    pub seq: u64,
+    /// Notification id.
+    pub id: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// A durable queue of notifications in a directory.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    next_seq: u64,
+    /// Ids queued, delivered (journal) or dead-lettered at open, or enqueued since:
+    /// enqueueing one again is a no-op.
+    seen: HashSet<String>,
+    /// The delivered ids in the journal, oldest first.
+    delivered: VecDeque<String>,
+    /// The journal, open for appending.
+    journal: File,
+}
+
+impl Outbox {
+    /// Opens (creating) the outbox directory and its `dead/` subdirectory, removes
+    /// temporary files of interrupted writes and indexes the queued files.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, AlertSinkError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(dir.join(DEAD_DIR))
+            .map_err(|e| AlertSinkError::io("create outbox directory", &dir, e))?;
+        let journal_path = dir.join(DELIVERED_FILE);
+        let delivered: VecDeque<String> = match fs::read_to_string(&journal_path) {
+            Ok(text) => {
+                let all: Vec<&str> = text.lines().filter(|l| check_id(l).is_ok()).collect();
+                let skip = all.len().saturating_sub(DELIVERED_KEEP);
+                all[skip..].iter().map(|s| s.to_string()).collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => VecDeque::new(),
+            Err(e) => {
+                return Err(AlertSinkError::io(
+                    "read delivered journal",
+                    &journal_path,
+                    e,
+                ));
+            }
+        };
+        let journal = rewrite_journal(&dir, &delivered)?;
+        let done: HashSet<String> = delivered.iter().cloned().collect();
+        let mut seen = done.clone();
+        let mut next_seq = 1;
+        for (path, name) in read_dir(&dir.join(DEAD_DIR))? {
+            if let Some((seq, id)) = parse_name(&name) {
+                next_seq = next_seq.max(seq + 1);
+                seen.insert(id.to_string());
+            } else if name.starts_with('.') && name.ends_with(".tmp") {
+                remove_file(&path)?;
+            }
+        }
+        let mut removed = false;
+        for (path, name) in read_dir(&dir)? {
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                remove_file(&path)?;
+            } else if let Some((seq, id)) = parse_name(&name) {
+                next_seq = next_seq.max(seq + 1);
+                if done.contains(id) {
+                    // Delivered; a crash interrupted the deletion.
+                    remove_file(&path)?;
+                    removed = true;
+                } else {
+                    seen.insert(id.to_string());
+                }
+            }
+        }
+        if removed {
+            sync_dir(&dir)?;
+        }
+        Ok(Outbox {
+            dir,
+            state: Mutex::new(State {
+                next_seq,
+                seen,
+                delivered,
+                journal,
+            }),
+        })
+    }
+
+    /// The outbox directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes `n` durable; returns false (and writes nothing) when its id was already
+    /// queued in this outbox since it was opened, or was queued when it was opened.
+    pub fn enqueue(&self, n: &Notification) -> Result<bool, AlertSinkError> {
+        check_id(&n.id)?;
+        let body = serde_json::to_vec(n).map_err(|source| AlertSinkError::Json {
+            what: format!("notification {}", n.id),
+            source,
+        })?;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.seen.contains(&n.id) {
+            return Ok(false);
+        }
+        let seq = st.next_seq;
+        let name = format!("{seq:020}-{}.json", n.id);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let path = self.dir.join(&name);
+        let mut f =
+            File::create(&tmp).map_err(|e| AlertSinkError::io("create outbox file", &tmp, e))?;
+        f.write_all(&body)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| AlertSinkError::io("write outbox file", &tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(|e| AlertSinkError::io("rename outbox file", &path, e))?;
+        sync_dir(&self.dir)?;
+        st.next_seq = seq + 1;
+        st.seen.insert(n.id.clone());
+        Ok(true)
+    }
+
+    /// The queued files, in arrival order.
+    pub fn pending(&self) -> Result<Vec<OutboxEntry>, AlertSinkError> {
+        let mut out: Vec<OutboxEntry> = read_dir(&self.dir)?
+            .into_iter()
+            .filter_map(|(path, name)| {
+                let (seq, id) = parse_name(&name)?;
+                Some(OutboxEntry {
+                    seq,
+                    id: id.to_string(),
+                    path,
+                })
+            })
+            .collect();
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
+    }
+
+    /// How many notifications are queued.
+    pub fn len(&self) -> Result<usize, AlertSinkError> {
+        Ok(self.pending()?.len())
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> Result<bool, AlertSinkError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The dead letters (file paths), sorted.
+    pub fn dead_letters(&self) -> Result<Vec<PathBuf>, AlertSinkError> {
+        let mut v: Vec<PathBuf> = read_dir(&self.dir.join(DEAD_DIR))?
+            .into_iter()
+            .filter(|(_, name)| parse_name(name).is_some())
+            .map(|(p, _)| p)
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Reads a queued notification; `None` when the file is gone (delivered meanwhile).
+    pub fn load(&self, e: &OutboxEntry) -> Result<Option<(Notification, Vec<u8>)>, AlertSinkError> {
+        let bytes = match fs::read(&e.path) {
+            Ok(b) => b,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(AlertSinkError::io("read outbox file", &e.path, err)),
+        };
+        let n: Notification =
+            serde_json::from_slice(&bytes).map_err(|source| AlertSinkError::Json {
+                what: format!("outbox file {}", e.path.display()),
+                source,
+            })?;
+        Ok(Some((n, bytes)))
+    }
+
+    /// Records a notification as delivered (journal, fsync'd), then deletes its file.
+    pub fn mark_delivered(&self, e: &OutboxEntry) -> Result<(), AlertSinkError> {
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let journal_path = self.dir.join(DELIVERED_FILE);
+            st.journal
+                .write_all(format!("{}\n", e.id).as_bytes())
+                .and_then(|_| st.journal.sync_data())
+                .map_err(|err| {
+                    AlertSinkError::io("append to delivered journal", &journal_path, err)
+                })?;
+            st.seen.insert(e.id.clone());
+            st.delivered.push_back(e.id.clone());
+            if st.delivered.len() >= 2 * DELIVERED_KEEP {
+                let drop_n = st.delivered.len() - DELIVERED_KEEP;
+                st.delivered.drain(..drop_n);
+                st.journal = rewrite_journal(&self.dir, &st.delivered)?;
+            }
+        }
+        match fs::remove_file(&e.path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(AlertSinkError::io(
+                    "delete delivered outbox file",
+                    &e.path,
+                    err,
+                ));
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Moves a refused notification to `dead/`, with `reason` in `<name>.reason` beside it.
+    pub fn dead_letter(&self, e: &OutboxEntry, reason: &str) -> Result<PathBuf, AlertSinkError> {
+        let dead = self.dir.join(DEAD_DIR);
+        let name = e.path.file_name().map(PathBuf::from).unwrap_or_default();
+        let target = dead.join(&name);
+        let why = dead.join(format!("{}.reason", name.display()));
+        fs::write(&why, format!("{reason}\n"))
+            .map_err(|err| AlertSinkError::io("write dead-letter reason", &why, err))?;
+        fs::rename(&e.path, &target)
+            .map_err(|err| AlertSinkError::io("move outbox file to dead letters", &target, err))?;
+        sync_dir(&dead)?;
+        sync_dir(&self.dir)?;
+        Ok(target)
+    }
+
+    /// Tries to take the exclusive delivery lock (`.lock`, flock); `None` while another
+    /// deliverer (in this or another process) holds it. Dropping the guard releases it.
+    pub fn try_lock(&self) -> Result<Option<OutboxLock>, AlertSinkError> {
+        let path = self.dir.join(LOCK_FILE);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| AlertSinkError::io("open outbox lock", &path, e))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(OutboxLock { _file: f }));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(AlertSinkError::io("lock outbox", &path, err))
+        }
+    }
+}
+
+/// The outbox's delivery lock; released on drop.
+#[derive(Debug)]
+pub struct OutboxLock {
+    _file: File,
+}
+
+/// Writes `ids` as the whole journal (temporary file, fsync, rename) and opens it for
+/// appending.
+fn rewrite_journal(dir: &Path, ids: &VecDeque<String>) -> Result<File, AlertSinkError> {
+    let path = dir.join(DELIVERED_FILE);
+    let tmp = dir.join(format!(".{DELIVERED_FILE}.tmp"));
+    let mut text = String::with_capacity(ids.len() * 24);
+    for id in ids {
+        text.push_str(id);
+        text.push('\n');
+    }
+    let mut f =
+        File::create(&tmp).map_err(|e| AlertSinkError::io("create delivered journal", &tmp, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| AlertSinkError::io("write delivered journal", &tmp, e))?;
+    fs::rename(&tmp, &path)
+        .map_err(|e| AlertSinkError::io("replace delivered journal", &path, e))?;
+    sync_dir(dir)?;
+    OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| AlertSinkError::io("open delivered journal", &path, e))
+}
+
+/// Removes a file, naming it on error.
+fn remove_file(path: &Path) -> Result<(), AlertSinkError> {
+    fs::remove_file(path).map_err(|e| AlertSinkError::io("remove outbox file", path, e))
+}
+
+/// `(seq, id)` of an outbox file name `<20 digits>-<id>.json`.
+fn parse_name(name: &str) -> Option<(u64, &str)> {
+    let stem = name.strip_suffix(".json")?;
+    let (seq, id) = stem.split_once('-')?;
+    if seq.len() != 20 || check_id(id).is_err() {
+        return None;
+    }
+    Some((seq.parse().ok()?, id))
+}
+
+/// `(path, file name)` of every entry of `dir`.
+fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, AlertSinkError> {
+    let rd = fs::read_dir(dir).map_err(|e| AlertSinkError::io("list outbox directory", dir, e))?;
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| AlertSinkError::io("list outbox directory", dir, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            out.push((entry.path(), name.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// fsyncs a directory so renames and deletions in it are durable.
+fn sync_dir(dir: &Path) -> Result<(), AlertSinkError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| AlertSinkError::io("fsync outbox directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn n(id: &str) -> Notification {
+        Notification::new(id, "violation", json!({ "rule": id })).unwrap()
+    }
+
+    #[test]
+    fn queue_survives_reopen_in_arrival_order_and_dedupes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        assert!(ob.enqueue(&n("zz")).unwrap());
+        assert!(ob.enqueue(&n("aa")).unwrap());
+        assert!(!ob.enqueue(&n("zz")).unwrap());
+        std::fs::write(dir.path().join(".00000000000000000009-x.json.tmp"), b"{").unwrap();
+        drop(ob);
+        let ob = Outbox::open(dir.path()).unwrap();
+        assert!(!dir.path().join(".00000000000000000009-x.json.tmp").exists());
+        assert!(!ob.enqueue(&n("aa")).unwrap());
+        assert!(ob.enqueue(&n("mm")).unwrap());
+        let p = ob.pending().unwrap();
+        let ids: Vec<&str> = p.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["zz", "aa", "mm"]);
+        assert_eq!(ob.load(&p[0]).unwrap().unwrap().0, n("zz"));
+        ob.mark_delivered(&p[0]).unwrap();
+        let dead = ob.dead_letter(&p[1], "HTTP 400").unwrap();
+        assert!(dead.exists());
+        assert_eq!(ob.dead_letters().unwrap(), vec![dead]);
+        assert_eq!(ob.len().unwrap(), 1);
+        assert!(ob.load(&p[0]).unwrap().is_none());
+        drop(ob);
+        // After a restart, delivered and dead-lettered ids are still known.
+        let ob = Outbox::open(dir.path()).unwrap();
+        assert!(!ob.enqueue(&n("zz")).unwrap());
+        assert!(!ob.enqueue(&n("aa")).unwrap());
+        assert!(ob.enqueue(&n("new")).unwrap());
+        let ids: Vec<String> = ob.pending().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["mm", "new"]);
+    }
+
+    #[test]
+    fn a_delivered_file_whose_deletion_was_interrupted_is_not_resent() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path()).unwrap();
+        ob.enqueue(&n("x1")).unwrap();
+        let e = ob.pending().unwrap().remove(0);
+        let copy = std::fs::read(&e.path).unwrap();
+        ob.mark_delivered(&e).unwrap();
+        std::fs::write(&e.path, copy).unwrap(); // as if the crash came before the unlink
+        drop(ob);
+        let ob = Outbox::open(dir.path()).unwrap();
+        assert!(ob.is_empty().unwrap());
+        assert!(!e.path.exists());
+    }
+
+    #[test]
+    fn only_one_holder_of_the_delivery_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Outbox::open(dir.path()).unwrap();
+        let b = Outbox::open(dir.path()).unwrap();
+        let held = a.try_lock().unwrap().expect("free");
+        assert!(b.try_lock().unwrap().is_none());
+        drop(held);
+        assert!(b.try_lock().unwrap().is_some());
+    }
+}
