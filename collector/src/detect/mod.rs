@@ -10,12 +10,11 @@
 pub mod alert;
 mod beacon;
 pub mod config;
-mod dns_tunnel;
 mod exfil;
 mod hostsweep;
-mod icmp_tunnel;
 mod portscan;
 mod synflood;
+mod tunnel;
 mod volumetric;
 mod window;
 
@@ -109,13 +108,15 @@ impl Detector {
             )));
         }
         if cfg.dns_tunnel.enabled {
-            rules.push(Box::new(dns_tunnel::DnsTunnel::new(
+            rules.push(Box::new(tunnel::Tunnel::new(
+                tunnel::Carrier::Dns,
                 cfg.dns_tunnel.clone(),
                 ev,
             )));
         }
         if cfg.icmp_tunnel.enabled {
-            rules.push(Box::new(icmp_tunnel::IcmpTunnel::new(
+            rules.push(Box::new(tunnel::Tunnel::new(
+                tunnel::Carrier::IcmpEcho,
                 cfg.icmp_tunnel.clone(),
                 ev,
             )));
