@@ -28,10 +28,11 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 3] = [
+const ALL: [&str; 4] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
+    "0004_alerts.sql",
 ];
 
 #[tokio::test]
@@ -46,22 +47,22 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     assert_eq!(first.database, "tg_mig");
     assert_eq!(first.applied, ALL);
     assert!(first.already_applied.is_empty());
-    assert_eq!(first.version, 3);
+    assert_eq!(first.version, 4);
     assert!(
         first.retention_changes.is_empty(),
         "{:?}",
         first.retention_changes
     );
-    assert_eq!(metrics.migration_version.get(), 3);
+    assert_eq!(metrics.migration_version.get(), 4);
 
     let tables = ch
         .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
         .await;
     assert_eq!(
         tables,
-        "flows\tMergeTree\nflows_1h\tSummingMergeTree\nflows_1h_mv\tMaterializedView\n\
-         flows_1m\tSummingMergeTree\nflows_1m_mv\tMaterializedView\nprobe_health\tMergeTree\n\
-         schema_migrations\tMergeTree"
+        "alerts\tReplacingMergeTree\nflows\tMergeTree\nflows_1h\tSummingMergeTree\nflows_1h_mv\tMaterializedView\n\
+         flows_1m\tSummingMergeTree\nflows_1m_mv\tMaterializedView\npolicy_violations\tReplacingMergeTree\n\
+         probe_health\tMergeTree\nschema_migrations\tMergeTree"
     );
     let engine = |t: &'static str| {
         let ch = &ch;
@@ -128,12 +129,12 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     let again = s.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(again.already_applied, ALL);
-    assert_eq!(again.version, 3);
+    assert_eq!(again.version, 4);
     assert!(again.retention_changes.is_empty());
     assert_eq!(
         ch.query("SELECT count() FROM tg_mig.schema_migrations")
             .await,
-        "3"
+        "4"
     );
     let checksums = ch
         .query("SELECT checksum FROM tg_mig.schema_migrations ORDER BY version")

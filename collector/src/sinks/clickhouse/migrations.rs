@@ -53,6 +53,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0001", "flows"),
     migration!("0002", "rollups"),
     migration!("0003", "probe_health"),
+    migration!("0004", "alerts"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has
