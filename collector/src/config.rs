@@ -73,6 +73,14 @@ struct Raw {
     clickhouse: Option<Spanned<ClickHouseConfig>>,
     #[serde(default)]
     aggregate: Option<Spanned<AggregateConfig>>,
+    #[serde(default)]
+    enrich: Option<Spanned<crate::enrich::EnrichConfig>>,
+    #[serde(default)]
+    policy: Option<Spanned<crate::analysis::config::RawPolicy>>,
+    #[serde(default)]
+    detect: Option<Spanned<crate::analysis::config::RawDetect>>,
+    #[serde(default)]
+    alerts: Option<Spanned<crate::analysis::config::RawAlerts>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,11 +116,13 @@ pub struct CollectorConfig {
     pub clickhouse: ClickHouseConfig,
     /// Aggregation shards.
     pub aggregate: AggregateConfig,
+    /// Enrichment, policy, detectors and alert delivery.
+    pub analysis: crate::analysis::AnalysisConfig,
 }
 
 /// Offset of `key = ...` inside the table that starts at `table_off` (falls back to the
 /// table itself), so errors about a field point at the field's line.
-fn key_offset(src: &str, table_off: usize, key: &str) -> usize {
+pub(crate) fn key_offset(src: &str, table_off: usize, key: &str) -> usize {
     let rest = &src[table_off.min(src.len())..];
     let mut pos = 0;
     for line in rest.split_inclusive('\n') {
@@ -130,7 +140,7 @@ fn key_offset(src: &str, table_off: usize, key: &str) -> usize {
     table_off
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
+pub(crate) fn line_of(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())]
         .bytes()
         .filter(|b| *b == b'\n')
@@ -290,6 +300,18 @@ impl CollectorConfig {
             }
             None => AggregateConfig::default(),
         };
+        let analysis = crate::analysis::config::parse(
+            crate::analysis::config::RawSections {
+                enrich: raw.enrich,
+                policy: raw.policy,
+                detect: raw.detect,
+                alerts: raw.alerts,
+            },
+            src,
+            path,
+            &resolve,
+            &spool.dir,
+        )?;
         Ok(CollectorConfig {
             path: path.to_path_buf(),
             metrics_listen,
@@ -297,6 +319,7 @@ impl CollectorConfig {
             spool,
             clickhouse,
             aggregate,
+            analysis,
         })
     }
 }

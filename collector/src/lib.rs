@@ -8,6 +8,7 @@
 //! record exactly once.
 
 pub mod aggregate;
+pub mod analysis;
 pub mod certs;
 pub mod config;
 pub mod detect;

@@ -13,6 +13,8 @@ use tokio::sync::watch;
 
 use crate::{
     aggregate::Aggregator,
+    analysis::Feed,
+    enrich::{Contextualizer, FlowContext},
     sinks::clickhouse::{ClickHouseSink, GroupPart, ProbeHealthRow},
     spool::{Entry, Spool, SpoolError, SpoolReader},
 };
@@ -82,7 +84,19 @@ struct Item {
     entry: Entry,
     /// `None` when the payload could not be decoded (it goes to the dead-letter directory).
     batch: Option<Arc<Batch>>,
+    /// Enrichment of each record of `batch` (empty when nothing enriches).
+    ctx: Arc<Vec<FlowContext>>,
     error: Option<String>,
+}
+
+/// What the reading stage does with each decoded batch besides handing it to storage.
+pub struct Stages {
+    /// The aggregation shards.
+    pub aggregator: Arc<Aggregator>,
+    /// Enrichment stored with every flow (and handed to detection).
+    pub context: Contextualizer,
+    /// The detection stage's input, when detection runs.
+    pub analysis: Option<Feed>,
 }
 
 /// Decoded entries the reading stage may run ahead of storage (bounds memory).
@@ -100,14 +114,14 @@ pub async fn run(
     mut reader: SpoolReader,
     spool: Spool,
     sink: Arc<ClickHouseSink>,
-    aggregator: Arc<Aggregator>,
+    stages: Stages,
     metrics: PipelineMetrics,
     dead_letter_dir: std::path::PathBuf,
     stop: watch::Receiver<bool>,
 ) -> Result<(), SpoolError> {
     let mut committer = reader.take_committer().ok_or(SpoolError::Closed)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(READ_AHEAD);
-    let read = tokio::spawn(read_stage(reader, aggregator, tx, stop.clone()));
+    let read = tokio::spawn(read_stage(reader, stages, tx, stop.clone()));
     let max_rows = sink.config().max_rows_per_insert.max(1);
     // A group cut short by a crash is rebuilt to the same bounds.
     let mut replay = committer.pending_intent()?;
@@ -170,7 +184,12 @@ pub async fn run(
             .iter()
             .map(|i| {
                 let b = i.batch.as_ref().expect("grouped items are decoded");
-                (b.probe_id.as_str(), b.seq, b.records.as_slice())
+                (
+                    b.probe_id.as_str(),
+                    b.seq,
+                    b.records.as_slice(),
+                    i.ctx.as_slice(),
+                )
             })
             .collect();
         let stored = store(
@@ -284,7 +303,10 @@ async fn store_one_by_one(
     }
     for item in group {
         let b = item.batch.as_ref().expect("decoded");
-        if let Err(e) = sink.insert_batch(&b.probe_id, b.seq, &b.records).await {
+        if let Err(e) = sink
+            .insert_batch_enriched(&b.probe_id, b.seq, &b.records, &item.ctx)
+            .await
+        {
             if e.is_retryable() {
                 return Err(StoreOutcome::Stopped);
             }
@@ -308,11 +330,12 @@ impl Item {
     }
 }
 
-/// Reads and decodes spool entries in order, feeds the aggregation shards, and hands
-/// the entries to the storing stage. Ends when `stop` is set and nothing more is spooled.
+/// Reads and decodes spool entries in order, feeds the aggregation shards, enriches the
+/// records, hands them to detection, and hands the entries to the storing stage. Ends
+/// when `stop` is set and nothing more is spooled.
 async fn read_stage(
     mut reader: SpoolReader,
-    aggregator: Arc<Aggregator>,
+    stages: Stages,
     tx: tokio::sync::mpsc::Sender<Item>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), SpoolError> {
@@ -332,19 +355,34 @@ async fn read_stage(
         let item = match decode_batch(&entry.payload) {
             Ok(b) => {
                 let b = Arc::new(b);
-                let (agg, batch) = (aggregator.clone(), b.clone());
-                tokio::task::spawn_blocking(move || agg.submit(&batch.probe_id, &batch.records))
-                    .await
-                    .expect("aggregator submit");
+                let (agg, context, feed, batch) = (
+                    stages.aggregator.clone(),
+                    stages.context.clone(),
+                    stages.analysis.clone(),
+                    b.clone(),
+                );
+                let ctx = tokio::task::spawn_blocking(move || {
+                    agg.submit(&batch.probe_id, &batch.records);
+                    let ctx = Arc::new(context.contexts(&batch.records));
+                    if let Some(feed) = feed {
+                        // Blocks while detection is behind (bounded queue): backpressure.
+                        feed.send(batch, ctx.clone());
+                    }
+                    ctx
+                })
+                .await
+                .expect("aggregation and enrichment");
                 Item {
                     entry,
                     batch: Some(b),
+                    ctx,
                     error: None,
                 }
             }
             Err(e) => Item {
                 entry,
                 batch: None,
+                ctx: Arc::default(),
                 error: Some(e.to_string()),
             },
         };

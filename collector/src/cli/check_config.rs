@@ -14,6 +14,9 @@ pub struct Args {
 /// Runs `check-config`: prints a summary and exits 0, or one `file:line: message` error.
 pub fn main(a: Args) -> anyhow::Result<()> {
     let c = CollectorConfig::load(&a.file)?;
+    let sources = c.analysis.load().map_err(anyhow::Error::msg)?;
+    tidegate_collector::detect::Detector::new(sources.detect)
+        .map_err(|e| anyhow::anyhow!("detection settings: {e}"))?;
     println!(
         "{}: OK (probes on {}, spool {}, ClickHouse {} database {}, {} aggregation shards)",
         a.file.display(),
@@ -22,6 +25,28 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         c.clickhouse.url,
         c.clickhouse.database,
         c.aggregate.shards
+    );
+    let a = &c.analysis;
+    println!(
+        "detection: {}; enrichment: {} database(s), {} range file(s); policy: {}; alerts to: {}",
+        if a.detect_enabled { "on" } else { "off" },
+        a.enrich.mmdb.len(),
+        a.enrich.csv.len(),
+        sources
+            .policy
+            .as_ref()
+            .map(|p| format!("{} rules", p.current().rules.len()))
+            .unwrap_or_else(|| "none".into()),
+        [
+            Some("clickhouse"),
+            a.jsonl.as_ref().map(|_| "jsonl"),
+            a.webhook.as_ref().map(|_| "webhook"),
+            a.syslog.as_ref().map(|_| "syslog"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
     );
     Ok(())
 }

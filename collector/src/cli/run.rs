@@ -10,9 +10,12 @@ use anyhow::Context;
 use prometheus_client::{encoding::text::encode, registry::Registry};
 use tidegate_collector::{
     aggregate::{AggregateMetrics, Aggregator},
+    analysis::{Analysis, AnalysisMetrics},
     config::CollectorConfig,
+    enrich::Contextualizer,
     ingest::{Ingest, IngestMetrics},
     pipeline::{self, PipelineMetrics},
+    policy::spawn_sighup_reload,
     sinks::clickhouse::{ClickHouseSink, SinkMetrics},
     spool::Spool,
     transport::{self, TransportMetrics},
@@ -58,11 +61,29 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     agg_metrics.register(&mut registry);
     let transport_metrics = TransportMetrics::default();
     transport_metrics.register(&mut registry);
+    let analysis_metrics = AnalysisMetrics::default();
+    analysis_metrics.register(&mut registry);
 
     let (spool, reader) = Spool::open(cfg.spool.clone()).context("opening the spool")?;
     let sink = Arc::new(ClickHouseSink::connect(cfg.clickhouse.clone(), sink_metrics).await?);
     let aggregator = Arc::new(Aggregator::start(cfg.aggregate.clone(), agg_metrics)?);
     let ingest = Arc::new(Ingest::new(spool.clone(), ingest_metrics));
+
+    // Detection: enrichment sources, the policy (reloaded on SIGHUP) and the detectors.
+    let sources = cfg.analysis.load().map_err(anyhow::Error::msg)?;
+    if let (Some(handle), Some(path)) = (&sources.policy, &cfg.analysis.policy) {
+        spawn_sighup_reload(handle.clone(), path.clone())
+            .context("installing the SIGHUP handler")?;
+        tracing::info!(policy = %path.display(), rules = handle.current().rules.len(), "policy loaded; SIGHUP reloads it");
+    }
+    let context = Contextualizer::new(sources.enricher.clone(), sources.policy.clone());
+    let (analysis, feed) =
+        Analysis::start(&cfg.analysis, sources, Some(sink.clone()), analysis_metrics)?;
+    let stages = pipeline::Stages {
+        aggregator: aggregator.clone(),
+        context,
+        analysis: Some(feed),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
 
     if let Some(addr) = cfg.metrics_listen {
@@ -99,12 +120,7 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     // acknowledged into the spool meanwhile), then drain the spool into ClickHouse.
     let dead_letters = cfg.spool.dir.join("dead-letter");
     let pipe = {
-        let (sink, aggregator, spool, stop_rx) = (
-            sink.clone(),
-            aggregator.clone(),
-            spool.clone(),
-            stop_rx.clone(),
-        );
+        let (sink, spool, stop_rx) = (sink.clone(), spool.clone(), stop_rx.clone());
         let metrics = pipeline_metrics.clone();
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(200);
@@ -127,17 +143,9 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                     }
                 }
             }
-            pipeline::run(
-                reader,
-                spool,
-                sink,
-                aggregator,
-                metrics,
-                dead_letters,
-                stop_rx,
-            )
-            .await
-            .map_err(anyhow::Error::from)
+            pipeline::run(reader, spool, sink, stages, metrics, dead_letters, stop_rx)
+                .await
+                .map_err(anyhow::Error::from)
         })
     };
 
@@ -146,6 +154,7 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     let served = serve.await;
     tracing::info!("stopping: no new batches accepted; draining the spool into ClickHouse");
     let _ = stop_tx.send(true);
+    let abort_pipe = pipe.abort_handle();
     let drained = tokio::time::timeout(Duration::from_secs(30), pipe).await;
     match drained {
         Ok(Ok(Ok(()))) => {}
@@ -155,6 +164,14 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             pending = spool.pending(),
             "drain timed out; the spool keeps the rest for the next start"
         ),
+    }
+    // A pipeline stuck past the drain deadline is stopped so detection can finish.
+    abort_pipe.abort();
+    if tokio::time::timeout(Duration::from_secs(30), analysis.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("detection stage did not finish in 30 s; stopping without it");
     }
     if let Ok(agg) = Arc::try_unwrap(aggregator) {
         agg.shutdown();

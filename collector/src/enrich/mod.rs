@@ -4,6 +4,7 @@
 //! know their own networks), then MaxMind-format databases ([`mmdb`]) in configuration
 //! order. IPv4-mapped IPv6 addresses are looked up as IPv4.
 
+pub mod context;
 pub mod csv_ranges;
 pub mod error;
 pub mod mmdb;
@@ -16,6 +17,7 @@ use tidegate_common::record::FlowRecord;
 
 use crate::policy::{EndpointInfo, Endpoints};
 
+pub use context::{Contextualizer, FlowContext};
 pub use csv_ranges::RangeTable;
 pub use error::EnrichError;
 pub use mmdb::{DbKind, MmdbDb};

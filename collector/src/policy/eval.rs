@@ -35,6 +35,7 @@ pub(super) fn violation(
         rule_id: rule.id.clone(),
         rule_name: rule.name.clone(),
         rule_location: rule.location.clone(),
+        rule_text: rule.text.clone(),
         kind,
         severity: rule.severity,
         line: r.line.clone(),

@@ -83,6 +83,26 @@ impl Ctx<'_> {
     }
 }
 
+/// The text of the table whose header starts at `head`: up to the next table header,
+/// without trailing blank and comment lines.
+fn table_text(src: &str, head: usize) -> String {
+    let rest = &src[head.min(src.len())..];
+    let mut lines: Vec<&str> = Vec::new();
+    for (i, line) in rest.lines().enumerate() {
+        if i > 0 && line.trim_start().starts_with('[') {
+            break;
+        }
+        lines.push(line.trim_end());
+    }
+    while lines
+        .last()
+        .is_some_and(|l| l.is_empty() || l.trim_start().starts_with('#'))
+    {
+        lines.pop();
+    }
+    lines.join("\n")
+}
+
 /// Parses and validates policy text; `path` names it in errors and rule locations.
 pub fn parse(src: &str, path: &Path) -> Result<Policy, PolicyError> {
     let cx = Ctx { src, path };
@@ -414,6 +434,7 @@ fn rule(cx: &Ctx<'_>, zones: &Zones, head: usize, r: RawRule) -> Result<Rule, Po
         id: r.id.get_ref().trim().to_string(),
         name: r.name.into_inner(),
         location: cx.location(head),
+        text: table_text(cx.src, head),
         severity: severity.unwrap_or(default_severity),
         body,
     })
@@ -432,6 +453,10 @@ mod tests {
         assert_eq!(spaced.rules[1].location, "p.toml:12");
         assert_eq!(p.rules.len(), 2);
         assert_eq!(p.rules[0].location, "p.toml:6");
+        assert_eq!(
+            p.rules[0].text,
+            "[[rule]]\nid = \"d\"\nname = \"deny a\"\ntype = \"deny\"\nfrom = [\"a\"]"
+        );
         assert_eq!(p.rules[0].severity, Severity::High);
         assert!(
             matches!(&p.rules[0].body, RuleBody::Deny { from: Some(f), to: None } if f == &[ZoneId(1)])

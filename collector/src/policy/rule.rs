@@ -16,6 +16,8 @@ pub struct Rule {
     pub name: String,
     /// `file:line` of the `[[rule]]` header.
     pub location: String,
+    /// The rule as written in the file (its `[[rule]]` table), kept as evidence.
+    pub text: String,
     /// Severity of its violations.
     pub severity: Severity,
     /// What it checks.

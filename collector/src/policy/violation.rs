@@ -62,6 +62,8 @@ pub struct Violation {
     pub rule_name: String,
     /// Where the rule is defined, `file:line`.
     pub rule_location: String,
+    /// The rule as written in the policy file.
+    pub rule_text: String,
     /// How the rule was broken.
     pub kind: ViolationKind,
     /// Severity of the rule.

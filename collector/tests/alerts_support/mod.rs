@@ -69,6 +69,7 @@ pub fn samples(n: u32) -> Vec<Notification> {
                     rule_id: format!("r{i}"),
                     rule_name: "no transfers to the test net".into(),
                     rule_location: "policy.toml:12".into(),
+                    rule_text: "[[rule]]\nid = \"r\"".into(),
                     kind: ViolationKind::Deny,
                     severity: tidegate_collector::policy::Severity::Critical,
                     line: f.line.clone(),

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use super::{AlertSinkError, Notification};
 
 /// Appends notifications to a file, one JSON object (`{"id","kind","body"}`) per line.
-/// A notification id already written by this sink is skipped.
+/// A notification id already in the file (written by this sink or an earlier run) is
+/// skipped.
 #[derive(Debug)]
 pub struct JsonlSink {
     path: PathBuf,
@@ -41,10 +42,28 @@ impl JsonlSink {
                     .map_err(|e| AlertSinkError::io("repair alert JSONL file", &path, e))?;
             }
         }
+        // Ids already in the file (a restart must not write them again).
+        let mut written = HashSet::new();
+        if len > 0 {
+            #[derive(serde::Deserialize)]
+            struct IdOnly {
+                id: String,
+            }
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| AlertSinkError::io("read alert JSONL file", &path, e))?;
+            let reader = std::io::BufReader::new(&mut file);
+            for line in std::io::BufRead::lines(reader) {
+                let line =
+                    line.map_err(|e| AlertSinkError::io("read alert JSONL file", &path, e))?;
+                if let Ok(r) = serde_json::from_str::<IdOnly>(&line) {
+                    written.insert(r.id);
+                }
+            }
+        }
         Ok(JsonlSink {
             path,
             file,
-            written: HashSet::new(),
+            written,
         })
     }
 
@@ -107,6 +126,20 @@ mod tests {
         assert_eq!(lines[0], "{\"torn\":");
         let back: Notification = serde_json::from_str(lines[2]).unwrap();
         assert_eq!(back, n("b"));
+    }
+
+    #[test]
+    fn a_reopened_file_does_not_get_ids_it_already_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.jsonl");
+        JsonlSink::open(&path)
+            .unwrap()
+            .write(&[n("a"), n("b")])
+            .unwrap();
+        let mut again = JsonlSink::open(&path).unwrap();
+        assert_eq!(again.write(&[n("b"), n("c")]).unwrap(), 1);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
     }
 
     #[test]

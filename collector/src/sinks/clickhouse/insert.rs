@@ -5,6 +5,8 @@ use std::time::Instant;
 use clickhouse::RowWrite;
 use tidegate_common::record::FlowRecord;
 
+use crate::enrich::FlowContext;
+
 use super::{
     ClickHouseSink, SinkError,
     metrics::Outcome,
@@ -26,8 +28,9 @@ const INSERT_SETTINGS: &[(&str, &str)] = &[
     ("max_partitions_per_insert_block", "0"),
 ];
 
-/// One probe batch inside a group insert: (probe id, sequence, records).
-pub type GroupPart<'a> = (&'a str, u64, &'a [FlowRecord]);
+/// One probe batch inside a group insert: (probe id, sequence, records, enrichment of
+/// each record — empty when nothing enriches them).
+pub type GroupPart<'a> = (&'a str, u64, &'a [FlowRecord], &'a [FlowContext]);
 
 impl ClickHouseSink {
     /// Stores several batches (possibly from several probes) with as few INSERTs as
@@ -44,14 +47,16 @@ impl ClickHouseSink {
         batches: &[GroupPart<'_>],
     ) -> Result<(), SinkError> {
         let mut rows = Vec::with_capacity(batches.iter().map(|b| b.2.len()).sum());
-        for (probe_id, seq, records) in batches {
+        for (probe_id, seq, records, ctx) in batches {
             for (i, r) in records.iter().enumerate() {
-                rows.push(FlowRow::new(probe_id, *seq, r).map_err(|reason| {
-                    SinkError::Invalid {
-                        what: format!("record {i} of batch {probe_id}:{seq}"),
-                        reason,
-                    }
-                })?);
+                rows.push(
+                    FlowRow::new(probe_id, *seq, r, ctx.get(i)).map_err(|reason| {
+                        SinkError::Invalid {
+                            what: format!("record {i} of batch {probe_id}:{seq}"),
+                            reason,
+                        }
+                    })?,
+                );
             }
         }
         if rows.is_empty() {
@@ -81,6 +86,19 @@ impl ClickHouseSink {
         seq: u64,
         records: &[FlowRecord],
     ) -> Result<(), SinkError> {
+        self.insert_batch_enriched(probe_id, seq, records, &[])
+            .await
+    }
+
+    /// [`insert_batch`](Self::insert_batch) with the enrichment of each record (`ctx[i]`
+    /// belongs to `records[i]`; records past the end of `ctx` are stored unenriched).
+    pub async fn insert_batch_enriched(
+        &self,
+        probe_id: &str,
+        seq: u64,
+        records: &[FlowRecord],
+        ctx: &[FlowContext],
+    ) -> Result<(), SinkError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -88,7 +106,7 @@ impl ClickHouseSink {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                FlowRow::new(probe_id, seq, r).map_err(|reason| SinkError::Invalid {
+                FlowRow::new(probe_id, seq, r, ctx.get(i)).map_err(|reason| SinkError::Invalid {
                     what: format!("record {i} of batch {probe_id}:{seq}"),
                     reason,
                 })
@@ -122,7 +140,7 @@ impl ClickHouseSink {
 
     /// One INSERT of `rows` into `table` with deduplication token `token`, under
     /// `insert_timeout`, recorded in the metrics.
-    async fn insert_rows<T>(
+    pub(super) async fn insert_rows<T>(
         &self,
         table: &'static str,
         token: &str,

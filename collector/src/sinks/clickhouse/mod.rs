@@ -17,6 +17,7 @@
 //! Nothing here waits for the server to be up: [`ClickHouseSink::connect`] only checks
 //! the configuration, and every call is bounded by `insert_timeout`.
 
+mod alerts;
 mod config;
 mod error;
 mod insert;
@@ -31,6 +32,7 @@ use std::future::Future;
 
 use clickhouse::Client;
 
+pub use alerts::{AlertRow, ViolationRow};
 pub use config::ClickHouseConfig;
 pub use error::{ErrorClass, SinkError};
 pub use insert::GroupPart;

@@ -6,6 +6,8 @@ use clickhouse::Row;
 use serde::Serialize;
 use tidegate_common::{Direction, record::FlowRecord};
 
+use crate::enrich::FlowContext;
+
 /// One row of `flows` (the columns the sink writes; the others have defaults). Field
 /// order and types follow `dashboards/clickhouse/migrations/0001_flows.sql`.
 #[derive(Clone, Debug, PartialEq, Eq, Row, Serialize)]
@@ -31,11 +33,23 @@ pub(crate) struct FlowRow<'a> {
     pub tcp_flags: u16,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    pub src_country: &'a str,
+    pub dst_country: &'a str,
+    pub src_asn: u32,
+    pub dst_asn: u32,
+    pub src_zone: &'a str,
+    pub dst_zone: &'a str,
 }
 
 impl<'a> FlowRow<'a> {
-    /// Converts a record of batch (`probe_id`, `seq`); the error says what does not fit.
-    pub fn new(probe_id: &'a str, seq: u64, r: &'a FlowRecord) -> Result<Self, String> {
+    /// Converts a record of batch (`probe_id`, `seq`) with its enrichment (`None`: the
+    /// enrichment columns keep their defaults); the error says what does not fit.
+    pub fn new(
+        probe_id: &'a str,
+        seq: u64,
+        r: &'a FlowRecord,
+        ctx: Option<&'a FlowContext>,
+    ) -> Result<Self, String> {
         let (ip_version, src, dst) = match (r.src, r.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => (4, s.to_ipv6_mapped(), d.to_ipv6_mapped()),
             (IpAddr::V6(s), IpAddr::V6(d)) => (6, s, d),
@@ -68,6 +82,16 @@ impl<'a> FlowRow<'a> {
             tcp_flags: r.tcp_flags,
             icmp_type: r.icmp_type,
             icmp_code: r.icmp_code,
+            src_country: ctx
+                .and_then(|c| c.ends.src.country.as_deref())
+                .unwrap_or(""),
+            dst_country: ctx
+                .and_then(|c| c.ends.dst.country.as_deref())
+                .unwrap_or(""),
+            src_asn: ctx.and_then(|c| c.ends.src.asn).unwrap_or(0),
+            dst_asn: ctx.and_then(|c| c.ends.dst.asn).unwrap_or(0),
+            src_zone: ctx.map_or("", |c| &c.src_zone),
+            dst_zone: ctx.map_or("", |c| &c.dst_zone),
         })
     }
 }
@@ -163,7 +187,7 @@ mod tests {
     #[test]
     fn ipv4_is_stored_mapped_with_version_4() {
         let r = record();
-        let row = FlowRow::new("p", 9, &r).unwrap();
+        let row = FlowRow::new("p", 9, &r, None).unwrap();
         assert_eq!(row.ip_version, 4);
         assert_eq!(row.src, "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(row.direction, 1);
@@ -177,7 +201,7 @@ mod tests {
         let mut r = record();
         r.src = "::ffff:192.0.2.1".parse().unwrap();
         r.dst = "2001:db8::1".parse().unwrap();
-        let row = FlowRow::new("p", 1, &r).unwrap();
+        let row = FlowRow::new("p", 1, &r, None).unwrap();
         assert_eq!(row.ip_version, 6);
         assert_eq!(row.src, "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap());
     }
@@ -186,11 +210,11 @@ mod tests {
     fn out_of_range_records_are_refused_with_the_reason() {
         let mut r = record();
         r.last = u64::MAX;
-        let e = FlowRow::new("p", 1, &r).unwrap_err();
+        let e = FlowRow::new("p", 1, &r, None).unwrap_err();
         assert!(e.starts_with("last = 18446744073709551615 ns"), "{e}");
         let mut r = record();
         r.dst = "2001:db8::1".parse().unwrap();
-        let e = FlowRow::new("p", 1, &r).unwrap_err();
+        let e = FlowRow::new("p", 1, &r, None).unwrap_err();
         assert!(e.contains("different address families"), "{e}");
     }
 

@@ -500,6 +500,7 @@ mod tests {
             rule_id: "r1".into(),
             rule_name: "no [x]".into(),
             rule_location: "p.toml:5".into(),
+            rule_text: "[[rule]]".into(),
             kind: ViolationKind::DenyList,
             severity: ViolationSeverity::Critical,
             line: "intl-1".into(),

@@ -1,0 +1,326 @@
+//! The detection-related sections of `collector.toml`: `[enrich]`, `[policy]`, `[detect]`
+//! and `[alerts]` (with `[alerts.webhook]` and `[alerts.syslog]`). Every error names the
+//! file and line; files these sections point at (databases, policy, thresholds) are
+//! checked when the collector starts and by `check-config` ([`AnalysisConfig::load`]).
+//!
+//! ```toml
+//! [enrich]
+//! mmdb = ["/usr/share/GeoIP/GeoLite2-Country.mmdb", "/usr/share/GeoIP/GeoLite2-ASN.mmdb"]
+//! csv = ["ranges.csv"]               # operator ranges: CIDR,country,asn
+//!
+//! [policy]
+//! file = "policy.toml"               # SIGHUP reloads it; an invalid new file is refused
+//! merge_gap_secs = 300               # repeats of one violation within this gap merge
+//!
+//! [detect]
+//! enabled = true
+//! config = "detect.toml"             # thresholds (every field optional)
+//! idle_advance_secs = 5              # idle lines: event time follows the wall clock
+//!
+//! [alerts]
+//! jsonl = "/var/log/tidegate/alerts.jsonl"
+//!
+//! [alerts.webhook]
+//! url = "http://regulator.example:8080/tidegate"
+//! secret_file = "/etc/tidegate/webhook.secret"   # or secret = "..."
+//! outbox_dir = "/var/lib/tidegate/webhook-outbox"
+//!
+//! [alerts.syslog]
+//! address = "siem.example:6514"
+//! protocol = "tcp"
+//! cef = true
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::{ConfigError, key_offset, line_of};
+use crate::detect::DetectConfig;
+use crate::enrich::{EnrichConfig, Enricher};
+use crate::policy::PolicyHandle;
+use crate::sinks::alerts::WebhookConfig;
+use crate::sinks::syslog::SyslogConfig;
+
+/// `[policy]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    file: PathBuf,
+    merge_gap_secs: Option<u64>,
+}
+
+/// `[detect]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDetect {
+    enabled: Option<bool>,
+    config: Option<PathBuf>,
+    idle_advance_secs: Option<u64>,
+}
+
+/// `[alerts]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlerts {
+    jsonl: Option<PathBuf>,
+    webhook: Option<Spanned<RawWebhook>>,
+    syslog: Option<Spanned<SyslogConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    outbox_dir: Option<PathBuf>,
+    timeout_ms: Option<u64>,
+    backoff_min_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+}
+
+/// The raw sections, as `config.rs` deserializes them.
+#[derive(Debug, Default)]
+pub(crate) struct RawSections {
+    pub enrich: Option<Spanned<EnrichConfig>>,
+    pub policy: Option<Spanned<RawPolicy>>,
+    pub detect: Option<Spanned<RawDetect>>,
+    pub alerts: Option<Spanned<RawAlerts>>,
+}
+
+/// Detection settings of the collector.
+#[derive(Clone, Debug)]
+pub struct AnalysisConfig {
+    /// Enrichment sources (paths resolved); empty when not configured.
+    pub enrich: EnrichConfig,
+    /// Policy file, if any.
+    pub policy: Option<PathBuf>,
+    /// Repeats of one violation within this gap (event time) merge into one.
+    pub violation_merge_gap: Duration,
+    /// Whether the anomaly detectors run.
+    pub detect_enabled: bool,
+    /// Thresholds file (defaults when `None`).
+    pub detect_config: Option<PathBuf>,
+    /// After this long without records, event time advances with the wall clock so the
+    /// windows of an idle line close.
+    pub idle_advance: Duration,
+    /// JSONL alert file.
+    pub jsonl: Option<PathBuf>,
+    /// Webhook delivery.
+    pub webhook: Option<WebhookConfig>,
+    /// Syslog delivery.
+    pub syslog: Option<SyslogConfig>,
+    /// Where the `[enrich]`, `[policy]` and `[detect]` sections are (`file:line`), for
+    /// errors found when their files are loaded.
+    pub(crate) locations: Locations,
+}
+
+/// `file:line` of each section (empty when absent).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Locations {
+    enrich: String,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            enrich: EnrichConfig::default(),
+            policy: None,
+            violation_merge_gap: Duration::from_secs(300),
+            detect_enabled: true,
+            detect_config: None,
+            idle_advance: Duration::from_secs(5),
+            jsonl: None,
+            webhook: None,
+            syslog: None,
+            locations: Locations::default(),
+        }
+    }
+}
+
+/// What the sections point at, loaded and checked.
+#[derive(Debug)]
+pub struct LoadedSources {
+    /// Enrichment databases, when configured.
+    pub enricher: Option<Arc<Enricher>>,
+    /// The policy, when configured.
+    pub policy: Option<PolicyHandle>,
+    /// Detector thresholds.
+    pub detect: DetectConfig,
+}
+
+impl AnalysisConfig {
+    /// Loads the databases, the policy and the thresholds; errors name the file (and line).
+    pub fn load(&self) -> Result<LoadedSources, String> {
+        let enricher = if self.enrich.mmdb.is_empty() && self.enrich.csv.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Enricher::load(&self.enrich).map_err(|e| {
+                format!("{}: [enrich]: {e}", self.locations.enrich)
+            })?))
+        };
+        let policy = match &self.policy {
+            Some(p) => Some(PolicyHandle::load(p).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let detect = match &self.detect_config {
+            Some(p) => DetectConfig::load(p).map_err(|e| e.to_string())?,
+            None => DetectConfig::default(),
+        };
+        detect.validate().map_err(|e| {
+            format!(
+                "{}: {e}",
+                self.detect_config
+                    .as_ref()
+                    .map_or("[detect]".to_string(), |p| p.display().to_string())
+            )
+        })?;
+        Ok(LoadedSources {
+            enricher,
+            policy,
+            detect,
+        })
+    }
+}
+
+/// Validates the raw sections; `resolve` anchors relative paths at the config file and
+/// `spool_dir` is where the webhook outbox goes by default.
+pub(crate) fn parse(
+    raw: RawSections,
+    src: &str,
+    path: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    spool_dir: &Path,
+) -> Result<AnalysisConfig, ConfigError> {
+    let at = |off: usize, msg: String| ConfigError::At {
+        path: path.to_path_buf(),
+        line: line_of(src, off),
+        msg,
+    };
+    let mut cfg = AnalysisConfig::default();
+    if let Some(e) = raw.enrich {
+        cfg.locations.enrich = format!("{}:{}", path.display(), line_of(src, e.span().start));
+        let e = e.into_inner();
+        cfg.enrich = EnrichConfig {
+            mmdb: e.mmdb.iter().map(|p| resolve(p)).collect(),
+            csv: e.csv.iter().map(|p| resolve(p)).collect(),
+        };
+    }
+    if let Some(p) = raw.policy {
+        let off = p.span().start;
+        let p = p.into_inner();
+        cfg.policy = Some(resolve(&p.file));
+        if let Some(g) = p.merge_gap_secs {
+            if g == 0 || g > 86_400 {
+                return Err(at(
+                    key_offset(src, off, "merge_gap_secs"),
+                    "policy.merge_gap_secs must be between 1 and 86400".into(),
+                ));
+            }
+            cfg.violation_merge_gap = Duration::from_secs(g);
+        }
+    }
+    if let Some(d) = raw.detect {
+        let off = d.span().start;
+        let d = d.into_inner();
+        cfg.detect_enabled = d.enabled.unwrap_or(true);
+        cfg.detect_config = d.config.map(|p| resolve(&p));
+        if let Some(s) = d.idle_advance_secs {
+            if s == 0 || s > 3600 {
+                return Err(at(
+                    key_offset(src, off, "idle_advance_secs"),
+                    "detect.idle_advance_secs must be between 1 and 3600".into(),
+                ));
+            }
+            cfg.idle_advance = Duration::from_secs(s);
+        }
+    }
+    if let Some(a) = raw.alerts {
+        let a = a.into_inner();
+        cfg.jsonl = a.jsonl.map(|p| resolve(&p));
+        if let Some(w) = a.webhook {
+            let off = w.span().start;
+            let w = w.into_inner();
+            let bad = |key: &str, msg: String| at(key_offset(src, off, key), msg);
+            if !w.url.starts_with("http://") {
+                return Err(bad(
+                    "url",
+                    format!("alerts.webhook.url {:?} must start with http://", w.url),
+                ));
+            }
+            let secret = match (w.secret, w.secret_file) {
+                (Some(s), None) => s,
+                (None, Some(f)) => {
+                    let f = resolve(&f);
+                    std::fs::read_to_string(&f)
+                        .map_err(|e| {
+                            bad(
+                                "secret_file",
+                                format!("alerts.webhook.secret_file {}: {e}", f.display()),
+                            )
+                        })?
+                        .trim()
+                        .to_string()
+                }
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        "secret",
+                        "alerts.webhook: give secret or secret_file, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(bad(
+                        "url",
+                        "alerts.webhook needs secret or secret_file (the HMAC-SHA256 key)".into(),
+                    ));
+                }
+            };
+            if secret.is_empty() {
+                return Err(bad("secret", "alerts.webhook secret is empty".into()));
+            }
+            let ms = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
+                match v {
+                    Some(0) => Err(bad(key, format!("alerts.webhook.{key} must be at least 1"))),
+                    Some(v) => Ok(Duration::from_millis(v)),
+                    None => Ok(Duration::from_millis(default)),
+                }
+            };
+            let backoff_min = ms("backoff_min_ms", w.backoff_min_ms, 200)?;
+            let backoff_max = ms("backoff_max_ms", w.backoff_max_ms, 60_000)?;
+            if backoff_max < backoff_min {
+                return Err(bad(
+                    "backoff_max_ms",
+                    "alerts.webhook.backoff_max_ms must not be below backoff_min_ms".into(),
+                ));
+            }
+            cfg.webhook = Some(WebhookConfig {
+                url: w.url,
+                secret,
+                timeout: ms("timeout_ms", w.timeout_ms, 5_000)?,
+                backoff_min,
+                backoff_max,
+                outbox_dir: w
+                    .outbox_dir
+                    .map(|p| resolve(&p))
+                    .unwrap_or_else(|| spool_dir.join("webhook-outbox")),
+            });
+        }
+        if let Some(s) = a.syslog {
+            let off = s.span().start;
+            let s = s.into_inner();
+            if let Err(e) = s.validate() {
+                let key = match &e {
+                    crate::sinks::syslog::SyslogError::Config { field, .. } => *field,
+                    _ => "address",
+                };
+                return Err(at(key_offset(src, off, key), format!("alerts.syslog: {e}")));
+            }
+            cfg.syslog = Some(s);
+        }
+    }
+    Ok(cfg)
+}

@@ -1,0 +1,100 @@
+//! Metrics of the detection stage.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+/// Label of a delivery sink.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    /// `clickhouse`, `jsonl`, `webhook` or `syslog`.
+    pub sink: &'static str,
+}
+
+/// Label of an alert kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Alert kind, e.g. `syn_flood`.
+    pub kind: &'static str,
+}
+
+/// Counters of the detection stage. Clones share the same metrics.
+#[derive(Clone, Debug, Default)]
+pub struct AnalysisMetrics {
+    /// Flow records analysed.
+    pub records: Counter,
+    /// Alerts opened, by kind.
+    pub alerts_opened: Family<KindLabel, Counter>,
+    /// Updates of open alerts (merged repeats).
+    pub alert_updates: Counter,
+    /// Policy violations opened.
+    pub violations_opened: Counter,
+    /// Repeats merged into open violations.
+    pub violation_updates: Counter,
+    /// Notifications handed to the delivery sinks.
+    pub notifications: Counter,
+    /// Delivery failures, by sink (ClickHouse failures are retried, not dropped).
+    pub sink_errors: Family<SinkLabel, Counter>,
+    /// Alert/violation states waiting to be stored in ClickHouse.
+    pub store_pending: Gauge,
+    /// Event time the detectors have reached (Unix seconds).
+    pub event_time: Gauge,
+}
+
+impl AnalysisMetrics {
+    /// Registers under `registry`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "analysis_records",
+            "Flow records analysed",
+            self.records.clone(),
+        );
+        r.register(
+            "alerts_opened",
+            "Alerts opened, by kind",
+            self.alerts_opened.clone(),
+        );
+        r.register(
+            "alert_updates",
+            "Updates of open alerts",
+            self.alert_updates.clone(),
+        );
+        r.register(
+            "violations_opened",
+            "Policy violations opened",
+            self.violations_opened.clone(),
+        );
+        r.register(
+            "violation_updates",
+            "Repeats merged into open policy violations",
+            self.violation_updates.clone(),
+        );
+        r.register(
+            "notifications",
+            "Alert and violation notifications handed to delivery sinks",
+            self.notifications.clone(),
+        );
+        r.register(
+            "alert_sink_errors",
+            "Delivery failures by sink",
+            self.sink_errors.clone(),
+        );
+        r.register(
+            "alert_store_pending",
+            "Alert/violation states waiting for ClickHouse",
+            self.store_pending.clone(),
+        );
+        r.register(
+            "detect_event_time_seconds",
+            "Event time reached by the detectors",
+            self.event_time.clone(),
+        );
+    }
+
+    /// Counts a failure of `sink`.
+    pub fn sink_error(&self, sink: &'static str) {
+        self.sink_errors.get_or_create(&SinkLabel { sink }).inc();
+    }
+}

@@ -1,0 +1,153 @@
+//! The collector's detection stage: enrichment, policy and the anomaly detectors over the
+//! live flow stream, with alert and violation delivery.
+//!
+//! The pipeline's reading stage enriches every decoded batch (country, ASN and zone of
+//! both ends — also stored with each flow) and hands it to this stage through a bounded
+//! queue ([`Feed`]); a dedicated thread runs the policy engine and the detectors on event
+//! time (so a replay raises what live traffic raised) and publishes:
+//! - every alert and violation state to ClickHouse (`alerts`, `policy_violations`;
+//!   replacing by id, newest version wins);
+//! - each opening (and each severity escalation of an alert) as a [`Notification`] to the
+//!   JSONL file, the webhook outbox (durable before delivery, signed, retried) and syslog.
+//!
+//! Repeats of an alert (same kind and key) or a violation (same rule, kind, line and
+//! addresses) close in event time update the open one instead of raising a new one.
+//! Ids are deterministic, so states re-derived after a restart replace, not duplicate.
+//!
+//! [`Notification`]: crate::sinks::alerts::Notification
+
+pub mod config;
+mod metrics;
+mod outputs;
+mod stage;
+mod store;
+mod violations;
+
+use std::sync::Arc;
+
+use tidegate_common::wire::Batch;
+
+pub use config::{AnalysisConfig, LoadedSources};
+pub use metrics::AnalysisMetrics;
+pub use violations::{ViolationBook, ViolationState};
+
+use crate::detect::Detector;
+use crate::enrich::FlowContext;
+use crate::policy::PolicyEngine;
+use crate::sinks::alerts::{AlertSinkError, JsonlSink, WebhookSink};
+use crate::sinks::clickhouse::ClickHouseSink;
+
+/// Batches the reading stage may run ahead of detection.
+const QUEUE: usize = 64;
+/// Alert/violation states waiting for ClickHouse before the stage blocks.
+const STORE_QUEUE: usize = 10_000;
+
+/// Errors starting the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// A configured file (database, policy, thresholds) is invalid; the message names it.
+    #[error("{0}")]
+    Sources(String),
+    /// The detector thresholds are invalid.
+    #[error("detection settings: {0}")]
+    Detect(#[from] crate::detect::DetectConfigError),
+    /// A delivery sink could not be opened.
+    #[error("alert sink: {0}")]
+    Sink(#[from] AlertSinkError),
+    /// The stage thread could not be started.
+    #[error("cannot start the detection thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// The detection stage's input queue (cheap to clone).
+#[derive(Clone)]
+pub struct Feed {
+    tx: crossbeam_channel::Sender<stage::Input>,
+}
+
+impl Feed {
+    /// Queues a batch and the enrichment of each of its records; blocks while the stage
+    /// is behind. A stopped stage drops it (the collector is shutting down).
+    pub fn send(&self, batch: Arc<Batch>, ctx: Arc<Vec<FlowContext>>) {
+        let _ = self.tx.send(stage::Input { batch, ctx });
+    }
+}
+
+/// The running stage.
+pub struct Analysis {
+    thread: Option<std::thread::JoinHandle<()>>,
+    store: Option<tokio::task::JoinHandle<()>>,
+    webhook: Option<Arc<WebhookSink>>,
+}
+
+impl Analysis {
+    /// Starts the stage inside the current Tokio runtime (for the ClickHouse store task and
+    /// webhook delivery). `store` is where alert states go (`None`: not stored). Returns
+    /// the stage and its input; the stage ends once every [`Feed`] clone is dropped.
+    pub fn start(
+        cfg: &AnalysisConfig,
+        sources: LoadedSources,
+        store: Option<Arc<ClickHouseSink>>,
+        metrics: AnalysisMetrics,
+    ) -> Result<(Analysis, Feed), AnalysisError> {
+        let detector = if cfg.detect_enabled {
+            Some(Detector::new(sources.detect)?)
+        } else {
+            None
+        };
+        let mut outputs = outputs::Outputs::new(metrics.clone());
+        outputs.enricher = sources.enricher.clone();
+        if let Some(p) = &cfg.jsonl {
+            outputs.jsonl = Some(JsonlSink::open(p)?);
+        }
+        let webhook = match &cfg.webhook {
+            Some(w) => Some(Arc::new(WebhookSink::start(w.clone())?)),
+            None => None,
+        };
+        outputs.webhook = webhook.clone();
+        outputs.syslog = cfg.syslog.clone().map(outputs::SyslogOut::new);
+        let store_task = store.map(|sink| {
+            let (tx, rx) = tokio::sync::mpsc::channel(STORE_QUEUE);
+            outputs.store = Some(tx);
+            tokio::spawn(store::run(sink, rx, metrics.clone()))
+        });
+        let st = stage::Stage {
+            detector,
+            policy: sources.policy.map(PolicyEngine::new),
+            violations: ViolationBook::new(cfg.violation_merge_gap.as_nanos() as u64),
+            outputs,
+            idle_advance: cfg.idle_advance,
+        };
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("detect".into())
+            .spawn(move || st.run(rx))
+            .map_err(AnalysisError::Thread)?;
+        Ok((
+            Analysis {
+                thread: Some(thread),
+                store: store_task,
+                webhook,
+            },
+            Feed { tx },
+        ))
+    }
+
+    /// Waits for the stage to finish (after every [`Feed`] is dropped): closes every
+    /// window, stores the last states, and stops webhook delivery after its in-flight
+    /// request (the outbox keeps the rest for the next start).
+    pub async fn shutdown(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        if let Some(s) = self.store.take() {
+            let _ = s.await;
+        }
+        if let Some(w) = self.webhook.take() {
+            match Arc::try_unwrap(w) {
+                Ok(w) => w.shutdown().await,
+                Err(w) => drop(w),
+            }
+        }
+    }
+}

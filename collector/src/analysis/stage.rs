@@ -1,0 +1,121 @@
+//! The detection stage's thread: enrichment context in, policy and detectors over each
+//! record, states out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tidegate_common::wire::Batch;
+
+use super::outputs::Outputs;
+use super::violations::ViolationBook;
+use crate::detect::Detector;
+use crate::enrich::FlowContext;
+use crate::policy::{Endpoints, PolicyEngine};
+
+/// One decoded batch with the enrichment of each record.
+pub(crate) struct Input {
+    pub batch: Arc<Batch>,
+    pub ctx: Arc<Vec<FlowContext>>,
+}
+
+/// How often the thread wakes up without input (to notice idle lines).
+const TICK: Duration = Duration::from_millis(250);
+/// Notified alerts are remembered this long past their last evidence (event time).
+const REMEMBER_NS: u64 = 24 * 3600 * 1_000_000_000;
+
+/// State of the stage.
+pub(crate) struct Stage {
+    pub detector: Option<Detector>,
+    pub policy: Option<PolicyEngine>,
+    pub violations: ViolationBook,
+    pub outputs: Outputs,
+    pub idle_advance: Duration,
+}
+
+impl Stage {
+    /// Runs until every sender of `rx` is gone, then closes every window.
+    pub fn run(mut self, rx: Receiver<Input>) {
+        let mut newest_ns = 0u64;
+        let mut last_input = Instant::now();
+        let mut advanced_ns = 0u64;
+        let empty = Endpoints::default();
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(input) => {
+                    last_input = Instant::now();
+                    advanced_ns = 0;
+                    let b = &input.batch;
+                    self.outputs.metrics.records.inc_by(b.records.len() as u64);
+                    for (i, r) in b.records.iter().enumerate() {
+                        newest_ns = newest_ns.max(r.last);
+                        let ctx = input.ctx.get(i);
+                        if let Some(engine) = self.policy.as_mut() {
+                            let ends = ctx.map_or(&empty, |c| &c.ends);
+                            for v in engine.process(r, ends) {
+                                let state = self.violations.merge(v);
+                                self.outputs.violation(&state, ctx);
+                            }
+                        }
+                        if let Some(d) = self.detector.as_mut() {
+                            for u in d.observe(r) {
+                                self.outputs.alert(&u);
+                            }
+                        }
+                    }
+                    self.outputs.flush();
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    // An idle line: event time goes on with the wall clock, so windows
+                    // that can no longer receive records close.
+                    let idle = last_input.elapsed();
+                    if idle >= self.idle_advance && newest_ns > 0 {
+                        let now = newest_ns.saturating_add(idle.as_nanos() as u64);
+                        if now > advanced_ns {
+                            advanced_ns = now;
+                            self.advance(now);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if newest_ns > 0 {
+                self.outputs
+                    .metrics
+                    .event_time
+                    .set((newest_ns / 1_000_000_000) as i64);
+            }
+        }
+        self.finish();
+    }
+
+    fn advance(&mut self, now_ns: u64) {
+        if let Some(d) = self.detector.as_mut() {
+            for u in d.advance(now_ns) {
+                self.outputs.alert(&u);
+            }
+        }
+        self.violations.expire(now_ns);
+        if let Some(p) = self.policy.as_mut() {
+            p.sweep();
+        }
+        self.outputs
+            .forget_before(now_ns.saturating_sub(REMEMBER_NS));
+        self.outputs.flush();
+    }
+
+    /// At shutdown: closes every window (alerts of partial windows keep the ids they
+    /// would have had, so a restart that sees the rest of the window updates them).
+    fn finish(&mut self) {
+        if let Some(d) = self.detector.as_mut() {
+            for a in d.finish() {
+                let u = crate::detect::AlertUpdate {
+                    new: !self.outputs.knows(&a.id),
+                    alert: a,
+                };
+                self.outputs.alert(&u);
+            }
+        }
+        self.outputs.flush();
+    }
+}
