@@ -324,3 +324,125 @@ pub(crate) fn parse(
     }
     Ok(cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::CollectorConfig;
+
+    const BASE: &str = "[transport]\nlisten = \"127.0.0.1:7443\"\nca_cert = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n";
+
+    fn write(body: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "c.pem", "c.key"] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        let p = d.path().join("collector.toml");
+        std::fs::write(&p, format!("{BASE}{body}")).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn sections_resolve_paths_next_to_the_file_with_defaults() {
+        let (d, p) = write(
+            "[enrich]\nmmdb = [\"geo.mmdb\"]\n[policy]\nfile = \"policy.toml\"\n\
+             [alerts]\njsonl = \"a.jsonl\"\n[alerts.webhook]\nurl = \"http://127.0.0.1:9/h\"\n\
+             secret = \"k\"\n[alerts.syslog]\naddress = \"127.0.0.1:514\"\nprotocol = \"tcp\"\n",
+        );
+        let c = CollectorConfig::load(&p).unwrap().analysis;
+        assert_eq!(c.enrich.mmdb, vec![d.path().join("geo.mmdb")]);
+        assert_eq!(c.policy, Some(d.path().join("policy.toml")));
+        assert_eq!(c.jsonl, Some(d.path().join("a.jsonl")));
+        let w = c.webhook.unwrap();
+        assert_eq!(w.secret, "k");
+        assert!(w.outbox_dir.ends_with("webhook-outbox"));
+        assert!(c.detect_enabled);
+        assert_eq!(c.violation_merge_gap.as_secs(), 300);
+        assert!(c.syslog.is_some());
+    }
+
+    #[test]
+    fn bad_sections_name_file_and_line() {
+        let cases = [
+            (
+                "[policy]\nfile = \"p.toml\"\nmerge_gap_secs = 0\n",
+                ":8: policy.merge_gap_secs",
+            ),
+            (
+                "[detect]\nidle_advance_secs = 0\n",
+                ":7: detect.idle_advance_secs",
+            ),
+            ("[detect]\nthreshold = 3\n", ":7:"),
+            ("[enrich]\nmmdbs = []\n", ":7:"),
+            ("[alerts]\nfile = \"x\"\n", ":7:"),
+            (
+                "[alerts.webhook]\nsecret = \"k\"\nurl = \"ftp://x\"\n",
+                ":8: alerts.webhook.url",
+            ),
+            (
+                "[alerts.webhook]\nurl = \"http://h:1/\"\n",
+                ":7: alerts.webhook needs secret",
+            ),
+            (
+                "[alerts.webhook]\nurl = \"http://h:1/\"\nsecret = \"k\"\nsecret_file = \"s\"\n",
+                ":8: alerts.webhook: give secret or secret_file",
+            ),
+            (
+                "[alerts.webhook]\nurl = \"http://h:1/\"\nsecret_file = \"missing\"\n",
+                ":8: alerts.webhook.secret_file",
+            ),
+            (
+                "[alerts.webhook]\nurl = \"http://h:1/\"\nsecret = \"k\"\nbackoff_min_ms = 0\n",
+                ":9: alerts.webhook.backoff_min_ms",
+            ),
+            (
+                "[alerts.syslog]\nprotocol = \"udp\"\naddress = \"nohost\"\n",
+                ":8: alerts.syslog: ",
+            ),
+            (
+                "[alerts.syslog]\naddress = \"h:1\"\nprotocol = \"smtp\"\n",
+                ":8:",
+            ),
+        ];
+        for (body, want) in cases {
+            let (_d, p) = write(body);
+            let e = CollectorConfig::load(&p).unwrap_err().to_string();
+            let want = format!("{}{want}", p.display());
+            assert!(
+                e.starts_with(&want),
+                "{body:?}\n got {e:?}\nwant prefix {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn files_the_sections_name_are_checked_at_load() {
+        let (d, p) = write("[enrich]\ncsv = [\"ranges.csv\"]\n[policy]\nfile = \"policy.toml\"\n");
+        std::fs::write(d.path().join("ranges.csv"), "10.0.0.0/8,HK,64496\n").unwrap();
+        std::fs::write(
+            d.path().join("policy.toml"),
+            "[[zone]]\nname = \"a\"\ncidrs = [\"10.0.0.1/8\"]\n",
+        )
+        .unwrap();
+        let c = CollectorConfig::load(&p).unwrap().analysis;
+        let e = c.load().unwrap_err();
+        assert!(
+            e.starts_with(&format!("{}:3:", d.path().join("policy.toml").display())),
+            "{e}"
+        );
+        std::fs::write(
+            d.path().join("policy.toml"),
+            "[[zone]]\nname = \"a\"\ncidrs = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("ranges.csv"), "10.0.0.0/8,HK\nnot a range\n").unwrap();
+        let e = c.load().unwrap_err();
+        assert!(
+            e.starts_with(&format!("{}:6: [enrich]", p.display())),
+            "{e}"
+        );
+        assert!(e.contains("ranges.csv"), "{e}");
+        std::fs::write(d.path().join("ranges.csv"), "10.0.0.0/8,HK,64496\n").unwrap();
+        let ok = c.load().unwrap();
+        assert!(ok.enricher.is_some() && ok.policy.is_some());
+    }
+}

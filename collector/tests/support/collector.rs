@@ -130,6 +130,29 @@ impl CollectorProcess {
         }
     }
 
+    /// Sends `sig` (e.g. `libc::SIGHUP`) to the running process.
+    #[allow(dead_code)]
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
+    /// Waits up to `limit` for a log line containing `needle`.
+    #[allow(dead_code)]
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(l) = self.log.recv_timeout(Duration::from_millis(100))
+                && l.contains(needle)
+            {
+                return Some(l);
+            }
+        }
+        None
+    }
+
     /// SIGTERM and wait; returns the exit code.
     pub fn stop(&mut self) -> i32 {
         let Some(mut c) = self.child.take() else {
