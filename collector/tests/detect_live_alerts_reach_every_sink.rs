@@ -254,20 +254,21 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
         })
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let log = log.lock().unwrap();
-        let accepted: BTreeSet<String> = log.accepted.iter().cloned().collect();
-        assert_eq!(accepted, unique, "webhook got a different set than the JSONL file");
-        assert!(log.duplicates.is_empty(), "duplicates: {:?}", log.duplicates);
-        for d in &log.deliveries {
-            assert!(
-                verify_signature(SECRET.as_bytes(), &d.body, &d.signature),
-                "bad signature on {}",
-                d.id
-            );
+        {
+            let log = log.lock().unwrap();
+            let accepted: BTreeSet<String> = log.accepted.iter().cloned().collect();
+            assert_eq!(accepted, unique, "webhook got a different set than the JSONL file");
+            assert!(log.duplicates.is_empty(), "duplicates: {:?}", log.duplicates);
+            for d in &log.deliveries {
+                assert!(
+                    verify_signature(SECRET.as_bytes(), &d.body, &d.signature),
+                    "bad signature on {}",
+                    d.id
+                );
+            }
+            // The restarted collector raised nothing new (nothing was left to re-analyse).
+            assert_eq!(jsonl_ids(&jsonl).len(), lines.len());
         }
-        // The restarted collector raised nothing new (nothing was left to re-analyse).
-        assert_eq!(jsonl_ids(&jsonl).len(), lines.len());
-        drop(log);
         receiver.stop().await;
     });
 }
