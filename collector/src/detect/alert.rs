@@ -124,7 +124,8 @@ impl std::fmt::Display for Endpoint {
 /// One anomaly, possibly updated by later repeats of the same kind and key.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Alert {
-    /// Deterministic id: hash of kind, key and the first window (replays give the same id).
+    /// Deterministic id: hash of kind, key and the merge-gap epoch of the first window
+    /// (replays give the same id).
     pub id: String,
     /// What was detected.
     pub kind: AlertKind,
@@ -227,13 +228,21 @@ impl AlertBook {
                 a.first_ns = a.first_ns.min(f.first_ns);
                 a.last_ns = a.last_ns.max(f.last_ns);
                 a.severity = a.severity.max(f.severity);
-                if f.measured > a.measured {
+                if f.measured >= a.measured {
+                    // The fuller report (e.g. a window's final count after an early
+                    // warning) describes the alert.
                     a.measured = f.measured;
                     a.threshold = f.threshold;
                     a.description = f.description;
+                    a.src = f.src;
+                    a.dst = f.dst;
+                    a.port = f.port;
                 }
                 for r in &f.evidence {
-                    keep_earliest(&mut a.evidence, r, self.evidence_max);
+                    // An early warning and its window's final report share flows.
+                    if !a.evidence.contains(r) {
+                        keep_earliest(&mut a.evidence, r, self.evidence_max);
+                    }
                 }
                 return AlertUpdate {
                     new: false,
@@ -243,10 +252,14 @@ impl AlertBook {
             let old = self.open.remove(&slot).expect("present");
             self.closed.push(old);
         }
+        // The id names the merge-gap-long epoch of the opening window, not the window
+        // itself: an early warning may come from any window of an attack depending on the
+        // order records arrive in, and all of them open the same alert.
+        let epoch = f.window_start / self.merge_gap_ns.max(1);
         let id = fnv1a(&[
             f.kind.as_str().as_bytes(),
             f.key.as_bytes(),
-            &f.window_start.to_be_bytes(),
+            &epoch.to_be_bytes(),
         ]);
         let mut evidence = f.evidence;
         evidence.truncate(self.evidence_max);

@@ -33,6 +33,13 @@ pub(crate) trait Rule: Send {
     fn observe(&mut self, r: &FlowRecord);
     /// Reports on every window that ends at or before `watermark` (event time, ns).
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>);
+    /// After `observe(r)`: reports, once per window, an open window `r` touched whose
+    /// count already crosses the threshold — an early warning that does not wait for the
+    /// window to close. Only for counts that can only grow (distinct ports or hosts,
+    /// packets), so the window's final report confirms it: both carry the same kind, key
+    /// and window, and merge into one alert (same id). Rules whose verdict can still
+    /// change before the window closes keep the default (nothing early).
+    fn early(&mut self, _r: &FlowRecord, _out: &mut Vec<Finding>) {}
 }
 
 /// TCP SYN flag.
@@ -139,13 +146,18 @@ impl Detector {
         })
     }
 
-    /// Feeds one record; returns alerts opened or updated by windows it closed.
+    /// Feeds one record; returns alerts opened or updated by it: early reports of open
+    /// windows that already cross their threshold, then the windows it closed.
     pub fn observe(&mut self, r: &FlowRecord) -> Vec<AlertUpdate> {
+        let mut early = Vec::new();
         for rule in &mut self.rules {
             rule.observe(r);
+            rule.early(r, &mut early);
         }
+        let mut updates: Vec<AlertUpdate> = early.into_iter().map(|f| self.book.merge(f)).collect();
         self.newest_ns = self.newest_ns.max(r.last);
-        self.close(self.newest_ns.saturating_sub(self.lateness_ns))
+        updates.extend(self.close(self.newest_ns.saturating_sub(self.lateness_ns)));
+        updates
     }
 
     /// Declares that event time has reached `now_ns` (e.g. on an idle line): closes the
@@ -174,5 +186,59 @@ impl Detector {
             self.book.expire(watermark);
         }
         updates
+    }
+}
+
+#[cfg(test)]
+mod early_tests {
+    use super::*;
+    use tidegate_common::Direction;
+
+    fn syn(i: u32, t: u64) -> FlowRecord {
+        FlowRecord {
+            src: std::net::IpAddr::from([198, 51, (i >> 8) as u8, i as u8]),
+            dst: "192.0.2.80".parse().unwrap(),
+            sport: 1024 + (i % 60_000) as u16,
+            dport: 443,
+            proto: 6,
+            vlan: None,
+            packets: 1,
+            bytes: 40,
+            first: t,
+            last: t,
+            tcp_flags: SYN,
+            icmp_type: None,
+            icmp_code: None,
+            line: "l".into(),
+            ifindex: 0,
+            direction: Direction::Ingress,
+        }
+    }
+
+    #[test]
+    fn a_flood_is_reported_while_its_window_is_still_open_and_confirmed_at_close() {
+        let mut d = Detector::new(DetectConfig::default()).unwrap();
+        let start = 1_700_000_000 * NS;
+        let mut early = None;
+        for i in 0..5_000u32 {
+            for u in d.observe(&syn(i, start + u64::from(i) * 1_000_000)) {
+                if u.alert.kind == AlertKind::SynFlood && early.is_none() {
+                    early = Some((i, u));
+                }
+            }
+        }
+        let (at, first) = early.expect("no early warning");
+        assert!(first.new);
+        // min_syn_pps × window: reported as soon as the count crosses it, 75 s of
+        // lateness before the window could close.
+        let cfg = DetectConfig::default();
+        let need = (cfg.syn_flood.min_syn_pps * cfg.syn_flood.window_secs as f64) as u32;
+        assert!(at + 1 >= need && at < need + 10, "reported at record {at}");
+        let all = d.finish();
+        let flood: Vec<_> = all.iter().filter(|a| a.kind == AlertKind::SynFlood).collect();
+        assert_eq!(flood.len(), 1);
+        assert_eq!(flood[0].id, first.alert.id);
+        assert!(flood[0].measured > first.alert.measured);
+        assert_eq!(flood[0].evidence.len(), cfg.evidence_max.min(5_000));
     }
 }

@@ -6,7 +6,7 @@ use tidegate_common::record::FlowRecord;
 
 use super::alert::{AlertKind, Endpoint, Finding, Severity};
 use super::config::ScanConfig;
-use super::window::Windows;
+use super::window::{Acc, Windows};
 use super::{NS, Rule, is_probe};
 
 /// Distinct destination ports probed per (source, target) and window.
@@ -38,32 +38,52 @@ impl Rule for PortScan {
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
-        for (w, (src, dst), acc) in self.windows.drain_closed(watermark) {
-            let ports = acc.distinct.len() as f64;
-            let threshold = self.cfg.min_distinct as f64;
-            if ports < threshold {
-                continue;
-            }
-            out.push(Finding {
-                kind: AlertKind::PortScan,
-                key: format!("{src}>{dst}"),
-                window_start: w,
-                severity: Severity::scaled(Severity::Low, ports, threshold),
-                first_ns: acc.first_ns,
-                last_ns: acc.last_ns,
-                src: Some(Endpoint::Addr(src)),
-                dst: Some(Endpoint::Addr(dst)),
-                port: None,
-                line: acc.line,
-                measured: ports,
-                threshold,
-                unit: "ports",
-                description: format!(
-                    "{src} probed {ports} ports of {dst} in {}s ({} probe flows)",
-                    self.cfg.window_secs, acc.flows
-                ),
-                evidence: acc.evidence,
-            });
+        for (w, key, acc) in self.windows.drain_closed(watermark) {
+            out.extend(finding(&self.cfg, w, key, acc));
         }
     }
+
+    fn early(&mut self, r: &FlowRecord, out: &mut Vec<Finding>) {
+        if !is_probe(r, self.cfg.probe_max_packets) {
+            return;
+        }
+        let (w, key) = (self.windows.start_of(r.first), (r.src, r.dst));
+        if let Some(acc) = self.windows.get_mut(w, &key)
+            && !acc.early
+            && acc.distinct.len() as u64 >= self.cfg.min_distinct
+        {
+            acc.early = true;
+            let acc = acc.clone();
+            out.extend(finding(&self.cfg, w, key, acc));
+        }
+    }
+}
+
+/// The report on one window, if it crosses the threshold.
+fn finding(cfg: &ScanConfig, w: u64, (src, dst): (IpAddr, IpAddr), acc: Acc) -> Option<Finding> {
+    let ports = acc.distinct.len() as f64;
+    let threshold = cfg.min_distinct as f64;
+    if ports < threshold {
+        return None;
+    }
+    Some(Finding {
+        kind: AlertKind::PortScan,
+        key: format!("{src}>{dst}"),
+        window_start: w,
+        severity: Severity::scaled(Severity::Low, ports, threshold),
+        first_ns: acc.first_ns,
+        last_ns: acc.last_ns,
+        src: Some(Endpoint::Addr(src)),
+        dst: Some(Endpoint::Addr(dst)),
+        port: None,
+        line: acc.line,
+        measured: ports,
+        threshold,
+        unit: "ports",
+        description: format!(
+            "{src} probed {ports} ports of {dst} in {}s ({} probe flows)",
+            cfg.window_secs, acc.flows
+        ),
+        evidence: acc.evidence,
+    })
 }

@@ -6,7 +6,7 @@ use tidegate_common::record::FlowRecord;
 
 use super::alert::{AlertKind, Endpoint, Finding, Severity};
 use super::config::SynFloodConfig;
-use super::window::Windows;
+use super::window::{Acc, Windows};
 use super::{ACK, NS, Rule, SYN, main_dport};
 
 /// More distinct destination ports than this make the SYNs a scan, not a flood.
@@ -40,39 +40,66 @@ impl Rule for SynFlood {
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
-        let secs = self.cfg.window_secs as f64;
         for (w, dst, acc) in self.windows.drain_closed(watermark) {
-            let pps = acc.packets / secs;
-            let threshold = self.cfg.min_syn_pps;
-            // SYNs spread over many ports are a scan (the port-scan rule's business).
-            if pps < threshold || acc.distinct.len() > SCAN_PORTS {
-                continue;
-            }
-            let port = main_dport(&acc.evidence);
-            let sources = acc.sources.len();
-            out.push(Finding {
-                kind: AlertKind::SynFlood,
-                key: dst.to_string(),
-                window_start: w,
-                severity: Severity::scaled(Severity::High, pps, threshold),
-                first_ns: acc.first_ns,
-                last_ns: acc.last_ns,
-                src: Some(match acc.sources.iter().next() {
-                    Some(a) if sources == 1 => Endpoint::Addr(*a),
-                    _ => Endpoint::Many(format!("{sources} sources")),
-                }),
-                dst: Some(Endpoint::Addr(dst)),
-                port,
-                line: acc.line,
-                measured: pps,
-                threshold,
-                unit: "syn/s",
-                description: format!(
-                    "{pps:.0} uncompleted SYN/s towards {dst}{} from {sources} sources",
-                    port.map(|p| format!(" port {p}")).unwrap_or_default()
-                ),
-                evidence: acc.evidence,
-            });
+            out.extend(finding(&self.cfg, w, dst, acc));
         }
     }
+
+    fn early(&mut self, r: &FlowRecord, out: &mut Vec<Finding>) {
+        if r.proto != 6 || r.tcp_flags & (SYN | ACK) != SYN {
+            return;
+        }
+        let secs = self.cfg.window_secs as f64;
+        let (a, b) = (
+            self.windows.start_of(r.first),
+            self.windows.start_of(r.last.max(r.first)),
+        );
+        for w in if a == b { vec![a] } else { vec![a, b] } {
+            if let Some(acc) = self.windows.get_mut(w, &r.dst)
+                && !acc.early
+                && acc.packets / secs >= self.cfg.min_syn_pps
+                && acc.distinct.len() <= SCAN_PORTS
+            {
+                acc.early = true;
+                let acc = acc.clone();
+                out.extend(finding(&self.cfg, w, r.dst, acc));
+            }
+        }
+    }
+}
+
+/// The report on one window, if it crosses the threshold.
+fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, acc: Acc) -> Option<Finding> {
+    let secs = cfg.window_secs as f64;
+    let pps = acc.packets / secs;
+    let threshold = cfg.min_syn_pps;
+    // SYNs spread over many ports are a scan (the port-scan rule's business).
+    if pps < threshold || acc.distinct.len() > SCAN_PORTS {
+        return None;
+    }
+    let port = main_dport(&acc.evidence);
+    let sources = acc.sources.len();
+    Some(Finding {
+        kind: AlertKind::SynFlood,
+        key: dst.to_string(),
+        window_start: w,
+        severity: Severity::scaled(Severity::High, pps, threshold),
+        first_ns: acc.first_ns,
+        last_ns: acc.last_ns,
+        src: Some(match acc.sources.iter().next() {
+            Some(a) if sources == 1 => Endpoint::Addr(*a),
+            _ => Endpoint::Many(format!("{sources} sources")),
+        }),
+        dst: Some(Endpoint::Addr(dst)),
+        port,
+        line: acc.line,
+        measured: pps,
+        threshold,
+        unit: "syn/s",
+        description: format!(
+            "{pps:.0} uncompleted SYN/s towards {dst}{} from {sources} sources",
+            port.map(|p| format!(" port {p}")).unwrap_or_default()
+        ),
+        evidence: acc.evidence,
+    })
 }

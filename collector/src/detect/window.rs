@@ -21,6 +21,8 @@ pub(crate) struct Acc {
     pub line: String,
     /// Sample flows.
     pub evidence: Vec<FlowRecord>,
+    /// Already reported while the window was open (see [`super::Rule::early`]).
+    pub early: bool,
 }
 
 /// Order of evidence: earliest first, ties broken by the flow key, so the sample does
@@ -101,6 +103,11 @@ impl<K: Ord + Clone> Windows<K> {
     /// Start of the window holding `ts`.
     pub fn start_of(&self, ts: u64) -> u64 {
         ts - ts % self.len_ns
+    }
+
+    /// The accumulator of `key` in the window starting at `w`, if any.
+    pub fn get_mut(&mut self, w: u64, key: &K) -> Option<&mut Acc> {
+        self.map.get_mut(&(w, key.clone()))
     }
 
     /// The accumulator of `key` in the window holding `ts`.
