@@ -7,11 +7,15 @@
 //! * [`aggregate`]: records/s through the collector's sharded aggregation at 1 and N
 //!   shards (corpus and synthetic records) and memory per active flow
 //!   (`cargo run --release -p tidegate-bench --bin aggregate`).
+//! * `detect_latency` (binary): first attack packet on a veth → alert in the JSONL sink
+//!   and in ClickHouse, over repeated runs, using [`net`] and [`stack`].
 #![deny(missing_docs)]
 
 pub mod aggregate;
 pub mod error;
 pub mod machine;
+pub mod net;
 pub mod procfs;
+pub mod stack;
 
 pub use error::BenchError;

@@ -1,0 +1,174 @@
+//! A synthetic workload with an exactly known flow truth, sent by netsniff-ng's trafgen.
+
+use std::{
+    net::Ipv4Addr,
+    path::Path,
+    process::{Command, Stdio},
+};
+
+use anyhow::Context;
+
+use super::cleanup::ChildGuard;
+
+/// IPv4/UDP frames from `SRC:sport` to `DST:4789`, the source port cycling over `flows`
+/// consecutive values (trafgen `dinc`), so packet `i` belongs to flow `i % flows`.
+/// With `packets` a multiple of `flows`, every flow has exactly `packets / flows`
+/// packets: the truth is known without looking at the traffic.
+#[derive(Clone, Copy, Debug)]
+pub struct UdpWorkload {
+    /// Distinct flows (source ports `FIRST_PORT ..`), at most 50 000.
+    pub flows: u32,
+    /// Packets in total (a multiple of `flows`).
+    pub packets: u64,
+    /// IP total length of every frame (≥ 28; 46 gives minimum-size 60-byte frames).
+    pub ip_len: u16,
+}
+
+impl UdpWorkload {
+    /// Source address of every frame.
+    pub const SRC: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+    /// Destination address of every frame.
+    pub const DST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    /// First source port.
+    pub const FIRST_PORT: u16 = 10_000;
+    /// Destination port.
+    pub const DPORT: u16 = 4789;
+
+    /// `packets` rounded up to a multiple of `flows` (flows clamped to 1..=50 000).
+    pub fn new(flows: u32, packets: u64, ip_len: u16) -> UdpWorkload {
+        let flows = flows.clamp(1, 50_000);
+        let packets = packets.max(1).div_ceil(flows as u64) * flows as u64;
+        UdpWorkload {
+            flows,
+            packets,
+            ip_len: ip_len.max(28),
+        }
+    }
+
+    /// Packets of every flow.
+    pub fn per_flow(&self) -> u64 {
+        self.packets / self.flows as u64
+    }
+
+    /// Ethernet frame length without FCS.
+    pub fn frame_len(&self) -> u16 {
+        self.ip_len + 14
+    }
+
+    /// Is this (src, dst, sport, dport, proto) one of the workload's flows?
+    pub fn is_flow(&self, src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> bool {
+        src == Self::SRC
+            && dst == Self::DST
+            && dport == Self::DPORT
+            && proto == 17
+            && (Self::FIRST_PORT..Self::FIRST_PORT + self.flows as u16).contains(&sport)
+    }
+
+    /// trafgen configuration text.
+    pub fn config(&self, dst_mac: [u8; 6]) -> String {
+        let mac = dst_mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let last = Self::FIRST_PORT + self.flows as u16 - 1;
+        format!(
+            "{{\n  eth(da={mac}, sa=02:00:00:00:00:01, type=0x0800),\n  ipv4(saddr={}, daddr={}, ttl=64),\n  udp(sp=dinc({}, {last}), dp={}),\n  fill(0x41, {}),\n}}\n",
+            Self::SRC,
+            Self::DST,
+            Self::FIRST_PORT,
+            Self::DPORT,
+            self.ip_len - 28
+        )
+    }
+
+    /// Starts trafgen in `ns` on `iface` on one CPU (so the packet order, and with it
+    /// the per-flow truth, is deterministic), at `pps` packets/s or flat out (`None`).
+    pub fn spawn(
+        &self,
+        ns: &str,
+        iface: &str,
+        dst_mac: [u8; 6],
+        pps: Option<u64>,
+        dir: &Path,
+    ) -> anyhow::Result<ChildGuard> {
+        let cfg = dir.join(format!("trafgen-{iface}.cfg"));
+        std::fs::write(&cfg, self.config(dst_mac))?;
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, "trafgen", "--dev", iface, "--conf"])
+            .arg(&cfg)
+            .args([
+                "--num",
+                &self.packets.to_string(),
+                "--cpus",
+                "1",
+                "--no-sock-mem",
+                "-q",
+            ]);
+        if let Some(r) = pps {
+            c.args(["--rate", &format!("{r}pps")]);
+        }
+        let child = c
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawn trafgen (apt-get install netsniff-ng)")?;
+        Ok(ChildGuard::new(child))
+    }
+}
+
+/// Sends `count` frames that are not part of any workload (UDP port 9 to port 9), one
+/// every `gap_ms` milliseconds, and waits for trafgen to finish. A libpcap capture
+/// (TPACKET_V3) hands a partly filled ring block to its reader only when the block's
+/// timer retires it, which the kernel checks when a later frame arrives: this trickle
+/// makes every tool see the workload's last frames before it is stopped.
+pub fn send_flush_trickle(
+    ns: &str,
+    iface: &str,
+    dst_mac: [u8; 6],
+    count: u32,
+    gap_ms: u32,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let mac = dst_mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let cfg = dir.join(format!("flush-{iface}.cfg"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{\n  eth(da={mac}, sa=02:00:00:00:00:01, type=0x0800),\n  ipv4(saddr=10.1.0.2, daddr=192.0.2.2, ttl=64),\n  udp(sp=9, dp=9),\n  fill(0x42, 18),\n}}\n"
+        ),
+    )?;
+    let st = Command::new("ip")
+        .args(["netns", "exec", ns, "trafgen", "--dev", iface, "--conf"])
+        .arg(&cfg)
+        .args(["--num", &count.to_string(), "--cpus", "1", "--no-sock-mem", "-q"])
+        .args(["--gap", &format!("{gap_ms}ms")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("trafgen (flush trickle)")?;
+    anyhow::ensure!(st.success(), "trafgen (flush trickle) failed: {st}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truth_is_exact_and_config_names_the_port_range() {
+        let w = UdpWorkload::new(1000, 4500, 46);
+        assert_eq!(w.packets, 5000);
+        assert_eq!(w.per_flow(), 5);
+        assert_eq!(w.frame_len(), 60);
+        let c = w.config([2, 0, 0, 0, 0, 2]);
+        assert!(c.contains("dinc(10000, 10999)"), "{c}");
+        assert!(c.contains("fill(0x41, 18)"), "{c}");
+        assert!(w.is_flow(UdpWorkload::SRC, UdpWorkload::DST, 10_999, 4789, 17));
+        assert!(!w.is_flow(UdpWorkload::SRC, UdpWorkload::DST, 11_000, 4789, 17));
+    }
+}
