@@ -25,12 +25,13 @@ log "running the Rust test suites (unit, real kernel, real captures)"
 cargo test --workspace --locked --no-fail-fast
 
 log "benchmark harness smoke runs (they assert nothing about speed)"
-cargo build --release --locked -p tidegate-collector -p tidegate-bench
+cargo build --release --locked -p tidegate-probe -p tidegate-collector -p tidegate-bench
 smoke="$TIDEGATE_STATE/bench-smoke"
 mkdir -p "$smoke"
 target/release/aggregate --smoke >/dev/null
 target/release/xdp_cost --smoke --out "$smoke/xdp_cost.md" >/dev/null
 target/release/collector_e2e --smoke --out "$smoke/collector_e2e.md" >/dev/null
+target/release/detect_latency --smoke --out "$smoke/detect_latency.md" >/dev/null
 
 log "running the ClickHouse launcher test"
 "$here/tests/clickhouse_launcher_test.sh"
