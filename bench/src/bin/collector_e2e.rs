@@ -8,20 +8,21 @@
 
 use std::{
     fmt::Write as _,
-    io::{BufRead, BufReader},
-    net::{IpAddr, Ipv6Addr, TcpListener},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    net::{IpAddr, Ipv6Addr},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
 use clap::Parser;
 use clickhouse::Row;
 use serde::Serialize;
-use tidegate_bench::{aggregate::workload, machine::Machine};
+use tidegate_bench::{
+    aggregate::workload,
+    machine::Machine,
+    stack::{CollectorProcess, LocalClickHouse},
+};
 use tidegate_collector::{
-    certs::{GenCertsOptions, ca_paths, collector_paths, generate, probe_paths},
+    certs::{ca_paths, probe_paths},
     sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, SinkMetrics},
 };
 use tidegate_common::record::FlowRecord;
@@ -41,61 +42,13 @@ struct Args {
     /// Seconds-long run for CI (20 000 rows); asserts nothing about speed.
     #[arg(long)]
     smoke: bool,
+    /// Run the collector with live detection off (`[detect] enabled = false`), to see
+    /// what the detection stage costs; by default it runs as deployed, detection on.
+    #[arg(long)]
+    no_detect: bool,
     /// Markdown results file.
     #[arg(long, default_value = "bench/results/collector_e2e.md")]
     out: PathBuf,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A throwaway ClickHouse from the repo's launcher.
-struct Ch {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Ch {
-    fn start() -> anyhow::Result<Ch> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let ch = Ch { dir, port };
-        let st = ch.script("start").status()?;
-        anyhow::ensure!(st.success(), "scripts/clickhouse.sh start failed");
-        Ok(ch)
-    }
-    fn script(&self, cmd: &str) -> Command {
-        let mut c = Command::new(repo().join("scripts/clickhouse.sh"));
-        c.arg(cmd)
-            .env("TIDEGATE_CH_DIR", self.dir.path())
-            .env("TIDEGATE_CH_PORT", self.port.to_string());
-        c.stdout(Stdio::null());
-        c
-    }
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-    fn client(&self) -> clickhouse::Client {
-        clickhouse::Client::default().with_url(self.url())
-    }
-    async fn count(&self, table: &str) -> u64 {
-        self.client()
-            .query(&format!("SELECT count() FROM {table}"))
-            .fetch_one::<u64>()
-            .await
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Ch {
-    fn drop(&mut self) {
-        let _ = self.script("stop").status();
-    }
 }
 
 /// What a user of the plain crate would write for `flows`.
@@ -156,77 +109,31 @@ impl<'a> PlainRow<'a> {
     }
 }
 
-struct Collector(Child);
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-fn start_collector(dir: &Path, ch_url: &str, port: u16, certs: &Path) -> anyhow::Result<Collector> {
-    let (ca, c) = (ca_paths(certs), collector_paths(certs));
-    let cfg = format!(
-        "[transport]\nlisten = \"127.0.0.1:{port}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
-         [spool]\ndir = \"{}\"\n\n[clickhouse]\nurl = \"{ch_url}\"\nretention_days = 0\n",
-        ca.cert.display(),
-        c.cert.display(),
-        c.key.display(),
-        dir.join("spool").display()
-    );
-    let path = dir.join("collector.toml");
-    std::fs::write(&path, cfg)?;
-    let exe = std::env::current_exe()?.with_file_name("tidegate-collector");
-    anyhow::ensure!(
-        exe.is_file(),
-        "{} missing: cargo build --release -p tidegate-collector",
-        exe.display()
-    );
-    let mut child = Command::new(exe)
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let err = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut ready = (false, false);
-    while !(ready.0 && ready.1) {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) => {
-                ready.0 |= l.contains("collector accepting probes");
-                ready.1 |= l.contains("ClickHouse schema ready");
-            }
-            Err(_) if Instant::now() > deadline => bail!("collector did not get ready"),
-            Err(_) => {}
-        }
-    }
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    Ok(Collector(child))
-}
-
 async fn run(a: &Args) -> anyhow::Result<String> {
     let records = workload::synthetic(a.rows, a.rows, 3600);
-    let ch = Ch::start()?;
+    let ch = LocalClickHouse::start(None)?;
     let dir = tempfile::tempdir()?;
-    let certs = dir.path().join("certs");
-    generate(&GenCertsOptions {
-        out: certs.clone(),
-        probes: vec!["edge-bench".into()],
-        collector_names: vec![],
-        collector_ips: vec![],
-        force: false,
-    })?;
-    let port = free_port()?;
-    let _collector = start_collector(dir.path(), &ch.url(), port, &certs)?;
+    // The collector as deployed: live detection on (its defaults).
+    let collector = CollectorProcess::start(
+        dir.path(),
+        None,
+        &ch.url(),
+        "edge-bench",
+        if a.no_detect {
+            "[detect]\nenabled = false\n"
+        } else {
+            ""
+        },
+    )?;
+    let (port, certs) = (collector.port, collector.certs.clone());
+    let client = clickhouse::Client::default().with_url(ch.url());
+    let count = async |table: &str| -> u64 {
+        client
+            .query(&format!("SELECT count() FROM {table}"))
+            .fetch_one::<u64>()
+            .await
+            .unwrap_or(0)
+    };
 
     // Plain insert of the same rows into the same schema (`flows` with its rollup views),
     // migrated into a database of its own.
@@ -241,10 +148,10 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     )
     .await?;
     plain_db.migrate().await?;
-    let client = ch.client().with_database("tidegate_plain");
+    let plain_client = client.clone().with_database("tidegate_plain");
     let t = Instant::now();
     for (i, chunk) in records.chunks(100_000).enumerate() {
-        let mut ins = client.insert::<PlainRow>("flows").await?;
+        let mut ins = plain_client.insert::<PlainRow>("flows").await?;
         for r in chunk {
             ins.write(&PlainRow::new(i as u64, r)).await?;
         }
@@ -252,7 +159,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     }
     let plain = t.elapsed();
     anyhow::ensure!(
-        ch.count("tidegate_plain.flows").await == a.rows as u64,
+        count("tidegate_plain.flows").await == a.rows as u64,
         "plain insert lost rows"
     );
 
@@ -279,7 +186,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     .await??;
     anyhow::ensure!(report.left_batches == 0, "batches left unacknowledged");
     let acked = t.elapsed();
-    while ch.count("tidegate.flows").await < a.rows as u64 {
+    while count("tidegate.flows").await < a.rows as u64 {
         anyhow::ensure!(
             t.elapsed() < Duration::from_secs(900),
             "rows did not arrive"
@@ -288,7 +195,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     }
     let stored = t.elapsed();
     anyhow::ensure!(
-        ch.count("tidegate.flows").await == a.rows as u64,
+        count("tidegate.flows").await == a.rows as u64,
         "row count differs after arrival"
     );
 
@@ -326,7 +233,8 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     )?;
     writeln!(
         s,
-        "| probe → TLS → collector → ClickHouse `flows` (all rows stored) | {:.2} | {:.0} | {:.2} (target ≥ 0.9) |",
+        "| probe → TLS → collector → ClickHouse `flows` (all rows stored; live detection {}) | {:.2} | {:.0} | {:.2} (target ≥ 0.9) |",
+        if a.no_detect { "off" } else { "on" },
         stored.as_secs_f64(),
         rate(stored),
         rate(stored) / rate(plain)
