@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # tidegate demo (the README's main job). On a fresh machine it sets everything up,
-# builds, starts a local ClickHouse and the collector, loads the probe's eBPF programs
-# (XDP ingress + TCX egress) on a veth "line" whose far end sits in a network namespace,
-# replays real captured traffic from the corpus across that line, and shows what reached
-# ClickHouse through probe → TLS → collector → ClickHouse. Ctrl-C at any point removes the
-# namespace and stops every process it started.
+# builds, starts a local ClickHouse and the collector (live detection + web UI), loads the
+# probe's eBPF programs (XDP ingress + TCX egress) on a veth "line" whose far end sits in a
+# network namespace, and sends across that line a mix of normal traffic (real captures
+# replayed + live HTTP), a port scan and a spoofed SYN flood (real attack captures), and a
+# policy violation (a host of the isolated special zone talking to a domestic server).
+# It prints what ClickHouse holds, the alerts and violations the collector raised, and the
+# dashboard URL and credentials, then keeps normal traffic flowing until Ctrl-C, which
+# removes the namespace and stops every process it started.
 #
 #   sudo scripts/demo.sh
+#   TIDEGATE_DEMO_SECONDS=120 sudo -E scripts/demo.sh   # stop by itself after 120 s
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -27,9 +31,10 @@ rm -rf "$out"
 mkdir -p "$out"
 export TIDEGATE_CH_PORT="${TIDEGATE_CH_PORT:-8123}"
 export TIDEGATE_CH_DIR="$out/clickhouse"
-collector_port=17443
+collector_port=${TIDEGATE_DEMO_COLLECTOR_PORT:-17443}
+ui_port=${TIDEGATE_DEMO_UI_PORT:-8080}
 ns=tg-demo-wan if_wan=tgdemo-wan if_line=tgdemo-line
-probe_pid="" collector_pid=""
+probe_pid="" collector_pid="" traffic_pid="" web_pids=()
 
 stop_pid() { # pid signal
   if [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; then
@@ -39,6 +44,8 @@ stop_pid() { # pid signal
 }
 cleanup() {
   trap - EXIT INT TERM
+  stop_pid "$traffic_pid" TERM
+  for p in "${web_pids[@]}"; do stop_pid "$p" TERM; done
   stop_pid "$probe_pid" INT
   stop_pid "$collector_pid" TERM
   "$here/clickhouse.sh" stop >/dev/null 2>&1 || true
@@ -50,9 +57,14 @@ trap 'log "interrupted: cleaning up"; exit 130' INT TERM
 
 log "starting ClickHouse (local, 127.0.0.1:$TIDEGATE_CH_PORT)"
 ch_url=$("$here/clickhouse.sh" start)
+mmdb=$("$here/geoip.sh")
 
 log "generating a CA and certificates for the collector and probe edge-demo"
 "$bin/tidegate-collector" gen-certs --out "$out/certs" --probe edge-demo >/dev/null
+password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 16)
+password_sha=$(printf %s "$password" | sha256sum | cut -d' ' -f1)
+cp "$root/dashboards/demo/policy.toml" "$out/policy.toml"
+cp "$root/dashboards/demo/detect.toml" "$out/detect.toml"
 cat >"$out/collector.toml" <<TOML
 [collector]
 metrics_listen = "127.0.0.1:9465"
@@ -70,6 +82,26 @@ dir = "spool"
 url = "$ch_url"
 database = "tidegate"
 retention_days = 0
+
+[enrich]
+mmdb = ["$mmdb"]
+
+[policy]
+file = "policy.toml"
+
+[detect]
+config = "detect.toml"
+idle_advance_secs = 3
+
+[alerts]
+jsonl = "alerts.jsonl"
+
+[api]
+listen = "127.0.0.1:$ui_port"
+
+[[api.user]]
+name = "analyst"
+password_sha256 = "$password_sha"
 TOML
 "$bin/tidegate-collector" check-config "$out/collector.toml"
 "$bin/tidegate-collector" run --config "$out/collector.toml" 2>"$out/collector.log" &
@@ -80,18 +112,33 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-log "creating the line: veth $if_line (this host) <-> $if_wan (namespace $ns)"
+log "creating the line: veth $if_line (this host, 'domestic' 10.1.2.3) <-> $if_wan (namespace $ns: abroad)"
 ip netns del "$ns" 2>/dev/null || true
 ip link del "$if_line" 2>/dev/null || true
 ip netns add "$ns"
 ip link add "$if_line" type veth peer name "$if_wan" netns "$ns"
+ip -n "$ns" link set lo up
 ip -n "$ns" addr add 192.0.2.1/24 dev "$if_wan"
 ip addr add 192.0.2.2/24 dev "$if_line"
 ip -n "$ns" link set "$if_wan" up
 ip link set "$if_line" up
+# Hosts of the demo's zones (dashboards/demo/policy.toml): a domestic server on this host,
+# and across the line a special-zone host, a partner abroad and a sanctioned server.
+ip addr add 10.1.2.3/32 dev "$if_line"
+for a in 10.77.0.5 203.0.113.7 198.51.100.66; do
+  ip -n "$ns" addr add "$a/32" dev "$if_wan"
+  ip route add "$a/32" dev "$if_line"
+done
+ip -n "$ns" route add 10.1.2.3/32 dev "$if_wan"
+mkdir -p "$out/www"
+head -c 200000 /dev/urandom >"$out/www/report.bin"
+python3 -m http.server 8081 --bind 10.1.2.3 --directory "$out/www" >/dev/null 2>&1 &
+web_pids+=($!)
+ip netns exec "$ns" python3 -m http.server 8082 --bind 198.51.100.66 --directory "$out/www" >/dev/null 2>&1 &
+web_pids+=($!)
 
 log "starting the probe on $if_line (XDP native + TCX egress), exporting to the collector"
-"$bin/tidegate-probe" run --iface "$if_line" --probe-id edge-demo --idle-timeout 5 \
+"$bin/tidegate-probe" run --iface "$if_line" --probe-id edge-demo --active-timeout 5 --idle-timeout 3 \
   --collector "127.0.0.1:$collector_port" --tls-ca "$out/certs/ca.pem" \
   --tls-cert "$out/certs/probe-edge-demo.pem" --tls-key "$out/certs/probe-edge-demo.key" \
   --spool-dir "$out/probe-spool" --metrics-listen 127.0.0.1:9464 2>"$out/probe.log" &
@@ -101,70 +148,68 @@ for _ in $(seq 1 100); do
   kill -0 "$probe_pid" 2>/dev/null || { cat "$out/probe.log" >&2; die "the probe failed to start"; }
   sleep 0.1
 done
+[[ -d "$corpus" ]] || die "corpus not found at $corpus (set TIDEGATE_CORPUS to a directory of pcap files)"
 
-log "generating traffic: real captures replayed onto the line in both directions"
-sent=0 sent_out=0
-if [[ -d "$corpus" ]]; then
-  # Arriving from abroad (XDP ingress): mixed applications, a scan, a spoofed SYN flood.
-  for f in ndpi-1kxun.pcap ndpi-synscan.pcap stopddos-pkt.TCP.synflood.spoofed.pcap; do
-    [[ -f "$corpus/$f" ]] || continue
-    n=$(ip netns exec "$ns" tcpreplay -i "$if_wan" --pps=20000 "$corpus/$f" 2>&1 | awk '/Actual:/ {print $2; exit}')
-    log "  in:  $f: ${n:-0} packets"
-    sent=$((sent + ${n:-0}))
+replay_in() { # pcap pps: replay a capture from abroad onto the line (XDP ingress)
+  [[ -f "$corpus/$1" ]] || return 0
+  ip netns exec "$ns" tcpreplay -q -i "$if_wan" --pps="$2" "$corpus/$1" 2>&1 | awk '/Actual:/ {print $2; exit}'
+}
+normal_round() {
+  for f in ndpi-1kxun.pcap ndpi-webex.pcap ndpi-zoom.pcap ndpi-443-safari.pcap ndpi-chrome.pcap ndpi-steam.pcapng; do
+    replay_in "$f" 3000 >/dev/null
   done
-  # Leaving this host (TCX egress): DNS exfiltration.
-  f=ndpi-dns_exfiltration.pcap
-  n=$(tcpreplay -i "$if_line" --pps=20000 "$corpus/$f" 2>&1 | awk '/Actual:/ {print $2; exit}')
-  log "  out: $f: ${n:-0} packets"
-  sent_out=$((sent_out + ${n:-0}))
-else
-  die "corpus not found at $corpus (set TIDEGATE_CORPUS to a directory of pcap files)"
-fi
-log "probe metrics: $(curl -s 127.0.0.1:9464/metrics | awk '/^tidegate_probe_(packets|accounted_packets)_total/ {printf "%s=%s ", $1, $2}')"
+  # Live HTTP: a partner abroad fetches a report from the domestic server (allowed).
+  ip netns exec "$ns" curl -s -o /dev/null --interface 203.0.113.7 http://10.1.2.3:8081/report.bin || true
+}
 
-log "stopping the probe (SIGINT: it flushes every flow and waits for the collector's acks)"
-kill -INT "$probe_pid"
-wait "$probe_pid" || true
-probe_pid=""
+log "normal traffic: real captures replayed across the line, a partner abroad fetching a report"
+normal_round
+log "attack: a SYN port scan (ndpi-synscan.pcap) and a spoofed SYN flood (stopddos-pkt.TCP.synflood.spoofed.pcap)"
+log "  scan:  $(replay_in ndpi-synscan.pcap 20000) packets"
+log "  flood: $(replay_in stopddos-pkt.TCP.synflood.spoofed.pcap 20000) packets"
+log "policy violation: special-zone host 10.77.0.5 downloads from domestic server 10.1.2.3; this host fetches from sanctioned 198.51.100.66"
+ip netns exec "$ns" curl -s -o /dev/null --interface 10.77.0.5 http://10.1.2.3:8081/report.bin || true
+curl -s -o /dev/null http://198.51.100.66:8082/report.bin || true
 
 q() { curl -sf "$ch_url/" --data-binary "$1"; }
-log "waiting for the collector to store everything in ClickHouse"
-for _ in $(seq 1 100); do
-  pending=$(curl -s 127.0.0.1:9465/metrics | awk '/^tidegate_collector_spool_pending_batches / {print $2}')
-  [[ "${pending:-1}" == "0" ]] && break
-  sleep 0.2
+log "waiting for the collector to raise the alerts (event-time windows close a few seconds after the attack)"
+for _ in $(seq 1 120); do
+  n=$(q "SELECT countIf(kind = 'syn_flood') > 0 AND countIf(kind = 'port_scan') > 0 FROM tidegate.alerts FINAL" 2>/dev/null || echo 0)
+  v=$(q "SELECT count() FROM tidegate.policy_violations FINAL" 2>/dev/null || echo 0)
+  [[ "$n" == "1" && "${v:-0}" -gt 0 ]] && break
+  sleep 1
 done
 
 echo
-echo "ClickHouse: tidegate.flows per line and direction"
-q "SELECT line, direction, count() AS flow_records, sum(packets) AS packets, sum(bytes) AS ip_bytes
-   FROM tidegate.flows GROUP BY line, direction ORDER BY line, direction FORMAT PrettyCompact"
-echo "top flows by bytes"
-q "SELECT direction, src_text AS src, sport, dst_text AS dst, dport, proto, sum(packets) AS packets, sum(bytes) AS bytes
-   FROM tidegate.flows GROUP BY direction, src, sport, dst, dport, proto ORDER BY bytes DESC LIMIT 12 FORMAT PrettyCompact"
-echo "1-minute rollup (flows_1m)"
-q "SELECT line, direction, proto, sum(packets) AS packets, sum(bytes) AS bytes
-   FROM tidegate.flows_1m GROUP BY line, direction, proto ORDER BY bytes DESC LIMIT 8 FORMAT PrettyCompact"
-ingress=$(q "SELECT sum(packets) FROM tidegate.flows WHERE direction = 'ingress'")
-egress=$(q "SELECT sum(packets) FROM tidegate.flows WHERE direction = 'egress'")
-echo "replayed in: $sent packets -> ingress packets in ClickHouse: $ingress"
-echo "replayed out: $sent_out packets -> egress packets in ClickHouse: $egress"
-echo "(the kernel's own packets on the line, e.g. IPv6 neighbour discovery, are accounted too)"
+echo "ClickHouse: tidegate.flows per line and direction (with GeoLite2 enrichment and policy zones)"
+q "SELECT line, direction, count() AS flow_records, sum(packets) AS packets, sum(bytes) AS ip_bytes,
+          uniqExact(src_country) AS src_countries FROM tidegate.flows GROUP BY line, direction ORDER BY line, direction FORMAT PrettyCompact"
+echo "traffic by zone pair"
+q "SELECT src_zone, dst_zone, count() AS flows, sum(bytes) AS bytes FROM tidegate.flows
+   GROUP BY src_zone, dst_zone ORDER BY bytes DESC LIMIT 8 FORMAT PrettyCompact"
+echo "alerts raised live by the collector (tidegate.alerts)"
+q "SELECT severity, kind, src, dst, port, round(measured, 1) AS measured, threshold, unit, substring(description, 1, 60) AS description
+   FROM tidegate.alerts FINAL ORDER BY severity DESC, first LIMIT 12 FORMAT PrettyCompact"
+echo "policy violations (tidegate.policy_violations)"
+q "SELECT severity, rule_id, rule_location, kind, src, src_zone, dst, dst_zone, flows
+   FROM tidegate.policy_violations FINAL ORDER BY severity DESC, first LIMIT 12 FORMAT PrettyCompact"
+echo "notifications written to $out/alerts.jsonl: $(wc -l <"$out/alerts.jsonl" 2>/dev/null || echo 0)"
 echo
-echo "threat perception on what was stored (tidegate-collector analyze over the flows in ClickHouse):"
-q "SELECT src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes,
-          concat(replaceOne(toString(first, 'UTC'), ' ', 'T'), 'Z') AS first,
-          concat(replaceOne(toString(last, 'UTC'), ' ', 'T'), 'Z') AS last,
-          tcp_flags, icmp_type, icmp_code, line, ifindex, toString(direction) AS direction
-   FROM tidegate.flows ORDER BY first FORMAT JSONEachRow SETTINGS output_format_json_quote_64bit_integers = 0" \
-  | "$bin/tidegate-collector" analyze 2>/dev/null >"$out/alerts.jsonl"
-python3 - "$out/alerts.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{len(rows)} alerts")
-print(f"{'severity':9} {'kind':16} {'source':22} {'target':22} {'measured':>12}  description")
-order = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
-for a in sorted(rows, key=lambda a: (order.get(a["severity"], 9), a["kind"]))[:15]:
-    print(f"{a['severity']:9} {a['kind']:16} {str(a.get('src'))[:22]:22} {str(a.get('dst'))[:22]:22} {a['measured']:>12.1f}  {a['description'][:70]}")
-PY
-log "logs and state: $out (collector.log, probe.log, collector.toml, certs/)"
+echo "  dashboard:   http://127.0.0.1:$ui_port/"
+echo "  user:        analyst"
+echo "  password:    $password"
+echo "  metrics:     http://127.0.0.1:9465/metrics (collector), http://127.0.0.1:9464/metrics (probe)"
+echo "  state, logs: $out"
+echo
+
+# Keep normal traffic flowing so the dashboards stay live.
+( while true; do sleep 10; normal_round; done ) >/dev/null 2>&1 &
+traffic_pid=$!
+if [[ -n "${TIDEGATE_DEMO_SECONDS:-}" ]]; then
+  log "running for ${TIDEGATE_DEMO_SECONDS} s (TIDEGATE_DEMO_SECONDS), then cleaning up"
+  sleep "$TIDEGATE_DEMO_SECONDS"
+else
+  log "normal traffic keeps flowing; press Ctrl-C to stop and clean up"
+  while kill -0 "$collector_pid" 2>/dev/null; do sleep 1; done
+  die "the collector stopped unexpectedly (see $out/collector.log)"
+fi

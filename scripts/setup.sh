@@ -5,7 +5,7 @@
 # and the tests need. A second run with everything present takes seconds.
 #
 #   scripts/setup.sh            # build + test toolchain
-#   scripts/setup.sh --browser  # also Chromium/Playwright for UI tests
+#   (it also runs scripts/setup-browser.sh: Chromium, node, npm packages for the UI)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,8 +65,7 @@ fi
 # A real GeoLite2 country database (July 2018, from PyPI) for the demo and enrichment tests.
 "$here/geoip.sh" >/dev/null
 
-if [[ "${1:-}" == "--browser" ]]; then
-  "$here/setup-browser.sh"
-fi
+# Chromium, node and the UI's npm packages: the browser tests are part of cargo test.
+"$here/setup-browser.sh"
 
 log "toolchain ready"

@@ -18,6 +18,11 @@ log "checking formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "checking the committed web UI bundle is what dashboards/ui builds"
+rm -rf "$TIDEGATE_STATE/ui-dist"
+(cd dashboards/ui && OUTDIR="$TIDEGATE_STATE/ui-dist" npm run --silent build >/dev/null)
+diff -r dashboards/ui/dist "$TIDEGATE_STATE/ui-dist"
+
 log "building"
 cargo build --workspace --all-targets --locked
 
@@ -32,8 +37,12 @@ target/release/aggregate --smoke >/dev/null
 target/release/xdp_cost --smoke --out "$smoke/xdp_cost.md" >/dev/null
 target/release/collector_e2e --smoke --out "$smoke/collector_e2e.md" >/dev/null
 target/release/detect_latency --smoke --out "$smoke/detect_latency.md" >/dev/null
+target/release/ui_overview --smoke --out "$smoke/ui_overview.md" >/dev/null
 
 log "running the ClickHouse launcher test"
 "$here/tests/clickhouse_launcher_test.sh"
+
+log "running the demo (bounded) and checking what it reports"
+"$here/tests/demo_test.sh"
 
 log "all tests passed"

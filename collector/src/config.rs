@@ -81,6 +81,8 @@ struct Raw {
     detect: Option<Spanned<crate::analysis::config::RawDetect>>,
     #[serde(default)]
     alerts: Option<Spanned<crate::analysis::config::RawAlerts>>,
+    #[serde(default)]
+    api: Option<Spanned<crate::api::config::RawApiConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +120,8 @@ pub struct CollectorConfig {
     pub aggregate: AggregateConfig,
     /// Enrichment, policy, detectors and alert delivery.
     pub analysis: crate::analysis::AnalysisConfig,
+    /// Web UI and JSON API (`[api]`); none when the section is absent.
+    pub api: Option<crate::api::ApiConfig>,
 }
 
 /// Offset of `key = ...` inside the table that starts at `table_off` (falls back to the
@@ -312,6 +316,16 @@ impl CollectorConfig {
             &resolve,
             &spool.dir,
         )?;
+        let api = match raw.api {
+            Some(a) => {
+                let off = a.span().start;
+                Some(
+                    crate::api::ApiConfig::from_raw(a.into_inner(), off)
+                        .map_err(|(o, msg)| at(o, msg))?,
+                )
+            }
+            None => None,
+        };
         Ok(CollectorConfig {
             path: path.to_path_buf(),
             metrics_listen,
@@ -320,6 +334,7 @@ impl CollectorConfig {
             clickhouse,
             aggregate,
             analysis,
+            api,
         })
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod analysis;
+pub mod api;
 pub mod certs;
 pub mod config;
 pub mod detect;

@@ -116,6 +116,14 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         });
     }
 
+    // Web UI and JSON API (`[api]`), reading ClickHouse.
+    if let Some(api) = cfg.api.clone() {
+        let addr = api.listen;
+        tidegate_collector::api::serve(api, cfg.clickhouse.clone())
+            .await
+            .with_context(|| format!("cannot serve the web UI on {addr}"))?;
+    }
+
     // Storage side: migrate (retrying while ClickHouse is down — probes keep being
     // acknowledged into the spool meanwhile), then drain the spool into ClickHouse.
     let dead_letters = cfg.spool.dir.join("dead-letter");

@@ -235,7 +235,10 @@ mod early_tests {
         let need = (cfg.syn_flood.min_syn_pps * cfg.syn_flood.window_secs as f64) as u32;
         assert!(at + 1 >= need && at < need + 10, "reported at record {at}");
         let all = d.finish();
-        let flood: Vec<_> = all.iter().filter(|a| a.kind == AlertKind::SynFlood).collect();
+        let flood: Vec<_> = all
+            .iter()
+            .filter(|a| a.kind == AlertKind::SynFlood)
+            .collect();
         assert_eq!(flood.len(), 1);
         assert_eq!(flood[0].id, first.alert.id);
         assert!(flood[0].measured > first.alert.measured);

@@ -1,0 +1,277 @@
+//! The `[api]` section of the collector's configuration: where the web UI and JSON API
+//! listen and who may use them.
+//!
+//! ```toml
+//! [api]
+//! listen = "127.0.0.1:8080"      # default; the UI is at http://127.0.0.1:8080/
+//! session_hours = 12             # how long a login lasts
+//! home_country = "HK"            # where the map draws endpoints without a country (ours)
+//!
+//! [[api.user]]                   # people log in on the UI's login page
+//! name = "analyst"
+//! password_sha256 = "…"          # printf %s 'the password' | sha256sum
+//!
+//! [[api.token]]                  # automation sends Authorization: Bearer <token>
+//! name = "grafana-export"
+//! sha256 = "…"                   # printf %s 'the token' | sha256sum
+//! ```
+//!
+//! Only SHA-256 digests are stored, so the file never holds a usable secret. At least one
+//! user or token is required: the API never runs without access control.
+
+use std::{net::SocketAddr, time::Duration};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[api]` as written in the file (positions kept for errors).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiConfig {
+    listen: Option<Spanned<String>>,
+    session_hours: Option<Spanned<u64>>,
+    home_country: Option<Spanned<String>>,
+    #[serde(default)]
+    user: Vec<Spanned<RawUser>>,
+    #[serde(default)]
+    token: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: Spanned<String>,
+    password_sha256: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: Spanned<String>,
+    sha256: Spanned<String>,
+}
+
+/// A principal allowed to use the API: a user (password) or a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    /// User or token name (shown in the UI and logs).
+    pub name: String,
+    /// SHA-256 of the password or token.
+    pub sha256: [u8; 32],
+}
+
+/// Validated `[api]` configuration.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Listening address of the UI and API.
+    pub listen: SocketAddr,
+    /// Lifetime of a login session.
+    pub session_ttl: Duration,
+    /// Users who may log in with a password.
+    pub users: Vec<Credential>,
+    /// Bearer tokens for automation.
+    pub tokens: Vec<Credential>,
+    /// ISO 3166 alpha-2 country the map places endpoints without a country at (the
+    /// hub's own, private and unknown addresses).
+    pub home_country: Option<String>,
+}
+
+/// Default listening address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+fn digest(v: &Spanned<String>, what: &str) -> Result<[u8; 32], (usize, String)> {
+    let s = v.get_ref().trim();
+    let bad = || {
+        (
+            v.span().start,
+            format!("{what} must be 64 hex digits (printf %s 'secret' | sha256sum)"),
+        )
+    };
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+fn name(v: &Spanned<String>, what: &str) -> Result<String, (usize, String)> {
+    let n = v.get_ref();
+    if n.is_empty()
+        || n.len() > 64
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return Err((
+            v.span().start,
+            format!("{what} {n:?} must be 1-64 letters, digits, '-', '_', '.', '@'"),
+        ));
+    }
+    Ok(n.clone())
+}
+
+impl ApiConfig {
+    /// Validates the section that starts at byte `table_off`; errors carry the byte offset
+    /// of the offending value.
+    pub fn from_raw(raw: RawApiConfig, table_off: usize) -> Result<Self, (usize, String)> {
+        let listen = match &raw.listen {
+            Some(v) => v.get_ref().parse().map_err(|e| {
+                (
+                    v.span().start,
+                    format!("api.listen {:?} is not host:port: {e}", v.get_ref()),
+                )
+            })?,
+            None => DEFAULT_LISTEN.parse().expect("valid default"),
+        };
+        let session_ttl = match &raw.session_hours {
+            Some(v) if !(1..=24 * 30).contains(v.get_ref()) => {
+                return Err((
+                    v.span().start,
+                    "api.session_hours must be between 1 and 720".into(),
+                ));
+            }
+            Some(v) => Duration::from_secs(v.get_ref() * 3600),
+            None => Duration::from_secs(12 * 3600),
+        };
+        let home_country = match &raw.home_country {
+            Some(v)
+                if v.get_ref().len() == 2
+                    && v.get_ref().chars().all(|c| c.is_ascii_alphabetic()) =>
+            {
+                Some(v.get_ref().to_ascii_uppercase())
+            }
+            Some(v) => {
+                return Err((
+                    v.span().start,
+                    format!(
+                        "api.home_country {:?} must be a two-letter country code",
+                        v.get_ref()
+                    ),
+                ));
+            }
+            None => None,
+        };
+        let mut users = Vec::new();
+        for u in &raw.user {
+            let u = u.get_ref();
+            let c = Credential {
+                name: name(&u.name, "api.user name")?,
+                sha256: digest(&u.password_sha256, "api.user password_sha256")?,
+            };
+            if users.iter().any(|x: &Credential| x.name == c.name) {
+                return Err((u.name.span().start, format!("api.user {:?} twice", c.name)));
+            }
+            users.push(c);
+        }
+        let mut tokens = Vec::new();
+        for t in &raw.token {
+            let t = t.get_ref();
+            let c = Credential {
+                name: name(&t.name, "api.token name")?,
+                sha256: digest(&t.sha256, "api.token sha256")?,
+            };
+            if tokens.iter().any(|x: &Credential| x.sha256 == c.sha256) {
+                return Err((t.sha256.span().start, "api.token: same token twice".into()));
+            }
+            tokens.push(c);
+        }
+        if users.is_empty() && tokens.is_empty() {
+            return Err((
+                table_off,
+                "[api] needs at least one [[api.user]] or [[api.token]]: the UI never runs open"
+                    .into(),
+            ));
+        }
+        Ok(ApiConfig {
+            listen,
+            session_ttl,
+            users,
+            tokens,
+            home_country,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PW: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+
+    fn parse(src: &str) -> Result<ApiConfig, (usize, String)> {
+        #[derive(Deserialize)]
+        struct F {
+            api: Spanned<RawApiConfig>,
+        }
+        let f: F = toml::from_str(src).unwrap();
+        let off = f.api.span().start;
+        ApiConfig::from_raw(f.api.into_inner(), off)
+    }
+
+    #[test]
+    fn a_user_and_a_token_with_defaults() {
+        let c = parse(&format!(
+            "[api]\n[[api.user]]\nname = \"ana\"\npassword_sha256 = \"{PW}\"\n[[api.token]]\nname = \"ci\"\nsha256 = \"{}\"\n",
+            PW.replace('5', "6")
+        ))
+        .unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.users[0].name, "ana");
+        assert_eq!(c.users[0].sha256[0], 0x5e);
+        assert_eq!(c.tokens.len(), 1);
+    }
+
+    #[test]
+    fn refuses_an_open_api_and_bad_digests() {
+        let e = parse("[api]\nlisten = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(e.1.contains("at least one"), "{e:?}");
+        let src = "[api]\n[[api.user]]\nname = \"ana\"\npassword_sha256 = \"nothex\"\n";
+        let e = parse(src).unwrap_err();
+        assert!(e.1.contains("64 hex digits"), "{e:?}");
+        assert_eq!(&src[e.0..e.0 + 8], "\"nothex\"");
+    }
+
+    #[test]
+    fn collector_config_errors_in_api_name_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["ca.pem", "c.pem", "c.key"] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        let base = "[transport]\nlisten = \"127.0.0.1:7443\"\nca_cert = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n";
+        let cases = [
+            ("[api]\nlisten = \"nope\"\n", ":7: api.listen"),
+            (
+                "[api]\nhome_country = \"Hong Kong\"\n[[api.token]]\nname = \"t\"\nsha256 = \"PW\"\n",
+                ":7: api.home_country",
+            ),
+            (
+                "[api]\n\n[[api.user]]\nname = \"a b\"\npassword_sha256 = \"PW\"\n",
+                ":9: api.user name",
+            ),
+            ("[api]\nsession_hours = 0\n", ":7: api.session_hours"),
+            ("[api]\n", ":6: [api] needs"),
+        ];
+        for (api, want) in cases {
+            let p = d.path().join("collector.toml");
+            std::fs::write(&p, format!("{base}{}", api.replace("PW", PW))).unwrap();
+            let e = crate::config::CollectorConfig::load(&p)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("{}{want}", p.display())),
+                "{api:?}: {e}"
+            );
+        }
+        let p = d.path().join("collector.toml");
+        std::fs::write(
+            &p,
+            format!("{base}[api]\n[[api.token]]\nname = \"t\"\nsha256 = \"{PW}\"\n"),
+        )
+        .unwrap();
+        let c = crate::config::CollectorConfig::load(&p).unwrap();
+        assert_eq!(c.api.unwrap().tokens[0].name, "t");
+    }
+}

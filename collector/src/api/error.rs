@@ -1,0 +1,83 @@
+//! Errors of the JSON API, each with its HTTP status and a JSON body
+//! `{"error": "...", "parameter": "..."}` (`parameter` only when one is at fault).
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+
+/// What went wrong with an API request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No valid session cookie, token or basic credentials.
+    #[error("authentication required: log in, or send Authorization: Bearer <token>")]
+    Unauthenticated,
+    /// A login with a wrong user name or password.
+    #[error("wrong user name or password")]
+    BadLogin,
+    /// A query or path parameter that is missing, unknown or malformed.
+    #[error("parameter {param}: {msg}")]
+    BadParam {
+        /// The parameter's name.
+        param: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A request body that is not what the endpoint takes.
+    #[error("request body: {0}")]
+    BadBody(String),
+    /// No such alert, violation or page.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// ClickHouse failed or is unreachable.
+    #[error("storage: {0}")]
+    Storage(#[from] clickhouse::error::Error),
+    /// ClickHouse answered with something that is not the expected JSON.
+    #[error("storage answered unexpected data: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl ApiError {
+    /// A [`ApiError::BadParam`] for `param`.
+    pub fn param(param: impl Into<String>, msg: impl Into<String>) -> Self {
+        ApiError::BadParam {
+            param: param.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated | ApiError::BadLogin => StatusCode::UNAUTHORIZED,
+            ApiError::BadParam { .. } | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Storage(_) | ApiError::Decode(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "API request failed");
+        }
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if let ApiError::BadParam { param, .. } = &self {
+            body["parameter"] = serde_json::Value::String(param.clone());
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"tidegate\""),
+            );
+        }
+        resp
+    }
+}
+
+/// Result of an API handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,233 @@
+//! Raw flow records: `GET /api/v1/flows` (search by time range, IP/CIDR, port, protocol,
+//! country, line; paginated) and `GET /api/v1/top-talkers` (largest sources,
+//! destinations or pairs by bytes, packets or flows).
+
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    extract::{Query, State},
+};
+use serde_json::{Value, json};
+
+use super::{
+    AppState,
+    error::ApiResult,
+    params::Params,
+    sql::{Arg, Sql, Where},
+};
+
+const FILTERS: [&str; 9] = [
+    "from",
+    "to",
+    "ip",
+    "port",
+    "proto",
+    "country",
+    "line",
+    "direction",
+    "probe",
+];
+
+/// The WHERE clause shared by the search and the top talkers. `first` inside the range:
+/// a flow counts at its first packet, as in the rollups.
+fn filters(p: &Params) -> ApiResult<Where> {
+    let mut w = Where::default();
+    w.range("first", p.time_range()?)
+        .eq_opt("line", p.name("line")?.as_ref())
+        .eq_opt("probe_id", p.name("probe")?.as_ref());
+    if let Some(c) = p.cidr("ip")? {
+        let (lo, hi) = (c.lo.to_string(), c.hi.to_string());
+        w.and(
+            "((src BETWEEN toIPv6(?) AND toIPv6(?)) OR (dst BETWEEN toIPv6(?) AND toIPv6(?)))",
+            [
+                Arg::Str(lo.clone()),
+                Arg::Str(hi.clone()),
+                Arg::Str(lo),
+                Arg::Str(hi),
+            ],
+        );
+    }
+    if let Some(port) = p.port("port")? {
+        w.and(
+            "(sport = ? OR dport = ?)",
+            [Arg::U64(port.into()), Arg::U64(port.into())],
+        );
+    }
+    if let Some(proto) = p.proto("proto")? {
+        w.and("proto = ?", [Arg::U64(proto.into())]);
+    }
+    if let Some(c) = p.country("country")? {
+        w.and(
+            "(src_country = ? OR dst_country = ?)",
+            [Arg::Str(c.clone()), Arg::Str(c)],
+        );
+    }
+    match p.choice("direction", &["any", "ingress", "egress"])? {
+        "any" => {}
+        d => {
+            w.and("direction = ?", [Arg::Str(d.to_string())]);
+        }
+    }
+    Ok(w)
+}
+
+/// `GET /api/v1/flows`.
+pub async fn search(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params::new(q, &[&FILTERS[..], &["limit", "offset", "sort"]].concat())?;
+    let w = filters(&p)?;
+    let (limit, offset) = p.page(100, 1000)?;
+    let order = match p.choice("sort", &["first", "bytes", "packets"])? {
+        "bytes" => " ORDER BY bytes DESC, first DESC",
+        "packets" => " ORDER BY packets DESC, first DESC",
+        _ => " ORDER BY first DESC, src, dst",
+    };
+    let mut sql = Sql::new(
+        "SELECT first, last, line, toString(direction) AS direction, probe_id, src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes, tcp_flags, icmp_type, icmp_code, src_country, dst_country, src_asn, dst_asn, src_zone, dst_zone FROM flows",
+    );
+    sql.filter(&w)
+        .push(order)
+        .bind(" LIMIT ? OFFSET ?", [Arg::U64(limit), Arg::U64(offset)]);
+    let items = sql.rows(&st.ch).await?;
+    let mut count =
+        Sql::new("SELECT count() AS n, sum(packets) AS packets, sum(bytes) AS bytes FROM flows");
+    count.filter(&w);
+    let c = count.row(&st.ch).await?.unwrap_or_default();
+    let n = |k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
+    Ok(Json(json!({
+        "total": n("n"), "packets": n("packets"), "bytes": n("bytes"),
+        "limit": limit, "offset": offset, "items": items,
+    })))
+}
+
+/// Text of an address column for IPv4-mapped and IPv6 rows of one group.
+fn text(col: &str) -> String {
+    format!(
+        "if(any(ip_version) = 4, replaceOne(IPv6NumToString({col}), '::ffff:', ''), IPv6NumToString({col}))"
+    )
+}
+
+/// `GET /api/v1/top-talkers`.
+///
+/// Two passes: the top groups by the metric (grouped by the IPv6 columns, text made per
+/// group), then the distinct peers (or ports, for pairs) of just those groups — counting
+/// distinct peers of every group of a day-long range would cost ten times the first pass.
+pub async fn top_talkers(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params::new(q, &[&FILTERS[..], &["by", "metric", "limit"]].concat())?;
+    let w = filters(&p)?;
+    let limit = p.uint("limit", 20, 1, 200)?;
+    let by = p.choice("by", &["src", "dst", "pair"])?;
+    let metric = p.choice("metric", &["bytes", "packets", "flows"])?;
+    let (select, group) = match by {
+        "src" => (
+            format!(
+                "SELECT {} AS src, toString(src) AS k1, '' AS k2, any(src_country) AS src_country, any(src_asn) AS src_asn,",
+                text("src")
+            ),
+            " GROUP BY src",
+        ),
+        "dst" => (
+            format!(
+                "SELECT {} AS dst, toString(dst) AS k1, '' AS k2, any(dst_country) AS dst_country, any(dst_asn) AS dst_asn,",
+                text("dst")
+            ),
+            " GROUP BY dst",
+        ),
+        _ => (
+            format!(
+                "SELECT {} AS src, {} AS dst, toString(src) AS k1, toString(dst) AS k2, any(src_country) AS src_country, any(dst_country) AS dst_country,",
+                text("src"),
+                text("dst")
+            ),
+            " GROUP BY src, dst",
+        ),
+    };
+    let order = match metric {
+        "packets" => " ORDER BY sum(packets) DESC",
+        "flows" => " ORDER BY count() DESC",
+        _ => " ORDER BY sum(bytes) DESC",
+    };
+    let mut sql = Sql::new(&select);
+    sql.push(" sum(bytes) AS bytes, sum(packets) AS packets, count() AS flows FROM flows")
+        .filter(&w)
+        .push(group)
+        .push(order)
+        .bind(" LIMIT ?", [Arg::U64(limit)]);
+    let mut items = sql.rows(&st.ch).await?;
+
+    // Second pass: distinct peers (ports for pairs) of the groups shown.
+    let key = |r: &serde_json::Map<String, Value>, k: &str| {
+        r.get(k).and_then(Value::as_str).unwrap_or("").to_string()
+    };
+    let k1: Vec<String> = items.iter().map(|r| key(r, "k1")).collect();
+    let k2: Vec<String> = items.iter().map(|r| key(r, "k2")).collect();
+    if !items.is_empty() {
+        let mut w2 = w.clone();
+        let (select, group, name) = match by {
+            "src" => {
+                w2.and(
+                    "src IN (SELECT toIPv6(arrayJoin(?)))",
+                    [Arg::Strs(k1.clone())],
+                );
+                (
+                    "SELECT toString(src) AS k1, '' AS k2, uniq(dst) AS n FROM flows",
+                    " GROUP BY src",
+                    "peers",
+                )
+            }
+            "dst" => {
+                w2.and(
+                    "dst IN (SELECT toIPv6(arrayJoin(?)))",
+                    [Arg::Strs(k1.clone())],
+                );
+                (
+                    "SELECT toString(dst) AS k1, '' AS k2, uniq(src) AS n FROM flows",
+                    " GROUP BY dst",
+                    "peers",
+                )
+            }
+            _ => {
+                w2.and(
+                    "(src, dst) IN (SELECT toIPv6(p.1), toIPv6(p.2) FROM (SELECT arrayJoin(arrayZip(?, ?)) AS p))",
+                    [Arg::Strs(k1.clone()), Arg::Strs(k2.clone())],
+                );
+                (
+                    "SELECT toString(src) AS k1, toString(dst) AS k2, uniq(dport) AS n FROM flows",
+                    " GROUP BY src, dst",
+                    "ports",
+                )
+            }
+        };
+        let mut sql = Sql::new(select);
+        sql.filter(&w2).push(group);
+        let counts: HashMap<(String, String), Value> = sql
+            .rows(&st.ch)
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    (key(&r, "k1"), key(&r, "k2")),
+                    r.get("n").cloned().unwrap_or(Value::Null),
+                )
+            })
+            .collect();
+        for r in &mut items {
+            let n = counts
+                .get(&(key(r, "k1"), key(r, "k2")))
+                .cloned()
+                .unwrap_or(Value::from(0));
+            r.insert(name.to_string(), n);
+        }
+    }
+    for r in &mut items {
+        r.remove("k1");
+        r.remove("k2");
+    }
+    Ok(Json(json!({ "by": by, "metric": metric, "items": items })))
+}

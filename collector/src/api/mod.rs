@@ -1,0 +1,170 @@
+//! The collector's web UI and JSON API (`[api]` in the configuration).
+//!
+//! One axum server, on loopback by default: the embedded single-page UI ([`assets`]) and
+//! `/api/v1/*`, which reads ClickHouse with bound parameters only ([`sql`]). Every API
+//! route except login requires a session cookie or a bearer token ([`auth`]). The API is
+//! described in `dashboards/openapi.yaml`.
+
+pub mod alerts;
+pub mod assets;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod flows;
+pub mod geo;
+pub mod meta;
+pub mod overview;
+pub mod params;
+pub mod probes;
+pub mod sql;
+pub mod violations;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    http::{HeaderValue, header},
+    middleware,
+    routing::{get, post},
+};
+
+pub use config::ApiConfig;
+
+use crate::sinks::clickhouse::ClickHouseConfig;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    /// ClickHouse client on the tidegate database.
+    pub ch: clickhouse::Client,
+    /// Users, tokens and sessions.
+    pub auth: Arc<auth::Auth>,
+    /// Where the map puts endpoints without a country.
+    pub home_country: Option<String>,
+}
+
+impl AppState {
+    /// State for the API from its configuration and the collector's ClickHouse settings.
+    pub fn new(api: &ApiConfig, ch: &ClickHouseConfig) -> Self {
+        let client = clickhouse::Client::default()
+            .with_url(ch.url.trim_end_matches('/'))
+            .with_user(&ch.user)
+            .with_password(&ch.password)
+            .with_database(&ch.database);
+        AppState {
+            ch: client,
+            auth: Arc::new(auth::Auth::new(api)),
+            home_country: api.home_country.clone(),
+        }
+    }
+}
+
+/// The whole application: UI, login, protected API routes.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/meta", get(meta::meta))
+        .route("/overview", get(overview::overview))
+        .route("/geo", get(geo::geo))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/timeline", get(alerts::timeline))
+        .route("/alerts/{id}", get(alerts::detail))
+        .route("/violations", get(violations::list))
+        .route("/violations/rules", get(violations::rules))
+        .route("/violations/{id}", get(violations::detail))
+        .route("/flows", get(flows::search))
+        .route("/top-talkers", get(flows::top_talkers))
+        .route("/probes", get(probes::probes))
+        .route("/probes/history", get(probes::history))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
+    let api = Router::new()
+        .route("/login", post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/session", get(auth::session))
+        .merge(protected)
+        .fallback(|| async { error::ApiError::NotFound("API endpoint".into()) });
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(assets::serve)
+        .layer(middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// Binds the listener and serves the UI and API until the task is dropped.
+pub async fn serve(
+    api: ApiConfig,
+    ch: ClickHouseConfig,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(api.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "web UI and API on http://{addr}/");
+    let app = router(AppState::new(&api, &ch));
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "web UI server stopped");
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route of [`super::router`] under `/api/v1`.
+    const ROUTES: [&str; 16] = [
+        "/login",
+        "/logout",
+        "/session",
+        "/meta",
+        "/overview",
+        "/geo",
+        "/alerts",
+        "/alerts/timeline",
+        "/alerts/{id}",
+        "/violations",
+        "/violations/rules",
+        "/violations/{id}",
+        "/flows",
+        "/top-talkers",
+        "/probes",
+        "/probes/history",
+    ];
+
+    #[test]
+    fn the_openapi_file_documents_every_route() {
+        let spec = include_str!("../../../dashboards/openapi.yaml");
+        let router = include_str!("mod.rs");
+        for r in ROUTES {
+            assert!(
+                spec.contains(&format!("\n  {r}:\n")),
+                "dashboards/openapi.yaml does not document {r}"
+            );
+            assert!(
+                router.contains(&format!(".route(\"{r}\"")),
+                "{r} is not routed"
+            );
+        }
+        let routed = router.matches(".route(\"/").count();
+        assert_eq!(
+            routed, 16,
+            "a route was added: list it here and in openapi.yaml"
+        );
+    }
+}

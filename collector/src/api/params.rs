@@ -1,0 +1,323 @@
+//! Query-string parameters: every endpoint names the parameters it takes, unknown ones
+//! are refused (a typo must not silently widen a search), and each value is checked
+//! here so errors name the parameter. Values reach SQL only through bind parameters.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv6Addr},
+};
+
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::error::{ApiError, ApiResult};
+
+/// Longest time range a query may cover (50 years: stored captures can be old; result
+/// sizes are bounded by buckets and limits, not by the range).
+pub const MAX_RANGE_MS: i64 = 50 * 366 * 86_400_000;
+
+/// The parameters of one request.
+pub struct Params(HashMap<String, String>);
+
+/// A half-open time range `[from, to)` in milliseconds since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    /// Start, inclusive.
+    pub from_ms: i64,
+    /// End, exclusive.
+    pub to_ms: i64,
+}
+
+/// Parses `s` as RFC 3339 or as integer milliseconds since the epoch.
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Some(ms);
+    }
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .expect("current time fits")
+}
+
+/// An address range from a CIDR, as the IPv6 column sees it: IPv4 networks are mapped
+/// into `::ffff:0:0/96`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// First address.
+    pub lo: Ipv6Addr,
+    /// Last address.
+    pub hi: Ipv6Addr,
+}
+
+/// Parses `a.b.c.d/n` or `x::y/n` (a bare address is a /32 or /128).
+pub fn parse_cidr(s: &str) -> Option<Cidr> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, Some(l.parse::<u32>().ok()?)),
+        None => (s.parse::<IpAddr>().ok()?, None),
+    };
+    let (v6, len) = match addr {
+        IpAddr::V4(a) => {
+            let l = len.unwrap_or(32);
+            if l > 32 {
+                return None;
+            }
+            (a.to_ipv6_mapped(), 96 + l)
+        }
+        IpAddr::V6(a) => {
+            let l = len.unwrap_or(128);
+            if l > 128 {
+                return None;
+            }
+            (a, l)
+        }
+    };
+    let bits = u128::from(v6);
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - len)
+    };
+    Some(Cidr {
+        lo: Ipv6Addr::from(bits & mask),
+        hi: Ipv6Addr::from(bits | !mask),
+    })
+}
+
+/// IP protocol number from a number or a name.
+pub fn parse_proto(s: &str) -> Option<u8> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "icmp" => Some(1),
+        "icmpv6" | "ipv6-icmp" => Some(58),
+        "gre" => Some(47),
+        "esp" => Some(50),
+        "sctp" => Some(132),
+        n => n.parse().ok(),
+    }
+}
+
+impl Params {
+    /// Takes the raw parameters, refusing any not in `allowed`.
+    pub fn new(raw: HashMap<String, String>, allowed: &[&str]) -> ApiResult<Self> {
+        let mut unknown: Vec<&String> = raw
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .collect();
+        unknown.sort();
+        if let Some(k) = unknown.first() {
+            return Err(ApiError::param(
+                k.as_str(),
+                format!(
+                    "unknown parameter; this endpoint takes {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        Ok(Params(raw))
+    }
+
+    /// A non-empty value, trimmed.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    /// `from`/`to` (RFC 3339 or epoch milliseconds); by default the hour up to now.
+    pub fn time_range(&self) -> ApiResult<TimeRange> {
+        let t = |name: &str| -> ApiResult<Option<i64>> {
+            self.get(name)
+                .map(|s| {
+                    parse_time(s).ok_or_else(|| {
+                        ApiError::param(name, "expected RFC 3339 time or epoch milliseconds")
+                    })
+                })
+                .transpose()
+        };
+        let to_ms = t("to")?.unwrap_or_else(now_ms);
+        let from_ms = t("from")?.unwrap_or(to_ms - 3_600_000);
+        if from_ms >= to_ms {
+            return Err(ApiError::param("from", "must be before to"));
+        }
+        if to_ms - from_ms > MAX_RANGE_MS {
+            return Err(ApiError::param("from", "time range longer than 50 years"));
+        }
+        Ok(TimeRange { from_ms, to_ms })
+    }
+
+    /// An unsigned integer in `min..=max`, or `default`.
+    pub fn uint(&self, name: &str, default: u64, min: u64, max: u64) -> ApiResult<u64> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(s) => match s.parse::<u64>() {
+                Ok(v) if (min..=max).contains(&v) => Ok(v),
+                _ => Err(ApiError::param(
+                    name,
+                    format!("expected an integer between {min} and {max}"),
+                )),
+            },
+        }
+    }
+
+    /// `limit` (1..=max, default `default`) and `offset` (0..=100000).
+    pub fn page(&self, default: u64, max: u64) -> ApiResult<(u64, u64)> {
+        Ok((
+            self.uint("limit", default, 1, max)?,
+            self.uint("offset", 0, 0, 100_000)?,
+        ))
+    }
+
+    /// One of `choices` (the first is the default).
+    pub fn choice(&self, name: &str, choices: &[&'static str]) -> ApiResult<&'static str> {
+        match self.get(name) {
+            None => Ok(choices[0]),
+            Some(s) => choices.iter().find(|c| **c == s).copied().ok_or_else(|| {
+                ApiError::param(name, format!("expected one of {}", choices.join(", ")))
+            }),
+        }
+    }
+
+    /// A comma-separated list whose items are all in `choices` (empty when absent).
+    pub fn list(&self, name: &str, choices: &[&str]) -> ApiResult<Vec<String>> {
+        let Some(s) = self.get(name) else {
+            return Ok(Vec::new());
+        };
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(|x| {
+                if choices.contains(&x) {
+                    Ok(x.to_string())
+                } else {
+                    Err(ApiError::param(
+                        name,
+                        format!("{x:?} is not one of {}", choices.join(", ")),
+                    ))
+                }
+            })
+            .collect()
+    }
+
+    /// A free-form name (line, rule id): at most 128 printable characters.
+    pub fn name(&self, name: &str) -> ApiResult<Option<String>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(s) if s.len() <= 128 && !s.chars().any(char::is_control) => {
+                Ok(Some(s.to_string()))
+            }
+            Some(_) => Err(ApiError::param(
+                name,
+                "expected at most 128 printable characters",
+            )),
+        }
+    }
+
+    /// An ISO 3166 alpha-2 country code (upper-cased).
+    pub fn country(&self, name: &str) -> ApiResult<Option<String>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(s) if s.len() == 2 && s.chars().all(|c| c.is_ascii_alphabetic()) => {
+                Ok(Some(s.to_ascii_uppercase()))
+            }
+            Some(_) => Err(ApiError::param(
+                name,
+                "expected a two-letter country code such as DE",
+            )),
+        }
+    }
+
+    /// An IP address or CIDR network.
+    pub fn cidr(&self, name: &str) -> ApiResult<Option<Cidr>> {
+        self.get(name)
+            .map(|s| {
+                parse_cidr(s).ok_or_else(|| {
+                    ApiError::param(
+                        name,
+                        "expected an IP address or CIDR such as 192.0.2.0/24 or 2001:db8::/32",
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// A port number.
+    pub fn port(&self, name: &str) -> ApiResult<Option<u16>> {
+        self.get(name)
+            .map(|s| {
+                s.parse::<u16>()
+                    .map_err(|_| ApiError::param(name, "expected a port number 0-65535"))
+            })
+            .transpose()
+    }
+
+    /// An IP protocol (number or tcp/udp/icmp/icmpv6/gre/esp/sctp).
+    pub fn proto(&self, name: &str) -> ApiResult<Option<u8>> {
+        self.get(name)
+            .map(|s| {
+                parse_proto(s).ok_or_else(|| {
+                    ApiError::param(
+                        name,
+                        "expected a protocol number 0-255 or tcp, udp, icmp, icmpv6",
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)], allowed: &[&str]) -> ApiResult<Params> {
+        Params::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            allowed,
+        )
+    }
+
+    #[test]
+    fn cidrs_map_ipv4_into_the_ipv6_column() {
+        let c = parse_cidr("192.0.2.0/24").unwrap();
+        assert_eq!(c.lo, "::ffff:192.0.2.0".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(c.hi, "::ffff:192.0.2.255".parse::<Ipv6Addr>().unwrap());
+        let c = parse_cidr("2001:db8::/32").unwrap();
+        assert_eq!(
+            c.hi,
+            "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
+                .parse::<Ipv6Addr>()
+                .unwrap()
+        );
+        assert_eq!(
+            parse_cidr("10.0.0.1").unwrap().lo,
+            parse_cidr("10.0.0.1").unwrap().hi
+        );
+        assert!(parse_cidr("10.0.0.0/33").is_none());
+        assert!(parse_cidr("bogus").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        let e = p(&[("lmit", "5")], &["limit"]).err().unwrap();
+        assert!(matches!(e, ApiError::BadParam { ref param, .. } if param == "lmit"));
+        let q = p(&[("limit", "0"), ("from", "yesterday")], &["limit", "from"]).unwrap();
+        assert!(
+            matches!(q.page(10, 100), Err(ApiError::BadParam { ref param, .. }) if param == "limit")
+        );
+        assert!(
+            matches!(q.time_range(), Err(ApiError::BadParam { ref param, .. }) if param == "from")
+        );
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_epoch_millis() {
+        assert_eq!(parse_time("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(parse_time("1500"), Some(1500));
+        let q = p(&[("from", "2000"), ("to", "1000")], &["from", "to"]).unwrap();
+        assert!(q.time_range().is_err());
+    }
+}

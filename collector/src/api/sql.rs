@@ -1,0 +1,151 @@
+//! A small SQL builder: fixed SQL text from this crate plus bound values for every piece
+//! of user input (the `clickhouse` crate escapes each `?`), and a runner returning rows as
+//! JSON objects (`JSONEachRow`: UInt64 as numbers, times in ISO 8601 UTC). Names in
+//! WHERE/GROUP BY/ORDER BY refer to table columns before output aliases, so ordering by an
+//! aggregate is written as the aggregate (`ORDER BY sum(bytes)`).
+
+use serde_json::{Map, Value};
+
+use super::{error::ApiResult, params::TimeRange};
+
+/// A bound value.
+#[derive(Clone, Debug)]
+pub enum Arg {
+    /// String.
+    Str(String),
+    /// Signed integer.
+    I64(i64),
+    /// Unsigned integer.
+    U64(u64),
+    /// Array of strings.
+    Strs(Vec<String>),
+}
+
+/// SQL text with its bound values, in order of the `?` placeholders.
+#[derive(Clone, Debug, Default)]
+pub struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+/// The conditions of a WHERE clause, joined with AND.
+#[derive(Clone, Debug, Default)]
+pub struct Where {
+    parts: Vec<(String, Vec<Arg>)>,
+}
+
+impl Where {
+    /// Adds a condition with its `?` values.
+    pub fn and(&mut self, cond: &str, args: impl IntoIterator<Item = Arg>) -> &mut Self {
+        let args: Vec<Arg> = args.into_iter().collect();
+        debug_assert_eq!(cond.matches('?').count(), args.len(), "{cond}");
+        self.parts.push((cond.to_string(), args));
+        self
+    }
+
+    /// `col >= from AND col < to` for a time or date-time column.
+    pub fn range(&mut self, col: &str, r: TimeRange) -> &mut Self {
+        self.and(
+            &format!(
+                "{col} >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND {col} < fromUnixTimestamp64Milli(toInt64(?), 'UTC')"
+            ),
+            [Arg::I64(r.from_ms), Arg::I64(r.to_ms)],
+        )
+    }
+
+    /// Records overlapping the range: `last >= from AND first < to`.
+    pub fn overlaps(&mut self, r: TimeRange) -> &mut Self {
+        self.and(
+            "last >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND first < fromUnixTimestamp64Milli(toInt64(?), 'UTC')",
+            [Arg::I64(r.from_ms), Arg::I64(r.to_ms)],
+        )
+    }
+
+    /// `col = value` when a value is given.
+    pub fn eq_opt(&mut self, col: &str, v: Option<&String>) -> &mut Self {
+        if let Some(v) = v {
+            self.and(&format!("{col} = ?"), [Arg::Str(v.clone())]);
+        }
+        self
+    }
+
+    /// `has(values, toString(col))` when the list is not empty.
+    pub fn any_of(&mut self, col: &str, v: &[String]) -> &mut Self {
+        if !v.is_empty() {
+            self.and(&format!("has(?, toString({col}))"), [Arg::Strs(v.to_vec())]);
+        }
+        self
+    }
+}
+
+impl Sql {
+    /// Starts with fixed text.
+    pub fn new(text: &str) -> Self {
+        Sql {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Appends fixed text.
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends fixed text holding `?` placeholders and their values.
+    pub fn bind(&mut self, text: &str, args: impl IntoIterator<Item = Arg>) -> &mut Self {
+        self.text.push_str(text);
+        self.args.extend(args);
+        self
+    }
+
+    /// Appends ` WHERE a AND b ...` (nothing when there is no condition).
+    pub fn filter(&mut self, w: &Where) -> &mut Self {
+        for (i, (cond, args)) in w.parts.iter().enumerate() {
+            self.text.push_str(if i == 0 { " WHERE " } else { " AND " });
+            self.text.push_str(cond);
+            self.args.extend(args.iter().cloned());
+        }
+        self
+    }
+
+    /// The SQL text (with `?` placeholders).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Runs the query and returns its rows.
+    pub async fn rows(&self, ch: &clickhouse::Client) -> ApiResult<Vec<Map<String, Value>>> {
+        let mut q = ch.query(&self.text);
+        for a in &self.args {
+            q = match a {
+                Arg::Str(s) => q.bind(s.as_str()),
+                Arg::I64(v) => q.bind(*v),
+                Arg::U64(v) => q.bind(*v),
+                Arg::Strs(v) => q.bind(v.as_slice()),
+            };
+        }
+        let bytes = q
+            // WHERE and GROUP BY mean the table's columns even where an output column
+            // has the same name (`toString(severity) AS severity`, `src_text AS src`).
+            .with_setting("prefer_column_name_to_alias", "1")
+            .with_setting("date_time_output_format", "iso")
+            .with_setting("output_format_json_quote_64bit_integers", "0")
+            .with_setting("output_format_json_quote_64bit_floats", "0")
+            .with_setting("max_execution_time", "60")
+            .fetch_bytes("JSONEachRow")?
+            .collect()
+            .await?;
+        let mut rows = Vec::new();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            rows.push(serde_json::from_slice(line)?);
+        }
+        Ok(rows)
+    }
+
+    /// Runs the query and returns its first row, if any.
+    pub async fn row(&self, ch: &clickhouse::Client) -> ApiResult<Option<Map<String, Value>>> {
+        Ok(self.rows(ch).await?.into_iter().next())
+    }
+}

@@ -1,0 +1,101 @@
+//! Policy violations: `GET /api/v1/violations/rules` (violations grouped by rule, with
+//! the rule's text), `GET /api/v1/violations` (filtered, paginated list) and
+//! `GET /api/v1/violations/{id}` (one violation with its evidence flows). Read from
+//! `policy_violations FINAL`.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+};
+use serde_json::{Value, json};
+
+use super::{
+    AppState,
+    alerts::{check_id, expand_evidence},
+    error::{ApiError, ApiResult},
+    params::Params,
+    sql::{Arg, Sql, Where},
+};
+
+/// Violation severities, lowest first.
+pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+
+const COLUMNS: &str = "id, version, rule_id, rule_name, rule_location, kind, toString(severity) AS severity, line, src, dst, src_zone, dst_zone, src_country, dst_country, src_asn, dst_asn, first, last, flows, packets, bytes, description, JSONLength(evidence) AS evidence_count, updated_at";
+
+const FILTERS: [&str; 7] = ["from", "to", "rule", "severity", "line", "ip", "kind"];
+
+fn filters(p: &Params) -> ApiResult<Where> {
+    let mut w = Where::default();
+    w.overlaps(p.time_range()?)
+        .eq_opt("rule_id", p.name("rule")?.as_ref())
+        .eq_opt("kind", p.name("kind")?.as_ref())
+        .any_of("severity", &p.list("severity", &SEVERITIES)?)
+        .eq_opt("line", p.name("line")?.as_ref());
+    if let Some(ip) = p.name("ip")? {
+        w.and("(src = ? OR dst = ?)", [Arg::Str(ip.clone()), Arg::Str(ip)]);
+    }
+    Ok(w)
+}
+
+/// `GET /api/v1/violations/rules`.
+pub async fn rules(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params::new(q, &FILTERS)?;
+    let w = filters(&p)?;
+    let mut sql = Sql::new(
+        "SELECT rule_id, argMax(rule_name, updated_at) AS rule_name, argMax(rule_location, updated_at) AS rule_location, argMax(rule_text, updated_at) AS rule_text, groupUniqArray(10)(kind) AS kinds, toString(max(severity)) AS max_severity, count() AS violations, sum(flows) AS flows, sum(packets) AS packets, sum(bytes) AS bytes, min(first) AS first_seen, max(last) AS last_seen FROM policy_violations FINAL",
+    );
+    sql.filter(&w)
+        .push(" GROUP BY rule_id ORDER BY count() DESC, rule_id LIMIT 1000");
+    Ok(Json(json!({ "rules": sql.rows(&st.ch).await? })))
+}
+
+/// `GET /api/v1/violations`.
+pub async fn list(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let p = Params::new(q, &[&FILTERS[..], &["limit", "offset"]].concat())?;
+    let w = filters(&p)?;
+    let (limit, offset) = p.page(50, 500)?;
+    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM policy_violations FINAL"));
+    sql.filter(&w).bind(
+        " ORDER BY first DESC, id LIMIT ? OFFSET ?",
+        [Arg::U64(limit), Arg::U64(offset)],
+    );
+    let items = sql.rows(&st.ch).await?;
+    let mut count = Sql::new("SELECT count() AS n FROM policy_violations FINAL");
+    count.filter(&w);
+    let total = count
+        .row(&st.ch)
+        .await?
+        .and_then(|r| r.get("n").and_then(Value::as_u64))
+        .unwrap_or(0);
+    Ok(Json(json!({
+        "total": total, "limit": limit, "offset": offset, "items": items,
+    })))
+}
+
+/// `GET /api/v1/violations/{id}`.
+pub async fn detail(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    Params::new(q, &[])?;
+    check_id(&id)?;
+    let mut sql = Sql::new(&format!(
+        "SELECT {COLUMNS}, rule_text, evidence FROM policy_violations FINAL"
+    ));
+    sql.bind(" WHERE id = ? LIMIT 1", [Arg::Str(id.clone())]);
+    let mut row = sql
+        .row(&st.ch)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("violation {id}")))?;
+    expand_evidence(&mut row);
+    Ok(Json(Value::Object(row)))
+}

@@ -1,0 +1,202 @@
+// Walks every page of the tidegate console in Debian's headless Chromium, as an analyst
+// would: log in (after one wrong password), open each page, use the filters, open an
+// alert and a violation with their evidence. Checks the numbers the pages show against
+// the ones the Rust test read directly from ClickHouse (EXPECT), fails on any console
+// error or page exception, and saves a screenshot of every step in OUT.
+//
+//   URL=http://127.0.0.1:8080 USER=... PASSWORD=... EXPECT=expect.json OUT=dir node pages.mjs
+import { chromium } from 'playwright-core';
+import { readFileSync, mkdirSync } from 'node:fs';
+import assert from 'node:assert/strict';
+
+const { URL: BASE, USER, PASSWORD, OUT } = process.env;
+const expect = JSON.parse(readFileSync(process.env.EXPECT, 'utf8'));
+mkdirSync(OUT, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking'],
+});
+const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+const problems = [];
+page.on('console', (m) => {
+  if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+});
+page.on('pageerror', (e) => problems.push(`page exception: ${e.message}`));
+page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+page.on('request', (r) => {
+  if (!r.url().startsWith(BASE)) problems.push(`request to another host: ${r.url()}`);
+});
+
+let step = 0;
+async function shot(name) {
+  step++;
+  await page.waitForTimeout(400); // let chart animations settle for the picture
+  await page.screenshot({ path: `${OUT}/${String(step).padStart(2, '0')}-${name}.png`, fullPage: true });
+}
+const value = async (sel) => Number(await page.locator(sel).first().getAttribute('data-value'));
+async function waitValue(sel, want, what) {
+  try {
+    await page.waitForFunction(([s, w]) => document.querySelector(s)?.dataset.value === String(w), [sel, want], { timeout: 20000 });
+  } catch {
+    assert.fail(`${what}: ${sel} shows ${await page.locator(sel).first().getAttribute('data-value')}, ClickHouse says ${want}`);
+  }
+}
+function checkClean(where) {
+  assert.deepEqual(problems, [], `${where}: ${problems.join('; ')}`);
+}
+const all = '?range=all';
+let passed = 0;
+async function check(name, f) {
+  await f();
+  checkClean(name);
+  passed++;
+  console.log(`ok - ${name}`);
+}
+
+try {
+  await check('login refuses a wrong password, then lets the analyst in', async () => {
+    await page.goto(`${BASE}/`);
+    await page.waitForSelector('#login-form');
+    await shot('login');
+    await page.fill('#login-user', USER);
+    await page.fill('#login-password', 'wrong');
+    await page.click('#login-submit');
+    await page.waitForSelector('#login-error');
+    assert.match(await page.textContent('#login-error'), /Wrong user name or password/);
+    // The 401 of a wrong login is the expected answer, not a page error.
+    problems.splice(0, problems.length, ...problems.filter((p) => !p.includes('401')));
+    await page.fill('#login-user', USER);
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-submit');
+    await page.waitForSelector('#nav');
+    assert.equal(await page.textContent('#whoami'), USER);
+  });
+
+  await check('overview shows the stored totals per line', async () => {
+    await page.goto(`${BASE}/#/overview${all}`);
+    await waitValue('[data-testid=total-bytes]', expect.totals.bytes, 'total bytes');
+    assert.equal(await value('[data-testid=total-packets]'), expect.totals.packets);
+    assert.equal(await value('[data-testid=total-flows]'), expect.totals.flows);
+    assert.equal(await value('[data-testid=line-count]'), expect.lines.length);
+    assert.equal(await value('[data-testid=alert-count]'), expect.alerts.total);
+    for (const [line, inBytes] of Object.entries(expect.ingress_bytes_by_line)) {
+      assert.equal(await value(`#lines-table tr[data-line="${line}"] td:nth-child(2)`), inBytes, `ingress bytes of ${line}`);
+    }
+    assert.equal(await page.locator('#ch-bytes canvas').count(), 1, 'throughput chart drawn');
+    await shot('overview');
+  });
+
+  await check('the line selector narrows the overview to one line', async () => {
+    const line = expect.lines[0];
+    await page.selectOption('#line-select', line);
+    await waitValue('[data-testid=total-bytes]', expect.bytes_by_line[line], `bytes of ${line}`);
+    assert.equal(await page.locator('#lines-table tbody tr').count(), 1);
+    await shot('overview-one-line');
+    await page.selectOption('#line-select', '');
+    await waitValue('[data-testid=total-bytes]', expect.totals.bytes, 'total bytes again');
+  });
+
+  await check('a range ending now is live: the overview polls every 10 s', async () => {
+    let polls = 0;
+    const count = (r) => {
+      if (r.url().includes('/api/v1/overview?')) polls++;
+    };
+    page.on('request', count);
+    await page.goto(`${BASE}/#/overview?range=15m`);
+    await page.waitForSelector('#live.on');
+    await page.waitForTimeout(11500);
+    page.off('request', count);
+    assert.ok(polls >= 2, `overview requested ${polls} times in 11.5 s`);
+    await page.goto(`${BASE}/#/overview${all}`);
+    await page.waitForFunction(() => document.getElementById('live-text')?.textContent === 'fixed range');
+    await waitValue('[data-testid=total-bytes]', expect.totals.bytes, 'total bytes');
+    assert.equal(await page.locator('#live.on').count(), 0, 'a fixed range does not poll');
+  });
+
+  await check('the cross-border map shows country pairs and alert countries', async () => {
+    await page.click('#nav a[data-nav=map]');
+    await page.waitForSelector('#pairs tbody tr td.num');
+    assert.equal(await page.locator('#pairs tbody tr').count(), Math.min(100, expect.geo.pairs));
+    assert.equal(await page.locator('#alert-countries tbody tr[data-country]').count(), expect.geo.alert_countries);
+    assert.equal(await page.locator('#ch-map canvas').count() >= 1, true, 'map drawn');
+    await shot('map');
+  });
+
+  await check('alerts list, kind filter, and an alert with its evidence', async () => {
+    await page.goto(`${BASE}/#/alerts${all}`);
+    await waitValue('#al-total', expect.alerts.total, 'alert total');
+    assert.equal(await page.locator('#alerts-table tbody tr[data-id]').count(), Math.min(50, expect.alerts.total));
+    await shot('alerts');
+    const kind = expect.alerts.kind;
+    await page.click(`#f-kind [data-chip=${kind}]`);
+    await waitValue('#al-total', expect.alerts.by_kind[kind], `${kind} alerts`);
+    const kinds = await page.locator('#alerts-table tbody tr[data-id]').evaluateAll((rs) => rs.map((r) => r.dataset.kind));
+    assert.ok(kinds.length > 0 && kinds.every((k) => k === kind), `rows after filter: ${kinds}`);
+    await shot('alerts-filtered');
+    const id = await page.locator('#alerts-table tbody tr[data-id]').first().getAttribute('data-id');
+    await page.locator('#alerts-table tbody tr[data-id] td').first().click();
+    await page.waitForSelector('[data-testid=alert-description]');
+    const rows = await page.locator('[data-testid=evidence] tbody tr').count();
+    assert.equal(rows, expect.alerts.evidence[id], `evidence rows of alert ${id}`);
+    assert.ok(rows > 0, 'the alert shows evidence flows');
+    await shot('alert-detail');
+  });
+
+  await check('policy violations by rule with the rule text, and one violation', async () => {
+    await page.goto(`${BASE}/#/violations${all}`);
+    await waitValue('#pv-total', expect.violations.total, 'violation total');
+    const rule = expect.violations.rule;
+    const card = page.locator(`.rule[data-rule="${rule}"]`);
+    assert.equal(Number(await card.locator('[data-testid=rule-count]').getAttribute('data-value')), expect.violations.total);
+    assert.match(await card.locator('[data-testid=rule-text]').textContent(), /type = "isolate"/);
+    await shot('violations');
+    await card.click();
+    await page.waitForSelector('#f-allrules');
+    await waitValue('#pv-total', expect.violations.total, 'violations of the rule');
+    const id = await page.locator('#violations-table tbody tr[data-id]').first().getAttribute('data-id');
+    await page.locator('#violations-table tbody tr[data-id] td').first().click();
+    await page.waitForSelector('[data-testid=evidence]');
+    assert.equal(await page.locator('[data-testid=evidence] tbody tr').count(), expect.violations.evidence[id]);
+    assert.match(await page.textContent('[data-testid=rule-text]'), /special-zone/);
+    await shot('violation-detail');
+  });
+
+  await check('top talkers and a flow search by CIDR, with pages', async () => {
+    await page.goto(`${BASE}/#/flows${all}`);
+    await waitValue('#flow-total', expect.flows.total, 'flow records');
+    assert.equal(await value('#top-table tbody tr td.num[data-value]'), expect.flows.top_src_bytes);
+    assert.equal(await page.locator('#flows-table tbody tr').count(), Math.min(100, expect.flows.total));
+    await shot('flows');
+    await page.fill('#q-ip', expect.flows.cidr);
+    await page.click('#q-submit');
+    await waitValue('#flow-total', expect.flows.cidr_total, `flows in ${expect.flows.cidr}`);
+    if (expect.flows.cidr_total > 100) {
+      await page.click('#pager button[data-dir="1"]');
+      await page.waitForFunction(() => document.querySelector('[data-testid=page-info]')?.textContent.startsWith('101'));
+    }
+    await shot('flows-search');
+  });
+
+  await check('probe health lists the reporting probe with its spool', async () => {
+    await page.goto(`${BASE}/#/probes`);
+    await page.waitForSelector('.probe[data-probe="edge-1"]');
+    const card = page.locator('.probe[data-probe="edge-1"]');
+    assert.equal(Number(await card.locator('[data-testid=spool-bytes]').getAttribute('data-value')), expect.probe.spool_bytes);
+    assert.match(await card.textContent(), /reporting/);
+    await shot('probes');
+  });
+
+  await check('logging out returns to the login form', async () => {
+    await page.click('#logout');
+    await page.waitForSelector('#login-form');
+  });
+  console.log(`${passed} passed, 0 failed`);
+} catch (e) {
+  await page.screenshot({ path: `${OUT}/failure.png`, fullPage: true }).catch(() => {});
+  console.error(`not ok - ${e.message}`);
+  console.log(`${passed} passed, 1 failed`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

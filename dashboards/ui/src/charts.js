@@ -1,0 +1,74 @@
+// ECharts, tree-shaken to what the pages use, with the console's dark styling.
+import * as echarts from 'echarts/core';
+import { BarChart, EffectScatterChart, LineChart, LinesChart, MapChart } from 'echarts/charts';
+import {
+  DataZoomComponent,
+  GeoComponent,
+  GridComponent,
+  LegendComponent,
+  TooltipComponent,
+  VisualMapComponent,
+} from 'echarts/components';
+import { CanvasRenderer } from 'echarts/renderers';
+
+echarts.use([
+  BarChart,
+  EffectScatterChart,
+  LineChart,
+  LinesChart,
+  MapChart,
+  DataZoomComponent,
+  GeoComponent,
+  GridComponent,
+  LegendComponent,
+  TooltipComponent,
+  VisualMapComponent,
+  CanvasRenderer,
+]);
+
+export { echarts };
+
+export const PALETTE = ['#38bdf8', '#f59e0b', '#a78bfa', '#34d399', '#f472b6', '#facc15', '#60a5fa', '#fb7185', '#4ade80', '#c084fc'];
+export const SEVERITY_COLORS = { info: '#64748b', low: '#38bdf8', medium: '#eab308', high: '#f97316', critical: '#ef4444' };
+
+const live = new Set();
+
+/** A chart in `el`, disposed with the page. */
+export function chart(el) {
+  const c = echarts.init(el, null, { renderer: 'canvas' });
+  live.add(c);
+  return c;
+}
+
+/** Disposes every chart (page change). */
+export function disposeAll() {
+  for (const c of live) c.dispose();
+  live.clear();
+}
+
+window.addEventListener('resize', () => {
+  for (const c of live) c.resize();
+});
+
+/** Common option parts. */
+export const base = {
+  backgroundColor: 'transparent',
+  animationDuration: 250,
+  animationDurationUpdate: 250,
+  color: PALETTE,
+  textStyle: { color: '#aab4c8', fontFamily: 'system-ui, sans-serif' },
+  grid: { left: 60, right: 16, top: 30, bottom: 28 },
+  tooltip: {
+    trigger: 'axis',
+    backgroundColor: '#0d1424',
+    borderColor: '#1c2740',
+    textStyle: { color: '#d6deeb', fontSize: 12 },
+  },
+  legend: { top: 0, textStyle: { color: '#aab4c8' }, icon: 'roundRect', itemWidth: 10, itemHeight: 6 },
+};
+
+export const axisStyle = {
+  axisLine: { lineStyle: { color: '#1c2740' } },
+  splitLine: { lineStyle: { color: '#131c31' } },
+  axisLabel: { color: '#7d8aa5' },
+};

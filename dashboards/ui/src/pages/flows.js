@@ -1,0 +1,120 @@
+// Top talkers (by source, destination or pair) and a paginated flow search.
+import { get } from '../api.js';
+import { axisStyle, base, chart } from '../charts.js';
+import { bytes, esc, int, proto, si, time } from '../fmt.js';
+import { update } from '../state.js';
+import { pager } from './common.js';
+
+const LIMIT = 100;
+const FIELDS = [
+  ['ip', 'IP / CIDR', 22, '10.0.0.0/8'],
+  ['port', 'Port', 6, '443'],
+  ['proto', 'Protocol', 7, 'tcp'],
+  ['country', 'Country', 3, 'CC'],
+];
+
+export async function render(ctx) {
+  const p = ctx.params;
+  const by = p.by || 'src';
+  const metric = p.metric || 'bytes';
+  ctx.el.innerHTML = `
+    <h1>Top talkers &amp; flows</h1>
+    <form class="panel toolbar" id="search" style="margin-bottom:12px">
+      ${FIELDS.map(([k, l, n, ph]) => `<label>${l} <input name="${k}" id="q-${k}" size="${n}" placeholder="${ph}" value="${esc(p[k] ?? '')}"></label>`).join('')}
+      <label>Direction <select name="direction" id="q-direction">${['any', 'ingress', 'egress'].map((d) => `<option${(p.direction || 'any') === d ? ' selected' : ''}>${d}</option>`).join('')}</select></label>
+      <label>Sort <select name="sort" id="q-sort">${['first', 'bytes', 'packets'].map((d) => `<option${(p.sort || 'first') === d ? ' selected' : ''}>${d}</option>`).join('')}</select></label>
+      <button class="primary" type="submit" id="q-submit">Search</button>
+      <button type="button" id="q-clear">Clear</button>
+    </form>
+    <div class="grid cols-2">
+      <div class="panel">
+        <div class="toolbar"><h2 style="margin:0">Top talkers</h2><span class="spacer"></span>
+          <div class="seg" id="by">${['src', 'dst', 'pair'].map((b) => `<button data-by="${b}" class="${b === by ? 'on' : ''}">${b}</button>`).join('')}</div>
+          <div class="seg" id="metric">${['bytes', 'packets', 'flows'].map((m) => `<button data-metric="${m}" class="${m === metric ? 'on' : ''}">${m}</button>`).join('')}</div></div>
+        <div class="chart" id="ch-top" style="height:300px"></div>
+      </div>
+      <div class="panel"><h2>Top talkers table</h2><div class="scroll" style="max-height:310px"><table id="top-table"><thead></thead><tbody></tbody></table></div></div>
+    </div>
+    <div class="panel" style="margin-top:12px"><h2>Flow records <span class="muted" id="flow-total"></span></h2>
+      <div class="scroll" style="max-height:none"><table id="flows-table"><thead><tr><th>First</th><th>Last</th><th>Line</th><th>Dir</th><th>Source</th><th></th><th>Destination</th><th></th><th>Proto</th><th class="num">Packets</th><th class="num">Bytes</th><th>Probe</th></tr></thead><tbody></tbody></table></div>
+      <div class="pager" id="pager"></div></div>`;
+  ctx.el.querySelector('#search').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const f = Object.fromEntries(new FormData(e.target));
+    if (f.direction === 'any') f.direction = null;
+    if (f.sort === 'first') f.sort = null;
+    update({ ...f, offset: null });
+  });
+  ctx.el.querySelector('#q-clear').addEventListener('click', () => update({ ip: null, port: null, proto: null, country: null, direction: null, sort: null, offset: null }));
+  ctx.el.querySelector('#by').addEventListener('click', (e) => e.target.dataset.by && update({ by: e.target.dataset.by }));
+  ctx.el.querySelector('#metric').addEventListener('click', (e) => e.target.dataset.metric && update({ metric: e.target.dataset.metric }));
+  const top = chart(ctx.el.querySelector('#ch-top'));
+  const refresh = async (c) => {
+    const q = { from: c.range.from, to: c.range.to, line: p.line, ip: p.ip, port: p.port, proto: p.proto, country: p.country, direction: p.direction };
+    const offset = Number(p.offset) || 0;
+    const [t, f] = await Promise.all([get('top-talkers', { ...q, by, metric, limit: 20 }), get('flows', { ...q, sort: p.sort, limit: LIMIT, offset })]);
+    if (!c.isCurrent()) return;
+    drawTop(c, t, top);
+    drawFlows(c, f, offset);
+  };
+  await refresh(ctx);
+  return refresh;
+}
+
+function who(r, by) {
+  if (by === 'pair') return `${r.src} → ${r.dst}`;
+  return by === 'src' ? r.src : r.dst;
+}
+
+function drawTop(ctx, t, c) {
+  const items = t.items;
+  const fmt = t.metric === 'bytes' ? (v) => bytes(v) : (v) => si(v);
+  c.setOption(
+    {
+      ...base,
+      grid: { left: 10, right: 60, top: 8, bottom: 8, containLabel: true },
+      tooltip: { ...base.tooltip, trigger: 'item', formatter: (p) => `${esc(p.name)}<br>${fmt(p.value)}` },
+      xAxis: { type: 'value', ...axisStyle, axisLabel: { color: '#7d8aa5', formatter: fmt } },
+      yAxis: { type: 'category', inverse: true, data: items.map((r) => who(r, t.by)), ...axisStyle, axisLabel: { color: '#aab4c8', fontFamily: 'monospace', fontSize: 11, width: 230, overflow: 'truncate' } },
+      series: [{ type: 'bar', data: items.map((r) => r[t.metric]), itemStyle: { color: '#38bdf8', borderRadius: [0, 3, 3, 0] }, label: { show: true, position: 'right', color: '#7d8aa5', formatter: (p) => fmt(p.value) } }],
+    },
+    true,
+  );
+  const head = t.by === 'pair' ? '<th>Source</th><th>Destination</th><th class="num">Ports</th>' : `<th>${t.by === 'src' ? 'Source' : 'Destination'}</th><th>Country</th><th class="num">Peers</th>`;
+  ctx.el.querySelector('#top-table thead').innerHTML = `<tr><th>#</th>${head}<th class="num">Bytes</th><th class="num">Packets</th><th class="num">Flows</th></tr>`;
+  ctx.el.querySelector('#top-table tbody').innerHTML = items.length
+    ? items
+        .map((r, i) => {
+          const ip = t.by === 'dst' ? r.dst : r.src;
+          const cells =
+            t.by === 'pair'
+              ? `<td class="mono">${esc(r.src)}</td><td class="mono">${esc(r.dst)}</td><td class="num">${int(r.ports)}</td>`
+              : `<td class="mono"><a href="#" data-ip="${esc(ip)}">${esc(ip)}</a></td><td>${esc(r[`${t.by}_country`] || '')}</td><td class="num">${int(r.peers)}</td>`;
+          return `<tr><td class="muted">${i + 1}</td>${cells}<td class="num" data-value="${r.bytes}">${bytes(r.bytes)}</td><td class="num">${int(r.packets)}</td><td class="num">${int(r.flows)}</td></tr>`;
+        })
+        .join('')
+    : `<tr><td colspan="7" class="empty">No traffic matches.</td></tr>`;
+  ctx.el.querySelector('#top-table tbody').onclick = (e) => {
+    if (e.target.dataset.ip) {
+      e.preventDefault();
+      update({ ip: e.target.dataset.ip, offset: null });
+    }
+  };
+}
+
+function drawFlows(ctx, f, offset) {
+  const total = ctx.el.querySelector('#flow-total');
+  total.textContent = `${int(f.total)} records · ${int(f.packets)} packets · ${bytes(f.bytes)}`;
+  total.dataset.value = f.total;
+  total.dataset.bytes = f.bytes;
+  ctx.el.querySelector('#flows-table tbody').innerHTML = f.items.length
+    ? f.items
+        .map(
+          (r) => `<tr><td>${esc(time(r.first))}</td><td>${esc(time(r.last))}</td><td>${esc(r.line)}</td><td>${r.direction === 'ingress' ? '▲ in' : '▼ out'}</td>
+      <td class="mono">${esc(r.src)}:${r.sport}</td><td class="muted">${esc(r.src_country)}</td><td class="mono">${esc(r.dst)}:${r.dport}</td><td class="muted">${esc(r.dst_country)}</td>
+      <td>${esc(proto(r.proto))}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td class="muted">${esc(r.probe_id)}</td></tr>`,
+        )
+        .join('')
+    : `<tr><td colspan="12" class="empty">No flow records match.</td></tr>`;
+  pager(ctx.el.querySelector('#pager'), f.total, LIMIT, offset);
+}

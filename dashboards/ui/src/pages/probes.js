@@ -1,0 +1,77 @@
+// Probe health: who reported recently, capture and export rates, drops, spool.
+import { get } from '../api.js';
+import { axisStyle, base, chart, PALETTE } from '../charts.js';
+import { age, bytes, esc, int, si, time } from '../fmt.js';
+
+const DROPS = ['capture_dropped', 'fallback_dropped', 'map_full'];
+
+export async function render(ctx) {
+  ctx.el.innerHTML = `<h1>Probe health <span class="sub">rates over the last 5 minutes of reports</span></h1>
+    <div class="probe-cards" id="probes" style="margin-bottom:12px"></div>
+    <div class="grid cols-2">
+      <div class="panel"><h2>Probe spool (not yet acknowledged)</h2><div class="chart" id="ch-spool"></div></div>
+      <div class="panel"><h2>Records exported per second</h2><div class="chart" id="ch-records"></div></div>
+    </div>`;
+  const charts = { spool: chart(ctx.el.querySelector('#ch-spool')), records: chart(ctx.el.querySelector('#ch-records')) };
+  const refresh = async (c) => {
+    const [r, h] = await Promise.all([get('probes', { window: 300 }), get('probes/history', { from: c.range.from, to: c.range.to })]);
+    if (!c.isCurrent()) return;
+    draw(c, r);
+    drawHistory(c, h, charts);
+  };
+  await refresh(ctx);
+  return refresh;
+}
+
+function status(p) {
+  if (p.age_seconds < 60) return ['ok', 'reporting'];
+  if (p.age_seconds < 300) return ['warn', 'late'];
+  return ['bad', 'silent'];
+}
+
+function draw(ctx, r) {
+  const el = ctx.el.querySelector('#probes');
+  if (!r.probes.length) {
+    el.innerHTML = `<div class="panel empty">No probe has reported yet.</div>`;
+    return;
+  }
+  el.innerHTML = r.probes
+    .map((p) => {
+      const [cls, word] = status(p);
+      const rate = (k) => p.rates[k];
+      const drops = DROPS.reduce((a, k) => a + (p.counters[k] || 0), 0);
+      const counters = Object.entries(p.counters).sort(([a], [b]) => a.localeCompare(b));
+      return `<div class="panel probe" data-probe="${esc(p.probe_id)}">
+        <div class="toolbar" style="margin-bottom:8px"><span class="dot ${cls}"></span><b style="font-size:14px">${esc(p.probe_id)}</b>
+          <span class="muted">${word} · last report ${age(p.age_seconds)} ago (${esc(time(p.last_report))})</span></div>
+        <div class="kpis" style="grid-template-columns:repeat(4,1fr);margin-bottom:8px">
+          <div class="kpi"><div class="label">Packets/s</div><div class="value" style="font-size:16px">${rate('packets') !== undefined ? si(rate('packets')) : '–'}</div></div>
+          <div class="kpi"><div class="label">Records/s</div><div class="value" style="font-size:16px">${rate('export_records') !== undefined ? si(rate('export_records')) : '–'}</div></div>
+          <div class="kpi"><div class="label">Drops</div><div class="value" style="font-size:16px;color:${drops ? 'var(--bad)' : 'inherit'}" data-testid="drops" data-value="${drops}">${int(drops)}</div></div>
+          <div class="kpi"><div class="label">Spool</div><div class="value" style="font-size:16px" data-testid="spool-bytes" data-value="${p.spool_bytes}">${bytes(p.spool_bytes)}</div><div class="hint">${int(p.spool_batches)} batches</div></div>
+        </div>
+        <div class="muted" style="margin-bottom:6px">Lines: ${p.lines.map((l) => `<b class="mono">${esc(l)}</b>`).join(', ') || '–'} · ${int(p.reports_in_window)} reports in window</div>
+        <details><summary class="muted">Counters (${counters.length})</summary><table><thead><tr><th>Counter</th><th class="num">Total</th><th class="num">Per second</th></tr></thead><tbody>
+          ${counters.map(([k, v]) => `<tr><td class="mono">${esc(k)}</td><td class="num" data-counter="${esc(k)}" data-value="${v}">${int(v)}</td><td class="num">${rate(k) !== undefined ? si(rate(k)) : ''}</td></tr>`).join('')}
+        </tbody></table></details></div>`;
+    })
+    .join('');
+}
+
+function drawHistory(ctx, h, charts) {
+  const probes = [...new Set(h.buckets.map((b) => b.probe_id))].sort();
+  const series = (f) =>
+    probes.map((p, i) => ({
+      name: p, type: 'line', symbol: 'circle', symbolSize: 4, color: PALETTE[i % PALETTE.length], areaStyle: { opacity: 0.15 },
+      data: h.buckets.filter((b) => b.probe_id === p).map((b) => [b.t * 1000, f(b)]),
+    }));
+  const opt = (fmt, s) => ({
+    ...base,
+    tooltip: { ...base.tooltip, valueFormatter: fmt },
+    xAxis: { type: 'time', min: ctx.range.from, max: ctx.range.to, ...axisStyle, axisLabel: { color: '#7d8aa5', hideOverlap: true } },
+    yAxis: { type: 'value', ...axisStyle, axisLabel: { color: '#7d8aa5', formatter: (v) => fmt(v) } },
+    series: s,
+  });
+  charts.spool.setOption(opt(bytes, series((b) => b.spool_bytes)), true);
+  charts.records.setOption(opt((v) => si(v), series((b) => b.records / h.step)), true);
+}
