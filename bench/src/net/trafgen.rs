@@ -145,7 +145,14 @@ pub fn send_flush_trickle(
     let st = Command::new("ip")
         .args(["netns", "exec", ns, "trafgen", "--dev", iface, "--conf"])
         .arg(&cfg)
-        .args(["--num", &count.to_string(), "--cpus", "1", "--no-sock-mem", "-q"])
+        .args([
+            "--num",
+            &count.to_string(),
+            "--cpus",
+            "1",
+            "--no-sock-mem",
+            "-q",
+        ])
         .args(["--gap", &format!("{gap_ms}ms")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
