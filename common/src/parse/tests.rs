@@ -200,3 +200,54 @@ fn never_panics_on_any_prefix() {
     }
     assert_eq!(parse_ethernet(&f[..]).unwrap().key.vlan, 5);
 }
+
+#[test]
+fn ipv4_fast_path_matches_general_path() {
+    // Every prefix of untagged IPv4 frames with the fast path's edge cases: protocols it
+    // takes and leaves, fragments, IHL, total lengths (0 = TSO), TCP data offsets.
+    let mut frames = Vec::new();
+    for proto in [6u8, 17, 1, 132, 47] {
+        for frag in [0u16, 0x2000, 0x4000, 185] {
+            for total in [0u16, 10, 20, 40, 60, 1500] {
+                let l4 = if proto == 6 {
+                    tcp(443, 51000, 0x18)
+                } else {
+                    vec![0x01, 0xbb, 0xc7, 0x38, 0, 8, 0, 0]
+                };
+                let mut f = eth(0x0800);
+                f.extend(ipv4(proto, total, frag, &l4));
+                frames.push(f.clone());
+                // IPv4 options (IHL 6) and a bad version take the general path.
+                let mut o = f.clone();
+                o[14] = 0x46;
+                o.splice(34..34, [1, 1, 1, 1]);
+                frames.push(o);
+                let mut v = f.clone();
+                v[14] = 0x65;
+                frames.push(v);
+                // TCP data offset other than 5.
+                if proto == 6 {
+                    let mut d = f.clone();
+                    d[46] = 0x80 | 0x01;
+                    frames.push(d);
+                }
+            }
+        }
+    }
+    let mut fast = 0;
+    for f in &frames {
+        for n in 0..=f.len() {
+            let p = &f[..n];
+            if parse_ethernet_ipv4_fast(p).is_some() {
+                fast += 1;
+            }
+            assert_eq!(
+                parse_ethernet(p),
+                parse_ethernet_general(p),
+                "frame {:02x?}",
+                p
+            );
+        }
+    }
+    assert!(fast > 100, "the fast path took only {fast} frames");
+}
