@@ -20,8 +20,17 @@ pub const PROG_TC_EGRESS: &str = "tidegate_tc_egress";
 
 /// `CONTROL[CTL_GENERATION] & 1` is the flow map generation the programs write to.
 pub const CTL_GENERATION: u32 = 0;
+/// `CONTROL[CTL_CLOCK]` is the clock the programs stamp packets with: [`CLOCK_PRECISE`]
+/// or [`CLOCK_COARSE`].
+pub const CTL_CLOCK: u32 = 1;
 /// Number of control words.
-pub const CTL_COUNT: u32 = 1;
+pub const CTL_COUNT: u32 = 2;
+
+/// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC to the nanosecond (the default).
+pub const CLOCK_PRECISE: u32 = 0;
+/// `bpf_ktime_get_coarse_ns()`: CLOCK_MONOTONIC_COARSE, as of the last timer tick (one
+/// jiffy: 4 ms at HZ=250), at about half the per-packet cost of the precise clock.
+pub const CLOCK_COARSE: u32 = 1;
 
 /// Default per-generation flow map size (concurrent flows).
 pub const DEFAULT_FLOW_ENTRIES: u32 = 1 << 20;

@@ -1,9 +1,14 @@
 //! Per-packet accounting: parse, then add to the current generation's flow map.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_ns, maps::PerCpuHashMap};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    maps::PerCpuHashMap,
+};
 use tidegate_common::{
     COUNTER_SLOTS, Counter, CounterBlock, Direction, FallbackRecord, FlowKey, FlowStats,
-    maps::CTL_GENERATION, parse_ethernet,
+    maps::{CLOCK_COARSE, CTL_CLOCK, CTL_GENERATION},
+    parse_ethernet,
 };
 
 use crate::{
@@ -74,8 +79,14 @@ pub fn account(
     } else {
         (1, parsed.ip_bytes as u64)
     };
-    // SAFETY: helper with no arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The clock userspace chose (the precise one costs a clocksource read per packet).
+    let now = if CONTROL.get(CTL_CLOCK).copied() == Some(CLOCK_COARSE) {
+        // SAFETY: helper with no arguments.
+        unsafe { bpf_ktime_get_coarse_ns() }
+    } else {
+        // SAFETY: helper with no arguments.
+        unsafe { bpf_ktime_get_ns() }
+    };
     let gen_word = CONTROL.get(CTL_GENERATION).copied().unwrap_or(0);
     let res = if gen_word & 1 == 0 {
         add(&FLOWS_GEN0, &key, packets, bytes, now, parsed.tcp_flags, parsed.icmp)

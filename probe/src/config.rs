@@ -14,6 +14,7 @@
 //! fallback_bytes = 16777216
 //! xdp_mode = "auto"             # auto | native | skb
 //! egress = true
+//! timestamps = "precise"       # precise (ns) | coarse (one timer tick, cheaper per packet)
 //!
 //! [[line]]
 //! name = "hk-intl-1"
@@ -41,7 +42,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::{
-    capture::ebpf::{EbpfOptions, XdpModeChoice},
+    capture::ebpf::{EbpfOptions, Timestamps, XdpModeChoice},
     table::Timeouts,
 };
 
@@ -131,6 +132,7 @@ struct RawEbpf {
     fallback_bytes: Option<Spanned<u32>>,
     xdp_mode: Option<XdpModeChoice>,
     egress: Option<bool>,
+    timestamps: Option<Timestamps>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,6 +308,9 @@ impl ProbeConfig {
         if let Some(e) = raw.ebpf.egress {
             c.ebpf.egress = e;
         }
+        if let Some(t) = raw.ebpf.timestamps {
+            c.ebpf.timestamps = t;
+        }
         let mut names = HashSet::new();
         let mut ifaces = HashSet::new();
         for l in raw.line {
@@ -417,7 +422,7 @@ mod tests {
     #[test]
     fn full_config_parses() {
         let c = ProbeConfig::parse(
-            "[probe]\nid = \"edge-1\"\nactive_timeout_secs = 30\n[ebpf]\nflow_entries = 4096\nxdp_mode = \"skb\"\n[[line]]\nname = \"a\"\niface = \"eth1\"\n",
+            "[probe]\nid = \"edge-1\"\nactive_timeout_secs = 30\n[ebpf]\nflow_entries = 4096\nxdp_mode = \"skb\"\ntimestamps = \"coarse\"\n[[line]]\nname = \"a\"\niface = \"eth1\"\n",
             Path::new("p.toml"),
         )
         .unwrap();
@@ -425,6 +430,7 @@ mod tests {
         assert_eq!(c.timeouts.active, Duration::from_secs(30));
         assert_eq!(c.ebpf.flow_entries, 4096);
         assert_eq!(c.ebpf.xdp_mode, XdpModeChoice::Skb);
+        assert_eq!(c.ebpf.timestamps, Timestamps::Coarse);
         assert_eq!(
             c.lines,
             vec![Line {

@@ -11,7 +11,7 @@ use support::{
 };
 use tidegate_common::{Counter, FlowKey, FlowStats, NO_VLAN};
 use tidegate_probe::{
-    capture::ebpf::{EbpfCapture, EbpfOptions, XdpModeChoice},
+    capture::ebpf::{EbpfCapture, EbpfOptions, Timestamps, XdpModeChoice},
     record::key_addr,
 };
 
@@ -60,7 +60,22 @@ fn collect(into: &mut HashMap<FlowKey, FlowStats>) -> impl FnMut(&FlowKey, &Flow
     |k, s| into.entry(*k).or_default().merge(s)
 }
 
-fn check(got: &HashMap<FlowKey, FlowStats>, sent: &Sent, ifindex: u32, direction: u8) {
+/// Unix-epoch nanoseconds now.
+fn epoch_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// `window`: the wall-clock span the frames were sent in (ns, Unix epoch).
+fn check(
+    got: &HashMap<FlowKey, FlowStats>,
+    sent: &Sent,
+    ifindex: u32,
+    direction: u8,
+    window: (u64, u64),
+) {
     let mut k = FlowKey::ZERO;
     k.family = 4;
     k.src = key_addr(sent.src.into()).1;
@@ -94,11 +109,29 @@ fn check(got: &HashMap<FlowKey, FlowStats>, sent: &Sent, ifindex: u32, direction
         s.first_ns <= s.last_ns && s.first_ns > 1_600_000_000_000_000_000,
         "epoch timestamps"
     );
+    // Either clock: within the sending window, give or take a timer tick (≤ 10 ms) and
+    // the monotonic-to-epoch conversion.
+    const SLACK: u64 = 50_000_000;
+    assert!(
+        s.first_ns + SLACK >= window.0 && s.last_ns <= window.1 + SLACK,
+        "timestamps {}..{} outside the sending window {window:?}",
+        s.first_ns,
+        s.last_ns
+    );
 }
 
 #[test]
 fn xdp_and_tc_count_every_frame_exactly() {
-    let pair = VethPair::new("cnt");
+    count_every_frame("cnt", Timestamps::Precise);
+}
+
+#[test]
+fn xdp_and_tc_count_every_frame_exactly_with_coarse_timestamps() {
+    count_every_frame("cnk", Timestamps::Coarse);
+}
+
+fn count_every_frame(name: &str, timestamps: Timestamps) {
+    let pair = VethPair::new(name);
     let mac_a = VethPair::mac(&pair.ns_a, &pair.if_a);
     let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b);
     let ingress = [
@@ -170,12 +203,14 @@ fn xdp_and_tc_count_every_frame_exactly() {
         let opts = EbpfOptions {
             flow_entries: 4096,
             xdp_mode: XdpModeChoice::Native,
+            timestamps,
             ..Default::default()
         };
         let mut cap = EbpfCapture::load(opts).expect("load eBPF");
         let rep = cap.attach(&pair.if_b).expect("attach");
         assert_eq!(rep.xdp_mode, "native");
         let mut got = HashMap::new();
+        let start = epoch_ns();
 
         VethPair::in_ns(&pair.ns_a, || {
             let tx = RawSender::new(&pair.if_a).unwrap();
@@ -205,13 +240,14 @@ fn xdp_and_tc_count_every_frame_exactly() {
         // veth delivers asynchronously (NAPI); give the last frames a moment to arrive.
         std::thread::sleep(std::time::Duration::from_millis(200));
         cap.finish(&mut collect(&mut got)).unwrap();
+        let window = (start, epoch_ns());
         let c = cap.counters().unwrap();
 
         for s in &ingress {
-            check(&got, s, rep.ifindex, 0);
+            check(&got, s, rep.ifindex, 0, window);
         }
         for s in &egress {
-            check(&got, s, rep.ifindex, 1);
+            check(&got, s, rep.ifindex, 1, window);
         }
         assert_eq!(
             got.len(),

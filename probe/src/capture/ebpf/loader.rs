@@ -17,8 +17,9 @@ use aya::{
 use tidegate_common::{
     Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
     maps::{
-        CONTROL, COUNTERS, CTL_GENERATION, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, FALLBACK,
-        FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS, PROG_XDP,
+        CLOCK_COARSE, CLOCK_PRECISE, CONTROL, COUNTERS, CTL_CLOCK, CTL_GENERATION,
+        DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, FALLBACK, FLOWS_GEN0, FLOWS_GEN1,
+        PROG_TC_EGRESS, PROG_XDP,
     },
 };
 
@@ -42,6 +43,28 @@ pub enum XdpModeChoice {
     Skb,
 }
 
+/// Which kernel clock stamps packets (`first`/`last` of every flow).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Timestamps {
+    /// CLOCK_MONOTONIC to the nanosecond (`bpf_ktime_get_ns`).
+    #[default]
+    Precise,
+    /// CLOCK_MONOTONIC_COARSE, as of the last timer tick (one jiffy, 1-10 ms): a cheaper
+    /// clock read on every packet (`bpf_ktime_get_coarse_ns`, see bench/results/xdp_cost.md).
+    Coarse,
+}
+
+impl Timestamps {
+    /// The `CONTROL[CTL_CLOCK]` word for this clock.
+    pub const fn control_word(self) -> u32 {
+        match self {
+            Timestamps::Precise => CLOCK_PRECISE,
+            Timestamps::Coarse => CLOCK_COARSE,
+        }
+    }
+}
+
 /// Load-time options.
 #[derive(Clone, Copy, Debug)]
 pub struct EbpfOptions {
@@ -53,6 +76,8 @@ pub struct EbpfOptions {
     pub xdp_mode: XdpModeChoice,
     /// Also account egress traffic with a TC (TCX) program.
     pub egress: bool,
+    /// Clock for packet timestamps.
+    pub timestamps: Timestamps,
 }
 
 impl Default for EbpfOptions {
@@ -62,6 +87,7 @@ impl Default for EbpfOptions {
             fallback_bytes: DEFAULT_FALLBACK_BYTES,
             xdp_mode: XdpModeChoice::Auto,
             egress: true,
+            timestamps: Timestamps::Precise,
         }
     }
 }
@@ -159,7 +185,11 @@ impl EbpfCapture {
             .map_err(EbpfError::from_load)?;
         tc.load().map_err(EbpfError::from_load)?;
 
-        let control = Array::try_from(take(&mut ebpf, CONTROL)?).map_err(map_err(CONTROL))?;
+        let mut control: Array<MapData, u32> =
+            Array::try_from(take(&mut ebpf, CONTROL)?).map_err(map_err(CONTROL))?;
+        control
+            .set(CTL_CLOCK, opts.timestamps.control_word(), 0)
+            .map_err(map_err(CONTROL))?;
         let counters =
             PerCpuArray::try_from(take(&mut ebpf, COUNTERS)?).map_err(map_err(COUNTERS))?;
         let fallback = RingBuf::try_from(take(&mut ebpf, FALLBACK)?).map_err(map_err(FALLBACK))?;

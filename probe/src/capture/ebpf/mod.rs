@@ -13,4 +13,6 @@ pub mod grace;
 mod loader;
 
 pub use error::EbpfError;
-pub use loader::{AttachReport, EbpfCapture, EbpfOptions, OBJECT, XdpModeChoice, ifindex};
+pub use loader::{
+    AttachReport, EbpfCapture, EbpfOptions, OBJECT, Timestamps, XdpModeChoice, ifindex,
+};
