@@ -16,6 +16,7 @@ use tidegate_collector::sinks::alerts::{
 
 fn config(addr: SocketAddr, outbox: &Path) -> WebhookConfig {
     WebhookConfig {
+        ca_file: None,
         url: format!("http://{addr}/hook"),
         secret: SECRET.into(),
         timeout: Duration::from_secs(2),
@@ -252,9 +253,10 @@ async fn bad_webhook_config_is_a_clear_error() {
         (
             WebhookConfig {
                 url: "https://hooks.example/alert".into(),
+                ca_file: Some("/nonexistent/regulator-ca.pem".into()),
                 ..good.clone()
             },
-            "https is not supported",
+            "webhook.ca_file: /nonexistent/regulator-ca.pem",
         ),
         (
             WebhookConfig {

@@ -24,6 +24,7 @@ fn child_collector_process() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let sink = WebhookSink::start(WebhookConfig {
+            ca_file: None,
             url,
             secret: SECRET.into(),
             timeout: Duration::from_secs(2),

@@ -21,7 +21,8 @@
 //! jsonl = "/var/log/tidegate/alerts.jsonl"
 //!
 //! [alerts.webhook]
-//! url = "http://regulator.example:8080/tidegate"
+//! url = "https://regulator.example/tidegate"
+//! ca_file = "/etc/tidegate/regulator-ca.pem"      # default: the system trust store
 //! secret_file = "/etc/tidegate/webhook.secret"   # or secret = "..."
 //! outbox_dir = "/var/lib/tidegate/webhook-outbox"
 //!
@@ -75,6 +76,7 @@ pub(crate) struct RawAlerts {
 #[serde(deny_unknown_fields)]
 struct RawWebhook {
     url: String,
+    ca_file: Option<PathBuf>,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     outbox_dir: Option<PathBuf>,
@@ -246,12 +248,28 @@ pub(crate) fn parse(
             let off = w.span().start;
             let w = w.into_inner();
             let bad = |key: &str, msg: String| at(key_offset(src, off, key), msg);
-            if !w.url.starts_with("http://") {
+            if !w.url.starts_with("https://") && !w.url.starts_with("http://") {
                 return Err(bad(
                     "url",
-                    format!("alerts.webhook.url {:?} must start with http://", w.url),
+                    format!(
+                        "alerts.webhook.url {:?} must start with https:// or http://",
+                        w.url
+                    ),
                 ));
             }
+            let ca_file = match w.ca_file {
+                Some(f) => {
+                    let f = resolve(&f);
+                    if let Err(e) = std::fs::File::open(&f) {
+                        return Err(bad(
+                            "ca_file",
+                            format!("alerts.webhook.ca_file {}: {e}", f.display()),
+                        ));
+                    }
+                    Some(f)
+                }
+                None => None,
+            };
             let secret = match (w.secret, w.secret_file) {
                 (Some(s), None) => s,
                 (None, Some(f)) => {
@@ -299,6 +317,7 @@ pub(crate) fn parse(
             }
             cfg.webhook = Some(WebhookConfig {
                 url: w.url,
+                ca_file,
                 secret,
                 timeout: ms("timeout_ms", w.timeout_ms, 5_000)?,
                 backoff_min,
@@ -377,6 +396,10 @@ mod tests {
             (
                 "[alerts.webhook]\nsecret = \"k\"\nurl = \"ftp://x\"\n",
                 ":8: alerts.webhook.url",
+            ),
+            (
+                "[alerts.webhook]\nurl = \"https://h/\"\nsecret = \"k\"\nca_file = \"no.pem\"\n",
+                ":9: alerts.webhook.ca_file",
             ),
             (
                 "[alerts.webhook]\nurl = \"http://h:1/\"\n",

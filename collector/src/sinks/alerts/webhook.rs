@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, StatusCode, Uri, header};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, watch};
@@ -30,8 +31,12 @@ const ANSWER_MAX: usize = 1024;
 /// Where and how to deliver notifications.
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
-    /// Receiver URL (`http://host:port/path`).
+    /// Receiver URL (`https://host:port/path`, or `http://` for a receiver on a trusted
+    /// network or behind a local TLS proxy).
     pub url: String,
+    /// CA certificates (PEM) that may sign an `https` receiver's certificate; `None`: the
+    /// system's trust store (`/etc/ssl/certs/ca-certificates.crt`).
+    pub ca_file: Option<PathBuf>,
     /// HMAC-SHA256 key of the `X-Tidegate-Signature` header; must not be empty.
     pub secret: String,
     /// Deadline of one attempt (connect, send, read the answer).
@@ -53,20 +58,11 @@ impl WebhookConfig {
             .parse()
             .map_err(|e| bad("url", format!("{:?} is not a URL: {e}", self.url)))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "url",
-                    format!(
-                        "{:?}: https is not supported; use http:// (e.g. through a local TLS proxy)",
-                        self.url
-                    ),
-                ));
-            }
+            Some("http") | Some("https") => {}
             _ => {
                 return Err(bad(
                     "url",
-                    format!("{:?} must start with http://", self.url),
+                    format!("{:?} must start with https:// or http://", self.url),
                 ));
             }
         }
@@ -128,7 +124,7 @@ impl WebhookSink {
             outbox: outbox.clone(),
             wake: wake.clone(),
             metrics: metrics.clone(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector(&config)?),
             uri,
             secret: config.secret.into_bytes(),
             timeout: config.timeout,
@@ -182,6 +178,56 @@ impl Drop for WebhookSink {
     }
 }
 
+/// System trust store used for `https` receivers when no `ca_file` is configured.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// An HTTP(S) connector that trusts the configured CA file (or the system store).
+fn connector(config: &WebhookConfig) -> Result<HttpsConnector<HttpConnector>, AlertSinkError> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let bad = |reason: String| AlertSinkError::Config {
+        field: "ca_file",
+        reason,
+    };
+    let path = config
+        .ca_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
+    let mut roots = rustls::RootCertStore::empty();
+    let https = config.url.starts_with("https://");
+    match CertificateDer::pem_file_iter(&path) {
+        Ok(certs) => {
+            for c in certs {
+                let c = c.map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                // The system bundle holds a few certificates rustls cannot use; skip them.
+                if roots.add(c).is_err() && config.ca_file.is_some() {
+                    return Err(bad(format!(
+                        "{}: a certificate is not usable",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Err(e) if https || config.ca_file.is_some() => {
+            return Err(bad(format!("{}: {e}", path.display())));
+        }
+        Err(_) => {}
+    }
+    if https && roots.is_empty() {
+        return Err(bad(format!("{}: no CA certificate", path.display())));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build())
+}
+
 /// What became of one queued notification.
 enum Step {
     /// Delivered, dead-lettered or gone: go on with the next.
@@ -205,7 +251,7 @@ struct Worker {
     outbox: Arc<Outbox>,
     wake: Arc<Notify>,
     metrics: WebhookMetrics,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
     secret: Vec<u8>,
     timeout: Duration,
@@ -411,6 +457,7 @@ mod tests {
     fn config(url: &str, secret: &str) -> WebhookConfig {
         WebhookConfig {
             url: url.into(),
+            ca_file: None,
             secret: secret.into(),
             timeout: Duration::from_secs(1),
             backoff_min: Duration::from_millis(10),
@@ -468,7 +515,10 @@ mod tests {
         let cases = [
             (config("not a url", "k"), "webhook.url"),
             (config("ftp://x/", "k"), "webhook.url"),
-            (config("https://x/", "k"), "https is not supported"),
+            (
+                config("gopher://x/", "k"),
+                "must start with https:// or http://",
+            ),
             (config("/path-only", "k"), "webhook.url"),
             (config("http://x/", ""), "webhook.secret"),
         ];
