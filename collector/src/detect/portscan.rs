@@ -48,12 +48,11 @@ impl Rule for PortScan {
             return;
         }
         let (w, key) = (self.windows.start_of(r.first), (r.src, r.dst));
-        if let Some(acc) = self.windows.get_mut(w, &key)
-            && !acc.early
-            && acc.distinct.len() as u64 >= self.cfg.min_distinct
+        let min = self.cfg.min_distinct;
+        if let Some(acc) = self
+            .windows
+            .take_early(w, &key, |a| a.distinct.len() as u64 >= min)
         {
-            acc.early = true;
-            let acc = acc.clone();
             out.extend(finding(&self.cfg, w, key, acc));
         }
     }

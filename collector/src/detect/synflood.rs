@@ -55,13 +55,10 @@ impl Rule for SynFlood {
             self.windows.start_of(r.last.max(r.first)),
         );
         for w in if a == b { vec![a] } else { vec![a, b] } {
-            if let Some(acc) = self.windows.get_mut(w, &r.dst)
-                && !acc.early
-                && acc.packets / secs >= self.cfg.min_syn_pps
-                && acc.distinct.len() <= SCAN_PORTS
-            {
-                acc.early = true;
-                let acc = acc.clone();
+            let min = self.cfg.min_syn_pps;
+            if let Some(acc) = self.windows.take_early(w, &r.dst, |a| {
+                a.packets / secs >= min && a.distinct.len() <= SCAN_PORTS
+            }) {
                 out.extend(finding(&self.cfg, w, r.dst, acc));
             }
         }

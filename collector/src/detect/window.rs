@@ -105,9 +105,15 @@ impl<K: Ord + Clone> Windows<K> {
         ts - ts % self.len_ns
     }
 
-    /// The accumulator of `key` in the window starting at `w`, if any.
-    pub fn get_mut(&mut self, w: u64, key: &K) -> Option<&mut Acc> {
-        self.map.get_mut(&(w, key.clone()))
+    /// A copy of `key`'s accumulator in the window starting at `w` the first time
+    /// `crossed` holds for it (then marked as reported early); `None` otherwise.
+    pub fn take_early(&mut self, w: u64, key: &K, crossed: impl Fn(&Acc) -> bool) -> Option<Acc> {
+        let acc = self.map.get_mut(&(w, key.clone()))?;
+        if acc.early || !crossed(acc) {
+            return None;
+        }
+        acc.early = true;
+        Some(acc.clone())
     }
 
     /// The accumulator of `key` in the window holding `ts`.
