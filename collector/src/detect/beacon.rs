@@ -1,6 +1,6 @@
 //! Beaconing: connections from one host to one service starting at regular intervals.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use tidegate_common::record::FlowRecord;
@@ -14,6 +14,10 @@ use super::{ACK, NS, Rule, SYN};
 const STARTS_MAX: usize = 64;
 /// Keys idle for this long (event time) are forgotten.
 const IDLE_NS: u64 = 6 * 3600 * NS;
+/// Idle keys are swept once per this much event time (not per record).
+const SWEEP_NS: u64 = 60 * NS;
+
+type Key = (IpAddr, IpAddr, u8, u16);
 
 #[derive(Default)]
 struct Series {
@@ -29,7 +33,10 @@ struct Series {
 pub(crate) struct Beaconing {
     cfg: BeaconConfig,
     evidence_max: usize,
-    series: BTreeMap<(IpAddr, IpAddr, u8, u16), Series>,
+    series: BTreeMap<Key, Series>,
+    /// Keys with a connection start not evaluated yet (in key order: deterministic).
+    pending: BTreeSet<Key>,
+    next_sweep_ns: u64,
 }
 
 impl Beaconing {
@@ -38,6 +45,8 @@ impl Beaconing {
             cfg,
             evidence_max,
             series: BTreeMap::new(),
+            pending: BTreeSet::new(),
+            next_sweep_ns: 0,
         }
     }
 }
@@ -68,10 +77,8 @@ impl Rule for Beaconing {
         if !new_connection {
             return;
         }
-        let s = self
-            .series
-            .entry((r.src, r.dst, r.proto, r.dport))
-            .or_default();
+        let key = (r.src, r.dst, r.proto, r.dport);
+        let s = self.series.entry(key).or_default();
         // A UDP record continuing the previous one (split by the probe's timeouts) is not
         // a new connection.
         let min_gap = (self.cfg.min_period_secs * NS as f64 / 2.0) as u64;
@@ -92,11 +99,19 @@ impl Rule for Beaconing {
             s.line = r.line.clone();
         }
         s.pending = true;
+        self.pending.insert(key);
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
         let cfg = &self.cfg;
-        for ((src, dst, proto, port), s) in &mut self.series {
+        // Only series with a new start since their last evaluation can change verdict:
+        // evaluating just those keeps a record's cost independent of how many series
+        // are held.
+        for key in std::mem::take(&mut self.pending) {
+            let (src, dst, proto, port) = key;
+            let Some(s) = self.series.get_mut(&key) else {
+                continue;
+            };
             if !s.pending || s.starts.len() < cfg.min_events {
                 continue;
             }
@@ -114,9 +129,9 @@ impl Rule for Beaconing {
                 severity: Severity::Low,
                 first_ns: starts[0],
                 last_ns: starts[starts.len() - 1],
-                src: Some(Endpoint::Addr(*src)),
-                dst: Some(Endpoint::Addr(*dst)),
-                port: Some(*port),
+                src: Some(Endpoint::Addr(src)),
+                dst: Some(Endpoint::Addr(dst)),
+                port: Some(port),
                 line: s.line.clone(),
                 measured: cv,
                 threshold: cfg.max_jitter,
@@ -130,9 +145,10 @@ impl Rule for Beaconing {
                 evidence: s.evidence.clone(),
             });
         }
-        if watermark != u64::MAX {
+        if watermark != u64::MAX && watermark >= self.next_sweep_ns {
             self.series
                 .retain(|_, s| s.last_end.saturating_add(IDLE_NS) >= watermark);
+            self.next_sweep_ns = watermark.saturating_add(SWEEP_NS);
         }
     }
 }

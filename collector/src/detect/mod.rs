@@ -81,6 +81,8 @@ pub struct Detector {
     book: AlertBook,
     lateness_ns: u64,
     newest_ns: u64,
+    /// Watermark at which the alert book is next swept for alerts past the merge gap.
+    next_expire_ns: u64,
 }
 
 impl Detector {
@@ -143,6 +145,7 @@ impl Detector {
             book: AlertBook::new(cfg.merge_gap_secs * NS, ev),
             lateness_ns: cfg.lateness_secs * NS,
             newest_ns: 0,
+            next_expire_ns: 0,
         })
     }
 
@@ -182,8 +185,12 @@ impl Detector {
             (a.window_start, a.kind, &a.key).cmp(&(b.window_start, b.kind, &b.key))
         });
         let updates = findings.into_iter().map(|f| self.book.merge(f)).collect();
-        if watermark != u64::MAX {
+        // Sweeping is only a memory clean-up (merging checks the gap itself), so it runs
+        // once per second of event time, not once per record: with thousands of open
+        // alerts a per-record sweep would make every record cost O(alerts).
+        if watermark != u64::MAX && watermark >= self.next_expire_ns {
             self.book.expire(watermark);
+            self.next_expire_ns = watermark.saturating_add(NS);
         }
         updates
     }
