@@ -68,4 +68,7 @@ fi
 # Chromium, node and the UI's npm packages: the browser tests are part of cargo test.
 "$here/setup-browser.sh"
 
+# Benchmark peers (softflowd, nfdump, pmacct, argus) and the plot's font, for scripts/bench.sh.
+"$here/setup-bench.sh"
+
 log "toolchain ready"

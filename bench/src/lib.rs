@@ -7,14 +7,18 @@
 //! * [`aggregate`]: records/s through the collector's sharded aggregation at 1 and N
 //!   shards (corpus and synthetic records) and memory per active flow
 //!   (`cargo run --release -p tidegate-bench --bin aggregate`).
-//! * `detect_latency` (binary): first attack packet on a veth → alert in the JSONL sink
-//!   and in ClickHouse, over repeated runs, using [`net`] and [`stack`].
+//! * [`peers`]: loss vs offered rate over a veth, tidegate's XDP probe against the
+//!   libpcap flow exporters Debian ships (`sudo target/release/peers`).
+//! * `scaling` (binary): cost and memory as concurrent flows grow, probe and collector side
+//!   (`sudo target/release/scaling`).
+//! * `results` (binary): `bench/RESULTS.md` from every results file (`target/release/results`).
 #![deny(missing_docs)]
 
 pub mod aggregate;
 pub mod error;
 pub mod machine;
 pub mod net;
+pub mod peers;
 pub mod procfs;
 pub mod stack;
 

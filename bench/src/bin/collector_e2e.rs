@@ -186,10 +186,22 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     .await??;
     anyhow::ensure!(report.left_batches == 0, "batches left unacknowledged");
     let acked = t.elapsed();
-    while count("tidegate.flows").await < a.rows as u64 {
+    // Rows must keep arriving: fail after 120 s without progress (not 15 min of waiting).
+    let (mut seen, mut progress_at) = (0u64, Instant::now());
+    loop {
+        let n = count("tidegate.flows").await;
+        if n >= a.rows as u64 {
+            break;
+        }
+        if n > seen {
+            (seen, progress_at) = (n, Instant::now());
+        }
         anyhow::ensure!(
-            t.elapsed() < Duration::from_secs(900),
-            "rows did not arrive"
+            progress_at.elapsed() < Duration::from_secs(120)
+                && t.elapsed() < Duration::from_secs(900),
+            "rows did not arrive: {n} of {} in ClickHouse, no progress for {:.0} s",
+            a.rows,
+            progress_at.elapsed().as_secs_f64()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

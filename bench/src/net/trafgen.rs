@@ -82,14 +82,17 @@ impl UdpWorkload {
         )
     }
 
-    /// Starts trafgen in `ns` on `iface` on one CPU (so the packet order, and with it
-    /// the per-flow truth, is deterministic), at `pps` packets/s or flat out (`None`).
+    /// Starts trafgen in `ns` on `iface` at `pps` packets/s or flat out (`None`), as
+    /// `cpus` processes. Each process sends its share of the packets cycling over every
+    /// flow from the first, so the per-flow truth stays exact when `packets / cpus` is a
+    /// multiple of `flows`.
     pub fn spawn(
         &self,
         ns: &str,
         iface: &str,
         dst_mac: [u8; 6],
         pps: Option<u64>,
+        cpus: u32,
         dir: &Path,
     ) -> anyhow::Result<ChildGuard> {
         let cfg = dir.join(format!("trafgen-{iface}.cfg"));
@@ -101,7 +104,7 @@ impl UdpWorkload {
                 "--num",
                 &self.packets.to_string(),
                 "--cpus",
-                "1",
+                &cpus.max(1).to_string(),
                 "--no-sock-mem",
                 "-q",
             ]);

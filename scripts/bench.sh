@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs every tidegate benchmark on this machine and generates bench/RESULTS.md.
+#
+#   sudo scripts/bench.sh           # full run (~15-20 min on 2 cores): writes bench/results/*.md,
+#                                   # bench/results/loss_vs_rate.png and bench/RESULTS.md
+#   sudo scripts/bench.sh --smoke   # CI: a minute or two, small sizes; proves the harness still
+#                                   # works and asserts nothing about speed; writes everything under
+#                                   # $TIDEGATE_STATE/bench-smoke instead of bench/
+#
+# Root is needed: the eBPF benchmarks load programs, and the peers benchmark creates a
+# network namespace pair (tgb-peer-*) joined by a veth, removed again on exit or Ctrl-C.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+cd "$root"
+
+smoke=0
+case "${1:-}" in
+  --smoke) smoke=1 ;;
+  "") ;;
+  *) die "usage: sudo scripts/bench.sh [--smoke]" ;;
+esac
+[[ $(id -u) -eq 0 ]] || die "the benchmarks need root (eBPF, network namespaces); run: sudo scripts/bench.sh"
+command_line="${SUDO_USER:+sudo }scripts/bench.sh${1:+ $1}"
+started=$(date +%s)
+
+"$here/setup.sh"
+"$here/setup-bench.sh"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log "building (release)"
+cargo build --release --locked -p tidegate-probe -p tidegate-collector -p tidegate-bench
+
+bin=target/release
+failed=()
+# Runs one benchmark; a failure is recorded (RESULTS.md says so) and the run goes on.
+bench() {
+  local name=$1
+  shift
+  if ! "$@"; then
+    log "warning: $name failed"
+    failed+=("$name")
+  fi
+}
+if ((smoke)); then
+  out="$TIDEGATE_STATE/bench-smoke"
+  mkdir -p "$out"
+  log "benchmark harness smoke runs into $out (they assert nothing about speed)"
+  bench xdp_cost "$bin/xdp_cost" --smoke --out "$out/xdp_cost.md" >/dev/null
+  bench peers "$bin/peers" --smoke --out "$out/peers.md"
+  bench scaling "$bin/scaling" --smoke --out "$out/scaling.md"
+  bench aggregate "$bin/aggregate" --smoke --out "$out/aggregate.md"
+  bench collector_e2e "$bin/collector_e2e" --smoke --out "$out/collector_e2e.md" >/dev/null
+  if [[ -x "$bin/detect_latency" ]]; then
+    bench detect_latency "$bin/detect_latency" --smoke --out "$out/detect_latency.md" >/dev/null
+  fi
+  "$bin/results" --command "$command_line" --dir "$out" --out "$out/RESULTS.md" \
+    --elapsed-s $(($(date +%s) - started)) ${failed[@]+"${failed[@]/#/--failed=}"}
+  log "smoke results: $out/RESULTS.md"
+else
+  out="$root/bench/results"
+  mkdir -p "$out"
+  log "1/6 eBPF per-packet cost (xdp_cost)"
+  bench xdp_cost "$bin/xdp_cost" --out "$out/xdp_cost.md" >/dev/null
+  log "2/6 loss at the generator's rates, tidegate vs softflowd, nfpcapd, pmacctd, argus (peers)"
+  bench peers "$bin/peers" --out "$out/peers.md"
+  log "3/6 flow-table scaling, probe and collector (scaling)"
+  bench scaling "$bin/scaling" --out "$out/scaling.md"
+  log "4/6 aggregation throughput and memory per flow (aggregate)"
+  bench aggregate "$bin/aggregate" --out "$out/aggregate.md"
+  log "4/6 collector end to end vs a plain ClickHouse insert (collector_e2e)"
+  bench collector_e2e "$bin/collector_e2e" --out "$out/collector_e2e.md" >/dev/null
+  if [[ -x "$bin/detect_latency" ]]; then
+    log "5/6 detection latency (detect_latency)"
+    bench detect_latency "$bin/detect_latency" --out "$out/detect_latency.md" >/dev/null
+  fi
+  log "6/6 bench/RESULTS.md"
+  "$bin/results" --command "$command_line" --dir "$out" --out "$root/bench/RESULTS.md" \
+    --elapsed-s $(($(date +%s) - started)) ${failed[@]+"${failed[@]/#/--failed=}"}
+fi
+((${#failed[@]} == 0)) || die "benchmarks that failed: ${failed[*]} (the others' results are written)"
