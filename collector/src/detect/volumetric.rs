@@ -180,6 +180,14 @@ impl Rule for Volumetric {
             let cutoff = newest.saturating_sub(BASELINE_IDLE_NS);
             self.baselines
                 .retain(|_, b| b.seen_ns >= cutoff && b.windows > 1);
+            if self.baselines.len() > BASELINES_MAX / 2 {
+                // Still full of recent, established targets: keep the most recently seen
+                // half, so this sweep does not run again on every closed window.
+                let mut seen: Vec<u64> = self.baselines.values().map(|b| b.seen_ns).collect();
+                seen.sort_unstable();
+                let keep_from = seen[seen.len() - BASELINES_MAX / 2];
+                self.baselines.retain(|_, b| b.seen_ns >= keep_from);
+            }
         }
     }
 }
