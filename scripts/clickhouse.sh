@@ -52,13 +52,21 @@ usage() {
 
 # --- process helpers -------------------------------------------------------
 
-# True if $1 is a live process (a zombie counts as dead).
+# True if $1 is a live process. A zombie counts as dead only once all its
+# threads are gone: a killed multi-threaded server shows its leader as a zombie
+# while the other threads still tear down and hold its sockets and files.
 pid_alive() {
-  local pid="$1" state
+  local pid="$1" state task
   [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/stat" ]] || return 1
   # Field 3 of /proc/PID/stat is the state; the command name before it may contain spaces.
   state="$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$pid/stat" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z && "$state" != X ]]
+  [[ -n "$state" ]] || return 1
+  [[ "$state" != Z && "$state" != X ]] && return 0
+  for task in "/proc/$pid/task/"*; do
+    [[ "${task##*/}" == "$pid" || ! -e "$task" ]] && continue
+    return 0
+  done
+  return 1
 }
 
 # True if $1 is a live process running clickhouse_server.py (guards against pid reuse).

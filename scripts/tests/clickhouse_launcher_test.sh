@@ -185,7 +185,10 @@ t0=$SECONDS
 if TIDEGATE_CH_STOP_TIMEOUT=2 "$ch" stop 2>/dev/null; then ok "stop of a hung server exits 0 ($((SECONDS - t0)) s)"; else bad "stop of a hung server exits 0"; fi
 check "hung server was killed" wait_gone "$pid"
 check "pid file removed after SIGKILL" test ! -e "$pid_file"
-if "$ch" start >/dev/null 2>&1; then ok "start after SIGKILL"; else bad "start after SIGKILL"; fi
+if "$ch" start >"$tmp/after-kill.out" 2>&1; then ok "start after SIGKILL"; else
+  bad "start after SIGKILL"
+  sed 's/^/    /' "$tmp/after-kill.out"
+fi
 expect "rows survive SIGKILL" "4006" "$(row_count)"
 "$ch" stop >/dev/null 2>&1 || true
 
