@@ -107,6 +107,8 @@ fn main() -> anyhow::Result<()> {
     let scaling = read("scaling.md");
     let aggregate = read("aggregate.md");
     let e2e = read("collector_e2e.md");
+    let e2e_no_detect = read("collector_e2e_no_detect.md");
+    let detect_tp = read("detect_throughput.md");
     let detect = read("detect_latency.md");
     let png = dir.join("loss_vs_rate.png").is_file() && !failed("peers.md");
     let m = Machine::describe();
@@ -373,6 +375,18 @@ fn main() -> anyhow::Result<()> {
         "4b. End to end into ClickHouse vs a plain insert (`bench/src/bin/collector_e2e.rs`)",
         &e2e,
         "`target/release/collector_e2e`",
+    )?;
+    section(
+        &mut s,
+        "4c. The same with live detection off: what the detection stage costs (`bench/src/bin/collector_e2e.rs --no-detect`)",
+        &e2e_no_detect,
+        "`target/release/collector_e2e --no-detect`",
+    )?;
+    section(
+        &mut s,
+        "4d. Detection throughput, every rule and each alone, one thread (`bench/src/bin/detect_throughput.rs`)",
+        &detect_tp,
+        "`target/release/detect_throughput`",
     )?;
     writeln!(s, "## 5. Detection latency\n")?;
     writeln!(

@@ -47,8 +47,13 @@ impl Rule for Exfiltration {
         if !self.is_inside(r.src) || self.is_inside(r.dst) {
             return;
         }
+        // Only windows past a quarter of the floor can report (a learned threshold is
+        // never below it): only those keep sample flows.
+        let gate = self.cfg.floor_bytes as f64 / 4.0;
         self.windows
-            .add_spread(r, (r.src, r.dst), self.evidence_max);
+            .add_spread_gated(r, (r.src, r.dst), self.evidence_max, |acc| {
+                acc.bytes >= gate
+            });
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
@@ -58,7 +63,7 @@ impl Rule for Exfiltration {
         for (w, (src, _), acc) in &closed {
             *totals.entry((*w, *src)).or_default() += acc.bytes;
         }
-        for (w, (src, dst), acc) in closed {
+        for (w, (src, dst), mut acc) in closed {
             let (avg, seen) = self.baselines.get(&src).copied().unwrap_or((0.0, 0));
             let floor = self.cfg.floor_bytes as f64;
             let threshold = if seen >= 3 {
@@ -78,8 +83,8 @@ impl Rule for Exfiltration {
                 last_ns: acc.last_ns,
                 src: Some(Endpoint::Addr(src)),
                 dst: Some(Endpoint::Addr(dst)),
-                port: super::main_dport(&acc.evidence),
-                line: acc.line,
+                port: super::main_dport(acc.evidence()),
+                line: acc.line(),
                 measured: acc.bytes,
                 threshold,
                 unit: "bytes",
@@ -88,7 +93,7 @@ impl Rule for Exfiltration {
                      {avg:.0} bytes per window over {seen} windows)",
                     acc.bytes, self.cfg.window_secs
                 ),
-                evidence: acc.evidence,
+                evidence: acc.take_evidence(),
             });
         }
         if self.baselines.len() > BASELINES_MAX {

@@ -32,9 +32,10 @@ impl Rule for HostSweep {
         if !is_probe(r, self.cfg.probe_max_packets) {
             return;
         }
-        let acc = self.windows.at(r.first, (r.src, r.proto, r.dport));
-        acc.add(r, r.packets as f64, r.bytes as f64, self.evidence_max);
-        acc.mark(fnv1a(&[r.dst.to_string().as_bytes()]));
+        let acc = self
+            .windows
+            .add(r, (r.src, r.proto, r.dport), self.evidence_max);
+        acc.mark(host_value(r.dst));
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
@@ -51,10 +52,18 @@ impl Rule for HostSweep {
         let min = self.cfg.min_distinct;
         if let Some(acc) = self
             .windows
-            .take_early(w, &key, |a| a.distinct.len() as u64 >= min)
+            .take_early(w, &key, |a| a.distinct() as u64 >= min)
         {
             out.extend(finding(&self.cfg, w, key, acc));
         }
+    }
+}
+
+/// A distinct value per host: the address itself for IPv4, a hash of it for IPv6.
+fn host_value(a: IpAddr) -> u64 {
+    match a {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => fnv1a(&[&v6.octets()]) | 1 << 63,
     }
 }
 
@@ -63,9 +72,9 @@ fn finding(
     cfg: &ScanConfig,
     w: u64,
     (src, proto, port): (IpAddr, u8, u16),
-    acc: Acc,
+    mut acc: Acc,
 ) -> Option<Finding> {
-    let hosts = acc.distinct.len() as f64;
+    let hosts = acc.distinct() as f64;
     let threshold = cfg.min_distinct as f64;
     if hosts < threshold {
         return None;
@@ -80,7 +89,7 @@ fn finding(
         src: Some(Endpoint::Addr(src)),
         dst: Some(Endpoint::Many(format!("{hosts} hosts"))),
         port: Some(port),
-        line: acc.line,
+        line: acc.line(),
         measured: hosts,
         threshold,
         unit: "hosts",
@@ -88,6 +97,6 @@ fn finding(
             "{src} probed port {port} (protocol {proto}) on {hosts} hosts in {}s",
             cfg.window_secs
         ),
-        evidence: acc.evidence,
+        evidence: acc.take_evidence(),
     })
 }

@@ -32,8 +32,7 @@ impl Rule for PortScan {
         if !is_probe(r, self.cfg.probe_max_packets) {
             return;
         }
-        let acc = self.windows.at(r.first, (r.src, r.dst));
-        acc.add(r, r.packets as f64, r.bytes as f64, self.evidence_max);
+        let acc = self.windows.add(r, (r.src, r.dst), self.evidence_max);
         acc.mark(u64::from(r.proto) << 16 | u64::from(r.dport));
     }
 
@@ -51,7 +50,7 @@ impl Rule for PortScan {
         let min = self.cfg.min_distinct;
         if let Some(acc) = self
             .windows
-            .take_early(w, &key, |a| a.distinct.len() as u64 >= min)
+            .take_early(w, &key, |a| a.distinct() as u64 >= min)
         {
             out.extend(finding(&self.cfg, w, key, acc));
         }
@@ -59,8 +58,13 @@ impl Rule for PortScan {
 }
 
 /// The report on one window, if it crosses the threshold.
-fn finding(cfg: &ScanConfig, w: u64, (src, dst): (IpAddr, IpAddr), acc: Acc) -> Option<Finding> {
-    let ports = acc.distinct.len() as f64;
+fn finding(
+    cfg: &ScanConfig,
+    w: u64,
+    (src, dst): (IpAddr, IpAddr),
+    mut acc: Acc,
+) -> Option<Finding> {
+    let ports = acc.distinct() as f64;
     let threshold = cfg.min_distinct as f64;
     if ports < threshold {
         return None;
@@ -75,7 +79,7 @@ fn finding(cfg: &ScanConfig, w: u64, (src, dst): (IpAddr, IpAddr), acc: Acc) -> 
         src: Some(Endpoint::Addr(src)),
         dst: Some(Endpoint::Addr(dst)),
         port: None,
-        line: acc.line,
+        line: acc.line(),
         measured: ports,
         threshold,
         unit: "ports",
@@ -83,6 +87,6 @@ fn finding(cfg: &ScanConfig, w: u64, (src, dst): (IpAddr, IpAddr), acc: Acc) -> 
             "{src} probed {ports} ports of {dst} in {}s ({} probe flows)",
             cfg.window_secs, acc.flows
         ),
-        evidence: acc.evidence,
+        evidence: acc.take_evidence(),
     })
 }

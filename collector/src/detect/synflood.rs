@@ -36,7 +36,9 @@ impl Rule for SynFlood {
             return;
         }
         self.windows.add_spread(r, r.dst, self.evidence_max);
-        self.windows.at(r.first, r.dst).mark(u64::from(r.dport));
+        if let Some(acc) = self.windows.get_mut(r.first, &r.dst) {
+            acc.mark(u64::from(r.dport));
+        }
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
@@ -57,7 +59,7 @@ impl Rule for SynFlood {
         for w in if a == b { vec![a] } else { vec![a, b] } {
             let min = self.cfg.min_syn_pps;
             if let Some(acc) = self.windows.take_early(w, &r.dst, |a| {
-                a.packets / secs >= min && a.distinct.len() <= SCAN_PORTS
+                a.packets / secs >= min && a.distinct() <= SCAN_PORTS
             }) {
                 out.extend(finding(&self.cfg, w, r.dst, acc));
             }
@@ -66,16 +68,16 @@ impl Rule for SynFlood {
 }
 
 /// The report on one window, if it crosses the threshold.
-fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, acc: Acc) -> Option<Finding> {
+fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, mut acc: Acc) -> Option<Finding> {
     let secs = cfg.window_secs as f64;
     let pps = acc.packets / secs;
     let threshold = cfg.min_syn_pps;
     // SYNs spread over many ports are a scan (the port-scan rule's business).
-    if pps < threshold || acc.distinct.len() > SCAN_PORTS {
+    if pps < threshold || acc.distinct() > SCAN_PORTS {
         return None;
     }
-    let port = main_dport(&acc.evidence);
-    let sources = acc.sources.len();
+    let port = main_dport(acc.evidence());
+    let sources = acc.sources();
     Some(Finding {
         kind: AlertKind::SynFlood,
         key: dst.to_string(),
@@ -83,13 +85,13 @@ fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, acc: Acc) -> Option<Findin
         severity: Severity::scaled(Severity::High, pps, threshold),
         first_ns: acc.first_ns,
         last_ns: acc.last_ns,
-        src: Some(match acc.sources.iter().next() {
-            Some(a) if sources == 1 => Endpoint::Addr(*a),
-            _ => Endpoint::Many(format!("{sources} sources")),
+        src: Some(match acc.single_source() {
+            Some(a) => Endpoint::Addr(a),
+            None => Endpoint::Many(format!("{sources} sources")),
         }),
         dst: Some(Endpoint::Addr(dst)),
         port,
-        line: acc.line,
+        line: acc.line(),
         measured: pps,
         threshold,
         unit: "syn/s",
@@ -97,6 +99,6 @@ fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, acc: Acc) -> Option<Findin
             "{pps:.0} uncompleted SYN/s towards {dst}{} from {sources} sources",
             port.map(|p| format!(" port {p}")).unwrap_or_default()
         ),
-        evidence: acc.evidence,
+        evidence: acc.take_evidence(),
     })
 }

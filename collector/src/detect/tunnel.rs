@@ -76,17 +76,12 @@ impl Rule for Tunnel {
         if !self.carrier.carries(r) {
             return;
         }
-        self.windows.at(r.first, (r.src, r.dst)).add(
-            r,
-            r.packets as f64,
-            r.bytes as f64,
-            self.evidence_max,
-        );
+        self.windows.add(r, (r.src, r.dst), self.evidence_max);
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
         let (what, why) = self.carrier.words();
-        for (w, (src, dst), acc) in self.windows.drain_closed(watermark) {
+        for (w, (src, dst), mut acc) in self.windows.drain_closed(watermark) {
             let mean = acc.bytes / acc.packets.max(1.0);
             let threshold = self.cfg.min_bytes as f64;
             if acc.packets < self.cfg.min_packets as f64
@@ -105,7 +100,7 @@ impl Rule for Tunnel {
                 src: Some(Endpoint::Addr(src)),
                 dst: Some(Endpoint::Addr(dst)),
                 port: self.carrier.port(),
-                line: acc.line,
+                line: acc.line(),
                 measured: acc.bytes,
                 threshold,
                 unit: "bytes",
@@ -113,7 +108,7 @@ impl Rule for Tunnel {
                     "{src} sent {:.0} {what} ({:.0} bytes, mean {mean:.0} bytes) to {dst} in {}s: {why}",
                     acc.packets, acc.bytes, self.cfg.window_secs
                 ),
-                evidence: acc.evidence,
+                evidence: acc.take_evidence(),
             });
         }
     }

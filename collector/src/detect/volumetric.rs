@@ -1,7 +1,7 @@
 //! Volumetric DDoS (rate per target and protocol above a learned baseline and an
 //! absolute floor) and amplification (large answers from reflection ports).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use tidegate_common::record::FlowRecord;
@@ -61,7 +61,7 @@ pub(crate) struct Volumetric {
     windows: Windows<(IpAddr, u8)>,
     /// Bytes from amplification source ports per (target, port).
     amp: Windows<(IpAddr, u16)>,
-    baselines: BTreeMap<(IpAddr, u8), Baseline>,
+    baselines: HashMap<(IpAddr, u8), Baseline>,
 }
 
 impl Volumetric {
@@ -73,15 +73,24 @@ impl Volumetric {
             evidence_max,
             windows: Windows::new(len),
             amp: Windows::new(len),
-            baselines: BTreeMap::new(),
+            baselines: HashMap::new(),
         }
     }
 }
 
 impl Rule for Volumetric {
     fn observe(&mut self, r: &FlowRecord) {
+        // Only windows past a quarter of the floor can end up reporting (a learned
+        // threshold is never below the floor): only those keep sample flows.
+        let secs = self.cfg.window_secs as f64;
+        let (gate_packets, gate_bytes) = (
+            self.cfg.floor_pps * secs / 4.0,
+            self.cfg.floor_bps * secs / 8.0 / 4.0,
+        );
         self.windows
-            .add_spread(r, (r.dst, r.proto), self.evidence_max);
+            .add_spread_gated(r, (r.dst, r.proto), self.evidence_max, |acc| {
+                acc.packets >= gate_packets || acc.bytes >= gate_bytes
+            });
         if r.proto == 17 && self.amp_ports.contains(&r.sport) {
             self.amp.add_spread(r, (r.dst, r.sport), 0);
         }
@@ -96,7 +105,7 @@ impl Rule for Volumetric {
             }
         }
         let secs = self.cfg.window_secs as f64;
-        for (w, (dst, proto), acc) in self.windows.drain_closed(watermark) {
+        for (w, (dst, proto), mut acc) in self.windows.drain_closed(watermark) {
             let pps = acc.packets / secs;
             let bps = acc.bytes * 8.0 / secs;
             let base = self.baselines.entry((dst, proto)).or_default();
@@ -136,7 +145,7 @@ impl Rule for Volumetric {
                 .get(&(w, dst))
                 .filter(|(_, b)| *b * 2.0 >= acc.bytes)
                 .map(|(p, _)| *p);
-            let sources = acc.sources.len();
+            let sources = acc.sources();
             let pname = proto_name(proto);
             out.push(Finding {
                 kind: AlertKind::Volumetric,
@@ -148,13 +157,13 @@ impl Rule for Volumetric {
                 severity: Severity::scaled(Severity::High, measured, threshold),
                 first_ns: acc.first_ns,
                 last_ns: acc.last_ns,
-                src: Some(match acc.sources.iter().next() {
-                    Some(a) if sources == 1 => Endpoint::Addr(*a),
-                    _ => Endpoint::Many(format!("{sources} sources")),
+                src: Some(match acc.single_source() {
+                    Some(a) => Endpoint::Addr(a),
+                    None => Endpoint::Many(format!("{sources} sources")),
                 }),
                 dst: Some(Endpoint::Addr(dst)),
                 port,
-                line: acc.line,
+                line: acc.line(),
                 measured,
                 threshold,
                 unit,
@@ -167,7 +176,7 @@ impl Rule for Volumetric {
                     ))
                     .unwrap_or_default()
                 ),
-                evidence: acc.evidence,
+                evidence: acc.take_evidence(),
             });
         }
         if self.baselines.len() > BASELINES_MAX {
@@ -219,9 +228,7 @@ impl Rule for Amplification {
         if r.proto != 17 || !(fragment || self.cfg.ports.contains(&r.sport)) {
             return;
         }
-        self.windows
-            .at(r.first, r.dst)
-            .add(r, r.packets as f64, r.bytes as f64, self.evidence_max);
+        self.windows.add(r, r.dst, self.evidence_max);
         let w = self.windows.start_of(r.first);
         *self
             .ports
@@ -233,7 +240,7 @@ impl Rule for Amplification {
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Finding>) {
         let secs = self.cfg.window_secs as f64;
-        for (w, dst, acc) in self.windows.drain_closed(watermark) {
+        for (w, dst, mut acc) in self.windows.drain_closed(watermark) {
             let ports = self.ports.remove(&(w, dst)).unwrap_or_default();
             let Some((&port, _)) = ports
                 .iter()
@@ -244,7 +251,7 @@ impl Rule for Amplification {
             };
             let bps = acc.bytes * 8.0 / secs;
             let mean = acc.bytes / acc.packets.max(1.0);
-            let reflectors = acc.sources.len();
+            let reflectors = acc.sources().n;
             if bps < self.cfg.min_bps
                 || mean < self.cfg.min_mean_packet_bytes
                 || (reflectors as u64) < self.cfg.min_reflectors
@@ -262,7 +269,7 @@ impl Rule for Amplification {
                 src: Some(Endpoint::Many(format!("{reflectors} reflectors"))),
                 dst: Some(Endpoint::Addr(dst)),
                 port: Some(port),
-                line: acc.line,
+                line: acc.line(),
                 measured: bps,
                 threshold: self.cfg.min_bps,
                 unit: "bps",
@@ -271,7 +278,7 @@ impl Rule for Amplification {
                      port {port}, mean {mean:.0} bytes/packet, {reflectors} reflectors",
                     bps / 1e6
                 ),
-                evidence: acc.evidence,
+                evidence: acc.take_evidence(),
             });
         }
     }

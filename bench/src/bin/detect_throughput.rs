@@ -1,0 +1,182 @@
+//! Detection throughput: records/s through the collector's anomaly detectors
+//! (`tidegate_collector::detect::Detector`, event time, default thresholds), all rules
+//! together and each rule alone, on two workloads:
+//! - `synthetic`: N distinct flows over an hour (the collector end-to-end workload — every
+//!   record opens new per-key windows, the detectors' worst case for state);
+//! - `corpus`: the real capture corpus replayed like a probe exports it, repeated until N
+//!   records (attacks included, so alerts are raised and evidence kept).
+//!
+//! `cargo run --release -p tidegate-bench --bin detect_throughput [-- --rows N] [--smoke]`
+
+use std::{fmt::Write as _, path::PathBuf, time::Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use tidegate_bench::{
+    aggregate::{default_corpus, workload},
+    machine::Machine,
+};
+use tidegate_collector::detect::{DetectConfig, Detector};
+use tidegate_common::record::FlowRecord;
+
+#[derive(Parser)]
+#[command(name = "detect_throughput", version, about)]
+struct Args {
+    /// Records per workload.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: usize,
+    /// Timed repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Folder of the capture corpus (`*.pcap`).
+    #[arg(long)]
+    corpus: Option<PathBuf>,
+    /// Seconds-long run for CI (20 000 rows, one run); asserts nothing about speed.
+    #[arg(long)]
+    smoke: bool,
+    /// Only this rule (for profiling; the results file is not written).
+    #[arg(long)]
+    only: Option<String>,
+    /// Only this workload (`synthetic` or `corpus`; for profiling).
+    #[arg(long)]
+    workload: Option<String>,
+    /// Markdown results file.
+    #[arg(long, default_value = "bench/results/detect_throughput.md")]
+    out: PathBuf,
+}
+
+/// The rule sets measured: every rule (as deployed), then each alone.
+const RULES: [&str; 9] = [
+    "port_scan",
+    "host_sweep",
+    "syn_flood",
+    "volumetric",
+    "amplification",
+    "dns_tunnel",
+    "icmp_tunnel",
+    "exfiltration",
+    "beaconing",
+];
+
+/// The default thresholds with only `only` enabled (`None`: all of them).
+fn config(only: Option<&str>) -> DetectConfig {
+    let mut c = DetectConfig::default();
+    if let Some(only) = only {
+        c.port_scan.enabled = only == "port_scan";
+        c.host_sweep.enabled = only == "host_sweep";
+        c.syn_flood.enabled = only == "syn_flood";
+        c.volumetric.enabled = only == "volumetric";
+        c.amplification.enabled = only == "amplification";
+        c.dns_tunnel.enabled = only == "dns_tunnel";
+        c.icmp_tunnel.enabled = only == "icmp_tunnel";
+        c.exfiltration.enabled = only == "exfiltration";
+        c.beaconing.enabled = only == "beaconing";
+    }
+    c
+}
+
+struct Measure {
+    secs: f64,
+    updates: usize,
+    alerts: usize,
+}
+
+/// Feeds every record, then closes every window; the median of `runs` timings.
+fn measure(cfg: &DetectConfig, records: &[FlowRecord], runs: usize) -> anyhow::Result<Measure> {
+    let mut times = Vec::new();
+    let (mut updates, mut alerts) = (0, 0);
+    for _ in 0..runs.max(1) {
+        let mut d = Detector::new(cfg.clone()).context("detector settings")?;
+        let t = Instant::now();
+        updates = 0;
+        for r in records {
+            updates += d.observe(r).len();
+        }
+        alerts = d.finish().len();
+        times.push(t.elapsed().as_secs_f64());
+        drop(d);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Measure {
+        secs: times[times.len() / 2],
+        updates,
+        alerts,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut a = Args::parse();
+    if a.smoke {
+        a.rows = 20_000;
+        a.runs = 1;
+    }
+    let machine = Machine::describe();
+    let corpus_dir = a.corpus.clone().unwrap_or_else(default_corpus);
+    let base = workload::corpus(&corpus_dir)
+        .with_context(|| format!("reading the corpus in {}", corpus_dir.display()))?;
+    let workloads = [
+        (
+            "synthetic",
+            format!("{} distinct flows over 1 h", a.rows),
+            workload::synthetic(a.rows, a.rows, 3600),
+        ),
+        (
+            "corpus",
+            format!(
+                "{} corpus records repeated hourly to {}",
+                base.len(),
+                a.rows
+            ),
+            workload::repeat(&base, a.rows, 3600),
+        ),
+    ];
+    let mut md = String::new();
+    let _ = writeln!(md, "# Detection throughput\n");
+    let _ = writeln!(
+        md,
+        "Records/s through `Detector::observe` (every record) and `finish` (every window \
+         closed), default thresholds, one thread; median of {} runs.\n",
+        a.runs
+    );
+    let _ = writeln!(
+        md,
+        "Command: `{}`\n",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    md.push_str(&machine.markdown());
+    for (name, what, records) in &workloads {
+        if a.workload.as_deref().is_some_and(|w| w != *name) {
+            continue;
+        }
+        let _ = writeln!(md, "\n## {name}: {what}\n");
+        let _ = writeln!(md, "| rules | records/s | ns/record | updates | alerts |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+        for only in std::iter::once(None).chain(RULES.iter().map(|r| Some(*r))) {
+            if a.only.is_some() && a.only.as_deref() != only {
+                continue;
+            }
+            let m = measure(&config(only), records, a.runs)?;
+            let rps = records.len() as f64 / m.secs;
+            let line = format!(
+                "| {} | {:.0} | {:.0} | {} | {} |",
+                only.unwrap_or("**all**"),
+                rps,
+                m.secs * 1e9 / records.len() as f64,
+                m.updates,
+                m.alerts
+            );
+            eprintln!("{name}: {line}");
+            let _ = writeln!(md, "{line}");
+        }
+    }
+    if a.smoke || a.only.is_some() || a.workload.is_some() {
+        print!("{md}");
+    } else {
+        if let Some(dir) = a.out.parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+        std::fs::write(&a.out, &md).with_context(|| format!("writing {}", a.out.display()))?;
+        eprintln!("wrote {}", a.out.display());
+    }
+    Ok(())
+}
