@@ -97,6 +97,36 @@ pub(crate) fn keep_earliest(sample: &mut Vec<FlowRecord>, r: &FlowRecord, max: u
 /// Most windows one record is spread over.
 const SPREAD_WINDOWS_MAX: u64 = 4096;
 
+/// Calls `add(window start, packets, bytes)` for each `len_ns` window the [first, last]
+/// span of `r` overlaps, in window order, with its share of the packets and bytes in
+/// proportion to the overlap. A record spanning more windows than any probe timeout
+/// allows is clamped to its most recent [`SPREAD_WINDOWS_MAX`] windows, so bad
+/// timestamps cannot make this loop run for long.
+fn spread(r: &FlowRecord, len_ns: u64, mut add: impl FnMut(u64, f64, f64)) {
+    let len_ns = len_ns.max(1);
+    let last = r.last.max(r.first);
+    let first = r
+        .first
+        .max(last.saturating_sub(SPREAD_WINDOWS_MAX * len_ns));
+    let span = (last - first) as f64;
+    let mut w = first - first % len_ns;
+    while w <= last {
+        let end = w.saturating_add(len_ns);
+        let share = if span == 0.0 {
+            1.0
+        } else {
+            (end.min(last) as f64 - first.max(w) as f64).max(0.0) / span
+        };
+        if share > 0.0 || span == 0.0 {
+            add(w, r.packets as f64 * share, r.bytes as f64 * share);
+        }
+        if end == u64::MAX {
+            break;
+        }
+        w = end;
+    }
+}
+
 /// Largest set kept per accumulator (bounds memory under floods of spoofed sources).
 pub(crate) const DISTINCT_MAX: usize = 1 << 16;
 
@@ -274,36 +304,14 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         evidence_max: usize,
         gate: impl Fn(&Acc) -> bool,
     ) {
-        let last = r.last.max(r.first);
-        // A record spanning more windows than any probe timeout allows is clamped to its
-        // most recent ones, so bad timestamps cannot make this loop run for long.
-        let first = r
-            .first
-            .max(last.saturating_sub(SPREAD_WINDOWS_MAX * self.len_ns));
-        let span = (last - first) as f64;
-        let mut w = self.start_of(first);
-        while w <= last {
-            let end = w.saturating_add(self.len_ns);
-            let share = if span == 0.0 {
-                1.0
-            } else {
-                (end.min(last) as f64 - first.max(w) as f64).max(0.0) / span
-            };
-            if share > 0.0 || span == 0.0 {
-                let (p, b) = (r.packets as f64 * share, r.bytes as f64 * share);
-                let acc = window(&mut self.map, w, self.typical_keys)
-                    .entry(key.clone())
-                    .or_default();
-                acc.count(r, p, b, &mut self.lines);
-                if gate(acc) {
-                    keep_earliest(&mut acc.follow(r).evidence, r, evidence_max);
-                }
+        let (map, lines, typical) = (&mut self.map, &mut self.lines, self.typical_keys);
+        spread(r, self.len_ns, |w, p, b| {
+            let acc = window(map, w, typical).entry(key.clone()).or_default();
+            acc.count(r, p, b, lines);
+            if gate(acc) {
+                keep_earliest(&mut acc.follow(r).evidence, r, evidence_max);
             }
-            if end == u64::MAX {
-                break;
-            }
-            w = end;
-        }
+        });
     }
 
     /// The accumulator of `key` in the window holding `ts`, if it has one.
