@@ -14,6 +14,7 @@ mod exfil;
 mod hostsweep;
 mod portscan;
 mod synflood;
+mod tiered;
 mod tunnel;
 mod volumetric;
 mod window;

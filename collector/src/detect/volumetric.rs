@@ -1,13 +1,15 @@
 //! Volumetric DDoS (rate per target and protocol above a learned baseline and an
 //! absolute floor) and amplification (large answers from reflection ports).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use ahash::AHashMap as HashMap;
 use tidegate_common::record::FlowRecord;
 
 use super::alert::{AlertKind, Endpoint, Finding, Severity};
 use super::config::{AmplificationConfig, VolumetricConfig};
+use super::tiered::Tiered;
 use super::window::Windows;
 use super::{NS, Rule};
 
@@ -58,7 +60,10 @@ pub(crate) struct Volumetric {
     cfg: VolumetricConfig,
     amp_ports: Vec<u16>,
     evidence_max: usize,
-    windows: Windows<(IpAddr, u8)>,
+    windows: Tiered<(IpAddr, u8)>,
+    /// Windows past these packets or bytes keep sample flows (see `observe`).
+    gate_packets: f64,
+    gate_bytes: f64,
     /// Bytes from amplification source ports per (target, port).
     amp: Windows<(IpAddr, u16)>,
     baselines: HashMap<(IpAddr, u8), Baseline>,
@@ -67,11 +72,19 @@ pub(crate) struct Volumetric {
 impl Volumetric {
     pub fn new(cfg: VolumetricConfig, amp_ports: Vec<u16>, evidence_max: usize) -> Self {
         let len = cfg.window_secs * NS;
+        // Only windows past a quarter of the floor can end up reporting (a learned
+        // threshold is never below the floor): only those keep sample flows, and keys
+        // below it are kept cold (see `tiered`).
+        let secs = cfg.window_secs as f64;
+        let (gate_packets, gate_bytes) =
+            (cfg.floor_pps * secs / 4.0, cfg.floor_bps * secs / 8.0 / 4.0);
         Volumetric {
             cfg,
             amp_ports,
             evidence_max,
-            windows: Windows::new(len),
+            windows: Tiered::new(len, gate_packets, gate_bytes),
+            gate_packets,
+            gate_bytes,
             amp: Windows::new(len),
             baselines: HashMap::new(),
         }
@@ -80,13 +93,7 @@ impl Volumetric {
 
 impl Rule for Volumetric {
     fn observe(&mut self, r: &FlowRecord) {
-        // Only windows past a quarter of the floor can end up reporting (a learned
-        // threshold is never below the floor): only those keep sample flows.
-        let secs = self.cfg.window_secs as f64;
-        let (gate_packets, gate_bytes) = (
-            self.cfg.floor_pps * secs / 4.0,
-            self.cfg.floor_bps * secs / 8.0 / 4.0,
-        );
+        let (gate_packets, gate_bytes) = (self.gate_packets, self.gate_bytes);
         self.windows
             .add_spread_gated(r, (r.dst, r.proto), self.evidence_max, |acc| {
                 acc.packets >= gate_packets || acc.bytes >= gate_bytes
@@ -105,33 +112,16 @@ impl Rule for Volumetric {
             }
         }
         let secs = self.cfg.window_secs as f64;
-        for (w, (dst, proto), mut acc) in self.windows.drain_closed(watermark) {
+        let closed = self.windows.drain_closed(watermark);
+        // Windows of cold keys only teach the baseline: they are below the gate, so
+        // below the floor.
+        for (w, key, c) in closed.cold {
+            self.learn(key, w, c.packets / secs, c.bytes * 8.0 / secs);
+        }
+        for (w, (dst, proto), mut acc) in closed.hot {
             let pps = acc.packets / secs;
             let bps = acc.bytes * 8.0 / secs;
-            let base = self.baselines.entry((dst, proto)).or_default();
-            let learned = base.windows >= 10;
-            let thr_pps = if learned {
-                self.cfg.floor_pps.max(base.pps * self.cfg.baseline_factor)
-            } else {
-                self.cfg.floor_pps
-            };
-            let thr_bps = if learned {
-                self.cfg.floor_bps.max(base.bps * self.cfg.baseline_factor)
-            } else {
-                self.cfg.floor_bps
-            };
-            // Every window teaches the baseline, an alerting one only up to the threshold,
-            // so a flood cannot raise its own bar faster than `alpha` allows.
-            let (sample_pps, sample_bps) = (pps.min(thr_pps), bps.min(thr_bps));
-            if base.windows == 0 {
-                (base.pps, base.bps) = (sample_pps, sample_bps);
-            } else {
-                let a = self.cfg.baseline_alpha;
-                base.pps += a * (sample_pps - base.pps);
-                base.bps += a * (sample_bps - base.bps);
-            }
-            base.windows += 1;
-            base.seen_ns = w;
+            let (thr_pps, thr_bps) = self.learn((dst, proto), w, pps, bps);
             if pps < thr_pps && bps < thr_bps {
                 continue;
             }
@@ -198,6 +188,37 @@ impl Rule for Volumetric {
                 self.baselines.retain(|_, b| b.seen_ns >= keep_from);
             }
         }
+    }
+}
+
+impl Volumetric {
+    /// The thresholds of `key`'s window starting at `w` with these rates, and what the
+    /// window teaches its baseline: every window teaches it, an alerting one only up
+    /// to the threshold, so a flood cannot raise its own bar faster than `alpha` allows.
+    fn learn(&mut self, key: (IpAddr, u8), w: u64, pps: f64, bps: f64) -> (f64, f64) {
+        let base = self.baselines.entry(key).or_default();
+        let learned = base.windows >= 10;
+        let thr_pps = if learned {
+            self.cfg.floor_pps.max(base.pps * self.cfg.baseline_factor)
+        } else {
+            self.cfg.floor_pps
+        };
+        let thr_bps = if learned {
+            self.cfg.floor_bps.max(base.bps * self.cfg.baseline_factor)
+        } else {
+            self.cfg.floor_bps
+        };
+        let (sample_pps, sample_bps) = (pps.min(thr_pps), bps.min(thr_bps));
+        if base.windows == 0 {
+            (base.pps, base.bps) = (sample_pps, sample_bps);
+        } else {
+            let a = self.cfg.baseline_alpha;
+            base.pps += a * (sample_pps - base.pps);
+            base.bps += a * (sample_bps - base.bps);
+        }
+        base.windows += 1;
+        base.seen_ns = w;
+        (thr_pps, thr_bps)
     }
 }
 

@@ -95,22 +95,29 @@ pub(crate) fn keep_earliest(sample: &mut Vec<FlowRecord>, r: &FlowRecord, max: u
 }
 
 /// Most windows one record is spread over.
-const SPREAD_WINDOWS_MAX: u64 = 4096;
+pub(super) const SPREAD_WINDOWS_MAX: u64 = 4096;
 
 /// Calls `add(window start, packets, bytes)` for each `len_ns` window the [first, last]
-/// span of `r` overlaps, in window order, with its share of the packets and bytes in
-/// proportion to the overlap. A record spanning more windows than any probe timeout
+/// span of a record overlaps, in window order, with its share of the packets and bytes
+/// in proportion to the overlap. A record spanning more windows than any probe timeout
 /// allows is clamped to its most recent [`SPREAD_WINDOWS_MAX`] windows, so bad
-/// timestamps cannot make this loop run for long.
-fn spread(r: &FlowRecord, len_ns: u64, mut add: impl FnMut(u64, f64, f64)) {
+/// timestamps cannot make this loop run for long. Only windows starting in
+/// [`from`, `to`) are visited (their shares still of the whole span).
+pub(super) fn spread(
+    (first, last, packets, bytes): (u64, u64, u64, u64),
+    len_ns: u64,
+    (from, to): (u64, u64),
+    mut add: impl FnMut(u64, f64, f64),
+) {
     let len_ns = len_ns.max(1);
-    let last = r.last.max(r.first);
-    let first = r
-        .first
-        .max(last.saturating_sub(SPREAD_WINDOWS_MAX * len_ns));
+    let last = last.max(first);
+    let first = first.max(last.saturating_sub(SPREAD_WINDOWS_MAX * len_ns));
     let span = (last - first) as f64;
     let mut w = first - first % len_ns;
-    while w <= last {
+    if w < from {
+        w = from - from % len_ns;
+    }
+    while w <= last && w < to {
         let end = w.saturating_add(len_ns);
         let share = if span == 0.0 {
             1.0
@@ -118,7 +125,7 @@ fn spread(r: &FlowRecord, len_ns: u64, mut add: impl FnMut(u64, f64, f64)) {
             (end.min(last) as f64 - first.max(w) as f64).max(0.0) / span
         };
         if share > 0.0 || span == 0.0 {
-            add(w, r.packets as f64 * share, r.bytes as f64 * share);
+            add(w, packets as f64 * share, bytes as f64 * share);
         }
         if end == u64::MAX {
             break;
@@ -218,12 +225,12 @@ impl Acc {
 /// accumulator. Lines are few (the links a probe watches); past [`LINES_MAX`] names the
 /// extra ones are copied per accumulator.
 #[derive(Debug, Default)]
-struct Lines(Vec<Arc<str>>);
+pub(super) struct Lines(Vec<Arc<str>>);
 
 const LINES_MAX: usize = 256;
 
 impl Lines {
-    fn get(&mut self, name: &str) -> Arc<str> {
+    pub(super) fn get(&mut self, name: &str) -> Arc<str> {
         if let Some(l) = self.0.iter().find(|l| &***l == name) {
             return l.clone();
         }
@@ -304,8 +311,21 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         evidence_max: usize,
         gate: impl Fn(&Acc) -> bool,
     ) {
+        self.add_spread_gated_from(r, key, 0, evidence_max, gate);
+    }
+
+    /// [`Self::add_spread_gated`], leaving out the windows that start before `from`.
+    pub fn add_spread_gated_from(
+        &mut self,
+        r: &FlowRecord,
+        key: K,
+        from: u64,
+        evidence_max: usize,
+        gate: impl Fn(&Acc) -> bool,
+    ) {
         let (map, lines, typical) = (&mut self.map, &mut self.lines, self.typical_keys);
-        spread(r, self.len_ns, |w, p, b| {
+        let span = (r.first, r.last, r.packets, r.bytes);
+        spread(span, self.len_ns, (from, u64::MAX), |w, p, b| {
             let acc = window(map, w, typical).entry(key.clone()).or_default();
             acc.count(r, p, b, lines);
             if gate(acc) {
