@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 
 use super::{
     AppState,
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     overview::auto_step,
     params::Params,
-    sql::{Arg, Sql, Where},
+    sql::{Arg, Sql, States, Where},
 };
 
 /// Alert kinds the detectors raise.
@@ -35,7 +35,12 @@ pub const KINDS: [&str; 9] = [
 /// Alert severities, lowest first.
 pub const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
 
-const COLUMNS: &str = "id, version, kind, toString(severity) AS severity, first, last, src, dst, port, line, key, src_country, dst_country, src_asn, dst_asn, measured, threshold, unit, description, JSONLength(evidence) AS evidence_count, updated_at";
+/// The `alerts` table, newest version of each alert.
+const ALERTS: States = States {
+    table: "alerts",
+    columns: "id, version, kind, toString(severity) AS severity, first, last, src, dst, port, line, key, src_country, dst_country, src_asn, dst_asn, measured, threshold, unit, description, JSONLength(evidence) AS evidence_count, updated_at",
+    what: "alert",
+};
 
 fn filters(p: &Params) -> ApiResult<Where> {
     let r = p.time_range()?;
@@ -66,12 +71,7 @@ pub async fn list(
     let p = Params::new(q, &[&FILTERS[..], &["limit", "offset"]].concat())?;
     let w = filters(&p)?;
     let (limit, offset) = p.page(50, 500)?;
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM alerts FINAL"));
-    sql.filter(&w).bind(
-        " ORDER BY first DESC, id LIMIT ? OFFSET ?",
-        [Arg::U64(limit), Arg::U64(offset)],
-    );
-    let items = sql.rows(&st.ch).await?;
+    let items = ALERTS.page(&st.ch, &w, (limit, offset)).await?;
     let mut facets =
         Sql::new("SELECT kind, toString(severity) AS severity, count() AS n FROM alerts FINAL");
     facets
@@ -108,25 +108,6 @@ pub async fn timeline(
     ))
 }
 
-/// Parses the `evidence` column (a JSON array of flow records) in place.
-pub fn expand_evidence(row: &mut serde_json::Map<String, Value>) {
-    if let Some(Value::String(s)) = row.get("evidence") {
-        let v = serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()));
-        row.insert("evidence".into(), v);
-    }
-}
-
-/// Checks an id path segment (ids are hex or similar short tokens).
-pub fn check_id(id: &str) -> ApiResult<()> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control()) {
-        return Err(ApiError::param(
-            "id",
-            "expected an id of at most 128 characters",
-        ));
-    }
-    Ok(())
-}
-
 /// `GET /api/v1/alerts/{id}`.
 pub async fn detail(
     State(st): State<AppState>,
@@ -134,13 +115,5 @@ pub async fn detail(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
-    check_id(&id)?;
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS}, evidence FROM alerts FINAL"));
-    sql.bind(" WHERE id = ? LIMIT 1", [Arg::Str(id.clone())]);
-    let mut row = sql
-        .row(&st.ch)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("alert {id}")))?;
-    expand_evidence(&mut row);
-    Ok(Json(Value::Object(row)))
+    Ok(Json(Value::Object(ALERTS.by_id(&st.ch, &id, "").await?)))
 }

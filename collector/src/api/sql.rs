@@ -6,7 +6,10 @@
 
 use serde_json::{Map, Value};
 
-use super::{error::ApiResult, params::TimeRange};
+use super::{
+    error::{ApiError, ApiResult},
+    params::TimeRange,
+};
 
 /// A bound value.
 #[derive(Clone, Debug)]
@@ -148,4 +151,75 @@ impl Sql {
     pub async fn row(&self, ch: &clickhouse::Client) -> ApiResult<Option<Map<String, Value>>> {
         Ok(self.rows(ch).await?.into_iter().next())
     }
+}
+
+/// A table of states replaced by id (`ReplacingMergeTree`: alerts, policy violations),
+/// read `FINAL` — the newest version of each.
+pub struct States {
+    /// Table name.
+    pub table: &'static str,
+    /// Listed columns (the detail adds `extra` and `evidence`).
+    pub columns: &'static str,
+    /// What one row is, for "not found" errors (`alert`, `violation`).
+    pub what: &'static str,
+}
+
+impl States {
+    /// One page of the rows matching `w`, newest first (then by id).
+    pub async fn page(
+        &self,
+        ch: &clickhouse::Client,
+        w: &Where,
+        (limit, offset): (u64, u64),
+    ) -> ApiResult<Vec<Map<String, Value>>> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {} FROM {} FINAL",
+            self.columns, self.table
+        ));
+        sql.filter(w).bind(
+            " ORDER BY first DESC, id LIMIT ? OFFSET ?",
+            [Arg::U64(limit), Arg::U64(offset)],
+        );
+        sql.rows(ch).await
+    }
+
+    /// The row with this id, with the `extra` columns and its evidence flows parsed.
+    pub async fn by_id(
+        &self,
+        ch: &clickhouse::Client,
+        id: &str,
+        extra: &str,
+    ) -> ApiResult<Map<String, Value>> {
+        check_id(id)?;
+        let mut sql = Sql::new(&format!(
+            "SELECT {}{extra}, evidence FROM {} FINAL",
+            self.columns, self.table
+        ));
+        sql.bind(" WHERE id = ? LIMIT 1", [Arg::Str(id.to_string())]);
+        let mut row = sql
+            .row(ch)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("{} {id}", self.what)))?;
+        expand_evidence(&mut row);
+        Ok(row)
+    }
+}
+
+/// Parses the `evidence` column (a JSON array of flow records) in place.
+pub fn expand_evidence(row: &mut Map<String, Value>) {
+    if let Some(Value::String(s)) = row.get("evidence") {
+        let v = serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()));
+        row.insert("evidence".into(), v);
+    }
+}
+
+/// Checks an id path segment (ids are hex or similar short tokens).
+pub fn check_id(id: &str) -> ApiResult<()> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control()) {
+        return Err(ApiError::param(
+            "id",
+            "expected an id of at most 128 characters",
+        ));
+    }
+    Ok(())
 }

@@ -13,16 +13,20 @@ use serde_json::{Value, json};
 
 use super::{
     AppState,
-    alerts::{check_id, expand_evidence},
-    error::{ApiError, ApiResult},
+    error::ApiResult,
     params::Params,
-    sql::{Arg, Sql, Where},
+    sql::{Arg, Sql, States, Where},
 };
 
 /// Violation severities, lowest first.
 pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 
-const COLUMNS: &str = "id, version, rule_id, rule_name, rule_location, kind, toString(severity) AS severity, line, src, dst, src_zone, dst_zone, src_country, dst_country, src_asn, dst_asn, first, last, flows, packets, bytes, description, JSONLength(evidence) AS evidence_count, updated_at";
+/// The `policy_violations` table, newest version of each violation.
+const VIOLATIONS: States = States {
+    table: "policy_violations",
+    columns: "id, version, rule_id, rule_name, rule_location, kind, toString(severity) AS severity, line, src, dst, src_zone, dst_zone, src_country, dst_country, src_asn, dst_asn, first, last, flows, packets, bytes, description, JSONLength(evidence) AS evidence_count, updated_at",
+    what: "violation",
+};
 
 const FILTERS: [&str; 7] = ["from", "to", "rule", "severity", "line", "ip", "kind"];
 
@@ -62,12 +66,7 @@ pub async fn list(
     let p = Params::new(q, &[&FILTERS[..], &["limit", "offset"]].concat())?;
     let w = filters(&p)?;
     let (limit, offset) = p.page(50, 500)?;
-    let mut sql = Sql::new(&format!("SELECT {COLUMNS} FROM policy_violations FINAL"));
-    sql.filter(&w).bind(
-        " ORDER BY first DESC, id LIMIT ? OFFSET ?",
-        [Arg::U64(limit), Arg::U64(offset)],
-    );
-    let items = sql.rows(&st.ch).await?;
+    let items = VIOLATIONS.page(&st.ch, &w, (limit, offset)).await?;
     let mut count = Sql::new("SELECT count() AS n FROM policy_violations FINAL");
     count.filter(&w);
     let total = count
@@ -87,15 +86,6 @@ pub async fn detail(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
-    check_id(&id)?;
-    let mut sql = Sql::new(&format!(
-        "SELECT {COLUMNS}, rule_text, evidence FROM policy_violations FINAL"
-    ));
-    sql.bind(" WHERE id = ? LIMIT 1", [Arg::Str(id.clone())]);
-    let mut row = sql
-        .row(&st.ch)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("violation {id}")))?;
-    expand_evidence(&mut row);
+    let row = VIOLATIONS.by_id(&st.ch, &id, ", rule_text").await?;
     Ok(Json(Value::Object(row)))
 }
