@@ -13,6 +13,7 @@ pub mod config;
 mod exfil;
 mod hostsweep;
 mod portscan;
+mod scan;
 mod synflood;
 mod tiered;
 mod tunnel;
