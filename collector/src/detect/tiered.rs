@@ -29,7 +29,7 @@ use std::sync::Arc;
 use ahash::AHashMap as HashMap;
 use tidegate_common::record::FlowRecord;
 
-use super::window::{Acc, Lines, Windows, spread};
+use super::window::{Acc, Lines, Windows, clamped_span, spread};
 
 /// Event time a cold key's closed windows wait, to be taught to the baseline together.
 pub(crate) const FLUSH_BATCH_NS: u64 = 16 * super::NS;
@@ -123,10 +123,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         evidence_max: usize,
         gate: impl Fn(&Acc) -> bool,
     ) {
-        let end_of_last = {
-            let last = r.last.max(r.first);
-            (last - last % self.len_ns).saturating_add(self.len_ns)
-        };
+        let end_of_last = window_end(r.last.max(r.first), self.len_ns);
         let st = self.keys.entry(key.clone()).or_default();
         if st.hot_until != 0 && st.hot_until <= self.watermark {
             // Every hot window of the key has closed: cold again.
@@ -150,9 +147,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             });
             if !st.queued {
                 st.queued = true;
-                let first = r.first.min(r.last);
-                let due = (first - first % self.len_ns)
-                    .saturating_add(self.len_ns)
+                let due = window_end(r.first.min(r.last), self.len_ns)
                     .max(st.taught_to)
                     .saturating_add(FLUSH_BATCH_NS);
                 self.queue.entry(due).or_default().push(key);
@@ -165,10 +160,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         st.bound.clear();
         st.hot_until = pending
             .iter()
-            .map(|s| {
-                let last = s.last.max(s.first);
-                (last - last % self.len_ns).saturating_add(self.len_ns)
-            })
+            .map(|s| window_end(s.last.max(s.first), self.len_ns))
             .fold(end_of_last, u64::max);
         let mut replay = r.clone();
         for s in pending {
@@ -239,15 +231,16 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
     }
 }
 
+/// End of the `len_ns` window holding `ts`.
+fn window_end(ts: u64, len_ns: u64) -> u64 {
+    (ts - ts % len_ns).saturating_add(len_ns)
+}
+
 /// Adds `r` to the upper bounds of `st`'s buckets; returns the largest bound of a
 /// bucket it touched.
 fn bound_add(st: &mut KeyState, r: &FlowRecord, len_ns: u64) -> (f64, f64) {
     let bucket_ns = len_ns.saturating_mul(BUCKET_WINDOWS);
-    let last = r.last.max(r.first);
-    // The span `spread` uses (clamped the same way).
-    let first = r
-        .first
-        .max(last.saturating_sub(super::window::SPREAD_WINDOWS_MAX * len_ns));
+    let (first, last) = clamped_span(r.first, r.last, len_ns);
     let span = last - first;
     let share = if span <= len_ns {
         1.0
@@ -340,9 +333,9 @@ fn teach(st: &mut KeyState, len_ns: u64, upto: u64, mut out: impl FnMut(u64, Col
 
 #[cfg(test)]
 mod tests {
+    use super::super::window::tests::rec;
     use super::*;
     use std::collections::BTreeMap;
-    use tidegate_common::Direction;
 
     const LEN: u64 = 10;
     const LATENESS: u64 = 200;
@@ -365,24 +358,10 @@ mod tests {
                 let last = 1_000 + i * 2 + b % 20;
                 let first = last - if burst { c % 25 } else { c % 120 };
                 let packets = if burst { 50 + a % 300 } else { 1 + a % 5 };
-                let r = FlowRecord {
-                    src: IpAddr::from([198, 51, 100, (b % 9) as u8]),
-                    dst: IpAddr::from([192, 0, 2, key]),
-                    sport: 1,
-                    dport: 2,
-                    proto: 17,
-                    vlan: None,
-                    packets,
-                    bytes: packets * 100,
-                    first,
-                    last,
-                    tcp_flags: 0,
-                    icmp_type: None,
-                    icmp_code: None,
-                    line: format!("line-{}", c % 2),
-                    ifindex: 0,
-                    direction: Direction::Ingress,
-                };
+                let mut r = rec(first, last, packets);
+                r.src = IpAddr::from([198, 51, 100, (b % 9) as u8]);
+                r.dst = IpAddr::from([192, 0, 2, key]);
+                r.line = format!("line-{}", c % 2);
                 (key, r)
             })
             .collect()

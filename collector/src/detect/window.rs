@@ -95,7 +95,17 @@ pub(crate) fn keep_earliest(sample: &mut Vec<FlowRecord>, r: &FlowRecord, max: u
 }
 
 /// Most windows one record is spread over.
-pub(super) const SPREAD_WINDOWS_MAX: u64 = 4096;
+const SPREAD_WINDOWS_MAX: u64 = 4096;
+
+/// The [first, last] span [`spread`] shares a record over: `last` no earlier than
+/// `first`, and `first` clamped to the most recent [`SPREAD_WINDOWS_MAX`] windows.
+pub(super) fn clamped_span(first: u64, last: u64, len_ns: u64) -> (u64, u64) {
+    let last = last.max(first);
+    (
+        first.max(last.saturating_sub(SPREAD_WINDOWS_MAX * len_ns)),
+        last,
+    )
+}
 
 /// Calls `add(window start, packets, bytes)` for each `len_ns` window the [first, last]
 /// span of a record overlaps, in window order, with its share of the packets and bytes
@@ -110,8 +120,7 @@ pub(super) fn spread(
     mut add: impl FnMut(u64, f64, f64),
 ) {
     let len_ns = len_ns.max(1);
-    let last = last.max(first);
-    let first = first.max(last.saturating_sub(SPREAD_WINDOWS_MAX * len_ns));
+    let (first, last) = clamped_span(first, last, len_ns);
     let span = (last - first) as f64;
     let mut w = first - first % len_ns;
     if w < from {
@@ -368,11 +377,12 @@ fn window<K>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use tidegate_common::Direction;
 
-    fn rec(first: u64, last: u64, packets: u64) -> FlowRecord {
+    /// A UDP record 192.0.2.1 → 192.0.2.2 of `packets` 100-byte packets on line `l`.
+    pub(in super::super) fn rec(first: u64, last: u64, packets: u64) -> FlowRecord {
         FlowRecord {
             src: "192.0.2.1".parse().unwrap(),
             dst: "192.0.2.2".parse().unwrap(),
