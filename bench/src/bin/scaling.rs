@@ -17,18 +17,16 @@
 use std::{fmt::Write as _, net::Ipv4Addr, path::PathBuf, process::Command, time::Instant};
 
 use anyhow::Context;
-use aya::{
-    EbpfLoader,
-    programs::{TestRun, TestRunOptions, Xdp},
-};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use clap::{Parser, Subcommand};
 use tidegate_bench::{
     aggregate::{median_throughput, memory, si, workload},
     machine::Machine,
+    numbers::thousands,
     procfs::{cpu_time, release_free_memory},
+    xdp::load_for_test_runs,
 };
-use tidegate_common::maps::{FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_XDP, PROG_XDP_BASELINE};
-use tidegate_probe::capture::ebpf::OBJECT;
+use tidegate_common::maps::{PROG_XDP, PROG_XDP_BASELINE};
 
 #[derive(Parser)]
 #[command(name = "scaling", about = "Cost and memory as concurrent flows grow")]
@@ -149,16 +147,7 @@ fn run_once(p: &Xdp, f: &[u8], out: &mut [u8]) -> anyhow::Result<u64> {
 
 fn probe_point(n: u32, sample: usize) -> anyhow::Result<ProbePoint> {
     let entries = n.next_power_of_two().max(1024);
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(FLOWS_GEN0, entries)
-        .map_max_entries(FLOWS_GEN1, 1024)
-        .map_max_entries(FALLBACK, 1 << 20)
-        .load(OBJECT)
-        .context("loading the eBPF object (run as root)")?;
-    for name in [PROG_XDP, PROG_XDP_BASELINE] {
-        let p: &mut Xdp = ebpf.program_mut(name).context("program")?.try_into()?;
-        p.load()?;
-    }
+    let ebpf = load_for_test_runs(entries)?;
     // BPF_MAP_TYPE_PERCPU_HASH = 5.
     let memlock = memlock_of(5, entries).unwrap_or(0);
     let mut out = vec![0u8; 2048];
@@ -236,15 +225,7 @@ fn collector_point(keys: usize, shards: usize) -> anyhow::Result<CollectorPoint>
 }
 
 fn fmt_n(n: f64) -> String {
-    let s = format!("{:.0}", n);
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    thousands(&format!("{:.0}", n))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -13,20 +13,18 @@ use std::{
 
 use anyhow::Context;
 use aya::{
-    EbpfLoader,
     maps::{Array, MapData, PerCpuHashMap, PerCpuValues},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use clap::Parser;
-use tidegate_bench::machine::Machine;
+use tidegate_bench::{machine::Machine, xdp::load_for_test_runs};
 use tidegate_common::{
     FlowKey, FlowStats,
     maps::{
-        CLOCK_COARSE, CLOCK_PRECISE, CONTROL, CTL_CLOCK, FALLBACK, FLOWS_GEN0, FLOWS_GEN1,
-        PROG_XDP, PROG_XDP_BASELINE,
+        CLOCK_COARSE, CLOCK_PRECISE, CONTROL, CTL_CLOCK, FLOWS_GEN0, PROG_XDP, PROG_XDP_BASELINE,
     },
 };
-use tidegate_probe::capture::{ebpf::OBJECT, pcap::CaptureReader};
+use tidegate_probe::capture::pcap::CaptureReader;
 
 #[derive(Parser)]
 struct Args {
@@ -151,16 +149,7 @@ fn main() -> anyhow::Result<()> {
     }
     let frames = corpus_frames(&a.corpus, a.packets)?;
     let entries = (a.prefill + frames.len() as u32 + 1024).next_power_of_two();
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(FLOWS_GEN0, entries)
-        .map_max_entries(FLOWS_GEN1, 1024)
-        .map_max_entries(FALLBACK, 1 << 20)
-        .load(OBJECT)
-        .context("loading the eBPF object (run as root)")?;
-    for name in [PROG_XDP, PROG_XDP_BASELINE] {
-        let p: &mut Xdp = ebpf.program_mut(name).context("program")?.try_into()?;
-        p.load()?;
-    }
+    let mut ebpf = load_for_test_runs(entries)?;
     let mut control: Array<MapData, u32> =
         Array::try_from(ebpf.take_map(CONTROL).context("control map")?)?;
     let [base_empty, tg_empty, tg_empty_coarse] = measure(&ebpf, &mut control, &frames, a.repeat)?;

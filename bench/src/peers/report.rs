@@ -11,15 +11,7 @@ fn mib(b: Option<u64>) -> String {
 }
 
 fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::numbers::thousands(&n.to_string())
 }
 
 /// One line per finished run, for the terminal.

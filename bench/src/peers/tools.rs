@@ -185,6 +185,19 @@ impl<'a> Tally<'a> {
         }
     }
 
+    /// Adds a flow written as text fields: src, dst, sport, dport, protocol (name or
+    /// number), packets (unparsable fields count as 0 / 0.0.0.0, i.e. not the workload's).
+    fn add_fields(&mut self, f: &[&str]) {
+        self.add(
+            f[0].trim().parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+            f[1].trim().parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+            f[2].trim().parse().unwrap_or(0),
+            f[3].trim().parse().unwrap_or(0),
+            proto_num(f[4]),
+            f[5].trim().parse().unwrap_or(0),
+        );
+    }
+
     fn finish(mut self) -> Counted {
         self.out.flows = self.seen.len() as u64;
         self.out
@@ -553,14 +566,7 @@ impl Running {
                     if f.len() < 6 {
                         continue;
                     }
-                    t.add(
-                        f[0].parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        f[1].parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        f[2].parse().unwrap_or(0),
-                        f[3].parse().unwrap_or(0),
-                        proto_num(f[4]),
-                        f[5].parse().unwrap_or(0),
-                    );
+                    t.add_fields(&f);
                 }
                 let mut c = t.finish();
                 c.note = tool_log_line(dir, "nfpcapd", "Stat:");
@@ -573,14 +579,7 @@ impl Running {
                     if f.len() < 7 {
                         continue;
                     }
-                    t.add(
-                        f[0].parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        f[1].parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        f[2].parse().unwrap_or(0),
-                        f[3].parse().unwrap_or(0),
-                        proto_num(f[4]),
-                        f[5].trim().parse().unwrap_or(0),
-                    );
+                    t.add_fields(&f);
                 }
                 let mut c = t.finish();
                 c.note = tool_log_line(dir, "pmacctd", "dropped");
@@ -601,14 +600,7 @@ impl Running {
                     if f.len() < 6 || f[4] == "man" {
                         continue;
                     }
-                    t.add(
-                        f[0].parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        f[1].parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        f[2].parse().unwrap_or(0),
-                        f[3].parse().unwrap_or(0),
-                        proto_num(f[4]),
-                        f[5].parse().unwrap_or(0),
-                    );
+                    t.add_fields(&f);
                 }
                 Ok(t.finish())
             }
