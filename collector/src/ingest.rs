@@ -12,7 +12,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use tidegate_common::wire::{Batch, encode_batch};
+use tidegate_wire::{Batch, encode_batch};
 
 use crate::{
     spool::Spool,

@@ -8,13 +8,13 @@ use prometheus_client::{
     metrics::{counter::Counter, gauge::Gauge},
     registry::Registry,
 };
-use tidegate_common::wire::{Batch, decode_batch};
+use tidegate_threat::enrich::{Contextualizer, FlowContext};
+use tidegate_wire::{Batch, decode_batch};
 use tokio::sync::watch;
 
 use crate::{
     aggregate::Aggregator,
     analysis::Feed,
-    enrich::{Contextualizer, FlowContext},
     sinks::clickhouse::{ClickHouseSink, GroupPart, ProbeHealthRow},
     spool::{Entry, Spool, SpoolError, SpoolReader},
 };

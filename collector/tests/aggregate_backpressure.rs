@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use aggregate_support::record;
 use tidegate_collector::aggregate::{AggregateConfig, AggregateMetrics, Aggregator, Full};
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 fn slow(shards: usize, shard: usize, per_record: Duration) -> AggregateConfig {
     AggregateConfig {

@@ -12,7 +12,7 @@ use tidegate_collector::aggregate::{
     AggregateConfig, AggregateKey, AggregateMetrics, AggregateSnapshot, Aggregator,
 };
 use tidegate_common::Direction;
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 /// Nothing expires: every record of a key merges.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 86_400);

@@ -3,8 +3,8 @@
 
 use std::{io::Write, path::PathBuf, process::Command};
 
-use tidegate_common::record::FlowRecord;
 use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
+use tidegate_wire::record::FlowRecord;
 
 fn records_file(capture: &str, dir: &std::path::Path) -> PathBuf {
     let pcap = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -37,9 +37,9 @@ fn valid_and_broken_configs() {
     for (src, want) in [
         (
             good.replace("certs/ca.pem", "certs/nope.pem"),
-            ":3: ca_cert",
+            ":3: transport.ca_cert",
         ),
-        (good.replace("7443", "99999"), ":2: listen"),
+        (good.replace("7443", "99999"), ":2: transport.listen"),
         (
             format!("{good}[spool]\nmax_bytes = 10\nsegment_bytes = 4096\n"),
             ":10: spool.max_bytes",

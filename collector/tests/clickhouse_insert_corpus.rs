@@ -17,7 +17,8 @@ use serde::Deserialize;
 use tidegate_collector::sinks::clickhouse::{
     ClickHouseConfig, ClickHouseSink, ErrorClass, SinkError, SinkMetrics,
 };
-use tidegate_common::{Direction, record::FlowRecord};
+use tidegate_common::Direction;
+use tidegate_wire::record::FlowRecord;
 
 /// A `flows` row read back with the columns the sink writes.
 #[derive(Debug, Row, Deserialize)]

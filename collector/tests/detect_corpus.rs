@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use tidegate_collector::detect::{Alert, AlertKind, DetectConfig, Detector, Endpoint, Severity};
-use tidegate_common::record::{FlowRecord, rfc3339_ns};
 use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
+use tidegate_threat::Severity;
+use tidegate_threat::detect::{Alert, AlertKind, DetectConfig, Detector, Endpoint};
+use tidegate_wire::record::{FlowRecord, rfc3339_ns};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")

@@ -24,12 +24,12 @@ use clickhouse_support::{TestClickHouse, eventually, free_port};
 use collector_support::{
     CollectorProcess, certs, exporter, probe_options, replay_into, write_config,
 };
-use tidegate_collector::analysis::ViolationBook;
-use tidegate_collector::detect::{DetectConfig, Detector};
-use tidegate_collector::enrich::{EnrichConfig, Enricher};
-use tidegate_collector::policy::{PolicyEngine, PolicyHandle};
 use tidegate_collector::sinks::alerts::verify_signature;
-use tidegate_common::record::FlowRecord;
+use tidegate_threat::detect::{DetectConfig, Detector};
+use tidegate_threat::enrich::{EnrichConfig, Enricher};
+use tidegate_threat::policy::ViolationBook;
+use tidegate_threat::policy::{PolicyEngine, PolicyHandle};
+use tidegate_wire::record::FlowRecord;
 
 const POLICY: &str = "[[zone]]\nname = \"special-zone\"\ncidrs = [\"192.168.0.0/16\"]\n\n\
 [[rule]]\nid = \"special-isolation\"\nname = \"special zone exchanges data with nobody outside\"\n\

@@ -4,8 +4,10 @@
 
 use std::net::IpAddr;
 
-use tidegate_collector::detect::{Alert, AlertKind, DetectConfig, Detector, Endpoint, Severity};
-use tidegate_common::{Direction, record::FlowRecord};
+use tidegate_common::Direction;
+use tidegate_threat::Severity;
+use tidegate_threat::detect::{Alert, AlertKind, DetectConfig, Detector, Endpoint};
+use tidegate_wire::record::FlowRecord;
 
 const S: u64 = 1_000_000_000;
 /// 2026-01-01T00:00:00Z.

@@ -18,7 +18,7 @@ use clickhouse_support::{TestClickHouse, free_port};
 use collector_support::{
     CollectorProcess, certs, exporter, probe_options, replay_into, write_config,
 };
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 type Key = (IpAddr, IpAddr, u8, u16, u16);
 type Sums = BTreeMap<Key, (u64, u64)>;

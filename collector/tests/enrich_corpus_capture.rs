@@ -13,9 +13,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use tidegate_collector::enrich::{EnrichConfig, Enricher};
-use tidegate_common::record::FlowRecord;
 use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
+use tidegate_threat::enrich::{EnrichConfig, Enricher};
+use tidegate_wire::record::FlowRecord;
 
 /// The GeoLite2-City database, installed (idempotently) by `scripts/geoip.sh`.
 fn geolite_city() -> PathBuf {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use tidegate_collector::enrich::{DbKind, EnrichConfig, EnrichError, Enricher};
+use tidegate_threat::enrich::{DbKind, EnrichConfig, EnrichError, Enricher};
 
 /// The GeoLite2-City database, installed (idempotently, fast when present) by
 /// `scripts/geoip.sh`.

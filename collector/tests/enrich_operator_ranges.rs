@@ -5,11 +5,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tidegate_collector::enrich::{EnrichConfig, EnrichError, Enricher};
-use tidegate_collector::policy::{EndpointInfo, Endpoints};
-use tidegate_common::record::FlowRecord;
-use tidegate_common::record::key_addr;
 use tidegate_common::{FlowKey, FlowStats};
+use tidegate_threat::enrich::{EnrichConfig, EnrichError, Enricher};
+use tidegate_threat::policy::{EndpointInfo, Endpoints};
+use tidegate_wire::record::FlowRecord;
+use tidegate_wire::record::key_addr;
 
 /// The GeoLite2-City database, installed (idempotently) by `scripts/geoip.sh`.
 fn geolite_city() -> PathBuf {
@@ -114,7 +114,7 @@ fn malformed_lines_are_reported_with_file_and_line() {
             4,
             "alpha-2",
         ),
-        ("10.0.0.0/8,CN,1\n10.0.0.0,CN,1\n", 2, "not a CIDR"),
+        ("10.0.0.0/8,CN,1\n10.0.0.1/8,CN,1\n", 2, "host bits are set"),
         ("10.0.0.300/8,CN,1\n", 1, "not an IP address"),
         ("10.0.0.0/8,CN,AS-X\n", 1, "ASN"),
         ("10.0.0.0/8 CN 1\n", 1, "got 1 fields"),

@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use tidegate_collector::policy::violation::MAX_EVIDENCE;
-use tidegate_collector::policy::{
+use tidegate_common::Direction;
+use tidegate_threat::policy::violation::MAX_EVIDENCE;
+use tidegate_threat::policy::{
     Endpoints, Policy, PolicyEngine, PolicyHandle, Violation, ViolationKind,
 };
-use tidegate_common::Direction;
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 const POLICY: &str = r#"[[zone]]
 name = "hub"

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use tidegate_collector::policy::{Endpoints, Policy, PolicyEngine, PolicyHandle, ViolationKind};
-use tidegate_common::record::FlowRecord;
 use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
+use tidegate_threat::policy::{Endpoints, Policy, PolicyEngine, PolicyHandle, ViolationKind};
+use tidegate_wire::record::FlowRecord;
 
 const LINE: &str = "hk-intl-1";
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tidegate_collector::policy::{Policy, PolicyError, RuleBody};
+use tidegate_threat::policy::{Policy, PolicyError, RuleBody};
 
 /// Zones most cases reference; occupies lines 1-6.
 const ZONES: &str = "[[zone]]\nname = \"domestic\"\ncidrs = [\"10.0.0.0/8\"]\n[[zone]]\nname = \"special\"\ncidrs = [\"10.77.0.0/16\"]\n";

@@ -4,11 +4,9 @@
 
 use std::path::Path;
 
-use tidegate_collector::policy::{
-    Endpoints, PolicyEngine, PolicyError, PolicyHandle, ViolationKind,
-};
 use tidegate_common::Direction;
-use tidegate_common::record::FlowRecord;
+use tidegate_threat::policy::{Endpoints, PolicyEngine, PolicyError, PolicyHandle, ViolationKind};
+use tidegate_wire::record::FlowRecord;
 
 const DENY_SSH: &str = "[[zone]]\nname = \"hub\"\ncidrs = [\"10.0.0.0/8\"]\n\n[[rule]]\nid = \"no-ssh\"\nname = \"only https\"\ntype = \"ports\"\nlines = [\"hk-intl-1\"]\nallow = [\"tcp/443\"]\n";
 const ALLOW_SSH: &str = "[[zone]]\nname = \"hub\"\ncidrs = [\"10.0.0.0/8\"]\n\n[[rule]]\nid = \"ssh-ok\"\nname = \"https and ssh\"\ntype = \"ports\"\nlines = [\"hk-intl-1\"]\nallow = [\"tcp/443\", \"tcp/22\"]\n";

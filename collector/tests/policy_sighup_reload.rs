@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use tidegate_collector::policy::{PolicyHandle, spawn_sighup_reload};
+use tidegate_collector::reload::spawn_sighup_reload;
+use tidegate_threat::policy::PolicyHandle;
 
 fn policy(rule_id: &str) -> String {
     format!(

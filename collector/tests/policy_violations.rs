@@ -4,11 +4,10 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use tidegate_collector::policy::{
-    EndpointInfo, Endpoints, Policy, Severity, Violation, ViolationKind,
-};
 use tidegate_common::Direction;
-use tidegate_common::record::FlowRecord;
+use tidegate_threat::Severity;
+use tidegate_threat::policy::{EndpointInfo, Endpoints, Policy, Violation, ViolationKind};
+use tidegate_wire::record::FlowRecord;
 
 const T0: u64 = 1_700_000_000_000_000_000;
 

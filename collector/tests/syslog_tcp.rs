@@ -8,6 +8,8 @@ mod syslog_support;
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
+use tidegate_threat::Finding;
+use tidegate_threat::policy::ViolationState;
 
 use syslog_support::*;
 use tidegate_collector::sinks::syslog::{Protocol, SyslogConfig, SyslogError, SyslogSink};
@@ -37,10 +39,11 @@ fn alerts_and_violations_arrive_octet_counted() {
     let rx = receive(listener, alerts.len() + violations.len());
     let mut sink = sink_to(&addr);
     for a in &alerts {
-        sink.send_alert(a).unwrap();
+        sink.send(Finding::Alert(a)).unwrap();
     }
     for v in &violations {
-        sink.send_violation(v).unwrap();
+        sink.send(Finding::Violation(&ViolationState::opening(v.clone())))
+            .unwrap();
     }
     let frames = rx.join().unwrap();
     eprintln!(
@@ -67,19 +70,19 @@ fn a_restarted_receiver_gets_the_messages_sent_after_it_is_back() {
     let addr = listener.local_addr().unwrap().to_string();
     let rx = receive(listener, 2);
     let mut sink = sink_to(&addr);
-    sink.send_alert(a).unwrap();
-    sink.send_alert(a).unwrap();
+    sink.send(Finding::Alert(a)).unwrap();
+    sink.send(Finding::Alert(a)).unwrap();
     assert_eq!(rx.join().unwrap().len(), 2);
 
     // Receiver gone: the sink notices the closed connection, cannot reconnect, says so.
-    let err = sink.send_alert(a).unwrap_err();
+    let err = sink.send(Finding::Alert(a)).unwrap_err();
     assert!(
         matches!(err, SyslogError::Connect { .. }),
         "expected a connect error, got {err}"
     );
     assert!(err.to_string().contains(&addr), "{err}");
     // Right after a failed attempt the sink backs off instead of blocking.
-    let err = sink.send_alert(a).unwrap_err();
+    let err = sink.send(Finding::Alert(a)).unwrap_err();
     assert!(matches!(err, SyslogError::Backoff { .. }), "{err}");
 
     // Receiver back on the same port: sends succeed again once the backoff has elapsed,
@@ -95,7 +98,7 @@ fn a_restarted_receiver_gets_the_messages_sent_after_it_is_back() {
         let mut x = a.clone();
         x.id = format!("restart-{i}");
         i += 1;
-        match sink.send_alert(&x) {
+        match sink.send(Finding::Alert(&x)) {
             Ok(()) => sent.push(x.id),
             Err(SyslogError::Backoff { retry_in, .. }) => {
                 assert!(retry_in <= Duration::from_secs(30));

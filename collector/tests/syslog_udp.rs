@@ -7,6 +7,8 @@ mod syslog_support;
 
 use std::net::UdpSocket;
 use std::time::Duration;
+use tidegate_threat::Finding;
+use tidegate_threat::policy::ViolationState;
 
 use syslog_support::*;
 use tidegate_collector::sinks::syslog::{Facility, Protocol, SyslogConfig, SyslogSink};
@@ -35,7 +37,7 @@ fn alerts_and_violations_arrive_as_rfc5424_datagrams() {
     let mut sink = SyslogSink::connect(&cfg).unwrap();
     // One at a time, so the receive buffer never overflows and order is kept.
     for a in &alerts {
-        sink.send_alert(a).unwrap();
+        sink.send(Finding::Alert(a)).unwrap();
         let raw = recv(&sock);
         let m = parse(&raw).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&raw)));
         check_alert(&m, a, 20, "collector-test");
@@ -57,7 +59,8 @@ fn alerts_and_violations_arrive_as_rfc5424_datagrams() {
         alerts.len()
     );
     for v in &violations {
-        sink.send_violation(v).unwrap();
+        sink.send(Finding::Violation(&ViolationState::opening(v.clone())))
+            .unwrap();
         let raw = recv(&sock);
         let m = parse(&raw).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&raw)));
         check_violation(&m, v, 20);
@@ -76,7 +79,7 @@ fn cef_payload_carries_the_alert_in_header_and_extensions() {
     cfg.app_name = "tg-test".into();
     let mut sink = SyslogSink::connect(&cfg).unwrap();
     for a in &alerts {
-        sink.send_alert(a).unwrap();
+        sink.send(Finding::Alert(a)).unwrap();
         let raw = recv(&sock);
         let m = parse(&raw).unwrap();
         check_alert(&m, a, 16, &sink.header().hostname);
@@ -111,7 +114,7 @@ fn an_oversized_message_arrives_shortened_with_header_and_sd_intact() {
     a.description = format!("{} {}", a.description, "é".repeat(4000));
     let (sock, addr) = receiver();
     let mut sink = SyslogSink::connect(&SyslogConfig::new(addr, Protocol::Udp)).unwrap();
-    sink.send_alert(&a).unwrap();
+    sink.send(Finding::Alert(&a)).unwrap();
     let raw = recv(&sock);
     assert!(raw.len() <= 2048 && raw.len() > 2000, "{} bytes", raw.len());
     let m = parse(&raw).unwrap();

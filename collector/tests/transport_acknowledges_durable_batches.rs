@@ -9,7 +9,7 @@ mod transport_support;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use tidegate_collector::transport::{Server, TransportError, TransportMetrics};
-use tidegate_common::wire::{DEFAULT_MAX_FRAME, Message, encode_batch, read_message_async};
+use tidegate_wire::{DEFAULT_MAX_FRAME, Message, encode_batch, read_message_async};
 use transport_support::*;
 
 struct Setup {

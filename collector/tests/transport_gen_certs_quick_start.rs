@@ -6,7 +6,7 @@ mod transport_support;
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
 
-use tidegate_common::wire::Message;
+use tidegate_wire::Message;
 use transport_support::*;
 
 fn gen_certs(args: &[&str]) -> (bool, String, String) {

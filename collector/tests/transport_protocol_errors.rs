@@ -7,7 +7,7 @@ mod transport_support;
 
 use std::time::Duration;
 
-use tidegate_common::wire::{
+use tidegate_wire::{
     Hello, Message, MessageType, PROTOCOL_VERSION, encode_batch, write_frame_async,
 };
 use tokio::io::AsyncWriteExt;

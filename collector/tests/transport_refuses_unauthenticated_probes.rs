@@ -4,7 +4,7 @@
 
 mod transport_support;
 
-use tidegate_common::wire::{Message, PROTOCOL_VERSION};
+use tidegate_wire::{Message, PROTOCOL_VERSION};
 use transport_support::*;
 
 #[test]
@@ -64,7 +64,7 @@ fn probes_without_a_valid_identity_are_refused_and_counted() {
         // The legitimate probe is unaffected: it can still deliver a batch.
         send(
             &mut good,
-            &Message::Batch(tidegate_common::wire::encode_batch(&batch("edge-1", 1, 3))),
+            &Message::Batch(tidegate_wire::encode_batch(&batch("edge-1", 1, 3))),
         )
         .await
         .unwrap();

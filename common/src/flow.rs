@@ -6,8 +6,6 @@ pub const NO_VLAN: u16 = 0xffff;
 /// Which way a packet crossed the monitored interface.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "user", serde(rename_all = "lowercase"))]
 pub enum Direction {
     /// Received on the interface (XDP, AF_PACKET incoming, pcap replay).
     Ingress = 0,

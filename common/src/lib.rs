@@ -11,10 +11,6 @@ pub mod counters;
 pub mod flow;
 pub mod maps;
 pub mod parse;
-#[cfg(feature = "user")]
-pub mod record;
-#[cfg(feature = "user")]
-pub mod wire;
 
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
 pub use flow::{Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN};

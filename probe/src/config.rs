@@ -39,6 +39,7 @@ use std::{
 };
 
 use serde::Deserialize;
+use tidegate_base::ConfigFile;
 use toml::Spanned;
 
 use crate::{
@@ -46,37 +47,7 @@ use crate::{
     table::Timeouts,
 };
 
-/// A configuration error, located in its file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        /// File.
-        path: PathBuf,
-        /// OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Syntax or type error, or a semantic error, at a line.
-    #[error("{path}:{line}: {msg}")]
-    At {
-        /// File.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// What is wrong.
-        msg: String,
-    },
-    /// An error about the file as a whole.
-    #[error("{path}: {msg}")]
-    File {
-        /// File.
-        path: PathBuf,
-        /// What is wrong.
-        msg: String,
-    },
-}
+pub use tidegate_base::ConfigError;
 
 /// Capture backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -214,35 +185,22 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "probe".into())
 }
 
-fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
-}
-
 impl ProbeConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&src, path)
+        Self::from_file(&ConfigFile::read(path)?)
     }
 
     /// Parses configuration text; `path` is used in error messages.
     pub fn parse(src: &str, path: &Path) -> Result<Self, ConfigError> {
-        let at = |off: usize, msg: String| ConfigError::At {
-            path: path.to_path_buf(),
-            line: line_of(src, off),
-            msg,
-        };
-        let raw: RawFile = toml::from_str(src).map_err(|e| {
-            let off = e.span().map(|s| s.start).unwrap_or(0);
-            at(off, e.message().to_string())
-        })?;
+        Self::from_file(&ConfigFile::new(path, src))
+    }
+
+    /// Validates the file's text; every error is located in it.
+    pub fn from_file(file: &ConfigFile) -> Result<Self, ConfigError> {
+        let at = |off: usize, msg: String| file.at(off, msg);
+        let path = file.path();
+        let raw: RawFile = file.parse()?;
         let mut c = ProbeConfig::default();
         if let Some(id) = raw.probe.id {
             c.id = id;

@@ -6,7 +6,7 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -179,47 +179,13 @@ impl ProbeMetrics {
 
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
-        let mut s = String::new();
-        encode(&mut s, &self.registry).expect("writing to a String cannot fail");
-        s
+        tidegate_base::metrics::render(&self.registry)
     }
 }
 
 /// Serves `GET /metrics` on `addr` from a background thread.
 pub fn serve(addr: SocketAddr, metrics: Arc<Mutex<ProbeMetrics>>) -> std::io::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    let local = listener.local_addr()?;
-    listener.set_nonblocking(true)?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                let app = axum::Router::new().route(
-                    "/metrics",
-                    axum::routing::get(move || {
-                        let m = metrics.clone();
-                        async move {
-                            let body = m.lock().map(|m| m.encode()).unwrap_or_default();
-                            (
-                                [(
-                                    "content-type",
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                )],
-                                body,
-                            )
-                        }
-                    }),
-                );
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "metrics server stopped");
-                }
-            });
-        })?;
-    tracing::info!(%local, "metrics on http://{local}/metrics");
-    Ok(local)
+    tidegate_base::metrics::serve(addr, move || {
+        metrics.lock().map(|m| m.encode()).unwrap_or_default()
+    })
 }

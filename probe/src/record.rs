@@ -1,3 +1,3 @@
 //! The exported flow record (defined in `tidegate-common` so the collector shares it).
 
-pub use tidegate_common::record::*;
+pub use tidegate_wire::record::*;

@@ -7,8 +7,8 @@ mod common;
 
 use std::{path::Path, time::Instant};
 
-use tidegate_common::wire::{Batch, decode_batch, encode_batch, peek_batch_header};
 use tidegate_probe::{capture::pcap::Replay, record::FlowRecord, table::Timeouts};
+use tidegate_wire::{Batch, decode_batch, encode_batch, peek_batch_header};
 
 fn records(files: &[&Path]) -> Vec<FlowRecord> {
     let mut out = Vec::new();

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use tidegate_collector::aggregate::{AggregateConfig, AggregateMetrics, Aggregator, ShardLabel};
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 use crate::BenchError;
 use crate::procfs::{cpu_time, rss_bytes};

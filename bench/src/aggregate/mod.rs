@@ -161,7 +161,7 @@ pub fn run(
     })
 }
 
-fn distinct_keys(recs: &[tidegate_common::record::FlowRecord]) -> usize {
+fn distinct_keys(recs: &[tidegate_wire::record::FlowRecord]) -> usize {
     let set: std::collections::HashSet<_> = recs
         .iter()
         .map(tidegate_collector::aggregate::AggregateKey::of)

@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use tidegate_common::Direction;
-use tidegate_common::record::FlowRecord;
 use tidegate_probe::capture::pcap::Replay;
 use tidegate_probe::table::Timeouts;
+use tidegate_wire::record::FlowRecord;
 
 use crate::BenchError;
 

@@ -25,11 +25,11 @@ use tidegate_collector::{
     certs::{ca_paths, probe_paths},
     sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, SinkMetrics},
 };
-use tidegate_common::record::FlowRecord;
 use tidegate_probe::export::{
     Exporter,
     collector::{CollectorExporter, CollectorOptions, ExportMetrics},
 };
+use tidegate_wire::record::FlowRecord;
 
 #[derive(Parser)]
 struct Args {

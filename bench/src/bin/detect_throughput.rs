@@ -1,5 +1,5 @@
 //! Detection throughput: records/s through the collector's anomaly detectors
-//! (`tidegate_collector::detect::Detector`, event time, default thresholds), all rules
+//! (`tidegate_threat::detect::Detector`, event time, default thresholds), all rules
 //! together and each rule alone, on two workloads:
 //! - `synthetic`: N distinct flows over an hour (the collector end-to-end workload — every
 //!   record opens new per-key windows, the detectors' worst case for state);
@@ -16,8 +16,8 @@ use tidegate_bench::{
     aggregate::{default_corpus, workload},
     machine::Machine,
 };
-use tidegate_collector::detect::{DetectConfig, Detector};
-use tidegate_common::record::FlowRecord;
+use tidegate_threat::detect::{DetectConfig, Detector};
+use tidegate_wire::record::FlowRecord;
 
 #[derive(Parser)]
 #[command(name = "detect_throughput", version, about)]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use prometheus_client::metrics::gauge::Gauge;
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 use super::config::AggregateConfig;
 use super::error::{AggregateError, Full};

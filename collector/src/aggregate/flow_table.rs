@@ -210,7 +210,7 @@ mod tests {
     use super::*;
     use crate::aggregate::message::Rec;
     use tidegate_common::Direction;
-    use tidegate_common::record::FlowRecord;
+    use tidegate_wire::record::FlowRecord;
 
     fn key(i: u16) -> CKey {
         let r = FlowRecord {

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 use tidegate_common::Direction;
-use tidegate_common::record::{FlowRecord, key_addr};
+use tidegate_wire::record::{FlowRecord, key_addr};
 
 /// An IP address in 17 bytes: IPv4 is stored IPv4-mapped with `v6 == false`, so ordering
 /// by `(v6, bytes)` is the order of [`IpAddr`].
@@ -189,6 +189,7 @@ pub struct AggregateKey {
     /// Line (interface) name.
     pub line: String,
     /// Ingress or egress.
+    #[serde(with = "tidegate_wire::record::direction")]
     pub direction: Direction,
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 use super::flows::MergedFlow;
 use super::key::CKey;

@@ -39,12 +39,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{ConfigError, key_offset, line_of};
-use crate::detect::DetectConfig;
-use crate::enrich::{EnrichConfig, Enricher};
-use crate::policy::PolicyHandle;
 use crate::sinks::alerts::WebhookConfig;
 use crate::sinks::syslog::SyslogConfig;
+use tidegate_base::{ConfigError, ConfigFile};
+use tidegate_threat::detect::DetectConfig;
+use tidegate_threat::enrich::{EnrichConfig, Enricher};
+use tidegate_threat::policy::PolicyHandle;
 
 /// `[policy]` as written.
 #[derive(Debug, Deserialize)]
@@ -173,9 +173,11 @@ impl AnalysisConfig {
             Some(p) => DetectConfig::load(p).map_err(|e| e.to_string())?,
             None => DetectConfig::default(),
         };
-        detect.validate().map_err(|e| {
+        // What the detection stage will build at start: refused here too, so `check-config`
+        // and `run` agree.
+        tidegate_threat::detect::Detector::new(detect.clone()).map_err(|e| {
             format!(
-                "{}: {e}",
+                "{}: detection settings: {e}",
                 self.detect_config
                     .as_ref()
                     .map_or("[detect]".to_string(), |p| p.display().to_string())
@@ -193,19 +195,14 @@ impl AnalysisConfig {
 /// `spool_dir` is where the webhook outbox goes by default.
 pub(crate) fn parse(
     raw: RawSections,
-    src: &str,
-    path: &Path,
-    resolve: &dyn Fn(&Path) -> PathBuf,
+    file: &ConfigFile,
     spool_dir: &Path,
 ) -> Result<AnalysisConfig, ConfigError> {
-    let at = |off: usize, msg: String| ConfigError::At {
-        path: path.to_path_buf(),
-        line: line_of(src, off),
-        msg,
-    };
+    let at = |off: usize, msg: String| file.at(off, msg);
+    let resolve = |p: &Path| file.resolve(p);
     let mut cfg = AnalysisConfig::default();
     if let Some(e) = raw.enrich {
-        cfg.locations.enrich = format!("{}:{}", path.display(), line_of(src, e.span().start));
+        cfg.locations.enrich = file.location(e.span().start);
         let e = e.into_inner();
         cfg.enrich = EnrichConfig {
             mmdb: e.mmdb.iter().map(|p| resolve(p)).collect(),
@@ -219,7 +216,7 @@ pub(crate) fn parse(
         if let Some(g) = p.merge_gap_secs {
             if g == 0 || g > 86_400 {
                 return Err(at(
-                    key_offset(src, off, "merge_gap_secs"),
+                    file.key_offset(off, "merge_gap_secs"),
                     "policy.merge_gap_secs must be between 1 and 86400".into(),
                 ));
             }
@@ -234,7 +231,7 @@ pub(crate) fn parse(
         if let Some(s) = d.idle_advance_secs {
             if s == 0 || s > 3600 {
                 return Err(at(
-                    key_offset(src, off, "idle_advance_secs"),
+                    file.key_offset(off, "idle_advance_secs"),
                     "detect.idle_advance_secs must be between 1 and 3600".into(),
                 ));
             }
@@ -247,7 +244,7 @@ pub(crate) fn parse(
         if let Some(w) = a.webhook {
             let off = w.span().start;
             let w = w.into_inner();
-            let bad = |key: &str, msg: String| at(key_offset(src, off, key), msg);
+            let bad = |key: &str, msg: String| at(file.key_offset(off, key), msg);
             if !w.url.starts_with("https://") && !w.url.starts_with("http://") {
                 return Err(bad(
                     "url",
@@ -336,7 +333,7 @@ pub(crate) fn parse(
                     crate::sinks::syslog::SyslogError::Config { field, .. } => *field,
                     _ => "address",
                 };
-                return Err(at(key_offset(src, off, key), format!("alerts.syslog: {e}")));
+                return Err(at(file.key_offset(off, key), format!("alerts.syslog: {e}")));
             }
             cfg.syslog = Some(s);
         }
@@ -348,16 +345,8 @@ pub(crate) fn parse(
 mod tests {
     use crate::config::CollectorConfig;
 
-    const BASE: &str = "[transport]\nlisten = \"127.0.0.1:7443\"\nca_cert = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n";
-
     fn write(body: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-        let d = tempfile::tempdir().unwrap();
-        for f in ["ca.pem", "c.pem", "c.key"] {
-            std::fs::write(d.path().join(f), "x").unwrap();
-        }
-        let p = d.path().join("collector.toml");
-        std::fs::write(&p, format!("{BASE}{body}")).unwrap();
-        (d, p)
+        crate::config::fixture::write(&format!("{}{body}", crate::config::fixture::TRANSPORT))
     }
 
     #[test]

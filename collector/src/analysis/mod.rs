@@ -21,21 +21,19 @@ mod metrics;
 mod outputs;
 mod stage;
 mod store;
-mod violations;
 
 use std::sync::Arc;
 
-use tidegate_common::wire::Batch;
+use tidegate_wire::Batch;
 
 pub use config::{AnalysisConfig, LoadedSources};
 pub use metrics::AnalysisMetrics;
-pub use violations::{ViolationBook, ViolationState};
 
-use crate::detect::Detector;
-use crate::enrich::FlowContext;
-use crate::policy::PolicyEngine;
 use crate::sinks::alerts::{AlertSinkError, JsonlSink, WebhookSink};
 use crate::sinks::clickhouse::ClickHouseSink;
+use tidegate_threat::detect::Detector;
+use tidegate_threat::enrich::FlowContext;
+use tidegate_threat::policy::{PolicyEngine, ViolationBook};
 
 /// Batches the reading stage may run ahead of detection.
 const QUEUE: usize = 64;
@@ -50,7 +48,7 @@ pub enum AnalysisError {
     Sources(String),
     /// The detector thresholds are invalid.
     #[error("detection settings: {0}")]
-    Detect(#[from] crate::detect::DetectConfigError),
+    Detect(#[from] tidegate_base::FieldError),
     /// A delivery sink could not be opened.
     #[error("alert sink: {0}")]
     Sink(#[from] AlertSinkError),

@@ -10,12 +10,13 @@ use tokio::sync::mpsc;
 
 use super::metrics::{AnalysisMetrics, KindLabel};
 use super::store::StoreRow;
-use super::violations::ViolationState;
-use crate::detect::{Alert, AlertUpdate, Endpoint, Severity};
-use crate::enrich::{Enricher, FlowContext};
 use crate::sinks::alerts::{JsonlSink, Notification, WebhookSink};
 use crate::sinks::clickhouse::{AlertRow, ViolationRow};
 use crate::sinks::syslog::{SyslogConfig, SyslogSink};
+use tidegate_threat::detect::{Alert, AlertUpdate, Endpoint};
+use tidegate_threat::enrich::{Enricher, FlowContext};
+use tidegate_threat::policy::ViolationState;
+use tidegate_threat::{Finding, Severity};
 
 /// Wait between two connection attempts to an unreachable syslog receiver.
 const SYSLOG_RETRY: Duration = Duration::from_secs(5);
@@ -28,7 +29,7 @@ pub(crate) struct Outputs {
     pub store: Option<mpsc::Sender<StoreRow>>,
     pub enricher: Option<Arc<Enricher>>,
     pub metrics: AnalysisMetrics,
-    /// Severity last notified per alert id (openings and escalations notify).
+    /// Severity last notified per finding id (openings and escalations notify).
     notified: HashMap<String, (Severity, u64)>,
     /// Notifications of the current step, written together.
     pending: Vec<Notification>,
@@ -92,40 +93,18 @@ impl Outputs {
 
     /// Publishes an alert state.
     pub fn alert(&mut self, u: &AlertUpdate) {
-        let a = &u.alert;
         if u.new {
             self.metrics
                 .alerts_opened
                 .get_or_create(&KindLabel {
-                    kind: a.kind.as_str(),
+                    kind: u.alert.kind.as_str(),
                 })
                 .inc();
         } else {
             self.metrics.alert_updates.inc();
         }
-        self.store(StoreRow::Alert(self.alert_row(a)));
-        let notify_id = match self.notified.get(&a.id) {
-            None => Some(format!("alert-{}", a.id)),
-            Some((sev, _)) if a.severity > *sev => {
-                Some(format!("alert-{}-{}", a.id, severity_name(a.severity)))
-            }
-            Some(_) => None,
-        };
-        if let Some(id) = notify_id {
-            self.notified.insert(a.id.clone(), (a.severity, a.last_ns));
-            match serde_json::to_value(a) {
-                Ok(body) => match Notification::new(id, "alert", body) {
-                    Ok(n) => {
-                        self.send_syslog(|s| s.send_alert(a));
-                        self.pending.push(n);
-                    }
-                    Err(e) => tracing::error!(error = %e, "alert notification"),
-                },
-                Err(e) => tracing::error!(error = %e, "alert to JSON"),
-            }
-        } else if let Some(n) = self.notified.get_mut(&a.id) {
-            n.1 = a.last_ns;
-        }
+        self.store(StoreRow::Alert(self.alert_row(&u.alert)));
+        self.notify(Finding::Alert(&u.alert));
     }
 
     /// Publishes a violation state; `ctx` is the enrichment of its flow.
@@ -136,35 +115,47 @@ impl Outputs {
             self.metrics.violation_updates.inc();
         }
         self.store(StoreRow::Violation(violation_row(s, ctx)));
-        if s.new {
-            let body = serde_json::to_value(&s.violation).map(|mut b| {
-                if let Some(o) = b.as_object_mut() {
-                    o.insert("id".into(), s.id.clone().into());
-                }
-                b
-            });
-            match body.map_err(|e| e.to_string()).and_then(|b| {
-                Notification::new(s.id.clone(), "violation", b).map_err(|e| e.to_string())
-            }) {
-                Ok(n) => {
-                    self.send_syslog(|sy| sy.send_violation(&s.violation));
-                    self.pending.push(n);
-                }
-                Err(e) => tracing::error!(error = %e, "violation notification"),
+        self.notify(Finding::Violation(s));
+    }
+
+    /// Notifies a finding's opening and each escalation of its severity (a violation's
+    /// severity is its rule's, so only its opening notifies); later states of the same
+    /// severity only move the time it is remembered until.
+    fn notify(&mut self, f: Finding<'_>) {
+        let id = match self.notified.get(f.id()) {
+            None => f.notification_id(),
+            Some((sev, _)) if f.severity() > *sev => {
+                format!("{}-{}", f.notification_id(), f.severity())
             }
+            Some(_) => {
+                if let Some(n) = self.notified.get_mut(f.id()) {
+                    n.1 = f.last_ns();
+                }
+                return;
+            }
+        };
+        self.notified
+            .insert(f.id().to_string(), (f.severity(), f.last_ns()));
+        match f
+            .to_json()
+            .map_err(|e| e.to_string())
+            .and_then(|body| Notification::new(id, f.class(), body).map_err(|e| e.to_string()))
+        {
+            Ok(n) => {
+                self.send_syslog(f);
+                self.pending.push(n);
+            }
+            Err(e) => tracing::error!(error = %e, class = f.class(), "notification"),
         }
     }
 
-    fn send_syslog(
-        &mut self,
-        f: impl FnOnce(&mut SyslogSink) -> Result<(), crate::sinks::syslog::SyslogError>,
-    ) {
+    fn send_syslog(&mut self, f: Finding<'_>) {
         let Some(out) = self.syslog.as_mut() else {
             return;
         };
         match out.sink() {
             Some(s) => {
-                if let Err(e) = f(s) {
+                if let Err(e) = s.send(f) {
                     tracing::warn!(error = %e, "syslog send failed");
                     self.metrics.sink_error("syslog");
                 }
@@ -196,7 +187,7 @@ impl Outputs {
         }
     }
 
-    /// Whether alert `id` was already notified.
+    /// Whether finding `id` was already notified.
     pub fn knows(&self, id: &str) -> bool {
         self.notified.contains_key(id)
     }
@@ -223,7 +214,7 @@ impl Outputs {
             id: a.id.clone(),
             version: a.last_ns,
             kind: a.kind.as_str().to_string(),
-            severity: a.severity as i8,
+            severity: a.severity.code(),
             first: ns(a.first_ns),
             last: ns(a.last_ns),
             src: a.src.as_ref().map(|e| e.to_string()).unwrap_or_default(),
@@ -244,23 +235,13 @@ impl Outputs {
     }
 }
 
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Info => "info",
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
-    }
-}
-
 fn ns(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn violation_row(s: &ViolationState, ctx: Option<&FlowContext>) -> ViolationRow {
     let v = &s.violation;
-    let text = |ip: std::net::IpAddr| crate::enrich::unmap(ip).to_string();
+    let text = |ip: std::net::IpAddr| tidegate_threat::enrich::unmap(ip).to_string();
     ViolationRow {
         id: s.id.clone(),
         version: v.last_ns,
@@ -268,11 +249,8 @@ fn violation_row(s: &ViolationState, ctx: Option<&FlowContext>) -> ViolationRow 
         rule_name: v.rule_name.clone(),
         rule_location: v.rule_location.clone(),
         rule_text: v.rule_text.clone(),
-        kind: serde_json::to_value(v.kind)
-            .ok()
-            .and_then(|k| k.as_str().map(str::to_string))
-            .unwrap_or_default(),
-        severity: v.severity as i8 + 1,
+        kind: v.kind.as_str().to_string(),
+        severity: v.severity.code(),
         line: v.line.clone(),
         src: text(v.src),
         dst: text(v.dst),

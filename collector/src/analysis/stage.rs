@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use tidegate_common::wire::Batch;
+use tidegate_wire::Batch;
 
 use super::outputs::Outputs;
-use super::violations::ViolationBook;
-use crate::detect::Detector;
-use crate::enrich::FlowContext;
-use crate::policy::{Endpoints, PolicyEngine};
+use tidegate_threat::detect::Detector;
+use tidegate_threat::enrich::FlowContext;
+use tidegate_threat::policy::{Endpoints, PolicyEngine, ViolationBook};
 
 /// One decoded batch with the enrichment of each record.
 pub(crate) struct Input {
@@ -109,7 +108,7 @@ impl Stage {
     fn finish(&mut self) {
         if let Some(d) = self.detector.as_mut() {
             for a in d.finish() {
-                let u = crate::detect::AlertUpdate {
+                let u = tidegate_threat::detect::AlertUpdate {
                     new: !self.outputs.knows(&a.id),
                     alert: a,
                 };

@@ -87,7 +87,7 @@ fn digest(v: &Spanned<String>, what: &str) -> Result<[u8; 32], (usize, String)> 
             format!("{what} must be 64 hex digits (printf %s 'secret' | sha256sum)"),
         )
     };
-    if s.len() != 64 {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let mut out = [0u8; 32];
@@ -236,11 +236,8 @@ mod tests {
 
     #[test]
     fn collector_config_errors_in_api_name_file_and_line() {
-        let d = tempfile::tempdir().unwrap();
-        for f in ["ca.pem", "c.pem", "c.key"] {
-            std::fs::write(d.path().join(f), "x").unwrap();
-        }
-        let base = "[transport]\nlisten = \"127.0.0.1:7443\"\nca_cert = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n";
+        let (d, _) = crate::config::fixture::write("");
+        let base = crate::config::fixture::TRANSPORT;
         let cases = [
             ("[api]\nlisten = \"nope\"\n", ":7: api.listen"),
             (

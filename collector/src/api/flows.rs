@@ -37,7 +37,8 @@ fn filters(p: &Params) -> ApiResult<Where> {
         .eq_opt("line", p.name("line")?.as_ref())
         .eq_opt("probe_id", p.name("probe")?.as_ref());
     if let Some(c) = p.cidr("ip")? {
-        let (lo, hi) = (c.lo.to_string(), c.hi.to_string());
+        let (lo, hi) = c.v6_range();
+        let (lo, hi) = (lo.to_string(), hi.to_string());
         w.and(
             "((src BETWEEN toIPv6(?) AND toIPv6(?)) OR (dst BETWEEN toIPv6(?) AND toIPv6(?)))",
             [

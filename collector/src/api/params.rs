@@ -2,12 +2,11 @@
 //! are refused (a typo must not silently widen a search), and each value is checked
 //! here so errors name the parameter. Values reach SQL only through bind parameters.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, Ipv6Addr},
-};
+use std::collections::HashMap;
 
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use tidegate_base::Cidr;
 
 use super::error::{ApiError, ApiResult};
 
@@ -39,50 +38,6 @@ pub fn parse_time(s: &str) -> Option<i64> {
 fn now_ms() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
         .expect("current time fits")
-}
-
-/// An address range from a CIDR, as the IPv6 column sees it: IPv4 networks are mapped
-/// into `::ffff:0:0/96`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    /// First address.
-    pub lo: Ipv6Addr,
-    /// Last address.
-    pub hi: Ipv6Addr,
-}
-
-/// Parses `a.b.c.d/n` or `x::y/n` (a bare address is a /32 or /128).
-pub fn parse_cidr(s: &str) -> Option<Cidr> {
-    let (addr, len) = match s.split_once('/') {
-        Some((a, l)) => (a.parse::<IpAddr>().ok()?, Some(l.parse::<u32>().ok()?)),
-        None => (s.parse::<IpAddr>().ok()?, None),
-    };
-    let (v6, len) = match addr {
-        IpAddr::V4(a) => {
-            let l = len.unwrap_or(32);
-            if l > 32 {
-                return None;
-            }
-            (a.to_ipv6_mapped(), 96 + l)
-        }
-        IpAddr::V6(a) => {
-            let l = len.unwrap_or(128);
-            if l > 128 {
-                return None;
-            }
-            (a, l)
-        }
-    };
-    let bits = u128::from(v6);
-    let mask = if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - len)
-    };
-    Some(Cidr {
-        lo: Ipv6Addr::from(bits & mask),
-        hi: Ipv6Addr::from(bits | !mask),
-    })
 }
 
 /// IP protocol number from a number or a name.
@@ -227,14 +182,17 @@ impl Params {
         }
     }
 
-    /// An IP address or CIDR network.
+    /// An IP address or CIDR network (the rules of [`Cidr`]: host bits must be zero).
     pub fn cidr(&self, name: &str) -> ApiResult<Option<Cidr>> {
         self.get(name)
             .map(|s| {
-                parse_cidr(s).ok_or_else(|| {
+                Cidr::parse(s).map_err(|e| {
                     ApiError::param(
                         name,
-                        "expected an IP address or CIDR such as 192.0.2.0/24 or 2001:db8::/32",
+                        format!(
+                            "{}; expected an IP address or CIDR such as 192.0.2.0/24 or 2001:db8::/32",
+                            e.reason
+                        ),
                     )
                 })
             })
@@ -282,22 +240,28 @@ mod tests {
 
     #[test]
     fn cidrs_map_ipv4_into_the_ipv6_column() {
-        let c = parse_cidr("192.0.2.0/24").unwrap();
-        assert_eq!(c.lo, "::ffff:192.0.2.0".parse::<Ipv6Addr>().unwrap());
-        assert_eq!(c.hi, "::ffff:192.0.2.255".parse::<Ipv6Addr>().unwrap());
-        let c = parse_cidr("2001:db8::/32").unwrap();
+        let p = |v: &str| {
+            Params::new(HashMap::from([("ip".to_string(), v.to_string())]), &["ip"])
+                .unwrap()
+                .cidr("ip")
+        };
+        use std::net::Ipv6Addr;
+        let (lo, hi) = p("192.0.2.0/24").unwrap().unwrap().v6_range();
+        assert_eq!(lo, "::ffff:192.0.2.0".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(hi, "::ffff:192.0.2.255".parse::<Ipv6Addr>().unwrap());
+        let (_, hi) = p("2001:db8::/32").unwrap().unwrap().v6_range();
         assert_eq!(
-            c.hi,
+            hi,
             "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
                 .parse::<Ipv6Addr>()
                 .unwrap()
         );
-        assert_eq!(
-            parse_cidr("10.0.0.1").unwrap().lo,
-            parse_cidr("10.0.0.1").unwrap().hi
-        );
-        assert!(parse_cidr("10.0.0.0/33").is_none());
-        assert!(parse_cidr("bogus").is_none());
+        let (lo, hi) = p("10.0.0.1").unwrap().unwrap().v6_range();
+        assert_eq!(lo, hi);
+        for bad in ["10.0.0.0/33", "bogus", "10.0.0.1/24"] {
+            let e = p(bad).unwrap_err().to_string();
+            assert!(e.contains("ip"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -8,12 +8,12 @@ use std::{
 };
 
 use anyhow::Context;
-use tidegate_collector::{
+use tidegate_threat::{
     detect::{DetectConfig, Detector},
     enrich::{EnrichConfig, Enricher},
     policy::{PolicyEngine, PolicyHandle},
 };
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 /// Arguments of `analyze`.
 #[derive(Debug, clap::Args)]

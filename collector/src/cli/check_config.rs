@@ -15,8 +15,6 @@ pub struct Args {
 pub fn main(a: Args) -> anyhow::Result<()> {
     let c = CollectorConfig::load(&a.file)?;
     let sources = c.analysis.load().map_err(anyhow::Error::msg)?;
-    tidegate_collector::detect::Detector::new(sources.detect)
-        .map_err(|e| anyhow::anyhow!("detection settings: {e}"))?;
     println!(
         "{}: OK (probes on {}, spool {}, ClickHouse {} database {}, {} aggregation shards)",
         a.file.display(),
@@ -48,5 +46,14 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(", ")
     );
+    match &c.api {
+        Some(api) => println!(
+            "web UI and API: http://{} ({} user(s), {} token(s))",
+            api.listen,
+            api.users.len(),
+            api.tokens.len()
+        ),
+        None => println!("web UI and API: off (no [api] section)"),
+    }
     Ok(())
 }

@@ -7,19 +7,19 @@ use std::{
 };
 
 use anyhow::Context;
-use prometheus_client::{encoding::text::encode, registry::Registry};
+use prometheus_client::registry::Registry;
 use tidegate_collector::{
     aggregate::{AggregateMetrics, Aggregator},
     analysis::{Analysis, AnalysisMetrics},
     config::CollectorConfig,
-    enrich::Contextualizer,
     ingest::{Ingest, IngestMetrics},
     pipeline::{self, PipelineMetrics},
-    policy::spawn_sighup_reload,
+    reload::spawn_sighup_reload,
     sinks::clickhouse::{ClickHouseSink, SinkMetrics},
     spool::Spool,
     transport::{self, TransportMetrics},
 };
+use tidegate_threat::enrich::Contextualizer;
 use tokio::sync::watch;
 
 /// Arguments of `run`.
@@ -87,33 +87,8 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
 
     if let Some(addr) = cfg.metrics_listen {
-        let registry = Arc::new(Mutex::new(registry));
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        tidegate_base::metrics::serve_registry(addr, Arc::new(Mutex::new(registry)))
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        tracing::info!(%addr, "metrics on http://{addr}/metrics");
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let r = registry.clone();
-                async move {
-                    let mut s = String::new();
-                    encode(&mut s, &r.lock().expect("registry lock")).expect("encode to String");
-                    (
-                        [(
-                            "content-type",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        s,
-                    )
-                }
-            }),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics server stopped");
-            }
-        });
     }
 
     // Web UI and JSON API (`[api]`), reading ClickHouse.

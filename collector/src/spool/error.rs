@@ -16,6 +16,9 @@ pub enum SpoolError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process (a second collector) holds the spool directory.
+    #[error("spool: {0}")]
+    Locked(#[source] tidegate_base::LockError),
     /// A state file could not be parsed.
     #[error("spool {path}: corrupt state file: {msg}")]
     Corrupt {

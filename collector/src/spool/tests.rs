@@ -211,3 +211,15 @@ fn a_full_spool_makes_appends_wait_until_a_commit_frees_space() {
         assert!(done.is_ok(), "append stayed blocked");
     });
 }
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let first = Spool::open(cfg(d.path(), 1 << 30, 4096)).unwrap();
+    let e = Spool::open(cfg(d.path(), 1 << 30, 4096))
+        .err()
+        .expect("refused");
+    assert!(matches!(e, SpoolError::Locked(_)), "{e}");
+    assert!(e.to_string().contains("in use by another process"), "{e}");
+    drop(first);
+}

@@ -40,6 +40,47 @@ impl Default for SpoolConfig {
     }
 }
 
+impl SpoolConfig {
+    /// Checks the sizes; the error names the field (`spool.<field>`).
+    pub fn validate(&self) -> Result<(), tidegate_base::FieldError> {
+        use tidegate_base::FieldError;
+        if self.segment_bytes < 4096 {
+            return Err(FieldError::new(
+                "spool.segment_bytes",
+                "must be at least 4096",
+            ));
+        }
+        if self.max_bytes < 2 * self.segment_bytes {
+            return Err(FieldError::new(
+                "spool.max_bytes",
+                format!(
+                    "({}) must be at least twice segment_bytes ({})",
+                    self.max_bytes, self.segment_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The spool directory's lock file (see [`tidegate_base::DirLock`]).
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the directory lock. A holder in this process that is closing (its writer thread
+/// finishing) gets a second to let go; another process holding it is an error.
+fn lock_dir(dir: &std::path::Path) -> Result<tidegate_base::DirLock, SpoolError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match tidegate_base::DirLock::acquire(dir, LOCK_FILE) {
+            Ok(l) => return Ok(l),
+            Err(tidegate_base::LockError::Held { .. }) if std::time::Instant::now() < deadline => {
+                thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(SpoolError::Locked(e)),
+        }
+    }
+}
+
 struct Req {
     bytes: Vec<u8>,
     probe: String,
@@ -62,6 +103,9 @@ pub(crate) struct Shared {
     pub space: Notify,
     /// Highest durable sequence number per probe.
     pub last_seq: Mutex<HashMap<String, u64>>,
+    /// Held while the spool is open (by the writer and the reader): a second collector on
+    /// the same directory is refused.
+    _lock: tidegate_base::DirLock,
 }
 
 /// The appending half of the spool (cheap to clone).
@@ -75,6 +119,7 @@ impl Spool {
     /// Opens `cfg.dir`, repairs a torn tail, and starts the writer thread. The reader
     /// starts at the committed cursor, so anything not yet stored downstream is replayed.
     pub fn open(cfg: SpoolConfig) -> Result<(Spool, SpoolReader), SpoolError> {
+        let lock = lock_dir(&cfg.dir)?;
         let rec = state::recover(&cfg.dir)?;
         let (durable, _) = watch::channel(rec.end);
         let shared = Arc::new(Shared {
@@ -86,6 +131,7 @@ impl Spool {
             pending: AtomicU64::new(rec.pending_entries),
             space: Notify::new(),
             last_seq: Mutex::new(rec.last_seq),
+            _lock: lock,
         });
         let path = shared.dir.join(segment_name(rec.end.segment));
         let file = OpenOptions::new()
@@ -181,9 +227,7 @@ impl Spool {
 }
 
 fn sync_dir(dir: &std::path::Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(SpoolError::io(dir, "fsync directory"))
+    tidegate_base::durable::sync_dir(dir).map_err(SpoolError::io(dir, "fsync directory"))
 }
 
 struct Writer {

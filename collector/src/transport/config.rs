@@ -1,8 +1,12 @@
-//! Transport settings.
+//! Transport settings: the `[transport]` section, validated once for `run` and
+//! `check-config` alike (addresses, limits, and the TLS files loaded for real).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tidegate_common::wire::DEFAULT_MAX_FRAME;
+use serde::Deserialize;
+use tidegate_base::{ConfigError, ConfigFile};
+use tidegate_wire::DEFAULT_MAX_FRAME;
+use toml::Spanned;
 
 /// Settings of the probe-facing TLS listener.
 #[derive(Clone, Debug)]
@@ -24,6 +28,19 @@ pub struct TransportConfig {
     pub idle_timeout: Duration,
 }
 
+/// `[transport]` as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransport {
+    listen: Spanned<String>,
+    ca_cert: Spanned<PathBuf>,
+    cert: Spanned<PathBuf>,
+    key: Spanned<PathBuf>,
+    max_frame_bytes: Option<Spanned<usize>>,
+    handshake_timeout_secs: Option<Spanned<u64>>,
+    idle_timeout_secs: Option<Spanned<u64>>,
+}
+
 impl TransportConfig {
     /// Default frame limit ([`DEFAULT_MAX_FRAME`]), 10 s handshake, 120 s idle timeout.
     pub fn new(listen: SocketAddr, ca_cert: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
@@ -36,5 +53,62 @@ impl TransportConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
         }
+    }
+
+    /// Validates `[transport]`: relative paths are resolved next to the file, and the
+    /// certificates and key are loaded and must make a TLS server configuration, so a
+    /// file `check-config` accepts is one `run` can serve with.
+    pub fn from_section(raw: RawTransport, file: &ConfigFile) -> Result<Self, ConfigError> {
+        let listen = file.value(&raw.listen, "transport.listen", "host:port")?;
+        let mut paths = Vec::new();
+        for (name, f) in [
+            ("ca_cert", &raw.ca_cert),
+            ("cert", &raw.cert),
+            ("key", &raw.key),
+        ] {
+            let p = file.resolve(f.get_ref());
+            let problem = match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => Some("is a directory, not a PEM file".to_string()),
+                Ok(_) => std::fs::File::open(&p).err().map(|e| e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(problem) = problem {
+                return Err(file.at(
+                    f.span().start,
+                    format!("transport.{name} {}: {problem}", p.display()),
+                ));
+            }
+            paths.push(p);
+        }
+        let key = paths.pop().expect("three paths");
+        let cert = paths.pop().expect("three paths");
+        let ca = paths.pop().expect("three paths");
+        let mut t = TransportConfig::new(listen, ca, cert, key);
+        if let Some(v) = &raw.max_frame_bytes {
+            t.max_frame_bytes =
+                file.in_range(v, "transport.max_frame_bytes", 4096..=(256 << 20))?;
+        }
+        if let Some(v) = &raw.handshake_timeout_secs {
+            let s = file.in_range(v, "transport.handshake_timeout_secs", 1..=3600)?;
+            t.handshake_timeout = Duration::from_secs(s);
+        }
+        if let Some(v) = &raw.idle_timeout_secs {
+            let s = file.in_range(v, "transport.idle_timeout_secs", 1..=86_400)?;
+            t.idle_timeout = Duration::from_secs(s);
+        }
+        if let Err(e) = super::server_tls_config(&t.ca_cert, &t.cert, &t.key) {
+            use tidegate_base::tls::TlsError;
+            let at = match &e {
+                super::TransportError::Tls(TlsError::Pem { what, .. }) if what.contains("CA") => {
+                    raw.ca_cert.span().start
+                }
+                super::TransportError::Tls(TlsError::Pem { what, .. }) if what.ends_with("key") => {
+                    raw.key.span().start
+                }
+                _ => raw.cert.span().start,
+            };
+            return Err(file.at(at, format!("transport: {e}")));
+        }
+        Ok(t)
     }
 }

@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
-use tidegate_common::wire::{
+use tidegate_wire::{
     Ack, Batch, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError, decode_batch,
     read_frame_async, read_message_async, write_message_async,
 };

@@ -1,23 +1,13 @@
 //! Errors that stop the transport from starting or serving.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::net::SocketAddr;
 
 /// The transport cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// A certificate or key file cannot be read or holds nothing usable.
-    #[error("{what} {path}: {reason}")]
-    Pem {
-        /// Which file ("CA certificate", "collector certificate", "collector key").
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// rustls refused the certificates or key (mismatched key, bad CA, ...).
-    #[error("TLS configuration: {0}")]
-    Tls(String),
+    /// The certificates or key are unusable (unreadable, empty, mismatched, ...).
+    #[error(transparent)]
+    Tls(#[from] tidegate_base::tls::TlsError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -1,5 +1,5 @@
 //! Probe → collector transport: the server side of the wire protocol
-//! ([`tidegate_common::wire`]) over mutually-authenticated TLS.
+//! ([`tidegate_wire`]) over mutually-authenticated TLS.
 //!
 //! - Every probe presents a client certificate issued by the configured CA; the probe id
 //!   it claims in `Hello` must be the certificate's common name or one of its DNS SANs.
@@ -25,7 +25,7 @@ mod sessions;
 mod sink;
 mod tls;
 
-pub use config::TransportConfig;
+pub use config::{RawTransport, TransportConfig};
 pub use error::TransportError;
 pub use metrics::TransportMetrics;
 pub use server::{Server, serve};

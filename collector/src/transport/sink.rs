@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use tidegate_common::wire::Batch;
+use tidegate_wire::Batch;
 
 /// What the sink did with a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tidegate_collector::aggregate::{AggregateKey, Aggregator};
 use tidegate_common::Direction;
-use tidegate_common::record::FlowRecord;
 use tidegate_probe::capture::pcap::Replay;
 use tidegate_probe::table::Timeouts;
+use tidegate_wire::record::FlowRecord;
 
 /// The shared corpus's pcap folder (`TIDEGATE_CORPUS` overrides `../shared/corpus`).
 pub fn corpus_dir() -> PathBuf {

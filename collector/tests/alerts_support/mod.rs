@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post};
-use tidegate_collector::detect::alert::{Alert, AlertKind, Endpoint, Severity};
-use tidegate_collector::policy::{Violation, ViolationKind};
 use tidegate_collector::sinks::alerts::Notification;
 use tidegate_common::Direction;
-use tidegate_common::record::FlowRecord;
+use tidegate_threat::detect::alert::{Alert, AlertKind, Endpoint};
+use tidegate_threat::policy::ViolationState;
+use tidegate_threat::policy::{Violation, ViolationKind};
+use tidegate_threat::{Finding, Severity};
+use tidegate_wire::record::FlowRecord;
 use tokio::sync::oneshot;
 
 /// The shared secret of the tests' receivers.
@@ -63,7 +65,7 @@ pub fn samples(n: u32) -> Vec<Notification> {
                     description: format!("{} probed 120 ports of {}", f.src, f.dst),
                     evidence: vec![f],
                 };
-                Notification::from_alert(&alert).unwrap()
+                Notification::from_finding(Finding::Alert(&alert)).unwrap()
             } else {
                 let v = Violation {
                     rule_id: format!("r{i}"),
@@ -71,7 +73,7 @@ pub fn samples(n: u32) -> Vec<Notification> {
                     rule_location: "policy.toml:12".into(),
                     rule_text: "[[rule]]\nid = \"r\"".into(),
                     kind: ViolationKind::Deny,
-                    severity: tidegate_collector::policy::Severity::Critical,
+                    severity: Severity::Critical,
                     line: f.line.clone(),
                     src: f.src,
                     dst: f.dst,
@@ -80,7 +82,7 @@ pub fn samples(n: u32) -> Vec<Notification> {
                     description: "denied by rule r".into(),
                     evidence: vec![f],
                 };
-                Notification::from_violation(&v).unwrap()
+                Notification::from_finding(Finding::Violation(&ViolationState::opening(v))).unwrap()
             }
         })
         .collect()

@@ -171,7 +171,7 @@ pub fn corpus_pcap(name: &str) -> PathBuf {
 /// `ndpi-1kxun.pcap` (IPv4 and IPv6, untagged) on line `hk-intl-1`, `ndpi-vxlan.pcap`
 /// (VLAN 5) on `sg-intl-2`, `ndpi-icmp-tunnel.pcap` (ICMP) on `mo-intl-3`,
 /// `ndpi-steam.pcapng` (nanosecond timestamps) on `tw-intl-4`.
-pub fn corpus_records() -> Vec<tidegate_common::record::FlowRecord> {
+pub fn corpus_records() -> Vec<tidegate_wire::record::FlowRecord> {
     use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
     let mut records = Vec::new();
     let mut replay = Replay::new(Timeouts::default());

@@ -14,7 +14,6 @@ use std::{
 use tidegate_collector::certs::{
     GenCertsOptions, ca_paths, collector_paths, generate, probe_paths,
 };
-use tidegate_common::record::FlowRecord;
 use tidegate_probe::{
     capture::pcap::Replay,
     export::{
@@ -23,6 +22,7 @@ use tidegate_probe::{
     },
     table::Timeouts,
 };
+use tidegate_wire::record::FlowRecord;
 
 /// Certificates for a collector and probes `edge-1`, `edge-2`.
 pub fn certs(dir: &Path) -> PathBuf {

@@ -7,10 +7,11 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
-use tidegate_collector::detect::{Alert, DetectConfig, Detector, Severity as AlertSeverity};
-use tidegate_collector::policy::{Endpoints, Policy, Severity as ViolationSeverity, Violation};
-use tidegate_common::record::{FlowRecord, rfc3339_ns};
 use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
+use tidegate_threat::Severity;
+use tidegate_threat::detect::{Alert, DetectConfig, Detector};
+use tidegate_threat::policy::{Endpoints, Policy, Violation};
+use tidegate_wire::record::{FlowRecord, rfc3339_ns};
 
 /// Flow records of a corpus capture, as the probe's replay exports them.
 pub fn records(capture: &str) -> Vec<FlowRecord> {
@@ -55,24 +56,15 @@ pub fn isolation_violations(max: usize) -> Vec<Violation> {
     v
 }
 
-/// Syslog severity an alert must carry (the documented mapping).
-pub fn alert_level(s: AlertSeverity) -> u8 {
+/// Syslog severity a finding must carry (the documented mapping, one scale for alerts
+/// and violations).
+pub fn level(s: Severity) -> u8 {
     match s {
-        AlertSeverity::Critical => 2,
-        AlertSeverity::High => 3,
-        AlertSeverity::Medium => 4,
-        AlertSeverity::Low => 5,
-        AlertSeverity::Info => 6,
-    }
-}
-
-/// Syslog severity a violation must carry.
-pub fn violation_level(s: ViolationSeverity) -> u8 {
-    match s {
-        ViolationSeverity::Critical => 2,
-        ViolationSeverity::High => 3,
-        ViolationSeverity::Medium => 4,
-        ViolationSeverity::Low => 5,
+        Severity::Critical => 2,
+        Severity::High => 3,
+        Severity::Medium => 4,
+        Severity::Low => 5,
+        Severity::Info => 6,
     }
 }
 
@@ -243,11 +235,7 @@ pub fn read_frames(s: &mut TcpStream, n: usize) -> Vec<Vec<u8>> {
 
 /// Checks that `m` is the message of alert `a` sent with facility `facility`.
 pub fn check_alert(m: &Msg, a: &Alert, facility: u16, hostname: &str) {
-    assert_eq!(
-        m.pri,
-        facility * 8 + u16::from(alert_level(a.severity)),
-        "{m:?}"
-    );
+    assert_eq!(m.pri, facility * 8 + u16::from(level(a.severity)), "{m:?}");
     assert_eq!(m.timestamp, micros(a.last_ns));
     assert_eq!(m.hostname, hostname);
     assert_eq!(m.procid, std::process::id().to_string());
@@ -276,11 +264,7 @@ pub fn check_alert(m: &Msg, a: &Alert, facility: u16, hostname: &str) {
 
 /// Checks that `m` is the plain-MSG message of violation `v`.
 pub fn check_violation(m: &Msg, v: &Violation, facility: u16) {
-    assert_eq!(
-        m.pri,
-        facility * 8 + u16::from(violation_level(v.severity)),
-        "{m:?}"
-    );
+    assert_eq!(m.pri, facility * 8 + u16::from(level(v.severity)), "{m:?}");
     assert_eq!(m.timestamp, micros(v.last_ns));
     assert_eq!(m.msgid, "isolation");
     let id = "tidegate@32473";

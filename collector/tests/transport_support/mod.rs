@@ -18,13 +18,10 @@ use tidegate_collector::{
     certs::{CertPaths, GenCertsOptions, ca_paths, collector_paths, generate, probe_paths},
     transport::{BatchSink, PersistError, Persisted, Server, TransportConfig, TransportMetrics},
 };
-use tidegate_common::{
-    Direction,
-    record::FlowRecord,
-    wire::{
-        Batch, DEFAULT_MAX_FRAME, Hello, Message, PROTOCOL_VERSION, WireError, read_message_async,
-        write_message_async,
-    },
+use tidegate_common::Direction;
+use tidegate_wire::{
+    Batch, DEFAULT_MAX_FRAME, Hello, Message, PROTOCOL_VERSION, WireError, read_message_async,
+    record::FlowRecord, write_message_async,
 };
 use tokio::{io::AsyncWriteExt, net::TcpStream, sync::watch};
 use tokio_rustls::{TlsConnector, client::TlsStream};

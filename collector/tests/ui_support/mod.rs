@@ -21,7 +21,7 @@ use clickhouse_support::{TestClickHouse, eventually, free_port};
 use collector_support::{
     CollectorProcess, certs, exporter, probe_options, replay_into, write_config,
 };
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
 /// The console's login.
 pub const USER: &str = "analyst";

@@ -22,11 +22,8 @@ pub use outbox::{Outbox, OutboxEntry};
 pub use signature::{sign, verify_signature};
 pub use webhook::{WebhookConfig, WebhookSink};
 
-use ring::digest;
 use serde::{Deserialize, Serialize};
-
-use crate::detect::alert::Alert;
-use crate::policy::Violation;
+use tidegate_threat::Finding;
 
 /// Longest accepted notification id (it names the outbox file).
 pub const MAX_ID_LEN: usize = 128;
@@ -60,34 +57,15 @@ impl Notification {
         })
     }
 
-    /// The notification of an alert; its id is `alert-` and the alert's id. Updates of an
-    /// open alert keep the alert's id, so sinks deliver only the first state they see.
-    pub fn from_alert(alert: &Alert) -> Result<Self, AlertSinkError> {
-        let body = serde_json::to_value(alert).map_err(|source| AlertSinkError::Json {
-            what: format!("alert {}", alert.id),
+    /// The first notification of a finding: id [`Finding::notification_id`], kind
+    /// `"alert"` or `"violation"`, the finding's JSON as body. Later states of an open
+    /// finding keep its id, so sinks deliver only the first state they see.
+    pub fn from_finding(finding: Finding<'_>) -> Result<Self, AlertSinkError> {
+        let body = finding.to_json().map_err(|source| AlertSinkError::Json {
+            what: format!("{} {}", finding.class(), finding.id()),
             source,
         })?;
-        Notification::new(format!("alert-{}", alert.id), "alert", body)
-    }
-
-    /// The notification of a policy violation; its id is `violation-` and a hash of the
-    /// rule, kind, line, addresses and first event time.
-    pub fn from_violation(v: &Violation) -> Result<Self, AlertSinkError> {
-        let body = serde_json::to_value(v).map_err(|source| AlertSinkError::Json {
-            what: format!("violation of rule {} ({})", v.rule_id, v.rule_location),
-            source,
-        })?;
-        let kind = body
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .unwrap_or_default();
-        let key = format!(
-            "{}\0{}\0{}\0{}\0{}\0{}",
-            v.rule_id, kind, v.line, v.src, v.dst, v.first_ns
-        );
-        let d = digest::digest(&digest::SHA256, key.as_bytes());
-        let hex: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
-        Notification::new(format!("violation-{hex}"), "violation", body)
+        Notification::new(finding.notification_id(), finding.class(), body)
     }
 }
 

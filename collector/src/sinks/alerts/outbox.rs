@@ -13,9 +13,10 @@
 use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use tidegate_base::{DirLock, LockError, durable};
 
 use super::{AlertSinkError, Notification, check_id};
 
@@ -89,13 +90,13 @@ impl Outbox {
             if let Some((seq, id)) = parse_name(&name) {
                 next_seq = next_seq.max(seq + 1);
                 seen.insert(id.to_string());
-            } else if name.starts_with('.') && name.ends_with(".tmp") {
+            } else if durable::is_tmp_name(&name) {
                 remove_file(&path)?;
             }
         }
         let mut removed = false;
         for (path, name) in read_dir(&dir)? {
-            if name.starts_with('.') && name.ends_with(".tmp") {
+            if durable::is_tmp_name(&name) {
                 remove_file(&path)?;
             } else if let Some((seq, id)) = parse_name(&name) {
                 next_seq = next_seq.max(seq + 1);
@@ -141,16 +142,9 @@ impl Outbox {
         }
         let seq = st.next_seq;
         let name = format!("{seq:020}-{}.json", n.id);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
         let path = self.dir.join(&name);
-        let mut f =
-            File::create(&tmp).map_err(|e| AlertSinkError::io("create outbox file", &tmp, e))?;
-        f.write_all(&body)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| AlertSinkError::io("write outbox file", &tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(|e| AlertSinkError::io("rename outbox file", &path, e))?;
-        sync_dir(&self.dir)?;
+        durable::write_durable(&path, &body)
+            .map_err(|e| AlertSinkError::io("write outbox file", &path, e))?;
         st.next_seq = seq + 1;
         st.seen.insert(n.id.clone());
         Ok(true)
@@ -260,23 +254,12 @@ impl Outbox {
     /// Tries to take the exclusive delivery lock (`.lock`, flock); `None` while another
     /// deliverer (in this or another process) holds it. Dropping the guard releases it.
     pub fn try_lock(&self) -> Result<Option<OutboxLock>, AlertSinkError> {
-        let path = self.dir.join(LOCK_FILE);
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| AlertSinkError::io("open outbox lock", &path, e))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(Some(OutboxLock { _file: f }));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() == std::io::ErrorKind::WouldBlock {
-            Ok(None)
-        } else {
-            Err(AlertSinkError::io("lock outbox", &path, err))
+        match DirLock::acquire(&self.dir, LOCK_FILE) {
+            Ok(lock) => Ok(Some(OutboxLock { _lock: lock })),
+            Err(LockError::Held { .. }) => Ok(None),
+            Err(LockError::Io { path, source }) => {
+                Err(AlertSinkError::io("lock outbox", &path, source))
+            }
         }
     }
 }
@@ -284,27 +267,20 @@ impl Outbox {
 /// The outbox's delivery lock; released on drop.
 #[derive(Debug)]
 pub struct OutboxLock {
-    _file: File,
+    _lock: DirLock,
 }
 
 /// Writes `ids` as the whole journal (temporary file, fsync, rename) and opens it for
 /// appending.
 fn rewrite_journal(dir: &Path, ids: &VecDeque<String>) -> Result<File, AlertSinkError> {
     let path = dir.join(DELIVERED_FILE);
-    let tmp = dir.join(format!(".{DELIVERED_FILE}.tmp"));
     let mut text = String::with_capacity(ids.len() * 24);
     for id in ids {
         text.push_str(id);
         text.push('\n');
     }
-    let mut f =
-        File::create(&tmp).map_err(|e| AlertSinkError::io("create delivered journal", &tmp, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| AlertSinkError::io("write delivered journal", &tmp, e))?;
-    fs::rename(&tmp, &path)
+    durable::write_durable(&path, text.as_bytes())
         .map_err(|e| AlertSinkError::io("replace delivered journal", &path, e))?;
-    sync_dir(dir)?;
     OpenOptions::new()
         .append(true)
         .open(&path)
@@ -341,9 +317,7 @@ fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, AlertSinkError> {
 
 /// fsyncs a directory so renames and deletions in it are durable.
 fn sync_dir(dir: &Path) -> Result<(), AlertSinkError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AlertSinkError::io("fsync outbox directory", dir, e))
+    durable::sync_dir(dir).map_err(|e| AlertSinkError::io("fsync outbox directory", dir, e))
 }
 
 #[cfg(test)]

@@ -178,49 +178,19 @@ impl Drop for WebhookSink {
     }
 }
 
-/// System trust store used for `https` receivers when no `ca_file` is configured.
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
 /// An HTTP(S) connector that trusts the configured CA file (or the system store).
 fn connector(config: &WebhookConfig) -> Result<HttpsConnector<HttpConnector>, AlertSinkError> {
-    use rustls_pki_types::{CertificateDer, pem::PemObject};
-    let bad = |reason: String| AlertSinkError::Config {
-        field: "ca_file",
-        reason,
-    };
-    let path = config
-        .ca_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
-    let mut roots = rustls::RootCertStore::empty();
     let https = config.url.starts_with("https://");
-    match CertificateDer::pem_file_iter(&path) {
-        Ok(certs) => {
-            for c in certs {
-                let c = c.map_err(|e| bad(format!("{}: {e}", path.display())))?;
-                // The system bundle holds a few certificates rustls cannot use; skip them.
-                if roots.add(c).is_err() && config.ca_file.is_some() {
-                    return Err(bad(format!(
-                        "{}: a certificate is not usable",
-                        path.display()
-                    )));
+    let tls = tidegate_base::tls::trusting_client_config(config.ca_file.as_deref(), https)
+        .map_err(|e| AlertSinkError::Config {
+            field: "ca_file",
+            reason: match e {
+                tidegate_base::tls::TlsError::Pem { path, reason, .. } => {
+                    format!("{}: {reason}", path.display())
                 }
-            }
-        }
-        Err(e) if https || config.ca_file.is_some() => {
-            return Err(bad(format!("{}: {e}", path.display())));
-        }
-        Err(_) => {}
-    }
-    if https && roots.is_empty() {
-        return Err(bad(format!("{}: no CA certificate", path.display())));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+                other => other.to_string(),
+            },
+        })?;
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

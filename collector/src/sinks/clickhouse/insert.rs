@@ -3,9 +3,9 @@
 use std::time::Instant;
 
 use clickhouse::RowWrite;
-use tidegate_common::record::FlowRecord;
+use tidegate_wire::record::FlowRecord;
 
-use crate::enrich::FlowContext;
+use tidegate_threat::enrich::FlowContext;
 
 use super::{
     ClickHouseSink, SinkError,

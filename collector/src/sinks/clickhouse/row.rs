@@ -4,9 +4,10 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use clickhouse::Row;
 use serde::Serialize;
-use tidegate_common::{Direction, record::FlowRecord};
+use tidegate_common::Direction;
+use tidegate_wire::record::FlowRecord;
 
-use crate::enrich::FlowContext;
+use tidegate_threat::enrich::FlowContext;
 
 /// One row of `flows` (the columns the sink writes; the others have defaults). Field
 /// order and types follow `dashboards/clickhouse/migrations/0001_flows.sql`.

@@ -32,8 +32,9 @@ use std::fmt::Write as _;
 use time::OffsetDateTime;
 
 use super::error::SyslogError;
-use crate::detect::{Alert, Endpoint, Severity as AlertSeverity};
-use crate::policy::{Severity as ViolationSeverity, Violation, ViolationKind};
+use tidegate_threat::Finding;
+use tidegate_threat::detect::{Alert, Endpoint};
+use tidegate_threat::policy::Violation;
 
 /// Structured-data id of tidegate's parameters (32473 is the private enterprise number
 /// reserved for documentation, RFC 5612).
@@ -78,77 +79,6 @@ pub struct Event {
     pub cef_ext: Vec<Vec<(&'static str, String)>>,
 }
 
-/// Syslog severity (RFC 5424 numeric) of an alert severity.
-pub fn alert_syslog_severity(s: AlertSeverity) -> u8 {
-    match s {
-        AlertSeverity::Critical => 2,
-        AlertSeverity::High => 3,
-        AlertSeverity::Medium => 4,
-        AlertSeverity::Low => 5,
-        AlertSeverity::Info => 6,
-    }
-}
-
-/// Syslog severity (RFC 5424 numeric) of a violation severity.
-pub fn violation_syslog_severity(s: ViolationSeverity) -> u8 {
-    match s {
-        ViolationSeverity::Critical => 2,
-        ViolationSeverity::High => 3,
-        ViolationSeverity::Medium => 4,
-        ViolationSeverity::Low => 5,
-    }
-}
-
-fn alert_cef_severity(s: AlertSeverity) -> u8 {
-    match s {
-        AlertSeverity::Critical => 10,
-        AlertSeverity::High => 8,
-        AlertSeverity::Medium => 5,
-        AlertSeverity::Low => 3,
-        AlertSeverity::Info => 1,
-    }
-}
-
-fn violation_cef_severity(s: ViolationSeverity) -> u8 {
-    match s {
-        ViolationSeverity::Critical => 10,
-        ViolationSeverity::High => 8,
-        ViolationSeverity::Medium => 5,
-        ViolationSeverity::Low => 3,
-    }
-}
-
-fn alert_severity_name(s: AlertSeverity) -> &'static str {
-    match s {
-        AlertSeverity::Critical => "critical",
-        AlertSeverity::High => "high",
-        AlertSeverity::Medium => "medium",
-        AlertSeverity::Low => "low",
-        AlertSeverity::Info => "info",
-    }
-}
-
-fn violation_severity_name(s: ViolationSeverity) -> &'static str {
-    match s {
-        ViolationSeverity::Critical => "critical",
-        ViolationSeverity::High => "high",
-        ViolationSeverity::Medium => "medium",
-        ViolationSeverity::Low => "low",
-    }
-}
-
-/// Stable snake_case name of a violation kind (as serialized in JSON).
-pub fn violation_kind_name(k: ViolationKind) -> &'static str {
-    match k {
-        ViolationKind::Deny => "deny",
-        ViolationKind::Isolation => "isolation",
-        ViolationKind::DenyList => "deny_list",
-        ViolationKind::NotAllowListed => "not_allow_listed",
-        ViolationKind::ForbiddenPort => "forbidden_port",
-        ViolationKind::ByteCap => "byte_cap",
-    }
-}
-
 fn ms(ns: u64) -> String {
     (ns / 1_000_000).to_string()
 }
@@ -167,12 +97,20 @@ fn endpoint_ext(
 }
 
 impl Event {
+    /// The message describing a finding (time: its last evidence).
+    pub fn from_finding(f: Finding<'_>) -> Event {
+        match f {
+            Finding::Alert(a) => Event::from_alert(a),
+            Finding::Violation(v) => Event::from_violation(&v.violation),
+        }
+    }
+
     /// The message describing an alert (time: its last evidence).
     pub fn from_alert(a: &Alert) -> Event {
         let mut params = vec![
             ("id", a.id.clone()),
             ("kind", a.kind.as_str().to_string()),
-            ("severity", alert_severity_name(a.severity).to_string()),
+            ("severity", a.severity.as_str().to_string()),
         ];
         if let Some(s) = &a.src {
             params.push(("src", s.to_string()));
@@ -216,8 +154,8 @@ impl Event {
             vec![("cs5Label", "unit".to_string()), ("cs5", a.unit.clone())],
         ]);
         Event {
-            severity: alert_syslog_severity(a.severity),
-            cef_severity: alert_cef_severity(a.severity),
+            severity: a.severity.syslog(),
+            cef_severity: a.severity.cef(),
             time_ns: a.last_ns,
             kind: a.kind.as_str(),
             params,
@@ -228,13 +166,13 @@ impl Event {
 
     /// The message describing a policy violation (time: its last evidence).
     pub fn from_violation(v: &Violation) -> Event {
-        let kind = violation_kind_name(v.kind);
+        let kind = v.kind.as_str();
         let params = vec![
             ("rule_id", v.rule_id.clone()),
             ("rule_name", v.rule_name.clone()),
             ("rule_location", v.rule_location.clone()),
             ("kind", kind.to_string()),
-            ("severity", violation_severity_name(v.severity).to_string()),
+            ("severity", v.severity.as_str().to_string()),
             ("src", v.src.to_string()),
             ("dst", v.dst.to_string()),
             ("line", v.line.clone()),
@@ -262,8 +200,8 @@ impl Event {
             ],
         ];
         Event {
-            severity: violation_syslog_severity(v.severity),
-            cef_severity: violation_cef_severity(v.severity),
+            severity: v.severity.syslog(),
+            cef_severity: v.severity.cef(),
             time_ns: v.last_ns,
             kind,
             params,
@@ -459,7 +397,9 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::detect::AlertKind;
+    use tidegate_threat::Severity;
+    use tidegate_threat::detect::AlertKind;
+    use tidegate_threat::policy::ViolationKind;
 
     /// Every character the escapes care about.
     const NASTY: &str = "a\"b]c\\d=e|f\ng";
@@ -479,7 +419,7 @@ mod tests {
         Alert {
             id: "00ab".into(),
             kind: AlertKind::SynFlood,
-            severity: AlertSeverity::High,
+            severity: Severity::High,
             first_ns: T - 2_000_000_000,
             last_ns: T,
             src: Some(Endpoint::Many("3 sources".into())),
@@ -502,7 +442,7 @@ mod tests {
             rule_location: "p.toml:5".into(),
             rule_text: "[[rule]]".into(),
             kind: ViolationKind::DenyList,
-            severity: ViolationSeverity::Critical,
+            severity: Severity::Critical,
             line: "intl-1".into(),
             src: "10.0.0.1".parse::<IpAddr>().unwrap(),
             dst: "2001:db8::1".parse::<IpAddr>().unwrap(),
@@ -584,17 +524,15 @@ mod tests {
     #[test]
     fn severities_map_to_syslog_levels() {
         let sev = [
-            (AlertSeverity::Critical, 2),
-            (AlertSeverity::High, 3),
-            (AlertSeverity::Medium, 4),
-            (AlertSeverity::Low, 5),
-            (AlertSeverity::Info, 6),
+            (Severity::Critical, 2),
+            (Severity::High, 3),
+            (Severity::Medium, 4),
+            (Severity::Low, 5),
+            (Severity::Info, 6),
         ];
         for (s, n) in sev {
-            assert_eq!(alert_syslog_severity(s), n);
+            assert_eq!(s.syslog(), n);
         }
-        assert_eq!(violation_syslog_severity(ViolationSeverity::Low), 5);
-        assert_eq!(violation_syslog_severity(ViolationSeverity::Critical), 2);
     }
 
     #[test]

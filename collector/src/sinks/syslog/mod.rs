@@ -25,9 +25,8 @@ pub use error::SyslogError;
 
 use serde::Deserialize;
 
-use crate::detect::Alert;
-use crate::policy::Violation;
 use format::{Event, Header};
+use tidegate_threat::Finding;
 use transport::{Tcp, Transport, Udp};
 
 /// Transport protocol to the receiver.
@@ -255,14 +254,9 @@ impl SyslogSink {
         format::message(&self.header, event, self.cef, self.transport.max_len())
     }
 
-    /// Sends one alert.
-    pub fn send_alert(&mut self, alert: &Alert) -> Result<(), SyslogError> {
-        self.send_event(&Event::from_alert(alert))
-    }
-
-    /// Sends one policy violation.
-    pub fn send_violation(&mut self, violation: &Violation) -> Result<(), SyslogError> {
-        self.send_event(&Event::from_violation(violation))
+    /// Sends one finding (an alert or a violation).
+    pub fn send(&mut self, finding: Finding<'_>) -> Result<(), SyslogError> {
+        self.send_event(&Event::from_finding(finding))
     }
 
     /// Formats and sends one event.

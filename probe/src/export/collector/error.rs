@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use tidegate_common::wire::WireError;
+use tidegate_wire::WireError;
 
 /// The on-disk spool cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -64,19 +64,9 @@ pub enum CollectorError {
         /// What is wrong.
         reason: String,
     },
-    /// A certificate or key file cannot be read or holds nothing usable.
-    #[error("{what} {path}: {reason}")]
-    Pem {
-        /// Which file ("CA certificate", "probe certificate", "probe key").
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// rustls refused the certificates or key.
-    #[error("TLS configuration: {0}")]
-    Tls(String),
+    /// The certificates or key are unusable (unreadable, empty, mismatched, ...).
+    #[error(transparent)]
+    Tls(#[from] tidegate_base::tls::TlsError),
     /// The spool cannot be used.
     #[error(transparent)]
     Spool(#[from] SpoolError),

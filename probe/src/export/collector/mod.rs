@@ -1,7 +1,7 @@
 //! Export to the collector: records are gathered into batches, each sealed batch is
 //! made durable in an on-disk spool ([`Spool`]) before `export`/`flush` return, and a
 //! sender thread delivers spooled batches over mutually-authenticated TLS
-//! ([`tidegate_common::wire`]), deleting each when the collector acknowledges it.
+//! ([`tidegate_wire`]), deleting each when the collector acknowledges it.
 //!
 //! Guarantees: a record handed to [`CollectorExporter`] is either acknowledged by the
 //! collector (which acknowledges only durable batches) or still in the spool, across
@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tidegate_common::wire::{Batch, DEFAULT_MAX_FRAME, ProbeHealth, encode_batch};
+use tidegate_wire::{Batch, DEFAULT_MAX_FRAME, ProbeHealth, encode_batch};
 use tokio::sync::{Notify, watch};
 use tokio_rustls::TlsConnector;
 use tracing::{info, warn};

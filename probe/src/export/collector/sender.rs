@@ -10,7 +10,7 @@ use std::{
 };
 
 use rustls_pki_types::ServerName;
-use tidegate_common::wire::{
+use tidegate_wire::{
     Hello, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError, read_message_async,
     write_frame_async, write_message_async,
 };

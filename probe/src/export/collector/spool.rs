@@ -13,15 +13,15 @@
 
 use std::{
     collections::BTreeMap,
-    fs::{self, File, OpenOptions},
-    io::{self, Read, Write},
-    os::fd::AsRawFd,
+    fs::{self, File},
+    io::{self, Read},
     path::{Path, PathBuf},
     sync::{Condvar, Mutex, MutexGuard, PoisonError},
     time::Instant,
 };
 
-use tidegate_common::wire::{peek_batch_header, set_batch_seq};
+use tidegate_base::{DirLock, LockError, durable};
+use tidegate_wire::{peek_batch_header, set_batch_seq};
 use tracing::{info, warn};
 
 use super::{ExportMetrics, SpoolError};
@@ -42,25 +42,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    durable::sync_dir(dir).map_err(io_err(dir))
 }
 
-/// Writes `bytes` to `path` durably: temp file, fsync, rename. The caller fsyncs the
+/// Writes `bytes` to `path` durably (temp file, fsync, rename); the caller fsyncs the
 /// directory.
 fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), SpoolError> {
-    let tmp = path.with_extension("tmp");
-    let res = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map_err(io_err(path))
+    durable::write_renamed(path, bytes).map_err(io_err(path))
 }
 
 #[derive(Debug, Default)]
@@ -93,7 +81,7 @@ pub struct Spool {
     state: Mutex<State>,
     changed: Condvar,
     metrics: ExportMetrics,
-    _lock: File,
+    _lock: DirLock,
 }
 
 impl Spool {
@@ -107,27 +95,12 @@ impl Spool {
         metrics: ExportMetrics,
     ) -> Result<Spool, SpoolError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let lock_path = dir.join(LOCK);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = io::Error::last_os_error();
-            return Err(if e.kind() == io::ErrorKind::WouldBlock {
-                SpoolError::Locked {
-                    dir: dir.to_path_buf(),
-                }
-            } else {
-                SpoolError::Io {
-                    path: lock_path,
-                    source: e,
-                }
-            });
-        }
+        let lock = DirLock::acquire(dir, LOCK).map_err(|e| match e {
+            LockError::Held { .. } => SpoolError::Locked {
+                dir: dir.to_path_buf(),
+            },
+            LockError::Io { path, source } => SpoolError::Io { path, source },
+        })?;
         let mark_path = dir.join(MARK);
         let mark = match fs::read_to_string(&mark_path) {
             Ok(s) => s.trim().parse::<u64>().map_err(|_| SpoolError::BadMark {
@@ -146,7 +119,7 @@ impl Spool {
             let entry = entry.map_err(io_err(dir))?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") {
+            if durable::is_tmp_name(&name) || name.ends_with(".tmp") {
                 // A crash between write and rename: never counted as spooled.
                 fs::remove_file(&path).map_err(io_err(&path))?;
                 continue;
@@ -420,7 +393,7 @@ impl Spool {
 mod tests {
     use super::*;
     use std::{sync::Arc, time::Duration};
-    use tidegate_common::wire::{Batch, decode_batch, encode_batch};
+    use tidegate_wire::{Batch, decode_batch, encode_batch};
 
     fn enc(probe: &str, n: u64) -> Vec<u8> {
         encode_batch(&Batch {

@@ -1,0 +1,30 @@
+//! Reloading the policy on SIGHUP.
+
+use std::path::PathBuf;
+
+use tidegate_threat::policy::PolicyHandle;
+
+/// Installs a SIGHUP handler that reloads `path` into `handle` and logs the outcome (an
+/// invalid file is logged with its `file:line` error and the old policy kept). Needs a
+/// tokio runtime; the task runs until the runtime stops.
+pub fn spawn_sighup_reload(
+    handle: PolicyHandle,
+    path: PathBuf,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match handle.reload(&path) {
+                Ok(()) => tracing::info!(
+                    path = %path.display(),
+                    rules = handle.current().rules.len(),
+                    "policy reloaded"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "policy reload refused; keeping the old policy")
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,400 @@
+//! Detector thresholds (TOML, every field optional with a sensible default).
+
+use std::path::Path;
+
+use tidegate_base::{Cidr, ConfigError, ConfigFile, FieldError};
+
+use serde::Deserialize;
+
+/// All detector settings. Times are event time (flow timestamps).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// How late (seconds of event time) a record may arrive after newer ones; windows
+    /// close this long after their end. Covers the probe's active timeout.
+    pub lateness_secs: u64,
+    /// Repeats of a kind and key within this many seconds update the open alert.
+    pub merge_gap_secs: u64,
+    /// Sample flows kept as evidence per alert.
+    pub evidence_max: usize,
+    /// Address blocks considered inside (for exfiltration).
+    pub inside: Vec<String>,
+    /// Port scan.
+    pub port_scan: ScanConfig,
+    /// Host sweep.
+    pub host_sweep: ScanConfig,
+    /// SYN flood.
+    pub syn_flood: SynFloodConfig,
+    /// Volumetric DDoS.
+    pub volumetric: VolumetricConfig,
+    /// Amplification (reflection) attacks.
+    pub amplification: AmplificationConfig,
+    /// DNS tunnelling.
+    pub dns_tunnel: TunnelConfig,
+    /// ICMP tunnelling.
+    pub icmp_tunnel: TunnelConfig,
+    /// Exfiltration-like transfers.
+    pub exfiltration: ExfilConfig,
+    /// Beaconing.
+    pub beaconing: BeaconConfig,
+}
+
+/// Port scan / host sweep: distinct ports (or hosts) probed by small flows.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Distinct ports (port scan) or hosts (host sweep) that raise an alert.
+    pub min_distinct: u64,
+    /// A flow with at most this many packets counts as a probe.
+    pub probe_max_packets: u64,
+}
+
+/// SYN flood.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SynFloodConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Uncompleted SYNs per second towards one target that raise an alert.
+    pub min_syn_pps: f64,
+}
+
+/// Volumetric: per (target, protocol) rate above max(floor, baseline × factor).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VolumetricConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Absolute packets-per-second floor.
+    pub floor_pps: f64,
+    /// Absolute bits-per-second floor.
+    pub floor_bps: f64,
+    /// Alert when the rate exceeds the learned baseline by this factor.
+    pub baseline_factor: f64,
+    /// Weight of a new window in the baseline (exponential moving average).
+    pub baseline_alpha: f64,
+}
+
+/// Amplification: bytes from amplification source ports towards one target.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmplificationConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Bits per second from amplification ports (fragments included) that raise an alert.
+    pub min_bps: f64,
+    /// Distinct reflectors needed.
+    pub min_reflectors: u64,
+    /// Mean packet size (bytes) needed: reflection answers are large.
+    pub min_mean_packet_bytes: f64,
+    /// UDP source ports of amplification services.
+    pub ports: Vec<u16>,
+}
+
+/// Tunnel detectors (DNS, ICMP): many packets with large payloads between one pair.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TunnelConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Packets from the client needed in a window.
+    pub min_packets: u64,
+    /// Mean IP packet size (bytes) from the client needed.
+    pub min_mean_packet_bytes: f64,
+    /// Client bytes in a window that raise an alert.
+    pub min_bytes: u64,
+}
+
+/// Exfiltration: outbound bytes from an inside host to a foreign host.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExfilConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Absolute floor of bytes per window to one foreign destination.
+    pub floor_bytes: u64,
+    /// Alert when above the host's baseline of outbound bytes per window × this factor.
+    pub baseline_factor: f64,
+    /// Weight of a new window in the baseline.
+    pub baseline_alpha: f64,
+}
+
+/// Beaconing: periodic connection starts with low jitter.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BeaconConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Connection starts needed.
+    pub min_events: usize,
+    /// Shortest period considered (seconds).
+    pub min_period_secs: f64,
+    /// Largest coefficient of variation of the intervals (jitter).
+    pub max_jitter: f64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            lateness_secs: 75,
+            merge_gap_secs: 300,
+            evidence_max: 10,
+            inside: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            port_scan: ScanConfig {
+                enabled: true,
+                window_secs: 60,
+                min_distinct: 6,
+                probe_max_packets: 3,
+            },
+            host_sweep: ScanConfig {
+                enabled: true,
+                window_secs: 60,
+                min_distinct: 20,
+                probe_max_packets: 3,
+            },
+            syn_flood: SynFloodConfig {
+                enabled: true,
+                window_secs: 10,
+                min_syn_pps: 100.0,
+            },
+            volumetric: VolumetricConfig {
+                enabled: true,
+                window_secs: 1,
+                floor_pps: 2000.0,
+                floor_bps: 200e6,
+                baseline_factor: 10.0,
+                baseline_alpha: 0.05,
+            },
+            amplification: AmplificationConfig {
+                enabled: true,
+                window_secs: 10,
+                min_bps: 200e3,
+                min_reflectors: 3,
+                min_mean_packet_bytes: 400.0,
+                ports: vec![19, 53, 123, 161, 389, 500, 1900, 3702, 4500, 11211],
+            },
+            dns_tunnel: TunnelConfig {
+                enabled: true,
+                window_secs: 300,
+                min_packets: 50,
+                min_mean_packet_bytes: 95.0,
+                min_bytes: 10_000,
+            },
+            icmp_tunnel: TunnelConfig {
+                enabled: true,
+                window_secs: 600,
+                min_packets: 50,
+                min_mean_packet_bytes: 150.0,
+                min_bytes: 20_000,
+            },
+            exfiltration: ExfilConfig {
+                enabled: true,
+                window_secs: 300,
+                floor_bytes: 500_000_000,
+                baseline_factor: 20.0,
+                baseline_alpha: 0.1,
+            },
+            beaconing: BeaconConfig {
+                enabled: true,
+                min_events: 8,
+                min_period_secs: 10.0,
+                max_jitter: 0.1,
+            },
+        }
+    }
+}
+
+macro_rules! defaults_from {
+    ($t:ty, $field:ident) => {
+        impl Default for $t {
+            fn default() -> Self {
+                DetectConfig::default().$field
+            }
+        }
+    };
+}
+defaults_from!(SynFloodConfig, syn_flood);
+defaults_from!(VolumetricConfig, volumetric);
+defaults_from!(AmplificationConfig, amplification);
+defaults_from!(ExfilConfig, exfiltration);
+defaults_from!(BeaconConfig, beaconing);
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        DetectConfig::default().port_scan
+    }
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        DetectConfig::default().dns_tunnel
+    }
+}
+
+fn invalid(field: &str, msg: impl Into<String>) -> FieldError {
+    FieldError::new(field, msg)
+}
+
+impl DetectConfig {
+    /// Parses TOML text; `path` names the source in errors (`path:line: message`, for
+    /// syntax and for out-of-range values alike).
+    pub fn from_toml(text: &str, path: &str) -> Result<DetectConfig, ConfigError> {
+        Self::from_file(&ConfigFile::new(Path::new(path), text))
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<DetectConfig, ConfigError> {
+        Self::from_file(&ConfigFile::read(path)?)
+    }
+
+    /// Parses and validates a file's text; every error is located in it.
+    pub fn from_file(file: &ConfigFile) -> Result<DetectConfig, ConfigError> {
+        let cfg: DetectConfig = file.parse()?;
+        cfg.validate().map_err(|e| file.field_error(&e))?;
+        Ok(cfg)
+    }
+
+    /// The inside address blocks, parsed.
+    pub fn inside_cidrs(&self) -> Result<Vec<Cidr>, FieldError> {
+        self.inside
+            .iter()
+            .map(|s| Cidr::parse(s).map_err(|m| invalid("inside", m.to_string())))
+            .collect()
+    }
+
+    /// Checks every value is in range.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.inside_cidrs()?;
+        if self.evidence_max == 0 {
+            return Err(invalid("evidence_max", "must be at least 1"));
+        }
+        let windows = [
+            ("port_scan.window_secs", self.port_scan.window_secs),
+            ("host_sweep.window_secs", self.host_sweep.window_secs),
+            ("syn_flood.window_secs", self.syn_flood.window_secs),
+            ("volumetric.window_secs", self.volumetric.window_secs),
+            ("amplification.window_secs", self.amplification.window_secs),
+            ("dns_tunnel.window_secs", self.dns_tunnel.window_secs),
+            ("icmp_tunnel.window_secs", self.icmp_tunnel.window_secs),
+            ("exfiltration.window_secs", self.exfiltration.window_secs),
+        ];
+        for (f, v) in windows {
+            if v == 0 || v > 86_400 {
+                return Err(invalid(f, format!("{v}: must be 1..=86400")));
+            }
+        }
+        let positive = [
+            ("syn_flood.min_syn_pps", self.syn_flood.min_syn_pps),
+            ("volumetric.floor_pps", self.volumetric.floor_pps),
+            ("volumetric.floor_bps", self.volumetric.floor_bps),
+            (
+                "volumetric.baseline_factor",
+                self.volumetric.baseline_factor,
+            ),
+            ("amplification.min_bps", self.amplification.min_bps),
+            (
+                "exfiltration.baseline_factor",
+                self.exfiltration.baseline_factor,
+            ),
+            ("beaconing.min_period_secs", self.beaconing.min_period_secs),
+            ("beaconing.max_jitter", self.beaconing.max_jitter),
+        ];
+        for (f, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(f, format!("{v}: must be a positive number")));
+            }
+        }
+        for (f, v) in [
+            ("volumetric.baseline_alpha", self.volumetric.baseline_alpha),
+            (
+                "exfiltration.baseline_alpha",
+                self.exfiltration.baseline_alpha,
+            ),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(invalid(f, format!("{v}: must be in (0, 1]")));
+            }
+        }
+        for (f, v) in [
+            ("port_scan.min_distinct", self.port_scan.min_distinct),
+            ("host_sweep.min_distinct", self.host_sweep.min_distinct),
+        ] {
+            if v < 2 {
+                return Err(invalid(f, format!("{v}: must be at least 2")));
+            }
+        }
+        if self.beaconing.min_events < 4 {
+            return Err(invalid("beaconing.min_events", "must be at least 4"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_empty_toml_gives_them() {
+        DetectConfig::default().validate().unwrap();
+        assert_eq!(
+            DetectConfig::from_toml("", "d.toml").unwrap(),
+            DetectConfig::default()
+        );
+    }
+
+    #[test]
+    fn unknown_fields_name_file_and_line() {
+        let e = DetectConfig::from_toml("[port_scan]\nmin_distinct = 5\nbogus = 1\n", "d.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("d.toml:3:"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused() {
+        let e = DetectConfig::from_toml("[syn_flood]\nwindow_secs = 0\n", "d.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("syn_flood.window_secs"), "{e}");
+        let e = DetectConfig::from_toml("inside = [\"10.0.0.0/33\"]\n", "d.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inside") && e.contains("33"), "{e}");
+    }
+
+    #[test]
+    fn cidr_membership() {
+        let c = Cidr::parse("172.16.0.0/12").unwrap();
+        assert!(c.contains("172.31.255.1".parse().unwrap()));
+        assert!(!c.contains("172.32.0.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("fc00::/7")
+                .unwrap()
+                .contains("fd12::1".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Anomaly detectors over flow records, all on event time (flow timestamps), so replaying
+//! a capture raises the same alerts, with the same ids, as seeing it live.
+//!
+//! [`Detector::observe`] feeds one record to every enabled rule; rules count per key in
+//! tumbling windows aligned to the epoch ([`window`]) and report when a window closes,
+//! i.e. once the newest record's `last` is `lateness_secs` past the window's end (or on
+//! [`Detector::advance`] / [`Detector::finish`]). Reports of the same kind and key close
+//! in time update one open [`Alert`] ([`alert`]).
+
+pub mod alert;
+mod beacon;
+pub mod config;
+mod exfil;
+mod hostsweep;
+mod portscan;
+mod scan;
+mod synflood;
+mod tiered;
+mod tunnel;
+mod volumetric;
+mod window;
+
+pub use alert::{Alert, AlertKind, AlertUpdate, Endpoint};
+pub use config::DetectConfig;
+
+use tidegate_wire::record::FlowRecord;
+
+use alert::{AlertBook, Detection};
+
+const NS: u64 = 1_000_000_000;
+
+/// One detection rule: counts records, reports findings when windows close.
+pub(crate) trait Rule: Send {
+    /// Counts one record.
+    fn observe(&mut self, r: &FlowRecord);
+    /// Reports on every window that ends at or before `watermark` (event time, ns).
+    fn close(&mut self, watermark: u64, out: &mut Vec<Detection>);
+    /// After `observe(r)`: reports, once per window, an open window `r` touched whose
+    /// count already crosses the threshold — an early warning that does not wait for the
+    /// window to close. Only for counts that can only grow (distinct ports or hosts,
+    /// packets), so the window's final report confirms it: both carry the same kind, key
+    /// and window, and merge into one alert (same id). Rules whose verdict can still
+    /// change before the window closes keep the default (nothing early).
+    fn early(&mut self, _r: &FlowRecord, _out: &mut Vec<Detection>) {}
+}
+
+/// TCP SYN flag.
+pub(crate) const SYN: u16 = 0x02;
+/// TCP RST flag.
+pub(crate) const RST: u16 = 0x04;
+/// TCP ACK flag.
+pub(crate) const ACK: u16 = 0x10;
+
+/// Whether a flow looks like a probe: TCP without ACK (SYN, FIN, NULL, XMAS scans) or a
+/// connection aborted with RST or a tiny UDP datagram flow to a service port.
+pub(crate) fn is_probe(r: &FlowRecord, max_packets: u64) -> bool {
+    if r.packets > max_packets {
+        return false;
+    }
+    match r.proto {
+        // SYN, FIN, NULL and XMAS probes carry no ACK; connect probes end in RST.
+        6 => r.tcp_flags & ACK == 0 || (r.tcp_flags & SYN != 0 && r.tcp_flags & RST != 0),
+        17 => r.dport != 0 && r.dport < 1024 && r.sport >= 1024,
+        _ => false,
+    }
+}
+
+/// The most frequent destination port among sample flows.
+pub(crate) fn main_dport(evidence: &[FlowRecord]) -> Option<u16> {
+    let mut counts = std::collections::BTreeMap::<u16, usize>::new();
+    for r in evidence {
+        *counts.entry(r.dport).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(p, n)| (*n, std::cmp::Reverse(*p)))
+        .map(|(p, _)| p)
+}
+
+/// Runs every enabled detector over a stream of flow records.
+pub struct Detector {
+    rules: Vec<Box<dyn Rule>>,
+    book: AlertBook,
+    lateness_ns: u64,
+    newest_ns: u64,
+    /// Watermark at which the alert book is next swept for alerts past the merge gap.
+    next_expire_ns: u64,
+}
+
+impl Detector {
+    /// Builds the detectors `cfg` enables (after validating it).
+    pub fn new(cfg: DetectConfig) -> Result<Self, tidegate_base::FieldError> {
+        cfg.validate()?;
+        let ev = cfg.evidence_max;
+        let mut rules: Vec<Box<dyn Rule>> = Vec::new();
+        if cfg.port_scan.enabled {
+            rules.push(Box::new(portscan::PortScan::new(cfg.port_scan.clone(), ev)));
+        }
+        if cfg.host_sweep.enabled {
+            rules.push(Box::new(hostsweep::HostSweep::new(
+                cfg.host_sweep.clone(),
+                ev,
+            )));
+        }
+        if cfg.syn_flood.enabled {
+            rules.push(Box::new(synflood::SynFlood::new(cfg.syn_flood.clone(), ev)));
+        }
+        if cfg.volumetric.enabled {
+            rules.push(Box::new(volumetric::Volumetric::new(
+                cfg.volumetric.clone(),
+                cfg.amplification.ports.clone(),
+                ev,
+            )));
+        }
+        if cfg.amplification.enabled {
+            rules.push(Box::new(volumetric::Amplification::new(
+                cfg.amplification.clone(),
+                ev,
+            )));
+        }
+        if cfg.dns_tunnel.enabled {
+            rules.push(Box::new(tunnel::Tunnel::new(
+                tunnel::Carrier::Dns,
+                cfg.dns_tunnel.clone(),
+                ev,
+            )));
+        }
+        if cfg.icmp_tunnel.enabled {
+            rules.push(Box::new(tunnel::Tunnel::new(
+                tunnel::Carrier::IcmpEcho,
+                cfg.icmp_tunnel.clone(),
+                ev,
+            )));
+        }
+        if cfg.exfiltration.enabled {
+            rules.push(Box::new(exfil::Exfiltration::new(
+                cfg.exfiltration.clone(),
+                cfg.inside_cidrs()?,
+                ev,
+            )));
+        }
+        if cfg.beaconing.enabled {
+            rules.push(Box::new(beacon::Beaconing::new(cfg.beaconing.clone(), ev)));
+        }
+        Ok(Detector {
+            rules,
+            book: AlertBook::new(cfg.merge_gap_secs * NS, ev),
+            lateness_ns: cfg.lateness_secs * NS,
+            newest_ns: 0,
+            next_expire_ns: 0,
+        })
+    }
+
+    /// Feeds one record; returns alerts opened or updated by it: early reports of open
+    /// windows that already cross their threshold, then the windows it closed.
+    pub fn observe(&mut self, r: &FlowRecord) -> Vec<AlertUpdate> {
+        let mut early = Vec::new();
+        for rule in &mut self.rules {
+            rule.observe(r);
+            rule.early(r, &mut early);
+        }
+        let mut updates: Vec<AlertUpdate> = early.into_iter().map(|f| self.book.merge(f)).collect();
+        self.newest_ns = self.newest_ns.max(r.last);
+        updates.extend(self.close(self.newest_ns.saturating_sub(self.lateness_ns)));
+        updates
+    }
+
+    /// Declares that event time has reached `now_ns` (e.g. on an idle line): closes the
+    /// windows that can no longer receive records.
+    pub fn advance(&mut self, now_ns: u64) -> Vec<AlertUpdate> {
+        self.newest_ns = self.newest_ns.max(now_ns);
+        self.close(self.newest_ns.saturating_sub(self.lateness_ns))
+    }
+
+    /// Closes every window and returns every alert, ordered by first time then id.
+    pub fn finish(&mut self) -> Vec<Alert> {
+        self.close(u64::MAX);
+        self.book.drain()
+    }
+
+    fn close(&mut self, watermark: u64) -> Vec<AlertUpdate> {
+        let mut findings = Vec::new();
+        for rule in &mut self.rules {
+            rule.close(watermark, &mut findings);
+        }
+        findings.sort_by(|a, b| {
+            (a.window_start, a.kind, &a.key).cmp(&(b.window_start, b.kind, &b.key))
+        });
+        let updates = findings.into_iter().map(|f| self.book.merge(f)).collect();
+        // Sweeping is only a memory clean-up (merging checks the gap itself), so it runs
+        // once per second of event time, not once per record: with thousands of open
+        // alerts a per-record sweep would make every record cost O(alerts).
+        if watermark != u64::MAX && watermark >= self.next_expire_ns {
+            self.book.expire(watermark);
+            self.next_expire_ns = watermark.saturating_add(NS);
+        }
+        updates
+    }
+}
+
+#[cfg(test)]
+mod early_tests {
+    use super::*;
+    use tidegate_common::Direction;
+
+    fn syn(i: u32, t: u64) -> FlowRecord {
+        FlowRecord {
+            src: std::net::IpAddr::from([198, 51, (i >> 8) as u8, i as u8]),
+            dst: "192.0.2.80".parse().unwrap(),
+            sport: 1024 + (i % 60_000) as u16,
+            dport: 443,
+            proto: 6,
+            vlan: None,
+            packets: 1,
+            bytes: 40,
+            first: t,
+            last: t,
+            tcp_flags: SYN,
+            icmp_type: None,
+            icmp_code: None,
+            line: "l".into(),
+            ifindex: 0,
+            direction: Direction::Ingress,
+        }
+    }
+
+    #[test]
+    fn a_flood_is_reported_while_its_window_is_still_open_and_confirmed_at_close() {
+        let mut d = Detector::new(DetectConfig::default()).unwrap();
+        let start = 1_700_000_000 * NS;
+        let mut early = None;
+        for i in 0..5_000u32 {
+            for u in d.observe(&syn(i, start + u64::from(i) * 1_000_000)) {
+                if u.alert.kind == AlertKind::SynFlood && early.is_none() {
+                    early = Some((i, u));
+                }
+            }
+        }
+        let (at, first) = early.expect("no early warning");
+        assert!(first.new);
+        // min_syn_pps × window: reported as soon as the count crosses it, 75 s of
+        // lateness before the window could close.
+        let cfg = DetectConfig::default();
+        let need = (cfg.syn_flood.min_syn_pps * cfg.syn_flood.window_secs as f64) as u32;
+        assert!(at + 1 >= need && at < need + 10, "reported at record {at}");
+        let all = d.finish();
+        let flood: Vec<_> = all
+            .iter()
+            .filter(|a| a.kind == AlertKind::SynFlood)
+            .collect();
+        assert_eq!(flood.len(), 1);
+        assert_eq!(flood[0].id, first.alert.id);
+        assert!(flood[0].measured > first.alert.measured);
+        assert_eq!(flood[0].evidence.len(), cfg.evidence_max.min(5_000));
+    }
+}

@@ -1,0 +1,508 @@
+//! Spread windows for rules where most keys stay far below any threshold (volumetric
+//! rates per target over 1-second windows).
+//!
+//! Spreading every record over every window it spans ([`Windows::add_spread_gated`])
+//! costs one accumulator per (window, key): a 15-second flow touches 15 of them, at
+//! scattered addresses. Here a key starts *cold*: its records are kept as compact
+//! pending segments (one append), and its windows are computed only to teach the
+//! baseline, in batches ([`FLUSH_BATCH_NS`] of event time) by a tight loop over the
+//! key's own segments. Each cold key also keeps an upper bound of its windows' totals
+//! per bucket of [`BUCKET_WINDOWS`] windows: every record adds to the buckets it
+//! overlaps the most it can put into any single window (its packets × window length /
+//! duration, or all of them for a record shorter than a window). While every bucket
+//! stays below the promotion level, no window of the key can reach it either, so a cold
+//! window can never report. Once one reaches it, the key turns *hot*: its pending
+//! segments are replayed into full windows (counting only: none of those windows could
+//! have crossed the level) and its records from then on are spread as before; it turns
+//! cold again once its last hot window has closed.
+//!
+//! With the promotion level at or below the rule's evidence gate, the windows that
+//! report, their counters, sources and evidence are exactly those of spreading every
+//! record. One difference: a cold key's record arriving after its windows were already
+//! taught to the baseline (later than the lateness allows) is not counted again.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ahash::AHashMap as HashMap;
+use tidegate_wire::record::FlowRecord;
+
+use super::window::{Acc, Lines, Windows, clamped_span, spread};
+
+/// Event time a cold key's closed windows wait, to be taught to the baseline together.
+pub(crate) const FLUSH_BATCH_NS: u64 = 16 * super::NS;
+/// Windows per bucket of a cold key's upper bounds.
+const BUCKET_WINDOWS: u64 = 4;
+/// Most buckets a cold key's bounds cover: a key whose pending records spread wider
+/// (records far out of order, or very long) turns hot instead.
+const BOUND_BUCKETS_MAX: usize = 512;
+/// Event time between sweeps of keys that are neither pending nor hot any more.
+const SWEEP_EVERY_NS: u64 = 60 * super::NS;
+
+/// A cold key's record, as much of it as the windows and a replay need.
+#[derive(Clone, Debug)]
+struct Segment {
+    first: u64,
+    last: u64,
+    packets: u64,
+    bytes: u64,
+    src: IpAddr,
+    line: Arc<str>,
+}
+
+#[derive(Debug, Default)]
+struct KeyState {
+    /// Pending records, in arrival order.
+    segments: Vec<Segment>,
+    /// Upper bounds of the packets and bytes of any one window, per bucket of
+    /// [`BUCKET_WINDOWS`] windows from bucket number `bound_base` on.
+    bound: std::collections::VecDeque<(f64, f64)>,
+    bound_base: u64,
+    /// Windows starting before this were taught to the baseline already.
+    taught_to: u64,
+    /// End of the last hot window (0: cold).
+    hot_until: u64,
+    /// Queued for a flush.
+    queued: bool,
+}
+
+/// The totals of one cold window, for the baseline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ColdWindow {
+    pub packets: f64,
+    pub bytes: f64,
+}
+
+/// What closing returns.
+pub(crate) struct Closed<K> {
+    /// Full windows of hot keys (they may report).
+    pub hot: Vec<(u64, K, Acc)>,
+    /// Windows of cold keys (they cannot report), per key in window order.
+    pub cold: Vec<(u64, K, ColdWindow)>,
+}
+
+/// Spread windows with cold and hot keys (see the module documentation).
+pub(crate) struct Tiered<K: Eq + Hash + Clone> {
+    len_ns: u64,
+    /// A key turns hot once its pending packets or bytes reach these.
+    promote_packets: f64,
+    promote_bytes: f64,
+    keys: HashMap<K, KeyState>,
+    hot: Windows<K>,
+    lines: Lines,
+    /// Cold keys to flush, by the watermark from which to flush them.
+    queue: BTreeMap<u64, Vec<K>>,
+    watermark: u64,
+    next_sweep: u64,
+}
+
+impl<K: Eq + Hash + Clone> Tiered<K> {
+    /// Windows of `len_ns`; keys turn hot at `promote_packets` or `promote_bytes`
+    /// pending (0 and 0: every key is hot, i.e. plain spreading).
+    pub fn new(len_ns: u64, promote_packets: f64, promote_bytes: f64) -> Self {
+        Tiered {
+            len_ns: len_ns.max(1),
+            promote_packets,
+            promote_bytes,
+            keys: HashMap::new(),
+            hot: Windows::new(len_ns),
+            lines: Lines::default(),
+            queue: BTreeMap::new(),
+            watermark: 0,
+            next_sweep: 0,
+        }
+    }
+
+    /// Adds `r` to `key` (see [`Windows::add_spread_gated`] for `gate`).
+    pub fn add_spread_gated(
+        &mut self,
+        r: &FlowRecord,
+        key: K,
+        evidence_max: usize,
+        gate: impl Fn(&Acc) -> bool,
+    ) {
+        let end_of_last = window_end(r.last.max(r.first), self.len_ns);
+        let st = self.keys.entry(key.clone()).or_default();
+        if st.hot_until != 0 && st.hot_until <= self.watermark {
+            // Every hot window of the key has closed: cold again.
+            st.taught_to = st.taught_to.max(st.hot_until);
+            st.hot_until = 0;
+        }
+        if st.hot_until != 0 {
+            st.hot_until = st.hot_until.max(end_of_last);
+            self.hot.add_spread_gated(r, key, evidence_max, gate);
+            return;
+        }
+        let (bp, bb) = bound_add(st, r, self.len_ns);
+        if bp < self.promote_packets && bb < self.promote_bytes {
+            st.segments.push(Segment {
+                first: r.first,
+                last: r.last,
+                packets: r.packets,
+                bytes: r.bytes,
+                src: r.src,
+                line: self.lines.get(&r.line),
+            });
+            if !st.queued {
+                st.queued = true;
+                let due = window_end(r.first.min(r.last), self.len_ns)
+                    .max(st.taught_to)
+                    .saturating_add(FLUSH_BATCH_NS);
+                self.queue.entry(due).or_default().push(key);
+            }
+            return;
+        }
+        // Promotion: the pending records first (counting only), then this one.
+        let from = st.taught_to;
+        let pending = std::mem::take(&mut st.segments);
+        st.bound.clear();
+        st.hot_until = pending
+            .iter()
+            .map(|s| window_end(s.last.max(s.first), self.len_ns))
+            .fold(end_of_last, u64::max);
+        let mut replay = r.clone();
+        for s in pending {
+            replay.first = s.first;
+            replay.last = s.last;
+            replay.packets = s.packets;
+            replay.bytes = s.bytes;
+            replay.src = s.src;
+            replay.line = s.line.to_string();
+            self.hot
+                .add_spread_gated_from(&replay, key.clone(), from, evidence_max, &gate);
+        }
+        self.hot
+            .add_spread_gated_from(r, key, from, evidence_max, &gate);
+    }
+
+    /// Closes every window that ends at or before `watermark`: hot keys' windows at
+    /// once, cold keys' in batches (all of them when `watermark` is `u64::MAX`).
+    pub fn drain_closed(&mut self, watermark: u64) -> Closed<K> {
+        self.watermark = self.watermark.max(watermark);
+        let hot = self.hot.drain_closed(watermark);
+        let mut cold = Vec::new();
+        let due: Vec<K> = if watermark == u64::MAX {
+            self.queue.clear();
+            self.keys
+                .iter()
+                .filter(|(_, st)| !st.segments.is_empty())
+                .map(|(k, _)| k.clone())
+                .collect()
+        } else {
+            let mut due = Vec::new();
+            while let Some(entry) = self.queue.first_entry() {
+                if *entry.key() > watermark {
+                    break;
+                }
+                due.extend(entry.remove());
+            }
+            due
+        };
+        let upto = if watermark == u64::MAX {
+            u64::MAX
+        } else {
+            watermark - watermark % self.len_ns
+        };
+        for key in due {
+            let Some(st) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            st.queued = false;
+            if st.hot_until != 0 {
+                continue; // promoted meanwhile: its windows close as hot ones
+            }
+            teach(st, self.len_ns, upto, |w, c| cold.push((w, key.clone(), c)));
+            if !st.segments.is_empty() {
+                st.queued = true;
+                let due = st.taught_to.saturating_add(FLUSH_BATCH_NS);
+                self.queue.entry(due).or_default().push(key);
+            }
+        }
+        if watermark >= self.next_sweep {
+            let mark = self.watermark;
+            self.keys.retain(|_, st| {
+                !st.segments.is_empty() || st.queued || (st.hot_until != 0 && st.hot_until > mark)
+            });
+            self.next_sweep = watermark.saturating_add(SWEEP_EVERY_NS);
+        }
+        Closed { hot, cold }
+    }
+}
+
+/// End of the `len_ns` window holding `ts`.
+fn window_end(ts: u64, len_ns: u64) -> u64 {
+    (ts - ts % len_ns).saturating_add(len_ns)
+}
+
+/// Adds `r` to the upper bounds of `st`'s buckets; returns the largest bound of a
+/// bucket it touched.
+fn bound_add(st: &mut KeyState, r: &FlowRecord, len_ns: u64) -> (f64, f64) {
+    let bucket_ns = len_ns.saturating_mul(BUCKET_WINDOWS);
+    let (first, last) = clamped_span(r.first, r.last, len_ns);
+    let span = last - first;
+    let share = if span <= len_ns {
+        1.0
+    } else {
+        len_ns as f64 / span as f64
+    };
+    let (p, b) = (r.packets as f64 * share, r.bytes as f64 * share);
+    let (lo, hi) = (first / bucket_ns, last / bucket_ns);
+    if st.bound.is_empty() {
+        st.bound_base = lo;
+    }
+    if lo < st.bound_base {
+        // Buckets before the base were taught already; a late record's share there
+        // is not counted (see the module documentation) — only the rest is bounded.
+        if hi < st.bound_base {
+            return (0.0, 0.0);
+        }
+    }
+    let lo = lo.max(st.bound_base);
+    let need = (hi - st.bound_base + 1) as usize;
+    if need > BOUND_BUCKETS_MAX {
+        return (f64::INFINITY, f64::INFINITY);
+    }
+    if st.bound.len() < need {
+        st.bound.resize(need, (0.0, 0.0));
+    }
+    let (mut mp, mut mb) = (0.0f64, 0.0f64);
+    for i in (lo - st.bound_base)..=(hi - st.bound_base) {
+        let e = &mut st.bound[i as usize];
+        e.0 += p;
+        e.1 += b;
+        mp = mp.max(e.0);
+        mb = mb.max(e.1);
+    }
+    (mp, mb)
+}
+
+/// Computes the totals of `st`'s windows in [`taught_to`, `upto`) from its pending
+/// segments, in window order, and drops the segments that end before `upto`.
+fn teach(st: &mut KeyState, len_ns: u64, upto: u64, mut out: impl FnMut(u64, ColdWindow)) {
+    let from = st.taught_to;
+    if upto <= from {
+        return;
+    }
+    let mut windows: Vec<(u64, f64, f64)> = Vec::new();
+    for s in &st.segments {
+        spread(
+            (s.first, s.last, s.packets, s.bytes),
+            len_ns,
+            (from, upto),
+            |w, p, b| {
+                windows.push((w, p, b));
+            },
+        );
+    }
+    windows.sort_by_key(|(w, _, _)| *w);
+    let mut i = 0;
+    while i < windows.len() {
+        let w = windows[i].0;
+        let (mut p, mut b) = (0.0, 0.0);
+        while i < windows.len() && windows[i].0 == w {
+            p += windows[i].1;
+            b += windows[i].2;
+            i += 1;
+        }
+        out(
+            w,
+            ColdWindow {
+                packets: p,
+                bytes: b,
+            },
+        );
+    }
+    st.taught_to = upto;
+    let keep = |s: &Segment| {
+        let last = s.last.max(s.first);
+        last - last % len_ns >= upto
+    };
+    st.segments.retain(keep);
+    // Buckets that end by `upto` hold only taught windows.
+    let bucket_ns = len_ns.saturating_mul(BUCKET_WINDOWS);
+    while !st.bound.is_empty() && (st.bound_base + 1).saturating_mul(bucket_ns) <= upto {
+        st.bound.pop_front();
+        st.bound_base += 1;
+    }
+    if st.segments.is_empty() {
+        st.bound.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::window::tests::rec;
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const LEN: u64 = 10;
+    const LATENESS: u64 = 200;
+
+    /// Records for 6 keys, ordered by `last` give or take a jitter, spans well within
+    /// the lateness; key 0 floods in bursts.
+    fn workload() -> Vec<(u8, FlowRecord)> {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..6_000u64)
+            .map(|i| {
+                let (a, b, c) = (next(), next(), next());
+                let key = (a % 6) as u8;
+                let burst = key == 0 && (i / 500) % 3 == 1;
+                let last = 1_000 + i * 2 + b % 20;
+                let first = last - if burst { c % 25 } else { c % 120 };
+                let packets = if burst { 50 + a % 300 } else { 1 + a % 5 };
+                let mut r = rec(first, last, packets);
+                r.src = IpAddr::from([198, 51, 100, (b % 9) as u8]);
+                r.dst = IpAddr::from([192, 0, 2, key]);
+                r.line = format!("line-{}", c % 2);
+                (key, r)
+            })
+            .collect()
+    }
+
+    type Summary = (
+        u64,
+        f64,
+        f64,
+        u64,
+        u64,
+        u64,
+        usize,
+        bool,
+        Option<IpAddr>,
+        Vec<FlowRecord>,
+    );
+
+    fn summary(w: u64, a: &Acc) -> Summary {
+        let s = a.sources();
+        (
+            w,
+            a.packets,
+            a.bytes,
+            a.flows,
+            a.first_ns,
+            a.last_ns,
+            s.n,
+            s.exact,
+            a.single_source(),
+            a.evidence().to_vec(),
+        )
+    }
+
+    #[test]
+    fn cold_and_hot_keys_give_the_windows_plain_spreading_gives() {
+        let gate_packets = 150.0;
+        let gate = |a: &Acc| a.packets >= gate_packets;
+        let mut plain: Windows<u8> = Windows::new(LEN);
+        let mut tiered: Tiered<u8> = Tiered::new(LEN, gate_packets, f64::INFINITY);
+        // Per key, in window order: (window, packets, bytes) of every window.
+        let mut want: BTreeMap<u8, Vec<(u64, f64, f64)>> = BTreeMap::new();
+        let mut got: BTreeMap<u8, Vec<(u64, f64, f64)>> = BTreeMap::new();
+        let mut want_hot: BTreeMap<(u8, u64), Summary> = BTreeMap::new();
+        let mut got_hot: BTreeMap<(u8, u64), Summary> = BTreeMap::new();
+        let mut newest = 0;
+        let mut close = |mark: u64,
+                         plain: &mut Windows<u8>,
+                         tiered: &mut Tiered<u8>,
+                         want: &mut BTreeMap<u8, Vec<(u64, f64, f64)>>,
+                         got: &mut BTreeMap<u8, Vec<(u64, f64, f64)>>| {
+            let mut p = plain.drain_closed(mark);
+            p.sort_by_key(|(w, k, _)| (*k, *w));
+            for (w, k, a) in p {
+                want.entry(k).or_default().push((w, a.packets, a.bytes));
+                if a.packets >= gate_packets {
+                    want_hot.insert((k, w), summary(w, &a));
+                }
+            }
+            let t = tiered.drain_closed(mark);
+            for (w, k, c) in t.cold {
+                assert!(c.packets < gate_packets, "a cold window crossed the gate");
+                got.entry(k).or_default().push((w, c.packets, c.bytes));
+            }
+            let mut hot = t.hot;
+            hot.sort_by_key(|(w, k, _)| (*k, *w));
+            for (w, k, a) in hot {
+                got.entry(k).or_default().push((w, a.packets, a.bytes));
+                if a.packets >= gate_packets {
+                    got_hot.insert((k, w), summary(w, &a));
+                }
+            }
+        };
+        for (i, (key, r)) in workload().into_iter().enumerate() {
+            plain.add_spread_gated(&r, key, 3, gate);
+            tiered.add_spread_gated(&r, key, 3, gate);
+            newest = newest.max(r.last);
+            if i % 7 == 0 {
+                let mark = newest.saturating_sub(LATENESS);
+                close(mark, &mut plain, &mut tiered, &mut want, &mut got);
+            }
+        }
+        close(u64::MAX, &mut plain, &mut tiered, &mut want, &mut got);
+        assert!(want_hot.len() >= 20, "{} hot windows", want_hot.len());
+        assert_eq!(
+            got_hot.keys().collect::<Vec<_>>(),
+            want_hot.keys().collect::<Vec<_>>()
+        );
+        for (k, w) in &want_hot {
+            let g = &got_hot[k];
+            assert_eq!(
+                (g.0, g.3, g.4, g.5, g.6, g.7, g.8),
+                (w.0, w.3, w.4, w.5, w.6, w.7, w.8),
+                "{k:?}"
+            );
+            assert_eq!(g.9, w.9, "{k:?} evidence");
+            assert!(
+                (g.1 - w.1).abs() < 1e-6 && (g.2 - w.2).abs() < 1e-4,
+                "{k:?}"
+            );
+        }
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>()
+        );
+        for (k, w) in &want {
+            let g = &got[k];
+            assert_eq!(g.len(), w.len(), "key {k}: windows");
+            for (a, b) in g.iter().zip(w) {
+                assert_eq!(a.0, b.0, "key {k}: windows out of order");
+                assert!(
+                    (a.1 - b.1).abs() < 1e-6 && (a.2 - b.2).abs() < 1e-4,
+                    "key {k}: {a:?} {b:?}"
+                );
+            }
+        }
+        assert!(tiered.queue.is_empty());
+    }
+
+    #[test]
+    fn quiet_keys_are_forgotten_and_cold_windows_wait_for_their_batch() {
+        let mut t: Tiered<u8> = Tiered::new(LEN, 1_000.0, f64::INFINITY);
+        let (_, mut r) = workload().remove(1);
+        (r.first, r.last, r.packets) = (5, 5, 3);
+        t.add_spread_gated(&r, 1, 1, |_| true);
+        // Its window closed at 10, but is taught with the batch.
+        let c = t.drain_closed(10);
+        assert!(c.cold.is_empty() && c.hot.is_empty());
+        let c = t.drain_closed(10 + FLUSH_BATCH_NS);
+        assert_eq!(
+            c.cold,
+            vec![(
+                0,
+                1,
+                ColdWindow {
+                    packets: 3.0,
+                    bytes: r.bytes as f64
+                }
+            )]
+        );
+        t.drain_closed(SWEEP_EVERY_NS * 2);
+        assert!(t.keys.is_empty());
+    }
+}

@@ -1,0 +1,307 @@
+//! Volumetric DDoS (rate per target and protocol above a learned baseline and an
+//! absolute floor) and amplification (large answers from reflection ports).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ahash::AHashMap as HashMap;
+use tidegate_wire::record::FlowRecord;
+
+use super::alert::{AlertKind, Detection, Endpoint};
+use super::config::{AmplificationConfig, VolumetricConfig};
+use super::tiered::Tiered;
+use super::window::Windows;
+use super::{NS, Rule};
+use crate::Severity;
+
+/// Well-known name of an amplification source port.
+pub(crate) fn amp_service(port: u16) -> &'static str {
+    match port {
+        19 => "CHARGEN",
+        53 => "DNS",
+        123 => "NTP",
+        161 => "SNMP",
+        389 => "CLDAP",
+        500 | 4500 => "ISAKMP",
+        1900 => "SSDP",
+        3702 => "WS-Discovery",
+        11211 => "memcached",
+        0 => "UDP fragments",
+        _ => "UDP",
+    }
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        58 => "ICMPv6".into(),
+        n => format!("protocol {n}"),
+    }
+}
+
+/// Exponential moving averages of (pps, bps) per key.
+#[derive(Default)]
+struct Baseline {
+    pps: f64,
+    bps: f64,
+    windows: u64,
+    /// Start of the last window that updated it.
+    seen_ns: u64,
+}
+
+/// Baselines kept before idle ones are forgotten (bounds memory under spoofed targets).
+const BASELINES_MAX: usize = 1 << 18;
+/// Baselines not updated for this long are forgotten first.
+const BASELINE_IDLE_NS: u64 = 24 * 3600 * NS;
+
+/// Packet and bit rates per (target, protocol) against max(floor, baseline × factor).
+pub(crate) struct Volumetric {
+    cfg: VolumetricConfig,
+    amp_ports: Vec<u16>,
+    evidence_max: usize,
+    windows: Tiered<(IpAddr, u8)>,
+    /// Windows past these packets or bytes keep sample flows (see `observe`).
+    gate_packets: f64,
+    gate_bytes: f64,
+    /// Bytes from amplification source ports per (target, port).
+    amp: Windows<(IpAddr, u16)>,
+    baselines: HashMap<(IpAddr, u8), Baseline>,
+}
+
+impl Volumetric {
+    pub fn new(cfg: VolumetricConfig, amp_ports: Vec<u16>, evidence_max: usize) -> Self {
+        let len = cfg.window_secs * NS;
+        // Only windows past a quarter of the floor can end up reporting (a learned
+        // threshold is never below the floor): only those keep sample flows, and keys
+        // below it are kept cold (see `tiered`).
+        let secs = cfg.window_secs as f64;
+        let (gate_packets, gate_bytes) =
+            (cfg.floor_pps * secs / 4.0, cfg.floor_bps * secs / 8.0 / 4.0);
+        Volumetric {
+            cfg,
+            amp_ports,
+            evidence_max,
+            windows: Tiered::new(len, gate_packets, gate_bytes),
+            gate_packets,
+            gate_bytes,
+            amp: Windows::new(len),
+            baselines: HashMap::new(),
+        }
+    }
+}
+
+impl Rule for Volumetric {
+    fn observe(&mut self, r: &FlowRecord) {
+        let (gate_packets, gate_bytes) = (self.gate_packets, self.gate_bytes);
+        self.windows
+            .add_spread_gated(r, (r.dst, r.proto), self.evidence_max, |acc| {
+                acc.packets >= gate_packets || acc.bytes >= gate_bytes
+            });
+        if r.proto == 17 && self.amp_ports.contains(&r.sport) {
+            self.amp.add_spread(r, (r.dst, r.sport), 0);
+        }
+    }
+
+    fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
+        let mut amp: BTreeMap<(u64, IpAddr), (u16, f64)> = BTreeMap::new();
+        for (w, (dst, port), acc) in self.amp.drain_closed(watermark) {
+            let e = amp.entry((w, dst)).or_insert((port, 0.0));
+            if acc.bytes > e.1 {
+                *e = (port, acc.bytes);
+            }
+        }
+        let secs = self.cfg.window_secs as f64;
+        let closed = self.windows.drain_closed(watermark);
+        // Windows of cold keys only teach the baseline: they are below the gate, so
+        // below the floor.
+        for (w, key, c) in closed.cold {
+            self.learn(key, w, c.packets / secs, c.bytes * 8.0 / secs);
+        }
+        for (w, (dst, proto), mut acc) in closed.hot {
+            let pps = acc.packets / secs;
+            let bps = acc.bytes * 8.0 / secs;
+            let (thr_pps, thr_bps) = self.learn((dst, proto), w, pps, bps);
+            if pps < thr_pps && bps < thr_bps {
+                continue;
+            }
+            let (measured, threshold, unit) = if pps / thr_pps >= bps / thr_bps {
+                (pps, thr_pps, "pps")
+            } else {
+                (bps, thr_bps, "bps")
+            };
+            // The amplification port, when reflection answers are most of the bytes.
+            let port = amp
+                .get(&(w, dst))
+                .filter(|(_, b)| *b * 2.0 >= acc.bytes)
+                .map(|(p, _)| *p);
+            let sources = acc.sources();
+            let pname = proto_name(proto);
+            out.push(Detection {
+                kind: AlertKind::Volumetric,
+                key: match port {
+                    Some(p) => format!("{dst}/{proto}/amp{p}"),
+                    None => format!("{dst}/{proto}"),
+                },
+                window_start: w,
+                severity: Severity::scaled(Severity::High, measured, threshold),
+                first_ns: acc.first_ns,
+                last_ns: acc.last_ns,
+                src: Some(match acc.single_source() {
+                    Some(a) => Endpoint::Addr(a),
+                    None => Endpoint::Many(format!("{sources} sources")),
+                }),
+                dst: Some(Endpoint::Addr(dst)),
+                port,
+                line: acc.line(),
+                measured,
+                threshold,
+                unit,
+                description: format!(
+                    "{pname} towards {dst}: {pps:.0} pps, {:.1} Mbit/s from {sources} sources{}",
+                    bps / 1e6,
+                    port.map(|p| format!(
+                        ", {} amplification from source port {p}",
+                        amp_service(p)
+                    ))
+                    .unwrap_or_default()
+                ),
+                evidence: acc.take_evidence(),
+            });
+        }
+        if self.baselines.len() > BASELINES_MAX {
+            let newest = self
+                .baselines
+                .values()
+                .map(|b| b.seen_ns)
+                .max()
+                .unwrap_or(0);
+            let cutoff = newest.saturating_sub(BASELINE_IDLE_NS);
+            self.baselines
+                .retain(|_, b| b.seen_ns >= cutoff && b.windows > 1);
+            if self.baselines.len() > BASELINES_MAX / 2 {
+                // Still full of recent, established targets: keep the most recently seen
+                // half, so this sweep does not run again on every closed window.
+                let mut seen: Vec<u64> = self.baselines.values().map(|b| b.seen_ns).collect();
+                seen.sort_unstable();
+                let keep_from = seen[seen.len() - BASELINES_MAX / 2];
+                self.baselines.retain(|_, b| b.seen_ns >= keep_from);
+            }
+        }
+    }
+}
+
+impl Volumetric {
+    /// The thresholds of `key`'s window starting at `w` with these rates, and what the
+    /// window teaches its baseline: every window teaches it, an alerting one only up
+    /// to the threshold, so a flood cannot raise its own bar faster than `alpha` allows.
+    fn learn(&mut self, key: (IpAddr, u8), w: u64, pps: f64, bps: f64) -> (f64, f64) {
+        let base = self.baselines.entry(key).or_default();
+        let learned = base.windows >= 10;
+        let thr_pps = if learned {
+            self.cfg.floor_pps.max(base.pps * self.cfg.baseline_factor)
+        } else {
+            self.cfg.floor_pps
+        };
+        let thr_bps = if learned {
+            self.cfg.floor_bps.max(base.bps * self.cfg.baseline_factor)
+        } else {
+            self.cfg.floor_bps
+        };
+        let (sample_pps, sample_bps) = (pps.min(thr_pps), bps.min(thr_bps));
+        if base.windows == 0 {
+            (base.pps, base.bps) = (sample_pps, sample_bps);
+        } else {
+            let a = self.cfg.baseline_alpha;
+            base.pps += a * (sample_pps - base.pps);
+            base.bps += a * (sample_bps - base.bps);
+        }
+        base.windows += 1;
+        base.seen_ns = w;
+        (thr_pps, thr_bps)
+    }
+}
+
+/// Reflection: bytes from amplification source ports (and UDP fragments, which carry
+/// the rest of large answers) towards one target, from several reflectors.
+pub(crate) struct Amplification {
+    cfg: AmplificationConfig,
+    evidence_max: usize,
+    windows: Windows<IpAddr>,
+    ports: BTreeMap<(u64, IpAddr), BTreeMap<u16, f64>>,
+}
+
+impl Amplification {
+    pub fn new(cfg: AmplificationConfig, evidence_max: usize) -> Self {
+        let windows = Windows::new(cfg.window_secs * NS);
+        Amplification {
+            cfg,
+            evidence_max,
+            windows,
+            ports: BTreeMap::new(),
+        }
+    }
+}
+
+impl Rule for Amplification {
+    fn observe(&mut self, r: &FlowRecord) {
+        let fragment = r.sport == 0 && r.dport == 0;
+        if r.proto != 17 || !(fragment || self.cfg.ports.contains(&r.sport)) {
+            return;
+        }
+        self.windows.add(r, r.dst, self.evidence_max);
+        let w = self.windows.start_of(r.first);
+        *self
+            .ports
+            .entry((w, r.dst))
+            .or_default()
+            .entry(r.sport)
+            .or_default() += r.bytes as f64;
+    }
+
+    fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
+        let secs = self.cfg.window_secs as f64;
+        for (w, dst, mut acc) in self.windows.drain_closed(watermark) {
+            let ports = self.ports.remove(&(w, dst)).unwrap_or_default();
+            let Some((&port, _)) = ports
+                .iter()
+                .filter(|(p, _)| **p != 0)
+                .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
+            else {
+                continue; // fragments alone name no service
+            };
+            let bps = acc.bytes * 8.0 / secs;
+            let mean = acc.bytes / acc.packets.max(1.0);
+            let reflectors = acc.sources().n;
+            if bps < self.cfg.min_bps
+                || mean < self.cfg.min_mean_packet_bytes
+                || (reflectors as u64) < self.cfg.min_reflectors
+            {
+                continue;
+            }
+            let service = amp_service(port);
+            out.push(Detection {
+                kind: AlertKind::Amplification,
+                key: format!("{dst}/amp{port}"),
+                window_start: w,
+                severity: Severity::scaled(Severity::High, bps, self.cfg.min_bps),
+                first_ns: acc.first_ns,
+                last_ns: acc.last_ns,
+                src: Some(Endpoint::Many(format!("{reflectors} reflectors"))),
+                dst: Some(Endpoint::Addr(dst)),
+                port: Some(port),
+                line: acc.line(),
+                measured: bps,
+                threshold: self.cfg.min_bps,
+                unit: "bps",
+                description: format!(
+                    "{service} amplification towards {dst}: {:.2} Mbit/s of answers from source \
+                     port {port}, mean {mean:.0} bytes/packet, {reflectors} reflectors",
+                    bps / 1e6
+                ),
+                evidence: acc.take_evidence(),
+            });
+        }
+    }
+}

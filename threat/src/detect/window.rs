@@ -1,0 +1,489 @@
+//! Tumbling event-time windows of per-key accumulators.
+//!
+//! Each window holds a hash map of its keys (one lookup per record, no ordered-tree
+//! rebalancing; aHash, randomly seeded, so spoofed addresses cannot aim at collisions)
+//! and the windows sit in an ordered map by start time, so closing drains whole windows
+//! from the oldest. Keys come out of a window in no particular order: the detector sorts
+//! the findings. Line names are shared (`Arc<str>`), not copied per accumulator.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
+use tidegate_wire::record::FlowRecord;
+
+/// Counters of one key over one window. The counters are inline (no allocation); the
+/// detail (distinct sources and values, sample flows) lives in [`Detail`], which rules
+/// that need a large volume before reporting create only once a window nears it (see
+/// [`Windows::add_spread_gated`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Acc {
+    pub packets: f64,
+    pub bytes: f64,
+    pub flows: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Line of the first flow.
+    pub line: Arc<str>,
+    /// Source of the first flow.
+    first_src: Option<IpAddr>,
+    /// Whether a flow from another source than `first_src` was counted.
+    multi_src: bool,
+    /// Already reported while the window was open (see [`super::Rule::early`]).
+    pub early: bool,
+    detail: Option<Box<Detail>>,
+}
+
+/// Distinct values and sample flows of one window, counted from the flow that created
+/// it on.
+#[derive(Clone, Debug, Default)]
+struct Detail {
+    /// Distinct values (ports, hosts), capped at [`DISTINCT_MAX`].
+    distinct: HashSet<u64>,
+    /// Distinct sources, capped at [`DISTINCT_MAX`].
+    sources: HashSet<IpAddr>,
+    /// Sample flows.
+    evidence: Vec<FlowRecord>,
+    /// Flows of the window counted before the detail existed.
+    missed: u64,
+}
+
+/// Number of distinct sources of a window: exact, or a lower bound when some flows
+/// came before the window was followed in detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SourceCount {
+    pub n: usize,
+    pub exact: bool,
+}
+
+impl std::fmt::Display for SourceCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.exact {
+            write!(f, "{}", self.n)
+        } else {
+            write!(f, "at least {}", self.n)
+        }
+    }
+}
+
+/// Order of evidence: earliest first, ties broken by the flow key, so the sample does
+/// not depend on the order records arrive in.
+fn evidence_order(r: &FlowRecord) -> impl Ord + use<> {
+    (
+        r.first, r.last, r.src, r.dst, r.sport, r.dport, r.proto, r.vlan, r.packets,
+    )
+}
+
+/// Keeps in `sample` the `max` earliest records (by [`evidence_order`]), sorted.
+pub(crate) fn keep_earliest(sample: &mut Vec<FlowRecord>, r: &FlowRecord, max: usize) {
+    if max == 0 {
+        return;
+    }
+    let key = evidence_order(r);
+    if sample.len() == max {
+        match sample.last() {
+            Some(last) if evidence_order(last) > key => {
+                sample.pop();
+            }
+            _ => return,
+        }
+    }
+    let at = sample.partition_point(|e| evidence_order(e) <= key);
+    sample.insert(at, r.clone());
+}
+
+/// Most windows one record is spread over.
+const SPREAD_WINDOWS_MAX: u64 = 4096;
+
+/// The [first, last] span [`spread`] shares a record over: `last` no earlier than
+/// `first`, and `first` clamped to the most recent [`SPREAD_WINDOWS_MAX`] windows.
+pub(super) fn clamped_span(first: u64, last: u64, len_ns: u64) -> (u64, u64) {
+    let last = last.max(first);
+    (
+        first.max(last.saturating_sub(SPREAD_WINDOWS_MAX * len_ns)),
+        last,
+    )
+}
+
+/// Calls `add(window start, packets, bytes)` for each `len_ns` window the [first, last]
+/// span of a record overlaps, in window order, with its share of the packets and bytes
+/// in proportion to the overlap. A record spanning more windows than any probe timeout
+/// allows is clamped to its most recent [`SPREAD_WINDOWS_MAX`] windows, so bad
+/// timestamps cannot make this loop run for long. Only windows starting in
+/// [`from`, `to`) are visited (their shares still of the whole span).
+pub(super) fn spread(
+    (first, last, packets, bytes): (u64, u64, u64, u64),
+    len_ns: u64,
+    (from, to): (u64, u64),
+    mut add: impl FnMut(u64, f64, f64),
+) {
+    let len_ns = len_ns.max(1);
+    let (first, last) = clamped_span(first, last, len_ns);
+    let span = (last - first) as f64;
+    let mut w = first - first % len_ns;
+    if w < from {
+        w = from - from % len_ns;
+    }
+    while w <= last && w < to {
+        let end = w.saturating_add(len_ns);
+        let share = if span == 0.0 {
+            1.0
+        } else {
+            (end.min(last) as f64 - first.max(w) as f64).max(0.0) / span
+        };
+        if share > 0.0 || span == 0.0 {
+            add(w, packets as f64 * share, bytes as f64 * share);
+        }
+        if end == u64::MAX {
+            break;
+        }
+        w = end;
+    }
+}
+
+/// Largest set kept per accumulator (bounds memory under floods of spoofed sources).
+pub(crate) const DISTINCT_MAX: usize = 1 << 16;
+
+impl Acc {
+    /// Adds `packets`/`bytes` of `r` (a share of it when spread over windows), not
+    /// considering it as evidence.
+    fn count(&mut self, r: &FlowRecord, packets: f64, bytes: f64, lines: &mut Lines) {
+        if self.flows == 0 {
+            self.first_ns = r.first;
+            self.last_ns = r.last;
+            self.line = lines.get(&r.line);
+            self.first_src = Some(r.src);
+        } else if self.first_src != Some(r.src) {
+            self.multi_src = true;
+        }
+        self.first_ns = self.first_ns.min(r.first);
+        self.last_ns = self.last_ns.max(r.last);
+        self.packets += packets;
+        self.bytes += bytes;
+        self.flows += 1;
+        if let Some(d) = self.detail.as_mut()
+            && d.sources.len() < DISTINCT_MAX
+        {
+            d.sources.insert(r.src);
+        }
+    }
+
+    /// Starts following the window in detail (from the flow just counted on).
+    fn follow(&mut self, r: &FlowRecord) -> &mut Detail {
+        let flows = self.flows;
+        self.detail.get_or_insert_with(|| {
+            let mut d = Box::<Detail>::default();
+            d.sources.insert(r.src);
+            d.missed = flows - 1;
+            d
+        })
+    }
+
+    /// Records a distinct value.
+    pub fn mark(&mut self, v: u64) {
+        if let Some(d) = self.detail.as_mut()
+            && d.distinct.len() < DISTINCT_MAX
+        {
+            d.distinct.insert(v);
+        }
+    }
+
+    /// Distinct values marked.
+    pub fn distinct(&self) -> usize {
+        self.detail.as_ref().map_or(0, |d| d.distinct.len())
+    }
+
+    /// Distinct sources.
+    pub fn sources(&self) -> SourceCount {
+        let seen = self.detail.as_ref().map_or(0, |d| d.sources.len());
+        let missed = self.detail.as_ref().map_or(self.flows, |d| d.missed);
+        let at_least = if self.multi_src { 2 } else { 1 }.min(self.flows as usize);
+        SourceCount {
+            n: seen.max(at_least),
+            exact: missed == 0 || (!self.multi_src && seen <= 1),
+        }
+    }
+
+    /// The source, when every flow came from one.
+    pub fn single_source(&self) -> Option<IpAddr> {
+        if self.multi_src { None } else { self.first_src }
+    }
+
+    /// The sample flows.
+    pub fn evidence(&self) -> &[FlowRecord] {
+        self.detail.as_ref().map_or(&[], |d| &d.evidence)
+    }
+
+    /// Takes the sample flows (for a report).
+    pub fn take_evidence(&mut self) -> Vec<FlowRecord> {
+        self.detail
+            .as_mut()
+            .map(|d| std::mem::take(&mut d.evidence))
+            .unwrap_or_default()
+    }
+
+    /// The line as an owned string (for a report).
+    pub fn line(&self) -> String {
+        self.line.to_string()
+    }
+}
+
+/// Shared line names: a record's line is copied once per distinct name, not once per
+/// accumulator. Lines are few (the links a probe watches); past [`LINES_MAX`] names the
+/// extra ones are copied per accumulator.
+#[derive(Debug, Default)]
+pub(super) struct Lines(Vec<Arc<str>>);
+
+const LINES_MAX: usize = 256;
+
+impl Lines {
+    pub(super) fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(l) = self.0.iter().find(|l| &***l == name) {
+            return l.clone();
+        }
+        let l: Arc<str> = Arc::from(name);
+        if self.0.len() < LINES_MAX {
+            self.0.push(l.clone());
+        }
+        l
+    }
+}
+
+/// Accumulators keyed by (window start, key); windows are `len_ns` long and aligned to
+/// the Unix epoch, so the same records always fall into the same windows.
+#[derive(Debug)]
+pub(crate) struct Windows<K: Eq + Hash + Clone> {
+    len_ns: u64,
+    map: BTreeMap<u64, HashMap<K, Acc>>,
+    lines: Lines,
+    /// Keys of the last window drained: the capacity a new window starts with.
+    typical_keys: usize,
+}
+
+impl<K: Eq + Hash + Clone> Windows<K> {
+    pub fn new(len_ns: u64) -> Self {
+        Windows {
+            len_ns: len_ns.max(1),
+            map: BTreeMap::new(),
+            lines: Lines::default(),
+            typical_keys: 0,
+        }
+    }
+
+    /// Start of the window holding `ts`.
+    pub fn start_of(&self, ts: u64) -> u64 {
+        ts - ts % self.len_ns
+    }
+
+    /// A copy of `key`'s accumulator in the window starting at `w` the first time
+    /// `crossed` holds for it (then marked as reported early); `None` otherwise.
+    pub fn take_early(&mut self, w: u64, key: &K, crossed: impl Fn(&Acc) -> bool) -> Option<Acc> {
+        let acc = self.map.get_mut(&w)?.get_mut(key)?;
+        if acc.early || !crossed(acc) {
+            return None;
+        }
+        acc.early = true;
+        Some(acc.clone())
+    }
+
+    /// Counts `r` (all of it) in `key`'s accumulator of the window holding `r.first`,
+    /// keeping it as evidence if among the `evidence_max` earliest; returns the
+    /// accumulator.
+    pub fn add(&mut self, r: &FlowRecord, key: K, evidence_max: usize) -> &mut Acc {
+        let w = self.start_of(r.first);
+        let acc = window(&mut self.map, w, self.typical_keys)
+            .entry(key)
+            .or_default();
+        acc.count(r, r.packets as f64, r.bytes as f64, &mut self.lines);
+        keep_earliest(&mut acc.follow(r).evidence, r, evidence_max);
+        acc
+    }
+
+    /// Adds `r` to `key`, spreading its packets and bytes over the windows its
+    /// [first, last] span overlaps in proportion to the overlap.
+    pub fn add_spread(&mut self, r: &FlowRecord, key: K, evidence_max: usize) {
+        self.add_spread_gated(r, key, evidence_max, |_| true);
+    }
+
+    /// [`Self::add_spread`], following a window in detail (distinct sources, sample
+    /// flows) only once `gate` holds for its accumulator with `r` counted: rules whose
+    /// verdict needs a large volume follow only windows nearing it, not every window of
+    /// every key. The record that crosses the gate is the first one followed, so a
+    /// window that reports always has evidence; its source count is then a lower bound
+    /// ([`Acc::sources`]).
+    pub fn add_spread_gated(
+        &mut self,
+        r: &FlowRecord,
+        key: K,
+        evidence_max: usize,
+        gate: impl Fn(&Acc) -> bool,
+    ) {
+        self.add_spread_gated_from(r, key, 0, evidence_max, gate);
+    }
+
+    /// [`Self::add_spread_gated`], leaving out the windows that start before `from`.
+    pub fn add_spread_gated_from(
+        &mut self,
+        r: &FlowRecord,
+        key: K,
+        from: u64,
+        evidence_max: usize,
+        gate: impl Fn(&Acc) -> bool,
+    ) {
+        let (map, lines, typical) = (&mut self.map, &mut self.lines, self.typical_keys);
+        let span = (r.first, r.last, r.packets, r.bytes);
+        spread(span, self.len_ns, (from, u64::MAX), |w, p, b| {
+            let acc = window(map, w, typical).entry(key.clone()).or_default();
+            acc.count(r, p, b, lines);
+            if gate(acc) {
+                keep_earliest(&mut acc.follow(r).evidence, r, evidence_max);
+            }
+        });
+    }
+
+    /// The accumulator of `key` in the window holding `ts`, if it has one.
+    pub fn get_mut(&mut self, ts: u64, key: &K) -> Option<&mut Acc> {
+        let w = self.start_of(ts);
+        self.map.get_mut(&w)?.get_mut(key)
+    }
+
+    /// Removes and returns (in window order; keys of a window in no particular order)
+    /// every window that ends at or before `watermark`.
+    pub fn drain_closed(&mut self, watermark: u64) -> Vec<(u64, K, Acc)> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.map.first_entry() {
+            if entry.key().saturating_add(self.len_ns) > watermark {
+                break;
+            }
+            let (w, keys) = entry.remove_entry();
+            self.typical_keys = keys.len();
+            out.extend(keys.into_iter().map(|(k, acc)| (w, k, acc)));
+        }
+        out
+    }
+}
+
+/// The keys of the window starting at `w`, created with room for `typical` keys (the
+/// size of the last window closed).
+fn window<K>(
+    map: &mut BTreeMap<u64, HashMap<K, Acc>>,
+    w: u64,
+    typical: usize,
+) -> &mut HashMap<K, Acc> {
+    map.entry(w)
+        .or_insert_with(|| HashMap::with_capacity(typical))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use tidegate_common::Direction;
+
+    /// A UDP record 192.0.2.1 → 192.0.2.2 of `packets` 100-byte packets on line `l`.
+    pub(in super::super) fn rec(first: u64, last: u64, packets: u64) -> FlowRecord {
+        FlowRecord {
+            src: "192.0.2.1".parse().unwrap(),
+            dst: "192.0.2.2".parse().unwrap(),
+            sport: 1,
+            dport: 2,
+            proto: 17,
+            vlan: None,
+            packets,
+            bytes: packets * 100,
+            first,
+            last,
+            tcp_flags: 0,
+            icmp_type: None,
+            icmp_code: None,
+            line: "l".into(),
+            ifindex: 0,
+            direction: Direction::Ingress,
+        }
+    }
+
+    #[test]
+    fn spreading_splits_by_overlap_and_windows_close_in_order() {
+        let mut w: Windows<u8> = Windows::new(10);
+        w.add_spread(&rec(5, 25, 20), 0, 4);
+        let closed = w.drain_closed(20);
+        assert_eq!(closed.len(), 2);
+        assert_eq!(closed[0].0, 0);
+        assert!((closed[0].2.packets - 5.0).abs() < 1e-9);
+        assert!((closed[1].2.packets - 10.0).abs() < 1e-9);
+        let rest = w.drain_closed(u64::MAX);
+        assert!((rest[0].2.packets - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn absurd_spans_are_clamped_not_looped_over() {
+        let mut w: Windows<u8> = Windows::new(1_000_000_000);
+        w.add_spread(&rec(0, u64::MAX - 1, 4096), 0, 1);
+        let closed = w.drain_closed(u64::MAX);
+        assert!(closed.len() <= SPREAD_WINDOWS_MAX as usize + 1);
+        let total: f64 = closed.iter().map(|c| c.2.packets).sum();
+        assert!((total - 4096.0).abs() < 1e-6, "{total}");
+    }
+
+    fn from(src: u8, t: u64, packets: u64) -> FlowRecord {
+        let mut r = rec(t, t, packets);
+        r.src = std::net::IpAddr::from([198, 51, 100, src]);
+        r
+    }
+
+    #[test]
+    fn a_gated_window_is_followed_from_the_record_that_crosses_the_gate() {
+        let mut w: Windows<u8> = Windows::new(10);
+        let gate = |a: &Acc| a.packets >= 100.0;
+        // Two sources below the gate: counted, not followed.
+        w.add_spread_gated(&from(1, 1, 40), 0, 4, gate);
+        w.add_spread_gated(&from(2, 2, 40), 0, 4, gate);
+        // A quiet key never crosses it.
+        w.add_spread_gated(&from(9, 3, 5), 1, 4, gate);
+        // This one crosses it, and the next ones are followed too.
+        w.add_spread_gated(&from(3, 3, 40), 0, 4, gate);
+        w.add_spread_gated(&from(4, 4, 40), 0, 4, gate);
+        let mut closed = w.drain_closed(10);
+        closed.sort_by_key(|c| c.1);
+        let (hot, quiet) = (&closed[0].2, &closed[1].2);
+        assert_eq!(hot.flows, 4);
+        assert_eq!(hot.evidence().len(), 2);
+        assert_eq!(hot.evidence()[0].src, from(3, 3, 1).src);
+        let n = hot.sources();
+        assert_eq!(
+            (n.n, n.exact, n.to_string()),
+            (2, false, "at least 2".into())
+        );
+        assert_eq!(hot.single_source(), None);
+        assert!(quiet.evidence().is_empty());
+        assert_eq!(quiet.single_source(), Some(from(9, 0, 1).src));
+        assert_eq!(quiet.sources(), SourceCount { n: 1, exact: true });
+    }
+
+    #[test]
+    fn ungated_windows_count_sources_exactly_and_keep_the_earliest_flows() {
+        let mut w: Windows<u8> = Windows::new(10);
+        for (i, t) in [5u64, 1, 3, 2].into_iter().enumerate() {
+            w.add(&from(i as u8 % 3, t, 1), 0, 2);
+        }
+        let closed = w.drain_closed(10);
+        let acc = &closed[0].2;
+        assert_eq!(acc.sources(), SourceCount { n: 3, exact: true });
+        assert_eq!(acc.sources().to_string(), "3");
+        let firsts: Vec<u64> = acc.evidence().iter().map(|r| r.first).collect();
+        assert_eq!(firsts, [1, 2]);
+    }
+
+    #[test]
+    fn a_single_source_stays_named_even_when_followed_late() {
+        let mut w: Windows<u8> = Windows::new(10);
+        let gate = |a: &Acc| a.packets >= 100.0;
+        for t in 0..5 {
+            w.add_spread_gated(&from(7, t, 40), 0, 4, gate);
+        }
+        let acc = &w.drain_closed(10)[0].2;
+        assert_eq!(acc.single_source(), Some(from(7, 0, 1).src));
+        assert_eq!(acc.sources(), SourceCount { n: 1, exact: true });
+    }
+}

@@ -1,0 +1,61 @@
+//! The policy engine: zones, rules between zones, destination lists, per-line ports and
+//! byte caps, loaded from a TOML file (errors are `file:line: message`) and hot-reloaded
+//! on SIGHUP (an invalid new policy is refused and the old one kept).
+//!
+//! - [`Policy::load`] parses and validates a file; [`Policy::evaluate`] returns the
+//!   stateless violations of one flow record (deny, isolation, deny/allow lists, ports).
+//! - [`PolicyEngine`] adds the stateful byte caps (event-time windows per destination).
+//! - [`PolicyHandle`] holds the current policy and swaps it on [`PolicyHandle::reload`];
+//!   the collector wires that to SIGHUP.
+//! - [`ViolationBook`] merges repeats of a violation into one open violation.
+//!
+//! Zone membership (CIDR longest prefix, then ASN, then country, else `unzoned`) is
+//! described in [`zone`]. `dashboards/policy/example.toml` documents the file format.
+
+pub mod book;
+pub mod engine;
+pub mod error;
+pub mod eval;
+pub mod file;
+pub mod reload;
+pub mod rule;
+pub mod violation;
+pub mod zone;
+
+use std::path::{Path, PathBuf};
+
+pub use book::{ViolationBook, ViolationState};
+pub use engine::PolicyEngine;
+pub use error::PolicyError;
+pub use eval::{EndpointInfo, Endpoints};
+pub use reload::PolicyHandle;
+pub use rule::{Rule, RuleBody};
+pub use violation::{Violation, ViolationKind};
+pub use zone::{UNZONED, ZoneId, Zones};
+
+/// A validated policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// File it was loaded from.
+    pub path: PathBuf,
+    /// Zones (index 0 is `unzoned`).
+    pub zones: Zones,
+    /// Rules in file order.
+    pub rules: Vec<Rule>,
+}
+
+impl Policy {
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&src, path)
+    }
+
+    /// Parses policy text; `path` names it in errors and in rule locations.
+    pub fn parse(src: &str, path: &Path) -> Result<Self, PolicyError> {
+        file::parse(src, path)
+    }
+}

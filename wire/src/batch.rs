@@ -1,0 +1,420 @@
+//! Batches of flow records: the unit of transport, acknowledgement, deduplication and
+//! storage.
+//!
+//! Encoded layout, format [`BATCH_FORMAT`] (numbers big-endian, `str` = `u32` length +
+//! UTF-8):
+//!
+//! ```text
+//! header (uncompressed):
+//!   magic "TGB" | format u8 = 1 | seq u64 | created_ns u64 | probe_id str
+//!   | codec u8 (1 = zstd) | body_len u32 (decompressed size)
+//! body (one zstd frame, body_len bytes once decompressed):
+//!   line_count u32, line_count × str                 (line-name table)
+//!   n u32, then columns of n values each:
+//!     flags u8    bit0 src IPv4, bit1 dst IPv4, bit2 vlan, bit3 icmp_type, bit4 icmp_code,
+//!                 bit5 egress (bits 6-7 zero)
+//!     src [16]    IPv4 as IPv4-mapped (::ffff:a.b.c.d) when bit0
+//!     dst [16]    likewise with bit1
+//!     proto u8 | sport u16 | dport u16 | vlan u16 (0 when absent) | tcp_flags u16
+//!     icmp_type u8 | icmp_code u8 (0 when absent)
+//!     packets u64 | bytes u64 | first_ns u64 | last_ns − first_ns u64 (wrapping)
+//!     ifindex u32 | line u32 (index into the line-name table)
+//!   health u8 (0/1); when 1: ts_ns u64, spool_bytes u64, spool_batches u64,
+//!     counter_count u32, counter_count × (name str, value u64), line_count u32, × str
+//! ```
+//!
+//! Columns keep like values together, which is what zstd compresses best. The header is
+//! uncompressed so the collector's spool and the probe's resend logic can read the probe
+//! id and sequence number without decompressing ([`peek_batch_header`]).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{
+    WireError,
+    codec::{Put, Reader},
+};
+use crate::record::FlowRecord;
+use tidegate_common::Direction;
+
+/// Version of the batch layout.
+pub const BATCH_FORMAT: u8 = 1;
+
+/// Largest decompressed body [`decode_batch`] accepts (256 MiB).
+pub const MAX_BATCH_BODY: usize = 256 << 20;
+
+const MAGIC: [u8; 3] = *b"TGB";
+const CODEC_ZSTD: u8 = 1;
+const ZSTD_LEVEL: i32 = 3;
+/// Offset of `seq` in the header.
+const SEQ_OFFSET: usize = 4;
+/// Bytes one record takes in the columns.
+const RECORD_BYTES: usize = 1 + 16 + 16 + 1 + 2 + 2 + 2 + 2 + 1 + 1 + 8 + 8 + 8 + 8 + 4 + 4;
+
+const F_SRC_V4: u8 = 1;
+const F_DST_V4: u8 = 2;
+const F_VLAN: u8 = 4;
+const F_ICMP_TYPE: u8 = 8;
+const F_ICMP_CODE: u8 = 16;
+const F_EGRESS: u8 = 32;
+const F_KNOWN: u8 = 63;
+
+/// A probe's state, attached to a batch now and then (at least every few seconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProbeHealth {
+    /// When the snapshot was taken, Unix-epoch ns.
+    pub ts_ns: u64,
+    /// Counter name → absolute value.
+    pub counters: Vec<(String, u64)>,
+    /// Bytes in the probe's unacknowledged spool.
+    pub spool_bytes: u64,
+    /// Batches in the probe's unacknowledged spool.
+    pub spool_batches: u64,
+    /// Names of the lines the probe monitors.
+    pub lines: Vec<String>,
+}
+
+/// A batch of flow records from one probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// The probe that produced it.
+    pub probe_id: String,
+    /// The probe's sequence number: unique per probe, increasing, never reused.
+    pub seq: u64,
+    /// When the batch was sealed, Unix-epoch ns.
+    pub created_ns: u64,
+    /// The records.
+    pub records: Vec<FlowRecord>,
+    /// Probe health, when attached.
+    pub health: Option<ProbeHealth>,
+}
+
+/// The uncompressed header of an encoded batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Layout version.
+    pub format: u8,
+    /// Sequence number.
+    pub seq: u64,
+    /// When the batch was sealed, Unix-epoch ns.
+    pub created_ns: u64,
+    /// Probe id.
+    pub probe_id: String,
+    /// Declared decompressed body length.
+    pub body_len: usize,
+}
+
+/// Encodes a batch (header + zstd-compressed columnar body).
+pub fn encode_batch(b: &Batch) -> Vec<u8> {
+    let body = encode_body(b);
+    let compressed = zstd::bulk::compress(&body, ZSTD_LEVEL)
+        .expect("zstd compression of an in-memory buffer only fails when out of memory");
+    let mut out = Vec::with_capacity(32 + b.probe_id.len() + compressed.len());
+    out.extend_from_slice(&MAGIC);
+    out.put_u8(BATCH_FORMAT);
+    out.put_u64(b.seq);
+    out.put_u64(b.created_ns);
+    out.put_str(&b.probe_id);
+    out.put_u8(CODEC_ZSTD);
+    out.put_len(body.len());
+    out.extend_from_slice(&compressed);
+    out
+}
+
+fn addr16(ip: IpAddr) -> (bool, [u8; 16]) {
+    match ip {
+        IpAddr::V4(v4) => (true, v4.to_ipv6_mapped().octets()),
+        IpAddr::V6(v6) => (false, v6.octets()),
+    }
+}
+
+fn encode_body(b: &Batch) -> Vec<u8> {
+    let recs = &b.records;
+    let mut lines: Vec<&str> = Vec::new();
+    let mut line_ix: HashMap<&str, u32> = HashMap::new();
+    let idx: Vec<u32> = recs
+        .iter()
+        .map(|r| {
+            *line_ix.entry(r.line.as_str()).or_insert_with(|| {
+                lines.push(r.line.as_str());
+                (lines.len() - 1) as u32
+            })
+        })
+        .collect();
+    let mut v = Vec::with_capacity(16 + lines.len() * 16 + recs.len() * RECORD_BYTES);
+    v.put_len(lines.len());
+    for l in &lines {
+        v.put_str(l);
+    }
+    v.put_len(recs.len());
+    for r in recs {
+        let mut f = 0;
+        f |= if addr16(r.src).0 { F_SRC_V4 } else { 0 };
+        f |= if addr16(r.dst).0 { F_DST_V4 } else { 0 };
+        f |= if r.vlan.is_some() { F_VLAN } else { 0 };
+        f |= if r.icmp_type.is_some() {
+            F_ICMP_TYPE
+        } else {
+            0
+        };
+        f |= if r.icmp_code.is_some() {
+            F_ICMP_CODE
+        } else {
+            0
+        };
+        f |= if r.direction == Direction::Egress {
+            F_EGRESS
+        } else {
+            0
+        };
+        v.put_u8(f);
+    }
+    recs.iter()
+        .for_each(|r| v.extend_from_slice(&addr16(r.src).1));
+    recs.iter()
+        .for_each(|r| v.extend_from_slice(&addr16(r.dst).1));
+    recs.iter().for_each(|r| v.put_u8(r.proto));
+    recs.iter().for_each(|r| v.put_u16(r.sport));
+    recs.iter().for_each(|r| v.put_u16(r.dport));
+    recs.iter().for_each(|r| v.put_u16(r.vlan.unwrap_or(0)));
+    recs.iter().for_each(|r| v.put_u16(r.tcp_flags));
+    recs.iter().for_each(|r| v.put_u8(r.icmp_type.unwrap_or(0)));
+    recs.iter().for_each(|r| v.put_u8(r.icmp_code.unwrap_or(0)));
+    recs.iter().for_each(|r| v.put_u64(r.packets));
+    recs.iter().for_each(|r| v.put_u64(r.bytes));
+    recs.iter().for_each(|r| v.put_u64(r.first));
+    recs.iter()
+        .for_each(|r| v.put_u64(r.last.wrapping_sub(r.first)));
+    recs.iter().for_each(|r| v.put_u32(r.ifindex));
+    idx.iter().for_each(|i| v.put_u32(*i));
+    match &b.health {
+        None => v.put_u8(0),
+        Some(h) => {
+            v.put_u8(1);
+            v.put_u64(h.ts_ns);
+            v.put_u64(h.spool_bytes);
+            v.put_u64(h.spool_batches);
+            v.put_len(h.counters.len());
+            for (name, value) in &h.counters {
+                v.put_str(name);
+                v.put_u64(*value);
+            }
+            v.put_len(h.lines.len());
+            for l in &h.lines {
+                v.put_str(l);
+            }
+        }
+    }
+    v
+}
+
+/// Reads the header; returns it and the compressed body that follows.
+fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
+    let mut r = Reader::new(bytes);
+    let magic = r.bytes(3, "batch magic")?;
+    if magic != MAGIC {
+        return Err(WireError::BadMagic([magic[0], magic[1], magic[2]]));
+    }
+    let format = r.u8("batch format")?;
+    if format != BATCH_FORMAT {
+        return Err(WireError::UnsupportedBatchFormat(format));
+    }
+    let seq = r.u64("batch seq")?;
+    let created_ns = r.u64("batch created_ns")?;
+    let probe_id = r.str("batch probe_id")?;
+    let codec = r.u8("batch codec")?;
+    let body_len = r.u32("batch body_len")? as usize;
+    let h = BatchHeader {
+        format,
+        seq,
+        created_ns,
+        probe_id,
+        body_len,
+    };
+    Ok((h, codec, r.rest()))
+}
+
+/// Reads an encoded batch's header without decompressing the body.
+pub fn peek_batch_header(bytes: &[u8]) -> Result<BatchHeader, WireError> {
+    read_header(bytes).map(|(h, _, _)| h)
+}
+
+/// Rewrites the sequence number of an encoded batch in place (the header is
+/// uncompressed, so nothing else changes).
+pub fn set_batch_seq(bytes: &mut [u8], seq: u64) -> Result<(), WireError> {
+    peek_batch_header(bytes)?;
+    bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+    Ok(())
+}
+
+fn decompress(compressed: &[u8], declared: usize) -> Result<Vec<u8>, WireError> {
+    if declared > MAX_BATCH_BODY {
+        return Err(WireError::BodyTooLarge {
+            declared,
+            max: MAX_BATCH_BODY,
+        });
+    }
+    let frame = zstd::zstd_safe::find_frame_compressed_size(compressed)
+        .map_err(|code| WireError::Decompress(zstd::zstd_safe::get_error_name(code).into()))?;
+    if frame != compressed.len() {
+        return Err(WireError::TrailingBytes {
+            what: "zstd frame",
+            extra: compressed.len() - frame,
+        });
+    }
+    let dec = zstd::stream::read::Decoder::with_buffer(compressed)
+        .map_err(|e| WireError::Decompress(e.to_string()))?
+        .single_frame();
+    // Grow with what actually decompresses (never trust `declared` for the allocation
+    // beyond a modest start) and read one byte more than declared to detect a longer body.
+    let mut body = Vec::with_capacity(declared.min(compressed.len().saturating_mul(8)));
+    dec.take(declared as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| WireError::Decompress(e.to_string()))?;
+    if body.len() != declared {
+        return Err(WireError::BodyLength {
+            declared,
+            actual: body.len(),
+        });
+    }
+    Ok(body)
+}
+
+/// Decodes and validates an encoded batch. Every length, count, flag, index and string
+/// is checked; garbage gives an error naming the field, never a panic.
+pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
+    let (h, codec, compressed) = read_header(bytes)?;
+    if codec != CODEC_ZSTD {
+        return Err(WireError::UnsupportedCodec(codec));
+    }
+    let body = decompress(compressed, h.body_len)?;
+    let mut r = Reader::new(&body);
+
+    let n_lines = r.count("line-name table", 4)?;
+    let mut lines = Vec::with_capacity(n_lines);
+    for _ in 0..n_lines {
+        lines.push(r.str("line name")?);
+    }
+    let n = r.count("records", RECORD_BYTES)?;
+    let flags = r.bytes(n, "flags column")?;
+    let src = r.bytes(n * 16, "src column")?;
+    let dst = r.bytes(n * 16, "dst column")?;
+    let proto = r.bytes(n, "proto column")?;
+    let sport = r.bytes(n * 2, "sport column")?;
+    let dport = r.bytes(n * 2, "dport column")?;
+    let vlan = r.bytes(n * 2, "vlan column")?;
+    let tcp_flags = r.bytes(n * 2, "tcp_flags column")?;
+    let icmp_type = r.bytes(n, "icmp_type column")?;
+    let icmp_code = r.bytes(n, "icmp_code column")?;
+    let packets = r.bytes(n * 8, "packets column")?;
+    let nbytes = r.bytes(n * 8, "bytes column")?;
+    let first = r.bytes(n * 8, "first column")?;
+    let dur = r.bytes(n * 8, "last column")?;
+    let ifindex = r.bytes(n * 4, "ifindex column")?;
+    let line = r.bytes(n * 4, "line column")?;
+
+    let u16_at = |c: &[u8], i: usize| u16::from_be_bytes([c[2 * i], c[2 * i + 1]]);
+    let u32_at =
+        |c: &[u8], i: usize| u32::from_be_bytes(c[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    let u64_at =
+        |c: &[u8], i: usize| u64::from_be_bytes(c[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+    let invalid = |what: &'static str, i: usize, detail: String| WireError::Invalid {
+        what,
+        detail: format!("record {i}: {detail}"),
+    };
+    let addr = |col: &[u8], i: usize, v4: bool, what: &'static str| {
+        let a: [u8; 16] = col[16 * i..16 * i + 16].try_into().expect("16 bytes");
+        if !v4 {
+            return Ok(IpAddr::V6(Ipv6Addr::from(a)));
+        }
+        if a[..10] != [0; 10] || a[10..12] != [0xff, 0xff] {
+            return Err(invalid(
+                what,
+                i,
+                format!("flagged IPv4 but {} is not IPv4-mapped", Ipv6Addr::from(a)),
+            ));
+        }
+        Ok(IpAddr::V4(Ipv4Addr::new(a[12], a[13], a[14], a[15])))
+    };
+
+    let mut records = Vec::with_capacity(n);
+    for i in 0..n {
+        let f = flags[i];
+        if f & !F_KNOWN != 0 {
+            return Err(invalid("record flags", i, format!("unknown bits {f:#04x}")));
+        }
+        let opt16 = |present: bool, v: u16, what: &'static str| match (present, v) {
+            (true, v) => Ok(Some(v)),
+            (false, 0) => Ok(None),
+            (false, v) => Err(invalid(what, i, format!("{v} given while absent"))),
+        };
+        let opt8 =
+            |present: bool, v: u8, what| opt16(present, v as u16, what).map(|o| o.map(|v| v as u8));
+        let li = u32_at(line, i) as usize;
+        let line_name = lines.get(li).ok_or_else(|| {
+            invalid(
+                "record line",
+                i,
+                format!("index {li} beyond the {} line names", lines.len()),
+            )
+        })?;
+        let first_ns = u64_at(first, i);
+        records.push(FlowRecord {
+            src: addr(src, i, f & F_SRC_V4 != 0, "record src")?,
+            dst: addr(dst, i, f & F_DST_V4 != 0, "record dst")?,
+            sport: u16_at(sport, i),
+            dport: u16_at(dport, i),
+            proto: proto[i],
+            vlan: opt16(f & F_VLAN != 0, u16_at(vlan, i), "record vlan")?,
+            packets: u64_at(packets, i),
+            bytes: u64_at(nbytes, i),
+            first: first_ns,
+            last: first_ns.wrapping_add(u64_at(dur, i)),
+            tcp_flags: u16_at(tcp_flags, i),
+            icmp_type: opt8(f & F_ICMP_TYPE != 0, icmp_type[i], "record icmp_type")?,
+            icmp_code: opt8(f & F_ICMP_CODE != 0, icmp_code[i], "record icmp_code")?,
+            line: line_name.clone(),
+            ifindex: u32_at(ifindex, i),
+            direction: if f & F_EGRESS != 0 {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+        });
+    }
+
+    let health = if r.bool("health present")? {
+        let ts_ns = r.u64("health ts_ns")?;
+        let spool_bytes = r.u64("health spool_bytes")?;
+        let spool_batches = r.u64("health spool_batches")?;
+        let nc = r.count("health counters", 12)?;
+        let mut counters = Vec::with_capacity(nc);
+        for _ in 0..nc {
+            let name = r.str("health counter name")?;
+            counters.push((name, r.u64("health counter value")?));
+        }
+        let nl = r.count("health lines", 4)?;
+        let mut hl = Vec::with_capacity(nl);
+        for _ in 0..nl {
+            hl.push(r.str("health line")?);
+        }
+        Some(ProbeHealth {
+            ts_ns,
+            counters,
+            spool_bytes,
+            spool_batches,
+            lines: hl,
+        })
+    } else {
+        None
+    };
+    r.finish("batch body")?;
+    Ok(Batch {
+        probe_id: h.probe_id,
+        seq: h.seq,
+        created_ns: h.created_ns,
+        records,
+        health,
+    })
+}

@@ -1,0 +1,57 @@
+//! Flow records ([`FlowRecord`], the probe's output contract) and the probe → collector
+//! wire protocol (version [`PROTOCOL_VERSION`]).
+//!
+//! A connection is a TLS stream of frames. A frame is
+//!
+//! ```text
+//! length u32 (big-endian; bytes after this field: 1 + payload) | type u8 | payload
+//! ```
+//!
+//! bounded by the receiver's maximum frame size ([`DEFAULT_MAX_FRAME`] by default). The
+//! conversation:
+//!
+//! ```text
+//! probe                                   collector
+//!   Hello{version, probe_id, software} ─►
+//!                                     ◄─  HelloAck{version, last_acked_seq} | Reject{reason}
+//!   Batch (encode_batch bytes)        ─►
+//!   Batch ...  (a window in flight)   ─►
+//!                                     ◄─  Ack{seq, duplicate}   (only once the batch is durable)
+//!                                     ◄─  Error{reason}         (then the collector closes)
+//! ```
+//!
+//! Batches ([`Batch`], [`encode_batch`], [`decode_batch`]) have their own versioned
+//! binary layout, zstd-compressed; the collector stores exactly the bytes it received,
+//! so [`decode_batch`] validates everything and never panics on garbage.
+//!
+//! Numbers are big-endian everywhere. Strings are UTF-8 with a `u32` length prefix.
+
+#![deny(missing_docs)]
+
+mod batch;
+mod codec;
+mod error;
+mod frame;
+mod message;
+pub mod record;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{
+    BATCH_FORMAT, Batch, BatchHeader, MAX_BATCH_BODY, ProbeHealth, decode_batch, encode_batch,
+    peek_batch_header, set_batch_seq,
+};
+pub use error::WireError;
+pub use frame::{
+    Frame, encode_frame, read_frame, read_frame_async, read_message, read_message_async,
+    write_frame, write_frame_async, write_message, write_message_async,
+};
+pub use message::{Ack, Hello, HelloAck, Message, MessageType};
+pub use record::FlowRecord;
+
+/// The protocol version this build speaks (sent in `Hello` and `HelloAck`).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Default upper bound of a frame's length field (16 MiB).
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;

@@ -1,0 +1,196 @@
+//! The exported flow record (the probe's output contract).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+use tidegate_common::{Direction, FlowKey, FlowStats, NO_VLAN};
+
+/// One flow record: a unidirectional flow's counters over one export interval. Records of
+/// the same key may be split by the active/idle timeouts; sums by key are what count.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// L4 source port (0 when none).
+    pub sport: u16,
+    /// L4 destination port (0 when none).
+    pub dport: u16,
+    /// IP protocol number.
+    pub proto: u8,
+    /// Outer VLAN id, `null` when untagged.
+    pub vlan: Option<u16>,
+    /// Packets.
+    pub packets: u64,
+    /// IP-layer bytes.
+    pub bytes: u64,
+    /// First packet, RFC 3339 with nanoseconds.
+    #[serde(with = "rfc3339_ns")]
+    pub first: u64,
+    /// Last packet, RFC 3339 with nanoseconds.
+    #[serde(with = "rfc3339_ns")]
+    pub last: u64,
+    /// OR of TCP flags.
+    pub tcp_flags: u16,
+    /// ICMP type (ICMP/ICMPv6 flows only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub icmp_type: Option<u8>,
+    /// ICMP code (ICMP/ICMPv6 flows only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub icmp_code: Option<u8>,
+    /// Line (interface) name the flow was seen on.
+    pub line: String,
+    /// Interface index (0 for replay).
+    pub ifindex: u32,
+    /// Ingress or egress.
+    #[serde(with = "direction")]
+    pub direction: Direction,
+}
+
+impl FlowRecord {
+    /// Builds a record from a key and counters whose timestamps are Unix-epoch ns.
+    pub fn new(key: &FlowKey, stats: &FlowStats, line: &str) -> Self {
+        let is_icmp = matches!(key.proto, 1 | 58);
+        FlowRecord {
+            src: addr(key.family, &key.src),
+            dst: addr(key.family, &key.dst),
+            sport: key.sport,
+            dport: key.dport,
+            proto: key.proto,
+            vlan: (key.vlan != NO_VLAN).then_some(key.vlan),
+            packets: stats.packets,
+            bytes: stats.bytes,
+            first: stats.first_ns,
+            last: stats.last_ns,
+            tcp_flags: stats.tcp_flags,
+            icmp_type: is_icmp.then_some((stats.icmp >> 8) as u8),
+            icmp_code: is_icmp.then_some(stats.icmp as u8),
+            line: line.to_string(),
+            ifindex: key.ifindex,
+            direction: Direction::from_u8(key.direction),
+        }
+    }
+}
+
+/// Decodes a key address: IPv4-mapped when `family == 4`.
+pub fn addr(family: u8, a: &[u8; 16]) -> IpAddr {
+    if family == 4 {
+        IpAddr::V4(Ipv4Addr::new(a[12], a[13], a[14], a[15]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*a))
+    }
+}
+
+/// Encodes an address into the key form.
+pub fn key_addr(ip: IpAddr) -> (u8, [u8; 16]) {
+    match ip {
+        IpAddr::V4(v4) => (4, v4.to_ipv6_mapped().octets()),
+        IpAddr::V6(v6) => (6, v6.octets()),
+    }
+}
+
+/// Serde adapter: [`Direction`] as `"ingress"` / `"egress"` (the kernel ABI crate has no
+/// serde).
+pub mod direction {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use tidegate_common::Direction;
+
+    /// The lowercase name.
+    pub fn name(d: Direction) -> &'static str {
+        match d {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+
+    /// Serde serialize.
+    pub fn serialize<S: Serializer>(d: &Direction, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(name(*d))
+    }
+
+    /// Serde deserialize.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Direction, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "ingress" => Ok(Direction::Ingress),
+            "egress" => Ok(Direction::Egress),
+            other => Err(D::Error::custom(format!(
+                "direction {other:?}: expected \"ingress\" or \"egress\""
+            ))),
+        }
+    }
+}
+
+/// Serde adapter: Unix-epoch nanoseconds <-> RFC 3339 with 9 fractional digits.
+pub mod rfc3339_ns {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+    /// Formats `ns` since the Unix epoch as RFC 3339 UTC with nanoseconds.
+    pub fn format(ns: u64) -> String {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(ns as i128)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            t.year(),
+            t.month() as u8,
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond()
+        )
+    }
+
+    /// Parses RFC 3339 into Unix-epoch nanoseconds.
+    pub fn parse(s: &str) -> Result<u64, String> {
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("{s:?}: {e}"))?;
+        u64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{s:?}: before 1970"))
+    }
+
+    /// Serde serialize.
+    pub fn serialize<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*ns))
+    }
+
+    /// Serde deserialize.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let mut key = FlowKey::ZERO;
+        let (fam, a) = key_addr("192.0.2.1".parse().unwrap());
+        key.family = fam;
+        key.src = a;
+        key.dst = key_addr("192.0.2.2".parse().unwrap()).1;
+        key.proto = 6;
+        key.sport = 1;
+        key.dport = 2;
+        let stats = FlowStats {
+            packets: 3,
+            bytes: 120,
+            first_ns: 1_600_000_000_123_456_789,
+            last_ns: 1_600_000_001_000_000_001,
+            tcp_flags: 0x12,
+            ..Default::default()
+        };
+        let r = FlowRecord::new(&key, &stats, "line-a");
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["src"], "192.0.2.1");
+        assert_eq!(v["dst"], "192.0.2.2");
+        assert_eq!(v["vlan"], serde_json::Value::Null);
+        assert_eq!(v["first"], "2020-09-13T12:26:40.123456789Z");
+        assert_eq!(v["proto"], 6);
+        assert!(v.get("icmp_type").is_none());
+        let back: FlowRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+}

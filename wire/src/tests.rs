@@ -1,0 +1,265 @@
+//! Batch encoding: round trips, and fuzz-style garbage (truncations, bit flips, byte
+//! rewrites in both the compressed bytes and the decompressed body) that must give an
+//! error — or a batch that re-encodes consistently — and never a panic.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::record::FlowRecord;
+use tidegate_common::Direction;
+
+/// Deterministic xorshift64* so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn record(i: u64) -> FlowRecord {
+    let v6 = i.is_multiple_of(3);
+    let src: IpAddr = if v6 {
+        format!("2001:db8::{:x}", i + 1).parse().unwrap()
+    } else {
+        format!("10.0.{}.{}", i / 250, i % 250).parse().unwrap()
+    };
+    let dst: IpAddr = if v6 {
+        "2001:db8::ffff".parse().unwrap()
+    } else if i.is_multiple_of(7) {
+        // An IPv4-mapped address as a genuine IPv6 destination.
+        "::ffff:192.0.2.9".parse().unwrap()
+    } else {
+        "192.0.2.1".parse().unwrap()
+    };
+    let icmp = i.is_multiple_of(5);
+    FlowRecord {
+        src,
+        dst,
+        sport: (i * 7) as u16,
+        dport: 443,
+        proto: if icmp { 1 } else { 6 },
+        vlan: (i.is_multiple_of(4)).then_some((i % 4095) as u16),
+        packets: i + 1,
+        bytes: (i + 1) * 1500,
+        first: 1_700_000_000_000_000_000 + i * 1_000_000,
+        // One record whose last precedes first: the wrapping delta must survive it.
+        last: if i == 11 {
+            5
+        } else {
+            1_700_000_000_500_000_000 + i * 1_000_000
+        },
+        tcp_flags: if icmp { 0 } else { 0x12 },
+        icmp_type: icmp.then_some(8),
+        icmp_code: icmp.then_some(0),
+        line: format!("line-{}", i % 3),
+        ifindex: (i % 2) as u32 + 1,
+        direction: if i.is_multiple_of(2) {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        },
+    }
+}
+
+fn batch(n: u64, health: bool) -> Batch {
+    Batch {
+        probe_id: "edge-hk-1".into(),
+        seq: 77,
+        created_ns: 1_700_000_001_000_000_000,
+        records: (0..n).map(record).collect(),
+        health: health.then(|| ProbeHealth {
+            ts_ns: 1_700_000_001_000_000_000,
+            counters: vec![("packets".into(), 123), ("map_full".into(), 0)],
+            spool_bytes: 4096,
+            spool_batches: 2,
+            lines: vec!["line-0".into(), "line-1".into()],
+        }),
+    }
+}
+
+/// Decoding never panics; a successful decode re-encodes to something that decodes to
+/// the same batch.
+fn check_no_panic(bytes: &[u8]) -> bool {
+    match decode_batch(bytes) {
+        Ok(b) => {
+            let again = decode_batch(&encode_batch(&b)).expect("re-encoded batch decodes");
+            assert_eq!(again, b);
+            true
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            false
+        }
+    }
+}
+
+/// Header + compressed `body`, as `encode_batch` would frame it.
+fn wrap(body: &[u8], declared: usize) -> Vec<u8> {
+    let real = encode_batch(&batch(0, false));
+    let h = peek_batch_header(&real).unwrap();
+    let hdr_len = 3 + 1 + 8 + 8 + 4 + h.probe_id.len() + 1;
+    let mut v = real[..hdr_len].to_vec();
+    v.extend_from_slice(&(declared as u32).to_be_bytes());
+    v.extend_from_slice(&zstd::bulk::compress(body, 1).unwrap());
+    v
+}
+
+#[test]
+fn batches_round_trip() {
+    for (n, health) in [(0, false), (0, true), (1, false), (50, true), (5000, false)] {
+        let b = batch(n, health);
+        let bytes = encode_batch(&b);
+        assert_eq!(decode_batch(&bytes).unwrap(), b, "n={n} health={health}");
+        let h = peek_batch_header(&bytes).unwrap();
+        assert_eq!((h.seq, h.probe_id.as_str(), h.format), (77, "edge-hk-1", 1));
+    }
+}
+
+#[test]
+fn set_batch_seq_renumbers_in_place() {
+    let mut bytes = encode_batch(&batch(3, true));
+    set_batch_seq(&mut bytes, 1234).unwrap();
+    let b = decode_batch(&bytes).unwrap();
+    assert_eq!(b.seq, 1234);
+    assert_eq!(b.records, batch(3, true).records);
+    assert!(set_batch_seq(&mut [1, 2, 3], 1).is_err());
+}
+
+#[test]
+fn every_truncation_is_refused() {
+    let bytes = encode_batch(&batch(20, true));
+    for n in 0..bytes.len() {
+        assert!(
+            decode_batch(&bytes[..n]).is_err(),
+            "prefix of {n} bytes accepted"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(matches!(
+        decode_batch(&longer),
+        Err(WireError::Decompress(_) | WireError::TrailingBytes { .. })
+    ));
+}
+
+#[test]
+fn random_mutations_of_the_encoding_never_panic() {
+    let bytes = encode_batch(&batch(40, true));
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..20_000 {
+        let mut m = bytes.clone();
+        for _ in 0..1 + rng.below(4) {
+            let i = rng.below(m.len());
+            match rng.below(3) {
+                0 => m[i] ^= 1 << rng.below(8),
+                1 => m[i] = rng.next() as u8,
+                _ => m.truncate(i),
+            }
+            if m.is_empty() {
+                break;
+            }
+        }
+        check_no_panic(&m);
+    }
+    // Pure noise, with and without a valid-looking header.
+    for len in [0usize, 1, 5, 31, 64, 1000] {
+        let noise: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        assert!(decode_batch(&noise).is_err());
+        let mut v = wrap(&noise, noise.len());
+        v.truncate(v.len().min(40));
+        v.extend_from_slice(&noise);
+        check_no_panic(&v);
+    }
+}
+
+#[test]
+fn random_mutations_of_the_body_never_panic() {
+    // Mutate the decompressed body and compress it again, so validation past the zstd
+    // layer (counts, flags, indexes, UTF-8, health) is what gets exercised.
+    let b = batch(30, true);
+    let body = {
+        let bytes = encode_batch(&b);
+        let h = peek_batch_header(&bytes).unwrap();
+        let start = 3 + 1 + 8 + 8 + 4 + h.probe_id.len() + 1 + 4;
+        zstd::bulk::decompress(&bytes[start..], h.body_len).unwrap()
+    };
+    assert_eq!(decode_batch(&wrap(&body, body.len())).unwrap(), b);
+    let mut rng = Rng(42);
+    let (mut ok, mut err) = (0, 0);
+    for _ in 0..20_000 {
+        let mut m = body.clone();
+        for _ in 0..1 + rng.below(3) {
+            let i = rng.below(m.len());
+            match rng.below(4) {
+                0 => m[i] ^= 1 << rng.below(8),
+                1 => m[i] = rng.next() as u8,
+                2 => m[i] = 0xff,
+                _ => m.truncate(i),
+            }
+            if m.is_empty() {
+                break;
+            }
+        }
+        // Both the honest length and a lying one.
+        let declared = if rng.below(4) == 0 {
+            rng.below(m.len() + 2)
+        } else {
+            m.len()
+        };
+        if check_no_panic(&wrap(&m, declared)) {
+            ok += 1;
+        } else {
+            err += 1;
+        }
+    }
+    // Mutations in counter values or ports decode fine; most others must be caught.
+    assert!(ok > 0 && err > 0, "ok={ok} err={err}");
+}
+
+#[test]
+fn specific_garbage_is_named() {
+    let e = decode_batch(b"XYZ\x01").unwrap_err();
+    assert!(matches!(e, WireError::BadMagic(_)), "{e}");
+    let mut bytes = encode_batch(&batch(1, false));
+    bytes[3] = 9;
+    assert!(matches!(
+        decode_batch(&bytes),
+        Err(WireError::UnsupportedBatchFormat(9))
+    ));
+    // A declared body beyond the limit is refused before decompressing.
+    let v = wrap(&[0; 8], MAX_BATCH_BODY + 1);
+    assert!(matches!(
+        decode_batch(&v),
+        Err(WireError::BodyTooLarge { .. })
+    ));
+    // A small frame that decompresses to far more than declared (a "zip bomb") is cut
+    // off at declared + 1 bytes.
+    let big = vec![0u8; 8 << 20];
+    let v = wrap(&big, 100);
+    assert!(matches!(
+        decode_batch(&v),
+        Err(WireError::BodyLength {
+            declared: 100,
+            actual: 101
+        })
+    ));
+    // A record count larger than the body can hold.
+    let mut body = Vec::new();
+    body.extend_from_slice(&0u32.to_be_bytes());
+    body.extend_from_slice(&1_000_000u32.to_be_bytes());
+    body.extend_from_slice(&[0; 100]);
+    assert!(matches!(
+        decode_batch(&wrap(&body, body.len())),
+        Err(WireError::CountTooLarge {
+            what: "records",
+            ..
+        })
+    ));
+}
