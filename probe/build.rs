@@ -10,7 +10,7 @@ use std::{
     process::{Command, exit},
 };
 
-const SETUP_HINT: &str = "run `sudo scripts/setup.sh` (installs Debian's rustc-web with the BPF core library and bpf-linker) and build again";
+const SETUP_HINT: &str = "run `scripts/setup.sh` as root (installs Debian's rustc-web with the BPF core library and bpf-linker) and build again";
 
 fn fail(msg: &str) -> ! {
     println!("cargo::error=tidegate-probe: {msg}; {SETUP_HINT}.");

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every tidegate benchmark on this machine and generates bench/RESULTS.md.
 #
-#   sudo scripts/bench.sh           # full run (~15-20 min on 2 cores): writes bench/results/*.md,
+#   scripts/bench.sh           # full run (~15-20 min on 2 cores): writes bench/results/*.md,
 #                                   # bench/results/loss_vs_rate.png and bench/RESULTS.md
-#   sudo scripts/bench.sh --smoke   # CI: a minute or two, small sizes; proves the harness still
+#   scripts/bench.sh --smoke   # CI: a minute or two, small sizes; proves the harness still
 #                                   # works and asserts nothing about speed; writes everything under
 #                                   # $TIDEGATE_STATE/bench-smoke instead of bench/
 #
@@ -20,10 +20,10 @@ smoke=0
 case "${1:-}" in
   --smoke) smoke=1 ;;
   "") ;;
-  *) die "usage: sudo scripts/bench.sh [--smoke]" ;;
+  *) die "usage: scripts/bench.sh [--smoke]" ;;
 esac
-[[ $(id -u) -eq 0 ]] || die "the benchmarks need root (eBPF, network namespaces); run: sudo scripts/bench.sh"
-command_line="${SUDO_USER:+sudo }scripts/bench.sh${1:+ $1}"
+need_root "the benchmarks" scripts/bench.sh "$@"
+command_line="scripts/bench.sh${1:+ $1}"
 started=$(date +%s)
 
 "$here/setup.sh"

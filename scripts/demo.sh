@@ -9,8 +9,8 @@
 # dashboard URL and credentials, then keeps normal traffic flowing until Ctrl-C, which
 # removes the namespace and stops every process it started.
 #
-#   sudo scripts/demo.sh
-#   TIDEGATE_DEMO_SECONDS=120 sudo -E scripts/demo.sh   # stop by itself after 120 s
+#   scripts/demo.sh                          # from a root shell
+#   TIDEGATE_DEMO_SECONDS=120 scripts/demo.sh   # stop by itself after 120 s
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -18,14 +18,14 @@ root="$(cd "$here/.." && pwd)"
 . "$here/lib.sh"
 cd "$root"
 
-[[ $(id -u) -eq 0 ]] || die "the demo needs root (network namespaces, eBPF); run: sudo scripts/demo.sh"
+need_root "the demo" scripts/demo.sh
 "$here/setup.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 log "building (release)"
 cargo build --release --locked -p tidegate-probe -p tidegate-collector
 bin="$root/target/release"
 
-corpus="${TIDEGATE_CORPUS:-$root/../shared/corpus/pcap}"
+corpus="${TIDEGATE_CORPUS:-$root/../shared/corpus}/pcap"
 out="$TIDEGATE_STATE/demo"
 rm -rf "$out"
 mkdir -p "$out"
@@ -148,7 +148,7 @@ for _ in $(seq 1 100); do
   kill -0 "$probe_pid" 2>/dev/null || { cat "$out/probe.log" >&2; die "the probe failed to start"; }
   sleep 0.1
 done
-[[ -d "$corpus" ]] || die "corpus not found at $corpus (set TIDEGATE_CORPUS to a directory of pcap files)"
+[[ -d "$corpus" ]] || die "corpus not found at $corpus (the shared corpus is expected at ../shared/corpus beside the repository; set TIDEGATE_CORPUS to its directory)"
 
 replay_in() { # pcap pps: replay a capture from abroad onto the line (XDP ingress)
   [[ -f "$corpus/$1" ]] || return 0

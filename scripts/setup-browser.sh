@@ -34,4 +34,4 @@ npm_ci() {
   echo "$want" >"$stamp"
 }
 npm_ci "$root/dashboards/ui"
-npm_ci "$root/collector/tests/ui_support/browser"
+npm_ci "$root/testkit/browser"

@@ -31,6 +31,7 @@ for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
 done
 if ((${#need_apt[@]})); then
+  need_root "installing Debian packages (${need_apt[*]})" scripts/setup.sh
   log "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # wireshark-common asks whether non-root users may capture; answer no without prompting.
@@ -52,6 +53,12 @@ fi
 for c in clippy rustfmt; do
   rustup component list --installed 2>/dev/null | grep -q "^${c}" || rustup component add "$c"
 done
+
+# The test runner (one process per test). The machine image usually has it.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest (a few minutes)"
+  cargo install --locked cargo-nextest
+fi
 
 # bpf-linker built against Debian's LLVM 22.
 if ! bpf-linker --version 2>/dev/null | grep -q "${BPF_LINKER_VERSION}"; then

@@ -2,7 +2,7 @@
 # Runs every tidegate test on this machine (as root: the tests load eBPF programs into
 # veth pairs inside network namespaces they create). Sets up the toolchain first.
 #
-#   sudo scripts/test.sh
+#   scripts/test.sh        (from a root shell; see need_root in lib.sh)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -10,7 +10,7 @@ root="$(cd "$here/.." && pwd)"
 . "$here/lib.sh"
 cd "$root"
 
-[[ $(id -u) -eq 0 ]] || die "the tests need root (network namespaces, eBPF); run: sudo scripts/test.sh"
+need_root "the test suite" scripts/test.sh
 "$here/setup.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -26,8 +26,12 @@ diff -r dashboards/ui/dist "$TIDEGATE_STATE/ui-dist"
 log "building"
 cargo build --workspace --all-targets --locked
 
-log "running the Rust test suites (unit, real kernel, real captures)"
-cargo test --workspace --locked --no-fail-fast
+log "running the Rust test suites (unit, real kernel, real captures; one process per test)"
+# cargo-nextest runs every test in a process of its own (tests that capture the process's
+# logs or start real servers stay apart); .config/nextest.toml keeps the ones that drive
+# the kernel flat out from running beside each other.
+cargo nextest run --workspace --locked --no-fail-fast
+cargo test --workspace --locked --doc
 
 log "benchmark harness smoke runs (they assert nothing about speed)"
 cargo build --release --locked -p tidegate-probe -p tidegate-collector -p tidegate-bench

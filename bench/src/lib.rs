@@ -17,11 +17,9 @@
 pub mod aggregate;
 pub mod error;
 pub mod machine;
-pub mod net;
 pub mod numbers;
 pub mod peers;
 pub mod procfs;
-pub mod stack;
 pub mod xdp;
 
 pub use error::BenchError;

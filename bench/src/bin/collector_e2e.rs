@@ -16,11 +16,7 @@ use std::{
 use clap::Parser;
 use clickhouse::Row;
 use serde::Serialize;
-use tidegate_bench::{
-    aggregate::workload,
-    machine::Machine,
-    stack::{CollectorProcess, LocalClickHouse},
-};
+use tidegate_bench::{aggregate::workload, machine::Machine};
 use tidegate_collector::{
     certs::{ca_paths, probe_paths},
     sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, SinkMetrics},
@@ -29,6 +25,7 @@ use tidegate_probe::export::{
     Exporter,
     collector::{CollectorExporter, CollectorOptions, ExportMetrics},
 };
+use tidegate_testkit::{TestClickHouse, collector::start_deployed};
 use tidegate_wire::record::FlowRecord;
 
 #[derive(Parser)]
@@ -111,10 +108,10 @@ impl<'a> PlainRow<'a> {
 
 async fn run(a: &Args) -> anyhow::Result<String> {
     let records = workload::synthetic(a.rows, a.rows, 3600);
-    let ch = LocalClickHouse::start(None)?;
+    let ch = TestClickHouse::try_start_in(None)?;
     let dir = tempfile::tempdir()?;
     // The collector as deployed: live detection on (its defaults).
-    let collector = CollectorProcess::start(
+    let (collector, certs) = start_deployed(
         dir.path(),
         None,
         &ch.url(),
@@ -125,7 +122,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
             ""
         },
     )?;
-    let (port, certs) = (collector.port, collector.certs.clone());
+    let (port, certs) = (collector.addr.port(), certs.dir.clone());
     let client = clickhouse::Client::default().with_url(ch.url());
     let count = async |table: &str| -> u64 {
         client

@@ -18,10 +18,12 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use tidegate_bench::{
-    machine::Machine,
-    net::{ChildGuard, VethPair, install_signal_cleanup},
-    stack::{CollectorProcess, LocalClickHouse, in_netns, sibling_binary},
+use tidegate_bench::machine::Machine;
+use tidegate_testkit::{
+    TestClickHouse,
+    collector::start_deployed,
+    net::{ChildGuard, VethPair, in_netns, install_signal_cleanup},
+    paths::bin,
 };
 
 #[derive(Parser)]
@@ -65,7 +67,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn start_probe(pair: &VethPair, port: u16, certs: &Path, dir: &Path) -> anyhow::Result<ChildGuard> {
-    let exe = sibling_binary("tidegate-probe")?;
+    let exe = bin("tidegate-probe");
     let mut child = in_netns(Some(&pair.ns_b), exe)
         .args([
             "run",
@@ -155,7 +157,7 @@ fn jsonl_has(path: &Path, target: &str) -> bool {
 fn measure(a: &Args) -> anyhow::Result<(Vec<Run>, String)> {
     let dir = tempfile::tempdir()?;
     let pair = VethPair::new("lat")?;
-    let ch = LocalClickHouse::start(Some(&pair.ns_b))?;
+    let ch = TestClickHouse::try_start_in(Some(&pair.ns_b))?;
     std::fs::write(dir.path().join("detect.toml"), DETECT_TOML)?;
     let jsonl = dir.path().join("alerts.jsonl");
     let extra = format!(
@@ -163,9 +165,9 @@ fn measure(a: &Args) -> anyhow::Result<(Vec<Run>, String)> {
          [alerts]\njsonl = \"{}\"\n",
         jsonl.display()
     );
-    let collector =
-        CollectorProcess::start(dir.path(), Some(&pair.ns_b), &ch.url(), "edge-lat", &extra)?;
-    let mut probe = start_probe(&pair, collector.port, &collector.certs, dir.path())?;
+    let (collector, certs) =
+        start_deployed(dir.path(), Some(&pair.ns_b), &ch.url(), "edge-lat", &extra)?;
+    let mut probe = start_probe(&pair, collector.addr.port(), &certs.dir, dir.path())?;
     let mut runs = Vec::new();
     for i in 0..a.runs {
         let target = format!("10.9.{}.1", i + 1);
@@ -184,7 +186,7 @@ fn measure(a: &Args) -> anyhow::Result<(Vec<Run>, String)> {
                 t_jsonl = Some(t0.elapsed());
             }
             if t_ch.is_none()
-                && ch.query(&format!(
+                && ch.query_sync(&format!(
                     "SELECT count() FROM tidegate.alerts WHERE kind = 'syn_flood' AND dst = '{target}'"
                 ))? != "0"
             {

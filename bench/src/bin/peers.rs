@@ -46,7 +46,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    tidegate_bench::net::install_signal_cleanup();
+    tidegate_testkit::net::install_signal_cleanup();
     let a = Args::parse();
     let tools = match &a.tools {
         Some(v) => v
@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?;
     }
     if a.packets.is_some() || a.flows.is_some() {
-        plan.workload = tidegate_bench::net::UdpWorkload::new(
+        plan.workload = tidegate_testkit::net::UdpWorkload::new(
             a.flows.unwrap_or(plan.workload.flows),
             a.packets.unwrap_or(plan.workload.packets),
             plan.workload.ip_len,

@@ -11,19 +11,19 @@
 
 use std::{
     fmt::Write as _,
-    io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
+    io::{Read, Write},
+    net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Instant,
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use tidegate_bench::machine::Machine;
-use tidegate_collector::{
-    api::auth::digest_hex,
-    certs::{GenCertsOptions, ca_paths, collector_paths, generate},
+use tidegate_collector::api::auth::digest_hex;
+use tidegate_testkit::{
+    CollectorProcess, TestClickHouse, collector::start_deployed, free_port, paths::repo,
 };
 
 #[derive(Parser)]
@@ -46,120 +46,16 @@ const TOKEN: &str = "bench-token";
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password";
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A throwaway ClickHouse from the repo's launcher.
-struct Ch {
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Ch {
-    fn start() -> anyhow::Result<Ch> {
-        let ch = Ch {
-            dir: tempfile::tempdir()?,
-            port: free_port()?,
-        };
-        anyhow::ensure!(
-            ch.script("start").status()?.success(),
-            "scripts/clickhouse.sh start failed"
-        );
-        Ok(ch)
-    }
-    fn script(&self, cmd: &str) -> Command {
-        let mut c = Command::new(repo().join("scripts/clickhouse.sh"));
-        c.arg(cmd)
-            .env("TIDEGATE_CH_DIR", self.dir.path())
-            .env("TIDEGATE_CH_PORT", self.port.to_string())
-            .stdout(Stdio::null());
-        c
-    }
-    fn client(&self) -> clickhouse::Client {
-        clickhouse::Client::default().with_url(format!("http://127.0.0.1:{}", self.port))
-    }
-}
-
-impl Drop for Ch {
-    fn drop(&mut self) {
-        let _ = self.script("stop").status();
-    }
-}
-
-struct Collector(Child);
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the collector with `[api]` on `ui_port`; returns once it accepts probes.
-fn start_collector(dir: &Path, ch_port: u16, ui_port: u16) -> anyhow::Result<Collector> {
-    let certs = dir.join("certs");
-    generate(&GenCertsOptions {
-        out: certs.clone(),
-        probes: vec!["edge-bench".into()],
-        collector_names: vec![],
-        collector_ips: vec![],
-        force: false,
-    })?;
-    let (ca, c) = (ca_paths(&certs), collector_paths(&certs));
-    let cfg = format!(
-        "[transport]\nlisten = \"127.0.0.1:{}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
-         [spool]\ndir = \"{}\"\n\n[clickhouse]\nurl = \"http://127.0.0.1:{ch_port}\"\nretention_days = 0\n\n\
-         [api]\nlisten = \"127.0.0.1:{ui_port}\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_sha256 = \"{}\"\n\n\
+/// The collector with `[api]` on `ui_port` (as deployed otherwise); returns once it
+/// accepts probes and its schema is ready.
+fn start_collector(dir: &Path, ch_url: &str, ui_port: u16) -> anyhow::Result<CollectorProcess> {
+    let api = format!(
+        "[api]\nlisten = \"127.0.0.1:{ui_port}\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_sha256 = \"{}\"\n\n\
          [[api.token]]\nname = \"bench\"\nsha256 = \"{}\"\n",
-        free_port()?,
-        ca.cert.display(),
-        c.cert.display(),
-        c.key.display(),
-        dir.join("spool").display(),
         digest_hex(PASSWORD),
         digest_hex(TOKEN),
     );
-    let path = dir.join("collector.toml");
-    std::fs::write(&path, cfg)?;
-    let exe = std::env::current_exe()?.with_file_name("tidegate-collector");
-    anyhow::ensure!(
-        exe.is_file(),
-        "{} missing: cargo build --release -p tidegate-collector",
-        exe.display()
-    );
-    let mut child = Command::new(exe)
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let err = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut migrated = false;
-    let mut accepting = false;
-    while !(migrated && accepting) {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) => {
-                migrated |= l.contains("ClickHouse schema ready");
-                accepting |= l.contains("collector accepting probes");
-            }
-            Err(_) if Instant::now() > deadline => bail!("collector did not start"),
-            Err(_) => {}
-        }
-    }
-    Ok(Collector(child))
+    Ok(start_deployed(dir, None, ch_url, "edge-bench", &api)?.0)
 }
 
 /// GET with the bearer token; returns (status, body length).
@@ -187,7 +83,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// The Overview page in Chromium, if the browser tooling is installed.
 fn page_timing(ui_port: u16, range: &str, reps: usize) -> Option<Vec<f64>> {
-    let dir = repo().join("collector/tests/ui_support/browser");
+    let dir = repo().join("testkit/browser");
     if !dir.join("node_modules/playwright-core").is_dir()
         || !Path::new("/usr/bin/chromium").exists()
     {
@@ -229,10 +125,10 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let ch = Ch::start()?;
+    let ch = TestClickHouse::try_start_in(None)?;
     let dir = tempfile::tempdir()?;
-    let ui_port = free_port()?;
-    let _collector = start_collector(dir.path(), ch.port, ui_port)?;
+    let ui_port = free_port();
+    let _collector = start_collector(dir.path(), &ch.url(), ui_port)?;
 
     // Synthetic traffic over the last 24 hours, evenly spread, written by ClickHouse.
     let now_ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64;

@@ -22,7 +22,7 @@ use anyhow::Context;
 pub use tools::{Counted, Tool};
 
 use crate::machine::Machine;
-use crate::net::{LinkCounters, UdpWorkload, VethPair};
+use tidegate_testkit::net::{LinkCounters, UdpWorkload, VethPair};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -277,7 +277,7 @@ fn run_one(
     std::thread::sleep(plan.drain);
     let (a1, b1) = pair.both_counters()?;
     // Foreign frames (not counted) so libpcap readers get their last ring block.
-    crate::net::trafgen::send_flush_trickle(&pair.ns_a, &pair.if_a, mac, 10, 50, &dir)?;
+    tidegate_testkit::net::trafgen::send_flush_trickle(&pair.ns_a, &pair.if_a, mac, 10, 50, &dir)?;
     std::thread::sleep(Duration::from_millis(300));
     let (a, b) = (a1.since(&a0), b1.since(&b0));
     let peak_rss = running.peak_rss();

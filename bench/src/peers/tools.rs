@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::net::{ChildGuard, UdpWorkload, VethPair};
+use tidegate_testkit::net::{ChildGuard, UdpWorkload, VethPair};
 
 /// A flow exporter under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,133 @@
+//! The flow tables stay bounded: least-recently-seen eviction at `max_flows_per_shard`,
+//! idle flows forgotten in event time; line statistics keep counting every record.
+
+use std::time::Duration;
+
+use crate::support::aggregate::record;
+use tidegate_collector::aggregate::{AggregateConfig, AggregateMetrics, Aggregator};
+
+fn start(shards: usize, max_flows: usize, idle: Duration) -> (Aggregator, AggregateMetrics) {
+    let metrics = AggregateMetrics::default();
+    let cfg = AggregateConfig {
+        shards,
+        max_flows_per_shard: max_flows,
+        flow_idle: idle,
+        ..AggregateConfig::default()
+    };
+    (
+        Aggregator::start(cfg, metrics.clone()).expect("start"),
+        metrics,
+    )
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn a_full_shard_evicts_the_least_recently_seen_flows_and_counts_them() {
+    let (agg, metrics) = start(1, 100, HOUR);
+    for i in 0..100u16 {
+        agg.submit("p", &[record(i, "l1", 0, 1, 10)]);
+    }
+    // Flow 0 seen again: flow 1 is now the least recently seen.
+    agg.submit("p", &[record(0, "l1", 1, 2, 10)]);
+    for i in 100..199u16 {
+        agg.submit("p", &[record(i, "l1", 2, 3, 10)]);
+    }
+    agg.flush();
+    // 99 evictions: flows 1..=99, not the recently seen flow 0.
+    assert_eq!(metrics.evictions.get(), 99);
+    let mut held: Vec<u16> = agg.flows().iter().map(|f| f.key.sport).collect();
+    held.sort();
+    let mut expect: Vec<u16> = vec![0];
+    expect.extend(100..199);
+    assert_eq!(held, expect);
+    for i in 199..250u16 {
+        agg.submit("p", &[record(i, "l1", 2, 3, 10)]);
+    }
+    agg.flush();
+    assert_eq!(metrics.evictions.get(), 150);
+    let mut held: Vec<u16> = agg.flows().iter().map(|f| f.key.sport).collect();
+    held.sort();
+    assert_eq!(held, (150..250).collect::<Vec<u16>>());
+    let snap = agg.snapshot();
+    assert_eq!(snap.active_flows, 100);
+    let l = &snap.lines["l1"];
+    assert_eq!(l.active_flows, 100);
+    // Every record still counts in the line's totals.
+    assert_eq!(l.ingress.totals.records, 251);
+    assert_eq!(l.ingress.totals.bytes, 2510);
+    assert_eq!(l.ingress.totals.flows, 250);
+    agg.shutdown();
+}
+
+#[test]
+fn every_shard_respects_its_bound() {
+    let (agg, metrics) = start(3, 50, HOUR);
+    let recs: Vec<_> = (0..1000u16).map(|i| record(i, "l1", 0, 1, 10)).collect();
+    agg.submit("p", &recs);
+    agg.flush();
+    let held = agg.flows().len() as u64;
+    assert!(held <= 150, "{held} flows held");
+    assert_eq!(metrics.evictions.get() + held, 1000);
+    assert_eq!(agg.snapshot().active_flows, held);
+    agg.shutdown();
+}
+
+#[test]
+fn idle_flows_are_forgotten_in_event_time() {
+    let (agg, metrics) = start(2, 1000, Duration::from_secs(10));
+    agg.submit(
+        "p",
+        &[record(1, "l1", 0, 1, 100), record(2, "l1", 0, 1, 100)],
+    );
+    // Flow 1 resumes after an idle gap longer than flow_idle: a new merged flow.
+    agg.submit("p", &[record(1, "l1", 50, 51, 7)]);
+    agg.submit("p", &[record(3, "l1", 55, 56, 100)]);
+    agg.flush();
+    let mut flows = agg.flows();
+    flows.sort_by_key(|f| f.key.sport);
+    let got: Vec<(u16, u64)> = flows.iter().map(|f| (f.key.sport, f.bytes)).collect();
+    assert_eq!(got, vec![(1, 7), (3, 100)]);
+    assert_eq!(metrics.expired.get(), 2);
+    // A record of flow 1 from before its old incarnation was forgotten is late: counted in
+    // the line, not merged into the new flow.
+    agg.submit("p", &[record(1, "l1", 0, 1, 1000)]);
+    agg.flush();
+    assert_eq!(metrics.late_records.get(), 1);
+    let snap = agg.snapshot();
+    let l = &snap.lines["l1"];
+    assert_eq!(l.active_flows, 2);
+    assert_eq!(l.ingress.totals.records, 5);
+    assert_eq!(l.ingress.totals.bytes, 1307);
+    assert_eq!(l.ingress.totals.flows, 4);
+    assert_eq!(
+        agg.flows().iter().find(|f| f.key.sport == 1).unwrap().bytes,
+        7
+    );
+    agg.shutdown();
+}
+
+#[test]
+fn records_of_one_flow_from_two_probes_merge() {
+    let (agg, _) = start(4, 1000, HOUR);
+    agg.submit("probe-b", &[record(9, "l1", 5, 6, 300)]);
+    agg.submit("probe-a", &[record(9, "l1", 0, 4, 200)]);
+    agg.submit("probe-a", &[record(9, "l2", 0, 4, 1)]);
+    agg.flush();
+    let mut flows = agg.flows();
+    flows.sort_by(|a, b| a.key.line.cmp(&b.key.line));
+    assert_eq!(flows.len(), 2);
+    let f = &flows[0];
+    assert_eq!(f.key.line, "l1");
+    assert_eq!((f.bytes, f.packets), (500, 2));
+    assert_eq!(f.last - f.first, 6_000_000_000);
+    assert_eq!(f.probes, vec!["probe-a".to_string(), "probe-b".to_string()]);
+    // One merged flow started, at second 0 (it moved from second 5 to second 0).
+    let snap = agg.snapshot();
+    let l1 = &snap.lines["l1"].ingress;
+    assert_eq!(l1.totals.flows, 1);
+    assert_eq!(l1.window_sum().flows, 1);
+    let start_cell = (f.first / 1_000_000_000 - snap.window_start_s) as usize;
+    assert_eq!(l1.per_second[start_cell].flows, 1);
+    agg.shutdown();
+}

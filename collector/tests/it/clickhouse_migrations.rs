@@ -1,0 +1,350 @@
+//! An operator starts the collector against a ClickHouse server: the schema is created from
+//! empty, re-running is a no-op, retention follows the config, an edited migration or a
+//! bad configuration stops it with a clear error.
+
+use std::time::{Duration, Instant};
+
+use tidegate_collector::sinks::clickhouse::{
+    ClickHouseConfig, ClickHouseSink, ErrorClass, SinkError, SinkMetrics, migrations::MIGRATIONS,
+};
+use tidegate_testkit::{TestClickHouse, free_port};
+
+fn config(url: String, database: &str, retention_days: u32) -> ClickHouseConfig {
+    ClickHouseConfig {
+        url,
+        database: database.to_string(),
+        retention_days,
+        insert_timeout: Duration::from_secs(10),
+        ..Default::default()
+    }
+}
+
+async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
+    ClickHouseSink::connect(cfg, SinkMetrics::default())
+        .await
+        .expect("valid config")
+}
+
+const ALL: [&str; 4] = [
+    "0001_flows.sql",
+    "0002_rollups.sql",
+    "0003_probe_health.sql",
+    "0004_alerts.sql",
+];
+
+#[tokio::test]
+async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
+    let ch = TestClickHouse::start();
+    let metrics = SinkMetrics::default();
+    let s = ClickHouseSink::connect(config(ch.url(), "tg_mig", 30), metrics.clone())
+        .await
+        .unwrap();
+
+    let first = s.migrate().await.unwrap();
+    assert_eq!(first.database, "tg_mig");
+    assert_eq!(first.applied, ALL);
+    assert!(first.already_applied.is_empty());
+    assert_eq!(first.version, 4);
+    assert!(
+        first.retention_changes.is_empty(),
+        "{:?}",
+        first.retention_changes
+    );
+    assert_eq!(metrics.migration_version.get(), 4);
+
+    let tables = ch
+        .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
+        .await;
+    assert_eq!(
+        tables,
+        "alerts\tReplacingMergeTree\nflows\tMergeTree\nflows_1h\tSummingMergeTree\nflows_1h_mv\tMaterializedView\n\
+         flows_1m\tSummingMergeTree\nflows_1m_mv\tMaterializedView\npolicy_violations\tReplacingMergeTree\n\
+         probe_health\tMergeTree\nschema_migrations\tMergeTree"
+    );
+    let engine = |t: &'static str| {
+        let ch = &ch;
+        async move {
+            ch.query(&format!(
+                "SELECT engine_full FROM system.tables WHERE database = 'tg_mig' AND name = '{t}'"
+            ))
+            .await
+        }
+    };
+    let flows = engine("flows").await;
+    assert!(flows.contains("PARTITION BY toDate(first)"), "{flows}");
+    assert!(
+        flows.contains("ORDER BY (line, toStartOfHour(first), src, dst, first)"),
+        "{flows}"
+    );
+    assert!(
+        flows.contains("TTL toDate(first) + toIntervalDay(30)"),
+        "{flows}"
+    );
+    assert!(
+        flows.contains("non_replicated_deduplication_window = 100000"),
+        "{flows}"
+    );
+    assert!(
+        engine("flows_1m")
+            .await
+            .contains("TTL toDate(ts) + toIntervalDay(30)")
+    );
+    assert!(
+        engine("probe_health")
+            .await
+            .contains("TTL toDate(ts) + toIntervalDay(30)")
+    );
+    let hourly = engine("flows_1h").await;
+    assert!(!hourly.contains("TTL"), "hourly rollups are kept: {hourly}");
+    assert!(
+        hourly.contains("non_replicated_deduplication_window = 100000"),
+        "{hourly}"
+    );
+
+    let columns = ch
+        .query(
+            "SELECT name, type, default_kind FROM system.columns WHERE database = 'tg_mig' \
+             AND table = 'flows' AND name IN ('probe_id', 'direction', 'src', 'vlan', 'first', \
+             'icmp_type', 'src_country', 'src_asn', 'src_text', 'received_at') ORDER BY name",
+        )
+        .await;
+    assert_eq!(
+        columns,
+        "direction\tEnum8('ingress' = 0, 'egress' = 1)\t\n\
+         first\tDateTime64(9, 'UTC')\t\n\
+         icmp_type\tNullable(UInt8)\t\n\
+         probe_id\tLowCardinality(String)\t\n\
+         received_at\tDateTime64(3, 'UTC')\tDEFAULT\n\
+         src\tIPv6\t\n\
+         src_asn\tUInt32\tDEFAULT\n\
+         src_country\tLowCardinality(String)\tDEFAULT\n\
+         src_text\tString\tALIAS\n\
+         vlan\tNullable(UInt16)\t"
+    );
+
+    // Second start: nothing to do, checksums verified, no duplicate bookkeeping.
+    let again = s.migrate().await.unwrap();
+    assert!(again.applied.is_empty(), "{again:?}");
+    assert_eq!(again.already_applied, ALL);
+    assert_eq!(again.version, 4);
+    assert!(again.retention_changes.is_empty());
+    assert_eq!(
+        ch.query("SELECT count() FROM tg_mig.schema_migrations")
+            .await,
+        "4"
+    );
+    let checksums = ch
+        .query("SELECT checksum FROM tg_mig.schema_migrations ORDER BY version")
+        .await;
+    let expected: Vec<String> = MIGRATIONS
+        .iter()
+        .map(|m| tidegate_collector::sinks::clickhouse::migrations::checksum(m.sql))
+        .collect();
+    assert_eq!(checksums, expected.join("\n"));
+
+    // A migration interrupted half way (its view created, its row never recorded) is
+    // completed by the next start: statements are IF NOT EXISTS.
+    ch.exec("DROP TABLE tg_mig.flows_1h_mv").await;
+    ch.exec("DELETE FROM tg_mig.schema_migrations WHERE version = 2")
+        .await;
+    let resumed = s.migrate().await.unwrap();
+    assert_eq!(resumed.applied, ["0002_rollups.sql"]);
+    assert_eq!(
+        ch.query(
+            "SELECT count() FROM system.tables WHERE database = 'tg_mig' AND name = 'flows_1h_mv'"
+        )
+        .await,
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn retention_follows_the_config_at_each_start() {
+    let ch = TestClickHouse::start();
+    sink(config(ch.url(), "tg_ret", 30))
+        .await
+        .migrate()
+        .await
+        .unwrap();
+    let ttl = async |t: &str| {
+        ch.query(&format!(
+            "SELECT engine_full FROM system.tables WHERE database = 'tg_ret' AND name = '{t}'"
+        ))
+        .await
+    };
+
+    let week = sink(config(ch.url(), "tg_ret", 7))
+        .await
+        .migrate()
+        .await
+        .unwrap();
+    assert!(week.applied.is_empty());
+    assert_eq!(
+        week.retention_changes,
+        [
+            "flows: TTL toDate(first) + toIntervalDay(7)",
+            "flows_1m: TTL toDate(ts) + toIntervalDay(7)",
+            "probe_health: TTL toDate(ts) + toIntervalDay(7)",
+        ]
+    );
+    assert!(
+        ttl("flows")
+            .await
+            .contains("TTL toDate(first) + toIntervalDay(7) SETTINGS")
+    );
+    let same = sink(config(ch.url(), "tg_ret", 7))
+        .await
+        .migrate()
+        .await
+        .unwrap();
+    assert!(same.retention_changes.is_empty(), "{same:?}");
+
+    let forever = sink(config(ch.url(), "tg_ret", 0))
+        .await
+        .migrate()
+        .await
+        .unwrap();
+    assert_eq!(
+        forever.retention_changes,
+        [
+            "flows: TTL removed",
+            "flows_1m: TTL removed",
+            "probe_health: TTL removed"
+        ]
+    );
+    for t in ["flows", "flows_1m", "probe_health"] {
+        assert!(!ttl(t).await.contains("TTL"), "{t}");
+    }
+    // A fresh database with retention 0 is created without TTL at all.
+    let fresh = sink(config(ch.url(), "tg_ret0", 0))
+        .await
+        .migrate()
+        .await
+        .unwrap();
+    assert!(fresh.retention_changes.is_empty());
+    assert!(
+        !ch.query(
+            "SELECT engine_full FROM system.tables WHERE database = 'tg_ret0' AND name = 'flows'"
+        )
+        .await
+        .contains("TTL")
+    );
+}
+
+#[tokio::test]
+async fn an_edited_or_unknown_migration_stops_the_start() {
+    let ch = TestClickHouse::start();
+    let s = sink(config(ch.url(), "tg_edit", 30)).await;
+    s.migrate().await.unwrap();
+
+    // What an edited 0002_rollups.sql looks like from the database's side: the recorded
+    // checksum differs from the embedded file's.
+    ch.exec(
+        "ALTER TABLE tg_edit.schema_migrations UPDATE checksum = 'deadbeef' WHERE version = 2 \
+         SETTINGS mutations_sync = 2",
+    )
+    .await;
+    let e = s.migrate().await.unwrap_err();
+    assert!(
+        matches!(e, SinkError::MigrationChanged { version: 2, .. }),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable());
+    assert_eq!(e.class(), ErrorClass::Config);
+    let msg = e.to_string();
+    assert!(
+        msg.contains(
+            "migration 0002_rollups in database tg_edit was applied with checksum deadbeef"
+        ) && msg.contains("must never be edited"),
+        "{msg}"
+    );
+
+    // A newer collector's migration.
+    ch.exec("ALTER TABLE tg_edit.schema_migrations DELETE WHERE version = 2 SETTINGS mutations_sync = 2")
+        .await;
+    s.migrate().await.unwrap();
+    ch.exec(
+        "INSERT INTO tg_edit.schema_migrations (version, name, checksum) VALUES (9, 'future', 'x')",
+    )
+    .await;
+    let e = s.migrate().await.unwrap_err();
+    assert!(
+        matches!(e, SinkError::MigrationUnknown { version: 9, .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("migration 0009_future, which this build does not know"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_gives_clear_errors() {
+    // Wrong database name characters: refused before any network traffic.
+    let e = ClickHouseSink::connect(
+        config("http://127.0.0.1:8123".into(), "tide-gate", 30),
+        SinkMetrics::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "clickhouse.database: \"tide-gate\" is not a valid database name: use 1 to 64 \
+         characters from [A-Za-z0-9_], not starting with a digit"
+    );
+    assert_eq!(e.class(), ErrorClass::Config);
+    let e = ClickHouseSink::connect(
+        config("https://ch.example:8443".into(), "tidegate", 30),
+        SinkMetrics::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("clickhouse.url: \"https://ch.example:8443\": https is not supported"),
+        "{e}"
+    );
+
+    // Unreachable URL: the sink is created (the server may come later); calls fail fast
+    // with a retryable error naming the URL and the operation.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let s = sink(config(url.clone(), "tidegate", 30)).await;
+    assert!(!s.ping().await);
+    let started = Instant::now();
+    let e = s.migrate().await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(e, SinkError::Unreachable { .. }), "{e:?}");
+    assert!(e.is_retryable());
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "ClickHouse at {url} unreachable during create database:"
+        )),
+        "{msg}"
+    );
+
+    // Wrong credentials: a configuration error, not worth retrying.
+    let ch = TestClickHouse::start();
+    assert!(sink(config(ch.url(), "tidegate", 30)).await.ping().await);
+    let mut cfg = config(ch.url(), "tidegate", 30);
+    cfg.user = "nobody".into();
+    cfg.password = "wrong".into();
+    let e = sink(cfg).await.migrate().await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert_eq!(e.class(), ErrorClass::Config, "{e}");
+    assert!(
+        matches!(
+            e,
+            SinkError::Server {
+                code: Some(516),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}

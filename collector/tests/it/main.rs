@@ -1,0 +1,49 @@
+//! The collector's integration tests, one binary: a module per thing a user does. They
+//! run real components — ClickHouse from `scripts/clickhouse.sh`, the
+//! `tidegate-collector` binary, the probe library replaying the shared corpus — through
+//! the workspace's test kit (`tidegate-testkit`). Run them with `cargo nextest run`
+//! (one process per test) or `cargo test --test it`.
+
+mod support;
+
+mod aggregate_backpressure;
+mod aggregate_corpus_replay;
+mod aggregate_flow_bounds;
+mod alerts_jsonl_file;
+mod alerts_webhook_delivery;
+mod alerts_webhook_over_https;
+mod alerts_webhook_survives_collector_crash;
+mod analyze_cli;
+mod api_numbers_match_clickhouse;
+mod api_requires_credentials_and_names_bad_parameters;
+mod check_config_and_run_agree;
+mod check_config_cli;
+mod clickhouse_exactly_once;
+mod clickhouse_insert_corpus;
+mod clickhouse_migrations;
+mod clickhouse_outage;
+mod clickhouse_probe_health;
+mod detect_corpus;
+mod detect_live_alerts_reach_every_sink;
+mod detect_rules;
+mod end_to_end_probe_to_clickhouse;
+mod enrich_corpus_capture;
+mod enrich_lookup_geolite;
+mod enrich_operator_ranges;
+mod grafana_dashboards_query_clickhouse;
+mod policy_byte_caps;
+mod policy_corpus_replay;
+mod policy_malformed_files_are_refused;
+mod policy_reload;
+mod policy_reload_in_running_collector;
+mod policy_sighup_reload;
+mod policy_violations;
+mod second_collector_on_a_spool_is_refused;
+mod syslog_config;
+mod syslog_tcp;
+mod syslog_udp;
+mod transport_acknowledges_durable_batches;
+mod transport_gen_certs_quick_start;
+mod transport_protocol_errors;
+mod transport_refuses_unauthenticated_probes;
+mod ui_pages_in_headless_chromium;

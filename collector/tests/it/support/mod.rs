@@ -1,0 +1,6 @@
+//! Helpers only the collector's tests need (the shared ones are in `tidegate-testkit`).
+
+pub mod aggregate;
+pub mod alerts;
+pub mod syslog;
+pub mod ui;

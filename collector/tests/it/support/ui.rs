@@ -1,0 +1,288 @@
+//! A running analyst console for the API and browser tests: a real ClickHouse, a real
+//! `tidegate-collector run` with `[api]` (one user, one token), enrichment (GeoLite2), a
+//! policy and the detectors, fed by the probe library replaying corpus captures over
+//! mTLS — the same path production data takes. Plus a minimal HTTP client.
+//!
+//! Include with `#[path = "ui_support/mod.rs"] mod ui_support;`.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use tidegate_testkit::{
+    CollectorProcess,
+    certs::Certs,
+    collector::CollectorConfig,
+    probe::{exporter, probe_options, replay_into},
+    stack::PROBES,
+};
+use tidegate_testkit::{TestClickHouse, eventually_async as eventually, free_port};
+use tidegate_wire::record::FlowRecord;
+
+/// The console's login.
+pub const USER: &str = "analyst";
+/// Its password.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// A bearer token.
+pub const TOKEN: &str = "tg-test-token-2f8c1e";
+
+/// Captures that give traffic with countries, a SYN flood, a port scan, DNS exfiltration,
+/// and flows leaving the isolated 192.168.0.0/16 zone.
+pub const CAPTURES: [&str; 4] = [
+    "stopddos-pkt.TCP.synflood.spoofed.pcap",
+    "ndpi-1kxun.pcap",
+    "ndpi-synscan.pcap",
+    "ndpi-dns_exfiltration.pcap",
+];
+
+const POLICY: &str = "[[zone]]\nname = \"special-zone\"\ncidrs = [\"192.168.0.0/16\"]\n\n\
+[[rule]]\nid = \"special-isolation\"\nname = \"special zone exchanges data with nobody outside\"\n\
+type = \"isolate\"\nzone = \"special-zone\"\npeers = []\nseverity = \"critical\"\n";
+
+fn sha256_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A running console.
+pub struct Console {
+    /// Base URL of the UI/API, `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The collector's probe-facing address.
+    pub addr: SocketAddr,
+    /// The ClickHouse behind it.
+    pub ch: TestClickHouse,
+    /// The collector process.
+    pub collector: CollectorProcess,
+    /// Records replayed so far.
+    pub records: Vec<FlowRecord>,
+    certs: Certs,
+    dir: tempfile::TempDir,
+}
+
+impl Console {
+    /// Starts ClickHouse and the collector; `analysis` adds enrichment, policy and
+    /// detectors. Returns once the UI answers and the schema is in place.
+    pub fn start(analysis: bool) -> Console {
+        let dir = tempfile::tempdir().unwrap();
+        let ch = TestClickHouse::start();
+        let certs = Certs::generate(&dir.path().join("certs"), &PROBES);
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let config = CollectorConfig::new(dir.path(), &certs, port, &ch.url()).write(dir.path());
+        let ui_port = free_port();
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!(
+            "\n[api]\nlisten = \"127.0.0.1:{ui_port}\"\nhome_country = \"HK\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_sha256 = \"{}\"\n\n\
+             [[api.token]]\nname = \"automation\"\nsha256 = \"{}\"\n",
+            sha256_hex(PASSWORD),
+            sha256_hex(TOKEN)
+        ));
+        if analysis {
+            std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
+            std::fs::write(dir.path().join("detect.toml"), "lateness_secs = 2\n").unwrap();
+            text.push_str(&format!(
+                "\n[enrich]\nmmdb = [\"{}\"]\n\n[policy]\nfile = \"policy.toml\"\n\n\
+                 [detect]\nconfig = \"detect.toml\"\nidle_advance_secs = 1\n",
+                tidegate_testkit::paths::geolite().display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
+        let collector = CollectorProcess::start(&config, addr);
+        let c = Console {
+            url: format!("http://127.0.0.1:{ui_port}"),
+            addr,
+            ch,
+            collector,
+            records: Vec::new(),
+            certs,
+            dir,
+        };
+        block_on(async {
+            let ok = eventually(Duration::from_secs(60), async || {
+                c.ch.query("EXISTS TABLE tidegate.policy_violations").await == "1"
+            })
+            .await;
+            assert!(ok, "schema not migrated");
+        });
+        c
+    }
+
+    /// Replays `captures` through a probe exporter (probe `edge-1`) and waits until
+    /// ClickHouse holds every record and the alert and violation tables stop changing.
+    pub fn seed(&mut self, captures: &[&str]) {
+        let spool = self.dir.path().join("probe-spool");
+        let mut ex = exporter(probe_options(&self.certs, "edge-1", self.addr, &spool));
+        let records = replay_into(captures, &mut ex);
+        let rep = ex.finish(Duration::from_secs(60)).unwrap();
+        assert_eq!(rep.left_batches, 0, "every batch acknowledged");
+        self.records.extend(records);
+        let want = self.records.len() as u64;
+        block_on(async {
+            let ok = eventually(Duration::from_secs(90), async || {
+                self.ch
+                    .query("SELECT count() FROM tidegate.flows")
+                    .await
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    >= want
+            })
+            .await;
+            assert!(ok, "ClickHouse did not get the {want} replayed records");
+            // Alerts close when event time passes their windows (idle lines advance with
+            // the wall clock): wait until both tables are non-empty and stable.
+            let deadline = Instant::now() + Duration::from_secs(150);
+            let mut last = String::new();
+            let mut stable_since = Instant::now();
+            loop {
+                let now = self
+                    .ch
+                    .query(
+                        "SELECT (SELECT count() FROM tidegate.alerts FINAL), (SELECT count() FROM tidegate.policy_violations FINAL), \
+                         (SELECT max(version) FROM tidegate.alerts), (SELECT count() FROM tidegate.probe_health)",
+                    )
+                    .await;
+                if now != last {
+                    last = now.clone();
+                    stable_since = Instant::now();
+                }
+                let nonempty = !now.starts_with("0\t") && now.split('\t').nth(1) != Some("0");
+                if nonempty && stable_since.elapsed() > Duration::from_secs(6) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "alerts/violations never settled: {now}"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    /// `$TIDEGATE_STATE` or `<repo>/target`: where screenshots and reports go.
+    pub fn artifacts(name: &str) -> PathBuf {
+        tidegate_testkit::paths::artifacts(name)
+    }
+
+    /// The temporary directory of this console.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+pub use tidegate_testkit::block_on;
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Headers, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// The body as JSON (panics if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The first header of that (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.0 request to `base` + `path` (loopback only; no client crate needed).
+pub async fn http(
+    method: &str,
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Resp {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base.strip_prefix("http://").unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), s.read_to_end(&mut buf))
+        .await
+        .expect("response within 120 s")
+        .unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP header end");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: buf[split + 4..].to_vec(),
+    }
+}
+
+/// GET with the bearer token.
+pub async fn api(base: &str, path: &str) -> Resp {
+    http(
+        "GET",
+        base,
+        path,
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        None,
+    )
+    .await
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

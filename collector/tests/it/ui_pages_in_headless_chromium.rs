@@ -1,0 +1,111 @@
+//! An analyst at the console, in a real browser: real traffic goes through the real
+//! pipeline (probe replay → collector with enrichment, policy, detectors → ClickHouse),
+//! then Debian's headless Chromium (driven by `testkit/browser/pages.mjs` with
+//! playwright-core) logs in and walks every page — overview, map, alerts with a filter
+//! and an alert's evidence, violations by rule, top talkers and a flow search, probe
+//! health. The numbers shown must equal what ClickHouse holds; any console error fails.
+//! Screenshots go to `$TIDEGATE_STATE/ui-screenshots` (or `target/ui-screenshots`).
+//!
+//! Needs `node`, `/usr/bin/chromium` and `npm ci` in `testkit/browser`: run
+//! `scripts/setup-browser.sh` (scripts/setup.sh does).
+
+use std::{collections::BTreeMap, path::PathBuf, process::Command};
+
+use crate::support::ui::{CAPTURES, Console, PASSWORD, USER, block_on};
+use serde_json::json;
+
+fn browser_dir() -> PathBuf {
+    tidegate_testkit::paths::repo().join("testkit/browser")
+}
+
+#[test]
+fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_holds() {
+    let dir = browser_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir()
+            && PathBuf::from("/usr/bin/chromium").exists(),
+        "browser test tooling missing: run scripts/setup-browser.sh"
+    );
+    let mut c = Console::start(true);
+    c.seed(&CAPTURES);
+    let expect = block_on(async {
+        let q = |sql: &'static str| c.ch.query(sql);
+        let nums = |s: String| -> Vec<u64> { s.split('\t').map(|v| v.parse().unwrap()).collect() };
+        let t = nums(q("SELECT sum(bytes), sum(packets), count() FROM tidegate.flows").await);
+        let lines: Vec<String> = q("SELECT DISTINCT line FROM tidegate.flows ORDER BY line")
+            .await
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let per_line = |sql| async move {
+            q(sql)
+                .await
+                .lines()
+                .map(|l| {
+                    let (k, v) = l.split_once('\t').unwrap();
+                    (k.to_string(), v.parse::<u64>().unwrap())
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        let ingress = per_line(
+            "SELECT line, sum(bytes) FROM tidegate.flows WHERE direction = 'ingress' GROUP BY line",
+        )
+        .await;
+        let bytes_by_line =
+            per_line("SELECT line, sum(bytes) FROM tidegate.flows GROUP BY line").await;
+        let by_kind =
+            per_line("SELECT kind, count() FROM tidegate.alerts FINAL GROUP BY kind").await;
+        let alert_evidence =
+            per_line("SELECT id, JSONLength(evidence) FROM tidegate.alerts FINAL").await;
+        let violation_evidence =
+            per_line("SELECT id, JSONLength(evidence) FROM tidegate.policy_violations FINAL").await;
+        let kind = if by_kind.contains_key("syn_flood") {
+            "syn_flood".to_string()
+        } else {
+            by_kind.keys().next().unwrap().clone()
+        };
+        let geo = nums(
+            q("SELECT (SELECT count() FROM (SELECT DISTINCT src_country, dst_country FROM tidegate.flows)), \
+               (SELECT uniqExact(c) FROM (SELECT arrayJoin(arrayFilter(x -> x != '', [src_country, dst_country])) AS c FROM tidegate.alerts FINAL))")
+            .await,
+        );
+        let cidr = "192.168.0.0/16";
+        let flows = nums(
+            q("SELECT count(), countIf(isIPAddressInRange(src_text, '192.168.0.0/16') OR isIPAddressInRange(dst_text, '192.168.0.0/16')) FROM tidegate.flows").await,
+        );
+        let top_src = nums(q("SELECT sum(bytes) AS b FROM tidegate.flows GROUP BY src_text ORDER BY b DESC LIMIT 1").await);
+        let spool = nums(q("SELECT argMax(spool_bytes, ts) FROM tidegate.probe_health WHERE probe_id = 'edge-1'").await);
+        json!({
+            "totals": {"bytes": t[0], "packets": t[1], "flows": t[2]},
+            "lines": lines,
+            "ingress_bytes_by_line": ingress,
+            "bytes_by_line": bytes_by_line,
+            "geo": {"pairs": geo[0], "alert_countries": geo[1]},
+            "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence},
+            "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
+            "flows": {"total": flows[0], "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
+            "probe": {"spool_bytes": spool[0]},
+        })
+    });
+    assert!(expect["alerts"]["total"].as_u64().unwrap() > 0);
+    assert!(expect["flows"]["cidr_total"].as_u64().unwrap() > 0);
+    let expect_file = c.dir().join("expect.json");
+    std::fs::write(&expect_file, serde_json::to_vec_pretty(&expect).unwrap()).unwrap();
+    let out = Console::artifacts("ui-screenshots");
+    let status = Command::new("node")
+        .arg(dir.join("pages.mjs"))
+        .current_dir(&dir)
+        .env("URL", &c.url)
+        .env("USER", USER)
+        .env("PASSWORD", PASSWORD)
+        .env("EXPECT", &expect_file)
+        .env("OUT", &out)
+        .status()
+        .expect("run node (scripts/setup-browser.sh installs it)");
+    assert!(
+        status.success(),
+        "browser walk failed; screenshots in {}",
+        out.display()
+    );
+    eprintln!("screenshots in {}", out.display());
+}

@@ -1,0 +1,161 @@
+//! Exactness under load: generation flips while trafgen pushes traffic flat out, and a
+//! flow map deliberately too small (every extra flow takes the ring-buffer fallback).
+
+use std::{
+    collections::HashMap,
+    io::Read,
+    time::{Duration, Instant},
+};
+
+use tidegate_common::{Counter, FlowKey, FlowStats};
+use tidegate_probe::capture::ebpf::{EbpfCapture, EbpfOptions, XdpModeChoice};
+use tidegate_testkit::net::{UdpWorkload, VethPair};
+
+struct Outcome {
+    flows: HashMap<u16, (u64, u64)>,
+    counters: [u64; Counter::COUNT as usize],
+    sweeps: u64,
+    veth_drops: u64,
+    elapsed: Duration,
+}
+
+fn run(tag: &str, load: &UdpWorkload, opts: EbpfOptions, sweep_every: Duration) -> Outcome {
+    let pair = VethPair::new(tag).expect("veth pair");
+    let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    VethPair::in_ns(&pair.ns_b, || {
+        let mut cap = EbpfCapture::load(opts).expect("load");
+        cap.attach(&pair.if_b).expect("attach");
+        let mut flows: HashMap<u16, (u64, u64)> = HashMap::new();
+        let mut add = |k: &FlowKey, s: &FlowStats| {
+            if k.dport == UdpWorkload::DPORT {
+                let e = flows.entry(k.sport).or_default();
+                e.0 += s.packets;
+                e.1 += s.bytes;
+            }
+        };
+        let started = Instant::now();
+        // Flat out, one CPU.
+        let mut tg = load
+            .spawn(&pair.ns_a, &pair.if_a, mac_b, None, 1, dir.path())
+            .expect("spawn trafgen");
+        let mut tg_stderr = tg
+            .child_mut()
+            .and_then(|c| c.stderr.take())
+            .expect("trafgen stderr");
+        let mut sweeps = 0;
+        let mut next = Instant::now() + sweep_every;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            cap.drain_fallback(&mut add);
+            if Instant::now() >= next {
+                cap.sweep(&mut add).unwrap();
+                sweeps += 1;
+                next = Instant::now() + sweep_every;
+            }
+            if let Some(st) = tg.exited() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "trafgen did not finish in 120 s");
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let elapsed = started.elapsed();
+        let mut err = String::new();
+        let _ = tg_stderr.read_to_string(&mut err);
+        assert!(status.success(), "trafgen: {err}");
+        std::thread::sleep(Duration::from_millis(300));
+        cap.finish(&mut add).unwrap();
+        let counters = cap.counters().unwrap();
+        let veth_drops = VethPair::link_stat(&pair.ns_a, &pair.if_a, "tx_dropped").unwrap()
+            + VethPair::link_stat(&pair.ns_b, &pair.if_b, "rx_dropped").unwrap();
+        Outcome {
+            flows,
+            counters,
+            sweeps,
+            veth_drops,
+            elapsed,
+        }
+    })
+    .unwrap()
+}
+
+fn assert_exact(load: &UdpWorkload, o: &Outcome) {
+    let c = &o.counters;
+    eprintln!(
+        "sent {} in {:?} ({:.0} pps), sweeps {}, xdp saw {}, map_full {}, fallback_dropped {}, veth drops {}",
+        load.packets,
+        o.elapsed,
+        load.packets as f64 / o.elapsed.as_secs_f64(),
+        o.sweeps,
+        c[Counter::Packets as usize],
+        c[Counter::MapFull as usize],
+        c[Counter::FallbackDropped as usize],
+        o.veth_drops
+    );
+    assert_eq!(
+        c[Counter::FallbackDropped as usize],
+        0,
+        "nothing may be lost in the probe"
+    );
+    assert_eq!(
+        c[Counter::Accounted as usize],
+        c[Counter::Packets as usize],
+        "every frame the program saw is accounted"
+    );
+    // Frames the veth dropped before XDP never reached the probe; the link counts them.
+    assert_eq!(
+        c[Counter::Packets as usize] + o.veth_drops,
+        load.packets,
+        "sent = seen by XDP + dropped by veth"
+    );
+    let total: u64 = o.flows.values().map(|v| v.0).sum();
+    assert_eq!(
+        total,
+        c[Counter::Packets as usize],
+        "flow sums equal frames seen"
+    );
+    let bytes: u64 = o.flows.values().map(|v| v.1).sum();
+    assert_eq!(bytes, total * load.ip_len as u64);
+    if o.veth_drops == 0 {
+        let per = load.per_flow();
+        assert_eq!(o.flows.len(), load.flows as usize);
+        for (port, (p, _)) in &o.flows {
+            assert_eq!(*p, per, "flow {port}");
+        }
+    }
+}
+
+#[test]
+fn generation_flips_under_line_rate_lose_nothing() {
+    let load = UdpWorkload::new(2_000, 1_000_000, 64);
+    let opts = EbpfOptions {
+        flow_entries: 65_536,
+        xdp_mode: XdpModeChoice::Native,
+        ..Default::default()
+    };
+    let o = run("gen", &load, opts, Duration::from_millis(5));
+    assert!(
+        o.sweeps >= 20,
+        "the test must flip generations many times under load ({})",
+        o.sweeps
+    );
+    assert_eq!(o.counters[Counter::MapFull as usize], 0);
+    assert_exact(&load, &o);
+}
+
+#[test]
+fn map_too_small_falls_back_to_ring_buffer_exactly() {
+    let load = UdpWorkload::new(5_000, 400_000, 100);
+    let opts = EbpfOptions {
+        flow_entries: 64,
+        fallback_bytes: 1 << 24,
+        xdp_mode: XdpModeChoice::Native,
+        ..Default::default()
+    };
+    let o = run("full", &load, opts, Duration::from_millis(50));
+    assert!(
+        o.counters[Counter::MapFull as usize] > load.packets / 2,
+        "most packets must take the fallback path"
+    );
+    assert_exact(&load, &o);
+}

@@ -1,0 +1,172 @@
+//! A throwaway ClickHouse: the repository's launcher (`scripts/clickhouse.sh`,
+//! ClickHouse 26.9 from chdb-core) with its data in a temporary directory and its HTTP
+//! interface on a free loopback port, optionally inside a network namespace. Stopped (and
+//! its data deleted) when dropped.
+
+use std::{
+    process::{Output, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context, ensure};
+
+use crate::{net::in_netns, paths::script, ports::free_port};
+
+/// A running (or stopped) ClickHouse of one test or benchmark.
+pub struct TestClickHouse {
+    dir: tempfile::TempDir,
+    port: u16,
+    ns: Option<String>,
+    running: bool,
+}
+
+impl TestClickHouse {
+    /// Starts a server with an empty data directory; returns once `/ping` answers.
+    /// Panics when it cannot (test set-up).
+    pub fn start() -> Self {
+        Self::try_start_in(None).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Starts a server inside network namespace `ns` (its loopback), or in this one.
+    pub fn try_start_in(ns: Option<&str>) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("tidegate-ch-test-")
+            .tempdir()
+            .context("create a temporary directory")?;
+        let mut ch = TestClickHouse {
+            dir,
+            port: free_port(),
+            ns: ns.map(str::to_string),
+            running: false,
+        };
+        ch.try_resume()?;
+        Ok(ch)
+    }
+
+    /// `http://127.0.0.1:<port>` (inside its namespace when it has one).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The HTTP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the server is running.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    fn run(&self, cmd: &str) -> std::io::Result<Output> {
+        let mut c = in_netns(self.ns.as_deref(), "bash");
+        c.arg(script("clickhouse.sh"))
+            .arg(cmd)
+            .env("TIDEGATE_CH_DIR", self.dir.path())
+            .env("TIDEGATE_CH_PORT", self.port.to_string())
+            .stdin(Stdio::null())
+            .output()
+    }
+
+    /// Stops the server (SIGTERM, clean shutdown); its data stays for [`Self::resume`].
+    pub fn stop(&mut self) {
+        let out = self.run("stop").expect("run clickhouse.sh stop");
+        assert!(
+            out.status.success(),
+            "clickhouse.sh stop failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.running = false;
+    }
+
+    /// Starts the server again on the same port and data; returns once `/ping` answers.
+    pub fn resume(&mut self) {
+        self.try_resume().unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    fn try_resume(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let out = self
+            .run("start")
+            .context("run scripts/clickhouse.sh start")?;
+        ensure!(
+            out.status.success(),
+            "clickhouse.sh start (dir {}, port {}) failed after {:?}:\n{}",
+            self.dir.path().display(),
+            self.port,
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.running = true;
+        Ok(())
+    }
+
+    /// A client of this server (no default database). Only for a server in this
+    /// namespace; see [`Self::query_sync`] for one inside a namespace.
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default().with_url(self.url())
+    }
+
+    /// Runs `sql` and returns its TabSeparatedRaw output without the final newline
+    /// (panics on error: test set-up).
+    pub async fn query(&self, sql: &str) -> String {
+        let mut cursor = self
+            .client()
+            .query_raw(sql)
+            .fetch_bytes("TabSeparatedRaw")
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let bytes = cursor
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        String::from_utf8_lossy(&bytes)
+            .trim_end_matches('\n')
+            .to_string()
+    }
+
+    /// Runs a statement (panics on error: test set-up).
+    pub async fn exec(&self, sql: &str) {
+        self.client()
+            .query_raw(sql)
+            .execute()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Runs `sql` with curl from the server's namespace (no runtime needed); the
+    /// answer, trimmed.
+    pub fn query_sync(&self, sql: &str) -> anyhow::Result<String> {
+        let out = in_netns(self.ns.as_deref(), "curl")
+            .args([
+                "-sS",
+                "--fail-with-body",
+                &format!("{}/", self.url()),
+                "--data-binary",
+                sql,
+            ])
+            .output()
+            .context("curl (apt-get install curl)")?;
+        ensure!(
+            out.status.success(),
+            "ClickHouse: {}: {}",
+            sql,
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for TestClickHouse {
+    fn drop(&mut self) {
+        if self.running {
+            match self.run("stop") {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => eprintln!(
+                    "clickhouse.sh stop failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => eprintln!("clickhouse.sh stop: {e}"),
+            }
+        }
+    }
+}

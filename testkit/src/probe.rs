@@ -1,0 +1,116 @@
+//! The probe library feeding a collector as `tidegate-probe replay --collector` does, and
+//! corpus captures turned into flow records.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use tidegate_probe::{
+    capture::pcap::Replay,
+    export::{
+        Exporter,
+        collector::{CollectorExporter, CollectorOptions, ExportMetrics},
+    },
+    table::Timeouts,
+};
+use tidegate_wire::record::FlowRecord;
+
+use crate::{certs::Certs, paths::corpus_pcap};
+
+/// Options for probe `id` sending to `addr`, spooling in `spool` (batches of 2000
+/// records, reconnect backoff capped at 500 ms).
+pub fn probe_options(certs: &Certs, id: &str, addr: SocketAddr, spool: &Path) -> CollectorOptions {
+    let p = certs.probe(id);
+    let mut o = CollectorOptions::new(
+        addr.to_string(),
+        id,
+        certs.ca().cert,
+        p.cert,
+        p.key,
+        spool.to_path_buf(),
+    );
+    o.batch_records = 2000;
+    o.backoff_max = Duration::from_millis(500);
+    o
+}
+
+/// Starts an exporter.
+pub fn exporter(o: CollectorOptions) -> CollectorExporter {
+    CollectorExporter::start(o, ExportMetrics::default()).expect("start exporter")
+}
+
+/// The records of one capture file on `line`, as the probe's replay exports them with
+/// `timeouts` (a truncated capture gives what was read before the damage).
+pub fn replay(path: &Path, line: &str, timeouts: Timeouts) -> Vec<FlowRecord> {
+    let mut out: Vec<FlowRecord> = Vec::new();
+    let mut r = Replay::new(timeouts);
+    r.replay_file(path, line, &mut out)
+        .unwrap_or_else(|e| panic!("replay {}: {e}", path.display()));
+    r.finish(&mut out).expect("flush the replay");
+    out
+}
+
+/// The records of corpus capture `name` on `line`, with the probe's default timeouts.
+pub fn corpus_records_of(name: &str, line: &str) -> Vec<FlowRecord> {
+    replay(&corpus_pcap(name), line, Timeouts::default())
+}
+
+/// The flow records of real captures, replayed together by the probe with its default
+/// timeouts: `ndpi-1kxun.pcap` (IPv4 and IPv6, untagged) on line `hk-intl-1`,
+/// `ndpi-vxlan.pcap` (VLAN 5) on `sg-intl-2`, `ndpi-icmp-tunnel.pcap` (ICMP) on
+/// `mo-intl-3`, `ndpi-steam.pcapng` (nanosecond timestamps) on `tw-intl-4`.
+pub fn corpus_records() -> Vec<FlowRecord> {
+    let mut records = Vec::new();
+    let mut replay = Replay::new(Timeouts::default());
+    for (file, line) in [
+        ("ndpi-1kxun.pcap", "hk-intl-1"),
+        ("ndpi-vxlan.pcap", "sg-intl-2"),
+        ("ndpi-icmp-tunnel.pcap", "mo-intl-3"),
+        ("ndpi-steam.pcapng", "tw-intl-4"),
+    ] {
+        let path = corpus_pcap(file);
+        let report = replay
+            .replay_file(&path, line, &mut records)
+            .unwrap_or_else(|e| panic!("replay {}: {e}", path.display()));
+        assert!(
+            report.error.is_none(),
+            "{}: {:?}",
+            path.display(),
+            report.error
+        );
+    }
+    replay.finish(&mut records).expect("flush the replay");
+    records
+}
+
+/// Replays corpus captures (each on a line named after it) into `exporter`, and also
+/// returns the records so tests can compare.
+pub fn replay_into(files: &[&str], exporter: &mut dyn Exporter) -> Vec<FlowRecord> {
+    let mut all: Vec<FlowRecord> = Vec::new();
+    let mut replay = Replay::new(Timeouts::default());
+    let mut tee = Tee {
+        a: exporter,
+        b: &mut all,
+    };
+    for f in files {
+        let path = corpus_pcap(f);
+        let line = f.split('.').next().expect("a file name");
+        let r = replay.replay_file(&path, line, &mut tee).expect("replay");
+        assert!(r.error.is_none(), "{f}: {:?}", r.error);
+    }
+    replay.finish(&mut tee).expect("flush");
+    all
+}
+
+struct Tee<'a> {
+    a: &'a mut dyn Exporter,
+    b: &'a mut Vec<FlowRecord>,
+}
+
+impl Exporter for Tee<'_> {
+    fn export(&mut self, rec: &FlowRecord) -> std::io::Result<()> {
+        self.b.push(rec.clone());
+        self.a.export(rec)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.a.flush()
+    }
+}

@@ -1,0 +1,126 @@
+//! A whole throwaway deployment for one test: a temporary directory, a ClickHouse,
+//! certificates, a `tidegate-collector run` process, and probe exporters.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tidegate_probe::export::collector::CollectorExporter;
+use tidegate_wire::record::FlowRecord;
+
+use crate::{
+    certs::Certs,
+    clickhouse::TestClickHouse,
+    collector::{CollectorConfig, CollectorProcess},
+    ports::free_port,
+    probe::{exporter, probe_options, replay_into},
+    wait::{block_on, eventually_async},
+};
+
+/// Probe ids the stack has certificates for.
+pub const PROBES: [&str; 2] = ["edge-1", "edge-2"];
+
+/// A running stack. Dropping it stops the collector (SIGKILL) and ClickHouse and
+/// deletes the directory.
+pub struct Stack {
+    /// The collector process.
+    pub collector: CollectorProcess,
+    /// Its configuration.
+    pub config: CollectorConfig,
+    /// The ClickHouse it writes to.
+    pub ch: TestClickHouse,
+    /// Certificates for the collector and probes `edge-1`, `edge-2`.
+    pub certs: Certs,
+    dir: tempfile::TempDir,
+}
+
+/// What [`Stack::start_with`] changes from the defaults.
+#[derive(Clone, Debug, Default)]
+pub struct StackOptions {
+    /// More collector configuration (`[api]`, `[policy]`, ...); relative paths in it are
+    /// relative to [`Stack::dir`].
+    pub extra: String,
+    /// Serve Prometheus metrics on a free port.
+    pub metrics: bool,
+}
+
+impl Stack {
+    /// Starts ClickHouse, generates certificates and starts the collector with the test
+    /// configuration; returns once the collector accepts probes.
+    pub fn start() -> Stack {
+        Self::start_with(StackOptions::default())
+    }
+
+    /// [`Self::start`] with options.
+    pub fn start_with(opts: StackOptions) -> Stack {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ch = TestClickHouse::start();
+        let certs = Certs::generate(&dir.path().join("certs"), &PROBES);
+        let mut config = CollectorConfig::new(dir.path(), &certs, free_port(), &ch.url());
+        config.extra = opts.extra;
+        if opts.metrics {
+            config.metrics_port = Some(free_port());
+        }
+        let path = config.write(dir.path());
+        let collector = CollectorProcess::start(&path, config.addr());
+        Stack {
+            collector,
+            config,
+            ch,
+            certs,
+            dir,
+        }
+    }
+
+    /// The stack's directory (configuration, certificates, spools).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The collector's configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("collector.toml")
+    }
+
+    /// Restarts the collector process on the same configuration and spool (after a
+    /// [`CollectorProcess::kill`] or `stop`).
+    pub fn restart_collector(&mut self) {
+        self.collector.kill();
+        self.collector = CollectorProcess::start(&self.config_path(), self.config.addr());
+    }
+
+    /// An exporter for probe `id` spooling in `<dir>/spool-<id>`.
+    pub fn exporter(&self, id: &str) -> CollectorExporter {
+        let spool = self.dir.path().join(format!("spool-{id}"));
+        exporter(probe_options(&self.certs, id, self.config.addr(), &spool))
+    }
+
+    /// Replays corpus captures through probe `id` (each capture on a line named after
+    /// it), waits until every batch is acknowledged; returns the records sent.
+    pub fn replay(&self, id: &str, captures: &[&str]) -> Vec<FlowRecord> {
+        let mut ex = self.exporter(id);
+        let records = replay_into(captures, &mut ex);
+        let rep = ex
+            .finish(Duration::from_secs(60))
+            .expect("finish the exporter");
+        assert_eq!(rep.left_batches, 0, "every batch acknowledged");
+        records
+    }
+
+    /// Waits until `tidegate.flows` holds at least `n` rows; panics after `timeout`.
+    pub fn wait_for_flows(&self, n: u64, timeout: Duration) {
+        let ok = block_on(eventually_async(timeout, async || {
+            self.ch
+                .query("SELECT count() FROM tidegate.flows")
+                .await
+                .parse::<u64>()
+                .unwrap_or(0)
+                >= n
+        }));
+        assert!(
+            ok,
+            "ClickHouse did not get {n} flow rows within {timeout:?}"
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! The collector's transport in-process, for the transport tests of both ends: an
+//! in-memory `BatchSink` (a real implementation of the trait that keeps batches in
+//! memory, deduplicating by (probe, seq)), a server running in its own runtime so a test
+//! can kill it, a raw TLS client, and synthetic batches.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+use tidegate_collector::{
+    certs::CertPaths,
+    transport::{BatchSink, PersistError, Persisted, Server, TransportConfig, TransportMetrics},
+};
+use tidegate_common::Direction;
+use tidegate_wire::{
+    Batch, DEFAULT_MAX_FRAME, Hello, Message, PROTOCOL_VERSION, WireError, read_message_async,
+    record::FlowRecord, write_message_async,
+};
+use tokio::{io::AsyncWriteExt, net::TcpStream, sync::watch};
+use tokio_rustls::{TlsConnector, client::TlsStream};
+
+// ---------------------------------------------------------------------------------------
+// In-memory sink
+
+#[derive(Default)]
+struct SinkState {
+    stored: HashMap<String, BTreeMap<u64, Batch>>,
+    duplicates: u64,
+    persist_calls: u64,
+    fail_next: Option<String>,
+    /// After storing this (probe, seq), never return (a collector dying between making
+    /// a batch durable and acknowledging it).
+    stall_after: Option<(String, u64)>,
+}
+
+/// Keeps batches in memory; `Duplicate` for a (probe, seq) at or below the highest
+/// stored one, after checking a resent batch carries the same records as the stored one.
+pub struct MemSink {
+    state: Mutex<SinkState>,
+    delay: Mutex<Duration>,
+    gate: watch::Sender<bool>,
+    stalled: Mutex<Option<mpsc::Sender<u64>>>,
+    hide_last_seq: std::sync::atomic::AtomicBool,
+}
+
+impl Default for MemSink {
+    fn default() -> Self {
+        MemSink {
+            state: Mutex::default(),
+            delay: Mutex::new(Duration::ZERO),
+            gate: watch::channel(true).0,
+            stalled: Mutex::new(None),
+            hide_last_seq: Default::default(),
+        }
+    }
+}
+
+impl MemSink {
+    /// A fresh sink.
+    pub fn new() -> Arc<MemSink> {
+        Arc::new(MemSink::default())
+    }
+    /// Each persist takes this long.
+    pub fn set_delay(&self, d: Duration) {
+        *self.delay.lock().unwrap() = d;
+    }
+    /// While closed, persist waits.
+    pub fn set_gate(&self, open: bool) {
+        self.gate.send_replace(open);
+    }
+    /// `last_seq` answers `None` (a sink that cannot tell at handshake time), so a
+    /// probe resends batches the sink already has and gets `Duplicate` acks.
+    pub fn hide_last_seq(&self) {
+        self.hide_last_seq
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// The next persist fails with `reason`.
+    pub fn fail_next(&self, reason: &str) {
+        self.state.lock().unwrap().fail_next = Some(reason.into());
+    }
+    /// After storing `(probe, seq)` the persist call never returns; the receiver gets
+    /// the seq. One-shot.
+    pub fn stall_after(&self, probe: &str, seq: u64) -> mpsc::Receiver<u64> {
+        let (tx, rx) = mpsc::channel();
+        self.state.lock().unwrap().stall_after = Some((probe.into(), seq));
+        *self.stalled.lock().unwrap() = Some(tx);
+        rx
+    }
+    /// Stored batches of a probe, by seq.
+    pub fn batches(&self, probe: &str) -> BTreeMap<u64, Batch> {
+        self.state
+            .lock()
+            .unwrap()
+            .stored
+            .get(probe)
+            .cloned()
+            .unwrap_or_default()
+    }
+    /// Stored records of a probe in seq order.
+    pub fn records(&self, probe: &str) -> Vec<FlowRecord> {
+        self.batches(probe)
+            .into_values()
+            .flat_map(|b| b.records)
+            .collect()
+    }
+    /// Persist calls answered `Duplicate`.
+    pub fn duplicates(&self) -> u64 {
+        self.state.lock().unwrap().duplicates
+    }
+    /// Persist calls.
+    pub fn persist_calls(&self) -> u64 {
+        self.state.lock().unwrap().persist_calls
+    }
+    /// Waits until `probe` has `n` batches stored.
+    pub fn wait_batches(&self, probe: &str, n: usize, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.batches(probe).len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl BatchSink for MemSink {
+    async fn persist(&self, batch: Batch) -> Result<Persisted, PersistError> {
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+        let stall = {
+            let mut st = self.state.lock().unwrap();
+            st.persist_calls += 1;
+            if let Some(reason) = st.fail_next.take() {
+                return Err(PersistError::Unavailable(reason));
+            }
+            let probe = st.stored.entry(batch.probe_id.clone()).or_default();
+            if let Some((&last, _)) = probe.last_key_value()
+                && batch.seq <= last
+            {
+                if let Some(prev) = probe.get(&batch.seq) {
+                    assert_eq!(
+                        prev.records, batch.records,
+                        "seq {} resent with different records",
+                        batch.seq
+                    );
+                }
+                st.duplicates += 1;
+                return Ok(Persisted::Duplicate);
+            }
+            let key = (batch.probe_id.clone(), batch.seq);
+            probe.insert(batch.seq, batch);
+            if st.stall_after.as_ref() == Some(&key) {
+                st.stall_after = None;
+                true
+            } else {
+                false
+            }
+        };
+        if stall {
+            if let Some(tx) = self.stalled.lock().unwrap().take() {
+                let _ = tx.send(0);
+            }
+            std::future::pending::<()>().await;
+        }
+        Ok(Persisted::Stored)
+    }
+
+    fn last_seq(&self, probe_id: &str) -> Option<u64> {
+        if self
+            .hide_last_seq
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        self.state
+            .lock()
+            .unwrap()
+            .stored
+            .get(probe_id)
+            .and_then(|m| m.keys().next_back().copied())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server in its own runtime
+
+/// A collector transport serving in a runtime of its own.
+pub struct TestServer {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Its metrics.
+    pub metrics: TransportMetrics,
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    run: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Binds `cfg` (retrying for a few seconds while the port is still held by a
+    /// server being torn down) and serves `sink`.
+    pub fn start(cfg: &TransportConfig, sink: Arc<MemSink>) -> TestServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let metrics = TransportMetrics::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let server = loop {
+            match rt.block_on(Server::bind(cfg, metrics.clone())) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("bind: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("bind {}: {e}", cfg.listen),
+            }
+        };
+        let addr = server.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let run = rt.spawn(async move {
+            server
+                .run(sink, async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server run");
+        });
+        TestServer {
+            addr,
+            metrics,
+            rt: Some(rt),
+            stop: Some(tx),
+            run: Some(run),
+        }
+    }
+
+    /// Kills the server: every task is dropped at its next await, sockets close, no
+    /// goodbye frames. Returns once the port is free.
+    pub fn kill(mut self) {
+        self.stop.take();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+
+    /// Graceful stop: stop accepting, let connections finish, wait for `run` to return.
+    pub fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let (Some(rt), Some(run)) = (self.rt.take(), self.run.take()) {
+            rt.block_on(run).expect("server run task");
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw TLS client
+
+/// A client TLS stream.
+pub type Client = TlsStream<TcpStream>;
+
+/// Connects to `addr` trusting `ca`, presenting `cert` when given.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca: &Path,
+    cert: Option<&CertPaths>,
+) -> std::io::Result<Client> {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let cfg = match cert {
+        None => b.with_no_client_auth(),
+        Some(c) => b
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(&c.cert)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(&c.key).unwrap(),
+            )
+            .unwrap(),
+    };
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// Sends `Hello` for `probe_id` and returns the collector's answer.
+pub async fn say_hello(c: &mut Client, probe_id: &str) -> Result<Message, WireError> {
+    send(
+        c,
+        &Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            probe_id: probe_id.into(),
+            software: "transport test".into(),
+        }),
+    )
+    .await?;
+    recv(c).await
+}
+
+/// Writes and flushes one message.
+pub async fn send(c: &mut Client, m: &Message) -> Result<(), WireError> {
+    write_message_async(c, m).await?;
+    c.flush().await?;
+    Ok(())
+}
+
+/// Reads one message (10 s limit).
+pub async fn recv(c: &mut Client) -> Result<Message, WireError> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        read_message_async(c, DEFAULT_MAX_FRAME),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(WireError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no message within 10 s",
+        )))
+    })
+}
+
+/// A batch of `n` synthetic records.
+pub fn batch(probe: &str, seq: u64, n: u64) -> Batch {
+    Batch {
+        probe_id: probe.into(),
+        seq,
+        created_ns: 1_700_000_000_000_000_000 + seq,
+        records: (0..n)
+            .map(|i| FlowRecord {
+                src: format!("10.0.{}.{}", seq % 250, i % 250).parse().unwrap(),
+                dst: "192.0.2.1".parse().unwrap(),
+                sport: 1000 + i as u16,
+                dport: 443,
+                proto: 6,
+                vlan: None,
+                packets: i + 1,
+                bytes: 100 * (i + 1),
+                first: 1_700_000_000_000_000_000 + i,
+                last: 1_700_000_000_000_000_100 + i,
+                tcp_flags: 0x18,
+                icmp_type: None,
+                icmp_code: None,
+                line: "line-a".into(),
+                ifindex: 1,
+                direction: Direction::Ingress,
+            })
+            .collect(),
+        health: None,
+    }
+}
+
+/// Compares two record collections as multisets (replay emits a sweep's records in hash
+/// order, so only the contents are comparable) and panics with a short summary.
+pub fn assert_same_records(got: &[FlowRecord], want: &[FlowRecord], what: &str) {
+    let key = |v: &[FlowRecord]| {
+        let mut k: Vec<String> = v.iter().map(|r| format!("{r:?}")).collect();
+        k.sort();
+        k
+    };
+    let (g, w) = (key(got), key(want));
+    if g == w {
+        return;
+    }
+    let missing = w.iter().filter(|r| !g.contains(r)).count();
+    let extra = g.iter().filter(|r| !w.contains(r)).count();
+    panic!(
+        "{what}: got {} records, want {}; {missing} missing, {extra} unexpected (or repeated: {})",
+        g.len(),
+        w.len(),
+        g.windows(2).filter(|p| p[0] == p[1]).count()
+    );
+}
