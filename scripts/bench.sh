@@ -10,10 +10,8 @@
 # Root is needed: the eBPF benchmarks load programs, and the peers benchmark creates a
 # network namespace pair (tgb-peer-*) joined by a veth, removed again on exit or Ctrl-C.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
 
 smoke=0

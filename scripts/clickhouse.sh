@@ -19,10 +19,8 @@
 #   TIDEGATE_CH_START_TIMEOUT / TIDEGATE_CH_STOP_TIMEOUT  seconds (default 60 / 30)
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CHDB_VERSION=26.9.0
 CH_HOST=127.0.0.1

@@ -12,15 +12,12 @@
 #   scripts/demo.sh                          # from a root shell
 #   TIDEGATE_DEMO_SECONDS=120 scripts/demo.sh   # stop by itself after 120 s
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
 
 need_root "the demo" scripts/demo.sh
-"$here/setup.sh"
-export PATH="$HOME/.cargo/bin:$PATH"
+setup_toolchain
 log "building (release)"
 cargo build --release --locked -p tidegate-probe -p tidegate-collector
 bin="$root/target/release"

@@ -11,10 +11,8 @@
 #   TIDEGATE_STATE   state root (default <repo>/.state)
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PKG=maxminddb-geolite2
 VERSION=2018.703

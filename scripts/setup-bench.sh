@@ -5,11 +5,8 @@
 #
 #   scripts/setup-bench.sh
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck disable=SC2034 # lib.sh derives TIDEGATE_STATE from it
-root="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BENCH_PACKAGES=(
   # Traffic generators (also in setup.sh) and the peers: softflowd, nfdump

@@ -6,10 +6,8 @@
 #
 #   scripts/setup-browser.sh
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need=()
 [[ -x /usr/bin/chromium ]] || need+=(chromium)

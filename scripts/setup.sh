@@ -8,10 +8,8 @@
 #   (it also runs scripts/setup-browser.sh: Chromium, node, npm packages for the UI)
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BPF_LINKER_VERSION=0.13.0
 LLVM_MAJOR=22

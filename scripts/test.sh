@@ -4,15 +4,12 @@
 #
 #   scripts/test.sh        (from a root shell; see need_root in lib.sh)
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$here/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$root"
 
 need_root "the test suite" scripts/test.sh
-"$here/setup.sh"
-export PATH="$HOME/.cargo/bin:$PATH"
+setup_toolchain
 
 log "checking formatting and lints"
 cargo fmt --all --check

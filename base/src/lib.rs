@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod cidr;
+pub mod cli;
 pub mod config;
 pub mod durable;
 pub mod logging;

@@ -79,6 +79,37 @@ pub fn serve_registry(
     })
 }
 
+/// Registers metric fields of a struct in one go, each as `field: "help text"` (the
+/// metric is named after the field) or `field as "name": "help text"`, under `prefix`
+/// when one is given; evaluates to the (sub-)registry for anything that needs more
+/// (units):
+///
+/// ```
+/// # use prometheus_client::{metrics::counter::Counter, registry::Registry};
+/// struct M { sent: Counter, failed: Counter }
+/// let m = M { sent: Counter::default(), failed: Counter::default() };
+/// let mut registry = Registry::default();
+/// tidegate_base::register_metrics!(registry, "export", m {
+///     sent: "Batches sent",
+///     failed as "send_failures": "Batches that failed",
+/// });
+/// ```
+#[macro_export]
+macro_rules! register_metrics {
+    ($registry:expr, $prefix:literal, $metrics:ident { $($field:ident $(as $name:literal)?: $help:expr),* $(,)? }) => {{
+        let r = $registry.sub_registry_with_prefix($prefix);
+        $( r.register($crate::register_metrics!(@name $field $($name)?), $help, $metrics.$field.clone()); )*
+        r
+    }};
+    ($registry:expr, $metrics:ident { $($field:ident $(as $name:literal)?: $help:expr),* $(,)? }) => {{
+        let r = $registry;
+        $( r.register($crate::register_metrics!(@name $field $($name)?), $help, $metrics.$field.clone()); )*
+        r
+    }};
+    (@name $field:ident) => { stringify!($field) };
+    (@name $field:ident $name:literal) => { $name };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

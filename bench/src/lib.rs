@@ -20,6 +20,7 @@ pub mod machine;
 pub mod numbers;
 pub mod peers;
 pub mod procfs;
+pub mod report;
 pub mod xdp;
 
 pub use error::BenchError;

@@ -40,21 +40,11 @@ pub struct IngestMetrics {
 impl IngestMetrics {
     /// Registers under the given registry.
     pub fn register(&self, r: &mut Registry) {
-        r.register(
-            "ingest_batches_stored",
-            "Batches made durable in the spool, per probe",
-            self.batches_stored.clone(),
-        );
-        r.register(
-            "ingest_batches_duplicate",
-            "Batches dropped as duplicates of stored ones, per probe",
-            self.batches_duplicate.clone(),
-        );
-        r.register(
-            "ingest_records_stored",
-            "Flow records made durable in the spool, per probe",
-            self.records_stored.clone(),
-        );
+        tidegate_base::register_metrics!(r, self {
+            batches_stored as "ingest_batches_stored": "Batches made durable in the spool, per probe",
+            batches_duplicate as "ingest_batches_duplicate": "Batches dropped as duplicates of stored ones, per probe",
+            records_stored as "ingest_records_stored": "Flow records made durable in the spool, per probe",
+        });
     }
 }
 

@@ -8,12 +8,5 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    tidegate_base::logging::init(args.verbose);
-    match cli::dispatch(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tidegate-collector: error: {e:#}");
-            ExitCode::from(1)
-        }
-    }
+    tidegate_base::cli::run("tidegate-collector", args.verbosity, || cli::dispatch(args))
 }

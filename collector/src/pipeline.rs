@@ -41,41 +41,15 @@ pub struct PipelineMetrics {
 impl PipelineMetrics {
     /// Registers under the given registry.
     pub fn register(&self, r: &mut Registry) {
-        r.register(
-            "pipeline_batches_committed",
-            "Batches stored in ClickHouse and committed",
-            self.batches_committed.clone(),
-        );
-        r.register(
-            "pipeline_records_committed",
-            "Flow records stored in ClickHouse",
-            self.records_committed.clone(),
-        );
-        r.register(
-            "pipeline_insert_retries",
-            "ClickHouse inserts retried after a retryable failure",
-            self.insert_retries.clone(),
-        );
-        r.register(
-            "pipeline_dead_letters",
-            "Spool entries that could not be decoded",
-            self.dead_letters.clone(),
-        );
-        r.register(
-            "clickhouse_down",
-            "1 while ClickHouse is failing inserts",
-            self.clickhouse_down.clone(),
-        );
-        r.register(
-            "spool_bytes",
-            "Bytes held in the write-ahead spool",
-            self.spool_bytes.clone(),
-        );
-        r.register(
-            "spool_pending_batches",
-            "Batches in the spool not yet stored",
-            self.spool_pending.clone(),
-        );
+        tidegate_base::register_metrics!(r, self {
+            batches_committed as "pipeline_batches_committed": "Batches stored in ClickHouse and committed",
+            records_committed as "pipeline_records_committed": "Flow records stored in ClickHouse",
+            insert_retries as "pipeline_insert_retries": "ClickHouse inserts retried after a retryable failure",
+            dead_letters as "pipeline_dead_letters": "Spool entries that could not be decoded",
+            clickhouse_down: "1 while ClickHouse is failing inserts",
+            spool_bytes: "Bytes held in the write-ahead spool",
+            spool_pending as "spool_pending_batches": "Batches in the spool not yet stored",
+        });
     }
 }
 

@@ -4,10 +4,8 @@
 # credentials, checks the alerts and violations the demo reports, and checks that the
 # demo leaves no namespace, link or process behind.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
 # shellcheck source=scripts/lib.sh
-. "$root/scripts/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 work=$(mktemp -d)

@@ -15,7 +15,6 @@ use tidegate_collector::{
     certs::CertPaths,
     transport::{BatchSink, PersistError, Persisted, Server, TransportConfig, TransportMetrics},
 };
-use tidegate_common::Direction;
 use tidegate_wire::{
     Batch, DEFAULT_MAX_FRAME, Hello, Message, PROTOCOL_VERSION, WireError, read_message_async,
     record::FlowRecord, write_message_async,
@@ -363,17 +362,14 @@ pub fn batch(probe: &str, seq: u64, n: u64) -> Batch {
                 sport: 1000 + i as u16,
                 dport: 443,
                 proto: 6,
-                vlan: None,
                 packets: i + 1,
                 bytes: 100 * (i + 1),
                 first: 1_700_000_000_000_000_000 + i,
                 last: 1_700_000_000_000_000_100 + i,
                 tcp_flags: 0x18,
-                icmp_type: None,
-                icmp_code: None,
                 line: "line-a".into(),
                 ifindex: 1,
-                direction: Direction::Ingress,
+                ..Default::default()
             })
             .collect(),
         health: None,

@@ -90,6 +90,26 @@ fn eof(what: &'static str, offset: usize, need: usize, have: usize) -> WireError
     }
 }
 
+/// Bytes one read of the 5-byte header added (0 when interrupted); a close before any
+/// byte is [`WireError::Closed`], a close inside the header is a truncated frame.
+fn header_read(res: std::io::Result<usize>, got: usize) -> Result<usize, WireError> {
+    match res {
+        Ok(0) if got == 0 => Err(WireError::Closed),
+        Ok(0) => Err(eof("frame header", 0, 5, got)),
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The frame, once its whole announced payload (`n` bytes) was read.
+fn frame(ty: MessageType, n: usize, payload: Vec<u8>) -> Result<Frame, WireError> {
+    if payload.len() != n {
+        return Err(eof("frame payload", 5, n, payload.len()));
+    }
+    Ok(Frame { ty, payload })
+}
+
 /// Reads one frame whose length field is at most `max`. A clean end of stream before
 /// the first header byte gives [`WireError::Closed`]; an oversized or empty length or an
 /// unknown type is refused before the payload is read. The payload buffer grows with the
@@ -98,21 +118,12 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R, max: usize) -> Result<Frame, Wire
     let mut h = [0u8; 5];
     let mut got = 0;
     while got < h.len() {
-        match r.read(&mut h[got..]) {
-            Ok(0) if got == 0 => return Err(WireError::Closed),
-            Ok(0) => return Err(eof("frame header", 0, 5, got)),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
+        got += header_read(r.read(&mut h[got..]), got)?;
     }
     let (ty, n) = parse_header(h, max)?;
     let mut payload = Vec::new();
     r.take(n as u64).read_to_end(&mut payload)?;
-    if payload.len() != n {
-        return Err(eof("frame payload", 5, n, payload.len()));
-    }
-    Ok(Frame { ty, payload })
+    frame(ty, n, payload)
 }
 
 /// Reads one frame and decodes its message.
@@ -149,21 +160,12 @@ pub async fn read_frame_async<R: AsyncRead + Unpin + ?Sized>(
     let mut h = [0u8; 5];
     let mut got = 0;
     while got < h.len() {
-        match r.read(&mut h[got..]).await {
-            Ok(0) if got == 0 => return Err(WireError::Closed),
-            Ok(0) => return Err(eof("frame header", 0, 5, got)),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
+        got += header_read(r.read(&mut h[got..]).await, got)?;
     }
     let (ty, n) = parse_header(h, max)?;
     let mut payload = Vec::new();
     (&mut *r).take(n as u64).read_to_end(&mut payload).await?;
-    if payload.len() != n {
-        return Err(eof("frame payload", 5, n, payload.len()));
-    }
-    Ok(Frame { ty, payload })
+    frame(ty, n, payload)
 }
 
 /// Async [`read_message`].

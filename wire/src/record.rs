@@ -48,6 +48,31 @@ pub struct FlowRecord {
     pub direction: Direction,
 }
 
+impl Default for FlowRecord {
+    /// An empty record (`0.0.0.0` to `0.0.0.0`, no ports, no packets, line `""`):
+    /// the base for struct-update syntax.
+    fn default() -> Self {
+        FlowRecord {
+            src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            sport: 0,
+            dport: 0,
+            proto: 0,
+            vlan: None,
+            packets: 0,
+            bytes: 0,
+            first: 0,
+            last: 0,
+            tcp_flags: 0,
+            icmp_type: None,
+            icmp_code: None,
+            line: String::new(),
+            ifindex: 0,
+            direction: Direction::Ingress,
+        }
+    }
+}
+
 impl FlowRecord {
     /// Builds a record from a key and counters whose timestamps are Unix-epoch ns.
     pub fn new(key: &FlowKey, stats: &FlowStats, line: &str) -> Self {
@@ -128,17 +153,25 @@ pub mod rfc3339_ns {
 
     /// Formats `ns` since the Unix epoch as RFC 3339 UTC with nanoseconds.
     pub fn format(ns: u64) -> String {
+        format_digits(ns, 9)
+    }
+
+    /// Formats `ns` since the Unix epoch as RFC 3339 UTC with `digits` (1 to 9)
+    /// fractional digits, truncated (syslog wants microseconds: 6).
+    pub fn format_digits(ns: u64, digits: u32) -> String {
+        let digits = digits.clamp(1, 9);
         let t = OffsetDateTime::from_unix_timestamp_nanos(ns as i128)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:0width$}Z",
             t.year(),
             t.month() as u8,
             t.day(),
             t.hour(),
             t.minute(),
             t.second(),
-            t.nanosecond()
+            t.nanosecond() / 10u32.pow(9 - digits),
+            width = digits as usize
         )
     }
 

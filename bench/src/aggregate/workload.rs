@@ -141,17 +141,15 @@ pub fn synthetic(keys: usize, total: usize, span_s: u64) -> Vec<FlowRecord> {
                 sport,
                 dport,
                 proto,
-                vlan: None,
                 packets,
                 bytes: packets * size,
                 first: last.saturating_sub(dur).max(T0_NS),
                 last,
                 tcp_flags: if proto == 6 { 0x18 } else { 0 },
-                icmp_type: None,
-                icmp_code: None,
                 line: line.to_string(),
                 ifindex: 2,
                 direction,
+                ..Default::default()
             }
         })
         .collect()

@@ -8,25 +8,20 @@
 
 use std::{
     fmt::Write as _,
-    net::{IpAddr, Ipv6Addr},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
 use clap::Parser;
-use clickhouse::Row;
-use serde::Serialize;
 use tidegate_bench::{aggregate::workload, machine::Machine};
-use tidegate_collector::{
-    certs::{ca_paths, probe_paths},
-    sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, SinkMetrics},
+use tidegate_collector::sinks::clickhouse::{
+    ClickHouseConfig, ClickHouseSink, FlowRow, SinkMetrics,
 };
 use tidegate_probe::export::{
     Exporter,
-    collector::{CollectorExporter, CollectorOptions, ExportMetrics},
+    collector::{CollectorExporter, ExportMetrics},
 };
-use tidegate_testkit::{TestClickHouse, collector::start_deployed};
-use tidegate_wire::record::FlowRecord;
+use tidegate_testkit::{TestClickHouse, collector::start_deployed, probe::probe_options};
 
 #[derive(Parser)]
 struct Args {
@@ -48,64 +43,6 @@ struct Args {
     out: PathBuf,
 }
 
-/// What a user of the plain crate would write for `flows`.
-#[derive(Row, Serialize)]
-struct PlainRow<'a> {
-    probe_id: &'a str,
-    batch_seq: u64,
-    line: &'a str,
-    ifindex: u32,
-    direction: i8,
-    ip_version: u8,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    vlan: Option<u16>,
-    packets: u64,
-    bytes: u64,
-    first: i64,
-    last: i64,
-    tcp_flags: u16,
-    icmp_type: Option<u8>,
-    icmp_code: Option<u8>,
-}
-
-fn v6(a: IpAddr) -> (u8, Ipv6Addr) {
-    match a {
-        IpAddr::V4(v4) => (4, v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => (6, v6),
-    }
-}
-
-impl<'a> PlainRow<'a> {
-    fn new(seq: u64, r: &'a FlowRecord) -> Self {
-        let (ip_version, src) = v6(r.src);
-        PlainRow {
-            probe_id: "edge-bench",
-            batch_seq: seq,
-            line: &r.line,
-            ifindex: r.ifindex,
-            direction: r.direction as i8,
-            ip_version,
-            src,
-            dst: v6(r.dst).1,
-            sport: r.sport,
-            dport: r.dport,
-            proto: r.proto,
-            vlan: r.vlan,
-            packets: r.packets,
-            bytes: r.bytes,
-            first: r.first as i64,
-            last: r.last as i64,
-            tcp_flags: r.tcp_flags,
-            icmp_type: r.icmp_type,
-            icmp_code: r.icmp_code,
-        }
-    }
-}
-
 async fn run(a: &Args) -> anyhow::Result<String> {
     let records = workload::synthetic(a.rows, a.rows, 3600);
     let ch = TestClickHouse::try_start_in(None)?;
@@ -122,7 +59,6 @@ async fn run(a: &Args) -> anyhow::Result<String> {
             ""
         },
     )?;
-    let (port, certs) = (collector.addr.port(), certs.dir.clone());
     let client = clickhouse::Client::default().with_url(ch.url());
     let count = async |table: &str| -> u64 {
         client
@@ -148,9 +84,11 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     let plain_client = client.clone().with_database("tidegate_plain");
     let t = Instant::now();
     for (i, chunk) in records.chunks(100_000).enumerate() {
-        let mut ins = plain_client.insert::<PlainRow>("flows").await?;
+        let mut ins = plain_client.insert::<FlowRow>("flows").await?;
         for r in chunk {
-            ins.write(&PlainRow::new(i as u64, r)).await?;
+            // The same rows the sink writes, without its batching, tokens or retries.
+            ins.write(&FlowRow::new("edge-bench", i as u64, r, None).map_err(anyhow::Error::msg)?)
+                .await?;
         }
         ins.end().await?;
     }
@@ -161,14 +99,11 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     );
 
     // End to end: probe exporter -> TLS -> collector -> ClickHouse.
-    let p = probe_paths(&certs, "edge-bench");
-    let mut o = CollectorOptions::new(
-        format!("127.0.0.1:{port}"),
+    let mut o = probe_options(
+        &certs,
         "edge-bench",
-        ca_paths(&certs).cert,
-        p.cert,
-        p.key,
-        dir.path().join("probe-spool"),
+        collector.addr,
+        &dir.path().join("probe-spool"),
     );
     o.batch_records = a.batch_records;
     let t = Instant::now();
@@ -248,9 +183,6 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         rate(stored),
         rate(stored) / rate(plain)
     )?;
-    if a.smoke {
-        writeln!(s, "\n(smoke run: figures are not meaningful)")?;
-    }
     Ok(s)
 }
 
@@ -264,10 +196,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let s = rt.block_on(run(&a))?;
-    print!("{s}");
-    if let Some(d) = a.out.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::write(&a.out, s)?;
+    tidegate_bench::report::publish(s, a.smoke, Some(&a.out))?;
     Ok(())
 }

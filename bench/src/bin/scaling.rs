@@ -85,35 +85,20 @@ struct CollectorPoint {
     merge_processed: u64,
 }
 
-/// IPv4/UDP frame of flow `i` (distinct source address per flow).
+/// IPv4/UDP frame of flow `i` (distinct source address per flow), 60 bytes.
 fn frame(i: u32) -> Vec<u8> {
-    let mut f = Vec::with_capacity(60);
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00]);
     let src = Ipv4Addr::from(0x0a00_0000 | (i & 0x00ff_ffff));
-    let dst = Ipv4Addr::new(192, 0, 2, 1);
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&46u16.to_be_bytes());
-    ip[6] = 0x40;
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&(10_000 + (i >> 24) as u16).to_be_bytes());
-    f.extend_from_slice(&4789u16.to_be_bytes());
-    f.extend_from_slice(&26u16.to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.resize(60, 0x41);
-    f
+    tidegate_testkit::net::frames::ipv4(
+        [0x02, 0, 0, 0, 0, 0x02],
+        None,
+        17,
+        src,
+        Ipv4Addr::new(192, 0, 2, 1),
+        10_000 + (i >> 24) as u16,
+        4789,
+        46,
+        0,
+    )
 }
 
 fn memlock_of(map_type: u32, max_entries: u32) -> Option<u64> {
@@ -375,21 +360,9 @@ fn main() -> anyhow::Result<()> {
          by fixed per-shard structures. The merge column at 1K–100K flows times a workload that is \
          several records per flow; cost growth compares CPU time per record."
     )?;
-    if a.smoke {
-        writeln!(s, "\n(smoke run: figures are not meaningful)")?;
-    }
     let out = a.out.clone().or_else(|| {
         (!a.smoke).then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/scaling.md"))
     });
-    match out {
-        Some(p) => {
-            if let Some(d) = p.parent() {
-                std::fs::create_dir_all(d)?;
-            }
-            std::fs::write(&p, &s)?;
-            eprintln!("wrote {}", p.display());
-        }
-        None => print!("{s}"),
-    }
+    tidegate_bench::report::publish(s, a.smoke, out.as_deref())?;
     Ok(())
 }

@@ -293,10 +293,6 @@ fn main() -> anyhow::Result<()> {
          protocol × country pair), so its cost follows the time range, not the number of raw flow records; \
          top talkers and flow searches scan `flows` within the range."
     )?;
-    if let Some(parent) = a.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&a.out, &s)?;
-    print!("{s}");
+    tidegate_bench::report::publish(s, false, Some(&a.out))?;
     Ok(())
 }

@@ -205,13 +205,6 @@ fn main() -> anyhow::Result<()> {
         tg_full / base_full,
         tg_full_coarse / base_full
     )?;
-    if a.smoke {
-        writeln!(s, "\n(smoke run: figures are not meaningful)")?;
-    }
-    print!("{s}");
-    if let Some(d) = a.out.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    std::fs::write(&a.out, s)?;
+    tidegate_bench::report::publish(s, a.smoke, Some(&a.out))?;
     Ok(())
 }

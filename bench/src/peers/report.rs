@@ -231,7 +231,8 @@ pub fn markdown(r: &Results) -> String {
         );
     }
     if r.smoke {
-        let _ = writeln!(s, "\n(smoke run: figures are not meaningful)");
+        s.push_str(crate::report::SMOKE_NOTE);
+        s.push('\n');
     }
     s
 }

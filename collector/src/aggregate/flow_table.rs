@@ -209,7 +209,7 @@ impl FlowTable {
 mod tests {
     use super::*;
     use crate::aggregate::message::Rec;
-    use tidegate_common::Direction;
+
     use tidegate_wire::record::FlowRecord;
 
     fn key(i: u16) -> CKey {
@@ -219,17 +219,12 @@ mod tests {
             sport: i,
             dport: 80,
             proto: 6,
-            vlan: None,
             packets: 1,
             bytes: u64::from(i),
             first: u64::from(i),
             last: u64::from(i),
-            tcp_flags: 0,
-            icmp_type: None,
-            icmp_code: None,
             line: "l".into(),
-            ifindex: 0,
-            direction: Direction::Ingress,
+            ..Default::default()
         };
         CKey::of(&r, 0)
     }
@@ -242,17 +237,9 @@ mod tests {
                 sport: i,
                 dport: 80,
                 proto: 6,
-                vlan: None,
                 packets: 1,
-                bytes: 0,
-                first: 0,
-                last: 0,
-                tcp_flags: 0,
-                icmp_type: None,
-                icmp_code: None,
                 line: "l".into(),
-                ifindex: 0,
-                direction: Direction::Ingress,
+                ..Default::default()
             },
             0,
         );

@@ -226,11 +226,10 @@ mod tests {
             first: 1,
             last: 2,
             tcp_flags: 2,
-            icmp_type: None,
-            icmp_code: None,
             line: "l".into(),
             ifindex: 7,
             direction: dir,
+            ..Default::default()
         }
     }
 

@@ -56,46 +56,19 @@ pub struct AggregateMetrics {
 impl AggregateMetrics {
     /// Registers every metric under the `aggregate` prefix of `registry`.
     pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("aggregate");
-        r.register(
-            "records_in",
-            "Flow records submitted",
-            self.records_in.clone(),
-        );
-        r.register(
-            "batches_in",
-            "Sub-batches sent to shard queues",
-            self.batches_in.clone(),
-        );
-        r.register(
-            "shard_records",
-            "Flow records processed per shard",
-            self.shard_records.clone(),
-        );
-        r.register(
-            "queue_depth",
-            "Sub-batches waiting in each shard queue",
-            self.queue_depth.clone(),
-        );
-        r.register(
-            "active_flows",
-            "Merged flows held per shard",
-            self.active_flows.clone(),
-        );
-        r.register(
-            "evictions",
-            "Flows evicted because a shard's flow table was full",
-            self.evictions.clone(),
-        );
-        r.register(
-            "expired",
-            "Flows forgotten after flow_idle of event-time idleness",
-            self.expired.clone(),
-        );
-        r.register(
-            "late_records",
-            "Records older than their flow by more than flow_idle",
-            self.late_records.clone(),
+        let r = tidegate_base::register_metrics!(
+            registry,
+            "aggregate",
+            self {
+                records_in: "Flow records submitted",
+                batches_in: "Sub-batches sent to shard queues",
+                shard_records: "Flow records processed per shard",
+                queue_depth: "Sub-batches waiting in each shard queue",
+                active_flows: "Merged flows held per shard",
+                evictions: "Flows evicted because a shard's flow table was full",
+                expired: "Flows forgotten after flow_idle of event-time idleness",
+                late_records: "Records older than their flow by more than flow_idle",
+            }
         );
         r.register_with_unit(
             "submit_blocked",

@@ -46,51 +46,17 @@ pub struct AnalysisMetrics {
 impl AnalysisMetrics {
     /// Registers under `registry`.
     pub fn register(&self, r: &mut Registry) {
-        r.register(
-            "analysis_records",
-            "Flow records analysed",
-            self.records.clone(),
-        );
-        r.register(
-            "alerts_opened",
-            "Alerts opened, by kind",
-            self.alerts_opened.clone(),
-        );
-        r.register(
-            "alert_updates",
-            "Updates of open alerts",
-            self.alert_updates.clone(),
-        );
-        r.register(
-            "violations_opened",
-            "Policy violations opened",
-            self.violations_opened.clone(),
-        );
-        r.register(
-            "violation_updates",
-            "Repeats merged into open policy violations",
-            self.violation_updates.clone(),
-        );
-        r.register(
-            "notifications",
-            "Alert and violation notifications handed to delivery sinks",
-            self.notifications.clone(),
-        );
-        r.register(
-            "alert_sink_errors",
-            "Delivery failures by sink",
-            self.sink_errors.clone(),
-        );
-        r.register(
-            "alert_store_pending",
-            "Alert/violation states waiting for ClickHouse",
-            self.store_pending.clone(),
-        );
-        r.register(
-            "detect_event_time_seconds",
-            "Event time reached by the detectors",
-            self.event_time.clone(),
-        );
+        tidegate_base::register_metrics!(r, self {
+            records as "analysis_records": "Flow records analysed",
+            alerts_opened: "Alerts opened, by kind",
+            alert_updates: "Updates of open alerts",
+            violations_opened: "Policy violations opened",
+            violation_updates: "Repeats merged into open policy violations",
+            notifications: "Alert and violation notifications handed to delivery sinks",
+            sink_errors as "alert_sink_errors": "Delivery failures by sink",
+            store_pending as "alert_store_pending": "Alert/violation states waiting for ClickHouse",
+            event_time as "detect_event_time_seconds": "Event time reached by the detectors",
+        });
     }
 
     /// Counts a failure of `sink`.

@@ -69,51 +69,20 @@ impl TransportMetrics {
 
     /// Registers every metric under `transport_*` names.
     pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("transport");
-        r.register(
-            "connections",
-            "Open probe connections",
-            self.connections.clone(),
-        );
-        r.register(
-            "probes_rejected",
-            "Probe connections refused before a session started, by reason",
-            self.probes_rejected.clone(),
-        );
-        r.register(
-            "frames_received",
-            "Frames received from probes after the handshake",
-            self.frames_received.clone(),
-        );
-        r.register(
-            "batches_received",
-            "Valid batches received from probes",
-            self.batches_received.clone(),
-        );
-        r.register(
-            "batches_duplicate",
-            "Batches received that were already stored",
-            self.batches_duplicate.clone(),
-        );
-        r.register(
-            "records_received",
-            "Flow records in received batches",
-            self.records_received.clone(),
-        );
-        r.register(
-            "bytes_received",
-            "Frame bytes received from probes",
-            self.bytes_received.clone(),
-        );
-        r.register(
-            "protocol_errors",
-            "Probe connections closed on a protocol error, by reason",
-            self.protocol_errors.clone(),
-        );
-        r.register(
-            "persist_errors",
-            "Batches the sink could not make durable",
-            self.persist_errors.clone(),
+        let r = tidegate_base::register_metrics!(
+            registry,
+            "transport",
+            self {
+                connections: "Open probe connections",
+                probes_rejected: "Probe connections refused before a session started, by reason",
+                frames_received: "Frames received from probes after the handshake",
+                batches_received: "Valid batches received from probes",
+                batches_duplicate: "Batches received that were already stored",
+                records_received: "Flow records in received batches",
+                bytes_received: "Frame bytes received from probes",
+                protocol_errors: "Probe connections closed on a protocol error, by reason",
+                persist_errors: "Batches the sink could not make durable",
+            }
         );
         r.register(
             "ack_latency_seconds",

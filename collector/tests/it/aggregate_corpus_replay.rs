@@ -3,11 +3,12 @@
 //! whatever the shard count.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::support::aggregate::{Reference, corpus_by_file, probe_of, submit_in_batches};
 use tidegate_collector::aggregate::{
-    AggregateConfig, AggregateKey, AggregateMetrics, AggregateSnapshot, Aggregator,
+    AggregateConfig, AggregateKey, AggregateMetrics, AggregateSnapshot, Aggregator, Talker,
 };
 use tidegate_common::Direction;
 use tidegate_wire::record::FlowRecord;
@@ -23,6 +24,13 @@ fn config(shards: usize) -> AggregateConfig {
         top_n: 10,
         ..AggregateConfig::default()
     }
+}
+
+/// (address, bytes, packets, flows) of each talker, in order.
+fn talkers(top: &[Talker]) -> Vec<(IpAddr, u64, u64, u64)> {
+    top.iter()
+        .map(|t| (t.addr, t.bytes, t.packets, t.flows))
+        .collect()
 }
 
 fn run(
@@ -119,18 +127,8 @@ fn corpus_totals_flows_talkers_and_histograms_match_the_reference_for_1_2_7_shar
         for (line, l) in &snap.lines {
             // Top talkers against brute force.
             let (src, dst, conv) = reference.top(line, 10);
-            let got_src: Vec<_> = l
-                .top
-                .sources
-                .iter()
-                .map(|t| (t.addr, t.bytes, t.packets, t.flows))
-                .collect();
-            let got_dst: Vec<_> = l
-                .top
-                .destinations
-                .iter()
-                .map(|t| (t.addr, t.bytes, t.packets, t.flows))
-                .collect();
+            let got_src = talkers(&l.top.sources);
+            let got_dst = talkers(&l.top.destinations);
             let got_conv: Vec<_> = l
                 .top
                 .conversations

@@ -1,6 +1,7 @@
 //! The flow tables stay bounded: least-recently-seen eviction at `max_flows_per_shard`,
 //! idle flows forgotten in event time; line statistics keep counting every record.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use crate::support::aggregate::record;
@@ -22,33 +23,38 @@ fn start(shards: usize, max_flows: usize, idle: Duration) -> (Aggregator, Aggreg
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// Submits one record of each flow of `sports` on line l1, from second `first_s` to
+/// `last_s`, 10 bytes, one batch per record.
+fn submit_each(agg: &Aggregator, sports: Range<u16>, first_s: u64, last_s: u64) {
+    for i in sports {
+        agg.submit("p", &[record(i, "l1", first_s, last_s, 10)]);
+    }
+}
+
+/// The source ports of the flows held, sorted.
+fn held(agg: &Aggregator) -> Vec<u16> {
+    let mut held: Vec<u16> = agg.flows().iter().map(|f| f.key.sport).collect();
+    held.sort();
+    held
+}
+
 #[test]
 fn a_full_shard_evicts_the_least_recently_seen_flows_and_counts_them() {
     let (agg, metrics) = start(1, 100, HOUR);
-    for i in 0..100u16 {
-        agg.submit("p", &[record(i, "l1", 0, 1, 10)]);
-    }
+    submit_each(&agg, 0..100, 0, 1);
     // Flow 0 seen again: flow 1 is now the least recently seen.
     agg.submit("p", &[record(0, "l1", 1, 2, 10)]);
-    for i in 100..199u16 {
-        agg.submit("p", &[record(i, "l1", 2, 3, 10)]);
-    }
+    submit_each(&agg, 100..199, 2, 3);
     agg.flush();
     // 99 evictions: flows 1..=99, not the recently seen flow 0.
     assert_eq!(metrics.evictions.get(), 99);
-    let mut held: Vec<u16> = agg.flows().iter().map(|f| f.key.sport).collect();
-    held.sort();
     let mut expect: Vec<u16> = vec![0];
     expect.extend(100..199);
-    assert_eq!(held, expect);
-    for i in 199..250u16 {
-        agg.submit("p", &[record(i, "l1", 2, 3, 10)]);
-    }
+    assert_eq!(held(&agg), expect);
+    submit_each(&agg, 199..250, 2, 3);
     agg.flush();
     assert_eq!(metrics.evictions.get(), 150);
-    let mut held: Vec<u16> = agg.flows().iter().map(|f| f.key.sport).collect();
-    held.sort();
-    assert_eq!(held, (150..250).collect::<Vec<u16>>());
+    assert_eq!(held(&agg), (150..250).collect::<Vec<u16>>());
     let snap = agg.snapshot();
     assert_eq!(snap.active_flows, 100);
     let l = &snap.lines["l1"];

@@ -46,13 +46,64 @@ fn ids(ns: &[Notification]) -> Vec<String> {
     ns.iter().map(|n| n.id.clone()).collect()
 }
 
+/// A test's outbox directory, the address its receiver listens on, and the notifications
+/// it sends.
+struct Case {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    sent: Vec<Notification>,
+}
+
+impl Case {
+    /// `n` sample notifications.
+    fn new(n: u32) -> Case {
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+            addr: free_addr(),
+            sent: samples(n),
+        }
+    }
+
+    /// A sink delivering to the receiver's address, with the outbox in the directory.
+    fn sink(&self) -> WebhookSink {
+        WebhookSink::start(config(self.addr, self.dir.path())).unwrap()
+    }
+
+    /// Starts the receiver, answering as `behaviour` says.
+    async fn receiver(&self, behaviour: Behaviour) -> Receiver {
+        Receiver::start(self.addr, behaviour, Arc::new(Mutex::new(Log::default()))).await
+    }
+}
+
+/// Stops the sink, then the receiver.
+async fn stop(sink: WebhookSink, rx: Receiver) {
+    sink.shutdown().await;
+    rx.stop().await;
+}
+
+/// Waits until the receiver has accepted `n` notifications.
+async fn accepted(rx: &Receiver, n: usize) {
+    wait_until(Duration::from_secs(30), &format!("{n} accepted"), || {
+        rx.accepted().len() == n
+    })
+    .await;
+}
+
+/// Waits until the receiver has accepted `n` notifications and the outbox is empty.
+async fn delivered(rx: &Receiver, sink: &WebhookSink, n: usize) {
+    accepted(rx, n).await;
+    wait_until(Duration::from_secs(5), "empty outbox", || {
+        sink.outbox().is_empty().unwrap()
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_down_then_failing_once_then_up_gets_each_notification_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let sink = WebhookSink::start(config(addr, dir.path())).unwrap();
-    let sent = samples(12);
-    for n in &sent {
+    let case = Case::new(12);
+    let sent = &case.sent;
+    let sink = case.sink();
+    for n in sent {
         assert!(sink.enqueue(n).unwrap());
     }
     assert!(!sink.enqueue(&sent[3]).unwrap(), "same id queued twice");
@@ -67,28 +118,20 @@ async fn receiver_down_then_failing_once_then_up_gets_each_notification_once() {
     assert_eq!(sink.metrics().queued.get(), 12);
 
     // Receiver up, answering 500 to the first request of each id.
-    let log = Arc::new(Mutex::new(Log::default()));
     let behaviour = Behaviour {
         fail_first: true,
         ..Behaviour::default()
     };
-    let rx = Receiver::start(addr, behaviour, log.clone()).await;
-    wait_until(Duration::from_secs(30), "12 accepted", || {
-        rx.accepted().len() == 12
-    })
-    .await;
-    wait_until(Duration::from_secs(5), "empty outbox", || {
-        sink.outbox().is_empty().unwrap()
-    })
-    .await;
+    let rx = case.receiver(behaviour).await;
+    delivered(&rx, &sink, 12).await;
     tokio::time::sleep(Duration::from_millis(200)).await; // anything extra would show up
 
     {
-        let l = log.lock().unwrap();
-        assert_eq!(l.accepted, ids(&sent), "in arrival order, each once");
+        let l = rx.log.lock().unwrap();
+        assert_eq!(l.accepted, ids(sent), "in arrival order, each once");
         assert!(l.duplicates.is_empty(), "{:?}", l.duplicates);
         assert_eq!(l.deliveries.len(), 24, "one 500 and one 200 per id");
-        for n in &sent {
+        for n in sent {
             let statuses: Vec<u16> = l
                 .deliveries
                 .iter()
@@ -97,29 +140,27 @@ async fn receiver_down_then_failing_once_then_up_gets_each_notification_once() {
                 .collect();
             assert_eq!(statuses, [500, 200], "{}", n.id);
         }
-        check_requests(&l, &sent);
+        check_requests(&l, sent);
     }
     assert_eq!(sink.metrics().delivered.get(), 12);
     assert!(sink.metrics().retries.get() >= 3 + 12);
     assert_eq!(sink.metrics().queued.get(), 0);
     assert_eq!(sink.metrics().dead_letters.get(), 0);
-    sink.shutdown().await;
-    rx.stop().await;
+    stop(sink, rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_restarted_while_the_receiver_is_down_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let sent = samples(15);
+    let case = Case::new(15);
+    let sent = &case.sent;
 
-    let first = WebhookSink::start(config(addr, dir.path())).unwrap();
+    let first = case.sink();
     for n in &sent[..10] {
         assert!(first.enqueue(n).unwrap());
     }
     drop(first); // collector stops; the receiver never answered
 
-    let second = WebhookSink::start(config(addr, dir.path())).unwrap();
+    let second = case.sink();
     assert_eq!(
         second.outbox().len().unwrap(),
         10,
@@ -132,37 +173,30 @@ async fn collector_restarted_while_the_receiver_is_down_loses_nothing() {
         assert!(second.enqueue(n).unwrap());
     }
 
-    let log = Arc::new(Mutex::new(Log::default()));
-    let rx = Receiver::start(addr, Behaviour::default(), log.clone()).await;
-    wait_until(Duration::from_secs(30), "15 accepted", || {
-        rx.accepted().len() == 15
-    })
-    .await;
+    let rx = case.receiver(Behaviour::default()).await;
+    accepted(&rx, 15).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     {
-        let l = log.lock().unwrap();
-        assert_eq!(l.accepted, ids(&sent));
+        let l = rx.log.lock().unwrap();
+        assert_eq!(l.accepted, ids(sent));
         assert_eq!(l.deliveries.len(), 15, "no request repeated");
-        check_requests(&l, &sent);
+        check_requests(&l, sent);
     }
-    second.shutdown().await;
-    rx.stop().await;
+    stop(second, rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_dropped_mid_delivery_and_restarted_delivers_the_rest_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let sent = samples(40);
-    let log = Arc::new(Mutex::new(Log::default()));
+    let case = Case::new(40);
+    let sent = &case.sent;
     let behaviour = Behaviour {
         delay: Duration::from_millis(25),
         ..Behaviour::default()
     };
-    let rx = Receiver::start(addr, behaviour, log.clone()).await;
+    let rx = case.receiver(behaviour).await;
 
-    let first = WebhookSink::start(config(addr, dir.path())).unwrap();
-    for n in &sent {
+    let first = case.sink();
+    for n in sent {
         first.enqueue(n).unwrap();
     }
     wait_until(Duration::from_secs(30), "8 accepted", || {
@@ -171,69 +205,55 @@ async fn sink_dropped_mid_delivery_and_restarted_delivers_the_rest_once() {
     .await;
     drop(first); // very likely while a request is in flight (each takes 25 ms)
 
-    let second = WebhookSink::start(config(addr, dir.path())).unwrap();
+    let second = case.sink();
     // The same alerts raised again (e.g. a replay after the restart): nothing is re-sent.
-    for n in &sent {
+    for n in sent {
         assert!(!second.enqueue(n).unwrap(), "{} is known", n.id);
     }
-    wait_until(Duration::from_secs(30), "40 accepted", || {
-        rx.accepted().len() == 40
-    })
-    .await;
+    accepted(&rx, 40).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     {
-        let l = log.lock().unwrap();
-        assert_eq!(l.accepted, ids(&sent), "each once, in order");
+        let l = rx.log.lock().unwrap();
+        assert_eq!(l.accepted, ids(sent), "each once, in order");
         assert!(l.duplicates.is_empty(), "{:?}", l.duplicates);
         assert_eq!(l.deliveries.len(), 40, "no request repeated");
-        check_requests(&l, &sent);
+        check_requests(&l, sent);
     }
     assert!(second.outbox().is_empty().unwrap());
-    second.shutdown().await;
-    rx.stop().await;
+    stop(second, rx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_notification_is_kept_as_a_dead_letter_and_the_rest_arrive() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr = free_addr();
-    let sent = samples(6);
-    let log = Arc::new(Mutex::new(Log::default()));
+    let case = Case::new(6);
+    let refused = &case.sent[2];
     let behaviour = Behaviour {
-        refuse: [sent[2].id.clone()].into(),
+        refuse: [refused.id.clone()].into(),
         ..Behaviour::default()
     };
-    let rx = Receiver::start(addr, behaviour, log.clone()).await;
-    let sink = WebhookSink::start(config(addr, dir.path())).unwrap();
-    for n in &sent {
+    let rx = case.receiver(behaviour).await;
+    let sink = case.sink();
+    for n in &case.sent {
         sink.enqueue(n).unwrap();
     }
-    wait_until(Duration::from_secs(30), "5 accepted", || {
-        rx.accepted().len() == 5
-    })
-    .await;
-    wait_until(Duration::from_secs(5), "empty outbox", || {
-        sink.outbox().is_empty().unwrap()
-    })
-    .await;
+    delivered(&rx, &sink, 5).await;
     let dead = sink.outbox().dead_letters().unwrap();
     assert_eq!(dead.len(), 1);
     let kept: Notification = serde_json::from_slice(&std::fs::read(&dead[0]).unwrap()).unwrap();
-    assert_eq!(kept, sent[2]);
+    assert_eq!(&kept, refused);
     let reason = std::fs::read_to_string(format!("{}.reason", dead[0].display())).unwrap();
     assert!(reason.contains("400"), "{reason}");
     assert_eq!(sink.metrics().dead_letters.get(), 1);
     assert_eq!(sink.metrics().delivered.get(), 5);
     {
-        let l = log.lock().unwrap();
+        let l = rx.log.lock().unwrap();
         assert_eq!(
-            l.deliveries.iter().filter(|d| d.id == sent[2].id).count(),
+            l.deliveries.iter().filter(|d| d.id == refused.id).count(),
             1,
             "a 400 is not retried"
         );
     }
-    sink.shutdown().await;
-    rx.stop().await;
+    stop(sink, rx).await;
 }
 
 #[tokio::test]

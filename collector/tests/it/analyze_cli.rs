@@ -1,19 +1,16 @@
 //! An analyst pipes a capture's flow records into `tidegate-collector analyze`: alerts
 //! (and, with `--policy`, violations) come out as JSON lines with the contract fields.
 
-use std::{io::Write, path::PathBuf, process::Command};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
-use tidegate_wire::record::FlowRecord;
+use crate::support::policy::{rule, special_zone_isolated, zone};
 
-fn records_file(capture: &str, dir: &std::path::Path) -> PathBuf {
-    let pcap = tidegate_testkit::paths::corpus_pcap(capture);
-    let mut recs: Vec<FlowRecord> = Vec::new();
-    let mut replay = Replay::new(Timeouts::default());
-    replay
-        .replay_file(&pcap, "intl-1", &mut recs)
-        .expect("replay");
-    replay.finish(&mut recs).expect("flush");
+fn records_file(capture: &str, dir: &Path) -> PathBuf {
+    let recs = tidegate_testkit::probe::corpus_records_of(capture, "intl-1");
     let p = dir.join(format!("{capture}.jsonl"));
     let mut f = std::fs::File::create(&p).unwrap();
     for r in &recs {
@@ -21,6 +18,23 @@ fn records_file(capture: &str, dir: &std::path::Path) -> PathBuf {
         f.write_all(b"\n").unwrap();
     }
     p
+}
+
+/// `text` written to `dir/name`; its path.
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `--input records --policy policy`.
+fn input_and_policy<'a>(records: &'a Path, policy: &'a Path) -> [&'a str; 4] {
+    [
+        "--input",
+        records.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]
 }
 
 fn analyze(args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
@@ -77,18 +91,8 @@ fn syn_flood_capture_gives_a_syn_flood_alert_with_the_contract_fields() {
 fn policy_violations_come_out_beside_alerts() {
     let d = tempfile::tempdir().unwrap();
     let f = records_file("ndpi-1kxun.pcap", d.path());
-    let policy = d.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        "[[zone]]\nname = \"special-zone\"\ncidrs = [\"192.168.0.0/16\"]\n\n[[rule]]\nid = \"iso\"\nname = \"special zone stays inside\"\ntype = \"isolate\"\nzone = \"special-zone\"\npeers = []\n",
-    )
-    .unwrap();
-    let (code, out, err) = analyze(&[
-        "--input",
-        f.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-    ]);
+    let policy = write(d.path(), "policy.toml", &special_zone_isolated("iso"));
+    let (code, out, err) = analyze(&input_and_policy(&f, &policy));
     assert_eq!(code, 0, "{err}");
     let v: Vec<_> = out.iter().filter(|a| a["type"] == "violation").collect();
     assert!(!v.is_empty(), "no violation: {err}");
@@ -105,19 +109,12 @@ fn policy_violations_come_out_beside_alerts() {
 #[test]
 fn bad_inputs_are_clear_errors() {
     let d = tempfile::tempdir().unwrap();
-    let bad = d.path().join("bad.jsonl");
-    std::fs::write(&bad, "{\"src\": 1}\n").unwrap();
+    let bad = write(d.path(), "bad.jsonl", "{\"src\": 1}\n");
     let (code, _, err) = analyze(&["--input", bad.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("bad.jsonl:1: not a flow record"), "{err}");
-    let pol = d.path().join("p.toml");
-    std::fs::write(&pol, "[[zone]]\nname = \"z\"\ncidrs = [\"10.0.0.1/8\"]\n").unwrap();
-    let (code, _, err) = analyze(&[
-        "--input",
-        bad.to_str().unwrap(),
-        "--policy",
-        pol.to_str().unwrap(),
-    ]);
+    let pol = write(d.path(), "p.toml", &zone("z", &["10.0.0.1/8"]));
+    let (code, _, err) = analyze(&input_and_policy(&bad, &pol));
     assert_ne!(code, 0);
     assert!(err.contains("p.toml:3:"), "{err}");
 }
@@ -127,18 +124,14 @@ fn country_rules_use_the_geoip_database() {
     let mmdb = tidegate_testkit::paths::geolite().display().to_string();
     let d = tempfile::tempdir().unwrap();
     let f = records_file("ndpi-1kxun.pcap", d.path());
-    let policy = d.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        "[[rule]]\nid = \"no-jp\"\nname = \"nothing to Japan\"\ntype = \"deny_list\"\ncountries = [\"JP\"]\n",
-    )
-    .unwrap();
-    let args = [
-        "--input",
-        f.to_str().unwrap(),
-        "--policy",
-        policy.to_str().unwrap(),
-    ];
+    let no_jp = rule(
+        "no-jp",
+        "nothing to Japan",
+        "deny_list",
+        "countries = [\"JP\"]\n",
+    );
+    let policy = write(d.path(), "policy.toml", &no_jp);
+    let args = input_and_policy(&f, &policy);
     // Without enrichment a country rule cannot match anything.
     let (code, out, err) = analyze(&args);
     assert_eq!(code, 0, "{err}");

@@ -12,13 +12,38 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// The elements of an array.
+fn items(v: &Value) -> &[Value] {
+    v.as_array().unwrap_or_else(|| panic!("not an array: {v}"))
+}
+
+/// Fields of `v` as a row of ClickHouse's tab-separated output: the `texts` (strings), then
+/// the `numbers`.
+fn row(v: &Value, texts: &[&str], numbers: &[&str]) -> String {
+    let texts = texts.iter().map(|f| text(&v[*f]).to_string());
+    let numbers = numbers.iter().map(|f| {
+        assert!(v[*f].is_number(), "{f}: not a number: {v}");
+        v[*f].to_string()
+    });
+    texts.chain(numbers).collect::<Vec<_>>().join("\t")
+}
+
+/// `row` of each element of an array.
+fn rows(v: &Value, texts: &[&str], numbers: &[&str]) -> Vec<String> {
+    items(v).iter().map(|e| row(e, texts, numbers)).collect()
+}
+
 #[test]
 fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline() {
     let mut c = Console::start(true);
     c.seed(&CAPTURES);
     block_on(async {
         let q = |sql: String| {
-            let ch = &c.ch;
+            let ch = &c.stack.ch;
             async move { ch.query(&sql).await }
         };
         let get = |path: String| {
@@ -39,12 +64,7 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         let meta = get("/api/v1/meta".into()).await;
         let (from, to) = (u(&meta["extent"]["from"]), u(&meta["extent"]["to"]));
         let range = format!("from={from}&to={to}");
-        let lines: Vec<String> = meta["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l.as_str().unwrap().to_string())
-            .collect();
+        let lines: Vec<&str> = items(&meta["lines"]).iter().map(text).collect();
         let want_lines = q("SELECT DISTINCT line FROM tidegate.flows ORDER BY line".into()).await;
         assert_eq!(lines.join("\n"), want_lines);
         assert_eq!(lines.len(), CAPTURES.len());
@@ -53,37 +73,19 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         let ov = get(format!("/api/v1/overview?{range}")).await;
         let want = q("SELECT sum(packets), sum(bytes), count() FROM tidegate.flows".into()).await;
         let t = &ov["totals"];
-        assert_eq!(
-            format!("{}\t{}\t{}", t["packets"], t["bytes"], t["flows"]),
-            want
-        );
+        assert_eq!(row(t, &[], &["packets", "bytes", "flows"]), want);
         assert_eq!(u(&t["flows"]), c.records.len() as u64);
         let want = q("SELECT line, direction, sum(packets), sum(bytes), count() FROM tidegate.flows GROUP BY line, direction ORDER BY line, direction".into()).await;
-        let got: Vec<String> = ov["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| {
-                format!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    l["line"].as_str().unwrap(),
-                    l["direction"].as_str().unwrap(),
-                    l["packets"],
-                    l["bytes"],
-                    l["flows"]
-                )
-            })
-            .collect();
+        let got = rows(
+            &ov["lines"],
+            &["line", "direction"],
+            &["packets", "bytes", "flows"],
+        );
         assert_eq!(got.join("\n"), want);
-        let series_bytes: u64 = ov["series"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| u(&s["bytes"]))
-            .sum();
+        let series_bytes: u64 = items(&ov["series"]).iter().map(|s| u(&s["bytes"])).sum();
         assert_eq!(series_bytes, u(&t["bytes"]));
         // One line only.
-        let line = &lines[0];
+        let line = lines[0];
         let one = get(format!("/api/v1/overview?{range}&line={}", enc(line))).await;
         let want = q(format!(
             "SELECT sum(bytes) FROM tidegate.flows WHERE line = '{line}'"
@@ -98,20 +100,11 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         // Country pairs, from enrichment.
         let geo = get(format!("/api/v1/geo?{range}")).await;
         let want = q("SELECT src_country, dst_country, sum(bytes), count() FROM tidegate.flows GROUP BY src_country, dst_country ORDER BY src_country, dst_country".into()).await;
-        let mut got: Vec<String> = geo["pairs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}\t{}\t{}\t{}",
-                    p["src_country"].as_str().unwrap(),
-                    p["dst_country"].as_str().unwrap(),
-                    p["bytes"],
-                    p["flows"]
-                )
-            })
-            .collect();
+        let mut got = rows(
+            &geo["pairs"],
+            &["src_country", "dst_country"],
+            &["bytes", "flows"],
+        );
         got.sort();
         let mut want: Vec<&str> = want.lines().collect();
         want.sort();
@@ -121,12 +114,7 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
             "no enriched country: {got:?}"
         );
         let want = q("SELECT c, count() FROM (SELECT arrayJoin(arrayDistinct(arrayFilter(x -> x != '', [src_country, dst_country]))) AS c FROM tidegate.alerts FINAL) GROUP BY c ORDER BY c".into()).await;
-        let mut got: Vec<String> = geo["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| format!("{}\t{}", a["country"].as_str().unwrap(), a["alerts"]))
-            .collect();
+        let mut got = rows(&geo["alerts"], &["country"], &["alerts"]);
         got.sort();
         assert_eq!(got.join("\n"), want);
 
@@ -138,14 +126,12 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
             .unwrap();
         assert!(n_alerts > 0);
         assert_eq!(u(&all["total"]), n_alerts);
-        assert_eq!(all["items"].as_array().unwrap().len() as u64, n_alerts);
+        assert_eq!(items(&all["items"]).len() as u64, n_alerts);
         let want_ids =
             q("SELECT id FROM tidegate.alerts FINAL ORDER BY first DESC, id".into()).await;
-        let ids: Vec<&str> = all["items"]
-            .as_array()
-            .unwrap()
+        let ids: Vec<&str> = items(&all["items"])
             .iter()
-            .map(|a| a["id"].as_str().unwrap())
+            .map(|a| text(&a["id"]))
             .collect();
         assert_eq!(ids.join("\n"), want_ids);
         let kinds = q(
@@ -157,13 +143,7 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
             let (kind, n) = l.split_once('\t').unwrap();
             let r = get(format!("/api/v1/alerts?{range}&kind={kind}")).await;
             assert_eq!(r["total"].to_string(), n, "kind {kind}");
-            assert!(
-                r["items"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|a| a["kind"] == kind)
-            );
+            assert!(items(&r["items"]).iter().all(|a| a["kind"] == kind));
         }
         let sev = q(
             "SELECT count() FROM tidegate.alerts FINAL WHERE severity IN ('high', 'critical')"
@@ -184,15 +164,10 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         .await;
         assert_eq!(empty["total"], 0);
         let timeline = get(format!("/api/v1/alerts/timeline?{range}")).await;
-        let tl: u64 = timeline["buckets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| u(&b["n"]))
-            .sum();
+        let tl: u64 = items(&timeline["buckets"]).iter().map(|b| u(&b["n"])).sum();
         assert_eq!(tl, n_alerts);
-        for a in all["items"].as_array().unwrap() {
-            let id = a["id"].as_str().unwrap();
+        for a in items(&all["items"]) {
+            let id = text(&a["id"]);
             let d = get(format!("/api/v1/alerts/{}", enc(id))).await;
             let want = q(format!(
                 "SELECT kind, src, dst, JSONLength(evidence), toString(severity) FROM tidegate.alerts FINAL WHERE id = '{id}'"
@@ -201,15 +176,9 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
             let ev = d["evidence"]
                 .as_array()
                 .expect("evidence parsed into an array");
+            let got = row(&d, &["kind", "src", "dst"], &[]);
             assert_eq!(
-                format!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    d["kind"].as_str().unwrap(),
-                    d["src"].as_str().unwrap(),
-                    d["dst"].as_str().unwrap(),
-                    ev.len(),
-                    d["severity"].as_str().unwrap()
-                ),
+                format!("{got}\t{}\t{}", ev.len(), text(&d["severity"])),
                 want
             );
             assert!(
@@ -222,29 +191,16 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         // Policy violations: grouped by rule with the rule's text; list; detail.
         let rules = get(format!("/api/v1/violations/rules?{range}")).await;
         let want = q("SELECT rule_id, count(), sum(flows), sum(bytes), any(rule_text) FROM tidegate.policy_violations FINAL GROUP BY rule_id ORDER BY rule_id".into()).await;
-        let got: Vec<String> = rules["rules"]
-            .as_array()
-            .unwrap()
+        let got: Vec<String> = items(&rules["rules"])
             .iter()
             .map(|r| {
-                format!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    r["rule_id"].as_str().unwrap(),
-                    r["violations"],
-                    r["flows"],
-                    r["bytes"],
-                    r["rule_text"].as_str().unwrap()
-                )
+                let counts = row(r, &["rule_id"], &["violations", "flows", "bytes"]);
+                format!("{counts}\t{}", text(&r["rule_text"]))
             })
             .collect();
         // rule_text is multi-line: compare as a whole.
         assert_eq!(got.join("\n"), want.replace("\\n", "\n"));
-        assert!(
-            rules["rules"][0]["rule_text"]
-                .as_str()
-                .unwrap()
-                .contains("isolate")
-        );
+        assert!(text(&rules["rules"][0]["rule_text"]).contains("isolate"));
         let n_viol: u64 = q("SELECT count() FROM tidegate.policy_violations FINAL".into())
             .await
             .parse()
@@ -254,22 +210,19 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         ))
         .await;
         assert_eq!(u(&list["total"]), n_viol);
-        assert_eq!(
-            list["items"].as_array().unwrap().len() as u64,
-            n_viol.min(5)
-        );
-        let id = list["items"][0]["id"].as_str().unwrap();
+        assert_eq!(items(&list["items"]).len() as u64, n_viol.min(5));
+        let id = text(&list["items"][0]["id"]);
         let d = get(format!("/api/v1/violations/{}", enc(id))).await;
         let want = q(format!("SELECT JSONLength(evidence), flows FROM tidegate.policy_violations FINAL WHERE id = '{id}'")).await;
         assert_eq!(
             format!(
                 "{}\t{}",
-                d["evidence"].as_array().unwrap().len(),
-                d["flows"]
+                items(&d["evidence"]).len(),
+                row(&d, &[], &["flows"])
             ),
             want
         );
-        assert!(d["rule_text"].as_str().unwrap().contains("special-zone"));
+        assert!(text(&d["rule_text"]).contains("special-zone"));
         let none = get(format!("/api/v1/violations?{range}&rule=no-such-rule")).await;
         assert_eq!(none["total"], 0);
 
@@ -294,7 +247,7 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
                 "SELECT count(), sum(bytes) FROM tidegate.flows WHERE {cond}"
             ))
             .await;
-            assert_eq!(format!("{}\t{}", r["total"], r["bytes"]), want, "{params}");
+            assert_eq!(row(&r, &[], &["total", "bytes"]), want, "{params}");
             assert!(u(&r["total"]) > 0, "{params} finds nothing: a weak check");
         }
         let cc = q("SELECT src_country FROM tidegate.flows WHERE src_country != '' GROUP BY src_country ORDER BY count() DESC LIMIT 1".into()).await;
@@ -317,13 +270,7 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         let page2 = get(format!("/api/v1/flows?{range}&sort=bytes&limit=7&offset=7")).await;
         let want =
             q("SELECT bytes FROM tidegate.flows ORDER BY bytes DESC LIMIT 7 OFFSET 7".into()).await;
-        let got: Vec<String> = page2["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["bytes"].to_string())
-            .collect();
-        assert_eq!(got.join("\n"), want);
+        assert_eq!(rows(&page2["items"], &[], &["bytes"]).join("\n"), want);
 
         // Top talkers.
         for (by, col) in [("src", "src_text"), ("dst", "dst_text")] {
@@ -332,40 +279,26 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
                 "SELECT sum(bytes) AS b FROM tidegate.flows GROUP BY {col} ORDER BY b DESC LIMIT 5"
             ))
             .await;
-            let got: Vec<String> = r["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["bytes"].to_string())
-                .collect();
-            assert_eq!(got.join("\n"), want, "by {by}");
-            let top = r["items"][0][by].as_str().unwrap();
+            assert_eq!(
+                rows(&r["items"], &[], &["bytes"]).join("\n"),
+                want,
+                "by {by}"
+            );
+            let top = text(&r["items"][0][by]);
             let other = if by == "src" { "dst" } else { "src" };
             let want = q(format!(
                 "SELECT sum(bytes), uniq({other}) FROM tidegate.flows WHERE {col} = '{top}'"
             ))
             .await;
-            assert_eq!(
-                format!("{}\t{}", r["items"][0]["bytes"], r["items"][0]["peers"]),
-                want
-            );
+            assert_eq!(row(&r["items"][0], &[], &["bytes", "peers"]), want);
         }
         let r = get(format!(
             "/api/v1/top-talkers?{range}&by=pair&metric=packets&limit=3"
         ))
         .await;
         let want = q("SELECT sum(packets) AS p FROM tidegate.flows GROUP BY src_text, dst_text ORDER BY p DESC LIMIT 3".into()).await;
-        let got: Vec<String> = r["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["packets"].to_string())
-            .collect();
-        assert_eq!(got.join("\n"), want);
-        let (s0, d0) = (
-            r["items"][0]["src"].as_str().unwrap(),
-            r["items"][0]["dst"].as_str().unwrap(),
-        );
+        assert_eq!(rows(&r["items"], &[], &["packets"]).join("\n"), want);
+        let (s0, d0) = (text(&r["items"][0]["src"]), text(&r["items"][0]["dst"]));
         let want = q(format!(
             "SELECT uniq(dport) FROM tidegate.flows WHERE src_text = '{s0}' AND dst_text = '{d0}'"
         ))
@@ -374,20 +307,14 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
 
         // Probe health: the replaying probe with its latest report.
         let p = get("/api/v1/probes".into()).await;
-        let probe = p["probes"]
-            .as_array()
-            .unwrap()
+        let probe = items(&p["probes"])
             .iter()
             .find(|p| p["probe_id"] == "edge-1")
             .expect("edge-1 listed");
         let want = q("SELECT argMax(spool_bytes, ts), argMax(spool_batches, ts), argMax(counters['export_records'], ts) FROM tidegate.probe_health WHERE probe_id = 'edge-1'".into()).await;
-        assert_eq!(
-            format!(
-                "{}\t{}\t{}",
-                probe["spool_bytes"], probe["spool_batches"], probe["counters"]["export_records"]
-            ),
-            want
-        );
+        let spool = row(probe, &[], &["spool_bytes", "spool_batches"]);
+        let records = row(&probe["counters"], &[], &["export_records"]);
+        assert_eq!(format!("{spool}\t{records}"), want);
         assert_eq!(probe["reporting"], true);
         assert!(u(&probe["counters"]["export_records"]) > 0);
         let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
@@ -397,7 +324,7 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
             now + 60_000
         ))
         .await;
-        let buckets = h["buckets"].as_array().unwrap();
+        let buckets = items(&h["buckets"]);
         assert!(!buckets.is_empty());
         let max_spool = buckets.iter().map(|b| u(&b["spool_bytes"])).max().unwrap();
         let want = q(

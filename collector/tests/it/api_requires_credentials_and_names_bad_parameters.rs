@@ -26,6 +26,10 @@ const PROTECTED: [&str; 13] = [
 fn without_credentials_every_api_call_is_refused_and_a_login_or_token_opens_it() {
     let c = Console::start(false);
     block_on(async {
+        // GET with one header.
+        let get = async |path: &str, header: (&str, &str)| {
+            http("GET", &c.url, path, &[header], None).await
+        };
         // The UI shell itself is public (it shows the login form) and never framed.
         let index = http("GET", &c.url, "/", &[], None).await;
         assert_eq!(index.status, 200);
@@ -54,23 +58,9 @@ fn without_credentials_every_api_call_is_refused_and_a_login_or_token_opens_it()
                     .unwrap()
                     .contains("authentication required")
             );
-            let r = http(
-                "GET",
-                &c.url,
-                path,
-                &[("Authorization", "Bearer wrong")],
-                None,
-            )
-            .await;
+            let r = get(path, ("Authorization", "Bearer wrong")).await;
             assert_eq!(r.status, 401, "{path} with a wrong token");
-            let r = http(
-                "GET",
-                &c.url,
-                path,
-                &[("Cookie", "tidegate_session=forged")],
-                None,
-            )
-            .await;
+            let r = get(path, ("Cookie", "tidegate_session=forged")).await;
             assert_eq!(r.status, 401, "{path} with a forged session");
         }
         let s = http("GET", &c.url, "/api/v1/session", &[], None).await;
@@ -103,23 +93,9 @@ fn without_credentials_every_api_call_is_refused_and_a_login_or_token_opens_it()
             "{set}"
         );
         let cookie = set.split(';').next().unwrap().to_string();
-        let r = http(
-            "GET",
-            &c.url,
-            "/api/v1/probes",
-            &[("Cookie", &cookie)],
-            None,
-        )
-        .await;
+        let r = get("/api/v1/probes", ("Cookie", &cookie)).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        let s = http(
-            "GET",
-            &c.url,
-            "/api/v1/session",
-            &[("Cookie", &cookie)],
-            None,
-        )
-        .await;
+        let s = get("/api/v1/session", ("Cookie", &cookie)).await;
         assert_eq!(s.json()["name"], USER);
         let r = http(
             "POST",
@@ -130,14 +106,7 @@ fn without_credentials_every_api_call_is_refused_and_a_login_or_token_opens_it()
         )
         .await;
         assert_eq!(r.status, 200);
-        let r = http(
-            "GET",
-            &c.url,
-            "/api/v1/probes",
-            &[("Cookie", &cookie)],
-            None,
-        )
-        .await;
+        let r = get("/api/v1/probes", ("Cookie", &cookie)).await;
         assert_eq!(r.status, 401, "the session ended with logout");
         assert!(!TOKEN.is_empty());
     });

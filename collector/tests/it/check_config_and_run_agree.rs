@@ -60,62 +60,31 @@ fn check_config_and_run_refuse_the_same_bad_values_at_the_same_line() {
         )
     };
     let user = format!("[[api.user]]\nname = \"ana\"\npassword_sha256 = \"{PW}\"\n");
-    let cases: Vec<(String, &str, &str)> = vec![
-        // [clickhouse]
-        (
-            base.replace("http://127.0.0.1:9", "https://ch.example:8443"),
-            "url = \"https",
-            "clickhouse.url",
-        ),
-        (
-            base.replace("database = \"tidegate\"", "database = \"1db\""),
-            "database = ",
-            "clickhouse.database",
-        ),
-        (
-            base.replace(
-                "database = \"tidegate\"",
-                "database = \"x; DROP TABLE flows\"",
-            ),
-            "database = ",
-            "clickhouse.database",
-        ),
-        (
-            base.replace("http://127.0.0.1:9", "ftp://ch.example"),
-            "url = \"ftp",
-            "clickhouse.url",
-        ),
-        (
-            base.replace("http://127.0.0.1:9", "http://u:p@ch.example:8123"),
-            "url = \"http://u:p",
-            "clickhouse.url",
-        ),
-        (
-            base.replace("retention_days = 0", "retention_days = 0\nuser = \"\""),
-            "user = ",
-            "clickhouse.user",
-        ),
-        (
-            base.replace(
-                "retention_days = 0",
-                "retention_days = 0\nmax_rows_per_insert = 0",
-            ),
-            "max_rows_per_insert",
-            "clickhouse.max_rows_per_insert",
-        ),
-        (
-            base.replace(
-                "retention_days = 0",
-                "retention_days = 0\ninsert_timeout = 0",
-            ),
-            "insert_timeout",
-            "clickhouse.insert_timeout",
-        ),
-        (
-            base.replace("retention_days = 0", "retention_days = 0\ndatabse = \"x\""),
-            "databse",
-            "databse",
-        ),
+    // [clickhouse]: a value replaced (old, new) or a setting added after the others; the
+    // error is at the line of the new text and names `field`.
+    let (url, db, retention) = ("http://127.0.0.1:9", "\"tidegate\"", "retention_days = 0");
+    let replaced = [
+        (url, "https://ch.example:8443", "clickhouse.url"),
+        (db, "\"1db\"", "clickhouse.database"),
+        (db, "\"x; DROP TABLE flows\"", "clickhouse.database"),
+        (url, "ftp://ch.example", "clickhouse.url"),
+        (url, "http://u:p@ch.example:8123", "clickhouse.url"),
+    ];
+    let added = [
+        ("user = \"\"", "clickhouse.user"),
+        ("max_rows_per_insert = 0", "clickhouse.max_rows_per_insert"),
+        ("insert_timeout = 0", "clickhouse.insert_timeout"),
+        ("databse = \"x\"", "databse"),
+    ];
+    let mut cases: Vec<(String, &str, &str)> = replaced
+        .into_iter()
+        .map(|(old, new, field)| (base.replace(old, new), new, field))
+        .chain(added.into_iter().map(|(setting, field)| {
+            let text = base.replace(retention, &format!("{retention}\n{setting}"));
+            (text, setting, field)
+        }))
+        .collect();
+    cases.extend([
         // [api]
         (
             api(&format!("session_hours = 0\n{user}")),
@@ -168,7 +137,7 @@ fn check_config_and_run_refuse_the_same_bad_values_at_the_same_line() {
             "metrics = ",
             "metrics",
         ),
-    ];
+    ]);
     let path = dir.path().join("collector.toml");
     for (text, at, field) in &cases {
         std::fs::write(&path, text).unwrap();

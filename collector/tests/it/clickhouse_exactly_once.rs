@@ -1,35 +1,14 @@
 //! The collector's spool replays a batch until the sink accepts it: whatever the number of
 //! attempts, ClickHouse holds its records once, in `flows` and in the rollups.
 
-use std::time::Duration;
-
-use tidegate_collector::sinks::clickhouse::{ClickHouseConfig, ClickHouseSink, SinkMetrics};
-use tidegate_testkit::{TestClickHouse, probe::corpus_records};
-
-async fn sink(ch: &TestClickHouse, database: &str, max_rows_per_insert: usize) -> ClickHouseSink {
-    let s = ClickHouseSink::connect(
-        ClickHouseConfig {
-            url: ch.url(),
-            database: database.into(),
-            retention_days: 0,
-            max_rows_per_insert,
-            insert_timeout: Duration::from_secs(20),
-            ..Default::default()
-        },
-        SinkMetrics::default(),
-    )
-    .await
-    .unwrap();
-    s.migrate().await.unwrap();
-    s
-}
+use crate::support::clickhouse::start_sink;
+use tidegate_testkit::probe::corpus_records;
 
 #[tokio::test]
 async fn a_retried_batch_is_stored_once_and_other_batches_are_not_mistaken_for_it() {
     let records = corpus_records();
     let batch = &records[..150];
-    let ch = TestClickHouse::start();
-    let s = sink(&ch, "tg_once", 100_000).await;
+    let (ch, s) = start_sink("tg_once", 100_000).await;
     let count = async || {
         ch.query("SELECT count(), sum(packets) FROM tg_once.flows")
             .await
@@ -72,9 +51,8 @@ async fn a_retried_batch_is_stored_once_and_other_batches_are_not_mistaken_for_i
 async fn a_split_batch_interrupted_half_way_is_completed_by_its_retry() {
     let records = corpus_records();
     let batch = &records[..50];
-    let ch = TestClickHouse::start();
     // 7 rows per INSERT: 50 records go in 8 parts, tokens edge-1:5:0 ... edge-1:5:7.
-    let s = sink(&ch, "tg_split", 7).await;
+    let (ch, s) = start_sink("tg_split", 7).await;
 
     // The first attempt stored parts 0 and 1 (rows 0..14) and then failed: exactly what
     // sending the first 14 records of the batch stores.
@@ -104,8 +82,7 @@ async fn a_split_batch_interrupted_half_way_is_completed_by_its_retry() {
 #[tokio::test]
 async fn rollups_equal_the_raw_sums_even_after_retries() {
     let records = corpus_records();
-    let ch = TestClickHouse::start();
-    let s = sink(&ch, "tg_roll", 64).await;
+    let (ch, s) = start_sink("tg_roll", 64).await;
     for (i, batch) in records.chunks(100).enumerate() {
         let seq = i as u64 + 1;
         // Every batch is retried once, the first one three times.

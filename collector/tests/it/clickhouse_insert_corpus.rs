@@ -5,16 +5,14 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv6Addr},
-    time::Duration,
 };
 
+use crate::support::clickhouse::start_sink;
 use clickhouse::Row;
 use serde::Deserialize;
-use tidegate_collector::sinks::clickhouse::{
-    ClickHouseConfig, ClickHouseSink, ErrorClass, SinkError, SinkMetrics,
-};
+use tidegate_collector::sinks::clickhouse::{ErrorClass, SinkError};
 use tidegate_common::Direction;
-use tidegate_testkit::{TestClickHouse, probe::corpus_records};
+use tidegate_testkit::probe::corpus_records;
 use tidegate_wire::record::FlowRecord;
 
 /// A `flows` row read back with the columns the sink writes.
@@ -74,25 +72,6 @@ impl Stored {
     }
 }
 
-async fn sink(ch: &TestClickHouse, database: &str, max_rows_per_insert: usize) -> ClickHouseSink {
-    let s = ClickHouseSink::connect(
-        ClickHouseConfig {
-            url: ch.url(),
-            database: database.into(),
-            // The captures are from 2016 and 2021: with a retention they would expire.
-            retention_days: 0,
-            max_rows_per_insert,
-            insert_timeout: Duration::from_secs(20),
-            ..Default::default()
-        },
-        SinkMetrics::default(),
-    )
-    .await
-    .unwrap();
-    s.migrate().await.unwrap();
-    s
-}
-
 #[tokio::test]
 async fn corpus_records_come_back_exactly_and_per_flow_sums_match() {
     let records = corpus_records();
@@ -108,9 +87,8 @@ async fn corpus_records_come_back_exactly_and_per_flow_sums_match() {
         "sub-microsecond timestamps"
     );
 
-    let ch = TestClickHouse::start();
     // 40 rows per INSERT: batches of 100 records go in 3 parts.
-    let s = sink(&ch, "tg_corpus", 40).await;
+    let (ch, s) = start_sink("tg_corpus", 40).await;
     let mut expected = Vec::new();
     for (i, batch) in records.chunks(100).enumerate() {
         let seq = i as u64 + 1;
@@ -215,9 +193,8 @@ async fn a_record_that_cannot_be_stored_fails_its_whole_batch() {
     let mut records = corpus_records();
     records.truncate(20);
     records[5].last = u64::MAX;
-    let ch = TestClickHouse::start();
     // 4 rows per INSERT: the bad record is in the second part; the first must not be sent.
-    let s = sink(&ch, "tg_bad", 4).await;
+    let (ch, s) = start_sink("tg_bad", 4).await;
     let e = s.insert_batch("edge-1", 9, &records).await.unwrap_err();
     assert!(matches!(e, SinkError::Invalid { .. }), "{e:?}");
     assert_eq!(e.class(), ErrorClass::Data);

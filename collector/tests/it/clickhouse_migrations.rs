@@ -4,20 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::clickhouse::config;
 use tidegate_collector::sinks::clickhouse::{
     ClickHouseConfig, ClickHouseSink, ErrorClass, SinkError, SinkMetrics, migrations::MIGRATIONS,
 };
 use tidegate_testkit::{TestClickHouse, free_port};
-
-fn config(url: String, database: &str, retention_days: u32) -> ClickHouseConfig {
-    ClickHouseConfig {
-        url,
-        database: database.to_string(),
-        retention_days,
-        insert_timeout: Duration::from_secs(10),
-        ..Default::default()
-    }
-}
 
 async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
     ClickHouseSink::connect(cfg, SinkMetrics::default())
@@ -161,23 +152,23 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
 #[tokio::test]
 async fn retention_follows_the_config_at_each_start() {
     let ch = TestClickHouse::start();
-    sink(config(ch.url(), "tg_ret", 30))
-        .await
-        .migrate()
-        .await
-        .unwrap();
-    let ttl = async |t: &str| {
+    // A start of the collector on `database` with `retention_days`: what it changed.
+    let start = async |database: &str, retention_days| {
+        sink(config(ch.url(), database, retention_days))
+            .await
+            .migrate()
+            .await
+            .unwrap()
+    };
+    let engine = async |database: &str, t: &str| {
         ch.query(&format!(
-            "SELECT engine_full FROM system.tables WHERE database = 'tg_ret' AND name = '{t}'"
+            "SELECT engine_full FROM system.tables WHERE database = '{database}' AND name = '{t}'"
         ))
         .await
     };
+    start("tg_ret", 30).await;
 
-    let week = sink(config(ch.url(), "tg_ret", 7))
-        .await
-        .migrate()
-        .await
-        .unwrap();
+    let week = start("tg_ret", 7).await;
     assert!(week.applied.is_empty());
     assert_eq!(
         week.retention_changes,
@@ -188,22 +179,14 @@ async fn retention_follows_the_config_at_each_start() {
         ]
     );
     assert!(
-        ttl("flows")
+        engine("tg_ret", "flows")
             .await
             .contains("TTL toDate(first) + toIntervalDay(7) SETTINGS")
     );
-    let same = sink(config(ch.url(), "tg_ret", 7))
-        .await
-        .migrate()
-        .await
-        .unwrap();
+    let same = start("tg_ret", 7).await;
     assert!(same.retention_changes.is_empty(), "{same:?}");
 
-    let forever = sink(config(ch.url(), "tg_ret", 0))
-        .await
-        .migrate()
-        .await
-        .unwrap();
+    let forever = start("tg_ret", 0).await;
     assert_eq!(
         forever.retention_changes,
         [
@@ -213,22 +196,12 @@ async fn retention_follows_the_config_at_each_start() {
         ]
     );
     for t in ["flows", "flows_1m", "probe_health"] {
-        assert!(!ttl(t).await.contains("TTL"), "{t}");
+        assert!(!engine("tg_ret", t).await.contains("TTL"), "{t}");
     }
     // A fresh database with retention 0 is created without TTL at all.
-    let fresh = sink(config(ch.url(), "tg_ret0", 0))
-        .await
-        .migrate()
-        .await
-        .unwrap();
+    let fresh = start("tg_ret0", 0).await;
     assert!(fresh.retention_changes.is_empty());
-    assert!(
-        !ch.query(
-            "SELECT engine_full FROM system.tables WHERE database = 'tg_ret0' AND name = 'flows'"
-        )
-        .await
-        .contains("TTL")
-    );
+    assert!(!engine("tg_ret0", "flows").await.contains("TTL"));
 }
 
 #[tokio::test]
@@ -281,25 +254,21 @@ async fn an_edited_or_unknown_migration_stops_the_start() {
 
 #[tokio::test]
 async fn bad_configuration_gives_clear_errors() {
+    // A configuration the sink refuses to be created with.
+    let refused = async |url: &str, database: &str| {
+        ClickHouseSink::connect(config(url.into(), database, 30), SinkMetrics::default())
+            .await
+            .unwrap_err()
+    };
     // Wrong database name characters: refused before any network traffic.
-    let e = ClickHouseSink::connect(
-        config("http://127.0.0.1:8123".into(), "tide-gate", 30),
-        SinkMetrics::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = refused("http://127.0.0.1:8123", "tide-gate").await;
     assert_eq!(
         e.to_string(),
         "clickhouse.database: \"tide-gate\" is not a valid database name: use 1 to 64 \
          characters from [A-Za-z0-9_], not starting with a digit"
     );
     assert_eq!(e.class(), ErrorClass::Config);
-    let e = ClickHouseSink::connect(
-        config("https://ch.example:8443".into(), "tidegate", 30),
-        SinkMetrics::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = refused("https://ch.example:8443", "tidegate").await;
     assert!(
         e.to_string()
             .starts_with("clickhouse.url: \"https://ch.example:8443\": https is not supported"),

@@ -1,27 +1,14 @@
 //! Probes report their health; the collector stores each report once in `probe_health`.
 
-use std::time::Duration;
-
-use tidegate_collector::sinks::clickhouse::{
-    ClickHouseConfig, ClickHouseSink, ErrorClass, ProbeHealthRow, SinkMetrics,
-};
+use crate::support::clickhouse::{config, migrated};
+use tidegate_collector::sinks::clickhouse::{ErrorClass, ProbeHealthRow};
 use tidegate_testkit::TestClickHouse;
 
 #[tokio::test]
 async fn health_reports_are_stored_once_with_their_counters() {
     let ch = TestClickHouse::start();
-    let s = ClickHouseSink::connect(
-        ClickHouseConfig {
-            url: ch.url(),
-            database: "tg_health".into(),
-            insert_timeout: Duration::from_secs(10),
-            ..Default::default()
-        },
-        SinkMetrics::default(),
-    )
-    .await
-    .unwrap();
-    s.migrate().await.unwrap();
+    // The default retention: 30 days.
+    let s = migrated(config(ch.url(), "tg_health", 30)).await;
 
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -60,6 +60,37 @@ fn of_kind(alerts: &[Alert], kind: AlertKind) -> Vec<&Alert> {
     found
 }
 
+/// The one alert of `kind`, failing with every alert shown otherwise.
+fn one_of_kind(alerts: &[Alert], kind: AlertKind) -> &Alert {
+    let found = of_kind(alerts, kind);
+    assert_eq!(
+        found.len(),
+        1,
+        "one {kind:?} alert wanted:\n{}",
+        show(alerts)
+    );
+    found[0]
+}
+
+/// Replays `capture`: exactly one alert of `kind`, from `src` to `dst`; returns it.
+fn one_between(capture: &str, kind: AlertKind, src: &str, dst: &str) -> Alert {
+    let alerts = detect(capture);
+    let found = of_kind(&alerts, kind);
+    assert_eq!(found.len(), 1, "{capture}:\n{}", show(&alerts));
+    assert_eq!(found[0].src, addr(src), "{capture}");
+    assert_eq!(found[0].dst, addr(dst), "{capture}");
+    found[0].clone()
+}
+
+/// The alert of `kind` that `pick` finds, failing with every alert shown when there is
+/// none.
+fn find_of_kind(alerts: &[Alert], kind: AlertKind, pick: impl Fn(&Alert) -> bool) -> &Alert {
+    of_kind(alerts, kind)
+        .into_iter()
+        .find(|a| pick(a))
+        .unwrap_or_else(|| panic!("no such {kind:?} alert:\n{}", show(alerts)))
+}
+
 /// The labelled answer to question `id` of a pcapforge scenario.
 fn answer(scenario: &str, id: &str) -> serde_json::Value {
     let path = tidegate_testkit::paths::corpus_dir()
@@ -79,9 +110,8 @@ fn answer(scenario: &str, id: &str) -> serde_json::Value {
 #[test]
 fn spoofed_syn_flood_raises_a_syn_flood_alert_on_the_target() {
     let alerts = detect("stopddos-pkt.TCP.synflood.spoofed.pcap");
-    let floods = of_kind(&alerts, AlertKind::SynFlood);
-    assert_eq!(floods.len(), 1, "one merged alert:\n{}", show(&alerts));
-    let a = floods[0];
+    // One merged alert.
+    let a = one_of_kind(&alerts, AlertKind::SynFlood);
     assert_eq!(a.dst, addr("10.10.10.10"));
     assert_eq!(a.port, Some(25565));
     assert!(a.severity >= Severity::High);
@@ -98,11 +128,8 @@ fn spoofed_syn_flood_raises_a_syn_flood_alert_on_the_target() {
 #[test]
 fn isakmp_amplification_raises_a_volumetric_alert_naming_the_port() {
     let alerts = detect("stopddos-amp.UDP.isakmp.pcap");
-    let vol = of_kind(&alerts, AlertKind::Volumetric);
-    let a = vol
-        .iter()
-        .find(|a| a.dst == addr("10.10.10.10") && a.port == Some(4500))
-        .unwrap_or_else(|| panic!("no ISAKMP volumetric alert:\n{}", show(&alerts)));
+    let isakmp = |a: &Alert| a.dst == addr("10.10.10.10") && a.port == Some(4500);
+    let a = find_of_kind(&alerts, AlertKind::Volumetric, isakmp);
     assert!(a.description.contains("ISAKMP"), "{}", a.description);
     assert!(a.severity >= Severity::High);
 }
@@ -110,21 +137,17 @@ fn isakmp_amplification_raises_a_volumetric_alert_naming_the_port() {
 #[test]
 fn fragmented_dns_rrsig_answers_raise_an_amplification_alert() {
     let alerts = detect("stopddos-amp.dns.RRSIG.fragmented.pcap");
-    let amp = of_kind(&alerts, AlertKind::Amplification);
-    assert_eq!(amp.len(), 1, "{}", show(&alerts));
-    assert_eq!(amp[0].dst, addr("10.10.10.10"));
-    assert_eq!(amp[0].port, Some(53));
-    assert!(amp[0].description.contains("DNS amplification"));
+    let amp = one_of_kind(&alerts, AlertKind::Amplification);
+    assert_eq!(amp.dst, addr("10.10.10.10"));
+    assert_eq!(amp.port, Some(53));
+    assert!(amp.description.contains("DNS amplification"));
 }
 
 #[test]
 fn syn_scan_raises_a_port_scan_alert_and_no_flood() {
     let alerts = detect("ndpi-synscan.pcap");
-    let scans = of_kind(&alerts, AlertKind::PortScan);
-    let a = scans
-        .iter()
-        .find(|a| a.src == addr("172.16.0.8"))
-        .unwrap_or_else(|| panic!("{}", show(&alerts)));
+    let scanner = |a: &Alert| a.src == addr("172.16.0.8");
+    let a = find_of_kind(&alerts, AlertKind::PortScan, scanner);
     assert_eq!(a.dst, addr("64.13.134.52"));
     assert!(a.measured >= 1000.0, "{}", a.measured);
     assert!(
@@ -136,11 +159,8 @@ fn syn_scan_raises_a_port_scan_alert_and_no_flood() {
 
 #[test]
 fn syn_fin_null_xmas_scan_raises_a_port_scan_alert() {
-    let alerts = detect("ndpi-tcp_scan.pcapng");
-    let scans = of_kind(&alerts, AlertKind::PortScan);
-    assert_eq!(scans.len(), 1, "{}", show(&alerts));
-    assert_eq!(scans[0].src, addr("192.168.1.178"));
-    assert_eq!(scans[0].dst, addr("192.168.1.2"));
+    let (src, dst) = ("192.168.1.178", "192.168.1.2");
+    one_between("ndpi-tcp_scan.pcapng", AlertKind::PortScan, src, dst);
 }
 
 #[test]
@@ -153,27 +173,16 @@ fn dns_exfiltration_and_iodine_raise_dns_tunnel_alerts() {
         ),
         ("ndpi-dns-tunnel-iodine.pcap", "10.0.2.30", "10.0.2.20"),
     ] {
-        let alerts = detect(file);
-        let t = of_kind(&alerts, AlertKind::DnsTunnel);
-        assert_eq!(t.len(), 1, "{file}:\n{}", show(&alerts));
-        assert_eq!(t[0].src, addr(client), "{file}");
-        assert_eq!(t[0].dst, addr(resolver), "{file}");
-        assert_eq!(t[0].port, Some(53));
+        let t = one_between(file, AlertKind::DnsTunnel, client, resolver);
+        assert_eq!(t.port, Some(53));
     }
 }
 
 #[test]
 fn icmp_tunnel_raises_an_icmp_tunnel_alert() {
-    let alerts = detect("ndpi-icmp-tunnel.pcap");
-    let t = of_kind(&alerts, AlertKind::IcmpTunnel);
-    assert_eq!(
-        t.len(),
-        1,
-        "windows of one tunnel merge:\n{}",
-        show(&alerts)
-    );
-    assert_eq!(t[0].src, addr("192.168.154.131"));
-    assert_eq!(t[0].dst, addr("192.168.154.132"));
+    // Windows of one tunnel merge.
+    let (src, dst) = ("192.168.154.131", "192.168.154.132");
+    one_between("ndpi-icmp-tunnel.pcap", AlertKind::IcmpTunnel, src, dst);
 }
 
 #[test]

@@ -8,30 +8,22 @@
 //! with a valid signature.
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::alerts::{Behaviour, Log, Receiver, SECRET, free_addr, wait_until};
+use crate::support::analysis::Analysis;
 use tidegate_collector::sinks::alerts::verify_signature;
 use tidegate_testkit::{
-    CollectorProcess,
-    certs::Certs,
-    collector::CollectorConfig,
-    probe::{exporter, probe_options, replay_into},
-    stack::PROBES,
+    Stack, TestClickHouse, eventually_async as eventually, stack::StackOptions,
 };
-use tidegate_testkit::{TestClickHouse, eventually_async as eventually, free_port};
 use tidegate_threat::detect::{DetectConfig, Detector};
 use tidegate_threat::enrich::{EnrichConfig, Enricher};
 use tidegate_threat::policy::ViolationBook;
 use tidegate_threat::policy::{PolicyEngine, PolicyHandle};
 use tidegate_wire::record::FlowRecord;
-
-const POLICY: &str = "[[zone]]\nname = \"special-zone\"\ncidrs = [\"192.168.0.0/16\"]\n\n\
-[[rule]]\nid = \"special-isolation\"\nname = \"special zone exchanges data with nobody outside\"\n\
-type = \"isolate\"\nzone = \"special-zone\"\npeers = []\nseverity = \"critical\"\n";
 
 /// Offline analysis of `records` with the same settings: alert ids and violation ids.
 fn offline(
@@ -85,18 +77,8 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
         .build()
         .unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let ch = TestClickHouse::start();
-        let certs = Certs::generate(&dir.path().join("certs"), &PROBES);
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let config = CollectorConfig::new(dir.path(), &certs, port, &ch.url()).write(dir.path());
-        let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, POLICY).unwrap();
-        let detect = dir.path().join("detect.toml");
-        // Short lateness: the replayed records arrive at once, in order.
-        std::fs::write(&detect, "lateness_secs = 2\n").unwrap();
-        let jsonl = dir.path().join("alerts.jsonl");
+        let analysis = Analysis::new();
+        let (policy, detect) = (analysis.policy(), analysis.detect());
         let hook_addr = free_addr();
         let syslog = UdpSocket::bind("127.0.0.1:0").unwrap();
         let syslog_addr = syslog.local_addr().unwrap();
@@ -111,29 +93,25 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
                 }
             });
         }
-        let mmdb = tidegate_testkit::paths::geolite();
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "\n[enrich]\nmmdb = [\"{}\"]\n\n[policy]\nfile = \"policy.toml\"\n\n\
-             [detect]\nconfig = \"detect.toml\"\nidle_advance_secs = 1\n\n\
-             [alerts]\njsonl = \"alerts.jsonl\"\n\n\
+        let extra = format!(
+            "{}\n[alerts]\njsonl = \"alerts.jsonl\"\n\n\
              [alerts.webhook]\nurl = \"http://{hook_addr}/hook\"\nsecret = \"{SECRET}\"\n\
              backoff_min_ms = 20\nbackoff_max_ms = 200\ntimeout_ms = 2000\n\n\
              [alerts.syslog]\naddress = \"{}\"\nprotocol = \"udp\"\ncef = true\n",
-            mmdb.display(),
+            analysis.config(),
             syslog_addr
-        ));
-        std::fs::write(&config, text).unwrap();
-
-        let mut collector = CollectorProcess::start(&config, addr);
-        let spool = dir.path().join("probe-spool");
-        let mut exp = exporter(probe_options(&certs, "edge-1", addr, &spool));
+        );
+        let mut stack = Stack::start_with(StackOptions {
+            extra,
+            metrics: false,
+        });
+        let ch = &stack.ch;
+        let jsonl = stack.dir().join("alerts.jsonl");
         let captures = ["stopddos-pkt.TCP.synflood.spoofed.pcap", "ndpi-1kxun.pcap"];
-        let records = replay_into(&captures, &mut exp);
-        drop(exp);
+        let records = stack.replay("edge-1", &captures);
 
         let enricher = Enricher::load(&EnrichConfig {
-            mmdb: vec![mmdb.clone()],
+            mmdb: vec![analysis.mmdb.clone()],
             csv: vec![],
         })
         .unwrap();
@@ -142,15 +120,15 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
 
         // ClickHouse: the same alerts and violations as offline analysis.
         let ok = eventually(Duration::from_secs(150), async || {
-            ids(&ch, "alerts").await == want_alerts
-                && ids(&ch, "policy_violations").await == want_violations
+            ids(ch, "alerts").await == want_alerts
+                && ids(ch, "policy_violations").await == want_violations
         })
         .await;
         assert!(
             ok,
             "ClickHouse alerts {:?} (want {want_alerts:?}); violations: {} of {}",
-            ids(&ch, "alerts").await,
-            ids(&ch, "policy_violations").await.len(),
+            ids(ch, "alerts").await,
+            ids(ch, "policy_violations").await.len(),
             want_violations.len()
         );
         let flood = ch
@@ -220,8 +198,8 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
 
         // The webhook receiver is still down: kill the collector, start it again on the same
         // outbox and spool, then bring the receiver up.
-        collector.kill();
-        let outbox = dir.path().join("spool/webhook-outbox");
+        stack.collector.kill();
+        let outbox = stack.dir().join("spool/webhook-outbox");
         let queued = std::fs::read_dir(&outbox)
             .unwrap()
             .filter(|e| {
@@ -233,7 +211,7 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
             })
             .count();
         assert!(queued > 0 && queued <= unique.len(), "outbox holds {queued}");
-        let _collector = CollectorProcess::start(&config, addr);
+        stack.restart_collector();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let log = Arc::new(Mutex::new(Log::default()));
         let receiver = Receiver::start(hook_addr, Behaviour::default(), log.clone()).await;

@@ -4,7 +4,6 @@
 
 use std::net::IpAddr;
 
-use tidegate_common::Direction;
 use tidegate_threat::Severity;
 use tidegate_threat::detect::{Alert, AlertKind, DetectConfig, Detector, Endpoint};
 use tidegate_wire::record::FlowRecord;
@@ -28,17 +27,13 @@ fn flow(
         sport: 40_000 + (at / S % 20_000) as u16,
         dport,
         proto,
-        vlan: None,
         packets: bytes.div_ceil(1_000).max(1),
         bytes,
         first: at,
         last: at + S / 10,
         tcp_flags: flags,
-        icmp_type: None,
-        icmp_code: None,
         line: "hk-intl-1".into(),
-        ifindex: 0,
-        direction: Direction::Ingress,
+        ..Default::default()
     }
 }
 
@@ -52,6 +47,13 @@ fn run(cfg: DetectConfig, flows: &[FlowRecord]) -> Vec<Alert> {
 
 fn kinds(alerts: &[Alert], kind: AlertKind) -> Vec<&Alert> {
     alerts.iter().filter(|a| a.kind == kind).collect()
+}
+
+/// The one alert of `kind` (failing with every alert shown when there is not exactly one).
+fn only(alerts: &[Alert], kind: AlertKind) -> &Alert {
+    let found = kinds(alerts, kind);
+    assert_eq!(found.len(), 1, "{alerts:?}");
+    found[0]
 }
 
 fn ip(s: &str) -> Option<Endpoint> {
@@ -74,11 +76,10 @@ fn a_sweep_of_one_port_across_many_hosts_is_a_host_sweep() {
         })
         .collect();
     let alerts = run(DetectConfig::default(), &flows);
-    let sweeps = kinds(&alerts, AlertKind::HostSweep);
-    assert_eq!(sweeps.len(), 1, "{alerts:?}");
-    assert_eq!(sweeps[0].src, ip("10.0.0.9"));
-    assert_eq!(sweeps[0].port, Some(445));
-    assert_eq!(sweeps[0].measured, 30.0);
+    let sweep = only(&alerts, AlertKind::HostSweep);
+    assert_eq!(sweep.src, ip("10.0.0.9"));
+    assert_eq!(sweep.port, Some(445));
+    assert_eq!(sweep.measured, 30.0);
     // 19 hosts stay below the default of 20.
     let alerts = run(DetectConfig::default(), &flows[..19]);
     assert!(kinds(&alerts, AlertKind::HostSweep).is_empty());
@@ -118,12 +119,11 @@ fn an_inside_host_sending_far_above_its_baseline_is_exfiltration() {
     cfg.exfiltration.floor_bytes = 10_000_000;
     // Baseline 1 MB per window x factor 20 = 20 MB: 50 MB alerts, 15 MB does not.
     let alerts = run(cfg.clone(), &transfers(10, 1_000_000, 50_000_000));
-    let ex = kinds(&alerts, AlertKind::Exfiltration);
-    assert_eq!(ex.len(), 1, "{alerts:?}");
-    assert_eq!(ex[0].src, ip("10.0.0.5"));
-    assert_eq!(ex[0].dst, ip("198.51.100.7"));
-    assert_eq!(ex[0].threshold, 20_000_000.0);
-    assert!(ex[0].severity >= Severity::High);
+    let ex = only(&alerts, AlertKind::Exfiltration);
+    assert_eq!(ex.src, ip("10.0.0.5"));
+    assert_eq!(ex.dst, ip("198.51.100.7"));
+    assert_eq!(ex.threshold, 20_000_000.0);
+    assert!(ex.severity >= Severity::High);
     let alerts = run(cfg.clone(), &transfers(10, 1_000_000, 15_000_000));
     assert!(
         kinds(&alerts, AlertKind::Exfiltration).is_empty(),
@@ -149,11 +149,10 @@ fn periodic_connections_with_low_jitter_are_beaconing() {
         })
         .collect();
     let alerts = run(DetectConfig::default(), &regular);
-    let b = kinds(&alerts, AlertKind::Beaconing);
-    assert_eq!(b.len(), 1, "{alerts:?}");
-    assert_eq!(b[0].src, ip("10.0.0.7"));
-    assert_eq!(b[0].port, Some(443));
-    assert!(b[0].measured < 0.1);
+    let b = only(&alerts, AlertKind::Beaconing);
+    assert_eq!(b.src, ip("10.0.0.7"));
+    assert_eq!(b.port, Some(443));
+    assert!(b.measured < 0.1);
     let irregular: Vec<_> = [0u64, 5, 70, 80, 200, 260, 270, 400, 401, 500]
         .iter()
         .map(|s| flow("10.0.0.7", "198.51.100.20", 443, 6, 0x1b, T0 + s * S, 900))
@@ -272,15 +271,10 @@ fn volumetric_alerts_compare_with_the_learned_baseline_and_the_floor() {
     // Learned 500 pps x factor 10 = 5000 pps: 6000 alerts; 4000, though above the
     // floor, does not.
     let alerts = run(cfg.clone(), &udp_rates(20, 6_000));
-    let vol = kinds(&alerts, AlertKind::Volumetric);
-    assert_eq!(vol.len(), 1, "{alerts:?}");
-    assert_eq!(vol[0].dst, ip("192.0.2.53"));
-    assert_eq!(vol[0].measured, 6_000.0);
-    assert!(
-        (vol[0].threshold - 5_000.0).abs() < 1.0,
-        "{}",
-        vol[0].threshold
-    );
+    let vol = only(&alerts, AlertKind::Volumetric);
+    assert_eq!(vol.dst, ip("192.0.2.53"));
+    assert_eq!(vol.measured, 6_000.0);
+    assert!((vol.threshold - 5_000.0).abs() < 1.0, "{}", vol.threshold);
     assert!(
         kinds(
             &run(cfg.clone(), &udp_rates(20, 4_000)),

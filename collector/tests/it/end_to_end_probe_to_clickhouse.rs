@@ -3,24 +3,24 @@
 //! `flows` equal the corpus ground truth, and faults (ClickHouse down, collector killed,
 //! probe restarted while the collector is down) leave exact totals: no loss, no duplicate.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, SocketAddr},
-    time::Duration,
-};
+use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
-use tidegate_testkit::{
-    CollectorProcess,
-    certs::Certs,
-    collector::CollectorConfig,
-    probe::{exporter, probe_options, replay_into},
-    stack::PROBES,
-};
-use tidegate_testkit::{TestClickHouse, free_port};
+use tidegate_testkit::{Stack, TestClickHouse, probe::replay_into, stack::StackOptions};
 use tidegate_wire::record::FlowRecord;
 
 type Key = (IpAddr, IpAddr, u8, u16, u16);
 type Sums = BTreeMap<Key, (u64, u64)>;
+
+/// The key in 5 text fields: source, destination, protocol, source and destination ports.
+fn key(f: &[&str]) -> Key {
+    (
+        f[0].parse().unwrap(),
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+        f[4].parse().unwrap(),
+    )
+}
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -42,14 +42,7 @@ fn truth(capture: &str) -> Sums {
     let mut m = Sums::new();
     for l in text.lines().filter(|l| !l.starts_with('#')) {
         let f: Vec<&str> = l.split('\t').collect();
-        let k = (
-            f[1].parse().unwrap(),
-            f[2].parse().unwrap(),
-            f[3].parse().unwrap(),
-            f[4].parse().unwrap(),
-            f[5].parse().unwrap(),
-        );
-        let e = m.entry(k).or_default();
+        let e = m.entry(key(&f[1..6])).or_default();
         e.0 += f[6].parse::<u64>().unwrap();
         e.1 += f[8].parse::<u64>().unwrap();
     }
@@ -72,14 +65,7 @@ fn parse_sums(tsv: &str) -> Sums {
     let mut m = Sums::new();
     for l in tsv.lines().filter(|l| !l.is_empty()) {
         let f: Vec<&str> = l.split('\t').collect();
-        let k = (
-            f[0].parse().unwrap(),
-            f[1].parse().unwrap(),
-            f[2].parse().unwrap(),
-            f[3].parse().unwrap(),
-            f[4].parse().unwrap(),
-        );
-        m.insert(k, (f[5].parse().unwrap(), f[6].parse().unwrap()));
+        m.insert(key(&f[..5]), (f[5].parse().unwrap(), f[6].parse().unwrap()));
     }
     m
 }
@@ -119,31 +105,12 @@ async fn wait_rows(ch: &TestClickHouse, n: usize) {
     );
 }
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    ch: TestClickHouse,
-    certs: Certs,
-    config: std::path::PathBuf,
-    addr: SocketAddr,
-    spool: std::path::PathBuf,
-}
-
-fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let ch = TestClickHouse::start();
-    let certs = Certs::generate(&dir.path().join("certs"), &PROBES);
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let config = CollectorConfig::new(dir.path(), &certs, port, &ch.url()).write(dir.path());
-    let spool = dir.path().join("probe-spool");
-    Setup {
-        ch,
-        certs,
-        config,
-        addr,
-        spool,
-        _dir: dir,
-    }
+/// Waits until ClickHouse holds exactly `records`: per flow, the same sums.
+fn assert_stored(ch: &TestClickHouse, records: &[FlowRecord]) {
+    rt().block_on(async {
+        wait_rows(ch, records.len()).await;
+        assert_eq!(stored_sums(ch, None).await, record_sums(records));
+    });
 }
 
 const TRUTH_CAPTURES: [&str; 6] = [
@@ -166,17 +133,12 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[test]
 fn corpus_through_probe_collector_and_clickhouse_matches_the_truth() {
-    let s = setup();
-    let metrics_port = free_port();
-    let dir = s.config.parent().unwrap();
-    let mut cfg = CollectorConfig::new(dir, &s.certs, s.addr.port(), &s.ch.url());
-    cfg.metrics_port = Some(metrics_port);
-    let config = cfg.write(dir);
-    let mut col = CollectorProcess::start(&config, s.addr);
-    let mut ex = exporter(probe_options(&s.certs, "edge-1", s.addr, &s.spool));
-    let records = replay_into(&TRUTH_CAPTURES, &mut ex);
-    let rep = ex.finish(Duration::from_secs(60)).unwrap();
-    assert_eq!(rep.left_batches, 0, "every batch acknowledged");
+    let mut s = Stack::start_with(StackOptions {
+        metrics: true,
+        ..StackOptions::default()
+    });
+    let metrics_port = s.config.metrics_port.unwrap();
+    let records = s.replay("edge-1", &TRUTH_CAPTURES);
     rt().block_on(async {
         wait_rows(&s.ch, records.len()).await;
         for cap in TRUTH_CAPTURES {
@@ -234,14 +196,13 @@ fn corpus_through_probe_collector_and_clickhouse_matches_the_truth() {
             "transport counters"
         );
     });
-    assert_eq!(col.stop(), 0, "collector exits cleanly on SIGTERM");
+    assert_eq!(s.collector.stop(), 0, "collector exits cleanly on SIGTERM");
 }
 
 #[test]
 fn clickhouse_outage_mid_stream_loses_and_doubles_nothing() {
-    let mut s = setup();
-    let _col = CollectorProcess::start(&s.config, s.addr);
-    let mut ex = exporter(probe_options(&s.certs, "edge-1", s.addr, &s.spool));
+    let mut s = Stack::start();
+    let mut ex = s.exporter("edge-1");
     let mut records = replay_into(&["ndpi-1kxun.pcap"], &mut ex);
     std::thread::sleep(Duration::from_millis(1500));
     s.ch.stop();
@@ -257,59 +218,48 @@ fn clickhouse_outage_mid_stream_loses_and_doubles_nothing() {
     );
     std::thread::sleep(Duration::from_secs(1));
     s.ch.resume();
-    rt().block_on(async {
-        wait_rows(&s.ch, records.len()).await;
-        assert_eq!(stored_sums(&s.ch, None).await, record_sums(&records));
-    });
+    assert_stored(&s.ch, &records);
 }
 
 #[test]
 fn collector_killed_mid_stream_then_restarted_is_exact() {
-    let s = setup();
-    let mut col = CollectorProcess::start(&s.config, s.addr);
-    let mut ex = exporter(probe_options(&s.certs, "edge-1", s.addr, &s.spool));
+    let mut s = Stack::start();
+    let mut ex = s.exporter("edge-1");
     let mut records = replay_into(&["ndpi-1kxun.pcap", "ndpi-synscan.pcap"], &mut ex);
     std::thread::sleep(Duration::from_millis(300));
-    col.kill();
+    s.collector.kill();
     // The probe spools while the collector is gone and resends after it returns.
     records.extend(replay_into(
         &["stopddos-pkt.TCP.synflood.spoofed.pcap"],
         &mut ex,
     ));
     std::thread::sleep(Duration::from_millis(500));
-    let _col2 = CollectorProcess::start(&s.config, s.addr);
+    s.restart_collector();
     records.extend(replay_into(&["ndpi-dns_exfiltration.pcap"], &mut ex));
     let rep = ex.finish(Duration::from_secs(90)).unwrap();
     assert_eq!(rep.left_batches, 0);
-    rt().block_on(async {
-        wait_rows(&s.ch, records.len()).await;
-        assert_eq!(stored_sums(&s.ch, None).await, record_sums(&records));
-    });
+    assert_stored(&s.ch, &records);
 }
 
 #[test]
 fn probe_restarted_while_the_collector_is_down_delivers_everything_once() {
-    let s = setup();
-    let mut col = CollectorProcess::start(&s.config, s.addr);
-    let mut ex = exporter(probe_options(&s.certs, "edge-2", s.addr, &s.spool));
+    let mut s = Stack::start();
+    let mut ex = s.exporter("edge-2");
     let mut records = replay_into(&["ndpi-vxlan.pcap"], &mut ex);
     assert_eq!(ex.finish(Duration::from_secs(30)).unwrap().left_batches, 0);
-    assert_eq!(col.stop(), 0);
+    assert_eq!(s.collector.stop(), 0);
     // Collector down: the probe spools, gives up waiting, and is restarted.
-    let mut ex = exporter(probe_options(&s.certs, "edge-2", s.addr, &s.spool));
+    let mut ex = s.exporter("edge-2");
     records.extend(replay_into(&["ndpi-1kxun.pcap"], &mut ex));
     let rep = ex.finish(Duration::from_secs(2)).unwrap();
     assert!(
         rep.left_batches > 0,
         "nothing can be delivered while the collector is down"
     );
-    let _col = CollectorProcess::start(&s.config, s.addr);
-    let ex = exporter(probe_options(&s.certs, "edge-2", s.addr, &s.spool));
+    s.restart_collector();
+    let ex = s.exporter("edge-2");
     assert_eq!(ex.finish(Duration::from_secs(60)).unwrap().left_batches, 0);
-    rt().block_on(async {
-        wait_rows(&s.ch, records.len()).await;
-        assert_eq!(stored_sums(&s.ch, None).await, record_sums(&records));
-    });
+    assert_stored(&s.ch, &records);
 }
 
 /// GET over plain HTTP on loopback (the metrics endpoint), without another client crate.

@@ -11,26 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
+use tidegate_testkit::probe::corpus_records_of;
 use tidegate_threat::enrich::{EnrichConfig, Enricher};
-use tidegate_wire::record::FlowRecord;
-
-fn records_1kxun() -> Vec<FlowRecord> {
-    let path = tidegate_testkit::paths::corpus_pcap("ndpi-1kxun.pcap");
-    let mut records = Vec::new();
-    let mut replay = Replay::new(Timeouts::default());
-    let report = replay
-        .replay_file(&path, "hk-intl-1", &mut records)
-        .unwrap_or_else(|e| panic!("replay {}: {e}", path.display()));
-    assert!(
-        report.error.is_none(),
-        "{}: {:?}",
-        path.display(),
-        report.error
-    );
-    replay.finish(&mut records).expect("flush the replay");
-    records
-}
 
 /// Globally routable unicast, by the address alone (no database).
 fn public_unicast(ip: IpAddr) -> bool {
@@ -60,7 +42,7 @@ fn public_endpoints_of_a_real_capture_get_their_countries() {
         csv: vec![],
     })
     .expect("load GeoLite2-City");
-    let records = records_1kxun();
+    let records = corpus_records_of("ndpi-1kxun.pcap", "hk-intl-1");
     assert!(!records.is_empty());
 
     let mut country_of: BTreeMap<IpAddr, Option<String>> = BTreeMap::new();

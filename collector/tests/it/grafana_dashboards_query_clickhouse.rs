@@ -128,19 +128,15 @@ fn expand(sql: &str, r: &Range) -> String {
     s
 }
 
-/// Runs `sql` and returns (column name, type) pairs and the row count.
+/// Runs `sql` and returns (column name, type) pairs and the row count. (Panel queries name
+/// their tables with the database, so they run as well without Grafana's default database.)
 async fn run(c: &Console, sql: &str) -> (Vec<(String, String)>, usize) {
-    let mut cursor =
-        c.ch.client()
-            .with_database("tidegate")
-            .query_raw(sql)
-            .fetch_bytes("JSONCompact")
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let bytes = cursor
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("ClickHouse refused a panel query: {e}\n{sql}"));
-    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let json = c
+        .stack
+        .ch
+        .query(&format!("{sql}\nFORMAT JSONCompact"))
+        .await;
+    let v: Value = serde_json::from_str(&json).unwrap();
     let cols = v["meta"]
         .as_array()
         .unwrap()
@@ -248,7 +244,11 @@ fn every_grafana_panel_query_runs_on_clickhouse_and_returns_the_columns_its_pane
                     cols.len() == 1 && rows > 0,
                     "{file} ${name}: {cols:?} {rows}"
                 );
-                let first = c.ch.query(&format!("SELECT * FROM ({q}) LIMIT 1")).await;
+                let first = c
+                    .stack
+                    .ch
+                    .query(&format!("SELECT * FROM ({q}) LIMIT 1"))
+                    .await;
                 one_value.push((name, Some(first)));
             }
             let all: Vec<(String, Option<String>)> =

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use crate::support::policy::{rule, tables, zone};
+use crate::support::records::tcp;
 use tidegate_common::Direction;
 use tidegate_threat::policy::violation::MAX_EVIDENCE;
 use tidegate_threat::policy::{
@@ -11,23 +13,20 @@ use tidegate_threat::policy::{
 };
 use tidegate_wire::record::FlowRecord;
 
-const POLICY: &str = r#"[[zone]]
-name = "hub"
-cidrs = ["10.0.0.0/8"]
-
-[[zone]]
-name = "abroad"
-cidrs = ["203.0.113.0/24"]
-
-[[rule]]
-id = "cap"
-name = "1000 bytes per destination per minute"
-type = "byte_cap"
-from = ["hub"]
-to = ["abroad"]
-max_bytes = 1000
-window_secs = 60
-"#;
+/// Bytes from `hub` to each `abroad` destination capped at 1000 per minute; the rule is at
+/// line 9.
+fn policy() -> String {
+    tables(&[
+        zone("hub", &["10.0.0.0/8"]),
+        zone("abroad", &["203.0.113.0/24"]),
+        rule(
+            "cap",
+            "1000 bytes per destination per minute",
+            "byte_cap",
+            "from = [\"hub\"]\nto = [\"abroad\"]\nmax_bytes = 1000\nwindow_secs = 60\n",
+        ),
+    ])
+}
 
 /// 2023-11-14T22:13:00Z: a multiple of 60 s, so windows start at T0 + k minutes.
 const T0: u64 = 1_699_999_980_000_000_000;
@@ -35,28 +34,17 @@ const S: u64 = 1_000_000_000;
 
 fn flow(dst: &str, bytes: u64, at_s: u64) -> FlowRecord {
     FlowRecord {
-        src: "10.1.1.1".parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        sport: 40000,
-        dport: 443,
-        proto: 6,
-        vlan: None,
-        packets: 1,
         bytes,
         first: T0 + at_s * S,
         last: T0 + at_s * S + S / 2,
-        tcp_flags: 0x18,
-        icmp_type: None,
-        icmp_code: None,
-        line: "hk-intl-1".into(),
-        ifindex: 0,
         direction: Direction::Egress,
+        ..tcp("10.1.1.1", dst)
     }
 }
 
 fn engine() -> PolicyEngine {
     PolicyEngine::new(PolicyHandle::new(
-        Policy::parse(POLICY, Path::new("caps.toml")).unwrap(),
+        Policy::parse(&policy(), Path::new("caps.toml")).unwrap(),
     ))
 }
 

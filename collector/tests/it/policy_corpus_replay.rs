@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use tidegate_probe::{capture::pcap::Replay, table::Timeouts};
+use crate::support::policy::{rule, tables, zone};
 use tidegate_threat::policy::{Endpoints, Policy, PolicyEngine, PolicyHandle, ViolationKind};
 use tidegate_wire::record::FlowRecord;
 
@@ -14,38 +14,28 @@ const LINE: &str = "hk-intl-1";
 
 /// The capture's clients live in 192.168.0.0/16; they are isolated (may talk only among
 /// themselves), and the line allows only web and DNS.
-const POLICY: &str = r#"
-[[zone]]
-name = "clients"
-cidrs = ["192.168.0.0/16"]
-
-[[rule]]
-id = "clients-isolated"
-name = "clients stay local"
-type = "isolate"
-zone = "clients"
-peers = []
-
-[[rule]]
-id = "web-dns-only"
-name = "web and DNS only"
-type = "ports"
-lines = ["hk-intl-1"]
-allow = ["tcp/80", "tcp/443", "udp/53"]
-"#;
+fn policy() -> String {
+    tables(&[
+        zone("clients", &["192.168.0.0/16"]),
+        rule(
+            "clients-isolated",
+            "clients stay local",
+            "isolate",
+            "zone = \"clients\"\npeers = []\n",
+        ),
+        rule(
+            "web-dns-only",
+            "web and DNS only",
+            "ports",
+            "lines = [\"hk-intl-1\"]\nallow = [\"tcp/80\", \"tcp/443\", \"udp/53\"]\n",
+        ),
+    ])
+}
 
 type Key = (IpAddr, IpAddr, u8, u16, u16);
 
 fn records() -> Vec<FlowRecord> {
-    let mut out = Vec::new();
-    let mut replay = Replay::new(Timeouts::default());
-    let path = tidegate_testkit::paths::corpus_dir().join("pcap/ndpi-1kxun.pcap");
-    let report = replay
-        .replay_file(&path, LINE, &mut out)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(report.error.is_none(), "{:?}", report.error);
-    replay.finish(&mut out).unwrap();
-    out
+    tidegate_testkit::probe::corpus_records_of("ndpi-1kxun.pcap", LINE)
 }
 
 /// Ground-truth flows (fam src dst proto sport dport ...), read without the policy code.
@@ -81,7 +71,7 @@ fn web_or_dns(k: &Key) -> bool {
 
 #[test]
 fn replayed_capture_violations_match_the_ground_truth() {
-    let policy = Policy::parse(POLICY, Path::new("corpus-policy.toml")).unwrap();
+    let policy = Policy::parse(&policy(), Path::new("corpus-policy.toml")).unwrap();
     let mut engine = PolicyEngine::new(PolicyHandle::new(policy));
     let records = records();
     let mut isolation = BTreeSet::new();

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::support::records::{T0, tcp};
 use tidegate_common::Direction;
 use tidegate_threat::policy::{Endpoints, PolicyEngine, PolicyError, PolicyHandle, ViolationKind};
 use tidegate_wire::record::FlowRecord;
@@ -12,24 +13,16 @@ const DENY_SSH: &str = "[[zone]]\nname = \"hub\"\ncidrs = [\"10.0.0.0/8\"]\n\n[[
 const ALLOW_SSH: &str = "[[zone]]\nname = \"hub\"\ncidrs = [\"10.0.0.0/8\"]\n\n[[rule]]\nid = \"ssh-ok\"\nname = \"https and ssh\"\ntype = \"ports\"\nlines = [\"hk-intl-1\"]\nallow = [\"tcp/443\", \"tcp/22\"]\n";
 const BROKEN: &str = "[[zone]]\nname = \"hub\"\ncidrs = [\"10.0.0.0/8\"]\n\n[[rule]]\nid = \"x\"\nname = \"typo\"\ntype = \"ports\"\nlines = [\"hk-intl-1\"]\nallow = [\"tcp/2222222\"]\n";
 
+/// 10 packets of SSH from the hub, for a second.
 fn ssh() -> FlowRecord {
     FlowRecord {
-        src: "10.0.0.1".parse().unwrap(),
-        dst: "192.0.2.1".parse().unwrap(),
         sport: 50000,
         dport: 22,
-        proto: 6,
-        vlan: None,
         packets: 10,
         bytes: 1000,
-        first: 1_700_000_000_000_000_000,
-        last: 1_700_000_001_000_000_000,
-        tcp_flags: 0x18,
-        icmp_type: None,
-        icmp_code: None,
-        line: "hk-intl-1".into(),
-        ifindex: 0,
+        last: T0 + 1_000_000_000,
         direction: Direction::Egress,
+        ..tcp("10.0.0.1", "192.0.2.1")
     }
 }
 

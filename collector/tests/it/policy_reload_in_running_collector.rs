@@ -2,21 +2,10 @@
 //! refused with its file:line error and the old policy stays in force; a valid one takes
 //! over, and the violations raised afterwards follow it.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tidegate_testkit::{
-    CollectorProcess,
-    certs::Certs,
-    collector::CollectorConfig,
-    probe::{exporter, probe_options, replay_into},
-    stack::PROBES,
-};
-use tidegate_testkit::{TestClickHouse, eventually_async as eventually, free_port};
-
-const ISOLATE: &str = "[[zone]]\nname = \"special-zone\"\ncidrs = [\"192.168.0.0/16\"]\n\n\
-[[rule]]\nid = \"RULE\"\nname = \"special zone stays inside\"\ntype = \"isolate\"\n\
-zone = \"special-zone\"\npeers = []\n";
+use crate::support::policy::{special_zone_isolated, zone};
+use tidegate_testkit::{Stack, eventually_async as eventually, stack::StackOptions};
 
 #[test]
 fn sighup_swaps_in_a_valid_policy_and_refuses_a_broken_one() {
@@ -25,50 +14,38 @@ fn sighup_swaps_in_a_valid_policy_and_refuses_a_broken_one() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let ch = TestClickHouse::start();
-        let certs = Certs::generate(&dir.path().join("certs"), &PROBES);
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let config = CollectorConfig::new(dir.path(), &certs, port, &ch.url()).write(dir.path());
-        let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, ISOLATE.replace("RULE", "first")).unwrap();
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str("\n[policy]\nfile = \"policy.toml\"\n\n[detect]\nenabled = false\n");
-        std::fs::write(&config, text).unwrap();
-        let collector = CollectorProcess::start(&config, addr);
+        // The policy is read at start, before the stack's directory exists.
+        let files = tempfile::tempdir().unwrap();
+        let policy = files.path().join("policy.toml");
+        std::fs::write(&policy, special_zone_isolated("first")).unwrap();
+        let stack = Stack::start_with(StackOptions {
+            extra: format!(
+                "[policy]\nfile = \"{}\"\n\n[detect]\nenabled = false\n",
+                policy.display()
+            ),
+            metrics: false,
+        });
+        let collector = &stack.collector;
 
-        let rules = async |ch: &TestClickHouse| {
+        let rules = async || {
+            let ch = &stack.ch;
             if ch.query("EXISTS TABLE tidegate.policy_violations").await != "1" {
                 return String::new();
             }
             ch.query("SELECT DISTINCT rule_id FROM tidegate.policy_violations ORDER BY rule_id")
                 .await
         };
-        let send = |probe: &str| {
-            let mut e = exporter(probe_options(
-                &certs,
-                probe,
-                addr,
-                &dir.path().join(format!("spool-{probe}")),
-            ));
-            replay_into(&["ndpi-1kxun.pcap"], &mut e);
+        // Waits until the violations stored are of the rules `want`.
+        let violations_of = async |want: &str, what: &str| {
+            let ok = eventually(Duration::from_secs(60), async || rules().await == want).await;
+            assert!(ok, "violations {what}: {:?}", rules().await);
         };
+        let send = |probe: &str| stack.replay(probe, &["ndpi-1kxun.pcap"]);
         send("edge-1");
-        assert!(
-            eventually(Duration::from_secs(60), async || rules(&ch).await
-                == "first")
-            .await,
-            "violations of the first policy: {:?}",
-            rules(&ch).await
-        );
+        violations_of("first", "of the first policy").await;
 
         // A broken file: refused, named with its line; the old policy stays.
-        std::fs::write(
-            &policy,
-            "[[zone]]\nname = \"special-zone\"\ncidrs = [\"192.168.0.1/16\"]\n",
-        )
-        .unwrap();
+        std::fs::write(&policy, zone("special-zone", &["192.168.0.1/16"])).unwrap();
         collector.signal(libc::SIGHUP);
         let refused = collector
             .wait_log("policy reload refused", Duration::from_secs(10))
@@ -79,18 +56,12 @@ fn sighup_swaps_in_a_valid_policy_and_refuses_a_broken_one() {
         );
 
         // A valid file takes over.
-        std::fs::write(&policy, ISOLATE.replace("RULE", "second")).unwrap();
+        std::fs::write(&policy, special_zone_isolated("second")).unwrap();
         collector.signal(libc::SIGHUP);
         collector
             .wait_log("policy reloaded", Duration::from_secs(10))
             .expect("the reload is logged");
         send("edge-2");
-        assert!(
-            eventually(Duration::from_secs(60), async || rules(&ch).await
-                == "first\nsecond")
-            .await,
-            "violations after the reload: {:?}",
-            rules(&ch).await
-        );
+        violations_of("first\nsecond", "after the reload").await;
     });
 }

@@ -4,31 +4,23 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use tidegate_common::Direction;
+use crate::support::policy::{rule, tables, zone};
+use crate::support::records::{T0, tcp};
 use tidegate_threat::Severity;
 use tidegate_threat::policy::{EndpointInfo, Endpoints, Policy, Violation, ViolationKind};
 use tidegate_wire::record::FlowRecord;
 
-const T0: u64 = 1_700_000_000_000_000_000;
-
 fn flow(src: &str, dst: &str, proto: u8, sport: u16, dport: u16, line: &str) -> FlowRecord {
     FlowRecord {
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
         sport,
         dport,
         proto,
-        vlan: None,
         packets: 3,
         bytes: 1500,
-        first: T0,
         last: T0 + 2_000_000_000,
         tcp_flags: 0x1b,
-        icmp_type: None,
-        icmp_code: None,
         line: line.to_string(),
-        ifindex: 0,
-        direction: Direction::Ingress,
+        ..tcp(src, dst)
     }
 }
 
@@ -157,32 +149,23 @@ fn first_matching_allow_or_deny_rule_decides() {
     );
 }
 
-const LISTS: &str = r#"
-[[zone]]
-name = "hub"
-cidrs = ["172.16.0.0/12"]
-
-[[rule]]
-id = "blocked"
-name = "blocked destinations"
-type = "deny_list"
-from = ["hub"]
-cidrs = ["198.51.100.0/24", "2001:db8:bad::/48"]
-countries = ["KP"]
-asns = [64666]
-
-[[rule]]
-id = "approved"
-name = "approved destinations"
-type = "allow_list"
-from = ["hub"]
-cidrs = ["203.0.113.0/24"]
-asns = [64501]
-"#;
+/// Lists of destinations for sources in `hub`, after a blank first line: the rules are at
+/// lines 6 and 15.
+fn lists() -> String {
+    let blocked = "from = [\"hub\"]\ncidrs = [\"198.51.100.0/24\", \"2001:db8:bad::/48\"]\n\
+                   countries = [\"KP\"]\nasns = [64666]\n";
+    let approved = "from = [\"hub\"]\ncidrs = [\"203.0.113.0/24\"]\nasns = [64501]\n";
+    let tables = tables(&[
+        zone("hub", &["172.16.0.0/12"]),
+        rule("blocked", "blocked destinations", "deny_list", blocked),
+        rule("approved", "approved destinations", "allow_list", approved),
+    ]);
+    format!("\n{tables}")
+}
 
 #[test]
 fn allow_listed_destination_is_not_a_violation_and_deny_listed_is() {
-    let p = Policy::parse(LISTS, Path::new("lists.toml")).unwrap();
+    let p = Policy::parse(&lists(), Path::new("lists.toml")).unwrap();
     let dst = |country: Option<&str>, asn: Option<u32>| Endpoints {
         src: EndpointInfo::default(),
         dst: EndpointInfo {

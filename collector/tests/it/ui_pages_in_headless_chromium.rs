@@ -29,7 +29,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
     let mut c = Console::start(true);
     c.seed(&CAPTURES);
     let expect = block_on(async {
-        let q = |sql: &'static str| c.ch.query(sql);
+        let q = |sql: &'static str| c.stack.ch.query(sql);
         let nums = |s: String| -> Vec<u64> { s.split('\t').map(|v| v.parse().unwrap()).collect() };
         let t = nums(q("SELECT sum(bytes), sum(packets), count() FROM tidegate.flows").await);
         let lines: Vec<String> = q("SELECT DISTINCT line FROM tidegate.flows ORDER BY line")

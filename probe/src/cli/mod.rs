@@ -9,9 +9,8 @@ pub mod run;
 #[derive(Debug, Parser)]
 #[command(name = "tidegate-probe", version, about)]
 pub struct Cli {
-    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub verbosity: tidegate_base::cli::Verbosity,
     #[command(subcommand)]
     command: Command,
 }

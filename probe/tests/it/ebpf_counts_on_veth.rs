@@ -10,7 +10,7 @@ use tidegate_probe::{
 };
 use tidegate_testkit::net::VethPair;
 
-use crate::support::frames::{self, RawSender};
+use tidegate_testkit::net::frames::{self, RawSender};
 
 struct Sent {
     frame: Vec<u8>,

@@ -3,56 +3,25 @@
 //! library and through `tidegate-probe replay --collector`, including a run that finds
 //! the collector down and leaves its batches spooled for the next one.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use tidegate_probe::{
-    capture::pcap::Replay,
-    export::collector::{CollectorExporter, CollectorOptions, ExportMetrics},
+    export::collector::{CollectorExporter, ExportMetrics},
     record::FlowRecord,
-    table::Timeouts,
 };
 use tidegate_testkit::{
     certs::Certs,
     paths::corpus_pcap,
     ports::free_port,
+    probe::probe_options,
     transport::{MemSink, TestServer, assert_same_records},
 };
 
-use crate::support::probe_cli::bin;
-
-fn options(certs: &Certs, addr: SocketAddr, probe: &str, spool: &Path) -> CollectorOptions {
-    let p = certs.probe(probe);
-    let mut o = CollectorOptions::new(
-        addr.to_string(),
-        probe,
-        certs.ca().cert,
-        p.cert,
-        p.key,
-        spool.to_path_buf(),
-    );
-    o.backoff_max = Duration::from_millis(500);
-    o
-}
-
-/// The records a replay of `files` produces (one line per file stem).
-fn expected(files: &[PathBuf]) -> Vec<FlowRecord> {
-    let mut out = Vec::new();
-    let mut r = Replay::new(Timeouts::default());
-    for f in files {
-        r.replay_file(f, &stem(f), &mut out).unwrap();
-    }
-    r.finish(&mut out).unwrap();
-    out
-}
-
-fn stem(p: &Path) -> String {
-    p.file_stem().unwrap().to_string_lossy().into_owned()
-}
+use crate::support::{
+    files::count_with_extension,
+    probe_cli::bin,
+    replay::{records_of, replay, stem},
+};
 
 #[test]
 fn a_corpus_replay_arrives_exactly_once_and_in_order() {
@@ -64,18 +33,14 @@ fn a_corpus_replay_arrives_exactly_once_and_in_order() {
         corpus_pcap("ndpi-1kxun.pcap"),
         corpus_pcap("stopddos-pkt.TCP.synflood.spoofed.pcap"),
     ];
-    let want = expected(&files);
+    let want = records_of(&files);
 
-    let mut o = options(&certs, server.addr, "edge-lib", &tmp.path().join("spool"));
+    let mut o = probe_options(&certs, "edge-lib", server.addr, &tmp.path().join("spool"));
     o.batch_records = 1000;
     o.lines = files.iter().map(|f| stem(f)).collect();
     let metrics = ExportMetrics::new();
     let mut exp = CollectorExporter::start(o, metrics.clone()).unwrap();
-    let mut r = Replay::new(Timeouts::default());
-    for f in &files {
-        r.replay_file(f, &stem(f), &mut exp).unwrap();
-    }
-    r.finish(&mut exp).unwrap();
+    replay(&files, &mut exp);
     let report = exp.finish(Duration::from_secs(60)).unwrap();
     assert!(report.delivered(), "{report:?}");
 
@@ -199,16 +164,7 @@ fn the_replay_cli_delivers_and_keeps_what_the_collector_did_not_take() {
         "stderr:\n{}",
         r.stderr
     );
-    let spooled = std::fs::read_dir(&spool)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "batch")
-        })
-        .count();
+    let spooled = count_with_extension(&spool, "batch");
     assert!(spooled > 0);
 
     // 3. Collector back: the next run sends the leftovers first, then its own records,
@@ -217,8 +173,8 @@ fn the_replay_cli_delivers_and_keeps_what_the_collector_did_not_take() {
     let r = run(&f3, "30");
     assert!(r.ok, "stderr:\n{}", r.stderr);
     let mut want = want1;
-    want.extend(expected(&[f2]));
-    want.extend(expected(&[f3]));
+    want.extend(records_of(&[f2]));
+    want.extend(records_of(&[f3]));
     assert_same_records(&sink.records("edge-cli"), &want, "three runs");
     let seqs: Vec<u64> = sink.batches("edge-cli").keys().copied().collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());

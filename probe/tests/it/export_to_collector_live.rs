@@ -12,38 +12,17 @@ use tidegate_testkit::{
     transport::{MemSink, TestServer},
 };
 
-use crate::support::{
-    frames::{self, RawSender},
-    probe_cli::ProbeProcess,
-};
+use crate::support::probe_cli::ProbeProcess;
+use tidegate_testkit::net::frames::send_udp_flows;
 
-fn send_flows(pair: &VethPair, mac_b: [u8; 6], flows: &[(u16, u16, u64)]) {
-    VethPair::in_ns(&pair.ns_a, || {
-        let tx = RawSender::new(&pair.if_a).unwrap();
-        for &(sport, len, count) in flows {
-            let f = frames::ipv4(
-                mac_b,
-                None,
-                17,
-                Ipv4Addr::new(198, 51, 100, 9),
-                Ipv4Addr::new(203, 0, 113, 9),
-                sport,
-                9999,
-                len,
-                0,
-            );
-            for _ in 0..count {
-                tx.send(&f).unwrap();
-            }
-        }
-    })
-    .unwrap();
-}
+// The crafted flows' source and destination.
+const SRC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+const DST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 
 fn sums(records: &[FlowRecord]) -> HashMap<u16, (u64, u64)> {
     let mut m = HashMap::new();
     for r in records {
-        if r.src.to_string() == "198.51.100.9" {
+        if r.src == SRC {
             let e = m.entry(r.sport).or_insert((0, 0));
             e.0 += r.packets;
             e.1 += r.bytes;
@@ -67,12 +46,9 @@ fn capture_to_collector(backend: &str) {
     let p = certs.probe(&probe);
     let spool = tmp.path().join("spool");
     let addr = server.addr.to_string();
-    let proc = ProbeProcess::start(
-        &pair.ns_b,
+    let proc = ProbeProcess::run_on(
+        &pair,
         &[
-            "run",
-            "--iface",
-            &pair.if_b,
             "--backend",
             backend,
             "--flow-entries",
@@ -94,7 +70,7 @@ fn capture_to_collector(backend: &str) {
         ],
     );
     let flows = [(2000u16, 64u16, 300u64), (2001, 1400, 40), (2002, 28, 1)];
-    send_flows(&pair, mac_b, &flows);
+    send_udp_flows(&pair, mac_b, SRC, DST, &flows);
     std::thread::sleep(Duration::from_millis(300));
     let (code, stdout_records, err) = proc.stop();
     assert_eq!(code, 0, "probe exit code; stderr: {err:#?}");

@@ -3,57 +3,19 @@
 //! probe restarts with a non-empty spool; the probe loses its spool; the collector stays
 //! away until the spool is full. Every time, the sink ends with every record exactly once.
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use tidegate_probe::{
-    capture::pcap::Replay,
-    export::collector::{CollectorExporter, CollectorOptions, ExportMetrics},
-    record::FlowRecord,
-    table::Timeouts,
-};
+use tidegate_probe::export::collector::{CollectorExporter, CollectorOptions, ExportMetrics};
 use tidegate_testkit::{
     certs::Certs,
     logs::{capture_logs, log_line},
     paths::corpus_pcap,
     ports::free_port,
+    probe::probe_options,
     transport::{MemSink, TestServer, assert_same_records},
 };
 
-fn options(certs: &Certs, addr: SocketAddr, probe: &str, spool: &Path) -> CollectorOptions {
-    let p = certs.probe(probe);
-    let mut o = CollectorOptions::new(
-        addr.to_string(),
-        probe,
-        certs.ca().cert,
-        p.cert,
-        p.key,
-        spool.to_path_buf(),
-    );
-    o.backoff_max = Duration::from_millis(300);
-    o.batch_records = 20;
-    o
-}
-
-fn stem(p: &Path) -> String {
-    p.file_stem().unwrap().to_string_lossy().into_owned()
-}
-
-/// Replays `file` into `out` (its own flow table, line = file stem).
-fn replay(file: &Path, out: &mut dyn tidegate_probe::export::Exporter) {
-    let mut r = Replay::new(Timeouts::default());
-    r.replay_file(file, &stem(file), out).unwrap();
-    r.finish(out).unwrap();
-}
-
-fn expected(file: &Path) -> Vec<FlowRecord> {
-    let mut v = Vec::new();
-    replay(file, &mut v);
-    v
-}
+use crate::support::replay::{records_of, replay};
 
 fn contiguous(sink: &MemSink, probe: &str) -> Vec<u64> {
     let seqs: Vec<u64> = sink.batches(probe).keys().copied().collect();
@@ -94,6 +56,18 @@ impl World {
     fn spool(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
+    /// Options for `probe` spooling in `spool`: batches of 20 records, reconnect backoff
+    /// capped at 300 ms.
+    fn options(&self, probe: &str, spool: &str) -> CollectorOptions {
+        let mut o = probe_options(&self.certs, probe, self.addr(), &self.spool(spool));
+        o.backoff_max = Duration::from_millis(300);
+        o.batch_records = 20;
+        o
+    }
+    /// An exporter with [`Self::options`] and metrics of its own.
+    fn exporter(&self, probe: &str, spool: &str) -> CollectorExporter {
+        CollectorExporter::start(self.options(probe, spool), ExportMetrics::new()).unwrap()
+    }
 }
 
 /// The collector stores batch 5 and dies before its Ack leaves; it comes back on the
@@ -111,16 +85,12 @@ fn collector_dies_before_acknowledging(sink_tells_last_seq: bool) {
         w.sink.hide_last_seq();
     }
     let file = corpus_pcap("ndpi-1kxun.pcap");
-    let want = expected(&file);
+    let want = records_of(&[&file]);
     let stalled = w.sink.stall_after(probe, 5);
     let server = w.server();
     let metrics = ExportMetrics::new();
-    let mut exp = CollectorExporter::start(
-        options(&w.certs, w.addr(), probe, &w.spool("s")),
-        metrics.clone(),
-    )
-    .unwrap();
-    replay(&file, &mut exp);
+    let mut exp = CollectorExporter::start(w.options(probe, "s"), metrics.clone()).unwrap();
+    replay(&[&file], &mut exp);
     stalled
         .recv_timeout(Duration::from_secs(30))
         .expect("batch 5 reached the sink");
@@ -169,15 +139,10 @@ fn a_restarted_probe_resends_its_spool_and_numbers_on() {
     let w = world("edge-b");
     let f1 = corpus_pcap("ndpi-1kxun.pcap");
     let f2 = corpus_pcap("pcapforge-it-scan-auth-failures.pcap");
-    let spool = w.spool("s");
 
     // Run 1: the collector is not there; the batches stay spooled.
-    let exp = CollectorExporter::start(
-        options(&w.certs, w.addr(), "edge-b", &spool),
-        ExportMetrics::new(),
-    );
-    let mut exp = exp.unwrap();
-    replay(&f1, &mut exp);
+    let mut exp = w.exporter("edge-b", "s");
+    replay(&[&f1], &mut exp);
     let left = exp.spool().seqs();
     let report = exp.finish(Duration::from_millis(300)).unwrap();
     assert!(!report.delivered());
@@ -189,29 +154,21 @@ fn a_restarted_probe_resends_its_spool_and_numbers_on() {
     let n1 = report.left_batches;
 
     // Run 2: the spool is resent first and the numbering continues after it.
-    let mut exp = CollectorExporter::start(
-        options(&w.certs, w.addr(), "edge-b", &spool),
-        ExportMetrics::new(),
-    )
-    .unwrap();
+    let mut exp = w.exporter("edge-b", "s");
     assert_eq!(exp.spool().seqs(), (1..=n1).collect::<Vec<_>>());
     assert_eq!(exp.spool().next_seq(), n1 + 1);
     let server = w.server();
-    replay(&f2, &mut exp);
+    replay(&[&f2], &mut exp);
     assert!(exp.finish(Duration::from_secs(60)).unwrap().delivered());
-    let mut want = expected(&f1);
-    want.extend(expected(&f2));
+    let mut want = records_of(&[&f1]);
+    want.extend(records_of(&[&f2]));
     assert_same_records(&w.sink.records("edge-b"), &want, "sink");
     let seqs = contiguous(&w.sink, "edge-b");
     assert_eq!(seqs[0], 1);
     assert_eq!(w.sink.duplicates(), 0);
 
     // Run 3 with an empty spool still numbers on (the high-water mark).
-    let exp = CollectorExporter::start(
-        options(&w.certs, w.addr(), "edge-b", &spool),
-        ExportMetrics::new(),
-    )
-    .unwrap();
+    let exp = w.exporter("edge-b", "s");
     assert_eq!(exp.spool().next_seq(), *seqs.last().unwrap() + 1);
     drop(exp);
     server.stop();
@@ -223,25 +180,17 @@ fn a_probe_that_lost_its_spool_is_not_taken_for_a_duplicate() {
     let f1 = corpus_pcap("ndpi-1kxun.pcap");
     let f2 = corpus_pcap("ndpi-443-safari.pcap");
     let server = w.server();
-    let mut exp = CollectorExporter::start(
-        options(&w.certs, w.addr(), "edge-c", &w.spool("old")),
-        ExportMetrics::new(),
-    )
-    .unwrap();
-    replay(&f1, &mut exp);
+    let mut exp = w.exporter("edge-c", "old");
+    replay(&[&f1], &mut exp);
     assert!(exp.finish(Duration::from_secs(60)).unwrap().delivered());
     let before = w.sink.batches("edge-c").len() as u64;
 
     // Same probe, fresh spool: its numbers restart at 1, which the collector already has.
-    let mut exp = CollectorExporter::start(
-        options(&w.certs, w.addr(), "edge-c", &w.spool("new")),
-        ExportMetrics::new(),
-    )
-    .unwrap();
-    replay(&f2, &mut exp);
+    let mut exp = w.exporter("edge-c", "new");
+    replay(&[&f2], &mut exp);
     assert!(exp.finish(Duration::from_secs(60)).unwrap().delivered());
-    let mut want = expected(&f1);
-    want.extend(expected(&f2));
+    let mut want = records_of(&[&f1]);
+    want.extend(records_of(&[&f2]));
     assert_same_records(
         &w.sink.records("edge-c"),
         &want,
@@ -258,8 +207,8 @@ fn a_probe_that_lost_its_spool_is_not_taken_for_a_duplicate() {
 fn a_full_spool_holds_export_back_until_the_collector_drains_it() {
     let w = world("edge-d");
     let file = corpus_pcap("pcapforge-it-scan-auth-failures.pcap");
-    let want = expected(&file);
-    let mut o = options(&w.certs, w.addr(), "edge-d", &w.spool("s"));
+    let want = records_of(&[&file]);
+    let mut o = w.options("edge-d", "s");
     o.batch_records = 10;
     o.spool_max_bytes = 4096;
     let max = o.spool_max_bytes;
@@ -267,7 +216,7 @@ fn a_full_spool_holds_export_back_until_the_collector_drains_it() {
     let exp = CollectorExporter::start(o, metrics.clone()).unwrap();
     let worker = std::thread::spawn(move || {
         let mut exp = exp;
-        replay(&file, &mut exp);
+        replay(&[&file], &mut exp);
         exp
     });
     std::thread::sleep(Duration::from_millis(1500));

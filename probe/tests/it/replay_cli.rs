@@ -147,15 +147,9 @@ fn nonexistent_file_gives_one_error_line() {
     let run = run_probe(&[os("replay"), os("--json"), missing.as_os_str()]);
     assert_ne!(run.code, Some(0));
     assert!(run.code.is_some(), "killed by a signal:\n{}", run.stderr);
-    let errs = run.error_lines();
-    assert_eq!(
-        errs.len(),
-        1,
-        "exactly one error line expected:\n{}",
-        run.stderr
-    );
-    assert!(errs[0].contains(&*missing.to_string_lossy()), "{}", errs[0]);
-    assert!(errs[0].contains("cannot open"), "{}", errs[0]);
+    let err = run.error_line();
+    assert!(err.contains(&*missing.to_string_lossy()), "{err}");
+    assert!(err.contains("cannot open"), "{err}");
     assert!(run.records.is_empty());
 }
 
@@ -174,21 +168,15 @@ fn non_capture_file_gives_one_error_line() {
             run.code,
             run.stderr
         );
-        let errs = run.error_lines();
-        assert_eq!(
-            errs.len(),
-            1,
-            "exactly one error line expected:\n{}",
-            run.stderr
-        );
-        assert!(errs[0].contains(&*f.to_string_lossy()), "{}", errs[0]);
-        assert!(errs[0].contains("not a pcap or pcapng file"), "{}", errs[0]);
+        let err = run.error_line();
+        assert!(err.contains(&*f.to_string_lossy()), "{err}");
+        assert!(err.contains("not a pcap or pcapng file"), "{err}");
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     }
     // A directory is not a capture either.
     let run = run_probe(&[os("replay"), dir.path().as_os_str()]);
     assert!(run.code.is_some_and(|c| c != 0));
-    assert_eq!(run.error_lines().len(), 1, "{}", run.stderr);
+    run.error_line();
 }
 
 /// Cuts a corpus capture in the middle of a packet record: the complete packets' records
@@ -222,14 +210,7 @@ fn truncated_copy_keeps_complete_packets(name: &str) {
         bad.stderr
     );
     assert!(!bad.stderr.contains("panicked"), "{}", bad.stderr);
-    let errs = bad.error_lines();
-    assert_eq!(
-        errs.len(),
-        1,
-        "{name}: one error line expected:\n{}",
-        bad.stderr
-    );
-    let e = errs[0];
+    let e = bad.error_line();
     assert!(
         e.contains(&*trunc.to_string_lossy()) && e.contains("truncated"),
         "{e}"
@@ -247,11 +228,7 @@ fn truncated_copy_keeps_complete_packets(name: &str) {
         sum_json(&ok.records),
         "{name}: records"
     );
-    let accounted: u64 = bad
-        .records
-        .iter()
-        .map(|r| r["packets"].as_u64().unwrap())
-        .sum();
+    let accounted = bad.packets();
     assert_eq!(accounted, summary_bad["accounted"]);
     assert!(accounted > 0);
 }
@@ -284,19 +261,12 @@ fn corrupt_record_header_is_reported_after_the_records() {
     std::fs::write(&f, &data).unwrap();
     let run = run_probe(&[os("replay"), f.as_os_str()]);
     assert!(run.code.is_some_and(|c| c != 0), "{}", run.stderr);
-    let errs = run.error_lines();
-    assert_eq!(errs.len(), 1, "{}", run.stderr);
+    let err = run.error_line();
     assert!(
-        errs[0].contains("corrupt packet record 6") && errs[0].contains("5 complete packets"),
-        "{}",
-        errs[0]
+        err.contains("corrupt packet record 6") && err.contains("5 complete packets"),
+        "{err}"
     );
-    let pk: u64 = run
-        .records
-        .iter()
-        .map(|r| r["packets"].as_u64().unwrap())
-        .sum();
-    assert_eq!(pk, 5);
+    assert_eq!(run.packets(), 5);
 }
 
 #[test]
@@ -321,12 +291,7 @@ fn several_files_report_every_bad_one_and_keep_the_good_ones() {
         "{}",
         errs[1]
     );
-    let pk: u64 = run
-        .records
-        .iter()
-        .map(|r| r["packets"].as_u64().unwrap())
-        .sum();
-    assert_eq!(pk, 27, "all of the good file's packets");
+    assert_eq!(run.packets(), 27, "all of the good file's packets");
 }
 
 fn counters(run: &Run, file: &str) -> BTreeMap<String, u64> {

@@ -223,9 +223,7 @@ fn expected_flows(capture: &str, truth: &Truth) -> Result<Expected, Vec<String>>
                     }
                 }
             }
-            let e = &mut by_pair.entry((k.src, k.dst)).or_default().0;
-            e.packets += r.5;
-            e.ip_bytes += r.6;
+            by_pair.entry((k.src, k.dst)).or_default().0 += counts(r);
         }
         for r in d.ours {
             let k = key(r);
@@ -234,9 +232,7 @@ fn expected_flows(capture: &str, truth: &Truth) -> Result<Expected, Vec<String>>
                     "deviation row {k}: our side must be an upper-layer protocol"
                 ));
             }
-            let e = &mut by_pair.entry((k.src, k.dst)).or_default().1;
-            e.packets += r.5;
-            e.ip_bytes += r.6;
+            by_pair.entry((k.src, k.dst)).or_default().1 += counts(r);
         }
         for ((s, t), (a, b)) in &by_pair {
             if a != b {
@@ -262,9 +258,7 @@ fn expected_flows(capture: &str, truth: &Truth) -> Result<Expected, Vec<String>>
         }
         for r in d.ours {
             let k = key(r);
-            let c = exp.entry(k).or_default();
-            c.packets += r.5;
-            c.ip_bytes += r.6;
+            *exp.entry(k).or_default() += counts(r);
             touched.insert(k);
         }
     }
@@ -386,14 +380,7 @@ fn check_capture(path: &Path) -> Outcome {
             // First/last packet time per flow (truth: µs, float-rounded).
             let mut times: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
             for r in &records {
-                let k = Key {
-                    src: r.src,
-                    dst: r.dst,
-                    proto: r.proto as i32,
-                    sport: r.sport,
-                    dport: r.dport,
-                };
-                let e = times.entry(k).or_insert((u64::MAX, 0));
+                let e = times.entry(Key::from(r)).or_insert((u64::MAX, 0));
                 e.0 = e.0.min(r.first);
                 e.1 = e.1.max(r.last);
             }

@@ -3,40 +3,26 @@
 
 use std::{collections::HashMap, net::Ipv4Addr, process::Command};
 
-use tidegate_testkit::net::VethPair;
-
-use crate::support::{
+use tidegate_testkit::net::{
+    VethPair,
     frames::{self, RawSender},
-    probe_cli::{ProbeProcess, bin},
 };
 
-fn send_flows(pair: &VethPair, mac_b: [u8; 6], flows: &[(u16, u16, u64)]) {
-    VethPair::in_ns(&pair.ns_a, || {
-        let tx = RawSender::new(&pair.if_a).unwrap();
-        for &(sport, len, count) in flows {
-            let f = frames::ipv4(
-                mac_b,
-                None,
-                17,
-                Ipv4Addr::new(198, 51, 100, 7),
-                Ipv4Addr::new(203, 0, 113, 7),
-                sport,
-                9999,
-                len,
-                0,
-            );
-            for _ in 0..count {
-                tx.send(&f).unwrap();
-            }
-        }
-    })
-    .unwrap();
+use crate::support::probe_cli::{ProbeProcess, bin};
+
+// The crafted flows' source and destination.
+const SRC: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+const DST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+
+/// `flows` (`(sport, ip_len, count)`) from [`SRC`] over `pair` to `mac`.
+fn send_flows(pair: &VethPair, mac: [u8; 6], flows: &[(u16, u16, u64)]) {
+    frames::send_udp_flows(pair, mac, SRC, DST, flows);
 }
 
 fn sums(records: &[serde_json::Value]) -> HashMap<u64, (u64, u64)> {
     let mut m = HashMap::new();
     for r in records {
-        if r["src"] == "198.51.100.7" {
+        if r["src"] == SRC.to_string() {
             let e = m.entry(r["sport"].as_u64().unwrap()).or_insert((0, 0));
             e.0 += r["packets"].as_u64().unwrap();
             e.1 += r["bytes"].as_u64().unwrap();
@@ -45,21 +31,21 @@ fn sums(records: &[serde_json::Value]) -> HashMap<u64, (u64, u64)> {
     m
 }
 
-fn check_capture(backend: &str) {
-    let pair = VethPair::new(&backend[..3]).expect("veth pair");
+/// A veth pair tagged `tag`, the MAC of its probed end, and `tidegate-probe run --iface
+/// <that end> --json ARGS...` capturing on it.
+fn json_probe(tag: &str, args: &[&str]) -> (VethPair, [u8; 6], ProbeProcess) {
+    let pair = VethPair::new(tag).expect("veth pair");
     let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b).unwrap();
-    let p = ProbeProcess::start(
-        &pair.ns_b,
-        &[
-            "run",
-            "--iface",
-            &pair.if_b,
-            "--json",
-            "--backend",
-            backend,
-            "--flow-entries",
-            "4096",
-        ],
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let p = ProbeProcess::run_on(&pair, &all);
+    (pair, mac_b, p)
+}
+
+fn check_capture(backend: &str) {
+    let (pair, mac_b, p) = json_probe(
+        &backend[..3],
+        &["--backend", backend, "--flow-entries", "4096"],
     );
     let flows = [(1000u16, 64u16, 500u64), (1001, 1400, 77), (1002, 28, 1)];
     send_flows(&pair, mac_b, &flows);
@@ -74,7 +60,10 @@ fn check_capture(backend: &str) {
             "flow {sport} via {backend}: {got:?}"
         );
     }
-    let r = records.iter().find(|r| r["src"] == "198.51.100.7").unwrap();
+    let r = records
+        .iter()
+        .find(|r| r["src"] == SRC.to_string())
+        .unwrap();
     assert_eq!(r["line"], pair.if_b.as_str());
     assert_eq!(r["direction"], "ingress");
     assert_eq!(r["vlan"], serde_json::Value::Null);
@@ -97,15 +86,9 @@ fn afpacket_capture_counts_the_same() {
 
 #[test]
 fn short_idle_timeout_exports_while_running() {
-    let pair = VethPair::new("idle").expect("veth pair");
-    let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b).unwrap();
-    let p = ProbeProcess::start(
-        &pair.ns_b,
+    let (pair, mac_b, p) = json_probe(
+        "idle",
         &[
-            "run",
-            "--iface",
-            &pair.if_b,
-            "--json",
             "--idle-timeout",
             "1",
             "--sweep-interval-ms",
@@ -204,24 +187,26 @@ fn missing_privileges_is_one_clear_error() {
     );
 }
 
-fn scrape(ns: &str, port: u16) -> String {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-sf",
-            &format!("http://127.0.0.1:{port}/metrics"),
-        ])
-        .output()
-        .unwrap();
+/// Runs `ip ARGS...`; panics with its stderr unless it succeeds; returns its stdout.
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().unwrap();
     assert!(
         out.status.success(),
-        "scrape failed: {}",
+        "ip {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+fn scrape(ns: &str, port: u16) -> String {
+    ip(&[
+        "netns",
+        "exec",
+        ns,
+        "curl",
+        "-sf",
+        &format!("http://127.0.0.1:{port}/metrics"),
+    ])
 }
 
 fn metric(text: &str, name: &str) -> u64 {
@@ -235,15 +220,9 @@ fn metric(text: &str, name: &str) -> u64 {
 
 #[test]
 fn metrics_endpoint_reports_packets_and_errors_by_reason() {
-    let pair = VethPair::new("met").expect("veth pair");
-    let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b).unwrap();
-    let p = ProbeProcess::start(
-        &pair.ns_b,
+    let (pair, mac_b, p) = json_probe(
+        "met",
         &[
-            "run",
-            "--iface",
-            &pair.if_b,
-            "--json",
             "--no-egress",
             "--sweep-interval-ms",
             "100",
@@ -287,20 +266,8 @@ fn one_probe_watches_two_named_lines_from_a_config_file() {
     // Two lines: two veth pairs whose probed ends share one namespace.
     let a = VethPair::new("mla").expect("veth pair");
     let b = VethPair::new("mlb").expect("veth pair");
-    let out = Command::new("ip")
-        .args(["-n", &b.ns_b, "link", "set", &b.if_b, "netns", &a.ns_b])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("ip")
-        .args(["-n", &a.ns_b, "link", "set", &b.if_b, "up"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    ip(&["-n", &b.ns_b, "link", "set", &b.if_b, "netns", &a.ns_b]);
+    ip(&["-n", &a.ns_b, "link", "set", &b.if_b, "up"]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("probe.toml");
     std::fs::write(

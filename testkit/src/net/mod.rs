@@ -7,6 +7,7 @@
 //! root namespace's interfaces, addresses and routes are never touched.
 
 pub mod cleanup;
+pub mod frames;
 pub mod trafgen;
 pub mod veth;
 

@@ -201,7 +201,6 @@ impl Detector {
 #[cfg(test)]
 mod early_tests {
     use super::*;
-    use tidegate_common::Direction;
 
     fn syn(i: u32, t: u64) -> FlowRecord {
         FlowRecord {
@@ -210,17 +209,13 @@ mod early_tests {
             sport: 1024 + (i % 60_000) as u16,
             dport: 443,
             proto: 6,
-            vlan: None,
             packets: 1,
             bytes: 40,
             first: t,
             last: t,
             tcp_flags: SYN,
-            icmp_type: None,
-            icmp_code: None,
             line: "l".into(),
-            ifindex: 0,
-            direction: Direction::Ingress,
+            ..Default::default()
         }
     }
 

@@ -86,10 +86,7 @@ fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, mut acc: Acc) -> Option<De
         severity: Severity::scaled(Severity::High, pps, threshold),
         first_ns: acc.first_ns,
         last_ns: acc.last_ns,
-        src: Some(match acc.single_source() {
-            Some(a) => Endpoint::Addr(a),
-            None => Endpoint::Many(format!("{sources} sources")),
-        }),
+        src: Some(acc.source_endpoint()),
         dst: Some(Endpoint::Addr(dst)),
         port,
         line: acc.line(),

@@ -148,10 +148,7 @@ impl Rule for Volumetric {
                 severity: Severity::scaled(Severity::High, measured, threshold),
                 first_ns: acc.first_ns,
                 last_ns: acc.last_ns,
-                src: Some(match acc.single_source() {
-                    Some(a) => Endpoint::Addr(a),
-                    None => Endpoint::Many(format!("{sources} sources")),
-                }),
+                src: Some(acc.source_endpoint()),
                 dst: Some(Endpoint::Addr(dst)),
                 port,
                 line: acc.line(),

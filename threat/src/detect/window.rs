@@ -211,6 +211,15 @@ impl Acc {
         if self.multi_src { None } else { self.first_src }
     }
 
+    /// The source as an alert names it: the address when every flow came from one,
+    /// else how many sources there were.
+    pub fn source_endpoint(&self) -> super::alert::Endpoint {
+        match self.single_source() {
+            Some(a) => super::alert::Endpoint::Addr(a),
+            None => super::alert::Endpoint::Many(format!("{} sources", self.sources())),
+        }
+    }
+
     /// The sample flows.
     pub fn evidence(&self) -> &[FlowRecord] {
         self.detail.as_ref().map_or(&[], |d| &d.evidence)
@@ -379,7 +388,6 @@ fn window<K>(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use tidegate_common::Direction;
 
     /// A UDP record 192.0.2.1 → 192.0.2.2 of `packets` 100-byte packets on line `l`.
     pub(in super::super) fn rec(first: u64, last: u64, packets: u64) -> FlowRecord {
@@ -389,17 +397,12 @@ pub(super) mod tests {
             sport: 1,
             dport: 2,
             proto: 17,
-            vlan: None,
             packets,
             bytes: packets * 100,
             first,
             last,
-            tcp_flags: 0,
-            icmp_type: None,
-            icmp_code: None,
             line: "l".into(),
-            ifindex: 0,
-            direction: Direction::Ingress,
+            ..Default::default()
         }
     }
 

@@ -114,17 +114,15 @@ mod tests {
             sport: 1000,
             dport: 443,
             proto: 6,
-            vlan: None,
             packets: 2,
             bytes: 100,
             first,
             last: first + 10,
             tcp_flags: 0x12,
-            icmp_type: None,
-            icmp_code: None,
             line: "l".into(),
             ifindex: 1,
             direction: tidegate_common::Direction::Ingress,
+            ..Default::default()
         };
         Violation {
             rule_id: "r".into(),

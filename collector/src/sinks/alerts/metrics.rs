@@ -22,26 +22,15 @@ pub struct WebhookMetrics {
 impl WebhookMetrics {
     /// Registers every metric under the `alert_webhook_` prefix of `registry`.
     pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("alert_webhook");
-        r.register(
-            "delivered",
-            "Notifications the webhook receiver accepted",
-            self.delivered.clone(),
-        );
-        r.register(
-            "retries",
-            "Failed webhook attempts that will be retried",
-            self.retries.clone(),
-        );
-        r.register(
-            "dead_letters",
-            "Notifications refused by the receiver and kept in the dead-letter folder",
-            self.dead_letters.clone(),
-        );
-        r.register(
-            "queued",
-            "Notifications waiting in the webhook outbox",
-            self.queued.clone(),
+        tidegate_base::register_metrics!(
+            registry,
+            "alert_webhook",
+            self {
+                delivered: "Notifications the webhook receiver accepted",
+                retries: "Failed webhook attempts that will be retried",
+                dead_letters: "Notifications refused by the receiver and kept in the dead-letter folder",
+                queued: "Notifications waiting in the webhook outbox",
+            }
         );
     }
 }

@@ -82,26 +82,15 @@ impl Default for SinkMetrics {
 impl SinkMetrics {
     /// Registers every metric under the `clickhouse_` prefix of `registry`.
     pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("clickhouse");
-        r.register(
-            "rows_inserted",
-            "Rows in INSERTs ClickHouse acknowledged, by table",
-            self.rows_inserted.clone(),
-        );
-        r.register(
-            "inserts",
-            "INSERT requests by table and outcome (ok, retryable, permanent)",
-            self.inserts.clone(),
-        );
-        r.register(
-            "insert_seconds",
-            "Duration of one INSERT request",
-            self.insert_seconds.clone(),
-        );
-        r.register(
-            "migration_version",
-            "Highest schema migration applied to the database",
-            self.migration_version.clone(),
+        tidegate_base::register_metrics!(
+            registry,
+            "clickhouse",
+            self {
+                rows_inserted: "Rows in INSERTs ClickHouse acknowledged, by table",
+                inserts: "INSERT requests by table and outcome (ok, retryable, permanent)",
+                insert_seconds: "Duration of one INSERT request",
+                migration_version: "Highest schema migration applied to the database",
+            }
         );
     }
 

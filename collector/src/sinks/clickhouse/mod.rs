@@ -37,7 +37,7 @@ pub use config::ClickHouseConfig;
 pub use error::{ErrorClass, SinkError};
 pub use insert::GroupPart;
 pub use metrics::{InsertLabels, Outcome, SinkMetrics, TableLabel};
-pub use row::ProbeHealthRow;
+pub use row::{FlowRow, ProbeHealthRow};
 pub use schema::MigrationReport;
 
 /// Writes flows and probe health into one ClickHouse database. Cheap to share: every

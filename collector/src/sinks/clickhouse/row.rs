@@ -12,7 +12,8 @@ use tidegate_threat::enrich::FlowContext;
 /// One row of `flows` (the columns the sink writes; the others have defaults). Field
 /// order and types follow `dashboards/clickhouse/migrations/0001_flows.sql`.
 #[derive(Clone, Debug, PartialEq, Eq, Row, Serialize)]
-pub(crate) struct FlowRow<'a> {
+#[allow(missing_docs)] // the columns of `0001_flows.sql`
+pub struct FlowRow<'a> {
     pub probe_id: &'a str,
     pub batch_seq: u64,
     pub line: &'a str,
@@ -177,11 +178,10 @@ mod tests {
             first: 1_700_000_000_000_000_001,
             last: 1_700_000_000_500_000_000,
             tcp_flags: 0x12,
-            icmp_type: None,
-            icmp_code: None,
             line: "hk-1".into(),
             ifindex: 7,
             direction: Direction::Egress,
+            ..Default::default()
         }
     }
 

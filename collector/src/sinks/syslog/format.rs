@@ -29,8 +29,6 @@
 
 use std::fmt::Write as _;
 
-use time::OffsetDateTime;
-
 use super::error::SyslogError;
 use tidegate_threat::Finding;
 use tidegate_threat::detect::{Alert, Endpoint};
@@ -213,18 +211,7 @@ impl Event {
 
 /// RFC 3339 UTC with microseconds, e.g. `2023-11-14T22:13:20.123456Z`.
 pub fn timestamp(ns: u64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    tidegate_wire::record::rfc3339_ns::format_digits(ns, 6)
 }
 
 fn sd_char(c: char, out: &mut String) {

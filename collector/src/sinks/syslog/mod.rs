@@ -303,37 +303,41 @@ mod tests {
             f(&mut c);
             c.validate().unwrap_err().to_string()
         };
-        assert_eq!(
-            bad(|c| c.address = "localhost".into()),
-            "syslog.address: \"localhost\" has no port; expected host:port"
-        );
-        assert_eq!(
-            bad(|c| c.address = "h:0".into()),
-            "syslog.address: \"h:0\": port \"0\" is not a number from 1 to 65535"
-        );
-        assert_eq!(
-            bad(|c| c.address = ":514".into()),
-            "syslog.address: \":514\" has no host; expected host:port"
-        );
-        assert_eq!(
-            bad(|c| c.address = "::1:514".into()),
-            "syslog.address: \"::1:514\": write IPv6 addresses as [addr]:port"
-        );
-        assert_eq!(
-            bad(|c| c.app_name = "tide gate".into()),
-            "syslog.app_name: \"tide gate\" contains ' '; only printable ASCII without spaces is allowed"
-        );
-        assert_eq!(
-            bad(|c| c.app_name = "x".repeat(49)),
-            format!(
-                "syslog.app_name: {:?} must be 1 to 48 characters long",
-                "x".repeat(49)
-            )
-        );
-        assert_eq!(
-            bad(|c| c.hostname = Some(String::new())),
-            "syslog.hostname: \"\" must be 1 to 255 characters long"
-        );
+        let long = "x".repeat(49);
+        type Case = (fn(&mut SyslogConfig), String);
+        let cases: [Case; 7] = [
+            (
+                |c| c.address = "localhost".into(),
+                "syslog.address: \"localhost\" has no port; expected host:port".into(),
+            ),
+            (
+                |c| c.address = "h:0".into(),
+                "syslog.address: \"h:0\": port \"0\" is not a number from 1 to 65535".into(),
+            ),
+            (
+                |c| c.address = ":514".into(),
+                "syslog.address: \":514\" has no host; expected host:port".into(),
+            ),
+            (
+                |c| c.address = "::1:514".into(),
+                "syslog.address: \"::1:514\": write IPv6 addresses as [addr]:port".into(),
+            ),
+            (
+                |c| c.app_name = "tide gate".into(),
+                "syslog.app_name: \"tide gate\" contains ' '; only printable ASCII without spaces is allowed".into(),
+            ),
+            (
+                |c| c.app_name = "x".repeat(49),
+                format!("syslog.app_name: {long:?} must be 1 to 48 characters long"),
+            ),
+            (
+                |c| c.hostname = Some(String::new()),
+                "syslog.hostname: \"\" must be 1 to 255 characters long".into(),
+            ),
+        ];
+        for (set, want) in cases {
+            assert_eq!(bad(set), want);
+        }
         let mut ok = SyslogConfig::new("[::1]:514", Protocol::Udp);
         ok.hostname = Some("collector-1.example".into());
         ok.validate().unwrap();

@@ -1,6 +1,5 @@
 //! Shared by the `aggregate_*` tests: corpus records, batching, and the straightforward
 //! single-threaded reference the aggregator must match.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -178,16 +177,13 @@ pub fn record(sport: u16, line: &str, first_s: u64, last_s: u64, bytes: u64) -> 
         sport,
         dport: 443,
         proto: 6,
-        vlan: None,
         packets: bytes.div_ceil(1000).max(1),
         bytes,
         first: BASE_NS + first_s * 1_000_000_000,
         last: BASE_NS + last_s * 1_000_000_000,
         tcp_flags: 0x18,
-        icmp_type: None,
-        icmp_code: None,
         line: line.to_string(),
         ifindex: 3,
-        direction: Direction::Ingress,
+        ..Default::default()
     }
 }

@@ -1,8 +1,6 @@
 //! Shared by the alert sink tests: sample alerts and violations, and a real HTTP webhook
 //! receiver on 127.0.0.1 that records every request.
 
-#![allow(dead_code)]
-
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -10,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use axum::{Router, body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post};
 use tidegate_collector::sinks::alerts::Notification;
-use tidegate_common::Direction;
 use tidegate_threat::detect::alert::{Alert, AlertKind, Endpoint};
 use tidegate_threat::policy::ViolationState;
 use tidegate_threat::policy::{Violation, ViolationKind};
@@ -28,17 +25,13 @@ fn flow(i: u32) -> FlowRecord {
         sport: 40_000 + i as u16,
         dport: 443,
         proto: 6,
-        vlan: None,
         packets: 3,
         bytes: 180,
         first: 1_700_000_000_000_000_000 + u64::from(i) * 1_000_000,
         last: 1_700_000_000_500_000_000 + u64::from(i) * 1_000_000,
         tcp_flags: 0x02,
-        icmp_type: None,
-        icmp_code: None,
         line: "line-a".into(),
-        ifindex: 0,
-        direction: Direction::Ingress,
+        ..Default::default()
     }
 }
 

@@ -2,5 +2,9 @@
 
 pub mod aggregate;
 pub mod alerts;
+pub mod analysis;
+pub mod clickhouse;
+pub mod policy;
+pub mod records;
 pub mod syslog;
 pub mod ui;

@@ -1,8 +1,6 @@
 //! Shared by the syslog tests: real alerts and violations from corpus captures, a small
 //! RFC 5424 parser, an RFC 6587 octet-counting reader and independent expectations.
 
-#![allow(dead_code)]
-
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;

@@ -2,24 +2,14 @@
 //! `tidegate-collector run` with `[api]` (one user, one token), enrichment (GeoLite2), a
 //! policy and the detectors, fed by the probe library replaying corpus captures over
 //! mTLS — the same path production data takes. Plus a minimal HTTP client.
-//!
-//! Include with `#[path = "ui_support/mod.rs"] mod ui_support;`.
-#![allow(dead_code)] // each test file uses a different subset
 
 use std::{
-    net::SocketAddr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use tidegate_testkit::{
-    CollectorProcess,
-    certs::Certs,
-    collector::CollectorConfig,
-    probe::{exporter, probe_options, replay_into},
-    stack::PROBES,
-};
-use tidegate_testkit::{TestClickHouse, eventually_async as eventually, free_port};
+use crate::support::analysis::Analysis;
+use tidegate_testkit::{Stack, eventually_async as eventually, stack::StackOptions};
 use tidegate_wire::record::FlowRecord;
 
 /// The console's login.
@@ -38,10 +28,6 @@ pub const CAPTURES: [&str; 4] = [
     "ndpi-dns_exfiltration.pcap",
 ];
 
-const POLICY: &str = "[[zone]]\nname = \"special-zone\"\ncidrs = [\"192.168.0.0/16\"]\n\n\
-[[rule]]\nid = \"special-isolation\"\nname = \"special zone exchanges data with nobody outside\"\n\
-type = \"isolate\"\nzone = \"special-zone\"\npeers = []\nseverity = \"critical\"\n";
-
 fn sha256_hex(s: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
         .as_ref()
@@ -54,59 +40,44 @@ fn sha256_hex(s: &str) -> String {
 pub struct Console {
     /// Base URL of the UI/API, `http://127.0.0.1:<port>`.
     pub url: String,
-    /// The collector's probe-facing address.
-    pub addr: SocketAddr,
-    /// The ClickHouse behind it.
-    pub ch: TestClickHouse,
-    /// The collector process.
-    pub collector: CollectorProcess,
+    /// ClickHouse and the collector.
+    pub stack: Stack,
     /// Records replayed so far.
     pub records: Vec<FlowRecord>,
-    certs: Certs,
-    dir: tempfile::TempDir,
+    _analysis: Option<Analysis>,
 }
 
 impl Console {
     /// Starts ClickHouse and the collector; `analysis` adds enrichment, policy and
     /// detectors. Returns once the UI answers and the schema is in place.
     pub fn start(analysis: bool) -> Console {
-        let dir = tempfile::tempdir().unwrap();
-        let ch = TestClickHouse::start();
-        let certs = Certs::generate(&dir.path().join("certs"), &PROBES);
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let config = CollectorConfig::new(dir.path(), &certs, port, &ch.url()).write(dir.path());
-        let ui_port = free_port();
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "\n[api]\nlisten = \"127.0.0.1:{ui_port}\"\nhome_country = \"HK\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_sha256 = \"{}\"\n\n\
+        let ui_port = tidegate_testkit::free_port();
+        let mut extra = format!(
+            "[api]\nlisten = \"127.0.0.1:{ui_port}\"\nhome_country = \"HK\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_sha256 = \"{}\"\n\n\
              [[api.token]]\nname = \"automation\"\nsha256 = \"{}\"\n",
             sha256_hex(PASSWORD),
             sha256_hex(TOKEN)
-        ));
-        if analysis {
-            std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
-            std::fs::write(dir.path().join("detect.toml"), "lateness_secs = 2\n").unwrap();
-            text.push_str(&format!(
-                "\n[enrich]\nmmdb = [\"{}\"]\n\n[policy]\nfile = \"policy.toml\"\n\n\
-                 [detect]\nconfig = \"detect.toml\"\nidle_advance_secs = 1\n",
-                tidegate_testkit::paths::geolite().display()
-            ));
+        );
+        let analysis = analysis.then(Analysis::new);
+        if let Some(a) = &analysis {
+            extra.push_str(&format!("\n{}", a.config()));
         }
-        std::fs::write(&config, text).unwrap();
-        let collector = CollectorProcess::start(&config, addr);
         let c = Console {
             url: format!("http://127.0.0.1:{ui_port}"),
-            addr,
-            ch,
-            collector,
+            stack: Stack::start_with(StackOptions {
+                extra,
+                metrics: false,
+            }),
             records: Vec::new(),
-            certs,
-            dir,
+            _analysis: analysis,
         };
         block_on(async {
             let ok = eventually(Duration::from_secs(60), async || {
-                c.ch.query("EXISTS TABLE tidegate.policy_violations").await == "1"
+                c.stack
+                    .ch
+                    .query("EXISTS TABLE tidegate.policy_violations")
+                    .await
+                    == "1"
             })
             .await;
             assert!(ok, "schema not migrated");
@@ -117,24 +88,10 @@ impl Console {
     /// Replays `captures` through a probe exporter (probe `edge-1`) and waits until
     /// ClickHouse holds every record and the alert and violation tables stop changing.
     pub fn seed(&mut self, captures: &[&str]) {
-        let spool = self.dir.path().join("probe-spool");
-        let mut ex = exporter(probe_options(&self.certs, "edge-1", self.addr, &spool));
-        let records = replay_into(captures, &mut ex);
-        let rep = ex.finish(Duration::from_secs(60)).unwrap();
-        assert_eq!(rep.left_batches, 0, "every batch acknowledged");
-        self.records.extend(records);
-        let want = self.records.len() as u64;
+        self.records.extend(self.stack.replay("edge-1", captures));
+        self.stack
+            .wait_for_flows(self.records.len() as u64, Duration::from_secs(90));
         block_on(async {
-            let ok = eventually(Duration::from_secs(90), async || {
-                self.ch
-                    .query("SELECT count() FROM tidegate.flows")
-                    .await
-                    .parse::<u64>()
-                    .unwrap_or(0)
-                    >= want
-            })
-            .await;
-            assert!(ok, "ClickHouse did not get the {want} replayed records");
             // Alerts close when event time passes their windows (idle lines advance with
             // the wall clock): wait until both tables are non-empty and stable.
             let deadline = Instant::now() + Duration::from_secs(150);
@@ -142,6 +99,7 @@ impl Console {
             let mut stable_since = Instant::now();
             loop {
                 let now = self
+                    .stack
                     .ch
                     .query(
                         "SELECT (SELECT count() FROM tidegate.alerts FINAL), (SELECT count() FROM tidegate.policy_violations FINAL), \
@@ -172,7 +130,7 @@ impl Console {
 
     /// The temporary directory of this console.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.stack.dir()
     }
 }
 

@@ -71,62 +71,23 @@ impl ExportMetrics {
 
     /// Registers every metric under `collector_*` names.
     pub fn register(&self, registry: &mut Registry) {
-        let r = registry.sub_registry_with_prefix("collector");
-        r.register(
-            "records",
-            "Flow records sealed into batches for the collector",
-            self.records.clone(),
-        );
-        r.register(
-            "batches_sealed",
-            "Batches sealed into the spool",
-            self.batches_sealed.clone(),
-        );
-        r.register(
-            "batches_sent",
-            "Batch frames sent, resends included",
-            self.batches_sent.clone(),
-        );
-        r.register(
-            "batches_acked",
-            "Batches acknowledged by the collector",
-            self.batches_acked.clone(),
-        );
-        r.register(
-            "batches_duplicate",
-            "Acknowledged batches the collector already had",
-            self.batches_duplicate.clone(),
-        );
-        r.register("bytes_sent", "Batch bytes sent", self.bytes_sent.clone());
-        r.register(
-            "connects",
-            "Connections to the collector established",
-            self.connects.clone(),
-        );
-        r.register(
-            "connect_failures",
-            "Failed connection attempts to the collector",
-            self.connect_failures.clone(),
-        );
-        r.register(
-            "session_errors",
-            "Collector connections that ended on an error, by reason",
-            self.session_errors.clone(),
-        );
-        r.register(
-            "spool_bytes",
-            "Bytes of unacknowledged batches in the spool",
-            self.spool_bytes.clone(),
-        );
-        r.register(
-            "spool_batches",
-            "Unacknowledged batches in the spool",
-            self.spool_batches.clone(),
-        );
-        r.register(
-            "spool_full_waits",
-            "Times export waited for spool space",
-            self.spool_full_waits.clone(),
+        let r = tidegate_base::register_metrics!(
+            registry,
+            "collector",
+            self {
+                records: "Flow records sealed into batches for the collector",
+                batches_sealed: "Batches sealed into the spool",
+                batches_sent: "Batch frames sent, resends included",
+                batches_acked: "Batches acknowledged by the collector",
+                batches_duplicate: "Acknowledged batches the collector already had",
+                bytes_sent: "Batch bytes sent",
+                connects: "Connections to the collector established",
+                connect_failures: "Failed connection attempts to the collector",
+                session_errors: "Collector connections that ended on an error, by reason",
+                spool_bytes: "Bytes of unacknowledged batches in the spool",
+                spool_batches: "Unacknowledged batches in the spool",
+                spool_full_waits: "Times export waited for spool space",
+            }
         );
         r.register(
             "ack_latency_seconds",

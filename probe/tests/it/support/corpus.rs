@@ -23,6 +23,18 @@ pub struct Key {
     pub dport: u16,
 }
 
+impl From<&FlowRecord> for Key {
+    fn from(r: &FlowRecord) -> Self {
+        Key {
+            src: r.src,
+            dst: r.dst,
+            proto: r.proto as i32,
+            sport: r.sport,
+            dport: r.dport,
+        }
+    }
+}
+
 impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -40,6 +52,13 @@ pub struct Counts {
     pub packets: u64,
     /// IP-layer bytes.
     pub ip_bytes: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.packets += o.packets;
+        self.ip_bytes += o.ip_bytes;
+    }
 }
 
 /// One row of a truth file. (Its family column follows from the addresses, and its TCP
@@ -74,9 +93,7 @@ impl Truth {
     pub fn by_key(&self) -> BTreeMap<Key, Counts> {
         let mut m: BTreeMap<Key, Counts> = BTreeMap::new();
         for f in &self.flows {
-            let c = m.entry(f.key).or_default();
-            c.packets += f.counts.packets;
-            c.ip_bytes += f.counts.ip_bytes;
+            *m.entry(f.key).or_default() += f.counts;
         }
         m
     }
@@ -122,41 +139,23 @@ pub fn read_truth(path: &Path) -> Truth {
         }
         let c: Vec<&str> = line.split('\t').collect();
         assert_eq!(c.len(), 12, "expected 12 columns at {}", ctx());
-        let num = |s: &str| -> u64 {
-            s.parse()
-                .unwrap_or_else(|_| panic!("bad number {s:?} at {}", ctx()))
-        };
         u16::from_str_radix(c[11].trim_start_matches("0x"), 16)
             .unwrap_or_else(|_| panic!("bad tcp_flags at {}", ctx()));
         let flow = TruthFlow {
             key: Key {
-                src: c[1]
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad src at {}", ctx())),
-                dst: c[2]
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad dst at {}", ctx())),
-                proto: c[3]
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad proto at {}", ctx())),
-                sport: c[4]
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad sport at {}", ctx())),
-                dport: c[5]
-                    .parse()
-                    .unwrap_or_else(|_| panic!("bad dport at {}", ctx())),
+                src: column(c[1], "src", ctx),
+                dst: column(c[2], "dst", ctx),
+                proto: column(c[3], "proto", ctx),
+                sport: column(c[4], "sport", ctx),
+                dport: column(c[5], "dport", ctx),
             },
             counts: Counts {
-                packets: num(c[6]),
-                ip_bytes: num(c[8]),
+                packets: column(c[6], "pkts", ctx),
+                ip_bytes: column(c[8], "ip_bytes", ctx),
             },
-            frame_bytes: num(c[7]),
-            first: c[9]
-                .parse()
-                .unwrap_or_else(|_| panic!("bad first at {}", ctx())),
-            last: c[10]
-                .parse()
-                .unwrap_or_else(|_| panic!("bad last at {}", ctx())),
+            frame_bytes: column(c[7], "frame_bytes", ctx),
+            first: column(c[9], "first", ctx),
+            last: column(c[10], "last", ctx),
         };
         t.flows.push(flow);
     }
@@ -168,20 +167,20 @@ pub fn read_truth(path: &Path) -> Truth {
     t
 }
 
+/// One column of a truth row, parsed; panics naming the column, its text and the line.
+fn column<T: std::str::FromStr>(s: &str, what: &str, line: impl Fn() -> String) -> T {
+    s.parse()
+        .unwrap_or_else(|_| panic!("bad {what} {s:?} at {}", line()))
+}
+
 /// Sums records by truth key: over VLANs and over records split by the timeouts.
 pub fn sum_records(records: &[FlowRecord]) -> BTreeMap<Key, Counts> {
     let mut m: BTreeMap<Key, Counts> = BTreeMap::new();
     for r in records {
-        let k = Key {
-            src: r.src,
-            dst: r.dst,
-            proto: r.proto as i32,
-            sport: r.sport,
-            dport: r.dport,
+        *m.entry(Key::from(r)).or_default() += Counts {
+            packets: r.packets,
+            ip_bytes: r.bytes,
         };
-        let c = m.entry(k).or_default();
-        c.packets += r.packets;
-        c.ip_bytes += r.bytes;
     }
     m
 }
@@ -197,9 +196,10 @@ pub fn sum_json(records: &[serde_json::Value]) -> BTreeMap<Key, Counts> {
             sport: r["sport"].as_u64().unwrap() as u16,
             dport: r["dport"].as_u64().unwrap() as u16,
         };
-        let c = m.entry(k).or_default();
-        c.packets += r["packets"].as_u64().unwrap();
-        c.ip_bytes += r["bytes"].as_u64().unwrap();
+        *m.entry(k).or_default() += Counts {
+            packets: r["packets"].as_u64().unwrap(),
+            ip_bytes: r["bytes"].as_u64().unwrap(),
+        };
     }
     m
 }

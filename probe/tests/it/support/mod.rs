@@ -3,6 +3,7 @@
 //! capture — are in `tidegate-testkit`).
 
 pub mod corpus;
-pub mod frames;
+pub mod files;
 pub mod pcap;
 pub mod probe_cli;
+pub mod replay;

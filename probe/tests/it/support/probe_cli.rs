@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+use tidegate_testkit::net::VethPair;
 
 /// A running probe process; its stdout (JSON records) and stderr are collected.
 pub struct ProbeProcess {
@@ -82,6 +83,14 @@ impl ProbeProcess {
         p
     }
 
+    /// `tidegate-probe run --iface <pair.if_b> ARGS...` in `pair.ns_b`; waits until it says
+    /// it is capturing.
+    pub fn run_on(pair: &VethPair, args: &[&str]) -> Self {
+        let mut all = vec!["run", "--iface", pair.if_b.as_str()];
+        all.extend_from_slice(args);
+        Self::start(&pair.ns_b, &all)
+    }
+
     fn drain_stderr(&mut self) -> Vec<String> {
         while let Ok(l) = self.stderr_lines.recv_timeout(Duration::from_millis(200)) {
             self.stderr.push(l);
@@ -124,6 +133,26 @@ impl Run {
             .lines()
             .filter(|l| l.to_ascii_lowercase().contains("error"))
             .collect()
+    }
+
+    /// The one stderr line that reports an error (panics unless there is exactly one).
+    pub fn error_line(&self) -> &str {
+        let errs = self.error_lines();
+        assert_eq!(
+            errs.len(),
+            1,
+            "exactly one error line expected:\n{}",
+            self.stderr
+        );
+        errs[0]
+    }
+
+    /// Packets over all records.
+    pub fn packets(&self) -> u64 {
+        self.records
+            .iter()
+            .map(|r| r["packets"].as_u64().unwrap())
+            .sum()
     }
 
     /// The counters of the per-file summary line logged for `file` (by its file name).

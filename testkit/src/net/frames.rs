@@ -2,6 +2,8 @@
 
 use std::{ffi::CString, io, mem, net::Ipv4Addr};
 
+use super::VethPair;
+
 /// An IPv4/UDP (or TCP) frame from `src:sport` to `dst:dport` whose IP total length is
 /// `ip_len` (≥ 28 for UDP, ≥ 40 for TCP).
 #[allow(clippy::too_many_arguments)]
@@ -43,6 +45,27 @@ pub fn ipv4(
     let sum = checksum(&f[ip_start..ip_start + 20]);
     f[ip_start + 10..ip_start + 12].copy_from_slice(&sum.to_be_bytes());
     f
+}
+
+/// From `pair`'s sending end to `dst_mac`, for each `(sport, ip_len, count)` of `flows`,
+/// `count` IPv4/UDP frames from `src:sport` to `dst:9999` of IP length `ip_len`.
+pub fn send_udp_flows(
+    pair: &VethPair,
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    flows: &[(u16, u16, u64)],
+) {
+    VethPair::in_ns(&pair.ns_a, || {
+        let tx = RawSender::new(&pair.if_a).unwrap();
+        for &(sport, len, count) in flows {
+            let f = ipv4(dst_mac, None, 17, src, dst, sport, 9999, len, 0);
+            for _ in 0..count {
+                tx.send(&f).unwrap();
+            }
+        }
+    })
+    .unwrap();
 }
 
 /// A non-IP (ARP ethertype) frame.

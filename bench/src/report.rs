@@ -1,0 +1,26 @@
+//! Writing a benchmark's Markdown report: the smoke-run note, the file (its directory
+//! created), and a copy on stdout.
+
+use std::io::Write as _;
+use std::path::Path;
+
+/// The line a smoke run's report ends with.
+pub const SMOKE_NOTE: &str = "\n(smoke run: figures are not meaningful)";
+
+/// Ends `text` with [`SMOKE_NOTE`] for a smoke run, prints it, and writes it to `out`
+/// (creating its directory) when given.
+pub fn publish(mut text: String, smoke: bool, out: Option<&Path>) -> std::io::Result<()> {
+    if smoke {
+        text.push_str(SMOKE_NOTE);
+        text.push('\n');
+    }
+    std::io::stdout().write_all(text.as_bytes())?;
+    if let Some(out) = out {
+        if let Some(d) = out.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(out, &text)?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
