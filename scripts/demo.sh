@@ -33,6 +33,14 @@ ui_port=${TIDEGATE_DEMO_UI_PORT:-8080}
 ns=tg-demo-wan if_wan=tgdemo-wan if_line=tgdemo-line
 probe_pid="" collector_pid="" traffic_pid="" web_pids=()
 
+wait_ready() { # pid log needle what: wait up to 10 s for NEEDLE in LOG; die if PID exits first
+  for _ in $(seq 1 100); do
+    grep -q "$3" "$2" 2>/dev/null && return 0
+    kill -0 "$1" 2>/dev/null || { cat "$2" >&2; die "$4 failed to start"; }
+    sleep 0.1
+  done
+  die "$4 did not start within 10 s (see $2)"
+}
 stop_pid() { # pid signal
   if [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; then
     kill "-$2" "$1" 2>/dev/null || true
@@ -103,11 +111,7 @@ TOML
 "$bin/tidegate-collector" check-config "$out/collector.toml"
 "$bin/tidegate-collector" run --config "$out/collector.toml" 2>"$out/collector.log" &
 collector_pid=$!
-for _ in $(seq 1 100); do
-  grep -q "collector accepting probes" "$out/collector.log" 2>/dev/null && break
-  kill -0 "$collector_pid" 2>/dev/null || { cat "$out/collector.log" >&2; die "the collector failed to start"; }
-  sleep 0.1
-done
+wait_ready "$collector_pid" "$out/collector.log" "collector accepting probes" "the collector"
 
 log "creating the line: veth $if_line (this host, 'domestic' 10.1.2.3) <-> $if_wan (namespace $ns: abroad)"
 ip netns del "$ns" 2>/dev/null || true
@@ -140,11 +144,7 @@ log "starting the probe on $if_line (XDP native + TCX egress), exporting to the 
   --tls-cert "$out/certs/probe-edge-demo.pem" --tls-key "$out/certs/probe-edge-demo.key" \
   --spool-dir "$out/probe-spool" --metrics-listen 127.0.0.1:9464 2>"$out/probe.log" &
 probe_pid=$!
-for _ in $(seq 1 100); do
-  grep -q "capturing" "$out/probe.log" 2>/dev/null && break
-  kill -0 "$probe_pid" 2>/dev/null || { cat "$out/probe.log" >&2; die "the probe failed to start"; }
-  sleep 0.1
-done
+wait_ready "$probe_pid" "$out/probe.log" "capturing" "the probe"
 [[ -d "$corpus" ]] || die "corpus not found at $corpus (the shared corpus is expected at ../shared/corpus beside the repository; set TIDEGATE_CORPUS to its directory)"
 
 replay_in() { # pcap pps: replay a capture from abroad onto the line (XDP ingress)

@@ -90,12 +90,30 @@ pub struct MtlsFiles {
 }
 
 impl MtlsFiles {
+    /// The trusted CA, this end's chain and its key; `role` names this end in errors.
+    #[allow(clippy::type_complexity)]
+    fn load(
+        &self,
+        role: &str,
+    ) -> Result<
+        (
+            RootCertStore,
+            Vec<CertificateDer<'static>>,
+            PrivateKeyDer<'static>,
+        ),
+        TlsError,
+    > {
+        Ok((
+            load_roots("CA certificate", &self.ca)?,
+            load_certs(&format!("{role} certificate"), &self.cert)?,
+            load_key(&format!("{role} key"), &self.key)?,
+        ))
+    }
+
     /// The server side: its own chain and key, and a verifier that requires a client
     /// certificate chaining to a CA in `ca`. `role` names this end in errors.
     pub fn server_config(&self, role: &str) -> Result<Arc<ServerConfig>, TlsError> {
-        let roots = load_roots("CA certificate", &self.ca)?;
-        let chain = load_certs(&format!("{role} certificate"), &self.cert)?;
-        let key = load_key(&format!("{role} key"), &self.key)?;
+        let (roots, chain, key) = self.load(role)?;
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
@@ -110,9 +128,7 @@ impl MtlsFiles {
 
     /// The client side: trust the server's CA, present this end's certificate.
     pub fn client_config(&self, role: &str) -> Result<Arc<ClientConfig>, TlsError> {
-        let roots = load_roots("CA certificate", &self.ca)?;
-        let chain = load_certs(&format!("{role} certificate"), &self.cert)?;
-        let key = load_key(&format!("{role} key"), &self.key)?;
+        let (roots, chain, key) = self.load(role)?;
         let cfg = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
@@ -121,6 +137,20 @@ impl MtlsFiles {
             .map_err(|e| TlsError::Config(format!("{role} certificate and key: {e}")))?;
         Ok(Arc::new(cfg))
     }
+}
+
+/// A server that asks clients for no certificate (browsers, webhook receivers): its own
+/// chain and key from PEM files; `role` names it in errors.
+pub fn server_config(cert: &Path, key: &Path, role: &str) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = load_certs(&format!("{role} certificate"), cert)?;
+    let key = load_key(&format!("{role} key"), key)?;
+    let cfg = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(format!("{role} certificate and key: {e}")))?;
+    Ok(Arc::new(cfg))
 }
 
 /// A client without a certificate of its own that trusts `ca_file`, or the system store

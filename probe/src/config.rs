@@ -206,49 +206,23 @@ impl ProbeConfig {
             c.id = id;
         }
         c.backend = raw.probe.backend.unwrap_or_default();
-        if let Some(v) = raw.probe.active_timeout_secs {
-            if *v.get_ref() == 0 {
-                return Err(at(
-                    v.span().start,
-                    "active_timeout_secs must be at least 1".into(),
-                ));
-            }
-            c.timeouts.active = Duration::from_secs(*v.get_ref());
+        if let Some(v) = &raw.probe.active_timeout_secs {
+            let secs = file.in_range(v, "active_timeout_secs", 1..=86_400)?;
+            c.timeouts.active = Duration::from_secs(secs);
         }
-        if let Some(v) = raw.probe.idle_timeout_secs {
-            if *v.get_ref() == 0 {
-                return Err(at(
-                    v.span().start,
-                    "idle_timeout_secs must be at least 1".into(),
-                ));
-            }
-            c.timeouts.idle = Duration::from_secs(*v.get_ref());
+        if let Some(v) = &raw.probe.idle_timeout_secs {
+            let secs = file.in_range(v, "idle_timeout_secs", 1..=86_400)?;
+            c.timeouts.idle = Duration::from_secs(secs);
         }
-        if let Some(v) = raw.probe.sweep_interval_ms {
-            if !(10..=60_000).contains(v.get_ref()) {
-                return Err(at(
-                    v.span().start,
-                    "sweep_interval_ms must be between 10 and 60000".into(),
-                ));
-            }
-            c.sweep_interval = Duration::from_millis(*v.get_ref());
+        if let Some(v) = &raw.probe.sweep_interval_ms {
+            let ms = file.in_range(v, "sweep_interval_ms", 10..=60_000)?;
+            c.sweep_interval = Duration::from_millis(ms);
         }
-        if let Some(v) = raw.probe.metrics_listen {
-            c.metrics_listen = Some(v.get_ref().parse().map_err(|e| {
-                at(
-                    v.span().start,
-                    format!("metrics_listen {:?} is not host:port: {e}", v.get_ref()),
-                )
-            })?);
+        if let Some(v) = &raw.probe.metrics_listen {
+            c.metrics_listen = Some(file.value(v, "metrics_listen", "host:port")?);
         }
-        if let Some(v) = raw.ebpf.flow_entries {
-            if *v.get_ref() < 64 {
-                return Err(at(
-                    v.span().start,
-                    "flow_entries must be at least 64".into(),
-                ));
-            }
-            c.ebpf.flow_entries = *v.get_ref();
+        if let Some(v) = &raw.ebpf.flow_entries {
+            c.ebpf.flow_entries = file.in_range(v, "flow_entries", 64..=16_777_216)?;
         }
         if let Some(v) = raw.ebpf.fallback_bytes {
             let b = *v.get_ref();

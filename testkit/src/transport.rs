@@ -284,31 +284,19 @@ pub async fn tls_connect(
     ca: &Path,
     cert: Option<&CertPaths>,
 ) -> std::io::Result<Client> {
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
+    use rustls_pki_types::ServerName;
     let cfg = match cert {
-        None => b.with_no_client_auth(),
-        Some(c) => b
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(&c.cert)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_file(&c.key).unwrap(),
-            )
-            .unwrap(),
+        None => Arc::new(tidegate_base::tls::trusting_client_config(Some(ca), true).unwrap()),
+        Some(c) => tidegate_base::tls::MtlsFiles {
+            ca: ca.to_path_buf(),
+            cert: c.cert.clone(),
+            key: c.key.clone(),
+        }
+        .client_config("probe")
+        .unwrap(),
     };
     let tcp = TcpStream::connect(addr).await?;
-    TlsConnector::from(Arc::new(cfg))
+    TlsConnector::from(cfg)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
 }

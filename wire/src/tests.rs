@@ -23,6 +23,23 @@ impl Rng {
     }
 }
 
+/// Applies 1 to `max_edits` random edits to `m` (stopping if it becomes empty): flip a
+/// bit, set a random byte, set `0xff` (with `with_ff`), or truncate there.
+fn mutate(rng: &mut Rng, m: &mut Vec<u8>, max_edits: usize, with_ff: bool) {
+    for _ in 0..1 + rng.below(max_edits) {
+        let i = rng.below(m.len());
+        match rng.below(if with_ff { 4 } else { 3 }) {
+            0 => m[i] ^= 1 << rng.below(8),
+            1 => m[i] = rng.next() as u8,
+            2 if with_ff => m[i] = 0xff,
+            _ => m.truncate(i),
+        }
+        if m.is_empty() {
+            break;
+        }
+    }
+}
+
 fn record(i: u64) -> FlowRecord {
     let v6 = i.is_multiple_of(3);
     let src: IpAddr = if v6 {
@@ -155,17 +172,7 @@ fn random_mutations_of_the_encoding_never_panic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for _ in 0..20_000 {
         let mut m = bytes.clone();
-        for _ in 0..1 + rng.below(4) {
-            let i = rng.below(m.len());
-            match rng.below(3) {
-                0 => m[i] ^= 1 << rng.below(8),
-                1 => m[i] = rng.next() as u8,
-                _ => m.truncate(i),
-            }
-            if m.is_empty() {
-                break;
-            }
-        }
+        mutate(&mut rng, &mut m, 4, false);
         check_no_panic(&m);
     }
     // Pure noise, with and without a valid-looking header.
@@ -195,18 +202,7 @@ fn random_mutations_of_the_body_never_panic() {
     let (mut ok, mut err) = (0, 0);
     for _ in 0..20_000 {
         let mut m = body.clone();
-        for _ in 0..1 + rng.below(3) {
-            let i = rng.below(m.len());
-            match rng.below(4) {
-                0 => m[i] ^= 1 << rng.below(8),
-                1 => m[i] = rng.next() as u8,
-                2 => m[i] = 0xff,
-                _ => m.truncate(i),
-            }
-            if m.is_empty() {
-                break;
-            }
-        }
+        mutate(&mut rng, &mut m, 3, true);
         // Both the honest length and a lying one.
         let declared = if rng.below(4) == 0 {
             rng.below(m.len() + 2)

@@ -122,34 +122,21 @@ pub fn run(
     let mut out = Vec::new();
     let base = workload::corpus(corpus_dir)?;
     let corpus = workload::repeat(&base, plan.corpus_records, 60);
-    let corpus_keys = distinct_keys(&corpus);
-    for &shards in &plan.shard_counts {
-        let t = median_throughput(
-            "corpus",
-            corpus_keys,
-            &corpus,
-            shards,
-            plan.batch,
-            plan.repeats,
-        )?;
-        progress(&line(&t));
-        out.push(t);
-    }
+    // Every shard count on one workload.
+    let mut each_shard_count =
+        |name: &str, keys: usize, recs: &[tidegate_wire::record::FlowRecord]| {
+            for &shards in &plan.shard_counts {
+                let t = median_throughput(name, keys, recs, shards, plan.batch, plan.repeats)?;
+                progress(&line(&t));
+                out.push(t);
+            }
+            Ok::<(), BenchError>(())
+        };
+    each_shard_count("corpus", distinct_keys(&corpus), &corpus)?;
     drop(corpus);
     for &(keys, records) in &plan.synthetic {
         let recs = workload::synthetic(keys, records, 120);
-        for &shards in &plan.shard_counts {
-            let t = median_throughput(
-                &format!("synthetic-{}", si(keys)),
-                keys,
-                &recs,
-                shards,
-                plan.batch,
-                plan.repeats,
-            )?;
-            progress(&line(&t));
-            out.push(t);
-        }
+        each_shard_count(&format!("synthetic-{}", si(keys)), keys, &recs)?;
     }
     Ok(Results {
         machine,

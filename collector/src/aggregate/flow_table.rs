@@ -129,19 +129,7 @@ impl FlowTable {
         }
         self.unlink(slot);
         let e = &mut self.slots[slot as usize];
-        let state = std::mem::replace(
-            &mut e.state,
-            FlowState {
-                packets: 0,
-                bytes: 0,
-                first: 0,
-                last: 0,
-                tcp_flags: 0,
-                icmp_type: None,
-                icmp_code: None,
-                probes: Default::default(),
-            },
-        );
+        let state = std::mem::take(&mut e.state);
         e.prev = FREE;
         e.next = self.free;
         self.free = slot;
@@ -212,8 +200,9 @@ mod tests {
 
     use tidegate_wire::record::FlowRecord;
 
-    fn key(i: u16) -> CKey {
-        let r = FlowRecord {
+    /// One packet of TCP flow `i` (source port `i`) carrying `i` bytes at time `i`.
+    fn rec(i: u16) -> FlowRecord {
+        FlowRecord {
             src: "192.0.2.1".parse().unwrap(),
             dst: "192.0.2.2".parse().unwrap(),
             sport: i,
@@ -225,26 +214,15 @@ mod tests {
             last: u64::from(i),
             line: "l".into(),
             ..Default::default()
-        };
-        CKey::of(&r, 0)
+        }
+    }
+
+    fn key(i: u16) -> CKey {
+        CKey::of(&rec(i), 0)
     }
 
     fn state(i: u16) -> FlowState {
-        let mut r = Rec::of(
-            &FlowRecord {
-                src: "192.0.2.1".parse().unwrap(),
-                dst: "192.0.2.2".parse().unwrap(),
-                sport: i,
-                dport: 80,
-                proto: 6,
-                packets: 1,
-                line: "l".into(),
-                ..Default::default()
-            },
-            0,
-        );
-        r.bytes = u64::from(i);
-        FlowState::new(&r, 0)
+        FlowState::new(&Rec::of(&rec(i), 0), 0)
     }
 
     #[test]
@@ -267,7 +245,7 @@ mod tests {
         let (_, ev) = t.insert(key(4), state(4));
         assert_eq!(ev.unwrap().0, key(2));
         assert_eq!(t.len(), 3);
-        let mut held: Vec<u64> = t.iter().map(|(_, s)| s.bytes).collect();
+        let mut held: Vec<u64> = t.iter().map(|(_, s)| s.counters.bytes).collect();
         held.sort();
         assert_eq!(held, vec![0, 3, 4]);
         // Freed slots are reused: the slab did not grow past the limit.
@@ -281,7 +259,7 @@ mod tests {
             t.insert(key(i), state(i));
         }
         let mut gone = Vec::new();
-        t.retain(|_, s| s.bytes % 2 == 0, |k, _| gone.push(k));
+        t.retain(|_, s| s.counters.bytes % 2 == 0, |k, _| gone.push(k));
         assert_eq!(gone.len(), 25);
         assert_eq!(t.len(), 25);
         for i in 0..50 {
@@ -293,7 +271,7 @@ mod tests {
         assert_eq!(t.slots.len(), 55);
         for i in 50..80 {
             let s = t.find(&key(i)).unwrap();
-            assert_eq!(t.state(s).bytes, u64::from(i));
+            assert_eq!(t.state(s).counters.bytes, u64::from(i));
         }
     }
 }

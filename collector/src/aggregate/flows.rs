@@ -1,6 +1,7 @@
 //! A merged flow: the counters of every record of one key, from every probe and interval.
 
 use serde::Serialize;
+use tidegate_wire::record::FlowRecord;
 
 use super::key::AggregateKey;
 use super::message::Rec;
@@ -37,16 +38,62 @@ impl ProbeSet {
     }
 }
 
-/// Counters of one merged flow inside a shard.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct FlowState {
+/// What merging the records of one flow adds up: packets and bytes summed, `first` the
+/// earliest and `last` the latest packet, TCP flags OR'ed, the ICMP type/code of the
+/// latest record that had them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FlowCounters {
+    /// Packets.
     pub packets: u64,
+    /// IP-layer bytes.
     pub bytes: u64,
+    /// Earliest first packet (Unix-epoch ns).
     pub first: u64,
+    /// Latest last packet (Unix-epoch ns).
     pub last: u64,
+    /// OR of the TCP flags.
     pub tcp_flags: u16,
+    /// ICMP type of the latest record that had one.
     pub icmp_type: Option<u8>,
+    /// ICMP code of the latest record that had one.
     pub icmp_code: Option<u8>,
+}
+
+impl FlowCounters {
+    /// The counters of one record (a record whose `last` is before its `first` spans
+    /// the same two instants).
+    pub fn of(r: &FlowRecord) -> Self {
+        FlowCounters {
+            packets: r.packets,
+            bytes: r.bytes,
+            first: r.first.min(r.last),
+            last: r.last.max(r.first),
+            tcp_flags: r.tcp_flags,
+            icmp_type: r.icmp_type,
+            icmp_code: r.icmp_code,
+        }
+    }
+
+    /// Adds `o` (see the type's rules).
+    pub fn merge(&mut self, o: &FlowCounters) {
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+        self.tcp_flags |= o.tcp_flags;
+        if o.icmp_type.is_some() {
+            self.icmp_type = o.icmp_type;
+        }
+        if o.icmp_code.is_some() {
+            self.icmp_code = o.icmp_code;
+        }
+    }
+}
+
+/// One merged flow inside a shard: its counters and the probes that reported it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FlowState {
+    pub counters: FlowCounters,
     pub probes: ProbeSet,
 }
 
@@ -56,31 +103,14 @@ impl FlowState {
         let mut probes = ProbeSet::default();
         probes.insert(probe);
         FlowState {
-            packets: r.packets,
-            bytes: r.bytes,
-            first: r.first.min(r.last),
-            last: r.last.max(r.first),
-            tcp_flags: r.tcp_flags,
-            icmp_type: r.icmp_type,
-            icmp_code: r.icmp_code,
+            counters: r.counters,
             probes,
         }
     }
 
-    /// Adds a record: counters summed, first = min, last = max, flags OR, probe added;
-    /// ICMP type/code are those of the latest record that had them.
+    /// Adds a record (see [`FlowCounters`]) and its probe.
     pub fn merge(&mut self, r: &Rec, probe: u32) {
-        self.packets = self.packets.saturating_add(r.packets);
-        self.bytes = self.bytes.saturating_add(r.bytes);
-        self.first = self.first.min(r.first.min(r.last));
-        self.last = self.last.max(r.last.max(r.first));
-        self.tcp_flags |= r.tcp_flags;
-        if r.icmp_type.is_some() {
-            self.icmp_type = r.icmp_type;
-        }
-        if r.icmp_code.is_some() {
-            self.icmp_code = r.icmp_code;
-        }
+        self.counters.merge(&r.counters);
         self.probes.insert(probe);
     }
 }
@@ -90,20 +120,9 @@ impl FlowState {
 pub struct MergedFlow {
     /// The flow's key.
     pub key: AggregateKey,
-    /// Packets of every merged record.
-    pub packets: u64,
-    /// IP-layer bytes of every merged record.
-    pub bytes: u64,
-    /// Earliest first packet (Unix-epoch ns).
-    pub first: u64,
-    /// Latest last packet (Unix-epoch ns).
-    pub last: u64,
-    /// OR of the records' TCP flags.
-    pub tcp_flags: u16,
-    /// ICMP type of the latest record that had one.
-    pub icmp_type: Option<u8>,
-    /// ICMP code of the latest record that had one.
-    pub icmp_code: Option<u8>,
+    /// Its counters over every merged record.
+    #[serde(flatten)]
+    pub counters: FlowCounters,
     /// Ids of the probes that reported it, sorted.
     pub probes: Vec<String>,
 }

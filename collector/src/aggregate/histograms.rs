@@ -51,6 +51,7 @@ fn record(h: &mut Histogram<u64>, v: u64) {
 impl LineHistograms {
     /// Records one flow record.
     pub(crate) fn record(&mut self, r: &Rec) {
+        let r = &r.counters;
         record(&mut self.flow_bytes, r.bytes);
         record(&mut self.flow_duration_ns, r.last.abs_diff(r.first));
         if let Some(mean) = r.bytes.checked_div(r.packets) {

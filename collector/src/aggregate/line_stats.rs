@@ -65,11 +65,12 @@ impl LineState {
     /// Counts a record in the totals, rates and histograms.
     pub fn record(&mut self, r: &Rec, clock_sec: u64) {
         let d = &mut self.dirs[r.key.dir_index()];
-        d.totals.bytes = d.totals.bytes.saturating_add(r.bytes);
-        d.totals.packets = d.totals.packets.saturating_add(r.packets);
+        let c = &r.counters;
+        d.totals.bytes = d.totals.bytes.saturating_add(c.bytes);
+        d.totals.packets = d.totals.packets.saturating_add(c.packets);
         d.totals.records += 1;
         d.rates
-            .add_span(r.first, r.last, r.bytes, r.packets, clock_sec);
+            .add_span(c.first, c.last, c.bytes, c.packets, clock_sec);
         self.hist.record(r);
     }
 

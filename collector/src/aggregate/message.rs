@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use tidegate_wire::record::FlowRecord;
 
-use super::flows::MergedFlow;
+use super::flows::{FlowCounters, MergedFlow};
 use super::key::CKey;
 use super::shard::ShardView;
 
@@ -14,26 +14,14 @@ use super::shard::ShardView;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rec {
     pub key: CKey,
-    pub packets: u64,
-    pub bytes: u64,
-    pub first: u64,
-    pub last: u64,
-    pub tcp_flags: u16,
-    pub icmp_type: Option<u8>,
-    pub icmp_code: Option<u8>,
+    pub counters: FlowCounters,
 }
 
 impl Rec {
     pub fn of(r: &FlowRecord, line: u32) -> Rec {
         Rec {
             key: CKey::of(r, line),
-            packets: r.packets,
-            bytes: r.bytes,
-            first: r.first,
-            last: r.last,
-            tcp_flags: r.tcp_flags,
-            icmp_type: r.icmp_type,
-            icmp_code: r.icmp_code,
+            counters: FlowCounters::of(r),
         }
     }
 }

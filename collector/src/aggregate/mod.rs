@@ -48,7 +48,7 @@ mod top_talkers;
 pub use aggregator::Aggregator;
 pub use config::AggregateConfig;
 pub use error::{AggregateError, Full};
-pub use flows::MergedFlow;
+pub use flows::{FlowCounters, MergedFlow};
 pub use histograms::LineHistograms;
 pub use key::AggregateKey;
 pub use line_stats::Totals;

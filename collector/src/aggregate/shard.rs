@@ -189,7 +189,7 @@ impl Shard {
         let lines = &mut self.lines;
         let mut n = 0u64;
         self.table.retain(
-            |_, f| f.last.saturating_add(idle) >= clock,
+            |_, f| f.counters.last.saturating_add(idle) >= clock,
             |k, _| {
                 lines[k.line as usize].flow_ended();
                 n += 1;
@@ -200,23 +200,23 @@ impl Shard {
     }
 
     fn upsert(&mut self, key: CKey, r: &Rec, probe: u32, clock_sec: u64) {
-        let (lo, hi) = (r.first.min(r.last), r.first.max(r.last));
+        let (lo, hi) = (r.counters.first, r.counters.last);
         let dir = key.dir_index();
         if let Some(slot) = self.table.find(&key) {
             let f = self.table.state(slot);
-            if lo > f.last.saturating_add(self.idle_ns) {
+            if lo > f.counters.last.saturating_add(self.idle_ns) {
                 // The flow went idle and started again: forget the old one.
                 self.table.remove(slot);
                 self.lines[key.line as usize].flow_ended();
                 self.m.expired.inc();
-            } else if hi.saturating_add(self.idle_ns) < f.first {
+            } else if hi.saturating_add(self.idle_ns) < f.counters.first {
                 self.m.late_records.inc();
                 return;
             } else {
-                let old_first = f.first;
+                let old_first = f.counters.first;
                 let f = self.table.state_mut(slot);
                 f.merge(r, probe);
-                let new_first = f.first;
+                let new_first = f.counters.first;
                 self.table.touch(slot);
                 if new_first < old_first {
                     self.lines[key.line as usize]
@@ -274,13 +274,7 @@ impl Shard {
             .iter()
             .map(|(k, f)| MergedFlow {
                 key: k.public(&self.lines[k.line as usize].name),
-                packets: f.packets,
-                bytes: f.bytes,
-                first: f.first,
-                last: f.last,
-                tcp_flags: f.tcp_flags,
-                icmp_type: f.icmp_type,
-                icmp_code: f.icmp_code,
+                counters: f.counters,
                 probes: {
                     let mut p: Vec<String> = f
                         .probes

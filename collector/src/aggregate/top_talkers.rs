@@ -44,8 +44,8 @@ impl TalkerMaps {
     /// Counts one merged flow.
     pub fn add_flow(&mut self, src: Addr, dst: Addr, f: &FlowState) {
         let a = Acc {
-            bytes: f.bytes,
-            packets: f.packets,
+            bytes: f.counters.bytes,
+            packets: f.counters.packets,
             flows: 1,
         };
         self.sources.entry(src).or_default().add(&a);
@@ -160,16 +160,10 @@ mod tests {
     }
 
     fn flow(bytes: u64) -> FlowState {
-        FlowState {
-            packets: 1,
-            bytes,
-            first: 0,
-            last: 0,
-            tcp_flags: 0,
-            icmp_type: None,
-            icmp_code: None,
-            probes: Default::default(),
-        }
+        let mut f = FlowState::default();
+        f.counters.packets = 1;
+        f.counters.bytes = bytes;
+        f
     }
 
     #[test]

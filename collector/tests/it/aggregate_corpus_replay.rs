@@ -112,7 +112,10 @@ fn corpus_totals_flows_talkers_and_histograms_match_the_reference_for_1_2_7_shar
                 .get(&f.key)
                 .unwrap_or_else(|| panic!("{ctx}: unknown flow {:?}", f.key));
             assert_eq!(
-                (f.packets, f.bytes, f.first, f.last, f.tcp_flags),
+                {
+                    let c = &f.counters;
+                    (c.packets, c.bytes, c.first, c.last, c.tcp_flags)
+                },
                 (r.packets, r.bytes, r.first, r.last, r.tcp_flags),
                 "{ctx} {:?}",
                 f.key

@@ -92,7 +92,10 @@ fn idle_flows_are_forgotten_in_event_time() {
     agg.flush();
     let mut flows = agg.flows();
     flows.sort_by_key(|f| f.key.sport);
-    let got: Vec<(u16, u64)> = flows.iter().map(|f| (f.key.sport, f.bytes)).collect();
+    let got: Vec<(u16, u64)> = flows
+        .iter()
+        .map(|f| (f.key.sport, f.counters.bytes))
+        .collect();
     assert_eq!(got, vec![(1, 7), (3, 100)]);
     assert_eq!(metrics.expired.get(), 2);
     // A record of flow 1 from before its old incarnation was forgotten is late: counted in
@@ -107,7 +110,12 @@ fn idle_flows_are_forgotten_in_event_time() {
     assert_eq!(l.ingress.totals.bytes, 1307);
     assert_eq!(l.ingress.totals.flows, 4);
     assert_eq!(
-        agg.flows().iter().find(|f| f.key.sport == 1).unwrap().bytes,
+        agg.flows()
+            .iter()
+            .find(|f| f.key.sport == 1)
+            .unwrap()
+            .counters
+            .bytes,
         7
     );
     agg.shutdown();
@@ -125,15 +133,15 @@ fn records_of_one_flow_from_two_probes_merge() {
     assert_eq!(flows.len(), 2);
     let f = &flows[0];
     assert_eq!(f.key.line, "l1");
-    assert_eq!((f.bytes, f.packets), (500, 2));
-    assert_eq!(f.last - f.first, 6_000_000_000);
+    assert_eq!((f.counters.bytes, f.counters.packets), (500, 2));
+    assert_eq!(f.counters.last - f.counters.first, 6_000_000_000);
     assert_eq!(f.probes, vec!["probe-a".to_string(), "probe-b".to_string()]);
     // One merged flow started, at second 0 (it moved from second 5 to second 0).
     let snap = agg.snapshot();
     let l1 = &snap.lines["l1"].ingress;
     assert_eq!(l1.totals.flows, 1);
     assert_eq!(l1.window_sum().flows, 1);
-    let start_cell = (f.first / 1_000_000_000 - snap.window_start_s) as usize;
+    let start_cell = (f.counters.first / 1_000_000_000 - snap.window_start_s) as usize;
     assert_eq!(l1.per_second[start_cell].flows, 1);
     agg.shutdown();
 }

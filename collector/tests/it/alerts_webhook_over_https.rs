@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tidegate_collector::certs::{GenCertsOptions, ca_paths, collector_paths, generate};
 use tidegate_collector::sinks::alerts::{WebhookConfig, WebhookSink, verify_signature};
 
@@ -22,19 +21,8 @@ type Seen = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
 /// An HTTPS receiver on 127.0.0.1 with the certificate `gen-certs` made for "localhost".
 async fn https_receiver(certs: &Path, seen: Seen) -> u16 {
     let c = collector_paths(certs);
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&c.cert)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(&c.key).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let cfg = tidegate_base::tls::server_config(&c.cert, &c.key, "receiver").unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {

@@ -2,75 +2,11 @@
 //! back exactly (counters, nanosecond timestamps, IPv4 and IPv6 addresses, VLAN null or
 //! set, ICMP type/code), and the per-flow sums ClickHouse computes equal the records'.
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv6Addr},
-};
+use std::collections::BTreeMap;
 
 use crate::support::clickhouse::start_sink;
-use clickhouse::Row;
-use serde::Deserialize;
-use tidegate_collector::sinks::clickhouse::{ErrorClass, SinkError};
-use tidegate_common::Direction;
+use tidegate_collector::sinks::clickhouse::{ErrorClass, FlowRow, SinkError};
 use tidegate_testkit::probe::corpus_records;
-use tidegate_wire::record::FlowRecord;
-
-/// A `flows` row read back with the columns the sink writes.
-#[derive(Debug, Row, Deserialize)]
-struct Stored {
-    probe_id: String,
-    batch_seq: u64,
-    line: String,
-    ifindex: u32,
-    direction: i8,
-    ip_version: u8,
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    vlan: Option<u16>,
-    packets: u64,
-    bytes: u64,
-    first: i64,
-    last: i64,
-    tcp_flags: u16,
-    icmp_type: Option<u8>,
-    icmp_code: Option<u8>,
-}
-
-impl Stored {
-    /// The record this row was made from.
-    fn record(&self) -> FlowRecord {
-        let ip = |a: Ipv6Addr| match (self.ip_version, a.to_ipv4_mapped()) {
-            (4, Some(v4)) => IpAddr::V4(v4),
-            (4, None) => panic!("ip_version 4 but {a} is not IPv4-mapped"),
-            _ => IpAddr::V6(a),
-        };
-        FlowRecord {
-            src: ip(self.src),
-            dst: ip(self.dst),
-            sport: self.sport,
-            dport: self.dport,
-            proto: self.proto,
-            vlan: self.vlan,
-            packets: self.packets,
-            bytes: self.bytes,
-            first: self.first as u64,
-            last: self.last as u64,
-            tcp_flags: self.tcp_flags,
-            icmp_type: self.icmp_type,
-            icmp_code: self.icmp_code,
-            line: self.line.clone(),
-            ifindex: self.ifindex,
-            direction: match self.direction {
-                0 => Direction::Ingress,
-                1 => Direction::Egress,
-                d => panic!("direction {d}"),
-            },
-        }
-    }
-}
 
 #[tokio::test]
 async fn corpus_records_come_back_exactly_and_per_flow_sums_match() {
@@ -101,17 +37,19 @@ async fn corpus_records_come_back_exactly_and_per_flow_sums_match() {
     }
 
     // Row by row: every record, with the batch it came in.
-    let stored = ch
-        .client()
+    let client = ch.client();
+    let mut rows = client
         .query("SELECT ?fields FROM tg_corpus.flows")
-        .fetch_all::<Stored>()
-        .await
+        .fetch::<FlowRow<'_>>()
         .unwrap();
-    assert!(stored.iter().all(|r| r.probe_id == "edge-corpus-1"));
-    let mut got: Vec<(u64, String)> = stored
-        .iter()
-        .map(|r| (r.batch_seq, serde_json::to_string(&r.record()).unwrap()))
-        .collect();
+    let mut got: Vec<(u64, String)> = Vec::new();
+    while let Some(r) = rows.next().await.unwrap() {
+        assert_eq!(r.probe_id, "edge-corpus-1");
+        got.push((
+            r.batch_seq,
+            serde_json::to_string(&r.record().unwrap()).unwrap(),
+        ));
+    }
     got.sort();
     expected.sort();
     assert_eq!(got.len(), expected.len());

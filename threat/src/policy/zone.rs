@@ -141,29 +141,18 @@ mod tests {
     fn longest_prefix_then_asn_then_country() {
         let z = zones();
         let none = info(None, None);
-        assert_eq!(
-            z.name(z.classify("10.1.2.9".parse().unwrap(), &none)),
-            "special"
-        );
-        assert_eq!(
-            z.name(z.classify("10.9.0.1".parse().unwrap(), &none)),
-            "domestic"
-        );
-        // A CIDR match beats the ASN and the country.
         let both = info(Some("US"), Some(64500));
-        assert_eq!(
-            z.name(z.classify("10.9.0.1".parse().unwrap(), &both)),
-            "domestic"
-        );
-        assert_eq!(
-            z.name(z.classify("8.8.8.8".parse().unwrap(), &both)),
-            "special"
-        );
         let cn = info(Some("cn"), Some(1));
-        assert_eq!(
-            z.name(z.classify("8.8.8.8".parse().unwrap(), &cn)),
-            "domestic"
-        );
+        for (ip, ends, want) in [
+            ("10.1.2.9", &none, "special"),
+            ("10.9.0.1", &none, "domestic"),
+            // A CIDR match beats the ASN and the country.
+            ("10.9.0.1", &both, "domestic"),
+            ("8.8.8.8", &both, "special"),
+            ("8.8.8.8", &cn, "domestic"),
+        ] {
+            assert_eq!(z.name(z.classify(ip.parse().unwrap(), ends)), want, "{ip}");
+        }
         assert_eq!(
             z.classify("8.8.8.8".parse().unwrap(), &none),
             ZoneId::UNZONED

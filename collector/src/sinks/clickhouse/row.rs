@@ -1,22 +1,25 @@
 //! Rows as the sink sends them (RowBinary), converted from the collector's types.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
 
 use clickhouse::Row;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tidegate_common::Direction;
 use tidegate_wire::record::FlowRecord;
 
 use tidegate_threat::enrich::FlowContext;
 
 /// One row of `flows` (the columns the sink writes; the others have defaults). Field
-/// order and types follow `dashboards/clickhouse/migrations/0001_flows.sql`.
-#[derive(Clone, Debug, PartialEq, Eq, Row, Serialize)]
+/// order and types follow `dashboards/clickhouse/migrations/0001_flows.sql`. Strings
+/// borrow from the record when written and are owned when read back
+/// ([`FlowRow::record`] turns a stored row into the record it was made from).
+#[derive(Clone, Debug, PartialEq, Eq, Row, Serialize, Deserialize)]
 #[allow(missing_docs)] // the columns of `0001_flows.sql`
 pub struct FlowRow<'a> {
-    pub probe_id: &'a str,
+    pub probe_id: Cow<'a, str>,
     pub batch_seq: u64,
-    pub line: &'a str,
+    pub line: Cow<'a, str>,
     pub ifindex: u32,
     /// `Enum8('ingress' = 0, 'egress' = 1)`.
     pub direction: i8,
@@ -35,12 +38,12 @@ pub struct FlowRow<'a> {
     pub tcp_flags: u16,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
-    pub src_country: &'a str,
-    pub dst_country: &'a str,
+    pub src_country: Cow<'a, str>,
+    pub dst_country: Cow<'a, str>,
     pub src_asn: u32,
     pub dst_asn: u32,
-    pub src_zone: &'a str,
-    pub dst_zone: &'a str,
+    pub src_zone: Cow<'a, str>,
+    pub dst_zone: Cow<'a, str>,
 }
 
 impl<'a> FlowRow<'a> {
@@ -61,10 +64,11 @@ impl<'a> FlowRow<'a> {
                 ));
             }
         };
+        let text = |v: Option<&'a str>| Cow::Borrowed(v.unwrap_or(""));
         Ok(FlowRow {
-            probe_id,
+            probe_id: Cow::Borrowed(probe_id),
             batch_seq: seq,
-            line: &r.line,
+            line: Cow::Borrowed(&r.line),
             ifindex: r.ifindex,
             direction: match r.direction {
                 Direction::Ingress => 0,
@@ -84,16 +88,47 @@ impl<'a> FlowRow<'a> {
             tcp_flags: r.tcp_flags,
             icmp_type: r.icmp_type,
             icmp_code: r.icmp_code,
-            src_country: ctx
-                .and_then(|c| c.ends.src.country.as_deref())
-                .unwrap_or(""),
-            dst_country: ctx
-                .and_then(|c| c.ends.dst.country.as_deref())
-                .unwrap_or(""),
+            src_country: text(ctx.and_then(|c| c.ends.src.country.as_deref())),
+            dst_country: text(ctx.and_then(|c| c.ends.dst.country.as_deref())),
             src_asn: ctx.and_then(|c| c.ends.src.asn).unwrap_or(0),
             dst_asn: ctx.and_then(|c| c.ends.dst.asn).unwrap_or(0),
-            src_zone: ctx.map_or("", |c| &c.src_zone),
-            dst_zone: ctx.map_or("", |c| &c.dst_zone),
+            src_zone: text(ctx.map(|c| &*c.src_zone)),
+            dst_zone: text(ctx.map(|c| &*c.dst_zone)),
+        })
+    }
+
+    /// The record a stored row was made from; the error says what cannot be one
+    /// (a row not written by the sink).
+    pub fn record(&self) -> Result<FlowRecord, String> {
+        let ip = |a: Ipv6Addr| match (self.ip_version, a.to_ipv4_mapped()) {
+            (4, Some(v4)) => Ok(IpAddr::V4(v4)),
+            (4, None) => Err(format!("ip_version 4 but {a} is not IPv4-mapped")),
+            _ => Ok(IpAddr::V6(a)),
+        };
+        let ns = |field: &str, v: i64| {
+            u64::try_from(v).map_err(|_| format!("{field} = {v} is before 1970"))
+        };
+        Ok(FlowRecord {
+            src: ip(self.src)?,
+            dst: ip(self.dst)?,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            vlan: self.vlan,
+            packets: self.packets,
+            bytes: self.bytes,
+            first: ns("first", self.first)?,
+            last: ns("last", self.last)?,
+            tcp_flags: self.tcp_flags,
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+            line: self.line.to_string(),
+            ifindex: self.ifindex,
+            direction: match self.direction {
+                0 => Direction::Ingress,
+                1 => Direction::Egress,
+                d => return Err(format!("direction {d}")),
+            },
         })
     }
 }
@@ -194,7 +229,12 @@ mod tests {
         assert_eq!(row.direction, 1);
         assert_eq!(row.vlan, Some(0));
         assert_eq!(row.first, 1_700_000_000_000_000_001);
-        assert_eq!((row.probe_id, row.batch_seq, row.line), ("p", 9, "hk-1"));
+        assert_eq!(
+            (&*row.probe_id, row.batch_seq, &*row.line),
+            ("p", 9, "hk-1")
+        );
+        // And back: a stored row is the record it was made from.
+        assert_eq!(row.record().unwrap(), r);
     }
 
     #[test]
@@ -205,6 +245,7 @@ mod tests {
         let row = FlowRow::new("p", 1, &r, None).unwrap();
         assert_eq!(row.ip_version, 6);
         assert_eq!(row.src, "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(row.record().unwrap(), r);
     }
 
     #[test]

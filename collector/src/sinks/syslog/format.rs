@@ -81,6 +81,15 @@ fn ms(ns: u64) -> String {
     (ns / 1_000_000).to_string()
 }
 
+/// A CEF custom field with its label: `(label key, value key)`, the label, the value.
+fn labeled(
+    keys: (&'static str, &'static str),
+    label: &str,
+    value: impl ToString,
+) -> Vec<(&'static str, String)> {
+    vec![(keys.0, label.to_string()), (keys.1, value.to_string())]
+}
+
 /// CEF extension unit for an endpoint: the address as `key`, or a description in a
 /// labelled custom string when the endpoint stands for many addresses.
 fn endpoint_ext(
@@ -137,19 +146,13 @@ impl Event {
             ext.push(vec![("dpt", p.to_string())]);
         }
         ext.extend([
-            vec![("cs1Label", "line".to_string()), ("cs1", a.line.clone())],
-            vec![("cs2Label", "alertId".to_string()), ("cs2", a.id.clone())],
+            labeled(("cs1Label", "cs1"), "line", &a.line),
+            labeled(("cs2Label", "cs2"), "alertId", &a.id),
             vec![("start", ms(a.first_ns))],
             vec![("end", ms(a.last_ns))],
-            vec![
-                ("cfp1Label", "measured".to_string()),
-                ("cfp1", a.measured.to_string()),
-            ],
-            vec![
-                ("cfp2Label", "threshold".to_string()),
-                ("cfp2", a.threshold.to_string()),
-            ],
-            vec![("cs5Label", "unit".to_string()), ("cs5", a.unit.clone())],
+            labeled(("cfp1Label", "cfp1"), "measured", a.measured),
+            labeled(("cfp2Label", "cfp2"), "threshold", a.threshold),
+            labeled(("cs5Label", "cs5"), "unit", &a.unit),
         ]);
         Event {
             severity: a.severity.syslog(),
@@ -181,21 +184,12 @@ impl Event {
             vec![("rt", ms(v.last_ns))],
             vec![("src", v.src.to_string())],
             vec![("dst", v.dst.to_string())],
-            vec![("cs1Label", "line".to_string()), ("cs1", v.line.clone())],
-            vec![
-                ("cs2Label", "ruleId".to_string()),
-                ("cs2", v.rule_id.clone()),
-            ],
+            labeled(("cs1Label", "cs1"), "line", &v.line),
+            labeled(("cs2Label", "cs2"), "ruleId", &v.rule_id),
             vec![("start", ms(v.first_ns))],
             vec![("end", ms(v.last_ns))],
-            vec![
-                ("cs3Label", "ruleName".to_string()),
-                ("cs3", v.rule_name.clone()),
-            ],
-            vec![
-                ("cs4Label", "ruleLocation".to_string()),
-                ("cs4", v.rule_location.clone()),
-            ],
+            labeled(("cs3Label", "cs3"), "ruleName", &v.rule_name),
+            labeled(("cs4Label", "cs4"), "ruleLocation", &v.rule_location),
         ];
         Event {
             severity: v.severity.syslog(),
