@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# tidegate demo (the README's main job). On a fresh machine it sets everything up,
-# builds, starts a local ClickHouse and the collector (live detection + web UI), loads the
-# probe's eBPF programs (XDP ingress + TCX egress) on a veth "line" whose far end sits in a
-# network namespace, and sends across that line a mix of normal traffic (real captures
-# replayed + live HTTP), a port scan and a spoofed SYN flood (real attack captures), and a
-# policy violation (a host of the isolated special zone talking to a domestic server).
-# It prints what ClickHouse holds, the alerts and violations the collector raised, and the
-# dashboard URL and credentials, then keeps normal traffic flowing until Ctrl-C, which
-# removes the namespace and stops every process it started.
+# tidegate demo (the README's main job). On a fresh machine it sets everything up, builds,
+# and runs the whole deployment inside two network namespaces it creates — nothing is added
+# to this host's own interfaces, addresses or routes:
 #
-#   scripts/demo.sh                          # from a root shell
+#   tg-demo-home: the hub's side. A local ClickHouse, the collector (live detection + web
+#                 UI), the probe with its eBPF programs (XDP ingress + TCX egress) on the
+#                 veth "line" tgdemo-line, and a domestic server 10.1.2.3.
+#   tg-demo-wan:  abroad, at the line's far end (tgdemo-wan): a special-zone host, a
+#                 partner and a sanctioned server.
+#
+# Across the line it sends normal traffic (real captures replayed + live HTTP), a port scan
+# and a spoofed SYN flood (real attack captures), and policy violations. The web console
+# and the metrics endpoints are forwarded to this host's loopback (127.0.0.1 only). It keeps
+# normal traffic flowing until Ctrl-C (or TIDEGATE_DEMO_SECONDS), then stops in pipeline
+# order — probe (flushes every flow), collector (drains into ClickHouse), ClickHouse —
+# prints what ClickHouse holds at the end, and removes the namespaces.
+#
+#   scripts/demo.sh                             # from a root shell
 #   TIDEGATE_DEMO_SECONDS=120 scripts/demo.sh   # stop by itself after 120 s
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -17,12 +24,47 @@ set -euo pipefail
 cd "$root"
 
 need_root "the demo" scripts/demo.sh
+corpus="${TIDEGATE_CORPUS:-$root/../shared/corpus}/pcap"
+[[ -d "$corpus" ]] || die "corpus not found at $corpus (the shared corpus is expected at ../shared/corpus beside the repository; set TIDEGATE_CORPUS to its directory)"
+
+# The demo's addresses: the line, the hub's domestic server, and the hosts abroad (the
+# zones of dashboards/demo/policy.toml). They exist only inside the demo's namespaces.
+line_net=192.0.2.0/24 home_line=192.0.2.2/24 wan_line=192.0.2.1/24
+domestic=10.1.2.3 abroad=(10.77.0.5 203.0.113.7 198.51.100.66)
+
+# Refuse when this host itself uses one of those ranges (an address, or a route other
+# than the default): traffic the demo shows could then be mistaken for the host's own.
+host_overlap() {
+  {
+    ip -o -4 addr show | awk '{print $4, "address on " $2}'
+    ip -4 route show table all | awk '
+      $1 == "default" { next }
+      $1 ~ /^(local|broadcast|multicast|unicast|anycast|blackhole|unreachable|prohibit|throw)$/ { print $2, "route (" $0 ")"; next }
+      { print $1, "route (" $0 ")" }'
+  } | python3 -c '
+import ipaddress, sys
+demo = [ipaddress.ip_network(n) for n in sys.argv[1:]]
+for line in sys.stdin:
+    what, _, where = line.strip().partition(" ")
+    try:
+        net = ipaddress.ip_network(what, strict=False)
+    except ValueError:
+        continue
+    for d in demo:
+        if net.overlaps(d):
+            print(f"{d} (this host has {what}: {where})")
+            sys.exit(0)
+' "$line_net" "$domestic/32" "${abroad[@]/%//32}"
+}
+overlap=$(host_overlap)
+[[ -z "$overlap" ]] || die "the demo's addresses overlap this host's network: $overlap. The demo keeps its addresses in its own namespaces and never changes the host's, but refuses to run where its traffic could be mistaken for the host's own; run it on another machine."
+
 setup_toolchain
+command -v socat >/dev/null || die "socat is missing; run scripts/setup.sh"
 log "building (release)"
 cargo build --release --locked -p tidegate-probe -p tidegate-collector
 bin="$root/target/release"
 
-corpus="${TIDEGATE_CORPUS:-$root/../shared/corpus}/pcap"
 out="$TIDEGATE_STATE/demo"
 rm -rf "$out"
 mkdir -p "$out"
@@ -30,8 +72,13 @@ export TIDEGATE_CH_PORT="${TIDEGATE_CH_PORT:-8123}"
 export TIDEGATE_CH_DIR="$out/clickhouse"
 collector_port=${TIDEGATE_DEMO_COLLECTOR_PORT:-17443}
 ui_port=${TIDEGATE_DEMO_UI_PORT:-8080}
-ns=tg-demo-wan if_wan=tgdemo-wan if_line=tgdemo-line
-probe_pid="" collector_pid="" traffic_pid="" web_pids=()
+collector_metrics=${TIDEGATE_DEMO_COLLECTOR_METRICS_PORT:-9465}
+probe_metrics=${TIDEGATE_DEMO_PROBE_METRICS_PORT:-9464}
+web_port=${TIDEGATE_DEMO_WEB_PORT:-8081}
+home=tg-demo-home wan=tg-demo-wan if_line=tgdemo-line if_wan=tgdemo-wan
+probe_pid="" collector_pid="" traffic_pid="" web_pids=() forward_pids=() ch_started=""
+in_home() { ip netns exec "$home" "$@"; }
+in_wan() { ip netns exec "$wan" "$@"; }
 
 wait_ready() { # pid log needle what: wait up to 10 s for NEEDLE in LOG; die if PID exits first
   for _ in $(seq 1 100); do
@@ -41,27 +88,95 @@ wait_ready() { # pid log needle what: wait up to 10 s for NEEDLE in LOG; die if 
   done
   die "$4 did not start within 10 s (see $2)"
 }
-stop_pid() { # pid signal
-  if [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null; then
-    kill "-$2" "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-  fi
+stop_pid() { # pid signal [seconds]: signal, wait up to SECONDS (default 20), then SIGKILL
+  [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null || return 0
+  kill "-$2" "$1" 2>/dev/null || true
+  for _ in $(seq 1 $((${3:-20} * 10))); do
+    kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
 }
-cleanup() {
+q() { in_home curl -sf "http://127.0.0.1:$TIDEGATE_CH_PORT/" --data-binary "$1"; }
+
+summary() { # what ClickHouse holds now
+  echo
+  echo "ClickHouse at the end: tidegate.flows per line and direction (with GeoLite2 enrichment and policy zones)"
+  q "SELECT line, direction, count() AS flow_records, sum(packets) AS packets, sum(bytes) AS ip_bytes,
+            uniqExact(src_country) AS src_countries FROM tidegate.flows GROUP BY line, direction ORDER BY line, direction FORMAT PrettyCompact"
+  echo "traffic by zone pair"
+  q "SELECT src_zone, dst_zone, count() AS flows, sum(bytes) AS bytes FROM tidegate.flows
+     GROUP BY src_zone, dst_zone ORDER BY bytes DESC LIMIT 8 FORMAT PrettyCompact"
+  echo "alerts (tidegate.alerts, final state)"
+  q "SELECT severity, kind, src, dst, port, round(measured, 1) AS measured, threshold, unit, substring(description, 1, 60) AS description
+     FROM tidegate.alerts FINAL ORDER BY severity DESC, first LIMIT 20 FORMAT PrettyCompact"
+  echo "policy violations (tidegate.policy_violations, final state)"
+  q "SELECT severity, rule_id, rule_location, kind, src, src_zone, dst, dst_zone, flows
+     FROM tidegate.policy_violations FINAL ORDER BY severity DESC, first LIMIT 20 FORMAT PrettyCompact"
+  echo "notifications written to $out/alerts.jsonl: $(wc -l <"$out/alerts.jsonl" 2>/dev/null || echo 0)"
+  local exported stored
+  exported=$(sed -n 's/.*probe stopped; all flows exported records=\([0-9]*\).*/\1/p' "$out/probe.log" | tail -1)
+  stored=$(q "SELECT count() FROM tidegate.flows" || echo "?")
+  echo "flow records: the probe exported ${exported:-?}, ClickHouse holds $stored"
+}
+
+cleanup() { # stop in pipeline order: traffic, probe (flush), collector (drain), ClickHouse
+  local rc=$?
   trap - EXIT INT TERM
-  stop_pid "$traffic_pid" TERM
-  for p in "${web_pids[@]}"; do stop_pid "$p" TERM; done
-  stop_pid "$probe_pid" INT
-  stop_pid "$collector_pid" TERM
-  "$here/clickhouse.sh" stop >/dev/null 2>&1 || true
-  ip netns del "$ns" 2>/dev/null || true
-  ip link del "$if_line" 2>/dev/null || true
+  set +e # clean up as far as possible whatever fails
+  stop_pid "$traffic_pid" TERM 2
+  for p in "${web_pids[@]}"; do stop_pid "$p" TERM 2; done
+  if [[ -n "$probe_pid" ]]; then
+    log "stopping the probe (it exports every flow it holds)"
+    stop_pid "$probe_pid" INT 30
+  fi
+  if [[ -n "$collector_pid" ]]; then
+    log "stopping the collector (it stores everything it acknowledged)"
+    stop_pid "$collector_pid" TERM 30
+  fi
+  for p in "${forward_pids[@]}"; do stop_pid "$p" TERM 2; done
+  if [[ -n "$ch_started" ]]; then
+    [[ -n "$probe_pid" ]] && summary
+    in_home "$here/clickhouse.sh" stop >/dev/null 2>&1 || true
+  fi
+  ip netns del "$home" 2>/dev/null || true
+  ip netns del "$wan" 2>/dev/null || true
+  log "stopped; state and logs in $out"
+  exit "$rc"
 }
 trap cleanup EXIT
-trap 'log "interrupted: cleaning up"; exit 130' INT TERM
+trap 'log "interrupted: stopping"; exit 130' INT TERM
 
-log "starting ClickHouse (local, 127.0.0.1:$TIDEGATE_CH_PORT)"
-ch_url=$("$here/clickhouse.sh" start)
+log "creating namespaces $home and $wan joined by the line $if_line <-> $if_wan"
+ip netns del "$home" 2>/dev/null || true
+ip netns del "$wan" 2>/dev/null || true
+ip netns add "$home"
+ip netns add "$wan"
+for ns in "$home" "$wan"; do ip -n "$ns" link set lo up; done
+ip -n "$home" link add "$if_line" type veth peer name "$if_wan" netns "$wan"
+ip -n "$home" addr add "$home_line" dev "$if_line"
+ip -n "$home" addr add "$domestic/32" dev "$if_line"
+ip -n "$wan" addr add "$wan_line" dev "$if_wan"
+ip -n "$home" link set "$if_line" up
+ip -n "$wan" link set "$if_wan" up
+for a in "${abroad[@]}"; do
+  ip -n "$wan" addr add "$a/32" dev "$if_wan"
+  ip -n "$home" route add "$a/32" dev "$if_line"
+done
+ip -n "$wan" route add "$domestic/32" dev "$if_wan"
+
+# The hub's services listen on the home namespace's loopback; this host reaches the console
+# and the metrics through forwarders bound to its own 127.0.0.1.
+forward() { # port
+  setsid socat "TCP-LISTEN:$1,bind=127.0.0.1,reuseaddr,fork" \
+    "EXEC:ip netns exec $home socat STDIO TCP\:127.0.0.1\:$1" >/dev/null 2>&1 &
+  forward_pids+=($!)
+}
+
+log "starting ClickHouse (in $home, 127.0.0.1:$TIDEGATE_CH_PORT)"
+ch_url=$(in_home "$here/clickhouse.sh" start)
+ch_started=1
 mmdb=$("$here/geoip.sh")
 
 log "generating a CA and certificates for the collector and probe edge-demo"
@@ -72,7 +187,7 @@ cp "$root/dashboards/demo/policy.toml" "$out/policy.toml"
 cp "$root/dashboards/demo/detect.toml" "$out/detect.toml"
 cat >"$out/collector.toml" <<TOML
 [collector]
-metrics_listen = "127.0.0.1:9465"
+metrics_listen = "127.0.0.1:$collector_metrics"
 
 [transport]
 listen = "127.0.0.1:$collector_port"
@@ -103,60 +218,48 @@ jsonl = "alerts.jsonl"
 
 [api]
 listen = "127.0.0.1:$ui_port"
+home_country = "CN"                  # the demo policy's domestic zone
 
 [[api.user]]
 name = "analyst"
 password_sha256 = "$password_sha"
 TOML
 "$bin/tidegate-collector" check-config "$out/collector.toml"
-"$bin/tidegate-collector" run --config "$out/collector.toml" 2>"$out/collector.log" &
+# Each service in a session of its own: Ctrl-C in this terminal reaches only this script,
+# which then stops them in pipeline order.
+setsid ip netns exec "$home" "$bin/tidegate-collector" run --config "$out/collector.toml" 2>"$out/collector.log" &
 collector_pid=$!
 wait_ready "$collector_pid" "$out/collector.log" "collector accepting probes" "the collector"
+forward "$ui_port"
+forward "$collector_metrics"
 
-log "creating the line: veth $if_line (this host, 'domestic' 10.1.2.3) <-> $if_wan (namespace $ns: abroad)"
-ip netns del "$ns" 2>/dev/null || true
-ip link del "$if_line" 2>/dev/null || true
-ip netns add "$ns"
-ip link add "$if_line" type veth peer name "$if_wan" netns "$ns"
-ip -n "$ns" link set lo up
-ip -n "$ns" addr add 192.0.2.1/24 dev "$if_wan"
-ip addr add 192.0.2.2/24 dev "$if_line"
-ip -n "$ns" link set "$if_wan" up
-ip link set "$if_line" up
-# Hosts of the demo's zones (dashboards/demo/policy.toml): a domestic server on this host,
-# and across the line a special-zone host, a partner abroad and a sanctioned server.
-ip addr add 10.1.2.3/32 dev "$if_line"
-for a in 10.77.0.5 203.0.113.7 198.51.100.66; do
-  ip -n "$ns" addr add "$a/32" dev "$if_wan"
-  ip route add "$a/32" dev "$if_line"
-done
-ip -n "$ns" route add 10.1.2.3/32 dev "$if_wan"
 mkdir -p "$out/www"
 head -c 200000 /dev/urandom >"$out/www/report.bin"
-python3 -m http.server 8081 --bind 10.1.2.3 --directory "$out/www" >/dev/null 2>&1 &
+setsid ip netns exec "$home" python3 -m http.server "$web_port" --bind "$domestic" --directory "$out/www" >/dev/null 2>&1 &
 web_pids+=($!)
-ip netns exec "$ns" python3 -m http.server 8082 --bind 198.51.100.66 --directory "$out/www" >/dev/null 2>&1 &
+setsid ip netns exec "$wan" python3 -m http.server "$web_port" --bind 198.51.100.66 --directory "$out/www" >/dev/null 2>&1 &
 web_pids+=($!)
 
 log "starting the probe on $if_line (XDP native + TCX egress), exporting to the collector"
-"$bin/tidegate-probe" run --iface "$if_line" --probe-id edge-demo --active-timeout 5 --idle-timeout 3 \
+setsid ip netns exec "$home" "$bin/tidegate-probe" run --iface "$if_line" --probe-id edge-demo \
+  --active-timeout 5 --idle-timeout 3 \
   --collector "127.0.0.1:$collector_port" --tls-ca "$out/certs/ca.pem" \
   --tls-cert "$out/certs/probe-edge-demo.pem" --tls-key "$out/certs/probe-edge-demo.key" \
-  --spool-dir "$out/probe-spool" --metrics-listen 127.0.0.1:9464 2>"$out/probe.log" &
+  --spool-dir "$out/probe-spool" --metrics-listen "127.0.0.1:$probe_metrics" 2>"$out/probe.log" &
 probe_pid=$!
 wait_ready "$probe_pid" "$out/probe.log" "capturing" "the probe"
-[[ -d "$corpus" ]] || die "corpus not found at $corpus (the shared corpus is expected at ../shared/corpus beside the repository; set TIDEGATE_CORPUS to its directory)"
+forward "$probe_metrics"
 
 replay_in() { # pcap pps: replay a capture from abroad onto the line (XDP ingress)
   [[ -f "$corpus/$1" ]] || return 0
-  ip netns exec "$ns" tcpreplay -q -i "$if_wan" --pps="$2" "$corpus/$1" 2>&1 | awk '/Actual:/ {print $2; exit}'
+  in_wan tcpreplay -q -i "$if_wan" --pps="$2" "$corpus/$1" 2>&1 | awk '/Actual:/ {print $2; exit}'
 }
 normal_round() {
   for f in ndpi-1kxun.pcap ndpi-webex.pcap ndpi-zoom.pcap ndpi-443-safari.pcap ndpi-chrome.pcap ndpi-steam.pcapng; do
     replay_in "$f" 3000 >/dev/null
   done
   # Live HTTP: a partner abroad fetches a report from the domestic server (allowed).
-  ip netns exec "$ns" curl -s -o /dev/null --interface 203.0.113.7 http://10.1.2.3:8081/report.bin || true
+  in_wan curl -s -o /dev/null --interface 203.0.113.7 "http://$domestic:$web_port/report.bin" || true
 }
 
 log "normal traffic: real captures replayed across the line, a partner abroad fetching a report"
@@ -164,11 +267,10 @@ normal_round
 log "attack: a SYN port scan (ndpi-synscan.pcap) and a spoofed SYN flood (stopddos-pkt.TCP.synflood.spoofed.pcap)"
 log "  scan:  $(replay_in ndpi-synscan.pcap 20000) packets"
 log "  flood: $(replay_in stopddos-pkt.TCP.synflood.spoofed.pcap 20000) packets"
-log "policy violation: special-zone host 10.77.0.5 downloads from domestic server 10.1.2.3; this host fetches from sanctioned 198.51.100.66"
-ip netns exec "$ns" curl -s -o /dev/null --interface 10.77.0.5 http://10.1.2.3:8081/report.bin || true
-curl -s -o /dev/null http://198.51.100.66:8082/report.bin || true
+log "policy violations: special-zone host 10.77.0.5 downloads from domestic server $domestic; the domestic side fetches from sanctioned 198.51.100.66"
+in_wan curl -s -o /dev/null --interface 10.77.0.5 "http://$domestic:$web_port/report.bin" || true
+in_home curl -s -o /dev/null "http://198.51.100.66:$web_port/report.bin" || true
 
-q() { curl -sf "$ch_url/" --data-binary "$1"; }
 log "waiting for the collector to raise the alerts (event-time windows close a few seconds after the attack)"
 for _ in $(seq 1 120); do
   n=$(q "SELECT countIf(kind = 'syn_flood') > 0 AND countIf(kind = 'port_scan') > 0 FROM tidegate.alerts FINAL" 2>/dev/null || echo 0)
@@ -176,37 +278,24 @@ for _ in $(seq 1 120); do
   [[ "$n" == "1" && "${v:-0}" -gt 0 ]] && break
   sleep 1
 done
-
 echo
-echo "ClickHouse: tidegate.flows per line and direction (with GeoLite2 enrichment and policy zones)"
-q "SELECT line, direction, count() AS flow_records, sum(packets) AS packets, sum(bytes) AS ip_bytes,
-          uniqExact(src_country) AS src_countries FROM tidegate.flows GROUP BY line, direction ORDER BY line, direction FORMAT PrettyCompact"
-echo "traffic by zone pair"
-q "SELECT src_zone, dst_zone, count() AS flows, sum(bytes) AS bytes FROM tidegate.flows
-   GROUP BY src_zone, dst_zone ORDER BY bytes DESC LIMIT 8 FORMAT PrettyCompact"
-echo "alerts raised live by the collector (tidegate.alerts)"
-q "SELECT severity, kind, src, dst, port, round(measured, 1) AS measured, threshold, unit, substring(description, 1, 60) AS description
-   FROM tidegate.alerts FINAL ORDER BY severity DESC, first LIMIT 12 FORMAT PrettyCompact"
-echo "policy violations (tidegate.policy_violations)"
-q "SELECT severity, rule_id, rule_location, kind, src, src_zone, dst, dst_zone, flows
-   FROM tidegate.policy_violations FINAL ORDER BY severity DESC, first LIMIT 12 FORMAT PrettyCompact"
-echo "notifications written to $out/alerts.jsonl: $(wc -l <"$out/alerts.jsonl" 2>/dev/null || echo 0)"
+echo "alerts raised so far: $(q "SELECT count() FROM tidegate.alerts FINAL" || echo 0), policy violations: $(q "SELECT count() FROM tidegate.policy_violations FINAL" || echo 0) (the summary at the end shows them as stored then)"
 echo
 echo "  dashboard:   http://127.0.0.1:$ui_port/"
 echo "  user:        analyst"
 echo "  password:    $password"
-echo "  metrics:     http://127.0.0.1:9465/metrics (collector), http://127.0.0.1:9464/metrics (probe)"
+echo "  metrics:     http://127.0.0.1:$collector_metrics/metrics (collector), http://127.0.0.1:$probe_metrics/metrics (probe)"
 echo "  state, logs: $out"
 echo
 
 # Keep normal traffic flowing so the dashboards stay live.
-( while true; do sleep 10; normal_round; done ) >/dev/null 2>&1 &
+setsid bash -c "$(declare -f in_wan replay_in normal_round); wan=$wan if_wan=$if_wan corpus='$corpus' domestic=$domestic web_port=$web_port; while true; do sleep 10; normal_round; done" >/dev/null 2>&1 &
 traffic_pid=$!
 if [[ -n "${TIDEGATE_DEMO_SECONDS:-}" ]]; then
-  log "running for ${TIDEGATE_DEMO_SECONDS} s (TIDEGATE_DEMO_SECONDS), then cleaning up"
+  log "running for ${TIDEGATE_DEMO_SECONDS} s (TIDEGATE_DEMO_SECONDS), then stopping"
   sleep "$TIDEGATE_DEMO_SECONDS"
 else
-  log "normal traffic keeps flowing; press Ctrl-C to stop and clean up"
+  log "normal traffic keeps flowing; press Ctrl-C to stop"
   while kill -0 "$collector_pid" 2>/dev/null; do sleep 1; done
   die "the collector stopped unexpectedly (see $out/collector.log)"
 fi

@@ -19,7 +19,7 @@ APT_PACKAGES=(
   # bpf-linker links against LLVM's libraries, which need these at link time.
   libzstd-dev zlib1g-dev libpolly-${LLVM_MAJOR}-dev
   # Network test tooling: namespaces/veth, traffic generators, reference dissector.
-  iproute2 iputils-ping tcpreplay netsniff-ng tshark ethtool
+  iproute2 iputils-ping tcpreplay netsniff-ng tshark ethtool socat
   # ClickHouse launcher venv; misc.
   python3 curl ca-certificates pkg-config
 )
