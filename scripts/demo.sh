@@ -5,7 +5,7 @@
 #
 #   tg-demo-home: the hub's side. A local ClickHouse, the collector (live detection + web
 #                 UI), the probe with its eBPF programs (XDP ingress + TCX egress) on the
-#                 veth "line" tgdemo-line, and a domestic server 10.1.2.3.
+#                 veth "line" tgdemo-line, and a domestic server.
 #   tg-demo-wan:  abroad, at the line's far end (tgdemo-wan): a special-zone host, a
 #                 partner and a sanctioned server.
 #
@@ -27,23 +27,25 @@ need_root "the demo" scripts/demo.sh
 corpus="${TIDEGATE_CORPUS:-$root/../shared/corpus}/pcap"
 [[ -d "$corpus" ]] || die "corpus not found at $corpus (the shared corpus is expected at ../shared/corpus beside the repository; set TIDEGATE_CORPUS to its directory)"
 
-# The demo's addresses: the line, the hub's domestic server, and the hosts abroad (the
-# zones of dashboards/demo/policy.toml). They exist only inside the demo's namespaces.
-line_net=192.0.2.0/24 home_line=192.0.2.2/24 wan_line=192.0.2.1/24
-domestic=10.1.2.3 abroad=(10.77.0.5 203.0.113.7 198.51.100.66)
-
-# Refuse when this host itself uses one of those ranges (an address, or a route other
-# than the default): traffic the demo shows could then be mistaken for the host's own.
-host_overlap() {
-  {
-    ip -o -4 addr show | awk '{print $4, "address on " $2}'
-    ip -4 route show table all | awk '
-      $1 == "default" { next }
-      $1 ~ /^(local|broadcast|multicast|unicast|anycast|blackhole|unreachable|prohibit|throw)$/ { print $2, "route (" $0 ")"; next }
-      { print $1, "route (" $0 ")" }'
-  } | python3 -c '
+# The demo's addresses: the line, the hub's domestic server and the hosts abroad (the
+# zones of dashboards/demo/policy.toml). They exist only inside the demo's namespaces, but
+# a plan that overlaps this host's own addresses or routes (other than the default route)
+# is not used, so nothing the demo shows can be mistaken for the host's own traffic: the
+# first plan clear of the host is taken, its policy written from the demo's.
+#        line net        domestic net   domestic    special net    special     partner net      partner      sanctioned net   sanctioned
+plans=("192.0.2.0/24     10.0.0.0/8     10.1.2.3    10.77.0.0/16   10.77.0.5   203.0.113.0/24   203.0.113.7  198.51.100.0/24  198.51.100.66"
+       "198.18.0.0/24    172.16.0.0/12  172.16.2.3  172.30.0.0/16  172.30.0.5  100.64.7.0/24    100.64.7.7   198.19.51.0/24   198.19.51.66")
+host_nets() { # this host's addresses and non-default routes, one "prefix description" per line
+  ip -o -4 addr show | awk '{print $4, "address on " $2}'
+  ip -4 route show table all | awk '
+    $1 == "default" { next }
+    $1 ~ /^(local|broadcast|multicast|unicast|anycast|blackhole|unreachable|prohibit|throw)$/ { print $2, "route \"" $0 "\""; next }
+    { print $1, "route \"" $0 "\"" }'
+}
+overlap() { # prefixes...: the first one that overlaps the host's networks, with why
+  host_nets | python3 -c '
 import ipaddress, sys
-demo = [ipaddress.ip_network(n) for n in sys.argv[1:]]
+demo = [ipaddress.ip_network(n, strict=False) for n in sys.argv[1:]]
 for line in sys.stdin:
     what, _, where = line.strip().partition(" ")
     try:
@@ -54,10 +56,20 @@ for line in sys.stdin:
         if net.overlaps(d):
             print(f"{d} (this host has {what}: {where})")
             sys.exit(0)
-' "$line_net" "$domestic/32" "${abroad[@]/%//32}"
+' "$@"
 }
-overlap=$(host_overlap)
-[[ -z "$overlap" ]] || die "the demo's addresses overlap this host's network: $overlap. The demo keeps its addresses in its own namespaces and never changes the host's, but refuses to run where its traffic could be mistaken for the host's own; run it on another machine."
+plan="" why=""
+for p in "${plans[@]}"; do
+  read -r line_net dom_net domestic special_net special partner_net partner sanct_net sanctioned <<<"$p"
+  o=$(overlap "$line_net" "$domestic/32" "$special/32" "$partner/32" "$sanctioned/32")
+  if [[ -z "$o" ]]; then plan="$p"; break; fi
+  why+="${why:+; }$o"
+done
+[[ -n "$plan" ]] || die "every address plan of the demo overlaps this host's network ($why); the demo never changes the host's network, but it will not show traffic that could be mistaken for the host's own: run it on another machine"
+[[ -z "$why" ]] || log "the first address plan overlaps this host ($why): using line $line_net, domestic $domestic, abroad $special $partner $sanctioned"
+line_prefix=${line_net%.*}
+home_line="$line_prefix.2/${line_net#*/}" wan_line="$line_prefix.1/${line_net#*/}"
+abroad=("$special" "$partner" "$sanctioned")
 
 setup_toolchain
 command -v socat >/dev/null || die "socat is missing; run scripts/setup.sh"
@@ -183,7 +195,11 @@ log "generating a CA and certificates for the collector and probe edge-demo"
 "$bin/tidegate-collector" gen-certs --out "$out/certs" --probe edge-demo >/dev/null
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 16)
 password_sha=$(printf %s "$password" | sha256sum | cut -d' ' -f1)
-cp "$root/dashboards/demo/policy.toml" "$out/policy.toml"
+# The demo's policy, on the address plan in use.
+read -r p_line p_dom_net p_domestic p_special_net p_special p_partner_net p_partner p_sanct_net p_sanctioned <<<"${plans[0]}"
+sed -e "s#\"$p_dom_net\"#\"$dom_net\"#" -e "s#\"$p_special_net\"#\"$special_net\"#" \
+  -e "s#\"$p_partner_net\"#\"$partner_net\"#" -e "s#\"$p_sanct_net\"#\"$sanct_net\"#" \
+  "$root/dashboards/demo/policy.toml" >"$out/policy.toml"
 cp "$root/dashboards/demo/detect.toml" "$out/detect.toml"
 cat >"$out/collector.toml" <<TOML
 [collector]
@@ -237,7 +253,7 @@ mkdir -p "$out/www"
 head -c 200000 /dev/urandom >"$out/www/report.bin"
 setsid ip netns exec "$home" python3 -m http.server "$web_port" --bind "$domestic" --directory "$out/www" >/dev/null 2>&1 &
 web_pids+=($!)
-setsid ip netns exec "$wan" python3 -m http.server "$web_port" --bind 198.51.100.66 --directory "$out/www" >/dev/null 2>&1 &
+setsid ip netns exec "$wan" python3 -m http.server "$web_port" --bind "$sanctioned" --directory "$out/www" >/dev/null 2>&1 &
 web_pids+=($!)
 
 log "starting the probe on $if_line (XDP native + TCX egress), exporting to the collector"
@@ -259,7 +275,7 @@ normal_round() {
     replay_in "$f" 3000 >/dev/null
   done
   # Live HTTP: a partner abroad fetches a report from the domestic server (allowed).
-  in_wan curl -s -o /dev/null --interface 203.0.113.7 "http://$domestic:$web_port/report.bin" || true
+  in_wan curl -s -o /dev/null --interface "$partner" "http://$domestic:$web_port/report.bin" || true
 }
 
 log "normal traffic: real captures replayed across the line, a partner abroad fetching a report"
@@ -267,9 +283,9 @@ normal_round
 log "attack: a SYN port scan (ndpi-synscan.pcap) and a spoofed SYN flood (stopddos-pkt.TCP.synflood.spoofed.pcap)"
 log "  scan:  $(replay_in ndpi-synscan.pcap 20000) packets"
 log "  flood: $(replay_in stopddos-pkt.TCP.synflood.spoofed.pcap 20000) packets"
-log "policy violations: special-zone host 10.77.0.5 downloads from domestic server $domestic; the domestic side fetches from sanctioned 198.51.100.66"
-in_wan curl -s -o /dev/null --interface 10.77.0.5 "http://$domestic:$web_port/report.bin" || true
-in_home curl -s -o /dev/null "http://198.51.100.66:$web_port/report.bin" || true
+log "policy violations: special-zone host $special downloads from domestic server $domestic; the domestic side fetches from sanctioned $sanctioned"
+in_wan curl -s -o /dev/null --interface "$special" "http://$domestic:$web_port/report.bin" || true
+in_home curl -s -o /dev/null "http://$sanctioned:$web_port/report.bin" || true
 
 log "waiting for the collector to raise the alerts (event-time windows close a few seconds after the attack)"
 for _ in $(seq 1 120); do
@@ -289,7 +305,7 @@ echo "  state, logs: $out"
 echo
 
 # Keep normal traffic flowing so the dashboards stay live.
-setsid bash -c "$(declare -f in_wan replay_in normal_round); wan=$wan if_wan=$if_wan corpus='$corpus' domestic=$domestic web_port=$web_port; while true; do sleep 10; normal_round; done" >/dev/null 2>&1 &
+setsid bash -c "$(declare -f in_wan replay_in normal_round); wan=$wan if_wan=$if_wan corpus='$corpus' domestic=$domestic partner=$partner web_port=$web_port; while true; do sleep 10; normal_round; done" >/dev/null 2>&1 &
 traffic_pid=$!
 if [[ -n "${TIDEGATE_DEMO_SECONDS:-}" ]]; then
   log "running for ${TIDEGATE_DEMO_SECONDS} s (TIDEGATE_DEMO_SECONDS), then stopping"

@@ -26,15 +26,23 @@ trap 'rm -rf "$work"' EXIT
 demo=""
 fail() {
   cat "$work/demo.out" >&2 || true
-  [[ -n "$demo" ]] && { kill -INT -- "-$demo" 2>/dev/null || true; wait "$demo" 2>/dev/null || true; }
+  if [[ -n "$demo" ]]; then
+    kill -TERM -- "-$demo" 2>/dev/null || true
+    for _ in $(seq 1 600); do kill -0 "$demo" 2>/dev/null || break; sleep 0.1; done
+  fi
   die "demo test: $*"
 }
 start_demo() { # seconds (empty: until interrupted)
   export TIDEGATE_CH_PORT=$(free_port) TIDEGATE_DEMO_UI_PORT=$(free_port)
   export TIDEGATE_DEMO_COLLECTOR_PORT=$(free_port) TIDEGATE_DEMO_SECONDS="$1"
   export TIDEGATE_DEMO_COLLECTOR_METRICS_PORT=$(free_port) TIDEGATE_DEMO_PROBE_METRICS_PORT=$(free_port)
-  # A session of its own, as in a terminal: SIGINT to its process group reaches only it.
-  setsid "$root/scripts/demo.sh" >"$work/demo.out" 2>&1 &
+  # Started as a terminal starts it: a session of its own (SIGINT to its process group
+  # reaches only it) and SIGINT not ignored (a script's background job starts with SIGINT
+  # ignored, and bash cannot trap a signal that was ignored when it started).
+  python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.setsid()
+os.execvp(sys.argv[1], sys.argv[1:])' "$root/scripts/demo.sh" >"$work/demo.out" 2>&1 &
   demo=$!
   for _ in $(seq 1 1200); do
     grep -q "password:" "$work/demo.out" && return 0
