@@ -13,14 +13,14 @@ use serde::de::DeserializeOwned;
 /// A configuration error, located in its file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    /// The file could not be read (the OS error is part of the message, not a separate
+    /// cause, so a `{:#}` chain says it once).
+    #[error("{path}: cannot read: {error}")]
     Read {
         /// File.
         path: PathBuf,
         /// OS error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A problem at a line of the file.
     #[error("{path}:{line}: {msg}")]
@@ -94,9 +94,9 @@ impl ConfigFile {
                 msg: "is a directory, not a configuration file".into(),
             });
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Ok(ConfigFile::new(path, text))
     }

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod certs;
+pub mod cli;
 pub mod clickhouse;
 pub mod collector;
 pub mod logs;

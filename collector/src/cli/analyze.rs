@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// Detection thresholds (TOML, the fields of `DetectConfig`; see
-    /// dashboards/detect/example.toml). Errors are reported as file:line.
+    /// dashboards/examples/detect.toml). Errors are reported as file:line.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// MaxMind-format databases (country/city and/or ASN) for endpoint enrichment.

@@ -7,7 +7,7 @@ use tidegate_collector::config::CollectorConfig;
 /// Arguments of `check-config`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file.
+    /// Configuration file (TOML; every section documented in dashboards/examples/collector.toml).
     pub file: PathBuf,
 }
 

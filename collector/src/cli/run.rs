@@ -25,7 +25,7 @@ use tokio::sync::watch;
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file (TOML).
+    /// Configuration file (TOML; every section documented in dashboards/examples/collector.toml).
     #[arg(long, short = 'c')]
     pub config: PathBuf,
 }

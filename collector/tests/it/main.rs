@@ -18,6 +18,7 @@ mod api_numbers_match_clickhouse;
 mod api_requires_credentials_and_names_bad_parameters;
 mod check_config_and_run_agree;
 mod check_config_cli;
+mod cli_help_and_examples;
 mod clickhouse_exactly_once;
 mod clickhouse_insert_corpus;
 mod clickhouse_migrations;

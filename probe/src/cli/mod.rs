@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod check_config;
 pub mod replay;
 pub mod run;
 
@@ -21,6 +22,8 @@ enum Command {
     Replay(replay::Args),
     /// Capture live on one or more interfaces (eBPF, or AF_PACKET with --backend afpacket).
     Run(run::Args),
+    /// Validate a configuration file (and the collector's TLS files it names) and exit.
+    CheckConfig(check_config::Args),
 }
 
 /// Runs the chosen subcommand.
@@ -28,5 +31,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Replay(a) => replay::main(a),
         Command::Run(a) => run::main(a),
+        Command::CheckConfig(a) => check_config::main(a),
     }
 }

@@ -190,7 +190,7 @@ fn replay_all(args: &Args, timeouts: Timeouts, out: &mut Out) -> anyhow::Result<
             records = total.records,
             "total: {total}"
         );
-    } else {
+    } else if failures.is_empty() {
         tracing::info!(records = total.records, "done");
     }
     // One line per file that could not be read completely, after every record is out.

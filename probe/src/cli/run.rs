@@ -27,7 +27,8 @@ use tidegate_probe::{
 #[derive(Clone, Debug, clap::Args)]
 pub struct CollectorArgs {
     /// Send records to this collector (HOST:PORT) over mutually-authenticated TLS
-    /// instead of printing them (overrides the config file's [collector] addr).
+    /// instead of printing them (with `run --config`, this overrides the file's
+    /// `[collector] addr`).
     #[arg(long, value_name = "HOST:PORT")]
     pub collector: Option<String>,
     /// CA certificate (PEM) that issued the collector's certificate.
@@ -168,7 +169,8 @@ impl CollectorArgs {
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Configuration file (TOML; see probe/src/config.rs or README).
+    /// Configuration file (TOML; every field is documented in
+    /// dashboards/examples/probe.toml).
     #[arg(long, short = 'c', required_unless_present = "iface")]
     pub config: Option<PathBuf>,
     /// Interface to capture on (quick start; repeatable). Line name = interface name.

@@ -8,6 +8,7 @@
 
 mod support;
 
+mod cli_help_and_examples;
 mod ebpf_counts_on_veth;
 mod ebpf_under_load;
 mod export_to_collector;

@@ -295,6 +295,14 @@ impl DetectConfig {
             ("icmp_tunnel.window_secs", self.icmp_tunnel.window_secs),
             ("exfiltration.window_secs", self.exfiltration.window_secs),
         ];
+        for (f, v, max) in [
+            ("lateness_secs", self.lateness_secs, 86_400),
+            ("merge_gap_secs", self.merge_gap_secs, 7 * 86_400),
+        ] {
+            if v > max {
+                return Err(invalid(f, format!("{v}: must be 0..={max}")));
+            }
+        }
         for (f, v) in windows {
             if v == 0 || v > 86_400 {
                 return Err(invalid(f, format!("{v}: must be 1..=86400")));

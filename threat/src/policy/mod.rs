@@ -47,11 +47,8 @@ pub struct Policy {
 impl Policy {
     /// Reads and validates a policy file.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&src, path)
+        let file = tidegate_base::ConfigFile::read(path)?;
+        Self::parse(file.text(), path)
     }
 
     /// Parses policy text; `path` names it in errors and in rule locations.

@@ -144,6 +144,16 @@ impl CollectorOptions {
         o
     }
 
+    /// Everything [`CollectorExporter::start`] checks before it opens the spool: the
+    /// options, the TLS files (loaded, and the key matching the certificate) and the
+    /// collector's name. `tidegate-probe check-config` runs it too.
+    pub fn validate(&self) -> Result<(), CollectorError> {
+        self.check()?;
+        tls::client_config(&self.ca_cert, &self.cert, &self.key)?;
+        tls::server_name(&self.addr, self.server_name.as_deref())?;
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), CollectorError> {
         let bad = |what, reason: &str| {
             Err(CollectorError::Option {
