@@ -68,23 +68,6 @@ pub fn cited_files(help: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_subcommands_and_cited_files() {
-        let help = "Tool\n\nCommands:\n  run      Run it\n  check    Check (see `a/b.toml`)\n           more text\n  help     Print this\n\nOptions:\n  -h\n";
-        assert_eq!(subcommands(help), ["run", "check"]);
-        let text = "see dashboards/examples/probe.toml, or `scripts/x.sh`. Not pcap/pcapng, \
-                    XDP/TC, /var/lib/tidegate/spool or http://a/b.html";
-        assert_eq!(
-            cited_files(text),
-            ["dashboards/examples/probe.toml", "scripts/x.sh"]
-        );
-    }
-}
-
 /// A copy of the shipped example configurations (`dashboards/examples`, with
 /// `dashboards/policy` beside it as the collector example expects) under `into`, with the
 /// certificates they name (`certs/`, probe `edge-hk-1`). Returns the examples directory.
@@ -108,5 +91,22 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&s, &d).unwrap_or_else(|e| panic!("copy {}: {e}", s.display()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_subcommands_and_cited_files() {
+        let help = "Tool\n\nCommands:\n  run      Run it\n  check    Check (see `a/b.toml`)\n           more text\n  help     Print this\n\nOptions:\n  -h\n";
+        assert_eq!(subcommands(help), ["run", "check"]);
+        let text = "see dashboards/examples/probe.toml, or `scripts/x.sh`. Not pcap/pcapng, \
+                    XDP/TC, /var/lib/tidegate/spool or http://a/b.html";
+        assert_eq!(
+            cited_files(text),
+            ["dashboards/examples/probe.toml", "scripts/x.sh"]
+        );
     }
 }
