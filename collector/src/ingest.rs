@@ -1,4 +1,4 @@
-//! Accepting batches from the transport: deduplicate by (probe, sequence), then make
+//! Accepting batches from the transport: deduplicate by (probe, epoch, sequence), then make
 //! them durable in the spool. The transport acknowledges a batch only after
 //! [`Ingest::persist`] returns, so an acknowledged batch is on disk.
 
@@ -48,13 +48,19 @@ impl IngestMetrics {
     }
 }
 
+/// Serialises the persists of one probe sequence `(probe, epoch)`.
+type SequenceLock = Arc<tokio::sync::Mutex<()>>;
+
+/// Idle per-sequence locks are dropped once this many exist.
+const PRUNE_LOCKS_AT: usize = 4096;
+
 /// The transport's [`BatchSink`]: deduplication plus the write-ahead spool.
 pub struct Ingest {
     spool: Spool,
     metrics: IngestMetrics,
-    /// One lock per probe so that two connections of the same probe (a reconnect racing
-    /// an old connection) cannot both store the same sequence number.
-    probes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per probe sequence so that two connections of it (a reconnect racing an
+    /// old connection) cannot both store the same sequence number.
+    probes: Mutex<HashMap<(String, u64), SequenceLock>>,
 }
 
 impl Ingest {
@@ -67,26 +73,26 @@ impl Ingest {
         }
     }
 
-    fn lock_for(&self, probe: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.probes
-            .lock()
-            .expect("probe locks")
-            .entry(probe.to_string())
-            .or_default()
-            .clone()
+    fn lock_for(&self, probe: &str, epoch: u64) -> SequenceLock {
+        let mut locks = self.probes.lock().expect("probe locks");
+        if locks.len() >= PRUNE_LOCKS_AT {
+            // Sequences come and go (one per probe spool): forget idle ones.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry((probe.to_string(), epoch)).or_default().clone()
     }
 }
 
 impl BatchSink for Ingest {
     async fn persist(&self, batch: Batch) -> Result<Persisted, PersistError> {
-        let lock = self.lock_for(&batch.probe_id);
+        let lock = self.lock_for(&batch.probe_id, batch.epoch);
         let _guard = lock.lock().await;
         let label = ProbeLabel {
             probe: batch.probe_id.clone(),
         };
         if self
             .spool
-            .last_seq(&batch.probe_id)
+            .last_seq(&batch.probe_id, batch.epoch)
             .is_some_and(|last| batch.seq <= last)
         {
             self.metrics.batches_duplicate.get_or_create(&label).inc();
@@ -94,7 +100,7 @@ impl BatchSink for Ingest {
         }
         let payload = encode_batch(&batch);
         self.spool
-            .append(&batch.probe_id, batch.seq, &payload)
+            .append(&batch.probe_id, batch.epoch, batch.seq, &payload)
             .await
             .map_err(|e| PersistError::Unavailable(e.to_string()))?;
         self.metrics.batches_stored.get_or_create(&label).inc();
@@ -105,7 +111,7 @@ impl BatchSink for Ingest {
         Ok(Persisted::Stored)
     }
 
-    fn last_seq(&self, probe_id: &str) -> Option<u64> {
-        self.spool.last_seq(probe_id)
+    fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64> {
+        self.spool.last_seq(probe_id, epoch)
     }
 }

@@ -160,6 +160,7 @@ pub async fn run(
                 let b = i.batch.as_ref().expect("grouped items are decoded");
                 (
                     b.probe_id.as_str(),
+                    b.epoch,
                     b.seq,
                     b.records.as_slice(),
                     i.ctx.as_slice(),
@@ -278,7 +279,7 @@ async fn store_one_by_one(
     for item in group {
         let b = item.batch.as_ref().expect("decoded");
         if let Err(e) = sink
-            .insert_batch_enriched(&b.probe_id, b.seq, &b.records, &item.ctx)
+            .insert_batch_enriched(&b.probe_id, b.epoch, b.seq, &b.records, &item.ctx)
             .await
         {
             if e.is_retryable() {

@@ -1,6 +1,6 @@
 //! The collector's transport in-process, for the transport tests of both ends: an
 //! in-memory `BatchSink` (a real implementation of the trait that keeps batches in
-//! memory, deduplicating by (probe, seq)), a server running in its own runtime so a test
+//! memory, deduplicating by (probe, epoch, seq)), a server running in its own runtime so a test
 //! can kill it, a raw TLS client, and synthetic batches.
 
 use std::{
@@ -27,7 +27,8 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 
 #[derive(Default)]
 struct SinkState {
-    stored: HashMap<String, BTreeMap<u64, Batch>>,
+    /// (probe, epoch) → seq → batch.
+    stored: HashMap<(String, u64), BTreeMap<u64, Batch>>,
     duplicates: u64,
     persist_calls: u64,
     fail_next: Option<String>,
@@ -36,8 +37,8 @@ struct SinkState {
     stall_after: Option<(String, u64)>,
 }
 
-/// Keeps batches in memory; `Duplicate` for a (probe, seq) at or below the highest
-/// stored one, after checking a resent batch carries the same records as the stored one.
+/// Keeps batches in memory; `Duplicate` for a (probe, epoch, seq) at or below the
+/// highest stored one of that sequence, after checking a resent batch carries the same records as the stored one.
 pub struct MemSink {
     state: Mutex<SinkState>,
     delay: Mutex<Duration>,
@@ -89,20 +90,34 @@ impl MemSink {
         *self.stalled.lock().unwrap() = Some(tx);
         rx
     }
-    /// Stored batches of a probe, by seq.
+    /// Stored batches of a probe, by seq. The probe must have sent one sequence (one
+    /// spool) only; see [`sequences`](Self::sequences) otherwise.
     pub fn batches(&self, probe: &str) -> BTreeMap<u64, Batch> {
-        self.state
-            .lock()
-            .unwrap()
-            .stored
-            .get(probe)
-            .cloned()
-            .unwrap_or_default()
+        let mut seqs = self.sequences(probe);
+        assert!(
+            seqs.len() <= 1,
+            "probe {probe} sent {} sequences (epochs); use sequences()",
+            seqs.len()
+        );
+        seqs.pop().map(|(_, b)| b).unwrap_or_default()
     }
-    /// Stored records of a probe in seq order.
+    /// Stored batches of a probe per sequence: (epoch, seq → batch), by epoch.
+    pub fn sequences(&self, probe: &str) -> Vec<(u64, BTreeMap<u64, Batch>)> {
+        let st = self.state.lock().unwrap();
+        let mut v: Vec<(u64, BTreeMap<u64, Batch>)> = st
+            .stored
+            .iter()
+            .filter(|((p, _), _)| p == probe)
+            .map(|((_, e), b)| (*e, b.clone()))
+            .collect();
+        v.sort_by_key(|(e, _)| *e);
+        v
+    }
+    /// Stored records of a probe, every sequence, each in seq order.
     pub fn records(&self, probe: &str) -> Vec<FlowRecord> {
-        self.batches(probe)
-            .into_values()
+        self.sequences(probe)
+            .into_iter()
+            .flat_map(|(_, b)| b.into_values())
             .flat_map(|b| b.records)
             .collect()
     }
@@ -141,7 +156,10 @@ impl BatchSink for MemSink {
             if let Some(reason) = st.fail_next.take() {
                 return Err(PersistError::Unavailable(reason));
             }
-            let probe = st.stored.entry(batch.probe_id.clone()).or_default();
+            let probe = st
+                .stored
+                .entry((batch.probe_id.clone(), batch.epoch))
+                .or_default();
             if let Some((&last, _)) = probe.last_key_value()
                 && batch.seq <= last
             {
@@ -173,7 +191,7 @@ impl BatchSink for MemSink {
         Ok(Persisted::Stored)
     }
 
-    fn last_seq(&self, probe_id: &str) -> Option<u64> {
+    fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64> {
         if self
             .hide_last_seq
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -184,7 +202,7 @@ impl BatchSink for MemSink {
             .lock()
             .unwrap()
             .stored
-            .get(probe_id)
+            .get(&(probe_id.to_owned(), epoch))
             .and_then(|m| m.keys().next_back().copied())
     }
 }
@@ -301,13 +319,18 @@ pub async fn tls_connect(
         .await
 }
 
-/// Sends `Hello` for `probe_id` and returns the collector's answer.
+/// The sequence epoch of the test kit's raw clients and [`batch`]es.
+pub const EPOCH: u64 = 7;
+
+/// Sends `Hello` for `probe_id` (sequence epoch [`EPOCH`]) and returns the collector's
+/// answer.
 pub async fn say_hello(c: &mut Client, probe_id: &str) -> Result<Message, WireError> {
     send(
         c,
         &Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             probe_id: probe_id.into(),
+            epoch: EPOCH,
             software: "transport test".into(),
         }),
     )
@@ -337,10 +360,11 @@ pub async fn recv(c: &mut Client) -> Result<Message, WireError> {
     })
 }
 
-/// A batch of `n` synthetic records.
+/// A batch of `n` synthetic records (sequence epoch [`EPOCH`]).
 pub fn batch(probe: &str, seq: u64, n: u64) -> Batch {
     Batch {
         probe_id: probe.into(),
+        epoch: EPOCH,
         seq,
         created_ns: 1_700_000_000_000_000_000 + seq,
         records: (0..n)

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! header (uncompressed):
-//!   magic "TGB" | format u8 = 1 | seq u64 | created_ns u64 | probe_id str
+//!   magic "TGB" | format u8 = 2 | seq u64 | epoch u64 | created_ns u64 | probe_id str
 //!   | codec u8 (1 = zstd) | body_len u32 (decompressed size)
 //! body (one zstd frame, body_len bytes once decompressed):
 //!   line_count u32, line_count × str                 (line-name table)
@@ -23,6 +23,9 @@
 //!     counter_count u32, counter_count × (name str, value u64), line_count u32, × str
 //! ```
 //!
+//! Format 1 (before sequence epochs) is the same without `epoch`; it still decodes, as
+//! epoch 0, so spools written by an older build drain after an upgrade.
+//!
 //! Columns keep like values together, which is what zstd compresses best. The header is
 //! uncompressed so the collector's spool and the probe's resend logic can read the probe
 //! id and sequence number without decompressing ([`peek_batch_header`]).
@@ -38,8 +41,10 @@ use super::{
 use crate::record::FlowRecord;
 use tidegate_common::Direction;
 
-/// Version of the batch layout.
-pub const BATCH_FORMAT: u8 = 1;
+/// Version of the batch layout this build writes.
+pub const BATCH_FORMAT: u8 = 2;
+/// The layout before sequence epochs (read as epoch 0).
+const BATCH_FORMAT_V1: u8 = 1;
 
 /// Largest decompressed body [`decode_batch`] accepts (256 MiB).
 pub const MAX_BATCH_BODY: usize = 256 << 20;
@@ -49,6 +54,8 @@ const CODEC_ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 3;
 /// Offset of `seq` in the header.
 const SEQ_OFFSET: usize = 4;
+/// Offset of `epoch` in a format-2 header.
+const EPOCH_OFFSET: usize = 12;
 /// Bytes one record takes in the columns.
 const RECORD_BYTES: usize = 1 + 16 + 16 + 1 + 2 + 2 + 2 + 2 + 1 + 1 + 8 + 8 + 8 + 8 + 4 + 4;
 
@@ -80,7 +87,11 @@ pub struct ProbeHealth {
 pub struct Batch {
     /// The probe that produced it.
     pub probe_id: String,
-    /// The probe's sequence number: unique per probe, increasing, never reused.
+    /// The sequence's epoch: a random number drawn when the probe's spool was created.
+    /// `(probe_id, epoch)` names one sequence of batches, so a probe that starts over with
+    /// a new spool (a forensic replay, a wiped disk) is never mistaken for a resend.
+    pub epoch: u64,
+    /// The sequence number: unique within `(probe_id, epoch)`, increasing, never reused.
     pub seq: u64,
     /// When the batch was sealed, Unix-epoch ns.
     pub created_ns: u64,
@@ -97,6 +108,8 @@ pub struct BatchHeader {
     pub format: u8,
     /// Sequence number.
     pub seq: u64,
+    /// The sequence's epoch (0 for format 1).
+    pub epoch: u64,
     /// When the batch was sealed, Unix-epoch ns.
     pub created_ns: u64,
     /// Probe id.
@@ -114,6 +127,7 @@ pub fn encode_batch(b: &Batch) -> Vec<u8> {
     out.extend_from_slice(&MAGIC);
     out.put_u8(BATCH_FORMAT);
     out.put_u64(b.seq);
+    out.put_u64(b.epoch);
     out.put_u64(b.created_ns);
     out.put_str(&b.probe_id);
     out.put_u8(CODEC_ZSTD);
@@ -217,10 +231,14 @@ fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
         return Err(WireError::BadMagic([magic[0], magic[1], magic[2]]));
     }
     let format = r.u8("batch format")?;
-    if format != BATCH_FORMAT {
+    if format != BATCH_FORMAT && format != BATCH_FORMAT_V1 {
         return Err(WireError::UnsupportedBatchFormat(format));
     }
     let seq = r.u64("batch seq")?;
+    let epoch = match format {
+        BATCH_FORMAT_V1 => 0,
+        _ => r.u64("batch epoch")?,
+    };
     let created_ns = r.u64("batch created_ns")?;
     let probe_id = r.str("batch probe_id")?;
     let codec = r.u8("batch codec")?;
@@ -228,6 +246,7 @@ fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
     let h = BatchHeader {
         format,
         seq,
+        epoch,
         created_ns,
         probe_id,
         body_len,
@@ -240,11 +259,16 @@ pub fn peek_batch_header(bytes: &[u8]) -> Result<BatchHeader, WireError> {
     read_header(bytes).map(|(h, _, _)| h)
 }
 
-/// Rewrites the sequence number of an encoded batch in place (the header is
-/// uncompressed, so nothing else changes).
-pub fn set_batch_seq(bytes: &mut [u8], seq: u64) -> Result<(), WireError> {
-    peek_batch_header(bytes)?;
+/// Rewrites the epoch and sequence number of an encoded batch in place (the header is
+/// uncompressed, so nothing else changes). Only the current format has an epoch: a
+/// format-1 batch is refused (re-encode it with [`encode_batch`]).
+pub fn set_batch_seq(bytes: &mut [u8], epoch: u64, seq: u64) -> Result<(), WireError> {
+    let h = peek_batch_header(bytes)?;
+    if h.format != BATCH_FORMAT {
+        return Err(WireError::UnsupportedBatchFormat(h.format));
+    }
     bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
+    bytes[EPOCH_OFFSET..EPOCH_OFFSET + 8].copy_from_slice(&epoch.to_be_bytes());
     Ok(())
 }
 
@@ -412,6 +436,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     r.finish("batch body")?;
     Ok(Batch {
         probe_id: h.probe_id,
+        epoch: h.epoch,
         seq: h.seq,
         created_ns: h.created_ns,
         records,

@@ -265,6 +265,7 @@ mod tests {
             &Message::Hello(crate::Hello {
                 version: PROTOCOL_VERSION,
                 probe_id: "p".into(),
+                epoch: 1,
                 software: "s".into(),
             }),
         )

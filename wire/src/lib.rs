@@ -12,13 +12,18 @@
 //!
 //! ```text
 //! probe                                   collector
-//!   Hello{version, probe_id, software} ─►
+//!   Hello{version, probe_id, epoch, software} ─►
 //!                                     ◄─  HelloAck{version, last_acked_seq} | Reject{reason}
 //!   Batch (encode_batch bytes)        ─►
 //!   Batch ...  (a window in flight)   ─►
 //!                                     ◄─  Ack{seq, duplicate}   (only once the batch is durable)
 //!                                     ◄─  Error{reason}         (then the collector closes)
 //! ```
+//!
+//! A probe's batches form sequences named `(probe_id, epoch)`: the epoch is drawn when
+//! the probe's spool is created, so a probe that starts over with another spool starts
+//! a new sequence instead of reusing numbers the collector already holds. `HelloAck`
+//! answers for the connection's sequence.
 //!
 //! Batches ([`Batch`], [`encode_batch`], [`decode_batch`]) have their own versioned
 //! binary layout, zstd-compressed; the collector stores exactly the bytes it received,
@@ -50,8 +55,9 @@ pub use frame::{
 pub use message::{Ack, Hello, HelloAck, Message, MessageType};
 pub use record::FlowRecord;
 
-/// The protocol version this build speaks (sent in `Hello` and `HelloAck`).
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks (sent in `Hello` and `HelloAck`). Version 2
+/// added the sequence epoch to `Hello` and to batches.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Default upper bound of a frame's length field (16 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;

@@ -2,7 +2,7 @@
 //!
 //! | type | message  | payload                                                          |
 //! |------|----------|------------------------------------------------------------------|
-//! | 1    | Hello    | `version u16, probe_id str, software str`                        |
+//! | 1    | Hello    | `version u16, probe_id str, epoch u64, software str`             |
 //! | 2    | HelloAck | `version u16, has_seq u8 (0/1), last_acked_seq u64 (0 if none)`  |
 //! | 3    | Reject   | `reason str`                                                     |
 //! | 4    | Batch    | the bytes of [`encode_batch`](super::encode_batch)               |
@@ -63,6 +63,9 @@ pub struct Hello {
     pub version: u16,
     /// The probe's id; must match its client certificate.
     pub probe_id: String,
+    /// The epoch of the sequence this connection sends (see
+    /// [`Batch::epoch`](crate::Batch::epoch)); every batch on it must carry it.
+    pub epoch: u64,
     /// Software name and version, for logs.
     pub software: String,
 }
@@ -72,7 +75,8 @@ pub struct Hello {
 pub struct HelloAck {
     /// Protocol version the collector speaks.
     pub version: u16,
-    /// Highest sequence number already stored for this probe, if any.
+    /// Highest sequence number already stored for this probe's `(probe_id, epoch)`
+    /// sequence, if any.
     pub last_acked_seq: Option<u64>,
 }
 
@@ -127,6 +131,7 @@ impl Message {
             Message::Hello(h) => {
                 out.put_u16(h.version);
                 out.put_str(&h.probe_id);
+                out.put_u64(h.epoch);
                 out.put_str(&h.software);
             }
             Message::HelloAck(a) => {
@@ -157,6 +162,7 @@ impl Message {
                 Message::Hello(Hello {
                     version,
                     probe_id: r.str("Hello probe_id")?,
+                    epoch: r.u64("Hello epoch")?,
                     software: r.str("Hello software")?,
                 })
             }
@@ -234,6 +240,7 @@ mod tests {
         round_trip(Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             probe_id: "edge-hk-1".into(),
+            epoch: 0x1234_5678_9abc_def0,
             software: "tidegate-probe 0.1.0".into(),
         }));
         round_trip(Message::HelloAck(HelloAck {

@@ -88,6 +88,7 @@ fn record(i: u64) -> FlowRecord {
 fn batch(n: u64, health: bool) -> Batch {
     Batch {
         probe_id: "edge-hk-1".into(),
+        epoch: 0xfeed_beef,
         seq: 77,
         created_ns: 1_700_000_001_000_000_000,
         records: (0..n).map(record).collect(),
@@ -121,7 +122,7 @@ fn check_no_panic(bytes: &[u8]) -> bool {
 fn wrap(body: &[u8], declared: usize) -> Vec<u8> {
     let real = encode_batch(&batch(0, false));
     let h = peek_batch_header(&real).unwrap();
-    let hdr_len = 3 + 1 + 8 + 8 + 4 + h.probe_id.len() + 1;
+    let hdr_len = 3 + 1 + 8 + 8 + 8 + 4 + h.probe_id.len() + 1;
     let mut v = real[..hdr_len].to_vec();
     v.extend_from_slice(&(declared as u32).to_be_bytes());
     v.extend_from_slice(&zstd::bulk::compress(body, 1).unwrap());
@@ -135,18 +136,38 @@ fn batches_round_trip() {
         let bytes = encode_batch(&b);
         assert_eq!(decode_batch(&bytes).unwrap(), b, "n={n} health={health}");
         let h = peek_batch_header(&bytes).unwrap();
-        assert_eq!((h.seq, h.probe_id.as_str(), h.format), (77, "edge-hk-1", 1));
+        assert_eq!(
+            (h.seq, h.epoch, h.probe_id.as_str(), h.format),
+            (77, 0xfeed_beef, "edge-hk-1", BATCH_FORMAT)
+        );
     }
 }
 
 #[test]
 fn set_batch_seq_renumbers_in_place() {
     let mut bytes = encode_batch(&batch(3, true));
-    set_batch_seq(&mut bytes, 1234).unwrap();
+    set_batch_seq(&mut bytes, 99, 1234).unwrap();
     let b = decode_batch(&bytes).unwrap();
-    assert_eq!(b.seq, 1234);
+    assert_eq!((b.epoch, b.seq), (99, 1234));
     assert_eq!(b.records, batch(3, true).records);
-    assert!(set_batch_seq(&mut [1, 2, 3], 1).is_err());
+    assert!(set_batch_seq(&mut [1, 2, 3], 1, 1).is_err());
+}
+
+/// A batch written before sequence epochs (format 1: no epoch field) still decodes, as
+/// epoch 0, so an upgraded collector drains what an older build spooled; it cannot be
+/// renumbered in place (it has no epoch to set).
+#[test]
+fn format_1_batches_decode_as_epoch_0() {
+    let mut b = batch(4, true);
+    let v2 = encode_batch(&b);
+    // Format 1 = format 2 without the 8 epoch bytes after seq.
+    let mut v1 = v2[..12].to_vec();
+    v1[3] = 1;
+    v1.extend_from_slice(&v2[20..]);
+    b.epoch = 0;
+    assert_eq!(decode_batch(&v1).unwrap(), b);
+    assert_eq!(peek_batch_header(&v1).unwrap().format, 1);
+    assert!(set_batch_seq(&mut v1, 5, 5).is_err());
 }
 
 #[test]
@@ -194,7 +215,7 @@ fn random_mutations_of_the_body_never_panic() {
     let body = {
         let bytes = encode_batch(&b);
         let h = peek_batch_header(&bytes).unwrap();
-        let start = 3 + 1 + 8 + 8 + 4 + h.probe_id.len() + 1 + 4;
+        let start = 3 + 1 + 8 + 8 + 8 + 4 + h.probe_id.len() + 1 + 4;
         zstd::bulk::decompress(&bytes[start..], h.body_len).unwrap()
     };
     assert_eq!(decode_batch(&wrap(&body, body.len())).unwrap(), b);

@@ -87,8 +87,10 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         let mut ins = plain_client.insert::<FlowRow>("flows").await?;
         for r in chunk {
             // The same rows the sink writes, without its batching, tokens or retries.
-            ins.write(&FlowRow::new("edge-bench", i as u64, r, None).map_err(anyhow::Error::msg)?)
-                .await?;
+            ins.write(
+                &FlowRow::new("edge-bench", 0, i as u64, r, None).map_err(anyhow::Error::msg)?,
+            )
+            .await?;
         }
         ins.end().await?;
     }

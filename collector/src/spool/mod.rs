@@ -8,19 +8,22 @@
 //! Layout of the directory:
 //! - `NNNNNNNNNNNNNNNNNNNN.seg` — segments of entries, written in order;
 //! - `cursor` — the committed read position (segment, offset), replaced atomically;
-//! - `probes.json` — highest sequence number stored per probe (for deduplication after
-//!   the segments holding them are deleted), replaced atomically before deletion.
+//! - `probes.json` — highest sequence number stored per probe sequence `(probe id,
+//!   epoch)` (for deduplication after the segments holding them are deleted), replaced
+//!   atomically before deletion.
 
 mod entry;
 mod error;
 mod reader;
 pub(crate) mod state;
+mod streams;
 mod writer;
 
 pub use entry::Entry;
 pub use error::SpoolError;
 pub use reader::{SpoolCommitter, SpoolReader};
 pub use state::Intent;
+pub use streams::{MAX_EPOCHS_PER_PROBE, Stream, Streams};
 pub use writer::{Spool, SpoolConfig};
 
 /// A position in the spool: segment number and byte offset in it.

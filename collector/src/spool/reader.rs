@@ -120,6 +120,7 @@ impl SpoolReader {
         match entry::decode(&buf) {
             Ok(Some(entry::Decoded {
                 probe_id,
+                epoch,
                 seq,
                 payload,
                 len: n,
@@ -127,6 +128,7 @@ impl SpoolReader {
                 self.pos.offset += n as u64;
                 Ok(Some(Entry {
                     probe_id,
+                    epoch,
                     seq,
                     payload,
                     end: self.pos,

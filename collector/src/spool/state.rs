@@ -2,13 +2,12 @@
 //! and the repair of a torn tail.
 
 use std::{
-    collections::HashMap,
     fs::{self, OpenOptions},
     os::unix::fs::FileExt,
     path::Path,
 };
 
-use super::{Position, SpoolError, entry, segment_name, segment_number, write_atomic};
+use super::{Position, SpoolError, Streams, entry, segment_name, segment_number, write_atomic};
 
 /// What a spool directory holds when it is opened.
 #[derive(Debug, Default)]
@@ -23,8 +22,8 @@ pub(crate) struct Recovered {
     pub end: Position,
     /// Bytes in all segments.
     pub bytes: u64,
-    /// Highest stored sequence number per probe.
-    pub last_seq: HashMap<String, u64>,
+    /// Highest stored sequence number per probe sequence.
+    pub last_seq: Streams,
     /// Entries not yet committed downstream.
     pub pending_entries: u64,
 }
@@ -43,10 +42,24 @@ pub(crate) fn write_cursor(dir: &Path, p: Position) -> Result<(), SpoolError> {
     write_atomic(&path, &bytes).map_err(SpoolError::io(path, "write cursor"))
 }
 
-pub(crate) fn write_probes(dir: &Path, m: &HashMap<String, u64>) -> Result<(), SpoolError> {
+pub(crate) fn write_probes(dir: &Path, m: &Streams) -> Result<(), SpoolError> {
     let path = probes_path(dir);
-    let bytes = serde_json::to_vec(m).expect("map serializes");
-    write_atomic(&path, &bytes).map_err(SpoolError::io(path, "write probes.json"))
+    write_atomic(&path, &m.to_json()).map_err(SpoolError::io(path, "write probes.json"))
+}
+
+fn read_probes(path: &Path) -> Result<Streams, SpoolError> {
+    match fs::read(path) {
+        Ok(b) => Streams::from_json(&b).map_err(|e| SpoolError::Corrupt {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Streams::default()),
+        Err(e) => Err(SpoolError::Io {
+            path: path.to_path_buf(),
+            op: "read",
+            source: e,
+        }),
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, SpoolError> {
@@ -88,7 +101,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         }
     };
     let cursor: Position = read_json(&cursor_path(dir))?;
-    let mut last_seq: HashMap<String, u64> = read_json(&probes_path(dir))?;
+    let mut last_seq = read_probes(&probes_path(dir))?;
     let mut segments: Vec<u64> = fs::read_dir(dir)
         .map_err(SpoolError::io(dir, "list"))?
         .filter_map(|e| {
@@ -129,12 +142,12 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
             match entry::decode(&buf[off..]) {
                 Ok(Some(entry::Decoded {
                     probe_id,
+                    epoch,
                     seq,
                     len: n,
                     ..
                 })) => {
-                    let e = last_seq.entry(probe_id).or_insert(seq);
-                    *e = (*e).max(seq);
+                    last_seq.note(&probe_id, epoch, seq);
                     if (Position {
                         segment: *s,
                         offset: off as u64,

@@ -28,7 +28,7 @@ fn appends_come_back_in_order_and_survive_reopen() {
             let s = spool.clone();
             // Appends from one probe are issued in order; await each before the next.
             handles.push(
-                s.append("p1", seq, format!("batch-{seq}").as_bytes())
+                s.append("p1", 0, seq, format!("batch-{seq}").as_bytes())
                     .await
                     .unwrap(),
             );
@@ -47,13 +47,13 @@ fn appends_come_back_in_order_and_survive_reopen() {
                 rd.commit(e.end, 120).unwrap();
             }
         }
-        assert_eq!(spool.last_seq("p1"), Some(200));
+        assert_eq!(spool.last_seq("p1", 0), Some(200));
         assert_eq!(spool.pending(), 80);
     });
     // Reopen: the reader resumes after the committed entry; marks are kept.
     rt().block_on(async {
         let (spool, mut rd) = Spool::open(cfg(d.path(), 1 << 30, 4096)).unwrap();
-        assert_eq!(spool.last_seq("p1"), Some(200));
+        assert_eq!(spool.last_seq("p1", 0), Some(200));
         assert_eq!(spool.pending(), 80);
         for seq in 121..=200u64 {
             assert_eq!(rd.next().await.unwrap().seq, seq);
@@ -79,7 +79,7 @@ fn committed_segments_are_deleted_and_marks_outlive_them() {
     rt().block_on(async {
         let (spool, mut rd) = Spool::open(cfg(d.path(), 1 << 30, 1024)).unwrap();
         for seq in 1..=100u64 {
-            spool.append("edge-1", seq, &[7u8; 100]).await.unwrap();
+            spool.append("edge-1", 0, seq, &[7u8; 100]).await.unwrap();
         }
         let before = spool.bytes();
         let mut last = None;
@@ -87,7 +87,7 @@ fn committed_segments_are_deleted_and_marks_outlive_them() {
             last = Some(rd.next().await.unwrap());
         }
         // One more append so the final commit lands in the newest segment.
-        spool.append("edge-1", 101, &[7u8; 100]).await.unwrap();
+        spool.append("edge-1", 0, 101, &[7u8; 100]).await.unwrap();
         let e = rd.next().await.unwrap();
         assert_eq!(e.seq, 101);
         drop(last);
@@ -107,7 +107,7 @@ fn committed_segments_are_deleted_and_marks_outlive_them() {
     rt().block_on(async {
         let (spool, mut rd) = Spool::open(cfg(d.path(), 1 << 30, 1024)).unwrap();
         assert_eq!(
-            spool.last_seq("edge-1"),
+            spool.last_seq("edge-1", 0),
             Some(101),
             "mark survives deletion of its segment"
         );
@@ -122,13 +122,13 @@ fn torn_tail_is_cut_and_acknowledged_entries_kept() {
     rt().block_on(async {
         let (spool, _rd) = Spool::open(cfg(d.path(), 1 << 30, 1 << 20)).unwrap();
         for seq in 1..=5 {
-            spool.append("p", seq, b"ok").await.unwrap();
+            spool.append("p", 0, seq, b"ok").await.unwrap();
         }
     });
     let seg = d.path().join(segment_name(0));
     let good_len = std::fs::metadata(&seg).unwrap().len();
     // A crash in the middle of an append leaves half an entry.
-    let half = &entry::encode("p", 6, b"never acknowledged")[..15];
+    let half = &entry::encode("p", 0, 6, b"never acknowledged")[..15];
     std::fs::OpenOptions::new()
         .append(true)
         .open(&seg)
@@ -138,11 +138,11 @@ fn torn_tail_is_cut_and_acknowledged_entries_kept() {
     rt().block_on(async {
         let (spool, mut rd) = Spool::open(cfg(d.path(), 1 << 30, 1 << 20)).unwrap();
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), good_len);
-        assert_eq!(spool.last_seq("p"), Some(5));
+        assert_eq!(spool.last_seq("p", 0), Some(5));
         for seq in 1..=5 {
             assert_eq!(rd.next().await.unwrap().seq, seq);
         }
-        spool.append("p", 6, b"again").await.unwrap();
+        spool.append("p", 0, 6, b"again").await.unwrap();
         assert_eq!(rd.next().await.unwrap().payload, b"again");
     });
 }
@@ -153,7 +153,7 @@ fn corruption_inside_a_sealed_segment_is_an_error_not_silent_loss() {
     rt().block_on(async {
         let (spool, _rd) = Spool::open(cfg(d.path(), 1 << 30, 256)).unwrap();
         for seq in 1..=20 {
-            spool.append("p", seq, &[1u8; 60]).await.unwrap();
+            spool.append("p", 0, seq, &[1u8; 60]).await.unwrap();
         }
     });
     let seg = d.path().join(segment_name(0));
@@ -174,7 +174,7 @@ fn a_full_spool_makes_appends_wait_until_a_commit_frees_space() {
         let mut n = 0u64;
         // Fill until an append would block.
         loop {
-            let fut = spool.append("p", n + 1, &[0u8; 200]);
+            let fut = spool.append("p", 0, n + 1, &[0u8; 200]);
             match tokio::time::timeout(Duration::from_millis(200), fut).await {
                 Ok(r) => {
                     r.unwrap();
@@ -187,7 +187,7 @@ fn a_full_spool_makes_appends_wait_until_a_commit_frees_space() {
         assert!(spool.bytes() <= 2048 + 300);
         // The blocked append goes through once the reader commits.
         let s2 = spool.clone();
-        let blocked = tokio::spawn(async move { s2.append("p", 1000, &[0u8; 200]).await });
+        let blocked = tokio::spawn(async move { s2.append("p", 0, 1000, &[0u8; 200]).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!blocked.is_finished());
         let mut last = None;
@@ -222,4 +222,35 @@ fn a_second_open_of_the_same_directory_is_refused() {
     assert!(matches!(e, SpoolError::Locked(_)), "{e}");
     assert!(e.to_string().contains("in use by another process"), "{e}");
     drop(first);
+}
+
+#[test]
+fn sequences_of_one_probe_are_kept_apart_across_restarts_and_segment_deletion() {
+    let d = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (spool, mut rd) = Spool::open(cfg(d.path(), 1 << 30, 4096)).unwrap();
+        for seq in 1..=60u64 {
+            spool.append("p", 11, seq, &[1u8; 100]).await.unwrap();
+        }
+        for seq in 1..=5u64 {
+            spool.append("p", 22, seq, &[2u8; 100]).await.unwrap();
+        }
+        let mut last = None;
+        for _ in 0..65 {
+            let e = rd.next().await.unwrap();
+            last = Some(e.end);
+            assert!(e.epoch == 11 || e.epoch == 22);
+        }
+        // Everything committed: the segments go, probes.json keeps the marks.
+        rd.commit(last.unwrap(), 65).unwrap();
+        assert_eq!(spool.last_seq("p", 11), Some(60));
+        assert_eq!(spool.last_seq("p", 22), Some(5));
+        assert_eq!(spool.last_seq("p", 33), None);
+    });
+    rt().block_on(async {
+        let (spool, _rd) = Spool::open(cfg(d.path(), 1 << 30, 4096)).unwrap();
+        assert_eq!(spool.last_seq("p", 11), Some(60));
+        assert_eq!(spool.last_seq("p", 22), Some(5));
+        assert_eq!(spool.last_seq("p", 0), None);
+    });
 }

@@ -2,7 +2,6 @@
 //! append, writes them, issues one `fdatasync`, then acknowledges them all.
 
 use std::{
-    collections::HashMap,
     fs::{File, OpenOptions},
     io::Write,
     path::PathBuf,
@@ -16,7 +15,7 @@ use std::{
 use serde::Deserialize;
 use tokio::sync::{Notify, oneshot, watch};
 
-use super::{Position, SpoolError, SpoolReader, entry, segment_name, state};
+use super::{Position, SpoolError, SpoolReader, Streams, entry, segment_name, state};
 
 /// Spool settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -84,6 +83,7 @@ fn lock_dir(dir: &std::path::Path) -> Result<tidegate_base::DirLock, SpoolError>
 struct Req {
     bytes: Vec<u8>,
     probe: String,
+    epoch: u64,
     seq: u64,
     done: oneshot::Sender<Result<Position, SpoolError>>,
 }
@@ -101,8 +101,8 @@ pub(crate) struct Shared {
     pub pending: AtomicU64,
     /// Signalled when a commit frees space.
     pub space: Notify,
-    /// Highest durable sequence number per probe.
-    pub last_seq: Mutex<HashMap<String, u64>>,
+    /// Highest durable sequence number per probe sequence.
+    pub last_seq: Mutex<Streams>,
     /// Held while the spool is open (by the writer and the reader): a second collector on
     /// the same directory is refused.
     _lock: tidegate_base::DirLock,
@@ -155,15 +155,16 @@ impl Spool {
         Ok((Spool { shared, tx }, reader))
     }
 
-    /// Appends one batch; resolves once it is on stable storage. Waits while the spool
-    /// is full (backpressure).
+    /// Appends batch `seq` of the probe sequence `(probe_id, epoch)`; resolves once it is
+    /// on stable storage. Waits while the spool is full (backpressure).
     pub async fn append(
         &self,
         probe_id: &str,
+        epoch: u64,
         seq: u64,
         payload: &[u8],
     ) -> Result<Position, SpoolError> {
-        let bytes = entry::encode(probe_id, seq, payload);
+        let bytes = entry::encode(probe_id, epoch, seq, payload);
         let len = bytes.len() as u64;
         if len > self.shared.cfg.segment_bytes {
             return Err(SpoolError::TooLarge {
@@ -192,6 +193,7 @@ impl Spool {
             .send(Req {
                 bytes,
                 probe: probe_id.to_string(),
+                epoch,
                 seq,
                 done,
             })
@@ -199,14 +201,14 @@ impl Spool {
         wait.await.map_err(|_| SpoolError::Closed)?
     }
 
-    /// Highest sequence number durably spooled (or stored) for `probe_id`.
-    pub fn last_seq(&self, probe_id: &str) -> Option<u64> {
+    /// Highest sequence number durably spooled (or stored) of the probe sequence
+    /// `(probe_id, epoch)`.
+    pub fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64> {
         self.shared
             .last_seq
             .lock()
             .expect("last_seq lock")
-            .get(probe_id)
-            .copied()
+            .get(probe_id, epoch)
     }
 
     /// Identity of this spool directory (random, created with it; part of the storage
@@ -252,8 +254,12 @@ impl Writer {
                     {
                         let mut m = self.shared.last_seq.lock().expect("last_seq lock");
                         for r in &group {
-                            let e = m.entry(r.probe.clone()).or_insert(r.seq);
-                            *e = (*e).max(r.seq);
+                            if let Some(gone) = m.note(&r.probe, r.epoch, r.seq) {
+                                tracing::warn!(probe = %gone.probe, epoch = gone.epoch,
+                                    kept = super::MAX_EPOCHS_PER_PROBE,
+                                    "forgetting the probe's least recently used sequence \
+                                     (should it come back, its batches are stored again)");
+                            }
                         }
                     }
                     self.shared

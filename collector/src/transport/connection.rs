@@ -175,8 +175,8 @@ async fn handshake<S: BatchSink>(
         refuse(ctx, &mut tls, peer, "probe_id_mismatch", detail, true).await;
         return None;
     }
-    let guard = ctx.sessions.acquire(&hello.probe_id).await;
-    let last = ctx.sink.last_seq(&hello.probe_id);
+    let guard = ctx.sessions.acquire(&hello.probe_id, hello.epoch).await;
+    let last = ctx.sink.last_seq(&hello.probe_id, hello.epoch);
     let ack = Message::HelloAck(HelloAck {
         version: PROTOCOL_VERSION,
         last_acked_seq: last,
@@ -190,8 +190,8 @@ async fn handshake<S: BatchSink>(
         info!(%peer, probe = %hello.probe_id, error = %e, "connection lost during handshake");
         return None;
     }
-    info!(%peer, probe = %hello.probe_id, software = %hello.software, last_acked_seq = ?last,
-        "probe connected");
+    info!(%peer, probe = %hello.probe_id, epoch = hello.epoch, software = %hello.software,
+        last_acked_seq = ?last, "probe connected");
     Some((tls, hello.probe_id, guard))
 }
 
@@ -323,6 +323,15 @@ async fn read_loop<S: BatchSink>(
                 detail: format!(
                     "batch of probe {:?} on the connection of probe {probe:?}",
                     batch.probe_id
+                ),
+            };
+        }
+        if batch.epoch != guard.epoch {
+            return End::Protocol {
+                reason: "batch_epoch_mismatch",
+                detail: format!(
+                    "batch of sequence epoch {} on a connection that announced epoch {}",
+                    batch.epoch, guard.epoch
                 ),
             };
         }

@@ -9,7 +9,7 @@ use tidegate_wire::Batch;
 pub enum Persisted {
     /// The batch is now durable.
     Stored,
-    /// The batch (same probe, same sequence number) was stored before; nothing changed.
+    /// The batch (same probe sequence, same number) was stored before; nothing changed.
     Duplicate,
 }
 
@@ -31,17 +31,18 @@ pub enum PersistError {
     Io(#[from] std::io::Error),
 }
 
-/// Durable storage for batches, deduplicating by (probe id, sequence number).
+/// Durable storage for batches, deduplicating by (probe id, epoch, sequence number).
 ///
-/// The transport calls `persist` for one probe's batches strictly in sequence order, one
-/// at a time (different probes concurrently), and acknowledges a batch only after
-/// `persist` returned `Ok`.
+/// The transport calls `persist` for one probe sequence's batches strictly in sequence
+/// order, one at a time (different sequences concurrently), and acknowledges a batch only
+/// after `persist` returned `Ok`.
 pub trait BatchSink: Send + Sync + 'static {
     /// Makes `batch` durable, or reports that it already is.
     fn persist(&self, batch: Batch)
     -> impl Future<Output = Result<Persisted, PersistError>> + Send;
 
-    /// The highest sequence number stored for `probe_id`, if any (sent to the probe in
-    /// `HelloAck` so it can drop batches that were stored but never acknowledged).
-    fn last_seq(&self, probe_id: &str) -> Option<u64>;
+    /// The highest sequence number stored of the probe sequence `(probe_id, epoch)`, if
+    /// any (sent to the probe in `HelloAck` so it can drop batches of that sequence that
+    /// were stored but never acknowledged).
+    fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64>;
 }

@@ -138,6 +138,15 @@ fn bad_frames_close_only_their_own_connection() {
         .unwrap();
         expect_closed_with(&mut c, false, "on the connection of probe \"edge-bad\"").await;
 
+        // A batch of another sequence (epoch) than the one the Hello announced.
+        let mut c = session().await;
+        let mut other = batch("edge-bad", 10_001, 1);
+        other.epoch += 1;
+        send(&mut c, &Message::Batch(encode_batch(&other)))
+            .await
+            .unwrap();
+        expect_closed_with(&mut c, false, "on a connection that announced epoch").await;
+
         // Sequence numbers going backwards.
         let mut c = session().await;
         for seq in [5, 4] {
@@ -158,12 +167,14 @@ fn bad_frames_close_only_their_own_connection() {
             &Message::Hello(Hello {
                 version: PROTOCOL_VERSION + 1,
                 probe_id: "edge-bad".into(),
+                epoch: 1,
                 software: "from the future".into(),
             }),
         )
         .await
         .unwrap();
-        expect_closed_with(&mut c, true, "protocol version 2 is not supported").await;
+        let want = format!("protocol version {} is not supported", PROTOCOL_VERSION + 1);
+        expect_closed_with(&mut c, true, &want).await;
 
         // Something other than Hello first.
         let mut c = tls_connect(addr, &ca, Some(&bad)).await.unwrap();

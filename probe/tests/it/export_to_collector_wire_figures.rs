@@ -36,6 +36,7 @@ fn measure(recs: &[FlowRecord]) -> Figures {
         .enumerate()
         .map(|(i, c)| Batch {
             probe_id: "edge-hk-1".into(),
+            epoch: 1,
             seq: i as u64 + 1,
             created_ns: 1_700_000_000_000_000_000,
             records: c.to_vec(),

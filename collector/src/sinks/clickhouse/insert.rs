@@ -28,9 +28,9 @@ const INSERT_SETTINGS: &[(&str, &str)] = &[
     ("max_partitions_per_insert_block", "0"),
 ];
 
-/// One probe batch inside a group insert: (probe id, sequence, records, enrichment of
-/// each record — empty when nothing enriches them).
-pub type GroupPart<'a> = (&'a str, u64, &'a [FlowRecord], &'a [FlowContext]);
+/// One probe batch inside a group insert: (probe id, sequence epoch, sequence number,
+/// records, enrichment of each record — empty when nothing enriches them).
+pub type GroupPart<'a> = (&'a str, u64, u64, &'a [FlowRecord], &'a [FlowContext]);
 
 impl ClickHouseSink {
     /// Stores several batches (possibly from several probes) with as few INSERTs as
@@ -46,17 +46,15 @@ impl ClickHouseSink {
         offset: u64,
         batches: &[GroupPart<'_>],
     ) -> Result<(), SinkError> {
-        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.2.len()).sum());
-        for (probe_id, seq, records, ctx) in batches {
+        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.3.len()).sum());
+        for (probe_id, epoch, seq, records, ctx) in batches {
             for (i, r) in records.iter().enumerate() {
-                rows.push(
-                    FlowRow::new(probe_id, *seq, r, ctx.get(i)).map_err(|reason| {
-                        SinkError::Invalid {
-                            what: format!("record {i} of batch {probe_id}:{seq}"),
-                            reason,
-                        }
-                    })?,
-                );
+                rows.push(FlowRow::new(probe_id, *epoch, *seq, r, ctx.get(i)).map_err(
+                    |reason| SinkError::Invalid {
+                        what: format!("record {i} of batch {probe_id}:{seq}"),
+                        reason,
+                    },
+                )?);
             }
         }
         if rows.is_empty() {
@@ -72,8 +70,10 @@ impl ClickHouseSink {
         Ok(())
     }
 
-    /// Stores the records of batch `seq` of `probe_id` in `flows`, exactly once: calling it
-    /// again with the same batch (after an error, a timeout or a restart) adds nothing.
+    /// Stores the records of batch `seq` of `probe_id` (of its sequence epoch 0; see
+    /// [`insert_batch_enriched`](Self::insert_batch_enriched) for others) in `flows`,
+    /// exactly once: calling it again with the same batch (after an error, a timeout or a
+    /// restart) adds nothing.
     ///
     /// Every record is checked before anything is sent, so a record that cannot be stored
     /// fails the whole batch ([`ErrorClass::Data`](super::ErrorClass::Data)) and no part of
@@ -86,7 +86,7 @@ impl ClickHouseSink {
         seq: u64,
         records: &[FlowRecord],
     ) -> Result<(), SinkError> {
-        self.insert_batch_enriched(probe_id, seq, records, &[])
+        self.insert_batch_enriched(probe_id, 0, seq, records, &[])
             .await
     }
 
@@ -95,6 +95,7 @@ impl ClickHouseSink {
     pub async fn insert_batch_enriched(
         &self,
         probe_id: &str,
+        epoch: u64,
         seq: u64,
         records: &[FlowRecord],
         ctx: &[FlowContext],
@@ -106,16 +107,18 @@ impl ClickHouseSink {
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                FlowRow::new(probe_id, seq, r, ctx.get(i)).map_err(|reason| SinkError::Invalid {
-                    what: format!("record {i} of batch {probe_id}:{seq}"),
-                    reason,
+                FlowRow::new(probe_id, epoch, seq, r, ctx.get(i)).map_err(|reason| {
+                    SinkError::Invalid {
+                        what: format!("record {i} of batch {probe_id}:{seq}"),
+                        reason,
+                    }
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let max = self.cfg.max_rows_per_insert;
         let split = rows.len() > max;
         for (k, part) in rows.chunks(max).enumerate() {
-            let token = token::batch(probe_id, seq, split.then_some(k));
+            let token = token::batch(probe_id, epoch, seq, split.then_some(k));
             self.insert_rows::<FlowRow<'static>>("flows", &token, part)
                 .await?;
         }

@@ -54,6 +54,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0002", "rollups"),
     migration!("0003", "probe_health"),
     migration!("0004", "alerts"),
+    migration!("0005", "flows_batch_epoch"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has

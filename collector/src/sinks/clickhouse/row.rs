@@ -18,6 +18,8 @@ use tidegate_threat::enrich::FlowContext;
 #[allow(missing_docs)] // the columns of `0001_flows.sql`
 pub struct FlowRow<'a> {
     pub probe_id: Cow<'a, str>,
+    /// Added by `0005_flows_batch_epoch.sql`.
+    pub batch_epoch: u64,
     pub batch_seq: u64,
     pub line: Cow<'a, str>,
     pub ifindex: u32,
@@ -47,10 +49,12 @@ pub struct FlowRow<'a> {
 }
 
 impl<'a> FlowRow<'a> {
-    /// Converts a record of batch (`probe_id`, `seq`) with its enrichment (`None`: the
-    /// enrichment columns keep their defaults); the error says what does not fit.
+    /// Converts a record of batch `seq` of the probe sequence (`probe_id`, `epoch`) with
+    /// its enrichment (`None`: the enrichment columns keep their defaults); the error says
+    /// what does not fit.
     pub fn new(
         probe_id: &'a str,
+        epoch: u64,
         seq: u64,
         r: &'a FlowRecord,
         ctx: Option<&'a FlowContext>,
@@ -67,6 +71,7 @@ impl<'a> FlowRow<'a> {
         let text = |v: Option<&'a str>| Cow::Borrowed(v.unwrap_or(""));
         Ok(FlowRow {
             probe_id: Cow::Borrowed(probe_id),
+            batch_epoch: epoch,
             batch_seq: seq,
             line: Cow::Borrowed(&r.line),
             ifindex: r.ifindex,
@@ -223,7 +228,7 @@ mod tests {
     #[test]
     fn ipv4_is_stored_mapped_with_version_4() {
         let r = record();
-        let row = FlowRow::new("p", 9, &r, None).unwrap();
+        let row = FlowRow::new("p", 0, 9, &r, None).unwrap();
         assert_eq!(row.ip_version, 4);
         assert_eq!(row.src, "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(row.direction, 1);
@@ -242,7 +247,7 @@ mod tests {
         let mut r = record();
         r.src = "::ffff:192.0.2.1".parse().unwrap();
         r.dst = "2001:db8::1".parse().unwrap();
-        let row = FlowRow::new("p", 1, &r, None).unwrap();
+        let row = FlowRow::new("p", 0, 1, &r, None).unwrap();
         assert_eq!(row.ip_version, 6);
         assert_eq!(row.src, "::ffff:192.0.2.1".parse::<Ipv6Addr>().unwrap());
         assert_eq!(row.record().unwrap(), r);
@@ -252,11 +257,11 @@ mod tests {
     fn out_of_range_records_are_refused_with_the_reason() {
         let mut r = record();
         r.last = u64::MAX;
-        let e = FlowRow::new("p", 1, &r, None).unwrap_err();
+        let e = FlowRow::new("p", 0, 1, &r, None).unwrap_err();
         assert!(e.starts_with("last = 18446744073709551615 ns"), "{e}");
         let mut r = record();
         r.dst = "2001:db8::1".parse().unwrap();
-        let e = FlowRow::new("p", 1, &r, None).unwrap_err();
+        let e = FlowRow::new("p", 0, 1, &r, None).unwrap_err();
         assert!(e.contains("different address families"), "{e}");
     }
 

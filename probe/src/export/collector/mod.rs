@@ -316,7 +316,8 @@ impl CollectorExporter {
         let with_health = force_health || self.health_due();
         let batch = Batch {
             probe_id: self.opts.probe_id.clone(),
-            seq: 0, // assigned by the spool
+            epoch: 0, // epoch and sequence number are assigned by the spool
+            seq: 0,
             created_ns: realtime_ns(),
             records: mem::take(&mut self.current),
             health: with_health.then(|| self.health()),

@@ -102,25 +102,30 @@ async fn run(mut ctx: SenderCtx) {
                     info!(addr = %ctx.addr, after_failures = failures, "reconnected to the collector");
                 }
                 failures = 0;
-                if let Err(e) = reconcile(&ctx, &ack) {
-                    warn!(error = %e, "cannot apply the collector's last acknowledged sequence number");
-                    ctx.metrics.session_error(e.reason());
-                } else {
-                    let end = session(&mut ctx, tls).await;
-                    if end.acked > 0 {
-                        backoff.reset();
+                match reconcile(&ctx, &ack) {
+                    Err(e) => {
+                        warn!(error = %e, "cannot apply the collector's last acknowledged sequence number");
+                        ctx.metrics.session_error(e.reason());
                     }
-                    match end.result {
-                        Ok(Quiet::Stopped) => return,
-                        Ok(Quiet::Idle) => {
-                            debug!("collector closed the idle connection");
+                    // The spool moved to a new epoch: say so in a new Hello, at once.
+                    Ok(Next::Reconnect) => continue,
+                    Ok(Next::Send) => {
+                        let end = session(&mut ctx, tls).await;
+                        if end.acked > 0 {
                             backoff.reset();
-                            continue;
                         }
-                        Err(e) => {
-                            ctx.metrics.session_error(e.reason());
-                            warn!(addr = %ctx.addr, error = %e, acked = end.acked,
+                        match end.result {
+                            Ok(Quiet::Stopped) => return,
+                            Ok(Quiet::Idle) => {
+                                debug!("collector closed the idle connection");
+                                backoff.reset();
+                                continue;
+                            }
+                            Err(e) => {
+                                ctx.metrics.session_error(e.reason());
+                                warn!(addr = %ctx.addr, error = %e, acked = end.acked,
                                 "collector connection lost; unacknowledged batches will be resent");
+                            }
                         }
                     }
                 }
@@ -155,6 +160,7 @@ async fn connect(ctx: &SenderCtx) -> Result<(Tls, HelloAck), SendError> {
     let hello = Message::Hello(Hello {
         version: PROTOCOL_VERSION,
         probe_id: ctx.probe_id.clone(),
+        epoch: ctx.spool.epoch(),
         software: concat!("tidegate-probe ", env!("CARGO_PKG_VERSION")).into(),
     });
     write_message_async(&mut tls, &hello).await?;
@@ -170,29 +176,44 @@ async fn connect(ctx: &SenderCtx) -> Result<(Tls, HelloAck), SendError> {
     }
 }
 
-fn reconcile(ctx: &SenderCtx, ack: &HelloAck) -> Result<(), SendError> {
+/// What to do after the handshake.
+enum Next {
+    /// Send the spool on this connection.
+    Send,
+    /// Hello again (the spool's sequence changed).
+    Reconnect,
+}
+
+fn reconcile(ctx: &SenderCtx, ack: &HelloAck) -> Result<Next, SendError> {
     let Some(last) = ack.last_acked_seq else {
-        return Ok(());
+        return Ok(Next::Send);
     };
     match ctx.spool.reconcile(last)? {
-        Reconciled::Nothing => {}
+        Reconciled::Nothing => Ok(Next::Send),
         Reconciled::Dropped(n) => {
             ctx.metrics.batches_acked.inc_by(n as u64);
             info!(
                 batches = n,
+                epoch = ctx.spool.epoch(),
                 last_acked_seq = last,
-                "collector had already stored spooled batches (acknowledgements lost); removed them"
+                "the collector had stored these spooled batches of this sequence (their \
+                 acknowledgements were lost); removed them"
             );
+            Ok(Next::Send)
         }
-        Reconciled::Renumbered(n) => warn!(
-            batches = n,
-            last_acked_seq = last,
-            next_seq = ctx.spool.next_seq(),
-            "collector knows sequence numbers this probe's spool never assigned (spool lost?); \
-             spooled batches renumbered after them so they are not taken for duplicates"
-        ),
+        Reconciled::NewEpoch(n) => {
+            warn!(
+                batches = n,
+                last_acked_seq = last,
+                next_seq = ctx.spool.next_seq(),
+                epoch = ctx.spool.epoch(),
+                "the collector knows sequence numbers this spool never assigned (restored \
+                 from a backup, or copied from another probe?); the spool starts a new \
+                 sequence epoch and every spooled batch is sent again"
+            );
+            Ok(Next::Reconnect)
+        }
     }
-    Ok(())
 }
 
 /// Reads frames from the collector into a channel (reading is not cancel-safe, so it

@@ -10,6 +10,12 @@
 //! spooled files and of `seq.mark`, a high-water mark written (atomically) before the
 //! newest spooled file is deleted. A directory lock (`lock`, `flock`) keeps two
 //! processes from sharing a spool.
+//!
+//! The numbers belong to the spool's **epoch** (`epoch`, a random number drawn when the
+//! directory is created, or 0 for a spool an older build wrote): the collector tracks
+//! `(probe id, epoch, seq)`, so another spool of the same probe (a forensic replay with
+//! its own `--spool-dir`, a wiped disk) is another sequence and never taken for a resend
+//! of this one. Every spooled batch carries the spool's epoch in its header.
 
 use std::{
     collections::BTreeMap,
@@ -21,12 +27,13 @@ use std::{
 };
 
 use tidegate_base::{DirLock, LockError, durable};
-use tidegate_wire::{peek_batch_header, set_batch_seq};
+use tidegate_wire::{decode_batch, encode_batch, peek_batch_header, set_batch_seq};
 use tracing::{info, warn};
 
 use super::{ExportMetrics, SpoolError};
 
 const MARK: &str = "seq.mark";
+const EPOCH: &str = "epoch";
 const LOCK: &str = "lock";
 const EXT: &str = "batch";
 
@@ -59,6 +66,17 @@ struct State {
     next_seq: u64,
     /// Persisted high-water mark.
     mark: u64,
+    /// The sequence's epoch.
+    epoch: u64,
+}
+
+impl State {
+    /// Batch `seq` now takes `len` bytes.
+    fn resize(&mut self, seq: u64, len: u64) {
+        if let Some(old) = self.files.insert(seq, len) {
+            self.bytes = self.bytes - old + len;
+        }
+    }
 }
 
 /// What [`Spool::reconcile`] did with the collector's `last_acked_seq`.
@@ -68,9 +86,79 @@ pub enum Reconciled {
     Nothing,
     /// This many spooled batches were already stored by the collector and are deleted.
     Dropped(usize),
-    /// The collector knows sequence numbers this spool never assigned (the spool was
-    /// lost): this many spooled batches were renumbered to follow the collector's.
-    Renumbered(usize),
+    /// The collector knows numbers of this sequence that this spool never assigned (the
+    /// directory was restored from a backup or copied): the spool starts a new epoch, and
+    /// this many spooled batches move to it, to be sent again in full (a batch the
+    /// collector may already hold is stored twice rather than risk losing one).
+    NewEpoch(usize),
+}
+
+/// Reads the spool's epoch, creating it when absent: random for a new directory, 0 for
+/// one that already holds batches or a mark from a build before epochs.
+fn open_epoch(dir: &Path) -> Result<u64, SpoolError> {
+    let path = dir.join(EPOCH);
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            return s.trim().parse::<u64>().map_err(|_| SpoolError::BadMark {
+                path: path.clone(),
+                reason: format!("{:?} is not an epoch number", s.trim()),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&path)(e)),
+    }
+    let mut older = false;
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let name = entry.map_err(io_err(dir))?.file_name();
+        let name = name.to_string_lossy();
+        older |= name == MARK || name.ends_with(".batch") || name.ends_with(".batch.corrupt");
+    }
+    let epoch = if older { 0 } else { new_epoch(0)? };
+    write_epoch(dir, epoch)?;
+    Ok(epoch)
+}
+
+/// A random epoch, never 0 (the epoch of pre-epoch spools) nor `old`.
+fn new_epoch(old: u64) -> Result<u64, SpoolError> {
+    loop {
+        let e = getrandom::u64().map_err(|e| SpoolError::Io {
+            path: PathBuf::from("getrandom"),
+            source: io::Error::other(e.to_string()),
+        })?;
+        if e != 0 && e != old {
+            return Ok(e);
+        }
+    }
+}
+
+fn write_epoch(dir: &Path, epoch: u64) -> Result<(), SpoolError> {
+    write_durable(&dir.join(EPOCH), format!("{epoch}\n").as_bytes())?;
+    sync_dir(dir)
+}
+
+/// Puts `bytes` (a batch) in sequence `(epoch, seq)`: in place for the current format,
+/// re-encoded for a format-1 batch (which has no epoch field).
+fn stamp(bytes: &mut Vec<u8>, epoch: u64, seq: u64) -> Result<(), tidegate_wire::WireError> {
+    if peek_batch_header(bytes)?.format == tidegate_wire::BATCH_FORMAT {
+        return set_batch_seq(bytes, epoch, seq);
+    }
+    let mut b = decode_batch(bytes)?;
+    (b.epoch, b.seq) = (epoch, seq);
+    *bytes = encode_batch(&b);
+    Ok(())
+}
+
+/// Rewrites spooled batch `seq` into `epoch`, durably; returns its new size.
+fn restamp_file(dir: &Path, seq: u64, epoch: u64) -> Result<u64, SpoolError> {
+    let path = dir.join(file_name(seq));
+    let mut bytes = fs::read(&path).map_err(io_err(&path))?;
+    stamp(&mut bytes, epoch, seq).map_err(|source| SpoolError::Batch {
+        path: path.clone(),
+        source,
+    })?;
+    write_durable(&path, &bytes)?;
+    sync_dir(dir)?;
+    Ok(bytes.len() as u64)
 }
 
 /// The spool directory.
@@ -110,10 +198,13 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io_err(&mark_path)(e)),
         };
+        let epoch = open_epoch(dir)?;
         let mut st = State {
             mark,
+            epoch,
             ..State::default()
         };
+        let mut restamp = Vec::new();
         let mut highest = mark;
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
             let entry = entry.map_err(io_err(dir))?;
@@ -153,7 +244,12 @@ impl Spool {
                         expected: probe_id.to_owned(),
                     });
                 }
-                Ok(_) => None,
+                Ok(h) => {
+                    if h.epoch != epoch {
+                        restamp.push(seq);
+                    }
+                    None
+                }
             };
             if let Some(problem) = problem {
                 let aside = path.with_extension("batch.corrupt");
@@ -166,6 +262,11 @@ impl Spool {
             st.bytes += len;
         }
         st.next_seq = highest + 1;
+        // A batch of another epoch: a move to a new epoch was interrupted. Every batch
+        // here belongs to the spool's epoch.
+        for seq in restamp {
+            st.resize(seq, restamp_file(dir, seq, epoch)?);
+        }
         let spool = Spool {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -205,6 +306,11 @@ impl Spool {
     /// The spool directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The epoch of this spool's sequence (sent in `Hello`).
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
     }
 
     /// The sequence number the next appended batch gets.
@@ -257,7 +363,7 @@ impl Spool {
         // Never reuse a number once tried, whatever happens below.
         st.next_seq += 1;
         let path = self.path(seq);
-        set_batch_seq(&mut bytes, seq).map_err(|source| SpoolError::Batch {
+        set_batch_seq(&mut bytes, st.epoch, seq).map_err(|source| SpoolError::Batch {
             path: path.clone(),
             source,
         })?;
@@ -321,10 +427,12 @@ impl Spool {
         Ok(true)
     }
 
-    /// Applies the collector's `last_acked_seq` at connect time: batches up to it are
-    /// already stored and are deleted — unless the collector knows numbers this spool
-    /// never assigned, in which case the spool was lost and every spooled batch is new
-    /// data: they are renumbered after `last` so deduplication does not discard them.
+    /// Applies the collector's `last_acked_seq` for this spool's sequence at connect
+    /// time. Batches up to it were stored by the collector under this very `(epoch, seq)`
+    /// (their acknowledgements were lost) and are deleted. If the collector knows numbers
+    /// this spool never assigned, the spool's numbering cannot be trusted: it moves to a
+    /// new epoch and keeps every batch ([`Reconciled::NewEpoch`]); the caller reconnects
+    /// with the new epoch.
     pub fn reconcile(&self, last: u64) -> Result<Reconciled, SpoolError> {
         let mut st = self.lock();
         if last < st.next_seq {
@@ -339,34 +447,17 @@ impl Spool {
                 Reconciled::Dropped(stored.len())
             });
         }
-        // The mark first: even if the renumbering is interrupted, no later batch can
-        // reuse a number the collector has.
-        self.write_mark(&mut st, last)?;
-        let old: Vec<(u64, u64)> = st.files.iter().map(|(k, v)| (*k, *v)).collect();
-        let mut renamed = BTreeMap::new();
-        let mut next = last + 1;
-        for (seq, len) in &old {
-            let from = self.path(*seq);
-            let mut bytes = fs::read(&from).map_err(io_err(&from))?;
-            let to = self.path(next);
-            set_batch_seq(&mut bytes, next).map_err(|source| SpoolError::Batch {
-                path: from.clone(),
-                source,
-            })?;
-            write_durable(&to, &bytes)?;
-            renamed.insert(next, *len);
-            next += 1;
+        // The epoch file first: if the move is interrupted, the next open restamps the
+        // batches still carrying the old epoch.
+        let epoch = new_epoch(st.epoch)?;
+        write_epoch(&self.dir, epoch)?;
+        st.epoch = epoch;
+        let seqs: Vec<u64> = st.files.keys().copied().collect();
+        for seq in &seqs {
+            st.resize(*seq, restamp_file(&self.dir, *seq, epoch)?);
         }
-        sync_dir(&self.dir)?;
-        for (seq, _) in &old {
-            let p = self.path(*seq);
-            fs::remove_file(&p).map_err(io_err(&p))?;
-        }
-        sync_dir(&self.dir)?;
-        st.files = renamed;
-        st.next_seq = next;
         self.publish(&st);
-        Ok(Reconciled::Renumbered(old.len()))
+        Ok(Reconciled::NewEpoch(seqs.len()))
     }
 
     /// Waits until the spool is empty or `deadline` passes; returns whether it is empty.
@@ -398,6 +489,7 @@ mod tests {
     fn enc(probe: &str, n: u64) -> Vec<u8> {
         encode_batch(&Batch {
             probe_id: probe.into(),
+            epoch: 0,
             seq: 0,
             created_ns: n,
             records: Vec::new(),
@@ -492,31 +584,87 @@ mod tests {
     }
 
     #[test]
-    fn reconcile_drops_stored_batches_or_renumbers_after_a_lost_spool() {
+    fn reconcile_drops_stored_batches_or_moves_to_a_new_epoch() {
         let d = tempfile::tempdir().unwrap();
         let s = open(d.path(), 1 << 20);
+        let e0 = s.epoch();
+        assert_ne!(e0, 0, "a new spool draws a random epoch");
         for i in 1..=4 {
             s.append(enc("p", i)).unwrap();
         }
+        let b = decode_batch(&s.read(1).unwrap().unwrap()).unwrap();
+        assert_eq!((b.epoch, b.seq), (e0, 1));
+        // The collector stored 1 and 2 of this sequence; their acks were lost.
         assert_eq!(s.reconcile(2).unwrap(), Reconciled::Dropped(2));
         assert_eq!(s.seqs(), vec![3, 4]);
         assert_eq!(s.reconcile(2).unwrap(), Reconciled::Nothing);
-        // The collector has seen up to 100: ours are new data, renumbered after it.
-        assert_eq!(s.reconcile(100).unwrap(), Reconciled::Renumbered(2));
-        assert_eq!(s.seqs(), vec![101, 102]);
-        let b = decode_batch(&s.read(101).unwrap().unwrap()).unwrap();
-        assert_eq!((b.seq, b.created_ns), (101, 3));
-        assert_eq!(s.append(enc("p", 5)).unwrap(), 103);
+        // The collector knows up to 100 of this sequence, which this spool never
+        // assigned (restored from a backup): a new epoch, every batch kept, numbers kept.
+        assert_eq!(s.reconcile(100).unwrap(), Reconciled::NewEpoch(2));
+        let e1 = s.epoch();
+        assert!(e1 != e0 && e1 != 0);
+        assert_eq!(s.seqs(), vec![3, 4]);
+        let b = decode_batch(&s.read(3).unwrap().unwrap()).unwrap();
+        assert_eq!((b.epoch, b.seq, b.created_ns), (e1, 3, 3));
+        assert_eq!(s.append(enc("p", 5)).unwrap(), 5);
         drop(s);
         let s = open(d.path(), 1 << 20);
-        assert_eq!(s.seqs(), vec![101, 102, 103]);
-        // An empty spool behind the collector just moves its numbers on.
-        for q in s.seqs() {
-            s.remove(q).unwrap();
-        }
-        assert_eq!(s.reconcile(500).unwrap(), Reconciled::Renumbered(0));
-        assert_eq!(s.next_seq(), 501);
+        assert_eq!((s.epoch(), s.seqs()), (e1, vec![3, 4, 5]));
+    }
+
+    #[test]
+    fn another_spool_is_another_sequence_and_old_spools_are_epoch_0() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (sa, sb) = (open(a.path(), 1 << 20), open(b.path(), 1 << 20));
+        let ea = sa.epoch();
+        assert_ne!(ea, sb.epoch());
+        drop((sa, sb));
+        assert_eq!(
+            open(a.path(), 1 << 20).epoch(),
+            ea,
+            "the epoch survives restarts"
+        );
+
+        // A spool from a build before epochs: format-1 batches, no epoch file.
+        let old = tempfile::tempdir().unwrap();
+        let v2 = encode_batch(&Batch {
+            probe_id: "p".into(),
+            epoch: 0,
+            seq: 7,
+            created_ns: 70,
+            records: Vec::new(),
+            health: None,
+        });
+        let mut v1 = v2[..12].to_vec();
+        v1[3] = 1;
+        v1.extend_from_slice(&v2[20..]);
+        fs::write(old.path().join(file_name(7)), &v1).unwrap();
+        let s = open(old.path(), 1 << 20);
+        assert_eq!((s.epoch(), s.seqs(), s.next_seq()), (0, vec![7], 8));
+        // Moving it to a new epoch re-encodes the old batch in the current format.
+        assert_eq!(s.reconcile(50).unwrap(), Reconciled::NewEpoch(1));
+        let bytes = s.read(7).unwrap().unwrap();
+        let b = decode_batch(&bytes).unwrap();
+        assert_eq!((b.epoch, b.seq, b.created_ns), (s.epoch(), 7, 70));
+        assert_eq!(s.stats(), (bytes.len() as u64, 1));
+    }
+
+    #[test]
+    fn an_interrupted_move_to_a_new_epoch_completes_on_open() {
+        let d = tempfile::tempdir().unwrap();
+        let s = open(d.path(), 1 << 20);
+        s.append(enc("p", 1)).unwrap();
+        s.append(enc("p", 2)).unwrap();
         drop(s);
-        assert_eq!(open(d.path(), 1 << 20).next_seq(), 501);
+        // The epoch file was rewritten, then the process died before the batches were.
+        write_epoch(d.path(), 4242).unwrap();
+        let s = open(d.path(), 1 << 20);
+        assert_eq!(s.epoch(), 4242);
+        for q in [1, 2] {
+            assert_eq!(
+                decode_batch(&s.read(q).unwrap().unwrap()).unwrap().epoch,
+                4242
+            );
+        }
     }
 }
