@@ -22,6 +22,8 @@ APT_PACKAGES=(
   iproute2 iputils-ping tcpreplay netsniff-ng tshark ethtool socat
   # ClickHouse launcher venv; misc.
   python3 curl ca-certificates pkg-config
+  # The auditor's evidence bundle check (dashboards/evidence/verify_bundle.py).
+  openssl
 )
 
 need_apt=()

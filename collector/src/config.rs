@@ -26,7 +26,8 @@
 //! Each section has one validator, next to the code that uses it
 //! ([`TransportConfig::from_section`], [`SpoolConfig::validate`],
 //! [`ClickHouseConfig::validate`], [`AggregateConfig::validate`],
-//! `analysis::config`, [`crate::api::ApiConfig::from_raw`]); [`CollectorConfig::load`]
+//! `analysis::config`, [`crate::api::ApiConfig::from_raw`],
+//! [`crate::evidence::EvidenceConfig::from_raw`]); [`CollectorConfig::load`]
 //! runs them all and locates their errors, and both `run` and `check-config` start
 //! from it, so they accept and refuse the same files.
 
@@ -70,6 +71,8 @@ struct Raw {
     alerts: Option<Spanned<crate::analysis::config::RawAlerts>>,
     #[serde(default)]
     api: Option<Spanned<crate::api::config::RawApiConfig>>,
+    #[serde(default)]
+    evidence: Option<Spanned<crate::evidence::RawEvidence>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +100,8 @@ pub struct CollectorConfig {
     pub analysis: crate::analysis::AnalysisConfig,
     /// Web UI and JSON API (`[api]`); none when the section is absent.
     pub api: Option<crate::api::ApiConfig>,
+    /// The evidence log (`[evidence]`); none when the section is absent.
+    pub evidence: Option<crate::evidence::EvidenceConfig>,
 }
 
 impl CollectorConfig {
@@ -175,7 +180,19 @@ impl CollectorConfig {
             }
             None => None,
         };
+        let evidence = match raw.evidence {
+            Some(e) => {
+                let off = e.span().start;
+                Some(crate::evidence::EvidenceConfig::from_raw(
+                    e.into_inner(),
+                    file,
+                    off,
+                )?)
+            }
+            None => None,
+        };
         Ok(CollectorConfig {
+            evidence,
             path: file.path().to_path_buf(),
             metrics_listen,
             transport,

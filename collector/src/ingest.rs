@@ -58,17 +58,26 @@ const PRUNE_LOCKS_AT: usize = 4096;
 pub struct Ingest {
     spool: Spool,
     metrics: IngestMetrics,
+    /// Where probe connections are recorded, if anywhere.
+    evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
     /// One lock per probe sequence so that two connections of it (a reconnect racing an
     /// old connection) cannot both store the same sequence number.
     probes: Mutex<HashMap<(String, u64), SequenceLock>>,
 }
 
 impl Ingest {
+    /// Also records probe connections and disconnections in the evidence log.
+    pub fn with_evidence(mut self, log: Option<Arc<tidegate_evidence::EvidenceLog>>) -> Self {
+        self.evidence = log;
+        self
+    }
+
     /// Ingest into `spool`.
     pub fn new(spool: Spool, metrics: IngestMetrics) -> Self {
         Ingest {
             spool,
             metrics,
+            evidence: None,
             probes: Mutex::new(HashMap::new()),
         }
     }
@@ -113,5 +122,25 @@ impl BatchSink for Ingest {
 
     fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64> {
         self.spool.last_seq(probe_id, epoch)
+    }
+
+    fn connected(&self, probe_id: &str, epoch: u64, peer: std::net::SocketAddr) {
+        if let Some(log) = &self.evidence {
+            let data = serde_json::json!({
+                "probe": probe_id, "epoch": epoch, "peer": peer.to_string(),
+                "last_seq": self.spool.last_seq(probe_id, epoch),
+            });
+            crate::evidence::record(log, crate::evidence::PROBE_CONNECT, data);
+        }
+    }
+
+    fn disconnected(&self, probe_id: &str, epoch: u64, peer: std::net::SocketAddr, how: &str) {
+        if let Some(log) = &self.evidence {
+            let data = serde_json::json!({
+                "probe": probe_id, "epoch": epoch, "peer": peer.to_string(), "how": how,
+                "last_seq": self.spool.last_seq(probe_id, epoch),
+            });
+            crate::evidence::record(log, crate::evidence::PROBE_DISCONNECT, data);
+        }
     }
 }

@@ -71,6 +71,9 @@ pub struct Stages {
     pub context: Contextualizer,
     /// The detection stage's input, when detection runs.
     pub analysis: Option<Feed>,
+    /// The evidence log: a digest of the stored flows of each group goes in, durably,
+    /// before the spool is committed past it.
+    pub evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
 }
 
 /// Decoded entries the reading stage may run ahead of storage (bounds memory).
@@ -94,6 +97,7 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<(), SpoolError> {
     let mut committer = reader.take_committer().ok_or(SpoolError::Closed)?;
+    let evidence = stages.evidence.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(READ_AHEAD);
     let read = tokio::spawn(read_stage(reader, stages, tx, stop.clone()));
     let max_rows = sink.config().max_rows_per_insert.max(1);
@@ -177,16 +181,27 @@ pub async fn run(
             &parts,
         )
         .await;
-        if !stored
-            && let Err(StoreOutcome::Stopped) =
-                store_one_by_one(&sink, &metrics, &dead_letter_dir, &group).await
-        {
-            tracing::warn!(
-                pending = spool.pending(),
-                "stopping with ClickHouse unreachable; the spool keeps the rest for the next start"
-            );
-            read.abort();
-            return Ok(());
+        let stored_parts: Vec<GroupPart<'_>> = if stored {
+            parts
+        } else {
+            match store_one_by_one(&sink, &metrics, &dead_letter_dir, &group).await {
+                Ok(kept) => parts
+                    .into_iter()
+                    .zip(kept)
+                    .filter_map(|(p, k)| k.then_some(p))
+                    .collect(),
+                Err(StoreOutcome::Stopped) => {
+                    tracing::warn!(
+                        pending = spool.pending(),
+                        "stopping with ClickHouse unreachable; the spool keeps the rest for the next start"
+                    );
+                    read.abort();
+                    return Ok(());
+                }
+            }
+        };
+        if let Some(log) = &evidence {
+            log_digests(log, &stored_parts);
         }
         for item in &group {
             let b = item.batch.as_ref().expect("decoded");
@@ -216,6 +231,18 @@ pub async fn run(
             tracing::error!(error = %e, "spool reader task failed");
             Err(SpoolError::Closed)
         }
+    }
+}
+
+/// Logs the digests of the flows just stored and makes them durable; a failure is loud
+/// but does not hold storage back (the rows are in ClickHouse already).
+fn log_digests(log: &tidegate_evidence::EvidenceLog, parts: &[GroupPart<'_>]) {
+    let r = crate::evidence::digest::of_group(parts)
+        .into_iter()
+        .try_for_each(|d| log.append(crate::evidence::FLOWS_DIGEST, d).map(|_| ()))
+        .and_then(|()| log.sync());
+    if let Err(e) = r {
+        tracing::error!(error = %e, "evidence log: flows digest not recorded");
     }
 }
 
@@ -272,11 +299,13 @@ async fn store_one_by_one(
     metrics: &PipelineMetrics,
     dead_letter_dir: &std::path::Path,
     group: &[Item],
-) -> Result<(), StoreOutcome> {
+) -> Result<Vec<bool>, StoreOutcome> {
     if !sink.ping().await {
         return Err(StoreOutcome::Stopped);
     }
+    let mut kept = Vec::with_capacity(group.len());
     for item in group {
+        kept.push(true);
         let b = item.batch.as_ref().expect("decoded");
         if let Err(e) = sink
             .insert_batch_enriched(&b.probe_id, b.epoch, b.seq, &b.records, &item.ctx)
@@ -286,6 +315,7 @@ async fn store_one_by_one(
                 return Err(StoreOutcome::Stopped);
             }
             metrics.dead_letters.inc();
+            *kept.last_mut().expect("pushed") = false;
             if let Err(io) = dead_letter(
                 dead_letter_dir,
                 &item.entry,
@@ -296,7 +326,7 @@ async fn store_one_by_one(
             }
         }
     }
-    Ok(())
+    Ok(kept)
 }
 
 impl Item {

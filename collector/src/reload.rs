@@ -10,12 +10,14 @@ use tidegate_threat::policy::PolicyHandle;
 pub fn spawn_sighup_reload(
     handle: PolicyHandle,
     path: PathBuf,
+    evidence: Option<std::sync::Arc<tidegate_evidence::EvidenceLog>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            match handle.reload(&path) {
+            let outcome = handle.reload(&path);
+            match &outcome {
                 Ok(()) => tracing::info!(
                     path = %path.display(),
                     rules = handle.current().rules.len(),
@@ -24,6 +26,15 @@ pub fn spawn_sighup_reload(
                 Err(e) => {
                     tracing::warn!(error = %e, "policy reload refused; keeping the old policy")
                 }
+            }
+            if let Some(log) = &evidence {
+                let data = serde_json::json!({
+                    "event": if outcome.is_ok() { "policy_reload" } else { "policy_reload_refused" },
+                    "policy": crate::evidence::file_digest(&path),
+                    "rules": handle.current().rules.len(),
+                    "error": outcome.err().map(|e| e.to_string()),
+                });
+                crate::evidence::record(log, crate::evidence::CONFIG, data);
             }
         }
     }))

@@ -157,4 +157,27 @@ mod tests {
         let extra = line.replacen(r#","type""#, r#","x":1,"type""#, 1);
         assert!(Entry::parse(&extra).is_err());
     }
+
+    #[test]
+    fn floats_read_back_to_the_bytes_they_were_written_as() {
+        // 1890.4000055037366 is what a detector measured; without exact parsing it reads
+        // back as …368 and the entry would look changed.
+        for x in [
+            1890.4000055037366,
+            0.1,
+            1e-7,
+            123456789.12345679,
+            f64::MAX,
+            5e-324,
+        ] {
+            let e = Entry {
+                index: 0,
+                prev: [0; 32],
+                time_ns: 1,
+                kind: ALERT.into(),
+                data: json!({ "measured": x }),
+            };
+            assert_eq!(Entry::parse(&e.line()).unwrap(), e, "{x}");
+        }
+    }
 }

@@ -86,6 +86,7 @@ impl Analysis {
         cfg: &AnalysisConfig,
         sources: LoadedSources,
         store: Option<Arc<ClickHouseSink>>,
+        evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
         metrics: AnalysisMetrics,
     ) -> Result<(Analysis, Feed), AnalysisError> {
         let detector = if cfg.detect_enabled {
@@ -95,6 +96,7 @@ impl Analysis {
         };
         let mut outputs = outputs::Outputs::new(metrics.clone());
         outputs.enricher = sources.enricher.clone();
+        outputs.evidence = evidence;
         if let Some(p) = &cfg.jsonl {
             outputs.jsonl = Some(JsonlSink::open(p)?);
         }

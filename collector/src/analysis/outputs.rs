@@ -12,7 +12,9 @@ use super::metrics::{AnalysisMetrics, KindLabel};
 use super::store::StoreRow;
 use crate::sinks::alerts::{JsonlSink, Notification, WebhookSink};
 use crate::sinks::clickhouse::{AlertRow, ViolationRow};
+use crate::sinks::syslog::format::Event;
 use crate::sinks::syslog::{SyslogConfig, SyslogSink};
+use tidegate_evidence::{Appended, EvidenceLog};
 use tidegate_threat::detect::{Alert, AlertUpdate, Endpoint};
 use tidegate_threat::enrich::{Enricher, FlowContext};
 use tidegate_threat::policy::ViolationState;
@@ -28,11 +30,18 @@ pub(crate) struct Outputs {
     pub syslog: Option<SyslogOut>,
     pub store: Option<mpsc::Sender<StoreRow>>,
     pub enricher: Option<Arc<Enricher>>,
+    /// The evidence log: every state is appended, and made durable before anything of
+    /// the step is sent to a sink.
+    pub evidence: Option<Arc<EvidenceLog>>,
     pub metrics: AnalysisMetrics,
     /// Severity last notified per finding id (openings and escalations notify).
     notified: HashMap<String, (Severity, u64)>,
     /// Notifications of the current step, written together.
     pending: Vec<Notification>,
+    /// States of the current step for ClickHouse.
+    pending_rows: Vec<StoreRow>,
+    /// Syslog messages of the current step.
+    pending_syslog: Vec<Event>,
 }
 
 /// A syslog receiver, connected lazily (a TCP receiver may be down at start).
@@ -73,9 +82,12 @@ impl Outputs {
             syslog: None,
             store: None,
             enricher: None,
+            evidence: None,
             metrics,
             notified: HashMap::new(),
             pending: Vec::new(),
+            pending_rows: Vec::new(),
+            pending_syslog: Vec::new(),
         }
     }
 
@@ -103,8 +115,37 @@ impl Outputs {
         } else {
             self.metrics.alert_updates.inc();
         }
-        self.store(StoreRow::Alert(self.alert_row(&u.alert)));
-        self.notify(Finding::Alert(&u.alert));
+        let Some(ev) = self.log(Finding::Alert(&u.alert)) else {
+            return;
+        };
+        let row = self.alert_row(&u.alert);
+        self.pending_rows.push(StoreRow::Alert(row));
+        self.notify(Finding::Alert(&u.alert), ev);
+    }
+
+    /// Appends a finding's state to the evidence log. `None` when the log failed: the
+    /// state then goes nowhere (nothing is sent that is not in the log), loudly.
+    /// `Some(None)` when there is no log.
+    fn log(&mut self, f: Finding<'_>) -> Option<Option<Appended>> {
+        let Some(log) = &self.evidence else {
+            return Some(None);
+        };
+        let data = match f.to_json() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, id = f.id(), "finding to JSON");
+                return None;
+            }
+        };
+        match log.append(f.class(), data) {
+            Ok(a) => Some(Some(a)),
+            Err(e) => {
+                tracing::error!(error = %e, class = f.class(), id = f.id(),
+                    "evidence log append failed; the state is not sent to any sink");
+                self.metrics.sink_error("evidence");
+                None
+            }
+        }
     }
 
     /// Publishes a violation state; `ctx` is the enrichment of its flow.
@@ -114,14 +155,18 @@ impl Outputs {
         } else {
             self.metrics.violation_updates.inc();
         }
-        self.store(StoreRow::Violation(violation_row(s, ctx)));
-        self.notify(Finding::Violation(s));
+        let Some(ev) = self.log(Finding::Violation(s)) else {
+            return;
+        };
+        self.pending_rows
+            .push(StoreRow::Violation(violation_row(s, ctx)));
+        self.notify(Finding::Violation(s), ev);
     }
 
     /// Notifies a finding's opening and each escalation of its severity (a violation's
     /// severity is its rule's, so only its opening notifies); later states of the same
     /// severity only move the time it is remembered until.
-    fn notify(&mut self, f: Finding<'_>) {
+    fn notify(&mut self, f: Finding<'_>, ev: Option<Appended>) {
         let id = match self.notified.get(f.id()) {
             None => f.notification_id(),
             Some((sev, _)) if f.severity() > *sev => {
@@ -136,26 +181,47 @@ impl Outputs {
         };
         self.notified
             .insert(f.id().to_string(), (f.severity(), f.last_ns()));
+        let origin = self.evidence.as_ref().map(|l| l.origin().to_string());
+        let with_evidence = |mut body: serde_json::Value| {
+            if let (Some(a), Some(o)) = (ev, body.as_object_mut()) {
+                o.insert(
+                    "evidence".into(),
+                    serde_json::json!({
+                        "log": origin,
+                        "log_index": a.index,
+                        "leaf_hash": tidegate_evidence::hex(&a.leaf),
+                    }),
+                );
+            }
+            body
+        };
         match f
             .to_json()
+            .map(with_evidence)
             .map_err(|e| e.to_string())
             .and_then(|body| Notification::new(id, f.class(), body).map_err(|e| e.to_string()))
         {
             Ok(n) => {
-                self.send_syslog(f);
+                if self.syslog.is_some() {
+                    let e = Event::from_finding(f);
+                    self.pending_syslog.push(match ev {
+                        Some(a) => e.with_evidence(a.index, &tidegate_evidence::hex(&a.leaf)),
+                        None => e,
+                    });
+                }
                 self.pending.push(n);
             }
             Err(e) => tracing::error!(error = %e, class = f.class(), "notification"),
         }
     }
 
-    fn send_syslog(&mut self, f: Finding<'_>) {
+    fn send_syslog(&mut self, e: &Event) {
         let Some(out) = self.syslog.as_mut() else {
             return;
         };
         match out.sink() {
             Some(s) => {
-                if let Err(e) = s.send(f) {
+                if let Err(e) = s.send_event(e) {
                     tracing::warn!(error = %e, "syslog send failed");
                     self.metrics.sink_error("syslog");
                 }
@@ -164,8 +230,28 @@ impl Outputs {
         }
     }
 
-    /// Writes the notifications of this step (JSONL fsync'd once, webhook outbox).
+    /// Sends the states of this step: first the evidence log is made durable (one
+    /// fsync), then ClickHouse rows, syslog, the JSONL file (fsync'd once) and the
+    /// webhook outbox. If the log cannot be made durable, nothing of the step is sent.
     pub fn flush(&mut self) {
+        if let Some(log) = &self.evidence
+            && let Err(e) = log.sync()
+        {
+            let lost = self.pending_rows.len();
+            tracing::error!(error = %e, states = lost,
+                "evidence log fsync failed; this step's alerts and violations are not sent");
+            self.metrics.sink_error("evidence");
+            self.pending_rows.clear();
+            self.pending_syslog.clear();
+            self.pending.clear();
+            return;
+        }
+        for row in std::mem::take(&mut self.pending_rows) {
+            self.store(row);
+        }
+        for e in std::mem::take(&mut self.pending_syslog) {
+            self.send_syslog(&e);
+        }
         if self.pending.is_empty() {
             return;
         }

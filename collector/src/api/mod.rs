@@ -10,6 +10,7 @@ pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod evidence;
 pub mod flows;
 pub mod geo;
 pub mod meta;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// Where the map puts endpoints without a country.
     pub home_country: Option<String>,
+    /// The evidence log, when the collector keeps one.
+    pub evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             ch: client,
             auth: Arc::new(auth::Auth::new(api)),
             home_country: api.home_country.clone(),
+            evidence: None,
         }
     }
 }
@@ -75,6 +79,9 @@ pub fn router(state: AppState) -> Router {
         .route("/top-talkers", get(flows::top_talkers))
         .route("/probes", get(probes::probes))
         .route("/probes/history", get(probes::history))
+        .route("/evidence/bundle/{id}", get(evidence::bundle))
+        .route("/evidence/checkpoints", get(evidence::checkpoints))
+        .route("/evidence/consistency", get(evidence::consistency))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let api = Router::new()
         .route("/login", post(auth::login))
@@ -113,11 +120,14 @@ async fn security_headers(mut r: axum::response::Response) -> axum::response::Re
 pub async fn serve(
     api: ApiConfig,
     ch: ClickHouseConfig,
+    evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(api.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "web UI and API on http://{addr}/");
-    let app = router(AppState::new(&api, &ch));
+    let mut state = AppState::new(&api, &ch);
+    state.evidence = evidence;
+    let app = router(state);
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "web UI server stopped");
@@ -128,7 +138,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 16] = [
+    const ROUTES: [&str; 19] = [
         "/login",
         "/logout",
         "/session",
@@ -145,6 +155,9 @@ mod tests {
         "/top-talkers",
         "/probes",
         "/probes/history",
+        "/evidence/bundle/{id}",
+        "/evidence/checkpoints",
+        "/evidence/consistency",
     ];
 
     #[test]
@@ -163,7 +176,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 16,
+            routed, 19,
             "a route was added: list it here and in openapi.yaml"
         );
     }

@@ -55,5 +55,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         ),
         None => println!("web UI and API: off (no [api] section)"),
     }
+    match &c.evidence {
+        Some(e) => println!(
+            "evidence log: {} as {:?}, signed with {}, checkpoint every {} s",
+            e.dir.display(),
+            e.origin,
+            e.key.display(),
+            e.checkpoint_every.as_secs()
+        ),
+        None => println!("evidence log: off (no [evidence] section)"),
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 pub mod analyze;
 pub mod check_config;
+pub mod evidence;
 pub mod gen_certs;
 pub mod run;
 
@@ -29,6 +30,8 @@ enum Command {
     CheckConfig(check_config::Args),
     /// Generate a CA plus collector and probe certificates for a quick start.
     GenCerts(gen_certs::Args),
+    /// The evidence log: generate its signing key, verify it, export a finding's bundle.
+    Evidence(evidence::Args),
 }
 
 /// Runs the chosen subcommand.
@@ -38,5 +41,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(a) => check_config::main(a),
         Command::Analyze(a) => analyze::main(a),
         Command::GenCerts(a) => gen_certs::main(a),
+        Command::Evidence(a) => evidence::main(a),
     }
 }

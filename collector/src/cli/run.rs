@@ -65,26 +65,58 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     analysis_metrics.register(&mut registry);
 
     let (spool, reader) = Spool::open(cfg.spool.clone()).context("opening the spool")?;
+    // The evidence log first: everything after this is recorded in it.
+    let evidence = match &cfg.evidence {
+        Some(e) => {
+            let log = e.open().context("opening the evidence log")?;
+            tidegate_collector::evidence::record(
+                &log,
+                tidegate_collector::evidence::CONFIG,
+                tidegate_collector::evidence::start_entry(
+                    &cfg.path,
+                    cfg.analysis.policy.as_deref(),
+                ),
+            );
+            Some(log)
+        }
+        None => None,
+    };
     let sink = Arc::new(ClickHouseSink::connect(cfg.clickhouse.clone(), sink_metrics).await?);
     let aggregator = Arc::new(Aggregator::start(cfg.aggregate.clone(), agg_metrics)?);
-    let ingest = Arc::new(Ingest::new(spool.clone(), ingest_metrics));
+    let ingest =
+        Arc::new(Ingest::new(spool.clone(), ingest_metrics).with_evidence(evidence.clone()));
 
     // Detection: enrichment sources, the policy (reloaded on SIGHUP) and the detectors.
     let sources = cfg.analysis.load().map_err(anyhow::Error::msg)?;
     if let (Some(handle), Some(path)) = (&sources.policy, &cfg.analysis.policy) {
-        spawn_sighup_reload(handle.clone(), path.clone())
+        spawn_sighup_reload(handle.clone(), path.clone(), evidence.clone())
             .context("installing the SIGHUP handler")?;
         tracing::info!(policy = %path.display(), rules = handle.current().rules.len(), "policy loaded; SIGHUP reloads it");
     }
     let context = Contextualizer::new(sources.enricher.clone(), sources.policy.clone());
-    let (analysis, feed) =
-        Analysis::start(&cfg.analysis, sources, Some(sink.clone()), analysis_metrics)?;
+    let (analysis, feed) = Analysis::start(
+        &cfg.analysis,
+        sources,
+        Some(sink.clone()),
+        evidence.clone(),
+        analysis_metrics,
+    )?;
     let stages = pipeline::Stages {
         aggregator: aggregator.clone(),
         context,
         analysis: Some(feed),
+        evidence: evidence.clone(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (ckpt_stop_tx, ckpt_stop_rx) = watch::channel(false);
+    let checkpoints = match (&evidence, &cfg.evidence) {
+        (Some(log), Some(e)) => Some(tidegate_collector::evidence::spawn_checkpoints(
+            log.clone(),
+            e.checkpoint_every,
+            ckpt_stop_rx,
+        )),
+        _ => None,
+    };
 
     if let Some(addr) = cfg.metrics_listen {
         tidegate_base::metrics::serve_registry(addr, Arc::new(Mutex::new(registry)))
@@ -94,7 +126,7 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     // Web UI and JSON API (`[api]`), reading ClickHouse.
     if let Some(api) = cfg.api.clone() {
         let addr = api.listen;
-        tidegate_collector::api::serve(api, cfg.clickhouse.clone())
+        tidegate_collector::api::serve(api, cfg.clickhouse.clone(), evidence.clone())
             .await
             .with_context(|| format!("cannot serve the web UI on {addr}"))?;
     }
@@ -158,6 +190,11 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     }
     if let Ok(agg) = Arc::try_unwrap(aggregator) {
         agg.shutdown();
+    }
+    // The last checkpoint covers everything detection logged.
+    let _ = ckpt_stop_tx.send(true);
+    if let Some(c) = checkpoints {
+        let _ = c.await;
     }
     served.map_err(anyhow::Error::from)?;
     tracing::info!(pending = spool.pending(), "collector stopped");

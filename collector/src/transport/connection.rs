@@ -192,6 +192,7 @@ async fn handshake<S: BatchSink>(
     }
     info!(%peer, probe = %hello.probe_id, epoch = hello.epoch, software = %hello.software,
         last_acked_seq = ?last, "probe connected");
+    ctx.sink.connected(&hello.probe_id, hello.epoch, peer);
     Some((tls, hello.probe_id, guard))
 }
 
@@ -216,6 +217,22 @@ enum End {
     Io(String),
     /// The sink could not persist a batch.
     Persist { seq: u64, error: String },
+}
+
+impl End {
+    /// A short name of how the session ended.
+    fn reason(&self) -> &'static str {
+        match self {
+            End::Eof => "closed_by_probe",
+            End::Superseded => "superseded",
+            End::Shutdown => "collector_shutdown",
+            End::Idle => "idle",
+            End::Protocol { reason, .. } => reason,
+            End::PeerError(_) => "probe_error",
+            End::Io(_) => "connection_lost",
+            End::Persist { .. } => "storage_unavailable",
+        }
+    }
 }
 
 enum Inbound {
@@ -245,6 +262,8 @@ async fn session<S: BatchSink>(
         end = reader => end,
     };
     log_end(ctx, peer, probe, &end);
+    ctx.sink
+        .disconnected(probe, guard.epoch, peer, end.reason());
     drop(guard);
 }
 

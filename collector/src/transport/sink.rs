@@ -45,4 +45,10 @@ pub trait BatchSink: Send + Sync + 'static {
     /// any (sent to the probe in `HelloAck` so it can drop batches of that sequence that
     /// were stored but never acknowledged).
     fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64>;
+
+    /// A probe completed the handshake (for the evidence log); nothing by default.
+    fn connected(&self, _probe_id: &str, _epoch: u64, _peer: std::net::SocketAddr) {}
+
+    /// A probe's connection ended, and how; nothing by default.
+    fn disconnected(&self, _probe_id: &str, _epoch: u64, _peer: std::net::SocketAddr, _how: &str) {}
 }

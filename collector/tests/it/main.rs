@@ -31,6 +31,7 @@ mod end_to_end_probe_to_clickhouse;
 mod enrich_corpus_capture;
 mod enrich_lookup_geolite;
 mod enrich_operator_ranges;
+mod evidence_log;
 mod forensic_replays_share_a_probe_id;
 mod grafana_dashboards_query_clickhouse;
 mod policy_byte_caps;

@@ -104,6 +104,24 @@ fn endpoint_ext(
 }
 
 impl Event {
+    /// Adds where the finding's state is in the evidence log (`logIndex`, `leafHash` in
+    /// the structured data; CEF `cn3`/`cs6`), so a receiver can later ask for its
+    /// inclusion proof. The CEF fields come first: they are what an auditor needs.
+    pub fn with_evidence(mut self, index: u64, leaf_hash: &str) -> Event {
+        self.params.push(("logIndex", index.to_string()));
+        self.params.push(("leafHash", leaf_hash.to_string()));
+        self.cef_ext.insert(
+            0,
+            vec![
+                ("cn3Label", "evidenceLogIndex".into()),
+                ("cn3", index.to_string()),
+                ("cs6Label", "evidenceLeafHash".into()),
+                ("cs6", leaf_hash.to_string()),
+            ],
+        );
+        self
+    }
+
     /// The message describing a finding (time: its last evidence).
     pub fn from_finding(f: Finding<'_>) -> Event {
         match f {

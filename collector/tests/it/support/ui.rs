@@ -51,6 +51,11 @@ impl Console {
     /// Starts ClickHouse and the collector; `analysis` adds enrichment, policy and
     /// detectors. Returns once the UI answers and the schema is in place.
     pub fn start(analysis: bool) -> Console {
+        Self::start_with(analysis, "")
+    }
+
+    /// [`start`](Self::start) with more configuration (`[evidence]`, ...).
+    pub fn start_with(analysis: bool, more: &str) -> Console {
         let ui_port = tidegate_testkit::free_port();
         let mut extra = format!(
             "[api]\nlisten = \"127.0.0.1:{ui_port}\"\nhome_country = \"HK\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_sha256 = \"{}\"\n\n\
@@ -62,6 +67,7 @@ impl Console {
         if let Some(a) = &analysis {
             extra.push_str(&format!("\n{}", a.config()));
         }
+        extra.push_str(more);
         let c = Console {
             url: format!("http://127.0.0.1:{ui_port}"),
             stack: Stack::start_with(StackOptions {
@@ -91,36 +97,7 @@ impl Console {
         self.records.extend(self.stack.replay("edge-1", captures));
         self.stack
             .wait_for_flows(self.records.len() as u64, Duration::from_secs(90));
-        block_on(async {
-            // Alerts close when event time passes their windows (idle lines advance with
-            // the wall clock): wait until both tables are non-empty and stable.
-            let deadline = Instant::now() + Duration::from_secs(150);
-            let mut last = String::new();
-            let mut stable_since = Instant::now();
-            loop {
-                let now = self
-                    .stack
-                    .ch
-                    .query(
-                        "SELECT (SELECT count() FROM tidegate.alerts FINAL), (SELECT count() FROM tidegate.policy_violations FINAL), \
-                         (SELECT max(version) FROM tidegate.alerts), (SELECT count() FROM tidegate.probe_health)",
-                    )
-                    .await;
-                if now != last {
-                    last = now.clone();
-                    stable_since = Instant::now();
-                }
-                let nonempty = !now.starts_with("0\t") && now.split('\t').nth(1) != Some("0");
-                if nonempty && stable_since.elapsed() > Duration::from_secs(6) {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "alerts/violations never settled: {now}"
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        });
+        wait_settled(&self.stack);
     }
 
     /// `$TIDEGATE_STATE` or `<repo>/target`: where screenshots and reports go.
@@ -166,6 +143,41 @@ impl Resp {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// Waits until `stack`'s alert and violation tables are non-empty and stop changing
+/// (alerts close when event time passes their windows; idle lines advance with the wall
+/// clock).
+pub fn wait_settled(stack: &Stack) {
+    block_on(async {
+        // Alerts close when event time passes their windows (idle lines advance with
+        // the wall clock): wait until both tables are non-empty and stable.
+        let deadline = Instant::now() + Duration::from_secs(150);
+        let mut last = String::new();
+        let mut stable_since = Instant::now();
+        loop {
+            let now = stack
+                .ch
+                .query(
+                    "SELECT (SELECT count() FROM tidegate.alerts FINAL), (SELECT count() FROM tidegate.policy_violations FINAL), \
+                     (SELECT max(version) FROM tidegate.alerts), (SELECT count() FROM tidegate.probe_health)",
+                )
+                .await;
+            if now != last {
+                last = now.clone();
+                stable_since = Instant::now();
+            }
+            let nonempty = !now.starts_with("0\t") && now.split('\t').nth(1) != Some("0");
+            if nonempty && stable_since.elapsed() > Duration::from_secs(6) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alerts/violations never settled: {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
 }
 
 /// One HTTP/1.0 request to `base` + `path` (loopback only; no client crate needed).
