@@ -171,6 +171,28 @@ pub async fn run(
                 )
             })
             .collect();
+        // The flows digests are computed while ClickHouse takes the insert.
+        let digests = evidence.as_ref().map(|_| {
+            let owned: Vec<(Arc<Batch>, Arc<Vec<FlowContext>>)> = group
+                .iter()
+                .filter_map(|i| Some((i.batch.clone()?, i.ctx.clone())))
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                let parts: Vec<GroupPart<'_>> = owned
+                    .iter()
+                    .map(|(b, c)| {
+                        (
+                            b.probe_id.as_str(),
+                            b.epoch,
+                            b.seq,
+                            b.records.as_slice(),
+                            c.as_slice(),
+                        )
+                    })
+                    .collect();
+                crate::evidence::digest::of_group(&parts)
+            })
+        });
         let stored = store(
             &sink,
             &spool,
@@ -200,8 +222,15 @@ pub async fn run(
                 }
             }
         };
-        if let Some(log) = &evidence {
-            log_digests(log, &stored_parts);
+        if let (Some(log), Some(d)) = (&evidence, digests) {
+            let all = d.await.unwrap_or_default();
+            let digests = if stored {
+                all
+            } else {
+                // Some batches went to the dead-letter directory: digest what was kept.
+                crate::evidence::digest::of_group(&stored_parts)
+            };
+            log_digests(log, digests);
         }
         for item in &group {
             let b = item.batch.as_ref().expect("decoded");
@@ -236,8 +265,8 @@ pub async fn run(
 
 /// Logs the digests of the flows just stored and makes them durable; a failure is loud
 /// but does not hold storage back (the rows are in ClickHouse already).
-fn log_digests(log: &tidegate_evidence::EvidenceLog, parts: &[GroupPart<'_>]) {
-    let r = crate::evidence::digest::of_group(parts)
+fn log_digests(log: &tidegate_evidence::EvidenceLog, digests: Vec<serde_json::Value>) {
+    let r = digests
         .into_iter()
         .try_for_each(|d| log.append(crate::evidence::FLOWS_DIGEST, d).map(|_| ()))
         .and_then(|()| log.sync());

@@ -42,16 +42,22 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The canonical line (without newline): the bytes the leaf hash covers.
+    /// The canonical line (without newline): the bytes the leaf hash covers. The keys
+    /// `data` < `index` < `prev` < `time_ns` < `type` are already in sorted order.
     pub fn line(&self) -> String {
-        let v = serde_json::json!({
-            "data": self.data,
-            "index": self.index,
-            "prev": crate::hex(&self.prev),
-            "time_ns": self.time_ns,
-            "type": self.kind,
-        });
-        canonical_json(&v)
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"data\":");
+        write(&self.data, &mut out);
+        out.extend_from_slice(b",\"index\":");
+        out.extend_from_slice(self.index.to_string().as_bytes());
+        out.extend_from_slice(b",\"prev\":\"");
+        out.extend_from_slice(crate::hex(&self.prev).as_bytes());
+        out.extend_from_slice(b"\",\"time_ns\":");
+        out.extend_from_slice(self.time_ns.to_string().as_bytes());
+        out.extend_from_slice(b",\"type\":");
+        string(&self.kind, &mut out);
+        out.push(b'}');
+        String::from_utf8(out).expect("JSON text is UTF-8")
     }
 
     /// The leaf hash of the canonical line.
@@ -94,40 +100,240 @@ impl Entry {
     }
 }
 
-/// `v` as canonical JSON (sorted keys, no whitespace).
-pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
-    write(v, &mut out);
+/// The fields every entry ends with, read without parsing `data`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head<'a> {
+    /// `index`.
+    pub index: u64,
+    /// `prev`.
+    pub prev: Hash,
+    /// `time_ns`.
+    pub time_ns: u64,
+    /// `type`.
+    pub kind: &'a str,
+}
+
+impl<'a> Head<'a> {
+    /// Reads `{"data":…,"index":N,"prev":"<hex>","time_ns":N,"type":"<name>"}` from the
+    /// end of a line (the canonical order puts these last; none can contain a quote), so
+    /// checking a log costs a hash per entry, not a JSON parse. Any change to the line —
+    /// `data` included — changes its leaf hash, which the chain and the checkpoints cover.
+    pub fn parse(line: &'a str) -> Result<Head<'a>, String> {
+        let b = line.as_bytes();
+        let bad = |what: &str| format!("not an entry ({what})");
+        if !b.starts_with(b"{\"data\":") {
+            return Err(bad("does not start with data"));
+        }
+        // Walk back from the end over fixed tokens and fields without quotes.
+        let mut end = b.len();
+        let expect = |tok: &[u8], end: &mut usize| -> bool {
+            let ok = *end >= tok.len() && &b[*end - tok.len()..*end] == tok;
+            if ok {
+                *end -= tok.len();
+            }
+            ok
+        };
+        if !expect(b"\"}", &mut end) {
+            return Err(bad("end"));
+        }
+        let kind_end = end;
+        while end > 0 && (b[end - 1].is_ascii_lowercase() || b[end - 1] == b'_') {
+            end -= 1;
+        }
+        let kind = &line[end..kind_end];
+        if kind.is_empty() || !expect(b",\"type\":\"", &mut end) {
+            return Err(bad("type"));
+        }
+        let digits = |end: &mut usize, what: &str| -> Result<u64, String> {
+            let e = *end;
+            while *end > 0 && b[*end - 1].is_ascii_digit() {
+                *end -= 1;
+            }
+            let d = &line[*end..e];
+            if d.is_empty() || d.len() > 20 || (d.len() > 1 && d.starts_with('0')) {
+                return Err(bad(what));
+            }
+            d.parse().map_err(|_| bad(what))
+        };
+        let time_ns = digits(&mut end, "time_ns")?;
+        if !expect(b",\"time_ns\":", &mut end) || !expect(b"\"", &mut end) || end < 64 {
+            return Err(bad("time_ns"));
+        }
+        let prev = crate::unhex::<32>(&line[end - 64..end]).ok_or_else(|| bad("prev"))?;
+        if line[end - 64..end].bytes().any(|c| c.is_ascii_uppercase()) {
+            return Err(bad("prev"));
+        }
+        end -= 64;
+        if !expect(b",\"prev\":\"", &mut end) {
+            return Err(bad("prev"));
+        }
+        let index = digits(&mut end, "index")?;
+        if !expect(b",\"index\":", &mut end) {
+            return Err(bad("index"));
+        }
+        Ok(Head {
+            index,
+            prev,
+            time_ns,
+            kind,
+        })
+    }
+}
+
+/// Reads an `entries.jsonl` stream in large chunks and calls `each` for every complete
+/// line, in order ([`scan`] on each chunk: hashed on all cores, memory bounded by the
+/// chunk). Returns (bytes in complete lines, bytes read).
+pub fn scan_reader(
+    mut r: impl std::io::Read,
+    mut each: impl FnMut(Scanned<'_>),
+) -> std::io::Result<(u64, u64)> {
+    const CHUNK: usize = 32 << 20;
+    let mut buf: Vec<u8> = Vec::new();
+    let (mut complete, mut total) = (0u64, 0u64);
+    // Small logs read small; large ones in chunks growing to CHUNK (the buffer is reused,
+    // so its pages are touched once).
+    let mut want = 64 << 10;
+    loop {
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        want = (want * 2).min(CHUNK);
+        let mut filled = start;
+        while filled < buf.len() {
+            match r.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let n = filled - start;
+        buf.truncate(filled);
+        total += n as u64;
+        if n == 0 {
+            return Ok((complete, total));
+        }
+        let (parts, used) = scan(&buf);
+        for l in parts.into_iter().flatten() {
+            each(l);
+        }
+        complete += used as u64;
+        buf.drain(..used);
+    }
+}
+
+/// One line of an `entries.jsonl`, as [`scan`] read it.
+pub struct Scanned<'a> {
+    /// Leaf hash of the line's bytes.
+    pub leaf: Hash,
+    /// Its head, or why it is not an entry.
+    pub head: Result<Head<'a>, String>,
+    /// Bytes, newline included.
+    pub len: usize,
+}
+
+fn scan_piece(piece: &[u8]) -> Vec<Scanned<'_>> {
+    let mut out = Vec::with_capacity(piece.len() / 256 + 1);
+    let mut rest = piece;
+    while let Some(nl) = memchr::memchr(b'\n', rest) {
+        let raw = &rest[..nl];
+        rest = &rest[nl + 1..];
+        let head = std::str::from_utf8(raw)
+            .map_err(|_| "not UTF-8".to_string())
+            .and_then(Head::parse);
+        out.push(Scanned {
+            leaf: leaf_hash(raw),
+            head,
+            len: nl + 1,
+        });
+    }
     out
 }
 
-fn write(v: &Value, out: &mut String) {
+/// Every complete line of `text` (an `entries.jsonl`) with its leaf hash and head,
+/// hashed on all cores; returns them (in order, one vector per piece hashed) and the
+/// length of the complete lines.
+pub fn scan(text: &[u8]) -> (Vec<Vec<Scanned<'_>>>, usize) {
+    let complete = memchr::memrchr(b'\n', text).map_or(0, |i| i + 1);
+    let text = &text[..complete];
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    // Cut into `threads` pieces at line ends.
+    let mut cuts = vec![0];
+    for k in 1..threads {
+        let at = (text.len() * k / threads).max(*cuts.last().unwrap_or(&0));
+        let next = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |i| at + i + 1);
+        cuts.push(next);
+    }
+    cuts.push(text.len());
+    cuts.dedup();
+    let pieces: Vec<&[u8]> = cuts.windows(2).map(|w| &text[w[0]..w[1]]).collect();
+    let parts: Vec<Vec<Scanned<'_>>> = std::thread::scope(|sc| {
+        // The other pieces on their own threads, the first on this one.
+        let handles: Vec<_> = pieces[1..]
+            .iter()
+            .map(|p| sc.spawn(move || scan_piece(p)))
+            .collect();
+        let mut parts = vec![pieces.first().map_or_else(Vec::new, |p| scan_piece(p))];
+        parts.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("hashing thread")),
+        );
+        parts
+    });
+    (parts, complete)
+}
+
+/// `v` as canonical JSON (sorted keys, no whitespace).
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = Vec::new();
+    write(v, &mut out);
+    String::from_utf8(out).expect("JSON text is UTF-8")
+}
+
+fn string(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+fn write(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
+            out.push(b'{');
+            let emit = |i: usize, k: &String, x: &Value, out: &mut Vec<u8>| {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write(&m[k], out);
+                string(k, out);
+                out.push(b':');
+                write(x, out);
+            };
+            // serde_json's map iterates in key order unless its `preserve_order` feature
+            // is on somewhere in the build; sort only then.
+            if m.keys().is_sorted() {
+                for (i, (k, x)) in m.iter().enumerate() {
+                    emit(i, k, x, out);
+                }
+            } else {
+                let mut kv: Vec<(&String, &Value)> = m.iter().collect();
+                kv.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (i, (k, x)) in kv.into_iter().enumerate() {
+                    emit(i, k, x, out);
+                }
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(a) => {
-            out.push('[');
+            out.push(b'[');
             for (i, x) in a.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write(x, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec cannot fail"),
     }
 }
 
@@ -156,6 +362,25 @@ mod tests {
         assert!(Entry::parse(&spaced).unwrap_err().contains("canonical"));
         let extra = line.replacen(r#","type""#, r#","x":1,"type""#, 1);
         assert!(Entry::parse(&extra).is_err());
+        // The head reads the same fields without parsing data.
+        let h = Head::parse(&line).unwrap();
+        assert_eq!(
+            (h.index, h.prev, h.time_ns, h.kind),
+            (e.index, e.prev, e.time_ns, ALERT)
+        );
+        for broken in [
+            &line[..line.len() - 1],
+            &line[1..],
+            &line.replacen(":3,", ":03,", 1),
+        ] {
+            assert!(Head::parse(broken).is_err(), "{broken}");
+        }
+        // Nested "index" keys inside data do not confuse it.
+        let nested = Entry {
+            data: json!({"index": 99, "prev": "x"}),
+            ..e.clone()
+        };
+        assert_eq!(Head::parse(&nested.line()).unwrap().index, 3);
     }
 
     #[test]

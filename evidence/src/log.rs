@@ -89,10 +89,14 @@ struct Inner {
     tree: Tree,
     /// Byte offset of each entry's line.
     offsets: Vec<u64>,
-    /// End of the entries file.
+    /// End of the entries (written or pending).
     end: u64,
     /// Entries known durable.
     synced: u64,
+    /// End of the durable entries in the file.
+    synced_end: u64,
+    /// Appended lines not yet written to the file (written and fsync'd by `sync`).
+    pending: Vec<u8>,
     last_checkpoint: Option<StoredCheckpoint>,
 }
 
@@ -178,27 +182,52 @@ impl EvidenceLog {
         let (entries_path, ckpt_path) = (dir.join(ENTRIES), dir.join(CHECKPOINTS));
         let mut entries = open(ENTRIES)?;
         let mut checkpoints = open(CHECKPOINTS)?;
-        let (lines, end) = read_lines(&entries_path, &mut entries)?;
+        entries
+            .seek(SeekFrom::Start(0))
+            .map_err(io(&entries_path))?;
         let mut tree = Tree::new();
-        let mut offsets = Vec::with_capacity(lines.len());
+        let mut offsets = Vec::new();
         let mut prev = [0u8; 32];
-        for (i, (off, line)) in lines.iter().enumerate() {
-            let broken = |reason: String| LogError::Broken {
+        let mut off = 0u64;
+        let mut broken: Option<LogError> = None;
+        let (complete, total) = crate::entry::scan_reader(&entries, |line| {
+            if broken.is_some() {
+                return;
+            }
+            let i = tree.len();
+            let fail = |reason: String| LogError::Broken {
                 path: entries_path.clone(),
-                index: i as u64,
+                index: i,
                 reason,
             };
-            let e = Entry::parse(line).map_err(broken)?;
-            if e.index != i as u64 {
-                return Err(broken(format!("says it is entry {}", e.index)));
+            match line.head {
+                Err(r) => broken = Some(fail(r)),
+                Ok(e) if e.index != i => {
+                    broken = Some(fail(format!("says it is entry {}", e.index)))
+                }
+                Ok(e) if e.prev != prev => {
+                    broken = Some(fail("its `prev` is not the previous entry's hash".into()))
+                }
+                Ok(_) => {
+                    prev = line.leaf;
+                    tree.push(prev);
+                    offsets.push(off);
+                    off += line.len as u64;
+                }
             }
-            if e.prev != prev {
-                return Err(broken("its `prev` is not the previous entry's hash".into()));
-            }
-            prev = leaf_hash(line.as_bytes());
-            tree.push(prev);
-            offsets.push(*off);
+        })
+        .map_err(io(&entries_path))?;
+        if let Some(e) = broken {
+            return Err(e);
         }
+        let end = complete;
+        if complete < total {
+            tracing::warn!(file = %entries_path.display(), offset = end, bytes = total - complete,
+                "evidence log: cutting off a torn last line (a crash mid-append; never acknowledged)");
+            entries.set_len(end).map_err(io(&entries_path))?;
+            entries.sync_all().map_err(io(&entries_path))?;
+        }
+        entries.seek(SeekFrom::End(0)).map_err(io(&entries_path))?;
         let (ckpts, _) = read_lines(&ckpt_path, &mut checkpoints)?;
         let last_checkpoint =
             match ckpts.last() {
@@ -224,6 +253,8 @@ impl EvidenceLog {
                 offsets,
                 end,
                 synced,
+                synced_end: end,
+                pending: Vec::new(),
                 last_checkpoint,
             }),
             _lock: lock,
@@ -259,8 +290,9 @@ impl EvidenceLog {
         self.len() == 0
     }
 
-    /// Appends an entry of `kind` (written, not yet durable: call [`sync`](Self::sync)
-    /// before anything depends on it). On an error nothing was appended.
+    /// Appends an entry of `kind` (buffered, not yet durable: call [`sync`](Self::sync)
+    /// before anything depends on it; a failed sync drops every entry appended since
+    /// the last good one).
     pub fn append(&self, kind: &str, data: Value) -> Result<Appended, LogError> {
         let mut g = self.lock();
         let index = g.tree.len();
@@ -277,30 +309,39 @@ impl EvidenceLog {
         }
         .line();
         let leaf = leaf_hash(line.as_bytes());
-        let mut bytes = line.into_bytes();
-        bytes.push(b'\n');
-        let path = self.dir.join(ENTRIES);
-        if let Err(e) = g.entries.write_all(&bytes) {
-            // Undo a partial write so the file stays a sequence of whole lines.
-            let end = g.end;
-            let _ = g.entries.set_len(end);
-            return Err(io(&path)(e));
-        }
         let at = g.end;
+        g.pending.extend_from_slice(line.as_bytes());
+        g.pending.push(b'\n');
         g.offsets.push(at);
-        g.end += bytes.len() as u64;
+        g.end += line.len() as u64 + 1;
         g.tree.push(leaf);
         Ok(Appended { index, leaf })
     }
 
-    /// Makes every appended entry durable (`fdatasync`).
+    /// Makes every appended entry durable (one write, one `fdatasync`). On an error the
+    /// entries appended since the last good sync are dropped (from the file and the
+    /// tree), so the log stays what was durably written and the caller sends none of
+    /// them anywhere.
     pub fn sync(&self) -> Result<(), LogError> {
         let mut g = self.lock();
         if g.synced == g.tree.len() {
             return Ok(());
         }
-        g.entries.sync_data().map_err(io(&self.dir.join(ENTRIES)))?;
+        let pending = std::mem::take(&mut g.pending);
+        let r = g
+            .entries
+            .write_all(&pending)
+            .and_then(|()| g.entries.sync_data());
+        if let Err(e) = r {
+            let (n, end) = (g.synced, g.synced_end);
+            g.tree.truncate(n);
+            g.offsets.truncate(n as usize);
+            g.end = end;
+            let _ = g.entries.set_len(end);
+            return Err(io(&self.dir.join(ENTRIES))(e));
+        }
         g.synced = g.tree.len();
+        g.synced_end = g.end;
         Ok(())
     }
 
@@ -351,8 +392,9 @@ impl EvidenceLog {
         read_checkpoints(&path)
     }
 
-    /// The line of entry `index`.
+    /// The line of entry `index` (flushing what is pending first).
     pub fn entry_line(&self, index: u64) -> Result<Option<String>, LogError> {
+        self.sync()?;
         let g = self.lock();
         let Some(&start) = g.offsets.get(index as usize) else {
             return Ok(None);
@@ -380,6 +422,7 @@ impl EvidenceLog {
 
     /// Indexes of the entries whose `data.id` is `id` (the states of one finding).
     pub fn find(&self, id: &str) -> Result<Vec<u64>, LogError> {
+        self.sync()?;
         let path = self.dir.join(ENTRIES);
         let n = self.len();
         let f = File::open(&path).map_err(io(&path))?;

@@ -8,9 +8,8 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 
-use crate::entry::Entry;
 use crate::log::{CHECKPOINTS, ENTRIES, LogError, read_checkpoints};
-use crate::merkle::{Hash, Tree, leaf_hash, verify_consistency};
+use crate::merkle::{Hash, Tree, verify_consistency};
 use crate::note::Checkpoint;
 
 /// One thing wrong with a log.
@@ -73,7 +72,7 @@ impl Report {
 /// Verifies the log in `dir` against the public `key`.
 pub fn verify_dir(dir: &Path, key: &VerifyingKey) -> Result<Report, LogError> {
     let path = dir.join(ENTRIES);
-    let text = std::fs::read(&path).map_err(|source| LogError::Io {
+    let file = std::fs::File::open(&path).map_err(|source| LogError::Io {
         path: path.clone(),
         source,
     })?;
@@ -81,16 +80,10 @@ pub fn verify_dir(dir: &Path, key: &VerifyingKey) -> Result<Report, LogError> {
     let mut tree = Tree::new();
     let mut times: Vec<Option<u64>> = Vec::new();
     let mut prev = [0u8; 32];
-    let mut rest = &text[..];
-    while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
-        let raw = &rest[..nl];
-        rest = &rest[nl + 1..];
+    let (complete, total) = crate::entry::scan_reader(file, |line| {
+        let crate::entry::Scanned { leaf, head, .. } = line;
         let i = tree.len();
-        let leaf = leaf_hash(raw);
-        let problem = match std::str::from_utf8(raw)
-            .map_err(|_| "not UTF-8".to_string())
-            .and_then(Entry::parse)
-        {
+        let problem = match head {
             Err(reason) => {
                 times.push(None);
                 Some(reason)
@@ -126,10 +119,14 @@ pub fn verify_dir(dir: &Path, key: &VerifyingKey) -> Result<Report, LogError> {
         }
         prev = leaf;
         tree.push(leaf);
-    }
-    if !rest.is_empty() {
+    })
+    .map_err(|source| LogError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    if complete < total {
         tracing::info!(
-            bytes = rest.len(),
+            bytes = total - complete,
             "an incomplete last line (a crash mid-append) is not part of the log"
         );
     }

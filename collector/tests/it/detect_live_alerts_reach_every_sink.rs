@@ -82,7 +82,30 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
         let hook_addr = free_addr();
         let syslog = UdpSocket::bind("127.0.0.1:0").unwrap();
         let syslog_addr = syslog.local_addr().unwrap();
-        // Read datagrams as they come (a burst would overflow the socket buffer).
+        // A SIEM's receive buffer, not the 208 KiB default: the collector sends a detection
+        // step's messages together, right after the evidence log holds them, and UDP
+        // drops what a receiver cannot buffer (use TCP where every message matters).
+        {
+            use std::os::fd::AsRawFd;
+            let size: libc::c_int = 8 << 20;
+            let set = |opt| {
+                // SAFETY: a valid socket descriptor and a c_int option value of its size.
+                unsafe {
+                    libc::setsockopt(
+                        syslog.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        opt,
+                        (&size as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                }
+            };
+            // Beyond rmem_max as root; up to it otherwise.
+            if set(libc::SO_RCVBUFFORCE) != 0 {
+                assert_eq!(set(libc::SO_RCVBUF), 0, "SO_RCVBUF");
+            }
+        }
+        // Read datagrams as they come.
         let syslog_got = Arc::new(Mutex::new(Vec::<String>::new()));
         {
             let got = syslog_got.clone();
