@@ -26,6 +26,7 @@ pub mod key;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod rfc3161;
 pub mod verify;
 
 pub use entry::{Entry, canonical_json};

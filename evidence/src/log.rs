@@ -29,6 +29,19 @@ use crate::note::Checkpoint;
 pub const ENTRIES: &str = "entries.jsonl";
 /// File of checkpoints.
 pub const CHECKPOINTS: &str = "checkpoints.jsonl";
+/// File of RFC 3161 time stamps of checkpoints.
+pub const TIMESTAMPS: &str = "timestamps.jsonl";
+
+/// An RFC 3161 time stamp of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Timestamp {
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// SHA-256 (hex) of the checkpoint's whole signed note: what the TSA signed.
+    pub note_sha256: String,
+    /// The DER `TimeStampResp`, base64.
+    pub response: String,
+}
 const LOCK: &str = "lock";
 
 /// Why the log cannot be used.
@@ -379,6 +392,21 @@ impl EvidenceLog {
         g.checkpoints.sync_data().map_err(io(&path))?;
         g.last_checkpoint = Some(c.clone());
         Ok(Some(c))
+    }
+
+    /// Stores a time stamp (one JSON line, fsync'd).
+    pub fn record_timestamp(&self, t: &Timestamp) -> Result<(), LogError> {
+        let path = self.dir.join(TIMESTAMPS);
+        let mut line = serde_json::to_vec(t).expect("time stamp serializes");
+        line.push(b'\n');
+        let _g = self.lock();
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all(&line).map_err(io(&path))?;
+        f.sync_data().map_err(io(&path))
     }
 
     /// The newest checkpoint.

@@ -42,6 +42,10 @@ enum Command {
         /// covers it (rows past `retention_days` are expected to be gone and skipped).
         #[arg(long, requires = "config")]
         flows: bool,
+        /// Also check each checkpoint's RFC 3161 time stamp (timestamps.jsonl) with
+        /// `openssl ts -verify` against this CA (the time-stamp authority's).
+        #[arg(long)]
+        tsa_ca: Option<PathBuf>,
     },
     /// Write the evidence bundle of one alert or violation (its logged states, their
     /// inclusion proofs, a signed checkpoint and the public key) as JSON; check it with
@@ -68,6 +72,66 @@ fn evidence_config(
     let cfg = CollectorConfig::load(path)?;
     cfg.evidence
         .with_context(|| format!("{}: no [evidence] section", path.display()))
+}
+
+/// Checks every stored RFC 3161 time stamp with `openssl ts -verify` against `ca`:
+/// (stamps that verify, problems).
+fn check_timestamps(
+    dir: &std::path::Path,
+    ca: &std::path::Path,
+) -> anyhow::Result<(u64, Vec<tidegate_evidence::Problem>)> {
+    use base64::Engine;
+    use tidegate_evidence::log::{CHECKPOINTS, TIMESTAMPS, Timestamp, read_checkpoints};
+    let notes: std::collections::HashMap<u64, String> = read_checkpoints(&dir.join(CHECKPOINTS))?
+        .into_iter()
+        .map(|c| (c.size, c.note))
+        .collect();
+    let text = std::fs::read_to_string(dir.join(TIMESTAMPS)).unwrap_or_default();
+    let tmp = tempfile::tempdir()?;
+    let (mut ok, mut bad) = (0, Vec::new());
+    for line in text.lines() {
+        let t: Timestamp = serde_json::from_str(line)?;
+        let mut fail = |reason: String| {
+            bad.push(tidegate_evidence::Problem {
+                index: t.size,
+                time_ns: None,
+                reason: format!("time stamp of checkpoint {}: {reason}", t.size),
+            })
+        };
+        let Some(note) = notes.get(&t.size) else {
+            fail("no such checkpoint".into());
+            continue;
+        };
+        if tidegate_evidence::hex(&tidegate_evidence::rfc3161::imprint(note)) != t.note_sha256 {
+            fail("it covers another note than the checkpoint's".into());
+            continue;
+        }
+        let der = base64::engine::general_purpose::STANDARD.decode(&t.response)?;
+        let (data, tsr) = (tmp.path().join("note"), tmp.path().join("tsr"));
+        std::fs::write(&data, note)?;
+        std::fs::write(&tsr, der)?;
+        let out = std::process::Command::new("openssl")
+            .args(["ts", "-verify", "-data"])
+            .arg(&data)
+            .arg("-in")
+            .arg(&tsr)
+            .arg("-CAfile")
+            .arg(ca)
+            .output()
+            .map_err(|e| anyhow::anyhow!("running openssl: {e}"))?;
+        if out.status.success() {
+            ok += 1;
+        } else {
+            fail(format!(
+                "openssl ts -verify: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("failed")
+            ));
+        }
+    }
+    Ok((ok, bad))
 }
 
 /// Recomputes every `flows_digest` entry of the log in `dir` from ClickHouse: (digests
@@ -137,6 +201,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             dir,
             public_key,
             flows,
+            tsa_ca,
         } => {
             let (dir, key): (PathBuf, VerifyingKey) = match (config.clone(), dir, public_key) {
                 (Some(c), _, _) => {
@@ -162,6 +227,16 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                 let (checked, expired, bad) = check_flows(&dir, &cfg)?;
                 println!(
                     "{}: {checked} flows digests match ClickHouse, {expired} past retention",
+                    dir.display()
+                );
+                r.problems.extend(bad);
+            }
+            if let Some(ca) = &tsa_ca
+                && r.ok()
+            {
+                let (n, bad) = check_timestamps(&dir, ca)?;
+                println!(
+                    "{}: {n} checkpoint time stamps verify (RFC 3161)",
                     dir.display()
                 );
                 r.problems.extend(bad);

@@ -113,6 +113,7 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         (Some(log), Some(e)) => Some(tidegate_collector::evidence::spawn_checkpoints(
             log.clone(),
             e.checkpoint_every,
+            e.tsa.clone(),
             ckpt_stop_rx,
         )),
         _ => None,

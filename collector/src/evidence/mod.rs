@@ -9,6 +9,8 @@
 //! key = "/etc/tidegate/evidence.key"   # `tidegate-collector evidence keygen --out …` (0600)
 //! origin = "tidegate.example/hub-1"    # the log's name in its checkpoints
 //! checkpoint_secs = 60
+//! # tsa_url = "https://tsa.example/tsr"   # RFC 3161 time stamp of every checkpoint
+//! # tsa_ca_file = "/etc/tidegate/tsa-ca.pem"  # for https (default: the system store)
 //! ```
 
 pub mod digest;
@@ -33,6 +35,8 @@ pub struct RawEvidence {
     origin: Option<String>,
     #[serde(default = "default_checkpoint_secs")]
     checkpoint_secs: u64,
+    tsa_url: Option<String>,
+    tsa_ca_file: Option<PathBuf>,
 }
 
 fn default_checkpoint_secs() -> u64 {
@@ -50,6 +54,17 @@ pub struct EvidenceConfig {
     pub origin: String,
     /// How often a checkpoint is signed.
     pub checkpoint_every: Duration,
+    /// RFC 3161 time-stamp authority every new checkpoint is sent to.
+    pub tsa: Option<Tsa>,
+}
+
+/// An RFC 3161 time-stamp authority.
+#[derive(Clone, Debug)]
+pub struct Tsa {
+    /// Its URL (`http://` or `https://`).
+    pub url: hyper::Uri,
+    /// CA file for `https` (default: the system trust store).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl EvidenceConfig {
@@ -80,11 +95,30 @@ impl EvidenceConfig {
                 format!("{}: must be 1..=86400", raw.checkpoint_secs),
             ));
         }
+        let tsa = match raw.tsa_url {
+            None => None,
+            Some(u) => {
+                let url: hyper::Uri = u
+                    .parse()
+                    .ok()
+                    .filter(|x: &hyper::Uri| {
+                        matches!(x.scheme_str(), Some("http" | "https")) && x.host().is_some()
+                    })
+                    .ok_or_else(|| err("tsa_url", format!("{u:?}: not an http(s) URL")))?;
+                let ca_file = raw.tsa_ca_file.map(|p| file.resolve(&p));
+                if let Some(p) = &ca_file {
+                    tidegate_base::tls::trusting_client_config(Some(p), true)
+                        .map_err(|e| err("tsa_ca_file", e.to_string()))?;
+                }
+                Some(Tsa { url, ca_file })
+            }
+        };
         Ok(EvidenceConfig {
             dir: file.resolve(&raw.dir),
             key,
             origin,
             checkpoint_every: Duration::from_secs(raw.checkpoint_secs),
+            tsa,
         })
     }
 
@@ -107,10 +141,53 @@ pub fn record(log: &EvidenceLog, kind: &str, data: Value) {
     }
 }
 
-/// Signs a checkpoint every `every` until `stop` turns true, then a last one.
+/// Asks `tsa` to time-stamp `note`; returns the DER response once the TSA granted it.
+pub async fn timestamp(tsa: &Tsa, note: &str) -> anyhow::Result<Vec<u8>> {
+    use http_body_util::{BodyExt, Full, Limited};
+    let https = tsa.url.scheme_str() == Some("https");
+    let tls = tidegate_base::tls::trusting_client_config(tsa.ca_file.as_deref(), https)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<bytes::Bytes>>(connector);
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("random nonce: {e}"))?;
+    let body = tidegate_evidence::rfc3161::request(
+        &tidegate_evidence::rfc3161::imprint(note),
+        u64::from_be_bytes(nonce),
+    );
+    let req = hyper::Request::post(tsa.url.clone())
+        .header(hyper::header::CONTENT_TYPE, "application/timestamp-query")
+        .body(Full::new(bytes::Bytes::from(body)))?;
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req)).await??;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "TSA answered HTTP {}",
+        resp.status()
+    );
+    // A time-stamp response is a few KiB; refuse to buffer more than 1 MiB of anything.
+    let bytes = Limited::new(resp.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the TSA's answer: {e}"))?
+        .to_bytes()
+        .to_vec();
+    match tidegate_evidence::rfc3161::status(&bytes) {
+        Some(0 | 1) => Ok(bytes),
+        Some(s) => anyhow::bail!("the TSA refused the request (PKIStatus {s})"),
+        None => anyhow::bail!("the TSA's answer is not a TimeStampResp"),
+    }
+}
+
+/// Signs a checkpoint every `every` until `stop` turns true, then a last one; each new
+/// checkpoint is time-stamped by `tsa` when one is configured.
 pub fn spawn_checkpoints(
     log: Arc<EvidenceLog>,
     every: Duration,
+    tsa: Option<Tsa>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -121,7 +198,28 @@ pub fn spawn_checkpoints(
             }
             let l = log.clone();
             match tokio::task::spawn_blocking(move || l.checkpoint()).await {
-                Ok(Ok(Some(c))) => tracing::debug!(size = c.size, "evidence checkpoint signed"),
+                Ok(Ok(Some(c))) => {
+                    tracing::debug!(size = c.size, "evidence checkpoint signed");
+                    if let Some(tsa) = &tsa {
+                        match timestamp(tsa, &c.note).await {
+                            Ok(der) => {
+                                use base64::Engine;
+                                let t = tidegate_evidence::log::Timestamp {
+                                    size: c.size,
+                                    note_sha256: tidegate_evidence::hex(
+                                        &tidegate_evidence::rfc3161::imprint(&c.note),
+                                    ),
+                                    response: base64::engine::general_purpose::STANDARD.encode(der),
+                                };
+                                if let Err(e) = log.record_timestamp(&t) {
+                                    tracing::error!(error = %e, "storing the checkpoint's time stamp");
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, tsa = %tsa.url, size = c.size,
+                                "checkpoint not time-stamped"),
+                        }
+                    }
+                }
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "evidence checkpoint failed"),
                 Err(e) => tracing::error!(error = %e, "evidence checkpoint task failed"),

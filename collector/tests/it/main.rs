@@ -32,6 +32,7 @@ mod enrich_corpus_capture;
 mod enrich_lookup_geolite;
 mod enrich_operator_ranges;
 mod evidence_log;
+mod evidence_timestamps;
 mod forensic_replays_share_a_probe_id;
 mod grafana_dashboards_query_clickhouse;
 mod policy_byte_caps;
