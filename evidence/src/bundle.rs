@@ -118,6 +118,23 @@ impl Bundle {
         })
     }
 
+    /// The bundle of `id` against the newest existing checkpoint (none is signed for it):
+    /// `Ok(None)` when the finding is logged but not yet under a checkpoint.
+    pub fn latest(log: &EvidenceLog, id: &str) -> Result<Option<Bundle>, BundleError> {
+        let n = log.checkpoints()?.len();
+        if n == 0 {
+            return match log.find(id)?.is_empty() {
+                true => Err(BundleError::Unknown(id.to_string())),
+                false => Ok(None),
+            };
+        }
+        match Bundle::build(log, id, Some(n - 1)) {
+            Ok(b) => Ok(Some(b)),
+            Err(BundleError::Checkpoint(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Checks the bundle on its own (its key, its checkpoint's signature, every proof);
     /// `trusted` is the key the reader expects (a bundle signed by another key fails).
     pub fn verify(&self, trusted: Option<&VerifyingKey>) -> Result<Checkpoint, String> {

@@ -140,7 +140,20 @@ try {
     const rows = await page.locator('[data-testid=evidence] tbody tr').count();
     assert.equal(rows, expect.alerts.evidence[id], `evidence rows of alert ${id}`);
     assert.ok(rows > 0, 'the alert shows evidence flows');
+    const badge = page.locator('[data-testid=evidence-badge]');
+    await badge.waitFor();
+    assert.equal(await badge.getAttribute('data-status'), 'verified', await badge.textContent());
+    assert.match(await badge.textContent(), /Verified in the evidence log/);
+    assert.equal(await page.locator('[data-testid=evidence-bundle]').count(), 1, 'bundle download link');
     await shot('alert-detail');
+  });
+
+  await check('the evidence log page lists signed checkpoints and the public key', async () => {
+    await page.goto(`${BASE}/#/evidence${all}`);
+    await page.waitForSelector('[data-testid=checkpoints]');
+    assert.ok((await page.locator('[data-testid=checkpoints] tbody tr').count()) >= 1, 'checkpoints listed');
+    assert.match(await page.textContent('[data-testid=evidence-key]'), /BEGIN PUBLIC KEY/);
+    await shot('evidence');
   });
 
   await check('policy violations by rule with the rule text, and one violation', async () => {
@@ -159,6 +172,8 @@ try {
     await page.waitForSelector('[data-testid=evidence]');
     assert.equal(await page.locator('[data-testid=evidence] tbody tr').count(), expect.violations.evidence[id]);
     assert.match(await page.textContent('[data-testid=rule-text]'), /special-zone/);
+    await page.locator('[data-testid=evidence-badge]').waitFor();
+    assert.equal(await page.locator('[data-testid=evidence-badge]').getAttribute('data-status'), 'verified');
     await shot('violation-detail');
   });
 

@@ -75,6 +75,53 @@ pub async fn bundle(
         .into_response())
 }
 
+/// `GET /evidence/status/{id}`: whether an alert or violation is in the evidence log and
+/// proven by the newest signed checkpoint (the console's badge). Signs nothing.
+pub async fn status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiError::param("id", "1 to 128 of A-Z a-z 0-9 - _ ."));
+    }
+    let log = log(&s)?;
+    let l = log.clone();
+    let key = log.verifying_key();
+    let (q, logged) = {
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            let logged = l.find(&id).map(|v| v.len()).unwrap_or(0);
+            (Bundle::latest(&l, &id), logged)
+        })
+        .await
+        .map_err(internal)?
+    };
+    let body = match q {
+        Err(BundleError::Unknown(_)) => json!({"id": id, "logged": 0, "status": "not_logged"}),
+        Err(e) => return Err(internal(e)),
+        Ok(None) => json!({"id": id, "logged": logged, "status": "pending_checkpoint"}),
+        Ok(Some(b)) => match b.verify(Some(&key)) {
+            Ok(c) => json!({
+                "id": id, "logged": logged, "status": "verified",
+                "proven": b.entries.len(),
+                "indexes": b.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+                "checkpoint_size": c.size,
+                "checkpoint_time_ns": b.checkpoint.time_ns,
+                "origin": c.origin,
+            }),
+            Err(reason) => {
+                json!({"id": id, "logged": logged, "status": "failed", "reason": reason})
+            }
+        },
+    };
+    Ok(Json(body))
+}
+
 /// `GET /evidence/checkpoints`: every signed checkpoint, oldest first, with the public
 /// key they verify with.
 pub async fn checkpoints(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/probes/history", get(probes::history))
         .route("/evidence/bundle/{id}", get(evidence::bundle))
         .route("/evidence/checkpoints", get(evidence::checkpoints))
+        .route("/evidence/status/{id}", get(evidence::status))
         .route("/evidence/consistency", get(evidence::consistency))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let api = Router::new()
@@ -138,7 +139,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 19] = [
+    const ROUTES: [&str; 20] = [
         "/login",
         "/logout",
         "/session",
@@ -158,6 +159,7 @@ mod tests {
         "/evidence/bundle/{id}",
         "/evidence/checkpoints",
         "/evidence/consistency",
+        "/evidence/status/{id}",
     ];
 
     #[test]
@@ -176,7 +178,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 19,
+            routed, 20,
             "a route was added: list it here and in openapi.yaml"
         );
     }

@@ -3,7 +3,9 @@
 //! then Debian's headless Chromium (driven by `testkit/browser/pages.mjs` with
 //! playwright-core) logs in and walks every page — overview, map, alerts with a filter
 //! and an alert's evidence, violations by rule, top talkers and a flow search, probe
-//! health. The numbers shown must equal what ClickHouse holds; any console error fails.
+//! health, the evidence badge of an alert and a violation (proven by a signed checkpoint)
+//! and the evidence log page. The numbers shown must equal what ClickHouse holds; any
+//! console error fails.
 //! Screenshots go to `$TIDEGATE_STATE/ui-screenshots` (or `target/ui-screenshots`).
 //!
 //! Needs `node`, `/usr/bin/chromium` and `npm ci` in `testkit/browser`: run
@@ -26,7 +28,24 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             && PathBuf::from("/usr/bin/chromium").exists(),
         "browser test tooling missing: run scripts/setup-browser.sh"
     );
-    let mut c = Console::start(true);
+    // With an evidence log: alert and violation pages show its badge.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("evidence.key");
+    assert!(
+        Command::new(env!("CARGO_BIN_EXE_tidegate-collector"))
+            .args(["evidence", "keygen", "--out"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut c = Console::start_with(
+        true,
+        &format!(
+            "\n[evidence]\ndir = \"evidence\"\nkey = \"{}\"\ncheckpoint_secs = 1\n",
+            key.display()
+        ),
+    );
     c.seed(&CAPTURES);
     let expect = block_on(async {
         let q = |sql: &'static str| c.stack.ch.query(sql);

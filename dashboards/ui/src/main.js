@@ -13,6 +13,7 @@ import * as violations from './pages/violations.js';
 import * as violation from './pages/violation.js';
 import * as flows from './pages/flows.js';
 import * as probes from './pages/probes.js';
+import * as evidencePage from './pages/evidence.js';
 
 const PAGES = {
   overview: { mod: overview, title: 'Overview', nav: 'overview' },
@@ -23,6 +24,7 @@ const PAGES = {
   violation: { mod: violation, title: 'Violation', nav: 'violations' },
   flows: { mod: flows, title: 'Top talkers & flows', nav: 'flows' },
   probes: { mod: probes, title: 'Probe health', nav: 'probes' },
+  evidence: { mod: evidencePage, title: 'Evidence log', nav: 'evidence' },
 };
 
 const POLL_MS = 10_000;
@@ -79,6 +81,7 @@ function shell() {
       <a data-nav="violations">Policy violations</a>
       <div class="sec">System</div>
       <a data-nav="probes">Probe health</a>
+      <a data-nav="evidence">Evidence log</a>
     </nav>
     <main id="main"></main>`;
   document.getElementById('whoami').textContent = session.name;

@@ -2,7 +2,7 @@
 import { get } from '../api.js';
 import { esc, sev, si, time } from '../fmt.js';
 import { globalParams, link } from '../state.js';
-import { evidence, facts } from './common.js';
+import { evidence, evidenceBadge, facts } from './common.js';
 
 export async function render(ctx) {
   const a = await get(`alerts/${encodeURIComponent(ctx.id)}`);
@@ -10,6 +10,7 @@ export async function render(ctx) {
   const gp = globalParams(ctx.params);
   ctx.el.innerHTML = `
     <h1><a href="${link('alerts', gp)}">Alerts</a> › ${esc(a.kind.replace(/_/g, ' '))} ${sev(a.severity)}</h1>
+    <div id="evidence-badge"></div>
     <div class="panel" style="margin-bottom:12px">
       <p style="margin:0 0 12px;font-size:14px" data-testid="alert-description">${esc(a.description)}</p>
       ${facts([
@@ -28,4 +29,5 @@ export async function render(ctx) {
       ])}
     </div>
     <div class="panel"><h2>Evidence flows</h2>${evidence(a.evidence)}</div>`;
+  await evidenceBadge(ctx.el.querySelector('#evidence-badge'), a.id);
 }

@@ -1,4 +1,5 @@
 // Pieces shared by the list pages: filter chips, pager, evidence table.
+import { get } from '../api.js';
 import { bytes, endpoint, esc, int, proto, time } from '../fmt.js';
 import { update } from '../state.js';
 
@@ -44,4 +45,31 @@ export function evidence(list) {
 /** A definition grid from [label, value] pairs (values are escaped). */
 export function facts(pairs) {
   return `<div class="facts">${pairs.map(([k, v]) => `<div><span>${esc(k)}</span><b>${esc(v === '' || v === null || v === undefined ? '–' : v)}</b></div>`).join('')}</div>`;
+}
+
+/**
+ * The evidence badge of a finding: whether its logged states are proven by the newest
+ * signed checkpoint of the evidence log, with its bundle to download. Nothing when the
+ * collector keeps no evidence log.
+ */
+export async function evidenceBadge(el, id) {
+  let st;
+  try {
+    st = await get(`evidence/status/${encodeURIComponent(id)}`);
+  } catch (e) {
+    if (e.status === 404) return;
+    throw e;
+  }
+  const bundle = `/api/v1/evidence/bundle/${encodeURIComponent(id)}`;
+  const text = {
+    verified: `Verified in the evidence log: ${int(st.proven)} state(s), entries ${st.indexes?.map((i) => '#' + i).join(', ')}, proven by the checkpoint of ${int(st.checkpoint_size)} entries signed ${time(st.checkpoint_time_ns / 1e6)} (${st.origin})`,
+    pending_checkpoint: `Logged (${int(st.logged)} state(s)); proven at the next checkpoint`,
+    not_logged: 'Not in the evidence log',
+    failed: `Evidence check FAILED: ${st.reason}`,
+  }[st.status] ?? st.status;
+  const cls = { verified: 'ok', pending_checkpoint: 'warn', not_logged: 'warn', failed: 'bad' }[st.status] ?? 'warn';
+  el.innerHTML = `<div class="evidence-badge ${cls}" data-testid="evidence-badge" data-status="${esc(st.status)}">
+      <span>${st.status === 'verified' ? '✓' : st.status === 'failed' ? '✗' : '…'} ${esc(text)}</span>
+      ${st.logged ? `<a href="${bundle}" download data-testid="evidence-bundle">Download evidence bundle</a>` : ''}
+    </div>`;
 }

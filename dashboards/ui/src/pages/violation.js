@@ -2,7 +2,7 @@
 import { get } from '../api.js';
 import { bytes, esc, int, sev, time } from '../fmt.js';
 import { globalParams, link } from '../state.js';
-import { evidence, facts } from './common.js';
+import { evidence, evidenceBadge, facts } from './common.js';
 
 export async function render(ctx) {
   const v = await get(`violations/${encodeURIComponent(ctx.id)}`);
@@ -10,6 +10,7 @@ export async function render(ctx) {
   const gp = globalParams(ctx.params);
   ctx.el.innerHTML = `
     <h1><a href="${link('violations', gp)}">Policy violations</a> › ${esc(v.rule_name || v.rule_id)} ${sev(v.severity)}</h1>
+    <div id="evidence-badge"></div>
     <div class="panel" style="margin-bottom:12px">
       <p style="margin:0 0 12px;font-size:14px">${esc(v.description)}</p>
       <h2>Rule ${esc(v.rule_id)} <span class="muted">(${esc(v.rule_location)})</span></h2>
@@ -29,4 +30,5 @@ export async function render(ctx) {
       ])}
     </div>
     <div class="panel"><h2>Evidence flows</h2>${evidence(v.evidence)}</div>`;
+  await evidenceBadge(ctx.el.querySelector('#evidence-badge'), v.id);
 }
