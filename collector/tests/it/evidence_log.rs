@@ -116,7 +116,10 @@ fn alerts_enter_a_log_that_verifies_and_tampering_is_pinpointed() {
     let keys = tempfile::tempdir().unwrap();
     let key = keygen(keys.path());
     let public = PathBuf::from(format!("{}.pub.pem", key.display()));
-    let mut c = Console::start_with(true, &section(&key));
+    let mut c = Console::start_with(
+        true,
+        &format!("{}\n[alerts]\njsonl = \"alerts.jsonl\"\n", section(&key)),
+    );
     c.seed(&CAPTURES);
     let dir = c.dir().join("evidence");
 
@@ -293,6 +296,26 @@ fn alerts_enter_a_log_that_verifies_and_tampering_is_pinpointed() {
                 .any(|b| b[2] == batch),
             "{what}: entry {e} does not cover batch {batch}"
         );
+    }
+
+    // Notifications (the JSONL body is the webhook's) name their log entry: the leaf hash
+    // is that entry's, so a regulator can ask for its inclusion proof.
+    let notes = std::fs::read_to_string(c.dir().join("alerts.jsonl")).unwrap();
+    assert!(!notes.is_empty());
+    for n in notes.lines() {
+        let n: serde_json::Value = serde_json::from_str(n).unwrap();
+        let ev = &n["body"]["evidence"];
+        let i = ev["log_index"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no evidence in {n}"));
+        let line = &all[i as usize];
+        assert_eq!(
+            ev["leaf_hash"].as_str().unwrap(),
+            tidegate_evidence::hex(&tidegate_evidence::merkle::leaf_hash(line.as_bytes()))
+        );
+        assert_eq!(ev["log"], "tidegate.test/hub-1");
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(entry["data"]["id"], n["body"]["id"], "{n}");
     }
 
     // Tampering, on copies: pinpointed by index.

@@ -521,6 +521,26 @@ mod tests {
     }
 
     #[test]
+    fn evidence_fields_ride_in_both_forms() {
+        let e = Event::from_violation(&violation()).with_evidence(17, "ab01");
+        let plain = message(&header(), &e, false, None).unwrap();
+        assert!(
+            plain.contains(" logIndex=\"17\" leafHash=\"ab01\"]"),
+            "{plain}"
+        );
+        let cef_msg = message(&header(), &e, true, None).unwrap();
+        assert!(
+            cef_msg.contains(
+                "|10|cn3Label=evidenceLogIndex cn3=17 cs6Label=evidenceLeafHash cs6=ab01 rt="
+            ),
+            "{cef_msg}"
+        );
+        // A tight budget drops the other extensions before the evidence fields.
+        let short = message(&header(), &e, true, Some(cef_msg.len() - 20)).unwrap();
+        assert!(short.contains("cs6=ab01") && !short.contains("cs4="), "{short}");
+    }
+
+    #[test]
     fn severities_map_to_syslog_levels() {
         let sev = [
             (Severity::Critical, 2),
