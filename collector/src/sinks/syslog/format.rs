@@ -537,7 +537,10 @@ mod tests {
         );
         // A tight budget drops the other extensions before the evidence fields.
         let short = message(&header(), &e, true, Some(cef_msg.len() - 20)).unwrap();
-        assert!(short.contains("cs6=ab01") && !short.contains("cs4="), "{short}");
+        assert!(
+            short.contains("cs6=ab01") && !short.contains("cs4="),
+            "{short}"
+        );
     }
 
     #[test]
