@@ -22,6 +22,19 @@ fn log(s: &AppState) -> Result<Arc<EvidenceLog>, ApiError> {
         .ok_or_else(|| ApiError::NotFound("evidence log (no [evidence] section)".into()))
 }
 
+/// A finding id as the log stores them: 1 to 128 of `A-Z a-z 0-9 - _ .`.
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiError::param("id", "1 to 128 of A-Z a-z 0-9 - _ ."));
+    }
+    Ok(())
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::NotFound(format!("evidence ({e})"))
 }
@@ -40,14 +53,7 @@ pub async fn bundle(
     Path(id): Path<String>,
     Query(q): Query<BundleQuery>,
 ) -> Result<Response, ApiError> {
-    if id.is_empty()
-        || id.len() > 128
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(ApiError::param("id", "1 to 128 of A-Z a-z 0-9 - _ ."));
-    }
+    check_id(&id)?;
     let log = log(&s)?;
     let name = id.clone();
     let b = tokio::task::spawn_blocking(move || Bundle::build(&log, &id, q.checkpoint))
@@ -81,14 +87,7 @@ pub async fn status(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if id.is_empty()
-        || id.len() > 128
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(ApiError::param("id", "1 to 128 of A-Z a-z 0-9 - _ ."));
-    }
+    check_id(&id)?;
     let log = log(&s)?;
     let l = log.clone();
     let key = log.verifying_key();
