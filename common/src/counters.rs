@@ -34,11 +34,17 @@ pub enum Counter {
     ErrLinkType = 11,
     /// Frames the capture socket dropped before userspace read them (AF_PACKET only).
     CaptureDropped = 12,
+    /// Packets a drop rule matched on a line in monitor mode (passed; see `enforce`).
+    EnforceWouldDrop = 13,
+    /// Packets a drop rule matched on a line in enforce mode (dropped by XDP).
+    EnforceDropped = 14,
+    /// Packets a drop rule would have matched but from or to a protected address (passed).
+    EnforceProtected = 15,
 }
 
 impl Counter {
     /// Number of counter slots.
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 16;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -55,6 +61,9 @@ impl Counter {
         Counter::FallbackDropped,
         Counter::ErrLinkType,
         Counter::CaptureDropped,
+        Counter::EnforceWouldDrop,
+        Counter::EnforceDropped,
+        Counter::EnforceProtected,
     ];
 
     /// Stable snake_case name used in metrics and logs.
@@ -73,6 +82,9 @@ impl Counter {
             Counter::FallbackDropped => "fallback_dropped",
             Counter::ErrLinkType => "unsupported_link_type",
             Counter::CaptureDropped => "capture_dropped",
+            Counter::EnforceWouldDrop => "enforce_would_drop",
+            Counter::EnforceDropped => "enforce_dropped",
+            Counter::EnforceProtected => "enforce_protected",
         }
     }
 }

@@ -84,8 +84,12 @@ pub struct FlowStats {
     pub tcp_flags: u16,
     /// ICMP/ICMPv6 `type << 8 | code` of the last packet (0 for other protocols).
     pub icmp: u16,
-    /// Always zero.
-    pub pad: [u8; 4],
+    /// The strongest enforcement verdict any of its packets got (`enforce::VERDICT_*`).
+    pub verdict: u8,
+    /// The rule that gave it (`enforce` rule index; meaningful when `verdict` is not 0).
+    pub rule: u8,
+    /// Low 16 bits of the policy version that judged it.
+    pub policy: u16,
 }
 
 impl FlowStats {
@@ -105,6 +109,11 @@ impl FlowStats {
         self.packets += o.packets;
         self.bytes += o.bytes;
         self.tcp_flags |= o.tcp_flags;
+        if o.verdict > self.verdict {
+            self.verdict = o.verdict;
+            self.rule = o.rule;
+            self.policy = o.policy;
+        }
     }
 }
 
@@ -125,8 +134,12 @@ pub struct FallbackRecord {
     pub tcp_flags: u16,
     /// ICMP `type << 8 | code`.
     pub icmp: u16,
-    /// Always zero.
-    pub pad: [u8; 4],
+    /// Enforcement verdict of the packet (`enforce::VERDICT_*`).
+    pub verdict: u8,
+    /// The rule that gave it.
+    pub rule: u8,
+    /// Low 16 bits of the policy version.
+    pub policy: u16,
 }
 
 #[cfg(feature = "user")]

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod counters;
+pub mod enforce;
 pub mod flow;
 pub mod maps;
 pub mod parse;

@@ -11,6 +11,26 @@ pub const COUNTERS: &str = "COUNTERS";
 /// Ring buffer of [`crate::FallbackRecord`]s for packets whose flow did not fit the map.
 pub const FALLBACK: &str = "FALLBACK";
 
+/// Enforcement maps, two generations each (suffix `_0` / `_1`; see [`crate::enforce`]):
+/// LPM trie `Key<[u8; 16]> -> PrefixClass` (IPv4-mapped addresses).
+pub const ENF_LPM: [&str; 2] = ["ENF_LPM_0", "ENF_LPM_1"];
+/// Exact-match hash `[u8; 16] -> PrefixClass` for host prefixes (/32, /128).
+pub const ENF_HOST: [&str; 2] = ["ENF_HOST_0", "ENF_HOST_1"];
+/// `Array<EnforceConfig>` with one entry.
+pub const ENF_CFG: [&str; 2] = ["ENF_CFG_0", "ENF_CFG_1"];
+/// Hash `ifindex u32 -> LineRule`.
+pub const ENF_LINES: [&str; 2] = ["ENF_LINES_0", "ENF_LINES_1"];
+/// Hash `port_key -> u64` (port rules allowing that protocol/port).
+pub const ENF_PORTS: [&str; 2] = ["ENF_PORTS_0", "ENF_PORTS_1"];
+/// Per-CPU array of `RuleCount`, `RULE_COUNTER_ENTRIES` entries.
+pub const ENF_COUNTS: [&str; 2] = ["ENF_COUNTS_0", "ENF_COUNTS_1"];
+/// Default capacity of each prefix map (LPM and exact) per generation.
+pub const DEFAULT_ENF_PREFIXES: u32 = 1 << 18;
+/// Capacity of each port map per generation.
+pub const ENF_PORT_ENTRIES: u32 = 1 << 17;
+/// Capacity of each line map per generation.
+pub const ENF_LINE_ENTRIES: u32 = 1024;
+
 /// XDP program (ingress).
 pub const PROG_XDP: &str = "tidegate_xdp";
 /// XDP program that only returns XDP_PASS (benchmark baseline; never attached).
@@ -23,8 +43,13 @@ pub const CTL_GENERATION: u32 = 0;
 /// `CONTROL[CTL_CLOCK]` is the clock the programs stamp packets with: [`CLOCK_PRECISE`]
 /// or [`CLOCK_COARSE`].
 pub const CTL_CLOCK: u32 = 1;
+/// `CONTROL[CTL_ENFORCE]`: 0 = no policy (every packet passes, nothing judged);
+/// 1 = the `_0` enforcement maps; 2 = the `_1` maps. Userspace fills the idle set,
+/// flips this word, waits a grace period, then clears the old set: a packet reads the
+/// word once, so it is judged by exactly one policy.
+pub const CTL_ENFORCE: u32 = 2;
 /// Number of control words.
-pub const CTL_COUNT: u32 = 2;
+pub const CTL_COUNT: u32 = 3;
 
 /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC to the nanosecond (the default).
 pub const CLOCK_PRECISE: u32 = 0;

@@ -12,6 +12,7 @@ use tidegate_common::{
 };
 
 use crate::{
+    enforce::{Verdict, judge_packet},
     maps::{CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1},
     packet::Packet,
 };
@@ -35,6 +36,8 @@ impl Counters {
 /// Accounts one frame. `segs` is the number of wire packets the frame stands for
 /// (GSO super-packets on egress); 0 or 1 means one. `vlan` is an out-of-band outer VLAN
 /// id (TC: hardware-accelerated tag), which takes precedence over in-frame tags.
+/// With `enforce`, the packet is judged by the current policy first; the verdict is
+/// recorded with the flow and returned (the caller drops the packet if told to).
 #[inline(always)]
 pub fn account(
     pkt: Packet,
@@ -43,9 +46,10 @@ pub fn account(
     dir: Direction,
     segs: u32,
     vlan: Option<u16>,
-) {
+    enforce: bool,
+) -> Verdict {
     let Some(blk) = COUNTERS.get_ptr_mut(0) else {
-        return;
+        return Verdict::PASS;
     };
     let counters = Counters(blk);
     // SAFETY: field of the block just looked up.
@@ -57,7 +61,7 @@ pub fn account(
         Ok(p) => p,
         Err(e) => {
             count(e.counter(), 1);
-            return;
+            return Verdict::PASS;
         }
     };
     if let Some(w) = parsed.warn {
@@ -79,6 +83,11 @@ pub fn account(
     } else {
         (1, parsed.ip_bytes as u64)
     };
+    let v = if enforce {
+        judge_packet(&key, packets, bytes, &count)
+    } else {
+        Verdict::PASS
+    };
     // The clock userspace chose (the precise one costs a clocksource read per packet).
     let now = if CONTROL.get(CTL_CLOCK).copied() == Some(CLOCK_COARSE) {
         // SAFETY: helper with no arguments.
@@ -89,13 +98,31 @@ pub fn account(
     };
     let gen_word = CONTROL.get(CTL_GENERATION).copied().unwrap_or(0);
     let res = if gen_word & 1 == 0 {
-        add(&FLOWS_GEN0, &key, packets, bytes, now, parsed.tcp_flags, parsed.icmp)
+        add(
+            &FLOWS_GEN0,
+            &key,
+            packets,
+            bytes,
+            now,
+            parsed.tcp_flags,
+            parsed.icmp,
+            v,
+        )
     } else {
-        add(&FLOWS_GEN1, &key, packets, bytes, now, parsed.tcp_flags, parsed.icmp)
+        add(
+            &FLOWS_GEN1,
+            &key,
+            packets,
+            bytes,
+            now,
+            parsed.tcp_flags,
+            parsed.icmp,
+            v,
+        )
     };
     if res.is_ok() {
         count(Counter::Accounted, 1);
-        return;
+        return v;
     }
     // Map full (or out of memory): keep the packet through the ring buffer.
     let rec = FallbackRecord {
@@ -105,7 +132,9 @@ pub fn account(
         bytes: bytes as u32,
         tcp_flags: parsed.tcp_flags,
         icmp: parsed.icmp,
-        pad: [0; 4],
+        verdict: v.verdict,
+        rule: v.rule,
+        policy: v.policy,
     };
     if FALLBACK.output::<FallbackRecord>(&rec, 0).is_ok() {
         count(Counter::MapFull, 1);
@@ -113,10 +142,11 @@ pub fn account(
     } else {
         count(Counter::FallbackDropped, 1);
     }
+    v
 }
 
 #[inline(always)]
-fn bump(v: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u16, icmp: u16) {
+fn bump(v: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u16, icmp: u16, vd: Verdict) {
     // SAFETY: `v` points at this CPU's value of a live map entry.
     unsafe {
         if (*v).packets == 0 {
@@ -127,9 +157,15 @@ fn bump(v: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u16, icmp:
         (*v).last_ns = now;
         (*v).tcp_flags |= flags;
         (*v).icmp = icmp;
+        if vd.verdict > (*v).verdict {
+            (*v).verdict = vd.verdict;
+            (*v).rule = vd.rule;
+            (*v).policy = vd.policy;
+        }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn add(
     map: &PerCpuHashMap<FlowKey, FlowStats>,
@@ -139,9 +175,10 @@ fn add(
     now: u64,
     flags: u16,
     icmp: u16,
+    vd: Verdict,
 ) -> Result<(), i32> {
     if let Some(v) = map.get_ptr_mut(key) {
-        bump(v, packets, bytes, now, flags, icmp);
+        bump(v, packets, bytes, now, flags, icmp, vd);
         return Ok(());
     }
     let fresh = FlowStats {
@@ -151,14 +188,16 @@ fn add(
         last_ns: now,
         tcp_flags: flags,
         icmp,
-        pad: [0; 4],
+        verdict: vd.verdict,
+        rule: vd.rule,
+        policy: vd.policy,
     };
     match map.insert(key, &fresh, BPF_NOEXIST as u64) {
         Ok(()) => Ok(()),
         // Another CPU created the entry between our lookup and insert.
         Err(e) if e == -EEXIST => match map.get_ptr_mut(key) {
             Some(v) => {
-                bump(v, packets, bytes, now, flags, icmp);
+                bump(v, packets, bytes, now, flags, icmp, vd);
                 Ok(())
             }
             None => Err(e),

@@ -12,6 +12,7 @@
 #![no_main]
 
 mod account;
+mod enforce;
 mod maps;
 mod packet;
 
@@ -21,12 +22,14 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use tidegate_common::Direction;
+use tidegate_common::{Direction, enforce::VERDICT_DROPPED};
 
 /// TCX_NEXT / TC_ACT_UNSPEC: let the next program (or the default action) decide.
 const TC_ACT_UNSPEC: i32 = -1;
 
-/// Accounts every frame received on the interface; always passes it on.
+/// Accounts every frame received on the interface and judges it by the enforcement
+/// policy (if userspace installed one): a packet a drop rule matches on a line in
+/// enforce mode is dropped (`XDP_DROP`) after being accounted; everything else passes.
 ///
 /// Multi-buffer aware (`xdp.frags`), so it attaches to jumbo-MTU lines; headers are in
 /// the first buffer, and the frame length counts every fragment.
@@ -35,8 +38,20 @@ pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: valid context pointer for this run.
     let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end(), frame_len as usize);
-    account::account(pkt, frame_len, ctx.ingress_ifindex() as u32, Direction::Ingress, 1, None);
-    xdp_action::XDP_PASS
+    let v = account::account(
+        pkt,
+        frame_len,
+        ctx.ingress_ifindex() as u32,
+        Direction::Ingress,
+        1,
+        None,
+        true,
+    );
+    if v.verdict == VERDICT_DROPPED {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
 }
 
 /// Returns `XDP_PASS` and does nothing else: the baseline the benchmarks compare the
@@ -52,18 +67,40 @@ pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {
     let skb = ctx.skb.skb;
     // SAFETY: the context pointer is valid for the program's run.
     let (ifindex, gso_segs, len, vlan_present, vlan_tci) = unsafe {
-        ((*skb).ifindex, (*skb).gso_segs, (*skb).len, (*skb).vlan_present, (*skb).vlan_tci)
+        (
+            (*skb).ifindex,
+            (*skb).gso_segs,
+            (*skb).len,
+            (*skb).vlan_present,
+            (*skb).vlan_tci,
+        )
     };
     // A VLAN tag the stack keeps out of band (hardware-accelerated) is the outer tag.
-    let vlan = if vlan_present != 0 { Some((vlan_tci & 0x0fff) as u16) } else { None };
+    let vlan = if vlan_present != 0 {
+        Some((vlan_tci & 0x0fff) as u16)
+    } else {
+        None
+    };
     // Headers beyond the linear area are invisible to direct packet access: pull them in.
     let linear = (ctx.data_end() - ctx.data()) as u32;
     if linear < len && linear < packet::PULL_LEN {
-        let want = if len < packet::PULL_LEN { len } else { packet::PULL_LEN };
+        let want = if len < packet::PULL_LEN {
+            len
+        } else {
+            packet::PULL_LEN
+        };
         let _ = ctx.pull_data(want);
     }
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end(), len as usize);
-    account::account(pkt, len as u64, ifindex, Direction::Egress, gso_segs, vlan);
+    account::account(
+        pkt,
+        len as u64,
+        ifindex,
+        Direction::Egress,
+        gso_segs,
+        vlan,
+        false,
+    );
     TC_ACT_UNSPEC
 }
 

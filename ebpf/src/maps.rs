@@ -1,12 +1,17 @@
 //! The kernel objects shared with userspace (names in `tidegate_common::maps`).
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tidegate_common::{
     CounterBlock, FlowKey, FlowStats,
-    maps::{CTL_COUNT, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES},
+    enforce::{EnforceConfig, LineRule, PrefixClass, RULE_COUNTER_ENTRIES, RuleCount},
+    maps::{
+        CTL_COUNT, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES,
+        ENF_LINE_ENTRIES, ENF_PORT_ENTRIES,
+    },
 };
 
 /// Flow map, generation 0. Sized at load time by the probe (`--flow-entries`).
@@ -30,3 +35,47 @@ pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1
 /// One-packet records for flows that did not fit the flow map.
 #[map]
 pub static FALLBACK: RingBuf = RingBuf::with_byte_size(DEFAULT_FALLBACK_BYTES, 0);
+
+macro_rules! enforcement_set {
+    ($lpm:ident, $host:ident, $cfg:ident, $lines:ident, $ports:ident, $counts:ident) => {
+        /// Enforcement: prefix classes (LPM over IPv4-mapped addresses).
+        #[map]
+        pub static $lpm: LpmTrie<[u8; 16], PrefixClass> =
+            LpmTrie::with_max_entries(DEFAULT_ENF_PREFIXES, 0);
+        /// Enforcement: host prefixes, exact match (looked up before the trie).
+        #[map]
+        pub static $host: HashMap<[u8; 16], PrefixClass> =
+            HashMap::with_max_entries(DEFAULT_ENF_PREFIXES, BPF_F_NO_PREALLOC);
+        /// Enforcement: policy-wide words.
+        #[map]
+        pub static $cfg: Array<EnforceConfig> = Array::with_max_entries(1, 0);
+        /// Enforcement: per-line mode and port rules.
+        #[map]
+        pub static $lines: HashMap<u32, LineRule> = HashMap::with_max_entries(ENF_LINE_ENTRIES, 0);
+        /// Enforcement: port rules allowing a protocol/port.
+        #[map]
+        pub static $ports: HashMap<u32, u64> =
+            HashMap::with_max_entries(ENF_PORT_ENTRIES, BPF_F_NO_PREALLOC);
+        /// Enforcement: per-rule packet/byte counters.
+        #[map]
+        pub static $counts: PerCpuArray<RuleCount> =
+            PerCpuArray::with_max_entries(RULE_COUNTER_ENTRIES, 0);
+    };
+}
+
+enforcement_set!(
+    ENF_LPM_0,
+    ENF_HOST_0,
+    ENF_CFG_0,
+    ENF_LINES_0,
+    ENF_PORTS_0,
+    ENF_COUNTS_0
+);
+enforcement_set!(
+    ENF_LPM_1,
+    ENF_HOST_1,
+    ENF_CFG_1,
+    ENF_LINES_1,
+    ENF_PORTS_1,
+    ENF_COUNTS_1
+);

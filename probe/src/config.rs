@@ -15,6 +15,8 @@
 //! xdp_mode = "auto"             # auto | native | skb
 //! egress = true
 //! timestamps = "precise"       # precise (ns) | coarse (one timer tick, cheaper per packet)
+//! enforce = false               # install the collector's enforcement policies (XDP drops)
+//! enforce_prefixes = 262144     # capacity of the enforcement prefix maps
 //!
 //! [[line]]
 //! name = "hk-intl-1"
@@ -104,6 +106,8 @@ struct RawEbpf {
     xdp_mode: Option<XdpModeChoice>,
     egress: Option<bool>,
     timestamps: Option<Timestamps>,
+    enforce: Option<bool>,
+    enforce_prefixes: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +246,12 @@ impl ProbeConfig {
         }
         if let Some(t) = raw.ebpf.timestamps {
             c.ebpf.timestamps = t;
+        }
+        if let Some(e) = raw.ebpf.enforce {
+            c.ebpf.enforce = e;
+        }
+        if let Some(v) = &raw.ebpf.enforce_prefixes {
+            c.ebpf.enforce_prefixes = file.in_range(v, "enforce_prefixes", 16..=16_777_216)?;
         }
         let mut names = HashSet::new();
         let mut ifaces = HashSet::new();

@@ -14,7 +14,7 @@ use std::{
 use tidegate_common::{Counter, FlowKey, FlowStats};
 
 use crate::{
-    capture::ebpf::{EbpfCapture, EbpfError},
+    capture::ebpf::{EbpfCapture, EbpfError, SharedEnforcer},
     clock::realtime_ns,
     export::Exporter,
     metrics::ProbeMetrics,
@@ -79,6 +79,9 @@ pub struct LoopOptions {
     pub duration: Option<Duration>,
     /// Interface index -> line name.
     pub lines: HashMap<u32, String>,
+    /// Enforcement tables: names the rule of each judged flow, and per-rule counters
+    /// for the metrics.
+    pub enforcer: Option<SharedEnforcer>,
 }
 
 /// What a run did.
@@ -107,9 +110,11 @@ pub fn run_loop(
     let mut out = Out {
         exporter,
         lines: &opts.lines,
+        enforcer: opts.enforcer.as_ref(),
         records: 0,
         err: None,
     };
+    let mut rule_seen: HashMap<(String, tidegate_wire::Verdict), (u64, u64)> = HashMap::new();
     loop {
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| now >= d) {
@@ -128,6 +133,9 @@ pub fn run_loop(
             table.expire(realtime_ns(), |k, s| out.export(k, s, &mut m));
             m.update_counters(&src.counters()?);
             m.flows_active.set(table.len() as i64);
+            if let Some(e) = &opts.enforcer {
+                update_rule_metrics(e, &mut m, &mut rule_seen);
+            }
             drop(m);
             out.exporter.flush()?;
             next_sweep += opts.sweep_interval;
@@ -171,10 +179,43 @@ pub fn run_loop(
     Ok(RunSummary { records, counters })
 }
 
+/// Folds the kernel's per-rule counters into the metrics (as deltas).
+fn update_rule_metrics(
+    e: &SharedEnforcer,
+    m: &mut ProbeMetrics,
+    seen: &mut HashMap<(String, tidegate_wire::Verdict), (u64, u64)>,
+) {
+    let g = e.lock();
+    m.enforce_policy_version.set(g.version() as i64);
+    let totals = match g.rule_totals() {
+        Ok(t) => t,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the enforcement counters");
+            return;
+        }
+    };
+    drop(g);
+    for ((rule, verdict), t) in totals {
+        let last = seen.entry((rule.clone(), verdict)).or_default();
+        let labels = crate::metrics::RuleVerdict {
+            rule,
+            verdict: verdict.name().to_string(),
+        };
+        m.enforce_rule_packets
+            .get_or_create(&labels)
+            .inc_by(t.packets.saturating_sub(last.0));
+        m.enforce_rule_bytes
+            .get_or_create(&labels)
+            .inc_by(t.bytes.saturating_sub(last.1));
+        *last = (last.0.max(t.packets), last.1.max(t.bytes));
+    }
+}
+
 /// Turns table output into exported records, remembering the first export error.
 struct Out<'a> {
     exporter: &'a mut dyn Exporter,
     lines: &'a HashMap<u32, String>,
+    enforcer: Option<&'a SharedEnforcer>,
     records: u64,
     err: Option<std::io::Error>,
 }
@@ -185,7 +226,15 @@ impl Out<'_> {
             return;
         }
         let line = self.lines.get(&k.ifindex).map(String::as_str).unwrap_or("");
-        if let Err(e) = self.exporter.export(&FlowRecord::new(k, s, line)) {
+        let mut rec = FlowRecord::new(k, s, line);
+        if !rec.verdict.is_pass() {
+            rec.enforce_rule = Some(
+                self.enforcer
+                    .and_then(|e| e.lock().rule_name(s.policy, s.rule))
+                    .unwrap_or_else(|| format!("#{}", s.rule)),
+            );
+        }
+        if let Err(e) = self.exporter.export(&rec) {
             self.err = Some(e);
             return;
         }

@@ -19,6 +19,15 @@ pub struct Reason {
     pub reason: String,
 }
 
+/// Labels of per-rule enforcement counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleVerdict {
+    /// Rule id (from the policy).
+    pub rule: String,
+    /// `would_drop` or `dropped`.
+    pub verdict: String,
+}
+
 /// Every metric the probe exports.
 pub struct ProbeMetrics {
     registry: Registry,
@@ -46,6 +55,14 @@ pub struct ProbeMetrics {
     pub export_lag: Histogram,
     /// Seconds a kernel map sweep took (flip + grace period + drain).
     pub sweep_seconds: Histogram,
+    /// Packets judged by a drop rule, by outcome (`would_drop`, `dropped`, `protected`).
+    pub enforce_packets: Family<Reason, Counter>,
+    /// Packets per drop rule and verdict (kernel per-rule counters).
+    pub enforce_rule_packets: Family<RuleVerdict, Counter>,
+    /// Bytes per drop rule and verdict.
+    pub enforce_rule_bytes: Family<RuleVerdict, Counter>,
+    /// Version of the enforcement policy in the kernel (0: none).
+    pub enforce_policy_version: Gauge,
     last: [u64; K::COUNT as usize],
 }
 
@@ -72,6 +89,10 @@ impl ProbeMetrics {
             flows_active: Gauge::default(),
             export_lag: Histogram::new([0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0]),
             sweep_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
+            enforce_packets: Family::default(),
+            enforce_rule_packets: Family::default(),
+            enforce_rule_bytes: Family::default(),
+            enforce_policy_version: Gauge::default(),
             last: [0; K::COUNT as usize],
             registry: Registry::default(),
         };
@@ -131,6 +152,26 @@ impl ProbeMetrics {
             "Seconds per kernel map sweep (flip, grace period, drain)",
             m.sweep_seconds.clone(),
         );
+        registry.register(
+            "enforce_packets",
+            "Packets a drop rule matched, by outcome (would_drop: monitor mode; dropped; protected: passed because an address is protected)",
+            m.enforce_packets.clone(),
+        );
+        registry.register(
+            "enforce_rule_packets",
+            "Packets per enforcement rule and verdict",
+            m.enforce_rule_packets.clone(),
+        );
+        registry.register(
+            "enforce_rule_bytes",
+            "IP-layer bytes per enforcement rule and verdict",
+            m.enforce_rule_bytes.clone(),
+        );
+        registry.register(
+            "enforce_policy_version",
+            "Version of the enforcement policy installed in the kernel (0: none)",
+            m.enforce_policy_version.clone(),
+        );
         ProbeMetrics { registry, ..m }
     }
 
@@ -163,6 +204,11 @@ impl ProbeMetrics {
                 K::MapFull => drop(self.map_full.inc_by(d)),
                 K::FallbackDropped => drop(self.fallback_dropped.inc_by(d)),
                 K::CaptureDropped => drop(self.capture_drops.inc_by(d)),
+                K::EnforceWouldDrop | K::EnforceDropped | K::EnforceProtected => {
+                    let outcome = c.name().trim_start_matches("enforce_").to_string();
+                    let r = Reason { reason: outcome };
+                    self.enforce_packets.get_or_create(&r).inc_by(d);
+                }
             }
         }
     }

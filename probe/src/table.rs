@@ -72,7 +72,9 @@ impl FlowTable {
             last_ns: ts_ns,
             tcp_flags,
             icmp,
-            pad: [0; 4],
+            verdict: 0,
+            rule: 0,
+            policy: 0,
         };
         self.observe(key, &s);
     }

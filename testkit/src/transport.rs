@@ -332,6 +332,7 @@ pub async fn say_hello(c: &mut Client, probe_id: &str) -> Result<Message, WireEr
             probe_id: probe_id.into(),
             epoch: EPOCH,
             software: "transport test".into(),
+            capabilities: 0,
         }),
     )
     .await?;

@@ -21,10 +21,14 @@
 //!     ifindex u32 | line u32 (index into the line-name table)
 //!   health u8 (0/1); when 1: ts_ns u64, spool_bytes u64, spool_batches u64,
 //!     counter_count u32, counter_count × (name str, value u64), line_count u32, × str
+//!   rule_count u32, rule_count × str                 (enforcement rule-id table)
+//!   verdict u8 × n (0 pass, 1 would_drop, 2 dropped)
+//!   rule u32 × n (0 = none, else 1 + index into the rule-id table)
 //! ```
 //!
-//! Format 1 (before sequence epochs) is the same without `epoch`; it still decodes, as
-//! epoch 0, so spools written by an older build drain after an upgrade.
+//! Format 2 (before enforcement) ends after `health`: its records decode with verdict
+//! `pass`. Format 1 (before sequence epochs) is format 2 without `epoch`; it decodes as
+//! epoch 0. Spools written by an older build drain after an upgrade.
 //!
 //! Columns keep like values together, which is what zstd compresses best. The header is
 //! uncompressed so the collector's spool and the probe's resend logic can read the probe
@@ -38,11 +42,13 @@ use super::{
     WireError,
     codec::{Put, Reader},
 };
-use crate::record::FlowRecord;
+use crate::record::{FlowRecord, Verdict};
 use tidegate_common::Direction;
 
 /// Version of the batch layout this build writes.
-pub const BATCH_FORMAT: u8 = 2;
+pub const BATCH_FORMAT: u8 = 3;
+/// The layout before enforcement verdicts (records read as `pass`).
+const BATCH_FORMAT_V2: u8 = 2;
 /// The layout before sequence epochs (read as epoch 0).
 const BATCH_FORMAT_V1: u8 = 1;
 
@@ -120,12 +126,33 @@ pub struct BatchHeader {
 
 /// Encodes a batch (header + zstd-compressed columnar body).
 pub fn encode_batch(b: &Batch) -> Vec<u8> {
-    let body = encode_body(b);
+    encode_format(b, BATCH_FORMAT)
+}
+
+/// The encoding an older build wrote (format 1: no epoch; 2: no enforcement verdicts;
+/// anything else: the current format), for upgrade tests. Fields the format lacks are
+/// left out.
+pub fn encode_batch_as(b: &Batch, format: u8) -> Vec<u8> {
+    match format {
+        BATCH_FORMAT_V1 => {
+            let v2 = encode_format(b, BATCH_FORMAT_V2);
+            let mut v1 = v2[..EPOCH_OFFSET].to_vec();
+            v1[3] = BATCH_FORMAT_V1;
+            v1.extend_from_slice(&v2[EPOCH_OFFSET + 8..]);
+            v1
+        }
+        BATCH_FORMAT_V2 => encode_format(b, BATCH_FORMAT_V2),
+        _ => encode_format(b, BATCH_FORMAT),
+    }
+}
+
+fn encode_format(b: &Batch, format: u8) -> Vec<u8> {
+    let body = encode_body(b, format == BATCH_FORMAT);
     let compressed = zstd::bulk::compress(&body, ZSTD_LEVEL)
         .expect("zstd compression of an in-memory buffer only fails when out of memory");
     let mut out = Vec::with_capacity(32 + b.probe_id.len() + compressed.len());
     out.extend_from_slice(&MAGIC);
-    out.put_u8(BATCH_FORMAT);
+    out.put_u8(format);
     out.put_u64(b.seq);
     out.put_u64(b.epoch);
     out.put_u64(b.created_ns);
@@ -143,7 +170,7 @@ fn addr16(ip: IpAddr) -> (bool, [u8; 16]) {
     }
 }
 
-fn encode_body(b: &Batch) -> Vec<u8> {
+fn encode_body(b: &Batch, enforcement: bool) -> Vec<u8> {
     let recs = &b.records;
     let mut lines: Vec<&str> = Vec::new();
     let mut line_ix: HashMap<&str, u32> = HashMap::new();
@@ -220,6 +247,29 @@ fn encode_body(b: &Batch) -> Vec<u8> {
             }
         }
     }
+    if !enforcement {
+        return v;
+    }
+    let mut rules: Vec<&str> = Vec::new();
+    let rule_ix: Vec<u32> = recs
+        .iter()
+        .map(|r| match &r.enforce_rule {
+            None => 0,
+            Some(id) => match rules.iter().position(|x| *x == id.as_str()) {
+                Some(i) => i as u32 + 1,
+                None => {
+                    rules.push(id);
+                    rules.len() as u32
+                }
+            },
+        })
+        .collect();
+    v.put_len(rules.len());
+    for r in &rules {
+        v.put_str(r);
+    }
+    recs.iter().for_each(|r| v.put_u8(r.verdict.as_u8()));
+    rule_ix.iter().for_each(|i| v.put_u32(*i));
     v
 }
 
@@ -231,7 +281,7 @@ fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
         return Err(WireError::BadMagic([magic[0], magic[1], magic[2]]));
     }
     let format = r.u8("batch format")?;
-    if format != BATCH_FORMAT && format != BATCH_FORMAT_V1 {
+    if !matches!(format, BATCH_FORMAT | BATCH_FORMAT_V2 | BATCH_FORMAT_V1) {
         return Err(WireError::UnsupportedBatchFormat(format));
     }
     let seq = r.u64("batch seq")?;
@@ -260,11 +310,11 @@ pub fn peek_batch_header(bytes: &[u8]) -> Result<BatchHeader, WireError> {
 }
 
 /// Rewrites the epoch and sequence number of an encoded batch in place (the header is
-/// uncompressed, so nothing else changes). Only the current format has an epoch: a
-/// format-1 batch is refused (re-encode it with [`encode_batch`]).
+/// uncompressed, so nothing else changes). Format 1 has no epoch: such a batch is
+/// refused (re-encode it with [`encode_batch`]).
 pub fn set_batch_seq(bytes: &mut [u8], epoch: u64, seq: u64) -> Result<(), WireError> {
     let h = peek_batch_header(bytes)?;
-    if h.format != BATCH_FORMAT {
+    if h.format == BATCH_FORMAT_V1 {
         return Err(WireError::UnsupportedBatchFormat(h.format));
     }
     bytes[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&seq.to_be_bytes());
@@ -405,6 +455,8 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
             } else {
                 Direction::Ingress
             },
+            verdict: Verdict::Pass,
+            enforce_rule: None,
         });
     }
 
@@ -433,6 +485,46 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     } else {
         None
     };
+    if h.format == BATCH_FORMAT {
+        let nr = r.count("enforcement rule table", 4)?;
+        let mut rules = Vec::with_capacity(nr);
+        for _ in 0..nr {
+            rules.push(r.str("enforcement rule id")?);
+        }
+        let verdicts = r.bytes(n, "verdict column")?;
+        let rule_col = r.bytes(n * 4, "rule column")?;
+        for (i, rec) in records.iter_mut().enumerate() {
+            let v = verdicts[i];
+            if v > 2 {
+                return Err(invalid("record verdict", i, format!("unknown verdict {v}")));
+            }
+            rec.verdict = Verdict::from_u8(v);
+            let ri = u32_at(rule_col, i) as usize;
+            rec.enforce_rule = match ri {
+                0 => None,
+                ri => Some(
+                    rules
+                        .get(ri - 1)
+                        .ok_or_else(|| {
+                            invalid(
+                                "record rule",
+                                i,
+                                format!("index {ri} beyond the {nr} rule ids"),
+                            )
+                        })?
+                        .clone(),
+                ),
+            };
+            if rec.verdict.is_pass() != rec.enforce_rule.is_none() {
+                return Err(invalid(
+                    "record rule",
+                    i,
+                    "a verdict other than pass needs a rule, and only such a verdict has one"
+                        .into(),
+                ));
+            }
+        }
+    }
     r.finish("batch body")?;
     Ok(Batch {
         probe_id: h.probe_id,

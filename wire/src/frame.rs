@@ -267,6 +267,7 @@ mod tests {
                 probe_id: "p".into(),
                 epoch: 1,
                 software: "s".into(),
+                capabilities: 0,
             }),
         )
         .unwrap();

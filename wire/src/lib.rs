@@ -18,6 +18,8 @@
 //!   Batch ...  (a window in flight)   ─►
 //!                                     ◄─  Ack{seq, duplicate}   (only once the batch is durable)
 //!                                     ◄─  Error{reason}         (then the collector closes)
+//!                                     ◄─  Policy (an EnforcePlan; any time, to enforcing probes)
+//!   EnforceStatus{version, failed?}   ─►  (after each Policy, and as a heartbeat)
 //! ```
 //!
 //! A probe's batches form sequences named `(probe_id, epoch)`: the epoch is drawn when
@@ -35,6 +37,7 @@
 
 mod batch;
 mod codec;
+pub mod enforce;
 mod error;
 mod frame;
 mod message;
@@ -45,19 +48,23 @@ mod tests;
 
 pub use batch::{
     BATCH_FORMAT, Batch, BatchHeader, MAX_BATCH_BODY, ProbeHealth, decode_batch, encode_batch,
-    peek_batch_header, set_batch_seq,
+    encode_batch_as, peek_batch_header, set_batch_seq,
 };
+pub use enforce::{EnforcePlan, EnforceStatus};
 pub use error::WireError;
 pub use frame::{
     Frame, encode_frame, read_frame, read_frame_async, read_message, read_message_async,
     write_frame, write_frame_async, write_message, write_message_async,
 };
-pub use message::{Ack, Hello, HelloAck, Message, MessageType};
-pub use record::FlowRecord;
+pub use message::{Ack, CAP_ENFORCE, Hello, HelloAck, Message, MessageType};
+pub use record::{FlowRecord, Verdict};
 
 /// The protocol version this build speaks (sent in `Hello` and `HelloAck`). Version 2
-/// added the sequence epoch to `Hello` and to batches.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// added the sequence epoch to `Hello` and to batches; version 3 the probe's
+/// capabilities in `Hello` and the `Policy` / `EnforceStatus` messages.
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The oldest version still accepted (a collector answers a version-2 probe in kind).
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// Default upper bound of a frame's length field (16 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;

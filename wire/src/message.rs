@@ -2,14 +2,25 @@
 //!
 //! | type | message  | payload                                                          |
 //! |------|----------|------------------------------------------------------------------|
-//! | 1    | Hello    | `version u16, probe_id str, epoch u64, software str`             |
+//! | 1    | Hello    | `version u16, probe_id str, epoch u64, software str`, and from    |
+//! |      |          | version 3 `capabilities u32` (bit 0: enforces policies)          |
 //! | 2    | HelloAck | `version u16, has_seq u8 (0/1), last_acked_seq u64 (0 if none)`  |
 //! | 3    | Reject   | `reason str`                                                     |
 //! | 4    | Batch    | the bytes of [`encode_batch`](super::encode_batch)               |
 //! | 5    | Ack      | `seq u64, duplicate u8 (0/1)`                                    |
 //! | 6    | Error    | `reason str`                                                     |
+//! | 7    | Policy   | an encoded [`EnforcePlan`](crate::EnforcePlan) (collector → probe)|
+//! | 8    | EnforceStatus | `version u64, failed u8 (0/1), failed_version u64, error str` |
+//!
+//! A collector speaks versions 2 and 3: it answers a version-2 `Hello` (a probe built
+//! before enforcement) in version 2 and never sends it a `Policy`.
 
-use super::{PROTOCOL_VERSION, WireError, codec::Put, codec::Reader};
+use super::{
+    EnforceStatus, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, WireError, codec::Put, codec::Reader,
+};
+
+/// `Hello::capabilities` bit: the probe enforces policies (XDP) and wants `Policy` frames.
+pub const CAP_ENFORCE: u32 = 1;
 
 /// A frame's message type byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,6 +38,10 @@ pub enum MessageType {
     Ack = 5,
     /// Either way: a fatal problem; the sender closes.
     Error = 6,
+    /// Collector → probe: the enforcement policy to install.
+    Policy = 7,
+    /// Probe → collector: the policy version enforced (answer and heartbeat).
+    EnforceStatus = 8,
 }
 
 impl MessageType {
@@ -39,6 +54,8 @@ impl MessageType {
             4 => MessageType::Batch,
             5 => MessageType::Ack,
             6 => MessageType::Error,
+            7 => MessageType::Policy,
+            8 => MessageType::EnforceStatus,
             v => return Err(WireError::UnknownMessageType(v)),
         })
     }
@@ -52,6 +69,8 @@ impl MessageType {
             MessageType::Batch => "Batch",
             MessageType::Ack => "Ack",
             MessageType::Error => "Error",
+            MessageType::Policy => "Policy",
+            MessageType::EnforceStatus => "EnforceStatus",
         }
     }
 }
@@ -68,6 +87,8 @@ pub struct Hello {
     pub epoch: u64,
     /// Software name and version, for logs.
     pub software: String,
+    /// `CAP_*` bits (0 for a version-2 probe).
+    pub capabilities: u32,
 }
 
 /// The collector's answer to an accepted `Hello`.
@@ -110,6 +131,10 @@ pub enum Message {
         /// Why.
         reason: String,
     },
+    /// An encoded [`EnforcePlan`](crate::EnforcePlan), carried as is.
+    Policy(Vec<u8>),
+    /// See [`EnforceStatus`].
+    EnforceStatus(EnforceStatus),
 }
 
 impl Message {
@@ -122,6 +147,8 @@ impl Message {
             Message::Batch(_) => MessageType::Batch,
             Message::Ack(_) => MessageType::Ack,
             Message::Error { .. } => MessageType::Error,
+            Message::Policy(_) => MessageType::Policy,
+            Message::EnforceStatus(_) => MessageType::EnforceStatus,
         }
     }
 
@@ -133,6 +160,9 @@ impl Message {
                 out.put_str(&h.probe_id);
                 out.put_u64(h.epoch);
                 out.put_str(&h.software);
+                if h.version >= 3 {
+                    out.put_u32(h.capabilities);
+                }
             }
             Message::HelloAck(a) => {
                 out.put_u16(a.version);
@@ -144,6 +174,13 @@ impl Message {
             Message::Ack(a) => {
                 out.put_u64(a.seq);
                 out.put_u8(a.duplicate as u8);
+            }
+            Message::Policy(p) => out.extend_from_slice(p),
+            Message::EnforceStatus(st) => {
+                out.put_u64(st.version);
+                out.put_u8(st.failed_version.is_some() as u8);
+                out.put_u64(st.failed_version.unwrap_or(0));
+                out.put_str(&st.error);
             }
         }
     }
@@ -164,6 +201,11 @@ impl Message {
                     probe_id: r.str("Hello probe_id")?,
                     epoch: r.u64("Hello epoch")?,
                     software: r.str("Hello software")?,
+                    capabilities: if version >= 3 {
+                        r.u32("Hello capabilities")?
+                    } else {
+                        0
+                    },
                 })
             }
             MessageType::HelloAck => {
@@ -192,6 +234,17 @@ impl Message {
             MessageType::Error => Message::Error {
                 reason: r.str("Error reason")?,
             },
+            MessageType::Policy => Message::Policy(r.rest().to_vec()),
+            MessageType::EnforceStatus => {
+                let version = r.u64("EnforceStatus version")?;
+                let failed = r.bool("EnforceStatus failed")?;
+                let fv = r.u64("EnforceStatus failed_version")?;
+                Message::EnforceStatus(EnforceStatus {
+                    version,
+                    failed_version: failed.then_some(fv),
+                    error: r.str("EnforceStatus error")?,
+                })
+            }
         };
         r.finish(ty.name())?;
         Ok(m)
@@ -200,7 +253,7 @@ impl Message {
 
 fn version(r: &mut Reader<'_>, what: &'static str) -> Result<u16, WireError> {
     let got = r.u16(what)?;
-    if got != PROTOCOL_VERSION {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&got) {
         return Err(WireError::UnsupportedVersion {
             got,
             want: PROTOCOL_VERSION,
@@ -218,7 +271,7 @@ mod tests {
         m.encode_payload(&mut p);
         assert_eq!(Message::decode(m.message_type(), &p).unwrap(), m);
         // Every strict prefix is refused, never accepted or panicking.
-        if m.message_type() != MessageType::Batch {
+        if !matches!(m.message_type(), MessageType::Batch | MessageType::Policy) {
             for n in 0..p.len() {
                 assert!(
                     Message::decode(m.message_type(), &p[..n]).is_err(),
@@ -227,7 +280,7 @@ mod tests {
             }
         }
         p.push(0);
-        if m.message_type() != MessageType::Batch {
+        if !matches!(m.message_type(), MessageType::Batch | MessageType::Policy) {
             assert!(matches!(
                 Message::decode(m.message_type(), &p),
                 Err(WireError::TrailingBytes { extra: 1, .. })
@@ -242,6 +295,25 @@ mod tests {
             probe_id: "edge-hk-1".into(),
             epoch: 0x1234_5678_9abc_def0,
             software: "tidegate-probe 0.1.0".into(),
+            capabilities: CAP_ENFORCE,
+        }));
+        round_trip(Message::Hello(Hello {
+            version: 2,
+            probe_id: "old".into(),
+            epoch: 1,
+            software: "tidegate-probe 0.0.9".into(),
+            capabilities: 0,
+        }));
+        round_trip(Message::Policy(vec![1, 2]));
+        round_trip(Message::EnforceStatus(EnforceStatus {
+            version: 3,
+            failed_version: Some(4),
+            error: "line hk-1 unknown".into(),
+        }));
+        round_trip(Message::EnforceStatus(EnforceStatus {
+            version: 3,
+            failed_version: None,
+            error: String::new(),
         }));
         round_trip(Message::HelloAck(HelloAck {
             version: PROTOCOL_VERSION,

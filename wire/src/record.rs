@@ -46,6 +46,62 @@ pub struct FlowRecord {
     /// Ingress or egress.
     #[serde(with = "direction")]
     pub direction: Direction,
+    /// What the line's enforcement did to the flow's packets (`pass` when no drop rule
+    /// matched; left out of JSON then).
+    #[serde(default, skip_serializing_if = "Verdict::is_pass")]
+    pub verdict: Verdict,
+    /// Id of the drop rule behind `verdict` (policy rule id, or `manual-block`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce_rule: Option<String>,
+}
+
+/// What enforcement did to a flow: the strongest verdict any of its packets got.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No drop rule matched (or no policy is installed).
+    #[default]
+    Pass,
+    /// A drop rule matched on a line in monitor mode: counted, passed.
+    WouldDrop,
+    /// A drop rule matched on a line in enforce mode: dropped at the line.
+    Dropped,
+}
+
+impl Verdict {
+    /// From the kernel's byte (`tidegate_common::enforce::VERDICT_*`; unknown = pass).
+    pub const fn from_u8(v: u8) -> Verdict {
+        match v {
+            1 => Verdict::WouldDrop,
+            2 => Verdict::Dropped,
+            _ => Verdict::Pass,
+        }
+    }
+
+    /// The byte form.
+    pub const fn as_u8(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::WouldDrop => 1,
+            Verdict::Dropped => 2,
+        }
+    }
+
+    /// `pass`, `would_drop`, `dropped`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::WouldDrop => "would_drop",
+            Verdict::Dropped => "dropped",
+        }
+    }
+
+    /// Whether this is [`Verdict::Pass`].
+    pub fn is_pass(&self) -> bool {
+        *self == Verdict::Pass
+    }
 }
 
 impl Default for FlowRecord {
@@ -69,12 +125,16 @@ impl Default for FlowRecord {
             line: String::new(),
             ifindex: 0,
             direction: Direction::Ingress,
+            verdict: Verdict::Pass,
+            enforce_rule: None,
         }
     }
 }
 
 impl FlowRecord {
-    /// Builds a record from a key and counters whose timestamps are Unix-epoch ns.
+    /// Builds a record from a key and counters whose timestamps are Unix-epoch ns. The
+    /// verdict comes from the counters; the rule id is the caller's to fill in (the
+    /// kernel keeps a rule index, which only the installed policy can name).
     pub fn new(key: &FlowKey, stats: &FlowStats, line: &str) -> Self {
         let is_icmp = matches!(key.proto, 1 | 58);
         FlowRecord {
@@ -94,6 +154,8 @@ impl FlowRecord {
             line: line.to_string(),
             ifindex: key.ifindex,
             direction: Direction::from_u8(key.direction),
+            verdict: Verdict::from_u8(stats.verdict),
+            enforce_rule: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::record::FlowRecord;
+use crate::record::{FlowRecord, Verdict};
 use tidegate_common::Direction;
 
 /// Deterministic xorshift64* so failures reproduce.
@@ -81,6 +81,16 @@ fn record(i: u64) -> FlowRecord {
             Direction::Ingress
         } else {
             Direction::Egress
+        },
+        verdict: match i % 3 {
+            0 => Verdict::Pass,
+            1 => Verdict::WouldDrop,
+            _ => Verdict::Dropped,
+        },
+        enforce_rule: match i % 3 {
+            0 => None,
+            1 => Some("sanctioned".into()),
+            _ => Some(format!("rule-{}", i % 4)),
         },
     }
 }
@@ -159,15 +169,34 @@ fn set_batch_seq_renumbers_in_place() {
 #[test]
 fn format_1_batches_decode_as_epoch_0() {
     let mut b = batch(4, true);
-    let v2 = encode_batch(&b);
+    for r in &mut b.records {
+        r.verdict = Verdict::Pass;
+        r.enforce_rule = None;
+    }
     // Format 1 = format 2 without the 8 epoch bytes after seq.
-    let mut v1 = v2[..12].to_vec();
-    v1[3] = 1;
-    v1.extend_from_slice(&v2[20..]);
+    let mut v1 = encode_batch_as(&b, 1);
     b.epoch = 0;
     assert_eq!(decode_batch(&v1).unwrap(), b);
     assert_eq!(peek_batch_header(&v1).unwrap().format, 1);
     assert!(set_batch_seq(&mut v1, 5, 5).is_err());
+}
+
+/// A batch written before enforcement (format 2) decodes with every verdict `pass`; a
+/// format-3 batch keeps each record's verdict and rule id.
+#[test]
+fn format_2_batches_decode_as_pass_and_verdicts_round_trip() {
+    let b = batch(30, false);
+    assert!(b.records.iter().any(|r| r.verdict == Verdict::Dropped));
+    assert_eq!(decode_batch(&encode_batch(&b)).unwrap(), b);
+    let v2 = encode_batch_as(&b, 2);
+    assert_eq!(peek_batch_header(&v2).unwrap().format, 2);
+    let d = decode_batch(&v2).unwrap();
+    assert!(
+        d.records
+            .iter()
+            .all(|r| r.verdict == Verdict::Pass && r.enforce_rule.is_none())
+    );
+    assert_eq!(d.records.len(), b.records.len());
 }
 
 #[test]

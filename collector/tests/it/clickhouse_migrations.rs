@@ -16,12 +16,13 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 5] = [
+const ALL: [&str; 6] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
     "0004_alerts.sql",
     "0005_flows_batch_epoch.sql",
+    "0006_flows_enforcement.sql",
 ];
 
 #[tokio::test]
@@ -36,13 +37,13 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     assert_eq!(first.database, "tg_mig");
     assert_eq!(first.applied, ALL);
     assert!(first.already_applied.is_empty());
-    assert_eq!(first.version, 5);
+    assert_eq!(first.version, 6);
     assert!(
         first.retention_changes.is_empty(),
         "{:?}",
         first.retention_changes
     );
-    assert_eq!(metrics.migration_version.get(), 5);
+    assert_eq!(metrics.migration_version.get(), 6);
 
     let tables = ch
         .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
@@ -118,7 +119,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     let again = s.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(again.already_applied, ALL);
-    assert_eq!(again.version, 5);
+    assert_eq!(again.version, 6);
     assert!(again.retention_changes.is_empty());
     assert_eq!(
         ch.query("SELECT count() FROM tg_mig.schema_migrations")

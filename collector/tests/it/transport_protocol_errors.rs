@@ -169,6 +169,7 @@ fn bad_frames_close_only_their_own_connection() {
                 probe_id: "edge-bad".into(),
                 epoch: 1,
                 software: "from the future".into(),
+                capabilities: 0,
             }),
         )
         .await

@@ -231,7 +231,9 @@ impl AfPacketCapture {
                 last_ns: ts,
                 tcp_flags: parsed.tcp_flags,
                 icmp: parsed.icmp,
-                pad: [0; 4],
+                verdict: 0,
+                rule: 0,
+                policy: 0,
             };
             sink(&key, &s);
         }

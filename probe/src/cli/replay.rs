@@ -138,6 +138,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 &probe_id,
                 lines,
                 ExportMetrics::new(),
+                None,
             )?))
         }
     };

@@ -10,7 +10,7 @@ use std::{
 use anyhow::Context;
 use tidegate_common::Counter;
 use tidegate_probe::{
-    capture::ebpf::{EbpfCapture, XdpModeChoice},
+    capture::ebpf::{EbpfCapture, SharedEnforcer, XdpModeChoice},
     config::{Backend, CollectorConfig, Line, ProbeConfig},
     export::{
         JsonLines,
@@ -158,9 +158,11 @@ impl CollectorArgs {
         probe_id: &str,
         lines: Vec<String>,
         metrics: ExportMetrics,
+        enforcer: Option<SharedEnforcer>,
     ) -> anyhow::Result<CollectorExporter> {
         let mut opts = CollectorOptions::from_config(c, probe_id);
         opts.lines = lines;
+        opts.enforcer = enforcer;
         CollectorExporter::start(opts, metrics)
             .with_context(|| format!("cannot export to the collector at {}", c.addr))
     }
@@ -317,12 +319,29 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         tidegate_probe::capture::ebpf::ifindex(&l.iface)?;
     }
     let mut lines = HashMap::new();
+    let mut enforcer = None;
     let mut src: Box<dyn tidegate_probe::live::LiveSource> = match cfg.backend {
         Backend::Ebpf => {
             let mut cap = EbpfCapture::load(cfg.ebpf)?;
             for l in &cfg.lines {
                 let r = cap.attach(&l.iface)?;
                 lines.insert(r.ifindex, l.name.clone());
+            }
+            if cfg.ebpf.enforce {
+                anyhow::ensure!(
+                    cfg.collector.is_some(),
+                    "[ebpf] enforce = true needs a [collector]: policies come from it"
+                );
+                let mut e = cap.take_enforcer().expect("taken once");
+                let mut by_name: HashMap<String, Vec<u32>> = HashMap::new();
+                for (ix, name) in &lines {
+                    by_name.entry(name.clone()).or_default().push(*ix);
+                }
+                e.set_lines(by_name);
+                enforcer = Some(SharedEnforcer::new(e));
+                tracing::info!(
+                    "enforcement enabled: policies pushed by the collector are installed in XDP (fail-open: stopping the probe lets every packet pass)"
+                );
             }
             Box::new(cap)
         }
@@ -340,13 +359,14 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         sweep_interval: cfg.sweep_interval,
         duration: args.duration.map(Duration::from_secs_f64),
         lines,
+        enforcer: enforcer.clone(),
     };
     match &cfg.collector {
         Some(c) => {
             let names = cfg.lines.iter().map(|l| l.name.clone()).collect();
             let export_metrics = ExportMetrics::new();
             export_metrics.register(metrics.lock().expect("metrics lock").registry_mut());
-            let mut exporter = CollectorArgs::start(c, &cfg.id, names, export_metrics)?
+            let mut exporter = CollectorArgs::start(c, &cfg.id, names, export_metrics, enforcer)?
                 .with_health_counters(health_counters(&metrics));
             let ran = run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts);
             // Deliver what is left (or keep it spooled) even when the loop failed.

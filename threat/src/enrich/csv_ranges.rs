@@ -145,6 +145,19 @@ impl RangeTable {
         self.entries == 0
     }
 
+    /// Every segment of constant answer: `(is_ipv4, first, last)` as integers (IPv4 as
+    /// 32-bit), for compiling enforcement tables.
+    pub fn segments(&self) -> Vec<(bool, u128, u128)> {
+        let mut out = Vec::new();
+        for (v4, t) in [(true, &self.country_v4), (false, &self.country_v6)] {
+            out.extend(t.segs.iter().map(|s| (v4, s.0, s.1)));
+        }
+        for (v4, t) in [(true, &self.asn_v4), (false, &self.asn_v6)] {
+            out.extend(t.segs.iter().map(|s| (v4, s.0, s.1)));
+        }
+        out
+    }
+
     /// Country of the most specific range covering `ip` that sets one.
     pub fn country(&self, ip: IpAddr) -> Option<&str> {
         let ip = unmap(ip);

@@ -109,6 +109,52 @@ impl MmdbDb {
         code.map(str::to_string)
     }
 
+    /// Every network whose country (as [`MmdbDb::country`] reads it) is in `countries`
+    /// or whose ASN is in `asns`: `(address, prefix length)`, IPv4 as IPv4. One pass over
+    /// the database.
+    pub fn networks_of(
+        &self,
+        countries: &std::collections::HashSet<String>,
+        asns: &std::collections::HashSet<u32>,
+    ) -> Result<Vec<(IpAddr, u8)>, EnrichError> {
+        let mut out = Vec::new();
+        if countries.is_empty() && asns.is_empty() {
+            return Ok(out);
+        }
+        let err = |e: maxminddb::MaxMindDbError| EnrichError::Mmdb {
+            path: self.path.clone(),
+            source: e,
+        };
+        for item in self.reader.networks(Default::default()).map_err(err)? {
+            let found = item.map_err(err)?;
+            let hit = match self.kind {
+                DbKind::Geo => {
+                    let cc = match found.decode_path::<&str>(&COUNTRY) {
+                        Ok(Some(c)) => Some(c),
+                        _ => found.decode_path::<&str>(&REGISTERED).ok().flatten(),
+                    };
+                    cc.is_some_and(|c| countries.contains(c))
+                        || (!asns.is_empty()
+                            && found
+                                .decode_path::<u32>(&TRAITS_ASN)
+                                .ok()
+                                .flatten()
+                                .is_some_and(|a| asns.contains(&a)))
+                }
+                DbKind::Asn => found
+                    .decode_path::<u32>(&ASN)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| asns.contains(&a)),
+            };
+            if hit {
+                let net = found.network().map_err(err)?;
+                out.push((net.ip(), net.prefix()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Autonomous system number of `ip` (ASN/ISP databases; Enterprise via its traits).
     pub fn asn(&self, ip: IpAddr) -> Option<u32> {
         let found = self.reader.lookup(ip).ok()?;

@@ -9,11 +9,13 @@ use tidegate_base::ConfigFile;
 use toml::Spanned;
 
 use super::Policy;
+use super::enforce::{EnforceSettings, Protected};
 use super::error::PolicyError;
-use super::rule::{DestMatcher, PortSpec, Rule, RuleBody, ZoneSet};
+use super::rule::{Action, DestMatcher, PortSpec, Rule, RuleBody, ZoneSet};
 use super::zone::{UNZONED, Zone, ZoneId, Zones};
 use crate::Severity;
 use tidegate_base::Cidr;
+use tidegate_wire::enforce::Mode;
 
 type List<T> = Option<Spanned<Vec<Spanned<T>>>>;
 
@@ -24,6 +26,15 @@ struct RawFile {
     zone: Vec<Spanned<RawZone>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    enforce: Option<Spanned<RawEnforce>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnforce {
+    mode: Option<Spanned<String>>,
+    lines: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
+    protected: List<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +65,7 @@ struct RawRule {
     allow: List<String>,
     max_bytes: Option<Spanned<u64>>,
     window_secs: Option<Spanned<u64>>,
+    action: Option<Spanned<String>>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -125,11 +137,58 @@ pub fn parse(src: &str, path: &Path) -> Result<Policy, PolicyError> {
         }
         rules.push(rule);
     }
+    let enforce = match raw.enforce {
+        None => EnforceSettings::default(),
+        Some(e) => enforce_settings(cx, e)?,
+    };
     Ok(Policy {
         path: path.to_path_buf(),
         zones,
         rules,
+        enforce,
     })
+}
+
+fn mode(cx: &ConfigFile, m: &Spanned<String>) -> Result<Mode, PolicyError> {
+    match m.get_ref().as_str() {
+        "monitor" => Ok(Mode::Monitor),
+        "enforce" => Ok(Mode::Enforce),
+        other => Err(cx.at(
+            m.span().start,
+            format!("unknown mode {other:?} (monitor or enforce)"),
+        )),
+    }
+}
+
+fn enforce_settings(
+    cx: &ConfigFile,
+    e: Spanned<RawEnforce>,
+) -> Result<EnforceSettings, PolicyError> {
+    let head = e.span().start;
+    let e = e.into_inner();
+    let mut out = EnforceSettings {
+        line: cx.line_of(head),
+        ..Default::default()
+    };
+    if let Some(m) = &e.mode {
+        out.default_mode = mode(cx, m)?;
+    }
+    if let Some(lines) = &e.lines {
+        for (name, m) in lines.get_ref() {
+            if name.trim().is_empty() {
+                return Err(cx.at(lines.span().start, "a line name must not be empty"));
+            }
+            out.lines.push((name.clone(), mode(cx, m)?));
+        }
+    }
+    for c in items(&e.protected) {
+        let cidr = Cidr::parse(c.get_ref()).map_err(|m| cx.at(c.span().start, m.to_string()))?;
+        out.protected.push(Protected {
+            cidr,
+            line: cx.line_of(c.span().start),
+        });
+    }
+    Ok(out)
 }
 
 fn zones(cx: &ConfigFile, raw: Vec<Spanned<RawZone>>) -> Result<Zones, PolicyError> {
@@ -216,6 +275,12 @@ fn items<T>(l: &List<T>) -> &[Spanned<T>] {
 fn country(cx: &ConfigFile, c: &Spanned<String>) -> Result<String, PolicyError> {
     let s = c.get_ref();
     if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+        if !super::country::is_assigned(s) {
+            return Err(cx.at(
+                c.span().start,
+                format!("unknown country {s:?}: not an assigned ISO 3166-1 alpha-2 code"),
+            ));
+        }
         Ok(s.clone())
     } else {
         Err(cx.at(
@@ -295,6 +360,33 @@ fn rule(cx: &ConfigFile, zones: &Zones, head: usize, r: RawRule) -> Result<Rule,
         }
     }
     let missing = |key: &str| cx.at(head, format!("rule type {kind:?} needs `{key}`"));
+    let (action, action_line) = match &r.action {
+        None => (Action::Alert, cx.line_of(head)),
+        Some(a) => {
+            let at = a.span().start;
+            let action = match a.get_ref().as_str() {
+                "alert" => Action::Alert,
+                "drop" => Action::Drop,
+                other => {
+                    return Err(cx.at(at, format!("unknown action {other:?} (alert or drop)")));
+                }
+            };
+            if action == Action::Drop && matches!(kind, "allow" | "byte_cap") {
+                return Err(cx.at(
+                    at,
+                    format!(
+                        "rule type {kind:?} cannot drop: {}",
+                        if kind == "allow" {
+                            "it lets traffic through"
+                        } else {
+                            "a byte cap counts bytes over a window, which the line cannot judge packet by packet"
+                        }
+                    ),
+                ));
+            }
+            (action, cx.line_of(at))
+        }
+    };
     let severity = match &r.severity {
         None => None,
         Some(s) => Some(Severity::parse(s.get_ref()).ok_or_else(|| {
@@ -416,6 +508,8 @@ fn rule(cx: &ConfigFile, zones: &Zones, head: usize, r: RawRule) -> Result<Rule,
         text: table_text(cx.text(), head),
         severity: severity.unwrap_or(default_severity),
         body,
+        action,
+        action_line,
     })
 }
 

@@ -13,6 +13,8 @@
 //! described in [`zone`]. `dashboards/policy/example.toml` documents the file format.
 
 pub mod book;
+mod country;
+pub mod enforce;
 pub mod engine;
 pub mod error;
 pub mod eval;
@@ -29,7 +31,7 @@ pub use engine::PolicyEngine;
 pub use error::PolicyError;
 pub use eval::{EndpointInfo, Endpoints};
 pub use reload::PolicyHandle;
-pub use rule::{Rule, RuleBody};
+pub use rule::{Action, Rule, RuleBody};
 pub use violation::{Violation, ViolationKind};
 pub use zone::{UNZONED, ZoneId, Zones};
 
@@ -42,6 +44,8 @@ pub struct Policy {
     pub zones: Zones,
     /// Rules in file order.
     pub rules: Vec<Rule>,
+    /// The `[enforce]` section (line modes, protected ranges).
+    pub enforce: enforce::EnforceSettings,
 }
 
 impl Policy {

@@ -22,6 +22,21 @@ pub struct Rule {
     pub severity: Severity,
     /// What it checks.
     pub body: RuleBody,
+    /// What the line does with a matching packet (`action = "drop"`).
+    pub action: Action,
+    /// Line of the `action` key (of the header when left out), for compile errors.
+    pub action_line: usize,
+}
+
+/// What happens to traffic a rule matches, beyond the violation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Action {
+    /// Report it (the default).
+    #[default]
+    Alert,
+    /// Also drop it at the line (XDP) where the line is in enforce mode; count it as
+    /// "would drop" where the line is in monitor mode.
+    Drop,
 }
 
 /// A set of zones; `None` stands for any zone.

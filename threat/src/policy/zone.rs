@@ -69,6 +69,16 @@ impl Zones {
         &self.zones[id.0].name
     }
 
+    /// Every zone, `unzoned` (empty) first.
+    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
+        self.zones.iter()
+    }
+
+    /// The zone with id `id`.
+    pub fn get(&self, id: ZoneId) -> Option<&Zone> {
+        self.zones.get(id.0)
+    }
+
     /// Number of zones, `unzoned` included.
     pub fn len(&self) -> usize {
         self.zones.len()

@@ -55,6 +55,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0003", "probe_health"),
     migration!("0004", "alerts"),
     migration!("0005", "flows_batch_epoch"),
+    migration!("0006", "flows_enforcement"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use tidegate_common::Direction;
-use tidegate_wire::record::FlowRecord;
+use tidegate_wire::record::{FlowRecord, Verdict};
 
 use tidegate_threat::enrich::FlowContext;
 
@@ -46,6 +46,11 @@ pub struct FlowRow<'a> {
     pub dst_asn: u32,
     pub src_zone: Cow<'a, str>,
     pub dst_zone: Cow<'a, str>,
+    /// Added by `0006_flows_enforcement.sql`: `Enum8('pass' = 0, 'would_drop' = 1,
+    /// 'dropped' = 2)`.
+    pub verdict: i8,
+    /// The drop rule behind `verdict` (empty for pass).
+    pub enforce_rule: Cow<'a, str>,
 }
 
 impl<'a> FlowRow<'a> {
@@ -99,6 +104,8 @@ impl<'a> FlowRow<'a> {
             dst_asn: ctx.and_then(|c| c.ends.dst.asn).unwrap_or(0),
             src_zone: text(ctx.map(|c| &*c.src_zone)),
             dst_zone: text(ctx.map(|c| &*c.dst_zone)),
+            verdict: r.verdict.as_u8() as i8,
+            enforce_rule: text(r.enforce_rule.as_deref()),
         })
     }
 
@@ -145,6 +152,12 @@ impl<'a> FlowRow<'a> {
         h.update(self.dst_asn.to_be_bytes());
         s(&mut h, &self.src_zone);
         s(&mut h, &self.dst_zone);
+        // Enforcement columns only when set: rows without a verdict hash as before
+        // (digests in evidence logs written before enforcement still verify).
+        if self.verdict != 0 || !self.enforce_rule.is_empty() {
+            h.update([self.verdict as u8]);
+            s(&mut h, &self.enforce_rule);
+        }
         h.finalize().into()
     }
 
@@ -180,6 +193,11 @@ impl<'a> FlowRow<'a> {
                 1 => Direction::Egress,
                 d => return Err(format!("direction {d}")),
             },
+            verdict: match self.verdict {
+                0..=2 => Verdict::from_u8(self.verdict as u8),
+                v => return Err(format!("verdict {v}")),
+            },
+            enforce_rule: (!self.enforce_rule.is_empty()).then(|| self.enforce_rule.to_string()),
         })
     }
 }

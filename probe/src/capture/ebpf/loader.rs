@@ -18,12 +18,17 @@ use tidegate_common::{
     Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
     maps::{
         CLOCK_COARSE, CLOCK_PRECISE, CONTROL, COUNTERS, CTL_CLOCK, CTL_GENERATION,
-        DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, FALLBACK, FLOWS_GEN0, FLOWS_GEN1,
-        PROG_TC_EGRESS, PROG_XDP,
+        DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, ENF_HOST, ENF_LPM,
+        FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS, PROG_XDP,
     },
 };
 
-use super::{EbpfError, batch::Drainer, grace};
+use super::{
+    EbpfError,
+    batch::Drainer,
+    enforce::{self, Enforcer},
+    grace,
+};
 use crate::clock::MonoToEpoch;
 
 /// The compiled kernel programs (built by `build.rs`), for tools that load them
@@ -78,6 +83,10 @@ pub struct EbpfOptions {
     pub egress: bool,
     /// Clock for packet timestamps.
     pub timestamps: Timestamps,
+    /// Capacity of each enforcement prefix map (LPM trie and exact-match hash).
+    pub enforce_prefixes: u32,
+    /// Install the collector's enforcement policies (the probe announces it can).
+    pub enforce: bool,
 }
 
 impl Default for EbpfOptions {
@@ -88,6 +97,8 @@ impl Default for EbpfOptions {
             xdp_mode: XdpModeChoice::Auto,
             egress: true,
             timestamps: Timestamps::Precise,
+            enforce_prefixes: DEFAULT_ENF_PREFIXES,
+            enforce: false,
         }
     }
 }
@@ -121,6 +132,7 @@ pub struct EbpfCapture {
     generation: u32,
     drainer: Drainer,
     attached: Vec<Attached>,
+    enforcer: Option<Enforcer>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, EbpfError> {
@@ -170,6 +182,10 @@ impl EbpfCapture {
             .map_max_entries(FLOWS_GEN0, opts.flow_entries)
             .map_max_entries(FLOWS_GEN1, opts.flow_entries)
             .map_max_entries(FALLBACK, opts.fallback_bytes)
+            .map_max_entries(ENF_LPM[0], opts.enforce_prefixes)
+            .map_max_entries(ENF_LPM[1], opts.enforce_prefixes)
+            .map_max_entries(ENF_HOST[0], opts.enforce_prefixes)
+            .map_max_entries(ENF_HOST[1], opts.enforce_prefixes)
             .load(OBJECT)
             .map_err(EbpfError::from_load)?;
         let xdp: &mut Xdp = ebpf
@@ -185,8 +201,13 @@ impl EbpfCapture {
             .map_err(EbpfError::from_load)?;
         tc.load().map_err(EbpfError::from_load)?;
 
+        let control_map = take(&mut ebpf, CONTROL)?;
+        let control_dup = match &control_map {
+            Map::Array(d) => enforce::dup(d)?,
+            _ => return Err(EbpfError::Load(format!("map {CONTROL} is not an array"))),
+        };
         let mut control: Array<MapData, u32> =
-            Array::try_from(take(&mut ebpf, CONTROL)?).map_err(map_err(CONTROL))?;
+            Array::try_from(control_map).map_err(map_err(CONTROL))?;
         control
             .set(CTL_CLOCK, opts.timestamps.control_word(), 0)
             .map_err(map_err(CONTROL))?;
@@ -205,6 +226,7 @@ impl EbpfCapture {
         ];
         let nr_cpus = aya::util::nr_cpus()
             .map_err(|(f, e)| EbpfError::Load(format!("cannot read {f}: {e}")))?;
+        let enforcer = Enforcer::take(&mut ebpf, control_dup, nr_cpus)?;
         // Probe the grace-period mechanism once, up front (logs if it must fall back).
         grace::method();
         Ok(EbpfCapture {
@@ -217,7 +239,14 @@ impl EbpfCapture {
             generation: 0,
             drainer: Drainer::new(nr_cpus),
             attached: Vec::new(),
+            enforcer: Some(enforcer),
         })
+    }
+
+    /// Hands out the enforcement tables (once; `None` after). Dropping them, like
+    /// detaching or the probe exiting, leaves every packet passing (fail-open).
+    pub fn take_enforcer(&mut self) -> Option<Enforcer> {
+        self.enforcer.take()
     }
 
     /// Attaches XDP (ingress) and, if enabled, TCX (egress) to `iface`.
@@ -367,7 +396,9 @@ impl EbpfCapture {
                 last_ns: ts,
                 tcp_flags: r.tcp_flags,
                 icmp: r.icmp,
-                pad: [0; 4],
+                verdict: r.verdict,
+                rule: r.rule,
+                policy: r.policy,
             };
             out(&r.key, &s);
             n += 1;

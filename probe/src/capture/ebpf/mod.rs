@@ -8,10 +8,12 @@
 //! it with `BPF_MAP_LOOKUP_AND_DELETE_BATCH` while nothing else touches it.
 
 mod batch;
+mod enforce;
 mod error;
 pub mod grace;
 mod loader;
 
+pub use enforce::{Enforcer, Installed, RuleTotal, SharedEnforcer};
 pub use error::EbpfError;
 pub use loader::{
     AttachReport, EbpfCapture, EbpfOptions, OBJECT, Timestamps, XdpModeChoice, ifindex,

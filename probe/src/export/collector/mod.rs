@@ -83,6 +83,11 @@ pub struct CollectorOptions {
     pub max_frame: usize,
     /// Line names, reported in health snapshots.
     pub lines: Vec<String>,
+    /// The kernel's enforcement tables: the probe announces it enforces policies, keeps
+    /// its connection up (heartbeats) and installs each plan the collector pushes.
+    pub enforcer: Option<crate::capture::ebpf::SharedEnforcer>,
+    /// Heartbeat interval while enforcing (below the collector's idle timeout).
+    pub heartbeat: Duration,
 }
 
 /// Default spool directory.
@@ -125,6 +130,8 @@ impl CollectorOptions {
             finish_timeout: Duration::from_secs(30),
             max_frame: DEFAULT_MAX_FRAME,
             lines: Vec::new(),
+            enforcer: None,
+            heartbeat: Duration::from_secs(15),
         }
     }
 
@@ -260,6 +267,8 @@ impl CollectorExporter {
             metrics: metrics.clone(),
             wake: wake.clone(),
             stop: stop_rx,
+            enforcer: opts.enforcer.clone(),
+            heartbeat: opts.heartbeat,
         })
         .map_err(CollectorError::Thread)?;
         Ok(CollectorExporter {

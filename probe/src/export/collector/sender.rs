@@ -11,8 +11,8 @@ use std::{
 
 use rustls_pki_types::ServerName;
 use tidegate_wire::{
-    Hello, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError, read_message_async,
-    write_frame_async, write_message_async,
+    CAP_ENFORCE, EnforcePlan, EnforceStatus, Hello, HelloAck, Message, MessageType,
+    PROTOCOL_VERSION, WireError, read_message_async, write_frame_async, write_message_async,
 };
 use tokio::{
     io::{AsyncWriteExt, ReadHalf},
@@ -22,6 +22,8 @@ use tokio::{
 };
 use tokio_rustls::{TlsConnector, client::TlsStream};
 use tracing::{debug, info, warn};
+
+use crate::capture::ebpf::SharedEnforcer;
 
 use super::{
     ExportMetrics, SendError,
@@ -49,6 +51,10 @@ pub(crate) struct SenderCtx {
     pub(crate) wake: Arc<Notify>,
     /// Set to stop (the exporter's finish deadline).
     pub(crate) stop: watch::Receiver<bool>,
+    /// Enforcement tables (the probe enforces policies the collector pushes).
+    pub(crate) enforcer: Option<SharedEnforcer>,
+    /// Status heartbeat interval while enforcing.
+    pub(crate) heartbeat: Duration,
 }
 
 /// Starts the sender thread.
@@ -83,8 +89,9 @@ async fn run(mut ctx: SenderCtx) {
         if *ctx.stop.borrow() {
             return;
         }
-        if ctx.spool.is_empty() {
-            // Connect only when there is something to send.
+        if ctx.spool.is_empty() && ctx.enforcer.is_none() {
+            // Connect only when there is something to send (an enforcing probe stays
+            // connected: policies arrive over the connection).
             tokio::select! {
                 _ = ctx.wake.notified() => {}
                 _ = ctx.stop.changed() => {}
@@ -162,6 +169,11 @@ async fn connect(ctx: &SenderCtx) -> Result<(Tls, HelloAck), SendError> {
         probe_id: ctx.probe_id.clone(),
         epoch: ctx.spool.epoch(),
         software: concat!("tidegate-probe ", env!("CARGO_PKG_VERSION")).into(),
+        capabilities: if ctx.enforcer.is_some() {
+            CAP_ENFORCE
+        } else {
+            0
+        },
     });
     write_message_async(&mut tls, &hello).await?;
     tls.flush().await?;
@@ -248,6 +260,16 @@ async fn session(ctx: &mut SenderCtx, tls: Tls) -> SessionEnd {
     let mut last_sent: Option<u64> = None;
     let mut acked = 0u64;
     let end = |result, acked| SessionEnd { result, acked };
+    let mut heartbeat = tokio::time::interval(ctx.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    if let Some(e) = &ctx.enforcer {
+        // Say at once what this probe enforces (the collector logs and pushes).
+        let st = status(e, None, String::new());
+        if let Err(e) = send_status(&mut wr, st, ctx.ack_timeout).await {
+            return end(Err(e), acked);
+        }
+    }
     loop {
         // Fill the window from the spool, oldest first.
         let mut wrote = false;
@@ -310,6 +332,13 @@ async fn session(ctx: &mut SenderCtx, tls: Tls) -> SessionEnd {
                     ctx.metrics.ack_latency.observe(sent.elapsed().as_secs_f64());
                     debug!(seq, duplicate = a.duplicate, "batch acknowledged");
                 }
+                Some(Ok(Message::Policy(bytes))) if ctx.enforcer.is_some() => {
+                    let enf = ctx.enforcer.clone().expect("checked");
+                    let st = apply_policy(enf, bytes).await;
+                    if let Err(e) = send_status(&mut wr, st, ctx.ack_timeout).await {
+                        return end(Err(e), acked);
+                    }
+                }
                 Some(Ok(Message::Error { reason })) if in_flight.is_empty() => {
                     debug!(%reason, "collector closed the connection");
                     return end(Ok(Quiet::Idle), acked);
@@ -322,6 +351,12 @@ async fn session(ctx: &mut SenderCtx, tls: Tls) -> SessionEnd {
                 None => return end(Err(WireError::Closed.into()), acked),
             },
             _ = ctx.wake.notified() => {}
+            _ = heartbeat.tick(), if ctx.enforcer.is_some() => {
+                let st = status(ctx.enforcer.as_ref().expect("checked"), None, String::new());
+                if let Err(e) = send_status(&mut wr, st, ctx.ack_timeout).await {
+                    return end(Err(e), acked);
+                }
+            }
             _ = ctx.stop.changed() => break,
             _ = ack_deadline => return end(Err(SendError::AckTimeout(ctx.ack_timeout)), acked),
         }
@@ -333,4 +368,72 @@ async fn session(ctx: &mut SenderCtx, tls: Tls) -> SessionEnd {
     // clean end; unacknowledged batches stay spooled.
     let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
     end(Ok(Quiet::Stopped), acked)
+}
+
+fn status(e: &SharedEnforcer, failed_version: Option<u64>, error: String) -> Message {
+    Message::EnforceStatus(EnforceStatus {
+        version: e.lock().version(),
+        failed_version,
+        error,
+    })
+}
+
+async fn send_status(
+    wr: &mut tokio::io::WriteHalf<Tls>,
+    st: Message,
+    limit: Duration,
+) -> Result<(), SendError> {
+    match timeout(limit, async {
+        write_message_async(wr, &st).await?;
+        wr.flush().await?;
+        Ok::<_, WireError>(())
+    })
+    .await
+    {
+        Ok(r) => r.map_err(SendError::from),
+        Err(_) => Err(SendError::AckTimeout(limit)),
+    }
+}
+
+/// Decodes and installs a pushed plan (off the async thread: the swap waits for a grace
+/// period); returns the status to answer with.
+async fn apply_policy(enf: SharedEnforcer, bytes: Vec<u8>) -> Message {
+    let plan = match EnforcePlan::decode(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "the collector sent an unreadable enforcement policy; the current one stays");
+            return status(&enf, Some(0), format!("unreadable policy: {e}"));
+        }
+    };
+    let version = plan.version;
+    if enf.lock().version() == version && version != 0 {
+        return status(&enf, None, String::new());
+    }
+    let e2 = enf.clone();
+    let started = Instant::now();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut g = e2.lock();
+        if plan.version == 0 {
+            g.clear().map(|_| None).map_err(|e| e.to_string())
+        } else {
+            g.install(&plan).map(Some)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("installing panicked: {e}")));
+    match r {
+        Ok(Some(i)) => {
+            info!(version, prefixes = i.prefixes, lines = ?i.lines,
+                took_ms = started.elapsed().as_millis() as u64, "enforcement policy installed");
+            status(&enf, None, String::new())
+        }
+        Ok(None) => {
+            info!("enforcement policy removed: every packet passes");
+            status(&enf, None, String::new())
+        }
+        Err(e) => {
+            warn!(version, error = %e, "cannot install the enforcement policy; the current one stays");
+            status(&enf, Some(version), e)
+        }
+    }
 }

@@ -627,17 +627,17 @@ mod tests {
 
         // A spool from a build before epochs: format-1 batches, no epoch file.
         let old = tempfile::tempdir().unwrap();
-        let v2 = encode_batch(&Batch {
-            probe_id: "p".into(),
-            epoch: 0,
-            seq: 7,
-            created_ns: 70,
-            records: Vec::new(),
-            health: None,
-        });
-        let mut v1 = v2[..12].to_vec();
-        v1[3] = 1;
-        v1.extend_from_slice(&v2[20..]);
+        let v1 = tidegate_wire::encode_batch_as(
+            &Batch {
+                probe_id: "p".into(),
+                epoch: 0,
+                seq: 7,
+                created_ns: 70,
+                records: Vec::new(),
+                health: None,
+            },
+            1,
+        );
         fs::write(old.path().join(file_name(7)), &v1).unwrap();
         let s = open(old.path(), 1 << 20);
         assert_eq!((s.epoch(), s.seqs(), s.next_seq()), (0, vec![7], 8));
