@@ -63,9 +63,17 @@ pub struct Ingest {
     /// One lock per probe sequence so that two connections of it (a reconnect racing an
     /// old connection) cannot both store the same sequence number.
     probes: Mutex<HashMap<(String, u64), SequenceLock>>,
+    /// Enforcement control, when the policy can drop.
+    enforce: Option<Arc<crate::enforce::EnforceHub>>,
 }
 
 impl Ingest {
+    /// Pushes enforcement plans to probes that enforce, and takes their reports.
+    pub fn with_enforce(mut self, hub: Option<Arc<crate::enforce::EnforceHub>>) -> Self {
+        self.enforce = hub;
+        self
+    }
+
     /// Also records probe connections and disconnections in the evidence log.
     pub fn with_evidence(mut self, log: Option<Arc<tidegate_evidence::EvidenceLog>>) -> Self {
         self.evidence = log;
@@ -78,6 +86,7 @@ impl Ingest {
             spool,
             metrics,
             evidence: None,
+            enforce: None,
             probes: Mutex::new(HashMap::new()),
         }
     }
@@ -134,7 +143,22 @@ impl BatchSink for Ingest {
         }
     }
 
+    fn policy_feed(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<Option<Arc<crate::enforce::PolicyFrame>>>> {
+        self.enforce.as_ref().map(|h| h.subscribe())
+    }
+
+    fn enforce_status(&self, probe_id: &str, status: &tidegate_wire::EnforceStatus) {
+        if let Some(h) = &self.enforce {
+            h.report(probe_id, status);
+        }
+    }
+
     fn disconnected(&self, probe_id: &str, epoch: u64, peer: std::net::SocketAddr, how: &str) {
+        if let Some(h) = &self.enforce {
+            h.disconnected(probe_id);
+        }
         if let Some(log) = &self.evidence {
             let data = serde_json::json!({
                 "probe": probe_id, "epoch": epoch, "peer": peer.to_string(), "how": how,

@@ -12,6 +12,7 @@ pub mod analysis;
 pub mod api;
 pub mod certs;
 pub mod config;
+pub mod enforce;
 pub mod evidence;
 pub mod ingest;
 pub mod pipeline;

@@ -11,12 +11,17 @@ pub fn spawn_sighup_reload(
     handle: PolicyHandle,
     path: PathBuf,
     evidence: Option<std::sync::Arc<tidegate_evidence::EvidenceLog>>,
+    enforce: Option<std::sync::Arc<crate::enforce::EnforceHub>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let outcome = handle.reload(&path);
+            // A policy whose drop rules cannot be enforced is refused like a bad file.
+            let outcome = handle.reload_checked(&path, |p| match &enforce {
+                Some(hub) => hub.check(p).map(|_| ()),
+                None => Ok(()),
+            });
             match &outcome {
                 Ok(()) => tracing::info!(
                     path = %path.display(),
@@ -26,6 +31,12 @@ pub fn spawn_sighup_reload(
                 Err(e) => {
                     tracing::warn!(error = %e, "policy reload refused; keeping the old policy")
                 }
+            }
+            if outcome.is_ok()
+                && let Some(hub) = &enforce
+                && let Err(e) = hub.republish("reload")
+            {
+                tracing::error!(error = %e, "enforcement policy not republished after the reload");
             }
             if let Some(log) = &evidence {
                 let data = serde_json::json!({

@@ -25,6 +25,9 @@ pub const PROBE_DISCONNECT: &str = "probe_disconnect";
 pub const CONFIG: &str = "config";
 /// `type` of a digest of stored flows.
 pub const FLOWS_DIGEST: &str = "flows_digest";
+/// `type` of an enforcement change: a policy version published, a probe enforcing it
+/// (or failing to), a manual block made, lifted or lapsed, a probe's enforcement ended.
+pub const ENFORCEMENT: &str = "enforcement";
 
 /// One entry.
 #[derive(Clone, Debug, PartialEq)]

@@ -13,11 +13,12 @@ use std::{
 
 use tidegate_collector::{
     certs::CertPaths,
+    enforce::PolicyFrame,
     transport::{BatchSink, PersistError, Persisted, Server, TransportConfig, TransportMetrics},
 };
 use tidegate_wire::{
-    Batch, DEFAULT_MAX_FRAME, Hello, Message, PROTOCOL_VERSION, WireError, read_message_async,
-    record::FlowRecord, write_message_async,
+    Batch, DEFAULT_MAX_FRAME, EnforceStatus, Hello, Message, PROTOCOL_VERSION, WireError,
+    read_message_async, record::FlowRecord, write_message_async,
 };
 use tokio::{io::AsyncWriteExt, net::TcpStream, sync::watch};
 use tokio_rustls::{TlsConnector, client::TlsStream};
@@ -45,6 +46,8 @@ pub struct MemSink {
     gate: watch::Sender<bool>,
     stalled: Mutex<Option<mpsc::Sender<u64>>>,
     hide_last_seq: std::sync::atomic::AtomicBool,
+    policy: watch::Sender<Option<Arc<PolicyFrame>>>,
+    statuses: Mutex<Vec<(String, EnforceStatus)>>,
 }
 
 impl Default for MemSink {
@@ -55,6 +58,8 @@ impl Default for MemSink {
             gate: watch::channel(true).0,
             stalled: Mutex::new(None),
             hide_last_seq: Default::default(),
+            policy: watch::channel(None).0,
+            statuses: Mutex::new(Vec::new()),
         }
     }
 }
@@ -63,6 +68,36 @@ impl MemSink {
     /// A fresh sink.
     pub fn new() -> Arc<MemSink> {
         Arc::new(MemSink::default())
+    }
+
+    /// Publishes an enforcement plan to every connected probe that enforces.
+    pub fn publish(&self, plan: &tidegate_wire::EnforcePlan) {
+        self.policy.send_replace(Some(Arc::new(PolicyFrame {
+            version: plan.version,
+            bytes: plan.encode(),
+            published: Instant::now(),
+        })));
+    }
+
+    /// The enforcement reports received, oldest first.
+    pub fn statuses(&self) -> Vec<(String, EnforceStatus)> {
+        self.statuses.lock().unwrap().clone()
+    }
+
+    /// Waits until `probe` reports enforcing `version`; how long it took.
+    pub fn wait_enforcing(&self, probe: &str, version: u64, within: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < within {
+            if self
+                .statuses()
+                .iter()
+                .any(|(p, s)| p == probe && s.version == version)
+            {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
     }
     /// Each persist takes this long.
     pub fn set_delay(&self, d: Duration) {
@@ -204,6 +239,17 @@ impl BatchSink for MemSink {
             .stored
             .get(&(probe_id.to_owned(), epoch))
             .and_then(|m| m.keys().next_back().copied())
+    }
+
+    fn policy_feed(&self) -> Option<watch::Receiver<Option<Arc<PolicyFrame>>>> {
+        Some(self.policy.subscribe())
+    }
+
+    fn enforce_status(&self, probe_id: &str, status: &EnforceStatus) {
+        self.statuses
+            .lock()
+            .unwrap()
+            .push((probe_id.to_string(), status.clone()));
     }
 }
 

@@ -169,6 +169,15 @@ impl AnalysisConfig {
             Some(p) => Some(PolicyHandle::load(p).map_err(|e| e.to_string())?),
             None => None,
         };
+        // The enforcement plan the policy compiles to (drop rules against the enrichment
+        // databases and protected ranges): refused here too, so `check-config` and `run`
+        // agree.
+        if let Some(h) = &policy {
+            let empty = Enricher::default();
+            let e = enricher.as_deref().unwrap_or(&empty);
+            tidegate_threat::policy::enforce::compile(&h.current(), e, &[], &[], 0)
+                .map_err(|e| e.to_string())?;
+        }
         let detect = match &self.detect_config {
             Some(p) => DetectConfig::load(p).map_err(|e| e.to_string())?,
             None => DetectConfig::default(),

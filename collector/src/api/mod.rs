@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod enforce;
 pub mod error;
 pub mod evidence;
 pub mod flows;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub home_country: Option<String>,
     /// The evidence log, when the collector keeps one.
     pub evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
+    /// Enforcement control, when the collector has a policy.
+    pub enforce: Option<Arc<crate::enforce::EnforceHub>>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             auth: Arc::new(auth::Auth::new(api)),
             home_country: api.home_country.clone(),
             evidence: None,
+            enforce: None,
         }
     }
 }
@@ -83,6 +87,13 @@ pub fn router(state: AppState) -> Router {
         .route("/evidence/checkpoints", get(evidence::checkpoints))
         .route("/evidence/status/{id}", get(evidence::status))
         .route("/evidence/consistency", get(evidence::consistency))
+        .route("/enforce/status", get(enforce::status))
+        .route("/enforce/rules", get(enforce::rules))
+        .route("/enforce/blocks", post(enforce::block))
+        .route(
+            "/enforce/blocks/{id}",
+            axum::routing::delete(enforce::unblock),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let api = Router::new()
         .route("/login", post(auth::login))
@@ -122,12 +133,14 @@ pub async fn serve(
     api: ApiConfig,
     ch: ClickHouseConfig,
     evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
+    enforce: Option<Arc<crate::enforce::EnforceHub>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(api.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "web UI and API on http://{addr}/");
     let mut state = AppState::new(&api, &ch);
     state.evidence = evidence;
+    state.enforce = enforce;
     let app = router(state);
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -8,10 +8,12 @@ use std::{
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use tidegate_base::Cidr;
 use tidegate_collector::{
     aggregate::{AggregateMetrics, Aggregator},
     analysis::{Analysis, AnalysisMetrics},
     config::CollectorConfig,
+    enforce::{BlockStore, EnforceHub, EnforceMetrics},
     ingest::{Ingest, IngestMetrics},
     pipeline::{self, PipelineMetrics},
     reload::spawn_sighup_reload,
@@ -83,14 +85,52 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     };
     let sink = Arc::new(ClickHouseSink::connect(cfg.clickhouse.clone(), sink_metrics).await?);
     let aggregator = Arc::new(Aggregator::start(cfg.aggregate.clone(), agg_metrics)?);
-    let ingest =
-        Arc::new(Ingest::new(spool.clone(), ingest_metrics).with_evidence(evidence.clone()));
-
     // Detection: enrichment sources, the policy (reloaded on SIGHUP) and the detectors.
     let sources = cfg.analysis.load().map_err(anyhow::Error::msg)?;
+    // Enforcement: the policy compiled for the probes' XDP programs, pushed to every
+    // probe that enforces; the collector's own addresses are never dropped.
+    let enforce = match &sources.policy {
+        Some(handle) => {
+            let enforce_metrics = EnforceMetrics::default();
+            enforce_metrics.register(&mut registry);
+            let own: Vec<Cidr> = [
+                Some(cfg.transport.listen.ip()),
+                cfg.api.as_ref().map(|a| a.listen.ip()),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|ip| !ip.is_unspecified())
+            .map(Cidr::host)
+            .collect();
+            let blocks = BlockStore::open(&cfg.spool.dir.join("enforce-blocks.json"))
+                .map_err(anyhow::Error::msg)?;
+            let hub = EnforceHub::start(
+                handle.clone(),
+                sources.enricher.clone(),
+                own,
+                blocks,
+                evidence.clone(),
+                enforce_metrics,
+            )
+            .context("compiling the enforcement policy")?;
+            hub.spawn_expiry();
+            Some(hub)
+        }
+        None => None,
+    };
+    let ingest = Arc::new(
+        Ingest::new(spool.clone(), ingest_metrics)
+            .with_evidence(evidence.clone())
+            .with_enforce(enforce.clone()),
+    );
     if let (Some(handle), Some(path)) = (&sources.policy, &cfg.analysis.policy) {
-        spawn_sighup_reload(handle.clone(), path.clone(), evidence.clone())
-            .context("installing the SIGHUP handler")?;
+        spawn_sighup_reload(
+            handle.clone(),
+            path.clone(),
+            evidence.clone(),
+            enforce.clone(),
+        )
+        .context("installing the SIGHUP handler")?;
         tracing::info!(policy = %path.display(), rules = handle.current().rules.len(), "policy loaded; SIGHUP reloads it");
     }
     let context = Contextualizer::new(sources.enricher.clone(), sources.policy.clone());
@@ -127,9 +167,14 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     // Web UI and JSON API (`[api]`), reading ClickHouse.
     if let Some(api) = cfg.api.clone() {
         let addr = api.listen;
-        tidegate_collector::api::serve(api, cfg.clickhouse.clone(), evidence.clone())
-            .await
-            .with_context(|| format!("cannot serve the web UI on {addr}"))?;
+        tidegate_collector::api::serve(
+            api,
+            cfg.clickhouse.clone(),
+            evidence.clone(),
+            enforce.clone(),
+        )
+        .await
+        .with_context(|| format!("cannot serve the web UI on {addr}"))?;
     }
 
     // Storage side: migrate (retrying while ClickHouse is down — probes keep being

@@ -24,7 +24,9 @@ use serde_json::{Value, json};
 use tidegate_base::{ConfigError, ConfigFile, FieldError};
 use tidegate_evidence::{EvidenceLog, SigningKeyFile};
 
-pub use tidegate_evidence::entry::{CONFIG, FLOWS_DIGEST, PROBE_CONNECT, PROBE_DISCONNECT};
+pub use tidegate_evidence::entry::{
+    CONFIG, ENFORCEMENT, FLOWS_DIGEST, PROBE_CONNECT, PROBE_DISCONNECT,
+};
 
 /// `[evidence]` as written.
 #[derive(Debug, Deserialize)]

@@ -6,8 +6,8 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
 use tidegate_wire::{
-    Ack, Batch, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError, decode_batch,
-    read_frame_async, read_message_async, write_message_async,
+    Ack, Batch, CAP_ENFORCE, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError,
+    decode_batch, read_frame_async, read_message_async, write_message_async,
 };
 use tokio::{
     io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf},
@@ -61,7 +61,7 @@ pub(crate) async fn handle<S: BatchSink>(
     ctx.metrics.connections.inc();
     let _open = Open(ctx.metrics.connections.clone());
     let hs = timeout(ctx.cfg.handshake_timeout, handshake(&ctx, tcp, peer)).await;
-    let (tls, probe, guard) = match hs {
+    let (tls, (probe, enforces), guard) = match hs {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(_) => {
@@ -71,7 +71,7 @@ pub(crate) async fn handle<S: BatchSink>(
             return;
         }
     };
-    session(&ctx, tls, peer, &probe, guard, stop).await;
+    session(&ctx, tls, peer, &probe, enforces, guard, stop).await;
 }
 
 /// Sends a last frame (bounded in time) and closes the TLS stream.
@@ -120,7 +120,7 @@ async fn handshake<S: BatchSink>(
     ctx: &Ctx<S>,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(Tls, String, SessionGuard)> {
+) -> Option<(Tls, (String, bool), SessionGuard)> {
     let mut tls = match ctx.acceptor.accept(tcp).await {
         Ok(t) => t,
         Err(e) => {
@@ -177,8 +177,9 @@ async fn handshake<S: BatchSink>(
     }
     let guard = ctx.sessions.acquire(&hello.probe_id, hello.epoch).await;
     let last = ctx.sink.last_seq(&hello.probe_id, hello.epoch);
+    // Answer in the probe's version (a version-2 probe knows nothing of policies).
     let ack = Message::HelloAck(HelloAck {
-        version: PROTOCOL_VERSION,
+        version: hello.version.min(PROTOCOL_VERSION),
         last_acked_seq: last,
     });
     let sent = async {
@@ -193,7 +194,8 @@ async fn handshake<S: BatchSink>(
     info!(%peer, probe = %hello.probe_id, epoch = hello.epoch, software = %hello.software,
         last_acked_seq = ?last, "probe connected");
     ctx.sink.connected(&hello.probe_id, hello.epoch, peer);
-    Some((tls, hello.probe_id, guard))
+    let enforces = hello.version >= 3 && hello.capabilities & CAP_ENFORCE != 0;
+    Some((tls, (hello.probe_id, enforces), guard))
 }
 
 /// Why a session ended.
@@ -237,6 +239,7 @@ impl End {
 
 enum Inbound {
     Batch { batch: Batch, received: Instant },
+    Policy(Arc<crate::enforce::PolicyFrame>),
     End(End),
 }
 
@@ -245,11 +248,37 @@ async fn session<S: BatchSink>(
     tls: Tls,
     peer: SocketAddr,
     probe: &str,
+    enforces: bool,
     mut guard: SessionGuard,
     mut stop: watch::Receiver<bool>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(tls);
     let (tx, mut rx) = mpsc::channel::<Inbound>(WINDOW);
+    // Enforcement plans go to the writer as they are published (the current one first).
+    let feed = if enforces {
+        ctx.sink.policy_feed()
+    } else {
+        None
+    };
+    let policies = {
+        let tx = tx.clone();
+        async move {
+            let Some(mut feed) = feed else {
+                return std::future::pending::<End>().await;
+            };
+            loop {
+                let frame = feed.borrow_and_update().clone();
+                if let Some(f) = frame
+                    && tx.send(Inbound::Policy(f)).await.is_err()
+                {
+                    return std::future::pending::<End>().await;
+                }
+                if feed.changed().await.is_err() {
+                    return std::future::pending::<End>().await;
+                }
+            }
+        }
+    };
     let reader = async {
         let end = read_loop(ctx, &mut rd, &tx, probe, &mut guard, &mut stop).await;
         let _ = tx.send(Inbound::End(end)).await;
@@ -260,6 +289,7 @@ async fn session<S: BatchSink>(
     let end = tokio::select! {
         end = writer => end,
         end = reader => end,
+        end = policies => end,
     };
     log_end(ctx, peer, probe, &end);
     ctx.sink
@@ -314,6 +344,18 @@ async fn read_loop<S: BatchSink>(
         ctx.metrics.bytes_received.inc_by(frame.wire_len() as u64);
         match frame.ty {
             MessageType::Batch => {}
+            MessageType::EnforceStatus => {
+                match frame.message() {
+                    Ok(Message::EnforceStatus(st)) => ctx.sink.enforce_status(probe, &st),
+                    Ok(_) | Err(_) => {
+                        return End::Protocol {
+                            reason: "corrupt_status",
+                            detail: "unreadable EnforceStatus frame".into(),
+                        };
+                    }
+                }
+                continue;
+            }
             MessageType::Error => {
                 return match frame.message() {
                     Ok(Message::Error { reason }) => End::PeerError(reason),
@@ -382,6 +424,23 @@ async fn write_loop<S: BatchSink>(
     while let Some(item) = rx.recv().await {
         let (batch, received) = match item {
             Inbound::Batch { batch, received } => (batch, received),
+            Inbound::Policy(f) => {
+                let msg = Message::Policy(f.bytes.clone());
+                let sent = timeout(ctx.cfg.idle_timeout, async {
+                    write_message_async(wr, &msg).await?;
+                    wr.flush().await?;
+                    Ok::<_, WireError>(())
+                })
+                .await;
+                match sent {
+                    Ok(Ok(())) => {
+                        debug!(%peer, %probe, version = f.version, "enforcement policy sent");
+                        continue;
+                    }
+                    Ok(Err(e)) => return End::Io(format!("sending policy {}: {e}", f.version)),
+                    Err(_) => return End::Io(format!("sending policy {} timed out", f.version)),
+                }
+            }
             Inbound::End(end) => {
                 let reason = match &end {
                     End::Superseded => {

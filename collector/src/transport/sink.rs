@@ -51,4 +51,15 @@ pub trait BatchSink: Send + Sync + 'static {
 
     /// A probe's connection ended, and how; nothing by default.
     fn disconnected(&self, _probe_id: &str, _epoch: u64, _peer: std::net::SocketAddr, _how: &str) {}
+
+    /// The enforcement plans to push to probes that enforce (none by default).
+    fn policy_feed(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<Option<std::sync::Arc<crate::enforce::PolicyFrame>>>>
+    {
+        None
+    }
+
+    /// A probe reported the plan it enforces; nothing by default.
+    fn enforce_status(&self, _probe_id: &str, _status: &tidegate_wire::EnforceStatus) {}
 }

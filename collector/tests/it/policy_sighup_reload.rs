@@ -35,7 +35,7 @@ async fn sighup_swaps_a_valid_policy_and_keeps_the_old_one_on_error() {
     let path = dir.path().join("policy.toml");
     std::fs::write(&path, policy("v1")).unwrap();
     let handle = PolicyHandle::load(&path).unwrap();
-    let task = spawn_sighup_reload(handle.clone(), path.clone(), None).unwrap();
+    let task = spawn_sighup_reload(handle.clone(), path.clone(), None, None).unwrap();
 
     std::fs::write(&path, policy("v2")).unwrap();
     hup();

@@ -208,6 +208,10 @@ pub struct Args {
     /// Don't attach the egress (TC) program.
     #[arg(long)]
     pub no_egress: bool,
+    /// Install the enforcement policies the collector pushes (like `[ebpf] enforce =
+    /// true`): XDP drops what a drop rule matches on lines in enforce mode.
+    #[arg(long)]
+    pub enforce: bool,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -255,6 +259,9 @@ fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
             "--sweep-interval-ms must be between 10 and 60000"
         );
         c.sweep_interval = Duration::from_millis(ms);
+    }
+    if args.enforce {
+        c.ebpf.enforce = true;
     }
     if args.no_egress {
         c.ebpf.egress = false;

@@ -11,6 +11,7 @@ mod support;
 mod cli_help_and_examples;
 mod ebpf_counts_on_veth;
 mod ebpf_under_load;
+mod enforce_on_veth;
 mod export_to_collector;
 mod export_to_collector_live;
 mod export_to_collector_restarts;

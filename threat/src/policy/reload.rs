@@ -38,8 +38,19 @@ impl PolicyHandle {
     /// Loads `path` and, only if it is valid, makes it the policy in force; on error the
     /// old policy stays.
     pub fn reload(&self, path: &Path) -> Result<(), PolicyError> {
-        let new = Arc::new(Policy::load(path)?);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = new;
+        self.reload_checked(path, |_| Ok(()))
+    }
+
+    /// [`PolicyHandle::reload`] with one more check of the parsed policy (the collector
+    /// compiles its enforcement plan): refused, the old policy stays.
+    pub fn reload_checked(
+        &self,
+        path: &Path,
+        check: impl FnOnce(&Policy) -> Result<(), PolicyError>,
+    ) -> Result<(), PolicyError> {
+        let new = Policy::load(path)?;
+        check(&new)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         Ok(())
     }
 }

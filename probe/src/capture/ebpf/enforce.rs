@@ -21,6 +21,10 @@ use tidegate_wire::{EnforcePlan, Verdict, enforce::Mode};
 
 use super::{EbpfError, grace};
 
+/// Plans whose rule names are kept for naming drained flows (flows of a sweep interval
+/// may carry the verdicts of every plan installed during it).
+const RECENT_PLANS: usize = 256;
+
 /// One generation's maps, and what userspace put in them.
 struct Set {
     lpm: LpmTrie<MapData, [u8; 16], PrefixClass>,
@@ -309,7 +313,7 @@ impl Enforcer {
         self.version = plan.version;
         self.recent
             .push_back((plan.version as u16, self.sets[idle].names.clone()));
-        while self.recent.len() > 8 {
+        while self.recent.len() > RECENT_PLANS {
             self.recent.pop_front();
         }
         if let Some(old) = old {

@@ -1,0 +1,373 @@
+//! Enforcement control: the collector compiles the policy (with the enrichment
+//! databases, the live manual blocks and its own addresses as protected ranges) into an
+//! [`EnforcePlan`], publishes it to every connected probe that enforces, and tracks which
+//! version each probe acknowledges. Every change goes to the evidence log when there is
+//! one.
+//!
+//! - A policy reload is checked by compiling it first ([`EnforceHub::check`]): a policy
+//!   whose drop rules cannot be enforced is refused like any invalid policy.
+//! - Manual blocks ([`blocks`]) are durable (a JSON file beside the spool), expire on
+//!   their own, and are refused when they would cover a protected range.
+
+pub mod blocks;
+mod metrics;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use serde::Serialize;
+use tidegate_base::Cidr;
+use tidegate_evidence::EvidenceLog;
+use tidegate_threat::{
+    enrich::Enricher,
+    policy::{
+        Policy, PolicyError, PolicyHandle,
+        enforce::{ManualBlock, compile},
+    },
+};
+use tidegate_wire::{EnforcePlan, EnforceStatus};
+use tokio::sync::watch;
+
+pub use blocks::BlockStore;
+pub use metrics::EnforceMetrics;
+
+/// A published plan as probes receive it.
+#[derive(Debug)]
+pub struct PolicyFrame {
+    /// Plan version.
+    pub version: u64,
+    /// The encoded plan (a `Policy` frame's payload).
+    pub bytes: Vec<u8>,
+    /// When it was published (for the policy-to-enforcement latency).
+    pub published: Instant,
+}
+
+/// What one probe reported.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProbeEnforcement {
+    /// Version it enforces (0: none).
+    pub version: u64,
+    /// The last version it could not install, and why.
+    pub failed: Option<(u64, String)>,
+    /// Whether its connection is up.
+    pub connected: bool,
+    /// Unix ns of its last report.
+    pub reported_ns: u64,
+    /// Seconds from publishing `version` to the probe's acknowledgement.
+    pub applied_after_secs: Option<f64>,
+}
+
+/// The current plan's summary.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PlanSummary {
+    /// Version.
+    pub version: u64,
+    /// Unix ns of publication.
+    pub published_ns: u64,
+    /// Rule ids that drop.
+    pub drop_rules: Vec<String>,
+    /// Prefixes in the plan.
+    pub prefixes: usize,
+    /// Default line mode.
+    pub default_mode: &'static str,
+    /// Lines with their own mode.
+    pub lines: Vec<(String, &'static str)>,
+    /// What caused it (`start`, `reload`, `block`, `unblock`, `expiry`).
+    pub cause: String,
+}
+
+/// The enforcement control state.
+pub struct EnforceHub {
+    policy: PolicyHandle,
+    enricher: Arc<Enricher>,
+    own: Vec<Cidr>,
+    blocks: BlockStore,
+    version: Mutex<u64>,
+    tx: watch::Sender<Option<Arc<PolicyFrame>>>,
+    summary: Mutex<PlanSummary>,
+    probes: Mutex<BTreeMap<String, ProbeEnforcement>>,
+    evidence: Option<Arc<EvidenceLog>>,
+    metrics: EnforceMetrics,
+    /// Serialises compile + publish.
+    publishing: Mutex<()>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl EnforceHub {
+    /// Compiles the current policy and publishes version 1 of this run (versions start
+    /// at the Unix time in ms so they grow across restarts). `own`: the collector's own
+    /// addresses, never dropped.
+    pub fn start(
+        policy: PolicyHandle,
+        enricher: Option<Arc<Enricher>>,
+        own: Vec<Cidr>,
+        blocks: BlockStore,
+        evidence: Option<Arc<EvidenceLog>>,
+        metrics: EnforceMetrics,
+    ) -> Result<Arc<EnforceHub>, PolicyError> {
+        let (tx, _) = watch::channel(None);
+        let hub = Arc::new(EnforceHub {
+            policy,
+            enricher: enricher.unwrap_or_default(),
+            own,
+            blocks,
+            version: Mutex::new(now_ns() / 1_000_000),
+            tx,
+            summary: Mutex::new(PlanSummary::default()),
+            probes: Mutex::new(BTreeMap::new()),
+            evidence,
+            metrics,
+            publishing: Mutex::new(()),
+        });
+        hub.republish("start")?;
+        Ok(hub)
+    }
+
+    /// Compiles `policy` as it would be enforced, without publishing (reload check).
+    pub fn check(&self, policy: &Policy) -> Result<EnforcePlan, PolicyError> {
+        compile(
+            policy,
+            &self.enricher,
+            &self.blocks.live(now_ns()),
+            &self.own,
+            0,
+        )
+    }
+
+    /// Compiles the policy in force with the live blocks and publishes it.
+    pub fn republish(&self, cause: &str) -> Result<u64, PolicyError> {
+        let _g = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let version = {
+            let mut v = self.version.lock().unwrap_or_else(|e| e.into_inner());
+            *v = (*v + 1).max(now_ns() / 1_000_000);
+            *v
+        };
+        let policy = self.policy.current();
+        let started = Instant::now();
+        let plan = compile(
+            &policy,
+            &self.enricher,
+            &self.blocks.live(now_ns()),
+            &self.own,
+            version,
+        )?;
+        let frame = Arc::new(PolicyFrame {
+            version,
+            bytes: plan.encode(),
+            published: Instant::now(),
+        });
+        let summary = PlanSummary {
+            version,
+            published_ns: now_ns(),
+            drop_rules: {
+                let mut r: Vec<String> = plan
+                    .rules
+                    .iter()
+                    .filter(|r| r.drops)
+                    .map(|r| r.id.clone())
+                    .collect();
+                r.dedup();
+                r
+            },
+            prefixes: plan.prefixes.len(),
+            default_mode: plan.default_mode.name(),
+            lines: plan
+                .lines
+                .iter()
+                .filter_map(|l| l.mode.map(|m| (l.name.clone(), m.name())))
+                .collect(),
+            cause: cause.to_string(),
+        };
+        tracing::info!(version, cause, drop_rules = ?summary.drop_rules, prefixes = summary.prefixes,
+            bytes = frame.bytes.len(), compile_ms = started.elapsed().as_millis() as u64,
+            default_mode = summary.default_mode, "enforcement policy published");
+        self.metrics.version.set(version as i64);
+        self.metrics.published.inc();
+        self.record(serde_json::json!({
+            "event": "published",
+            "version": version,
+            "cause": cause,
+            "policy": policy.path.display().to_string(),
+            "drop_rules": summary.drop_rules,
+            "prefixes": summary.prefixes,
+            "default_mode": summary.default_mode,
+            "lines": summary.lines,
+            "plan_sha256": sha256_hex(&frame.bytes),
+        }));
+        *self.summary.lock().unwrap_or_else(|e| e.into_inner()) = summary;
+        self.tx.send_replace(Some(frame));
+        Ok(version)
+    }
+
+    /// What probes subscribe to.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<PolicyFrame>>> {
+        self.tx.subscribe()
+    }
+
+    /// A probe's status report.
+    pub fn report(&self, probe: &str, st: &EnforceStatus) {
+        let current = self.tx.borrow().clone();
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let e = probes.entry(probe.to_string()).or_default();
+        let before = (e.version, e.failed.clone());
+        e.connected = true;
+        e.reported_ns = now_ns();
+        e.version = st.version;
+        e.failed = st.failed_version.map(|v| (v, st.error.clone()));
+        if before.0 != st.version {
+            let latency = current
+                .as_ref()
+                .filter(|f| f.version == st.version)
+                .map(|f| f.published.elapsed().as_secs_f64());
+            e.applied_after_secs = latency;
+            if let Some(l) = latency {
+                self.metrics.apply_seconds.observe(l);
+            }
+            tracing::info!(probe, version = st.version, after_secs = ?latency, "probe enforces the policy");
+            self.record(serde_json::json!({
+                "event": "applied", "probe": probe, "version": st.version,
+                "after_secs": latency,
+            }));
+        }
+        if e.failed.is_some() && e.failed != before.1 {
+            let (v, why) = e.failed.clone().expect("checked");
+            self.metrics.failures.inc();
+            tracing::warn!(probe, version = v, error = %why, "probe could not install the policy; it keeps its previous one");
+            self.record(serde_json::json!({
+                "event": "apply_failed", "probe": probe, "version": v, "error": why,
+                "enforcing": st.version,
+            }));
+        }
+    }
+
+    /// A probe's connection ended.
+    pub fn disconnected(&self, probe: &str) {
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = probes.get_mut(probe)
+            && e.connected
+        {
+            e.connected = false;
+            self.record(serde_json::json!({
+                "event": "probe_unreachable", "probe": probe, "version": e.version,
+                "note": "the probe keeps enforcing this version while it runs; when it stops, its XDP program is detached and every packet passes (fail-open)",
+            }));
+        }
+    }
+
+    /// Current plan and every probe's state.
+    pub fn status(&self) -> (PlanSummary, BTreeMap<String, ProbeEnforcement>) {
+        (
+            self.summary
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            self.probes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+
+    /// The manual blocks.
+    pub fn blocks(&self) -> &BlockStore {
+        &self.blocks
+    }
+
+    /// Adds a block (refused when it covers a protected range or the collector itself),
+    /// makes it durable, records it and publishes.
+    pub fn block(
+        &self,
+        cidr: Cidr,
+        ttl: Duration,
+        reason: String,
+        user: &str,
+    ) -> Result<ManualBlock, String> {
+        let policy = self.policy.current();
+        for p in policy
+            .enforce
+            .protected
+            .iter()
+            .map(|p| p.cidr)
+            .chain(self.own.iter().copied())
+        {
+            if overlaps(&p, &cidr) {
+                return Err(format!(
+                    "{cidr} overlaps the protected range {p}: protected ranges are never blocked"
+                ));
+            }
+        }
+        let b = self.blocks.add(cidr, ttl, reason, user, now_ns())?;
+        self.record(serde_json::json!({
+            "event": "block", "block": b, "by": user,
+        }));
+        if let Err(e) = self.republish("block") {
+            // Cannot happen for a block that passed the checks above; undo it if it does.
+            let _ = self.blocks.remove(&b.id);
+            return Err(e.to_string());
+        }
+        Ok(b)
+    }
+
+    /// Lifts a block.
+    pub fn unblock(&self, id: &str, user: &str) -> Result<ManualBlock, String> {
+        let b = self.blocks.remove(id)?;
+        self.record(serde_json::json!({ "event": "unblock", "block": b, "by": user }));
+        self.republish("unblock").map_err(|e| e.to_string())?;
+        Ok(b)
+    }
+
+    /// Drops lapsed blocks; publishes if any lapsed.
+    pub fn expire(&self) {
+        let gone = self.blocks.expire(now_ns());
+        if gone.is_empty() {
+            return;
+        }
+        for b in &gone {
+            tracing::info!(id = %b.id, cidr = %b.cidr, "manual block lapsed");
+            self.record(serde_json::json!({ "event": "block_expired", "block": b }));
+        }
+        if let Err(e) = self.republish("expiry") {
+            tracing::error!(error = %e, "cannot publish the enforcement policy after a block lapsed");
+        }
+    }
+
+    /// Checks block expiry every second until the runtime stops.
+    pub fn spawn_expiry(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                t.tick().await;
+                let h = hub.clone();
+                let _ = tokio::task::spawn_blocking(move || h.expire()).await;
+            }
+        })
+    }
+
+    fn record(&self, data: serde_json::Value) {
+        if let Some(log) = &self.evidence {
+            crate::evidence::record(log, crate::evidence::ENFORCEMENT, data);
+        }
+    }
+}
+
+fn overlaps(a: &Cidr, b: &Cidr) -> bool {
+    a.contains(b.first()) || a.contains(b.last()) || b.contains(a.first()) || b.contains(a.last())
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
