@@ -38,6 +38,7 @@ target/release/aggregate --smoke >/dev/null
 target/release/xdp_cost --smoke --out "$smoke/xdp_cost.md" >/dev/null
 target/release/collector_e2e --smoke --out "$smoke/collector_e2e.md" >/dev/null
 target/release/evidence --smoke --out "$smoke/evidence.md" >/dev/null
+target/release/enforce_cost --smoke --out "$smoke/enforce_cost.md" >/dev/null
 target/release/detect_throughput --smoke >"$smoke/detect_throughput.md"
 target/release/peers --smoke --out "$smoke/peers.md" && target/release/scaling --smoke --out "$smoke/scaling.md"
 target/release/detect_latency --smoke --out "$smoke/detect_latency.md" >/dev/null

@@ -11,13 +11,29 @@
 //! rules on it, and a packet violates every one of them that allows neither its source
 //! nor its destination port.
 //!
-//! Addresses are looked up IPv4-mapped (`::ffff:a.b.c.d`, like [`crate::FlowKey`]), so
-//! one LPM trie serves both families. Host prefixes (/32, /128) live in an exact-match
-//! hash map, looked up first.
+//! IPv4 and IPv6 addresses have their own LPM tries (4- and 16-byte keys) and their own
+//! exact-match hash maps for host prefixes (/32, /128), looked up first. Tables a policy
+//! leaves empty are not looked up at all ([`EnforceConfig::tables`]).
 
 /// Bit of [`PrefixClass::flags`]: the address is protected; no packet from or to it is
 /// ever dropped.
 pub const CLASS_PROTECTED: u32 = 1;
+
+/// [`EnforceConfig::tables`]: the IPv4 host map has entries.
+pub const TABLE_HOST4: u32 = 1;
+/// The IPv6 host map has entries.
+pub const TABLE_HOST6: u32 = 2;
+/// The IPv4 LPM trie has entries.
+pub const TABLE_LPM4: u32 = 4;
+/// The IPv6 LPM trie has entries.
+pub const TABLE_LPM6: u32 = 8;
+/// The line map has entries.
+pub const TABLE_LINES: u32 = 16;
+/// Some prefix classifies a source differently from the default (or is protected):
+/// without it the source address is not looked up (its class is the default).
+pub const TABLE_SRC: u32 = 32;
+/// Some prefix matters as a packet's destination.
+pub const TABLE_DST: u32 = 64;
 
 /// How a line treats a packet a drop rule matches.
 pub const MODE_MONITOR: u32 = 0;
@@ -74,6 +90,10 @@ pub struct EnforceConfig {
     pub default_mode: u32,
     /// Low 32 bits of the policy version (stamped into flows as `policy`).
     pub version: u32,
+    /// `TABLE_*` bits: which tables hold entries (the others are skipped).
+    pub tables: u32,
+    /// Always zero.
+    pub pad: u32,
 }
 
 /// A line's entry (`ENF_LINES_*`, keyed by ifindex).
@@ -107,35 +127,16 @@ pub const fn port_key(proto: u8, port: Option<u16>) -> u32 {
     }
 }
 
-/// Index (0..64) of the lowest set bit of a non-zero mask, without a loop or a table
-/// (the verifier-friendly form of `trailing_zeros`).
+/// Index (0..64) of the lowest set bit of a non-zero mask, without a branch, loop or
+/// table: the population count of the bits below it (SWAR). Branch-free keeps the
+/// verifier's path count flat (every branch here would multiply the parser's paths).
 #[inline(always)]
-pub fn lowest_bit(mut m: u64) -> u8 {
-    let mut n = 0u8;
-    if m & 0xffff_ffff == 0 {
-        n += 32;
-        m >>= 32;
-    }
-    if m & 0xffff == 0 {
-        n += 16;
-        m >>= 16;
-    }
-    if m & 0xff == 0 {
-        n += 8;
-        m >>= 8;
-    }
-    if m & 0xf == 0 {
-        n += 4;
-        m >>= 4;
-    }
-    if m & 0x3 == 0 {
-        n += 2;
-        m >>= 2;
-    }
-    if m & 0x1 == 0 {
-        n += 1;
-    }
-    n
+pub fn lowest_bit(m: u64) -> u8 {
+    let mut v = (m & m.wrapping_neg()).wrapping_sub(1);
+    v = v - ((v >> 1) & 0x5555_5555_5555_5555);
+    v = (v & 0x3333_3333_3333_3333) + ((v >> 2) & 0x3333_3333_3333_3333);
+    v = (v + (v >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    (v.wrapping_mul(0x0101_0101_0101_0101) >> 56) as u8
 }
 
 /// What a judged packet gets: the verdict and the rule index (see [`PORT_RULE_BASE`]).

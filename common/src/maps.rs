@@ -12,10 +12,14 @@ pub const COUNTERS: &str = "COUNTERS";
 pub const FALLBACK: &str = "FALLBACK";
 
 /// Enforcement maps, two generations each (suffix `_0` / `_1`; see [`crate::enforce`]):
-/// LPM trie `Key<[u8; 16]> -> PrefixClass` (IPv4-mapped addresses).
-pub const ENF_LPM: [&str; 2] = ["ENF_LPM_0", "ENF_LPM_1"];
-/// Exact-match hash `[u8; 16] -> PrefixClass` for host prefixes (/32, /128).
-pub const ENF_HOST: [&str; 2] = ["ENF_HOST_0", "ENF_HOST_1"];
+/// LPM trie `Key<[u8; 4]> -> PrefixClass` (IPv4).
+pub const ENF_LPM4: [&str; 2] = ["ENF_LPM4_0", "ENF_LPM4_1"];
+/// LPM trie `Key<[u8; 16]> -> PrefixClass` (IPv6).
+pub const ENF_LPM6: [&str; 2] = ["ENF_LPM6_0", "ENF_LPM6_1"];
+/// Exact-match hash `[u8; 4] -> PrefixClass` for IPv4 host prefixes (/32).
+pub const ENF_HOST4: [&str; 2] = ["ENF_HOST4_0", "ENF_HOST4_1"];
+/// Exact-match hash `[u8; 16] -> PrefixClass` for IPv6 host prefixes (/128).
+pub const ENF_HOST6: [&str; 2] = ["ENF_HOST6_0", "ENF_HOST6_1"];
 /// `Array<EnforceConfig>` with one entry.
 pub const ENF_CFG: [&str; 2] = ["ENF_CFG_0", "ENF_CFG_1"];
 /// Hash `ifindex u32 -> LineRule`.

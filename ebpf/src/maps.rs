@@ -37,14 +37,22 @@ pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1
 pub static FALLBACK: RingBuf = RingBuf::with_byte_size(DEFAULT_FALLBACK_BYTES, 0);
 
 macro_rules! enforcement_set {
-    ($lpm:ident, $host:ident, $cfg:ident, $lines:ident, $ports:ident, $counts:ident) => {
-        /// Enforcement: prefix classes (LPM over IPv4-mapped addresses).
+    ($lpm4:ident, $lpm6:ident, $host4:ident, $host6:ident, $cfg:ident, $lines:ident, $ports:ident, $counts:ident) => {
+        /// Enforcement: IPv4 prefix classes.
         #[map]
-        pub static $lpm: LpmTrie<[u8; 16], PrefixClass> =
+        pub static $lpm4: LpmTrie<[u8; 4], PrefixClass> =
             LpmTrie::with_max_entries(DEFAULT_ENF_PREFIXES, 0);
-        /// Enforcement: host prefixes, exact match (looked up before the trie).
+        /// Enforcement: IPv6 prefix classes.
         #[map]
-        pub static $host: HashMap<[u8; 16], PrefixClass> =
+        pub static $lpm6: LpmTrie<[u8; 16], PrefixClass> =
+            LpmTrie::with_max_entries(DEFAULT_ENF_PREFIXES, 0);
+        /// Enforcement: IPv4 host prefixes, exact match (looked up before the trie).
+        #[map]
+        pub static $host4: HashMap<[u8; 4], PrefixClass> =
+            HashMap::with_max_entries(DEFAULT_ENF_PREFIXES, BPF_F_NO_PREALLOC);
+        /// Enforcement: IPv6 host prefixes, exact match.
+        #[map]
+        pub static $host6: HashMap<[u8; 16], PrefixClass> =
             HashMap::with_max_entries(DEFAULT_ENF_PREFIXES, BPF_F_NO_PREALLOC);
         /// Enforcement: policy-wide words.
         #[map]
@@ -64,16 +72,20 @@ macro_rules! enforcement_set {
 }
 
 enforcement_set!(
-    ENF_LPM_0,
-    ENF_HOST_0,
+    ENF_LPM4_0,
+    ENF_LPM6_0,
+    ENF_HOST4_0,
+    ENF_HOST6_0,
     ENF_CFG_0,
     ENF_LINES_0,
     ENF_PORTS_0,
     ENF_COUNTS_0
 );
 enforcement_set!(
-    ENF_LPM_1,
-    ENF_HOST_1,
+    ENF_LPM4_1,
+    ENF_LPM6_1,
+    ENF_HOST4_1,
+    ENF_HOST6_1,
     ENF_CFG_1,
     ENF_LINES_1,
     ENF_PORTS_1,

@@ -110,6 +110,8 @@ fn main() -> anyhow::Result<()> {
     let e2e_no_detect = read("collector_e2e_no_detect.md");
     let detect_tp = read("detect_throughput.md");
     let detect = read("detect_latency.md");
+    let evidence = read("evidence.md");
+    let enforce = read("enforce_cost.md");
     let png = dir.join("loss_vs_rate.png").is_file() && !failed("peers.md");
     let m = Machine::describe();
 
@@ -160,6 +162,29 @@ fn main() -> anyhow::Result<()> {
         }
     } else {
         writeln!(s, "| 1 | eBPF per-packet cost | – | not run | |")?;
+    }
+    if let Some(x) = &enforce {
+        for r in table(x, "prefixes in the kernel") {
+            writeln!(
+                s,
+                "| 7 | XDP with enforcement, {} ({} prefixes): tidegate / return-only | {} | {} ns vs {} ns; policy adds {} ns | |",
+                cell(Some(&r), 0),
+                cell(Some(&r), 1),
+                cell(Some(&r), 4),
+                cell(Some(&r), 3),
+                cell(Some(&r), 2),
+                cell(Some(&r), 5)
+            )?;
+        }
+        if let Some(r) = table(x, "p50").first() {
+            writeln!(
+                s,
+                "| 7 | policy change to enforcement (publish → probe enforcing, acknowledged) | – | p50 {}, p90 {}, max {} | ≤ 2 s |",
+                cell(Some(r), 1),
+                cell(Some(r), 2),
+                cell(Some(r), 3)
+            )?;
+        }
     }
     match &peers_json {
         Some(v) => {
@@ -407,7 +432,19 @@ fn main() -> anyhow::Result<()> {
             "*Not measured in this run: `bench/results/detect_latency.md` does not exist yet.*\n"
         )?,
     }
-    writeln!(s, "## 6. Plot: loss vs offered rate\n")?;
+    section(
+        &mut s,
+        "6. Evidence log (`bench/src/bin/evidence.rs`)",
+        &evidence,
+        "`target/release/evidence`",
+    )?;
+    section(
+        &mut s,
+        "7. Enforcement: XDP cost by policy size, policy change to enforcement (`bench/src/bin/enforce_cost.rs`)",
+        &enforce,
+        "`sudo target/release/enforce_cost`",
+    )?;
+    writeln!(s, "## 8. Plot: loss vs offered rate\n")?;
     if png {
         writeln!(
             s,

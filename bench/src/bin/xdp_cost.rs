@@ -5,26 +5,24 @@
 //!
 //! `cargo run --release -p tidegate-bench --bin xdp_cost -- [--smoke] [--out FILE]`
 
-use std::{
-    fmt::Write as _,
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{fmt::Write as _, path::PathBuf, time::Instant};
 
 use anyhow::Context;
 use aya::{
     maps::{Array, MapData, PerCpuHashMap, PerCpuValues},
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::Xdp,
 };
 use clap::Parser;
-use tidegate_bench::{machine::Machine, xdp::load_for_test_runs};
+use tidegate_bench::{
+    machine::Machine,
+    xdp::{corpus_frames, load_for_test_runs, run_ns},
+};
 use tidegate_common::{
     FlowKey, FlowStats,
     maps::{
         CLOCK_COARSE, CLOCK_PRECISE, CONTROL, CTL_CLOCK, FLOWS_GEN0, PROG_XDP, PROG_XDP_BASELINE,
     },
 };
-use tidegate_probe::capture::pcap::CaptureReader;
 
 #[derive(Parser)]
 struct Args {
@@ -46,45 +44,6 @@ struct Args {
     /// Markdown results file.
     #[arg(long, default_value = "bench/results/xdp_cost.md")]
     out: PathBuf,
-}
-
-/// Ethernet frames from every corpus capture, round-robin until `n`.
-fn corpus_frames(dir: &Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("corpus {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let Ok(mut rd) = CaptureReader::open(&f) else {
-            continue;
-        };
-        while let Ok(Some(fr)) = rd.next_frame() {
-            // Ethernet only, complete frames of a size a veth/NIC would carry.
-            if fr.linktype == 1
-                && fr.data.len() as u32 == fr.orig_len
-                && (14..=1514).contains(&fr.data.len())
-            {
-                out.push(fr.data.to_vec());
-            }
-        }
-    }
-    anyhow::ensure!(!out.is_empty(), "no Ethernet frames in {}", dir.display());
-    // Spread the sample over the whole corpus.
-    let step = (out.len() / n).max(1);
-    Ok(out.into_iter().step_by(step).take(n).collect())
-}
-
-/// Kernel-measured mean ns per run of `prog` on `frame`.
-fn run_ns(prog: &Xdp, frame: &[u8], repeat: u32, out: &mut [u8]) -> anyhow::Result<f64> {
-    let r = prog.test_run(TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(out),
-        repeat,
-        ..TestRunOptions::new()
-    })?;
-    Ok(r.duration.as_nanos() as f64)
 }
 
 /// Mean ns per packet over all frames of (baseline, tidegate with the precise clock,

@@ -460,123 +460,133 @@ pub fn compile(
 
     // 3. A representative address of each prefix's own region (the prefix minus its
     //    children); a prefix whose children cover it entirely has none and is dropped.
-    let reps = representatives(&set);
-    let matchers: Vec<Option<&DestMatcher>> = bits
+    //    IPv4 (mapped) and IPv6 prefixes are separate tables in the kernel: an IPv4
+    //    address is never matched by an IPv6 prefix, so each family is its own tree.
+    let (v4set, v6set): (Vec<P>, Vec<P>) = set.into_iter().partition(is_v4);
+    let listed: Vec<Option<(Covers, &DestMatcher)>> = bits
         .iter()
         .map(|b| {
             b.rule_ix.and_then(|i| match &policy.rules[i].body {
-                RuleBody::DenyList { dest, .. } | RuleBody::AllowList { dest, .. } => Some(dest),
+                RuleBody::DenyList { dest, .. } | RuleBody::AllowList { dest, .. } => {
+                    Some((Covers::new(dest.cidrs.iter().map(of_cidr)), dest))
+                }
                 _ => None,
             })
         })
         .collect();
-    let classify = |zone: ZoneId, ip: Option<(IpAddr, &EndpointInfo)>, blocked: bool| {
-        let side_hit = |side: &(Side, Vec<ZoneId>), m: Option<&DestMatcher>| match side.0 {
+    // `ip`: the representative address and its enrichment (None: the default region).
+    let classify = |zone: ZoneId, ip: Option<(u128, &EndpointInfo)>, blocked: bool| {
+        let is_listed = |j: usize| {
+            let (Some((rep, info)), Some((covers, m))) = (ip, &listed[j]) else {
+                return false;
+            };
+            covers.covers(rep)
+                || info.asn.is_some_and(|a| m.asns.contains(&a))
+                || info
+                    .country
+                    .as_ref()
+                    .is_some_and(|cc| m.countries.iter().any(|c| c.eq_ignore_ascii_case(cc)))
+        };
+        let side_hit = |side: &(Side, Vec<ZoneId>), j: usize| match side.0 {
             Side::Any => false,
             Side::Zones => side.1.contains(&zone),
             Side::NotZones => !side.1.contains(&zone),
-            Side::Listed => ip.is_some_and(|(a, i)| m.is_some_and(|m| m.matches(a, i))),
-            Side::NotListed => !ip.is_some_and(|(a, i)| m.is_some_and(|m| m.matches(a, i))),
+            Side::Listed => is_listed(j),
+            Side::NotListed => !is_listed(j),
             Side::Blocked => blocked,
         };
         let mut s = 0u64;
         let mut d = 0u64;
         for (j, b) in bits.iter().enumerate() {
-            if side_hit(&b.src, matchers[j]) {
+            if side_hit(&b.src, j) {
                 s |= 1 << j;
             }
-            if side_hit(&b.dst, matchers[j]) {
+            if side_hit(&b.dst, j) {
                 d |= 1 << j;
             }
         }
         (s, d)
     };
     let (default_src, default_dst) = classify(ZoneId::UNZONED, None, false);
-    let now_blocks: Vec<P> = blocks.iter().map(|b| of_cidr(&b.cidr)).collect();
-    let prot: Vec<P> = protected.iter().map(|(c, _)| of_cidr(c)).collect();
-    let mut classes: Vec<(P, u64, u64, u32)> = Vec::with_capacity(set.len());
-    for (p, rep) in set.iter().zip(&reps) {
-        let Some(rep) = rep else { continue };
-        let ip = addr_of(*rep);
-        let info = if any_bits {
-            enricher.lookup(ip)
-        } else {
-            EndpointInfo::default()
-        };
-        let zone = policy.zones.classify(ip, &info);
-        let one = P {
-            start: *rep,
-            len: 128,
-        };
-        let blocked = now_blocks.iter().any(|b| b.contains(&one));
-        let (s, d) = classify(zone, Some((ip, &info)), blocked);
-        let flags = if prot.iter().any(|x| x.contains(&one)) {
-            CLASS_PROTECTED
-        } else {
-            0
-        };
-        classes.push((*p, s, d, flags));
-    }
+    let now_blocks = Covers::new(blocks.iter().map(|b| of_cidr(&b.cidr)));
+    let prot = Covers::new(protected.iter().map(|(c, _)| of_cidr(c)));
+    let mut prefixes: Vec<PlanPrefix> = Vec::new();
+    for family in [v4set, v6set] {
+        let reps = representatives(&family);
+        let mut classes: Vec<(P, u64, u64, u32)> = Vec::with_capacity(family.len());
+        for (p, rep) in family.iter().zip(&reps) {
+            let Some(rep) = *rep else { continue };
+            let ip = addr_of(rep);
+            let info = if any_bits {
+                enricher.lookup(ip)
+            } else {
+                EndpointInfo::default()
+            };
+            let zone = policy.zones.classify(ip, &info);
+            let (s, d) = classify(zone, Some((rep, &info)), now_blocks.covers(rep));
+            let flags = if prot.covers(rep) { CLASS_PROTECTED } else { 0 };
+            classes.push((*p, s, d, flags));
+        }
 
-    // 4. No drop rule may name a protected range.
-    for (pc, line) in &protected {
-        let pp = of_cidr(pc);
-        for (p, s, d, _) in classes.iter().filter(|c| pp.contains(&c.0)) {
-            for (j, b) in bits.iter().enumerate() {
-                if !b.drops {
-                    continue;
+        // 4. No drop rule may name a protected range.
+        for (pc, line) in &protected {
+            let pp = of_cidr(pc);
+            for (p, s, d, _) in classes.iter().filter(|c| pp.contains(&c.0)) {
+                for (j, b) in bits.iter().enumerate() {
+                    if !b.drops {
+                        continue;
+                    }
+                    let hit_src = b.named.0 && s & (1 << j) != 0;
+                    let hit_dst = b.named.1 && d & (1 << j) != 0;
+                    if !(hit_src || hit_dst) {
+                        continue;
+                    }
+                    let at = match b.rule_ix {
+                        Some(i) => policy.rules[i].action_line,
+                        None => 0,
+                    };
+                    let listed = if *line > 0 {
+                        format!("listed at line {line}")
+                    } else {
+                        "the collector's own address".into()
+                    };
+                    let addr = addr_of(p.start);
+                    return Err(err(
+                        policy,
+                        at.max(1),
+                        format!(
+                            "rule {:?} (action = \"drop\") would drop traffic {} protected range {pc} \
+                             ({listed}; {addr} is in it); narrow the rule or the protected list",
+                            b.rule,
+                            if hit_src { "from" } else { "to" }
+                        ),
+                    ));
                 }
-                let hit_src = b.named.0 && s & (1 << j) != 0;
-                let hit_dst = b.named.1 && d & (1 << j) != 0;
-                if !(hit_src || hit_dst) {
-                    continue;
-                }
-                let at = match b.rule_ix {
-                    Some(i) => policy.rules[i].action_line,
-                    None => 0,
-                };
-                let listed = if *line > 0 {
-                    format!("listed at line {line}")
-                } else {
-                    "the collector's own address".into()
-                };
-                let addr = addr_of(p.start);
-                return Err(err(
-                    policy,
-                    at.max(1),
-                    format!(
-                        "rule {:?} (action = \"drop\") would drop traffic {} protected range {pc} \
-                         ({listed}; {addr} is in it); narrow the rule or the protected list",
-                        b.rule,
-                        if hit_src { "from" } else { "to" }
-                    ),
-                ));
             }
         }
-    }
 
-    // 5. Keep a prefix only if it differs from what would match without it.
-    let mut prefixes: Vec<PlanPrefix> = Vec::new();
-    let mut stack: Vec<(P, (u64, u64, u32))> = Vec::new();
-    for (p, s, d, f) in &classes {
-        while stack.last().is_some_and(|(q, _)| !q.contains(p)) {
-            stack.pop();
+        // 5. Keep a prefix only if it differs from what would match without it.
+        let mut stack: Vec<(P, (u64, u64, u32))> = Vec::new();
+        for (p, s, d, f) in &classes {
+            while stack.last().is_some_and(|(q, _)| !q.contains(p)) {
+                stack.pop();
+            }
+            let parent = stack
+                .last()
+                .map(|x| x.1)
+                .unwrap_or((default_src, default_dst, 0));
+            let mine = (*s, *d, *f);
+            if mine != parent {
+                prefixes.push(PlanPrefix {
+                    addr: p.start.to_be_bytes(),
+                    len: p.len,
+                    src_mask: *s,
+                    dst_mask: *d,
+                    flags: *f,
+                });
+            }
+            stack.push((*p, mine));
         }
-        let parent = stack
-            .last()
-            .map(|x| x.1)
-            .unwrap_or((default_src, default_dst, 0));
-        let mine = (*s, *d, *f);
-        if mine != parent {
-            prefixes.push(PlanPrefix {
-                addr: p.start.to_be_bytes(),
-                len: p.len,
-                src_mask: *s,
-                dst_mask: *d,
-                flags: *f,
-            });
-        }
-        stack.push((*p, mine));
     }
 
     // 6. Policy words, ports, lines.
@@ -670,6 +680,37 @@ pub fn compile(
     Ok(plan)
 }
 
+/// Whether a prefix is in the IPv4-mapped range (the kernel's IPv4 tables).
+fn is_v4(p: &P) -> bool {
+    p.len >= 96 && (p.start >> 32) == 0xffff
+}
+
+/// A set of prefixes answering "is this address in one of them" with one hash lookup per
+/// distinct prefix length.
+struct Covers {
+    set: HashSet<P>,
+    lens: Vec<u8>,
+}
+
+impl Covers {
+    fn new(ps: impl Iterator<Item = P>) -> Covers {
+        let set: HashSet<P> = ps.collect();
+        let mut lens: Vec<u8> = set.iter().map(|p| p.len).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        Covers { set, lens }
+    }
+
+    fn covers(&self, x: u128) -> bool {
+        self.lens.iter().any(|&len| {
+            self.set.contains(&P {
+                start: x & prefix_mask(len),
+                len,
+            })
+        })
+    }
+}
+
 /// For each prefix of the sorted set, an address in it that none of its sub-prefixes
 /// (in the set) contains; `None` when they cover it entirely.
 fn representatives(set: &[P]) -> Vec<Option<u128>> {
@@ -734,11 +775,11 @@ mod tests {
             plan.prefixes
                 .iter()
                 .filter(|p| {
-                    P {
+                    let q = P {
                         start: u128::from_be_bytes(p.addr),
                         len: p.len,
-                    }
-                    .contains(&x)
+                    };
+                    q.contains(&x) && is_v4(&q) == ip.is_ipv4()
                 })
                 .max_by_key(|p| p.len)
                 .map(|p| PrefixClass {
@@ -763,6 +804,7 @@ mod tests {
             drop_unordered: plan.drop_unordered,
             default_mode: MODE_ENFORCE,
             version: 1,
+            ..Default::default()
         };
         let (s, d) = (class(src), class(dst));
         let j = judge(&cfg, &s, &d, MODE_ENFORCE, 0)?;

@@ -13,9 +13,13 @@ use aya::maps::{
 use tidegate_common::{
     enforce::{
         EnforceConfig, LineRule, MODE_ENFORCE, MODE_MONITOR, PrefixClass, RULE_COUNTER_ENTRIES,
-        RULE_SLOTS, RuleCount,
+        RULE_SLOTS, RuleCount, TABLE_DST, TABLE_HOST4, TABLE_HOST6, TABLE_LINES, TABLE_LPM4,
+        TABLE_LPM6, TABLE_SRC,
     },
-    maps::{CONTROL, CTL_ENFORCE, ENF_CFG, ENF_COUNTS, ENF_HOST, ENF_LINES, ENF_LPM, ENF_PORTS},
+    maps::{
+        CONTROL, CTL_ENFORCE, ENF_CFG, ENF_COUNTS, ENF_HOST4, ENF_HOST6, ENF_LINES, ENF_LPM4,
+        ENF_LPM6, ENF_PORTS,
+    },
 };
 use tidegate_wire::{EnforcePlan, Verdict, enforce::Mode};
 
@@ -27,14 +31,18 @@ const RECENT_PLANS: usize = 256;
 
 /// One generation's maps, and what userspace put in them.
 struct Set {
-    lpm: LpmTrie<MapData, [u8; 16], PrefixClass>,
-    host: BpfHash<MapData, [u8; 16], PrefixClass>,
+    lpm4: LpmTrie<MapData, [u8; 4], PrefixClass>,
+    lpm6: LpmTrie<MapData, [u8; 16], PrefixClass>,
+    host4: BpfHash<MapData, [u8; 4], PrefixClass>,
+    host6: BpfHash<MapData, [u8; 16], PrefixClass>,
     cfg: Array<MapData, EnforceConfig>,
     lines: BpfHash<MapData, u32, LineRule>,
     ports: BpfHash<MapData, u32, u64>,
     counts: PerCpuArray<MapData, RuleCount>,
-    lpm_keys: Vec<Key<[u8; 16]>>,
-    host_keys: Vec<[u8; 16]>,
+    lpm4_keys: Vec<Key<[u8; 4]>>,
+    lpm6_keys: Vec<Key<[u8; 16]>>,
+    host4_keys: Vec<[u8; 4]>,
+    host6_keys: Vec<[u8; 16]>,
     line_keys: Vec<u32>,
     port_keys: Vec<u32>,
     /// Rule index -> id of the plan in this set.
@@ -115,15 +123,19 @@ fn take(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<Map, EbpfError> {
 impl Set {
     fn take(ebpf: &mut aya::Ebpf, g: usize) -> Result<Set, EbpfError> {
         Ok(Set {
-            lpm: LpmTrie::try_from(take(ebpf, ENF_LPM[g])?).map_err(map_err(ENF_LPM[g]))?,
-            host: BpfHash::try_from(take(ebpf, ENF_HOST[g])?).map_err(map_err(ENF_HOST[g]))?,
+            lpm4: LpmTrie::try_from(take(ebpf, ENF_LPM4[g])?).map_err(map_err(ENF_LPM4[g]))?,
+            lpm6: LpmTrie::try_from(take(ebpf, ENF_LPM6[g])?).map_err(map_err(ENF_LPM6[g]))?,
+            host4: BpfHash::try_from(take(ebpf, ENF_HOST4[g])?).map_err(map_err(ENF_HOST4[g]))?,
+            host6: BpfHash::try_from(take(ebpf, ENF_HOST6[g])?).map_err(map_err(ENF_HOST6[g]))?,
             cfg: Array::try_from(take(ebpf, ENF_CFG[g])?).map_err(map_err(ENF_CFG[g]))?,
             lines: BpfHash::try_from(take(ebpf, ENF_LINES[g])?).map_err(map_err(ENF_LINES[g]))?,
             ports: BpfHash::try_from(take(ebpf, ENF_PORTS[g])?).map_err(map_err(ENF_PORTS[g]))?,
             counts: PerCpuArray::try_from(take(ebpf, ENF_COUNTS[g])?)
                 .map_err(map_err(ENF_COUNTS[g]))?,
-            lpm_keys: Vec::new(),
-            host_keys: Vec::new(),
+            lpm4_keys: Vec::new(),
+            lpm6_keys: Vec::new(),
+            host4_keys: Vec::new(),
+            host6_keys: Vec::new(),
             line_keys: Vec::new(),
             port_keys: Vec::new(),
             names: HashMap::new(),
@@ -132,11 +144,17 @@ impl Set {
 
     /// Removes everything userspace wrote (the programs no longer read this set).
     fn clear(&mut self, nr_cpus: usize) -> Result<(), EbpfError> {
-        for k in self.lpm_keys.drain(..) {
-            let _ = self.lpm.remove(&k);
+        for k in self.lpm4_keys.drain(..) {
+            let _ = self.lpm4.remove(&k);
         }
-        for k in self.host_keys.drain(..) {
-            let _ = self.host.remove(&k);
+        for k in self.lpm6_keys.drain(..) {
+            let _ = self.lpm6.remove(&k);
+        }
+        for k in self.host4_keys.drain(..) {
+            let _ = self.host4.remove(&k);
+        }
+        for k in self.host6_keys.drain(..) {
+            let _ = self.host6.remove(&k);
         }
         for k in self.line_keys.drain(..) {
             let _ = self.lines.remove(&k);
@@ -185,24 +203,55 @@ impl Set {
         ifindex: &HashMap<String, Vec<u32>>,
     ) -> Result<Vec<(String, Mode)>, String> {
         let e = |what: &str, err: aya::maps::MapError| format!("writing {what}: {err}");
+        let mut tables = 0u32;
         for p in &plan.prefixes {
+            // A side whose every prefix classifies like the default is not looked up.
+            if p.src_mask != plan.default_src || p.flags != 0 {
+                tables |= TABLE_SRC;
+            }
+            if p.dst_mask != plan.default_dst || p.flags != 0 {
+                tables |= TABLE_DST;
+            }
             let class = PrefixClass {
                 src_mask: p.src_mask,
                 dst_mask: p.dst_mask,
                 flags: p.flags,
                 pad: 0,
             };
-            if p.len == 128 {
-                self.host
-                    .insert(p.addr, class, 0)
-                    .map_err(|x| e("a host prefix (exact-match map full?)", x))?;
-                self.host_keys.push(p.addr);
-            } else {
-                let k = Key::new(p.len as u32, p.addr);
-                self.lpm
-                    .insert(&k, class, 0)
-                    .map_err(|x| e("a prefix (LPM trie full?)", x))?;
-                self.lpm_keys.push(k);
+            // IPv4 prefixes come IPv4-mapped (::ffff:a.b.c.d/96+n).
+            let v4 = p.len >= 96 && p.addr[..10] == [0; 10] && p.addr[10..12] == [0xff, 0xff];
+            let a4 = [p.addr[12], p.addr[13], p.addr[14], p.addr[15]];
+            match (v4, p.len) {
+                (true, 128) => {
+                    self.host4
+                        .insert(a4, class, 0)
+                        .map_err(|x| e("an IPv4 host prefix (exact-match map full?)", x))?;
+                    self.host4_keys.push(a4);
+                    tables |= TABLE_HOST4;
+                }
+                (true, len) => {
+                    let k = Key::new(len as u32 - 96, a4);
+                    self.lpm4
+                        .insert(&k, class, 0)
+                        .map_err(|x| e("an IPv4 prefix (LPM trie full?)", x))?;
+                    self.lpm4_keys.push(k);
+                    tables |= TABLE_LPM4;
+                }
+                (false, 128) => {
+                    self.host6
+                        .insert(p.addr, class, 0)
+                        .map_err(|x| e("an IPv6 host prefix (exact-match map full?)", x))?;
+                    self.host6_keys.push(p.addr);
+                    tables |= TABLE_HOST6;
+                }
+                (false, len) => {
+                    let k = Key::new(len as u32, p.addr);
+                    self.lpm6
+                        .insert(&k, class, 0)
+                        .map_err(|x| e("an IPv6 prefix (LPM trie full?)", x))?;
+                    self.lpm6_keys.push(k);
+                    tables |= TABLE_LPM6;
+                }
             }
         }
         for (k, m) in &plan.ports {
@@ -231,6 +280,7 @@ impl Set {
                     .insert(*ix, rule, 0)
                     .map_err(|x| e("a line", x))?;
                 self.line_keys.push(*ix);
+                tables |= TABLE_LINES;
             }
             modes.push((l.name.clone(), mode));
         }
@@ -250,6 +300,8 @@ impl Set {
             drop_unordered: plan.drop_unordered,
             default_mode: mode_word(plan.default_mode),
             version: plan.version as u32,
+            tables,
+            pad: 0,
         };
         self.cfg
             .set(0, cfg, 0)
@@ -263,7 +315,7 @@ impl Enforcer {
     /// Takes the enforcement maps out of the loaded object. `lines`: line name ->
     /// interface indices this probe captures on.
     /// `control` is a handle on the CONTROL map of its own (see [`dup`]).
-    pub(crate) fn take(
+    pub fn take(
         ebpf: &mut aya::Ebpf,
         control: MapData,
         nr_cpus: usize,
@@ -395,7 +447,7 @@ impl Enforcer {
 }
 
 /// A second handle on a map (its fd duplicated).
-pub(crate) fn dup(data: &MapData) -> Result<MapData, EbpfError> {
+pub fn dup(data: &MapData) -> Result<MapData, EbpfError> {
     let fd = data
         .fd()
         .as_fd()

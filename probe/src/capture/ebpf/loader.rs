@@ -18,8 +18,8 @@ use tidegate_common::{
     Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
     maps::{
         CLOCK_COARSE, CLOCK_PRECISE, CONTROL, COUNTERS, CTL_CLOCK, CTL_GENERATION,
-        DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, ENF_HOST, ENF_LPM,
-        FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS, PROG_XDP,
+        DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, ENF_HOST4, ENF_HOST6,
+        ENF_LPM4, ENF_LPM6, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS, PROG_XDP,
     },
 };
 
@@ -182,10 +182,14 @@ impl EbpfCapture {
             .map_max_entries(FLOWS_GEN0, opts.flow_entries)
             .map_max_entries(FLOWS_GEN1, opts.flow_entries)
             .map_max_entries(FALLBACK, opts.fallback_bytes)
-            .map_max_entries(ENF_LPM[0], opts.enforce_prefixes)
-            .map_max_entries(ENF_LPM[1], opts.enforce_prefixes)
-            .map_max_entries(ENF_HOST[0], opts.enforce_prefixes)
-            .map_max_entries(ENF_HOST[1], opts.enforce_prefixes)
+            .map_max_entries(ENF_LPM4[0], opts.enforce_prefixes)
+            .map_max_entries(ENF_LPM4[1], opts.enforce_prefixes)
+            .map_max_entries(ENF_LPM6[0], opts.enforce_prefixes)
+            .map_max_entries(ENF_LPM6[1], opts.enforce_prefixes)
+            .map_max_entries(ENF_HOST4[0], opts.enforce_prefixes)
+            .map_max_entries(ENF_HOST4[1], opts.enforce_prefixes)
+            .map_max_entries(ENF_HOST6[0], opts.enforce_prefixes)
+            .map_max_entries(ENF_HOST6[1], opts.enforce_prefixes)
             .load(OBJECT)
             .map_err(EbpfError::from_load)?;
         let xdp: &mut Xdp = ebpf

@@ -13,7 +13,7 @@ mod error;
 pub mod grace;
 mod loader;
 
-pub use enforce::{Enforcer, Installed, RuleTotal, SharedEnforcer};
+pub use enforce::{Enforcer, Installed, RuleTotal, SharedEnforcer, dup};
 pub use error::EbpfError;
 pub use loader::{
     AttachReport, EbpfCapture, EbpfOptions, OBJECT, Timestamps, XdpModeChoice, ifindex,
