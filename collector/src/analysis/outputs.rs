@@ -357,5 +357,6 @@ fn violation_row(s: &ViolationState, ctx: Option<&FlowContext>) -> ViolationRow 
         bytes: s.bytes,
         description: v.description.clone(),
         evidence: serde_json::to_string(&v.evidence).unwrap_or_else(|_| "[]".into()),
+        action: v.action.map(|a| a.name().to_string()).unwrap_or_default(),
     }
 }

@@ -63,12 +63,12 @@ pub async fn rules(
     );
     per_rule
         .filter(&w)
-        .push(" GROUP BY rule, verdict ORDER BY packets DESC LIMIT 1000");
+        .push(" GROUP BY rule, verdict ORDER BY sum(packets) DESC LIMIT 1000");
     let mut top = Sql::new(
         "SELECT IPv6NumToString(src) AS src, toString(verdict) AS verdict, groupUniqArray(10)(enforce_rule) AS rules, count() AS flows, sum(packets) AS packets, sum(bytes) AS bytes FROM flows",
     );
     top.filter(&w)
-        .push(" GROUP BY src, verdict ORDER BY packets DESC LIMIT 20");
+        .push(" GROUP BY src, verdict ORDER BY sum(packets) DESC LIMIT 20");
     Ok(Json(json!({
         "rules": per_rule.rows(&st.ch).await?,
         "top_sources": top.rows(&st.ch).await?,

@@ -11,3 +11,8 @@ ALTER TABLE {{database}}.flows
 
 ALTER TABLE {{database}}.flows
     ADD COLUMN IF NOT EXISTS enforce_rule LowCardinality(String) DEFAULT '';
+
+-- policy_violations.action: what the line did to the offending traffic — 'dropped',
+-- 'would_drop' (monitor mode), or '' (the rule only alerts, or the line did not judge it).
+ALTER TABLE {{database}}.policy_violations
+    ADD COLUMN IF NOT EXISTS action LowCardinality(String) DEFAULT '';

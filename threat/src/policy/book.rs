@@ -67,6 +67,7 @@ impl ViolationBook {
             let o = &mut open.violation;
             o.first_ns = o.first_ns.min(v.first_ns);
             o.last_ns = o.last_ns.max(v.last_ns);
+            o.action = o.action.max(v.action);
             for r in v.evidence {
                 if o.evidence.len() < MAX_EVIDENCE {
                     o.evidence.push(r);
@@ -138,6 +139,7 @@ mod tests {
             last_ns: first + 10,
             evidence: vec![r],
             description: String::new(),
+            action: None,
         }
     }
 

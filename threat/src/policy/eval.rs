@@ -45,7 +45,15 @@ pub(super) fn violation(
         last_ns: r.last,
         evidence: vec![r.clone()],
         description,
+        action: action_taken(rule, r),
     }
+}
+
+/// The line's action on `r` under `rule`: its verdict when the line judged it by this
+/// rule's drop.
+pub(super) fn action_taken(rule: &Rule, r: &FlowRecord) -> Option<tidegate_wire::Verdict> {
+    (!r.verdict.is_pass() && r.enforce_rule.as_deref() == Some(rule.id.as_str()))
+        .then_some(r.verdict)
 }
 
 impl Policy {

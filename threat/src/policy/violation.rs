@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 pub use crate::Severity;
+use tidegate_wire::Verdict;
 use tidegate_wire::record::{FlowRecord, rfc3339_ns};
 
 /// Most flows kept as evidence in one violation.
@@ -73,6 +74,10 @@ pub struct Violation {
     pub evidence: Vec<FlowRecord>,
     /// Human explanation.
     pub description: String,
+    /// What the line did to the offending traffic: `dropped` (enforce mode), `would_drop`
+    /// (monitor mode), or `null` when the line did not act on it (the rule only alerts,
+    /// or the flow was not judged at the line). The strongest over the merged flows.
+    pub action: Option<Verdict>,
 }
 
 impl Violation {

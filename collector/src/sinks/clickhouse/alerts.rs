@@ -103,6 +103,8 @@ pub struct ViolationRow {
     pub description: String,
     /// JSON array of evidence flow records.
     pub evidence: String,
+    /// What the line did (`dropped`, `would_drop`, or empty): `0006_flows_enforcement.sql`.
+    pub action: String,
 }
 
 /// A stable token for a set of (id, version) states.

@@ -449,6 +449,7 @@ mod tests {
             last_ns: T + 1_000,
             evidence: Vec::new(),
             description: "to a=b".into(),
+            action: None,
         }
     }
 

@@ -74,6 +74,7 @@ pub fn samples(n: u32) -> Vec<Notification> {
                     last_ns: f.last,
                     description: "denied by rule r".into(),
                     evidence: vec![f],
+                    action: None,
                 };
                 Notification::from_finding(Finding::Violation(&ViolationState::opening(v))).unwrap()
             }
