@@ -156,6 +156,21 @@ try {
     await shot('evidence');
   });
 
+  await check('the enforcement page: policy at the lines, and a manual block made and lifted', async () => {
+    await page.goto(`${BASE}/#/enforcement${all}`);
+    await page.waitForSelector('[data-testid=enforce-probes]');
+    assert.equal(await page.textContent('[data-testid=enforce-mode]'), 'monitor', 'monitor mode by default');
+    await page.waitForSelector('[data-testid=enforce-rules] tbody tr');
+    await page.fill('#block-cidr', '192.0.2.0/24');
+    await page.fill('#block-reason', 'browser walk');
+    await page.click('#block-form button[type=submit]');
+    await page.waitForSelector('[data-testid=enforce-blocks] tbody tr');
+    assert.match(await page.textContent('[data-testid=enforce-blocks]'), /192\.0\.2\.0\/24[\s\S]*analyst[\s\S]*browser walk/);
+    await shot('enforcement');
+    await page.click('[data-testid=enforce-blocks] [data-lift]');
+    await page.waitForFunction(() => !document.querySelector('[data-testid=enforce-blocks]'));
+  });
+
   await check('policy violations by rule with the rule text, and one violation', async () => {
     await page.goto(`${BASE}/#/violations${all}`);
     await waitValue('#pv-total', expect.violations.total, 'violation total');

@@ -25,6 +25,11 @@ export async function get(path, params = {}) {
   return request('GET', `/api/v1/${path}${qs ? '?' + qs : ''}`);
 }
 
+/** DELETE /api/v1/<path>. */
+export async function del(path) {
+  return request('DELETE', `/api/v1/${path}`);
+}
+
 /** POST a JSON body. */
 export async function post(path, body) {
   return request('POST', `/api/v1/${path}`, body);

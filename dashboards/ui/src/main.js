@@ -14,6 +14,7 @@ import * as violation from './pages/violation.js';
 import * as flows from './pages/flows.js';
 import * as probes from './pages/probes.js';
 import * as evidencePage from './pages/evidence.js';
+import * as enforcement from './pages/enforcement.js';
 
 const PAGES = {
   overview: { mod: overview, title: 'Overview', nav: 'overview' },
@@ -25,6 +26,7 @@ const PAGES = {
   flows: { mod: flows, title: 'Top talkers & flows', nav: 'flows' },
   probes: { mod: probes, title: 'Probe health', nav: 'probes' },
   evidence: { mod: evidencePage, title: 'Evidence log', nav: 'evidence' },
+  enforcement: { mod: enforcement, title: 'Enforcement', nav: 'enforcement' },
 };
 
 const POLL_MS = 10_000;
@@ -79,6 +81,7 @@ function shell() {
       <div class="sec">Threats</div>
       <a data-nav="alerts">Alerts</a>
       <a data-nav="violations">Policy violations</a>
+      <a data-nav="enforcement">Enforcement</a>
       <div class="sec">System</div>
       <a data-nav="probes">Probe health</a>
       <a data-nav="evidence">Evidence log</a>

@@ -23,6 +23,7 @@ export async function render(ctx) {
         ['Source', `${v.src} ${v.src_zone ? '[' + v.src_zone + ']' : ''} ${v.src_country}`],
         ['Destination', `${v.dst} ${v.dst_zone ? '[' + v.dst_zone + ']' : ''} ${v.dst_country}`],
         ['Line', v.line],
+        ['Action at the line', v.action === 'dropped' ? 'dropped (enforce mode)' : v.action === 'would_drop' ? 'would be dropped (monitor mode)' : 'none (reported only)'],
         ['Flows', int(v.flows)],
         ['Packets', int(v.packets)],
         ['Bytes', bytes(v.bytes)],
