@@ -75,7 +75,7 @@ fn cases() -> Vec<(String, usize, &'static str)> {
         (
             "[[zone]]\nname = \"a\"\ncountries = [\"HK\"]\n\n[policy]\nname = \"x\"\n".into(),
             5,
-            "unknown field `policy`, expected `zone` or `rule`",
+            "unknown field `policy`, expected one of `zone`, `rule`, `enforce`",
         ),
         (
             z(
@@ -151,6 +151,37 @@ fn cases() -> Vec<(String, usize, &'static str)> {
             11,
             "zone \"unzoned\" cannot be isolated",
         ),
+        // Enforcement.
+        (
+            "[[rule]]\nid = \"r\"\nname = \"n\"\ntype = \"deny_list\"\ncidrs = [\"198.51.100.0/24\"]\naction = \"block\"\n".into(),
+            6,
+            "unknown action \"block\" (alert or drop)",
+        ),
+        (
+            "[[rule]]\nid = \"r\"\nname = \"n\"\ntype = \"allow\"\naction = \"drop\"\n".into(),
+            5,
+            "rule type \"allow\" cannot drop",
+        ),
+        (
+            "[[rule]]\nid = \"r\"\nname = \"n\"\ntype = \"deny_list\"\ncountries = [\"XX\"]\naction = \"drop\"\n".into(),
+            5,
+            "unknown country \"XX\"",
+        ),
+        (
+            "[enforce]\nmode = \"monitor\"\nprotected = [\"10.0.0.1/8\"]\n".into(),
+            3,
+            "invalid CIDR \"10.0.0.1/8\": host bits are set (did you mean 10.0.0.0/8?)",
+        ),
+        (
+            "[enforce]\nlines = { \"hk-1\" = \"on\" }\n".into(),
+            2,
+            "unknown mode \"on\" (monitor or enforce)",
+        ),
+        (
+            "[enforce]\nmode = \"enforce\"\nprotect = []\n".into(),
+            3,
+            "unknown field `protect`",
+        ),
     ]
 }
 
@@ -197,9 +228,9 @@ fn a_missing_file_names_the_path() {
 fn the_documented_example_policy_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/policy/example.toml");
     let p = Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    // 3 declared zones plus `unzoned`, 7 rules, each located at its [[rule]] header.
+    // 3 declared zones plus `unzoned`, 8 rules, each located at its [[rule]] header.
     assert_eq!(p.zones.len(), 4);
-    assert_eq!(p.rules.len(), 7);
+    assert_eq!(p.rules.len(), 8);
     let text = std::fs::read_to_string(&path).unwrap();
     for r in &p.rules {
         let line: usize = r.location.rsplit(':').next().unwrap().parse().unwrap();
@@ -208,8 +239,20 @@ fn the_documented_example_policy_loads() {
         assert_eq!(id_line, format!("id = \"{}\"", r.id));
     }
     assert!(matches!(p.rules[0].body, RuleBody::Isolate { .. }));
+    // One rule drops; the section sets monitor mode with one line enforcing, and
+    // protects the management network and the collector.
+    let drops: Vec<&str> = p
+        .rules
+        .iter()
+        .filter(|r| r.action == tidegate_threat::policy::Action::Drop)
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(drops, ["sanctioned"]);
+    assert_eq!(p.enforce.default_mode, tidegate_wire::enforce::Mode::Monitor);
+    assert_eq!(p.enforce.lines, [("hk-intl-1".to_string(), tidegate_wire::enforce::Mode::Enforce)]);
+    assert_eq!(p.enforce.protected.len(), 2);
     assert!(matches!(
-        p.rules[6].body,
+        p.rules[7].body,
         RuleBody::ByteCap {
             max_bytes: 10_000_000_000,
             window_ns: 3_600_000_000_000,
