@@ -87,6 +87,7 @@ impl Analysis {
         sources: LoadedSources,
         store: Option<Arc<ClickHouseSink>>,
         evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
+        blocker: Option<Arc<crate::enforce::EnforceHub>>,
         metrics: AnalysisMetrics,
     ) -> Result<(Analysis, Feed), AnalysisError> {
         let detector = if cfg.detect_enabled {
@@ -117,6 +118,8 @@ impl Analysis {
             violations: ViolationBook::new(cfg.violation_merge_gap.as_nanos() as u64),
             outputs,
             idle_advance: cfg.idle_advance,
+            blocker,
+            blocked: Default::default(),
         };
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let thread = std::thread::Builder::new()

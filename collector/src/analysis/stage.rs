@@ -30,6 +30,11 @@ pub(crate) struct Stage {
     pub violations: ViolationBook,
     pub outputs: Outputs,
     pub idle_advance: Duration,
+    /// Enforcement control: blocks the source of alerts the policy names
+    /// (`[enforce.block_alerts]`).
+    pub blocker: Option<Arc<crate::enforce::EnforceHub>>,
+    /// What each such alert says about its block (kept for its later updates).
+    pub blocked: std::collections::HashMap<String, String>,
 }
 
 impl Stage {
@@ -56,10 +61,12 @@ impl Stage {
                                 self.outputs.violation(&state, ctx);
                             }
                         }
-                        if let Some(d) = self.detector.as_mut() {
-                            for u in d.observe(r) {
-                                self.outputs.alert(&u);
-                            }
+                        let updates = match self.detector.as_mut() {
+                            Some(d) => d.observe(r),
+                            None => Vec::new(),
+                        };
+                        for u in updates {
+                            self.alert(u);
                         }
                     }
                     self.outputs.flush();
@@ -88,11 +95,34 @@ impl Stage {
         self.finish();
     }
 
-    fn advance(&mut self, now_ns: u64) {
-        if let Some(d) = self.detector.as_mut() {
-            for u in d.advance(now_ns) {
-                self.outputs.alert(&u);
+    /// Publishes an alert state; an alert the policy blocks on has its source blocked at
+    /// the lines when it opens, and says so in every state.
+    fn alert(&mut self, mut u: tidegate_threat::detect::AlertUpdate) {
+        if let Some(hub) = &self.blocker {
+            let said = match self.blocked.get(&u.alert.id) {
+                Some(s) => Some(s.clone()),
+                None => {
+                    let s = hub.block_for_alert(&u.alert);
+                    if let Some(s) = &s {
+                        self.blocked.insert(u.alert.id.clone(), s.clone());
+                    }
+                    s
+                }
+            };
+            if let Some(s) = said {
+                u.alert.description.push_str(&s);
             }
+        }
+        self.outputs.alert(&u);
+    }
+
+    fn advance(&mut self, now_ns: u64) {
+        let updates = match self.detector.as_mut() {
+            Some(d) => d.advance(now_ns),
+            None => Vec::new(),
+        };
+        for u in updates {
+            self.alert(u);
         }
         self.violations.expire(now_ns);
         if let Some(p) = self.policy.as_mut() {
@@ -112,7 +142,7 @@ impl Stage {
                     new: !self.outputs.knows(&a.id),
                     alert: a,
                 };
-                self.outputs.alert(&u);
+                self.alert(u);
             }
         }
         self.outputs.flush();

@@ -139,6 +139,7 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         sources,
         Some(sink.clone()),
         evidence.clone(),
+        enforce.clone(),
         analysis_metrics,
     )?;
     let stages = pipeline::Stages {

@@ -317,6 +317,62 @@ impl EnforceHub {
         Ok(b)
     }
 
+    /// Blocks the source of `alert` when the policy's `[enforce.block_alerts]` asks for it;
+    /// returns what the alert should say about it (`None`: not configured for this alert).
+    pub fn block_for_alert(&self, alert: &tidegate_threat::detect::Alert) -> Option<String> {
+        let policy = self.policy.current();
+        let cfg = policy.enforce.block_alerts.as_ref()?;
+        if !cfg.kinds.contains(&alert.kind) || alert.severity < cfg.min_severity {
+            return None;
+        }
+        let Some(tidegate_threat::detect::Endpoint::Addr(ip)) = &alert.src else {
+            return None;
+        };
+        let cidr = Cidr::host(*ip);
+        let enforcing = policy.enforce.default_mode == tidegate_wire::enforce::Mode::Enforce
+            || policy
+                .enforce
+                .lines
+                .iter()
+                .any(|(_, m)| *m == tidegate_wire::enforce::Mode::Enforce);
+        let how = if enforcing {
+            "dropped on lines in enforce mode"
+        } else {
+            "counted as would-drop: every line is in monitor mode"
+        };
+        if let Some(b) = self
+            .blocks
+            .live(now_ns())
+            .into_iter()
+            .find(|b| b.cidr.contains(*ip))
+        {
+            return Some(format!(
+                " — source already blocked at the lines (block {}, {how})",
+                b.id
+            ));
+        }
+        let reason = format!("alert {} ({})", alert.id, alert.kind.as_str());
+        match self.block(
+            cidr,
+            Duration::from_secs(cfg.block_secs),
+            reason,
+            "auto-block",
+        ) {
+            Ok(b) => {
+                tracing::warn!(alert = %alert.id, kind = alert.kind.as_str(), src = %ip, block = %b.id,
+                    secs = cfg.block_secs, "alert source blocked at the lines");
+                Some(format!(
+                    " — source blocked at the lines for {} s (block {}, {how})",
+                    cfg.block_secs, b.id
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(alert = %alert.id, src = %ip, error = %e, "alert source not blocked");
+                Some(format!(" — source not blocked: {e}"))
+            }
+        }
+    }
+
     /// Lifts a block.
     pub fn unblock(&self, id: &str, user: &str) -> Result<ManualBlock, String> {
         let b = self.blocks.remove(id)?;

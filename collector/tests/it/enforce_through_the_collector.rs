@@ -42,6 +42,7 @@ const HOME: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 1);
 const DENIED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 const ALLOWED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 const BLOCKED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+const SCANNER: Ipv4Addr = Ipv4Addr::new(10, 10, 5, 5);
 
 fn policy(protected: &str) -> String {
     format!(
@@ -59,6 +60,11 @@ action = "drop"
 [enforce]
 mode = "enforce"
 protected = ["{protected}"]
+
+[enforce.block_alerts]
+kinds = ["port_scan"]
+min_severity = "low"
+block_secs = 600
 "#
     )
 }
@@ -165,7 +171,7 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
             let opts = LoopOptions {
                 timeouts: Timeouts {
                     active: Duration::from_secs(60),
-                    idle: Duration::from_secs(60),
+                    idle: Duration::from_secs(1),
                 },
                 sweep_interval: Duration::from_millis(100),
                 duration: None,
@@ -198,6 +204,40 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
     };
     send(&[(HOME, DENIED, 40000, 40), (HOME, ALLOWED, 40001, 30)]);
 
+    // A port scan: the alert opens, and the policy blocks its source at the lines.
+    VethPair::in_ns(&pair.ns_a, || {
+        let tx = RawSender::new(&pair.if_a).unwrap();
+        for port in 1000..1030 {
+            let f = frames::ipv4(mac_b, None, 6, SCANNER, ALLOWED, 45000, port, 40, 0x02);
+            tx.send(&f).unwrap();
+        }
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let auto = loop {
+        let s = status(&c.url);
+        if let Some(b) = s["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["created_by"] == "auto-block")
+        {
+            break b.clone();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no block after the scan: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(auto["cidr"], "10.10.5.5/32");
+    assert!(
+        auto["reason"].as_str().unwrap().contains("port_scan"),
+        "{auto}"
+    );
+    let auto_version = wait_enforced(&c.url, first);
+    send(&[(SCANNER, ALLOWED, 45001, 25)]);
+
     // A manual block for incident response: authenticated only, protected ranges refused.
     let body = r#"{"cidr": "192.0.2.0/24", "expires_secs": 600, "reason": "incident 42"}"#;
     assert_eq!(
@@ -211,8 +251,14 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
     let made = json(post(&c.url, "/api/v1/enforce/blocks", body, true));
     let id = made["block"]["id"].as_str().unwrap().to_string();
     assert_eq!(made["block"]["created_by"], "automation");
-    let blocked_version = wait_enforced(&c.url, first);
-    assert_eq!(status(&c.url)["blocks"][0]["id"], id.as_str());
+    let blocked_version = wait_enforced(&c.url, auto_version);
+    assert!(
+        status(&c.url)["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["id"] == id.as_str())
+    );
     send(&[(HOME, BLOCKED, 40002, 20)]);
 
     // A reload whose drop rule would cover a protected range is refused, with file:line.
@@ -251,7 +297,8 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
     c.stack.wait_for_flows(3, Duration::from_secs(60));
     let rows = block_on(c.stack.ch.query(
         "SELECT IPv6NumToString(dst), toString(verdict), enforce_rule, sum(packets) FROM tidegate.flows \
-         WHERE line = 'line-b' AND direction = 'ingress' GROUP BY 1, 2, 3 ORDER BY 1",
+         WHERE line = 'line-b' AND direction = 'ingress' AND IPv6NumToString(src) = '::ffff:10.10.1.1' \
+         GROUP BY 1, 2, 3 ORDER BY 1",
     ));
     assert_eq!(
         rows,
@@ -282,11 +329,29 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
     assert_eq!(
         per_rule,
         vec![
-            ("sanctioned".into(), "dropped".into(), 40),
-            ("manual-block".into(), "dropped".into(), 20)
+            ("manual-block".into(), "dropped".into(), 45),
+            ("sanctioned".into(), "dropped".into(), 40)
         ]
     );
     assert_eq!(r["top_sources"][0]["src"], "::ffff:10.10.1.1");
+    assert_eq!(r["top_sources"][1]["src"], "::ffff:10.10.5.5");
+    // The scanner's traffic after the block was dropped, and the alert says it blocked.
+    let scanner = block_on(c.stack.ch.query(
+        "SELECT toString(verdict), enforce_rule, sum(packets) FROM tidegate.flows \
+         WHERE IPv6NumToString(src) = '::ffff:10.10.5.5' AND sport = 45001 GROUP BY 1, 2",
+    ));
+    assert_eq!(scanner, "dropped\tmanual-block\t25");
+    let alert = block_on(c.stack.ch.query(
+        "SELECT description FROM tidegate.alerts FINAL WHERE kind = 'port_scan' AND src = '10.10.5.5'",
+    ));
+    assert!(
+        alert.contains("source blocked at the lines for 600 s"),
+        "{alert}"
+    );
+    assert!(
+        alert.contains("dropped on lines in enforce mode"),
+        "{alert}"
+    );
 
     // The violation says the traffic was dropped at the line.
     let ok = block_on(tidegate_testkit::eventually_async(

@@ -248,8 +248,17 @@ fn the_documented_example_policy_loads() {
         .map(|r| r.id.as_str())
         .collect();
     assert_eq!(drops, ["sanctioned"]);
-    assert_eq!(p.enforce.default_mode, tidegate_wire::enforce::Mode::Monitor);
-    assert_eq!(p.enforce.lines, [("hk-intl-1".to_string(), tidegate_wire::enforce::Mode::Enforce)]);
+    assert_eq!(
+        p.enforce.default_mode,
+        tidegate_wire::enforce::Mode::Monitor
+    );
+    assert_eq!(
+        p.enforce.lines,
+        [(
+            "hk-intl-1".to_string(),
+            tidegate_wire::enforce::Mode::Enforce
+        )]
+    );
     assert_eq!(p.enforce.protected.len(), 2);
     assert!(matches!(
         p.rules[7].body,

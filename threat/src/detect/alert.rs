@@ -34,6 +34,24 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    /// Every kind.
+    pub const ALL: [AlertKind; 9] = [
+        AlertKind::PortScan,
+        AlertKind::HostSweep,
+        AlertKind::SynFlood,
+        AlertKind::Volumetric,
+        AlertKind::Amplification,
+        AlertKind::Exfiltration,
+        AlertKind::Beaconing,
+        AlertKind::DnsTunnel,
+        AlertKind::IcmpTunnel,
+    ];
+
+    /// The kind named `s` (as serialized).
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     /// Stable snake_case name (as serialized).
     pub fn as_str(self) -> &'static str {
         match self {

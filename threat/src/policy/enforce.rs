@@ -47,6 +47,19 @@ pub struct EnforceSettings {
     pub protected: Vec<Protected>,
     /// Line of the section header (0: absent).
     pub line: usize,
+    /// `[enforce.block_alerts]`: block the source of such alerts automatically.
+    pub block_alerts: Option<BlockAlerts>,
+}
+
+/// Alerts whose source is blocked at the lines as they open (`[enforce.block_alerts]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockAlerts {
+    /// Alert kinds (`port_scan`, `syn_flood`, ...).
+    pub kinds: Vec<crate::detect::AlertKind>,
+    /// Lowest severity that blocks.
+    pub min_severity: crate::Severity,
+    /// How long each block lasts.
+    pub block_secs: u64,
 }
 
 /// A block made through the API for incident response: traffic from or to `cidr` is
@@ -1012,6 +1025,34 @@ protected = ["203.0.113.1/32"]
             e.starts_with("p.toml:2:") && e.contains("unknown mode"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn alert_blocks_parse_with_defaults_and_bad_kinds_are_located() {
+        let p = policy("[enforce.block_alerts]\nkinds = [\"port_scan\"]\n");
+        let b = p.enforce.block_alerts.unwrap();
+        assert_eq!(b.kinds, [crate::detect::AlertKind::PortScan]);
+        assert_eq!(
+            (b.min_severity, b.block_secs),
+            (crate::Severity::High, 3600)
+        );
+        let e = Policy::parse(
+            "[enforce]\nmode = \"enforce\"\n[enforce.block_alerts]\nkinds = [\"portscan\"]\n",
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("p.toml:4:") && e.contains("unknown alert kind \"portscan\""),
+            "{e}"
+        );
+        let e = Policy::parse(
+            "[enforce.block_alerts]\nkinds = [\"syn_flood\"]\nblock_secs = 0\n",
+            Path::new("p.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("p.toml:3:"), "{e}");
     }
 
     #[test]

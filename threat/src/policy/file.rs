@@ -35,6 +35,15 @@ struct RawEnforce {
     mode: Option<Spanned<String>>,
     lines: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
     protected: List<String>,
+    block_alerts: Option<Spanned<RawBlockAlerts>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlockAlerts {
+    kinds: Spanned<Vec<Spanned<String>>>,
+    min_severity: Option<Spanned<String>>,
+    block_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +189,46 @@ fn enforce_settings(
             }
             out.lines.push((name.clone(), mode(cx, m)?));
         }
+    }
+    if let Some(b) = &e.block_alerts {
+        let b = b.get_ref();
+        let mut kinds = Vec::new();
+        for k in b.kinds.get_ref() {
+            kinds.push(crate::detect::AlertKind::parse(k.get_ref()).ok_or_else(|| {
+                let all: Vec<&str> = crate::detect::AlertKind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect();
+                cx.at(
+                    k.span().start,
+                    format!("unknown alert kind {:?} ({})", k.get_ref(), all.join(", ")),
+                )
+            })?);
+        }
+        if kinds.is_empty() {
+            return Err(cx.at(b.kinds.span().start, "`kinds` must not be empty"));
+        }
+        let min_severity = match &b.min_severity {
+            None => Severity::High,
+            Some(s) => Severity::parse(s.get_ref()).ok_or_else(|| {
+                cx.at(
+                    s.span().start,
+                    format!(
+                        "unknown severity {:?} (info, low, medium, high or critical)",
+                        s.get_ref()
+                    ),
+                )
+            })?,
+        };
+        let block_secs = match &b.block_secs {
+            None => 3600,
+            Some(v) => cx.in_range(v, "enforce.block_alerts.block_secs", 1..=2_592_000)?,
+        };
+        out.block_alerts = Some(super::enforce::BlockAlerts {
+            kinds,
+            min_severity,
+            block_secs,
+        });
     }
     for c in items(&e.protected) {
         let cidr = Cidr::parse(c.get_ref()).map_err(|m| cx.at(c.span().start, m.to_string()))?;
