@@ -28,6 +28,7 @@ mod detect_corpus;
 mod detect_live_alerts_reach_every_sink;
 mod detect_rules;
 mod end_to_end_probe_to_clickhouse;
+mod enforce_countries_compile_from_geolite;
 mod enforce_through_the_collector;
 mod enrich_corpus_capture;
 mod enrich_lookup_geolite;

@@ -11,7 +11,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr},
+    net::IpAddr,
     path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -70,7 +70,7 @@ fn plan(text: &str, version: u64) -> EnforcePlan {
     compile(&p, &Enricher::default(), &[], &[], version).expect("compile")
 }
 
-type Pair = (Ipv4Addr, Ipv4Addr);
+type Pair = (IpAddr, IpAddr);
 
 /// Frames per (src, dst) seen arriving on `iface` (inside `ns`) while `send` runs, and
 /// the socket's own drop count (must be 0 for the counts to be exact).
@@ -87,13 +87,11 @@ fn receive_while(ns: &str, iface: &str, send: impl FnOnce() + Send) -> (HashMap<
                 .expect("AF_PACKET");
                 let mut got: HashMap<Pair, u64> = HashMap::new();
                 let mut sink = |k: &FlowKey, st: &FlowStats| {
-                    if k.direction != 0 || k.family != 4 {
+                    if k.direction != 0 {
                         return;
                     }
-                    let (IpAddr::V4(a), IpAddr::V4(b)) = (addr(4, &k.src), addr(4, &k.dst)) else {
-                        return;
-                    };
-                    *got.entry((a, b)).or_default() += st.packets;
+                    let pair = (addr(k.family, &k.src), addr(k.family, &k.dst));
+                    *got.entry(pair).or_default() += st.packets;
                 };
                 ready.store(true, Ordering::SeqCst);
                 while !stop.load(Ordering::SeqCst) {
@@ -184,7 +182,7 @@ impl Rig {
     }
 }
 
-fn ip(s: &str) -> Ipv4Addr {
+fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
@@ -198,9 +196,7 @@ fn flows(cap: &mut EbpfCapture, e: &Enforcer) -> HashMap<Pair, (u64, Verdict, Op
         if k.direction != 0 {
             continue;
         }
-        let (IpAddr::V4(a), IpAddr::V4(b)) = (addr(4, &k.src), addr(4, &k.dst)) else {
-            continue;
-        };
+        let (a, b) = (addr(k.family, &k.src), addr(k.family, &k.dst));
         let v = Verdict::from_u8(s.verdict);
         let rule = (!v.is_pass()).then(|| e.rule_name(s.policy, s.rule).expect("named rule"));
         out.insert((a, b), (s.packets, v, rule));
@@ -515,4 +511,63 @@ fn enforce_plans_pushed_by_the_collector_are_installed_reported_and_stamped_on_r
         sink.statuses()
     );
     server.stop();
+}
+
+/// IPv6 has its own tables (LPM trie and host map): a dropping deny list of an IPv6 block
+/// and an IPv6 host drops exactly those flows, to the packet; an IPv4 rule does not touch
+/// IPv6 traffic.
+#[test]
+fn enforce_ipv6_prefixes_and_hosts_drop_to_the_packet() {
+    let rig = Rig::new("en6");
+    let (mut cap, mut e, _) = rig.load();
+    let text = r#"
+[[rule]]
+id = "v6-block"
+name = "no traffic to the sanctioned IPv6 block and host"
+type = "deny_list"
+cidrs = ["2001:db8:bad::/48", "2001:db8:1::66/128", "198.51.100.0/24"]
+action = "drop"
+
+[enforce]
+mode = "enforce"
+"#;
+    e.install(&plan(text, 21)).unwrap();
+    let src: std::net::Ipv6Addr = "2001:db8:9::1".parse().unwrap();
+    let to =
+        |d: &str, sport: u16| frames::ipv6_udp(rig.mac_b, src, d.parse().unwrap(), sport, 5000, 80);
+    let (got, drops) = receive_while(&rig.pair.ns_b, &rig.pair.if_b, || {
+        VethPair::in_ns(&rig.pair.ns_a, || {
+            let tx = RawSender::new(&rig.pair.if_a).unwrap();
+            for (f, n) in [
+                (to("2001:db8:bad::7", 46000), 30u64),
+                (to("2001:db8:1::66", 46001), 20),
+                (to("2001:db8:1::67", 46002), 25),
+                (to("::ffff:198.51.100.7", 46003), 15),
+            ] {
+                for _ in 0..n {
+                    tx.send(&f).unwrap();
+                }
+            }
+        })
+        .unwrap();
+    });
+    assert_eq!(drops, 0);
+    let rx = |d: &str| got.get(&(IpAddr::V6(src), ip(d))).copied().unwrap_or(0);
+    assert_eq!(rx("2001:db8:bad::7"), 0, "IPv6 block (LPM) dropped");
+    assert_eq!(rx("2001:db8:1::66"), 0, "IPv6 host (exact map) dropped");
+    assert_eq!(rx("2001:db8:1::67"), 25, "the neighbour passes");
+    // A genuine IPv6 packet to an IPv4-mapped address is not matched by IPv4 rules.
+    assert_eq!(rx("::ffff:198.51.100.7"), 15);
+    let totals = e.rule_totals().unwrap();
+    let t = &totals[&("v6-block".to_string(), Verdict::Dropped)];
+    assert_eq!((t.packets, t.bytes), (50, 30 * 120 + 20 * 120));
+    let f = flows(&mut cap, &e);
+    assert_eq!(
+        f[&(IpAddr::V6(src), ip("2001:db8:1::66"))],
+        (20, Verdict::Dropped, Some("v6-block".to_string()))
+    );
+    assert_eq!(
+        f[&(IpAddr::V6(src), ip("2001:db8:1::67"))],
+        (25, Verdict::Pass, None)
+    );
 }

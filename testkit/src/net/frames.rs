@@ -1,6 +1,10 @@
 //! Crafted Ethernet frames with known IP-layer sizes, sent through AF_PACKET.
 
-use std::{ffi::CString, io, mem, net::Ipv4Addr};
+use std::{
+    ffi::CString,
+    io, mem,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use super::VethPair;
 
@@ -44,6 +48,32 @@ pub fn ipv4(
     }
     let sum = checksum(&f[ip_start..ip_start + 20]);
     f[ip_start + 10..ip_start + 12].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+/// An IPv6/UDP frame from `src:sport` to `dst:dport` with `payload_len` bytes after the
+/// fixed header (≥ 8: the UDP header); its IP-layer size is 40 + `payload_len`.
+pub fn ipv6_udp(
+    dst_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    sport: u16,
+    dport: u16,
+    payload_len: u16,
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(54 + payload_len as usize);
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd]);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&payload_len.to_be_bytes());
+    f.extend_from_slice(&[17, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    let l4 = f.len();
+    f.resize(l4 + payload_len as usize, 0);
+    f[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+    f[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+    f[l4 + 4..l4 + 6].copy_from_slice(&payload_len.to_be_bytes());
     f
 }
 
