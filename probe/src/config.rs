@@ -17,6 +17,7 @@
 //! timestamps = "precise"       # precise (ns) | coarse (one timer tick, cheaper per packet)
 //! enforce = false               # install the collector's enforcement policies (XDP drops)
 //! enforce_prefixes = 262144     # capacity of the enforcement prefix maps
+//! enforce_max_offline_secs = 600  # collector unreachable this long: clear the policy (fail-open)
 //!
 //! [[line]]
 //! name = "hk-intl-1"
@@ -108,6 +109,7 @@ struct RawEbpf {
     timestamps: Option<Timestamps>,
     enforce: Option<bool>,
     enforce_prefixes: Option<Spanned<u32>>,
+    enforce_max_offline_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +251,10 @@ impl ProbeConfig {
         }
         if let Some(e) = raw.ebpf.enforce {
             c.ebpf.enforce = e;
+        }
+        if let Some(v) = &raw.ebpf.enforce_max_offline_secs {
+            c.ebpf.enforce_max_offline_secs =
+                Some(file.in_range(v, "enforce_max_offline_secs", 1..=604_800)?);
         }
         if let Some(v) = &raw.ebpf.enforce_prefixes {
             c.ebpf.enforce_prefixes = file.in_range(v, "enforce_prefixes", 16..=16_777_216)?;

@@ -258,7 +258,7 @@ impl EnforceHub {
             e.connected = false;
             self.record(serde_json::json!({
                 "event": "probe_unreachable", "probe": probe, "version": e.version,
-                "note": "the probe keeps enforcing this version while it runs; when it stops, its XDP program is detached and every packet passes (fail-open)",
+                "note": "the probe keeps enforcing this version while it runs (unless its [ebpf] enforce_max_offline_secs passes first: then it clears it); when it stops, its XDP program is detached and every packet passes (fail-open)",
             }));
         }
     }

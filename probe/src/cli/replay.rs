@@ -139,6 +139,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 lines,
                 ExportMetrics::new(),
                 None,
+                None,
             )?))
         }
     };

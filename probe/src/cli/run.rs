@@ -159,10 +159,12 @@ impl CollectorArgs {
         lines: Vec<String>,
         metrics: ExportMetrics,
         enforcer: Option<SharedEnforcer>,
+        enforce_max_offline: Option<Duration>,
     ) -> anyhow::Result<CollectorExporter> {
         let mut opts = CollectorOptions::from_config(c, probe_id);
         opts.lines = lines;
         opts.enforcer = enforcer;
+        opts.enforce_max_offline = enforce_max_offline;
         CollectorExporter::start(opts, metrics)
             .with_context(|| format!("cannot export to the collector at {}", c.addr))
     }
@@ -373,8 +375,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             let names = cfg.lines.iter().map(|l| l.name.clone()).collect();
             let export_metrics = ExportMetrics::new();
             export_metrics.register(metrics.lock().expect("metrics lock").registry_mut());
-            let mut exporter = CollectorArgs::start(c, &cfg.id, names, export_metrics, enforcer)?
-                .with_health_counters(health_counters(&metrics));
+            let offline = cfg.ebpf.enforce_max_offline_secs.map(Duration::from_secs);
+            let mut exporter =
+                CollectorArgs::start(c, &cfg.id, names, export_metrics, enforcer, offline)?
+                    .with_health_counters(health_counters(&metrics));
             let ran = run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts);
             // Deliver what is left (or keep it spooled) even when the loop failed.
             let report = exporter.finish(args.collector.drain_timeout)?;

@@ -571,3 +571,58 @@ mode = "enforce"
         (25, Verdict::Pass, None)
     );
 }
+
+/// With `enforce_max_offline_secs`, a probe whose collector is gone for longer clears its
+/// policy (fail-open) and says so; traffic the policy dropped then passes.
+#[test]
+fn enforce_clears_after_the_collector_is_unreachable_for_too_long() {
+    use tidegate_testkit::{
+        certs::Certs,
+        probe::{exporter, probe_options},
+        transport::{MemSink, TestServer},
+    };
+    let rig = Rig::new("eno");
+    let (cap, e, _) = rig.load();
+    let enf = tidegate_probe::capture::ebpf::SharedEnforcer::new(e);
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = "edge-offline";
+    let certs = Certs::generate(&tmp.path().join("pki"), &[probe]);
+    let sink = MemSink::new();
+    sink.publish(&plan(
+        &policy("enforce", "198.51.100.0/24", "sanctioned"),
+        31,
+    ));
+    let server = TestServer::start(&certs.transport_config(0), sink.clone());
+    let mut o = probe_options(&certs, probe, server.addr, &tmp.path().join("spool"));
+    o.enforcer = Some(enf.clone());
+    o.enforce_max_offline = Some(Duration::from_secs(1));
+    o.finish_timeout = Duration::from_secs(1);
+    let ex = exporter(o);
+    sink.wait_enforcing(probe, 31, Duration::from_secs(20))
+        .expect("enforcing");
+    let (got, _) = receive_while(&rig.pair.ns_b, &rig.pair.if_b, || {
+        rig.send(&[(rig.frame(HOME, DENIED, 47000), 50)])
+    });
+    assert_eq!(
+        got.get(&(ip(HOME), ip(DENIED))).copied().unwrap_or(0),
+        0,
+        "enforced"
+    );
+    // The collector goes away; after the limit the probe clears its policy.
+    server.stop();
+    let t0 = Instant::now();
+    while enf.lock().version() != 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "policy not cleared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (got, _) = receive_while(&rig.pair.ns_b, &rig.pair.if_b, || {
+        rig.send(&[(rig.frame(HOME, DENIED, 47001), 50)])
+    });
+    assert_eq!(
+        got.get(&(ip(HOME), ip(DENIED))).copied(),
+        Some(50),
+        "fail-open"
+    );
+    drop(ex);
+    drop(cap);
+}

@@ -87,6 +87,9 @@ pub struct EbpfOptions {
     pub enforce_prefixes: u32,
     /// Install the collector's enforcement policies (the probe announces it can).
     pub enforce: bool,
+    /// Clear the policy (fail-open) once the collector has been unreachable this many
+    /// seconds; `None` keeps enforcing the last policy.
+    pub enforce_max_offline_secs: Option<u64>,
 }
 
 impl Default for EbpfOptions {
@@ -99,6 +102,7 @@ impl Default for EbpfOptions {
             timestamps: Timestamps::Precise,
             enforce_prefixes: DEFAULT_ENF_PREFIXES,
             enforce: false,
+            enforce_max_offline_secs: None,
         }
     }
 }

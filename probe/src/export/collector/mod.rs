@@ -88,6 +88,9 @@ pub struct CollectorOptions {
     pub enforcer: Option<crate::capture::ebpf::SharedEnforcer>,
     /// Heartbeat interval while enforcing (below the collector's idle timeout).
     pub heartbeat: Duration,
+    /// Clear the enforcement policy (fail-open) after the collector has been unreachable
+    /// this long; `None` keeps enforcing the last policy (the default).
+    pub enforce_max_offline: Option<Duration>,
 }
 
 /// Default spool directory.
@@ -132,6 +135,7 @@ impl CollectorOptions {
             lines: Vec::new(),
             enforcer: None,
             heartbeat: Duration::from_secs(15),
+            enforce_max_offline: None,
         }
     }
 
@@ -269,6 +273,7 @@ impl CollectorExporter {
             stop: stop_rx,
             enforcer: opts.enforcer.clone(),
             heartbeat: opts.heartbeat,
+            enforce_max_offline: opts.enforce_max_offline,
         })
         .map_err(CollectorError::Thread)?;
         Ok(CollectorExporter {

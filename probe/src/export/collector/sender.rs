@@ -55,6 +55,9 @@ pub(crate) struct SenderCtx {
     pub(crate) enforcer: Option<SharedEnforcer>,
     /// Status heartbeat interval while enforcing.
     pub(crate) heartbeat: Duration,
+    /// Clear the enforcement policy (fail-open) once the collector has been unreachable
+    /// this long; `None`: keep enforcing the last policy.
+    pub(crate) enforce_max_offline: Option<Duration>,
 }
 
 /// Starts the sender thread.
@@ -85,9 +88,26 @@ async fn run(mut ctx: SenderCtx) {
     let seed = std::process::id() as u64 ^ crate::clock::realtime_ns();
     let mut backoff = Backoff::new(ctx.backoff_min, ctx.backoff_max, seed);
     let mut failures = 0u64;
+    // Since when no session has been up (for the offline fail-open).
+    let mut offline_since: Option<Instant> = None;
     loop {
         if *ctx.stop.borrow() {
             return;
+        }
+        if let (Some(limit), Some(since), Some(enf)) =
+            (ctx.enforce_max_offline, offline_since, &ctx.enforcer)
+            && since.elapsed() >= limit
+            && enf.lock().version() != 0
+        {
+            let e2 = enf.clone();
+            let r = tokio::task::spawn_blocking(move || e2.lock().clear()).await;
+            match r {
+                Ok(Ok(())) => warn!(offline = ?since.elapsed(), limit = ?limit,
+                    "collector unreachable for longer than enforce_max_offline_secs: enforcement \
+                     cleared (fail-open), every packet passes until the collector pushes a policy again"),
+                Ok(Err(e)) => warn!(error = %e, "cannot clear the enforcement policy"),
+                Err(e) => warn!(error = %e, "clearing the enforcement policy panicked"),
+            }
         }
         if ctx.spool.is_empty() && ctx.enforcer.is_none() {
             // Connect only when there is something to send (an enforcing probe stays
@@ -118,6 +138,7 @@ async fn run(mut ctx: SenderCtx) {
                     Ok(Next::Reconnect) => continue,
                     Ok(Next::Send) => {
                         let end = session(&mut ctx, tls).await;
+                        offline_since = Some(Instant::now());
                         if end.acked > 0 {
                             backoff.reset();
                         }
@@ -139,6 +160,7 @@ async fn run(mut ctx: SenderCtx) {
             }
             Err(e) => {
                 failures += 1;
+                offline_since.get_or_insert_with(Instant::now);
                 ctx.metrics.connect_failures.inc();
                 ctx.metrics.session_error(e.reason());
                 let (bytes, batches) = ctx.spool.stats();
