@@ -427,3 +427,111 @@ fn sha256_hex(b: &[u8]) -> String {
         .map(|x| format!("{x:02x}"))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidegate_threat::policy::Policy;
+
+    fn hub() -> Arc<EnforceHub> {
+        let text = "[[rule]]\nid = \"d\"\nname = \"d\"\ntype = \"deny_list\"\ncidrs = [\"198.51.100.0/24\"]\naction = \"drop\"\n\n[enforce]\nprotected = [\"10.0.0.0/24\"]\n";
+        let p = Policy::parse(text, std::path::Path::new("p.toml")).unwrap();
+        EnforceHub::start(
+            PolicyHandle::new(p),
+            None,
+            vec![Cidr::host("192.0.2.1".parse().unwrap())],
+            BlockStore::in_memory(),
+            None,
+            EnforceMetrics::default(),
+        )
+        .unwrap()
+    }
+
+    fn version(h: &EnforceHub) -> u64 {
+        h.status().0.version
+    }
+
+    #[test]
+    fn blocks_are_published_refused_over_protected_ranges_and_lapse() {
+        let h = hub();
+        let v0 = version(&h);
+        let mut feed = h.subscribe();
+        assert_eq!(feed.borrow_and_update().as_ref().unwrap().version, v0);
+        // Over a protected range or the collector itself: refused, nothing published.
+        for bad in ["10.0.0.128/25", "192.0.2.0/24"] {
+            let e = h
+                .block(
+                    bad.parse().unwrap(),
+                    Duration::from_secs(60),
+                    "x".into(),
+                    "u",
+                )
+                .unwrap_err();
+            assert!(e.contains("protected"), "{e}");
+        }
+        assert_eq!(version(&h), v0);
+        assert!(
+            h.block(
+                "203.0.113.0/24".parse().unwrap(),
+                Duration::ZERO,
+                String::new(),
+                "u"
+            )
+            .is_err()
+        );
+        // A one-second block: published with the manual-block rule, then lapses.
+        let b = h
+            .block(
+                "203.0.113.0/24".parse().unwrap(),
+                Duration::from_secs(1),
+                "incident".into(),
+                "u",
+            )
+            .unwrap();
+        let v1 = version(&h);
+        assert!(v1 > v0);
+        assert!(feed.has_changed().unwrap());
+        let plan = EnforcePlan::decode(&feed.borrow_and_update().as_ref().unwrap().bytes).unwrap();
+        assert!(plan.rules.iter().any(|r| r.id == "manual-block"));
+        assert_eq!(h.status().0.cause, "block");
+        h.expire();
+        assert_eq!(h.blocks().live(now_ns()).len(), 1, "not lapsed yet");
+        std::thread::sleep(Duration::from_millis(1100));
+        h.expire();
+        assert!(h.blocks().live(now_ns()).is_empty());
+        assert!(version(&h) > v1);
+        assert_eq!(h.status().0.cause, "expiry");
+        let plan = EnforcePlan::decode(&feed.borrow_and_update().as_ref().unwrap().bytes).unwrap();
+        assert!(!plan.rules.iter().any(|r| r.id == "manual-block"));
+        // Lifting an unknown block is an error naming it.
+        assert!(h.unblock(&b.id, "u").unwrap_err().contains(&b.id));
+    }
+
+    #[test]
+    fn probe_reports_track_versions_and_failures() {
+        let h = hub();
+        let v = version(&h);
+        h.report(
+            "p1",
+            &EnforceStatus {
+                version: v,
+                failed_version: None,
+                error: String::new(),
+            },
+        );
+        h.report(
+            "p2",
+            &EnforceStatus {
+                version: 0,
+                failed_version: Some(v),
+                error: "map full".into(),
+            },
+        );
+        let (_, probes) = h.status();
+        assert_eq!(probes["p1"].version, v);
+        assert!(probes["p1"].applied_after_secs.is_some());
+        assert_eq!(probes["p2"].failed, Some((v, "map full".to_string())));
+        h.disconnected("p1");
+        assert!(!h.status().1["p1"].connected);
+    }
+}
