@@ -7,6 +7,16 @@ use std::path::Path;
 /// The line a smoke run's report ends with.
 pub const SMOKE_NOTE: &str = "\n(smoke run: figures are not meaningful)";
 
+/// The start of a generated report: `# <title> (generated)`, the machine, and the
+/// command line that ran the benchmark.
+pub fn heading(title: &str) -> String {
+    format!(
+        "# {title} (generated)\n\n{}\nCommand: `{}`\n\n",
+        crate::machine::Machine::describe().markdown(),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    )
+}
+
 /// Ends `text` with [`SMOKE_NOTE`] for a smoke run, prints it, and writes it to `out`
 /// (creating its directory) when given.
 pub fn publish(mut text: String, smoke: bool, out: Option<&Path>) -> std::io::Result<()> {

@@ -41,6 +41,14 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The kernel's word for the mode (`tidegate_common::enforce::MODE_*`).
+    pub fn word(self) -> u32 {
+        match self {
+            Mode::Monitor => tidegate_common::enforce::MODE_MONITOR,
+            Mode::Enforce => tidegate_common::enforce::MODE_ENFORCE,
+        }
+    }
+
     /// `monitor` / `enforce`.
     pub fn name(self) -> &'static str {
         match self {
@@ -119,6 +127,24 @@ pub struct EnforcePlan {
 }
 
 impl EnforcePlan {
+    /// The kernel's policy-wide words for this plan; `tables`: which tables the installer
+    /// filled (`tidegate_common::enforce::TABLE_*`).
+    pub fn kernel_config(&self, tables: u32) -> tidegate_common::enforce::EnforceConfig {
+        tidegate_common::enforce::EnforceConfig {
+            any_src: self.any_src,
+            any_dst: self.any_dst,
+            default_src: self.default_src,
+            default_dst: self.default_dst,
+            ordered: self.ordered,
+            drop_ordered: self.drop_ordered,
+            drop_unordered: self.drop_unordered,
+            default_mode: self.default_mode.word(),
+            version: self.version as u32,
+            tables,
+            pad: 0,
+        }
+    }
+
     /// The id of rule `index`, if the plan has it.
     pub fn rule_id(&self, index: u8) -> Option<&str> {
         self.rules

@@ -13,7 +13,7 @@ use std::{
 };
 
 use clap::Parser;
-use tidegate_bench::{aggregate::workload, machine::Machine};
+use tidegate_bench::aggregate::workload;
 use tidegate_collector::sinks::clickhouse::{
     ClickHouseConfig, ClickHouseSink, FlowRow, SinkMetrics,
 };
@@ -146,17 +146,8 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     );
 
     let rate = |d: Duration| a.rows as f64 / d.as_secs_f64();
-    let mut s = String::new();
-    writeln!(
-        s,
-        "# Collector end to end vs a plain ClickHouse insert (generated)\n"
-    )?;
-    writeln!(s, "{}", Machine::describe().markdown())?;
-    writeln!(
-        s,
-        "Command: `{}`\n",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    )?;
+    let mut s =
+        tidegate_bench::report::heading("Collector end to end vs a plain ClickHouse insert");
     writeln!(
         s,
         "{} synthetic flow records ({} distinct keys over one hour), one probe, batches of {} records; local ClickHouse 26.9 (chdb-core) on the same machine.\n",

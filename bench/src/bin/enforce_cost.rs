@@ -21,10 +21,7 @@ use aya::{
     programs::Xdp,
 };
 use clap::Parser;
-use tidegate_bench::{
-    machine::Machine,
-    xdp::{corpus_frames, load_with_prefixes, run_ns},
-};
+use tidegate_bench::xdp::{corpus_frames, load_with_prefixes, run_ns};
 use tidegate_common::maps::{CONTROL, CTL_ENFORCE, PROG_XDP, PROG_XDP_BASELINE};
 use tidegate_probe::capture::ebpf::{EbpfCapture, EbpfOptions, Enforcer, SharedEnforcer, dup};
 use tidegate_testkit::{
@@ -181,15 +178,7 @@ fn main() -> anyhow::Result<()> {
     // End to end: a collector transport publishes, the probe's sender installs, acks.
     let e2e = end_to_end(a.changes, if a.smoke { 1_000 } else { 100_000 }, &dsts)?;
 
-    let m = Machine::describe();
-    let mut s = String::new();
-    writeln!(s, "# Enforcement cost (generated)\n")?;
-    writeln!(s, "{}", m.markdown())?;
-    writeln!(
-        s,
-        "Command: `{}`\n",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    )?;
+    let mut s = tidegate_bench::report::heading("Enforcement cost");
     writeln!(
         s,
         "Method: BPF_PROG_TEST_RUN, {} real Ethernet frames sampled across the corpus, each run {} times \

@@ -14,7 +14,7 @@ use std::{
 
 use clap::Parser;
 use serde_json::json;
-use tidegate_bench::{aggregate::workload, machine::Machine};
+use tidegate_bench::aggregate::workload;
 use tidegate_evidence::{EvidenceLog, SigningKeyFile, bundle::Bundle, verify_dir};
 use tidegate_probe::export::{
     Exporter,
@@ -205,14 +205,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         .count();
 
     let n = a.entries as f64;
-    let mut s = String::new();
-    writeln!(s, "# Evidence log (generated)\n")?;
-    writeln!(s, "{}", Machine::describe().markdown())?;
-    writeln!(
-        s,
-        "Command: `{}`\n",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    )?;
+    let mut s = tidegate_bench::report::heading("Evidence log");
     writeln!(
         s,
         "{} alert-like entries ({:.0} bytes each on disk), appended in steps of {} with one fsync per step (as the detection stage does), then {} more with one fsync each.\n",

@@ -13,10 +13,7 @@ use aya::{
     programs::Xdp,
 };
 use clap::Parser;
-use tidegate_bench::{
-    machine::Machine,
-    xdp::{corpus_frames, load_for_test_runs, run_ns},
-};
+use tidegate_bench::xdp::{corpus_frames, load_for_test_runs, run_ns};
 use tidegate_common::{
     FlowKey, FlowStats,
     maps::{
@@ -121,15 +118,7 @@ fn main() -> anyhow::Result<()> {
     let fill_s = t0.elapsed().as_secs_f64();
     let [base_full, tg_full, tg_full_coarse] = measure(&ebpf, &mut control, &frames, a.repeat)?;
 
-    let m = Machine::describe();
-    let mut s = String::new();
-    writeln!(s, "# eBPF per-packet cost (generated)\n")?;
-    writeln!(s, "{}", m.markdown())?;
-    writeln!(
-        s,
-        "Command: `{}`\n",
-        std::env::args().collect::<Vec<_>>().join(" ")
-    )?;
+    let mut s = tidegate_bench::report::heading("eBPF per-packet cost");
     writeln!(
         s,
         "Method: BPF_PROG_TEST_RUN, {} real Ethernet frames sampled across the corpus, each run {} times \

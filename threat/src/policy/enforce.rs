@@ -775,9 +775,7 @@ pub fn zone_in(set: &Option<Vec<ZoneId>>, z: ZoneId) -> bool {
 mod tests {
     use super::*;
     use std::path::Path;
-    use tidegate_common::enforce::{
-        EnforceConfig, MODE_ENFORCE, PrefixClass, VERDICT_DROPPED, judge, protected,
-    };
+    use tidegate_common::enforce::{MODE_ENFORCE, PrefixClass, VERDICT_DROPPED, judge, protected};
 
     /// Looks an address up in a plan the way the kernel does (exact, then longest prefix,
     /// then the default) and judges a packet.
@@ -807,18 +805,9 @@ mod tests {
                     ..Default::default()
                 })
         };
-        let cfg = EnforceConfig {
-            any_src: plan.any_src,
-            any_dst: plan.any_dst,
-            default_src: plan.default_src,
-            default_dst: plan.default_dst,
-            ordered: plan.ordered,
-            drop_ordered: plan.drop_ordered,
-            drop_unordered: plan.drop_unordered,
-            default_mode: MODE_ENFORCE,
-            version: 1,
-            ..Default::default()
-        };
+        // Every line in enforce mode (`judge` reads no table flags).
+        let mut cfg = plan.kernel_config(0);
+        cfg.default_mode = MODE_ENFORCE;
         let (s, d) = (class(src), class(dst));
         let j = judge(&cfg, &s, &d, MODE_ENFORCE, 0)?;
         if protected(&s, &d) {

@@ -12,9 +12,8 @@ use aya::maps::{
 };
 use tidegate_common::{
     enforce::{
-        EnforceConfig, LineRule, MODE_ENFORCE, MODE_MONITOR, PrefixClass, RULE_COUNTER_ENTRIES,
-        RULE_SLOTS, RuleCount, TABLE_DST, TABLE_HOST4, TABLE_HOST6, TABLE_LINES, TABLE_LPM4,
-        TABLE_LPM6, TABLE_SRC,
+        EnforceConfig, LineRule, PrefixClass, RULE_COUNTER_ENTRIES, RULE_SLOTS, RuleCount,
+        TABLE_DST, TABLE_HOST4, TABLE_HOST6, TABLE_LINES, TABLE_LPM4, TABLE_LPM6, TABLE_SRC,
     },
     maps::{
         CONTROL, CTL_ENFORCE, ENF_CFG, ENF_COUNTS, ENF_HOST4, ENF_HOST6, ENF_LINES, ENF_LPM4,
@@ -197,6 +196,30 @@ impl Set {
         Ok(out)
     }
 
+    /// Adds this set's counters to `totals`, by rule id (`#index` for an unnamed bit) and
+    /// verdict.
+    fn add_counts(
+        &self,
+        totals: &mut BTreeMap<(String, Verdict), RuleTotal>,
+    ) -> Result<(), EbpfError> {
+        for (rule, dropped, t) in self.counts()? {
+            let id = self
+                .names
+                .get(&rule)
+                .cloned()
+                .unwrap_or_else(|| format!("#{rule}"));
+            let v = if dropped {
+                Verdict::Dropped
+            } else {
+                Verdict::WouldDrop
+            };
+            let e = totals.entry((id, v)).or_default();
+            e.packets += t.packets;
+            e.bytes += t.bytes;
+        }
+        Ok(())
+    }
+
     fn fill(
         &mut self,
         plan: &EnforcePlan,
@@ -258,10 +281,6 @@ impl Set {
             self.ports.insert(*k, *m, 0).map_err(|x| e("a port", x))?;
             self.port_keys.push(*k);
         }
-        let mode_word = |m: Mode| match m {
-            Mode::Monitor => MODE_MONITOR,
-            Mode::Enforce => MODE_ENFORCE,
-        };
         let mut modes = Vec::new();
         let mut named: Vec<&str> = Vec::new();
         for l in &plan.lines {
@@ -273,7 +292,7 @@ impl Set {
             for ix in ixs {
                 let rule = LineRule {
                     port_mask: l.port_mask,
-                    mode: mode_word(mode),
+                    mode: mode.word(),
                     pad: 0,
                 };
                 self.lines
@@ -290,19 +309,7 @@ impl Set {
             }
         }
         modes.sort();
-        let cfg = EnforceConfig {
-            any_src: plan.any_src,
-            any_dst: plan.any_dst,
-            default_src: plan.default_src,
-            default_dst: plan.default_dst,
-            ordered: plan.ordered,
-            drop_ordered: plan.drop_ordered,
-            drop_unordered: plan.drop_unordered,
-            default_mode: mode_word(plan.default_mode),
-            version: plan.version as u32,
-            tables,
-            pad: 0,
-        };
+        let cfg = plan.kernel_config(tables);
         self.cfg
             .set(0, cfg, 0)
             .map_err(|x| e("the policy words", x))?;
@@ -394,21 +401,7 @@ impl Enforcer {
 
     /// Folds a set's counters into the totals and empties it.
     fn retire(&mut self, g: usize) -> Result<(), EbpfError> {
-        for (rule, dropped, t) in self.sets[g].counts()? {
-            let id = self.sets[g]
-                .names
-                .get(&rule)
-                .cloned()
-                .unwrap_or_else(|| format!("#{rule}"));
-            let v = if dropped {
-                Verdict::Dropped
-            } else {
-                Verdict::WouldDrop
-            };
-            let e = self.totals.entry((id, v)).or_default();
-            e.packets += t.packets;
-            e.bytes += t.bytes;
-        }
+        self.sets[g].add_counts(&mut self.totals)?;
         self.sets[g].clear(self.nr_cpus)
     }
 
@@ -416,21 +409,7 @@ impl Enforcer {
     pub fn rule_totals(&self) -> Result<BTreeMap<(String, Verdict), RuleTotal>, EbpfError> {
         let mut out = self.totals.clone();
         if let Some(g) = self.active {
-            for (rule, dropped, t) in self.sets[g].counts()? {
-                let id = self.sets[g]
-                    .names
-                    .get(&rule)
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{rule}"));
-                let v = if dropped {
-                    Verdict::Dropped
-                } else {
-                    Verdict::WouldDrop
-                };
-                let e = out.entry((id, v)).or_default();
-                e.packets += t.packets;
-                e.bytes += t.bytes;
-            }
+            self.sets[g].add_counts(&mut out)?;
         }
         Ok(out)
     }
