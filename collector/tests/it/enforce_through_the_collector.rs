@@ -11,7 +11,6 @@
 use std::{
     collections::HashMap,
     net::Ipv4Addr,
-    path::Path,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -34,9 +33,9 @@ use tidegate_testkit::{
     probe::{exporter, probe_options},
 };
 
+use crate::support::evidence::keygen;
 use crate::support::ui::{Console, TOKEN, api, block_on, http};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidegate-collector");
 const LINE: &str = "line-b";
 const HOME: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 1);
 const DENIED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -67,21 +66,6 @@ min_severity = "low"
 block_secs = 600
 "#
     )
-}
-
-fn keygen(dir: &Path) -> std::path::PathBuf {
-    let key = dir.join("evidence.key");
-    let out = std::process::Command::new(BIN)
-        .args(["evidence", "keygen", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    key
 }
 
 fn json(r: crate::support::ui::Resp) -> Value {

@@ -11,26 +11,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::analysis::Analysis;
+use crate::support::evidence::keygen;
 use crate::support::ui::{CAPTURES, Console, api, block_on, wait_settled};
 use tidegate_testkit::{Stack, probe::replay_into, stack::StackOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tidegate-collector");
-
-/// `evidence keygen` into `dir`; returns the private key's path.
-fn keygen(dir: &Path) -> PathBuf {
-    let key = dir.join("evidence.key");
-    let out = Command::new(BIN)
-        .args(["evidence", "keygen", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    key
-}
 
 fn section(key: &Path) -> String {
     format!(

@@ -4,6 +4,7 @@ pub mod aggregate;
 pub mod alerts;
 pub mod analysis;
 pub mod clickhouse;
+pub mod evidence;
 pub mod policy;
 pub mod records;
 pub mod syslog;
