@@ -75,7 +75,8 @@ fi
 # Chromium, node and the UI's npm packages: the browser tests are part of cargo test.
 "$here/setup-browser.sh"
 
-# Benchmark peers (softflowd, nfdump, pmacct, argus) and the plot's font, for scripts/bench.sh.
+# Benchmark and interop peers (softflowd, nfdump, pmacct, argus) and the plot's font:
+# scripts/bench.sh, and the NetFlow/IPFIX interop tests.
 "$here/setup-bench.sh"
 
 log "toolchain ready"

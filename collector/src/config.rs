@@ -27,7 +27,8 @@
 //! ([`TransportConfig::from_section`], [`SpoolConfig::validate`],
 //! [`ClickHouseConfig::validate`], [`AggregateConfig::validate`],
 //! `analysis::config`, [`crate::api::ApiConfig::from_raw`],
-//! [`crate::evidence::EvidenceConfig::from_raw`]); [`CollectorConfig::load`]
+//! [`crate::evidence::EvidenceConfig::from_raw`],
+//! [`crate::netflow::NetflowConfig::from_raw`]); [`CollectorConfig::load`]
 //! runs them all and locates their errors, and both `run` and `check-config` start
 //! from it, so they accept and refuse the same files.
 
@@ -73,6 +74,8 @@ struct Raw {
     api: Option<Spanned<crate::api::config::RawApiConfig>>,
     #[serde(default)]
     evidence: Option<Spanned<crate::evidence::RawEvidence>>,
+    #[serde(default)]
+    netflow: Option<Spanned<crate::netflow::RawNetflow>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +105,8 @@ pub struct CollectorConfig {
     pub api: Option<crate::api::ApiConfig>,
     /// The evidence log (`[evidence]`); none when the section is absent.
     pub evidence: Option<crate::evidence::EvidenceConfig>,
+    /// NetFlow/IPFIX listeners and IPFIX export (`[netflow]`); none when absent.
+    pub netflow: Option<crate::netflow::NetflowConfig>,
 }
 
 impl CollectorConfig {
@@ -191,7 +196,19 @@ impl CollectorConfig {
             }
             None => None,
         };
+        let netflow = match raw.netflow {
+            Some(n) => {
+                let off = n.span().start;
+                Some(crate::netflow::NetflowConfig::from_raw(
+                    n.into_inner(),
+                    file,
+                    off,
+                )?)
+            }
+            None => None,
+        };
         Ok(CollectorConfig {
+            netflow,
             evidence,
             path: file.path().to_path_buf(),
             metrics_listen,

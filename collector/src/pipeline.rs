@@ -74,6 +74,8 @@ pub struct Stages {
     /// The evidence log: a digest of the stored flows of each group goes in, durably,
     /// before the spool is committed past it.
     pub evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
+    /// IPFIX export, when `[[netflow.export]]` targets are configured.
+    pub export: Option<crate::netflow::export::ExportFeed>,
 }
 
 /// Decoded entries the reading stage may run ahead of storage (bounds memory).
@@ -389,6 +391,9 @@ async fn read_stage(
         let item = match decode_batch(&entry.payload) {
             Ok(b) => {
                 let b = Arc::new(b);
+                if let Some(export) = &stages.export {
+                    export.offer(&b);
+                }
                 let (agg, context, feed, batch) = (
                     stages.aggregator.clone(),
                     stages.context.clone(),

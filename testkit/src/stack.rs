@@ -108,8 +108,35 @@ impl Stack {
         records
     }
 
+    /// Waits until the collector has made its ClickHouse schema (migrations run in the
+    /// background after start); panics after 60 s.
+    pub fn wait_for_schema(&self) {
+        let all = tidegate_collector::sinks::clickhouse::migrations::MIGRATIONS.len();
+        let ok = block_on(eventually_async(Duration::from_secs(60), async || {
+            // Each migration is recorded once it has been applied.
+            let exists = self
+                .ch
+                .query("EXISTS TABLE tidegate.schema_migrations")
+                .await;
+            exists.trim() == "1"
+                && self
+                    .ch
+                    .query("SELECT uniqExact(version) FROM tidegate.schema_migrations")
+                    .await
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap_or(0)
+                    >= all
+        }));
+        assert!(
+            ok,
+            "the collector did not make its ClickHouse schema within 60 s"
+        );
+    }
+
     /// Waits until `tidegate.flows` holds at least `n` rows; panics after `timeout`.
     pub fn wait_for_flows(&self, n: u64, timeout: Duration) {
+        self.wait_for_schema();
         let ok = block_on(eventually_async(timeout, async || {
             self.ch
                 .query("SELECT count() FROM tidegate.flows")

@@ -24,9 +24,12 @@
 //!   rule_count u32, rule_count × str                 (enforcement rule-id table)
 //!   verdict u8 × n (0 pass, 1 would_drop, 2 dropped)
 //!   rule u32 × n (0 = none, else 1 + index into the rule-id table)
+//!   source u8 × n (0 probe, 1 NetFlow v5, 2 NetFlow v9, 3 IPFIX)
+//!   sampling u32 × n (1 in N packets counted; 1 = every packet; never 0)
 //! ```
 //!
-//! Format 2 (before enforcement) ends after `health`: its records decode with verdict
+//! Format 3 (before NetFlow/IPFIX ingest) ends after the rule column: its records decode
+//! as probe records, unsampled. Format 2 (before enforcement) ends after `health`: its records decode with verdict
 //! `pass`. Format 1 (before sequence epochs) is format 2 without `epoch`; it decodes as
 //! epoch 0. Spools written by an older build drain after an upgrade.
 //!
@@ -42,11 +45,13 @@ use super::{
     WireError,
     codec::{Put, Reader},
 };
-use crate::record::{FlowRecord, Verdict};
+use crate::record::{FlowRecord, FlowSource, Verdict};
 use tidegate_common::Direction;
 
 /// Version of the batch layout this build writes.
-pub const BATCH_FORMAT: u8 = 3;
+pub const BATCH_FORMAT: u8 = 4;
+/// The layout before record sources and sampling (records read as probe, unsampled).
+const BATCH_FORMAT_V3: u8 = 3;
 /// The layout before enforcement verdicts (records read as `pass`).
 const BATCH_FORMAT_V2: u8 = 2;
 /// The layout before sequence epochs (read as epoch 0).
@@ -142,12 +147,13 @@ pub fn encode_batch_as(b: &Batch, format: u8) -> Vec<u8> {
             v1
         }
         BATCH_FORMAT_V2 => encode_format(b, BATCH_FORMAT_V2),
+        BATCH_FORMAT_V3 => encode_format(b, BATCH_FORMAT_V3),
         _ => encode_format(b, BATCH_FORMAT),
     }
 }
 
 fn encode_format(b: &Batch, format: u8) -> Vec<u8> {
-    let body = encode_body(b, format == BATCH_FORMAT);
+    let body = encode_body(b, format);
     let compressed = zstd::bulk::compress(&body, ZSTD_LEVEL)
         .expect("zstd compression of an in-memory buffer only fails when out of memory");
     let mut out = Vec::with_capacity(32 + b.probe_id.len() + compressed.len());
@@ -170,7 +176,7 @@ fn addr16(ip: IpAddr) -> (bool, [u8; 16]) {
     }
 }
 
-fn encode_body(b: &Batch, enforcement: bool) -> Vec<u8> {
+fn encode_body(b: &Batch, format: u8) -> Vec<u8> {
     let recs = &b.records;
     let mut lines: Vec<&str> = Vec::new();
     let mut line_ix: HashMap<&str, u32> = HashMap::new();
@@ -247,7 +253,7 @@ fn encode_body(b: &Batch, enforcement: bool) -> Vec<u8> {
             }
         }
     }
-    if !enforcement {
+    if format < BATCH_FORMAT_V3 {
         return v;
     }
     let mut rules: Vec<&str> = Vec::new();
@@ -270,6 +276,11 @@ fn encode_body(b: &Batch, enforcement: bool) -> Vec<u8> {
     }
     recs.iter().for_each(|r| v.put_u8(r.verdict.as_u8()));
     rule_ix.iter().for_each(|i| v.put_u32(*i));
+    if format < BATCH_FORMAT {
+        return v;
+    }
+    recs.iter().for_each(|r| v.put_u8(r.source.as_u8()));
+    recs.iter().for_each(|r| v.put_u32(r.sampling.max(1)));
     v
 }
 
@@ -281,7 +292,10 @@ fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
         return Err(WireError::BadMagic([magic[0], magic[1], magic[2]]));
     }
     let format = r.u8("batch format")?;
-    if !matches!(format, BATCH_FORMAT | BATCH_FORMAT_V2 | BATCH_FORMAT_V1) {
+    if !matches!(
+        format,
+        BATCH_FORMAT | BATCH_FORMAT_V3 | BATCH_FORMAT_V2 | BATCH_FORMAT_V1
+    ) {
         return Err(WireError::UnsupportedBatchFormat(format));
     }
     let seq = r.u64("batch seq")?;
@@ -457,6 +471,8 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
             },
             verdict: Verdict::Pass,
             enforce_rule: None,
+            source: FlowSource::Probe,
+            sampling: 1,
         });
     }
 
@@ -485,7 +501,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     } else {
         None
     };
-    if h.format == BATCH_FORMAT {
+    if h.format >= BATCH_FORMAT_V3 {
         let nr = r.count("enforcement rule table", 4)?;
         let mut rules = Vec::with_capacity(nr);
         for _ in 0..nr {
@@ -523,6 +539,19 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
                         .into(),
                 ));
             }
+        }
+    }
+    if h.format >= BATCH_FORMAT {
+        let sources = r.bytes(n, "source column")?;
+        let sampling = r.bytes(n * 4, "sampling column")?;
+        for (i, rec) in records.iter_mut().enumerate() {
+            rec.source = FlowSource::from_u8(sources[i]).ok_or_else(|| {
+                invalid("record source", i, format!("unknown source {}", sources[i]))
+            })?;
+            rec.sampling = match u32_at(sampling, i) {
+                0 => return Err(invalid("record sampling", i, "0 (1 in 0 packets)".into())),
+                s => s,
+            };
         }
     }
     r.finish("batch body")?;

@@ -57,7 +57,7 @@ pub use frame::{
     write_frame, write_frame_async, write_message, write_message_async,
 };
 pub use message::{Ack, CAP_ENFORCE, Hello, HelloAck, Message, MessageType};
-pub use record::{FlowRecord, Verdict};
+pub use record::{FlowRecord, FlowSource, Verdict};
 
 /// The protocol version this build speaks (sent in `Hello` and `HelloAck`). Version 2
 /// added the sequence epoch to `Hello` and to batches; version 3 the probe's

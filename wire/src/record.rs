@@ -53,6 +53,80 @@ pub struct FlowRecord {
     /// Id of the drop rule behind `verdict` (policy rule id, or `manual-block`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforce_rule: Option<String>,
+    /// Where the record came from: a tidegate probe, or a router's NetFlow/IPFIX export
+    /// (`probe` is left out of JSON).
+    #[serde(default, skip_serializing_if = "FlowSource::is_probe")]
+    pub source: FlowSource,
+    /// Packet sampling the meter applied: one packet in `sampling` was counted, and
+    /// `packets`/`bytes` are already scaled up by it. 1 (left out of JSON) = every packet.
+    #[serde(default = "unsampled", skip_serializing_if = "is_unsampled")]
+    pub sampling: u32,
+}
+
+fn unsampled() -> u32 {
+    1
+}
+
+fn is_unsampled(v: &u32) -> bool {
+    *v == 1
+}
+
+/// Where a flow record came from.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowSource {
+    /// A tidegate probe (eBPF capture or replay).
+    #[default]
+    Probe,
+    /// A NetFlow v5 exporter.
+    NetflowV5,
+    /// A NetFlow v9 exporter (RFC 3954).
+    NetflowV9,
+    /// An IPFIX exporter (RFC 7011).
+    Ipfix,
+}
+
+impl FlowSource {
+    /// Every source, in byte order.
+    pub const ALL: [FlowSource; 4] = [
+        FlowSource::Probe,
+        FlowSource::NetflowV5,
+        FlowSource::NetflowV9,
+        FlowSource::Ipfix,
+    ];
+
+    /// The byte form (`None` for an unknown byte).
+    pub const fn from_u8(v: u8) -> Option<FlowSource> {
+        match v {
+            0 => Some(FlowSource::Probe),
+            1 => Some(FlowSource::NetflowV5),
+            2 => Some(FlowSource::NetflowV9),
+            3 => Some(FlowSource::Ipfix),
+            _ => None,
+        }
+    }
+
+    /// The byte form.
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// `probe`, `netflow_v5`, `netflow_v9`, `ipfix`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            FlowSource::Probe => "probe",
+            FlowSource::NetflowV5 => "netflow_v5",
+            FlowSource::NetflowV9 => "netflow_v9",
+            FlowSource::Ipfix => "ipfix",
+        }
+    }
+
+    /// Whether this is [`FlowSource::Probe`].
+    pub fn is_probe(&self) -> bool {
+        *self == FlowSource::Probe
+    }
 }
 
 /// What enforcement did to a flow: the strongest verdict any of its packets got.
@@ -127,6 +201,8 @@ impl Default for FlowRecord {
             direction: Direction::Ingress,
             verdict: Verdict::Pass,
             enforce_rule: None,
+            source: FlowSource::Probe,
+            sampling: 1,
         }
     }
 }
@@ -156,6 +232,8 @@ impl FlowRecord {
             direction: Direction::from_u8(key.direction),
             verdict: Verdict::from_u8(stats.verdict),
             enforce_rule: None,
+            source: FlowSource::Probe,
+            sampling: 1,
         }
     }
 }

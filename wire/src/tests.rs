@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::record::{FlowRecord, Verdict};
+use crate::record::{FlowRecord, FlowSource, Verdict};
 use tidegate_common::Direction;
 
 /// Deterministic xorshift64* so failures reproduce.
@@ -92,6 +92,8 @@ fn record(i: u64) -> FlowRecord {
             1 => Some("sanctioned".into()),
             _ => Some(format!("rule-{}", i % 4)),
         },
+        source: FlowSource::ALL[(i % 4) as usize],
+        sampling: [1, 1, 64, 1000][(i % 4) as usize],
     }
 }
 
@@ -172,6 +174,8 @@ fn format_1_batches_decode_as_epoch_0() {
     for r in &mut b.records {
         r.verdict = Verdict::Pass;
         r.enforce_rule = None;
+        r.source = FlowSource::Probe;
+        r.sampling = 1;
     }
     // Format 1 = format 2 without the 8 epoch bytes after seq.
     let mut v1 = encode_batch_as(&b, 1);
@@ -197,6 +201,26 @@ fn format_2_batches_decode_as_pass_and_verdicts_round_trip() {
             .all(|r| r.verdict == Verdict::Pass && r.enforce_rule.is_none())
     );
     assert_eq!(d.records.len(), b.records.len());
+}
+
+/// A batch written before NetFlow ingest (format 3) decodes as probe records, unsampled,
+/// with its verdicts; a format-4 batch keeps each record's source and sampling.
+#[test]
+fn format_3_batches_decode_as_probe_records_and_sources_round_trip() {
+    let b = batch(30, false);
+    assert!(
+        b.records
+            .iter()
+            .any(|r| r.source == FlowSource::Ipfix && r.sampling == 1000)
+    );
+    assert_eq!(decode_batch(&encode_batch(&b)).unwrap(), b);
+    let v3 = encode_batch_as(&b, 3);
+    assert_eq!(peek_batch_header(&v3).unwrap().format, 3);
+    let d = decode_batch(&v3).unwrap();
+    for (got, sent) in d.records.iter().zip(&b.records) {
+        assert_eq!((got.source, got.sampling), (FlowSource::Probe, 1));
+        assert_eq!(got.verdict, sent.verdict);
+    }
 }
 
 #[test]

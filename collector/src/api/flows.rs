@@ -17,7 +17,7 @@ use super::{
     sql::{Arg, Sql, Where},
 };
 
-const FILTERS: [&str; 9] = [
+const FILTERS: [&str; 10] = [
     "from",
     "to",
     "ip",
@@ -27,6 +27,7 @@ const FILTERS: [&str; 9] = [
     "line",
     "direction",
     "probe",
+    "source",
 ];
 
 /// The WHERE clause shared by the search and the top talkers. `first` inside the range:
@@ -64,6 +65,15 @@ fn filters(p: &Params) -> ApiResult<Where> {
             [Arg::Str(c.clone()), Arg::Str(c)],
         );
     }
+    match p.choice(
+        "source",
+        &["any", "probe", "netflow_v5", "netflow_v9", "ipfix"],
+    )? {
+        "any" => {}
+        s => {
+            w.and("source = ?", [Arg::Str(s.to_string())]);
+        }
+    }
     match p.choice("direction", &["any", "ingress", "egress"])? {
         "any" => {}
         d => {
@@ -87,7 +97,7 @@ pub async fn search(
         _ => " ORDER BY first DESC, src, dst",
     };
     let mut sql = Sql::new(
-        "SELECT first, last, line, toString(direction) AS direction, probe_id, src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes, tcp_flags, icmp_type, icmp_code, src_country, dst_country, src_asn, dst_asn, src_zone, dst_zone FROM flows",
+        "SELECT first, last, line, toString(direction) AS direction, probe_id, src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes, tcp_flags, icmp_type, icmp_code, src_country, dst_country, src_asn, dst_asn, src_zone, dst_zone, toString(source) AS source, sampling FROM flows",
     );
     sql.filter(&w)
         .push(order)

@@ -142,13 +142,25 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         enforce.clone(),
         analysis_metrics,
     )?;
+    let netflow_metrics = tidegate_collector::netflow::NetflowMetrics::default();
+    netflow_metrics.register(&mut registry);
+    let export = match &cfg.netflow {
+        Some(n) if !n.export.is_empty() => Some(
+            tidegate_collector::netflow::export::spawn(n.export.clone(), netflow_metrics.clone())
+                .await
+                .context("starting IPFIX export")?,
+        ),
+        _ => None,
+    };
     let stages = pipeline::Stages {
         aggregator: aggregator.clone(),
         context,
         analysis: Some(feed),
         evidence: evidence.clone(),
+        export,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (netflow_stop_tx, netflow_stop_rx) = watch::channel(false);
     let (ckpt_stop_tx, ckpt_stop_rx) = watch::channel(false);
     let checkpoints = match (&evidence, &cfg.evidence) {
         (Some(log), Some(e)) => Some(tidegate_collector::evidence::spawn_checkpoints(
@@ -211,9 +223,36 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         })
     };
 
+    // NetFlow/IPFIX listeners: exporters' records join the probes' in the spool.
+    let netflow = match &cfg.netflow {
+        Some(n) if !n.listen.is_empty() => {
+            let sockets = tidegate_collector::netflow::listener::bind(n)?;
+            let (n, ingest, metrics, stop) = (
+                Arc::new(n.clone()),
+                ingest.clone(),
+                netflow_metrics.clone(),
+                netflow_stop_rx.clone(),
+            );
+            Some(tokio::spawn(async move {
+                tidegate_collector::netflow::listener::serve(n, sockets, ingest, metrics, stop)
+                    .await
+            }))
+        }
+        _ => None,
+    };
+
     tracing::info!(listen = %cfg.transport.listen, "collector accepting probes");
     let serve = transport::serve(&cfg.transport, ingest, transport_metrics, shutdown_signal());
     let served = serve.await;
+    let _ = netflow_stop_tx.send(true);
+    if let Some(task) = netflow {
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "NetFlow listeners failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "NetFlow listeners panicked"),
+            Err(_) => tracing::warn!("NetFlow listeners did not stop in 10 s"),
+        }
+    }
     tracing::info!("stopping: no new batches accepted; draining the spool into ClickHouse");
     let _ = stop_tx.send(true);
     let abort_pipe = pipe.abort_handle();

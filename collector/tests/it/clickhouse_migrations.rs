@@ -16,13 +16,14 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
     "0004_alerts.sql",
     "0005_flows_batch_epoch.sql",
     "0006_flows_enforcement.sql",
+    "0007_flows_source.sql",
 ];
 
 #[tokio::test]
@@ -37,13 +38,13 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     assert_eq!(first.database, "tg_mig");
     assert_eq!(first.applied, ALL);
     assert!(first.already_applied.is_empty());
-    assert_eq!(first.version, 6);
+    assert_eq!(first.version, 7);
     assert!(
         first.retention_changes.is_empty(),
         "{:?}",
         first.retention_changes
     );
-    assert_eq!(metrics.migration_version.get(), 6);
+    assert_eq!(metrics.migration_version.get(), 7);
 
     let tables = ch
         .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
@@ -98,7 +99,8 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
         .query(
             "SELECT name, type, default_kind FROM system.columns WHERE database = 'tg_mig' \
              AND table = 'flows' AND name IN ('probe_id', 'direction', 'src', 'vlan', 'first', \
-             'icmp_type', 'src_country', 'src_asn', 'src_text', 'received_at') ORDER BY name",
+             'icmp_type', 'src_country', 'src_asn', 'src_text', 'received_at', 'source', \
+             'sampling') ORDER BY name",
         )
         .await;
     assert_eq!(
@@ -108,6 +110,8 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
          icmp_type\tNullable(UInt8)\t\n\
          probe_id\tLowCardinality(String)\t\n\
          received_at\tDateTime64(3, 'UTC')\tDEFAULT\n\
+         sampling\tUInt32\tDEFAULT\n\
+         source\tEnum8('probe' = 0, 'netflow_v5' = 1, 'netflow_v9' = 2, 'ipfix' = 3)\tDEFAULT\n\
          src\tIPv6\t\n\
          src_asn\tUInt32\tDEFAULT\n\
          src_country\tLowCardinality(String)\tDEFAULT\n\
@@ -119,7 +123,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     let again = s.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(again.already_applied, ALL);
-    assert_eq!(again.version, 6);
+    assert_eq!(again.version, 7);
     assert!(again.retention_changes.is_empty());
     assert_eq!(
         ch.query("SELECT count() FROM tg_mig.schema_migrations")

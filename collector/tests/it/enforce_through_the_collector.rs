@@ -278,16 +278,22 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
     looping.join().unwrap();
 
     // Stored: dropped flows with their rule, the allowed one untouched.
-    c.stack.wait_for_flows(3, Duration::from_secs(60));
-    let rows = block_on(c.stack.ch.query(
-        "SELECT IPv6NumToString(dst), toString(verdict), enforce_rule, sum(packets) FROM tidegate.flows \
-         WHERE line = 'line-b' AND direction = 'ingress' AND IPv6NumToString(src) = '::ffff:10.10.1.1' \
-         GROUP BY 1, 2, 3 ORDER BY 1",
+    // (The scanner's flows arrive too: wait for these three, not for any three rows.)
+    let want = "::ffff:192.0.2.7\tdropped\tmanual-block\t20\n::ffff:198.51.100.7\tdropped\tsanctioned\t40\n::ffff:203.0.113.9\tpass\t\t30";
+    c.stack.wait_for_schema();
+    let stored = async || {
+        c.stack.ch.query(
+            "SELECT IPv6NumToString(dst), toString(verdict), enforce_rule, sum(packets) FROM tidegate.flows \
+             WHERE line = 'line-b' AND direction = 'ingress' AND IPv6NumToString(src) = '::ffff:10.10.1.1' \
+             GROUP BY 1, 2, 3 ORDER BY 1",
+        )
+        .await
+    };
+    block_on(tidegate_testkit::eventually_async(
+        Duration::from_secs(60),
+        async || stored().await == want,
     ));
-    assert_eq!(
-        rows,
-        "::ffff:192.0.2.7\tdropped\tmanual-block\t20\n::ffff:198.51.100.7\tdropped\tsanctioned\t40\n::ffff:203.0.113.9\tpass\t\t30",
-    );
+    assert_eq!(block_on(stored()), want);
     // The console's per-rule counters and top dropped sources.
     let hour_ago = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -37,6 +37,7 @@ mod evidence_log;
 mod evidence_timestamps;
 mod forensic_replays_share_a_probe_id;
 mod grafana_dashboards_query_clickhouse;
+mod netflow_interop_with_softflowd_and_nfdump;
 mod policy_byte_caps;
 mod policy_corpus_replay;
 mod policy_malformed_files_are_refused;

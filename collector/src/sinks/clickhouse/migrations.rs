@@ -56,6 +56,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0004", "alerts"),
     migration!("0005", "flows_batch_epoch"),
     migration!("0006", "flows_enforcement"),
+    migration!("0007", "flows_source"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has

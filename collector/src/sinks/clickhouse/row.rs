@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use tidegate_common::Direction;
-use tidegate_wire::record::{FlowRecord, Verdict};
+use tidegate_wire::record::{FlowRecord, FlowSource, Verdict};
 
 use tidegate_threat::enrich::FlowContext;
 
@@ -51,6 +51,11 @@ pub struct FlowRow<'a> {
     pub verdict: i8,
     /// The drop rule behind `verdict` (empty for pass).
     pub enforce_rule: Cow<'a, str>,
+    /// Added by `0007_flows_source.sql`: `Enum8('probe' = 0, 'netflow_v5' = 1,
+    /// 'netflow_v9' = 2, 'ipfix' = 3)`.
+    pub source: i8,
+    /// One packet in `sampling` was counted (1 = every packet).
+    pub sampling: u32,
 }
 
 impl<'a> FlowRow<'a> {
@@ -106,6 +111,8 @@ impl<'a> FlowRow<'a> {
             dst_zone: text(ctx.map(|c| &*c.dst_zone)),
             verdict: r.verdict.as_u8() as i8,
             enforce_rule: text(r.enforce_rule.as_deref()),
+            source: r.source.as_u8() as i8,
+            sampling: r.sampling.max(1),
         })
     }
 
@@ -158,6 +165,12 @@ impl<'a> FlowRow<'a> {
             h.update([self.verdict as u8]);
             s(&mut h, &self.enforce_rule);
         }
+        // Likewise the source columns only for records that are not unsampled probe
+        // records.
+        if self.source != 0 || self.sampling != 1 {
+            h.update([self.source as u8]);
+            h.update(self.sampling.to_be_bytes());
+        }
         h.finalize().into()
     }
 
@@ -198,6 +211,14 @@ impl<'a> FlowRow<'a> {
                 v => return Err(format!("verdict {v}")),
             },
             enforce_rule: (!self.enforce_rule.is_empty()).then(|| self.enforce_rule.to_string()),
+            source: u8::try_from(self.source)
+                .ok()
+                .and_then(FlowSource::from_u8)
+                .ok_or_else(|| format!("source {}", self.source))?,
+            sampling: match self.sampling {
+                0 => return Err("sampling 0".into()),
+                s => s,
+            },
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod analysis;
 pub mod clickhouse;
 pub mod evidence;
+pub mod netflow;
 pub mod policy;
 pub mod records;
 pub mod syslog;

@@ -36,7 +36,7 @@ export async function render(ctx) {
       <div class="panel"><h2>Top talkers table</h2><div class="scroll" style="max-height:310px"><table id="top-table"><thead></thead><tbody></tbody></table></div></div>
     </div>
     <div class="panel" style="margin-top:12px"><h2>Flow records <span class="muted" id="flow-total"></span></h2>
-      <div class="scroll" style="max-height:none"><table id="flows-table"><thead><tr><th>First</th><th>Last</th><th>Line</th><th>Dir</th><th>Source</th><th></th><th>Destination</th><th></th><th>Proto</th><th class="num">Packets</th><th class="num">Bytes</th><th>Probe</th></tr></thead><tbody></tbody></table></div>
+      <div class="scroll" style="max-height:none"><table id="flows-table"><thead><tr><th>First</th><th>Last</th><th>Line</th><th>Dir</th><th>Source</th><th></th><th>Destination</th><th></th><th>Proto</th><th class="num">Packets</th><th class="num">Bytes</th><th>Probe / exporter</th></tr></thead><tbody></tbody></table></div>
       <div class="pager" id="pager"></div></div>`;
   ctx.el.querySelector('#search').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -102,6 +102,14 @@ function drawTop(ctx, t, c) {
   };
 }
 
+// An exporter's records say which protocol brought them, and their sampling (counts
+// are already scaled up by it).
+function origin(r) {
+  if (!r.source || r.source === 'probe') return '';
+  const rate = r.sampling > 1 ? ` 1:${int(r.sampling)}` : '';
+  return ` <span class="tag" data-source="${esc(r.source)}">${esc(r.source.replace('_', ' '))}${rate}</span>`;
+}
+
 function drawFlows(ctx, f, offset) {
   const total = ctx.el.querySelector('#flow-total');
   total.textContent = `${int(f.total)} records · ${int(f.packets)} packets · ${bytes(f.bytes)}`;
@@ -112,7 +120,7 @@ function drawFlows(ctx, f, offset) {
         .map(
           (r) => `<tr><td>${esc(time(r.first))}</td><td>${esc(time(r.last))}</td><td>${esc(r.line)}</td><td>${r.direction === 'ingress' ? '▲ in' : '▼ out'}</td>
       <td class="mono">${esc(r.src)}:${r.sport}</td><td class="muted">${esc(r.src_country)}</td><td class="mono">${esc(r.dst)}:${r.dport}</td><td class="muted">${esc(r.dst_country)}</td>
-      <td>${esc(proto(r.proto))}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td class="muted">${esc(r.probe_id)}</td></tr>`,
+      <td>${esc(proto(r.proto))}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td class="muted">${esc(r.probe_id)}${origin(r)}</td></tr>`,
         )
         .join('')
     : `<tr><td colspan="12" class="empty">No flow records match.</td></tr>`;

@@ -1,0 +1,686 @@
+//! Datagrams to flow records: NetFlow v5, v9 (RFC 3954) and IPFIX (RFC 7011), parsed by
+//! the `netflow_parser` crate (templates scoped per exporter and observation domain /
+//! source id, template expiry, data held until its template arrives — all bounded),
+//! then mapped onto [`FlowRecord`]s: absolute timestamps, sampling applied to the
+//! counts, exporter interfaces mapped to lines.
+//!
+//! Everything here is synchronous and owns no socket, so tests and the fuzz target run
+//! the decoder the listener runs.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use netflow_parser::{
+    AutoScopedParser, NetflowError, NetflowPacket, NetflowParser, PendingFlowsConfig,
+    static_versions::v5::V5,
+    variable_versions::{
+        field_value::{DataNumber, DurationValue, FieldValue},
+        ipfix::{FlowSetBody as IpfixBody, IPFix, lookup::IANAIPFixField, lookup::IPFixField},
+        ttl::TtlConfig,
+        v9::{FlowSetBody as V9Body, V9},
+    },
+};
+use tidegate_common::Direction;
+use tidegate_wire::{FlowRecord, FlowSource};
+
+use super::config::{ExporterConfig, NetflowConfig};
+
+/// Why (part of) a datagram or a record was not taken: the `reason` label of
+/// `tidegate_collector_netflow_dropped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Problem {
+    /// Shorter than its header or a set it announces.
+    Truncated,
+    /// Version field not 5, 9 or 10.
+    UnknownVersion,
+    /// A header, template or set the parser refused (bogus lengths, zero or too many
+    /// fields, a template larger than a message, ...).
+    Malformed,
+    /// Decoding would exceed the per-message output limits (a decompression bomb of
+    /// tiny fields).
+    TooLarge,
+    /// From an exporter that is not listed, with `accept_unlisted = false`.
+    UnknownExporter,
+    /// A data set whose template is not known (held until it arrives, within limits).
+    NoTemplate,
+    /// A record without addresses, with mixed address families, or no packets.
+    BadRecord,
+    /// A record whose input and output interfaces map to no configured line (skipped).
+    UnmappedInterface,
+}
+
+impl Problem {
+    /// Every problem.
+    pub const ALL: [Problem; 8] = [
+        Problem::Truncated,
+        Problem::UnknownVersion,
+        Problem::Malformed,
+        Problem::TooLarge,
+        Problem::UnknownExporter,
+        Problem::NoTemplate,
+        Problem::BadRecord,
+        Problem::UnmappedInterface,
+    ];
+
+    /// The metric label.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Problem::Truncated => "truncated",
+            Problem::UnknownVersion => "unknown_version",
+            Problem::Malformed => "malformed",
+            Problem::TooLarge => "too_large",
+            Problem::UnknownExporter => "unknown_exporter",
+            Problem::NoTemplate => "no_template",
+            Problem::BadRecord => "bad_record",
+            Problem::UnmappedInterface => "unmapped_interface",
+        }
+    }
+
+    fn of(e: &NetflowError) -> Problem {
+        match e {
+            NetflowError::Incomplete { .. } => Problem::Truncated,
+            NetflowError::UnsupportedVersion { .. } | NetflowError::FilteredVersion { .. } => {
+                Problem::UnknownVersion
+            }
+            NetflowError::DecodedOutputLimitExceeded { .. } => Problem::TooLarge,
+            _ => Problem::Malformed,
+        }
+    }
+}
+
+/// What one datagram gave.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The exporter's probe id (`exporter:<name or address>`), shared by its records.
+    pub probe_id: Option<Arc<str>>,
+    /// Its records.
+    pub records: Vec<FlowRecord>,
+    /// What was not taken, and how often.
+    pub problems: Vec<(Problem, u64)>,
+}
+
+impl Decoded {
+    fn problem(&mut self, p: Problem) {
+        match self.problems.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, n)) => *n += 1,
+            None => self.problems.push((p, 1)),
+        }
+    }
+}
+
+/// What an exporter said about itself in options records, per template scope.
+#[derive(Debug, Default)]
+struct ScopeState {
+    /// IPFIX `systemInitTimeMilliseconds`: the base of `flow*SysUpTime`.
+    system_init_ms: Option<u64>,
+    /// Sampling that applies to the whole scope (options without a sampler id).
+    sampling: Option<u32>,
+    /// Sampling per sampler / selector id.
+    samplers: HashMap<u64, u32>,
+}
+
+/// Samplers remembered per scope (options records naming more are ignored).
+const MAX_SAMPLERS: usize = 256;
+
+/// The decoder: template caches and exporter state, bounded by the configuration.
+pub struct Decoder {
+    cfg: Arc<NetflowConfig>,
+    parser: AutoScopedParser,
+    /// Keyed by exporter socket address and observation domain / source id.
+    scopes: HashMap<(SocketAddr, u32), ScopeState>,
+    /// Probe ids handed out, per exporter address (bounded like the scopes).
+    ids: HashMap<IpAddr, Arc<str>>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("scopes", &self.scopes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Decoder {
+    /// A decoder with the configuration's template and pending-data limits.
+    pub fn new(cfg: Arc<NetflowConfig>) -> Result<Decoder, String> {
+        let mut pending = PendingFlowsConfig::with_ttl(cfg.pending_templates, cfg.pending_timeout);
+        pending.max_entries_per_template = cfg.pending_sets_per_template;
+        pending.max_entry_size_bytes = cfg.pending_set_bytes;
+        pending.max_total_bytes =
+            cfg.pending_templates * cfg.pending_sets_per_template.max(1) * cfg.pending_set_bytes;
+        let mut builder = NetflowParser::builder()
+            .with_allowed_versions(&[5, 9, 10])
+            .with_cache_size(512)
+            .with_max_field_count(512)
+            .with_ttl(TtlConfig::new(cfg.template_timeout));
+        if cfg.pending_sets_per_template > 0 {
+            builder = builder.with_pending_flows(pending);
+        }
+        let parser = AutoScopedParser::try_with_builder(builder)
+            .and_then(|p| p.with_max_sources(cfg.max_exporters))
+            .map_err(|e| format!("NetFlow parser configuration: {e}"))?;
+        Ok(Decoder {
+            cfg,
+            parser,
+            scopes: HashMap::new(),
+            ids: HashMap::new(),
+        })
+    }
+
+    /// Template scopes held now.
+    pub fn scopes(&self) -> usize {
+        self.parser.source_count()
+    }
+
+    /// Forgets exporters not heard from for `idle` (their templates and state).
+    pub fn prune(&mut self, idle: Duration) {
+        self.parser.prune_idle_sources(idle);
+        if self.scopes.len() > self.cfg.max_exporters {
+            self.scopes.clear();
+        }
+        if self.ids.len() > self.cfg.max_exporters {
+            self.ids.clear();
+        }
+    }
+
+    fn probe_id(&mut self, ip: IpAddr) -> Arc<str> {
+        if self.ids.len() >= self.cfg.max_exporters.max(1) * 2 && !self.ids.contains_key(&ip) {
+            self.ids.clear();
+        }
+        self.ids
+            .entry(ip)
+            .or_insert_with(|| Arc::from(self.cfg.probe_id(ip)))
+            .clone()
+    }
+
+    /// Decodes one datagram from `from`, received at `now_ns` (Unix ns).
+    pub fn decode(&mut self, from: SocketAddr, bytes: &[u8], now_ns: u64) -> Decoded {
+        let mut out = Decoded::default();
+        let ip = from.ip().to_canonical();
+        let exporter = self.cfg.exporters.get(&ip).cloned();
+        if exporter.is_none() && !self.cfg.accept_unlisted {
+            out.problem(Problem::UnknownExporter);
+            return out;
+        }
+        if bytes.len() < 2 {
+            out.problem(Problem::Truncated);
+            return out;
+        }
+        if !matches!(u16::from_be_bytes([bytes[0], bytes[1]]), 5 | 9 | 10) {
+            out.problem(Problem::UnknownVersion);
+            return out;
+        }
+        out.probe_id = Some(self.probe_id(ip));
+        let result = self.parser.parse_from_source(from, bytes);
+        if let Some(e) = &result.error {
+            out.problem(Problem::of(e));
+        }
+        let ex = exporter.as_ref();
+        for packet in &result.packets {
+            match packet {
+                NetflowPacket::V5(v5) => self.v5(v5, ex, &mut out),
+                NetflowPacket::V9(v9) => self.v9(from, v9, ex, &mut out),
+                NetflowPacket::IPFix(p) => self.ipfix(from, p, ex, now_ns, &mut out),
+                _ => out.problem(Problem::UnknownVersion),
+            }
+        }
+        if self.scopes.len() > self.cfg.max_exporters * 4 {
+            // Scopes the parser has forgotten leave state here; start over rather than
+            // grow (options records are resent periodically).
+            self.scopes.clear();
+        }
+        out
+    }
+
+    fn v5(&mut self, p: &V5, ex: Option<&ExporterConfig>, out: &mut Decoded) {
+        let h = &p.header;
+        // Low 14 bits: 1-in-N; top 2 bits: the mode (0 none, 1 deterministic, 2 random).
+        let header_rate = u32::from(h.sampling_interval & 0x3fff);
+        let sampling = if h.sampling_interval >> 14 != 0 && header_rate > 1 {
+            header_rate
+        } else {
+            ex.and_then(|e| e.sampling).unwrap_or(1)
+        };
+        let export_ms = u64::from(h.unix_secs) * 1000 + u64::from(h.unix_nsecs) / 1_000_000;
+        let abs = |uptime: u32| uptime_to_ns(export_ms, h.sys_up_time, uptime);
+        for f in &p.flowsets {
+            let acc = Acc {
+                src: Some(IpAddr::V4(f.src_addr)),
+                dst: Some(IpAddr::V4(f.dst_addr)),
+                sport: f.src_port,
+                dport: f.dst_port,
+                proto: f.protocol_number,
+                packets: Some(u64::from(f.d_pkts)),
+                bytes: Some(u64::from(f.d_octets)),
+                tcp_flags: u16::from(f.tcp_flags),
+                in_if: Some(u32::from(f.input)),
+                out_if: Some(u32::from(f.output)),
+                first_ns: Some(abs(f.first)),
+                last_ns: Some(abs(f.last)),
+                ..Acc::default()
+            };
+            emit(acc, FlowSource::NetflowV5, sampling, ex, out);
+        }
+    }
+
+    fn v9(&mut self, from: SocketAddr, p: &V9, ex: Option<&ExporterConfig>, out: &mut Decoded) {
+        let h = &p.header;
+        let export_ms = u64::from(h.unix_secs) * 1000;
+        let scope = self.scopes.entry((from, h.source_id)).or_default();
+        for set in &p.flowsets {
+            match &set.body {
+                V9Body::OptionsData(d) => {
+                    for rec in &d.fields {
+                        options(
+                            scope,
+                            rec.options_fields.iter().map(|(f, v)| (u16::from(*f), v)),
+                        );
+                    }
+                }
+                V9Body::Data(d) => {
+                    for rec in &d.fields {
+                        let mut acc = Acc::default();
+                        for (f, v) in rec {
+                            acc.set(u16::from(*f), v);
+                        }
+                        // v9 FIRST/LAST_SWITCHED are sysUpTime milliseconds.
+                        acc.first_ns = acc
+                            .first_up
+                            .map(|u| uptime_to_ns(export_ms, h.sys_up_time, u as u32));
+                        acc.last_ns = acc
+                            .last_up
+                            .map(|u| uptime_to_ns(export_ms, h.sys_up_time, u as u32));
+                        let sampling = sampling_of(&acc, scope, ex);
+                        emit(acc, FlowSource::NetflowV9, sampling, ex, out);
+                    }
+                }
+                V9Body::NoTemplate(_) => out.problem(Problem::NoTemplate),
+                _ => {}
+            }
+        }
+    }
+
+    fn ipfix(
+        &mut self,
+        from: SocketAddr,
+        p: &IPFix,
+        ex: Option<&ExporterConfig>,
+        now_ns: u64,
+        out: &mut Decoded,
+    ) {
+        let h = &p.header;
+        let export_ns = u64::from(h.export_time) * 1_000_000_000;
+        let scope = self
+            .scopes
+            .entry((from, h.observation_domain_id))
+            .or_default();
+        for set in &p.flowsets {
+            match &set.body {
+                IpfixBody::OptionsData(d) => {
+                    for rec in &d.fields {
+                        options(
+                            scope,
+                            rec.iter().filter_map(|(f, v)| Some((ipfix_ie(f)?, v))),
+                        );
+                    }
+                }
+                IpfixBody::Data(d) => {
+                    for rec in &d.fields {
+                        let mut acc = Acc::default();
+                        for (f, v) in rec {
+                            if let Some(ie) = ipfix_ie(f) {
+                                acc.set(ie, v);
+                            }
+                        }
+                        if acc.first_ns.is_none() || acc.last_ns.is_none() {
+                            // flow{Start,End}SysUpTime count from systemInitTimeMilliseconds
+                            // (an options record); without it the export time is the best
+                            // there is.
+                            let base = scope.system_init_ms.map(|ms| ms * 1_000_000);
+                            let up = |u: Option<u64>| match (base, u) {
+                                (Some(b), Some(u)) => Some(b + u * 1_000_000),
+                                _ => None,
+                            };
+                            acc.first_ns = acc.first_ns.or(up(acc.first_up));
+                            acc.last_ns = acc.last_ns.or(up(acc.last_up));
+                            let fallback = if export_ns > 0 { export_ns } else { now_ns };
+                            acc.first_ns = acc.first_ns.or(acc.last_ns).or(Some(fallback));
+                            acc.last_ns = acc.last_ns.or(acc.first_ns);
+                        }
+                        let sampling = sampling_of(&acc, scope, ex);
+                        emit(acc, FlowSource::Ipfix, sampling, ex, out);
+                    }
+                }
+                IpfixBody::NoTemplate(_) => out.problem(Problem::NoTemplate),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Unix ns of a sysUpTime stamp `uptime` (ms), given the export time and the sysUpTime
+/// at export (both from the header). u32 uptimes wrap after 49.7 days: the difference
+/// is taken modulo 2^32, so a flow that started before the wrap is still in the past.
+fn uptime_to_ns(export_ms: u64, up_at_export: u32, uptime: u32) -> u64 {
+    let ago = u64::from(up_at_export.wrapping_sub(uptime));
+    // A stamp a little after the export (clock skew inside the router) would wrap to
+    // ~49 days ago: take differences above 2^31 ms as "in the future".
+    let ms = if ago > u64::from(u32::MAX / 2) {
+        export_ms + (u64::from(u32::MAX) + 1 - ago)
+    } else {
+        export_ms.saturating_sub(ago)
+    };
+    ms.saturating_mul(1_000_000)
+}
+
+/// The fields of one data record that tidegate keeps.
+#[derive(Debug, Default)]
+struct Acc {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    packets: Option<u64>,
+    bytes: Option<u64>,
+    tcp_flags: u16,
+    vlan: Option<u16>,
+    in_if: Option<u32>,
+    out_if: Option<u32>,
+    direction: Option<u8>,
+    icmp: Option<u16>,
+    first_ns: Option<u64>,
+    last_ns: Option<u64>,
+    first_up: Option<u64>,
+    last_up: Option<u64>,
+    sampler: Option<u64>,
+    sampling: Option<u32>,
+}
+
+/// A number of any width (durations as their raw count).
+fn num(v: &FieldValue) -> Option<u64> {
+    match v {
+        FieldValue::DataNumber(d) => Some(match d {
+            DataNumber::U8(x) => u64::from(*x),
+            DataNumber::U16(x) => u64::from(*x),
+            DataNumber::U24(x) | DataNumber::U32(x) => u64::from(*x),
+            DataNumber::U64(x) => *x,
+            DataNumber::U128(x) => u64::try_from(*x).ok()?,
+            DataNumber::I8(x) => u64::try_from(*x).ok()?,
+            DataNumber::I16(x) => u64::try_from(*x).ok()?,
+            DataNumber::I24(x) | DataNumber::I32(x) => u64::try_from(*x).ok()?,
+            DataNumber::I64(x) => u64::try_from(*x).ok()?,
+            DataNumber::I128(x) => u64::try_from(*x).ok()?,
+            DataNumber::Vec(b) if b.len() <= 8 => {
+                b.iter().fold(0u64, |a, x| (a << 8) | u64::from(*x))
+            }
+            _ => return None,
+        }),
+        FieldValue::Duration(DurationValue::Seconds { value, .. })
+        | FieldValue::Duration(DurationValue::Millis { value, .. }) => Some(*value),
+        FieldValue::ProtocolType(p) => Some(u64::from(u8::from(*p))),
+        FieldValue::TcpControlBits(b, _) => Some(u64::from(u16::from(*b))),
+        FieldValue::Vec(b) if b.len() <= 8 => {
+            Some(b.iter().fold(0u64, |a, x| (a << 8) | u64::from(*x)))
+        }
+        _ => None,
+    }
+}
+
+/// Unix ns of an NTP timestamp (seconds since 1900 and a 2^-32 fraction).
+fn ntp_ns(seconds: u32, fraction: u32) -> Option<u64> {
+    const NTP_TO_UNIX: u64 = 2_208_988_800;
+    let s = u64::from(seconds).checked_sub(NTP_TO_UNIX)?;
+    Some(s * 1_000_000_000 + ((u64::from(fraction) * 1_000_000_000) >> 32))
+}
+
+/// Unix ns of an absolute time field (IPFIX 150-157, v9 150-155).
+fn abs_ns(v: &FieldValue) -> Option<u64> {
+    match v {
+        FieldValue::Duration(DurationValue::Seconds { value, .. }) => {
+            value.checked_mul(1_000_000_000)
+        }
+        FieldValue::Duration(DurationValue::Millis { value, .. }) => value.checked_mul(1_000_000),
+        FieldValue::Duration(DurationValue::MicrosNtp { seconds, fraction }) => {
+            // microseconds resolution: the low 11 bits of the fraction are not significant
+            ntp_ns(*seconds, fraction & !0x7ff)
+        }
+        FieldValue::Duration(DurationValue::NanosNtp { seconds, fraction }) => {
+            ntp_ns(*seconds, *fraction)
+        }
+        other => num(other).and_then(|ms| ms.checked_mul(1_000_000)),
+    }
+}
+
+fn addr(v: &FieldValue) -> Option<IpAddr> {
+    match v {
+        FieldValue::Ip4Addr(a) => Some(IpAddr::V4(*a)),
+        FieldValue::Ip6Addr(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+impl Acc {
+    /// Takes one field, by its IANA information element number (which NetFlow v9 shares
+    /// for 1-127 and the time fields).
+    fn set(&mut self, ie: u16, v: &FieldValue) {
+        let n = || num(v);
+        match ie {
+            1 | 85 | 23 => self.bytes = self.bytes.or(n()),
+            2 | 86 | 24 => self.packets = self.packets.or(n()),
+            4 => self.proto = n().unwrap_or(0) as u8,
+            6 => self.tcp_flags = n().unwrap_or(0) as u16,
+            7 => self.sport = n().unwrap_or(0) as u16,
+            11 => self.dport = n().unwrap_or(0) as u16,
+            8 | 27 => self.src = self.src.or(addr(v)),
+            12 | 28 => self.dst = self.dst.or(addr(v)),
+            10 => self.in_if = n().map(|x| x as u32),
+            14 => self.out_if = n().map(|x| x as u32),
+            21 => self.last_up = n(),
+            22 => self.first_up = n(),
+            32 | 139 => self.icmp = n().map(|x| x as u16),
+            176 | 178 => {
+                let t = n().unwrap_or(0) as u16;
+                self.icmp = Some((t << 8) | (self.icmp.unwrap_or(0) & 0xff));
+            }
+            177 | 179 => {
+                let c = n().unwrap_or(0) as u16;
+                self.icmp = Some((self.icmp.unwrap_or(0) & 0xff00) | (c & 0xff));
+            }
+            // Exporters write 0 for untagged frames.
+            58 | 243 => {
+                self.vlan = self
+                    .vlan
+                    .or(n().map(|x| (x & 0xfff) as u16).filter(|v| *v != 0))
+            }
+            61 => self.direction = n().map(|x| x as u8),
+            150 | 152 | 154 | 156 => self.first_ns = self.first_ns.or(abs_ns(v)),
+            151 | 153 | 155 | 157 => self.last_ns = self.last_ns.or(abs_ns(v)),
+            48 | 302 => self.sampler = n(),
+            34 | 50 => self.sampling = n().and_then(|x| u32::try_from(x).ok()),
+            _ => {}
+        }
+    }
+}
+
+/// Reads an options record: the IPFIX system init time, and sampling (RFC 3954 34/50
+/// with sampler id 48; RFC 5477 305/306 or 309/310 with selector id 302).
+fn options<'a>(scope: &mut ScopeState, fields: impl Iterator<Item = (u16, &'a FieldValue)>) {
+    let (mut id, mut rate, mut interval, mut space, mut size, mut population) =
+        (None, None, None, None, None, None);
+    for (ie, v) in fields {
+        match ie {
+            160 => scope.system_init_ms = abs_ns(v).map(|ns| ns / 1_000_000),
+            48 | 302 => id = num(v),
+            34 | 50 => rate = num(v),
+            305 => interval = num(v),
+            306 => space = num(v),
+            309 => size = num(v),
+            310 => population = num(v),
+            _ => {}
+        }
+    }
+    let rate = rate
+        .or(match (interval, space) {
+            (Some(i), Some(s)) if i > 0 => Some((i + s) / i),
+            _ => None,
+        })
+        .or(match (size, population) {
+            (Some(k), Some(n)) if k > 0 => Some(n / k),
+            _ => None,
+        });
+    let Some(rate) = rate.map(|r| r.clamp(1, 1 << 24) as u32) else {
+        return;
+    };
+    match id {
+        Some(id) if scope.samplers.len() < MAX_SAMPLERS || scope.samplers.contains_key(&id) => {
+            scope.samplers.insert(id, rate);
+        }
+        Some(_) => {}
+        None => scope.sampling = Some(rate),
+    }
+}
+
+/// A record's sampling: its own field, its sampler's options, the scope's options, the
+/// configured fallback, or 1.
+fn sampling_of(acc: &Acc, scope: &ScopeState, ex: Option<&ExporterConfig>) -> u32 {
+    acc.sampling
+        .filter(|s| *s > 0)
+        .or_else(|| acc.sampler.and_then(|id| scope.samplers.get(&id).copied()))
+        .or(scope.sampling)
+        .or_else(|| ex.and_then(|e| e.sampling))
+        .unwrap_or(1)
+        .clamp(1, 1 << 24)
+}
+
+/// The IANA element number of the IPFIX fields tidegate reads.
+fn ipfix_ie(f: &IPFixField) -> Option<u16> {
+    use IANAIPFixField as F;
+    let IPFixField::IANA(f) = f else {
+        return None;
+    };
+    Some(match f {
+        F::OctetDeltaCount => 1,
+        F::PacketDeltaCount => 2,
+        F::ProtocolIdentifier => 4,
+        F::TcpControlBits => 6,
+        F::SourceTransportPort => 7,
+        F::SourceIpv4address => 8,
+        F::IngressInterface => 10,
+        F::DestinationTransportPort => 11,
+        F::DestinationIpv4address => 12,
+        F::EgressInterface => 14,
+        F::FlowEndSysUpTime => 21,
+        F::FlowStartSysUpTime => 22,
+        F::SourceIpv6address => 27,
+        F::DestinationIpv6address => 28,
+        F::IcmpTypeCodeIpv4 => 32,
+        F::SamplingInterval => 34,
+        F::SamplerId => 48,
+        F::SamplerRandomInterval => 50,
+        F::VlanId => 58,
+        F::FlowDirection => 61,
+        F::OctetTotalCount => 85,
+        F::PacketTotalCount => 86,
+        F::IcmpTypeCodeIpv6 => 139,
+        F::FlowStartSeconds => 150,
+        F::FlowEndSeconds => 151,
+        F::FlowStartMilliseconds => 152,
+        F::FlowEndMilliseconds => 153,
+        F::FlowStartMicroseconds => 154,
+        F::FlowEndMicroseconds => 155,
+        F::FlowStartNanoseconds => 156,
+        F::FlowEndNanoseconds => 157,
+        F::SystemInitTimeMilliseconds => 160,
+        F::IcmpTypeIpv4 => 176,
+        F::IcmpCodeIpv4 => 177,
+        F::IcmpTypeIpv6 => 178,
+        F::IcmpCodeIpv6 => 179,
+        F::Dot1qVlanId => 243,
+        F::SelectorId => 302,
+        F::SamplingPacketInterval => 305,
+        F::SamplingPacketSpace => 306,
+        F::SamplingSize => 309,
+        F::SamplingPopulation => 310,
+        _ => return None,
+    })
+}
+
+/// Finishes a record: checks it, maps its interfaces to a line, scales its counts.
+fn emit(
+    acc: Acc,
+    source: FlowSource,
+    sampling: u32,
+    ex: Option<&ExporterConfig>,
+    out: &mut Decoded,
+) {
+    let (Some(src), Some(dst)) = (acc.src, acc.dst) else {
+        out.problem(Problem::BadRecord);
+        return;
+    };
+    let packets = acc.packets.unwrap_or(0);
+    if src.is_ipv4() != dst.is_ipv4() || packets == 0 {
+        out.problem(Problem::BadRecord);
+        return;
+    }
+    let exported_egress = acc.direction == Some(1);
+    let (line, direction, ifindex) = match ex {
+        Some(e) if !e.interfaces.is_empty() => {
+            let input = acc.in_if.and_then(|i| e.interfaces.get(&i).map(|l| (l, i)));
+            let output = acc
+                .out_if
+                .and_then(|i| e.interfaces.get(&i).map(|l| (l, i)));
+            match (input, output) {
+                (Some((l, i)), _) => (l.clone(), Direction::Ingress, i),
+                (None, Some((l, i))) => (l.clone(), Direction::Egress, i),
+                (None, None) => {
+                    out.problem(Problem::UnmappedInterface);
+                    return;
+                }
+            }
+        }
+        _ => {
+            let line = match ex {
+                Some(e) => e.line.clone().unwrap_or_else(|| e.name.clone()),
+                None => out.probe_id.as_deref().unwrap_or("exporter").to_string(),
+            };
+            if exported_egress {
+                (line, Direction::Egress, acc.out_if.unwrap_or(0))
+            } else {
+                (line, Direction::Ingress, acc.in_if.unwrap_or(0))
+            }
+        }
+    };
+    let icmp = matches!(acc.proto, 1 | 58);
+    // ICMP type/code ride in the destination port in v5 and many v9 exporters.
+    let icmp_tc = acc.icmp.unwrap_or(if icmp { acc.dport } else { 0 });
+    let (sport, dport) = if icmp { (0, 0) } else { (acc.sport, acc.dport) };
+    let first = acc.first_ns.unwrap_or(0);
+    let last = acc.last_ns.unwrap_or(first).max(first);
+    let s = u64::from(sampling);
+    out.records.push(FlowRecord {
+        src,
+        dst,
+        sport,
+        dport,
+        proto: acc.proto,
+        vlan: acc.vlan,
+        packets: packets.saturating_mul(s),
+        bytes: acc.bytes.unwrap_or(0).saturating_mul(s),
+        first,
+        last,
+        tcp_flags: if acc.proto == 6 { acc.tcp_flags } else { 0 },
+        icmp_type: icmp.then_some((icmp_tc >> 8) as u8),
+        icmp_code: icmp.then_some(icmp_tc as u8),
+        line,
+        ifindex,
+        direction,
+        source,
+        sampling,
+        ..FlowRecord::default()
+    });
+}
