@@ -45,7 +45,9 @@ pub enum Problem {
     TooLarge,
     /// From an exporter that is not listed, with `accept_unlisted = false`.
     UnknownExporter,
-    /// A data set whose template is not known (held until it arrives, within limits).
+    /// A data set whose template is not known and that could not be held for it (the
+    /// hold limits are full, or the set is too large): dropped. Sets that are held are
+    /// counted in [`Decoded::held`] and decoded when their template arrives.
     NoTemplate,
     /// A record without addresses, with mixed address families, or no packets.
     BadRecord,
@@ -101,6 +103,8 @@ pub struct Decoded {
     pub records: Vec<FlowRecord>,
     /// What was not taken, and how often.
     pub problems: Vec<(Problem, u64)>,
+    /// Data sets held until their template arrives.
+    pub held: u64,
 }
 
 impl Decoded {
@@ -206,20 +210,67 @@ impl Decoder {
             out.problem(Problem::UnknownExporter);
             return out;
         }
+        out.probe_id = Some(self.probe_id(ip));
         if bytes.len() < 2 {
             out.problem(Problem::Truncated);
             return out;
         }
-        if !matches!(u16::from_be_bytes([bytes[0], bytes[1]]), 5 | 9 | 10) {
+        let version = u16::from_be_bytes([bytes[0], bytes[1]]);
+        if !matches!(version, 5 | 9 | 10) {
             out.problem(Problem::UnknownVersion);
             return out;
         }
-        out.probe_id = Some(self.probe_id(ip));
+        if version == 10
+            && bytes.len() >= 4
+            && usize::from(u16::from_be_bytes([bytes[2], bytes[3]])) > bytes.len()
+        {
+            // The message says it is longer than the datagram: cut short on the way.
+            out.problem(Problem::Truncated);
+            return out;
+        }
         let result = self.parser.parse_from_source(from, bytes);
         if let Some(e) = &result.error {
             out.problem(Problem::of(e));
         }
         let ex = exporter.as_ref();
+        if result.error.is_none() {
+            // The parser leaves out of its output the data sets it holds for their
+            // template, and template sets it refuses (zero or too many fields, lengths
+            // beyond the set): what is missing from the datagram's sets tells which.
+            let (mut templates, mut data) = (0usize, 0usize);
+            for p in &result.packets {
+                match p {
+                    NetflowPacket::V9(v) => {
+                        for f in &v.flowsets {
+                            match f.body {
+                                V9Body::Template(_) | V9Body::OptionsTemplate(_) => templates += 1,
+                                V9Body::Empty => {}
+                                _ => data += 1,
+                            }
+                        }
+                    }
+                    NetflowPacket::IPFix(v) => {
+                        for f in &v.flowsets {
+                            match f.body {
+                                IpfixBody::Data(_)
+                                | IpfixBody::OptionsData(_)
+                                | IpfixBody::V9Data(_)
+                                | IpfixBody::V9OptionsData(_)
+                                | IpfixBody::NoTemplate(_) => data += 1,
+                                IpfixBody::Empty => {}
+                                _ => templates += 1,
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let (raw_templates, raw_data) = set_counts(bytes);
+            out.held = raw_data.saturating_sub(data) as u64;
+            for _ in templates..raw_templates {
+                out.problem(Problem::Malformed);
+            }
+        }
         for packet in &result.packets {
             match packet {
                 NetflowPacket::V5(v5) => self.v5(v5, ex, &mut out),
@@ -360,6 +411,31 @@ impl Decoder {
             }
         }
     }
+}
+
+/// How many template sets and data sets a v9 or IPFIX datagram holds, by walking the set
+/// headers ((0, 0) for anything else).
+fn set_counts(bytes: &[u8]) -> (usize, usize) {
+    let (start, template_ids) = match bytes.get(..2) {
+        Some([0, 9]) => (20, 0..=1),
+        Some([0, 10]) => (16, 2..=3),
+        _ => return (0, 0),
+    };
+    let (mut at, mut templates, mut data) = (start, 0, 0);
+    while let Some(h) = bytes.get(at..at + 4) {
+        let id = u16::from_be_bytes([h[0], h[1]]);
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if len < 4 {
+            break;
+        }
+        if template_ids.contains(&id) {
+            templates += 1;
+        } else if id >= 256 {
+            data += 1;
+        }
+        at += len;
+    }
+    (templates, data)
 }
 
 /// Unix ns of a sysUpTime stamp `uptime` (ms), given the export time and the sysUpTime
@@ -683,4 +759,366 @@ fn emit(
         sampling,
         ..FlowRecord::default()
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netflow::ipfix::Encoder;
+    use std::net::Ipv4Addr;
+
+    const T: u64 = 1_700_000_000_000_000_000;
+
+    fn record(i: u32) -> FlowRecord {
+        FlowRecord {
+            src: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)),
+            dst: "192.0.2.1".parse().unwrap(),
+            sport: 1024 + i as u16,
+            dport: 443,
+            proto: 6,
+            packets: 3,
+            bytes: 180,
+            first: T,
+            last: T + 1_000_000_000,
+            ifindex: 3,
+            ..FlowRecord::default()
+        }
+    }
+
+    fn decoder(cfg: NetflowConfig) -> Decoder {
+        Decoder::new(Arc::new(cfg)).unwrap()
+    }
+
+    fn from(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 2055))
+    }
+
+    /// An IPFIX message: header + the given sets (id, body).
+    fn ipfix(domain: u32, sets: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut m = vec![0, 10, 0, 0];
+        m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        m.extend_from_slice(&0u32.to_be_bytes());
+        m.extend_from_slice(&domain.to_be_bytes());
+        for (id, body) in sets {
+            m.extend_from_slice(&id.to_be_bytes());
+            m.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+            m.extend_from_slice(body);
+        }
+        let len = m.len() as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        m
+    }
+
+    /// A template body: id, then (ie, len) pairs.
+    fn template(id: u16, fields: &[(u16, u16)]) -> Vec<u8> {
+        let mut b = id.to_be_bytes().to_vec();
+        b.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+        for (ie, len) in fields {
+            b.extend_from_slice(&ie.to_be_bytes());
+            b.extend_from_slice(&len.to_be_bytes());
+        }
+        b
+    }
+
+    fn valid() -> Vec<u8> {
+        let r = record(1);
+        Encoder::new(1)
+            .messages(&[&r], 1_700_000_000, true)
+            .remove(0)
+    }
+
+    fn problems(d: &Decoded) -> Vec<&'static str> {
+        d.problems.iter().map(|(p, _)| p.reason()).collect()
+    }
+
+    /// Garbage of every kind is counted by reason; none panics or yields a record.
+    #[test]
+    fn bad_datagrams_are_counted_by_reason() {
+        let v = valid();
+        let mut v5_short = vec![0, 5, 0, 30];
+        v5_short.extend_from_slice(&[0; 20]);
+        let mut v9_zero_set = vec![0, 9, 0, 1];
+        v9_zero_set.extend_from_slice(&[0; 16]);
+        v9_zero_set.extend_from_slice(&[1, 0, 0, 0]); // set 256, length 0
+        let mut long_header = v.clone();
+        long_header[2..4].copy_from_slice(&4000u16.to_be_bytes());
+        let huge_template = ipfix(
+            1,
+            &[(2, {
+                let mut b = 300u16.to_be_bytes().to_vec();
+                b.extend_from_slice(&65_535u16.to_be_bytes());
+                b.extend_from_slice(&[0, 8, 0, 4]);
+                b
+            })],
+        );
+        let bogus_field_len = ipfix(1, &[(2, template(301, &[(8, 40_000), (12, 40_000)]))]);
+        let set_longer_than_message = {
+            let mut m = ipfix(1, &[(2, template(302, &[(8, 4), (12, 4)]))]);
+            m[18..20].copy_from_slice(&900u16.to_be_bytes());
+            m
+        };
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            ("empty", vec![], "truncated"),
+            ("one byte", vec![0], "truncated"),
+            ("version 1", vec![0, 1, 0, 0, 0, 0], "unknown_version"),
+            ("version 65535", vec![0xff; 40], "unknown_version"),
+            (
+                "text",
+                b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+                "unknown_version",
+            ),
+            (
+                "v5 header only, 30 records announced",
+                v5_short,
+                "malformed",
+            ),
+            ("v9 set of length 0", v9_zero_set, "malformed"),
+            (
+                "IPFIX header longer than the datagram",
+                long_header,
+                "truncated",
+            ),
+            (
+                "IPFIX truncated mid-set",
+                v[..v.len() - 7].to_vec(),
+                "truncated",
+            ),
+            ("template with 65535 fields", huge_template, "malformed"),
+            (
+                "template records longer than any message",
+                bogus_field_len,
+                "malformed",
+            ),
+            (
+                "set longer than its message",
+                set_longer_than_message,
+                "malformed",
+            ),
+        ];
+        for (what, bytes, reason) in cases {
+            let mut d = decoder(NetflowConfig::default());
+            let out = d.decode(from(1), &bytes, T);
+            assert!(out.records.is_empty(), "{what}: {:?}", out.records);
+            assert_eq!(problems(&out), vec![reason], "{what}");
+        }
+        // Data for a template never seen is held (not a problem yet), and one beyond the
+        // hold's byte limit is dropped as no_template.
+        let mut d = decoder(NetflowConfig::default());
+        let out = d.decode(from(1), &ipfix(7, &[(400, vec![0; 40])]), T);
+        assert_eq!((out.held, out.problems.len()), (1, 0));
+        let out = d.decode(from(1), &ipfix(7, &[(401, vec![0; 20_000])]), T);
+        assert_eq!((out.held, problems(&out)), (0, vec!["no_template"]));
+        // The valid message decodes.
+        let mut d = decoder(NetflowConfig::default());
+        let out = d.decode(from(1), &v, T);
+        assert_eq!((out.records.len(), out.problems.len()), (1, 0));
+    }
+
+    /// Every prefix and every single-byte corruption of valid v5, v9 and IPFIX messages:
+    /// no panic, and the decoder still decodes a good message afterwards.
+    #[test]
+    fn truncations_and_corruptions_never_panic() {
+        let records: Vec<FlowRecord> = (0..5).map(record).collect();
+        let refs: Vec<&FlowRecord> = records.iter().collect();
+        let ipfix = Encoder::new(1)
+            .messages(&refs, 1_700_000_000, true)
+            .remove(0);
+        let mut v5 = vec![0, 5, 0, 1];
+        v5.extend_from_slice(&[
+            0, 0, 0, 100, 0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+        ]);
+        v5.extend_from_slice(&[10, 0, 0, 1, 192, 0, 2, 1, 0, 0, 0, 0, 0, 1, 0, 2]);
+        v5.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 180, 0, 0, 0, 50, 0, 0, 0, 90]);
+        v5.extend_from_slice(&[4, 0, 1, 187, 0, 0x18, 6, 0, 0, 0, 0, 0, 24, 24, 0, 0]);
+        for msg in [ipfix, v5] {
+            let mut d = decoder(NetflowConfig::default());
+            for n in 0..msg.len() {
+                d.decode(from(2), &msg[..n], T);
+            }
+            for i in 0..msg.len() {
+                for b in [0u8, 0xff, msg[i] ^ 0x80] {
+                    let mut m = msg.clone();
+                    m[i] = b;
+                    d.decode(from(2), &m, T);
+                }
+            }
+            let out = d.decode(from(3), &msg, T);
+            assert!(!out.records.is_empty(), "still decodes after the garbage");
+        }
+    }
+
+    #[test]
+    fn data_before_its_template_is_held_and_decoded_once_it_arrives() {
+        let r = record(9);
+        let mut enc = Encoder::new(5);
+        let with = enc.messages(&[&r], 1_700_000_000, true).remove(0);
+        let without = Encoder::new(5)
+            .messages(&[&r], 1_700_000_000, false)
+            .remove(0);
+        let tmpl = Encoder::new(5).templates(1_700_000_000);
+        assert!(with.len() > without.len());
+        let mut d = decoder(NetflowConfig::default());
+        let early = d.decode(from(4), &without, T);
+        assert!(early.records.is_empty());
+        assert!(early.problems.is_empty(), "{:?}", early.problems);
+        assert_eq!(early.held, 1);
+        let late = d.decode(from(4), &tmpl, T);
+        assert_eq!(late.records.len(), 1, "{:?}", late.problems);
+        assert_eq!(late.records[0].src, r.src);
+    }
+
+    #[test]
+    fn held_data_is_bounded_per_template() {
+        let cfg = NetflowConfig {
+            pending_sets_per_template: 4,
+            ..NetflowConfig::default()
+        };
+        let mut d = decoder(cfg);
+        let r = record(1);
+        let without = Encoder::new(5)
+            .messages(&[&r], 1_700_000_000, false)
+            .remove(0);
+        let mut dropped = 0;
+        for _ in 0..100 {
+            let out = d.decode(from(5), &without, T);
+            dropped += out.problems.iter().map(|(_, n)| n).sum::<u64>();
+        }
+        assert_eq!(
+            dropped, 96,
+            "sets beyond the hold limit are dropped and counted"
+        );
+        let late = d.decode(from(5), &Encoder::new(5).templates(1_700_000_000), T);
+        assert_eq!(late.records.len(), 4, "only the capped sets come back");
+    }
+
+    #[test]
+    fn template_scopes_are_bounded_by_max_exporters() {
+        let mut d = decoder(NetflowConfig {
+            max_exporters: 16,
+            ..NetflowConfig::default()
+        });
+        let v = valid();
+        for i in 0..2000u32 {
+            let from = SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + i), 2055));
+            assert_eq!(d.decode(from, &v, T).records.len(), 1);
+        }
+        assert!(d.scopes() <= 16, "{} scopes", d.scopes());
+        assert!(d.ids.len() <= 32 && d.scopes.len() <= 64);
+    }
+
+    #[test]
+    fn listed_exporters_map_interfaces_to_lines_and_others_are_refused() {
+        let mut exporters = HashMap::new();
+        exporters.insert(
+            "192.0.2.7".parse().unwrap(),
+            ExporterConfig {
+                address: "192.0.2.7".parse().unwrap(),
+                name: "rtr".into(),
+                line: None,
+                interfaces: [(3, "hk-intl-1".to_string())].into_iter().collect(),
+                sampling: Some(100),
+            },
+        );
+        let mut d = decoder(NetflowConfig {
+            accept_unlisted: false,
+            exporters: Arc::new(exporters),
+            ..NetflowConfig::default()
+        });
+        let refused = d.decode(from(8), &valid(), T);
+        assert_eq!(problems(&refused), vec!["unknown_exporter"]);
+        // ifindex 3 ingress (exported as ingressInterface) → the line; sampling from the
+        // configuration since the export does not say.
+        let got = d.decode(from(7), &valid(), T);
+        assert_eq!(got.probe_id.as_deref(), Some("exporter:rtr"));
+        let r = &got.records[0];
+        assert_eq!(
+            (r.line.as_str(), r.direction, r.ifindex),
+            ("hk-intl-1", Direction::Ingress, 3)
+        );
+        assert_eq!((r.sampling, r.packets, r.bytes), (100, 300, 18_000));
+        assert_eq!(r.source, FlowSource::Ipfix);
+        // Another interface: skipped and counted.
+        let mut other = record(2);
+        other.ifindex = 9;
+        let m = Encoder::new(1)
+            .messages(&[&other], 1_700_000_000, true)
+            .remove(0);
+        let skipped = d.decode(from(7), &m, T);
+        assert!(skipped.records.is_empty());
+        assert_eq!(problems(&skipped), vec!["unmapped_interface"]);
+    }
+
+    #[test]
+    fn options_sampling_applies_per_scope_and_per_sampler() {
+        // Options template 260: selectorId (302) + samplingPacketInterval/Space.
+        let opt_tmpl = {
+            let mut b = 260u16.to_be_bytes().to_vec();
+            b.extend_from_slice(&3u16.to_be_bytes()); // field count
+            b.extend_from_slice(&1u16.to_be_bytes()); // scope count
+            for (ie, len) in [(302u16, 4u16), (305, 4), (306, 4)] {
+                b.extend_from_slice(&ie.to_be_bytes());
+                b.extend_from_slice(&len.to_be_bytes());
+            }
+            b
+        };
+        let opt_data = {
+            let mut b = 7u32.to_be_bytes().to_vec();
+            b.extend_from_slice(&1u32.to_be_bytes());
+            b.extend_from_slice(&63u32.to_be_bytes());
+            b
+        };
+        // Data template 270: addresses, counts, selectorId.
+        let tmpl = template(270, &[(8, 4), (12, 4), (2, 4), (1, 4), (302, 4)]);
+        let data = |sel: u32| {
+            let mut b = vec![10, 0, 0, 1, 192, 0, 2, 1];
+            b.extend_from_slice(&2u32.to_be_bytes());
+            b.extend_from_slice(&100u32.to_be_bytes());
+            b.extend_from_slice(&sel.to_be_bytes());
+            b
+        };
+        let mut d = decoder(NetflowConfig::default());
+        let m = ipfix(
+            1,
+            &[
+                (3, opt_tmpl),
+                (260, opt_data),
+                (2, tmpl),
+                (270, data(7)),
+                (270, data(8)),
+            ],
+        );
+        let out = d.decode(from(9), &m, T);
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let s: Vec<(u32, u64, u64)> = out
+            .records
+            .iter()
+            .map(|r| (r.sampling, r.packets, r.bytes))
+            .collect();
+        assert_eq!(
+            s,
+            vec![(64, 128, 6400), (1, 2, 100)],
+            "selector 7 samples 1 in 64; 8 is unknown"
+        );
+    }
+
+    #[test]
+    fn sysuptime_stamps_become_unix_time_across_the_32_bit_wrap() {
+        let export_ms = 1_700_000_000_000;
+        assert_eq!(
+            uptime_to_ns(export_ms, 10_000, 4_000),
+            (export_ms - 6_000) * 1_000_000
+        );
+        // Uptime wrapped between the flow's start and the export.
+        assert_eq!(
+            uptime_to_ns(export_ms, 1_000, u32::MAX - 999),
+            (export_ms - 2_000) * 1_000_000
+        );
+        // A stamp slightly after the export (router skew) stays slightly after.
+        assert_eq!(
+            uptime_to_ns(export_ms, 1_000, 1_500),
+            (export_ms + 500) * 1_000_000
+        );
+        assert_eq!(ntp_ns(2_208_988_800 + 1, 1 << 31), Some(1_500_000_000));
+        assert_eq!(ntp_ns(5, 0), None);
+    }
 }

@@ -116,6 +116,14 @@ impl<S: BatchSink> Listener<S> {
                 exporter: label.clone(),
             })
             .inc();
+        if d.held > 0 {
+            self.metrics
+                .sets_held
+                .get_or_create(&ExporterLabel {
+                    exporter: label.clone(),
+                })
+                .inc_by(d.held);
+        }
         for (p, n) in &d.problems {
             self.metrics
                 .dropped

@@ -40,6 +40,8 @@ pub struct NetflowMetrics {
     pub records: Family<ExporterLabel, Counter>,
     /// Datagrams, sets or records not taken, by reason.
     pub dropped: Family<DroppedLabel, Counter>,
+    /// Data sets held until their template arrives.
+    pub sets_held: Family<ExporterLabel, Counter>,
     /// Records decoded but lost because the spool refused them.
     pub records_lost: Family<ExporterLabel, Counter>,
     /// Template scopes (exporter × domain) held.
@@ -59,6 +61,7 @@ impl NetflowMetrics {
             datagrams as "netflow_datagrams": "NetFlow/IPFIX datagrams received, per exporter",
             records as "netflow_records": "Flow records from exporters made durable in the spool",
             dropped as "netflow_dropped": "Datagrams, sets or records from exporters not taken, per reason",
+            sets_held as "netflow_sets_held": "Data sets from exporters held until their template arrives",
             records_lost as "netflow_records_lost": "Decoded exporter records lost because the spool refused them",
             template_scopes as "netflow_template_scopes": "Exporter template scopes (address x observation domain) held",
             export_messages as "ipfix_export_messages": "IPFIX messages sent, per target",

@@ -38,6 +38,7 @@ mod evidence_timestamps;
 mod forensic_replays_share_a_probe_id;
 mod grafana_dashboards_query_clickhouse;
 mod netflow_interop_with_softflowd_and_nfdump;
+mod netflow_listener_hostile_input;
 mod policy_byte_caps;
 mod policy_corpus_replay;
 mod policy_malformed_files_are_refused;

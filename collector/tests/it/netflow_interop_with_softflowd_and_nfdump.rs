@@ -197,3 +197,83 @@ fn ipfix_export_read_back_by_nfdump_has_identical_totals() {
         diff.join("\n")
     );
 }
+
+/// An exporter's flows take the probes' path after the spool: enriched (GeoLite2 and
+/// zones), judged by the policy, watched by the detectors, and shown in the console with
+/// their source.
+#[test]
+fn exporter_flows_are_enriched_judged_detected_and_shown_in_the_console() {
+    use crate::support::ui::{Console, api, block_on};
+    let port = free_port();
+    let c = Console::start_with(true, &format!("\n{}", listener_config(port)));
+    // A scan, and office traffic of the isolated 192.168.0.0/16 zone.
+    let mut replay = Vec::new();
+    for capture in ["ndpi-synscan.pcap", "ndpi-1kxun.pcap"] {
+        replay.extend(corpus_records_of(capture, "lab-1"));
+        softflowd(
+            &tidegate_testkit::paths::corpus_pcap(capture),
+            port,
+            "10",
+            &["-A", "milli"],
+            c.dir(),
+        );
+    }
+    block_on(async {
+        let ch = &c.stack.ch;
+        let ok = tidegate_testkit::eventually_async(Duration::from_secs(120), async || {
+            ch.query("SELECT count() FROM tidegate.alerts FINAL WHERE kind = 'port_scan' AND line = 'lab-1'")
+                .await
+                .trim()
+                != "0"
+        })
+        .await;
+        assert!(ok, "no port scan alert from the exporter's flows");
+        // Enrichment filled countries (GeoLite2) and the zone of the isolated side, and
+        // the policy saw that zone's flows leave.
+        let enriched = ch
+            .query("SELECT countIf(src_zone = 'special-zone' OR dst_zone = 'special-zone') > 0, countIf(dst_country = 'US') > 0 FROM tidegate.flows WHERE source = 'ipfix'")
+            .await;
+        assert_eq!(
+            enriched.trim(),
+            "1\t1",
+            "zones and countries on exporter flows"
+        );
+        let violations = ch
+            .query("SELECT count() FROM tidegate.policy_violations FINAL WHERE line = 'lab-1'")
+            .await;
+        assert_ne!(
+            violations.trim(),
+            "0",
+            "policy violations from exporter flows"
+        );
+        // The console lists them with their source.
+        let from = replay.iter().map(|r| r.first).min().unwrap() / 1_000_000 - 1000;
+        let to = replay.iter().map(|r| r.last).max().unwrap() / 1_000_000 + 1000;
+        let r = api(
+            &c.url,
+            &format!("/api/v1/flows?from={from}&to={to}&source=ipfix&limit=5"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let j = r.json();
+        let total = j["total"].as_u64().unwrap();
+        assert!(total > 100, "{j}");
+        for item in j["items"].as_array().unwrap() {
+            assert_eq!(item["source"], "ipfix");
+            assert_eq!(item["probe_id"], "exporter:softflowd");
+            assert_eq!(item["sampling"], 1);
+        }
+        let none = api(
+            &c.url,
+            &format!("/api/v1/flows?from={from}&to={to}&source=probe"),
+        )
+        .await;
+        assert_eq!(none.json()["total"], 0);
+        let bad = api(
+            &c.url,
+            &format!("/api/v1/flows?from={from}&to={to}&source=sflow"),
+        )
+        .await;
+        assert_eq!(bad.status, 400);
+    });
+}
