@@ -391,11 +391,8 @@ impl Decoder {
                             // flow{Start,End}SysUpTime count from systemInitTimeMilliseconds
                             // (an options record); without it the export time is the best
                             // there is.
-                            let base = scope.system_init_ms.map(|ms| ms * 1_000_000);
-                            let up = |u: Option<u64>| match (base, u) {
-                                (Some(b), Some(u)) => Some(b + u * 1_000_000),
-                                _ => None,
-                            };
+                            let base = scope.system_init_ms;
+                            let up = |u: Option<u64>| base?.checked_add(u?)?.checked_mul(1_000_000);
                             acc.first_ns = acc.first_ns.or(up(acc.first_up));
                             acc.last_ns = acc.last_ns.or(up(acc.last_up));
                             let fallback = if export_ns > 0 { export_ns } else { now_ns };
@@ -602,7 +599,7 @@ fn options<'a>(scope: &mut ScopeState, fields: impl Iterator<Item = (u16, &'a Fi
     }
     let rate = rate
         .or(match (interval, space) {
-            (Some(i), Some(s)) if i > 0 => Some((i + s) / i),
+            (Some(i), Some(s)) if i > 0 => Some(i.saturating_add(s) / i),
             _ => None,
         })
         .or(match (size, population) {
@@ -1099,6 +1096,34 @@ mod tests {
             vec![(64, 128, 6400), (1, 2, 100)],
             "selector 7 samples 1 in 64; 8 is unknown"
         );
+    }
+
+    /// Found by the fuzz target: an 8-byte flowStartSysUpTime near 2^64 on top of the
+    /// system init time overflowed.
+    #[test]
+    fn absurd_uptimes_do_not_overflow() {
+        let opt_tmpl = {
+            let mut b = 260u16.to_be_bytes().to_vec();
+            b.extend_from_slice(&2u16.to_be_bytes());
+            b.extend_from_slice(&1u16.to_be_bytes());
+            for (ie, len) in [(149u16, 4u16), (160, 8)] {
+                b.extend_from_slice(&ie.to_be_bytes());
+                b.extend_from_slice(&len.to_be_bytes());
+            }
+            b
+        };
+        let mut opt_data = 1u32.to_be_bytes().to_vec();
+        opt_data.extend_from_slice(&1_700_000_000_000u64.to_be_bytes());
+        let tmpl = template(270, &[(8, 4), (12, 4), (2, 4), (22, 8), (21, 8)]);
+        let mut data = vec![10, 0, 0, 1, 192, 0, 2, 1, 0, 0, 0, 2];
+        data.extend_from_slice(&(u64::MAX - 5).to_be_bytes());
+        data.extend_from_slice(&u64::MAX.to_be_bytes());
+        let mut d = decoder(NetflowConfig::default());
+        let m = ipfix(1, &[(3, opt_tmpl), (260, opt_data), (2, tmpl), (270, data)]);
+        let out = d.decode(from(9), &m, T);
+        assert_eq!(out.records.len(), 1, "{:?}", out.problems);
+        // No time: the export time stands in.
+        assert_eq!(out.records[0].first, 1_700_000_000 * 1_000_000_000);
     }
 
     #[test]
