@@ -205,7 +205,9 @@ impl Decoder {
     pub fn decode(&mut self, from: SocketAddr, bytes: &[u8], now_ns: u64) -> Decoded {
         let mut out = Decoded::default();
         let ip = from.ip().to_canonical();
-        let exporter = self.cfg.exporters.get(&ip).cloned();
+        // The configuration is shared and immutable: hold it, not a copy of the entry.
+        let cfg = self.cfg.clone();
+        let exporter = cfg.exporters.get(&ip);
         if exporter.is_none() && !self.cfg.accept_unlisted {
             out.problem(Problem::UnknownExporter);
             return out;
@@ -232,7 +234,7 @@ impl Decoder {
         if let Some(e) = &result.error {
             out.problem(Problem::of(e));
         }
-        let ex = exporter.as_ref();
+        let ex = exporter;
         if result.error.is_none() {
             // The parser leaves out of its output the data sets it holds for their
             // template, and template sets it refuses (zero or too many fields, lengths
