@@ -175,7 +175,7 @@ fn send(args: &[String]) -> anyhow::Result<()> {
             }
             let _ = sock.send(d);
             sent += 1;
-            if start.elapsed() >= Duration::from_secs(secs) && sent % dgrams.len() as u64 == 0 {
+            if start.elapsed() >= Duration::from_secs(secs) && sent.is_multiple_of(dgrams.len() as u64) {
                 break 'outer sent / dgrams.len() as u64;
             }
         }
