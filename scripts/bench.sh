@@ -53,6 +53,7 @@ if ((smoke)); then
   bench collector_e2e "$bin/collector_e2e" --smoke --out "$out/collector_e2e.md" >/dev/null
   bench evidence "$bin/evidence" --smoke --out "$out/evidence.md" >/dev/null
   bench enforce_cost "$bin/enforce_cost" --smoke --out "$out/enforce_cost.md" >/dev/null
+  bench netflow_ingest "$bin/netflow_ingest" --smoke --out "$out/netflow_ingest.md" 2>/dev/null
   bench detect_throughput "$bin/detect_throughput" --smoke --out "$out/detect_throughput.md" >"$out/detect_throughput.md"
   if [[ -x "$bin/detect_latency" ]]; then
     bench detect_latency "$bin/detect_latency" --smoke --out "$out/detect_latency.md" >/dev/null
@@ -78,6 +79,8 @@ else
   bench evidence "$bin/evidence" --out "$out/evidence.md" >/dev/null
   log "4/6 enforcement: XDP cost by policy size, policy change to enforcement (enforce_cost)"
   bench enforce_cost "$bin/enforce_cost" --out "$out/enforce_cost.md" >/dev/null
+  log "4/6 NetFlow/IPFIX ingest per core, tidegate vs nfcapd (netflow_ingest)"
+  bench netflow_ingest "$bin/netflow_ingest" --out "$out/netflow_ingest.md" 2>/dev/null
   log "4/6 detection throughput, every rule and each alone (detect_throughput)"
   bench detect_throughput "$bin/detect_throughput" --out "$out/detect_throughput.md"
   if [[ -x "$bin/detect_latency" ]]; then

@@ -38,7 +38,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "100000,200000,400000,800000"
+        default_value = "100000,400000,800000,1200000,1600000"
     )]
     rates: Vec<u64>,
     /// Seconds per measurement.
@@ -175,7 +175,9 @@ fn send(args: &[String]) -> anyhow::Result<()> {
             }
             let _ = sock.send(d);
             sent += 1;
-            if start.elapsed() >= Duration::from_secs(secs) && sent.is_multiple_of(dgrams.len() as u64) {
+            if start.elapsed() >= Duration::from_secs(secs)
+                && sent.is_multiple_of(dgrams.len() as u64)
+            {
                 break 'outer sent / dgrams.len() as u64;
             }
         }
@@ -444,6 +446,7 @@ fn main() -> anyhow::Result<()> {
         t0.elapsed().as_nanos() as f64 / n.max(1) as f64
     };
     let mut best = (0.0f64, 0.0f64);
+    let mut lossless = (0u64, 0u64);
     for &rate in &args.rates {
         let t = run_tidegate(&file, per_pass, rate, args.secs, &work.path().join("spool"))?;
         let n = run_nfcapd(
@@ -459,9 +462,11 @@ fn main() -> anyhow::Result<()> {
         let eff = |r: &Run| r.taken as f64 / r.cpu.as_secs_f64().max(1e-9);
         if t.taken >= t.sent {
             best.0 = best.0.max(eff(&t));
+            lossless.0 = lossless.0.max(rate);
         }
         if n.taken >= n.sent {
             best.1 = best.1.max(eff(&n));
+            lossless.1 = lossless.1.max(rate);
         }
     }
     let _ = writeln!(
@@ -475,6 +480,19 @@ fn main() -> anyhow::Result<()> {
         best.0,
         best.1,
         if best.1 > 0.0 { best.0 / best.1 } else { 0.0 }
+    );
+    let _ = writeln!(
+        text,
+        "\nHighest offered rate taken without loss: tidegate {} rec/s, nfcapd {} rec/s (of those offered).\n\n\
+         Reading it: the goal of this benchmark (≥ 5× nfcapd per core) is not met. The maintained \
+         parser the collector uses (netflow_parser) spends the decode time above per record — by \
+         itself more than nfcapd's whole per-record cost — building a typed value per field (an \
+         allocation per record and per template field) before tidegate maps the values to its \
+         record; the spool's encode, zstd and fsync come on top. Closing the gap would take a \
+         template-compiled hot path (field offsets resolved once per template, counters read \
+         straight from the datagram), batched receives (recvmmsg) and a spool that appends the \
+         datagrams' records without re-encoding — measured per core here, not assumed.",
+        lossless.0, lossless.1
     );
     tidegate_bench::report::publish(text, args.smoke, Some(&args.out))?;
     Ok(())
