@@ -230,13 +230,16 @@ fn exporter_flows_are_enriched_judged_detected_and_shown_in_the_console() {
         assert!(ok, "no port scan alert from the exporter's flows");
         // Enrichment filled countries (GeoLite2) and the zone of the isolated side, and
         // the policy saw that zone's flows leave.
-        let enriched = ch
-            .query("SELECT countIf(src_zone = 'special-zone' OR dst_zone = 'special-zone') > 0, countIf(dst_country = 'US') > 0 FROM tidegate.flows WHERE source = 'ipfix'")
-            .await;
-        assert_eq!(
-            enriched.trim(),
-            "1\t1",
-            "zones and countries on exporter flows"
+        // The alert can be stored before the last flows are: wait for them.
+        let q = "SELECT countIf(src_zone = 'special-zone' OR dst_zone = 'special-zone') > 0, countIf(dst_country = 'US') > 0 FROM tidegate.flows WHERE source = 'ipfix'";
+        let ok = tidegate_testkit::eventually_async(Duration::from_secs(60), async || {
+            ch.query(q).await.trim() == "1\t1"
+        })
+        .await;
+        assert!(
+            ok,
+            "zones and countries on exporter flows: {}",
+            ch.query(q).await.trim()
         );
         let violations = ch
             .query("SELECT count() FROM tidegate.policy_violations FINAL WHERE line = 'lab-1'")

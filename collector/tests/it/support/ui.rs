@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::support::analysis::Analysis;
-use tidegate_testkit::{Stack, eventually_async as eventually, stack::StackOptions};
+use tidegate_testkit::{Stack, stack::StackOptions};
 use tidegate_wire::record::FlowRecord;
 
 /// The console's login.
@@ -77,17 +77,8 @@ impl Console {
             records: Vec::new(),
             _analysis: analysis,
         };
-        block_on(async {
-            let ok = eventually(Duration::from_secs(60), async || {
-                c.stack
-                    .ch
-                    .query("EXISTS TABLE tidegate.policy_violations")
-                    .await
-                    == "1"
-            })
-            .await;
-            assert!(ok, "schema not migrated");
-        });
+        // Every migration applied: the API reads columns the last ones add.
+        c.stack.wait_for_schema();
         c
     }
 
