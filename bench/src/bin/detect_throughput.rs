@@ -46,7 +46,7 @@ struct Args {
 }
 
 /// The rule sets measured: every rule (as deployed), then each alone.
-const RULES: [&str; 9] = [
+const RULES: [&str; 11] = [
     "port_scan",
     "host_sweep",
     "syn_flood",
@@ -56,6 +56,8 @@ const RULES: [&str; 9] = [
     "icmp_tunnel",
     "exfiltration",
     "beaconing",
+    "surge",
+    "upload",
 ];
 
 /// The default thresholds with only `only` enabled (`None`: all of them).
@@ -71,6 +73,8 @@ fn config(only: Option<&str>) -> DetectConfig {
         c.icmp_tunnel.enabled = only == "icmp_tunnel";
         c.exfiltration.enabled = only == "exfiltration";
         c.beaconing.enabled = only == "beaconing";
+        c.surge.enabled = only == "surge";
+        c.upload.enabled = only == "upload";
     }
     c
 }

@@ -16,6 +16,8 @@
 //! enabled = true
 //! config = "detect.toml"             # thresholds (every field optional)
 //! idle_advance_secs = 5              # idle lines: event time follows the wall clock
+//! state_file = "/var/lib/tidegate/detector-state.json"  # learned baselines (default: in the spool dir)
+//! state_save_secs = 60               # how often they are saved (and at shutdown)
 //!
 //! [alerts]
 //! jsonl = "/var/log/tidegate/alerts.jsonl"
@@ -61,6 +63,8 @@ pub(crate) struct RawDetect {
     enabled: Option<bool>,
     config: Option<PathBuf>,
     idle_advance_secs: Option<u64>,
+    state_file: Option<PathBuf>,
+    state_save_secs: Option<u64>,
 }
 
 /// `[alerts]` as written.
@@ -110,6 +114,10 @@ pub struct AnalysisConfig {
     /// After this long without records, event time advances with the wall clock so the
     /// windows of an idle line close.
     pub idle_advance: Duration,
+    /// Where the detectors' learned baselines are saved and restored from.
+    pub detect_state: Option<PathBuf>,
+    /// How often they are saved.
+    pub detect_state_every: Duration,
     /// JSONL alert file.
     pub jsonl: Option<PathBuf>,
     /// Webhook delivery.
@@ -136,6 +144,8 @@ impl Default for AnalysisConfig {
             detect_enabled: true,
             detect_config: None,
             idle_advance: Duration::from_secs(5),
+            detect_state: None,
+            detect_state_every: Duration::from_secs(60),
             jsonl: None,
             webhook: None,
             syslog: None,
@@ -246,6 +256,21 @@ pub(crate) fn parse(
             }
             cfg.idle_advance = Duration::from_secs(s);
         }
+        if let Some(p) = d.state_file {
+            cfg.detect_state = Some(resolve(&p));
+        }
+        if let Some(s) = d.state_save_secs {
+            if s == 0 || s > 3600 {
+                return Err(at(
+                    file.key_offset(off, "state_save_secs"),
+                    "detect.state_save_secs must be between 1 and 3600".into(),
+                ));
+            }
+            cfg.detect_state_every = Duration::from_secs(s);
+        }
+    }
+    if cfg.detect_state.is_none() {
+        cfg.detect_state = Some(spool_dir.join("detector-state.json"));
     }
     if let Some(a) = raw.alerts {
         let a = a.into_inner();
@@ -373,6 +398,7 @@ mod tests {
         assert_eq!(w.secret, "k");
         assert!(w.outbox_dir.ends_with("webhook-outbox"));
         assert!(c.detect_enabled);
+        assert!(c.detect_state.unwrap().ends_with("detector-state.json"));
         assert_eq!(c.violation_merge_gap.as_secs(), 300);
         assert!(c.syslog.is_some());
     }
@@ -389,6 +415,10 @@ mod tests {
                 ":7: detect.idle_advance_secs",
             ),
             ("[detect]\nthreshold = 3\n", ":7:"),
+            (
+                "[detect]\nstate_save_secs = 0\n",
+                ":7: detect.state_save_secs",
+            ),
             ("[enrich]\nmmdbs = []\n", ":7:"),
             ("[alerts]\nfile = \"x\"\n", ":7:"),
             (

@@ -17,6 +17,7 @@
 //! [`Notification`]: crate::sinks::alerts::Notification
 
 pub mod config;
+mod learned;
 mod metrics;
 mod outputs;
 mod stage;
@@ -90,10 +91,18 @@ impl Analysis {
         blocker: Option<Arc<crate::enforce::EnforceHub>>,
         metrics: AnalysisMetrics,
     ) -> Result<(Analysis, Feed), AnalysisError> {
-        let detector = if cfg.detect_enabled {
+        let mut detector = if cfg.detect_enabled {
             Some(Detector::new(sources.detect)?)
         } else {
             None
+        };
+        let learned = match (&mut detector, &cfg.detect_state) {
+            (Some(d), Some(path)) => {
+                let l = learned::Learned::new(path.clone(), cfg.detect_state_every);
+                l.restore(d);
+                Some(l)
+            }
+            _ => None,
         };
         let mut outputs = outputs::Outputs::new(metrics.clone());
         outputs.enricher = sources.enricher.clone();
@@ -114,6 +123,7 @@ impl Analysis {
         });
         let st = stage::Stage {
             detector,
+            learned,
             policy: sources.policy.map(PolicyEngine::new),
             violations: ViolationBook::new(cfg.violation_merge_gap.as_nanos() as u64),
             outputs,

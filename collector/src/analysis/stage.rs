@@ -26,6 +26,8 @@ const REMEMBER_NS: u64 = 24 * 3600 * 1_000_000_000;
 /// State of the stage.
 pub(crate) struct Stage {
     pub detector: Option<Detector>,
+    /// Saves the detectors' learned state periodically and at shutdown.
+    pub learned: Option<super::learned::Learned>,
     pub policy: Option<PolicyEngine>,
     pub violations: ViolationBook,
     pub outputs: Outputs,
@@ -91,6 +93,14 @@ impl Stage {
                     .event_time
                     .set((newest_ns / 1_000_000_000) as i64);
             }
+            if let (Some(l), Some(d)) = (self.learned.as_mut(), self.detector.as_ref()) {
+                l.maybe_save(d, false);
+            }
+        }
+        // What was learned before the partial windows are closed at shutdown (a partial
+        // window would teach a baseline a fraction of its real volume).
+        if let (Some(l), Some(d)) = (self.learned.as_mut(), self.detector.as_ref()) {
+            l.maybe_save(d, true);
         }
         self.finish();
     }

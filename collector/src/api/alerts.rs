@@ -20,7 +20,7 @@ use super::{
 };
 
 /// Alert kinds the detectors raise.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 11] = [
     "port_scan",
     "host_sweep",
     "syn_flood",
@@ -30,6 +30,8 @@ pub const KINDS: [&str; 9] = [
     "beaconing",
     "dns_tunnel",
     "icmp_tunnel",
+    "surge",
+    "upload",
 ];
 
 /// Alert severities, lowest first.
@@ -116,4 +118,16 @@ pub async fn detail(
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
     Ok(Json(Value::Object(ALERTS.by_id(&st.ch, &id, "").await?)))
+}
+
+#[cfg(test)]
+mod kinds_tests {
+    #[test]
+    fn the_api_lists_every_kind_the_detectors_raise() {
+        let names: Vec<&str> = tidegate_threat::detect::AlertKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(super::KINDS.to_vec(), names);
+    }
 }

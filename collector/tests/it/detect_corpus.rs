@@ -242,7 +242,7 @@ fn pcapforge_flood_names_the_labelled_target_with_a_lan_sized_floor() {
 }
 
 /// Captures that contain attacks (covered above); every other one is benign traffic.
-const ATTACKS: [&str; 11] = [
+pub(crate) const ATTACKS: [&str; 11] = [
     "stopddos-pkt.TCP.synflood.spoofed.pcap",
     "stopddos-amp.TCP.reflection.SYNACK.pcap",
     "stopddos-amp.UDP.isakmp.pcap",

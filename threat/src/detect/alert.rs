@@ -31,11 +31,15 @@ pub enum AlertKind {
     DnsTunnel,
     /// ICMP echo traffic whose volume and payload sizes look like a tunnel.
     IcmpTunnel,
+    /// Requests towards an inside host far above that host's own baseline.
+    Surge,
+    /// An inside host sending one destination far more than it receives from it.
+    Upload,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 9] = [
+    pub const ALL: [AlertKind; 11] = [
         AlertKind::PortScan,
         AlertKind::HostSweep,
         AlertKind::SynFlood,
@@ -45,6 +49,8 @@ impl AlertKind {
         AlertKind::Beaconing,
         AlertKind::DnsTunnel,
         AlertKind::IcmpTunnel,
+        AlertKind::Surge,
+        AlertKind::Upload,
     ];
 
     /// The kind named `s` (as serialized).
@@ -64,6 +70,8 @@ impl AlertKind {
             AlertKind::Beaconing => "beaconing",
             AlertKind::DnsTunnel => "dns_tunnel",
             AlertKind::IcmpTunnel => "icmp_tunnel",
+            AlertKind::Surge => "surge",
+            AlertKind::Upload => "upload",
         }
     }
 }

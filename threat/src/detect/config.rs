@@ -37,6 +37,10 @@ pub struct DetectConfig {
     pub exfiltration: ExfilConfig,
     /// Beaconing.
     pub beaconing: BeaconConfig,
+    /// Rate surges towards inside hosts, against each host's own baseline.
+    pub surge: SurgeConfig,
+    /// Uploads: bytes out far above bytes in between an inside host and one destination.
+    pub upload: UploadConfig,
 }
 
 /// Port scan / host sweep: distinct ports (or hosts) probed by small flows.
@@ -147,6 +151,59 @@ pub struct BeaconConfig {
     pub max_jitter: f64,
 }
 
+/// Rate surges: packets per second of requests towards one inside host and protocol,
+/// against that host's own learned baseline ([`super::baseline`]). Catches what the
+/// absolute floors of `volumetric` are too high to see (a few hundred pps at a host
+/// that normally receives almost nothing); above those floors `volumetric` reports.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SurgeConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window length.
+    pub window_secs: u64,
+    /// Minimum evidence: packets per second below this never alert, whatever the baseline.
+    pub min_pps: f64,
+    /// Alert at this many spreads (mean absolute deviations) above the host's level...
+    pub deviations: f64,
+    /// ...and at least this factor above its level.
+    pub factor: f64,
+    /// Weight of a new window in the baseline.
+    pub baseline_alpha: f64,
+    /// Windows of history (the detector's, for hosts never seen) before anything alerts.
+    pub warmup_windows: u64,
+    /// Hosts whose baseline is kept (least recently seen forgotten first).
+    pub max_hosts: usize,
+}
+
+/// Uploads by asymmetry: per (inside host, outside destination), bytes sent vs bytes
+/// received over windows of several lengths (each hopping by half its length, so a burst
+/// shorter than half a window always falls whole into one), against the pair's own
+/// baseline of bytes sent per window.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window lengths (seconds), shortest first.
+    pub window_secs: Vec<u64>,
+    /// Bytes sent to one destination needed in a window, one per window length.
+    pub min_out_bytes: Vec<u64>,
+    /// Bytes sent must be at least this many times the bytes received.
+    pub min_ratio: f64,
+    /// Alert at this many spreads above the pair's level of bytes sent per window...
+    pub deviations: f64,
+    /// ...and at least this factor above it.
+    pub factor: f64,
+    /// Weight of a new window in the baseline.
+    pub baseline_alpha: f64,
+    /// Seconds of history before a destination can be called new to a host.
+    pub warmup_secs: u64,
+    /// (host, destination) pairs tracked per window; past it the pairs that sent least
+    /// are dropped first (they are furthest from alerting).
+    pub max_pairs: usize,
+}
+
 impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
@@ -217,6 +274,27 @@ impl Default for DetectConfig {
                 min_period_secs: 10.0,
                 max_jitter: 0.1,
             },
+            surge: SurgeConfig {
+                enabled: true,
+                window_secs: 10,
+                min_pps: 50.0,
+                deviations: 8.0,
+                factor: 6.0,
+                baseline_alpha: 0.02,
+                warmup_windows: 60,
+                max_hosts: 1 << 18,
+            },
+            upload: UploadConfig {
+                enabled: true,
+                window_secs: vec![600, 3600, 6 * 3600],
+                min_out_bytes: vec![2_000_000, 3_000_000, 6_000_000],
+                min_ratio: 4.0,
+                deviations: 8.0,
+                factor: 4.0,
+                baseline_alpha: 0.05,
+                warmup_secs: 3600,
+                max_pairs: 1 << 18,
+            },
         }
     }
 }
@@ -235,6 +313,8 @@ defaults_from!(VolumetricConfig, volumetric);
 defaults_from!(AmplificationConfig, amplification);
 defaults_from!(ExfilConfig, exfiltration);
 defaults_from!(BeaconConfig, beaconing);
+defaults_from!(SurgeConfig, surge);
+defaults_from!(UploadConfig, upload);
 
 impl Default for ScanConfig {
     fn default() -> Self {
@@ -294,6 +374,7 @@ impl DetectConfig {
             ("dns_tunnel.window_secs", self.dns_tunnel.window_secs),
             ("icmp_tunnel.window_secs", self.icmp_tunnel.window_secs),
             ("exfiltration.window_secs", self.exfiltration.window_secs),
+            ("surge.window_secs", self.surge.window_secs),
         ];
         for (f, v, max) in [
             ("lateness_secs", self.lateness_secs, 86_400),
@@ -323,6 +404,12 @@ impl DetectConfig {
             ),
             ("beaconing.min_period_secs", self.beaconing.min_period_secs),
             ("beaconing.max_jitter", self.beaconing.max_jitter),
+            ("surge.min_pps", self.surge.min_pps),
+            ("surge.deviations", self.surge.deviations),
+            ("surge.factor", self.surge.factor),
+            ("upload.min_ratio", self.upload.min_ratio),
+            ("upload.deviations", self.upload.deviations),
+            ("upload.factor", self.upload.factor),
         ];
         for (f, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -335,6 +422,8 @@ impl DetectConfig {
                 "exfiltration.baseline_alpha",
                 self.exfiltration.baseline_alpha,
             ),
+            ("surge.baseline_alpha", self.surge.baseline_alpha),
+            ("upload.baseline_alpha", self.upload.baseline_alpha),
         ] {
             if !(v > 0.0 && v <= 1.0) {
                 return Err(invalid(f, format!("{v}: must be in (0, 1]")));
@@ -350,6 +439,45 @@ impl DetectConfig {
         }
         if self.beaconing.min_events < 4 {
             return Err(invalid("beaconing.min_events", "must be at least 4"));
+        }
+        if self.surge.warmup_windows > 100_000 {
+            return Err(invalid("surge.warmup_windows", "must be 0..=100000"));
+        }
+        for (f, v) in [
+            ("surge.max_hosts", self.surge.max_hosts),
+            ("upload.max_pairs", self.upload.max_pairs),
+        ] {
+            if !(16..=1 << 24).contains(&v) {
+                return Err(invalid(f, format!("{v}: must be 16..=16777216")));
+            }
+        }
+        let u = &self.upload;
+        if u.window_secs.is_empty() || u.window_secs.len() > 8 {
+            return Err(invalid("upload.window_secs", "give 1 to 8 window lengths"));
+        }
+        if u.min_out_bytes.len() != u.window_secs.len() {
+            return Err(invalid(
+                "upload.min_out_bytes",
+                format!(
+                    "{} values for {} window lengths: give one per upload.window_secs",
+                    u.min_out_bytes.len(),
+                    u.window_secs.len()
+                ),
+            ));
+        }
+        for &w in &u.window_secs {
+            if !(60..=7 * 86_400).contains(&w) {
+                return Err(invalid(
+                    "upload.window_secs",
+                    format!("{w}: must be 60..=604800"),
+                ));
+            }
+        }
+        if u.min_out_bytes.contains(&0) {
+            return Err(invalid("upload.min_out_bytes", "must be at least 1"));
+        }
+        if u.warmup_secs > 30 * 86_400 {
+            return Err(invalid("upload.warmup_secs", "must be 0..=2592000"));
         }
         Ok(())
     }
@@ -387,6 +515,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("inside") && e.contains("33"), "{e}");
+        let e = DetectConfig::from_toml(
+            "[upload]\nwindow_secs = [600, 3600]\nmin_out_bytes = [1]\n",
+            "d.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("d.toml:") && e.contains("upload.min_out_bytes"),
+            "{e}"
+        );
+        let e = DetectConfig::from_toml("[surge]\nmin_pps = -1\n", "d.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("surge.min_pps"), "{e}");
     }
 
     #[test]

@@ -8,20 +8,24 @@
 //! in time update one open [`Alert`] ([`alert`]).
 
 pub mod alert;
+mod baseline;
 mod beacon;
 pub mod config;
 mod exfil;
 mod hostsweep;
 mod portscan;
 mod scan;
+mod surge;
 mod synflood;
 mod tiered;
 mod tunnel;
+mod upload;
 mod volumetric;
 mod window;
 
 pub use alert::{Alert, AlertKind, AlertUpdate, Endpoint};
 pub use config::DetectConfig;
+// DetectorState and STATE_VERSION are defined below.
 
 use tidegate_wire::record::FlowRecord;
 
@@ -42,7 +46,38 @@ pub(crate) trait Rule: Send {
     /// and window, and merge into one alert (same id). Rules whose verdict can still
     /// change before the window closes keep the default (nothing early).
     fn early(&mut self, _r: &FlowRecord, _out: &mut Vec<Detection>) {}
+    /// Name of the rule's learned state in a saved [`DetectorState`].
+    fn name(&self) -> &'static str {
+        ""
+    }
+    /// The rule's learned state (baselines), for [`Detector::state`]; `None` when it
+    /// learns nothing worth keeping across restarts.
+    fn save(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Replaces the learned state with a saved one.
+    fn restore(&mut self, _saved: serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
 }
+
+/// What the detectors have learned (baselines, first sightings, each rule's history
+/// start), as saved to the collector's state file and restored at start: after a
+/// restart — even a SIGKILL — the detectors judge against the baselines they had, not
+/// from scratch. Open windows are not in it: they are rebuilt from the records that
+/// arrive, and records already acknowledged are not replayed into detection.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DetectorState {
+    /// Format of this structure.
+    pub version: u32,
+    /// Event time (Unix ns) the detectors had reached.
+    pub newest_ns: u64,
+    /// Per rule name, its saved state.
+    pub rules: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Current [`DetectorState::version`].
+pub const STATE_VERSION: u32 = 1;
 
 /// TCP SYN flag.
 pub(crate) const SYN: u16 = 0x02;
@@ -142,6 +177,25 @@ impl Detector {
         if cfg.beaconing.enabled {
             rules.push(Box::new(beacon::Beaconing::new(cfg.beaconing.clone(), ev)));
         }
+        if cfg.surge.enabled {
+            let floors = cfg
+                .volumetric
+                .enabled
+                .then_some((cfg.volumetric.floor_pps, cfg.volumetric.floor_bps));
+            rules.push(Box::new(surge::Surge::new(
+                cfg.surge.clone(),
+                cfg.inside_cidrs()?,
+                floors,
+                ev,
+            )));
+        }
+        if cfg.upload.enabled {
+            rules.push(Box::new(upload::Upload::new(
+                cfg.upload.clone(),
+                cfg.inside_cidrs()?,
+                ev,
+            )));
+        }
         Ok(Detector {
             rules,
             book: AlertBook::new(cfg.merge_gap_secs * NS, ev),
@@ -170,6 +224,42 @@ impl Detector {
     pub fn advance(&mut self, now_ns: u64) -> Vec<AlertUpdate> {
         self.newest_ns = self.newest_ns.max(now_ns);
         self.close(self.newest_ns.saturating_sub(self.lateness_ns))
+    }
+
+    /// What the detectors have learned so far (see [`DetectorState`]).
+    pub fn state(&self) -> DetectorState {
+        DetectorState {
+            version: STATE_VERSION,
+            newest_ns: self.newest_ns,
+            rules: self
+                .rules
+                .iter()
+                .filter_map(|r| Some((r.name().to_string(), r.save()?)))
+                .collect(),
+        }
+    }
+
+    /// Restores learned state saved by [`Self::state`]; rules not in it (or disabled
+    /// now) start fresh. Returns the names of the rules restored; a rule whose saved
+    /// state does not parse is an error naming it (the caller decides whether to start
+    /// fresh).
+    pub fn restore(&mut self, saved: DetectorState) -> Result<Vec<&'static str>, String> {
+        if saved.version != STATE_VERSION {
+            return Err(format!(
+                "detector state version {} (this build reads {STATE_VERSION})",
+                saved.version
+            ));
+        }
+        let mut rules = saved.rules;
+        let mut restored = Vec::new();
+        for rule in &mut self.rules {
+            if let Some(v) = rules.remove(rule.name()) {
+                rule.restore(v)
+                    .map_err(|e| format!("detector state of {}: {e}", rule.name()))?;
+                restored.push(rule.name());
+            }
+        }
+        Ok(restored)
     }
 
     /// Closes every window and returns every alert, ordered by first time then id.

@@ -31,7 +31,7 @@ pub(crate) fn amp_service(port: u16) -> &'static str {
     }
 }
 
-fn proto_name(p: u8) -> String {
+pub(crate) fn proto_name(p: u8) -> String {
     match p {
         1 => "ICMP".into(),
         6 => "TCP".into(),
