@@ -118,6 +118,9 @@ pub struct Parsed {
     /// Bytes from the start of the IP header to the end of the L4 header (for GSO
     /// segment accounting); 0 when unknown.
     pub hdr_len: u16,
+    /// Offset of the (outer) IP header in the frame: with `hdr_len`, where the L4
+    /// payload starts (userspace application metadata reads it).
+    pub l3_off: u16,
     /// Set when the packet was accounted with reduced detail.
     pub warn: Option<Counter>,
 }
@@ -258,6 +261,7 @@ fn parse_ethernet_ipv4_fast<P: PacketBytes + ?Sized>(p: &P) -> Option<Parsed> {
         tcp_flags,
         icmp: 0,
         hdr_len,
+        l3_off: 14,
         warn: None,
     })
 }
@@ -368,6 +372,7 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<P
         tcp_flags: 0,
         icmp: 0,
         hdr_len: 0,
+        l3_off: off.min(u16::MAX as usize) as u16,
         warn: None,
     };
     if frag_off == 0 {
@@ -394,6 +399,7 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<P
         tcp_flags: 0,
         icmp: 0,
         hdr_len: 0,
+        l3_off: off.min(u16::MAX as usize) as u16,
         warn: None,
     };
     let mut nh = h[6];

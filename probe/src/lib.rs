@@ -9,6 +9,7 @@
 //! - `capture::afpacket` — AF_PACKET live capture for hosts without eBPF;
 //! - `capture::pcap` — pcap/pcapng replay for forensics and tests.
 
+pub mod app;
 pub mod capture;
 pub mod clock;
 pub mod config;

@@ -130,7 +130,7 @@ pub fn run_loop(
             src.sweep(&mut |k, s| table.observe(k, s))?;
             let mut m = metrics.lock().expect("metrics lock");
             m.sweep_seconds.observe(t0.elapsed().as_secs_f64());
-            table.expire(realtime_ns(), |k, s| out.export(k, s, &mut m));
+            table.expire(realtime_ns(), |k, s, _| out.export(k, s, &mut m));
             m.update_counters(&src.counters()?);
             m.flows_active.set(table.len() as i64);
             if let Some(e) = &opts.enforcer {
@@ -163,7 +163,7 @@ pub fn run_loop(
     // Shutdown: everything the backend holds, then everything the table holds.
     src.finish(&mut |k, s| table.observe(k, s))?;
     let mut m = metrics.lock().expect("metrics lock");
-    table.flush(|k, s| out.export(k, s, &mut m));
+    table.flush(|k, s, _| out.export(k, s, &mut m));
     let totals = src.counters()?;
     m.update_counters(&totals);
     m.flows_active.set(0);

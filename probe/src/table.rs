@@ -10,6 +10,8 @@ use std::time::Duration;
 use ahash::AHashMap;
 use tidegate_common::{FlowKey, FlowStats};
 
+use crate::app::{AppMeta, AppState};
+
 /// Export timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -32,6 +34,9 @@ impl Default for Timeouts {
 #[derive(Debug)]
 pub struct FlowTable {
     flows: AHashMap<FlowKey, FlowStats>,
+    /// Application metadata of held flows whose first packets had a payload (userspace
+    /// capture paths only).
+    apps: AHashMap<FlowKey, AppState>,
     active_ns: u64,
     idle_ns: u64,
 }
@@ -41,6 +46,7 @@ impl FlowTable {
     pub fn new(t: Timeouts) -> Self {
         FlowTable {
             flows: AHashMap::new(),
+            apps: AHashMap::new(),
             active_ns: t.active.as_nanos() as u64,
             idle_ns: t.idle.as_nanos() as u64,
         }
@@ -79,15 +85,34 @@ impl FlowTable {
         self.observe(key, &s);
     }
 
-    /// Exports every flow whose idle or active timeout has passed at `now_ns`.
-    pub fn expire(&mut self, now_ns: u64, mut out: impl FnMut(&FlowKey, &FlowStats)) -> usize {
+    /// Looks at the L4 payload of a packet of `key` (just observed) for application
+    /// metadata, while its flow is in its first packets.
+    pub fn inspect_payload(&mut self, key: &FlowKey, payload: &[u8]) {
+        let Some(s) = self.flows.get(key) else {
+            return;
+        };
+        if s.packets > crate::app::FIRST_PACKETS && !self.apps.contains_key(key) {
+            return;
+        }
+        let st = self.apps.entry(*key).or_default();
+        st.inspect(key.proto, key.sport, key.dport, payload);
+    }
+
+    /// Exports every flow whose idle or active timeout has passed at `now_ns`, with the
+    /// application metadata its first packets gave.
+    pub fn expire(
+        &mut self,
+        now_ns: u64,
+        mut out: impl FnMut(&FlowKey, &FlowStats, Option<AppMeta>),
+    ) -> usize {
         let (active, idle) = (self.active_ns, self.idle_ns);
         let mut n = 0;
+        let apps = &mut self.apps;
         self.flows.retain(|k, s| {
             let idle_out = s.last_ns.saturating_add(idle) <= now_ns;
             let active_out = now_ns.saturating_sub(s.first_ns) >= active;
             if idle_out || active_out {
-                out(k, s);
+                out(k, s, apps.remove(k).and_then(|a| a.meta));
                 n += 1;
                 false
             } else {
@@ -98,11 +123,12 @@ impl FlowTable {
     }
 
     /// Exports every flow (shutdown, end of a replay).
-    pub fn flush(&mut self, mut out: impl FnMut(&FlowKey, &FlowStats)) -> usize {
+    pub fn flush(&mut self, mut out: impl FnMut(&FlowKey, &FlowStats, Option<AppMeta>)) -> usize {
         let n = self.flows.len();
         for (k, s) in self.flows.drain() {
-            out(&k, &s);
+            out(&k, &s, self.apps.remove(&k).and_then(|a| a.meta));
         }
+        self.apps.clear();
         n
     }
 
@@ -139,19 +165,19 @@ mod tests {
         // Flow 1: a packet every second for 130 s -> split by the active timeout.
         for i in 0..130u64 {
             t.observe_packet(&key(1), i * S, 100, 0, 0);
-            t.expire(i * S, |k, s| out.push((*k, *s)));
+            t.expire(i * S, |k, s, _| out.push((*k, *s)));
         }
         // Flow 2: one packet, then idle.
         t.observe_packet(&key(2), 5 * S, 60, 0x02, 0);
         // Idle since 5 s: still held at 19 s, exported at 20 s (5 + 15).
         let mut early = Vec::new();
-        t.expire(19 * S, |k, s| early.push((*k, *s)));
+        t.expire(19 * S, |k, s, _| early.push((*k, *s)));
         assert!(early.iter().all(|(k, _)| k.sport != 2));
         out.extend(early);
-        t.expire(20 * S, |k, s| out.push((*k, *s)));
+        t.expire(20 * S, |k, s, _| out.push((*k, *s)));
         assert!(out.iter().any(|(k, s)| k.sport == 2 && s.packets == 1));
-        t.expire(200 * S, |k, s| out.push((*k, *s)));
-        t.flush(|k, s| out.push((*k, *s)));
+        t.expire(200 * S, |k, s, _| out.push((*k, *s)));
+        t.flush(|k, s, _| out.push((*k, *s)));
         let f1: Vec<_> = out.iter().filter(|(k, _)| k.sport == 1).collect();
         assert!(
             f1.len() >= 2,
@@ -171,7 +197,36 @@ mod tests {
     fn idle_flow_exported_exactly_at_timeout() {
         let mut t = FlowTable::new(Timeouts::default());
         t.observe_packet(&key(3), 10 * S, 1, 0, 0);
-        assert_eq!(t.expire(25 * S - 1, |_, _| {}), 0);
-        assert_eq!(t.expire(25 * S, |_, _| {}), 1);
+        assert_eq!(t.expire(25 * S - 1, |_, _, _| {}), 0);
+        assert_eq!(t.expire(25 * S, |_, _, _| {}), 1);
+    }
+
+    #[test]
+    fn a_flows_dns_question_goes_out_with_it_and_nothing_is_kept_after() {
+        let mut t = FlowTable::new(Timeouts::default());
+        let mut k = key(5353);
+        k.proto = 17;
+        k.sport = 40_000;
+        k.dport = 53;
+        // A query for a.example (type A).
+        let mut q = vec![0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x01a\x07example\x00\x00\x01\x00\x01");
+        t.observe_packet(&k, S, 60, 0, 0);
+        t.inspect_payload(&k, &q);
+        // Later packets do not replace the first question.
+        t.observe_packet(&k, 2 * S, 60, 0, 0);
+        t.inspect_payload(&k, b"garbage");
+        let mut got = Vec::new();
+        t.expire(100 * S, |_, _, app| got.push(app));
+        match &got[..] {
+            [Some(AppMeta::Dns(d))] => {
+                assert_eq!((d.qname.as_str(), d.qtype, d.rcode), ("a.example", 1, None))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(t.apps.is_empty() && t.flows.is_empty());
+        // A payload for a flow the table does not hold is ignored.
+        t.inspect_payload(&k, &q);
+        assert!(t.apps.is_empty());
     }
 }

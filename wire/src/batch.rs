@@ -26,9 +26,13 @@
 //!   rule u32 × n (0 = none, else 1 + index into the rule-id table)
 //!   source u8 × n (0 probe, 1 NetFlow v5, 2 NetFlow v9, 3 IPFIX)
 //!   sampling u32 × n (1 in N packets counted; 1 = every packet; never 0)
+//!   app u8 × n (0 none, 1 DNS question, 2 TLS server name, 3 both)
+//!   then, for each record with a DNS question in order: qname str | qtype u16
+//!     | rcode u8 (0xff: a query, no response code)
+//!   then, for each record with a server name in order: sni str
 //! ```
 //!
-//! Format 3 (before NetFlow/IPFIX ingest) ends after the rule column: its records decode
+//! Format 4 (before application metadata) ends after the sampling column. Format 3 (before NetFlow/IPFIX ingest) ends after the rule column: its records decode
 //! as probe records, unsampled. Format 2 (before enforcement) ends after `health`: its records decode with verdict
 //! `pass`. Format 1 (before sequence epochs) is format 2 without `epoch`; it decodes as
 //! epoch 0. Spools written by an older build drain after an upgrade.
@@ -49,13 +53,19 @@ use crate::record::{FlowRecord, FlowSource, Verdict};
 use tidegate_common::Direction;
 
 /// Version of the batch layout this build writes.
-pub const BATCH_FORMAT: u8 = 4;
+pub const BATCH_FORMAT: u8 = 5;
+/// The layout before application metadata (DNS questions, TLS server names).
+const BATCH_FORMAT_V4: u8 = 4;
 /// The layout before record sources and sampling (records read as probe, unsampled).
 const BATCH_FORMAT_V3: u8 = 3;
 /// The layout before enforcement verdicts (records read as `pass`).
 const BATCH_FORMAT_V2: u8 = 2;
 /// The layout before sequence epochs (read as epoch 0).
 const BATCH_FORMAT_V1: u8 = 1;
+
+/// Longest DNS name or server name a record carries (escaped presentation form of a
+/// 255-octet name).
+const APP_NAME_MAX: usize = 1024;
 
 /// Largest decompressed body [`decode_batch`] accepts (256 MiB).
 pub const MAX_BATCH_BODY: usize = 256 << 20;
@@ -148,6 +158,7 @@ pub fn encode_batch_as(b: &Batch, format: u8) -> Vec<u8> {
         }
         BATCH_FORMAT_V2 => encode_format(b, BATCH_FORMAT_V2),
         BATCH_FORMAT_V3 => encode_format(b, BATCH_FORMAT_V3),
+        BATCH_FORMAT_V4 => encode_format(b, BATCH_FORMAT_V4),
         _ => encode_format(b, BATCH_FORMAT),
     }
 }
@@ -276,11 +287,24 @@ fn encode_body(b: &Batch, format: u8) -> Vec<u8> {
     }
     recs.iter().for_each(|r| v.put_u8(r.verdict.as_u8()));
     rule_ix.iter().for_each(|i| v.put_u32(*i));
-    if format < BATCH_FORMAT {
+    if format < BATCH_FORMAT_V4 {
         return v;
     }
     recs.iter().for_each(|r| v.put_u8(r.source.as_u8()));
     recs.iter().for_each(|r| v.put_u32(r.sampling.max(1)));
+    if format < BATCH_FORMAT {
+        return v;
+    }
+    recs.iter()
+        .for_each(|r| v.put_u8(u8::from(r.dns.is_some()) | (u8::from(r.sni.is_some()) << 1)));
+    for d in recs.iter().filter_map(|r| r.dns.as_ref()) {
+        v.put_str(&d.qname);
+        v.put_u16(d.qtype);
+        v.put_u8(d.rcode.unwrap_or(0xff));
+    }
+    for s in recs.iter().filter_map(|r| r.sni.as_ref()) {
+        v.put_str(s);
+    }
     v
 }
 
@@ -294,7 +318,7 @@ fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
     let format = r.u8("batch format")?;
     if !matches!(
         format,
-        BATCH_FORMAT | BATCH_FORMAT_V3 | BATCH_FORMAT_V2 | BATCH_FORMAT_V1
+        BATCH_FORMAT | BATCH_FORMAT_V4 | BATCH_FORMAT_V3 | BATCH_FORMAT_V2 | BATCH_FORMAT_V1
     ) {
         return Err(WireError::UnsupportedBatchFormat(format));
     }
@@ -473,6 +497,8 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
             enforce_rule: None,
             source: FlowSource::Probe,
             sampling: 1,
+            dns: None,
+            sni: None,
         });
     }
 
@@ -541,7 +567,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
             }
         }
     }
-    if h.format >= BATCH_FORMAT {
+    if h.format >= BATCH_FORMAT_V4 {
         let sources = r.bytes(n, "source column")?;
         let sampling = r.bytes(n * 4, "sampling column")?;
         for (i, rec) in records.iter_mut().enumerate() {
@@ -552,6 +578,42 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
                 0 => return Err(invalid("record sampling", i, "0 (1 in 0 packets)".into())),
                 s => s,
             };
+        }
+    }
+    if h.format >= BATCH_FORMAT {
+        let app = r.bytes(n, "app column")?.to_vec();
+        for (i, a) in app.iter().enumerate() {
+            if *a > 3 {
+                return Err(invalid("record app", i, format!("unknown bits {a:#04x}")));
+            }
+        }
+        for (i, rec) in records.iter_mut().enumerate() {
+            if app[i] & 1 != 0 {
+                let qname = r.str("dns qname")?;
+                if qname.len() > APP_NAME_MAX {
+                    return Err(invalid("dns qname", i, format!("{} bytes", qname.len())));
+                }
+                let qtype = r.u16("dns qtype")?;
+                let rcode = match r.u8("dns rcode")? {
+                    0xff => None,
+                    c if c <= 15 => Some(c),
+                    c => return Err(invalid("dns rcode", i, format!("{c} (not 0..=15)"))),
+                };
+                rec.dns = Some(crate::record::DnsMeta {
+                    qname,
+                    qtype,
+                    rcode,
+                });
+            }
+        }
+        for (i, rec) in records.iter_mut().enumerate() {
+            if app[i] & 2 != 0 {
+                let sni = r.str("tls sni")?;
+                if sni.len() > APP_NAME_MAX {
+                    return Err(invalid("tls sni", i, format!("{} bytes", sni.len())));
+                }
+                rec.sni = Some(sni);
+            }
         }
     }
     r.finish("batch body")?;

@@ -61,6 +61,26 @@ pub struct FlowRecord {
     /// `packets`/`bytes` are already scaled up by it. 1 (left out of JSON) = every packet.
     #[serde(default = "unsampled", skip_serializing_if = "is_unsampled")]
     pub sampling: u32,
+    /// The DNS question of the flow's first DNS message (probe records; absent when the
+    /// flow carried none in its first packets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsMeta>,
+    /// The server name of the flow's TLS ClientHello, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+}
+
+/// The question of a DNS message seen in a flow's first packets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsMeta {
+    /// Query name, dotted, without the root's trailing dot ("." for the root); bytes
+    /// outside printable ASCII written `\DDD`.
+    pub qname: String,
+    /// Query type (1 A, 28 AAAA, 16 TXT, ...).
+    pub qtype: u16,
+    /// Response code, when the message was an answer (0 NOERROR, 3 NXDOMAIN, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<u8>,
 }
 
 fn unsampled() -> u32 {
@@ -203,6 +223,8 @@ impl Default for FlowRecord {
             enforce_rule: None,
             source: FlowSource::Probe,
             sampling: 1,
+            dns: None,
+            sni: None,
         }
     }
 }
@@ -234,6 +256,8 @@ impl FlowRecord {
             enforce_rule: None,
             source: FlowSource::Probe,
             sampling: 1,
+            dns: None,
+            sni: None,
         }
     }
 }

@@ -94,6 +94,12 @@ fn record(i: u64) -> FlowRecord {
         },
         source: FlowSource::ALL[(i % 4) as usize],
         sampling: [1, 1, 64, 1000][(i % 4) as usize],
+        dns: (i % 5 == 1).then(|| crate::record::DnsMeta {
+            qname: format!("q{i}.example.com"),
+            qtype: [1, 28, 16][(i % 3) as usize],
+            rcode: i.is_multiple_of(2).then_some(3),
+        }),
+        sni: (i % 5 >= 3).then(|| format!("s{i}.example.org")),
     }
 }
 
@@ -176,6 +182,8 @@ fn format_1_batches_decode_as_epoch_0() {
         r.enforce_rule = None;
         r.source = FlowSource::Probe;
         r.sampling = 1;
+        r.dns = None;
+        r.sni = None;
     }
     // Format 1 = format 2 without the 8 epoch bytes after seq.
     let mut v1 = encode_batch_as(&b, 1);
@@ -220,6 +228,22 @@ fn format_3_batches_decode_as_probe_records_and_sources_round_trip() {
     for (got, sent) in d.records.iter().zip(&b.records) {
         assert_eq!((got.source, got.sampling), (FlowSource::Probe, 1));
         assert_eq!(got.verdict, sent.verdict);
+    }
+}
+
+/// A batch written before application metadata (format 4) decodes without names, with
+/// its sources and sampling; a format-5 batch keeps each record's DNS question and SNI.
+#[test]
+fn format_4_batches_decode_without_names_and_names_round_trip() {
+    let b = batch(30, false);
+    assert!(b.records.iter().any(|r| r.dns.is_some()) && b.records.iter().any(|r| r.sni.is_some()));
+    assert_eq!(decode_batch(&encode_batch(&b)).unwrap(), b);
+    let v4 = encode_batch_as(&b, 4);
+    assert_eq!(peek_batch_header(&v4).unwrap().format, 4);
+    let d = decode_batch(&v4).unwrap();
+    for (got, sent) in d.records.iter().zip(&b.records) {
+        assert_eq!((&got.dns, &got.sni), (&None, &None));
+        assert_eq!((got.source, got.sampling), (sent.source, sent.sampling));
     }
 }
 

@@ -17,7 +17,7 @@ use super::{
     sql::{Arg, Sql, Where},
 };
 
-const FILTERS: [&str; 10] = [
+const FILTERS: [&str; 11] = [
     "from",
     "to",
     "ip",
@@ -28,6 +28,7 @@ const FILTERS: [&str; 10] = [
     "direction",
     "probe",
     "source",
+    "name",
 ];
 
 /// The WHERE clause shared by the search and the top talkers. `first` inside the range:
@@ -74,6 +75,19 @@ fn filters(p: &Params) -> ApiResult<Where> {
             w.and("source = ?", [Arg::Str(s.to_string())]);
         }
     }
+    if let Some(d) = p.domain("name")? {
+        // The name or any name under it, in the DNS question or the TLS server name.
+        let under = format!(".{d}");
+        w.and(
+            "(lower(dns_qname) = ? OR endsWith(lower(dns_qname), ?) OR lower(tls_sni) = ? OR endsWith(lower(tls_sni), ?))",
+            [
+                Arg::Str(d.clone()),
+                Arg::Str(under.clone()),
+                Arg::Str(d),
+                Arg::Str(under),
+            ],
+        );
+    }
     match p.choice("direction", &["any", "ingress", "egress"])? {
         "any" => {}
         d => {
@@ -97,7 +111,7 @@ pub async fn search(
         _ => " ORDER BY first DESC, src, dst",
     };
     let mut sql = Sql::new(
-        "SELECT first, last, line, toString(direction) AS direction, probe_id, src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes, tcp_flags, icmp_type, icmp_code, src_country, dst_country, src_asn, dst_asn, src_zone, dst_zone, toString(source) AS source, sampling FROM flows",
+        "SELECT first, last, line, toString(direction) AS direction, probe_id, src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes, tcp_flags, icmp_type, icmp_code, src_country, dst_country, src_asn, dst_asn, src_zone, dst_zone, toString(source) AS source, sampling, dns_qname, dns_qtype, dns_rcode, tls_sni FROM flows",
     );
     sql.filter(&w)
         .push(order)

@@ -168,6 +168,33 @@ impl Params {
         }
     }
 
+    /// A domain name to match by suffix (lower-cased, without a trailing dot): labels of
+    /// letters, digits, `-`, `_` and `\`-escapes, at most 253 characters.
+    pub fn domain(&self, name: &str) -> ApiResult<Option<String>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(s) => {
+                let d = s.trim_end_matches('.').to_ascii_lowercase();
+                let ok = !d.is_empty()
+                    && d.len() <= 253
+                    && d.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '\\'))
+                    });
+                if ok {
+                    Ok(Some(d))
+                } else {
+                    Err(ApiError::param(
+                        name,
+                        "expected a domain name (labels of letters, digits, '-' and '_', at most 253 characters)",
+                    ))
+                }
+            }
+        }
+    }
+
     /// An ISO 3166 alpha-2 country code (upper-cased).
     pub fn country(&self, name: &str) -> ApiResult<Option<String>> {
         match self.get(name) {

@@ -16,7 +16,7 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
@@ -24,6 +24,7 @@ const ALL: [&str; 7] = [
     "0005_flows_batch_epoch.sql",
     "0006_flows_enforcement.sql",
     "0007_flows_source.sql",
+    "0008_flows_app.sql",
 ];
 
 #[tokio::test]
@@ -38,13 +39,13 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     assert_eq!(first.database, "tg_mig");
     assert_eq!(first.applied, ALL);
     assert!(first.already_applied.is_empty());
-    assert_eq!(first.version, 7);
+    assert_eq!(first.version, 8);
     assert!(
         first.retention_changes.is_empty(),
         "{:?}",
         first.retention_changes
     );
-    assert_eq!(metrics.migration_version.get(), 7);
+    assert_eq!(metrics.migration_version.get(), 8);
 
     let tables = ch
         .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
@@ -100,12 +101,14 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
             "SELECT name, type, default_kind FROM system.columns WHERE database = 'tg_mig' \
              AND table = 'flows' AND name IN ('probe_id', 'direction', 'src', 'vlan', 'first', \
              'icmp_type', 'src_country', 'src_asn', 'src_text', 'received_at', 'source', \
-             'sampling') ORDER BY name",
+             'sampling', 'dns_qname', 'dns_rcode', 'tls_sni') ORDER BY name",
         )
         .await;
     assert_eq!(
         columns,
         "direction\tEnum8('ingress' = 0, 'egress' = 1)\t\n\
+         dns_qname\tString\tDEFAULT\n\
+         dns_rcode\tInt16\tDEFAULT\n\
          first\tDateTime64(9, 'UTC')\t\n\
          icmp_type\tNullable(UInt8)\t\n\
          probe_id\tLowCardinality(String)\t\n\
@@ -116,6 +119,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
          src_asn\tUInt32\tDEFAULT\n\
          src_country\tLowCardinality(String)\tDEFAULT\n\
          src_text\tString\tALIAS\n\
+         tls_sni\tString\tDEFAULT\n\
          vlan\tNullable(UInt16)\t"
     );
 
@@ -123,7 +127,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     let again = s.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(again.already_applied, ALL);
-    assert_eq!(again.version, 7);
+    assert_eq!(again.version, 8);
     assert!(again.retention_changes.is_empty());
     assert_eq!(
         ch.query("SELECT count() FROM tg_mig.schema_migrations")

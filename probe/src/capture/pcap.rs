@@ -296,13 +296,12 @@ impl Replay {
                     let mut key = p.key;
                     key.ifindex = 0;
                     key.direction = Direction::Ingress as u8;
-                    self.tables[ti].1.observe_packet(
-                        &key,
-                        ts,
-                        p.ip_bytes as u64,
-                        p.tcp_flags,
-                        p.icmp,
-                    );
+                    let table = &mut self.tables[ti].1;
+                    table.observe_packet(&key, ts, p.ip_bytes as u64, p.tcp_flags, p.icmp);
+                    let payload = crate::app::payload(frame.data, &p);
+                    if !payload.is_empty() {
+                        table.inspect_payload(&key, payload);
+                    }
                 }
             }
             if fs.get(Counter::Packets).is_multiple_of(PROGRESS_EVERY)
@@ -358,9 +357,13 @@ impl Replay {
         let mut res = Ok(());
         let mut n = 0u64;
         for (line, table) in &mut self.tables {
-            let mut emit = |k: &FlowKey, s: &FlowStats| {
+            let mut emit = |k: &FlowKey, s: &FlowStats, app: Option<crate::app::AppMeta>| {
                 if res.is_ok() {
-                    res = out.export(&FlowRecord::new(k, s, line));
+                    let mut r = FlowRecord::new(k, s, line);
+                    if let Some(a) = app {
+                        a.apply(&mut r);
+                    }
+                    res = out.export(&r);
                     n += 1;
                 }
             };

@@ -18,5 +18,6 @@ mod export_to_collector_restarts;
 mod export_to_collector_wire_figures;
 mod replay_cli;
 mod replay_matches_corpus_truth;
+mod replay_names_match_tshark;
 mod run_live_cli;
 mod xdp_matches_replay;

@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0005", "flows_batch_epoch"),
     migration!("0006", "flows_enforcement"),
     migration!("0007", "flows_source"),
+    migration!("0008", "flows_app"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has

@@ -56,6 +56,14 @@ pub struct FlowRow<'a> {
     pub source: i8,
     /// One packet in `sampling` was counted (1 = every packet).
     pub sampling: u32,
+    /// Added by `0008_flows_app.sql`: the first DNS question ('' when none).
+    pub dns_qname: Cow<'a, str>,
+    /// Its type (0 when none).
+    pub dns_qtype: u16,
+    /// Its response code, -1 for a query or none.
+    pub dns_rcode: i16,
+    /// The TLS server name ('' when none).
+    pub tls_sni: Cow<'a, str>,
 }
 
 impl<'a> FlowRow<'a> {
@@ -113,6 +121,10 @@ impl<'a> FlowRow<'a> {
             enforce_rule: text(r.enforce_rule.as_deref()),
             source: r.source.as_u8() as i8,
             sampling: r.sampling.max(1),
+            dns_qname: text(r.dns.as_ref().map(|d| d.qname.as_str())),
+            dns_qtype: r.dns.as_ref().map_or(0, |d| d.qtype),
+            dns_rcode: r.dns.as_ref().and_then(|d| d.rcode).map_or(-1, i16::from),
+            tls_sni: text(r.sni.as_deref()),
         })
     }
 
@@ -171,6 +183,13 @@ impl<'a> FlowRow<'a> {
             h.update([self.source as u8]);
             h.update(self.sampling.to_be_bytes());
         }
+        // And the application metadata only for records that have some.
+        if !self.dns_qname.is_empty() || !self.tls_sni.is_empty() {
+            s(&mut h, &self.dns_qname);
+            h.update(self.dns_qtype.to_be_bytes());
+            h.update(self.dns_rcode.to_be_bytes());
+            s(&mut h, &self.tls_sni);
+        }
         h.finalize().into()
     }
 
@@ -219,6 +238,12 @@ impl<'a> FlowRow<'a> {
                 0 => return Err("sampling 0".into()),
                 s => s,
             },
+            dns: (!self.dns_qname.is_empty()).then(|| tidegate_wire::record::DnsMeta {
+                qname: self.dns_qname.to_string(),
+                qtype: self.dns_qtype,
+                rcode: u8::try_from(self.dns_rcode).ok(),
+            }),
+            sni: (!self.tls_sni.is_empty()).then(|| self.tls_sni.to_string()),
         })
     }
 }

@@ -11,6 +11,7 @@ const FIELDS = [
   ['port', 'Port', 6, '443'],
   ['proto', 'Protocol', 7, 'tcp'],
   ['country', 'Country', 3, 'CC'],
+  ['name', 'Name', 16, 'example.com'],
 ];
 
 export async function render(ctx) {
@@ -36,7 +37,7 @@ export async function render(ctx) {
       <div class="panel"><h2>Top talkers table</h2><div class="scroll" style="max-height:310px"><table id="top-table"><thead></thead><tbody></tbody></table></div></div>
     </div>
     <div class="panel" style="margin-top:12px"><h2>Flow records <span class="muted" id="flow-total"></span></h2>
-      <div class="scroll" style="max-height:none"><table id="flows-table"><thead><tr><th>First</th><th>Last</th><th>Line</th><th>Dir</th><th>Source</th><th></th><th>Destination</th><th></th><th>Proto</th><th class="num">Packets</th><th class="num">Bytes</th><th>Probe / exporter</th></tr></thead><tbody></tbody></table></div>
+      <div class="scroll" style="max-height:none"><table id="flows-table"><thead><tr><th>First</th><th>Last</th><th>Line</th><th>Dir</th><th>Source</th><th></th><th>Destination</th><th></th><th>Proto</th><th class="num">Packets</th><th class="num">Bytes</th><th>Name</th><th>Probe / exporter</th></tr></thead><tbody></tbody></table></div>
       <div class="pager" id="pager"></div></div>`;
   ctx.el.querySelector('#search').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -45,12 +46,12 @@ export async function render(ctx) {
     if (f.sort === 'first') f.sort = null;
     update({ ...f, offset: null });
   });
-  ctx.el.querySelector('#q-clear').addEventListener('click', () => update({ ip: null, port: null, proto: null, country: null, direction: null, sort: null, offset: null }));
+  ctx.el.querySelector('#q-clear').addEventListener('click', () => update({ ip: null, port: null, proto: null, country: null, name: null, direction: null, sort: null, offset: null }));
   ctx.el.querySelector('#by').addEventListener('click', (e) => e.target.dataset.by && update({ by: e.target.dataset.by }));
   ctx.el.querySelector('#metric').addEventListener('click', (e) => e.target.dataset.metric && update({ metric: e.target.dataset.metric }));
   const top = chart(ctx.el.querySelector('#ch-top'));
   const refresh = async (c) => {
-    const q = { from: c.range.from, to: c.range.to, line: p.line, ip: p.ip, port: p.port, proto: p.proto, country: p.country, direction: p.direction };
+    const q = { from: c.range.from, to: c.range.to, line: p.line, ip: p.ip, port: p.port, proto: p.proto, country: p.country, name: p.name, direction: p.direction };
     const offset = Number(p.offset) || 0;
     const [t, f] = await Promise.all([get('top-talkers', { ...q, by, metric, limit: 20 }), get('flows', { ...q, sort: p.sort, limit: LIMIT, offset })]);
     if (!c.isCurrent()) return;
@@ -110,6 +111,20 @@ function origin(r) {
   return ` <span class="tag" data-source="${esc(r.source)}">${esc(r.source.replace('_', ' '))}${rate}</span>`;
 }
 
+// DNS question (with its type and, for answers, response code) or TLS server name; a
+// click searches for flows of that name.
+const QTYPES = { 1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 65: 'HTTPS', 255: 'ANY' };
+const RCODES = { 0: 'NOERROR', 1: 'FORMERR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 4: 'NOTIMP', 5: 'REFUSED' };
+function appName(r) {
+  if (r.dns_qname) {
+    const t = QTYPES[r.dns_qtype] || `type ${r.dns_qtype}`;
+    const rc = r.dns_rcode >= 0 ? ` ${RCODES[r.dns_rcode] || `rcode ${r.dns_rcode}`}` : '';
+    return `<a href="#" class="mono" data-name="${esc(r.dns_qname)}">${esc(r.dns_qname)}</a> <span class="tag" data-app="dns">DNS ${esc(t)}${esc(rc)}</span>`;
+  }
+  if (r.tls_sni) return `<a href="#" class="mono" data-name="${esc(r.tls_sni)}">${esc(r.tls_sni)}</a> <span class="tag" data-app="tls">TLS</span>`;
+  return '';
+}
+
 function drawFlows(ctx, f, offset) {
   const total = ctx.el.querySelector('#flow-total');
   total.textContent = `${int(f.total)} records · ${int(f.packets)} packets · ${bytes(f.bytes)}`;
@@ -120,9 +135,15 @@ function drawFlows(ctx, f, offset) {
         .map(
           (r) => `<tr><td>${esc(time(r.first))}</td><td>${esc(time(r.last))}</td><td>${esc(r.line)}</td><td>${r.direction === 'ingress' ? '▲ in' : '▼ out'}</td>
       <td class="mono">${esc(r.src)}:${r.sport}</td><td class="muted">${esc(r.src_country)}</td><td class="mono">${esc(r.dst)}:${r.dport}</td><td class="muted">${esc(r.dst_country)}</td>
-      <td>${esc(proto(r.proto))}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td class="muted">${esc(r.probe_id)}${origin(r)}</td></tr>`,
+      <td>${esc(proto(r.proto))}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td>${appName(r)}</td><td class="muted">${esc(r.probe_id)}${origin(r)}</td></tr>`,
         )
         .join('')
-    : `<tr><td colspan="12" class="empty">No flow records match.</td></tr>`;
+    : `<tr><td colspan="13" class="empty">No flow records match.</td></tr>`;
+  ctx.el.querySelector('#flows-table tbody').onclick = (e) => {
+    if (e.target.dataset.name) {
+      e.preventDefault();
+      update({ name: e.target.dataset.name, offset: null });
+    }
+  };
   pager(ctx.el.querySelector('#pager'), f.total, LIMIT, offset);
 }

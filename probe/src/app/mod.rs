@@ -1,0 +1,140 @@
+//! Application metadata from the first packets of a flow: the DNS question (name, type,
+//! and the response code of answers) and the TLS server name (SNI of the ClientHello).
+//! One parser for every userspace path — pcap replay, AF_PACKET — so a replay names
+//! the same flows a live capture does. Names only ever become data (a string column,
+//! a filter value); they are never used to build a path or a query.
+//!
+//! Only the first [`FIRST_PACKETS`] packets of a flow are looked at, and at most
+//! [`HELLO_MAX`] bytes of a ClientHello split over several segments are held.
+
+mod dns;
+mod tls;
+
+pub use dns::parse_dns;
+use tidegate_wire::record::{DnsMeta, FlowRecord};
+pub use tls::{Hello, parse_client_hello};
+
+/// Application metadata of one flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppMeta {
+    /// The question of its first DNS message.
+    Dns(DnsMeta),
+    /// The server name of its TLS ClientHello.
+    TlsSni(String),
+}
+
+impl AppMeta {
+    /// Writes it into a record.
+    pub fn apply(self, r: &mut FlowRecord) {
+        match self {
+            AppMeta::Dns(d) => r.dns = Some(d),
+            AppMeta::TlsSni(s) => r.sni = Some(s),
+        }
+    }
+}
+
+/// Where a parsed packet's L4 payload is in `frame` (empty when it has none or it is
+/// not all captured): from the end of the L4 header to the end of the IP packet.
+pub fn payload<'a>(frame: &'a [u8], p: &tidegate_common::Parsed) -> &'a [u8] {
+    if p.hdr_len == 0 || !matches!(p.key.proto, 6 | 17) {
+        return &[];
+    }
+    let start = p.l3_off as usize + p.hdr_len as usize;
+    let end = (p.l3_off as usize + p.ip_bytes as usize).min(frame.len());
+    frame.get(start..end).unwrap_or(&[])
+}
+
+/// Packets of a flow inspected for metadata.
+pub const FIRST_PACKETS: u64 = 8;
+/// Largest ClientHello reassembled over segments.
+pub const HELLO_MAX: usize = 16 * 1024;
+
+/// What a flow's first packets have told so far.
+#[derive(Clone, Debug, Default)]
+pub struct AppState {
+    /// The metadata found (final).
+    pub meta: Option<AppMeta>,
+    /// Payload bytes of a ClientHello that spans segments (in arrival order).
+    hello: Vec<u8>,
+    /// Packets inspected.
+    seen: u64,
+}
+
+impl AppState {
+    /// Whether more packets can still tell something.
+    pub fn open(&self) -> bool {
+        self.meta.is_none() && self.seen < FIRST_PACKETS
+    }
+
+    /// Looks at one packet's L4 payload (`proto`, ports of the packet).
+    pub fn inspect(&mut self, proto: u8, sport: u16, dport: u16, payload: &[u8]) {
+        if !self.open() {
+            return;
+        }
+        self.seen += 1;
+        if payload.is_empty() {
+            return;
+        }
+        let dns_port = [53, 5353, 5355].contains(&sport) || [53, 5353, 5355].contains(&dport);
+        match proto {
+            17 if dns_port => self.meta = parse_dns(payload).map(AppMeta::Dns),
+            // DNS over TCP: a 2-byte length, then the message.
+            6 if dns_port && payload.len() > 2 => {
+                self.meta = parse_dns(&payload[2..]).map(AppMeta::Dns);
+            }
+            6 if dns_port => {}
+            6 => self.tls(payload),
+            _ => {}
+        }
+    }
+
+    fn tls(&mut self, payload: &[u8]) {
+        if self.hello.is_empty() {
+            match parse_client_hello(payload) {
+                Hello::Sni(name) => self.meta = Some(AppMeta::TlsSni(name)),
+                Hello::NeedMore => self.hello.extend_from_slice(payload),
+                Hello::NotTls | Hello::NoSni => self.seen = FIRST_PACKETS,
+            }
+            return;
+        }
+        let room = HELLO_MAX.saturating_sub(self.hello.len());
+        self.hello
+            .extend_from_slice(&payload[..payload.len().min(room)]);
+        match parse_client_hello(&self.hello) {
+            Hello::Sni(name) => self.meta = Some(AppMeta::TlsSni(name)),
+            Hello::NeedMore if self.hello.len() < HELLO_MAX => {}
+            _ => self.seen = FIRST_PACKETS,
+        }
+        if !self.open() {
+            self.hello = Vec::new();
+        }
+    }
+}
+
+/// The DNS metadata of a message, if it is one (re-exported for tests).
+pub fn dns_meta(payload: &[u8]) -> Option<DnsMeta> {
+    parse_dns(payload)
+}
+
+/// Renders a DNS label or SNI for display and storage: UTF-8 text as is (case kept, as
+/// on the wire; internationalised names sent as UTF-8, as LLMNR and mDNS do, stay
+/// readable), and when the bytes are not UTF-8 or hold control characters or `\`,
+/// printable ASCII as is and every other byte as `\DDD` (RFC 1035 presentation
+/// format), so a hostile name cannot carry control characters into logs or the console.
+pub(crate) fn presentable(label_bytes: &[u8], out: &mut String) {
+    if let Ok(s) = std::str::from_utf8(label_bytes)
+        && !s
+            .chars()
+            .any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+    {
+        out.push_str(s);
+        return;
+    }
+    for &b in label_bytes {
+        if (0x21..=0x7e).contains(&b) && b != b'\\' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\{b:03}"));
+        }
+    }
+}
