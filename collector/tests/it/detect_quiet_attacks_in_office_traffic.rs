@@ -177,7 +177,10 @@ fn the_office_background_alone_raises_nothing_high() {
         .collect();
     let quiet: Vec<&Alert> = alerts
         .iter()
-        .filter(|a| matches!(a.kind, AlertKind::Surge | AlertKind::Upload))
+        .filter(|a| {
+            matches!(a.kind, AlertKind::Surge | AlertKind::Upload)
+                || (a.kind == AlertKind::DnsTunnel && a.key.starts_with("names:"))
+        })
         .collect();
     eprintln!("background alerts:\n{}", show(&alerts));
     assert!(
@@ -343,5 +346,104 @@ fn a_udp_burst_from_three_workstations_at_a_quiet_inside_host_is_one_incident() 
             "the incident spans the burst"
         );
         assert!(a.description.contains("baseline"), "{}", a.description);
+    }
+}
+
+/// Base32 text of random-looking bytes, as DNS exfiltration kits encode data.
+fn encoded(seed: u64, chars: usize) -> String {
+    const B32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..chars)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            B32[(x % 32) as usize] as char
+        })
+        .collect()
+}
+
+fn dns_query(host: IpAddr, resolver: IpAddr, name: &str, t: u64, sport: u16) -> FlowRecord {
+    let mut r = flow(
+        host,
+        resolver,
+        sport,
+        53,
+        17,
+        t,
+        0,
+        1,
+        40 + name.len() as u64,
+    );
+    r.dns = Some(tidegate_wire::record::DnsMeta {
+        qname: name.into(),
+        qtype: 1,
+        rcode: None,
+    });
+    r
+}
+
+#[test]
+fn low_and_slow_data_in_dns_names_among_ordinary_lookups_is_found() {
+    let bg = background();
+    let cfg = DetectConfig::default();
+    let host = busiest_inside_hosts(&bg, &cfg)[2];
+    let resolver: IpAddr = "192.168.1.1".parse().unwrap();
+    for (every_secs, label_chars) in [(90u64, 40usize), (30, 24)] {
+        let mut recs = bg.clone();
+        let mut k = 0u64;
+        let mut t = DAY0 + 3600 * NS;
+        // Five hours: one encoded name every `every_secs` (jittered), and the same host's
+        // ordinary lookups in between.
+        while t < DAY0 + 6 * 3600 * NS {
+            let name = format!(
+                "{}.{}.u.cdn-telemetry.net",
+                encoded(k, label_chars),
+                encoded(k + 1_000_000, 8)
+            );
+            recs.push(dns_query(
+                host,
+                resolver,
+                &name,
+                t,
+                20_000 + (k % 40_000) as u16,
+            ));
+            for (j, ordinary) in [
+                "www.example.com",
+                "outlook.office365.com",
+                "update.microsoft.com",
+            ]
+            .iter()
+            .enumerate()
+            {
+                recs.push(dns_query(
+                    host,
+                    resolver,
+                    ordinary,
+                    t + (j as u64 + 1) * 7 * NS,
+                    60_000 + (k % 5_000) as u16,
+                ));
+            }
+            k += 1;
+            t += (every_secs + k * 17 % 23) * NS;
+        }
+        let alerts = detect(recs);
+        let found: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::DnsTunnel && a.key.ends_with("cdn-telemetry.net"))
+            .collect();
+        assert!(
+            !found.is_empty(),
+            "1 per {every_secs}s not found among:\n{}",
+            show(&alerts)
+        );
+        assert_eq!(found[0].src, addr(host));
+        assert_eq!(found[0].dst, addr(resolver));
+        assert!(
+            !alerts.iter().any(|a| a.kind == AlertKind::DnsTunnel
+                && (a.key.ends_with("example.com") || a.key.ends_with("microsoft.com"))),
+            "ordinary lookups alerted:\n{}",
+            show(&alerts)
+        );
     }
 }

@@ -41,6 +41,8 @@ pub struct DetectConfig {
     pub surge: SurgeConfig,
     /// Uploads: bytes out far above bytes in between an inside host and one destination.
     pub upload: UploadConfig,
+    /// DNS tunnelling by query names (needs the probe's DNS metadata).
+    pub dns_names: DnsNamesConfig,
 }
 
 /// Port scan / host sweep: distinct ports (or hosts) probed by small flows.
@@ -204,6 +206,25 @@ pub struct UploadConfig {
     pub max_pairs: usize,
 }
 
+/// DNS tunnelling by query names: per (host, parent domain), distinct leading parts and
+/// their mean length and entropy over windows of several lengths.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsNamesConfig {
+    /// Run this detector.
+    pub enabled: bool,
+    /// Window lengths (seconds), shortest first.
+    pub window_secs: Vec<u64>,
+    /// Distinct names under one parent needed, one per window length.
+    pub min_distinct: Vec<u64>,
+    /// Mean length (characters) of the leading part needed.
+    pub min_mean_length: f64,
+    /// Mean Shannon entropy (bits per character) of the leading part needed.
+    pub min_entropy: f64,
+    /// (host, parent) keys tracked per window; past it those with fewest names go first.
+    pub max_keys: usize,
+}
+
 impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
@@ -295,6 +316,14 @@ impl Default for DetectConfig {
                 warmup_secs: 3600,
                 max_pairs: 1 << 18,
             },
+            dns_names: DnsNamesConfig {
+                enabled: true,
+                window_secs: vec![600, 6 * 3600],
+                min_distinct: vec![40, 150],
+                min_mean_length: 20.0,
+                min_entropy: 3.3,
+                max_keys: 1 << 16,
+            },
         }
     }
 }
@@ -315,6 +344,7 @@ defaults_from!(ExfilConfig, exfiltration);
 defaults_from!(BeaconConfig, beaconing);
 defaults_from!(SurgeConfig, surge);
 defaults_from!(UploadConfig, upload);
+defaults_from!(DnsNamesConfig, dns_names);
 
 impl Default for ScanConfig {
     fn default() -> Self {
@@ -410,6 +440,8 @@ impl DetectConfig {
             ("upload.min_ratio", self.upload.min_ratio),
             ("upload.deviations", self.upload.deviations),
             ("upload.factor", self.upload.factor),
+            ("dns_names.min_mean_length", self.dns_names.min_mean_length),
+            ("dns_names.min_entropy", self.dns_names.min_entropy),
         ];
         for (f, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -446,6 +478,7 @@ impl DetectConfig {
         for (f, v) in [
             ("surge.max_hosts", self.surge.max_hosts),
             ("upload.max_pairs", self.upload.max_pairs),
+            ("dns_names.max_keys", self.dns_names.max_keys),
         ] {
             if !(16..=1 << 24).contains(&v) {
                 return Err(invalid(f, format!("{v}: must be 16..=16777216")));
@@ -475,6 +508,25 @@ impl DetectConfig {
         }
         if u.min_out_bytes.contains(&0) {
             return Err(invalid("upload.min_out_bytes", "must be at least 1"));
+        }
+        let n = &self.dns_names;
+        if n.window_secs.is_empty() || n.window_secs.len() > 8 {
+            return Err(invalid(
+                "dns_names.window_secs",
+                "give 1 to 8 window lengths",
+            ));
+        }
+        if n.min_distinct.len() != n.window_secs.len() {
+            return Err(invalid(
+                "dns_names.min_distinct",
+                "give one per dns_names.window_secs",
+            ));
+        }
+        if n.window_secs.iter().any(|w| !(60..=7 * 86_400).contains(w)) {
+            return Err(invalid("dns_names.window_secs", "each must be 60..=604800"));
+        }
+        if n.min_distinct.iter().any(|&d| d < 2) {
+            return Err(invalid("dns_names.min_distinct", "each must be at least 2"));
         }
         if u.warmup_secs > 30 * 86_400 {
             return Err(invalid("upload.warmup_secs", "must be 0..=2592000"));

@@ -11,6 +11,7 @@ pub mod alert;
 mod baseline;
 mod beacon;
 pub mod config;
+mod dns_names;
 mod exfil;
 mod hostsweep;
 mod portscan;
@@ -186,6 +187,12 @@ impl Detector {
                 cfg.surge.clone(),
                 cfg.inside_cidrs()?,
                 floors,
+                ev,
+            )));
+        }
+        if cfg.dns_names.enabled {
+            rules.push(Box::new(dns_names::DnsNames::new(
+                cfg.dns_names.clone(),
                 ev,
             )));
         }
