@@ -228,9 +228,9 @@ fn a_missing_file_names_the_path() {
 fn the_documented_example_policy_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards/policy/example.toml");
     let p = Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    // 3 declared zones plus `unzoned`, 8 rules, each located at its [[rule]] header.
+    // 3 declared zones plus `unzoned`, 9 rules, each located at its [[rule]] header.
     assert_eq!(p.zones.len(), 4);
-    assert_eq!(p.rules.len(), 8);
+    assert_eq!(p.rules.len(), 9);
     let text = std::fs::read_to_string(&path).unwrap();
     for r in &p.rules {
         let line: usize = r.location.rsplit(':').next().unwrap().parse().unwrap();
@@ -261,7 +261,11 @@ fn the_documented_example_policy_loads() {
     );
     assert_eq!(p.enforce.protected.len(), 2);
     assert!(matches!(
-        p.rules[7].body,
+        &p.rules[5].body,
+        RuleBody::DenyList { dest, .. } if dest.domains == ["banned-storage.example", "tracker.example.net"]
+    ));
+    assert!(matches!(
+        p.rules[8].body,
         RuleBody::ByteCap {
             max_bytes: 10_000_000_000,
             window_ns: 3_600_000_000_000,

@@ -262,3 +262,96 @@ fn a_violation_serializes_with_rfc3339_times() {
     assert_eq!(j["evidence"][0]["dport"], 443);
     let _: IpAddr = j["dst"].as_str().unwrap().parse().unwrap();
 }
+
+/// A regulator's negative list names services: a deny-list of domains catches the DNS
+/// question and the TLS server name of the flows that ask for them (not the answers,
+/// whose flow runs the other way); an allow-list of domains judges named flows by name.
+#[test]
+fn domain_lists_judge_dns_questions_and_tls_server_names() {
+    use tidegate_wire::record::DnsMeta;
+    let src = format!(
+        "\n{}",
+        tables(&[
+            zone("hub", &["172.16.0.0/12"]),
+            rule(
+                "banned-services",
+                "banned services",
+                "deny_list",
+                "domains = [\"banned.example\", \"*.tracker.example.net\"]\n"
+            ),
+            rule(
+                "approved-saas",
+                "approved SaaS only",
+                "allow_list",
+                "from = [\"hub\"]\ndomains = [\"office365.com\", \"example.org\"]\n"
+            ),
+        ])
+    );
+    let p = Policy::parse(&src, Path::new("domains.toml")).unwrap();
+    let named = |dns: Option<(&str, Option<u8>)>, sni: Option<&str>| {
+        let mut r = flow("172.16.0.9", "192.0.2.53", 17, 40000, 53, "x");
+        r.dns = dns.map(|(q, rcode)| DnsMeta {
+            qname: q.into(),
+            qtype: 1,
+            rcode,
+        });
+        r.sni = sni.map(str::to_string);
+        r
+    };
+    // Denied by name, under the listed domain, case-insensitive; not allow-listed either.
+    for r in [
+        named(Some(("Files.BANNED.example", None)), None),
+        named(None, Some("a.b.tracker.example.net")),
+        named(Some(("banned.example.", None)), None),
+    ] {
+        let v = p.evaluate(&r, &none());
+        assert_eq!(
+            kinds(&v),
+            [
+                ("banned-services", ViolationKind::DenyList),
+                ("approved-saas", ViolationKind::NotAllowListed)
+            ],
+            "{r:?}"
+        );
+        assert!(
+            v[0].description.contains("deny-listed under"),
+            "{}",
+            v[0].description
+        );
+        assert_eq!(v[0].rule_location, "domains.toml:6");
+    }
+    // Not under it: notbanned.example, example.net.
+    assert_eq!(
+        kinds(&p.evaluate(&named(Some(("notbanned.example", None)), None), &none())),
+        [("approved-saas", ViolationKind::NotAllowListed)]
+    );
+    // Allowed by name; an answer (the resolver's flow back) names nothing; a flow without
+    // a name passes an allow-list of domains only.
+    assert!(
+        p.evaluate(&named(None, Some("outlook.office365.com")), &none())
+            .is_empty()
+    );
+    assert!(
+        p.evaluate(&named(Some(("banned.example", Some(0))), None), &none())
+            .is_empty()
+    );
+    assert!(p.evaluate(&named(None, None), &none()).is_empty());
+}
+
+#[test]
+fn domain_lists_refuse_bad_names_and_drop_actions_with_file_and_line() {
+    for (rest, want) in [
+        ("domains = [\"bad name.example\"]\n", "domains.toml:6:"),
+        ("domains = [\"\"]\n", "domains.toml:6:"),
+        (
+            "domains = [\"x.example\"]\naction = \"drop\"\n",
+            "cannot be enforced at the line",
+        ),
+    ] {
+        let src = format!("\n{}", tables(&[rule("d", "d", "deny_list", rest)]));
+        let e = Policy::parse(&src, Path::new("domains.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{rest}: {e}");
+    }
+}

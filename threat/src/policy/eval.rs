@@ -3,7 +3,7 @@
 use tidegate_wire::record::FlowRecord;
 
 use super::Policy;
-use super::rule::{Rule, RuleBody, in_set};
+use super::rule::{Rule, RuleBody, client_name, in_set};
 use super::violation::{Violation, ViolationKind};
 
 /// Enrichment of one endpoint (from the GeoIP/ASN databases); both fields optional.
@@ -105,25 +105,52 @@ impl Policy {
                     }
                 }
                 RuleBody::DenyList { from, dest } => {
-                    if in_set(from, zs) && dest.matches(r.dst, &ctx.dst) {
+                    if !in_set(from, zs) {
+                        continue;
+                    }
+                    let name = client_name(r);
+                    if dest.matches(r.dst, &ctx.dst) {
                         out.push(violation(
                             rule,
                             ViolationKind::DenyList,
                             r,
                             format!("destination {} is deny-listed", r.dst),
                         ));
+                    } else if let Some((n, d)) = name.and_then(|n| Some((n, dest.domain_of(n)?))) {
+                        out.push(violation(
+                            rule,
+                            ViolationKind::DenyList,
+                            r,
+                            format!("{n} (asked of {}) is deny-listed under {d}", r.dst),
+                        ));
                     }
                 }
                 RuleBody::AllowList { from, dest } => {
-                    if in_set(from, zs) && !dest.matches(r.dst, &ctx.dst) {
+                    if !in_set(from, zs) {
+                        continue;
+                    }
+                    // A named flow passes by its name or its address; a flow without a
+                    // name is judged by the address entries (none: it passes).
+                    let name = client_name(r);
+                    let by_name = name.is_some_and(|n| dest.domain_of(n).is_some());
+                    let by_addr = dest.matches(r.dst, &ctx.dst);
+                    let judged =
+                        name.is_some() && !dest.domains.is_empty() || dest.has_address_entries();
+                    if judged && !by_name && !by_addr {
                         out.push(violation(
                             rule,
                             ViolationKind::NotAllowListed,
                             r,
-                            format!(
-                                "destination {} (zone {dname}) is not on the allow-list",
-                                r.dst
-                            ),
+                            match name {
+                                Some(n) if !dest.domains.is_empty() => format!(
+                                    "{n} (at {}, zone {dname}) is not on the allow-list",
+                                    r.dst
+                                ),
+                                _ => format!(
+                                    "destination {} (zone {dname}) is not on the allow-list",
+                                    r.dst
+                                ),
+                            },
                         ));
                     }
                 }

@@ -70,6 +70,7 @@ struct RawRule {
     cidrs: List<String>,
     countries: List<String>,
     asns: List<u32>,
+    domains: List<String>,
     lines: List<String>,
     allow: List<String>,
     max_bytes: Option<Spanned<u64>>,
@@ -370,7 +371,7 @@ fn rule(cx: &ConfigFile, zones: &Zones, head: usize, r: RawRule) -> Result<Rule,
     let used: &[&str] = match kind {
         "allow" | "deny" => &["from", "to"],
         "isolate" => &["zone", "peers"],
-        "deny_list" | "allow_list" => &["from", "cidrs", "countries", "asns"],
+        "deny_list" | "allow_list" => &["from", "cidrs", "countries", "asns", "domains"],
         "ports" => &["lines", "allow"],
         "byte_cap" => &["from", "to", "max_bytes", "window_secs"],
         other => {
@@ -382,7 +383,7 @@ fn rule(cx: &ConfigFile, zones: &Zones, head: usize, r: RawRule) -> Result<Rule,
             ));
         }
     };
-    let present: [(&str, Option<usize>); 10] = [
+    let present: [(&str, Option<usize>); 11] = [
         ("from", r.from.as_ref().map(|s| s.span().start)),
         ("to", r.to.as_ref().map(|s| s.span().start)),
         ("zone", r.zone.as_ref().map(|s| s.span().start)),
@@ -390,6 +391,7 @@ fn rule(cx: &ConfigFile, zones: &Zones, head: usize, r: RawRule) -> Result<Rule,
         ("cidrs", r.cidrs.as_ref().map(|s| s.span().start)),
         ("countries", r.countries.as_ref().map(|s| s.span().start)),
         ("asns", r.asns.as_ref().map(|s| s.span().start)),
+        ("domains", r.domains.as_ref().map(|s| s.span().start)),
         ("lines", r.lines.as_ref().map(|s| s.span().start)),
         ("allow", r.allow.as_ref().map(|s| s.span().start)),
         ("max_bytes", r.max_bytes.as_ref().map(|s| s.span().start)),
@@ -488,12 +490,30 @@ fn rule(cx: &ConfigFile, zones: &Zones, head: usize, r: RawRule) -> Result<Rule,
                 dest.countries.push(country(cx, c)?);
             }
             dest.asns = items(&r.asns).iter().map(|a| *a.get_ref()).collect();
-            if dest.cidrs.is_empty() && dest.countries.is_empty() && dest.asns.is_empty() {
+            for d in items(&r.domains) {
+                dest.domains
+                    .push(super::rule::domain(d.get_ref()).map_err(|m| cx.at(d.span().start, m))?);
+            }
+            if dest.cidrs.is_empty()
+                && dest.countries.is_empty()
+                && dest.asns.is_empty()
+                && dest.domains.is_empty()
+            {
                 return Err(cx.at(
                     head,
                     format!(
-                        "rule type {kind:?} needs at least one of `cidrs`, `countries`, `asns`"
+                        "rule type {kind:?} needs at least one of `cidrs`, `countries`, `asns`, `domains`"
                     ),
+                ));
+            }
+            if action == Action::Drop
+                && let Some(d) = &r.domains
+            {
+                return Err(cx.at(
+                    d.span().start,
+                    "`domains` cannot be enforced at the line (the XDP program sees addresses, \
+                     not names): use action = \"alert\" for a domain list, or put the addresses \
+                     in `cidrs`",
                 ));
             }
             if kind == "deny_list" {

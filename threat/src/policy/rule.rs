@@ -111,7 +111,7 @@ pub enum RuleBody {
     },
 }
 
-/// Destinations named by CIDR, country or ASN (any one matching is a match).
+/// Destinations named by CIDR, country, ASN or domain (any one matching is a match).
 #[derive(Clone, Debug, Default)]
 pub struct DestMatcher {
     /// Blocks.
@@ -120,9 +120,65 @@ pub struct DestMatcher {
     pub countries: Vec<String>,
     /// ASNs.
     pub asns: Vec<u32>,
+    /// Domains (lower case, no trailing dot): the name or any name under it.
+    pub domains: Vec<String>,
+}
+
+/// A domain as policies list it: lower-cased, without a trailing dot, labels of letters,
+/// digits, `-` and `_` (and `*.` in front is the same as the bare domain).
+pub fn domain(s: &str) -> Result<String, String> {
+    let d = s
+        .trim_start_matches("*.")
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        });
+    if ok {
+        Ok(d)
+    } else {
+        Err(format!(
+            "{s:?} is not a domain name (labels of letters, digits, '-' and '_', at most 253 characters)"
+        ))
+    }
+}
+
+/// The name a flow's client asked for: the question of a DNS query (not of an answer,
+/// whose flow runs the other way) or the TLS server name of a ClientHello.
+pub fn client_name(r: &tidegate_wire::record::FlowRecord) -> Option<&str> {
+    r.sni.as_deref().or_else(|| {
+        r.dns
+            .as_ref()
+            .filter(|d| d.rcode.is_none())
+            .map(|d| d.qname.as_str())
+    })
 }
 
 impl DestMatcher {
+    /// The listed domain `name` is or is under, if any.
+    pub fn domain_of(&self, name: &str) -> Option<&str> {
+        let n = name.trim_end_matches('.').to_ascii_lowercase();
+        self.domains
+            .iter()
+            .find(|d| {
+                n == **d
+                    || (n.len() > d.len()
+                        && n.ends_with(d.as_str())
+                        && n.as_bytes()[n.len() - d.len() - 1] == b'.')
+            })
+            .map(String::as_str)
+    }
+
+    /// Whether the destination's address matches a CIDR, country or ASN entry.
+    pub fn has_address_entries(&self) -> bool {
+        !self.cidrs.is_empty() || !self.countries.is_empty() || !self.asns.is_empty()
+    }
+
     /// Whether the destination matches an entry.
     pub fn matches(&self, ip: IpAddr, info: &EndpointInfo) -> bool {
         self.cidrs.iter().any(|c| c.contains(ip))
