@@ -40,11 +40,14 @@ pub enum Counter {
     EnforceDropped = 14,
     /// Packets a drop rule would have matched but from or to a protected address (passed).
     EnforceProtected = 15,
+    /// DNS/TLS payload samples lost because their ring buffer was full (the packets are
+    /// accounted; only the flow's name may be missing).
+    AppSampleLost = 16,
 }
 
 impl Counter {
     /// Number of counter slots.
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -64,6 +67,7 @@ impl Counter {
         Counter::EnforceWouldDrop,
         Counter::EnforceDropped,
         Counter::EnforceProtected,
+        Counter::AppSampleLost,
     ];
 
     /// Stable snake_case name used in metrics and logs.
@@ -85,13 +89,14 @@ impl Counter {
             Counter::EnforceWouldDrop => "enforce_would_drop",
             Counter::EnforceDropped => "enforce_dropped",
             Counter::EnforceProtected => "enforce_protected",
+            Counter::AppSampleLost => "app_sample_lost",
         }
     }
 }
 
 /// Slots in the kernel's per-CPU counter block (room to add counters without a layout
 /// change).
-pub const COUNTER_SLOTS: usize = 16;
+pub const COUNTER_SLOTS: usize = 24;
 
 /// The kernel's per-CPU counter block: one map lookup per packet gives every counter
 /// and the parser's scratch word.

@@ -148,6 +148,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowStats {}
     unsafe impl aya::Pod for super::FallbackRecord {}
+    unsafe impl aya::Pod for super::AppSample {}
 }
 
 #[cfg(test)]
@@ -195,4 +196,24 @@ mod tests {
         a.merge(&FlowStats::default());
         assert_eq!(a.packets, 3);
     }
+}
+
+/// L4 payload bytes a kernel program copies into an [`AppSample`] at most.
+pub const APP_SAMPLE_BYTES: usize = 1024;
+
+/// The start of a packet's L4 payload, for application metadata (DNS questions, TLS
+/// ClientHello): the programs send one per DNS message and per TCP segment that starts a
+/// TLS handshake record, through the `APP_SAMPLES` ring buffer; the probe parses it with
+/// the same code pcap replay uses.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AppSample {
+    /// The packet's flow key (as accounted).
+    pub key: FlowKey,
+    /// Bytes of `data` that hold payload.
+    pub len: u16,
+    /// Padding (zero).
+    pub _pad: [u8; 6],
+    /// The payload's first `len` bytes.
+    pub data: [u8; APP_SAMPLE_BYTES],
 }

@@ -14,5 +14,7 @@ pub mod maps;
 pub mod parse;
 
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
-pub use flow::{Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN};
+pub use flow::{
+    APP_SAMPLE_BYTES, AppSample, Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN,
+};
 pub use parse::{PacketBytes, ParseError, Parsed, WireFrame, parse_ethernet, parse_frame};

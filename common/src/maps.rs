@@ -10,6 +10,10 @@ pub const CONTROL: &str = "CONTROL";
 pub const COUNTERS: &str = "COUNTERS";
 /// Ring buffer of [`crate::FallbackRecord`]s for packets whose flow did not fit the map.
 pub const FALLBACK: &str = "FALLBACK";
+/// Ring buffer of [`crate::flow::AppSample`]s (payload starts for DNS/TLS metadata).
+pub const APP_SAMPLES: &str = "APP_SAMPLES";
+/// Default size of the sample ring buffer in bytes (power of two, page multiple).
+pub const DEFAULT_APP_SAMPLE_BYTES: u32 = 1 << 22;
 
 /// Enforcement maps, two generations each (suffix `_0` / `_1`; see [`crate::enforce`]):
 /// LPM trie `Key<[u8; 4]> -> PrefixClass` (IPv4).

@@ -6,14 +6,15 @@ use aya_ebpf::{
     maps::PerCpuHashMap,
 };
 use tidegate_common::{
-    COUNTER_SLOTS, Counter, CounterBlock, Direction, FallbackRecord, FlowKey, FlowStats,
+    APP_SAMPLE_BYTES, AppSample, COUNTER_SLOTS, Counter, CounterBlock, Direction,
+    FallbackRecord, FlowKey, FlowStats, PacketBytes, Parsed,
     maps::{CLOCK_COARSE, CTL_CLOCK, CTL_GENERATION},
     parse_ethernet,
 };
 
 use crate::{
     enforce::{Verdict, judge_packet},
-    maps::{CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1},
+    maps::{APP_SAMPLES, CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1},
     packet::Packet,
 };
 
@@ -38,6 +39,8 @@ impl Counters {
 /// id (TC: hardware-accelerated tag), which takes precedence over in-frame tags.
 /// With `enforce`, the packet is judged by the current policy first; the verdict is
 /// recorded with the flow and returned (the caller drops the packet if told to).
+/// `load(offset, to, len)` copies packet bytes (the program type's load-bytes helper; 0
+/// on success), for payload samples.
 #[inline(always)]
 pub fn account(
     pkt: Packet,
@@ -47,6 +50,7 @@ pub fn account(
     segs: u32,
     vlan: Option<u16>,
     enforce: bool,
+    load: &impl Fn(u32, *mut u8, u32) -> i64,
 ) -> Verdict {
     let Some(blk) = COUNTERS.get_ptr_mut(0) else {
         return Verdict::PASS;
@@ -120,8 +124,13 @@ pub fn account(
             v,
         )
     };
-    if res.is_ok() {
+    if let Ok(seen) = res {
         count(Counter::Accounted, 1);
+        // Only a flow's first packets (per sweep interval) can carry its name: a busy
+        // resolver's long-lived 5-tuple is not copied packet by packet.
+        if seen <= SAMPLE_FIRST_PACKETS {
+            sample_app(&pkt, &parsed, &key, &count, load);
+        }
         return v;
     }
     // Map full (or out of memory): keep the packet through the ring buffer.
@@ -146,7 +155,7 @@ pub fn account(
 }
 
 #[inline(always)]
-fn bump(v: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u16, icmp: u16, vd: Verdict) {
+fn bump(v: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u16, icmp: u16, vd: Verdict) -> u64 {
     // SAFETY: `v` points at this CPU's value of a live map entry.
     unsafe {
         if (*v).packets == 0 {
@@ -162,6 +171,7 @@ fn bump(v: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u16, icmp:
             (*v).rule = vd.rule;
             (*v).policy = vd.policy;
         }
+        (*v).packets
     }
 }
 
@@ -176,10 +186,9 @@ fn add(
     flags: u16,
     icmp: u16,
     vd: Verdict,
-) -> Result<(), i32> {
+) -> Result<u64, i32> {
     if let Some(v) = map.get_ptr_mut(key) {
-        bump(v, packets, bytes, now, flags, icmp, vd);
-        return Ok(());
+        return Ok(bump(v, packets, bytes, now, flags, icmp, vd));
     }
     let fresh = FlowStats {
         packets,
@@ -193,15 +202,79 @@ fn add(
         policy: vd.policy,
     };
     match map.insert(key, &fresh, BPF_NOEXIST as u64) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(packets),
         // Another CPU created the entry between our lookup and insert.
         Err(e) if e == -EEXIST => match map.get_ptr_mut(key) {
-            Some(v) => {
-                bump(v, packets, bytes, now, flags, icmp, vd);
-                Ok(())
-            }
+            Some(v) => Ok(bump(v, packets, bytes, now, flags, icmp, vd)),
             None => Err(e),
         },
         Err(e) => Err(e),
     }
+}
+
+/// Packets of a flow (per CPU and sweep interval) whose payload start may be sampled.
+const SAMPLE_FIRST_PACKETS: u64 = 4;
+
+/// Whether a port is DNS's (DNS, mDNS, LLMNR).
+#[inline(always)]
+fn dns_port(p: u16) -> bool {
+    p == 53 || p == 5353 || p == 5355
+}
+
+/// Sends the start of the L4 payload of a DNS message (UDP or TCP on a DNS port) or of a
+/// TCP segment that starts a TLS handshake record to userspace, which reads the flow's
+/// name from it. Everything else costs two comparisons.
+#[inline(always)]
+fn sample_app(
+    pkt: &Packet,
+    p: &Parsed,
+    key: &FlowKey,
+    count: &impl Fn(Counter, u64),
+    load: &impl Fn(u32, *mut u8, u32) -> i64,
+) {
+    if p.hdr_len == 0 || (key.proto != 6 && key.proto != 17) {
+        return;
+    }
+    let off = p.l3_off as usize + p.hdr_len as usize;
+    let end = p.l3_off as usize + p.ip_bytes as usize;
+    if end <= off {
+        return;
+    }
+    let dns = dns_port(key.sport) || dns_port(key.dport);
+    if !dns {
+        if key.proto != 6 {
+            return;
+        }
+        // A TLS handshake record: content type 22, version 3.x.
+        if pkt.bytes::<2>(off).map(u16::from_be_bytes) != Some(0x1603) {
+            return;
+        }
+    }
+    let want = if end - off > APP_SAMPLE_BYTES {
+        APP_SAMPLE_BYTES
+    } else {
+        end - off
+    };
+    let Some(mut entry) = APP_SAMPLES.reserve::<AppSample>(0) else {
+        count(Counter::AppSampleLost, 1);
+        return;
+    };
+    let s = entry.as_mut_ptr();
+    // SAFETY: `s` points at the reserved, exclusively owned sample; every write below
+    // stays inside its `data` array (offsets masked to the array's size).
+    unsafe {
+        (*s).key = *key;
+        (*s)._pad = [0; 6];
+        let data = core::ptr::addr_of_mut!((*s).data) as *mut u8;
+        // One helper call copies the payload start (from fragments too); a copy loop
+        // would multiply the verifier's work by every parser path.
+        // `want` is 1..=APP_SAMPLE_BYTES; written so that the verifier sees that range.
+        let len = (((want - 1) & (APP_SAMPLE_BYTES - 1)) + 1) as u32;
+        if load(off as u32, data, len) != 0 {
+            entry.discard(0);
+            return;
+        }
+        (*s).len = len as u16;
+    }
+    entry.submit(0);
 }

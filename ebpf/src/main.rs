@@ -18,7 +18,7 @@ mod packet;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::generated::bpf_xdp_get_buff_len,
+    helpers::generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -46,6 +46,8 @@ pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
         1,
         None,
         true,
+        // SAFETY: valid context; the callee passes a writable buffer of `len` bytes.
+        &|off, to, len| unsafe { bpf_xdp_load_bytes(ctx.ctx, off, to.cast(), len) },
     );
     if v.verdict == VERDICT_DROPPED {
         xdp_action::XDP_DROP
@@ -100,6 +102,8 @@ pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {
         gso_segs,
         vlan,
         false,
+        // SAFETY: valid context; the callee passes a writable buffer of `len` bytes.
+        &|off, to, len| unsafe { bpf_skb_load_bytes(skb.cast(), off, to.cast(), len) },
     );
     TC_ACT_UNSPEC
 }

@@ -9,7 +9,8 @@ use tidegate_common::{
     CounterBlock, FlowKey, FlowStats,
     enforce::{EnforceConfig, LineRule, PrefixClass, RULE_COUNTER_ENTRIES, RuleCount},
     maps::{
-        CTL_COUNT, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES,
+        CTL_COUNT, DEFAULT_APP_SAMPLE_BYTES, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES,
+        DEFAULT_FLOW_ENTRIES,
         ENF_LINE_ENTRIES, ENF_PORT_ENTRIES,
     },
 };
@@ -35,6 +36,10 @@ pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1
 /// One-packet records for flows that did not fit the flow map.
 #[map]
 pub static FALLBACK: RingBuf = RingBuf::with_byte_size(DEFAULT_FALLBACK_BYTES, 0);
+
+/// Payload starts of DNS messages and TLS handshakes, for the probe's name parser.
+#[map]
+pub static APP_SAMPLES: RingBuf = RingBuf::with_byte_size(DEFAULT_APP_SAMPLE_BYTES, 0);
 
 macro_rules! enforcement_set {
     ($lpm4:ident, $lpm6:ident, $host4:ident, $host6:ident, $cfg:ident, $lines:ident, $ports:ident, $counts:ident) => {

@@ -35,9 +35,17 @@ pub trait LiveSource {
     fn finish(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()>;
     /// Absolute counter values, indexed by [`Counter`].
     fn counters(&self) -> anyhow::Result<[u64; Counter::COUNT as usize]>;
+    /// Hands over payload starts (flow key, bytes) for application metadata, if the
+    /// source captures any.
+    fn app_samples(&mut self, _sink: &mut dyn FnMut(&FlowKey, &[u8])) {}
 }
 
 impl LiveSource for EbpfCapture {
+    fn app_samples(&mut self, sink: &mut dyn FnMut(&FlowKey, &[u8])) {
+        // Bounded per call, so a flood of DNS packets cannot starve the sweep.
+        self.drain_app_samples(APP_SAMPLES_PER_POLL, &mut |k, p| sink(k, p));
+    }
+
     fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {
         let mut pfd = libc::pollfd {
             fd: self.fallback_fd().as_raw_fd(),
@@ -93,6 +101,9 @@ pub struct RunSummary {
     pub counters: Vec<(&'static str, u64)>,
 }
 
+/// Payload samples taken from the kernel per poll at most.
+const APP_SAMPLES_PER_POLL: usize = 4096;
+
 /// Runs until `stop` is set (SIGINT/SIGTERM) or the duration passes, then flushes
 /// everything: no packet the backend accounted is left unexported.
 pub fn run_loop(
@@ -125,12 +136,14 @@ pub fn run_loop(
             wait = wait.min(d.saturating_duration_since(now));
         }
         src.poll(wait, &mut |k, s| table.observe(k, s))?;
+        let now_ns = realtime_ns();
+        src.app_samples(&mut |k, p| table.inspect_early(k, p, now_ns));
         if Instant::now() >= next_sweep {
             let t0 = Instant::now();
             src.sweep(&mut |k, s| table.observe(k, s))?;
             let mut m = metrics.lock().expect("metrics lock");
             m.sweep_seconds.observe(t0.elapsed().as_secs_f64());
-            table.expire(realtime_ns(), |k, s, _| out.export(k, s, &mut m));
+            table.expire(realtime_ns(), |k, s, app| out.export(k, s, app, &mut m));
             m.update_counters(&src.counters()?);
             m.flows_active.set(table.len() as i64);
             if let Some(e) = &opts.enforcer {
@@ -162,8 +175,9 @@ pub fn run_loop(
 
     // Shutdown: everything the backend holds, then everything the table holds.
     src.finish(&mut |k, s| table.observe(k, s))?;
+    src.app_samples(&mut |k, p| table.inspect_early(k, p, realtime_ns()));
     let mut m = metrics.lock().expect("metrics lock");
-    table.flush(|k, s, _| out.export(k, s, &mut m));
+    table.flush(|k, s, app| out.export(k, s, app, &mut m));
     let totals = src.counters()?;
     m.update_counters(&totals);
     m.flows_active.set(0);
@@ -221,12 +235,21 @@ struct Out<'a> {
 }
 
 impl Out<'_> {
-    fn export(&mut self, k: &FlowKey, s: &FlowStats, m: &mut ProbeMetrics) {
+    fn export(
+        &mut self,
+        k: &FlowKey,
+        s: &FlowStats,
+        app: Option<crate::app::AppMeta>,
+        m: &mut ProbeMetrics,
+    ) {
         if self.err.is_some() {
             return;
         }
         let line = self.lines.get(&k.ifindex).map(String::as_str).unwrap_or("");
         let mut rec = FlowRecord::new(k, s, line);
+        if let Some(a) = app {
+            a.apply(&mut rec);
+        }
         if !rec.verdict.is_pass() {
             rec.enforce_rule = Some(
                 self.enforcer

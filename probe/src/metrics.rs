@@ -45,6 +45,8 @@ pub struct ProbeMetrics {
     pub map_full: Counter,
     /// Packets lost because the fallback ring buffer was full too.
     pub fallback_dropped: Counter,
+    /// DNS/TLS payload samples lost (sample ring buffer full): names missing, counts not.
+    pub app_samples_lost: Counter,
     /// Packets the capture socket dropped (AF_PACKET).
     pub capture_drops: Counter,
     /// Flow records exported.
@@ -84,6 +86,7 @@ impl ProbeMetrics {
             parse_warnings: Family::default(),
             map_full: Counter::default(),
             fallback_dropped: Counter::default(),
+            app_samples_lost: Counter::default(),
             capture_drops: Counter::default(),
             records_exported: Counter::default(),
             flows_active: Gauge::default(),
@@ -126,6 +129,11 @@ impl ProbeMetrics {
             "fallback_dropped",
             "Packets lost: flow map and fallback ring buffer both full",
             m.fallback_dropped.clone(),
+        );
+        registry.register(
+            "app_samples_lost",
+            "DNS/TLS payload samples lost to a full sample ring buffer (flows keep their counts, not their names)",
+            m.app_samples_lost.clone(),
         );
         registry.register(
             "capture_drops",
@@ -203,6 +211,7 @@ impl ProbeMetrics {
                 }
                 K::MapFull => drop(self.map_full.inc_by(d)),
                 K::FallbackDropped => drop(self.fallback_dropped.inc_by(d)),
+                K::AppSampleLost => drop(self.app_samples_lost.inc_by(d)),
                 K::CaptureDropped => drop(self.capture_drops.inc_by(d)),
                 K::EnforceWouldDrop | K::EnforceDropped | K::EnforceProtected => {
                     let outcome = c.name().trim_start_matches("enforce_").to_string();

@@ -30,6 +30,9 @@ impl Default for Timeouts {
     }
 }
 
+/// Application metadata kept for flows not (yet) in the table, at most.
+pub const APPS_MAX: usize = 1 << 16;
+
 /// Flows currently held, keyed by [`FlowKey`]. Timestamps are Unix-epoch ns.
 #[derive(Debug)]
 pub struct FlowTable {
@@ -98,6 +101,21 @@ impl FlowTable {
         st.inspect(key.proto, key.sport, key.dport, payload);
     }
 
+    /// Looks at a payload sample the kernel took for `key` (live capture): the sample
+    /// may come before the flow's counters reach the table (they arrive at the sweep),
+    /// so the metadata is kept for a flow not held yet — at most [`APPS_MAX`] of them,
+    /// forgotten after the idle timeout if the flow never shows up.
+    pub fn inspect_early(&mut self, key: &FlowKey, payload: &[u8], now_ns: u64) {
+        if !self.apps.contains_key(key) && self.apps.len() >= APPS_MAX {
+            return;
+        }
+        let st = self.apps.entry(*key).or_default();
+        if st.born_ns == 0 {
+            st.born_ns = now_ns;
+        }
+        st.inspect(key.proto, key.sport, key.dport, payload);
+    }
+
     /// Exports every flow whose idle or active timeout has passed at `now_ns`, with the
     /// application metadata its first packets gave.
     pub fn expire(
@@ -119,6 +137,10 @@ impl FlowTable {
                 true
             }
         });
+        // Metadata of flows that never reached the table.
+        let flows = &self.flows;
+        self.apps
+            .retain(|k, a| flows.contains_key(k) || a.born_ns.saturating_add(idle) > now_ns);
         n
     }
 

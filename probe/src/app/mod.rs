@@ -58,6 +58,8 @@ pub struct AppState {
     hello: Vec<u8>,
     /// Packets inspected.
     seen: u64,
+    /// When the first sample arrived (live capture; 0 in replay).
+    pub born_ns: u64,
 }
 
 impl AppState {

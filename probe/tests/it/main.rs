@@ -21,3 +21,4 @@ mod replay_matches_corpus_truth;
 mod replay_names_match_tshark;
 mod run_live_cli;
 mod xdp_matches_replay;
+mod xdp_names_match_replay;

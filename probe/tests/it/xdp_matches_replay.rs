@@ -22,7 +22,7 @@ use crate::support::probe_cli::bin;
 type Flows = BTreeMap<(String, String, u8, u16, u16, Option<u16>), (u64, u64, u16)>;
 
 /// Ethernet captures with only the frames a 1500-MTU veth can carry (tshark filter).
-fn sendable_copy(src: &Path, dir: &Path) -> Option<PathBuf> {
+pub(crate) fn sendable_copy(src: &Path, dir: &Path) -> Option<PathBuf> {
     let link = Command::new("capinfos")
         .args(["-T", "-r", "-E"])
         .arg(src)

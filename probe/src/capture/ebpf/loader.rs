@@ -15,9 +15,9 @@ use aya::{
     },
 };
 use tidegate_common::{
-    Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
+    APP_SAMPLE_BYTES, AppSample, Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
     maps::{
-        CLOCK_COARSE, CLOCK_PRECISE, CONTROL, COUNTERS, CTL_CLOCK, CTL_GENERATION,
+        APP_SAMPLES, CLOCK_COARSE, CLOCK_PRECISE, CONTROL, COUNTERS, CTL_CLOCK, CTL_GENERATION,
         DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, ENF_HOST4, ENF_HOST6,
         ENF_LPM4, ENF_LPM6, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS, PROG_XDP,
     },
@@ -133,6 +133,8 @@ pub struct EbpfCapture {
     counters: PerCpuArray<MapData, CounterBlock>,
     flows: [MapData; 2],
     fallback: RingBuf<MapData>,
+    /// Payload starts of DNS messages and TLS handshakes.
+    app_samples: RingBuf<MapData>,
     generation: u32,
     drainer: Drainer,
     attached: Vec<Attached>,
@@ -222,6 +224,8 @@ impl EbpfCapture {
         let counters =
             PerCpuArray::try_from(take(&mut ebpf, COUNTERS)?).map_err(map_err(COUNTERS))?;
         let fallback = RingBuf::try_from(take(&mut ebpf, FALLBACK)?).map_err(map_err(FALLBACK))?;
+        let app_samples =
+            RingBuf::try_from(take(&mut ebpf, APP_SAMPLES)?).map_err(map_err(APP_SAMPLES))?;
         let flow_map = |m: Map, name: &'static str| match m {
             Map::PerCpuHashMap(d) => Ok(d),
             _ => Err(EbpfError::Load(format!(
@@ -244,6 +248,7 @@ impl EbpfCapture {
             counters,
             flows,
             fallback,
+            app_samples,
             generation: 0,
             drainer: Drainer::new(nr_cpus),
             attached: Vec::new(),
@@ -410,6 +415,30 @@ impl EbpfCapture {
             };
             out(&r.key, &s);
             n += 1;
+        }
+        n
+    }
+
+    /// Hands every waiting payload sample (flow key, payload start) to `out`, at most
+    /// `max` of them (the rest wait for the next call).
+    pub fn drain_app_samples(
+        &mut self,
+        max: usize,
+        out: &mut impl FnMut(&FlowKey, &[u8]),
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(item) = self.app_samples.next() else {
+                break;
+            };
+            n += 1;
+            if item.len() < std::mem::size_of::<AppSample>() {
+                continue;
+            }
+            // SAFETY: the kernel wrote an AppSample; read_unaligned copes with alignment.
+            let s: AppSample = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let len = usize::from(s.len).min(APP_SAMPLE_BYTES);
+            out(&s.key, &s.data[..len]);
         }
         n
     }
