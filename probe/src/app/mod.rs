@@ -33,6 +33,20 @@ impl AppMeta {
     }
 }
 
+/// Whether a packet's payload is one the kernel programs sample for names: a DNS
+/// message (DNS, mDNS, LLMNR ports) or a TCP segment that starts a TLS handshake record.
+pub fn worth_sampling(proto: u8, sport: u16, dport: u16, payload: &[u8]) -> bool {
+    if payload.is_empty() {
+        return false;
+    }
+    let dns = |p: u16| matches!(p, 53 | 5353 | 5355);
+    match proto {
+        17 => dns(sport) || dns(dport),
+        6 => dns(sport) || dns(dport) || payload.starts_with(&[0x16, 3]),
+        _ => false,
+    }
+}
+
 /// Where a parsed packet's L4 payload is in `frame` (empty when it has none or it is
 /// not all captured): from the end of the L4 header to the end of the IP packet.
 pub fn payload<'a>(frame: &'a [u8], p: &tidegate_common::Parsed) -> &'a [u8] {

@@ -15,7 +15,9 @@ use std::{
     time::Duration,
 };
 
-use tidegate_common::{Counter, Direction, FlowStats, WireFrame, parse::LinkType, parse_frame};
+use tidegate_common::{
+    Counter, Direction, FlowKey, FlowStats, WireFrame, parse::LinkType, parse_frame,
+};
 
 use crate::{config::Line, live::Sink};
 
@@ -62,7 +64,14 @@ pub struct AfPacketCapture {
     socks: Vec<Sock>,
     counters: [u64; Counter::COUNT as usize],
     buf: Vec<u8>,
+    /// Payload starts of DNS messages and TLS handshakes seen since the last hand-over
+    /// (at most [`SAMPLES_MAX`]; the kernel path's `APP_SAMPLES` ring buffer, in
+    /// userspace).
+    samples: Vec<(FlowKey, Vec<u8>)>,
 }
+
+/// Payload samples held between hand-overs, at most (more are counted as lost).
+const SAMPLES_MAX: usize = 4096;
 
 fn setopt(
     fd: libc::c_int,
@@ -156,6 +165,7 @@ impl AfPacketCapture {
             socks,
             counters: [0; Counter::COUNT as usize],
             buf: vec![0u8; 65536 + VNET_HDR_LEN],
+            samples: Vec::new(),
         })
     }
 
@@ -236,6 +246,16 @@ impl AfPacketCapture {
                 policy: 0,
             };
             sink(&key, &s);
+            // The same selection the kernel programs make (see `probe::app`).
+            let payload = crate::app::payload(frame, &parsed);
+            if crate::app::worth_sampling(key.proto, key.sport, key.dport, payload) {
+                if self.samples.len() < SAMPLES_MAX {
+                    let keep = payload.len().min(tidegate_common::APP_SAMPLE_BYTES);
+                    self.samples.push((key, payload[..keep].to_vec()));
+                } else {
+                    self.counters[Counter::AppSampleLost as usize] += 1;
+                }
+            }
         }
     }
 
@@ -287,6 +307,12 @@ fn timestamp(msg: &libc::msghdr) -> Option<u64> {
 }
 
 impl crate::live::LiveSource for AfPacketCapture {
+    fn app_samples(&mut self, sink: &mut dyn FnMut(&FlowKey, &[u8])) {
+        for (k, p) in self.samples.drain(..) {
+            sink(&k, &p);
+        }
+    }
+
     fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {
         let mut pfds: Vec<libc::pollfd> = self
             .socks

@@ -158,3 +158,54 @@ fn names_seen_by_xdp_equal_the_replays() {
     assert!(compared >= 40, "{compared}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `tidegate-probe run` as deployed (both live backends): the records it prints for a
+/// capture replayed onto its line carry the names `replay` gives.
+#[test]
+fn probe_run_prints_the_replays_names_with_either_backend() {
+    use crate::support::probe_cli::ProbeProcess;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = sendable_copy(&corpus_pcap("ndpi-1kxun.pcap"), dir.path()).unwrap();
+    let want = replay_names(&copy);
+    assert!(want.len() >= 20, "{}", want.len());
+    for backend in ["ebpf", "afpacket"] {
+        let pair = VethPair::new(&format!("n{}", &backend[..2])).expect("veth pair");
+        let p = ProbeProcess::run_on(&pair, &["--json", "--backend", backend]);
+        let st = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pair.ns_a,
+                "tcpreplay",
+                "-q",
+                "-i",
+                &pair.if_a,
+                "--topspeed",
+            ])
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let (code, records, err) = p.stop();
+        assert_eq!(code, 0, "{err:?}");
+        let mut got = Names::new();
+        for r in &records {
+            if let Some(n) = name_of(r) {
+                let k = (
+                    r["src"].as_str().unwrap().to_string(),
+                    r["dst"].as_str().unwrap().to_string(),
+                    r["proto"].as_u64().unwrap() as u8,
+                    r["sport"].as_u64().unwrap() as u16,
+                    r["dport"].as_u64().unwrap() as u16,
+                );
+                got.entry(k).or_default().insert(n);
+            }
+        }
+        assert_eq!(got, want, "{backend}");
+    }
+}
