@@ -12,7 +12,9 @@
 //! baseline of bytes out per window in which it sent anything (sparse: idle windows are
 //! not zeros here, so a host that backs up to the same place every night learns it). A destination the host had never exchanged anything with before (after
 //! `warmup_secs` of history) raises the severity. Every scale reports under one key per
-//! pair, so the alert book merges them into one alert.
+//! pair, so the alert book merges them into one alert. Only conversations the inside host
+//! started count (the outside end holds the lower, service port): an inside server's
+//! answers to outside clients are not uploads.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -132,6 +134,17 @@ impl Rule for Upload {
             (false, true) => ((r.dst, r.src), false),
             _ => return,
         };
+        // Only conversations the inside host started (the outside end has the service
+        // port): an inside server answering outside clients sends more than it receives
+        // by its nature, and that is not an upload.
+        let (inside_port, outside_port) = if outbound {
+            (r.sport, r.dport)
+        } else {
+            (r.dport, r.sport)
+        };
+        if matches!(r.proto, 6 | 17 | 132) && outside_port > inside_port {
+            return;
+        }
         self.origin = Some(self.origin.map_or(r.first, |o| o.min(r.first)));
         self.touch(pair, r);
         let (max_pairs, evidence_max) = (self.cfg.max_pairs, self.evidence_max);
@@ -400,6 +413,17 @@ mod tests {
             out.iter().map(|d| &d.description).collect::<Vec<_>>()
         );
         assert!(found.iter().any(|d| d.measured >= 6_000_000.0));
+    }
+
+    #[test]
+    fn an_inside_server_answering_outside_clients_is_not_an_upload() {
+        let mut u = rule();
+        // 10.1.1.80:443 serves 50 MB to an outside client that sent 20 kB of requests.
+        let recs = [
+            flow("198.51.100.9", "10.1.1.80", 51_000, 443, T0, 20_000),
+            flow("10.1.1.80", "198.51.100.9", 443, 51_000, T0, 50_000_000),
+        ];
+        assert!(run(&mut u, &recs).is_empty());
     }
 
     #[test]
