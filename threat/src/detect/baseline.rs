@@ -149,16 +149,7 @@ impl<K: Eq + Hash + Clone + Ord> Table<K> {
     }
 
     fn forget_oldest(&mut self) {
-        let mut by_age: Vec<(u64, K)> = self
-            .map
-            .iter()
-            .map(|(k, b)| (b.last_w, k.clone()))
-            .collect();
-        let half = by_age.len() / 2;
-        by_age.select_nth_unstable_by_key(half, |(w, _)| *w);
-        for (_, k) in &by_age[..=half] {
-            self.map.remove(k);
-        }
+        super::window::forget_lowest_half(&mut self.map, |b| b.last_w as f64);
     }
 
     #[cfg(test)]

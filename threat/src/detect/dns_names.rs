@@ -19,7 +19,7 @@ use tidegate_wire::record::FlowRecord;
 
 use super::alert::{AlertKind, Detection, Endpoint};
 use super::config::DnsNamesConfig;
-use super::window::keep_earliest;
+use super::window::{forget_lowest_half, hopping_windows, keep_earliest};
 use super::{NS, Rule};
 use crate::Severity;
 
@@ -145,27 +145,12 @@ impl Rule for DnsNames {
         let (h, e, l) = (fnv(&lead), entropy(&lead), lead.len() as f64);
         let max_keys = self.cfg.max_keys;
         for s in &mut self.scales {
-            // Windows hop by half their length: a burst shorter than half a window falls
-            // whole into one of the two windows that hold each record.
-            let hop = (s.len / 2).max(1);
-            let w0 = r.first - r.first % hop;
-            for w in [w0.saturating_sub(hop), w0] {
-                if w.saturating_add(s.len) <= r.first {
-                    continue;
-                }
+            for w in hopping_windows(r.first, s.len) {
                 let win = s.windows.entry(w).or_default();
                 let key = (r.src, parent.clone());
                 if win.len() >= max_keys && !win.contains_key(&key) {
                     // Full: keep the keys with the most distinct names.
-                    let mut by: Vec<(usize, (IpAddr, String))> = win
-                        .iter()
-                        .map(|(k, a)| (a.distinct.len(), k.clone()))
-                        .collect();
-                    let half = by.len() / 2;
-                    by.select_nth_unstable_by_key(half, |(n, _)| *n);
-                    for (_, k) in &by[..=half] {
-                        win.remove(k);
-                    }
+                    forget_lowest_half(win, |a| a.distinct.len() as f64);
                 }
                 let acc = win.entry(key).or_default();
                 if acc.queries == 0 {

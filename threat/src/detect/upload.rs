@@ -28,7 +28,7 @@ use tidegate_wire::record::FlowRecord;
 use super::alert::{AlertKind, Detection, Endpoint};
 use super::baseline::{Robust, Table};
 use super::config::UploadConfig;
-use super::window::keep_earliest;
+use super::window::{forget_lowest_half, hopping_windows, keep_earliest};
 use super::{NS, Rule};
 use crate::Severity;
 
@@ -114,12 +114,7 @@ impl Upload {
         let f = &mut self.familiar.seen;
         if f.len() >= max && !f.contains_key(&pair) {
             // Forget the half seen least recently.
-            let mut by_age: Vec<(u64, Pair)> = f.iter().map(|(k, v)| (v.1, *k)).collect();
-            let half = by_age.len() / 2;
-            by_age.select_nth_unstable_by_key(half, |(t, _)| *t);
-            for (_, k) in &by_age[..=half] {
-                f.remove(k);
-            }
+            forget_lowest_half(f, |v| v.1 as f64);
         }
         let e = f.entry(pair).or_insert((r.first, r.last));
         e.0 = e.0.min(r.first);
@@ -149,26 +144,14 @@ impl Rule for Upload {
         self.touch(pair, r);
         let (max_pairs, evidence_max) = (self.cfg.max_pairs, self.evidence_max);
         for s in &mut self.scales {
-            let hop = (s.len / 2).max(1);
-            let w0 = r.first - r.first % hop;
-            // The two windows (hopping by half their length) that hold `r.first`.
-            for w in [w0.saturating_sub(hop), w0] {
-                if w.saturating_add(s.len) <= r.first {
-                    continue;
-                }
+            for w in hopping_windows(r.first, s.len) {
                 let win = s.windows.entry(w).or_default();
                 if win.len() >= max_pairs && !win.contains_key(&pair) {
                     if !outbound {
                         continue;
                     }
                     // Full: drop the half of the pairs that sent least.
-                    let mut by_out: Vec<(f64, Pair)> =
-                        win.iter().map(|(k, a)| (a.out, *k)).collect();
-                    let half = by_out.len() / 2;
-                    by_out.select_nth_unstable_by(half, |a, b| a.0.total_cmp(&b.0));
-                    for (_, k) in &by_out[..=half] {
-                        win.remove(k);
-                    }
+                    forget_lowest_half(win, |a| a.out);
                 }
                 let acc = win.entry(pair).or_default();
                 if acc.first_ns == 0 || r.first < acc.first_ns {

@@ -143,6 +143,33 @@ pub(super) fn spread(
     }
 }
 
+/// Starts of the two windows of length `len_ns`, hopping by half their length, that hold
+/// `ts` (a burst shorter than half a window falls whole into one of them).
+pub(crate) fn hopping_windows(ts: u64, len_ns: u64) -> impl Iterator<Item = u64> {
+    let hop = (len_ns / 2).max(1);
+    let w0 = ts - ts % hop;
+    [w0.saturating_sub(hop), w0]
+        .into_iter()
+        .filter(move |w| w.saturating_add(len_ns) > ts)
+}
+
+/// Removes the lower-ranked half (plus one) of `map`'s entries by `rank` (a bounded
+/// table making room: one O(n) pass instead of evicting entry by entry).
+pub(crate) fn forget_lowest_half<K: Eq + Hash + Clone, V>(
+    map: &mut HashMap<K, V>,
+    rank: impl Fn(&V) -> f64,
+) {
+    let mut by: Vec<(f64, K)> = map.iter().map(|(k, v)| (rank(v), k.clone())).collect();
+    if by.is_empty() {
+        return;
+    }
+    let half = by.len() / 2;
+    by.select_nth_unstable_by(half, |a, b| a.0.total_cmp(&b.0));
+    for (_, k) in &by[..=half] {
+        map.remove(k);
+    }
+}
+
 /// Largest set kept per accumulator (bounds memory under floods of spoofed sources).
 pub(crate) const DISTINCT_MAX: usize = 1 << 16;
 
