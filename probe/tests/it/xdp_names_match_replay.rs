@@ -38,6 +38,17 @@ fn name_of(r: &serde_json::Value) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The 5-tuple of a JSON record.
+fn json_key(r: &serde_json::Value) -> (String, String, u8, u16, u16) {
+    (
+        r["src"].as_str().unwrap().to_string(),
+        r["dst"].as_str().unwrap().to_string(),
+        r["proto"].as_u64().unwrap() as u8,
+        r["sport"].as_u64().unwrap() as u16,
+        r["dport"].as_u64().unwrap() as u16,
+    )
+}
+
 fn replay_names(file: &Path) -> Names {
     let out = Command::new(bin())
         .args(["replay", "--json"])
@@ -48,13 +59,7 @@ fn replay_names(file: &Path) -> Names {
     for l in String::from_utf8_lossy(&out.stdout).lines() {
         let r: serde_json::Value = serde_json::from_str(l).unwrap();
         if let Some(n) = name_of(&r) {
-            let k = (
-                r["src"].as_str().unwrap().to_string(),
-                r["dst"].as_str().unwrap().to_string(),
-                r["proto"].as_u64().unwrap() as u8,
-                r["sport"].as_u64().unwrap() as u16,
-                r["dport"].as_u64().unwrap() as u16,
-            );
+            let k = json_key(&r);
             m.entry(k).or_default().insert(n);
         }
     }
@@ -196,13 +201,7 @@ fn probe_run_prints_the_replays_names_with_either_backend() {
         let mut got = Names::new();
         for r in &records {
             if let Some(n) = name_of(r) {
-                let k = (
-                    r["src"].as_str().unwrap().to_string(),
-                    r["dst"].as_str().unwrap().to_string(),
-                    r["proto"].as_u64().unwrap() as u8,
-                    r["sport"].as_u64().unwrap() as u16,
-                    r["dport"].as_u64().unwrap() as u16,
-                );
+                let k = json_key(r);
                 got.entry(k).or_default().insert(n);
             }
         }
