@@ -317,6 +317,8 @@ impl Outputs {
             unit: a.unit.clone(),
             description: a.description.clone(),
             evidence: serde_json::to_string(&a.evidence).unwrap_or_else(|_| "[]".into()),
+            packets: a.volume.map(|v| v.packets),
+            bytes: a.volume.map(|v| v.bytes),
         }
     }
 }

@@ -16,7 +16,7 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 8] = [
+const ALL: [&str; 9] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
@@ -25,6 +25,7 @@ const ALL: [&str; 8] = [
     "0006_flows_enforcement.sql",
     "0007_flows_source.sql",
     "0008_flows_app.sql",
+    "0009_alerts_volume.sql",
 ];
 
 #[tokio::test]
@@ -39,13 +40,13 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     assert_eq!(first.database, "tg_mig");
     assert_eq!(first.applied, ALL);
     assert!(first.already_applied.is_empty());
-    assert_eq!(first.version, 8);
+    assert_eq!(first.version, 9);
     assert!(
         first.retention_changes.is_empty(),
         "{:?}",
         first.retention_changes
     );
-    assert_eq!(metrics.migration_version.get(), 8);
+    assert_eq!(metrics.migration_version.get(), 9);
 
     let tables = ch
         .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
@@ -123,11 +124,22 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
          vlan\tNullable(UInt16)\t"
     );
 
+    let alert_columns = ch
+        .query(
+            "SELECT name, type FROM system.columns WHERE database = 'tg_mig' \
+             AND table = 'alerts' AND name IN ('packets', 'bytes') ORDER BY name",
+        )
+        .await;
+    assert_eq!(
+        alert_columns,
+        "bytes\tNullable(UInt64)\npackets\tNullable(UInt64)"
+    );
+
     // Second start: nothing to do, checksums verified, no duplicate bookkeeping.
     let again = s.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(again.already_applied, ALL);
-    assert_eq!(again.version, 8);
+    assert_eq!(again.version, 9);
     assert!(again.retention_changes.is_empty());
     assert_eq!(
         ch.query("SELECT count() FROM tg_mig.schema_migrations")
@@ -247,17 +259,17 @@ async fn an_edited_or_unknown_migration_stops_the_start() {
         .await;
     s.migrate().await.unwrap();
     ch.exec(
-        "INSERT INTO tg_edit.schema_migrations (version, name, checksum) VALUES (9, 'future', 'x')",
+        "INSERT INTO tg_edit.schema_migrations (version, name, checksum) VALUES (99, 'future', 'x')",
     )
     .await;
     let e = s.migrate().await.unwrap_err();
     assert!(
-        matches!(e, SinkError::MigrationUnknown { version: 9, .. }),
+        matches!(e, SinkError::MigrationUnknown { version: 99, .. }),
         "{e:?}"
     );
     assert!(
         e.to_string()
-            .contains("migration 0009_future, which this build does not know"),
+            .contains("migration 0099_future, which this build does not know"),
         "{e}"
     );
 }

@@ -156,7 +156,7 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
         );
         let flood = ch
             .query(
-                "SELECT severity, dst, measured > threshold, length(JSONExtractArrayRaw(evidence)) > 0 \
+                "SELECT severity, dst, measured > threshold, length(JSONExtractArrayRaw(evidence)) > 0, packets \
                  FROM tidegate.alerts FINAL WHERE kind = 'syn_flood'",
             )
             .await;
@@ -171,7 +171,13 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
                 .expect("offline syn flood")
         };
         let dst = offline_flood.dst.as_ref().unwrap().to_string();
-        assert!(flood.contains(&format!("\t{dst}\t1\t1")), "{flood}");
+        // The incident's total volume, as the offline detector counts it.
+        let packets = offline_flood.volume.expect("floods total their volume").packets;
+        assert!(packets > 0);
+        assert!(
+            flood.contains(&format!("\t{dst}\t1\t1\t{packets}")),
+            "{flood}"
+        );
         let rule = ch
             .query(
                 "SELECT DISTINCT rule_location, rule_text LIKE '%type = \"isolate\"%', severity, src_zone = 'special-zone' OR dst_zone = 'special-zone' \

@@ -345,6 +345,13 @@ fn a_udp_burst_from_three_workstations_at_a_quiet_inside_host_is_one_incident() 
             a.last_ns - a.first_ns >= 50 * NS,
             "the incident spans the burst"
         );
+        // Its total volume: every source's packets over the whole burst.
+        let sent = (pps * 10 / 3 * 18) as f64;
+        let total = a.volume.expect("surges total their volume").packets as f64;
+        assert!(
+            total >= sent * 0.9 && total <= sent * 1.01,
+            "{pps} pps: total {total} packets, sent {sent}"
+        );
         assert!(a.description.contains("baseline"), "{}", a.description);
     }
 }

@@ -140,6 +140,69 @@ pub struct Alert {
     pub description: String,
     /// A bounded sample of the flows that triggered the alert.
     pub evidence: Vec<FlowRecord>,
+    /// What the incident amounted to (every source merged): packets and bytes summed
+    /// over the windows that reported. `None` for detectors whose windows overlap (a sum
+    /// over them would count traffic twice) or that do not count volume.
+    pub volume: Option<Volume>,
+}
+
+/// Packets and bytes an alert counted. (Not flows: a flow spread over several windows
+/// is in each of them.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+impl Volume {
+    /// The counters of one window.
+    pub(crate) fn of(acc: &super::window::Acc) -> Volume {
+        Volume {
+            packets: acc.packets.round() as u64,
+            bytes: acc.bytes.round() as u64,
+        }
+    }
+
+    fn max(self, o: Volume) -> Volume {
+        Volume {
+            packets: self.packets.max(o.packets),
+            bytes: self.bytes.max(o.bytes),
+        }
+    }
+
+    fn add(self, o: Volume) -> Volume {
+        Volume {
+            packets: self.packets.saturating_add(o.packets),
+            bytes: self.bytes.saturating_add(o.bytes),
+        }
+    }
+}
+
+/// How many recent windows an open alert keeps apart (see [`Tally`]).
+const TALLY_RECENT: usize = 16;
+
+/// An open alert's volume: one entry per recent window — an early warning and its
+/// window's final report describe the same window, so the larger counts — and the older
+/// windows summed.
+#[derive(Clone, Debug, Default)]
+struct Tally {
+    older: Volume,
+    recent: BTreeMap<u64, Volume>,
+}
+
+impl Tally {
+    fn count(&mut self, window_start: u64, v: Volume) -> Volume {
+        let e = self.recent.entry(window_start).or_default();
+        *e = e.max(v);
+        while self.recent.len() > TALLY_RECENT {
+            if let Some((_, old)) = self.recent.pop_first() {
+                self.older = self.older.add(old);
+            }
+        }
+        self.recent.values().fold(self.older, |t, v| t.add(*v))
+    }
 }
 
 /// A new alert, or a change to an open one.
@@ -169,6 +232,8 @@ pub(crate) struct Detection {
     pub unit: &'static str,
     pub description: String,
     pub evidence: Vec<FlowRecord>,
+    /// This window's counters, for detectors whose windows do not overlap.
+    pub volume: Option<Volume>,
 }
 
 /// 64-bit FNV-1a: a stable hash (unlike std's, the same across runs and builds).
@@ -189,7 +254,7 @@ pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
 pub(crate) struct AlertBook {
     merge_gap_ns: u64,
     evidence_max: usize,
-    open: BTreeMap<(AlertKind, String), Alert>,
+    open: BTreeMap<(AlertKind, String), (Alert, Tally)>,
     closed: Vec<Alert>,
 }
 
@@ -206,7 +271,7 @@ impl AlertBook {
     /// Merges a finding; returns the resulting update.
     pub fn merge(&mut self, f: Detection) -> AlertUpdate {
         let slot = (f.kind, f.key.clone());
-        if let Some(a) = self.open.get_mut(&slot) {
+        if let Some((a, tally)) = self.open.get_mut(&slot) {
             if f.first_ns <= a.last_ns.saturating_add(self.merge_gap_ns) {
                 a.first_ns = a.first_ns.min(f.first_ns);
                 a.last_ns = a.last_ns.max(f.last_ns);
@@ -221,6 +286,9 @@ impl AlertBook {
                     a.dst = f.dst;
                     a.port = f.port;
                 }
+                if let Some(v) = f.volume {
+                    a.volume = Some(tally.count(f.window_start, v));
+                }
                 for r in &f.evidence {
                     // An early warning and its window's final report share flows.
                     if !a.evidence.contains(r) {
@@ -232,7 +300,7 @@ impl AlertBook {
                     alert: a.clone(),
                 };
             }
-            let old = self.open.remove(&slot).expect("present");
+            let (old, _) = self.open.remove(&slot).expect("present");
             self.closed.push(old);
         }
         // The id names the merge-gap-long epoch of the opening window, not the window
@@ -246,6 +314,8 @@ impl AlertBook {
         ]);
         let mut evidence = f.evidence;
         evidence.truncate(self.evidence_max);
+        let mut tally = Tally::default();
+        let volume = f.volume.map(|v| tally.count(f.window_start, v));
         let alert = Alert {
             id: format!("{id:016x}"),
             kind: f.kind,
@@ -262,8 +332,9 @@ impl AlertBook {
             unit: f.unit.to_string(),
             description: f.description,
             evidence,
+            volume,
         };
-        self.open.insert(slot, alert.clone());
+        self.open.insert(slot, (alert.clone(), tally));
         AlertUpdate { new: true, alert }
     }
 
@@ -273,11 +344,11 @@ impl AlertBook {
         let stale: Vec<_> = self
             .open
             .iter()
-            .filter(|(_, a)| a.last_ns.saturating_add(gap) < watermark)
+            .filter(|(_, (a, _))| a.last_ns.saturating_add(gap) < watermark)
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
-            if let Some(a) = self.open.remove(&k) {
+            if let Some((a, _)) = self.open.remove(&k) {
                 self.closed.push(a);
             }
         }
@@ -286,7 +357,7 @@ impl AlertBook {
     /// Every alert, closed and open, ordered by first time then id.
     pub fn drain(&mut self) -> Vec<Alert> {
         let mut all = std::mem::take(&mut self.closed);
-        all.extend(std::mem::take(&mut self.open).into_values());
+        all.extend(std::mem::take(&mut self.open).into_values().map(|(a, _)| a));
         all.sort_by(|a, b| (a.first_ns, &a.id).cmp(&(b.first_ns, &b.id)));
         all
     }
@@ -313,6 +384,10 @@ mod tests {
             unit: "ports",
             description: String::new(),
             evidence: Vec::new(),
+            volume: Some(Volume {
+                packets: measured as u64,
+                bytes: 100,
+            }),
         }
     }
 
@@ -329,6 +404,30 @@ mod tests {
         assert!(c.new);
         assert_ne!(c.alert.id, a.alert.id);
         assert_eq!(book.drain().len(), 2);
+    }
+
+    #[test]
+    fn an_incident_totals_its_windows_and_counts_a_window_once() {
+        let mut book = AlertBook::new(1_000, 10);
+        book.merge(finding(0, 5.0));
+        // The final report of the same window after its early warning: the larger counts.
+        book.merge(finding(0, 7.0));
+        book.merge(finding(100, 3.0));
+        let last = book.merge(finding(200, 4.0));
+        assert_eq!(
+            last.alert.volume,
+            Some(Volume {
+                packets: 14,
+                bytes: 300
+            })
+        );
+        // Many windows: the older ones are summed, not forgotten.
+        let mut book = AlertBook::new(1_000, 10);
+        let mut last = None;
+        for w in 0..40 {
+            last = Some(book.merge(finding(w * 10, 2.0)));
+        }
+        assert_eq!(last.unwrap().alert.volume.unwrap().packets, 80);
     }
 
     #[test]

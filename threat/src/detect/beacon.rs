@@ -144,6 +144,7 @@ impl Rule for Beaconing {
                     cv
                 ),
                 evidence: s.evidence.clone(),
+                volume: None,
             });
         }
         if watermark != u64::MAX && watermark >= self.next_sweep_ns {

@@ -228,6 +228,7 @@ impl Rule for DnsNames {
                             acc.examples.join(", ")
                         ),
                         evidence: std::mem::take(&mut acc.evidence),
+                        volume: None,
                     });
                 }
             }

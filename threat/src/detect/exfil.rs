@@ -95,6 +95,7 @@ impl Rule for Exfiltration {
                      {avg:.0} bytes per window over {seen} windows)",
                     acc.bytes, self.cfg.window_secs
                 ),
+                volume: Some(super::alert::Volume::of(&acc)),
                 evidence: acc.take_evidence(),
             });
         }

@@ -24,7 +24,7 @@ mod upload;
 mod volumetric;
 mod window;
 
-pub use alert::{Alert, AlertKind, AlertUpdate, Endpoint};
+pub use alert::{Alert, AlertKind, AlertUpdate, Endpoint, Volume};
 pub use config::DetectConfig;
 // DetectorState and STATE_VERSION are defined below.
 

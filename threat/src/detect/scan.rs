@@ -98,6 +98,7 @@ impl<K: Eq + Hash + Clone> DistinctScan<K> {
             threshold,
             unit: r.unit,
             description: r.description,
+            volume: Some(super::alert::Volume::of(&acc)),
             evidence: acc.take_evidence(),
         })
     }

@@ -153,6 +153,7 @@ impl Rule for Surge {
                     acc.packets, acc.bytes, prior.level, prior.spread, prior.windows
                 ),
                 evidence: acc.take_evidence(),
+                volume: Some(super::alert::Volume::of(&acc)),
             });
         }
     }

@@ -97,6 +97,7 @@ fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, mut acc: Acc) -> Option<De
             "{pps:.0} uncompleted SYN/s towards {dst}{} from {sources} sources",
             port.map(|p| format!(" port {p}")).unwrap_or_default()
         ),
+        volume: Some(super::alert::Volume::of(&acc)),
         evidence: acc.take_evidence(),
     })
 }

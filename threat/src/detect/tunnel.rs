@@ -109,6 +109,7 @@ impl Rule for Tunnel {
                     "{src} sent {:.0} {what} ({:.0} bytes, mean {mean:.0} bytes) to {dst} in {}s: {why}",
                     acc.packets, acc.bytes, self.cfg.window_secs
                 ),
+                volume: Some(super::alert::Volume::of(&acc)),
                 evidence: acc.take_evidence(),
             });
         }

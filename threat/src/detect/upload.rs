@@ -249,6 +249,7 @@ impl Rule for Upload {
                             }
                         ),
                         evidence: std::mem::take(&mut acc.evidence),
+                        volume: None,
                     });
                 }
             }

@@ -164,6 +164,7 @@ impl Rule for Volumetric {
                     ))
                     .unwrap_or_default()
                 ),
+                volume: Some(super::alert::Volume::of(&acc)),
                 evidence: acc.take_evidence(),
             });
         }
@@ -297,6 +298,7 @@ impl Rule for Amplification {
                      port {port}, mean {mean:.0} bytes/packet, {reflectors} reflectors",
                     bps / 1e6
                 ),
+                volume: Some(super::alert::Volume::of(&acc)),
                 evidence: acc.take_evidence(),
             });
         }

@@ -50,6 +50,10 @@ pub struct AlertRow {
     pub description: String,
     /// JSON array of evidence flow records.
     pub evidence: String,
+    /// Packets of the incident (`0009_alerts_volume.sql`), when the detector totals them.
+    pub packets: Option<u64>,
+    /// Its bytes.
+    pub bytes: Option<u64>,
 }
 
 /// One state of a policy violation, as stored in `policy_violations`.

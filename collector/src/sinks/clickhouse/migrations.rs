@@ -58,6 +58,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0006", "flows_enforcement"),
     migration!("0007", "flows_source"),
     migration!("0008", "flows_app"),
+    migration!("0009", "alerts_volume"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has

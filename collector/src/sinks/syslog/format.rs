@@ -431,6 +431,7 @@ mod tests {
             unit: "syn/s".into(),
             description: format!("flood {NASTY}"),
             evidence: Vec::new(),
+            volume: None,
         }
     }
 

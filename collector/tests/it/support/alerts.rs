@@ -57,6 +57,7 @@ pub fn samples(n: u32) -> Vec<Notification> {
                     unit: "ports".into(),
                     description: format!("{} probed 120 ports of {}", f.src, f.dst),
                     evidence: vec![f],
+                    volume: None,
                 };
                 Notification::from_finding(Finding::Alert(&alert)).unwrap()
             } else {

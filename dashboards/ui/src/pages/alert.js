@@ -22,6 +22,7 @@ export async function render(ctx) {
         ['Line', a.line],
         ['Measured', `${si(a.measured)} ${a.unit}`],
         ['Threshold', `${si(a.threshold)} ${a.unit}`],
+        ['Total', a.packets == null ? '' : `${si(Number(a.packets))} packets, ${si(Number(a.bytes), 'B')}`],
         ['Key', a.key],
         ['Alert id', a.id],
         ['Version', a.version],
