@@ -6,6 +6,35 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+/// Mode of every state file the daemons write (spools, cursors, outboxes, logs).
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Mode of the directories that hold them.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// Creates `dir` (and missing parents) as a private directory (0700) and makes sure an
+/// existing one is not writable by group or others — state directories are never
+/// world-writable, whatever the umask.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR)
+        .create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o022))?;
+    }
+    Ok(())
+}
+
+/// Options that create files with [`PRIVATE_FILE`] (0600).
+pub fn private_file() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.mode(PRIVATE_FILE);
+    o
+}
+
 /// fsyncs a directory so creations, renames and deletions in it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -24,7 +53,11 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn write_renamed(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
     let res = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -91,8 +124,8 @@ impl DirLock {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(dir).map_err(io_err)?;
-        let file = OpenOptions::new()
+        private_dir(dir).map_err(io_err)?;
+        let file = private_file()
             .create(true)
             .truncate(false)
             .write(true)

@@ -7,6 +7,7 @@ pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod durable;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod tls;

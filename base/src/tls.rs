@@ -87,6 +87,29 @@ pub struct MtlsFiles {
     pub cert: PathBuf,
     /// This end's private key.
     pub key: PathBuf,
+    /// PEM files of certificate revocation lists issued by the CA (server side): a peer
+    /// whose certificate one of them revokes is refused.
+    pub crls: Vec<PathBuf>,
+}
+
+/// Every CRL of the PEM files `paths` (each must hold at least one).
+pub fn load_crls(
+    paths: &[PathBuf],
+) -> Result<Vec<rustls_pki_types::CertificateRevocationListDer<'static>>, TlsError> {
+    use rustls_pki_types::CertificateRevocationListDer;
+    let mut all = Vec::new();
+    for p in paths {
+        check_file("CRL", p)?;
+        let crls = CertificateRevocationListDer::pem_file_iter(p)
+            .map_err(|e| pem_err("CRL", p, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_err("CRL", p, e))?;
+        if crls.is_empty() {
+            return Err(pem_err("CRL", p, "no X509 CRL block found"));
+        }
+        all.extend(crls);
+    }
+    Ok(all)
 }
 
 impl MtlsFiles {
@@ -115,6 +138,7 @@ impl MtlsFiles {
     pub fn server_config(&self, role: &str) -> Result<Arc<ServerConfig>, TlsError> {
         let (roots, chain, key) = self.load(role)?;
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .with_crls(load_crls(&self.crls)?)
             .build()
             .map_err(|e| TlsError::Config(format!("client verifier: {e}")))?;
         let cfg = ServerConfig::builder_with_provider(provider())

@@ -11,6 +11,10 @@
 //! - `probe-<id>.pem`, `probe-<id>.key` for each probe.
 //!
 //! Existing files are kept unless `force` is set.
+//!
+//! [`revoke`] adds probes' certificates to `crl.pem` (a CRL signed by the CA), which the
+//! collector reads with `[transport] crl = ["crl.pem"]`: a revoked probe is refused at
+//! the TLS handshake.
 
 use std::{
     fs,
@@ -238,6 +242,87 @@ fn ca(
     Ok(Issuer::new(p, key))
 }
 
+/// The CRL file of a quick-start directory.
+pub fn crl_path(dir: &Path) -> PathBuf {
+    dir.join("crl.pem")
+}
+
+/// Adds the current certificates of `probes` in `dir` to `dir/crl.pem` (keeping what it
+/// already revokes), signed by the CA in `dir` and valid for 30 days. Returns the CRL's
+/// path and the serial numbers it revokes (hex).
+pub fn revoke(dir: &Path, probes: &[String]) -> Result<(PathBuf, Vec<String>), CertError> {
+    use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+    let paths = ca_paths(dir);
+    if !(paths.cert.exists() && paths.key.exists()) {
+        return Err(CertError::HalfCa {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let mut done = GeneratedCerts::default();
+    let issuer = ca(dir, false, &mut done)?;
+    let crl = crl_path(dir);
+    let now = OffsetDateTime::now_utc();
+    let mut revoked: Vec<RevokedCertParams> = Vec::new();
+    let mut number: u64 = 1;
+    if crl.exists() {
+        let pem = fs::read(&crl).map_err(io_err(&crl))?;
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| CertError::Io {
+            path: crl.clone(),
+            source: std::io::Error::other(format!("not a PEM CRL: {e}")),
+        })?;
+        let (_, old) = x509_parser::parse_x509_crl(&block.contents).map_err(|e| CertError::Io {
+            path: crl.clone(),
+            source: std::io::Error::other(format!("not a CRL: {e}")),
+        })?;
+        if let Some(n) = old.crl_number() {
+            number = u64::try_from(n).unwrap_or(u64::MAX - 1) + 1;
+        }
+        for r in old.iter_revoked_certificates() {
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(r.raw_serial()),
+                revocation_time: r.revocation_date.to_datetime(),
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+    }
+    let mut serials = Vec::new();
+    for id in probes {
+        if !valid_probe_id(id) {
+            return Err(CertError::BadProbeId(id.clone()));
+        }
+        let p = probe_paths(dir, id).cert;
+        let pem = fs::read(&p).map_err(io_err(&p))?;
+        let bad = |e: String| CertError::Io {
+            path: p.clone(),
+            source: std::io::Error::other(e),
+        };
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).map_err(|e| bad(e.to_string()))?;
+        let cert = block.parse_x509().map_err(|e| bad(e.to_string()))?;
+        let raw = cert.raw_serial();
+        serials.push(raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        if !revoked.iter().any(|r| r.serial_number.as_ref() == raw) {
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(raw),
+                revocation_time: now,
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+    }
+    let params = CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(30),
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let signed = params.signed_by(&issuer).map_err(rc("signing the CRL"))?;
+    write_file(&crl, &signed.pem().map_err(rc("encoding the CRL"))?, 0o644)?;
+    Ok((crl, serials))
+}
+
 /// Generates (or completes) a quick-start certificate directory.
 pub fn generate(opts: &GenCertsOptions) -> Result<GeneratedCerts, CertError> {
     for id in &opts.probes {
@@ -333,7 +418,7 @@ mod tests {
         // The TLS configuration accepts the generated files.
         let ca = ca_paths(&opts.out);
         let c = collector_paths(&opts.out);
-        crate::transport::server_tls_config(&ca.cert, &c.cert, &c.key).unwrap();
+        crate::transport::server_tls_config(&ca.cert, &c.cert, &c.key, &[]).unwrap();
 
         // A second run adds a probe and keeps the CA and everything else.
         let ca_before = fs::read(&ca.cert).unwrap();

@@ -61,6 +61,8 @@ struct Item {
     /// Enrichment of each record of `batch` (empty when nothing enriches).
     ctx: Arc<Vec<FlowContext>>,
     error: Option<String>,
+    /// Its share of [`READ_AHEAD_KIB`], given back once it is committed.
+    _memory: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// What the reading stage does with each decoded batch besides handing it to storage.
@@ -80,6 +82,9 @@ pub struct Stages {
 
 /// Decoded entries the reading stage may run ahead of storage (bounds memory).
 const READ_AHEAD: usize = 64;
+/// Memory those entries may take together, in KiB (256 MiB; an entry's share is its
+/// payload plus three times its declared body). The largest entry always fits.
+const READ_AHEAD_KIB: u32 = 256 << 10;
 
 /// Runs until `stop` turns true and the spool has been drained as far as it can be.
 ///
@@ -222,6 +227,10 @@ pub async fn run(
                     read.abort();
                     return Ok(());
                 }
+                Err(StoreOutcome::Failed(e)) => {
+                    read.abort();
+                    return Err(e);
+                }
             }
         };
         if let (Some(log), Some(d)) = (&evidence, digests) {
@@ -281,6 +290,8 @@ fn log_digests(log: &tidegate_evidence::EvidenceLog, digests: Vec<serde_json::Va
 enum StoreOutcome {
     /// Stopping while ClickHouse is unreachable: the spool keeps the rest.
     Stopped,
+    /// A rejected batch could not be quarantined: storage cannot go past it.
+    Failed(SpoolError),
 }
 
 /// Inserts a group, retrying while ClickHouse is unreachable. `true` when stored;
@@ -352,8 +363,8 @@ async fn store_one_by_one(
                 &item.entry,
                 &format!("ClickHouse rejected it: {e}"),
             ) {
-                tracing::error!(error = %io, "cannot write dead letter");
-                return Err(StoreOutcome::Stopped);
+                tracing::error!(error = %io, "cannot quarantine a batch ClickHouse rejected");
+                return Err(StoreOutcome::Failed(io));
             }
         }
     }
@@ -375,6 +386,7 @@ async fn read_stage(
     tx: tokio::sync::mpsc::Sender<Item>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), SpoolError> {
+    let memory = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_KIB as usize));
     loop {
         let entry = if *stop.borrow() {
             // Draining at shutdown: take what is there, never wait for more.
@@ -387,6 +399,14 @@ async fn read_stage(
                 e = reader.next() => e?,
                 _ = stop.changed() => continue,
             }
+        };
+        let declared = tidegate_wire::peek_batch_header(&entry.payload)
+            .map(|h| h.body_len)
+            .unwrap_or(0)
+            .min(tidegate_wire::MAX_BATCH_BODY);
+        let kib = ((entry.payload.len() + 3 * declared) / 1024 + 1).min(READ_AHEAD_KIB as usize);
+        let Ok(permit) = memory.clone().acquire_many_owned(kib as u32).await else {
+            return Ok(());
         };
         let item = match decode_batch(&entry.payload) {
             Ok(b) => {
@@ -416,6 +436,7 @@ async fn read_stage(
                     batch: Some(b),
                     ctx,
                     error: None,
+                    _memory: permit,
                 }
             }
             Err(e) => Item {
@@ -423,6 +444,7 @@ async fn read_stage(
                 batch: None,
                 ctx: Arc::default(),
                 error: Some(e.to_string()),
+                _memory: permit,
             },
         };
         if tx.send(item).await.is_err() {
@@ -431,10 +453,35 @@ async fn read_stage(
     }
 }
 
-/// Keeps an entry that cannot be stored, next to the spool, and says so loudly.
+/// Keeps an entry that cannot be stored, next to the spool, and says so loudly. The
+/// file is named after the entry's place in the spool (never after anything the probe
+/// sent); a `.json` beside it says whose batch it was and why it is there.
 fn dead_letter(dir: &std::path::Path, entry: &Entry, why: &str) -> Result<(), SpoolError> {
-    let p = dir.join(format!("{}-{}.bin", entry.probe_id, entry.seq));
-    tracing::error!(probe = %entry.probe_id, seq = entry.seq, reason = why, file = %p.display(), "spool entry moved to the dead-letter directory");
-    std::fs::create_dir_all(dir).map_err(SpoolError::io(dir, "create dead-letter directory"))?;
-    std::fs::write(&p, &entry.payload).map_err(SpoolError::io(&p, "write dead letter"))
+    let name = format!("{:020}-{:012}", entry.end.segment, entry.end.offset);
+    let p = dir.join(format!("{name}.bin"));
+    tracing::error!(probe = %entry.probe_id.escape_debug(), seq = entry.seq, reason = why, file = %p.display(),
+        "spool entry quarantined in the dead-letter directory (it is not replayed again)");
+    tidegate_base::durable::private_dir(dir)
+        .map_err(SpoolError::io(dir, "create dead-letter directory"))?;
+    let about = serde_json::json!({
+        "probe_id": entry.probe_id,
+        "epoch": entry.epoch,
+        "seq": entry.seq,
+        "reason": why,
+        "quarantined_at": chrono_like_now(),
+    });
+    let meta = dir.join(format!("{name}.json"));
+    tidegate_base::durable::write_renamed(&p, &entry.payload)
+        .map_err(SpoolError::io(&p, "write dead letter"))?;
+    tidegate_base::durable::write_durable(&meta, about.to_string().as_bytes())
+        .map_err(SpoolError::io(&meta, "write dead letter"))
+}
+
+/// Now as RFC 3339 (UTC).
+fn chrono_like_now() -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    tidegate_wire::record::rfc3339_ns::format(ns)
 }

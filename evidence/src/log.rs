@@ -12,7 +12,7 @@
 //! `index` or `prev` is wrong) stops the open: the log was changed, and `evidence verify`
 //! says where.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -176,7 +176,7 @@ impl EvidenceLog {
     /// Opens (creating if needed) the log in `dir`, named `origin` in its checkpoints,
     /// signing with `key`.
     pub fn open(dir: &Path, origin: &str, key: SigningKey) -> Result<EvidenceLog, LogError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        tidegate_base::durable::private_dir(dir).map_err(io(dir))?;
         let lock = DirLock::acquire(dir, LOCK).map_err(|e| match e {
             LockError::Held { .. } => LogError::Locked {
                 dir: dir.to_path_buf(),
@@ -185,7 +185,7 @@ impl EvidenceLog {
         })?;
         let open = |name: &str| {
             let p = dir.join(name);
-            OpenOptions::new()
+            tidegate_base::durable::private_file()
                 .read(true)
                 .append(true)
                 .create(true)
@@ -400,7 +400,7 @@ impl EvidenceLog {
         let mut line = serde_json::to_vec(t).expect("time stamp serializes");
         line.push(b'\n');
         let _g = self.lock();
-        let mut f = OpenOptions::new()
+        let mut f = tidegate_base::durable::private_file()
             .create(true)
             .append(true)
             .open(&path)
@@ -524,7 +524,7 @@ mod tests {
         assert_eq!(log.find("a3").unwrap(), vec![3]);
         drop(log);
         // A crash mid-append leaves half a line.
-        let mut f = OpenOptions::new()
+        let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(d.path().join(ENTRIES))
             .unwrap();

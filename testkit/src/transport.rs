@@ -355,6 +355,7 @@ pub async fn tls_connect(
             ca: ca.to_path_buf(),
             cert: c.cert.clone(),
             key: c.key.clone(),
+            crls: Vec::new(),
         }
         .client_config("probe")
         .unwrap(),

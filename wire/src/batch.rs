@@ -67,8 +67,22 @@ const BATCH_FORMAT_V1: u8 = 1;
 /// 255-octet name).
 const APP_NAME_MAX: usize = 1024;
 
-/// Largest decompressed body [`decode_batch`] accepts (256 MiB).
-pub const MAX_BATCH_BODY: usize = 256 << 20;
+/// Largest decompressed body [`decode_batch`] accepts (32 MiB): a full batch of
+/// [`MAX_BATCH_RECORDS`] records takes about 8 MiB, plus its DNS/TLS names (the probe
+/// seals a batch before its names would take it past [`BATCH_BODY_TARGET`]).
+pub const MAX_BATCH_BODY: usize = 32 << 20;
+/// Largest body a probe builds: half of [`MAX_BATCH_BODY`].
+pub const BATCH_BODY_TARGET: usize = MAX_BATCH_BODY / 2;
+/// Most records in one batch (what probes and the NetFlow listener send at most).
+pub const MAX_BATCH_RECORDS: usize = 100_000;
+
+/// Encoded body bytes `r` adds to a batch, at most (for [`BATCH_BODY_TARGET`]).
+pub fn record_body_bytes(r: &FlowRecord) -> usize {
+    RECORD_BYTES
+        + 16
+        + r.dns.as_ref().map_or(0, |d| 8 + d.qname.len())
+        + r.sni.as_ref().map_or(0, |s| 4 + s.len())
+}
 
 const MAGIC: [u8; 3] = *b"TGB";
 const CODEC_ZSTD: u8 = 1;
@@ -409,6 +423,12 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
         lines.push(r.str("line name")?);
     }
     let n = r.count("records", RECORD_BYTES)?;
+    if n > MAX_BATCH_RECORDS {
+        return Err(WireError::TooManyRecords {
+            count: n,
+            max: MAX_BATCH_RECORDS,
+        });
+    }
     let flags = r.bytes(n, "flags column")?;
     let src = r.bytes(n * 16, "src column")?;
     let dst = r.bytes(n * 16, "dst column")?;

@@ -88,6 +88,14 @@ pub enum WireError {
         /// The limit.
         max: usize,
     },
+    /// A batch holds more records than any probe sends.
+    #[error("batch of {count} records refused: at most {max} per batch")]
+    TooManyRecords {
+        /// Records declared.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A count cannot fit in the bytes that follow it.
     #[error("{what} count {count} cannot fit in the {have} bytes left")]
     CountTooLarge {
@@ -128,6 +136,7 @@ impl WireError {
             WireError::BodyLength { .. } => "body_length",
             WireError::BodyTooLarge { .. } => "body_too_large",
             WireError::CountTooLarge { .. } => "count_too_large",
+            WireError::TooManyRecords { .. } => "too_many_records",
             WireError::Invalid { .. } => "invalid_field",
         }
     }

@@ -41,14 +41,16 @@ pub mod enforce;
 mod error;
 mod frame;
 mod message;
+mod probe_id;
 pub mod record;
 
 #[cfg(test)]
 mod tests;
 
 pub use batch::{
-    BATCH_FORMAT, Batch, BatchHeader, MAX_BATCH_BODY, ProbeHealth, decode_batch, encode_batch,
-    encode_batch_as, peek_batch_header, set_batch_seq,
+    BATCH_BODY_TARGET, BATCH_FORMAT, Batch, BatchHeader, MAX_BATCH_BODY, MAX_BATCH_RECORDS,
+    ProbeHealth, decode_batch, encode_batch, encode_batch_as, peek_batch_header, record_body_bytes,
+    set_batch_seq,
 };
 pub use enforce::{EnforcePlan, EnforceStatus};
 pub use error::WireError;
@@ -57,6 +59,7 @@ pub use frame::{
     write_frame, write_frame_async, write_message, write_message_async,
 };
 pub use message::{Ack, CAP_ENFORCE, Hello, HelloAck, Message, MessageType};
+pub use probe_id::{MAX_PROBE_ID, probe_id_problem};
 pub use record::{FlowRecord, FlowSource, Verdict};
 
 /// The protocol version this build speaks (sent in `Hello` and `HelloAck`). Version 2

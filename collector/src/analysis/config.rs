@@ -18,6 +18,7 @@
 //! idle_advance_secs = 5              # idle lines: event time follows the wall clock
 //! state_file = "/var/lib/tidegate/detector-state.json"  # learned baselines (default: in the spool dir)
 //! state_save_secs = 60               # how often they are saved (and at shutdown)
+//! max_clock_skew_secs = 10           # records stamped later than now + this are clamped to now
 //!
 //! [alerts]
 //! jsonl = "/var/log/tidegate/alerts.jsonl"
@@ -65,6 +66,7 @@ pub(crate) struct RawDetect {
     idle_advance_secs: Option<u64>,
     state_file: Option<PathBuf>,
     state_save_secs: Option<u64>,
+    max_clock_skew_secs: Option<u64>,
 }
 
 /// `[alerts]` as written.
@@ -118,6 +120,10 @@ pub struct AnalysisConfig {
     pub detect_state: Option<PathBuf>,
     /// How often they are saved.
     pub detect_state_every: Duration,
+    /// Records stamped later than the collector's clock plus this are counted and
+    /// judged at the collector's clock: one wrong clock (or a forged record) cannot
+    /// move event time ahead and close every window early.
+    pub max_clock_skew: Duration,
     /// JSONL alert file.
     pub jsonl: Option<PathBuf>,
     /// Webhook delivery.
@@ -146,6 +152,7 @@ impl Default for AnalysisConfig {
             idle_advance: Duration::from_secs(5),
             detect_state: None,
             detect_state_every: Duration::from_secs(60),
+            max_clock_skew: Duration::from_secs(10),
             jsonl: None,
             webhook: None,
             syslog: None,
@@ -267,6 +274,15 @@ pub(crate) fn parse(
                 ));
             }
             cfg.detect_state_every = Duration::from_secs(s);
+        }
+        if let Some(s) = d.max_clock_skew_secs {
+            if s > 3600 {
+                return Err(at(
+                    file.key_offset(off, "max_clock_skew_secs"),
+                    "detect.max_clock_skew_secs must be between 0 and 3600".into(),
+                ));
+            }
+            cfg.max_clock_skew = Duration::from_secs(s);
         }
     }
     if cfg.detect_state.is_none() {

@@ -77,6 +77,7 @@ pub struct Analysis {
     thread: Option<std::thread::JoinHandle<()>>,
     store: Option<tokio::task::JoinHandle<()>>,
     webhook: Option<Arc<WebhookSink>>,
+    ended: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl Analysis {
@@ -128,22 +129,46 @@ impl Analysis {
             violations: ViolationBook::new(cfg.violation_merge_gap.as_nanos() as u64),
             outputs,
             idle_advance: cfg.idle_advance,
+            max_skew_ns: cfg.max_clock_skew.as_nanos() as u64,
+            future_warned: None,
             blocker,
             blocked: Default::default(),
         };
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let (ended_tx, ended) = tokio::sync::watch::channel(None);
         let thread = std::thread::Builder::new()
             .name("detect".into())
-            .spawn(move || st.run(rx))
+            .spawn(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.run(rx)));
+                let how = match r {
+                    Ok(()) => "finished".to_string(),
+                    Err(p) => {
+                        let what = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        tracing::error!(panic = %what, "the detection stage panicked");
+                        format!("panicked: {what}")
+                    }
+                };
+                let _ = ended_tx.send(Some(how));
+            })
             .map_err(AnalysisError::Thread)?;
         Ok((
             Analysis {
                 thread: Some(thread),
                 store: store_task,
                 webhook,
+                ended,
             },
             Feed { tx },
         ))
+    }
+
+    /// Says how the stage thread ended (`finished` or `panicked: ...`) once it has.
+    pub fn ended(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.ended.clone()
     }
 
     /// Waits for the stage to finish (after every [`Feed`] is dropped): closes every

@@ -32,11 +32,23 @@ pub(crate) struct Stage {
     pub violations: ViolationBook,
     pub outputs: Outputs,
     pub idle_advance: Duration,
+    /// Records stamped later than the wall clock plus this are clamped to the clock.
+    pub max_skew_ns: u64,
+    /// When the last warning about such records was logged.
+    pub future_warned: Option<Instant>,
     /// Enforcement control: blocks the source of alerts the policy names
     /// (`[enforce.block_alerts]`).
     pub blocker: Option<Arc<crate::enforce::EnforceHub>>,
     /// What each such alert says about its block (kept for its later updates).
     pub blocked: std::collections::HashMap<String, String>,
+}
+
+/// The wall clock, ns since the Unix epoch.
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 impl Stage {
@@ -53,7 +65,19 @@ impl Stage {
                     advanced_ns = 0;
                     let b = &input.batch;
                     self.outputs.metrics.records.inc_by(b.records.len() as u64);
+                    let now = wall_ns();
+                    let limit = now.saturating_add(self.max_skew_ns);
+                    let mut clamped;
                     for (i, r) in b.records.iter().enumerate() {
+                        let r = if r.last > limit {
+                            self.future_record(&b.probe_id, r, now);
+                            clamped = r.clone();
+                            clamped.last = now;
+                            clamped.first = clamped.first.min(now);
+                            &clamped
+                        } else {
+                            r
+                        };
                         newest_ns = newest_ns.max(r.last);
                         let ctx = input.ctx.get(i);
                         if let Some(engine) = self.policy.as_mut() {
@@ -103,6 +127,24 @@ impl Stage {
             l.maybe_save(d, true);
         }
         self.finish();
+    }
+
+    /// Counts a record stamped in the future and says so (at most once a minute).
+    fn future_record(&mut self, probe: &str, r: &tidegate_wire::FlowRecord, now: u64) {
+        self.outputs.metrics.future_records.inc();
+        if self
+            .future_warned
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.future_warned = Some(Instant::now());
+            tracing::warn!(
+                probe = %probe.escape_debug(),
+                ahead_secs = (r.last - now) / 1_000_000_000,
+                "a record is stamped later than this collector's clock allows \
+                 (detect.max_clock_skew_secs); detection judges it at the collector's clock \
+                 (stored as sent; counted in detect_future_records). Check the probe's clock."
+            );
+        }
     }
 
     /// Publishes an alert state; an alert the policy blocks on has its source blocked at

@@ -1,9 +1,10 @@
 //! `tidegate-collector gen-certs --out DIR --probe ID... [--collector-name NAME]
-//! [--collector-ip IP]`: a CA plus collector and probe certificates for a quick start.
+//! [--collector-ip IP]`: a CA plus collector and probe certificates for a quick start;
+//! `--revoke ID` adds probes' certificates to the directory's `crl.pem`.
 
 use std::{net::IpAddr, path::PathBuf};
 
-use tidegate_collector::certs::{GenCertsOptions, generate};
+use tidegate_collector::certs::{GenCertsOptions, generate, revoke};
 
 /// Arguments of `gen-certs`.
 #[derive(Debug, clap::Args)]
@@ -25,10 +26,25 @@ pub struct Args {
     /// issued before).
     #[arg(long)]
     pub force: bool,
+    /// Revoke this probe's current certificate: add it to `crl.pem` in the directory
+    /// (signed by the CA; `[transport] crl` makes the collector refuse it); repeatable.
+    #[arg(long = "revoke", value_name = "ID", conflicts_with_all = ["probes", "force"])]
+    pub revoke: Vec<String>,
 }
 
 /// Runs `gen-certs`.
 pub fn main(a: Args) -> anyhow::Result<()> {
+    if !a.revoke.is_empty() {
+        let (crl, serials) = revoke(&a.out, &a.revoke)?;
+        for (id, s) in a.revoke.iter().zip(&serials) {
+            println!("revoked {id} (serial {s})");
+        }
+        println!(
+            "wrote {} — list it under [transport] crl and restart the collector",
+            crl.display()
+        );
+        return Ok(());
+    }
     let done = generate(&GenCertsOptions {
         out: a.out,
         probes: a.probes,

@@ -51,7 +51,84 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     rt.block_on(run(cfg))
 }
 
-async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
+/// File descriptors kept for everything but probe connections (spool segments, the
+/// evidence log, ClickHouse and webhook connections, the API, metrics).
+const FD_RESERVE: u64 = 256;
+
+/// Raises the open-file limit and keeps `max_connections` (and the handshake caps)
+/// within what the process may open, so a connection flood meets the transport's
+/// limit, never EMFILE in the spool or the storage pipeline.
+fn fit_connections_to_fd_limit(cfg: &mut CollectorConfig) {
+    let t = &mut cfg.transport;
+    match tidegate_base::limits::raise_open_files() {
+        Ok((soft, _)) => {
+            let room =
+                usize::try_from(soft.saturating_sub(FD_RESERVE).max(16)).unwrap_or(usize::MAX);
+            if t.max_connections > room {
+                tracing::warn!(
+                    open_files = soft,
+                    configured = t.max_connections,
+                    max_connections = room,
+                    "transport.max_connections lowered to fit the open-file limit (raise it with LimitNOFILE= or ulimit -n)"
+                );
+                t.max_connections = room;
+                t.max_handshakes = t.max_handshakes.min(room);
+                t.max_handshakes_per_address = t.max_handshakes_per_address.min(t.max_handshakes);
+            } else {
+                tracing::info!(
+                    open_files = soft,
+                    max_connections = t.max_connections,
+                    "open-file limit"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
+}
+
+/// A stage that ended while the collector was running: what ended and how.
+type Failure = watch::Sender<Option<String>>;
+
+/// Runs a long-lived stage as its own task and reports — at once, in the log and to the
+/// supervisor — any end before `stop` is set: an error, a panic, or returning early.
+/// Resolves to the stage's result.
+fn supervised(
+    name: &'static str,
+    task: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    stop: watch::Receiver<bool>,
+    failure: Failure,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let inner = tokio::spawn(task);
+    tokio::spawn(async move {
+        let r = match inner.await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(anyhow::anyhow!("{name} panicked: {e}")),
+            Err(e) => Err(anyhow::anyhow!("{name} was cancelled: {e}")),
+        };
+        if !*stop.borrow() {
+            let why = match &r {
+                Ok(()) => format!("{name} ended unexpectedly"),
+                Err(e) => format!("{name} failed: {e:#}"),
+            };
+            tracing::error!(
+                stage = name,
+                "{why}; the collector stops (exit status 1) so nothing is acknowledged that this stage would not handle"
+            );
+            failure.send_if_modified(|f| {
+                let first = f.is_none();
+                if first {
+                    *f = Some(why.clone());
+                }
+                first
+            });
+        }
+        r
+    })
+}
+
+async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
+    fit_connections_to_fd_limit(&mut cfg);
+    let (failure, mut failed) = watch::channel::<Option<String>>(None);
     let mut registry = Registry::with_prefix("tidegate_collector");
     let ingest_metrics = IngestMetrics::default();
     ingest_metrics.register(&mut registry);
@@ -190,13 +267,31 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot serve the web UI on {addr}"))?;
     }
 
+    // The spool gauges follow the spool whatever the storage side is doing (an operator
+    // watches them most while ClickHouse is down and the pipeline is stuck retrying).
+    {
+        let (spool, m) = (spool.clone(), pipeline_metrics.clone());
+        tokio::spawn(async move {
+            loop {
+                m.spool_bytes.set(spool.bytes() as i64);
+                m.spool_pending.set(spool.pending() as i64);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
     // Storage side: migrate (retrying while ClickHouse is down — probes keep being
     // acknowledged into the spool meanwhile), then drain the spool into ClickHouse.
     let dead_letters = cfg.spool.dir.join("dead-letter");
     let pipe = {
-        let (sink, spool, stop_rx) = (sink.clone(), spool.clone(), stop_rx.clone());
+        let (sink, spool, stop_rx, watch_stop) = (
+            sink.clone(),
+            spool.clone(),
+            stop_rx.clone(),
+            stop_rx.clone(),
+        );
         let metrics = pipeline_metrics.clone();
-        tokio::spawn(async move {
+        let stage = async move {
             let mut wait = Duration::from_millis(200);
             loop {
                 match sink.migrate().await {
@@ -220,8 +315,30 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
             pipeline::run(reader, spool, sink, stages, metrics, dead_letters, stop_rx)
                 .await
                 .map_err(anyhow::Error::from)
-        })
+        };
+        supervised("storage pipeline", stage, watch_stop, failure.clone())
     };
+    // The detection thread ends only after the pipeline (its input) has: an earlier end
+    // is a failure.
+    {
+        let (mut ended, stop_rx, failure) = (analysis.ended(), stop_rx.clone(), failure.clone());
+        tokio::spawn(async move {
+            let Ok(how) = ended.wait_for(|e| e.is_some()).await.map(|e| e.clone()) else {
+                return;
+            };
+            if !*stop_rx.borrow() {
+                let why = format!("detection stage {}", how.unwrap_or_default());
+                tracing::error!("{why}; the collector stops (exit status 1)");
+                failure.send_if_modified(|f| {
+                    let first = f.is_none();
+                    if first {
+                        *f = Some(why.clone());
+                    }
+                    first
+                });
+            }
+        });
+    }
 
     // NetFlow/IPFIX listeners: exporters' records join the probes' in the spool.
     let netflow = match &cfg.netflow {
@@ -233,23 +350,38 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
                 netflow_metrics.clone(),
                 netflow_stop_rx.clone(),
             );
-            Some(tokio::spawn(async move {
+            let stage = async move {
                 tidegate_collector::netflow::listener::serve(n, sockets, ingest, metrics, stop)
                     .await
-            }))
+            };
+            Some(supervised(
+                "NetFlow listeners",
+                stage,
+                netflow_stop_rx.clone(),
+                failure.clone(),
+            ))
         }
         _ => None,
     };
 
     tracing::info!(listen = %cfg.transport.listen, "collector accepting probes");
-    let serve = transport::serve(&cfg.transport, ingest, transport_metrics, shutdown_signal());
+    // Stops on SIGTERM/SIGINT, or when a stage fails.
+    let stopping = async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = failed.wait_for(|f| f.is_some()) => {}
+        }
+    };
+    let serve = transport::serve(&cfg.transport, ingest, transport_metrics, stopping);
     let served = serve.await;
     let _ = netflow_stop_tx.send(true);
     if let Some(task) = netflow {
         match tokio::time::timeout(Duration::from_secs(10), task).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "NetFlow listeners failed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "NetFlow listeners panicked"),
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %format!("{e:#}"), "NetFlow listeners failed")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "NetFlow listeners supervisor failed"),
             Err(_) => tracing::warn!("NetFlow listeners did not stop in 10 s"),
         }
     }
@@ -259,8 +391,8 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
     let drained = tokio::time::timeout(Duration::from_secs(30), pipe).await;
     match drained {
         Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "storage pipeline failed"),
-        Ok(Err(e)) => tracing::error!(error = %e, "storage pipeline panicked"),
+        Ok(Ok(Err(e))) => tracing::error!(error = %format!("{e:#}"), "storage pipeline failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "storage pipeline supervisor failed"),
         Err(_) => tracing::warn!(
             pending = spool.pending(),
             "drain timed out; the spool keeps the rest for the next start"
@@ -283,6 +415,13 @@ async fn run(cfg: CollectorConfig) -> anyhow::Result<()> {
         let _ = c.await;
     }
     served.map_err(anyhow::Error::from)?;
+    if let Some(why) = failure.borrow().clone() {
+        tracing::error!(
+            pending = spool.pending(),
+            "collector stopped because a stage failed: {why}"
+        );
+        anyhow::bail!("a stage failed: {why}");
+    }
     tracing::info!(pending = spool.pending(), "collector stopped");
     Ok(())
 }

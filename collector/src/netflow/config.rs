@@ -205,7 +205,11 @@ impl NetflowConfig {
             c.pending_timeout = Duration::from_secs(s);
         }
         if let Some(v) = &raw.batch_records {
-            c.batch_records = file.in_range(v, "netflow.batch_records", 1..=1_000_000)?;
+            c.batch_records = file.in_range(
+                v,
+                "netflow.batch_records",
+                1..=tidegate_wire::MAX_BATCH_RECORDS,
+            )?;
         }
         if let Some(v) = &raw.flush_interval_ms {
             let ms = file.in_range(v, "netflow.flush_interval_ms", 10..=60_000)?;

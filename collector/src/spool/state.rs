@@ -79,7 +79,7 @@ fn read_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T,
 
 /// Opens (creating if needed) and recovers `dir`.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
-    fs::create_dir_all(dir).map_err(SpoolError::io(dir, "create directory"))?;
+    tidegate_base::durable::private_dir(dir).map_err(SpoolError::io(dir, "create directory"))?;
     let id_path = dir.join("spool-id");
     let id = match fs::read_to_string(&id_path) {
         Ok(s) if !s.trim().is_empty() => s.trim().to_string(),

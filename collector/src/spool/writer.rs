@@ -2,7 +2,7 @@
 //! append, writes them, issues one `fdatasync`, then acknowledges them all.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::Write,
     path::PathBuf,
     sync::{
@@ -134,7 +134,7 @@ impl Spool {
             _lock: lock,
         });
         let path = shared.dir.join(segment_name(rec.end.segment));
-        let file = OpenOptions::new()
+        let file = tidegate_base::durable::private_file()
             .create(true)
             .append(true)
             .open(&path)
@@ -320,7 +320,7 @@ impl Writer {
             offset: 0,
         };
         let path = self.shared.dir.join(segment_name(self.pos.segment));
-        self.file = OpenOptions::new()
+        self.file = tidegate_base::durable::private_file()
             .create(true)
             .append(true)
             .open(&path)

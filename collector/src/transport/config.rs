@@ -26,6 +26,17 @@ pub struct TransportConfig {
     pub handshake_timeout: Duration,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// PEM CRLs from the CA: probes whose certificates they revoke are refused.
+    pub crls: Vec<PathBuf>,
+    /// When set, only these probe ids may connect (besides holding a CA-signed
+    /// certificate naming them).
+    pub allowed_probes: Option<Vec<String>>,
+    /// Most open probe connections (authenticated or not); more are closed at accept.
+    pub max_connections: usize,
+    /// Most connections still in their handshake (TLS, `Hello`) at once.
+    pub max_handshakes: usize,
+    /// Most connections in their handshake from one IP address at once.
+    pub max_handshakes_per_address: usize,
 }
 
 /// `[transport]` as written in the file.
@@ -39,10 +50,17 @@ pub struct RawTransport {
     max_frame_bytes: Option<Spanned<usize>>,
     handshake_timeout_secs: Option<Spanned<u64>>,
     idle_timeout_secs: Option<Spanned<u64>>,
+    crl: Option<Vec<Spanned<PathBuf>>>,
+    allowed_probes: Option<Vec<Spanned<String>>>,
+    max_connections: Option<Spanned<usize>>,
+    max_handshakes: Option<Spanned<usize>>,
+    max_handshakes_per_address: Option<Spanned<usize>>,
 }
 
 impl TransportConfig {
-    /// Default frame limit ([`DEFAULT_MAX_FRAME`]), 10 s handshake, 120 s idle timeout.
+    /// Default frame limit ([`DEFAULT_MAX_FRAME`]), 10 s handshake, 120 s idle timeout,
+    /// no CRL, any probe id, 1024 connections of which 256 in their handshake (16 per
+    /// address).
     pub fn new(listen: SocketAddr, ca_cert: PathBuf, cert: PathBuf, key: PathBuf) -> Self {
         TransportConfig {
             listen,
@@ -52,6 +70,11 @@ impl TransportConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            crls: Vec::new(),
+            allowed_probes: None,
+            max_connections: 1024,
+            max_handshakes: 256,
+            max_handshakes_per_address: 16,
         }
     }
 
@@ -96,7 +119,43 @@ impl TransportConfig {
             let s = file.in_range(v, "transport.idle_timeout_secs", 1..=86_400)?;
             t.idle_timeout = Duration::from_secs(s);
         }
-        if let Err(e) = super::server_tls_config(&t.ca_cert, &t.cert, &t.key) {
+        for c in raw.crl.iter().flatten() {
+            let p = file.resolve(c.get_ref());
+            if let Err(e) = tidegate_base::tls::load_crls(std::slice::from_ref(&p)) {
+                return Err(file.at(c.span().start, format!("transport.crl: {e}")));
+            }
+            t.crls.push(p);
+        }
+        if let Some(ids) = &raw.allowed_probes {
+            let mut list = Vec::new();
+            for id in ids {
+                if let Some(problem) = tidegate_wire::probe_id_problem(id.get_ref()) {
+                    return Err(file.at(
+                        id.span().start,
+                        format!("transport.allowed_probes: {problem}"),
+                    ));
+                }
+                list.push(id.get_ref().clone());
+            }
+            t.allowed_probes = Some(list);
+        }
+        if let Some(v) = &raw.max_connections {
+            t.max_connections = file.in_range(v, "transport.max_connections", 1..=1_000_000)?;
+        }
+        if let Some(v) = &raw.max_handshakes {
+            t.max_handshakes =
+                file.in_range(v, "transport.max_handshakes", 1..=t.max_connections)?;
+        }
+        if let Some(v) = &raw.max_handshakes_per_address {
+            t.max_handshakes_per_address = file.in_range(
+                v,
+                "transport.max_handshakes_per_address",
+                1..=t.max_handshakes,
+            )?;
+        }
+        t.max_handshakes = t.max_handshakes.min(t.max_connections);
+        t.max_handshakes_per_address = t.max_handshakes_per_address.min(t.max_handshakes);
+        if let Err(e) = super::server_tls_config(&t.ca_cert, &t.cert, &t.key, &t.crls) {
             use tidegate_base::tls::TlsError;
             let at = match &e {
                 super::TransportError::Tls(TlsError::Pem { what, .. }) if what.contains("CA") => {

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 use prometheus_client::metrics::gauge::Gauge;
 use tidegate_wire::{
     Ack, Batch, CAP_ENFORCE, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError,
-    decode_batch, read_frame_async, read_message_async, write_message_async,
+    decode_batch, probe_id_problem, read_frame_async, read_message_async, write_message_async,
 };
 use tokio::{
     io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf},
@@ -26,14 +26,28 @@ use super::{
 
 /// Largest `Hello` frame accepted (ids and software names are short).
 const MAX_HELLO_FRAME: usize = 64 << 10;
-/// Longest probe id.
-const MAX_PROBE_ID: usize = 255;
+/// Largest step from the last sequence number the collector holds for a probe's
+/// sequence (or saw on this connection) to the next batch's: a probe numbers its batches
+/// one by one, so a bigger jump is a forged or corrupt number — accepting it would make
+/// every later batch of that sequence look like a duplicate.
+const MAX_SEQ_JUMP: u64 = 1 << 32;
+/// Largest first sequence number of a sequence the collector has never seen (a probe's
+/// spool continues its numbering into a new epoch, but never near the end of `u64`).
+const MAX_NEW_SEQ: u64 = 1 << 48;
+/// Memory all connections together may hold in batches being decoded, queued or
+/// persisted, in KiB (512 MiB). A batch's share is its frame plus three times its
+/// declared body (the body and the decoded records); a connection waits for room before
+/// decoding — back-pressure on the sender — so a flood of large batches cannot exhaust
+/// memory. The largest batch (32 MiB body) always fits.
+pub(crate) const MEMORY_BUDGET_KIB: u32 = 512 << 10;
 /// Time allowed to deliver a final `Reject`/`Error` frame before closing.
 const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What every connection shares.
 pub(crate) struct Ctx<S> {
     pub(crate) acceptor: TlsAcceptor,
+    pub(crate) memory: Arc<tokio::sync::Semaphore>,
+    pub(crate) handshakes: Arc<super::limits::Handshakes>,
     pub(crate) cfg: TransportConfig,
     pub(crate) sink: Arc<S>,
     pub(crate) metrics: TransportMetrics,
@@ -56,12 +70,15 @@ pub(crate) async fn handle<S: BatchSink>(
     ctx: Arc<Ctx<S>>,
     tcp: TcpStream,
     peer: SocketAddr,
+    permit: super::limits::HandshakePermit,
     stop: watch::Receiver<bool>,
 ) {
     ctx.metrics.connections.inc();
     let _open = Open(ctx.metrics.connections.clone());
     let hs = timeout(ctx.cfg.handshake_timeout, handshake(&ctx, tcp, peer)).await;
-    let (tls, (probe, enforces), guard) = match hs {
+    // Authenticated (or refused): the handshake slot goes back.
+    drop(permit);
+    let (tls, authed, guard) = match hs {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(_) => {
@@ -71,7 +88,7 @@ pub(crate) async fn handle<S: BatchSink>(
             return;
         }
     };
-    session(&ctx, tls, peer, &probe, enforces, guard, stop).await;
+    session(&ctx, tls, peer, authed, guard, stop).await;
 }
 
 /// Sends a last frame (bounded in time) and closes the TLS stream.
@@ -104,23 +121,20 @@ async fn refuse(
     goodbye(tls, &msg).await;
 }
 
-fn probe_id_problem(id: &str) -> Option<String> {
-    if id.is_empty() {
-        Some("empty probe id".into())
-    } else if id.len() > MAX_PROBE_ID {
-        Some(format!("probe id longer than {MAX_PROBE_ID} bytes"))
-    } else if id.chars().any(char::is_control) {
-        Some(format!("probe id {id:?} contains control characters"))
-    } else {
-        None
-    }
+/// Who a handshake authenticated.
+struct Authed {
+    probe: String,
+    /// Whether it enforces policies (gets `Policy` frames).
+    enforces: bool,
+    /// The last sequence number the collector holds for its sequence.
+    stored: Option<u64>,
 }
 
 async fn handshake<S: BatchSink>(
     ctx: &Ctx<S>,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(Tls, (String, bool), SessionGuard)> {
+) -> Option<(Tls, Authed, SessionGuard)> {
     let mut tls = match ctx.acceptor.accept(tcp).await {
         Ok(t) => t,
         Err(e) => {
@@ -167,6 +181,16 @@ async fn handshake<S: BatchSink>(
         refuse(ctx, &mut tls, peer, "bad_probe_id", problem, true).await;
         return None;
     }
+    if let Some(allowed) = &ctx.cfg.allowed_probes
+        && !allowed.contains(&hello.probe_id)
+    {
+        let detail = format!(
+            "probe id {:?} is not in transport.allowed_probes",
+            hello.probe_id
+        );
+        refuse(ctx, &mut tls, peer, "probe_not_allowed", detail, true).await;
+        return None;
+    }
     if !ids.contains(&hello.probe_id) {
         let detail = format!(
             "probe id {:?} does not match the client certificate (which names {:?})",
@@ -195,7 +219,12 @@ async fn handshake<S: BatchSink>(
         last_acked_seq = ?last, "probe connected");
     ctx.sink.connected(&hello.probe_id, hello.epoch, peer);
     let enforces = hello.version >= 3 && hello.capabilities & CAP_ENFORCE != 0;
-    Some((tls, (hello.probe_id, enforces), guard))
+    let authed = Authed {
+        probe: hello.probe_id,
+        enforces,
+        stored: last,
+    };
+    Some((tls, authed, guard))
 }
 
 /// Why a session ended.
@@ -238,7 +267,11 @@ impl End {
 }
 
 enum Inbound {
-    Batch { batch: Batch, received: Instant },
+    Batch {
+        batch: Batch,
+        received: Instant,
+        _memory: tokio::sync::OwnedSemaphorePermit,
+    },
     Policy(Arc<crate::enforce::PolicyFrame>),
     End(End),
 }
@@ -247,11 +280,16 @@ async fn session<S: BatchSink>(
     ctx: &Ctx<S>,
     tls: Tls,
     peer: SocketAddr,
-    probe: &str,
-    enforces: bool,
+    authed: Authed,
     mut guard: SessionGuard,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Authed {
+        probe,
+        enforces,
+        stored,
+    } = authed;
+    let probe = probe.as_str();
     let (mut rd, mut wr) = tokio::io::split(tls);
     let (tx, mut rx) = mpsc::channel::<Inbound>(WINDOW);
     // Enforcement plans go to the writer as they are published (the current one first).
@@ -280,7 +318,7 @@ async fn session<S: BatchSink>(
         }
     };
     let reader = async {
-        let end = read_loop(ctx, &mut rd, &tx, probe, &mut guard, &mut stop).await;
+        let end = read_loop(ctx, &mut rd, &tx, probe, stored, &mut guard, &mut stop).await;
         let _ = tx.send(Inbound::End(end)).await;
         // The writer finishes the session once it has worked through the queue.
         std::future::pending::<End>().await
@@ -322,6 +360,7 @@ async fn read_loop<S: BatchSink>(
     rd: &mut ReadHalf<Tls>,
     tx: &mpsc::Sender<Inbound>,
     probe: &str,
+    stored: Option<u64>,
     guard: &mut SessionGuard,
     stop: &mut watch::Receiver<bool>,
 ) -> End {
@@ -369,6 +408,22 @@ async fn read_loop<S: BatchSink>(
                 };
             }
         }
+        // Room for it in the memory budget first (the header is read without
+        // decompressing; a lying header is caught by the decoder).
+        let declared = tidegate_wire::peek_batch_header(&frame.payload)
+            .map(|h| h.body_len)
+            .unwrap_or(0)
+            .min(tidegate_wire::MAX_BATCH_BODY);
+        let kib = ((frame.payload.len() + 3 * declared) / 1024 + 1).min(MEMORY_BUDGET_KIB as usize);
+        let memory = tokio::select! {
+            biased;
+            _ = guard.superseded.changed() => return End::Superseded,
+            _ = stop.wait_for(|s| *s) => return End::Shutdown,
+            p = ctx.memory.clone().acquire_many_owned(kib as u32) => match p {
+                Ok(p) => p,
+                Err(_) => return End::Shutdown,
+            },
+        };
         let batch = match decode_batch(&frame.payload) {
             Ok(b) => b,
             Err(e) => {
@@ -402,12 +457,34 @@ async fn read_loop<S: BatchSink>(
                 detail: format!("batch seq {} after seq {l}", batch.seq),
             };
         }
+        let known = last_seq.max(stored);
+        let limit = known.map_or(MAX_NEW_SEQ, |k| k.saturating_add(MAX_SEQ_JUMP));
+        if batch.seq > limit {
+            return End::Protocol {
+                reason: "seq_jump",
+                detail: format!(
+                    "batch seq {} is beyond {limit} ({}): refused, it would make later batches \
+                     of this sequence look like duplicates",
+                    batch.seq,
+                    match known {
+                        Some(k) => format!("the last one held for this sequence is {k}"),
+                        None => "a new sequence starts lower".into(),
+                    }
+                ),
+            };
+        }
         last_seq = Some(batch.seq);
         ctx.metrics.batches_received.inc();
         ctx.metrics
             .records_received
             .inc_by(batch.records.len() as u64);
-        if tx.send(Inbound::Batch { batch, received }).await.is_err() {
+        drop(frame);
+        let item = Inbound::Batch {
+            batch,
+            received,
+            _memory: memory,
+        };
+        if tx.send(item).await.is_err() {
             // The writer is gone; its end is what gets reported.
             return End::Io("writer stopped".into());
         }
@@ -423,7 +500,9 @@ async fn write_loop<S: BatchSink>(
 ) -> End {
     while let Some(item) = rx.recv().await {
         let (batch, received) = match item {
-            Inbound::Batch { batch, received } => (batch, received),
+            Inbound::Batch {
+                batch, received, ..
+            } => (batch, received),
             Inbound::Policy(f) => {
                 let msg = Message::Policy(f.bytes.clone());
                 let sent = timeout(ctx.cfg.idle_timeout, async {

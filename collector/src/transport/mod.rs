@@ -12,6 +12,10 @@
 //!   persisted strictly in order.
 //! - Corrupt frames, wrong versions and oversized frames close that connection with an
 //!   `Error`/`Reject` and a logged reason; other connections carry on.
+//! - Admission is bounded: at most `max_connections` open connections, of which
+//!   `max_handshakes` (and `max_handshakes_per_address` per IP) still unauthenticated;
+//!   probe ids are checked against one charset ([`tidegate_wire::probe_id_problem`]), the
+//!   optional `allowed_probes` list and the CA's CRLs.
 //!
 //! Use [`Server::bind`] + [`Server::run`] (tests bind port 0 and read
 //! [`Server::local_addr`]), or [`serve`] for both at once.
@@ -19,6 +23,7 @@
 mod config;
 mod connection;
 mod error;
+mod limits;
 mod metrics;
 mod server;
 mod sessions;

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::{
     BatchSink, TransportConfig, TransportError, TransportMetrics,
     connection::{Ctx, handle},
+    limits::Handshakes,
     sessions::Sessions,
     tls::server_tls_config,
 };
@@ -40,7 +41,7 @@ impl Server {
         cfg: &TransportConfig,
         metrics: TransportMetrics,
     ) -> Result<Server, TransportError> {
-        let tls = server_tls_config(&cfg.ca_cert, &cfg.cert, &cfg.key)?;
+        let tls = server_tls_config(&cfg.ca_cert, &cfg.cert, &cfg.key, &cfg.crls)?;
         let listener =
             TcpListener::bind(cfg.listen)
                 .await
@@ -77,6 +78,13 @@ impl Server {
     ) -> Result<(), TransportError> {
         let ctx = Arc::new(Ctx {
             acceptor: self.acceptor,
+            memory: Arc::new(tokio::sync::Semaphore::new(
+                super::connection::MEMORY_BUDGET_KIB as usize,
+            )),
+            handshakes: Handshakes::new(
+                self.cfg.max_handshakes,
+                self.cfg.max_handshakes_per_address,
+            ),
             cfg: self.cfg,
             sink,
             metrics: self.metrics,
@@ -86,13 +94,29 @@ impl Server {
         let mut conns = JoinSet::new();
         info!(listen = %self.local, "transport listening for probes");
         tokio::pin!(shutdown);
+        let mut refusals = RefusalLog::default();
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 r = self.listener.accept() => match r {
                     Ok((tcp, peer)) => {
-                        let _ = tcp.set_nodelay(true);
-                        conns.spawn(handle(ctx.clone(), tcp, peer, stop_rx.clone()));
+                        let admitted = if conns.len() >= ctx.cfg.max_connections {
+                            Err("too_many_connections")
+                        } else {
+                            ctx.handshakes.admit(peer.ip()).map_err(|r| r.reason())
+                        };
+                        match admitted {
+                            Ok(permit) => {
+                                let _ = tcp.set_nodelay(true);
+                                conns.spawn(handle(ctx.clone(), tcp, peer, permit, stop_rx.clone()));
+                            }
+                            Err(reason) => {
+                                // Closed at once: no TLS work, no buffers.
+                                drop(tcp);
+                                ctx.metrics.rejected(reason);
+                                refusals.note(peer, reason, conns.len());
+                            }
+                        }
                     }
                     Err(e) => {
                         // EMFILE and friends: transient; do not spin.
@@ -120,6 +144,29 @@ impl Server {
         }
         info!("transport stopped");
         Ok(())
+    }
+}
+
+/// Logs refused connections at most once per [`REFUSAL_LOG_EVERY`] (a flood would
+/// otherwise flood the log too); every refusal is counted in `probes_rejected`.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+/// Least time between two warnings about refused connections.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl RefusalLog {
+    fn note(&mut self, peer: SocketAddr, reason: &'static str, open: usize) {
+        self.since += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+            warn!(%peer, reason, open, refused = self.since,
+                "connections refused at accept (limits in [transport]); counted in probes_rejected");
+            self.last = Some(std::time::Instant::now());
+            self.since = 0;
+        }
     }
 }
 

@@ -1,21 +1,27 @@
 //! mTLS: the server configuration (client certificates required, issued by the
 //! configured CA) and the identities a probe's certificate vouches for.
 
-use std::{io, path::Path, sync::Arc};
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use super::TransportError;
 
 /// Builds the server's TLS configuration: its own chain and key, and a verifier that
-/// requires a client certificate chaining to a CA in `ca`.
+/// requires a client certificate chaining to a CA in `ca` and not revoked by `crls`.
 pub fn server_tls_config(
     ca: &Path,
     cert: &Path,
     key: &Path,
+    crls: &[PathBuf],
 ) -> Result<Arc<rustls::ServerConfig>, TransportError> {
     let files = tidegate_base::tls::MtlsFiles {
         ca: ca.to_path_buf(),
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
+        crls: crls.to_vec(),
     };
     Ok(files.server_config("collector")?)
 }
@@ -49,6 +55,9 @@ pub(crate) fn handshake_failure_reason(e: &io::Error) -> &'static str {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
         Some(rustls::Error::NoCertificatesPresented) => "no_client_cert",
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => {
+            "revoked_client_cert"
+        }
         Some(rustls::Error::InvalidCertificate(_)) => "bad_client_cert",
         Some(_) => "tls_error",
         None if e.kind() == io::ErrorKind::UnexpectedEof => "tls_eof",

@@ -1,7 +1,7 @@
 //! JSONL alert sink: one notification per line, appended and fsync'd per batch.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,7 @@ impl JsonlSink {
     /// by a crash (no final newline), a newline is added so new lines stay parseable.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, AlertSinkError> {
         let path = path.as_ref().to_path_buf();
-        let mut file = OpenOptions::new()
+        let mut file = tidegate_base::durable::private_file()
             .create(true)
             .read(true)
             .append(true)

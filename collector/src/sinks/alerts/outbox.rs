@@ -64,7 +64,7 @@ impl Outbox {
     /// temporary files of interrupted writes and indexes the queued files.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, AlertSinkError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(dir.join(DEAD_DIR))
+        tidegate_base::durable::private_dir(&dir.join(DEAD_DIR))
             .map_err(|e| AlertSinkError::io("create outbox directory", &dir, e))?;
         let journal_path = dir.join(DELIVERED_FILE);
         let delivered: VecDeque<String> = match fs::read_to_string(&journal_path) {

@@ -99,9 +99,10 @@ pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/tidegate/probe-spool";
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 /// Default records per batch.
 pub const DEFAULT_BATCH_RECORDS: usize = 5000;
-/// Most records per batch: 84 bytes each before compression keeps even an
-/// incompressible batch well under the collector's default 16 MiB frame limit.
-pub const MAX_BATCH_RECORDS: usize = 100_000;
+/// Most records per batch (what the collector accepts): 84 bytes each before
+/// compression keeps even an incompressible batch well under the collector's default
+/// 16 MiB frame limit.
+pub const MAX_BATCH_RECORDS: usize = tidegate_wire::MAX_BATCH_RECORDS;
 
 impl CollectorOptions {
     /// Options with defaults: 1 GiB spool, 5000 records per batch, window 8, health
@@ -219,6 +220,8 @@ pub struct CollectorExporter {
     spool: Arc<Spool>,
     metrics: ExportMetrics,
     current: Vec<FlowRecord>,
+    /// Body bytes `current` encodes to, at most.
+    current_bytes: usize,
     wake: Arc<Notify>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
@@ -278,6 +281,7 @@ impl CollectorExporter {
         .map_err(CollectorError::Thread)?;
         Ok(CollectorExporter {
             current: Vec::with_capacity(opts.batch_records.min(1 << 16)),
+            current_bytes: 0,
             opts,
             spool,
             metrics,
@@ -333,7 +337,10 @@ impl CollectorExporter {
             epoch: 0, // epoch and sequence number are assigned by the spool
             seq: 0,
             created_ns: realtime_ns(),
-            records: mem::take(&mut self.current),
+            records: {
+                self.current_bytes = 0;
+                mem::take(&mut self.current)
+            },
             health: with_health.then(|| self.health()),
         };
         let n = batch.records.len() as u64;
@@ -392,7 +399,11 @@ impl CollectorExporter {
 impl Exporter for CollectorExporter {
     fn export(&mut self, rec: &FlowRecord) -> io::Result<()> {
         self.current.push(rec.clone());
-        if self.current.len() >= self.opts.batch_records {
+        self.current_bytes += tidegate_wire::record_body_bytes(rec);
+        // By count, or before DNS/TLS names take the body past what collectors accept.
+        if self.current.len() >= self.opts.batch_records
+            || self.current_bytes >= tidegate_wire::BATCH_BODY_TARGET
+        {
             self.seal(false).map_err(io::Error::other)?;
         }
         Ok(())

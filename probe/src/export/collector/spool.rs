@@ -182,7 +182,7 @@ impl Spool {
         max_bytes: u64,
         metrics: ExportMetrics,
     ) -> Result<Spool, SpoolError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        tidegate_base::durable::private_dir(dir).map_err(io_err(dir))?;
         let lock = DirLock::acquire(dir, LOCK).map_err(|e| match e {
             LockError::Held { .. } => SpoolError::Locked {
                 dir: dir.to_path_buf(),
@@ -261,7 +261,10 @@ impl Spool {
             st.files.insert(seq, len);
             st.bytes += len;
         }
-        st.next_seq = highest + 1;
+        st.next_seq = highest.checked_add(1).ok_or_else(|| SpoolError::BadMark {
+            path: dir.to_path_buf(),
+            reason: "sequence numbers exhausted (a batch or the mark holds the largest one)".into(),
+        })?;
         // A batch of another epoch: a move to a new epoch was interrupted. Every batch
         // here belongs to the spool's epoch.
         for seq in restamp {
@@ -361,7 +364,10 @@ impl Spool {
         }
         let seq = st.next_seq;
         // Never reuse a number once tried, whatever happens below.
-        st.next_seq += 1;
+        st.next_seq = seq.checked_add(1).ok_or_else(|| SpoolError::BadMark {
+            path: self.dir.clone(),
+            reason: "sequence numbers exhausted".into(),
+        })?;
         let path = self.path(seq);
         set_batch_seq(&mut bytes, st.epoch, seq).map_err(|source| SpoolError::Batch {
             path: path.clone(),

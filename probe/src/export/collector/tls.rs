@@ -20,6 +20,7 @@ pub(crate) fn client_config(
         ca: ca.to_path_buf(),
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
+        crls: Vec::new(),
     };
     Ok(files.client_config("probe")?)
 }
