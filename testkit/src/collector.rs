@@ -111,6 +111,8 @@ pub struct Launch {
     /// Log lines that must all have appeared before start returns (default: "collector
     /// accepting probes").
     pub ready: Vec<String>,
+    /// Start it with this open-file limit (soft and hard), as a small host would.
+    pub open_files: Option<u64>,
 }
 
 impl CollectorProcess {
@@ -121,13 +123,29 @@ impl CollectorProcess {
 
     /// Starts it as `launch` says; an error when it exits or is not ready within 60 s.
     pub fn launch(config: &Path, addr: SocketAddr, launch: Launch) -> anyhow::Result<Self> {
-        let mut child = in_netns(launch.ns.as_deref(), bin("tidegate-collector"))
-            .args(["run", "--config"])
+        let mut cmd = in_netns(launch.ns.as_deref(), bin("tidegate-collector"));
+        cmd.args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        if let Some(n) = launch.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let l = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn()?;
         let err = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
         let mut file = match &launch.log_file {
@@ -275,6 +293,7 @@ pub fn start_deployed(
                 "collector accepting probes".into(),
                 "ClickHouse schema ready".into(),
             ],
+            ..Default::default()
         },
     )?;
     Ok((p, certs))

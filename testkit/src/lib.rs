@@ -20,6 +20,7 @@ pub mod certs;
 pub mod cli;
 pub mod clickhouse;
 pub mod collector;
+pub mod http;
 pub mod logs;
 pub mod net;
 pub mod paths;

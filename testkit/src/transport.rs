@@ -414,7 +414,7 @@ pub fn batch(probe: &str, seq: u64, n: u64) -> Batch {
         probe_id: probe.into(),
         epoch: EPOCH,
         seq,
-        created_ns: 1_700_000_000_000_000_000 + seq,
+        created_ns: 1_700_000_000_000_000_000 + seq % 1_000_000_000,
         records: (0..n)
             .map(|i| FlowRecord {
                 src: format!("10.0.{}.{}", seq % 250, i % 250).parse().unwrap(),

@@ -364,7 +364,6 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
         _ => None,
     };
 
-    tracing::info!(listen = %cfg.transport.listen, "collector accepting probes");
     // Stops on SIGTERM/SIGINT, or when a stage fails.
     let stopping = async move {
         tokio::select! {
@@ -372,8 +371,10 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
             _ = failed.wait_for(|f| f.is_some()) => {}
         }
     };
-    let serve = transport::serve(&cfg.transport, ingest, transport_metrics, stopping);
-    let served = serve.await;
+    // Bound before saying so: "accepting probes" means a probe can connect now.
+    let server = transport::Server::bind(&cfg.transport, transport_metrics).await?;
+    tracing::info!(listen = %server.local_addr(), "collector accepting probes");
+    let served = server.run(ingest, stopping).await;
     let _ = netflow_stop_tx.send(true);
     if let Some(task) = netflow {
         match tokio::time::timeout(Duration::from_secs(10), task).await {

@@ -122,15 +122,6 @@ const TRUTH_CAPTURES: [&str; 6] = [
     "ndpi-synscan.pcap",
 ];
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|r| r.trim().parse::<f64>().ok())
-        })
-        .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
-}
-
 #[test]
 fn corpus_through_probe_collector_and_clickhouse_matches_the_truth() {
     let mut s = Stack::start_with(StackOptions {
@@ -170,21 +161,26 @@ fn corpus_through_probe_collector_and_clickhouse_matches_the_truth() {
                 .unwrap();
         assert_eq!(raw, m1);
         // The collector's own accounting agrees, on its Prometheus endpoint.
-        let text = reqwest_get(&format!("http://127.0.0.1:{metrics_port}/metrics")).await;
+        let text =
+            tidegate_testkit::http::http_get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+                .await;
         let n = records.len() as f64;
         assert_eq!(
-            metric(
+            tidegate_testkit::http::metric(
                 &text,
                 "tidegate_collector_ingest_records_stored_total{probe=\"edge-1\"}"
             ),
             n
         );
         assert_eq!(
-            metric(&text, "tidegate_collector_pipeline_records_committed_total"),
+            tidegate_testkit::http::metric(
+                &text,
+                "tidegate_collector_pipeline_records_committed_total"
+            ),
             n
         );
         assert_eq!(
-            metric(&text, "tidegate_collector_spool_pending_batches"),
+            tidegate_testkit::http::metric(&text, "tidegate_collector_spool_pending_batches"),
             0.0
         );
         assert!(
@@ -192,7 +188,10 @@ fn corpus_through_probe_collector_and_clickhouse_matches_the_truth() {
             "insert latency histogram"
         );
         assert!(
-            metric(&text, "tidegate_collector_transport_batches_received_total") >= 1.0,
+            tidegate_testkit::http::metric(
+                &text,
+                "tidegate_collector_transport_batches_received_total"
+            ) >= 1.0,
             "transport counters"
         );
     });
@@ -260,20 +259,4 @@ fn probe_restarted_while_the_collector_is_down_delivers_everything_once() {
     let ex = s.exporter("edge-2");
     assert_eq!(ex.finish(Duration::from_secs(60)).unwrap().left_batches, 0);
     assert_stored(&s.ch, &records);
-}
-
-/// GET over plain HTTP on loopback (the metrics endpoint), without another client crate.
-async fn reqwest_get(url: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    buf.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or(buf)
 }

@@ -39,6 +39,7 @@ mod evidence_log;
 mod evidence_timestamps;
 mod forensic_replays_share_a_probe_id;
 mod grafana_dashboards_query_clickhouse;
+mod hostile_peers_cannot_stop_the_collector;
 mod netflow_interop_with_softflowd_and_nfdump;
 mod netflow_listener_hostile_input;
 mod policy_byte_caps;
