@@ -243,6 +243,20 @@ impl CollectorProcess {
         c.wait().map(|s| s.code().unwrap_or(-1)).unwrap_or(-1)
     }
 
+    /// Waits up to `limit` for the process to exit on its own; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let c = self.child.as_mut()?;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return Some(st.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// SIGTERM, then SIGKILL if it has not exited within `limit`.
     pub fn stop_within(&mut self, limit: Duration) -> Option<i32> {
         let mut c = self.child.take()?;

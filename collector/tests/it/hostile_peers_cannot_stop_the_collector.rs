@@ -426,3 +426,94 @@ fn a_forged_sequence_number_does_not_stop_the_real_probe() {
         "no forged record stored"
     );
 }
+
+#[test]
+fn a_spool_entry_that_cannot_be_quarantined_stops_the_collector_loudly_then_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = TestClickHouse::start();
+    let certs = Certs::generate(&dir.path().join("certs"), &["edge-1"]);
+    let mut config = CollectorConfig::new(dir.path(), &certs, free_port(), &ch.url());
+    config.metrics_port = Some(free_port());
+    let path = config.write(dir.path());
+    // A poison entry in the spool (written by an older build, or damaged on disk).
+    {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (spool, reader) =
+            tidegate_collector::spool::Spool::open(tidegate_collector::spool::SpoolConfig {
+                dir: config.spool.clone(),
+                max_bytes: 1 << 30,
+                segment_bytes: 4 << 20,
+            })
+            .unwrap();
+        rt.block_on(spool.append("edge-1", 7, 1, b"not a batch"))
+            .unwrap();
+        drop((spool, reader));
+    }
+    // Where it would be quarantined is taken by a file: it cannot be.
+    let dead = config.spool.join("dead-letter");
+    std::fs::write(&dead, b"in the way").unwrap();
+    let log = dir.path().join("first.log");
+    let started = CollectorProcess::launch(
+        &path,
+        config.addr(),
+        Launch {
+            log_file: Some(log.clone()),
+            ..Default::default()
+        },
+    );
+    if let Ok(mut c) = started {
+        assert_eq!(
+            c.wait_exit(Duration::from_secs(60)),
+            Some(1),
+            "the collector must stop with status 1 when storage cannot go on"
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("storage pipeline failed") && text.contains("dead-letter"),
+        "{text}"
+    );
+    assert!(!text.contains("ClickHouse unreachable"), "{text}");
+
+    // Room again: the entry is quarantined (named by its spool position, never by the
+    // probe's id) and storage goes on.
+    std::fs::remove_file(&dead).unwrap();
+    let collector = CollectorProcess::start(&path, config.addr());
+    let records = corpus_records("after-poison");
+    let mut ex = exporter(probe_options(
+        &certs,
+        "edge-1",
+        config.addr(),
+        &dir.path().join("spool-edge-1"),
+    ));
+    for r in &records {
+        tidegate_probe::export::Exporter::export(&mut ex, r).unwrap();
+    }
+    assert_eq!(ex.finish(Duration::from_secs(60)).unwrap().left_batches, 0);
+    let sql = "SELECT count() FROM tidegate.flows WHERE probe_id = 'edge-1'";
+    let ok = block_on(eventually_async(Duration::from_secs(60), async || {
+        ch.query(sql).await.trim().parse::<usize>().unwrap_or(0) == records.len()
+    }));
+    assert!(ok, "records after the poison entry stored");
+    let mut names: Vec<String> = std::fs::read_dir(&dead)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].ends_with(".bin") && names[1].ends_with(".json"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().all(|n| n
+            .chars()
+            .all(|c| c.is_ascii_digit() || "-.binjso".contains(c))),
+        "{names:?}"
+    );
+    let about: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dead.join(&names[1])).unwrap()).unwrap();
+    assert_eq!(about["probe_id"], "edge-1");
+    assert_eq!(std::fs::read(dead.join(&names[0])).unwrap(), b"not a batch");
+    drop(collector);
+}
