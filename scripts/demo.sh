@@ -194,7 +194,7 @@ mmdb=$("$here/geoip.sh")
 log "generating a CA and certificates for the collector and probe edge-demo"
 "$bin/tidegate-collector" gen-certs --out "$out/certs" --probe edge-demo >/dev/null
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 16)
-password_sha=$(printf %s "$password" | sha256sum | cut -d' ' -f1)
+password_hash=$(printf '%s\n' "$password" | "$bin/tidegate-collector" hash-password)
 # The demo's policy, on the address plan in use.
 read -r p_line p_dom_net p_domestic p_special_net p_special p_partner_net p_partner p_sanct_net p_sanctioned <<<"${plans[0]}"
 sed -e "s#\"$p_dom_net\"#\"$dom_net\"#" -e "s#\"$p_special_net\"#\"$special_net\"#" \
@@ -238,7 +238,7 @@ home_country = "CN"                  # the demo policy's domestic zone
 
 [[api.user]]
 name = "analyst"
-password_sha256 = "$password_sha"
+password_hash = "$password_hash"
 TOML
 "$bin/tidegate-collector" check-config "$out/collector.toml"
 # Each service in a session of its own: Ctrl-C in this terminal reaches only this script,

@@ -50,9 +50,9 @@ const PASSWORD: &str = "bench-password";
 /// accepts probes and its schema is ready.
 fn start_collector(dir: &Path, ch_url: &str, ui_port: u16) -> anyhow::Result<CollectorProcess> {
     let api = format!(
-        "[api]\nlisten = \"127.0.0.1:{ui_port}\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_sha256 = \"{}\"\n\n\
+        "[api]\nlisten = \"127.0.0.1:{ui_port}\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n\
          [[api.token]]\nname = \"bench\"\nsha256 = \"{}\"\n",
-        digest_hex(PASSWORD),
+        tidegate_collector::api::auth::hash_password(PASSWORD),
         digest_hex(TOKEN),
     );
     Ok(start_deployed(dir, None, ch_url, "edge-bench", &api)?.0)

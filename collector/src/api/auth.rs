@@ -1,6 +1,9 @@
 //! Access control: users log in with a password and get a session cookie; automation
-//! sends `Authorization: Bearer <token>`. Secrets are compared by SHA-256 digest in
-//! constant time; sessions live in memory (a restart logs everyone out).
+//! sends `Authorization: Bearer <token>`. Passwords are checked against salted Argon2id
+//! hashes (off the async threads, at most [`VERIFY_CONCURRENCY`] at once), tokens by
+//! SHA-256 digest in constant time; failed logins are throttled per client address
+//! ([`super::login_limit`]) and logged with it. Sessions live in memory (a restart logs
+//! everyone out).
 
 use std::{
     collections::HashMap,
@@ -43,6 +46,44 @@ pub struct Auth {
     ttl: Duration,
     sessions: Mutex<HashMap<String, (Principal, Instant)>>,
     rng: SystemRandom,
+    /// Verified against for unknown user names, so their timing matches known ones.
+    dummy: String,
+    /// Failed logins per client address.
+    pub limiter: super::login_limit::LoginLimiter,
+    verifying: tokio::sync::Semaphore,
+}
+
+/// Password verifications running at once (each takes tens of ms of CPU and ~19 MiB).
+pub const VERIFY_CONCURRENCY: usize = 2;
+
+/// Argon2id with OWASP's recommended parameters (19 MiB, 2 passes, 1 lane).
+pub fn hash_password(password: &str) -> String {
+    hash_password_with(password, 19_456, 2, 1)
+}
+
+/// Argon2id with the given memory (KiB), passes and lanes, salted at random; a PHC
+/// string for `[[api.user]] password_hash`.
+pub fn hash_password_with(password: &str, m_kib: u32, t: u32, p: u32) -> String {
+    use argon2::{PasswordHasher, password_hash::SaltString};
+    let params = argon2::Params::new(m_kib, t, p, None).expect("valid Argon2 parameters");
+    let mut raw = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut raw)
+        .expect("the system random generator works");
+    let salt = SaltString::encode_b64(&raw).expect("16-byte salt");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .expect("hashing cannot fail with valid parameters")
+        .to_string()
+}
+
+fn verify_argon2(phc: &str, password: &str) -> bool {
+    use argon2::PasswordVerifier;
+    argon2::PasswordHash::new(phc).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// The hex SHA-256 of a password or token: what `[[api.user]] password_sha256` and
@@ -72,19 +113,45 @@ impl Auth {
             ttl: cfg.session_ttl,
             sessions: Mutex::new(HashMap::new()),
             rng: SystemRandom::new(),
+            dummy: dummy_hash(&cfg.users),
+            limiter: Default::default(),
+            verifying: tokio::sync::Semaphore::new(VERIFY_CONCURRENCY),
         }
     }
 
-    /// Checks a user's password; on success opens a session and returns its id.
-    pub fn login(&self, user: &str, password: &str) -> ApiResult<(String, Principal)> {
-        let d = sha256(password);
-        // Compare against every user so timing does not tell which names exist.
-        let mut found = None;
-        for u in &self.users {
-            if same(&u.sha256, &d) && u.name == user {
-                found = Some(u.name.clone());
+    /// Whether `password` is `user`'s (CPU-heavy: run it off the async threads).
+    fn check_password(&self, user: &str, password: &str) -> Option<String> {
+        match self.users.iter().find(|u| u.name == user) {
+            Some(u) => {
+                let ok = match (&u.argon2, &u.sha256) {
+                    (Some(h), _) => verify_argon2(h, password),
+                    (None, Some(d)) => same(d, &sha256(password)),
+                    (None, None) => false,
+                };
+                ok.then(|| u.name.clone())
+            }
+            None => {
+                // The same work for a name that does not exist.
+                let _ = verify_argon2(&self.dummy, password);
+                None
             }
         }
+    }
+
+    /// Checks a user's password (at most [`VERIFY_CONCURRENCY`] at once, off the async
+    /// threads); on success opens a session and returns its id.
+    pub async fn login(
+        self: &std::sync::Arc<Self>,
+        user: &str,
+        password: &str,
+    ) -> ApiResult<(String, Principal)> {
+        let found = {
+            let _slot = self.verifying.acquire().await.expect("never closed");
+            let (me, user, password) = (self.clone(), user.to_string(), password.to_string());
+            tokio::task::spawn_blocking(move || me.check_password(&user, &password))
+                .await
+                .unwrap_or(None)
+        };
         let name = found.ok_or(ApiError::BadLogin)?;
         let mut raw = [0u8; 32];
         self.rng
@@ -122,7 +189,7 @@ impl Auth {
             let d = sha256(token.trim());
             let mut found = None;
             for t in &self.tokens {
-                if same(&t.sha256, &d) {
+                if t.sha256.as_ref().is_some_and(|s| same(s, &d)) {
                     found = Some(t.name.clone());
                 }
             }
@@ -137,6 +204,26 @@ impl Auth {
             Some((p, exp)) if *exp > Instant::now() => Some(p.clone()),
             _ => None,
         }
+    }
+}
+
+/// A hash of a random password with the parameters of the first Argon2id user (the
+/// default ones when none).
+fn dummy_hash(users: &[Credential]) -> String {
+    let params = users
+        .iter()
+        .filter_map(|u| u.argon2.as_deref())
+        .find_map(|h| {
+            argon2::PasswordHash::new(h)
+                .ok()
+                .and_then(|h| argon2::Params::try_from(&h).ok())
+        });
+    let mut raw = [0u8; 16];
+    let _ = SystemRandom::new().fill(&mut raw);
+    let pw: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    match params {
+        Some(p) => hash_password_with(&pw, p.m_cost(), p.t_cost(), p.p_cost()),
+        None => hash_password_with(&pw, 8, 1, 1),
     }
 }
 
@@ -172,21 +259,52 @@ pub struct LoginBody {
     pub password: String,
 }
 
-/// `POST /api/v1/login`: sets the session cookie.
-pub async fn login(State(st): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
+/// The client's address (from the connection), when the server recorded it.
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// `POST /api/v1/login`: sets the session cookie. Failed logins are logged with the
+/// client's address and throttled per address.
+pub async fn login(
+    State(st): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
     let b: LoginBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
-    let (id, p) = match st.auth.login(&b.user, &b.password) {
+    let ip = client.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let user = b.user.escape_debug().to_string();
+    if let Err(wait) = st.auth.limiter.check(ip, Instant::now()) {
+        tracing::warn!(client = %ip, user = %user, retry_in_secs = wait.as_secs() + 1,
+            "UI login refused: too many failures from this address");
+        return Err(ApiError::TooManyLogins(wait.as_secs() + 1));
+    }
+    let (id, p) = match st.auth.login(&b.user, &b.password).await {
         Ok(v) => v,
         Err(e) => {
-            // Slows password guessing down (per connection; a proxy in front should
-            // rate-limit per client).
-            tracing::warn!(user = %b.user, "UI login refused");
-            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            let (wait, failures) = st.auth.limiter.failed(ip, Instant::now());
+            tracing::warn!(client = %ip, user = %user, failures, wait_secs = wait.as_secs(),
+                "UI login refused: wrong user name or password");
             return Err(e);
         }
     };
-    tracing::info!(user = %p.name, "UI login");
+    st.auth.limiter.succeeded(ip);
+    tracing::info!(client = %ip, user = %p.name, "UI login");
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         st.auth.ttl.as_secs()

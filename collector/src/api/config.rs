@@ -9,15 +9,18 @@
 //!
 //! [[api.user]]                   # people log in on the UI's login page
 //! name = "analyst"
-//! password_sha256 = "…"          # printf %s 'the password' | sha256sum
+//! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"   # tidegate-collector hash-password
 //!
 //! [[api.token]]                  # automation sends Authorization: Bearer <token>
 //! name = "grafana-export"
 //! sha256 = "…"                   # printf %s 'the token' | sha256sum
 //! ```
 //!
-//! Only SHA-256 digests are stored, so the file never holds a usable secret. At least one
-//! user or token is required: the API never runs without access control.
+//! The file never holds a usable secret: passwords as salted Argon2id hashes (PHC strings,
+//! `tidegate-collector hash-password` makes one; the older unsalted `password_sha256` is
+//! still read, with a warning), tokens — long random strings, not guessable — as SHA-256
+//! digests. At least one user or token is required: the API never runs without access
+//! control.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -41,7 +44,8 @@ pub struct RawApiConfig {
 #[serde(deny_unknown_fields)]
 struct RawUser {
     name: Spanned<String>,
-    password_sha256: Spanned<String>,
+    password_hash: Option<Spanned<String>>,
+    password_sha256: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,8 +60,10 @@ struct RawToken {
 pub struct Credential {
     /// User or token name (shown in the UI and logs).
     pub name: String,
-    /// SHA-256 of the password or token.
-    pub sha256: [u8; 32],
+    /// SHA-256 of the password or token (`None` for users with an Argon2id hash).
+    pub sha256: Option<[u8; 32]>,
+    /// A user's Argon2id hash (PHC string).
+    pub argon2: Option<String>,
 }
 
 /// Validated `[api]` configuration.
@@ -81,6 +87,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 fn digest(v: &Spanned<String>, what: &str) -> Result<[u8; 32], (usize, String)> {
     let s = v.get_ref().trim();
+    if !s.is_ascii() {
+        return Err((
+            v.span().start,
+            format!("{what} must be 64 hex digits; it holds other characters"),
+        ));
+    }
     let bad = || {
         (
             v.span().start,
@@ -95,6 +107,29 @@ fn digest(v: &Spanned<String>, what: &str) -> Result<[u8; 32], (usize, String)> 
         *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
     }
     Ok(out)
+}
+
+/// A user's Argon2id hash, checked to be one (a PHC string with algorithm `argon2id`
+/// and parameters this build can verify).
+fn argon2_hash(v: &Spanned<String>) -> Result<String, (usize, String)> {
+    let s = v.get_ref().trim();
+    let bad = |why: String| {
+        (
+            v.span().start,
+            format!(
+                "api.user password_hash: {why} (make one with: tidegate-collector hash-password)"
+            ),
+        )
+    };
+    let h = argon2::PasswordHash::new(s).map_err(|e| bad(format!("not a PHC hash string: {e}")))?;
+    if h.algorithm.as_str() != "argon2id" {
+        return Err(bad(format!("algorithm {} is not argon2id", h.algorithm)));
+    }
+    argon2::Params::try_from(&h).map_err(|e| bad(format!("bad Argon2 parameters: {e}")))?;
+    if h.salt.is_none() || h.hash.is_none() {
+        return Err(bad("salt or hash missing".into()));
+    }
+    Ok(s.to_string())
 }
 
 fn name(v: &Spanned<String>, what: &str) -> Result<String, (usize, String)> {
@@ -155,11 +190,28 @@ impl ApiConfig {
             None => None,
         };
         let mut users = Vec::new();
-        for u in &raw.user {
-            let u = u.get_ref();
+        for user in &raw.user {
+            let u = user.get_ref();
+            let (sha256, argon2) = match (&u.password_hash, &u.password_sha256) {
+                (Some(h), None) => (None, Some(argon2_hash(h)?)),
+                (None, Some(d)) => (Some(digest(d, "api.user password_sha256")?), None),
+                (Some(_), Some(d)) => {
+                    return Err((
+                        d.span().start,
+                        "api.user: give password_hash or password_sha256, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err((
+                        user.span().start,
+                        "api.user needs password_hash (tidegate-collector hash-password)".into(),
+                    ));
+                }
+            };
             let c = Credential {
                 name: name(&u.name, "api.user name")?,
-                sha256: digest(&u.password_sha256, "api.user password_sha256")?,
+                sha256,
+                argon2,
             };
             if users.iter().any(|x: &Credential| x.name == c.name) {
                 return Err((u.name.span().start, format!("api.user {:?} twice", c.name)));
@@ -171,7 +223,8 @@ impl ApiConfig {
             let t = t.get_ref();
             let c = Credential {
                 name: name(&t.name, "api.token name")?,
-                sha256: digest(&t.sha256, "api.token sha256")?,
+                sha256: Some(digest(&t.sha256, "api.token sha256")?),
+                argon2: None,
             };
             if tokens.iter().any(|x: &Credential| x.sha256 == c.sha256) {
                 return Err((t.sha256.span().start, "api.token: same token twice".into()));
@@ -220,8 +273,39 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(c.users[0].name, "ana");
-        assert_eq!(c.users[0].sha256[0], 0x5e);
+        assert_eq!(c.users[0].sha256.unwrap()[0], 0x5e);
         assert_eq!(c.tokens.len(), 1);
+    }
+
+    #[test]
+    fn argon2id_hashes_are_taken_and_anything_else_is_refused_at_its_place() {
+        let h = crate::api::auth::hash_password_with("s3cret-pass", 64, 1, 1);
+        let c = parse(&format!(
+            "[api]\n[[api.user]]\nname = \"ana\"\npassword_hash = \"{h}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.users[0].argon2.as_deref(), Some(h.as_str()));
+        for (bad, want) in [
+            (
+                "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+                "not argon2id",
+            ),
+            ("plain", "not a PHC hash"),
+            ("中文中文", "not a PHC hash"),
+        ] {
+            let src = format!("[api]\n[[api.user]]\nname = \"ana\"\npassword_hash = \"{bad}\"\n");
+            let e = parse(&src).unwrap_err();
+            assert!(e.1.contains(want), "{bad}: {e:?}");
+            assert!(src[e.0..].starts_with('"'), "{bad}: located at the value");
+        }
+        // Non-ASCII where hex digits belong: an error, never a panic.
+        let src = format!(
+            "[api]\n[[api.user]]\nname = \"ana\"\npassword_sha256 = \"{}\"\n",
+            "é".repeat(32)
+        );
+        assert!(parse(&src).unwrap_err().1.contains("64 hex digits"));
+        let e = parse("[api]\n[[api.user]]\nname = \"ana\"\n").unwrap_err();
+        assert!(e.1.contains("password_hash"), "{e:?}");
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// A login with a wrong user name or password.
     #[error("wrong user name or password")]
     BadLogin,
+    /// Too many failed logins from this address: wait before the next.
+    #[error("too many failed logins from this address: retry in {0} s")]
+    TooManyLogins(u64),
     /// A query or path parameter that is missing, unknown or malformed.
     #[error("parameter {param}: {msg}")]
     BadParam {
@@ -51,6 +54,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::BadLogin => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadParam { .. } | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Storage(_) | ApiError::Decode(_) => StatusCode::BAD_GATEWAY,
@@ -64,11 +68,25 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "API request failed");
         }
-        let mut body = serde_json::json!({ "error": self.to_string() });
+        // Storage errors are logged above with their detail; the client learns only
+        // that storage failed (ClickHouse's messages describe the schema and server).
+        let text = match &self {
+            ApiError::Storage(_) | ApiError::Decode(_) => {
+                "storage failed; the collector's log has the details".to_string()
+            }
+            _ => self.to_string(),
+        };
+        let mut body = serde_json::json!({ "error": text });
         if let ApiError::BadParam { param, .. } = &self {
             body["parameter"] = serde_json::Value::String(param.clone());
         }
         let mut resp = (status, Json(body)).into_response();
+        if let ApiError::TooManyLogins(secs) = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod evidence;
 pub mod flows;
 pub mod geo;
+pub mod login_limit;
 pub mod meta;
 pub mod overview;
 pub mod params;
@@ -135,15 +136,91 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(api.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "web UI and API on http://{addr}/");
+    for u in api.users.iter().filter(|u| u.argon2.is_none()) {
+        tracing::warn!(user = %u.name,
+            "api.user password_sha256 is an unsalted digest: replace it with password_hash \
+             (tidegate-collector hash-password)");
+    }
     let mut state = AppState::new(&api, &ch);
     state.evidence = evidence;
     state.enforce = enforce;
     let app = router(state);
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "web UI server stopped");
+    Ok(tokio::spawn(serve_connections(listener, app)))
+}
+
+/// Most open UI/API connections.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Most open connections from one client address.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+/// Time a client has to send a request's headers (also an idle keep-alive connection's
+/// next request); slower connections are closed.
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts connections within the caps and serves each with HTTP/1.1, a header-read
+/// timeout and the client's address (for login throttling and logs).
+async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use std::collections::HashMap;
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::Mutex;
+    let open: Arc<Mutex<(usize, HashMap<IpAddr, usize>)>> = Arc::default();
+    let mut last_warn: Option<std::time::Instant> = None;
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a UI connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let admitted = {
+            let mut g = open.lock().unwrap_or_else(|p| p.into_inner());
+            let (total, per) = &mut *g;
+            let n = per.get(&peer.ip()).copied().unwrap_or(0);
+            if *total >= MAX_CONNECTIONS || n >= MAX_CONNECTIONS_PER_ADDRESS {
+                false
+            } else {
+                *total += 1;
+                *per.entry(peer.ip()).or_insert(0) += 1;
+                true
+            }
+        };
+        if !admitted {
+            drop(tcp);
+            if last_warn.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
+                last_warn = Some(std::time::Instant::now());
+                tracing::warn!(client = %peer, "UI connection refused: too many open connections");
+            }
+            continue;
         }
-    }))
+        let (app, open) = (app.clone(), open.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
+                    tower::ServiceExt::oneshot(app.clone(), req)
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(client = %peer, error = %e, "UI connection ended");
+            }
+            let mut g = open.lock().unwrap_or_else(|p| p.into_inner());
+            let (total, per) = &mut *g;
+            *total -= 1;
+            if let Some(n) = per.get_mut(&peer.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    per.remove(&peer.ip());
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod check_config;
 pub mod evidence;
 pub mod gen_certs;
+pub mod hash_password;
 pub mod run;
 
 /// tidegate collector.
@@ -32,6 +33,8 @@ enum Command {
     GenCerts(gen_certs::Args),
     /// The evidence log: generate its signing key, verify it, export a finding's bundle.
     Evidence(evidence::Args),
+    /// Hash a console password (read from stdin) for `[[api.user]] password_hash`.
+    HashPassword(hash_password::Args),
 }
 
 /// Runs the chosen subcommand.
@@ -42,5 +45,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Analyze(a) => analyze::main(a),
         Command::GenCerts(a) => gen_certs::main(a),
         Command::Evidence(a) => evidence::main(a),
+        Command::HashPassword(a) => hash_password::main(a),
     }
 }

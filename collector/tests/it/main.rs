@@ -14,6 +14,7 @@ mod alerts_webhook_delivery;
 mod alerts_webhook_over_https;
 mod alerts_webhook_survives_collector_crash;
 mod analyze_cli;
+mod api_cuts_slow_clients_and_throttles_guessing;
 mod api_numbers_match_clickhouse;
 mod api_requires_credentials_and_names_bad_parameters;
 mod check_config_and_run_agree;

@@ -58,9 +58,9 @@ impl Console {
     pub fn start_with(analysis: bool, more: &str) -> Console {
         let ui_port = tidegate_testkit::free_port();
         let mut extra = format!(
-            "[api]\nlisten = \"127.0.0.1:{ui_port}\"\nhome_country = \"HK\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_sha256 = \"{}\"\n\n\
+            "[api]\nlisten = \"127.0.0.1:{ui_port}\"\nhome_country = \"HK\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n\
              [[api.token]]\nname = \"automation\"\nsha256 = \"{}\"\n",
-            sha256_hex(PASSWORD),
+            tidegate_collector::api::auth::hash_password_with(PASSWORD, 4096, 1, 1),
             sha256_hex(TOKEN)
         );
         let analysis = analysis.then(Analysis::new);
