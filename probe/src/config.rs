@@ -91,7 +91,7 @@ struct RawCollector {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProbe {
-    id: Option<String>,
+    id: Option<Spanned<String>>,
     backend: Option<Backend>,
     active_timeout_secs: Option<Spanned<u64>>,
     idle_timeout_secs: Option<Spanned<u64>>,
@@ -208,8 +208,16 @@ impl ProbeConfig {
         let path = file.path();
         let raw: RawFile = file.parse()?;
         let mut c = ProbeConfig::default();
-        if let Some(id) = raw.probe.id {
-            c.id = id;
+        if let Some(id) = &raw.probe.id {
+            if let Some(problem) = tidegate_wire::probe_id_problem(id.get_ref()) {
+                return Err(at(id.span().start, format!("probe.id: {problem}")));
+            }
+            c.id = id.get_ref().clone();
+        } else if let Some(problem) = tidegate_wire::probe_id_problem(&c.id) {
+            return Err(file.at(
+                0,
+                format!("the host name is not a usable probe id ({problem}): set probe.id"),
+            ));
         }
         c.backend = raw.probe.backend.unwrap_or_default();
         if let Some(v) = &raw.probe.active_timeout_secs {
@@ -365,6 +373,13 @@ mod tests {
         ProbeConfig::parse(src, Path::new("probe.toml"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn a_probe_id_outside_the_charset_is_refused_at_its_line() {
+        let e = err("[probe]\nid = \"../../etc/x\"\n");
+        assert!(e.starts_with("probe.toml:2:"), "{e}");
+        assert!(e.contains("probe.id"), "{e}");
     }
 
     #[test]

@@ -81,21 +81,29 @@ impl Params {
 
     /// `from`/`to` (RFC 3339 or epoch milliseconds); by default the hour up to now.
     pub fn time_range(&self) -> ApiResult<TimeRange> {
+        /// 2255-01-01 in epoch ms: nanosecond timestamps (Int64) end in 2262.
+        const MAX_TIME_MS: i64 = 9_025_315_200_000;
         let t = |name: &str| -> ApiResult<Option<i64>> {
             self.get(name)
-                .map(|s| {
-                    parse_time(s).ok_or_else(|| {
-                        ApiError::param(name, "expected RFC 3339 time or epoch milliseconds")
-                    })
+                .map(|s| match parse_time(s) {
+                    Some(v) if (0..=MAX_TIME_MS).contains(&v) => Ok(v),
+                    Some(_) => Err(ApiError::param(
+                        name,
+                        "outside 1970-01-01 .. 2255-01-01 (what the flow tables can hold)",
+                    )),
+                    None => Err(ApiError::param(
+                        name,
+                        "expected RFC 3339 time or epoch milliseconds",
+                    )),
                 })
                 .transpose()
         };
         let to_ms = t("to")?.unwrap_or_else(now_ms);
-        let from_ms = t("from")?.unwrap_or(to_ms - 3_600_000);
+        let from_ms = t("from")?.unwrap_or(to_ms.saturating_sub(3_600_000).max(0));
         if from_ms >= to_ms {
             return Err(ApiError::param("from", "must be before to"));
         }
-        if to_ms - from_ms > MAX_RANGE_MS {
+        if to_ms.saturating_sub(from_ms) > MAX_RANGE_MS {
             return Err(ApiError::param("from", "time range longer than 50 years"));
         }
         Ok(TimeRange { from_ms, to_ms })

@@ -119,6 +119,9 @@ fn bad_parameters_get_400_with_a_message_naming_the_parameter() {
         let cases = [
             ("/api/v1/overview?from=yesterday", "from"),
             ("/api/v1/overview?from=2000&to=1000", "from"),
+            ("/api/v1/overview?from=-9223372036854775808", "from"),
+            ("/api/v1/overview?to=9223372036854775807", "to"),
+            ("/api/v1/flows?from=-9223372036854775808&to=1000", "from"),
             ("/api/v1/overview?step=7", "step"),
             ("/api/v1/overview?lines=x", "lines"),
             ("/api/v1/flows?ip=10.0.0.0/33", "ip"),

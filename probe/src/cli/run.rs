@@ -272,7 +272,9 @@ fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
         c.metrics_listen = Some(a);
     }
     if let Some(id) = &args.probe_id {
-        anyhow::ensure!(!id.trim().is_empty(), "--probe-id must not be empty");
+        if let Some(problem) = tidegate_wire::probe_id_problem(id) {
+            anyhow::bail!("--probe-id: {problem}");
+        }
         c.id = id.clone();
     }
     c.collector = if args.json {
