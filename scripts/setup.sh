@@ -24,6 +24,8 @@ APT_PACKAGES=(
   python3 curl ca-certificates pkg-config
   # The auditor's evidence bundle check (dashboards/evidence/verify_bundle.py).
   openssl
+  # Seeds for the batch_decode fuzz target (scripts/fuzz.sh).
+  zstd
 )
 
 need_apt=()

@@ -8,6 +8,7 @@
 //! idle_timeout_secs = 15
 //! sweep_interval_ms = 1000      # how often kernel maps are drained
 //! metrics_listen = "127.0.0.1:9464"
+//! user = "tidegate"             # become this user (no capabilities) once capture is set up
 //!
 //! [ebpf]
 //! flow_entries = 1048576        # per generation
@@ -97,6 +98,7 @@ struct RawProbe {
     idle_timeout_secs: Option<Spanned<u64>>,
     sweep_interval_ms: Option<Spanned<u64>>,
     metrics_listen: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +164,8 @@ pub struct ProbeConfig {
     pub sweep_interval: Duration,
     /// Prometheus endpoint, if any.
     pub metrics_listen: Option<SocketAddr>,
+    /// The user the probe becomes once capture is set up (no capability left).
+    pub user: Option<String>,
     /// eBPF options.
     pub ebpf: EbpfOptions,
     /// Lines to capture on.
@@ -178,6 +182,7 @@ impl Default for ProbeConfig {
             timeouts: Timeouts::default(),
             sweep_interval: Duration::from_secs(1),
             metrics_listen: None,
+            user: None,
             ebpf: EbpfOptions::default(),
             lines: Vec::new(),
             collector: None,
@@ -231,6 +236,12 @@ impl ProbeConfig {
         if let Some(v) = &raw.probe.sweep_interval_ms {
             let ms = file.in_range(v, "sweep_interval_ms", 10..=60_000)?;
             c.sweep_interval = Duration::from_millis(ms);
+        }
+        if let Some(u) = &raw.probe.user {
+            if let Err(e) = crate::privileges::lookup(u.get_ref()) {
+                return Err(at(u.span().start, e.to_string()));
+            }
+            c.user = Some(u.get_ref().clone());
         }
         if let Some(v) = &raw.probe.metrics_listen {
             c.metrics_listen = Some(file.value(v, "metrics_listen", "host:port")?);

@@ -16,5 +16,6 @@ pub mod config;
 pub mod export;
 pub mod live;
 pub mod metrics;
+pub mod privileges;
 pub mod record;
 pub mod table;

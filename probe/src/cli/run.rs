@@ -220,6 +220,10 @@ pub struct Args {
     /// Stop by itself after this many seconds (flushing everything, as on SIGINT).
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Become this user once capture is set up (overrides probe.user): no uid 0, no
+    /// capability left while it runs.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
 }
 
 fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
@@ -271,6 +275,10 @@ fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
     if let Some(a) = args.metrics_listen {
         c.metrics_listen = Some(a);
     }
+    if let Some(u) = &args.user {
+        tidegate_probe::privileges::lookup(u).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
+        c.user = Some(u.clone());
+    }
     if let Some(id) = &args.probe_id {
         if let Some(problem) = tidegate_wire::probe_id_problem(id) {
             anyhow::bail!("--probe-id: {problem}");
@@ -309,6 +317,30 @@ fn health_counters(metrics: &Arc<Mutex<ProbeMetrics>>) -> HealthCounters {
 }
 
 /// Runs `run`.
+/// Drops every privilege once capture is set up (see [`tidegate_probe::privileges`]);
+/// without a user, says that the probe keeps running as root.
+fn become_user(user: Option<&str>, writable: &[&std::path::Path]) -> anyhow::Result<()> {
+    match user {
+        Some(u) => {
+            let (uid, gid) = tidegate_probe::privileges::drop_to(u, writable)
+                .context("dropping privileges after attaching")?;
+            tracing::info!(
+                user = u,
+                uid,
+                gid,
+                "privileges dropped: running without uid 0 or any capability"
+            );
+        }
+        // SAFETY: getuid cannot fail.
+        None if unsafe { libc::getuid() } == 0 => tracing::warn!(
+            "running as root for as long as the probe runs: set probe.user (or --user) to \
+             drop every privilege once capture is set up"
+        ),
+        None => {}
+    }
+    Ok(())
+}
+
 pub fn main(args: Args) -> anyhow::Result<()> {
     let cfg = config(&args)?;
     if let Some(d) = args.duration {
@@ -381,6 +413,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             let mut exporter =
                 CollectorArgs::start(c, &cfg.id, names, export_metrics, enforcer, offline)?
                     .with_health_counters(health_counters(&metrics));
+            become_user(cfg.user.as_deref(), &[c.spool_dir.as_path()])?;
             let ran = run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts);
             // Deliver what is left (or keep it spooled) even when the loop failed.
             let report = exporter.finish(args.collector.drain_timeout)?;
@@ -398,6 +431,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             if !args.json {
                 tracing::info!("no collector configured: flow records go to stdout as JSON lines");
             }
+            become_user(cfg.user.as_deref(), &[])?;
             run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts)?;
         }
     }

@@ -31,7 +31,8 @@ fn sums(records: &[FlowRecord]) -> HashMap<u16, (u64, u64)> {
     m
 }
 
-fn capture_to_collector(backend: &str) {
+/// `user`: run the probe with `--user` (it then writes its spool as that user).
+fn capture_to_collector(backend: &str, user: Option<&str>) {
     let pair = VethPair::new(&format!("c{}", &backend[..3])).expect("veth pair");
     let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b).unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -46,29 +47,38 @@ fn capture_to_collector(backend: &str) {
     let p = certs.probe(&probe);
     let spool = tmp.path().join("spool");
     let addr = server.addr.to_string();
-    let proc = ProbeProcess::run_on(
-        &pair,
-        &[
-            "--backend",
-            backend,
-            "--flow-entries",
-            "4096",
-            "--sweep-interval-ms",
-            "100",
-            "--probe-id",
-            &probe,
-            "--collector",
-            &addr,
-            "--tls-ca",
-            certs.ca().cert.to_str().unwrap(),
-            "--tls-cert",
-            p.cert.to_str().unwrap(),
-            "--tls-key",
-            p.key.to_str().unwrap(),
-            "--spool-dir",
-            spool.to_str().unwrap(),
-        ],
-    );
+    // A dropped-privilege probe must reach its spool: the parent is searchable.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let ca = certs.ca().cert;
+    let mut args = vec![];
+    if let Some(u) = user {
+        args.extend(["--user", u]);
+    }
+    args.extend([
+        "--backend",
+        backend,
+        "--flow-entries",
+        "4096",
+        "--sweep-interval-ms",
+        "100",
+        "--probe-id",
+        &probe,
+        "--collector",
+        &addr,
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "--tls-cert",
+        p.cert.to_str().unwrap(),
+        "--tls-key",
+        p.key.to_str().unwrap(),
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ]);
+    let proc = ProbeProcess::run_on(&pair, &args);
     let flows = [(2000u16, 64u16, 300u64), (2001, 1400, 40), (2002, 28, 1)];
     send_udp_flows(&pair, mac_b, SRC, DST, &flows);
     std::thread::sleep(Duration::from_millis(300));
@@ -115,10 +125,15 @@ fn capture_to_collector(backend: &str) {
 
 #[test]
 fn afpacket_capture_is_delivered_to_the_collector() {
-    capture_to_collector("afpacket");
+    capture_to_collector("afpacket", None);
 }
 
 #[test]
 fn ebpf_capture_is_delivered_to_the_collector() {
-    capture_to_collector("ebpf");
+    capture_to_collector("ebpf", None);
+}
+
+#[test]
+fn a_probe_that_dropped_its_privileges_spools_and_delivers_everything() {
+    capture_to_collector("ebpf", Some("nobody"));
 }

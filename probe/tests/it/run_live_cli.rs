@@ -79,6 +79,67 @@ fn ebpf_capture_prints_every_flow_and_flushes_on_sigint() {
     check_capture("ebpf");
 }
 
+/// `Uid:` and `CapEff:` of a process.
+fn identity(pid: u32) -> (String, String) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let f = |k: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    (f("Uid:"), f("CapEff:"))
+}
+
+#[test]
+fn after_attaching_the_probe_runs_as_a_plain_user_and_still_counts_every_packet() {
+    for backend in ["ebpf", "afpacket"] {
+        let (pair, mac_b, p) = json_probe(
+            &format!("u{}", &backend[..2]),
+            &[
+                "--backend",
+                backend,
+                "--flow-entries",
+                "4096",
+                "--user",
+                "nobody",
+            ],
+        );
+        let mut seen = (String::new(), String::new());
+        for _ in 0..100 {
+            seen = identity(p.pid());
+            if !seen.0.is_empty() && !seen.0.starts_with("0") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(
+            seen.0.split_whitespace().all(|u| u == "65534"),
+            "{backend}: uids {:?}",
+            seen.0
+        );
+        assert_eq!(seen.1, "0000000000000000", "{backend}: capabilities left");
+        let flows = [(2000u16, 100u16, 300u64), (2001, 600, 20)];
+        send_flows(&pair, mac_b, &flows);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let (code, records, err) = p.stop();
+        assert_eq!(code, 0, "{backend}: {err:?}");
+        let got = sums(&records);
+        for (sport, len, count) in flows {
+            assert_eq!(
+                got.get(&(sport as u64)),
+                Some(&(count, count * len as u64)),
+                "{backend} flow {sport}: {got:?}"
+            );
+        }
+        assert!(
+            err.iter().any(|l| l.contains("privileges dropped")),
+            "{err:?}"
+        );
+    }
+}
+
 #[test]
 fn afpacket_capture_counts_the_same() {
     check_capture("afpacket");

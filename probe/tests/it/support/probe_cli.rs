@@ -91,6 +91,11 @@ impl ProbeProcess {
         Self::start(&pair.ns_b, &all)
     }
 
+    /// The probe's process id (`ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn drain_stderr(&mut self) -> Vec<String> {
         while let Ok(l) = self.stderr_lines.recv_timeout(Duration::from_millis(200)) {
             self.stderr.push(l);
