@@ -114,3 +114,64 @@ impl Exporter for Tee<'_> {
         self.a.flush()
     }
 }
+
+/// `tidegate-probe replay CAPTURE --collector ADDR` as probe `id` spooling in `spool`
+/// (batches of 100 records), as an operator runs it; stdout and stderr piped.
+pub fn replay_process(
+    certs: &Certs,
+    id: &str,
+    addr: SocketAddr,
+    capture: &Path,
+    spool: &Path,
+) -> std::process::Child {
+    let me = certs.probe(id);
+    std::process::Command::new(crate::paths::bin("tidegate-probe"))
+        .arg("replay")
+        .arg(capture)
+        .args(["--probe-id", id, "--batch-records", "100"])
+        .args(["--collector", &addr.to_string()])
+        .args(["--tls-server-name", "localhost"])
+        .arg("--tls-ca")
+        .arg(certs.ca().cert)
+        .arg("--tls-cert")
+        .arg(me.cert)
+        .arg("--tls-key")
+        .arg(me.key)
+        .arg("--spool-dir")
+        .arg(spool)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tidegate-probe replay")
+}
+
+/// (records, packets, bytes) `tidegate-probe replay --json` makes of `capture`.
+pub fn replay_totals(capture: &Path) -> (u64, u64, u64) {
+    let out = std::process::Command::new(crate::paths::bin("tidegate-probe"))
+        .args(["replay", "--json"])
+        .arg(capture)
+        .output()
+        .expect("run tidegate-probe replay --json");
+    assert!(out.status.success(), "{out:?}");
+    let mut t = (0, 0, 0);
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).expect("a JSON record");
+        t.0 += 1;
+        t.1 += v["packets"].as_u64().unwrap_or(0);
+        t.2 += v["bytes"].as_u64().unwrap_or(0);
+    }
+    t
+}
+
+/// Writes a pcap file without packets (a replay of it only delivers what its spool
+/// holds).
+pub fn empty_pcap(path: &Path) {
+    let mut h = Vec::new();
+    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&65_535u32.to_le_bytes());
+    h.extend_from_slice(&1u32.to_le_bytes());
+    std::fs::write(path, h).expect("write an empty pcap");
+}

@@ -4,11 +4,7 @@
 //! a new spool's numbers starting again at 1 are never taken for resends of batches the
 //! collector already holds.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-    time::Duration,
-};
+use std::{path::Path, process::Output, time::Duration};
 
 use tidegate_testkit::{Stack, paths};
 
@@ -22,26 +18,13 @@ const CAPTURES: [&str; 3] = [
 ];
 
 fn replay(s: &Stack, capture: &str, spool: &Path) -> std::process::Child {
-    let ca = s.certs.ca().cert;
-    let me = s.certs.probe(PROBE);
-    Command::new(paths::bin("tidegate-probe"))
-        .arg("replay")
-        .arg(paths::corpus_pcap(capture))
-        .args(["--probe-id", PROBE, "--batch-records", "100"])
-        .args(["--collector", &s.config.addr().to_string()])
-        .args(["--tls-server-name", "localhost"])
-        .arg("--tls-ca")
-        .arg(ca)
-        .arg("--tls-cert")
-        .arg(me.cert)
-        .arg("--tls-key")
-        .arg(me.key)
-        .arg("--spool-dir")
-        .arg(spool)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start tidegate-probe replay")
+    tidegate_testkit::probe::replay_process(
+        &s.certs,
+        PROBE,
+        s.config.addr(),
+        &paths::corpus_pcap(capture),
+        spool,
+    )
 }
 
 fn finished(out: Output, capture: &str) -> String {
@@ -51,24 +34,6 @@ fn finished(out: Output, capture: &str) -> String {
         "replay of {capture} failed:\n{stderr}"
     );
     stderr
-}
-
-/// (records, packets, bytes) the probe makes of `capture` (its JSON output).
-fn expected(capture: &str) -> (u64, u64, u64) {
-    let out = Command::new(paths::bin("tidegate-probe"))
-        .args(["replay", "--json"])
-        .arg(paths::corpus_pcap(capture))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let mut t = (0, 0, 0);
-    for l in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        t.0 += 1;
-        t.1 += v["packets"].as_u64().unwrap();
-        t.2 += v["bytes"].as_u64().unwrap();
-    }
-    t
 }
 
 #[test]
@@ -91,7 +56,12 @@ fn every_record_of_every_replay_is_stored() {
 
     let want: Vec<(String, (u64, u64, u64))> = CAPTURES
         .iter()
-        .map(|c| (c.rsplit_once('.').unwrap().0.to_string(), expected(c)))
+        .map(|c| {
+            (
+                c.rsplit_once('.').unwrap().0.to_string(),
+                tidegate_testkit::probe::replay_totals(&paths::corpus_pcap(c)),
+            )
+        })
         .collect();
     let total: u64 = want.iter().map(|(_, (n, _, _))| n).sum();
     s.wait_for_flows(total, Duration::from_secs(90));

@@ -38,6 +38,7 @@ mod enrich_lookup_geolite;
 mod enrich_operator_ranges;
 mod evidence_log;
 mod evidence_timestamps;
+mod fault_soak_every_record_stored_once;
 mod forensic_replays_share_a_probe_id;
 mod grafana_dashboards_query_clickhouse;
 mod hostile_peers_cannot_stop_the_collector;
