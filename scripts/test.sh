@@ -45,6 +45,12 @@ target/release/peers --smoke --out "$smoke/peers.md" && target/release/scaling -
 target/release/detect_latency --smoke --out "$smoke/detect_latency.md" >/dev/null
 target/release/ui_overview --smoke --out "$smoke/ui_overview.md" >/dev/null
 
+log "building and checking the Debian packages (systemd units, postinst)"
+"$here/tests/package_test.sh"
+
+log "fuzzing every parser briefly (scripts/fuzz.sh --smoke; campaigns: scripts/fuzz.sh --runs N)"
+"$here/fuzz.sh" --smoke
+
 log "running the ClickHouse launcher test"
 "$here/tests/clickhouse_launcher_test.sh"
 
