@@ -45,7 +45,8 @@ mkdir -p "$work/corpus" "$work/artifacts" "$seeds"
 case $target in
   capture_read)
     # Small real captures, whole (pcap and pcapng).
-    find "$corpus_pcaps" -type f -size -64k | head -40 | while read -r f; do cp "$f" "$seeds/"; done ;;
+    mapfile -t small < <(find "$corpus_pcaps" -type f -size -64k | sort)
+    for f in "${small[@]:0:40}"; do cp "$f" "$seeds/"; done ;;
   packet_parse | app_names)
     python3 - "$corpus_pcaps" "$seeds" "$target" <<'PY'
 import os, struct, sys

@@ -1,15 +1,22 @@
 //! The DNS and TLS ClientHello parsers (names from a flow's first packets) on arbitrary
-//! payloads: never a panic, names bounded and printable.
+//! payloads: never a panic, names bounded, with no control, blank or invisible/bidi
+//! character (what reaches logs and the console).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tidegate_probe::app::{parse_client_hello, parse_dns};
+use tidegate_probe::app::{Hello, invisible_or_bidi, parse_client_hello, parse_dns};
+
+fn safe(name: &str) -> bool {
+    !name.chars().any(|c| c.is_control() || c.is_whitespace() || invisible_or_bidi(c))
+}
 
 fuzz_target!(|data: &[u8]| {
     if let Some(m) = parse_dns(data) {
         assert!(m.qname.len() <= 1024);
-        assert!(m.qname.bytes().all(|b| (0x21..0x7f).contains(&b)), "{:?}", m.qname);
+        assert!(safe(&m.qname), "{:?}", m.qname);
     }
-    let _ = parse_client_hello(data);
+    if let Hello::Sni(sni) = parse_client_hello(data) {
+        assert!(sni.len() <= 1024 && safe(&sni), "{sni:?}");
+    }
 });

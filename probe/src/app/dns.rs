@@ -123,6 +123,18 @@ mod tests {
         let mut c = query("ab", 1, 0x0100);
         c[13] = b'\n';
         assert_eq!(parse_dns(&c).unwrap().qname, "\\010b");
+        // A right-to-left override (found by fuzzing) and a zero-width space are
+        // escaped too; readable UTF-8 stays.
+        let rlo = query("pay\u{202e}gpj.exe", 1, 0x0100);
+        assert_eq!(parse_dns(&rlo).unwrap().qname, "pay\\226\\128\\174gpj.exe");
+        let zw = query("goo\u{200b}gle.com", 1, 0x0100);
+        assert!(parse_dns(&zw).unwrap().qname.starts_with("goo\\226"));
+        assert_eq!(
+            parse_dns(&query("bücher.example", 1, 0x0100))
+                .unwrap()
+                .qname,
+            "bücher.example"
+        );
         // Over 255 octets.
         let long = vec!["a".repeat(63); 5].join(".");
         assert!(parse_dns(&query(&long, 1, 0x0100)).is_none());

@@ -127,6 +127,17 @@ impl AppState {
     }
 }
 
+/// Format characters (Unicode category Cf) and other invisible code points that change
+/// how surrounding text displays.
+pub fn invisible_or_bidi(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
+        | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}' | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0000}'..='\u{e0fff}')
+}
+
 /// The DNS metadata of a message, if it is one (re-exported for tests).
 pub fn dns_meta(payload: &[u8]) -> Option<DnsMeta> {
     parse_dns(payload)
@@ -137,11 +148,14 @@ pub fn dns_meta(payload: &[u8]) -> Option<DnsMeta> {
 /// readable), and when the bytes are not UTF-8 or hold control characters or `\`,
 /// printable ASCII as is and every other byte as `\DDD` (RFC 1035 presentation
 /// format), so a hostile name cannot carry control characters into logs or the console.
+/// Invisible and direction-changing characters (zero-width, bidirectional overrides such
+/// as U+202E, soft hyphen, byte-order mark) count as control characters here: they
+/// would let a name display as another.
 pub(crate) fn presentable(label_bytes: &[u8], out: &mut String) {
     if let Ok(s) = std::str::from_utf8(label_bytes)
         && !s
             .chars()
-            .any(|c| c.is_control() || c == '\\' || c.is_whitespace())
+            .any(|c| c.is_control() || c == '\\' || c.is_whitespace() || invisible_or_bidi(c))
     {
         out.push_str(s);
         return;
