@@ -61,7 +61,10 @@ fn wait_spooled(dir: &Path, limit: Duration) -> bool {
 
 #[test]
 fn every_record_is_stored_once_through_clickhouse_collector_and_probe_failures() {
-    let mut s = Stack::start();
+    let mut s = Stack::start_with(tidegate_testkit::stack::StackOptions {
+        metrics: true,
+        ..Default::default()
+    });
     s.wait_for_schema();
     let captures: Vec<(String, PathBuf)> = [
         "ndpi-gnutella.pcap",
@@ -84,7 +87,21 @@ fn every_record_is_stored_once_through_clickhouse_collector_and_probe_failures()
         replay(&s, &captures[0].1, &spool(0)),
         "replay during the outage",
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // The spool gauges show what waits while the pipeline is stuck retrying.
+    let port = s.config.metrics_port.unwrap();
+    let gauge =
+        |text: &str, name: &str| tidegate_testkit::http::metric_opt(text, name).unwrap_or(0.0);
+    tidegate_testkit::eventually(
+        "spool gauges during the outage",
+        Duration::from_secs(10),
+        || {
+            let text = tidegate_testkit::block_on(tidegate_testkit::http::http_get(&format!(
+                "http://127.0.0.1:{port}/metrics"
+            )));
+            gauge(&text, "tidegate_collector_spool_pending_batches") > 0.0
+                && gauge(&text, "tidegate_collector_spool_bytes") > 0.0
+        },
+    );
     s.ch.resume();
 
     // 2. The collector is gone; the probe spools, is SIGKILLed with nothing
