@@ -36,6 +36,9 @@ pub struct PipelineMetrics {
     pub spool_bytes: Gauge,
     /// Entries waiting in the spool.
     pub spool_pending: Gauge,
+    /// Records stored already older than `retention_days` (ClickHouse's TTL drops them
+    /// from `flows` and `flows_1m` at its next merge).
+    pub records_beyond_retention: Counter,
 }
 
 impl PipelineMetrics {
@@ -49,6 +52,7 @@ impl PipelineMetrics {
             clickhouse_down: "1 while ClickHouse is failing inserts",
             spool_bytes: "Bytes held in the write-ahead spool",
             spool_pending as "spool_pending_batches": "Batches in the spool not yet stored",
+            records_beyond_retention as "pipeline_records_beyond_retention": "Records stored already older than retention_days (the TTL drops them from flows and flows_1m)",
         });
     }
 }
@@ -111,6 +115,7 @@ pub async fn run(
     // A group cut short by a crash is rebuilt to the same bounds.
     let mut replay = committer.pending_intent()?;
     let mut next: Option<Item> = None;
+    let mut expired = Expired::new(sink.config().retention_days);
     loop {
         metrics.spool_bytes.set(spool.bytes() as i64);
         metrics.spool_pending.set(spool.pending() as i64);
@@ -260,6 +265,7 @@ pub async fn run(
             }
         }
         committer.commit(end, group.len() as u64)?;
+        expired.note(&group, &metrics);
         metrics.batches_committed.inc_by(group.len() as u64);
         metrics
             .records_committed
@@ -270,6 +276,62 @@ pub async fn run(
         Err(e) => {
             tracing::error!(error = %e, "spool reader task failed");
             Err(SpoolError::Closed)
+        }
+    }
+}
+
+/// Says when stored records are already older than the retention (a forensic import of
+/// an old capture): the TTL drops them from `flows` and `flows_1m` right away, which
+/// would otherwise look like a silent loss. Counted always, logged once a minute.
+struct Expired {
+    retention_ns: Option<u64>,
+    warned: Option<std::time::Instant>,
+}
+
+impl Expired {
+    fn new(retention_days: u32) -> Self {
+        Expired {
+            retention_ns: (retention_days > 0)
+                .then(|| u64::from(retention_days) * 86_400 * 1_000_000_000),
+            warned: None,
+        }
+    }
+
+    fn note(&mut self, group: &[Item], metrics: &PipelineMetrics) {
+        let Some(keep) = self.retention_ns else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let cutoff = now.saturating_sub(keep);
+        let mut old = 0u64;
+        let mut probe = "";
+        for b in group.iter().filter_map(|i| i.batch.as_ref()) {
+            let n = b.records.iter().filter(|r| r.first < cutoff).count() as u64;
+            if n > 0 {
+                old += n;
+                probe = &b.probe_id;
+            }
+        }
+        if old == 0 {
+            return;
+        }
+        metrics.records_beyond_retention.inc_by(old);
+        if self
+            .warned
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.warned = Some(std::time::Instant::now());
+            tracing::warn!(
+                records = old,
+                probe = %probe.escape_debug(),
+                retention_days = keep / 86_400_000_000_000,
+                "stored records older than clickhouse.retention_days: ClickHouse's TTL drops them \
+                 from flows and flows_1m at its next merge (flows_1h keeps them); for forensic \
+                 imports of old captures use a collector with retention_days = 0"
+            );
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct CollectorConfig {
     pub small: bool,
     /// More TOML appended as is (`[api]`, `[policy]`, ...).
     pub extra: String,
+    /// `clickhouse.retention_days` (tests keep flows forever: 0).
+    pub retention_days: u32,
 }
 
 impl CollectorConfig {
@@ -43,6 +45,7 @@ impl CollectorConfig {
             metrics_port: None,
             small: true,
             extra: String::new(),
+            retention_days: 0,
         }
     }
 
@@ -64,7 +67,7 @@ impl CollectorConfig {
             "{metrics}[transport]\nlisten = \"127.0.0.1:{port}\"\nca_cert = \"{ca}\"\n\
              cert = \"{cert}\"\nkey = \"{key}\"\n\n\
              [spool]\ndir = \"{spool}\"\n{spool_sizes}\n\
-             [clickhouse]\nurl = \"{ch}\"\ndatabase = \"tidegate\"\nretention_days = 0\n\n\
+             [clickhouse]\nurl = \"{ch}\"\ndatabase = \"tidegate\"\nretention_days = {retention}\n\n\
              {aggregate}{extra}",
             port = self.port,
             ca = self.certs.join("ca.pem").display(),
@@ -72,6 +75,7 @@ impl CollectorConfig {
             key = self.certs.join("collector.key").display(),
             spool = self.spool.display(),
             ch = self.clickhouse,
+            retention = self.retention_days,
             extra = self.extra,
         )
     }

@@ -93,3 +93,53 @@ fn every_record_of_every_replay_is_stored() {
             .unwrap();
     assert_eq!(rows.trim(), total.to_string());
 }
+
+#[test]
+fn a_replay_older_than_the_retention_is_announced_not_silently_dropped() {
+    use tidegate_testkit::{CollectorProcess, TestClickHouse, collector::CollectorConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let ch = TestClickHouse::start();
+    let certs = tidegate_testkit::Certs::generate(&dir.path().join("certs"), &[PROBE]);
+    let mut config =
+        CollectorConfig::new(dir.path(), &certs, tidegate_testkit::free_port(), &ch.url());
+    config.retention_days = 30;
+    config.metrics_port = Some(tidegate_testkit::free_port());
+    let path = config.write(dir.path());
+    let collector = CollectorProcess::start(&path, config.addr());
+    // A capture from years ago.
+    let capture = CAPTURES[1];
+    let out = tidegate_testkit::probe::replay_process(
+        &certs,
+        PROBE,
+        config.addr(),
+        &paths::corpus_pcap(capture),
+        &dir.path().join("replay-spool"),
+    )
+    .wait_with_output()
+    .unwrap();
+    finished(out, capture);
+    let (n, _, _) = tidegate_testkit::probe::replay_totals(&paths::corpus_pcap(capture));
+    let port = config.metrics_port.unwrap();
+    tidegate_testkit::eventually(
+        "records beyond the retention counted",
+        Duration::from_secs(60),
+        || {
+            let text = tidegate_testkit::block_on(tidegate_testkit::http::http_get(&format!(
+                "http://127.0.0.1:{port}/metrics"
+            )));
+            tidegate_testkit::http::metric_opt(
+                &text,
+                "tidegate_collector_pipeline_records_beyond_retention_total",
+            ) == Some(n as f64)
+        },
+    );
+    assert!(
+        collector
+            .wait_log(
+                "older than clickhouse.retention_days",
+                Duration::from_secs(10)
+            )
+            .is_some(),
+        "the operator is told"
+    );
+}
