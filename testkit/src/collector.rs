@@ -117,6 +117,8 @@ pub struct Launch {
     pub ready: Vec<String>,
     /// Start it with this open-file limit (soft and hard), as a small host would.
     pub open_files: Option<u64>,
+    /// Start it with this umask (a careless operator's 000).
+    pub umask: Option<u32>,
 }
 
 impl CollectorProcess {
@@ -133,6 +135,16 @@ impl CollectorProcess {
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(m) = launch.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(m as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
         if let Some(n) = launch.open_files {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs before exec.

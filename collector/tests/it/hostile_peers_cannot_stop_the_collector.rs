@@ -522,3 +522,70 @@ fn a_spool_entry_that_cannot_be_quarantined_stops_the_collector_loudly_then_is_q
     assert_eq!(std::fs::read(dead.join(&names[0])).unwrap(), b"not a batch");
     drop(collector);
 }
+
+/// Mode bits of a path.
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn under_umask_000_state_stays_private_and_nothing_is_world_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = dir.path().join("certs");
+    // gen-certs from a shell with umask 000.
+    let out = {
+        use std::os::unix::process::CommandExt;
+        let mut c = std::process::Command::new(tidegate_testkit::paths::bin("tidegate-collector"));
+        c.args(["gen-certs", "--probe", "edge-1", "--out"])
+            .arg(&certs_dir);
+        // SAFETY: umask is async-signal-safe.
+        unsafe {
+            c.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        c.output().unwrap()
+    };
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        mode(&certs_dir) & 0o022,
+        0,
+        "certs directory {:o}",
+        mode(&certs_dir)
+    );
+    assert_eq!(mode(&certs_dir.join("probe-edge-1.key")), 0o600);
+    let certs = Certs { dir: certs_dir };
+    let ch = TestClickHouse::start();
+    let mut config = CollectorConfig::new(dir.path(), &certs, free_port(), &ch.url());
+    config.extra = format!(
+        "[alerts]\njsonl = \"{}\"\n",
+        dir.path().join("log/alerts.jsonl").display()
+    );
+    std::fs::create_dir_all(dir.path().join("log")).unwrap();
+    let path = config.write(dir.path());
+    let collector = CollectorProcess::launch(
+        &path,
+        config.addr(),
+        Launch {
+            umask: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let spool = config.spool.clone();
+    eventually("spool segments written", Duration::from_secs(20), || {
+        std::fs::read_dir(&spool).is_ok_and(|d| d.count() > 0)
+    });
+    assert_eq!(mode(&spool), 0o700, "spool directory");
+    for e in std::fs::read_dir(&spool).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            assert_eq!(mode(&p) & 0o077, 0, "{} is {:o}", p.display(), mode(&p));
+        }
+    }
+    let jsonl = dir.path().join("log/alerts.jsonl");
+    assert_eq!(mode(&jsonl), 0o600, "alerts.jsonl");
+    drop(collector);
+}
