@@ -89,6 +89,7 @@ struct RawWebhook {
     timeout_ms: Option<u64>,
     backoff_min_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
+    allow_plain_http: Option<bool>,
 }
 
 /// The raw sections, as `config.rs` deserializes them.
@@ -362,6 +363,31 @@ pub(crate) fn parse(
                     "alerts.webhook.backoff_max_ms must not be below backoff_min_ms".into(),
                 ));
             }
+            if let Some(rest) = w.url.strip_prefix("http://")
+                && !w.allow_plain_http.unwrap_or(false)
+            {
+                let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+                let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+                let name = match host.strip_prefix('[') {
+                    Some(v6) => v6.split(']').next().unwrap_or(""),
+                    None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+                };
+                let loopback = name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if !loopback {
+                    return Err(bad(
+                        "url",
+                        format!(
+                            "alerts.webhook.url {:?}: plain http would carry alerts unencrypted \
+                             to {name}; use https:// (or allow_plain_http = true for a receiver \
+                             on a trusted network)",
+                            w.url
+                        ),
+                    ));
+                }
+            }
             cfg.webhook = Some(WebhookConfig {
                 url: w.url,
                 ca_file,
@@ -460,6 +486,10 @@ mod tests {
             (
                 "[alerts.webhook]\nurl = \"http://h:1/\"\nsecret = \"k\"\nbackoff_min_ms = 0\n",
                 ":9: alerts.webhook.backoff_min_ms",
+            ),
+            (
+                "[alerts.webhook]\nsecret = \"k\"\nurl = \"http://regulator.example/h\"\n",
+                ":8: alerts.webhook.url \"http://regulator.example/h\": plain http",
             ),
             (
                 "[alerts.syslog]\nprotocol = \"udp\"\naddress = \"nohost\"\n",
