@@ -83,9 +83,13 @@ curl -sf -c "$work/cookies" -H 'content-type: application/json' \
   fail "login with the printed credentials failed"
 curl -sf -b "$work/cookies" "${url}api/v1/alerts" >"$work/alerts.json" || fail "alerts API"
 grep -q syn_flood "$work/alerts.json" || fail "the dashboard API lists no SYN flood: $(head -c 500 "$work/alerts.json")"
-curl -sf -b "$work/cookies" "${url}" | grep -qi "<html" || fail "the dashboard page"
-curl -sf "http://127.0.0.1:$TIDEGATE_DEMO_COLLECTOR_METRICS_PORT/metrics" | grep -q tidegate_collector ||
-  fail "the collector's metrics through the forwarder"
+# Whole answers to files first: `curl | grep -q` fails under pipefail when grep stops
+# reading before curl has written everything (SIGPIPE).
+curl -sf -b "$work/cookies" "${url}" -o "$work/page.html" || fail "the dashboard page"
+grep -qi "<html" "$work/page.html" || fail "the dashboard page is not HTML"
+curl -sf "http://127.0.0.1:$TIDEGATE_DEMO_COLLECTOR_METRICS_PORT/metrics" -o "$work/metrics.txt" ||
+  fail "the collector's metrics through the forwarder (curl exit $?)"
+grep -q tidegate_collector "$work/metrics.txt" || fail "the collector's metrics page: $(head -c 300 "$work/metrics.txt")"
 wait "$demo" || fail "the demo exited with $?"
 demo=""
 host_net >"$work/net.after"
