@@ -5,6 +5,7 @@
 
 pub mod cidr;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod durable;
 pub mod limits;

@@ -9,7 +9,7 @@ use prometheus_client::{
     registry::Registry,
 };
 use tidegate_threat::enrich::{Contextualizer, FlowContext};
-use tidegate_wire::{Batch, decode_batch};
+use tidegate_wire::{Batch, FlowRecord, decode_batch};
 use tokio::sync::watch;
 
 use crate::{
@@ -109,6 +109,10 @@ pub async fn run(
 ) -> Result<(), SpoolError> {
     let mut committer = reader.take_committer().ok_or(SpoolError::Closed)?;
     let evidence = stages.evidence.clone();
+    let quarantine = Quarantine {
+        dir: dead_letter_dir,
+        alerts: stages.analysis.clone(),
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(READ_AHEAD);
     let read = tokio::spawn(read_stage(reader, stages, tx, stop.clone()));
     let max_rows = sink.config().max_rows_per_insert.max(1);
@@ -128,9 +132,9 @@ pub async fn run(
         };
         if first.batch.is_none() {
             metrics.dead_letters.inc();
-            dead_letter(
-                &dead_letter_dir,
+            quarantine.keep(
                 &first.entry,
+                &[],
                 first.error.as_deref().unwrap_or("undecodable"),
             )?;
             committer.commit(first.entry.end, 1)?;
@@ -218,7 +222,7 @@ pub async fn run(
         let stored_parts: Vec<GroupPart<'_>> = if stored {
             parts
         } else {
-            match store_one_by_one(&sink, &metrics, &dead_letter_dir, &group).await {
+            match store_one_by_one(&sink, &metrics, &quarantine, &group).await {
                 Ok(kept) => parts
                     .into_iter()
                     .zip(kept)
@@ -301,10 +305,7 @@ impl Expired {
         let Some(keep) = self.retention_ns else {
             return;
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let now = tidegate_base::clock::wall_ns();
         let cutoff = now.saturating_sub(keep);
         let mut old = 0u64;
         let mut probe = "";
@@ -401,7 +402,7 @@ async fn store(
 async fn store_one_by_one(
     sink: &ClickHouseSink,
     metrics: &PipelineMetrics,
-    dead_letter_dir: &std::path::Path,
+    quarantine: &Quarantine,
     group: &[Item],
 ) -> Result<Vec<bool>, StoreOutcome> {
     if !sink.ping().await {
@@ -420,9 +421,9 @@ async fn store_one_by_one(
             }
             metrics.dead_letters.inc();
             *kept.last_mut().expect("pushed") = false;
-            if let Err(io) = dead_letter(
-                dead_letter_dir,
+            if let Err(io) = quarantine.keep(
                 &item.entry,
+                &b.records,
                 &format!("ClickHouse rejected it: {e}"),
             ) {
                 tracing::error!(error = %io, "cannot quarantine a batch ClickHouse rejected");
@@ -515,35 +516,56 @@ async fn read_stage(
     }
 }
 
-/// Keeps an entry that cannot be stored, next to the spool, and says so loudly. The
-/// file is named after the entry's place in the spool (never after anything the probe
-/// sent); a `.json` beside it says whose batch it was and why it is there.
-fn dead_letter(dir: &std::path::Path, entry: &Entry, why: &str) -> Result<(), SpoolError> {
-    let name = format!("{:020}-{:012}", entry.end.segment, entry.end.offset);
-    let p = dir.join(format!("{name}.bin"));
-    tracing::error!(probe = %entry.probe_id.escape_debug(), seq = entry.seq, reason = why, file = %p.display(),
-        "spool entry quarantined in the dead-letter directory (it is not replayed again)");
-    tidegate_base::durable::private_dir(dir)
-        .map_err(SpoolError::io(dir, "create dead-letter directory"))?;
-    let about = serde_json::json!({
-        "probe_id": entry.probe_id,
-        "epoch": entry.epoch,
-        "seq": entry.seq,
-        "reason": why,
-        "quarantined_at": chrono_like_now(),
-    });
-    let meta = dir.join(format!("{name}.json"));
-    tidegate_base::durable::write_renamed(&p, &entry.payload)
-        .map_err(SpoolError::io(&p, "write dead letter"))?;
-    tidegate_base::durable::write_durable(&meta, about.to_string().as_bytes())
-        .map_err(SpoolError::io(&meta, "write dead letter"))
+/// Where entries that cannot be stored go: the dead-letter directory, and an alert.
+struct Quarantine {
+    dir: std::path::PathBuf,
+    /// The detection stage publishes the `data_quarantined` alert through its sinks.
+    alerts: Option<Feed>,
+}
+
+impl Quarantine {
+    /// Keeps an entry that cannot be stored, next to the spool, and says so loudly (log,
+    /// and an alert). The file is named after the entry's place in the spool (never after
+    /// anything the probe sent); a `.json` beside it says whose batch it was and why it is
+    /// there. `records` are its decoded records (empty when it could not be decoded).
+    fn keep(&self, entry: &Entry, records: &[FlowRecord], why: &str) -> Result<(), SpoolError> {
+        let dir = &self.dir;
+        let name = format!("{:020}-{:012}", entry.end.segment, entry.end.offset);
+        let p = dir.join(format!("{name}.bin"));
+        tracing::error!(probe = %entry.probe_id.escape_debug(), seq = entry.seq, reason = why, file = %p.display(),
+            "spool entry quarantined in the dead-letter directory (it is not replayed again)");
+        tidegate_base::durable::private_dir(dir)
+            .map_err(SpoolError::io(dir, "create dead-letter directory"))?;
+        let about = serde_json::json!({
+            "probe_id": entry.probe_id,
+            "epoch": entry.epoch,
+            "seq": entry.seq,
+            "reason": why,
+            "quarantined_at": chrono_like_now(),
+        });
+        let meta = dir.join(format!("{name}.json"));
+        tidegate_base::durable::write_renamed(&p, &entry.payload)
+            .map_err(SpoolError::io(&p, "write dead letter"))?;
+        tidegate_base::durable::write_durable(&meta, about.to_string().as_bytes())
+            .map_err(SpoolError::io(&meta, "write dead letter"))?;
+        if let Some(feed) = self.alerts.clone() {
+            let alert = tidegate_threat::detect::Alert::data_quarantined(
+                &entry.probe_id,
+                &name,
+                records,
+                why,
+                &p.display().to_string(),
+                tidegate_base::clock::wall_ns(),
+            );
+            // The stage's queue may be full (it blocks): off the async threads.
+            tokio::task::spawn_blocking(move || feed.raise(alert));
+        }
+        Ok(())
+    }
 }
 
 /// Now as RFC 3339 (UTC).
 fn chrono_like_now() -> String {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let ns = tidegate_base::clock::wall_ns();
     tidegate_wire::record::rfc3339_ns::format(ns)
 }

@@ -68,7 +68,15 @@ impl Feed {
     /// Queues a batch and the enrichment of each of its records; blocks while the stage
     /// is behind. A stopped stage drops it (the collector is shutting down).
     pub fn send(&self, batch: Arc<Batch>, ctx: Arc<Vec<FlowContext>>) {
-        let _ = self.tx.send(stage::Input { batch, ctx });
+        let _ = self.tx.send(stage::Input::Batch { batch, ctx });
+    }
+
+    /// Publishes an alert raised outside detection (a quarantined spool entry) through
+    /// the stage's sinks; blocks while the stage is behind.
+    pub fn raise(&self, alert: tidegate_threat::detect::Alert) {
+        if self.tx.send(stage::Input::Raise(Box::new(alert))).is_err() {
+            tracing::error!("the detection stage has stopped: an alert could not be raised");
+        }
     }
 }
 

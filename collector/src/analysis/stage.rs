@@ -12,10 +12,16 @@ use tidegate_threat::detect::Detector;
 use tidegate_threat::enrich::FlowContext;
 use tidegate_threat::policy::{Endpoints, PolicyEngine, ViolationBook};
 
-/// One decoded batch with the enrichment of each record.
-pub(crate) struct Input {
-    pub batch: Arc<Batch>,
-    pub ctx: Arc<Vec<FlowContext>>,
+/// What the stage is handed.
+pub(crate) enum Input {
+    /// One decoded batch with the enrichment of each record.
+    Batch {
+        batch: Arc<Batch>,
+        ctx: Arc<Vec<FlowContext>>,
+    },
+    /// An alert raised outside detection (the storage pipeline's quarantine), published
+    /// through the same sinks.
+    Raise(Box<tidegate_threat::detect::Alert>),
 }
 
 /// How often the thread wakes up without input (to notice idle lines).
@@ -43,13 +49,7 @@ pub(crate) struct Stage {
     pub blocked: std::collections::HashMap<String, String>,
 }
 
-/// The wall clock, ns since the Unix epoch.
-fn wall_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+use tidegate_base::clock::wall_ns;
 
 impl Stage {
     /// Runs until every sender of `rx` is gone, then closes every window.
@@ -60,10 +60,18 @@ impl Stage {
         let empty = Endpoints::default();
         loop {
             match rx.recv_timeout(TICK) {
-                Ok(input) => {
+                Ok(Input::Raise(alert)) => {
+                    let u = tidegate_threat::detect::AlertUpdate {
+                        new: !self.outputs.knows(&alert.id),
+                        alert: *alert,
+                    };
+                    self.outputs.alert(&u);
+                    self.outputs.flush();
+                }
+                Ok(Input::Batch { batch, ctx }) => {
                     last_input = Instant::now();
                     advanced_ns = 0;
-                    let b = &input.batch;
+                    let b = &batch;
                     self.outputs.metrics.records.inc_by(b.records.len() as u64);
                     let now = wall_ns();
                     let limit = now.saturating_add(self.max_skew_ns);
@@ -79,7 +87,7 @@ impl Stage {
                             r
                         };
                         newest_ns = newest_ns.max(r.last);
-                        let ctx = input.ctx.get(i);
+                        let ctx = ctx.get(i);
                         if let Some(engine) = self.policy.as_mut() {
                             let ends = ctx.map_or(&empty, |c| &c.ends);
                             for v in engine.process(r, ends) {

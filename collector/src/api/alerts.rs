@@ -20,7 +20,7 @@ use super::{
 };
 
 /// Alert kinds the detectors raise.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "port_scan",
     "host_sweep",
     "syn_flood",
@@ -32,6 +32,7 @@ pub const KINDS: [&str; 11] = [
     "icmp_tunnel",
     "surge",
     "upload",
+    "data_quarantined",
 ];
 
 /// Alert severities, lowest first.

@@ -34,10 +34,7 @@ fn hub(st: &AppState) -> ApiResult<&Arc<EnforceHub>> {
 pub async fn status(State(st): State<AppState>) -> ApiResult<Json<Value>> {
     let h = hub(&st)?;
     let (plan, probes) = h.status();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let now = tidegate_base::clock::wall_ns();
     Ok(Json(json!({
         "plan": plan,
         "probes": probes,

@@ -4,10 +4,7 @@
 //! full the batch is skipped for export and counted. A collector restart replays the
 //! spool entries not yet stored, so a target can receive such records twice.
 
-use std::{
-    sync::Arc,
-    time::{Instant, SystemTime, UNIX_EPOCH},
-};
+use std::{sync::Arc, time::Instant};
 
 use tidegate_wire::{Batch, FlowRecord, FlowSource};
 use tokio::{net::UdpSocket, sync::mpsc};
@@ -114,10 +111,7 @@ async fn send(t: &mut Target, batch: &Batch, m: &NetflowMetrics) {
     if records.is_empty() && !due {
         return;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as u32)
-        .unwrap_or(0);
+    let now = u32::try_from(tidegate_base::clock::wall_secs()).unwrap_or(u32::MAX);
     let msgs = t.encoder.messages(&records, now, due);
     if due {
         t.templates_sent = Some(Instant::now());

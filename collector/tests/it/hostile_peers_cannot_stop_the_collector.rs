@@ -520,6 +520,22 @@ fn a_spool_entry_that_cannot_be_quarantined_stops_the_collector_loudly_then_is_q
         serde_json::from_slice(&std::fs::read(dead.join(&names[1])).unwrap()).unwrap();
     assert_eq!(about["probe_id"], "edge-1");
     assert_eq!(std::fs::read(dead.join(&names[0])).unwrap(), b"not a batch");
+    // And it is an alert, not only a log line: one `data_quarantined` alert naming the
+    // probe and the quarantine file, through the same sinks as every alert.
+    let stem = names[0].trim_end_matches(".bin").to_string();
+    let sql = "SELECT key, severity, description FROM tidegate.alerts FINAL \
+               WHERE kind = 'data_quarantined' FORMAT TSV";
+    let mut rows = String::new();
+    let raised = block_on(eventually_async(Duration::from_secs(30), async || {
+        rows = ch.query(sql).await;
+        !rows.trim().is_empty()
+    }));
+    assert!(raised, "no data_quarantined alert in ClickHouse");
+    let rows: Vec<&str> = rows.trim().lines().collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].starts_with(&format!("edge-1 {stem}\t")), "{rows:?}");
+    assert!(rows[0].contains(&format!("{stem}.bin")), "{rows:?}");
+    assert!(rows[0].contains("high"), "{rows:?}");
     drop(collector);
 }
 

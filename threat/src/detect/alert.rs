@@ -35,11 +35,14 @@ pub enum AlertKind {
     Surge,
     /// An inside host sending one destination far more than it receives from it.
     Upload,
+    /// Records a probe delivered could not be stored (undecodable, or refused by
+    /// ClickHouse) and were quarantined: an integrity alert about the collector itself.
+    DataQuarantined,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 11] = [
+    pub const ALL: [AlertKind; 12] = [
         AlertKind::PortScan,
         AlertKind::HostSweep,
         AlertKind::SynFlood,
@@ -51,6 +54,7 @@ impl AlertKind {
         AlertKind::IcmpTunnel,
         AlertKind::Surge,
         AlertKind::Upload,
+        AlertKind::DataQuarantined,
     ];
 
     /// The kind named `s` (as serialized).
@@ -72,6 +76,7 @@ impl AlertKind {
             AlertKind::IcmpTunnel => "icmp_tunnel",
             AlertKind::Surge => "surge",
             AlertKind::Upload => "upload",
+            AlertKind::DataQuarantined => "data_quarantined",
         }
     }
 }
@@ -144,6 +149,64 @@ pub struct Alert {
     /// over the windows that reported. `None` for detectors whose windows overlap (a sum
     /// over them would count traffic twice) or that do not count volume.
     pub volume: Option<Volume>,
+}
+
+impl Alert {
+    /// The alert raised when a spool entry is quarantined: `place` names the entry's
+    /// position in the collector's spool (unique, so each quarantine is its own alert),
+    /// `records`/`volume` what it held when it could be decoded, `now_ns` the collector's
+    /// clock.
+    pub fn data_quarantined(
+        probe_id: &str,
+        place: &str,
+        records: &[FlowRecord],
+        why: &str,
+        file: &str,
+        now_ns: u64,
+    ) -> Alert {
+        let key = format!("{probe_id} {place}");
+        let id = fnv1a(&[
+            AlertKind::DataQuarantined.as_str().as_bytes(),
+            key.as_bytes(),
+        ]);
+        let (first_ns, last_ns) = records
+            .iter()
+            .fold(None, |acc: Option<(u64, u64)>, r| {
+                Some(acc.map_or((r.first, r.last), |(f, l)| (f.min(r.first), l.max(r.last))))
+            })
+            .unwrap_or((now_ns, now_ns));
+        let volume = (!records.is_empty()).then(|| {
+            records.iter().fold(Volume::default(), |v, r| Volume {
+                packets: v.packets.saturating_add(r.packets),
+                bytes: v.bytes.saturating_add(r.bytes),
+            })
+        });
+        let line = records.first().map(|r| r.line.clone()).unwrap_or_default();
+        let mut evidence = records.to_vec();
+        evidence.truncate(8);
+        Alert {
+            id: format!("{id:016x}"),
+            kind: AlertKind::DataQuarantined,
+            severity: Severity::High,
+            first_ns,
+            last_ns,
+            src: None,
+            dst: None,
+            port: None,
+            line,
+            key,
+            measured: records.len() as f64,
+            threshold: 0.0,
+            unit: "records".into(),
+            description: format!(
+                "{} record(s) from probe {probe_id} could not be stored ({why}); the batch is \
+                 quarantined in {file} and is not in ClickHouse",
+                records.len()
+            ),
+            evidence,
+            volume,
+        }
+    }
 }
 
 /// Packets and bytes an alert counted. (Not flows: a flow spread over several windows

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -344,10 +344,7 @@ impl Worker {
 
     /// One POST of `body`.
     async fn attempt(&self, id: &str, signature: &str, body: Bytes) -> Attempt {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = tidegate_base::clock::wall_secs();
         let req = match Request::post(self.uri.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(ID_HEADER, id)
