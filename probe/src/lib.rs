@@ -14,6 +14,7 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod export;
+pub mod ledger;
 pub mod live;
 pub mod metrics;
 pub mod privileges;

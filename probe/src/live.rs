@@ -105,13 +105,16 @@ pub struct RunSummary {
 const APP_SAMPLES_PER_POLL: usize = 4096;
 
 /// Runs until `stop` is set (SIGINT/SIGTERM) or the duration passes, then flushes
-/// everything: no packet the backend accounted is left unexported.
+/// everything: no packet the backend accounted is left unexported. With a `ledger`, what
+/// was accounted and exported is checkpointed after every sweep and the ledger is
+/// closed clean at the end (see [`crate::ledger`]).
 pub fn run_loop(
     src: &mut dyn LiveSource,
     exporter: &mut dyn Exporter,
     metrics: &Arc<Mutex<ProbeMetrics>>,
     stop: &AtomicBool,
     opts: &LoopOptions,
+    mut ledger: Option<crate::ledger::Ledger>,
 ) -> anyhow::Result<RunSummary> {
     let mut table = FlowTable::new(opts.timeouts);
     let started = Instant::now();
@@ -123,6 +126,7 @@ pub fn run_loop(
         lines: &opts.lines,
         enforcer: opts.enforcer.as_ref(),
         records: 0,
+        packets: 0,
         err: None,
     };
     let mut rule_seen: HashMap<(String, tidegate_wire::Verdict), (u64, u64)> = HashMap::new();
@@ -144,13 +148,18 @@ pub fn run_loop(
             let mut m = metrics.lock().expect("metrics lock");
             m.sweep_seconds.observe(t0.elapsed().as_secs_f64());
             table.expire(realtime_ns(), |k, s, app| out.export(k, s, app, &mut m));
-            m.update_counters(&src.counters()?);
+            let counters = src.counters()?;
+            m.update_counters(&counters);
             m.flows_active.set(table.len() as i64);
             if let Some(e) = &opts.enforcer {
                 update_rule_metrics(e, &mut m, &mut rule_seen);
             }
             drop(m);
             out.exporter.flush()?;
+            out.check()?;
+            if let Some(l) = ledger.as_mut() {
+                l.checkpoint(counters[Counter::Accounted as usize], out.packets);
+            }
             next_sweep += opts.sweep_interval;
             if next_sweep < Instant::now() {
                 next_sweep = Instant::now() + opts.sweep_interval;
@@ -184,6 +193,12 @@ pub fn run_loop(
     drop(m);
     out.check()?;
     out.exporter.flush()?;
+    out.check()?;
+    if let Some(mut l) = ledger {
+        l.checkpoint(totals[Counter::Accounted as usize], out.packets);
+        l.close_clean()
+            .map_err(|e| anyhow::anyhow!("cannot mark the export ledger clean: {e}"))?;
+    }
     let records = out.records;
     let counters: Vec<_> = Counter::ALL
         .iter()
@@ -231,6 +246,8 @@ struct Out<'a> {
     lines: &'a HashMap<u32, String>,
     enforcer: Option<&'a SharedEnforcer>,
     records: u64,
+    /// Packets of the records exported.
+    packets: u64,
     err: Option<std::io::Error>,
 }
 
@@ -262,6 +279,7 @@ impl Out<'_> {
             return;
         }
         self.records += 1;
+        self.packets = self.packets.saturating_add(s.packets);
         m.records_exported.inc();
         m.export_lag
             .observe(realtime_ns().saturating_sub(s.last_ns) as f64 / 1e9);

@@ -53,6 +53,9 @@ pub struct ProbeMetrics {
     pub records_exported: Counter,
     /// Flows held in the userspace table.
     pub flows_active: Gauge,
+    /// Packets the previous run counted and never exported because it did not stop
+    /// cleanly (SIGKILL, crash), as of its last checkpoint; 0 after a clean stop.
+    pub previous_run_unexported: Gauge,
     /// Seconds from a flow's last packet to its export.
     pub export_lag: Histogram,
     /// Seconds a kernel map sweep took (flip + grace period + drain).
@@ -90,6 +93,7 @@ impl ProbeMetrics {
             capture_drops: Counter::default(),
             records_exported: Counter::default(),
             flows_active: Gauge::default(),
+            previous_run_unexported: Gauge::default(),
             export_lag: Histogram::new([0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0]),
             sweep_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
             enforce_packets: Family::default(),
@@ -149,6 +153,11 @@ impl ProbeMetrics {
             "flows_active",
             "Flows held in the userspace flow table",
             m.flows_active.clone(),
+        );
+        registry.register(
+            "previous_run_unexported_packets",
+            "Packets the previous run counted but never exported because it was killed or crashed (as of its last checkpoint; 0 after a clean stop)",
+            m.previous_run_unexported.clone(),
         );
         registry.register(
             "export_lag_seconds",

@@ -163,7 +163,7 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
                 enforcer: Some(enforcer),
             };
             let m = Arc::new(Mutex::new(ProbeMetrics::new()));
-            run_loop(&mut cap, &mut ex, &m, &stop, &opts).unwrap();
+            run_loop(&mut cap, &mut ex, &m, &stop, &opts, None).unwrap();
             let rep = ex.finish(Duration::from_secs(30)).unwrap();
             assert!(rep.delivered(), "{rep:?}");
         })

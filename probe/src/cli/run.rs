@@ -19,6 +19,7 @@ use tidegate_probe::{
             MAX_BATCH_RECORDS,
         },
     },
+    ledger::{Ledger, PreviousLoss},
     live::{LoopOptions, run_loop},
     metrics::{ProbeMetrics, serve},
 };
@@ -296,9 +297,10 @@ fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
     Ok(c)
 }
 
-/// Capture counters for health snapshots. `run_loop` may hold the metrics lock while it
+/// Capture counters for health snapshots (and, after a run that did not stop cleanly,
+/// `previous_run_unexported_packets`). `run_loop` may hold the metrics lock while it
 /// exports, so this never waits for it: when busy, the last values are reported.
-fn health_counters(metrics: &Arc<Mutex<ProbeMetrics>>) -> HealthCounters {
+fn health_counters(metrics: &Arc<Mutex<ProbeMetrics>>, lost: Option<u64>) -> HealthCounters {
     let metrics = metrics.clone();
     let last = Mutex::new(Vec::new());
     Arc::new(move || {
@@ -310,10 +312,28 @@ fn health_counters(metrics: &Arc<Mutex<ProbeMetrics>>) -> HealthCounters {
             *last = Counter::ALL
                 .iter()
                 .map(|c| (c.name().to_string(), t[*c as usize]))
+                .chain(lost.map(|n| ("previous_run_unexported_packets".to_string(), n)))
                 .collect();
         }
         last.clone()
     })
+}
+
+/// Says what the previous run lost by not stopping cleanly.
+fn report_previous_loss(l: &PreviousLoss, metrics: &Arc<Mutex<ProbeMetrics>>) {
+    metrics
+        .lock()
+        .expect("metrics lock")
+        .previous_run_unexported
+        .set(i64::try_from(l.packets).unwrap_or(i64::MAX));
+    let at = tidegate_wire::record::rfc3339_ns::format(l.at_ns);
+    tracing::warn!(
+        packets = l.packets,
+        checkpoint = %at,
+        "the previous run did not stop cleanly (SIGKILL, crash or power loss): it had counted \
+         packets it never exported, as of its last checkpoint (packets after it are not \
+         known); reported in previous_run_unexported_packets (metrics and health reports)"
+    );
 }
 
 /// Runs `run`.
@@ -410,11 +430,25 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             let export_metrics = ExportMetrics::new();
             export_metrics.register(metrics.lock().expect("metrics lock").registry_mut());
             let offline = cfg.ebpf.enforce_max_offline_secs.map(Duration::from_secs);
+            let exporter =
+                CollectorArgs::start(c, &cfg.id, names, export_metrics, enforcer, offline)?;
+            // The spool is ours (locked) from here: read what a killed run left behind.
+            let (ledger, lost) = Ledger::open(&c.spool_dir)
+                .with_context(|| format!("export ledger in {}", c.spool_dir.display()))?;
+            if let Some(l) = lost {
+                report_previous_loss(&l, &metrics);
+            }
             let mut exporter =
-                CollectorArgs::start(c, &cfg.id, names, export_metrics, enforcer, offline)?
-                    .with_health_counters(health_counters(&metrics));
+                exporter.with_health_counters(health_counters(&metrics, lost.map(|l| l.packets)));
             become_user(cfg.user.as_deref(), &[c.spool_dir.as_path()])?;
-            let ran = run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts);
+            let ran = run_loop(
+                src.as_mut(),
+                &mut exporter,
+                &metrics,
+                &stop,
+                &opts,
+                Some(ledger),
+            );
             // Deliver what is left (or keep it spooled) even when the loop failed.
             let report = exporter.finish(args.collector.drain_timeout)?;
             ran?;
@@ -432,7 +466,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 tracing::info!("no collector configured: flow records go to stdout as JSON lines");
             }
             become_user(cfg.user.as_deref(), &[])?;
-            run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts)?;
+            run_loop(src.as_mut(), &mut exporter, &metrics, &stop, &opts, None)?;
         }
     }
     Ok(())

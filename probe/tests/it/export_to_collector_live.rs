@@ -137,3 +137,99 @@ fn ebpf_capture_is_delivered_to_the_collector() {
 fn a_probe_that_dropped_its_privileges_spools_and_delivers_everything() {
     capture_to_collector("ebpf", Some("nobody"));
 }
+
+#[test]
+fn a_killed_probe_reports_at_its_next_start_the_packets_it_never_exported() {
+    let pair = VethPair::new("ckil").expect("veth pair");
+    let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = "edge-killed";
+    let certs = Certs::generate(&tmp.path().join("pki"), &[probe]);
+    let sink = MemSink::new();
+    let server = VethPair::in_ns(&pair.ns_b, || {
+        TestServer::start(&certs.transport_config(0), sink.clone())
+    })
+    .unwrap();
+    let p = certs.probe(probe);
+    let spool = tmp.path().join("spool");
+    let (addr, ca) = (server.addr.to_string(), certs.ca().cert);
+    // Timeouts far beyond the test: every flow stays in the probe until it stops.
+    let args = [
+        "--backend",
+        "ebpf",
+        "--sweep-interval-ms",
+        "100",
+        "--idle-timeout",
+        "600",
+        "--active-timeout",
+        "600",
+        "--probe-id",
+        probe,
+        "--collector",
+        &addr,
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "--tls-cert",
+        p.cert.to_str().unwrap(),
+        "--tls-key",
+        p.key.to_str().unwrap(),
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ];
+    let first = ProbeProcess::run_on(&pair, &args);
+    let flows = [(3000u16, 64u16, 250u64), (3001, 900, 17)];
+    send_udp_flows(&pair, mac_b, SRC, DST, &flows);
+    let sent: u64 = flows.iter().map(|f| f.2).sum();
+    // Wait until a sweep has counted them (the checkpoint beside the spool says so).
+    let ledger = spool.join(tidegate_probe::ledger::FILE);
+    tidegate_testkit::wait::eventually(
+        "a checkpoint of the packets",
+        Duration::from_secs(20),
+        || {
+            std::fs::read(&ledger)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["accounted_packets"].as_u64())
+                .is_some_and(|n| n >= sent)
+        },
+    );
+    let _ = first.kill();
+    assert!(
+        sink.records(probe).iter().all(|r| r.src != SRC),
+        "exported before the kill"
+    );
+
+    // The next start says how many it lost, in its log and in its health reports.
+    let second = ProbeProcess::run_on(&pair, &args);
+    let (code, _, err) = second.stop();
+    assert_eq!(code, 0, "{err:#?}");
+    let warned = err
+        .iter()
+        .find(|l| l.contains("did not stop cleanly"))
+        .unwrap_or_else(|| panic!("no report of the loss: {err:#?}"));
+    assert!(warned.contains(&format!("packets={sent}")), "{warned}");
+    let batches = sink.batches(probe);
+    let h = batches
+        .last_key_value()
+        .unwrap()
+        .1
+        .health
+        .clone()
+        .expect("final health snapshot");
+    let lost = h
+        .counters
+        .iter()
+        .find(|(n, _)| n == "previous_run_unexported_packets")
+        .map(|(_, v)| *v);
+    assert_eq!(lost, Some(sent), "{:?}", h.counters);
+
+    // A clean stop leaves nothing to report: the third start is silent.
+    let third = ProbeProcess::run_on(&pair, &args);
+    let (code, _, err) = third.stop();
+    assert_eq!(code, 0, "{err:#?}");
+    assert!(
+        !err.iter().any(|l| l.contains("did not stop cleanly")),
+        "{err:#?}"
+    );
+    server.stop();
+}

@@ -119,6 +119,16 @@ impl ProbeProcess {
     }
 }
 
+impl ProbeProcess {
+    /// Sends SIGKILL (no chance to export or flush), waits for it, returns stderr lines.
+    pub fn kill(mut self) -> Vec<String> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        self.child.wait().unwrap();
+        self.drain_stderr()
+    }
+}
+
 /// Result of one `tidegate-probe` run.
 pub struct Run {
     /// Exit code (`None`: killed by a signal).
