@@ -330,8 +330,9 @@ impl Expired {
                 probe = %probe.escape_debug(),
                 retention_days = keep / 86_400_000_000_000,
                 "stored records older than clickhouse.retention_days: ClickHouse's TTL drops them \
-                 from flows and flows_1m at its next merge (flows_1h keeps them); for forensic \
-                 imports of old captures use a collector with retention_days = 0"
+                 from flows and flows_1m at its next merge (flows_1h keeps them for \
+                 rollup_retention_days); for forensic imports of old captures use a collector \
+                 with retention_days = 0"
             );
         }
     }

@@ -74,6 +74,11 @@ fn check_config_and_run_refuse_the_same_bad_values_at_the_same_line() {
         ("user = \"\"", "clickhouse.user"),
         ("max_rows_per_insert = 0", "clickhouse.max_rows_per_insert"),
         ("insert_timeout = 0", "clickhouse.insert_timeout"),
+        // retention_days is 0 (forever) here: hourly rollups cannot expire sooner.
+        (
+            "rollup_retention_days = 90",
+            "clickhouse.rollup_retention_days",
+        ),
         ("databse = \"x\"", "databse"),
     ];
     let mut cases: Vec<(String, &str, &str)> = replaced

@@ -224,6 +224,54 @@ async fn retention_follows_the_config_at_each_start() {
     let fresh = start("tg_ret0", 0).await;
     assert!(fresh.retention_changes.is_empty());
     assert!(!engine("tg_ret0", "flows").await.contains("TTL"));
+    assert!(!engine("tg_ret0", "flows_1h").await.contains("TTL"));
+
+    // Hourly rollups: kept forever by default, or for rollup_retention_days (never
+    // shorter than the flows they sum).
+    let rollups = async |raw: u32, rollup: u32| {
+        let mut c = config(ch.url(), "tg_ret", raw);
+        c.rollup_retention_days = rollup;
+        sink(c).await.migrate().await.unwrap().retention_changes
+    };
+    assert_eq!(
+        rollups(30, 400).await,
+        [
+            "flows: TTL toDate(first) + toIntervalDay(30)",
+            "flows_1m: TTL toDate(ts) + toIntervalDay(30)",
+            "probe_health: TTL toDate(ts) + toIntervalDay(30)",
+            "flows_1h: TTL toDate(ts) + toIntervalDay(400)",
+        ]
+    );
+    assert!(
+        engine("tg_ret", "flows_1h")
+            .await
+            .contains("TTL toDate(ts) + toIntervalDay(400)")
+    );
+    assert_eq!(rollups(30, 0).await, ["flows_1h: TTL removed"]);
+    assert!(!engine("tg_ret", "flows_1h").await.contains("TTL"));
+}
+
+#[test]
+fn hourly_rollups_never_expire_before_the_flows_they_sum() {
+    let check = |raw: u32, rollup: u32| {
+        let mut c = tidegate_collector::sinks::clickhouse::ClickHouseConfig {
+            retention_days: raw,
+            ..Default::default()
+        };
+        c.rollup_retention_days = rollup;
+        c.validate().map_err(|e| e.to_string())
+    };
+    assert!(check(30, 0).is_ok());
+    assert!(check(30, 30).is_ok());
+    assert!(check(30, 365).is_ok());
+    assert!(check(0, 0).is_ok());
+    let e = check(30, 7).unwrap_err();
+    assert!(
+        e.contains("rollup_retention_days") && e.contains("retention_days (30)"),
+        "{e}"
+    );
+    let e = check(0, 365).unwrap_err();
+    assert!(e.contains("0: forever"), "{e}");
 }
 
 #[tokio::test]

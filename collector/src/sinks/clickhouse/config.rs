@@ -15,6 +15,7 @@ use super::error::SinkError;
 /// user = "default"
 /// password = ""
 /// retention_days = 30          # flows, flows_1m, probe_health; 0 = keep forever
+/// rollup_retention_days = 0    # flows_1h; 0 = keep forever, else >= retention_days
 /// max_rows_per_insert = 100000
 /// insert_timeout = "30s"       # or a number of seconds
 /// ```
@@ -31,9 +32,13 @@ pub struct ClickHouseConfig {
     /// Password of `user` (never printed by `Debug`).
     pub password: String,
     /// Days of raw flows (`flows`), per-minute rollups (`flows_1m`) and probe health to keep,
-    /// counted from the day of each record's first packet; 0 keeps them forever. Hourly
-    /// rollups (`flows_1h`) are always kept. Changing it takes effect at the next start.
+    /// counted from the day of each record's first packet; 0 keeps them forever. Changing
+    /// it takes effect at the next start.
     pub retention_days: u32,
+    /// Days of hourly rollups (`flows_1h`, the long-term record) to keep; 0 (the default)
+    /// keeps them forever. Never shorter than `retention_days`: a rollup never disappears
+    /// before the flows it sums.
+    pub rollup_retention_days: u32,
     /// Largest number of rows sent in one INSERT; bigger batches are split, each part with
     /// its own deduplication token. Keep it unchanged while the collector's spool holds
     /// batches not yet stored: a retried batch must be split the same way to be recognised.
@@ -52,6 +57,7 @@ impl Default for ClickHouseConfig {
             user: "default".to_string(),
             password: String::new(),
             retention_days: 30,
+            rollup_retention_days: 0,
             max_rows_per_insert: 100_000,
             insert_timeout: Duration::from_secs(30),
         }
@@ -73,6 +79,7 @@ impl fmt::Debug for ClickHouseConfig {
                 },
             )
             .field("retention_days", &self.retention_days)
+            .field("rollup_retention_days", &self.rollup_retention_days)
             .field("max_rows_per_insert", &self.max_rows_per_insert)
             .field("insert_timeout", &self.insert_timeout)
             .finish()
@@ -88,6 +95,22 @@ impl ClickHouseConfig {
             return Err(config_err(
                 "user",
                 "must not be empty (ClickHouse's is `default`)",
+            ));
+        }
+        let (raw, rollup) = (self.retention_days, self.rollup_retention_days);
+        if rollup != 0 && (raw == 0 || rollup < raw) {
+            return Err(config_err(
+                "rollup_retention_days",
+                format!(
+                    "{rollup} days is shorter than retention_days ({}): hourly rollups \
+                     would vanish before the flows they sum; use 0 (keep forever) or at \
+                     least retention_days",
+                    if raw == 0 {
+                        "0: forever".to_string()
+                    } else {
+                        raw.to_string()
+                    }
+                ),
             ));
         }
         if self.max_rows_per_insert == 0 {

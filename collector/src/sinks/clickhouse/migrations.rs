@@ -69,6 +69,10 @@ pub const RETENTION: &[(&str, &str)] = &[
     ("probe_health", "toDate(ts)"),
 ];
 
+/// Tables whose rows expire after `rollup_retention_days` (created without a TTL; the
+/// start-up check sets it with `ALTER TABLE ... MODIFY TTL`).
+pub const ROLLUP_RETENTION: &[(&str, &str)] = &[("flows_1h", "toDate(ts)")];
+
 /// The TTL clause of a table with base expression `base`, as ClickHouse prints it in
 /// `system.tables.engine_full`; empty when `retention_days` is 0.
 pub fn ttl_clause(base: &str, retention_days: u32) -> String {

@@ -167,9 +167,14 @@ impl ClickHouseSink {
     /// Makes the TTL of each retention table match `retention_days`; returns the changes.
     async fn reconcile_retention(&self) -> Result<Vec<String>, SinkError> {
         let db = &self.cfg.database;
-        let days = self.cfg.retention_days;
         let mut changes = Vec::new();
-        for (table, base) in migrations::RETENTION {
+        let raw = migrations::RETENTION
+            .iter()
+            .map(|t| (t, self.cfg.retention_days));
+        let rollup = migrations::ROLLUP_RETENTION
+            .iter()
+            .map(|t| (t, self.cfg.rollup_retention_days));
+        for ((table, base), days) in raw.chain(rollup) {
             let engine: Option<String> = self
                 .deadline(
                     &format!("read the definition of {db}.{table}"),
