@@ -15,14 +15,21 @@ pub const PRIVATE_DIR: u32 = 0o700;
 /// existing one is not writable by group or others — state directories are never
 /// world-writable, whatever the umask.
 pub fn private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(PRIVATE_DIR)
         .create(dir)?;
-    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    not_writable_by_others(dir)
+}
+
+/// Takes write permission on `path` away from group and others (a directory created
+/// under a permissive umask); read permissions stay as they are.
+pub fn not_writable_by_others(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
     if mode & 0o022 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o022))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & !0o022))?;
     }
     Ok(())
 }

@@ -1,5 +1,13 @@
-//! Process resource limits: a daemon that serves many peers raises its open-file limit
-//! at start, and sizes its connection caps from what it got.
+//! Resource limits against many or hostile peers: the process's open-file limit, raised
+//! at start; [`Slots`], a cap on concurrent connections in total and per IP address; and
+//! [`Throttle`], which lets a repeated warning through at most once per period.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 /// The open-file limit after raising the soft limit to the hard one: `(soft, hard)`.
 /// An error names the system call that failed (the limit is then unchanged).
@@ -27,8 +35,133 @@ pub fn raise_open_files() -> std::io::Result<(u64, u64)> {
     Ok((l.rlim_cur, l.rlim_max))
 }
 
+/// Concurrent slots (connections, handshakes) capped in total and per IP address; a
+/// [`SlotPermit`] gives its slot back when dropped.
+#[derive(Debug)]
+pub struct Slots {
+    max_total: usize,
+    max_per_address: usize,
+    state: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// Why [`Slots::admit`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every slot is taken.
+    Total,
+    /// The address holds its share already.
+    PerAddress,
+}
+
+/// One taken slot.
+#[derive(Debug)]
+pub struct SlotPermit {
+    owner: Arc<Slots>,
+    ip: IpAddr,
+}
+
+impl Slots {
+    /// At most `max_total` slots, `max_per_address` of them per address.
+    pub fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
+        Arc::new(Slots {
+            max_total,
+            max_per_address,
+            state: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// Takes a slot for `ip`, or says why not.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SlotPermit, Refusal> {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *g;
+        if *total >= self.max_total {
+            return Err(Refusal::Total);
+        }
+        let n = per.entry(ip).or_insert(0);
+        if *n >= self.max_per_address {
+            return Err(Refusal::PerAddress);
+        }
+        *n += 1;
+        *total += 1;
+        Ok(SlotPermit {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        let mut g = self.owner.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per) = &mut *g;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Lets a repeated message through at most once per period (a flood of refusals must
+/// not flood the log too), counting the occurrences in between.
+#[derive(Debug)]
+pub struct Throttle {
+    period: Duration,
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Throttle {
+    /// At most one message per `period`.
+    pub const fn new(period: Duration) -> Self {
+        Throttle {
+            period,
+            last: None,
+            since: 0,
+        }
+    }
+
+    /// Notes one occurrence; `Some(n)` when it should be logged now, `n` being the
+    /// occurrences since the last one logged (this one included).
+    pub fn due(&mut self) -> Option<u64> {
+        self.since += 1;
+        if self.last.is_some_and(|t| t.elapsed() < self.period) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.since))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped_per_address_and_in_total_and_given_back() {
+        let h = Slots::new(3, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a1 = h.admit(a).unwrap();
+        let _a2 = h.admit(a).unwrap();
+        assert_eq!(h.admit(a).err(), Some(Refusal::PerAddress));
+        let _b1 = h.admit(b).unwrap();
+        assert_eq!(h.admit(b).err(), Some(Refusal::Total));
+        drop(a1);
+        assert!(h.admit(a).is_ok());
+    }
+
+    #[test]
+    fn a_throttle_lets_one_through_per_period_and_counts_the_rest() {
+        let mut t = Throttle::new(Duration::from_millis(200));
+        assert_eq!(t.due(), Some(1));
+        assert_eq!(t.due(), None);
+        assert_eq!(t.due(), None);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(t.due(), Some(3));
+    }
     #[test]
     fn the_soft_limit_ends_at_the_hard_one() {
         let (soft, hard) = super::raise_open_files().unwrap();

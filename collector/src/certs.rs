@@ -353,15 +353,7 @@ pub fn generate(opts: &GenCertsOptions) -> Result<GeneratedCerts, CertError> {
     fs::create_dir_all(&opts.out).map_err(io_err(&opts.out))?;
     // Readable by the services that use the files, writable by no one else, whatever
     // the umask (the keys in it are 0600 on their own).
-    let mode = fs::metadata(&opts.out)
-        .map_err(io_err(&opts.out))?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o022 != 0 {
-        fs::set_permissions(&opts.out, fs::Permissions::from_mode(mode & !0o022))
-            .map_err(io_err(&opts.out))?;
-    }
+    tidegate_base::durable::not_writable_by_others(&opts.out).map_err(io_err(&opts.out))?;
     let mut done = GeneratedCerts::default();
     let issuer = ca(&opts.out, opts.force, &mut done)?;
 

@@ -289,7 +289,7 @@ pub async fn run(
 /// would otherwise look like a silent loss. Counted always, logged once a minute.
 struct Expired {
     retention_ns: Option<u64>,
-    warned: Option<std::time::Instant>,
+    warn: tidegate_base::limits::Throttle,
 }
 
 impl Expired {
@@ -297,7 +297,7 @@ impl Expired {
         Expired {
             retention_ns: (retention_days > 0)
                 .then(|| u64::from(retention_days) * 86_400 * 1_000_000_000),
-            warned: None,
+            warn: tidegate_base::limits::Throttle::new(Duration::from_secs(60)),
         }
     }
 
@@ -320,11 +320,7 @@ impl Expired {
             return;
         }
         metrics.records_beyond_retention.inc_by(old);
-        if self
-            .warned
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-        {
-            self.warned = Some(std::time::Instant::now());
+        if self.warn.due().is_some() {
             tracing::warn!(
                 records = old,
                 probe = %probe.escape_debug(),

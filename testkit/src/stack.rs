@@ -134,6 +134,26 @@ impl Stack {
         );
     }
 
+    /// Asserts that `tidegate.flows` holds, for `probe` on each line, exactly the
+    /// (rows, packets, bytes) wanted (e.g. [`crate::probe::replay_totals`] of its capture).
+    pub fn assert_line_totals<L: AsRef<str>>(&self, probe: &str, want: &[(L, (u64, u64, u64))]) {
+        for (line, (n, packets, bytes)) in want {
+            let line = line.as_ref();
+            let got = self
+                .ch
+                .query_sync(&format!(
+                    "SELECT count(), sum(packets), sum(bytes) FROM tidegate.flows \
+                     WHERE probe_id = '{probe}' AND line = '{line}' FORMAT TSV"
+                ))
+                .expect("query flows");
+            assert_eq!(
+                got.trim(),
+                format!("{n}\t{packets}\t{bytes}"),
+                "line {line}: stored (rows, packets, bytes) differ from what the probe made"
+            );
+        }
+    }
+
     /// Waits until `tidegate.flows` holds at least `n` rows; panics after `timeout`.
     pub fn wait_for_flows(&self, n: u64, timeout: Duration) {
         self.wait_for_schema();

@@ -138,7 +138,7 @@ impl Analysis {
             outputs,
             idle_advance: cfg.idle_advance,
             max_skew_ns: cfg.max_clock_skew.as_nanos() as u64,
-            future_warned: None,
+            future_warn: tidegate_base::limits::Throttle::new(std::time::Duration::from_secs(60)),
             blocker,
             blocked: Default::default(),
         };

@@ -40,8 +40,8 @@ pub(crate) struct Stage {
     pub idle_advance: Duration,
     /// Records stamped later than the wall clock plus this are clamped to the clock.
     pub max_skew_ns: u64,
-    /// When the last warning about such records was logged.
-    pub future_warned: Option<Instant>,
+    /// Warnings about such records: at most one a minute.
+    pub future_warn: tidegate_base::limits::Throttle,
     /// Enforcement control: blocks the source of alerts the policy names
     /// (`[enforce.block_alerts]`).
     pub blocker: Option<Arc<crate::enforce::EnforceHub>>,
@@ -140,12 +140,9 @@ impl Stage {
     /// Counts a record stamped in the future and says so (at most once a minute).
     fn future_record(&mut self, probe: &str, r: &tidegate_wire::FlowRecord, now: u64) {
         self.outputs.metrics.future_records.inc();
-        if self
-            .future_warned
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-        {
-            self.future_warned = Some(Instant::now());
+        if let Some(records) = self.future_warn.due() {
             tracing::warn!(
+                records,
                 probe = %probe.escape_debug(),
                 ahead_secs = (r.last - now) / 1_000_000_000,
                 "a record is stamped later than this collector's clock allows \

@@ -160,11 +160,10 @@ pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// timeout and the client's address (for login throttling and logs).
 async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router) {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    use std::collections::HashMap;
-    use std::net::{IpAddr, SocketAddr};
-    use std::sync::Mutex;
-    let open: Arc<Mutex<(usize, HashMap<IpAddr, usize>)>> = Arc::default();
-    let mut last_warn: Option<std::time::Instant> = None;
+    use std::net::SocketAddr;
+    use tidegate_base::limits::{Slots, Throttle};
+    let open = Slots::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS);
+    let mut refused = Throttle::new(std::time::Duration::from_secs(10));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -174,27 +173,18 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router)
                 continue;
             }
         };
-        let admitted = {
-            let mut g = open.lock().unwrap_or_else(|p| p.into_inner());
-            let (total, per) = &mut *g;
-            let n = per.get(&peer.ip()).copied().unwrap_or(0);
-            if *total >= MAX_CONNECTIONS || n >= MAX_CONNECTIONS_PER_ADDRESS {
-                false
-            } else {
-                *total += 1;
-                *per.entry(peer.ip()).or_insert(0) += 1;
-                true
+        let permit = match open.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                drop(tcp);
+                if let Some(n) = refused.due() {
+                    tracing::warn!(client = %peer, ?why, refused = n,
+                        "UI connections refused: too many open connections");
+                }
+                continue;
             }
         };
-        if !admitted {
-            drop(tcp);
-            if last_warn.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10)) {
-                last_warn = Some(std::time::Instant::now());
-                tracing::warn!(client = %peer, "UI connection refused: too many open connections");
-            }
-            continue;
-        }
-        let (app, open) = (app.clone(), open.clone());
+        let app = app.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -210,15 +200,7 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router)
             if let Err(e) = conn.await {
                 tracing::debug!(client = %peer, error = %e, "UI connection ended");
             }
-            let mut g = open.lock().unwrap_or_else(|p| p.into_inner());
-            let (total, per) = &mut *g;
-            *total -= 1;
-            if let Some(n) = per.get_mut(&peer.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    per.remove(&peer.ip());
-                }
-            }
+            drop(permit);
         });
     }
 }

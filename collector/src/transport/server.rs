@@ -103,7 +103,7 @@ impl Server {
                         let admitted = if conns.len() >= ctx.cfg.max_connections {
                             Err("too_many_connections")
                         } else {
-                            ctx.handshakes.admit(peer.ip()).map_err(|r| r.reason())
+                            ctx.handshakes.admit(peer.ip()).map_err(super::limits::reason)
                         };
                         match admitted {
                             Ok(permit) => {
@@ -149,23 +149,22 @@ impl Server {
 
 /// Logs refused connections at most once per [`REFUSAL_LOG_EVERY`] (a flood would
 /// otherwise flood the log too); every refusal is counted in `probes_rejected`.
-#[derive(Default)]
-struct RefusalLog {
-    last: Option<std::time::Instant>,
-    since: u64,
-}
+struct RefusalLog(tidegate_base::limits::Throttle);
 
 /// Least time between two warnings about refused connections.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
+impl Default for RefusalLog {
+    fn default() -> Self {
+        RefusalLog(tidegate_base::limits::Throttle::new(REFUSAL_LOG_EVERY))
+    }
+}
+
 impl RefusalLog {
     fn note(&mut self, peer: SocketAddr, reason: &'static str, open: usize) {
-        self.since += 1;
-        if self.last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
-            warn!(%peer, reason, open, refused = self.since,
+        if let Some(refused) = self.0.due() {
+            warn!(%peer, reason, open, refused,
                 "connections refused at accept (limits in [transport]); counted in probes_rejected");
-            self.last = Some(std::time::Instant::now());
-            self.since = 0;
         }
     }
 }

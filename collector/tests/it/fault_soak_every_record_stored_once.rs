@@ -150,19 +150,7 @@ fn every_record_is_stored_once_through_clickhouse_collector_and_probe_failures()
     s.wait_for_flows(total, Duration::from_secs(120));
     // Nothing more arrives later (no duplicate).
     std::thread::sleep(Duration::from_secs(2));
-    for (line, (n, packets, bytes)) in &want {
-        let got =
-            s.ch.query_sync(&format!(
-                "SELECT count(), sum(packets), sum(bytes) FROM tidegate.flows \
-                 WHERE probe_id = '{PROBE}' AND line = '{line}' FORMAT TSV"
-            ))
-            .unwrap();
-        assert_eq!(
-            got.trim(),
-            format!("{n}\t{packets}\t{bytes}"),
-            "{line}: stored (rows, packets, bytes) differ from what the probe made"
-        );
-    }
+    s.assert_line_totals(PROBE, &want);
     let rows =
         s.ch.query_sync("SELECT count() FROM tidegate.flows FORMAT TSV")
             .unwrap();

@@ -65,19 +65,7 @@ fn every_record_of_every_replay_is_stored() {
         .collect();
     let total: u64 = want.iter().map(|(_, (n, _, _))| n).sum();
     s.wait_for_flows(total, Duration::from_secs(90));
-    for (line, (n, packets, bytes)) in &want {
-        let got =
-            s.ch.query_sync(&format!(
-                "SELECT count(), sum(packets), sum(bytes) FROM tidegate.flows \
-                 WHERE probe_id = '{PROBE}' AND line = '{line}' FORMAT TSV"
-            ))
-            .unwrap();
-        assert_eq!(
-            got.trim(),
-            format!("{n}\t{packets}\t{bytes}"),
-            "line {line}: stored (rows, packets, bytes) differ from what the probe exported"
-        );
-    }
+    s.assert_line_totals(PROBE, &want);
     // Each spool was a sequence of its own, and every row says which.
     let epochs =
         s.ch.query_sync(&format!(

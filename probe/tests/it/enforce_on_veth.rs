@@ -436,33 +436,20 @@ fn enforce_plans_pushed_by_the_collector_are_installed_reported_and_stamped_on_r
         TestServer::start(&certs.transport_config(0), sink.clone())
     })
     .unwrap();
-    let p = certs.probe(probe);
     let spool = tmp.path().join("spool");
     let addr = server.addr.to_string();
-    let proc = crate::support::probe_cli::ProbeProcess::run_on(
-        &rig.pair,
-        &[
-            "--backend",
-            "ebpf",
-            "--enforce",
-            "--flow-entries",
-            "4096",
-            "--sweep-interval-ms",
-            "100",
-            "--probe-id",
-            probe,
-            "--collector",
-            &addr,
-            "--tls-ca",
-            certs.ca().cert.to_str().unwrap(),
-            "--tls-cert",
-            p.cert.to_str().unwrap(),
-            "--tls-key",
-            p.key.to_str().unwrap(),
-            "--spool-dir",
-            spool.to_str().unwrap(),
-        ],
-    );
+    let mut args = vec![
+        "--backend",
+        "ebpf",
+        "--enforce",
+        "--flow-entries",
+        "4096",
+        "--sweep-interval-ms",
+        "100",
+    ];
+    let to_collector = crate::support::probe_cli::collector_args(&certs, probe, &addr, &spool);
+    args.extend(to_collector.iter().map(String::as_str));
+    let proc = crate::support::probe_cli::ProbeProcess::run_on(&rig.pair, &args);
     sink.wait_enforcing(probe, 11, Duration::from_secs(20))
         .expect("the probe reports enforcing the pushed plan");
     rig.send(&[

@@ -12,7 +12,7 @@ use tidegate_testkit::{
     transport::{MemSink, TestServer},
 };
 
-use crate::support::probe_cli::ProbeProcess;
+use crate::support::probe_cli::{ProbeProcess, collector_args};
 use tidegate_testkit::net::frames::send_udp_flows;
 
 // The crafted flows' source and destination.
@@ -44,7 +44,6 @@ fn capture_to_collector(backend: &str, user: Option<&str>) {
         TestServer::start(&certs.transport_config(0), sink.clone())
     })
     .unwrap();
-    let p = certs.probe(&probe);
     let spool = tmp.path().join("spool");
     let addr = server.addr.to_string();
     // A dropped-privilege probe must reach its spool: the parent is searchable.
@@ -53,7 +52,6 @@ fn capture_to_collector(backend: &str, user: Option<&str>) {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let ca = certs.ca().cert;
     let mut args = vec![];
     if let Some(u) = user {
         args.extend(["--user", u]);
@@ -65,19 +63,9 @@ fn capture_to_collector(backend: &str, user: Option<&str>) {
         "4096",
         "--sweep-interval-ms",
         "100",
-        "--probe-id",
-        &probe,
-        "--collector",
-        &addr,
-        "--tls-ca",
-        ca.to_str().unwrap(),
-        "--tls-cert",
-        p.cert.to_str().unwrap(),
-        "--tls-key",
-        p.key.to_str().unwrap(),
-        "--spool-dir",
-        spool.to_str().unwrap(),
     ]);
+    let to_collector = collector_args(&certs, &probe, &addr, &spool);
+    args.extend(to_collector.iter().map(String::as_str));
     let proc = ProbeProcess::run_on(&pair, &args);
     let flows = [(2000u16, 64u16, 300u64), (2001, 1400, 40), (2002, 28, 1)];
     send_udp_flows(&pair, mac_b, SRC, DST, &flows);
@@ -150,11 +138,10 @@ fn a_killed_probe_reports_at_its_next_start_the_packets_it_never_exported() {
         TestServer::start(&certs.transport_config(0), sink.clone())
     })
     .unwrap();
-    let p = certs.probe(probe);
     let spool = tmp.path().join("spool");
-    let (addr, ca) = (server.addr.to_string(), certs.ca().cert);
+    let addr = server.addr.to_string();
     // Timeouts far beyond the test: every flow stays in the probe until it stops.
-    let args = [
+    let mut args = vec![
         "--backend",
         "ebpf",
         "--sweep-interval-ms",
@@ -163,19 +150,9 @@ fn a_killed_probe_reports_at_its_next_start_the_packets_it_never_exported() {
         "600",
         "--active-timeout",
         "600",
-        "--probe-id",
-        probe,
-        "--collector",
-        &addr,
-        "--tls-ca",
-        ca.to_str().unwrap(),
-        "--tls-cert",
-        p.cert.to_str().unwrap(),
-        "--tls-key",
-        p.key.to_str().unwrap(),
-        "--spool-dir",
-        spool.to_str().unwrap(),
     ];
+    let to_collector = collector_args(&certs, probe, &addr, &spool);
+    args.extend(to_collector.iter().map(String::as_str));
     let first = ProbeProcess::run_on(&pair, &args);
     let flows = [(3000u16, 64u16, 250u64), (3001, 900, 17)];
     send_udp_flows(&pair, mac_b, SRC, DST, &flows);

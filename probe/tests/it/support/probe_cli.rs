@@ -129,6 +129,29 @@ impl ProbeProcess {
     }
 }
 
+/// The `run` arguments that send `probe`'s records to the collector at `addr` over
+/// mutual TLS with the test PKI, spooling in `spool`.
+pub fn collector_args(
+    certs: &tidegate_testkit::certs::Certs,
+    probe: &str,
+    addr: &str,
+    spool: &std::path::Path,
+) -> Vec<String> {
+    let p = certs.probe(probe);
+    let path = |p: &std::path::Path| p.to_str().expect("UTF-8 path").to_string();
+    [
+        ("--probe-id", probe.to_string()),
+        ("--collector", addr.to_string()),
+        ("--tls-ca", path(&certs.ca().cert)),
+        ("--tls-cert", path(&p.cert)),
+        ("--tls-key", path(&p.key)),
+        ("--spool-dir", path(spool)),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect()
+}
+
 /// Result of one `tidegate-probe` run.
 pub struct Run {
     /// Exit code (`None`: killed by a signal).
