@@ -36,9 +36,42 @@ pub fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// User + system CPU time used so far by process `pid` (every thread; fields 14 and 15
+/// of `/proc/<pid>/stat`), or `None` when it cannot be read.
+pub fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime) = (
+        f.get(11)?.parse::<u64>().ok()?,
+        f.get(12)?.parse::<u64>().ok()?,
+    );
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|h| *h > 0)?;
+    Some(Duration::from_nanos((utime + stime) * 1_000_000_000 / hz))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_process_cpu_time_is_read_from_proc() {
+        let me = process_cpu_time(std::process::id()).expect("own stat");
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(120) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let later = process_cpu_time(std::process::id()).unwrap();
+        assert!(
+            later >= me + Duration::from_millis(50),
+            "{me:?} -> {later:?}"
+        );
+        assert_eq!(process_cpu_time(u32::MAX), None);
+    }
 
     #[test]
     fn rss_grows_with_touched_memory_and_cpu_time_with_work() {

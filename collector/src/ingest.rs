@@ -12,9 +12,10 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use tidegate_wire::{Batch, encode_batch};
+use tidegate_wire::Batch;
 
 use crate::{
+    decoded::DecodedCache,
     spool::Spool,
     transport::{BatchSink, PersistError, Persisted},
 };
@@ -65,12 +66,21 @@ pub struct Ingest {
     probes: Mutex<HashMap<(String, u64), SequenceLock>>,
     /// Enforcement control, when the policy can drop.
     enforce: Option<Arc<crate::enforce::EnforceHub>>,
+    /// Where the storage pipeline finds each batch already decoded.
+    decoded: Option<DecodedCache>,
 }
 
 impl Ingest {
     /// Pushes enforcement plans to probes that enforce, and takes their reports.
     pub fn with_enforce(mut self, hub: Option<Arc<crate::enforce::EnforceHub>>) -> Self {
         self.enforce = hub;
+        self
+    }
+
+    /// Hands each spooled batch, decoded, to the storage pipeline (which then need not
+    /// decode the spooled bytes again).
+    pub fn with_decoded(mut self, cache: DecodedCache) -> Self {
+        self.decoded = Some(cache);
         self
     }
 
@@ -87,6 +97,7 @@ impl Ingest {
             metrics,
             evidence: None,
             enforce: None,
+            decoded: None,
             probes: Mutex::new(HashMap::new()),
         }
     }
@@ -102,7 +113,7 @@ impl Ingest {
 }
 
 impl BatchSink for Ingest {
-    async fn persist(&self, batch: Batch) -> Result<Persisted, PersistError> {
+    async fn persist(&self, batch: Batch, encoded: Vec<u8>) -> Result<Persisted, PersistError> {
         let lock = self.lock_for(&batch.probe_id, batch.epoch);
         let _guard = lock.lock().await;
         let label = ProbeLabel {
@@ -116,16 +127,24 @@ impl BatchSink for Ingest {
             self.metrics.batches_duplicate.get_or_create(&label).inc();
             return Ok(Persisted::Duplicate);
         }
-        let payload = encode_batch(&batch);
-        self.spool
-            .append(&batch.probe_id, batch.epoch, batch.seq, &payload)
-            .await
-            .map_err(|e| PersistError::Unavailable(e.to_string()))?;
+        let (epoch, seq, records) = (batch.epoch, batch.seq, batch.records.len() as u64);
+        // The bytes as received, never re-encoded; the decoded batch goes to the pipeline
+        // beside them (before they are spooled, so the pipeline finds it).
+        if let Some(c) = &self.decoded {
+            c.put(Arc::new(batch));
+        }
+        let appended = self.spool.append(&label.probe, epoch, seq, &encoded).await;
+        if let Err(e) = appended {
+            if let Some(c) = &self.decoded {
+                c.forget(&label.probe, epoch, seq);
+            }
+            return Err(PersistError::Unavailable(e.to_string()));
+        }
         self.metrics.batches_stored.get_or_create(&label).inc();
         self.metrics
             .records_stored
             .get_or_create(&label)
-            .inc_by(batch.records.len() as u64);
+            .inc_by(records);
         Ok(Persisted::Stored)
     }
 

@@ -13,6 +13,7 @@ pub mod analysis;
 pub mod api;
 pub mod certs;
 pub mod config;
+pub mod decoded;
 pub mod enforce;
 pub mod evidence;
 pub mod ingest;

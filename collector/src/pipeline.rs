@@ -82,6 +82,8 @@ pub struct Stages {
     pub evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
     /// IPFIX export, when `[[netflow.export]]` targets are configured.
     pub export: Option<crate::netflow::export::ExportFeed>,
+    /// Batches the transport decoded already (else each spool entry is decoded here).
+    pub decoded: Option<crate::decoded::DecodedCache>,
 }
 
 /// Decoded entries the reading stage may run ahead of storage (bounds memory).
@@ -468,9 +470,16 @@ async fn read_stage(
         let Ok(permit) = memory.clone().acquire_many_owned(kib as u32).await else {
             return Ok(());
         };
-        let item = match decode_batch(&entry.payload) {
+        let cached = stages
+            .decoded
+            .as_ref()
+            .and_then(|c| c.take(&entry.probe_id, entry.epoch, entry.seq));
+        let decoded = match cached {
+            Some(b) => Ok(b),
+            None => decode_batch(&entry.payload).map(Arc::new),
+        };
+        let item = match decoded {
             Ok(b) => {
-                let b = Arc::new(b);
                 if let Some(export) = &stages.export {
                     export.offer(&b);
                 }

@@ -53,6 +53,12 @@ impl TestClickHouse {
         self.port
     }
 
+    /// The server's process id (from its pid file), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let s = std::fs::read_to_string(self.dir.path().join("server.pid")).ok()?;
+        s.trim().parse().ok().filter(|_| self.running)
+    }
+
     /// Whether the server is running.
     pub fn is_running(&self) -> bool {
         self.running

@@ -178,7 +178,13 @@ impl MemSink {
 }
 
 impl BatchSink for MemSink {
-    async fn persist(&self, batch: Batch) -> Result<Persisted, PersistError> {
+    async fn persist(&self, batch: Batch, encoded: Vec<u8>) -> Result<Persisted, PersistError> {
+        // What a spool would keep must be what was decoded.
+        assert_eq!(
+            tidegate_wire::decode_batch(&encoded).ok().as_ref(),
+            Some(&batch),
+            "the encoded bytes handed to persist do not decode to the batch"
+        );
         let delay = *self.delay.lock().unwrap();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

@@ -13,7 +13,7 @@ use std::{
 };
 
 use clap::Parser;
-use tidegate_bench::aggregate::workload;
+use tidegate_bench::{aggregate::workload, procfs};
 use tidegate_collector::sinks::clickhouse::{
     ClickHouseConfig, ClickHouseSink, FlowRow, SinkMetrics,
 };
@@ -82,6 +82,14 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     .await?;
     plain_db.migrate().await?;
     let plain_client = client.clone().with_database("tidegate_plain");
+    let ch_pid = ch
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("ClickHouse's pid file"))?;
+    let collector_pid = collector
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("the collector's pid"))?;
+    let cpu = |pid: u32| procfs::process_cpu_time(pid).unwrap_or_default();
+    let ch_cpu0 = cpu(ch_pid);
     let t = Instant::now();
     for (i, chunk) in records.chunks(100_000).enumerate() {
         let mut ins = plain_client.insert::<FlowRow>("flows").await?;
@@ -95,6 +103,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         ins.end().await?;
     }
     let plain = t.elapsed();
+    let ch_cpu_plain = cpu(ch_pid) - ch_cpu0;
     anyhow::ensure!(
         count("tidegate_plain.flows").await == a.rows as u64,
         "plain insert lost rows"
@@ -108,6 +117,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         &dir.path().join("probe-spool"),
     );
     o.batch_records = a.batch_records;
+    let (ch_cpu1, collector_cpu1) = (cpu(ch_pid), cpu(collector_pid));
     let t = Instant::now();
     let recs = records.clone();
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -140,6 +150,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let stored = t.elapsed();
+    let (ch_cpu_e2e, collector_cpu) = (cpu(ch_pid) - ch_cpu1, cpu(collector_pid) - collector_cpu1);
     anyhow::ensure!(
         count("tidegate.flows").await == a.rows as u64,
         "row count differs after arrival"
@@ -175,6 +186,31 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         stored.as_secs_f64(),
         rate(stored),
         rate(stored) / rate(plain)
+    )?;
+    let per = |d: Duration| d.as_secs_f64() * 1e9 / a.rows as f64;
+    writeln!(
+        s,
+        "\nCPU time per record (user + system, from `/proc/<pid>/stat`; the meaningful ratio on any machine):\n"
+    )?;
+    writeln!(s, "| process | CPU ns per record | ratio to ClickHouse's |")?;
+    writeln!(s, "|---|---:|---:|")?;
+    writeln!(
+        s,
+        "| ClickHouse, plain insert of the rows | {:.0} | |",
+        per(ch_cpu_plain)
+    )?;
+    writeln!(
+        s,
+        "| ClickHouse, end to end (the collector's inserts) | {:.0} | 1.00 |",
+        per(ch_cpu_e2e)
+    )?;
+    writeln!(
+        s,
+        "| collector (TLS, spool, aggregation, pipeline{}) | {:.0} | {:.2} (target ≤ {}) |",
+        if a.no_detect { "" } else { ", detection" },
+        per(collector_cpu),
+        per(collector_cpu) / per(ch_cpu_e2e).max(1.0),
+        if a.no_detect { "0.25" } else { "0.5" }
     )?;
     Ok(s)
 }

@@ -195,10 +195,12 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let decoded = tidegate_collector::decoded::DecodedCache::default();
     let ingest = Arc::new(
         Ingest::new(spool.clone(), ingest_metrics)
             .with_evidence(evidence.clone())
-            .with_enforce(enforce.clone()),
+            .with_enforce(enforce.clone())
+            .with_decoded(decoded.clone()),
     );
     if let (Some(handle), Some(path)) = (&sources.policy, &cfg.analysis.policy) {
         spawn_sighup_reload(
@@ -235,6 +237,7 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
         analysis: Some(feed),
         evidence: evidence.clone(),
         export,
+        decoded: Some(decoded),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let (netflow_stop_tx, netflow_stop_rx) = watch::channel(false);

@@ -181,7 +181,8 @@ impl<S: BatchSink> Listener<S> {
         };
         p.next_seq += 1;
         let label = p.label.clone();
-        match self.sink.persist(batch).await {
+        let encoded = tidegate_wire::encode_batch(&batch);
+        match self.sink.persist(batch, encoded).await {
             Ok(_) => {
                 self.metrics.records.get_or_create(&label).inc_by(n);
             }

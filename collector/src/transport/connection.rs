@@ -269,6 +269,8 @@ impl End {
 enum Inbound {
     Batch {
         batch: Batch,
+        /// Its bytes as the probe sent them (spooled as they are).
+        encoded: Vec<u8>,
         received: Instant,
         _memory: tokio::sync::OwnedSemaphorePermit,
     },
@@ -478,9 +480,9 @@ async fn read_loop<S: BatchSink>(
         ctx.metrics
             .records_received
             .inc_by(batch.records.len() as u64);
-        drop(frame);
         let item = Inbound::Batch {
             batch,
+            encoded: frame.payload,
             received,
             _memory: memory,
         };
@@ -499,10 +501,13 @@ async fn write_loop<S: BatchSink>(
     probe: &str,
 ) -> End {
     while let Some(item) = rx.recv().await {
-        let (batch, received) = match item {
+        let (batch, encoded, received) = match item {
             Inbound::Batch {
-                batch, received, ..
-            } => (batch, received),
+                batch,
+                encoded,
+                received,
+                ..
+            } => (batch, encoded, received),
             Inbound::Policy(f) => {
                 let msg = Message::Policy(f.bytes.clone());
                 let sent = timeout(ctx.cfg.idle_timeout, async {
@@ -540,7 +545,7 @@ async fn write_loop<S: BatchSink>(
             }
         };
         let (seq, records) = (batch.seq, batch.records.len());
-        let duplicate = match ctx.sink.persist(batch).await {
+        let duplicate = match ctx.sink.persist(batch, encoded).await {
             Ok(p) => p == Persisted::Duplicate,
             Err(e) => {
                 ctx.metrics.persist_errors.inc();

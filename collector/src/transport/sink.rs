@@ -37,9 +37,13 @@ pub enum PersistError {
 /// order, one at a time (different sequences concurrently), and acknowledges a batch only
 /// after `persist` returned `Ok`.
 pub trait BatchSink: Send + Sync + 'static {
-    /// Makes `batch` durable, or reports that it already is.
-    fn persist(&self, batch: Batch)
-    -> impl Future<Output = Result<Persisted, PersistError>> + Send;
+    /// Makes `batch` durable, or reports that it already is. `encoded` is the batch's
+    /// wire encoding, as received (what a spool keeps: it decodes to `batch`).
+    fn persist(
+        &self,
+        batch: Batch,
+        encoded: Vec<u8>,
+    ) -> impl Future<Output = Result<Persisted, PersistError>> + Send;
 
     /// The highest sequence number stored of the probe sequence `(probe_id, epoch)`, if
     /// any (sent to the probe in `HelloAck` so it can drop batches of that sequence that

@@ -323,6 +323,49 @@ async fn an_edited_or_unknown_migration_stops_the_start() {
 }
 
 #[tokio::test]
+async fn a_flows_column_altered_by_hand_stops_the_start_naming_it() {
+    let ch = TestClickHouse::start();
+    // Retention 0: the record's 2023 timestamps must not expire on insert.
+    let s = sink(config(ch.url(), "tg_cols", 0)).await;
+    s.migrate().await.unwrap();
+    // Flows are stored as checked (plain RowBinary) and read back as they were written.
+    let r = tidegate_wire::FlowRecord {
+        src: "192.0.2.1".parse().unwrap(),
+        dst: "198.51.100.7".parse().unwrap(),
+        sport: 1234,
+        dport: 443,
+        proto: 6,
+        packets: 3,
+        bytes: 180,
+        first: 1_700_000_000_000_000_001,
+        last: 1_700_000_000_500_000_000,
+        line: "line-a".into(),
+        ..Default::default()
+    };
+    s.insert_batch("edge-1", 1, std::slice::from_ref(&r))
+        .await
+        .unwrap();
+    assert_eq!(
+        ch.query(
+            "SELECT src_text, dst_text, sport, packets, bytes, toUnixTimestamp64Nano(first) \
+             FROM tg_cols.flows"
+        )
+        .await,
+        "192.0.2.1\t198.51.100.7\t1234\t3\t180\t1700000000000000001"
+    );
+
+    ch.exec("ALTER TABLE tg_cols.flows MODIFY COLUMN tcp_flags UInt32")
+        .await;
+    let e = s.migrate().await.unwrap_err();
+    assert!(matches!(e, SinkError::SchemaDrift { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("flows.tcp_flags is of type UInt32 where this collector writes UInt16"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
 async fn bad_configuration_gives_clear_errors() {
     // A configuration the sink refuses to be created with.
     let refused = async |url: &str, database: &str| {

@@ -131,7 +131,8 @@ impl ClickHouseSink {
             return Ok(());
         }
         let t = token("alerts", rows.iter().map(|r| (r.id.clone(), r.version)));
-        self.insert_rows::<AlertRow>("alerts", &t, rows).await
+        self.insert_rows::<AlertRow>("alerts", &t, rows, false)
+            .await
     }
 
     /// Stores violation states (idempotent like [`insert_alerts`](Self::insert_alerts)).
@@ -140,7 +141,7 @@ impl ClickHouseSink {
             return Ok(());
         }
         let t = token("violations", rows.iter().map(|r| (r.id.clone(), r.version)));
-        self.insert_rows::<ViolationRow>("policy_violations", &t, rows)
+        self.insert_rows::<ViolationRow>("policy_violations", &t, rows, false)
             .await
     }
 }

@@ -64,7 +64,7 @@ impl ClickHouseSink {
         let split = rows.len() > max;
         for (k, part) in rows.chunks(max).enumerate() {
             let token = token::group(spool_id, segment, offset, split.then_some(k));
-            self.insert_rows::<FlowRow<'static>>("flows", &token, part)
+            self.insert_rows::<FlowRow<'static>>("flows", &token, part, self.flows_checked())
                 .await?;
         }
         Ok(())
@@ -119,7 +119,7 @@ impl ClickHouseSink {
         let split = rows.len() > max;
         for (k, part) in rows.chunks(max).enumerate() {
             let token = token::batch(probe_id, epoch, seq, split.then_some(k));
-            self.insert_rows::<FlowRow<'static>>("flows", &token, part)
+            self.insert_rows::<FlowRow<'static>>("flows", &token, part, self.flows_checked())
                 .await?;
         }
         Ok(())
@@ -137,17 +137,31 @@ impl ClickHouseSink {
             reason,
         })?;
         let token = token::health(probe_id, health.ts_ns);
-        self.insert_rows::<HealthRow<'static>>("probe_health", &token, std::slice::from_ref(&row))
-            .await
+        self.insert_rows::<HealthRow<'static>>(
+            "probe_health",
+            &token,
+            std::slice::from_ref(&row),
+            false,
+        )
+        .await
+    }
+
+    /// Whether `flows` matched [`FlowRow::COLUMN_TYPES`] at migration (its inserts then
+    /// skip the client's per-row validation).
+    fn flows_checked(&self) -> bool {
+        self.flows_checked
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// One INSERT of `rows` into `table` with deduplication token `token`, under
-    /// `insert_timeout`, recorded in the metrics.
+    /// `insert_timeout`, recorded in the metrics. `checked`: the table's columns were
+    /// checked against `T` once, so rows go as plain RowBinary without per-row validation.
     pub(super) async fn insert_rows<T>(
         &self,
         table: &'static str,
         token: &str,
         rows: &[T::Value<'_>],
+        checked: bool,
     ) -> Result<(), SinkError>
     where
         T: RowWrite,
@@ -156,8 +170,8 @@ impl ClickHouseSink {
         let started = Instant::now();
         let op = format!("insert of {} rows into {table} (token {token})", rows.len());
         let send = async {
-            let mut insert = self
-                .client
+            let client = if checked { &self.raw } else { &self.client };
+            let mut insert = client
                 .insert::<T>(table)
                 .await?
                 .with_setting("insert_deduplication_token", token);

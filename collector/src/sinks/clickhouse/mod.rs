@@ -49,6 +49,11 @@ pub struct ClickHouseSink {
     admin: Client,
     /// With `cfg.database` as default database: inserts.
     client: Client,
+    /// `client` without per-row validation (plain RowBinary): flows, once their columns
+    /// were checked against [`FlowRow::COLUMN_TYPES`].
+    raw: Client,
+    /// Set once `flows`' columns matched [`FlowRow::COLUMN_TYPES`] (at migration).
+    flows_checked: std::sync::Arc<std::sync::atomic::AtomicBool>,
     metrics: SinkMetrics,
 }
 
@@ -70,10 +75,13 @@ impl ClickHouseSink {
             .with_user(&cfg.user)
             .with_password(&cfg.password);
         let client = admin.clone().with_database(&cfg.database);
+        let raw = client.clone().with_validation(false);
         Ok(ClickHouseSink {
             cfg,
             admin,
             client,
+            raw,
+            flows_checked: Default::default(),
             metrics,
         })
     }

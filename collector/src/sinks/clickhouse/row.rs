@@ -66,6 +66,55 @@ pub struct FlowRow<'a> {
     pub tls_sni: Cow<'a, str>,
 }
 
+impl FlowRow<'_> {
+    /// Each column the sink writes with its type as ClickHouse names it
+    /// (`system.columns.type`), in field order. Checked against the table once at start
+    /// ([`super::ClickHouseSink::migrate`]) — flows are then inserted as plain RowBinary,
+    /// without the client's per-row validation.
+    pub const COLUMN_TYPES: &'static [(&'static str, &'static str)] = &[
+        ("probe_id", "LowCardinality(String)"),
+        ("batch_epoch", "UInt64"),
+        ("batch_seq", "UInt64"),
+        ("line", "LowCardinality(String)"),
+        ("ifindex", "UInt32"),
+        ("direction", "Enum8('ingress' = 0, 'egress' = 1)"),
+        ("ip_version", "UInt8"),
+        ("src", "IPv6"),
+        ("dst", "IPv6"),
+        ("sport", "UInt16"),
+        ("dport", "UInt16"),
+        ("proto", "UInt8"),
+        ("vlan", "Nullable(UInt16)"),
+        ("packets", "UInt64"),
+        ("bytes", "UInt64"),
+        ("first", "DateTime64(9, 'UTC')"),
+        ("last", "DateTime64(9, 'UTC')"),
+        ("tcp_flags", "UInt16"),
+        ("icmp_type", "Nullable(UInt8)"),
+        ("icmp_code", "Nullable(UInt8)"),
+        ("src_country", "LowCardinality(String)"),
+        ("dst_country", "LowCardinality(String)"),
+        ("src_asn", "UInt32"),
+        ("dst_asn", "UInt32"),
+        ("src_zone", "LowCardinality(String)"),
+        ("dst_zone", "LowCardinality(String)"),
+        (
+            "verdict",
+            "Enum8('pass' = 0, 'would_drop' = 1, 'dropped' = 2)",
+        ),
+        ("enforce_rule", "LowCardinality(String)"),
+        (
+            "source",
+            "Enum8('probe' = 0, 'netflow_v5' = 1, 'netflow_v9' = 2, 'ipfix' = 3)",
+        ),
+        ("sampling", "UInt32"),
+        ("dns_qname", "String"),
+        ("dns_qtype", "UInt16"),
+        ("dns_rcode", "Int16"),
+        ("tls_sni", "String"),
+    ];
+}
+
 impl<'a> FlowRow<'a> {
     /// Converts a record of batch `seq` of the probe sequence (`probe_id`, `epoch`) with
     /// its enrichment (`None`: the enrichment columns keep their defaults); the error says
@@ -314,6 +363,12 @@ impl<'a> HealthRow<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checked_column_types_name_every_column_written_in_order() {
+        let names: Vec<&str> = FlowRow::COLUMN_TYPES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, <FlowRow<'_> as clickhouse::Row>::COLUMN_NAMES);
+    }
 
     fn record() -> FlowRecord {
         FlowRecord {

@@ -94,6 +94,7 @@ impl ClickHouseSink {
         report.retention_changes = self.reconcile_retention().await?;
         // Inserts cache the table layout; it may have changed.
         self.client.clear_cached_metadata().await;
+        self.check_flow_columns().await?;
         self.metrics
             .migration_version
             .set(i64::from(report.version));
@@ -161,6 +162,47 @@ impl ClickHouseSink {
         self.deadline(&format!("record migration {}", m.file), record)
             .await?;
         tracing::info!(database = %db, migration = m.file, "applied ClickHouse migration");
+        Ok(())
+    }
+
+    /// Checks, once, that `flows` has every column the sink writes with the type it
+    /// writes ([`FlowRow::COLUMN_TYPES`]); from then on flows go as plain RowBinary
+    /// without the client's per-row validation. A mismatch (a column altered by hand)
+    /// stops the start with the column named.
+    async fn check_flow_columns(&self) -> Result<(), SinkError> {
+        let db = &self.cfg.database;
+        let have: Vec<(String, String)> = self
+            .deadline(
+                "read the columns of flows",
+                self.admin
+                    .query(
+                        "SELECT name, type FROM system.columns \
+                         WHERE database = ? AND table = 'flows'",
+                    )
+                    .bind(db)
+                    .fetch_all::<(String, String)>(),
+            )
+            .await?;
+        for (name, want) in super::FlowRow::COLUMN_TYPES {
+            let found = have
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.as_str());
+            if found != Some(*want) {
+                self.flows_checked
+                    .store(false, std::sync::atomic::Ordering::Release);
+                return Err(SinkError::SchemaDrift {
+                    database: db.clone(),
+                    detail: format!(
+                        "column flows.{name} is {} where this collector writes {want} (altered \
+                         by hand?): restore it, or migrate with a matching collector",
+                        found.map_or("missing".to_string(), |t| format!("of type {t}"))
+                    ),
+                });
+            }
+        }
+        self.flows_checked
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
