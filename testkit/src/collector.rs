@@ -31,6 +31,8 @@ pub struct CollectorConfig {
     pub extra: String,
     /// `clickhouse.retention_days` (tests keep flows forever: 0).
     pub retention_days: u32,
+    /// More `[clickhouse]` settings, as TOML lines (e.g. `compression = "none"\n`).
+    pub clickhouse_extra: String,
 }
 
 impl CollectorConfig {
@@ -46,6 +48,7 @@ impl CollectorConfig {
             small: true,
             extra: String::new(),
             retention_days: 0,
+            clickhouse_extra: String::new(),
         }
     }
 
@@ -67,7 +70,7 @@ impl CollectorConfig {
             "{metrics}[transport]\nlisten = \"127.0.0.1:{port}\"\nca_cert = \"{ca}\"\n\
              cert = \"{cert}\"\nkey = \"{key}\"\n\n\
              [spool]\ndir = \"{spool}\"\n{spool_sizes}\n\
-             [clickhouse]\nurl = \"{ch}\"\ndatabase = \"tidegate\"\nretention_days = {retention}\n\n\
+             [clickhouse]\nurl = \"{ch}\"\ndatabase = \"tidegate\"\nretention_days = {retention}\n{ch_extra}\n\
              {aggregate}{extra}",
             port = self.port,
             ca = self.certs.join("ca.pem").display(),
@@ -76,6 +79,7 @@ impl CollectorConfig {
             spool = self.spool.display(),
             ch = self.clickhouse,
             retention = self.retention_days,
+            ch_extra = self.clickhouse_extra,
             extra = self.extra,
         )
     }
@@ -308,10 +312,23 @@ pub fn start_deployed(
     probe_id: &str,
     extra: &str,
 ) -> anyhow::Result<(CollectorProcess, Certs)> {
+    start_deployed_with(dir, ns, clickhouse, probe_id, |c| {
+        c.extra = extra.to_string()
+    })
+}
+
+/// [`start_deployed`], with the configuration edited by `edit` before it is written.
+pub fn start_deployed_with(
+    dir: &Path,
+    ns: Option<&str>,
+    clickhouse: &str,
+    probe_id: &str,
+    edit: impl FnOnce(&mut CollectorConfig),
+) -> anyhow::Result<(CollectorProcess, Certs)> {
     let certs = Certs::generate(&dir.join("certs"), &[probe_id]);
     let mut cfg = CollectorConfig::new(dir, &certs, crate::ports::free_port(), clickhouse);
     cfg.small = false;
-    cfg.extra = extra.to_string();
+    edit(&mut cfg);
     let path = cfg.write(dir);
     let p = CollectorProcess::launch(
         &path,

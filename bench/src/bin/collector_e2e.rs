@@ -21,7 +21,7 @@ use tidegate_probe::export::{
     Exporter,
     collector::{CollectorExporter, ExportMetrics},
 };
-use tidegate_testkit::{TestClickHouse, collector::start_deployed, probe::probe_options};
+use tidegate_testkit::{TestClickHouse, collector::start_deployed_with, probe::probe_options};
 
 #[derive(Parser)]
 struct Args {
@@ -38,6 +38,10 @@ struct Args {
     /// what the detection stage costs; by default it runs as deployed, detection on.
     #[arg(long)]
     no_detect: bool,
+    /// How the collector's INSERT bodies travel to ClickHouse (`[clickhouse]
+    /// compression`): `lz4` (the default, as deployed) or `none`.
+    #[arg(long, default_value = "lz4")]
+    compression: String,
     /// Markdown results file.
     #[arg(long, default_value = "bench/results/collector_e2e.md")]
     out: PathBuf,
@@ -47,18 +51,17 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     let records = workload::synthetic(a.rows, a.rows, 3600);
     let ch = TestClickHouse::try_start_in(None)?;
     let dir = tempfile::tempdir()?;
+    anyhow::ensure!(
+        matches!(a.compression.as_str(), "lz4" | "none"),
+        "--compression is lz4 or none"
+    );
     // The collector as deployed: live detection on (its defaults).
-    let (collector, certs) = start_deployed(
-        dir.path(),
-        None,
-        &ch.url(),
-        "edge-bench",
+    let (collector, certs) = start_deployed_with(dir.path(), None, &ch.url(), "edge-bench", |c| {
         if a.no_detect {
-            "[detect]\nenabled = false\n"
-        } else {
-            ""
-        },
-    )?;
+            c.extra = "[detect]\nenabled = false\n".into();
+        }
+        c.clickhouse_extra = format!("compression = \"{}\"\n", a.compression);
+    })?;
     let client = clickhouse::Client::default().with_url(ch.url());
     let count = async |table: &str| -> u64 {
         client
@@ -161,8 +164,8 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         tidegate_bench::report::heading("Collector end to end vs a plain ClickHouse insert");
     writeln!(
         s,
-        "{} synthetic flow records ({} distinct keys over one hour), one probe, batches of {} records; local ClickHouse 26.9 (chdb-core) on the same machine.\n",
-        a.rows, a.rows, a.batch_records
+        "{} synthetic flow records ({} distinct keys over one hour), one probe, batches of {} records; local ClickHouse 26.9 (chdb-core) on the same machine; the collector's INSERT bodies: {} (`[clickhouse] compression`).\n",
+        a.rows, a.rows, a.batch_records, a.compression
     )?;
     writeln!(s, "| path | seconds | rows/s | ratio to plain |")?;
     writeln!(s, "|---|---:|---:|---:|")?;

@@ -325,8 +325,11 @@ async fn an_edited_or_unknown_migration_stops_the_start() {
 #[tokio::test]
 async fn a_flows_column_altered_by_hand_stops_the_start_naming_it() {
     let ch = TestClickHouse::start();
-    // Retention 0: the record's 2023 timestamps must not expire on insert.
-    let s = sink(config(ch.url(), "tg_cols", 0)).await;
+    // Retention 0: the record's 2023 timestamps must not expire on insert. Uncompressed
+    // INSERT bodies (every other test sends LZ4).
+    let mut cfg = config(ch.url(), "tg_cols", 0);
+    cfg.compression = tidegate_collector::sinks::clickhouse::Compression::None;
+    let s = sink(cfg).await;
     s.migrate().await.unwrap();
     // Flows are stored as checked (plain RowBinary) and read back as they were written.
     let r = tidegate_wire::FlowRecord {

@@ -18,6 +18,7 @@ use super::error::SinkError;
 /// rollup_retention_days = 0    # flows_1h; 0 = keep forever, else >= retention_days
 /// max_rows_per_insert = 100000
 /// insert_timeout = "30s"       # or a number of seconds
+/// compression = "lz4"          # or "none" (ClickHouse on the same host or LAN)
 /// ```
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,6 +48,21 @@ pub struct ClickHouseConfig {
     /// migration statement; on expiry the attempt fails with a retryable error.
     #[serde(deserialize_with = "duration")]
     pub insert_timeout: Duration,
+    /// How INSERT bodies travel: LZ4-compressed (the default: a server across a WAN), or
+    /// uncompressed (a server on the same host or LAN, where compressing costs both ends
+    /// CPU and saves nothing that matters).
+    pub compression: Compression,
+}
+
+/// INSERT body compression.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// LZ4.
+    #[default]
+    Lz4,
+    /// None.
+    None,
 }
 
 impl Default for ClickHouseConfig {
@@ -60,6 +76,7 @@ impl Default for ClickHouseConfig {
             rollup_retention_days: 0,
             max_rows_per_insert: 100_000,
             insert_timeout: Duration::from_secs(30),
+            compression: Compression::Lz4,
         }
     }
 }
@@ -82,6 +99,7 @@ impl fmt::Debug for ClickHouseConfig {
             .field("rollup_retention_days", &self.rollup_retention_days)
             .field("max_rows_per_insert", &self.max_rows_per_insert)
             .field("insert_timeout", &self.insert_timeout)
+            .field("compression", &self.compression)
             .finish()
     }
 }
@@ -266,6 +284,11 @@ mod tests {
         assert_eq!(c.database, "tidegate");
         let c: ClickHouseConfig = toml::from_str("insert_timeout = 7").unwrap();
         assert_eq!(c.insert_timeout, Duration::from_secs(7));
+        assert_eq!(c.compression, Compression::Lz4);
+        let c: ClickHouseConfig = toml::from_str("compression = \"none\"").unwrap();
+        assert_eq!(c.compression, Compression::None);
+        let e = toml::from_str::<ClickHouseConfig>("compression = \"zstd\"").unwrap_err();
+        assert!(e.to_string().contains("lz4"), "{e}");
         let e = toml::from_str::<ClickHouseConfig>("insert_timeout = \"7 weeks\"").unwrap_err();
         assert!(e.to_string().contains("unknown unit"), "{e}");
         let e = toml::from_str::<ClickHouseConfig>("databse = \"x\"").unwrap_err();

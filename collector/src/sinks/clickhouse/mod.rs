@@ -33,7 +33,7 @@ use std::future::Future;
 use clickhouse::Client;
 
 pub use alerts::{AlertRow, ViolationRow};
-pub use config::ClickHouseConfig;
+pub use config::{ClickHouseConfig, Compression};
 pub use error::{ErrorClass, SinkError};
 pub use insert::GroupPart;
 pub use metrics::{InsertLabels, Outcome, SinkMetrics, TableLabel};
@@ -71,6 +71,10 @@ impl ClickHouseSink {
     pub async fn connect(cfg: ClickHouseConfig, metrics: SinkMetrics) -> Result<Self, SinkError> {
         cfg.validate()?;
         let admin = Client::default()
+            .with_compression(match cfg.compression {
+                config::Compression::Lz4 => clickhouse::Compression::Lz4,
+                config::Compression::None => clickhouse::Compression::None,
+            })
             .with_url(cfg.url.trim_end_matches('/'))
             .with_user(&cfg.user)
             .with_password(&cfg.password);
