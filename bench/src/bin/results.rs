@@ -323,6 +323,20 @@ fn main() -> anyhow::Result<()> {
             )?;
         }
     }
+    for (e, mode, target) in [(&e2e, "on", "≤ 0.5×"), (&e2e_no_detect, "off", "≤ 0.25×")] {
+        let Some(e) = e else { continue };
+        let rows = table(e, "CPU ns per record");
+        let ch = rows.iter().find(|r| r[0].contains("end to end"));
+        if let Some(r) = rows.iter().find(|r| r[0].starts_with("collector")) {
+            writeln!(
+                s,
+                "| 4 | collector CPU per record / ClickHouse CPU per row (detection {mode}) | {} | {} vs {} CPU ns | {target} |",
+                cell(Some(r), 2).split(' ').next().unwrap_or("?"),
+                cell(Some(r), 1),
+                cell(ch, 1)
+            )?;
+        }
+    }
     if let Some(n) = &netflow {
         // The benchmark's last line: "Records per CPU-second at rates taken without loss: ..."
         if let Some(l) = n.lines().find(|l| l.starts_with("Records per CPU-second")) {
