@@ -28,6 +28,8 @@ pub const FLOWS_DIGEST: &str = "flows_digest";
 /// `type` of an enforcement change: a policy version published, a probe enforcing it
 /// (or failing to), a manual block made, lifted or lapsed, a probe's enforcement ended.
 pub const ENFORCEMENT: &str = "enforcement";
+/// `type` of an analyst's triage action on an alert (state, assignee, note, who).
+pub const TRIAGE: &str = "triage";
 
 /// One entry.
 #[derive(Clone, Debug, PartialEq)]

@@ -52,6 +52,11 @@ fn filters(p: &Params) -> ApiResult<Where> {
         .any_of("kind", &p.list("kind", &KINDS)?)
         .any_of("severity", &p.list("severity", &SEVERITIES)?)
         .eq_opt("line", p.name("line")?.as_ref());
+    let states = p.list("state", &super::triage::STATES)?;
+    if !states.is_empty() {
+        let (cond, args) = super::triage::state_filter(&states);
+        w.and(&cond, args);
+    }
     if let Some(ip) = p.name("ip")? {
         w.and("(src = ? OR dst = ?)", [Arg::Str(ip.clone()), Arg::Str(ip)]);
     }
@@ -64,7 +69,9 @@ fn filters(p: &Params) -> ApiResult<Where> {
     Ok(w)
 }
 
-const FILTERS: [&str; 7] = ["from", "to", "kind", "severity", "line", "ip", "country"];
+const FILTERS: [&str; 8] = [
+    "from", "to", "kind", "severity", "line", "ip", "country", "state",
+];
 
 /// `GET /api/v1/alerts`.
 pub async fn list(
@@ -74,7 +81,8 @@ pub async fn list(
     let p = Params::new(q, &[&FILTERS[..], &["limit", "offset"]].concat())?;
     let w = filters(&p)?;
     let (limit, offset) = p.page(50, 500)?;
-    let items = ALERTS.page(&st.ch, &w, (limit, offset)).await?;
+    let mut items = ALERTS.page(&st.ch, &w, (limit, offset)).await?;
+    super::triage::annotate(&st.ch, &mut items).await?;
     let mut facets =
         Sql::new("SELECT kind, toString(severity) AS severity, count() AS n FROM alerts FINAL");
     facets
@@ -118,7 +126,9 @@ pub async fn detail(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
-    Ok(Json(Value::Object(ALERTS.by_id(&st.ch, &id, "").await?)))
+    let mut row = ALERTS.by_id(&st.ch, &id, "").await?;
+    super::triage::annotate(&st.ch, std::slice::from_mut(&mut row)).await?;
+    Ok(Json(Value::Object(row)))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod overview;
 pub mod params;
 pub mod probes;
 pub mod sql;
+pub mod triage;
 pub mod violations;
 
 use std::sync::Arc;
@@ -77,6 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts", get(alerts::list))
         .route("/alerts/timeline", get(alerts::timeline))
         .route("/alerts/{id}", get(alerts::detail))
+        .route(
+            "/alerts/{id}/triage",
+            get(triage::history).post(triage::act),
+        )
         .route("/violations", get(violations::list))
         .route("/violations/rules", get(violations::rules))
         .route("/violations/{id}", get(violations::detail))
@@ -208,7 +213,7 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router)
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 24] = [
+    const ROUTES: [&str; 25] = [
         "/login",
         "/logout",
         "/session",
@@ -218,6 +223,7 @@ mod tests {
         "/alerts",
         "/alerts/timeline",
         "/alerts/{id}",
+        "/alerts/{id}/triage",
         "/violations",
         "/violations/rules",
         "/violations/{id}",
@@ -251,7 +257,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 24,
+            routed, 25,
             "a route was added: list it here and in openapi.yaml"
         );
     }

@@ -25,7 +25,7 @@ use tidegate_base::{ConfigError, ConfigFile, FieldError};
 use tidegate_evidence::{EvidenceLog, SigningKeyFile};
 
 pub use tidegate_evidence::entry::{
-    CONFIG, ENFORCEMENT, FLOWS_DIGEST, PROBE_CONNECT, PROBE_DISCONNECT,
+    CONFIG, ENFORCEMENT, FLOWS_DIGEST, PROBE_CONNECT, PROBE_DISCONNECT, TRIAGE,
 };
 
 /// `[evidence]` as written.

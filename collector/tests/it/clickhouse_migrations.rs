@@ -16,7 +16,7 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
@@ -26,6 +26,7 @@ const ALL: [&str; 9] = [
     "0007_flows_source.sql",
     "0008_flows_app.sql",
     "0009_alerts_volume.sql",
+    "0010_alert_triage.sql",
 ];
 
 #[tokio::test]

@@ -59,6 +59,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0007", "flows_source"),
     migration!("0008", "flows_app"),
     migration!("0009", "alerts_volume"),
+    migration!("0010", "alert_triage"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has
