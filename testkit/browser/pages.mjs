@@ -46,6 +46,7 @@ function checkClean(where) {
   assert.deepEqual(problems, [], `${where}: ${problems.join('; ')}`);
 }
 const all = '?range=all';
+let triaged = null;
 let passed = 0;
 async function check(name, f) {
   await f();
@@ -146,6 +147,43 @@ try {
     assert.match(await badge.textContent(), /Verified in the evidence log/);
     assert.equal(await page.locator('[data-testid=evidence-bundle]').count(), 1, 'bundle download link');
     await shot('alert-detail');
+    triaged = id;
+  });
+
+  await check('an analyst triages the alert through its states and sees every action', async () => {
+    const current = '#triage p [data-testid=triage-state]';
+    assert.equal(await page.textContent(current), 'new');
+    assert.equal(await page.locator('[data-testid=triage-history-empty]').count(), 1);
+    const act = async (state, fields, rows) => {
+      await page.selectOption('[data-testid=triage-form] select[name=state]', state);
+      for (const [name, v] of Object.entries(fields)) await page.fill(`[data-testid=triage-form] input[name=${name}]`, v);
+      await page.click('[data-testid=triage-form] button[type=submit]');
+      await page.waitForFunction(
+        ([n, s]) => document.querySelectorAll('[data-testid=triage-history] tbody tr').length === n
+          && document.querySelector('#triage p [data-testid=triage-state]')?.textContent === s,
+        [rows, state.replace(/_/g, ' ')],
+        { timeout: 20000 },
+      );
+    };
+    await act('acknowledged', { note: 'looking at it' }, 1);
+    await act('in_progress', { assignee: 'ana' }, 2);
+    assert.equal(await page.textContent('[data-testid=triage-assignee]'), 'ana');
+    await act('closed', { note: 'blocked upstream' }, 3);
+    const history = await page.locator('[data-testid=triage-history] tbody tr').evaluateAll((rs) =>
+      rs.map((r) => [...r.querySelectorAll('td')].slice(1).map((td) => td.textContent)),
+    );
+    assert.deepEqual(history, [
+      [USER, 'acknowledged', '', 'looking at it'],
+      [USER, 'in progress', 'ana', ''],
+      [USER, 'closed', 'ana', 'blocked upstream'],
+    ]);
+    await shot('alert-triage');
+    // The list shows its state and filters by it.
+    await page.goto(`${BASE}/#/alerts${all}&state=closed`);
+    await waitValue('#al-total', 1, 'closed alerts');
+    assert.equal(await page.locator('#alerts-table tbody tr[data-id]').first().getAttribute('data-id'), triaged);
+    await page.goto(`${BASE}/#/alerts${all}&state=new`);
+    await waitValue('#al-total', expect.alerts.total - 1, 'alerts still new');
   });
 
   await check('the evidence log page lists signed checkpoints and the public key', async () => {

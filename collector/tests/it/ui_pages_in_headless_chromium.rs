@@ -3,7 +3,8 @@
 //! then Debian's headless Chromium (driven by `testkit/browser/pages.mjs` with
 //! playwright-core) logs in and walks every page — overview, map, alerts with a filter
 //! and an alert's evidence, violations by rule, top talkers and a flow search, probe
-//! health, the evidence badge of an alert and a violation (proven by a signed checkpoint)
+//! health, the evidence badge of an alert and a violation (proven by a signed checkpoint),
+//! the triage of an alert through its states (history shown, and stored in ClickHouse)
 //! and the evidence log page. The numbers shown must equal what ClickHouse holds; any
 //! console error fails.
 //! Screenshots go to `$TIDEGATE_STATE/ui-screenshots` (or `target/ui-screenshots`).
@@ -125,6 +126,16 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         status.success(),
         "browser walk failed; screenshots in {}",
         out.display()
+    );
+    // The triage the browser did is in ClickHouse: three actions on one alert, by the
+    // analyst who was logged in.
+    let triage = block_on(c.stack.ch.query(
+        "SELECT count(), uniqExact(alert_id), any(user), groupArray(toString(state)) \
+         FROM (SELECT * FROM tidegate.alert_triage ORDER BY at)",
+    ));
+    assert_eq!(
+        triage,
+        format!("3\t1\t{USER}\t['acknowledged','in_progress','closed']")
     );
     eprintln!("screenshots in {}", out.display());
 }

@@ -1,5 +1,5 @@
 // One alert: what crossed which threshold, where, and the flows that show it.
-import { get } from '../api.js';
+import { get, post } from '../api.js';
 import { esc, sev, si, time } from '../fmt.js';
 import { globalParams, link } from '../state.js';
 import { evidence, evidenceBadge, facts } from './common.js';
@@ -29,6 +29,51 @@ export async function render(ctx) {
         ['Updated', time(a.updated_at)],
       ])}
     </div>
+    <div class="panel" style="margin-bottom:12px" data-testid="triage"><h2>Triage</h2><div id="triage"></div></div>
     <div class="panel"><h2>Evidence flows</h2>${evidence(a.evidence)}</div>`;
+  await triage(ctx, ctx.el.querySelector('#triage'), a.id);
   await evidenceBadge(ctx.el.querySelector('#evidence-badge'), a.id);
+}
+
+/** Triage states, in the order an analyst moves through them. */
+export const STATES = ['new', 'acknowledged', 'in_progress', 'closed', 'false_positive'];
+export const stateBadge = (s) => `<span class="badge triage-${esc(s)}" data-testid="triage-state">${esc(s.replace(/_/g, ' '))}</span>`;
+
+/** The alert's triage state, a form for the next action, and every action so far. */
+async function triage(ctx, el, id) {
+  const show = (t) => {
+    const rows = t.history
+      .map(
+        (h) => `<tr><td>${time(h.at)}</td><td>${esc(h.user)}</td><td>${stateBadge(h.state)}</td><td>${esc(h.assignee)}</td><td class="note">${esc(h.note)}</td></tr>`,
+      )
+      .join('');
+    el.innerHTML = `
+      <p style="margin:0 0 10px">State ${stateBadge(t.triage_state)}${t.assignee ? ` · assigned to <b data-testid="triage-assignee">${esc(t.assignee)}</b>` : ''}</p>
+      <form class="triage-form" data-testid="triage-form">
+        <select name="state" aria-label="State">${STATES.map((s) => `<option value="${s}"${s === t.triage_state ? ' selected' : ''}>${s.replace(/_/g, ' ')}</option>`).join('')}</select>
+        <input name="assignee" aria-label="Assignee" placeholder="assignee" maxlength="64" value="${esc(t.assignee)}">
+        <input name="note" aria-label="Note" placeholder="note (optional)" maxlength="4000" style="flex:1;min-width:240px">
+        <button class="primary" type="submit">Save</button>
+        <span class="error" data-testid="triage-error"></span>
+      </form>
+      ${
+        t.history.length
+          ? `<table data-testid="triage-history"><thead><tr><th>When</th><th>Who</th><th>State</th><th>Assignee</th><th>Note</th></tr></thead><tbody>${rows}</tbody></table>`
+          : '<p class="muted" data-testid="triage-history-empty">No action yet.</p>'
+      }`;
+    el.querySelector('form').addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(ev.target);
+      const body = { state: f.get('state'), assignee: f.get('assignee') };
+      if (f.get('note')) body.note = f.get('note');
+      try {
+        show(await post(`alerts/${encodeURIComponent(id)}/triage`, body));
+      } catch (e) {
+        el.querySelector('[data-testid=triage-error]').textContent = e.message;
+      }
+    });
+  };
+  const t = await get(`alerts/${encodeURIComponent(id)}/triage`);
+  if (!ctx.isCurrent()) return;
+  show(t);
 }

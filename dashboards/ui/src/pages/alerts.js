@@ -4,6 +4,7 @@ import { axisStyle, base, chart, SEVERITY_COLORS } from '../charts.js';
 import { endpoint, esc, int, sev, si, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { chips, pager } from './common.js';
+import { STATES, stateBadge } from './alert.js';
 
 const LIMIT = 50;
 
@@ -13,6 +14,7 @@ export async function render(ctx) {
     <h1>Alerts <span class="sub" id="al-total"></span></h1>
     <div class="panel" style="margin-bottom:12px">
       <div class="toolbar"><label>Kind</label><div class="chips" id="f-kind"></div></div>
+      <div class="toolbar"><label>Triage</label><div class="chips" id="f-state"></div></div>
       <div class="toolbar"><label>Severity</label><div class="chips" id="f-severity"></div>
         <label style="margin-left:12px">IP <input id="f-ip" size="18" placeholder="address" value="${esc(p.ip ?? '')}"></label>
         <label>Country <input id="f-country" size="3" maxlength="2" placeholder="CC" value="${esc(p.country ?? '')}"></label>
@@ -20,17 +22,18 @@ export async function render(ctx) {
       <div class="chart" id="ch-timeline" style="height:160px"></div>
     </div>
     <div class="panel"><table id="alerts-table"><thead><tr>
-      <th>First</th><th>Last</th><th>Severity</th><th>Kind</th><th>Source</th><th>Destination</th><th>Line</th><th class="num">Measured</th><th class="num">Threshold</th><th>Description</th>
+      <th>First</th><th>Last</th><th>Severity</th><th>Triage</th><th>Kind</th><th>Source</th><th>Destination</th><th>Line</th><th class="num">Measured</th><th class="num">Threshold</th><th>Description</th>
     </tr></thead><tbody></tbody></table><div class="pager" id="pager"></div></div>`;
   chips(ctx.el.querySelector('#f-kind'), 'kind', ctx.meta.alert_kinds, p.kind);
   chips(ctx.el.querySelector('#f-severity'), 'severity', ctx.meta.alert_severities, p.severity);
+  chips(ctx.el.querySelector('#f-state'), 'state', STATES, p.state);
   const apply = () => update({ ip: ctx.el.querySelector('#f-ip').value.trim(), country: ctx.el.querySelector('#f-country').value.trim().toUpperCase(), offset: null });
   ctx.el.querySelector('#f-apply').addEventListener('click', apply);
   for (const id of ['#f-ip', '#f-country']) ctx.el.querySelector(id).addEventListener('keydown', (e) => e.key === 'Enter' && apply());
-  ctx.el.querySelector('#f-clear').addEventListener('click', () => update({ kind: null, severity: null, ip: null, country: null, offset: null }));
+  ctx.el.querySelector('#f-clear').addEventListener('click', () => update({ kind: null, severity: null, state: null, ip: null, country: null, offset: null }));
   const tl = chart(ctx.el.querySelector('#ch-timeline'));
   const refresh = async (c) => {
-    const q = { from: c.range.from, to: c.range.to, line: p.line, kind: p.kind, severity: p.severity, ip: p.ip, country: p.country };
+    const q = { from: c.range.from, to: c.range.to, line: p.line, kind: p.kind, severity: p.severity, state: p.state, ip: p.ip, country: p.country };
     const offset = Number(p.offset) || 0;
     const [list, timeline] = await Promise.all([get('alerts', { ...q, limit: LIMIT, offset }), get('alerts/timeline', q)]);
     if (!c.isCurrent()) return;
@@ -65,7 +68,7 @@ function draw(ctx, list, timeline, tl, offset) {
     ? list.items
         .map(
           (a) => `<tr class="click" data-id="${esc(a.id)}" data-kind="${esc(a.kind)}" data-severity="${esc(a.severity)}">
-        <td>${esc(time(a.first))}</td><td>${esc(time(a.last))}</td><td>${sev(a.severity)}</td>
+        <td>${esc(time(a.first))}</td><td>${esc(time(a.last))}</td><td>${sev(a.severity)}</td><td>${stateBadge(a.triage_state ?? 'new')}${a.assignee ? ` <span class="muted">${esc(a.assignee)}</span>` : ''}</td>
         <td><a href="${link('alert', gp, a.id)}">${esc(a.kind.replace(/_/g, ' '))}</a></td>
         <td class="mono">${esc(a.src)}${a.src_country ? ` <span class="muted">${esc(a.src_country)}</span>` : ''}</td>
         <td class="mono">${esc(a.port !== null && a.port !== undefined ? endpoint(a.dst, a.port) : a.dst)}${a.dst_country ? ` <span class="muted">${esc(a.dst_country)}</span>` : ''}</td>
@@ -73,7 +76,7 @@ function draw(ctx, list, timeline, tl, offset) {
         <td class="wrap">${esc(a.description)}</td></tr>`,
         )
         .join('')
-    : `<tr><td colspan="10" class="empty">No alerts match.</td></tr>`;
+    : `<tr><td colspan="11" class="empty">No alerts match.</td></tr>`;
   el.querySelector('#alerts-table tbody').onclick = (e) => {
     const tr = e.target.closest('tr[data-id]');
     if (tr && e.target.tagName !== 'A') location.hash = link('alert', gp, tr.dataset.id);
