@@ -13,7 +13,9 @@ fn an_alert_goes_through_its_states_and_keeps_every_action() {
     let mut c = Console::start(true);
     c.seed(&CAPTURES);
     block_on(async {
-        let all = api(&c.url, "/api/v1/alerts?from=946684800000&limit=500").await.json();
+        let all = api(&c.url, "/api/v1/alerts?from=946684800000&limit=500")
+            .await
+            .json();
         let items = all["items"].as_array().unwrap().clone();
         assert!(items.len() >= 2, "{all}");
         assert!(
@@ -106,9 +108,12 @@ fn an_alert_goes_through_its_states_and_keeps_every_action() {
             .collect();
         assert_eq!(ids, [id.as_str()]);
         assert_eq!(closed["items"][0]["triage_state"], "closed");
-        let fresh = api(&c.url, "/api/v1/alerts?from=946684800000&limit=500&state=new")
-            .await
-            .json();
+        let fresh = api(
+            &c.url,
+            "/api/v1/alerts?from=946684800000&limit=500&state=new",
+        )
+        .await
+        .json();
         let fresh_items = fresh["items"].as_array().unwrap();
         assert_eq!(fresh_items.len(), items.len() - 1);
         assert!(fresh_items.iter().all(|a| a["id"] != id.as_str()));
