@@ -41,7 +41,7 @@ pub const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
 /// The `alerts` table, newest version of each alert.
 const ALERTS: States = States {
     table: "alerts",
-    columns: "id, version, kind, toString(severity) AS severity, first, last, src, dst, port, line, key, src_country, dst_country, src_asn, dst_asn, measured, threshold, unit, packets, bytes, description, JSONLength(evidence) AS evidence_count, updated_at",
+    columns: "id, toString(version) AS version, kind, toString(severity) AS severity, first, last, src, dst, port, line, key, src_country, dst_country, src_asn, dst_asn, measured, threshold, unit, packets, bytes, description, JSONLength(evidence) AS evidence_count, updated_at",
     what: "alert",
 };
 

@@ -244,7 +244,11 @@ mod tests {
     #[test]
     fn the_openapi_file_documents_every_route() {
         let spec = include_str!("../../../dashboards/openapi.yaml");
-        let router = include_str!("mod.rs");
+        // Without whitespace: rustfmt may break a long `.route(` call over lines.
+        let router: String = include_str!("mod.rs")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         for r in ROUTES {
             assert!(
                 spec.contains(&format!("\n  {r}:\n")),

@@ -24,7 +24,7 @@ pub const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 /// The `policy_violations` table, newest version of each violation.
 const VIOLATIONS: States = States {
     table: "policy_violations",
-    columns: "id, version, rule_id, rule_name, rule_location, kind, toString(severity) AS severity, line, src, dst, src_zone, dst_zone, src_country, dst_country, src_asn, dst_asn, first, last, flows, packets, bytes, description, action, JSONLength(evidence) AS evidence_count, updated_at",
+    columns: "id, toString(version) AS version, rule_id, rule_name, rule_location, kind, toString(severity) AS severity, line, src, dst, src_zone, dst_zone, src_country, dst_country, src_asn, dst_asn, first, last, flows, packets, bytes, description, action, JSONLength(evidence) AS evidence_count, updated_at",
     what: "violation",
 };
 

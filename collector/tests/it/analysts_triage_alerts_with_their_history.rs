@@ -119,6 +119,16 @@ fn an_alert_goes_through_its_states_and_keeps_every_action() {
         assert!(fresh_items.iter().all(|a| a["id"] != id.as_str()));
         let detail = api(&c.url, &format!("/api/v1/alerts/{id}")).await.json();
         assert_eq!(detail["triage_state"], "closed");
+        // The version is a 64-bit integer: sent as text, exactly as stored.
+        let stored = c
+            .stack
+            .ch
+            .query(&format!(
+                "SELECT toString(max(version)) FROM tidegate.alerts WHERE id = '{id}'"
+            ))
+            .await;
+        assert_eq!(detail["version"].as_str(), Some(stored.as_str()));
+        assert_eq!(items[0]["version"].as_str(), Some(stored.as_str()));
 
         // Refusals name what is wrong.
         let refused = async |body: &str, status: u16, says: &str| {
