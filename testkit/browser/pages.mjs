@@ -225,6 +225,10 @@ try {
     await page.waitForSelector('[data-testid=evidence]');
     assert.equal(await page.locator('[data-testid=evidence] tbody tr').count(), expect.violations.evidence[id]);
     assert.match(await page.textContent('[data-testid=rule-text]'), /special-zone/);
+    // The policy file's path is shown as written (case-sensitive), not upper-cased.
+    const loc = page.locator('[data-testid=rule-location]');
+    assert.equal(await loc.evaluate((e) => getComputedStyle(e).textTransform), 'none');
+    assert.match(await loc.textContent(), /\.toml:\d+/);
     await page.locator('[data-testid=evidence-badge]').waitFor();
     assert.equal(await page.locator('[data-testid=evidence-badge]').getAttribute('data-status'), 'verified');
     await shot('violation-detail');

@@ -116,7 +116,7 @@ yyyy`);var i=qe(e),n=t?"getUTC":"get",a=i[n+"FullYear"](),o=i[n+"Month"]()+1,s=i
     <div id="evidence-badge"></div>
     <div class="panel" style="margin-bottom:12px">
       <p style="margin:0 0 12px;font-size:14px">${P(e.description)}</p>
-      <h2>Rule ${P(e.rule_id)} <span class="muted">(${P(e.rule_location)})</span></h2>
+      <h2>Rule ${P(e.rule_id)} <span class="muted path" data-testid="rule-location">(${P(e.rule_location)})</span></h2>
       <pre class="rule" data-testid="rule-text">${P(e.rule_text)}</pre>
       <div style="height:12px"></div>
       ${s7([["Kind",e.kind],["First",R1(e.first)],["Last",R1(e.last)],["Source",`${e.src} ${e.src_zone?"["+e.src_zone+"]":""} ${e.src_country}`],["Destination",`${e.dst} ${e.dst_zone?"["+e.dst_zone+"]":""} ${e.dst_country}`],["Line",e.line],["Action at the line",e.action==="dropped"?"dropped (enforce mode)":e.action==="would_drop"?"would be dropped (monitor mode)":"none (reported only)"],["Flows",p1(e.flows)],["Packets",p1(e.packets)],["Bytes",F1(e.bytes)],["Violation id",e.id]])}

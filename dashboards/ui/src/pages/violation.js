@@ -13,7 +13,7 @@ export async function render(ctx) {
     <div id="evidence-badge"></div>
     <div class="panel" style="margin-bottom:12px">
       <p style="margin:0 0 12px;font-size:14px">${esc(v.description)}</p>
-      <h2>Rule ${esc(v.rule_id)} <span class="muted">(${esc(v.rule_location)})</span></h2>
+      <h2>Rule ${esc(v.rule_id)} <span class="muted path" data-testid="rule-location">(${esc(v.rule_location)})</span></h2>
       <pre class="rule" data-testid="rule-text">${esc(v.rule_text)}</pre>
       <div style="height:12px"></div>
       ${facts([
