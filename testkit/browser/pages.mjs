@@ -217,6 +217,9 @@ try {
     assert.equal(Number(await card.locator('[data-testid=rule-count]').getAttribute('data-value')), expect.violations.total);
     assert.match(await card.locator('[data-testid=rule-text]').textContent(), /type = "isolate"/);
     await shot('violations');
+    // Every column fits at this width (1600 px): no horizontal scrolling.
+    const fits = await page.locator('#violations-scroll').evaluate((e) => e.scrollWidth <= e.clientWidth);
+    assert.ok(fits, 'the violations table needs horizontal scrolling');
     await card.click();
     await page.waitForSelector('#f-allrules');
     await waitValue('#pv-total', expect.violations.total, 'violations of the rule');

@@ -94,13 +94,13 @@ yyyy`);var i=qe(e),n=t?"getUTC":"get",a=i[n+"FullYear"](),o=i[n+"Month"]()+1,s=i
         <td>${P(f.line)}</td><td class="num">${ne(f.measured)} ${P(f.unit)}</td><td class="num">${ne(f.threshold)}</td>
         <td class="wrap">${P(f.description)}</td></tr>`).join(""):'<tr><td colspan="11" class="empty">No alerts match.</td></tr>',a.querySelector("#alerts-table tbody").onclick=f=>{let c=f.target.closest("tr[data-id]");c&&f.target.tagName!=="A"&&(location.hash=Te("alert",u,c.dataset.id))},Ca(a.querySelector("#pager"),e.total,mT,n)}var Dc={};j1(Dc,{render:()=>bz});var gT=50;async function bz(r){let e=r.params;r.el.innerHTML=`
     <h1>Policy violations <span class="sub" id="pv-total"></span></h1>
-    <div class="grid cols-2" style="grid-template-columns: minmax(0,1fr) minmax(0,1.6fr)">
+    <div class="grid">
       <div class="panel"><h2>Rules</h2><div class="rules" id="rules"></div></div>
       <div class="panel">
         <div class="toolbar"><label>Severity</label><div class="chips" id="f-severity"></div>
           <label>IP <input id="f-ip" size="18" value="${P(e.ip??"")}"></label><button id="f-apply">Apply</button>
           ${e.rule?'<button id="f-allrules">All rules</button>':""}</div>
-        <div style="overflow-x:auto"><table id="violations-table"><thead><tr><th>First</th><th>Severity</th><th>Rule</th><th>Source</th><th>Destination</th><th>Line</th><th class="num">Flows</th><th class="num">Bytes</th></tr></thead><tbody></tbody></table></div>
+        <div style="overflow-x:auto" id="violations-scroll"><table id="violations-table"><thead><tr><th>First</th><th>Severity</th><th>Rule</th><th>Source</th><th>Destination</th><th>Line</th><th class="num">Flows</th><th class="num">Bytes</th></tr></thead><tbody></tbody></table></div>
         <div class="pager" id="pager"></div>
       </div>
     </div>`,Ta(r.el.querySelector("#f-severity"),"severity",r.meta.violation_severities,e.severity),r.el.querySelector("#f-apply").addEventListener("click",()=>ge({ip:r.el.querySelector("#f-ip").value.trim(),offset:null})),r.el.querySelector("#f-allrules")?.addEventListener("click",()=>ge({rule:null,offset:null}));let t=async i=>{let n={from:i.range.from,to:i.range.to,line:e.line,severity:e.severity,ip:e.ip},a=Number(e.offset)||0,[o,s]=await Promise.all([A1("violations/rules",n),A1("violations",{...n,rule:e.rule,limit:gT,offset:a})]);i.isCurrent()&&wz(i,o,s,a)};return await t(r),t}function wz(r,e,t,i){let n=r.el,a=$e(r.params),o=n.querySelector("#pv-total");o.textContent=`${p1(t.total)} matching${r.params.rule?` rule ${r.params.rule}`:""}`,o.dataset.value=t.total,n.querySelector("#rules").innerHTML=e.rules.length?e.rules.map(s=>`<div class="rule${s.rule_id===r.params.rule?" on":""}" data-rule="${P(s.rule_id)}">

@@ -11,13 +11,13 @@ export async function render(ctx) {
   const p = ctx.params;
   ctx.el.innerHTML = `
     <h1>Policy violations <span class="sub" id="pv-total"></span></h1>
-    <div class="grid cols-2" style="grid-template-columns: minmax(0,1fr) minmax(0,1.6fr)">
+    <div class="grid">
       <div class="panel"><h2>Rules</h2><div class="rules" id="rules"></div></div>
       <div class="panel">
         <div class="toolbar"><label>Severity</label><div class="chips" id="f-severity"></div>
           <label>IP <input id="f-ip" size="18" value="${esc(p.ip ?? '')}"></label><button id="f-apply">Apply</button>
           ${p.rule ? `<button id="f-allrules">All rules</button>` : ''}</div>
-        <div style="overflow-x:auto"><table id="violations-table"><thead><tr><th>First</th><th>Severity</th><th>Rule</th><th>Source</th><th>Destination</th><th>Line</th><th class="num">Flows</th><th class="num">Bytes</th></tr></thead><tbody></tbody></table></div>
+        <div style="overflow-x:auto" id="violations-scroll"><table id="violations-table"><thead><tr><th>First</th><th>Severity</th><th>Rule</th><th>Source</th><th>Destination</th><th>Line</th><th class="num">Flows</th><th class="num">Bytes</th></tr></thead><tbody></tbody></table></div>
         <div class="pager" id="pager"></div>
       </div>
     </div>`;
