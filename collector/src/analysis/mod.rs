@@ -11,7 +11,8 @@
 //!   JSONL file, the webhook outbox (durable before delivery, signed, retried) and syslog.
 //!
 //! Repeats of an alert (same kind and key) or a violation (same rule, kind, line and
-//! addresses) close in event time update the open one instead of raising a new one.
+//! address pair, in either direction) close in event time update the open one instead of
+//! raising a new one.
 //! Ids are deterministic, so states re-derived after a restart replace, not duplicate.
 //!
 //! [`Notification`]: crate::sinks::alerts::Notification

@@ -1,5 +1,7 @@
-//! Repeats of one policy violation (same rule, kind, line, source and destination) close
-//! in event time are merged into one open violation instead of raising a new one each.
+//! Repeats of one policy violation (same rule, kind, line and pair of addresses, in either
+//! direction) close in event time are merged into one open violation instead of raising a
+//! new one each: a breach is a conversation, and its requests and answers are one
+//! violation (keeping the direction of the flow that opened it).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -57,7 +59,13 @@ impl ViolationBook {
 
     /// Adds one violation; returns the state to publish.
     pub fn merge(&mut self, v: Violation) -> ViolationState {
-        let key = (v.rule_id.clone(), v.kind, v.line.clone(), v.src, v.dst);
+        // Either direction of the conversation: the pair in address order.
+        let pair = if v.src <= v.dst {
+            (v.src, v.dst)
+        } else {
+            (v.dst, v.src)
+        };
+        let key = (v.rule_id.clone(), v.kind, v.line.clone(), pair.0, pair.1);
         let flows = v.evidence.len().max(1) as u64;
         let packets = v.evidence.iter().map(|r| r.packets).sum::<u64>();
         let bytes = v.evidence.iter().map(|r| r.bytes).sum::<u64>();
@@ -160,5 +168,21 @@ mod tests {
         assert_ne!(late.id, a.id);
         b.expire(2_000);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn both_directions_of_one_conversation_are_one_violation() {
+        let mut b = ViolationBook::new(100);
+        let out = b.merge(v(0, "192.0.2.1"));
+        // The answer: 192.0.2.1 -> 10.0.0.1.
+        let mut back = v(20, "192.0.2.1");
+        std::mem::swap(&mut back.src, &mut back.dst);
+        let merged = b.merge(back);
+        assert!(!merged.new);
+        assert_eq!(merged.id, out.id);
+        assert_eq!(merged.flows, 2);
+        // The violation keeps the direction of the flow that opened it.
+        assert_eq!(merged.violation.src, out.violation.src);
+        assert_eq!(b.len(), 1);
     }
 }
