@@ -137,6 +137,7 @@ pub async fn serve(
     ch: ClickHouseConfig,
     evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
     enforce: Option<Arc<crate::enforce::EnforceHub>>,
+    policy_home: Option<String>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(api.listen).await?;
     let addr = listener.local_addr()?;
@@ -147,6 +148,12 @@ pub async fn serve(
              (tidegate-collector hash-password)");
     }
     let mut state = AppState::new(&api, &ch);
+    if state.home_country.is_none()
+        && let Some(c) = policy_home
+    {
+        tracing::info!(country = %c, "the map's home country is the policy's domestic zone's (set api.home_country to choose another)");
+        state.home_country = Some(c);
+    }
     state.evidence = evidence;
     state.enforce = enforce;
     let app = router(state);

@@ -212,6 +212,7 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
         .context("installing the SIGHUP handler")?;
         tracing::info!(policy = %path.display(), rules = handle.current().rules.len(), "policy loaded; SIGHUP reloads it");
     }
+    let policy_handle = sources.policy.clone();
     let context = Contextualizer::new(sources.enricher.clone(), sources.policy.clone());
     let (analysis, feed) = Analysis::start(
         &cfg.analysis,
@@ -260,11 +261,15 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
     // Web UI and JSON API (`[api]`), reading ClickHouse.
     if let Some(api) = cfg.api.clone() {
         let addr = api.listen;
+        let policy_home = policy_handle
+            .as_ref()
+            .and_then(|h| h.current().home_country().map(str::to_string));
         tidegate_collector::api::serve(
             api,
             cfg.clickhouse.clone(),
             evidence.clone(),
             enforce.clone(),
+            policy_home,
         )
         .await
         .with_context(|| format!("cannot serve the web UI on {addr}"))?;

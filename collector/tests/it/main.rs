@@ -56,6 +56,7 @@ mod second_collector_on_a_spool_is_refused;
 mod syslog_config;
 mod syslog_tcp;
 mod syslog_udp;
+mod the_map_is_home_where_the_policy_says;
 mod transport_acknowledges_durable_batches;
 mod transport_gen_certs_quick_start;
 mod transport_protocol_errors;

@@ -59,4 +59,32 @@ impl Policy {
     pub fn parse(src: &str, path: &Path) -> Result<Self, PolicyError> {
         file::parse(src, path)
     }
+
+    /// The home country the policy implies: the one country of the zone named
+    /// `domestic` (where the console's map draws our own, country-less addresses).
+    /// `None` when there is no such zone or it lists several countries or none.
+    pub fn home_country(&self) -> Option<&str> {
+        let z = self.zones.iter().find(|z| z.name == "domestic")?;
+        match z.countries.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod home_tests {
+    use super::*;
+
+    #[test]
+    fn the_domestic_zone_with_one_country_is_home() {
+        let p = |t: &str| Policy::parse(t, Path::new("p.toml")).unwrap();
+        let home =
+            p("[[zone]]\nname = \"domestic\"\ncidrs = [\"10.0.0.0/8\"]\ncountries = [\"CN\"]\n");
+        assert_eq!(home.home_country(), Some("CN"));
+        let two = p("[[zone]]\nname = \"domestic\"\ncountries = [\"CN\", \"HK\"]\n");
+        assert_eq!(two.home_country(), None);
+        let other = p("[[zone]]\nname = \"office\"\ncountries = [\"CN\"]\n");
+        assert_eq!(other.home_country(), None);
+    }
 }

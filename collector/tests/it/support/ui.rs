@@ -56,9 +56,17 @@ impl Console {
 
     /// [`start`](Self::start) with more configuration (`[evidence]`, ...).
     pub fn start_with(analysis: bool, more: &str) -> Console {
+        Self::start_home(analysis, more, Some("HK"))
+    }
+
+    /// [`start_with`](Self::start_with) with `api.home_country` set to `home` (or unset).
+    pub fn start_home(analysis: bool, more: &str, home: Option<&str>) -> Console {
         let ui_port = tidegate_testkit::free_port();
+        let home = home
+            .map(|h| format!("home_country = \"{h}\"\n"))
+            .unwrap_or_default();
         let mut extra = format!(
-            "[api]\nlisten = \"127.0.0.1:{ui_port}\"\nhome_country = \"HK\"\n\n[[api.user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n\
+            "[api]\nlisten = \"127.0.0.1:{ui_port}\"\n{home}\n[[api.user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n\
              [[api.token]]\nname = \"automation\"\nsha256 = \"{}\"\n",
             tidegate_collector::api::auth::hash_password_with(PASSWORD, 4096, 1, 1),
             sha256_hex(TOKEN)
