@@ -65,13 +65,14 @@ function drawHistory(ctx, h, charts) {
       name: p, type: 'line', symbol: 'circle', symbolSize: 4, color: PALETTE[i % PALETTE.length], areaStyle: { opacity: 0.15 },
       data: h.buckets.filter((b) => b.probe_id === p).map((b) => [b.t * 1000, f(b)]),
     }));
-  const opt = (fmt, s) => ({
+  const opt = (fmt, s, minInterval) => ({
     ...base,
     tooltip: { ...base.tooltip, valueFormatter: fmt },
     xAxis: { type: 'time', min: ctx.range.from, max: ctx.range.to, ...axisStyle, axisLabel: { color: '#7d8aa5', hideOverlap: true } },
-    yAxis: { type: 'value', ...axisStyle, axisLabel: { color: '#7d8aa5', formatter: (v) => fmt(v) } },
+    yAxis: { type: 'value', minInterval, ...axisStyle, axisLabel: { color: '#7d8aa5', formatter: (v) => fmt(v) } },
     series: s,
   });
-  charts.spool.setOption(opt(bytes, series((b) => b.spool_bytes)), true);
+  // Bytes are whole: no 0.2 B ticks when the spool is (nearly) empty.
+  charts.spool.setOption(opt(bytes, series((b) => b.spool_bytes), 1), true);
   charts.records.setOption(opt((v) => si(v), series((b) => b.records / h.step)), true);
 }
