@@ -186,6 +186,16 @@ try {
     await waitValue('#al-total', expect.alerts.total - 1, 'alerts still new');
   });
 
+  await check('from an alert to every flow of it', async () => {
+    await page.goto(`${BASE}/#/alert/${encodeURIComponent(triaged)}${all}`);
+    await page.click('[data-testid=alert-flows]');
+    await page.waitForSelector('#flows-table');
+    const want = expect.alerts.pivot[triaged];
+    assert.ok(want > 0, `ClickHouse has flows for alert ${triaged}`);
+    await waitValue('#flow-total', want, `flows of alert ${triaged}`);
+    await shot('alert-flows');
+  });
+
   await check('the evidence log page lists signed checkpoints and the public key', async () => {
     await page.goto(`${BASE}/#/evidence${all}`);
     await page.waitForSelector('[data-testid=checkpoints]');

@@ -77,6 +77,34 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             per_line("SELECT kind, count() FROM tidegate.alerts FINAL GROUP BY kind").await;
         let alert_evidence =
             per_line("SELECT id, JSONLength(evidence) FROM tidegate.alerts FINAL").await;
+        // Each alert's pivot to its flows: its line, from its first to its last packet
+        // (ms), to or from its target (else its source) — what the link asks the API.
+        let mut pivot = BTreeMap::new();
+        let targets = q(
+            "SELECT id, line, if(isIPv4String(dst) OR isIPv6String(dst), dst, src), \
+             toUnixTimestamp64Milli(first), toUnixTimestamp64Milli(last) + 1 \
+             FROM tidegate.alerts FINAL WHERE isIPv4String(dst) OR isIPv6String(dst) \
+             OR isIPv4String(src) OR isIPv6String(src)",
+        )
+        .await;
+        for l in targets.lines() {
+            let f: Vec<&str> = l.split('\t').collect();
+            let n = c
+                .stack
+                .ch
+                .query(&format!(
+                    "SELECT count() FROM tidegate.flows WHERE line = '{}' \
+                     AND first >= fromUnixTimestamp64Milli(toInt64({}), 'UTC') \
+                     AND first < fromUnixTimestamp64Milli(toInt64({}), 'UTC') \
+                     AND (src = toIPv6('{ip}') OR dst = toIPv6('{ip}'))",
+                    f[1],
+                    f[3],
+                    f[4],
+                    ip = f[2]
+                ))
+                .await;
+            pivot.insert(f[0].to_string(), n.parse::<u64>().unwrap());
+        }
         let violation_evidence =
             per_line("SELECT id, JSONLength(evidence) FROM tidegate.policy_violations FINAL").await;
         let kind = if by_kind.contains_key("syn_flood") {
@@ -101,7 +129,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "ingress_bytes_by_line": ingress,
             "bytes_by_line": bytes_by_line,
             "geo": {"pairs": geo[0], "alert_countries": geo[1]},
-            "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence},
+            "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot},
             "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
             "flows": {"total": flows[0], "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
             "probe": {"spool_bytes": spool[0]},

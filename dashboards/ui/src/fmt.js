@@ -29,6 +29,18 @@ export function time(t) {
   return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '').replace('Z', '');
 }
 
+/**
+ * A stored time ("2021-04-28 10:30:21.123456789", UTC) → epoch milliseconds, rounded
+ * down (`up`: rounded up); null when it is not one.
+ */
+export function epochMs(t, up = false) {
+  const m = /^(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d+))?/.exec(String(t ?? ''));
+  if (!m) return null;
+  const frac = (m[7] ?? '').padEnd(9, '0');
+  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) + Number(frac.slice(0, 3));
+  return up && Number(frac.slice(3)) > 0 ? ms + 1 : ms;
+}
+
 /** Bucket width in seconds → "1 min", "6 h", "30 d". */
 export function step(sec) {
   if (sec % 86400 === 0) return `${sec / 86400} d`;

@@ -1,6 +1,6 @@
 // One alert: what crossed which threshold, where, and the flows that show it.
 import { get, post } from '../api.js';
-import { esc, sev, si, time } from '../fmt.js';
+import { epochMs, esc, sev, si, time } from '../fmt.js';
 import { globalParams, link } from '../state.js';
 import { evidence, evidenceBadge, facts } from './common.js';
 
@@ -29,10 +29,27 @@ export async function render(ctx) {
         ['Updated', time(a.updated_at)],
       ])}
     </div>
+    ${flowsLink(a)}
     <div class="panel" style="margin-bottom:12px" data-testid="triage"><h2>Triage</h2><div id="triage"></div></div>
     <div class="panel"><h2>Evidence flows</h2>${evidence(a.evidence)}</div>`;
   await triage(ctx, ctx.el.querySelector('#triage'), a.id);
   await evidenceBadge(ctx.el.querySelector('#evidence-badge'), a.id);
+}
+
+/** Whether `s` is one address (not "3712 sources"). */
+const isAddr = (s) => typeof s === 'string' && /^[0-9a-fA-F:.]+$/.test(s) && (s.includes('.') || s.includes(':'));
+
+/**
+ * A link to every flow of the alert: its line, from its first to its last packet, to or
+ * from its target (else its source) — not only the evidence sample.
+ */
+function flowsLink(a) {
+  const ip = isAddr(a.dst) ? a.dst : isAddr(a.src) ? a.src : '';
+  const from = epochMs(a.first);
+  const to = epochMs(a.last);
+  if (from === null || to === null) return '';
+  const href = link('flows', { from, to: to + 1, line: a.line, ip });
+  return `<p style="margin:0 0 12px"><a href="${href}" data-testid="alert-flows">All flows of this alert${ip ? ` (${esc(ip)})` : ''} →</a></p>`;
 }
 
 /** Triage states, in the order an analyst moves through them. */
