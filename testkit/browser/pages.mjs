@@ -186,6 +186,17 @@ try {
     await waitValue('#al-total', expect.alerts.total - 1, 'alerts still new');
   });
 
+  await check('an address in the alerts list opens the flows of that address', async () => {
+    await page.goto(`${BASE}/#/alerts${all}&kind=${expect.alerts.kind}`);
+    await page.waitForSelector('#alerts-table tbody a[data-ip]');
+    const a = page.locator('#alerts-table tbody a[data-ip]').first();
+    const ip = await a.getAttribute('data-ip');
+    await a.click();
+    await page.waitForSelector('#flows-table');
+    assert.equal(await page.inputValue('#q-ip'), ip);
+    await waitValue('#flow-total', expect.flows.by_ip[ip], `flows of ${ip}`);
+  });
+
   await check('from an alert to every flow of it', async () => {
     await page.goto(`${BASE}/#/alert/${encodeURIComponent(triaged)}${all}`);
     await page.click('[data-testid=alert-flows]');

@@ -117,6 +117,13 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
                (SELECT uniqExact(c) FROM (SELECT arrayJoin(arrayFilter(x -> x != '', [src_country, dst_country])) AS c FROM tidegate.alerts FINAL))")
             .await,
         );
+        // Flows of every single address an alert names (the list's pivots).
+        let by_ip = per_line(
+            "SELECT ip, (SELECT count() FROM tidegate.flows WHERE src = toIPv6(ip) OR dst = toIPv6(ip)) \
+             FROM (SELECT DISTINCT arrayJoin([src, dst]) AS ip FROM tidegate.alerts FINAL) \
+             WHERE isIPv4String(ip) OR isIPv6String(ip)",
+        )
+        .await;
         let cidr = "192.168.0.0/16";
         let flows = nums(
             q("SELECT count(), countIf(isIPAddressInRange(src_text, '192.168.0.0/16') OR isIPAddressInRange(dst_text, '192.168.0.0/16')) FROM tidegate.flows").await,
@@ -131,7 +138,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "geo": {"pairs": geo[0], "alert_countries": geo[1]},
             "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot},
             "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
-            "flows": {"total": flows[0], "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
+            "flows": {"total": flows[0], "by_ip": by_ip, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
             "probe": {"spool_bytes": spool[0]},
         })
     });

@@ -2,7 +2,7 @@
 import { get, post } from '../api.js';
 import { epochMs, esc, sev, si, time } from '../fmt.js';
 import { globalParams, link } from '../state.js';
-import { evidence, evidenceBadge, facts } from './common.js';
+import { evidence, evidenceBadge, facts, isAddr } from './common.js';
 
 export async function render(ctx) {
   const a = await get(`alerts/${encodeURIComponent(ctx.id)}`);
@@ -31,13 +31,11 @@ export async function render(ctx) {
     </div>
     ${flowsLink(a)}
     <div class="panel" style="margin-bottom:12px" data-testid="triage"><h2>Triage</h2><div id="triage"></div></div>
-    <div class="panel"><h2>Evidence flows</h2>${evidence(a.evidence)}</div>`;
+    <div class="panel"><h2>Evidence flows</h2>${evidence(a.evidence, gp)}</div>`;
   await triage(ctx, ctx.el.querySelector('#triage'), a.id);
   await evidenceBadge(ctx.el.querySelector('#evidence-badge'), a.id);
 }
 
-/** Whether `s` is one address (not "3712 sources"). */
-const isAddr = (s) => typeof s === 'string' && /^[0-9a-fA-F:.]+$/.test(s) && (s.includes('.') || s.includes(':'));
 
 /**
  * A link to every flow of the alert: its line, from its first to its last packet, to or

@@ -1,9 +1,9 @@
 // Alerts: timeline by severity, filters (kind, severity, line, IP, country), paginated list.
 import { get } from '../api.js';
 import { axisStyle, base, chart, SEVERITY_COLORS } from '../charts.js';
-import { endpoint, esc, int, sev, si, time } from '../fmt.js';
+import { esc, int, sev, si, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
-import { chips, pager } from './common.js';
+import { chips, ipLink, pager } from './common.js';
 import { STATES, stateBadge } from './alert.js';
 
 const LIMIT = 50;
@@ -70,8 +70,8 @@ function draw(ctx, list, timeline, tl, offset) {
           (a) => `<tr class="click" data-id="${esc(a.id)}" data-kind="${esc(a.kind)}" data-severity="${esc(a.severity)}">
         <td>${esc(time(a.first))}</td><td>${esc(time(a.last))}</td><td>${sev(a.severity)}</td><td>${stateBadge(a.triage_state ?? 'new')}${a.assignee ? ` <span class="muted">${esc(a.assignee)}</span>` : ''}</td>
         <td><a href="${link('alert', gp, a.id)}">${esc(a.kind.replace(/_/g, ' '))}</a></td>
-        <td class="mono">${esc(a.src)}${a.src_country ? ` <span class="muted">${esc(a.src_country)}</span>` : ''}</td>
-        <td class="mono">${esc(a.port !== null && a.port !== undefined ? endpoint(a.dst, a.port) : a.dst)}${a.dst_country ? ` <span class="muted">${esc(a.dst_country)}</span>` : ''}</td>
+        <td class="mono">${ipLink(a.src, gp)}${a.src_country ? ` <span class="muted">${esc(a.src_country)}</span>` : ''}</td>
+        <td class="mono">${ipLink(a.dst, gp, a.port)}${a.dst_country ? ` <span class="muted">${esc(a.dst_country)}</span>` : ''}</td>
         <td>${esc(a.line)}</td><td class="num">${si(a.measured)} ${esc(a.unit)}</td><td class="num">${si(a.threshold)}</td>
         <td class="wrap">${esc(a.description)}</td></tr>`,
         )

@@ -1,7 +1,7 @@
 // Pieces shared by the list pages: filter chips, pager, evidence table.
 import { get } from '../api.js';
 import { bytes, endpoint, esc, int, proto, time } from '../fmt.js';
-import { update } from '../state.js';
+import { link, update } from '../state.js';
 
 /** Multi-select chips bound to a comma-separated hash parameter. */
 export function chips(el, name, values, selected) {
@@ -27,14 +27,27 @@ export function pager(el, total, limit, offset) {
   };
 }
 
+/** Whether `s` is one address (not "3712 sources"). */
+export const isAddr = (s) => typeof s === 'string' && /^[0-9a-fA-F:.]+$/.test(s) && (s.includes('.') || s.includes(':'));
+
+/**
+ * An address as a pivot: a link to the flow search for it (in the current time range and
+ * line, `gp`); anything else (a description like "3712 sources") as text.
+ */
+export function ipLink(ip, gp = {}, port) {
+  const text = esc(port === undefined || port === null ? ip : endpoint(ip, port));
+  if (!isAddr(ip)) return text;
+  return `<a class="pivot" href="${link('flows', { ...gp, ip })}" data-ip="${esc(ip)}" title="flows of ${esc(ip)}">${text}</a>`;
+}
+
 /** Evidence flows (records as the probe exported them) as a table, plus the raw JSON. */
-export function evidence(list) {
+export function evidence(list, gp = {}) {
   if (!Array.isArray(list)) return `<pre class="json">${esc(typeof list === 'string' ? list : JSON.stringify(list, null, 2))}</pre>`;
   if (!list.length) return `<div class="empty">No evidence flows attached.</div>`;
   const rows = list
     .map(
       (f) => `<tr><td>${esc(time(f.first))}</td><td>${esc(time(f.last))}</td><td>${esc(f.line ?? '')}</td><td>${esc(f.direction ?? '')}</td>
-      <td class="mono">${esc(endpoint(f.src, f.sport))}</td><td class="mono">${esc(endpoint(f.dst, f.dport))}</td><td>${esc(proto(f.proto))}</td>
+      <td class="mono">${ipLink(f.src, gp, f.sport)}</td><td class="mono">${ipLink(f.dst, gp, f.dport)}</td><td>${esc(proto(f.proto))}</td>
       <td class="num">${int(f.packets)}</td><td class="num">${bytes(f.bytes)}</td></tr>`,
     )
     .join('');

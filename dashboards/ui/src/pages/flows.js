@@ -2,8 +2,8 @@
 import { get } from '../api.js';
 import { axisStyle, base, chart } from '../charts.js';
 import { bytes, esc, int, proto, si, time } from '../fmt.js';
-import { update } from '../state.js';
-import { pager } from './common.js';
+import { globalParams, update } from '../state.js';
+import { ipLink, pager } from './common.js';
 
 const LIMIT = 100;
 const FIELDS = [
@@ -126,6 +126,7 @@ function appName(r) {
 }
 
 function drawFlows(ctx, f, offset) {
+  const gp = globalParams(ctx.params);
   const total = ctx.el.querySelector('#flow-total');
   total.textContent = `${int(f.total)} records · ${int(f.packets)} packets · ${bytes(f.bytes)}`;
   total.dataset.value = f.total;
@@ -134,7 +135,7 @@ function drawFlows(ctx, f, offset) {
     ? f.items
         .map(
           (r) => `<tr><td>${esc(time(r.first))}</td><td>${esc(time(r.last))}</td><td>${esc(r.line)}</td><td>${r.direction === 'ingress' ? '▲ in' : '▼ out'}</td>
-      <td class="mono">${esc(r.src)}:${r.sport}</td><td class="muted">${esc(r.src_country)}</td><td class="mono">${esc(r.dst)}:${r.dport}</td><td class="muted">${esc(r.dst_country)}</td>
+      <td class="mono">${ipLink(r.src, gp, r.sport)}</td><td class="muted">${esc(r.src_country)}</td><td class="mono">${ipLink(r.dst, gp, r.dport)}</td><td class="muted">${esc(r.dst_country)}</td>
       <td>${esc(proto(r.proto))}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td>${appName(r)}</td><td class="muted">${esc(r.probe_id)}${origin(r)}</td></tr>`,
         )
         .join('')

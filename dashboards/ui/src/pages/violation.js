@@ -30,6 +30,6 @@ export async function render(ctx) {
         ['Violation id', v.id],
       ])}
     </div>
-    <div class="panel"><h2>Evidence flows</h2>${evidence(v.evidence)}</div>`;
+    <div class="panel"><h2>Evidence flows</h2>${evidence(v.evidence, gp)}</div>`;
   await evidenceBadge(ctx.el.querySelector('#evidence-badge'), v.id);
 }

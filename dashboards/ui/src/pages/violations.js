@@ -3,7 +3,7 @@
 import { get } from '../api.js';
 import { bytes, esc, int, sev, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
-import { chips, pager } from './common.js';
+import { chips, ipLink, pager } from './common.js';
 
 const LIMIT = 50;
 
@@ -61,8 +61,8 @@ function draw(ctx, rules, list, offset) {
         .map(
           (v) => `<tr class="click" data-id="${esc(v.id)}"><td>${esc(time(v.first))}</td><td>${sev(v.severity)}</td>
         <td class="ellipsis"><a href="${link('violation', gp, v.id)}" title="${esc(v.rule_name)}">${esc(v.rule_id)}</a></td>
-        <td class="mono">${esc(v.src)} <span class="muted">${esc(v.src_zone || v.src_country)}</span></td>
-        <td class="mono">${esc(v.dst)} <span class="muted">${esc(v.dst_zone || v.dst_country)}</span></td>
+        <td class="mono">${ipLink(v.src, gp)} <span class="muted">${esc(v.src_zone || v.src_country)}</span></td>
+        <td class="mono">${ipLink(v.dst, gp)} <span class="muted">${esc(v.dst_zone || v.dst_country)}</span></td>
         <td>${esc(v.line)}</td><td class="num">${int(v.flows)}</td><td class="num">${bytes(v.bytes)}</td></tr>`,
         )
         .join('')
