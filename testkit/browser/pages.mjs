@@ -264,6 +264,11 @@ try {
     assert.equal(await value('#top-table tbody tr td.num[data-value]'), expect.flows.top_src_bytes);
     assert.equal(await page.locator('#flows-table tbody tr').count(), Math.min(100, expect.flows.total));
     await shot('flows');
+    // The CSV export of this view holds every row the view counts (header + one line each).
+    const csvUrl = await page.getAttribute('[data-testid=export-csv]', 'href');
+    const csv = await page.evaluate(async (u) => (await fetch(u, { credentials: 'same-origin' })).text(), csvUrl);
+    assert.equal(csv.trimEnd().split('\n').length, expect.flows.total + 1, 'CSV lines = flow records + header');
+    assert.match(csv.split('\n')[0], /^"first","last","line"/);
     await page.fill('#q-ip', expect.flows.cidr);
     await page.click('#q-submit');
     await waitValue('#flow-total', expect.flows.cidr_total, `flows in ${expect.flows.cidr}`);

@@ -6,14 +6,17 @@
 use std::collections::HashMap;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, Query, State},
+    response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
 
 use super::{
     AppState,
+    auth::Principal,
     error::ApiResult,
+    export,
     overview::auto_step,
     params::Params,
     sql::{Arg, Sql, States, Where},
@@ -73,13 +76,18 @@ const FILTERS: [&str; 8] = [
     "from", "to", "kind", "severity", "line", "ip", "country", "state",
 ];
 
-/// `GET /api/v1/alerts`.
+/// `GET /api/v1/alerts` (`format=csv|json`: the rows as a download).
 pub async fn list(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let p = Params::new(q, &[&FILTERS[..], &["limit", "offset"]].concat())?;
+) -> ApiResult<Response> {
+    let p = Params::new(q, &[&FILTERS[..], &["limit", "offset", "format"]].concat())?;
     let w = filters(&p)?;
+    if let Some(f) = export::requested(&p)? {
+        let page = p.page(export::MAX_ROWS, export::MAX_ROWS)?;
+        return export::respond(&st.ch, &ALERTS.page_sql(&w, page), f, "alerts", &who).await;
+    }
     let (limit, offset) = p.page(50, 500)?;
     let mut items = ALERTS.page(&st.ch, &w, (limit, offset)).await?;
     super::triage::annotate(&st.ch, &mut items).await?;
@@ -96,7 +104,8 @@ pub async fn list(
     Ok(Json(json!({
         "total": total, "limit": limit, "offset": offset,
         "items": items, "facets": facets,
-    })))
+    }))
+    .into_response())
 }
 
 /// `GET /api/v1/alerts/timeline`.

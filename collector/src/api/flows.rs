@@ -5,14 +5,17 @@
 use std::collections::HashMap;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Query, State},
+    response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
 
 use super::{
     AppState,
+    auth::Principal,
     error::ApiResult,
+    export,
     params::Params,
     sql::{Arg, Sql, Where},
 };
@@ -100,11 +103,19 @@ fn filters(p: &Params) -> ApiResult<Where> {
 /// `GET /api/v1/flows`.
 pub async fn search(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let p = Params::new(q, &[&FILTERS[..], &["limit", "offset", "sort"]].concat())?;
+) -> ApiResult<Response> {
+    let p = Params::new(
+        q,
+        &[&FILTERS[..], &["limit", "offset", "sort", "format"]].concat(),
+    )?;
     let w = filters(&p)?;
-    let (limit, offset) = p.page(100, 1000)?;
+    let export = export::requested(&p)?;
+    let (limit, offset) = match export {
+        Some(_) => p.page(export::MAX_ROWS, export::MAX_ROWS)?,
+        None => p.page(100, 1000)?,
+    };
     let order = match p.choice("sort", &["first", "bytes", "packets"])? {
         "bytes" => " ORDER BY bytes DESC, first DESC",
         "packets" => " ORDER BY packets DESC, first DESC",
@@ -116,6 +127,9 @@ pub async fn search(
     sql.filter(&w)
         .push(order)
         .bind(" LIMIT ? OFFSET ?", [Arg::U64(limit), Arg::U64(offset)]);
+    if let Some(f) = export {
+        return export::respond(&st.ch, &sql, f, "flows", &who).await;
+    }
     let items = sql.rows(&st.ch).await?;
     let mut count =
         Sql::new("SELECT count() AS n, sum(packets) AS packets, sum(bytes) AS bytes FROM flows");
@@ -125,7 +139,8 @@ pub async fn search(
     Ok(Json(json!({
         "total": n("n"), "packets": n("packets"), "bytes": n("bytes"),
         "limit": limit, "offset": offset, "items": items,
-    })))
+    }))
+    .into_response())
 }
 
 /// Text of an address column for IPv4-mapped and IPv6 rows of one group.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod enforce;
 pub mod error;
 pub mod evidence;
+pub mod export;
 pub mod flows;
 pub mod geo;
 pub mod login_limit;

@@ -118,8 +118,8 @@ impl Sql {
         &self.text
     }
 
-    /// Runs the query and returns its rows.
-    pub async fn rows(&self, ch: &clickhouse::Client) -> ApiResult<Vec<Map<String, Value>>> {
+    /// The query with its values bound and the API's settings.
+    fn query(&self, ch: &clickhouse::Client) -> clickhouse::query::Query {
         let mut q = ch.query(&self.text);
         for a in &self.args {
             q = match a {
@@ -129,17 +129,29 @@ impl Sql {
                 Arg::Strs(v) => q.bind(v.as_slice()),
             };
         }
-        let bytes = q
-            // WHERE and GROUP BY mean the table's columns even where an output column
-            // has the same name (`toString(severity) AS severity`, `src_text AS src`).
-            .with_setting("prefer_column_name_to_alias", "1")
+        // WHERE and GROUP BY mean the table's columns even where an output column has
+        // the same name (`toString(severity) AS severity`, `src_text AS src`).
+        q.with_setting("prefer_column_name_to_alias", "1")
             .with_setting("date_time_output_format", "iso")
             .with_setting("output_format_json_quote_64bit_integers", "0")
             .with_setting("output_format_json_quote_64bit_floats", "0")
             .with_setting("max_execution_time", "60")
-            .fetch_bytes("JSONEachRow")?
+    }
+
+    /// Runs the query and returns what ClickHouse answers in `format` (`CSVWithNames`,
+    /// `JSONEachRow`), as it answers it.
+    pub async fn raw(&self, ch: &clickhouse::Client, format: &str) -> ApiResult<Vec<u8>> {
+        Ok(self
+            .query(ch)
+            .fetch_bytes(format)?
             .collect()
-            .await?;
+            .await?
+            .to_vec())
+    }
+
+    /// Runs the query and returns its rows.
+    pub async fn rows(&self, ch: &clickhouse::Client) -> ApiResult<Vec<Map<String, Value>>> {
+        let bytes = self.query(ch).fetch_bytes("JSONEachRow")?.collect().await?;
         let mut rows = Vec::new();
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             rows.push(serde_json::from_slice(line)?);
@@ -170,8 +182,13 @@ impl States {
         &self,
         ch: &clickhouse::Client,
         w: &Where,
-        (limit, offset): (u64, u64),
+        page: (u64, u64),
     ) -> ApiResult<Vec<Map<String, Value>>> {
+        self.page_sql(w, page).rows(ch).await
+    }
+
+    /// The query of [`Self::page`].
+    pub fn page_sql(&self, w: &Where, (limit, offset): (u64, u64)) -> Sql {
         let mut sql = Sql::new(&format!(
             "SELECT {} FROM {} FINAL",
             self.columns, self.table
@@ -180,7 +197,7 @@ impl States {
             " ORDER BY first DESC, id LIMIT ? OFFSET ?",
             [Arg::U64(limit), Arg::U64(offset)],
         );
-        sql.rows(ch).await
+        sql
     }
 
     /// The row with this id, with the `extra` columns and its evidence flows parsed.

@@ -6,14 +6,17 @@
 use std::collections::HashMap;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, Query, State},
+    response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
 
 use super::{
     AppState,
+    auth::Principal,
     error::ApiResult,
+    export,
     params::Params,
     sql::{Arg, Sql, States, Where},
 };
@@ -61,10 +64,16 @@ pub async fn rules(
 /// `GET /api/v1/violations`.
 pub async fn list(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let p = Params::new(q, &[&FILTERS[..], &["limit", "offset"]].concat())?;
+) -> ApiResult<Response> {
+    let p = Params::new(q, &[&FILTERS[..], &["limit", "offset", "format"]].concat())?;
     let w = filters(&p)?;
+    if let Some(f) = export::requested(&p)? {
+        let page = p.page(export::MAX_ROWS, export::MAX_ROWS)?;
+        let sql = VIOLATIONS.page_sql(&w, page);
+        return export::respond(&st.ch, &sql, f, "violations", &who).await;
+    }
     let (limit, offset) = p.page(50, 500)?;
     let items = VIOLATIONS.page(&st.ch, &w, (limit, offset)).await?;
     let mut count = Sql::new("SELECT count() AS n FROM policy_violations FINAL");
@@ -76,7 +85,8 @@ pub async fn list(
         .unwrap_or(0);
     Ok(Json(json!({
         "total": total, "limit": limit, "offset": offset, "items": items,
-    })))
+    }))
+    .into_response())
 }
 
 /// `GET /api/v1/violations/{id}`.

@@ -332,5 +332,83 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         )
         .await;
         assert_eq!(max_spool.to_string(), want);
+
+        // Exports: the flow search of one line as CSV holds exactly that line's flows
+        // (every row, each with its addresses, ports and counters), as a download.
+        let line =
+            q("SELECT line FROM tidegate.flows GROUP BY line ORDER BY count() LIMIT 1".into())
+                .await;
+        let r = api(
+            &c.url,
+            &format!(
+                "/api/v1/flows?from=946684800000&line={}&format=csv",
+                enc(&line)
+            ),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+        assert_eq!(
+            r.header("content-disposition"),
+            Some("attachment; filename=\"tidegate-flows.csv\"")
+        );
+        let csv = String::from_utf8(r.body.clone()).unwrap();
+        let mut lines = csv.lines();
+        let header = csv_fields(lines.next().unwrap());
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let picked = ["src", "dst", "sport", "dport", "packets", "bytes"].map(col);
+        let mut got: Vec<String> = lines
+            .map(|l| {
+                let f = csv_fields(l);
+                picked
+                    .iter()
+                    .map(|i| f[*i].clone())
+                    .collect::<Vec<_>>()
+                    .join("\t")
+            })
+            .collect();
+        got.sort();
+        let want = q(format!(
+            "SELECT src_text, dst_text, sport, dport, packets, bytes FROM tidegate.flows \
+             WHERE line = '{line}'"
+        ))
+        .await;
+        let mut want: Vec<String> = want.lines().map(str::to_string).collect();
+        want.sort();
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "the CSV export of line {line}");
+
+        // Alerts as JSON: every alert of the range, as stored.
+        let r = api(&c.url, "/api/v1/alerts?from=946684800000&format=json").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let exported = r.json();
+        let mut ids: Vec<&str> = items(&exported).iter().map(|a| text(&a["id"])).collect();
+        ids.sort();
+        let want = q("SELECT id FROM tidegate.alerts FINAL ORDER BY id".into()).await;
+        assert_eq!(ids.join("\n"), want);
+        // A bad format is named.
+        let r = api(&c.url, "/api/v1/violations?format=xlsx").await;
+        assert_eq!(r.status, 400);
+        assert!(text(&r.json()["error"]).contains("format"));
     });
+}
+
+/// The fields of one CSV line as ClickHouse writes it (`"` quotes, `""` inside).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(String::new()),
+            (c, _) => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
 }

@@ -25,6 +25,16 @@ export async function get(path, params = {}) {
   return request('GET', `/api/v1/${path}${qs ? '?' + qs : ''}`);
 }
 
+/** The URL of /api/v1/<path>?<params> (for links: downloads). */
+export function url(path, params = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  }
+  const qs = q.toString();
+  return `/api/v1/${path}${qs ? '?' + qs : ''}`;
+}
+
 /** DELETE /api/v1/<path>. */
 export async function del(path) {
   return request('DELETE', `/api/v1/${path}`);

@@ -3,7 +3,7 @@ import { get } from '../api.js';
 import { axisStyle, base, chart, SEVERITY_COLORS } from '../charts.js';
 import { esc, int, sev, si, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
-import { chips, ipLink, pager } from './common.js';
+import { chips, exportLinks, ipLink, pager } from './common.js';
 import { STATES, stateBadge } from './alert.js';
 
 const LIMIT = 50;
@@ -11,7 +11,7 @@ const LIMIT = 50;
 export async function render(ctx) {
   const p = ctx.params;
   ctx.el.innerHTML = `
-    <h1>Alerts <span class="sub" id="al-total"></span></h1>
+    <h1>Alerts <span class="sub" id="al-total"></span> <span class="export" id="al-export"></span></h1>
     <div class="panel" style="margin-bottom:12px">
       <div class="toolbar"><label>Kind</label><div class="chips" id="f-kind"></div></div>
       <div class="toolbar"><label>Triage</label><div class="chips" id="f-state"></div></div>
@@ -38,6 +38,7 @@ export async function render(ctx) {
     const [list, timeline] = await Promise.all([get('alerts', { ...q, limit: LIMIT, offset }), get('alerts/timeline', q)]);
     if (!c.isCurrent()) return;
     draw(c, list, timeline, tl, offset);
+    exportLinks(c.el.querySelector('#al-export'), 'alerts', q);
   };
   await refresh(ctx);
   return refresh;

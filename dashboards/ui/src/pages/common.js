@@ -1,5 +1,5 @@
 // Pieces shared by the list pages: filter chips, pager, evidence table.
-import { get } from '../api.js';
+import { get, url } from '../api.js';
 import { bytes, endpoint, esc, int, proto, time } from '../fmt.js';
 import { link, update } from '../state.js';
 
@@ -25,6 +25,16 @@ export function pager(el, total, limit, offset) {
     const d = Number(e.target.dataset.dir);
     if (d) update({ offset: Math.max(0, offset + d * limit) || null });
   };
+}
+
+/**
+ * Sets `el` to download links of the view `path` with query `q` (its filters and range):
+ * every matching row (up to 100 000) as CSV or JSON.
+ */
+export function exportLinks(el, path, q) {
+  const name = path.replace(/\W/g, '-');
+  el.innerHTML = `Export <a href="${esc(url(path, { ...q, format: 'csv' }))}" download data-testid="export-csv">CSV</a> · <a href="${esc(url(path, { ...q, format: 'json' }))}" download data-testid="export-json">JSON</a>`;
+  el.dataset.view = name;
 }
 
 /** Whether `s` is one address (not "3712 sources"). */

@@ -3,14 +3,14 @@
 import { get } from '../api.js';
 import { bytes, esc, int, sev, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
-import { chips, ipLink, pager } from './common.js';
+import { chips, exportLinks, ipLink, pager } from './common.js';
 
 const LIMIT = 50;
 
 export async function render(ctx) {
   const p = ctx.params;
   ctx.el.innerHTML = `
-    <h1>Policy violations <span class="sub" id="pv-total"></span></h1>
+    <h1>Policy violations <span class="sub" id="pv-total"></span> <span class="export" id="pv-export"></span></h1>
     <div class="grid">
       <div class="panel"><h2>Rules</h2><div class="rules" id="rules"></div></div>
       <div class="panel">
@@ -30,6 +30,7 @@ export async function render(ctx) {
     const [rules, list] = await Promise.all([get('violations/rules', q), get('violations', { ...q, rule: p.rule, limit: LIMIT, offset })]);
     if (!c.isCurrent()) return;
     draw(c, rules, list, offset);
+    exportLinks(c.el.querySelector('#pv-export'), 'violations', { ...q, rule: p.rule });
   };
   await refresh(ctx);
   return refresh;
