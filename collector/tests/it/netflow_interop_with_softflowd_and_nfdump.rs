@@ -241,14 +241,15 @@ fn exporter_flows_are_enriched_judged_detected_and_shown_in_the_console() {
             "zones and countries on exporter flows: {}",
             ch.query(q).await.trim()
         );
-        let violations = ch
-            .query("SELECT count() FROM tidegate.policy_violations FINAL WHERE line = 'lab-1'")
-            .await;
-        assert_ne!(
-            violations.trim(),
-            "0",
-            "policy violations from exporter flows"
-        );
+        // Violation states are stored by the detection stage, on their own schedule.
+        let ok = tidegate_testkit::eventually_async(Duration::from_secs(60), async || {
+            ch.query("SELECT count() FROM tidegate.policy_violations FINAL WHERE line = 'lab-1'")
+                .await
+                .trim()
+                != "0"
+        })
+        .await;
+        assert!(ok, "policy violations from exporter flows");
         // The console lists them with their source.
         let from = replay.iter().map(|r| r.first).min().unwrap() / 1_000_000 - 1000;
         let to = replay.iter().map(|r| r.last).max().unwrap() / 1_000_000 + 1000;
