@@ -65,6 +65,8 @@ struct Item {
     /// Enrichment of each record of `batch` (empty when nothing enriches).
     ctx: Arc<Vec<FlowContext>>,
     error: Option<String>,
+    /// Its detection ticket, when detection runs (see [`crate::analysis::Progress`]).
+    ticket: Option<u64>,
     /// Its share of [`READ_AHEAD_KIB`], given back once it is committed.
     _memory: tokio::sync::OwnedSemaphorePermit,
 }
@@ -111,6 +113,7 @@ pub async fn run(
 ) -> Result<(), SpoolError> {
     let mut committer = reader.take_committer().ok_or(SpoolError::Closed)?;
     let evidence = stages.evidence.clone();
+    let detection = stages.analysis.as_ref().map(|f| f.progress().clone());
     let quarantine = Quarantine {
         dir: dead_letter_dir,
         alerts: stages.analysis.clone(),
@@ -269,6 +272,14 @@ pub async fn run(
                     tracing::warn!(error = %e, "probe health row not stored");
                 }
             }
+        }
+        // Not past batches whose alerts and violations are not stored yet: a crash now
+        // replays them through detection.
+        if let (Some(p), Some(t)) = (&detection, group.iter().filter_map(|i| i.ticket).max())
+            && !p.wait(t).await
+        {
+            read.abort();
+            return Err(SpoolError::DetectionStopped);
         }
         committer.commit(end, group.len() as u64)?;
         expired.note(&group, &metrics);
@@ -489,14 +500,12 @@ async fn read_stage(
                     stages.analysis.clone(),
                     b.clone(),
                 );
-                let ctx = tokio::task::spawn_blocking(move || {
+                let (ctx, ticket) = tokio::task::spawn_blocking(move || {
                     agg.submit(&batch.probe_id, &batch.records);
                     let ctx = Arc::new(context.contexts(&batch.records));
-                    if let Some(feed) = feed {
-                        // Blocks while detection is behind (bounded queue): backpressure.
-                        feed.send(batch, ctx.clone());
-                    }
-                    ctx
+                    // Blocks while detection is behind (bounded queue): backpressure.
+                    let ticket = feed.map(|feed| feed.send(batch, ctx.clone()));
+                    (ctx, ticket)
                 })
                 .await
                 .expect("aggregation and enrichment");
@@ -505,6 +514,7 @@ async fn read_stage(
                     batch: Some(b),
                     ctx,
                     error: None,
+                    ticket,
                     _memory: permit,
                 }
             }
@@ -513,6 +523,7 @@ async fn read_stage(
                 batch: None,
                 ctx: Arc::default(),
                 error: Some(e.to_string()),
+                ticket: None,
                 _memory: permit,
             },
         };

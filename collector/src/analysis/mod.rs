@@ -21,6 +21,7 @@ pub mod config;
 mod learned;
 mod metrics;
 mod outputs;
+mod progress;
 mod stage;
 mod store;
 
@@ -30,6 +31,7 @@ use tidegate_wire::Batch;
 
 pub use config::{AnalysisConfig, LoadedSources};
 pub use metrics::AnalysisMetrics;
+pub use progress::Progress;
 
 use crate::sinks::alerts::{AlertSinkError, JsonlSink, WebhookSink};
 use crate::sinks::clickhouse::ClickHouseSink;
@@ -63,13 +65,29 @@ pub enum AnalysisError {
 #[derive(Clone)]
 pub struct Feed {
     tx: crossbeam_channel::Sender<stage::Input>,
+    issued: Arc<std::sync::atomic::AtomicU64>,
+    progress: Arc<Progress>,
 }
 
 impl Feed {
     /// Queues a batch and the enrichment of each of its records; blocks while the stage
-    /// is behind. A stopped stage drops it (the collector is shutting down).
-    pub fn send(&self, batch: Arc<Batch>, ctx: Arc<Vec<FlowContext>>) {
-        let _ = self.tx.send(stage::Input::Batch { batch, ctx });
+    /// is behind. Returns the batch's ticket: once [`Feed::progress`] reaches it, the
+    /// batch is processed and its states are stored. A stopped stage drops the batch
+    /// (and never reaches its ticket).
+    ///
+    /// Tickets follow the order of the calls; one reader sends the batches.
+    pub fn send(&self, batch: Arc<Batch>, ctx: Arc<Vec<FlowContext>>) -> u64 {
+        let ticket = self
+            .issued
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        let _ = self.tx.send(stage::Input::Batch { batch, ctx, ticket });
+        ticket
+    }
+
+    /// How far the stage has got through the tickets.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.progress
     }
 
     /// Publishes an alert raised outside detection (a quarantined spool entry) through
@@ -78,6 +96,15 @@ impl Feed {
         if self.tx.send(stage::Input::Raise(Box::new(alert))).is_err() {
             tracing::error!("the detection stage has stopped: an alert could not be raised");
         }
+    }
+}
+
+/// Ends a [`Progress`] when dropped (the stage thread or the store task has stopped).
+struct EndOnDrop(Arc<Progress>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 
@@ -126,10 +153,17 @@ impl Analysis {
         };
         outputs.webhook = webhook.clone();
         outputs.syslog = cfg.syslog.clone().map(outputs::SyslogOut::new);
+        let progress = Arc::new(Progress::default());
+        outputs.progress = progress.clone();
         let store_task = store.map(|sink| {
             let (tx, rx) = tokio::sync::mpsc::channel(STORE_QUEUE);
             outputs.store = Some(tx);
-            tokio::spawn(store::run(sink, rx, metrics.clone()))
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                // However the store ends, waiters for tickets it will not reach wake.
+                let _ended = EndOnDrop(progress.clone());
+                store::run(sink, rx, metrics.clone(), progress).await
+            })
         });
         let st = stage::Stage {
             detector,
@@ -145,9 +179,11 @@ impl Analysis {
         };
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let (ended_tx, ended) = tokio::sync::watch::channel(None);
+        let thread_progress = progress.clone();
         let thread = std::thread::Builder::new()
             .name("detect".into())
             .spawn(move || {
+                let _ended = EndOnDrop(thread_progress);
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.run(rx)));
                 let how = match r {
                     Ok(()) => "finished".to_string(),
@@ -171,7 +207,11 @@ impl Analysis {
                 webhook,
                 ended,
             },
-            Feed { tx },
+            Feed {
+                tx,
+                issued: Arc::default(),
+                progress,
+            },
         ))
     }
 

@@ -34,6 +34,8 @@ pub(crate) struct Outputs {
     /// the step is sent to a sink.
     pub evidence: Option<Arc<EvidenceLog>>,
     pub metrics: AnalysisMetrics,
+    /// Detection's progress: a batch's ticket is reached once its states are stored.
+    pub progress: Arc<super::Progress>,
     /// Severity last notified per finding id (openings and escalations notify).
     notified: HashMap<String, (Severity, u64)>,
     /// Notifications of the current step, written together.
@@ -84,6 +86,7 @@ impl Outputs {
             enricher: None,
             evidence: None,
             metrics,
+            progress: Arc::default(),
             notified: HashMap::new(),
             pending: Vec::new(),
             pending_rows: Vec::new(),
@@ -270,6 +273,20 @@ impl Outputs {
                     self.metrics.sink_error("webhook");
                 }
             }
+        }
+    }
+
+    /// Batch `ticket` is processed and its states flushed: it is reached once the store
+    /// has them in ClickHouse (at once when states are not stored).
+    pub fn processed(&mut self, ticket: u64) {
+        match &self.store {
+            Some(tx) => {
+                if tx.blocking_send(StoreRow::Reached(ticket)).is_err() {
+                    // The store has stopped; it ended the progress when it did.
+                    self.metrics.sink_error("clickhouse");
+                }
+            }
+            None => self.progress.reach(ticket),
         }
     }
 

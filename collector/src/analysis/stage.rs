@@ -18,6 +18,8 @@ pub(crate) enum Input {
     Batch {
         batch: Arc<Batch>,
         ctx: Arc<Vec<FlowContext>>,
+        /// Its number, reached once its states are stored (see [`super::Progress`]).
+        ticket: u64,
     },
     /// An alert raised outside detection (the storage pipeline's quarantine), published
     /// through the same sinks.
@@ -68,7 +70,7 @@ impl Stage {
                     self.outputs.alert(&u);
                     self.outputs.flush();
                 }
-                Ok(Input::Batch { batch, ctx }) => {
+                Ok(Input::Batch { batch, ctx, ticket }) => {
                     last_input = Instant::now();
                     advanced_ns = 0;
                     let b = &batch;
@@ -104,6 +106,7 @@ impl Stage {
                         }
                     }
                     self.outputs.flush();
+                    self.outputs.processed(ticket);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     // An idle line: event time goes on with the wall clock, so windows

@@ -17,6 +17,9 @@ pub(crate) enum StoreRow {
     Alert(AlertRow),
     /// A violation state.
     Violation(ViolationRow),
+    /// Every state of batches up to this ticket is queued before this: reached once
+    /// they are stored.
+    Reached(u64),
 }
 
 /// Most states in one INSERT.
@@ -31,6 +34,7 @@ pub(crate) async fn run(
     sink: Arc<ClickHouseSink>,
     mut rx: mpsc::Receiver<StoreRow>,
     metrics: AnalysisMetrics,
+    progress: Arc<super::Progress>,
 ) {
     let mut closed_at: Option<tokio::time::Instant> = None;
     loop {
@@ -45,6 +49,7 @@ pub(crate) async fn run(
         // Newest state per id only.
         let mut alerts: HashMap<String, AlertRow> = HashMap::new();
         let mut violations: HashMap<String, ViolationRow> = HashMap::new();
+        let mut reached = None;
         for r in batch {
             match r {
                 StoreRow::Alert(a) => {
@@ -57,6 +62,7 @@ pub(crate) async fn run(
                         violations.insert(v.id.clone(), v);
                     }
                 }
+                StoreRow::Reached(t) => reached = Some(t),
             }
         }
         let mut alerts: Vec<AlertRow> = alerts.into_values().collect();
@@ -89,6 +95,11 @@ pub(crate) async fn run(
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+        // Stored, or given up on with an error logged: either way the spool may move on
+        // (states refused by ClickHouse would be refused again at a replay).
+        if let Some(t) = reached {
+            progress.reach(t);
         }
         metrics.store_pending.set(rx.len() as i64);
     }

@@ -38,6 +38,12 @@ pub enum SpoolError {
     /// The spool was closed.
     #[error("spool closed")]
     Closed,
+    /// The detection stage stopped with stored batches it had not processed: the spool
+    /// is not committed past them (they replay through detection at the next start).
+    #[error(
+        "the detection stage stopped before processing stored batches; the spool keeps them for the next start"
+    )]
+    DetectionStopped,
 }
 
 impl SpoolError {

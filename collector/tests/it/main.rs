@@ -31,6 +31,7 @@ mod detect_live_alerts_reach_every_sink;
 mod detect_quiet_attacks_in_office_traffic;
 mod detect_rules;
 mod detect_state_survives_sigkill;
+mod detection_results_survive_a_collector_kill;
 mod end_to_end_probe_to_clickhouse;
 mod enforce_countries_compile_from_geolite;
 mod enforce_through_the_collector;

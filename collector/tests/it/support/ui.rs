@@ -163,6 +163,9 @@ pub fn wait_settled(stack: &Stack) {
                 )
                 .await;
             if now != last {
+                eprintln!(
+                    "wait_settled: alerts, violations, max alert version, health rows = {now:?}"
+                );
                 last = now.clone();
                 stable_since = Instant::now();
             }
