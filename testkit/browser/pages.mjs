@@ -115,6 +115,60 @@ try {
     assert.equal(await page.locator('#live.on').count(), 0, 'a fixed range does not poll');
   });
 
+  await check('a custom range and drag-to-zoom reach one-second buckets and the burst\'s true peak', async () => {
+    const t = expect.burst.t;
+    const iso = (s) => new Date(s * 1000).toISOString().slice(0, 19);
+    const pk = (a) => page.getAttribute('#ch-packets', `data-${a}`);
+    // Waits until the packets chart's bucket is `want` seconds (or, with `below`, under it).
+    const waitStep = async (want, what, below = false) => {
+      try {
+        await page.waitForFunction(([w, b]) => {
+          const s = Number(document.querySelector('#ch-packets')?.dataset.step);
+          return b ? s > 0 && s < w : s === w;
+        }, [want, below], { timeout: 20000 });
+      } catch {
+        assert.fail(`${what}: step is ${await pk('step')}; ${problems.join('; ')}`);
+      }
+    };
+    // Six hours around the busiest second, typed into the header: minute buckets.
+    await page.fill('#range-from', iso(t - 3 * 3600));
+    await page.fill('#range-to', iso(t + 3 * 3600));
+    await page.click('#range-apply');
+    await waitStep(60, 'six hours');
+    const hash = () => new URLSearchParams(page.url().split('?')[1]);
+    assert.equal(Number(hash().get('from')), (t - 3 * 3600) * 1000, 'the typed start is in the link (UTC)');
+    const minutePeak = Number(await pk('peak'));
+    await shot('overview-six-hours');
+    // Drag across 2 % of the packets chart around its middle (the busiest second).
+    const box = await page.locator('#ch-packets').boundingBox();
+    const [left, right] = [box.x + 60, box.x + box.width - 16]; // the charts' grid margins
+    const [mid, y] = [(left + right) / 2, box.y + box.height / 2];
+    await page.mouse.move(mid - 0.01 * (right - left), y);
+    await page.mouse.down();
+    await page.mouse.move(mid + 0.01 * (right - left), y, { steps: 8 });
+    await page.mouse.up();
+    await waitStep(60, 'after the drag', true);
+    const [from, to] = [Number(hash().get('from')), Number(hash().get('to'))];
+    assert.ok(from <= t * 1000 && t * 1000 < to && to - from < 15 * 60e3, `zoomed to ${from}..${to}, busiest second ${t}`);
+    const zoomedPeak = Number(await pk('peak'));
+    assert.ok(zoomedPeak >= minutePeak, `zoomed peak ${zoomedPeak} pps below the minute buckets' ${minutePeak}`);
+    await shot('overview-zoomed');
+    // Two minutes: one-second buckets; the peak is the busiest second's packets.
+    await page.fill('#range-from', iso(t - 60));
+    await page.fill('#range-to', iso(t + 60));
+    await page.click('#range-apply');
+    await waitStep(1, 'two minutes');
+    await page.waitForFunction((w) => Number(document.querySelector('#ch-packets')?.dataset.peak) === w, expect.burst.packets, { timeout: 20000 }).catch(async () => {
+      assert.fail(`peak ${await pk('peak')} pps, ClickHouse's busiest second has ${expect.burst.packets} packets`);
+    });
+    console.log(`  busiest second ${expect.burst.packets} pps; minute buckets showed ${minutePeak.toFixed(1)} pps`);
+    await shot('overview-seconds');
+    await page.click('#zoom-out');
+    await waitStep(2, 'zoomed out to eight minutes');
+    await page.goto(`${BASE}/#/overview${all}`);
+    await waitValue('[data-testid=total-bytes]', expect.totals.bytes, 'total bytes');
+  });
+
   await check('the cross-border map shows country pairs and alert countries', async () => {
     await page.click('#nav a[data-nav=map]');
     await page.waitForSelector('#pairs tbody tr td.num');

@@ -1,8 +1,10 @@
 //! `GET /api/v1/overview`: traffic per line and direction over time, from the rollups.
 //!
-//! Each flow record counts in the minute of its first packet (`flows_1m`), so the range is
-//! widened to whole buckets: `[from rounded down to the step, to)`. Steps of an hour or
-//! more read `flows_1h`.
+//! Each flow record counts in the bucket of its first packet, so the range is widened to
+//! whole buckets: `[from rounded down to the step, to)`. Steps of a minute read the
+//! minute rollup (`flows_1m`), steps of an hour or more `flows_1h`, and steps under a
+//! minute — offered over ranges of at most [`RAW_MAX_SPAN`] — the flows themselves, so a
+//! burst of a few seconds shows at its true rate when the analyst zooms in.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,26 +22,56 @@ use super::{
 };
 
 /// Bucket widths offered, in seconds.
-pub const STEPS: [u64; 10] = [
-    60, 300, 900, 1800, 3600, 10_800, 21_600, 86_400, 604_800, 2_592_000,
+pub const STEPS: [u64; 16] = [
+    1, 2, 5, 10, 15, 30, 60, 300, 900, 1800, 3600, 10_800, 21_600, 86_400, 604_800, 2_592_000,
 ];
+
+/// Longest range, in seconds, read from the flows themselves (steps under a minute): a
+/// bounded scan of the raw table, however busy the lines.
+pub const RAW_MAX_SPAN: u64 = 3 * 3600;
+
+/// Longest range, in seconds, for which the step is chosen under a minute automatically
+/// (the default hour stays on the minute rollup).
+pub const AUTO_RAW_SPAN: u64 = 30 * 60;
 
 /// Most buckets a series has when the step is chosen automatically.
 pub const MAX_BUCKETS: u64 = 360;
 
-/// The smallest step in [`STEPS`] that gives at most [`MAX_BUCKETS`] buckets.
+/// The smallest step of a minute or more in [`STEPS`] that gives at most
+/// [`MAX_BUCKETS`] buckets (series read from rollups: alerts, probe health).
 pub fn auto_step(r: TimeRange) -> u64 {
-    let span = ((r.to_ms - r.from_ms) / 1000).max(1) as u64;
+    let span = span_secs(r);
     STEPS
         .iter()
         .copied()
+        .filter(|s| *s >= 60)
         .find(|s| span.div_ceil(*s) <= MAX_BUCKETS)
         .unwrap_or(STEPS[STEPS.len() - 1])
 }
 
-/// The rollup table for a step and the range aligned to whole steps.
+/// The traffic series' step: as [`auto_step`], but down to a second over ranges of at
+/// most [`AUTO_RAW_SPAN`].
+pub fn auto_traffic_step(r: TimeRange) -> u64 {
+    let span = span_secs(r);
+    if span > AUTO_RAW_SPAN {
+        return auto_step(r);
+    }
+    STEPS
+        .iter()
+        .copied()
+        .find(|s| span.div_ceil(*s) <= MAX_BUCKETS)
+        .unwrap_or(60)
+}
+
+fn span_secs(r: TimeRange) -> u64 {
+    ((r.to_ms - r.from_ms) / 1000).max(1) as u64
+}
+
+/// The table for a step and the range aligned to whole steps.
 pub fn aligned(r: TimeRange, step: u64) -> (&'static str, TimeRange) {
-    let table = if step.is_multiple_of(3600) {
+    let table = if step < 60 {
+        "flows"
+    } else if step.is_multiple_of(3600) {
         "flows_1h"
     } else {
         "flows_1m"
@@ -63,9 +95,9 @@ pub async fn overview(
     let r = p.time_range()?;
     let line = p.name("line")?;
     let step = match p.get("step") {
-        None => auto_step(r),
+        None => auto_traffic_step(r),
         Some(_) => {
-            let s = p.uint("step", 60, 60, STEPS[STEPS.len() - 1])?;
+            let s = p.uint("step", 60, 1, STEPS[STEPS.len() - 1])?;
             if !STEPS.contains(&s) {
                 let list: Vec<String> = STEPS.iter().map(u64::to_string).collect();
                 return Err(super::error::ApiError::param(
@@ -79,19 +111,38 @@ pub async fn overview(
                     "more than 5000 buckets: choose a larger step",
                 ));
             }
+            if s < 60 && span_secs(r) > RAW_MAX_SPAN {
+                return Err(super::error::ApiError::param(
+                    "step",
+                    format!(
+                        "steps under a minute read the flows themselves: at most {} hours of range",
+                        RAW_MAX_SPAN / 3600
+                    ),
+                ));
+            }
             s
         }
     };
     let (table, ar) = aligned(r, step);
     let mut w = Where::default();
-    w.and(
-        "ts >= toDateTime(intDiv(toInt64(?), 1000), 'UTC') AND ts < toDateTime(intDiv(toInt64(?) + 999, 1000), 'UTC')",
-        [Arg::I64(ar.from_ms), Arg::I64(ar.to_ms)],
-    )
-    .eq_opt("line", line.as_ref());
     let mut sql = Sql::default();
-    sql.bind("SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond(?))) AS t, line, toString(direction) AS direction, sum(packets) AS packets, sum(bytes) AS bytes, sum(flows) AS flows FROM ", [Arg::U64(step)])
-        .push(table)
+    if table == "flows" {
+        // Bucketed by the first packet, like the rollups, to the second.
+        w.and(
+            "first >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND first < fromUnixTimestamp64Milli(toInt64(?), 'UTC')",
+            [Arg::I64(ar.from_ms), Arg::I64(ar.to_ms)],
+        )
+        .eq_opt("line", line.as_ref());
+        sql.bind("SELECT toUnixTimestamp(toStartOfInterval(toDateTime(first, 'UTC'), toIntervalSecond(?))) AS t, line, toString(direction) AS direction, sum(packets) AS packets, sum(bytes) AS bytes, count() AS flows FROM ", [Arg::U64(step)]);
+    } else {
+        w.and(
+            "ts >= toDateTime(intDiv(toInt64(?), 1000), 'UTC') AND ts < toDateTime(intDiv(toInt64(?) + 999, 1000), 'UTC')",
+            [Arg::I64(ar.from_ms), Arg::I64(ar.to_ms)],
+        )
+        .eq_opt("line", line.as_ref());
+        sql.bind("SELECT toUnixTimestamp(toStartOfInterval(ts, toIntervalSecond(?))) AS t, line, toString(direction) AS direction, sum(packets) AS packets, sum(bytes) AS bytes, sum(flows) AS flows FROM ", [Arg::U64(step)]);
+    }
+    sql.push(table)
         .filter(&w)
         .push(" GROUP BY t, line, direction ORDER BY t, line, direction");
     let rows = sql.rows(&st.ch).await?;
@@ -138,6 +189,23 @@ mod tests {
             to_ms: 90_000 + 3_600_000,
         };
         assert_eq!(auto_step(hour), 60);
+        assert_eq!(
+            auto_traffic_step(hour),
+            60,
+            "the default hour stays on flows_1m"
+        );
+        let burst = TimeRange {
+            from_ms: 1_000,
+            to_ms: 1_000 + 120_000,
+        };
+        assert_eq!(auto_step(burst), 60);
+        assert_eq!(auto_traffic_step(burst), 1, "two minutes in seconds");
+        let half = TimeRange {
+            from_ms: 0,
+            to_ms: 1_800_000,
+        };
+        assert_eq!(auto_traffic_step(half), 5);
+        assert_eq!(aligned(burst, 1).0, "flows");
         let week = TimeRange {
             from_ms: 0,
             to_ms: 7 * 86_400_000,

@@ -96,6 +96,47 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         let hourly = get(format!("/api/v1/overview?{range}&step=604800")).await;
         assert_eq!(hourly["table"], "flows_1h");
         assert_eq!(hourly["totals"], ov["totals"]);
+        // Second buckets over the busiest two minutes read the flows themselves, bucket
+        // by bucket what ClickHouse counts by first packet.
+        let busiest: u64 = q("SELECT toUnixTimestamp(first) AS s FROM tidegate.flows \
+             GROUP BY s ORDER BY sum(packets) DESC, s LIMIT 1"
+            .into())
+        .await
+        .parse()
+        .unwrap();
+        let (b0, b1) = ((busiest - 60) * 1000, (busiest + 60) * 1000);
+        let secs = get(format!("/api/v1/overview?from={b0}&to={b1}")).await;
+        assert_eq!(
+            (secs["table"].as_str(), u(&secs["step"])),
+            (Some("flows"), 1)
+        );
+        let want = q(format!(
+            "SELECT toUnixTimestamp(first) AS t, line, direction, sum(packets), sum(bytes), count() \
+             FROM tidegate.flows WHERE first >= fromUnixTimestamp64Milli(toInt64({b0}), 'UTC') \
+             AND first < fromUnixTimestamp64Milli(toInt64({b1}), 'UTC') \
+             GROUP BY t, line, direction ORDER BY t, line, direction"
+        ))
+        .await;
+        let got: Vec<String> = items(&secs["series"])
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}\t{}",
+                    u(&r["t"]),
+                    row(r, &["line", "direction"], &["packets", "bytes", "flows"])
+                )
+            })
+            .collect();
+        assert!(got.len() > 1, "{got:?}");
+        assert_eq!(got.join("\n"), want);
+        // A sub-minute step over more than three hours would scan too much: refused.
+        let long = format!("from={}&to={}", b0, b0 + 4 * 3_600_000);
+        let e = api(&c.url, &format!("/api/v1/overview?{long}&step=10")).await;
+        let said = String::from_utf8_lossy(&e.body).to_string();
+        assert_eq!(e.status, 400, "{said}");
+        assert!(said.contains("step"), "{said}");
+        let auto = get(format!("/api/v1/overview?{long}")).await;
+        assert_eq!(u(&auto["step"]), 60, "four hours stay on minute buckets");
 
         // Country pairs, from enrichment.
         let geo = get(format!("/api/v1/geo?{range}")).await;

@@ -130,6 +130,15 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         );
         let top_src = nums(q("SELECT sum(bytes) AS b FROM tidegate.flows GROUP BY src_text ORDER BY b DESC LIMIT 1").await);
         let spool = nums(q("SELECT argMax(spool_bytes, ts) FROM tidegate.probe_health WHERE probe_id = 'edge-1'").await);
+        // The busiest second (all lines, one direction; a flow counts at its first
+        // packet): what one-second buckets must show as the packet rate's peak.
+        let burst = nums(
+            q(
+                "SELECT toUnixTimestamp(first) AS s, sum(packets) AS p FROM tidegate.flows \
+             GROUP BY s, direction ORDER BY p DESC, s LIMIT 1",
+            )
+            .await,
+        );
         json!({
             "totals": {"bytes": t[0], "packets": t[1], "flows": t[2]},
             "lines": lines,
@@ -140,6 +149,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
             "flows": {"total": flows[0], "by_ip": by_ip, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
             "probe": {"spool_bytes": spool[0]},
+            "burst": {"t": burst[0], "packets": burst[1]},
         })
     });
     assert!(expect["alerts"]["total"].as_u64().unwrap() > 0);

@@ -2,6 +2,7 @@
 import * as echarts from 'echarts/core';
 import { BarChart, EffectScatterChart, LineChart, LinesChart, MapChart } from 'echarts/charts';
 import {
+  BrushComponent,
   DataZoomComponent,
   GeoComponent,
   GridComponent,
@@ -17,6 +18,7 @@ echarts.use([
   LineChart,
   LinesChart,
   MapChart,
+  BrushComponent,
   DataZoomComponent,
   GeoComponent,
   GridComponent,
@@ -52,6 +54,8 @@ window.addEventListener('resize', () => {
 
 /** Common option parts. */
 export const base = {
+  // One time zone everywhere: the header and every table say UTC, so do the axes.
+  useUTC: true,
   backgroundColor: 'transparent',
   animationDuration: 250,
   animationDurationUpdate: 250,
@@ -72,3 +76,32 @@ export const axisStyle = {
   splitLine: { lineStyle: { color: '#131c31' } },
   axisLabel: { color: '#7d8aa5' },
 };
+
+/**
+ * Drag-to-zoom on a time chart: a horizontal drag selects a span of the x axis and
+ * `onRange(fromMs, toMs)` gets it (the page then asks for that range, with finer
+ * buckets). Call after each setOption (which resets the brush).
+ */
+export function zoomable(c, onRange) {
+  c.setOption({
+    brush: {
+      xAxisIndex: 'all',
+      brushType: 'lineX',
+      brushMode: 'single',
+      transformable: false,
+      throttleType: 'debounce',
+      brushStyle: { color: 'rgba(56,189,248,0.15)', borderColor: '#38bdf8', borderWidth: 1 },
+    },
+  });
+  c.dispatchAction({ type: 'takeGlobalCursor', key: 'brush', brushOption: { brushType: 'lineX', brushMode: 'single' } });
+  if (c.__zoomable) return;
+  c.__zoomable = true;
+  c.on('brushEnd', (e) => {
+    const r = e.areas?.[0]?.coordRange;
+    if (!r) return;
+    const from = Math.floor(Math.min(r[0], r[1]));
+    const to = Math.ceil(Math.max(r[0], r[1]));
+    c.dispatchAction({ type: 'brush', areas: [] });
+    if (to - from >= 1000) onRange(from, to);
+  });
+}

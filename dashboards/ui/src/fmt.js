@@ -45,7 +45,8 @@ export function epochMs(t, up = false) {
 export function step(sec) {
   if (sec % 86400 === 0) return `${sec / 86400} d`;
   if (sec % 3600 === 0) return `${sec / 3600} h`;
-  return `${sec / 60} min`;
+  if (sec % 60 === 0) return `${sec / 60} min`;
+  return `${sec} s`;
 }
 
 /** Seconds → "3m 12s". */

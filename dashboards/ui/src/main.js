@@ -67,6 +67,13 @@ function shell() {
       <div class="seg" id="ranges">${[...RANGES.map(([k]) => k), 'all']
         .map((k) => `<button data-range="${k}">${k === 'all' ? 'All data' : k}</button>`)
         .join('')}</div>
+      <form id="custom-range" class="custom-range" title="A fixed range, in UTC (to the second)">
+        <input type="datetime-local" id="range-from" step="1" required aria-label="From (UTC)">
+        <span class="muted">→</span>
+        <input type="datetime-local" id="range-to" step="1" required aria-label="To (UTC)">
+        <span class="muted">UTC</span>
+        <button type="submit" id="range-apply">Apply</button>
+      </form>
       <select id="line-select" title="Line"><option value="">All lines</option></select>
       <span class="live" id="live"><span class="dot"></span><span id="live-text">paused</span></span>
       <div class="spacer"></div>
@@ -96,6 +103,15 @@ function shell() {
     const r = e.target.dataset.range;
     if (r) update({ range: r, from: null, to: null, offset: null });
   });
+  document.getElementById('custom-range').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const ms = (id) => Date.parse(`${document.getElementById(id).value}Z`);
+    const from = ms('range-from');
+    const to = ms('range-to');
+    if (Number.isFinite(from) && Number.isFinite(to) && from < to) update({ from, to, range: null, offset: null });
+    else document.getElementById('range-to').setCustomValidity('must be after the start'), document.getElementById('range-to').reportValidity();
+  });
+  document.getElementById('range-to').addEventListener('input', (e) => e.target.setCustomValidity(''));
   document.getElementById('line-select').addEventListener('change', (e) => update({ line: e.target.value, offset: null }));
 }
 
@@ -127,6 +143,13 @@ async function route() {
   sel.innerHTML = `<option value="">All lines</option>${meta.lines.map((l) => `<option>${esc(l)}</option>`).join('')}`;
   sel.value = c.params.line ?? '';
   const range = timeRange(c.params, meta);
+  // The custom-range fields show the range in view (UTC, to the second).
+  const utc = (v) => {
+    const d = new Date(Number(v) || v);
+    return Number.isNaN(d.getTime()) ? '' : d.toISOString().slice(0, 19);
+  };
+  document.getElementById('range-from').value = utc(range.from);
+  document.getElementById('range-to').value = utc(range.to);
   const liveEl = document.getElementById('live');
   liveEl.classList.toggle('on', range.live);
   document.getElementById('live-text').textContent = range.live ? 'live' : 'fixed range';

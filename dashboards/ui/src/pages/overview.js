@@ -1,12 +1,13 @@
 // Overview: traffic per line in and out over time, totals, alerts in range; live.
 import { get } from '../api.js';
-import { axisStyle, base, chart, PALETTE } from '../charts.js';
+import { axisStyle, base, chart, PALETTE, zoomable } from '../charts.js';
 import { bps, bytes, esc, int, si, step } from '../fmt.js';
-import { globalParams, link } from '../state.js';
+import { globalParams, link, update } from '../state.js';
 
 export async function render(ctx) {
   ctx.el.innerHTML = `
-    <h1>Overview <span class="sub" id="ov-range"></span></h1>
+    <h1>Overview <span class="sub" id="ov-range"></span> <button class="small" id="zoom-out" title="Four times the span around the same middle">Zoom out</button></h1>
+    <p class="muted hint-line">Drag across a chart to zoom in: short ranges are drawn in buckets down to one second, read from the flows themselves.</p>
     <div class="kpis">
       <div class="kpi"><div class="label">Bytes</div><div class="value" data-testid="total-bytes">–</div><div class="hint" id="k-rate"></div></div>
       <div class="kpi"><div class="label">Packets</div><div class="value" data-testid="total-packets">–</div></div>
@@ -18,7 +19,7 @@ export async function render(ctx) {
       <div class="panel"><h2>Throughput per line (in ▲ / out ▼)</h2><div class="chart" id="ch-bytes"></div></div>
       <div class="grid cols-2">
         <div class="panel"><h2>Packets per second</h2><div class="chart" id="ch-packets"></div></div>
-        <div class="panel"><h2>Flow records per minute</h2><div class="chart" id="ch-flows"></div></div>
+        <div class="panel"><h2>Flow records per minute <span class="sub">(rate in each bucket)</span></h2><div class="chart" id="ch-flows"></div></div>
       </div>
       <div class="panel"><h2>Lines</h2><table id="lines-table"><thead><tr>
         <th>Line</th><th class="num">In bytes</th><th class="num">Out bytes</th><th class="num">In packets</th><th class="num">Out packets</th><th class="num">Flows</th><th>Share</th>
@@ -30,6 +31,13 @@ export async function render(ctx) {
     packets: chart(ctx.el.querySelector('#ch-packets')),
     flows: chart(ctx.el.querySelector('#ch-flows')),
   };
+  ctx.el.querySelector('#zoom-out').addEventListener('click', () => {
+    const { from, to } = ctx.range;
+    const f = Number(from), t = Number(to);
+    if (!Number.isFinite(f) || !Number.isFinite(t)) return;
+    const span = t - f;
+    update({ from: Math.max(0, Math.round(f - 1.5 * span)), to: Math.round(t + 1.5 * span), range: null, offset: null });
+  });
   const refresh = async (c) => {
     const q = { from: c.range.from, to: c.range.to, line: c.params.line };
     const [ov, al] = await Promise.all([get('overview', q), get('alerts', { ...q, limit: 1 })]);
@@ -48,7 +56,9 @@ function setNum(el, v, f) {
 
 function draw(ctx, ov, al, charts) {
   const $ = (s) => ctx.el.querySelector(s);
-  $('#ov-range').textContent = `${new Date(ov.from).toISOString().slice(0, 16).replace('T', ' ')} → ${new Date(ov.to).toISOString().slice(0, 16).replace('T', ' ')} UTC · ${step(ov.step)} buckets`;
+  const when = (ms) => new Date(ms).toISOString().slice(0, ov.step < 60 ? 19 : 16).replace('T', ' ');
+  $('#ov-range').textContent = `${when(ov.from)} → ${when(ov.to)} UTC · ${step(ov.step)} buckets`;
+  $('#ov-range').dataset.step = String(ov.step);
   setNum($('[data-testid=total-bytes]'), ov.totals.bytes, bytes);
   setNum($('[data-testid=total-packets]'), ov.totals.packets, si);
   setNum($('[data-testid=total-flows]'), ov.totals.flows, si);
@@ -69,7 +79,9 @@ function draw(ctx, ov, al, charts) {
   const lastBytes = ov.series.filter((r) => r.t === last).reduce((a, r) => a + r.bytes, 0);
   $('#k-rate').textContent = last ? `${bps(lastBytes / ov.step)} in the last bucket` : 'no traffic in range';
 
-  const x = { type: 'time', ...axisStyle, axisLabel: { color: '#7d8aa5', hideOverlap: true } };
+  // The axis spans exactly the range asked for (not a rounded-out one): drag-to-zoom maps
+  // pixels to that range, and a short range is not drawn on a wide empty axis.
+  const x = { type: 'time', min: ov.from, max: ov.to, ...axisStyle, axisLabel: { color: '#7d8aa5', hideOverlap: true } };
   const pts = (arr) => arr.map((v, i) => [times[i] * 1000, v]);
   const mirrored = (metric, scale, fmt) => {
     const inn = series(metric, 'ingress', scale);
@@ -91,6 +103,22 @@ function draw(ctx, ov, al, charts) {
   };
   charts.bytes.setOption(mirrored('bytes', 8 / ov.step, (v) => si(v, 'bit/s')), true);
   charts.packets.setOption(mirrored('packets', 1 / ov.step, (v) => si(v, 'pps')), true);
+  // The highest rate drawn (all lines of one direction in one bucket), for the reader
+  // and the tests: a burst shows at its true rate once the buckets are short enough.
+  const peak = (metric) => {
+    let best = 0;
+    for (const dir of ['ingress', 'egress']) {
+      const sums = new Array(times.length).fill(0);
+      for (const arr of series(metric, dir, 1).values()) arr.forEach((v, i) => (sums[i] += v));
+      best = Math.max(best, ...sums);
+    }
+    return best / ov.step;
+  };
+  const pkPeak = peak('packets');
+  const pk = ctx.el.querySelector('#ch-packets');
+  pk.dataset.peak = String(pkPeak);
+  pk.dataset.step = String(ov.step);
+  pk.title = `peak ${si(pkPeak, 'pps')} (${step(ov.step)} buckets)`;
   const fl = series('flows', 'ingress', 1);
   const fe = series('flows', 'egress', 1);
   charts.flows.setOption(
@@ -110,6 +138,7 @@ function draw(ctx, ov, al, charts) {
     },
     true,
   );
+  for (const c of Object.values(charts)) zoomable(c, (from, to) => update({ from, to, range: null, offset: null }));
 
   const byLine = new Map(lines.map((l) => [l, { in: {}, out: {} }]));
   for (const r of ov.lines) byLine.get(r.line)[r.direction === 'ingress' ? 'in' : 'out'] = r;
