@@ -239,6 +239,7 @@ home_country = "CN"                  # the demo policy's domestic zone
 [[api.user]]
 name = "analyst"
 password_hash = "$password_hash"
+role = "admin"
 TOML
 "$bin/tidegate-collector" check-config "$out/collector.toml"
 # Each service in a session of its own: Ctrl-C in this terminal reaches only this script,

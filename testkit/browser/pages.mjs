@@ -71,7 +71,7 @@ try {
     await page.fill('#login-password', PASSWORD);
     await page.click('#login-submit');
     await page.waitForSelector('#nav');
-    assert.equal(await page.textContent('#whoami'), USER);
+    assert.equal(await page.textContent('#whoami'), `${USER} · admin`);
   });
 
   await check('overview shows the stored totals per line', async () => {
@@ -343,6 +343,32 @@ try {
   });
 
   await check('logging out returns to the login form', async () => {
+    await page.click('#logout');
+    await page.waitForSelector('#login-form');
+  });
+
+  await check('a viewer restricted to one line sees that line only and cannot triage or export', async () => {
+    const v = expect.viewer;
+    await page.fill('#login-user', v.user);
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-submit');
+    await page.waitForSelector('#nav');
+    assert.equal(await page.textContent('#whoami'), `${v.user} · viewer`);
+    await page.goto(`${BASE}/#/overview${all}`);
+    await waitValue('[data-testid=total-bytes]', v.bytes, 'the viewer\'s bytes');
+    const options = await page.locator('#line-select option').evaluateAll((os) => os.map((o) => o.value).filter(Boolean));
+    assert.deepEqual(options, v.lines, 'the line selector offers the allowed lines only');
+    assert.equal(await page.locator('#lines-table tbody tr[data-line]').count(), v.lines.length);
+    await shot('viewer-overview');
+    await page.goto(`${BASE}/#/alerts${all}`);
+    await waitValue('#al-total', v.alerts, 'the viewer\'s alerts');
+    const lines = await page.locator('#alerts-table tbody tr[data-id]').evaluateAll((rs) => rs.map((r) => r.dataset.line ?? ''));
+    assert.ok(lines.every((l) => l === '' || v.lines.includes(l)), `alert lines ${lines}`);
+    assert.equal(await page.locator('[data-testid=export-csv]').count(), 0, 'no export link for a viewer');
+    await page.locator('#alerts-table tbody tr[data-id] td').first().click();
+    await page.waitForSelector('[data-testid=triage-read-only]');
+    assert.equal(await page.locator('[data-testid=triage-form]').count(), 0, 'no triage form for a viewer');
+    await shot('viewer-alert');
     await page.click('#logout');
     await page.waitForSelector('#login-form');
   });

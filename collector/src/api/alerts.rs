@@ -86,17 +86,17 @@ pub async fn list(
     let w = filters(&p)?;
     if let Some(f) = export::requested(&p)? {
         let page = p.page(export::MAX_ROWS, export::MAX_ROWS)?;
-        return export::respond(&st.ch, &ALERTS.page_sql(&w, page), f, "alerts", &who).await;
+        return export::respond(&st.db(&who), &ALERTS.page_sql(&w, page), f, "alerts", &who).await;
     }
     let (limit, offset) = p.page(50, 500)?;
-    let mut items = ALERTS.page(&st.ch, &w, (limit, offset)).await?;
-    super::triage::annotate(&st.ch, &mut items).await?;
+    let mut items = ALERTS.page(&st.db(&who), &w, (limit, offset)).await?;
+    super::triage::annotate(&st.db(&who), &mut items).await?;
     let mut facets =
         Sql::new("SELECT kind, toString(severity) AS severity, count() AS n FROM alerts FINAL");
     facets
         .filter(&w)
         .push(" GROUP BY kind, severity ORDER BY kind, severity");
-    let facets = facets.rows(&st.ch).await?;
+    let facets = facets.rows(&st.db(&who)).await?;
     let total: u64 = facets
         .iter()
         .filter_map(|f| f.get("n").and_then(Value::as_u64))
@@ -111,6 +111,7 @@ pub async fn list(
 /// `GET /api/v1/alerts/timeline`.
 pub async fn timeline(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(q, &FILTERS)?;
@@ -124,19 +125,20 @@ pub async fn timeline(
     .filter(&w)
     .push(" GROUP BY t, severity ORDER BY t, severity");
     Ok(Json(
-        json!({ "step": step, "buckets": sql.rows(&st.ch).await? }),
+        json!({ "step": step, "buckets": sql.rows(&st.db(&who)).await? }),
     ))
 }
 
 /// `GET /api/v1/alerts/{id}`.
 pub async fn detail(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
-    let mut row = ALERTS.by_id(&st.ch, &id, "").await?;
-    super::triage::annotate(&st.ch, std::slice::from_mut(&mut row)).await?;
+    let mut row = ALERTS.by_id(&st.db(&who), &id, "").await?;
+    super::triage::annotate(&st.db(&who), std::slice::from_mut(&mut row)).await?;
     Ok(Json(Value::Object(row)))
 }
 

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use super::{
     AppState,
-    config::{ApiConfig, Credential},
+    config::{ApiConfig, Credential, Role},
     error::{ApiError, ApiResult},
 };
 
@@ -37,6 +37,41 @@ pub struct Principal {
     pub name: String,
     /// `"user"` or `"token"`.
     pub kind: &'static str,
+    /// What it may do.
+    pub role: Role,
+    /// The only lines whose data it sees (`None`: every line).
+    pub lines: Option<Vec<String>>,
+}
+
+impl Principal {
+    fn of(c: &Credential, kind: &'static str) -> Principal {
+        Principal {
+            name: c.name.clone(),
+            kind,
+            role: c.role,
+            lines: c.lines.clone(),
+        }
+    }
+
+    /// Refuses (403, naming `action` and the role it needs) unless the principal's role
+    /// is at least `needed`.
+    pub fn require(&self, needed: Role, action: &str) -> ApiResult<()> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "{action} needs the {} role; {} is a {}",
+                needed.as_str(),
+                self.name,
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// Whether the principal sees every line.
+    pub fn all_lines(&self) -> bool {
+        self.lines.is_none()
+    }
 }
 
 /// Users, tokens and live sessions.
@@ -120,7 +155,7 @@ impl Auth {
     }
 
     /// Whether `password` is `user`'s (CPU-heavy: run it off the async threads).
-    fn check_password(&self, user: &str, password: &str) -> Option<String> {
+    fn check_password(&self, user: &str, password: &str) -> Option<Principal> {
         match self.users.iter().find(|u| u.name == user) {
             Some(u) => {
                 let ok = match (&u.argon2, &u.sha256) {
@@ -128,7 +163,7 @@ impl Auth {
                     (None, Some(d)) => same(d, &sha256(password)),
                     (None, None) => false,
                 };
-                ok.then(|| u.name.clone())
+                ok.then(|| Principal::of(u, "user"))
             }
             None => {
                 // The same work for a name that does not exist.
@@ -152,13 +187,12 @@ impl Auth {
                 .await
                 .unwrap_or(None)
         };
-        let name = found.ok_or(ApiError::BadLogin)?;
+        let p = found.ok_or(ApiError::BadLogin)?;
         let mut raw = [0u8; 32];
         self.rng
             .fill(&mut raw)
             .expect("the system random generator works");
         let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        let p = Principal { name, kind: "user" };
         let mut s = self.sessions.lock().expect("sessions lock");
         let now = Instant::now();
         s.retain(|_, (_, exp)| *exp > now);
@@ -190,13 +224,10 @@ impl Auth {
             let mut found = None;
             for t in &self.tokens {
                 if t.sha256.as_ref().is_some_and(|s| same(s, &d)) {
-                    found = Some(t.name.clone());
+                    found = Some(Principal::of(t, "token"));
                 }
             }
-            return found.map(|name| Principal {
-                name,
-                kind: "token",
-            });
+            return found;
         }
         let id = session_cookie(headers)?;
         let s = self.sessions.lock().expect("sessions lock");
@@ -304,7 +335,7 @@ pub async fn login(
         }
     };
     st.auth.limiter.succeeded(ip);
-    tracing::info!(client = %ip, user = %p.name, "UI login");
+    tracing::info!(client = %ip, user = %p.name, role = p.role.as_str(), "UI login");
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         st.auth.ttl.as_secs()
@@ -334,7 +365,9 @@ pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response 
 /// everyone (the UI asks it before showing its login form), and answers 200 either way.
 pub async fn session(State(st): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
     Json(match st.auth.principal(&headers) {
-        Some(p) => serde_json::json!({"authenticated": true, "name": p.name, "kind": p.kind}),
+        Some(p) => {
+            serde_json::json!({"authenticated": true, "name": p.name, "kind": p.kind, "role": p.role, "lines": p.lines})
+        }
         None => serde_json::json!({"authenticated": false}),
     })
 }

@@ -10,11 +10,19 @@
 //! [[api.user]]                   # people log in on the UI's login page
 //! name = "analyst"
 //! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"   # tidegate-collector hash-password
+//! role = "analyst"               # viewer | analyst (default) | admin
+//! lines = ["hk-sg-1"]            # only these lines' data (default: every line)
 //!
 //! [[api.token]]                  # automation sends Authorization: Bearer <token>
 //! name = "grafana-export"
 //! sha256 = "…"                   # printf %s 'the token' | sha256sum
+//! role = "viewer"
 //! ```
+//!
+//! Roles: a `viewer` reads; an `analyst` also triages alerts and exports table views; an
+//! `admin` also places and lifts manual blocks. `lines` restricts every read — flows,
+//! rollups, alerts, violations, triage, probe health — to those lines, in ClickHouse
+//! itself (see [`super::scope`]).
 //!
 //! The file never holds a usable secret: passwords as salted Argon2id hashes (PHC strings,
 //! `tidegate-collector hash-password` makes one; the older unsalted `password_sha256` is
@@ -46,6 +54,8 @@ struct RawUser {
     name: Spanned<String>,
     password_hash: Option<Spanned<String>>,
     password_sha256: Option<Spanned<String>>,
+    role: Option<Spanned<String>>,
+    lines: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +63,77 @@ struct RawUser {
 struct RawToken {
     name: Spanned<String>,
     sha256: Spanned<String>,
+    role: Option<Spanned<String>>,
+    lines: Option<Vec<Spanned<String>>>,
+}
+
+/// What a principal may do; each role includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads every page and endpoint of its lines.
+    Viewer,
+    /// Also triages alerts and exports table views.
+    Analyst,
+    /// Also places and lifts manual blocks.
+    Admin,
+}
+
+impl Role {
+    /// The role's name in the configuration and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+fn role(v: &Option<Spanned<String>>, what: &str) -> Result<Role, (usize, String)> {
+    match v {
+        None => Ok(Role::Analyst),
+        Some(v) => match v.get_ref().as_str() {
+            "viewer" => Ok(Role::Viewer),
+            "analyst" => Ok(Role::Analyst),
+            "admin" => Ok(Role::Admin),
+            other => Err((
+                v.span().start,
+                format!("{what} {other:?}: expected viewer, analyst or admin"),
+            )),
+        },
+    }
+}
+
+/// A line name a principal is restricted to: 1-128 letters, digits and ` ._:/@+-` (it
+/// is written into the ClickHouse row filter; line names with other characters cannot
+/// be restricted to).
+fn lines(
+    v: &Option<Vec<Spanned<String>>>,
+    what: &str,
+) -> Result<Option<Vec<String>>, (usize, String)> {
+    let Some(list) = v else { return Ok(None) };
+    let mut out: Vec<String> = Vec::new();
+    for l in list {
+        let n = l.get_ref();
+        if n.is_empty()
+            || n.len() > 128
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " ._:/@+-".contains(c))
+        {
+            return Err((
+                l.span().start,
+                format!(
+                    "{what} {n:?} must be 1-128 letters, digits, ' ', '.', '_', ':', '/', '@', '+', '-'"
+                ),
+            ));
+        }
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    Ok(Some(out))
 }
 
 /// A principal allowed to use the API: a user (password) or a token.
@@ -64,6 +145,10 @@ pub struct Credential {
     pub sha256: Option<[u8; 32]>,
     /// A user's Argon2id hash (PHC string).
     pub argon2: Option<String>,
+    /// What it may do.
+    pub role: Role,
+    /// The only lines whose data it sees (`None`: every line; empty: none).
+    pub lines: Option<Vec<String>>,
 }
 
 /// Validated `[api]` configuration.
@@ -212,6 +297,8 @@ impl ApiConfig {
                 name: name(&u.name, "api.user name")?,
                 sha256,
                 argon2,
+                role: role(&u.role, "api.user role")?,
+                lines: lines(&u.lines, "api.user lines:")?,
             };
             if users.iter().any(|x: &Credential| x.name == c.name) {
                 return Err((u.name.span().start, format!("api.user {:?} twice", c.name)));
@@ -225,6 +312,8 @@ impl ApiConfig {
                 name: name(&t.name, "api.token name")?,
                 sha256: Some(digest(&t.sha256, "api.token sha256")?),
                 argon2: None,
+                role: role(&t.role, "api.token role")?,
+                lines: lines(&t.lines, "api.token lines:")?,
             };
             if tokens.iter().any(|x: &Credential| x.sha256 == c.sha256) {
                 return Err((t.sha256.span().start, "api.token: same token twice".into()));
@@ -275,6 +364,38 @@ mod tests {
         assert_eq!(c.users[0].name, "ana");
         assert_eq!(c.users[0].sha256.unwrap()[0], 0x5e);
         assert_eq!(c.tokens.len(), 1);
+        assert_eq!((c.users[0].role, &c.users[0].lines), (Role::Analyst, &None));
+    }
+
+    #[test]
+    fn roles_and_line_restrictions_are_read_and_bad_ones_located() {
+        let c = parse(&format!(
+            "[api]\n[[api.user]]\nname = \"ana\"\npassword_sha256 = \"{PW}\"\nrole = \"viewer\"\nlines = [\"hk-sg-1\", \"hk-sg-1\", \"ndpi-1kxun\"]\n\
+             [[api.token]]\nname = \"ops\"\nsha256 = \"{}\"\nrole = \"admin\"\n",
+            PW.replace('5', "6")
+        ))
+        .unwrap();
+        assert_eq!(c.users[0].role, Role::Viewer);
+        assert_eq!(
+            c.users[0].lines.as_deref(),
+            Some(&["hk-sg-1".to_string(), "ndpi-1kxun".to_string()][..])
+        );
+        assert_eq!((c.tokens[0].role, &c.tokens[0].lines), (Role::Admin, &None));
+        for (extra, bad, want) in [
+            ("role = \"root\"", "\"root\"", "viewer, analyst or admin"),
+            ("lines = [\"a'b\"]", "\"a'b\"", "must be 1-128"),
+            ("lines = [\"\"]", "\"\"", "must be 1-128"),
+        ] {
+            let src = format!(
+                "[api]\n[[api.user]]\nname = \"ana\"\npassword_sha256 = \"{PW}\"\n{extra}\n"
+            );
+            let e = parse(&src).unwrap_err();
+            assert!(e.1.contains(want), "{extra}: {e:?}");
+            assert!(
+                src[e.0..].starts_with(bad),
+                "{extra}: located at the value: {e:?}"
+            );
+        }
     }
 
     #[test]

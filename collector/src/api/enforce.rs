@@ -48,6 +48,7 @@ const FILTERS: [&str; 3] = ["from", "to", "line"];
 /// sources with the most dropped (or would-drop) packets.
 pub async fn rules(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(q, &FILTERS)?;
@@ -67,8 +68,8 @@ pub async fn rules(
     top.filter(&w)
         .push(" GROUP BY src, verdict ORDER BY sum(packets) DESC LIMIT 20");
     Ok(Json(json!({
-        "rules": per_rule.rows(&st.ch).await?,
-        "top_sources": top.rows(&st.ch).await?,
+        "rules": per_rule.rows(&st.db(&who)).await?,
+        "top_sources": top.rows(&st.db(&who)).await?,
     })))
 }
 
@@ -91,6 +92,7 @@ pub async fn block(
     Extension(who): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
+    who.require(super::config::Role::Admin, "placing a manual block")?;
     let h = hub(&st)?.clone();
     let b: BlockBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
@@ -113,6 +115,7 @@ pub async fn unblock(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    who.require(super::config::Role::Admin, "lifting a manual block")?;
     let h = hub(&st)?.clone();
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::param("id", "not a block id"));

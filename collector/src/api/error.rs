@@ -33,6 +33,9 @@ pub enum ApiError {
     /// No such alert, violation or page.
     #[error("{0} not found")]
     NotFound(String),
+    /// The principal's role does not allow the action.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// ClickHouse failed or is unreachable.
     #[error("storage: {0}")]
     Storage(#[from] clickhouse::error::Error),
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BadParam { .. } | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Storage(_) | ApiError::Decode(_) => StatusCode::BAD_GATEWAY,
         }
     }

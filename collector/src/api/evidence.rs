@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, Query, State},
     http::header,
     response::{IntoResponse, Response},
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tidegate_evidence::{EvidenceLog, bundle::Bundle, bundle::BundleError};
 
-use super::{AppState, error::ApiError};
+use super::{AppState, auth::Principal, error::ApiError};
 
 fn log(s: &AppState) -> Result<Arc<EvidenceLog>, ApiError> {
     s.evidence
@@ -50,10 +50,12 @@ pub struct BundleQuery {
 /// `GET /evidence/bundle/{id}`: the bundle of alert or violation `id` as a download.
 pub async fn bundle(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<BundleQuery>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
+    super::scope::check_finding(&s, &who, &id).await?;
     let log = log(&s)?;
     let name = id.clone();
     let b = tokio::task::spawn_blocking(move || Bundle::build(&log, &id, q.checkpoint))
@@ -85,9 +87,11 @@ pub async fn bundle(
 /// proven by the newest signed checkpoint (the console's badge). Signs nothing.
 pub async fn status(
     State(s): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     check_id(&id)?;
+    super::scope::check_finding(&s, &who, &id).await?;
     let log = log(&s)?;
     let l = log.clone();
     let key = log.verifying_key();

@@ -39,6 +39,7 @@ pub async fn respond(
     name: &str,
     who: &Principal,
 ) -> ApiResult<Response> {
+    who.require(super::config::Role::Analyst, "exporting a table")?;
     let (body, ext, ty) = match format {
         Format::Csv => (
             sql.raw(ch, "CSVWithNames").await?,

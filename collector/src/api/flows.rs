@@ -128,13 +128,13 @@ pub async fn search(
         .push(order)
         .bind(" LIMIT ? OFFSET ?", [Arg::U64(limit), Arg::U64(offset)]);
     if let Some(f) = export {
-        return export::respond(&st.ch, &sql, f, "flows", &who).await;
+        return export::respond(&st.db(&who), &sql, f, "flows", &who).await;
     }
-    let items = sql.rows(&st.ch).await?;
+    let items = sql.rows(&st.db(&who)).await?;
     let mut count =
         Sql::new("SELECT count() AS n, sum(packets) AS packets, sum(bytes) AS bytes FROM flows");
     count.filter(&w);
-    let c = count.row(&st.ch).await?.unwrap_or_default();
+    let c = count.row(&st.db(&who)).await?.unwrap_or_default();
     let n = |k: &str| c.get(k).and_then(Value::as_u64).unwrap_or(0);
     Ok(Json(json!({
         "total": n("n"), "packets": n("packets"), "bytes": n("bytes"),
@@ -157,6 +157,7 @@ fn text(col: &str) -> String {
 /// distinct peers of every group of a day-long range would cost ten times the first pass.
 pub async fn top_talkers(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(q, &[&FILTERS[..], &["by", "metric", "limit"]].concat())?;
@@ -199,7 +200,7 @@ pub async fn top_talkers(
         .push(group)
         .push(order)
         .bind(" LIMIT ?", [Arg::U64(limit)]);
-    let mut items = sql.rows(&st.ch).await?;
+    let mut items = sql.rows(&st.db(&who)).await?;
 
     // Second pass: distinct peers (ports for pairs) of the groups shown.
     let key = |r: &serde_json::Map<String, Value>, k: &str| {
@@ -247,7 +248,7 @@ pub async fn top_talkers(
         let mut sql = Sql::new(select);
         sql.filter(&w2).push(group);
         let counts: HashMap<(String, String), Value> = sql
-            .rows(&st.ch)
+            .rows(&st.db(&who))
             .await?
             .into_iter()
             .map(|r| {

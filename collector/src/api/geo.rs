@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Query, State},
 };
 use serde_json::{Value, json};
 
 use super::{
     AppState,
+    auth::Principal,
     error::ApiResult,
     overview::aligned,
     params::Params,
@@ -20,6 +21,7 @@ use super::{
 /// The handler.
 pub async fn geo(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(q, &["from", "to", "line"])?;
@@ -48,7 +50,7 @@ pub async fn geo(
         .push(") GROUP BY country ORDER BY count() DESC LIMIT 300");
     Ok(Json(json!({
         "from": ar.from_ms, "to": ar.to_ms,
-        "pairs": pairs.rows(&st.ch).await?,
-        "alerts": alerts.rows(&st.ch).await?,
+        "pairs": pairs.rows(&st.db(&who)).await?,
+        "alerts": alerts.rows(&st.db(&who)).await?,
     })))
 }

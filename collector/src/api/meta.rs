@@ -4,21 +4,24 @@
 use std::collections::HashMap;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Query, State},
 };
 use serde_json::{Value, json};
 
-use super::{AppState, alerts, error::ApiResult, params::Params, sql::Sql, violations};
+use super::{
+    AppState, alerts, auth::Principal, error::ApiResult, params::Params, sql::Sql, violations,
+};
 
 /// The handler.
 pub async fn meta(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
     let lines = Sql::new("SELECT DISTINCT line FROM flows_1h ORDER BY line LIMIT 1000")
-        .rows(&st.ch)
+        .rows(&st.db(&who))
         .await?;
     let lines: Vec<Value> = lines
         .into_iter()
@@ -30,7 +33,7 @@ pub async fn meta(
          UNION ALL SELECT toDateTime64(min(first), 3), toDateTime64(max(last), 3) + toIntervalSecond(1), count() FROM alerts \
          UNION ALL SELECT toDateTime64(min(first), 3), toDateTime64(max(last), 3) + toIntervalSecond(1), count() FROM policy_violations) WHERE n > 0",
     )
-    .row(&st.ch)
+    .row(&st.db(&who))
     .await?
     .unwrap_or_default();
     let extent = if extent.get("total").and_then(Value::as_u64).unwrap_or(0) > 0 {

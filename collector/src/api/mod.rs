@@ -20,6 +20,7 @@ pub mod meta;
 pub mod overview;
 pub mod params;
 pub mod probes;
+pub mod scope;
 pub mod sql;
 pub mod triage;
 pub mod violations;
@@ -40,8 +41,9 @@ use crate::sinks::clickhouse::ClickHouseConfig;
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
-    /// ClickHouse client on the tidegate database.
-    pub ch: clickhouse::Client,
+    /// ClickHouse client on the tidegate database, unrestricted: handlers use
+    /// [`AppState::db`] (a test checks that no other module touches this).
+    unscoped: clickhouse::Client,
     /// Users, tokens and sessions.
     pub auth: Arc<auth::Auth>,
     /// Where the map puts endpoints without a country.
@@ -61,12 +63,19 @@ impl AppState {
             .with_password(&ch.password)
             .with_database(&ch.database);
         AppState {
-            ch: client,
+            unscoped: client,
             auth: Arc::new(auth::Auth::new(api)),
             home_country: api.home_country.clone(),
             evidence: None,
             enforce: None,
         }
+    }
+}
+
+impl AppState {
+    /// The ClickHouse client for `who`'s requests: reads only its lines' rows.
+    pub fn db(&self, who: &auth::Principal) -> clickhouse::Client {
+        scope::client_for(&self.unscoped, who)
     }
 }
 
@@ -248,6 +257,23 @@ mod tests {
         "/enforce/blocks",
         "/enforce/blocks/{id}",
     ];
+
+    #[test]
+    fn handlers_read_clickhouse_only_through_the_principals_scope() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name == "mod.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains(".unscoped"),
+                "{name} uses the unrestricted ClickHouse client: use AppState::db(&who)"
+            );
+        }
+    }
 
     #[test]
     fn the_openapi_file_documents_every_route() {

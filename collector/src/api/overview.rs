@@ -9,13 +9,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Query, State},
 };
 use serde_json::{Value, json};
 
 use super::{
     AppState,
+    auth::Principal,
     error::ApiResult,
     params::{Params, TimeRange},
     sql::{Arg, Sql, Where},
@@ -89,6 +90,7 @@ pub fn aligned(r: TimeRange, step: u64) -> (&'static str, TimeRange) {
 /// The handler.
 pub async fn overview(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(q, &["from", "to", "line", "step"])?;
@@ -145,7 +147,7 @@ pub async fn overview(
     sql.push(table)
         .filter(&w)
         .push(" GROUP BY t, line, direction ORDER BY t, line, direction");
-    let rows = sql.rows(&st.ch).await?;
+    let rows = sql.rows(&st.db(&who)).await?;
 
     let mut totals = [0u64; 3];
     let mut per_line: BTreeMap<(String, String), [u64; 3]> = BTreeMap::new();

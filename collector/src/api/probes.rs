@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Query, State},
 };
 use serde_json::{Map, Value, json};
 
 use super::{
     AppState,
+    auth::Principal,
     error::ApiResult,
     overview::auto_step,
     params::Params,
@@ -44,6 +45,7 @@ pub fn rates(
 /// The handler.
 pub async fn probes(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(q, &["window"])?;
@@ -59,7 +61,7 @@ pub async fn probes(
     );
     let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let mut items = Vec::new();
-    for mut row in sql.rows(&st.ch).await? {
+    for mut row in sql.rows(&st.db(&who)).await? {
         let last = row
             .get("last_report_ms")
             .and_then(Value::as_i64)
@@ -106,6 +108,7 @@ pub async fn probes(
 /// `GET /api/v1/probes/history`.
 pub async fn history(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(q, &["from", "to", "probe"])?;
@@ -126,7 +129,7 @@ pub async fn history(
     .filter(&w)
     .push(" GROUP BY probe_id, t ORDER BY probe_id, t LIMIT 100000");
     Ok(Json(
-        json!({ "step": step, "buckets": sql.rows(&st.ch).await? }),
+        json!({ "step": step, "buckets": sql.rows(&st.db(&who)).await? }),
     ))
 }
 

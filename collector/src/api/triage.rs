@@ -153,6 +153,7 @@ pub async fn act(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
+    who.require(super::config::Role::Analyst, "triaging an alert")?;
     check_id(&id)?;
     let b: TriageBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
@@ -180,14 +181,14 @@ pub async fn act(
         [Arg::Str(id.clone())],
     );
     let n = exists
-        .row(&st.ch)
+        .row(&st.db(&who))
         .await?
         .and_then(|r| r.get("n").and_then(Value::as_u64))
         .unwrap_or(0);
     if n == 0 {
         return Err(ApiError::NotFound(format!("alert {id}")));
     }
-    let now = current(&st.ch, std::slice::from_ref(&id)).await?;
+    let now = current(&st.db(&who), std::slice::from_ref(&id)).await?;
     let (cur_state, cur_assignee) = now
         .get(&id)
         .cloned()
@@ -220,7 +221,7 @@ pub async fn act(
             .map_err(|e| ApiError::BadBody(format!("evidence log: {e}")))?
             .map_err(|e| ApiError::BadBody(format!("evidence log: {e}")))?;
     }
-    let mut insert = st.ch.insert::<TriageRow<'_>>("alert_triage").await?;
+    let mut insert = st.db(&who).insert::<TriageRow<'_>>("alert_triage").await?;
     insert.write(&row).await?;
     insert.end().await?;
     tracing::info!(user = %who.name, alert = %id, state = STATES[state], assignee = %assignee.escape_debug(),
@@ -229,7 +230,7 @@ pub async fn act(
         "id": id,
         "triage_state": STATES[state],
         "assignee": assignee,
-        "history": history_of(&st.ch, &id).await?,
+        "history": history_of(&st.db(&who), &id).await?,
     })))
 }
 
@@ -247,12 +248,14 @@ async fn history_of(ch: &clickhouse::Client, id: &str) -> ApiResult<Vec<Map<Stri
 /// `GET /api/v1/alerts/{id}/triage`: the current state and every action, oldest first.
 pub async fn history(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
     check_id(&id)?;
-    let h = history_of(&st.ch, &id).await?;
+    super::scope::check_finding(&st, &who, &id).await?;
+    let h = history_of(&st.db(&who), &id).await?;
     let (state, assignee) = h
         .last()
         .map(|r| {

@@ -49,6 +49,7 @@ fn filters(p: &Params) -> ApiResult<Where> {
 /// `GET /api/v1/violations/rules`.
 pub async fn rules(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     let p = Params::new(q, &FILTERS)?;
@@ -58,7 +59,7 @@ pub async fn rules(
     );
     sql.filter(&w)
         .push(" GROUP BY rule_id ORDER BY count() DESC, rule_id LIMIT 1000");
-    Ok(Json(json!({ "rules": sql.rows(&st.ch).await? })))
+    Ok(Json(json!({ "rules": sql.rows(&st.db(&who)).await? })))
 }
 
 /// `GET /api/v1/violations`.
@@ -72,14 +73,14 @@ pub async fn list(
     if let Some(f) = export::requested(&p)? {
         let page = p.page(export::MAX_ROWS, export::MAX_ROWS)?;
         let sql = VIOLATIONS.page_sql(&w, page);
-        return export::respond(&st.ch, &sql, f, "violations", &who).await;
+        return export::respond(&st.db(&who), &sql, f, "violations", &who).await;
     }
     let (limit, offset) = p.page(50, 500)?;
-    let items = VIOLATIONS.page(&st.ch, &w, (limit, offset)).await?;
+    let items = VIOLATIONS.page(&st.db(&who), &w, (limit, offset)).await?;
     let mut count = Sql::new("SELECT count() AS n FROM policy_violations FINAL");
     count.filter(&w);
     let total = count
-        .row(&st.ch)
+        .row(&st.db(&who))
         .await?
         .and_then(|r| r.get("n").and_then(Value::as_u64))
         .unwrap_or(0);
@@ -92,10 +93,11 @@ pub async fn list(
 /// `GET /api/v1/violations/{id}`.
 pub async fn detail(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
-    let row = VIOLATIONS.by_id(&st.ch, &id, ", rule_text").await?;
+    let row = VIOLATIONS.by_id(&st.db(&who), &id, ", rule_text").await?;
     Ok(Json(Value::Object(row)))
 }

@@ -17,6 +17,10 @@ use std::{collections::BTreeMap, path::PathBuf, process::Command};
 use crate::support::ui::{CAPTURES, Console, PASSWORD, USER, block_on};
 use serde_json::json;
 
+/// A viewer restricted to one line.
+const VIEWER: &str = "vera";
+const VIEWER_LINE: &str = "stopddos-pkt";
+
 fn browser_dir() -> PathBuf {
     tidegate_testkit::paths::repo().join("testkit/browser")
 }
@@ -43,8 +47,10 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
     let mut c = Console::start_with(
         true,
         &format!(
-            "\n[evidence]\ndir = \"evidence\"\nkey = \"{}\"\ncheckpoint_secs = 1\n",
-            key.display()
+            "\n[evidence]\ndir = \"evidence\"\nkey = \"{}\"\ncheckpoint_secs = 1\n\
+             \n[[api.user]]\nname = \"{VIEWER}\"\npassword_hash = \"{}\"\nrole = \"viewer\"\nlines = [\"{VIEWER_LINE}\"]\n",
+            key.display(),
+            tidegate_collector::api::auth::hash_password_with(PASSWORD, 4096, 1, 1),
         ),
     );
     c.seed(&CAPTURES);
@@ -132,6 +138,8 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         let spool = nums(q("SELECT argMax(spool_bytes, ts) FROM tidegate.probe_health WHERE probe_id = 'edge-1'").await);
         // The busiest second (all lines, one direction; a flow counts at its first
         // packet): what one-second buckets must show as the packet rate's peak.
+        let viewer = nums(q("SELECT sum(bytes), (SELECT count() FROM tidegate.alerts FINAL WHERE line = 'stopddos-pkt') \
+             FROM tidegate.flows WHERE line = 'stopddos-pkt'").await);
         let burst = nums(
             q(
                 "SELECT toUnixTimestamp(first) AS s, sum(packets) AS p FROM tidegate.flows \
@@ -150,9 +158,14 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "flows": {"total": flows[0], "by_ip": by_ip, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
             "probe": {"spool_bytes": spool[0]},
             "burst": {"t": burst[0], "packets": burst[1]},
+            "viewer": {"user": VIEWER, "lines": [VIEWER_LINE], "bytes": viewer[0], "alerts": viewer[1]},
         })
     });
     assert!(expect["alerts"]["total"].as_u64().unwrap() > 0);
+    assert!(
+        expect["viewer"]["alerts"].as_u64().unwrap() > 0,
+        "the viewer's line has an alert to open"
+    );
     assert!(expect["flows"]["cidr_total"].as_u64().unwrap() > 0);
     let expect_file = c.dir().join("expect.json");
     std::fs::write(&expect_file, serde_json::to_vec_pretty(&expect).unwrap()).unwrap();

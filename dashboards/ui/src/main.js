@@ -4,7 +4,7 @@
 import { get, post, setUnauthenticatedHandler } from './api.js';
 import { disposeAll } from './charts.js';
 import { esc } from './fmt.js';
-import { current, globalParams, link, RANGES, timeRange, update } from './state.js';
+import { current, globalParams, link, me, RANGES, timeRange, update } from './state.js';
 import * as overview from './pages/overview.js';
 import * as map from './pages/map.js';
 import * as alerts from './pages/alerts.js';
@@ -94,7 +94,10 @@ function shell() {
       <a data-nav="evidence">Evidence log</a>
     </nav>
     <main id="main"></main>`;
-  document.getElementById('whoami').textContent = session.name;
+  const who = document.getElementById('whoami');
+  who.textContent = `${session.name} · ${session.role}`;
+  who.dataset.role = session.role;
+  who.title = session.lines ? `Sees the lines ${session.lines.join(', ')} only` : 'Sees every line';
   document.getElementById('logout').addEventListener('click', async () => {
     await post('logout', {});
     showLogin();
@@ -178,6 +181,7 @@ async function boot() {
   const s = await get('session');
   if (!s.authenticated) return showLogin();
   session = s;
+  Object.assign(me, { name: s.name, role: s.role, lines: s.lines ?? null });
   shell();
   await route();
 }

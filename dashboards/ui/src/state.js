@@ -57,3 +57,11 @@ export function timeRange(params, meta) {
   const to = Date.now();
   return { from: to - span, to, live: true };
 }
+
+/** Who is logged in: name, role (viewer, analyst, admin) and lines (null: every line). */
+export const me = { name: '', role: 'viewer', lines: null };
+
+const RANK = { viewer: 0, analyst: 1, admin: 2 };
+
+/** Whether the logged-in principal's role is at least `role` (the server checks too). */
+export const can = (role) => (RANK[me.role] ?? 0) >= RANK[role];

@@ -66,8 +66,8 @@ impl Console {
             .map(|h| format!("home_country = \"{h}\"\n"))
             .unwrap_or_default();
         let mut extra = format!(
-            "[api]\nlisten = \"127.0.0.1:{ui_port}\"\n{home}\n[[api.user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\n\
-             [[api.token]]\nname = \"automation\"\nsha256 = \"{}\"\n",
+            "[api]\nlisten = \"127.0.0.1:{ui_port}\"\n{home}\n[[api.user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nrole = \"admin\"\n\n\
+             [[api.token]]\nname = \"automation\"\nsha256 = \"{}\"\nrole = \"admin\"\n",
             tidegate_collector::api::auth::hash_password_with(PASSWORD, 4096, 1, 1),
             sha256_hex(TOKEN)
         );

@@ -1,7 +1,7 @@
 // One alert: what crossed which threshold, where, and the flows that show it.
 import { get, post } from '../api.js';
 import { epochMs, esc, sev, si, time } from '../fmt.js';
-import { globalParams, link } from '../state.js';
+import { globalParams, link, can } from '../state.js';
 import { evidence, evidenceBadge, facts, isAddr } from './common.js';
 
 export async function render(ctx) {
@@ -64,19 +64,19 @@ async function triage(ctx, el, id) {
       .join('');
     el.innerHTML = `
       <p style="margin:0 0 10px">State ${stateBadge(t.triage_state)}${t.assignee ? ` · assigned to <b data-testid="triage-assignee">${esc(t.assignee)}</b>` : ''}</p>
-      <form class="triage-form" data-testid="triage-form">
+      ${can('analyst') ? `<form class="triage-form" data-testid="triage-form">
         <select name="state" aria-label="State">${STATES.map((s) => `<option value="${s}"${s === t.triage_state ? ' selected' : ''}>${s.replace(/_/g, ' ')}</option>`).join('')}</select>
         <input name="assignee" aria-label="Assignee" placeholder="assignee" maxlength="64" value="${esc(t.assignee)}">
         <input name="note" aria-label="Note" placeholder="note (optional)" maxlength="4000" style="flex:1;min-width:240px">
         <button class="primary" type="submit">Save</button>
         <span class="error" data-testid="triage-error"></span>
-      </form>
+      </form>` : '<p class="muted" data-testid="triage-read-only">Triage needs the analyst role: you see the history only.</p>'}
       ${
         t.history.length
           ? `<table data-testid="triage-history"><thead><tr><th>When</th><th>Who</th><th>State</th><th>Assignee</th><th>Note</th></tr></thead><tbody>${rows}</tbody></table>`
           : '<p class="muted" data-testid="triage-history-empty">No action yet.</p>'
       }`;
-    el.querySelector('form').addEventListener('submit', async (ev) => {
+    el.querySelector('form')?.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const f = new FormData(ev.target);
       const body = { state: f.get('state'), assignee: f.get('assignee') };

@@ -68,7 +68,7 @@ function draw(ctx, list, timeline, tl, offset) {
   el.querySelector('#alerts-table tbody').innerHTML = list.items.length
     ? list.items
         .map(
-          (a) => `<tr class="click" data-id="${esc(a.id)}" data-kind="${esc(a.kind)}" data-severity="${esc(a.severity)}">
+          (a) => `<tr class="click" data-id="${esc(a.id)}" data-kind="${esc(a.kind)}" data-line="${esc(a.line)}" data-severity="${esc(a.severity)}">
         <td>${esc(time(a.first))}</td><td>${esc(time(a.last))}</td><td>${sev(a.severity)}</td><td>${stateBadge(a.triage_state ?? 'new')}${a.assignee ? ` <span class="muted">${esc(a.assignee)}</span>` : ''}</td>
         <td><a href="${link('alert', gp, a.id)}">${esc(a.kind.replace(/_/g, ' '))}</a></td>
         <td class="mono">${ipLink(a.src, gp)}${a.src_country ? ` <span class="muted">${esc(a.src_country)}</span>` : ''}</td>

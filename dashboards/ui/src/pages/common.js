@@ -1,7 +1,7 @@
 // Pieces shared by the list pages: filter chips, pager, evidence table.
 import { get, url } from '../api.js';
 import { bytes, endpoint, esc, int, proto, time } from '../fmt.js';
-import { link, update } from '../state.js';
+import { link, update, can } from '../state.js';
 
 /** Multi-select chips bound to a comma-separated hash parameter. */
 export function chips(el, name, values, selected) {
@@ -33,6 +33,10 @@ export function pager(el, total, limit, offset) {
  */
 export function exportLinks(el, path, q) {
   const name = path.replace(/\W/g, '-');
+  if (!can('analyst')) {
+    el.innerHTML = '<span class="muted" title="Exports need the analyst role">Export: analysts only</span>';
+    return;
+  }
   el.innerHTML = `Export <a href="${esc(url(path, { ...q, format: 'csv' }))}" download data-testid="export-csv">CSV</a> · <a href="${esc(url(path, { ...q, format: 'json' }))}" download data-testid="export-json">JSON</a>`;
   el.dataset.view = name;
 }

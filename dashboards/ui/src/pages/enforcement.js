@@ -1,3 +1,4 @@
+import { can } from '../state.js';
 // Enforcement at the lines: the policy version the collector publishes and which version
 // each probe enforces, per-rule counters (dropped / would drop) and the top dropped
 // sources for the selected range, and manual blocks for incident response.
@@ -21,7 +22,8 @@ export async function render(ctx) {
     <div class="grid cols-2">
       <div class="panel"><h2>Policy at the lines</h2><div id="enf-status"></div></div>
       <div class="panel"><h2>Manual blocks</h2>
-        <form id="block-form" class="toolbar">
+        ${can('admin') ? '' : '<p class="muted" data-testid="blocks-read-only">Placing and lifting blocks needs the admin role.</p>'}
+        <form id="block-form" class="toolbar"${can('admin') ? '' : ' hidden'}>
           <input id="block-cidr" placeholder="CIDR, e.g. 203.0.113.7/32" size="22" required>
           <label>for <input id="block-minutes" type="number" min="1" max="43200" value="60" style="width:6em"> min</label>
           <input id="block-reason" placeholder="Reason (kept as evidence)" size="24">
@@ -100,7 +102,7 @@ function draw(ctx, s, r) {
       ${blocks
         .map(
           (b) => `<tr><td class="mono">${esc(b.cidr)}</td><td>${esc(time(b.expires_ns / 1e6))}</td><td>${esc(b.created_by)}</td>
-        <td>${esc(b.reason)}</td><td><button data-lift="${esc(b.id)}">Lift</button></td></tr>`,
+        <td>${esc(b.reason)}</td><td>${can('admin') ? `<button data-lift="${esc(b.id)}">Lift</button>` : ''}</td></tr>`,
         )
         .join('')}</tbody></table>`
     : '<div class="muted">No manual blocks.</div>';
