@@ -178,10 +178,11 @@ impl CollectorConfig {
         let api = match raw.api {
             Some(a) => {
                 let off = a.span().start;
-                Some(
-                    crate::api::ApiConfig::from_raw(a.into_inner(), off)
-                        .map_err(|(o, msg)| file.at(o, msg))?,
-                )
+                let mut api = crate::api::ApiConfig::from_raw(a.into_inner(), off)
+                    .map_err(|(o, msg)| file.at(o, msg))?;
+                api.load_tls(|p| file.resolve(p))
+                    .map_err(|(o, msg)| file.at(o, msg))?;
+                Some(api)
             }
             None => None,
         };

@@ -337,8 +337,9 @@ pub async fn login(
     st.auth.limiter.succeeded(ip);
     tracing::info!(client = %ip, user = %p.name, role = p.role.as_str(), "UI login");
     let cookie = format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        st.auth.ttl.as_secs()
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        st.auth.ttl.as_secs(),
+        if st.https { "; Secure" } else { "" }
     );
     let mut r = Json(p).into_response();
     r.headers_mut().insert(
@@ -356,7 +357,11 @@ pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response 
     let mut r = Json(serde_json::json!({ "ok": true })).into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("tidegate_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(if st.https {
+            "tidegate_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure"
+        } else {
+            "tidegate_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+        }),
     );
     r
 }

@@ -6,6 +6,8 @@
 //! listen = "127.0.0.1:8080"      # default; the UI is at http://127.0.0.1:8080/
 //! session_hours = 12             # how long a login lasts
 //! home_country = "HK"            # where the map draws endpoints without a country (ours)
+//! tls_cert = "certs/console.pem" # HTTPS (PEM chain and key; both or neither): Secure
+//! tls_key = "certs/console.key"  # cookies and HSTS; without them plain HTTP (loopback)
 //!
 //! [[api.user]]                   # people log in on the UI's login page
 //! name = "analyst"
@@ -42,6 +44,8 @@ pub struct RawApiConfig {
     listen: Option<Spanned<String>>,
     session_hours: Option<Spanned<u64>>,
     home_country: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
     #[serde(default)]
     user: Vec<Spanned<RawUser>>,
     #[serde(default)]
@@ -165,6 +169,11 @@ pub struct ApiConfig {
     /// ISO 3166 alpha-2 country the map places endpoints without a country at (the
     /// hub's own, private and unknown addresses).
     pub home_country: Option<String>,
+    /// HTTPS: the certificate chain and key (PEM) as written, with the offset of
+    /// `tls_cert` for errors; loaded by [`ApiConfig::load_tls`].
+    pub tls_files: Option<(std::path::PathBuf, std::path::PathBuf, usize)>,
+    /// The loaded TLS server configuration (`None`: plain HTTP, for loopback).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// Default listening address: loopback only.
@@ -327,13 +336,47 @@ impl ApiConfig {
                     .into(),
             ));
         }
+        let tls_files = match (&raw.tls_cert, &raw.tls_key) {
+            (Some(c), Some(k)) => Some((
+                std::path::PathBuf::from(c.get_ref()),
+                std::path::PathBuf::from(k.get_ref()),
+                c.span().start,
+            )),
+            (None, None) => None,
+            (Some(c), None) => {
+                return Err((c.span().start, "api.tls_cert needs api.tls_key".into()));
+            }
+            (None, Some(k)) => {
+                return Err((k.span().start, "api.tls_key needs api.tls_cert".into()));
+            }
+        };
         Ok(ApiConfig {
             listen,
             session_ttl,
             users,
             tokens,
             home_country,
+            tls_files,
+            tls: None,
         })
+    }
+
+    /// Resolves the TLS files (relative to the configuration's directory, by `resolve`)
+    /// and loads them: a missing file, a key that does not match the certificate, or
+    /// anything rustls refuses is an error at the offset of `tls_cert`.
+    pub fn load_tls(
+        &mut self,
+        resolve: impl Fn(&std::path::Path) -> std::path::PathBuf,
+    ) -> Result<(), (usize, String)> {
+        let Some((cert, key, off)) = self.tls_files.take() else {
+            return Ok(());
+        };
+        let (cert, key) = (resolve(&cert), resolve(&key));
+        let cfg = tidegate_base::tls::server_config(&cert, &key, "api.tls")
+            .map_err(|e| (off, e.to_string()))?;
+        self.tls_files = Some((cert, key, off));
+        self.tls = Some(cfg);
+        Ok(())
     }
 }
 
@@ -365,6 +408,25 @@ mod tests {
         assert_eq!(c.users[0].sha256.unwrap()[0], 0x5e);
         assert_eq!(c.tokens.len(), 1);
         assert_eq!((c.users[0].role, &c.users[0].lines), (Role::Analyst, &None));
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key() {
+        let base = format!("[api]\n[[api.user]]\nname = \"ana\"\npassword_sha256 = \"{PW}\"\n");
+        let src = base.replace("[api]\n", "[api]\ntls_cert = \"c.pem\"\n");
+        let e = parse(&src).unwrap_err();
+        assert!(e.1.contains("needs api.tls_key"), "{e:?}");
+        assert!(src[e.0..].starts_with("\"c.pem\""), "{e:?}");
+        let c = parse(&base.replace(
+            "[api]\n",
+            "[api]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.tls_files.as_ref().map(|f| f.1.clone()),
+            Some("k.pem".into())
+        );
+        assert!(c.tls.is_none(), "loaded only by load_tls");
     }
 
     #[test]

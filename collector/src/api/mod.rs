@@ -52,6 +52,8 @@ pub struct AppState {
     pub evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
     /// Enforcement control, when the collector has a policy.
     pub enforce: Option<Arc<crate::enforce::EnforceHub>>,
+    /// Served over HTTPS: session cookies are `Secure` and HSTS is sent.
+    pub https: bool,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
             home_country: api.home_country.clone(),
             evidence: None,
             enforce: None,
+            https: api.tls.is_some(),
         }
     }
 }
@@ -117,12 +120,24 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .fallback(assets::serve)
-        .layer(middleware::map_response(security_headers))
+        .layer(middleware::map_response_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 
-async fn security_headers(mut r: axum::response::Response) -> axum::response::Response {
+async fn security_headers(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    mut r: axum::response::Response,
+) -> axum::response::Response {
     let h = r.headers_mut();
+    if st.https {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -151,7 +166,15 @@ pub async fn serve(
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(api.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "web UI and API on http://{addr}/");
+    let tls = api.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    if tls.is_some() {
+        tracing::info!(%addr, "web UI and API on https://{addr}/");
+    } else {
+        tracing::info!(%addr, "web UI and API on http://{addr}/");
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the console is served without TLS beyond loopback: set api.tls_cert and api.tls_key");
+        }
+    }
     for u in api.users.iter().filter(|u| u.argon2.is_none()) {
         tracing::warn!(user = %u.name,
             "api.user password_sha256 is an unsalted digest: replace it with password_hash \
@@ -167,7 +190,7 @@ pub async fn serve(
     state.evidence = evidence;
     state.enforce = enforce;
     let app = router(state);
-    Ok(tokio::spawn(serve_connections(listener, app)))
+    Ok(tokio::spawn(serve_connections(listener, app, tls)))
 }
 
 /// Most open UI/API connections.
@@ -178,9 +201,14 @@ pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
 /// next request); slower connections are closed.
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Accepts connections within the caps and serves each with HTTP/1.1, a header-read
-/// timeout and the client's address (for login throttling and logs).
-async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router) {
+/// Accepts connections within the caps and serves each with HTTP/1.1 (over TLS when
+/// `tls` is given; the handshake has [`HEADER_TIMEOUT`] too), a header-read timeout and
+/// the client's address (for login throttling and logs).
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use std::net::SocketAddr;
     use tidegate_base::limits::{Slots, Throttle};
@@ -206,7 +234,7 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router)
                 continue;
             }
         };
-        let app = app.clone();
+        let (app, tls) = (app.clone(), tls.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -215,11 +243,26 @@ async fn serve_connections(listener: tokio::net::TcpListener, app: axum::Router)
                     tower::ServiceExt::oneshot(app.clone(), req)
                 },
             );
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(tcp), svc);
-            if let Err(e) = conn.await {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let ended = match tls {
+                None => http.serve_connection(TokioIo::new(tcp), svc).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), svc).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(client = %peer, error = %e, "UI TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(client = %peer, "UI TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(client = %peer, error = %e, "UI connection ended");
             }
             drop(permit);

@@ -26,6 +26,7 @@ mod clickhouse_insert_corpus;
 mod clickhouse_migrations;
 mod clickhouse_outage;
 mod clickhouse_probe_health;
+mod console_over_https_with_secure_cookies;
 mod detect_corpus;
 mod detect_live_alerts_reach_every_sink;
 mod detect_quiet_attacks_in_office_traffic;

@@ -61,10 +61,22 @@ impl Console {
 
     /// [`start_with`](Self::start_with) with `api.home_country` set to `home` (or unset).
     pub fn start_home(analysis: bool, more: &str, home: Option<&str>) -> Console {
+        Self::start_api(analysis, "", more, home)
+    }
+
+    /// [`start_home`](Self::start_home) with more keys of `[api]` (`api_extra`); with
+    /// `tls_cert` among them the console is at `https://`.
+    pub fn start_api(analysis: bool, api_extra: &str, more: &str, home: Option<&str>) -> Console {
         let ui_port = tidegate_testkit::free_port();
+        let scheme = if api_extra.contains("tls_cert") {
+            "https"
+        } else {
+            "http"
+        };
         let home = home
             .map(|h| format!("home_country = \"{h}\"\n"))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + api_extra;
         let mut extra = format!(
             "[api]\nlisten = \"127.0.0.1:{ui_port}\"\n{home}\n[[api.user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\nrole = \"admin\"\n\n\
              [[api.token]]\nname = \"automation\"\nsha256 = \"{}\"\nrole = \"admin\"\n",
@@ -77,7 +89,7 @@ impl Console {
         }
         extra.push_str(more);
         let c = Console {
-            url: format!("http://127.0.0.1:{ui_port}"),
+            url: format!("{scheme}://127.0.0.1:{ui_port}"),
             stack: Stack::start_with(StackOptions {
                 extra,
                 metrics: false,
