@@ -342,6 +342,16 @@ try {
     await shot('probes');
   });
 
+  await check('the admin reads the audit log: the login and the three triage actions', async () => {
+    await page.click('#nav a[data-nav=audit]');
+    await page.waitForSelector('#audit-table tbody tr');
+    assert.ok(await page.locator(`#audit-table tbody tr[data-action=login][data-user="${USER}"]`).count() >= 1, 'the login is recorded');
+    await page.click('#f-action [data-chip=triage]');
+    await page.waitForFunction(() => document.querySelector('#au-total')?.dataset.value === '3');
+    assert.equal(await page.locator('#audit-table tbody tr[data-action=triage]').count(), 3);
+    await shot('audit');
+  });
+
   await check('logging out returns to the login form', async () => {
     await page.click('#logout');
     await page.waitForSelector('#login-form');

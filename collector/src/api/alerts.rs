@@ -80,13 +80,23 @@ const FILTERS: [&str; 8] = [
 pub async fn list(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
+    super::auth::ClientAddr(client): super::auth::ClientAddr,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let p = Params::new(q, &[&FILTERS[..], &["limit", "offset", "format"]].concat())?;
     let w = filters(&p)?;
     if let Some(f) = export::requested(&p)? {
         let page = p.page(export::MAX_ROWS, export::MAX_ROWS)?;
-        return export::respond(&st.db(&who), &ALERTS.page_sql(&w, page), f, "alerts", &who).await;
+        return export::respond(
+            &st,
+            &who,
+            client,
+            &ALERTS.page_sql(&w, page),
+            f,
+            "alerts",
+            &p.describe(),
+        )
+        .await;
     }
     let (limit, offset) = p.page(50, 500)?;
     let mut items = ALERTS.page(&st.db(&who), &w, (limit, offset)).await?;

@@ -331,11 +331,31 @@ pub async fn login(
             let (wait, failures) = st.auth.limiter.failed(ip, Instant::now());
             tracing::warn!(client = %ip, user = %user, failures, wait_secs = wait.as_secs(),
                 "UI login refused: wrong user name or password");
+            // Best effort: the refusal is logged above even when ClickHouse is down.
+            let tried: String = user.chars().take(64).collect();
+            if let Err(a) = st
+                .audit(
+                    &tried,
+                    "login_refused",
+                    client,
+                    "",
+                    &format!("failures {failures}"),
+                )
+                .await
+            {
+                tracing::error!(error = %a, "audit record of a refused login not stored");
+            }
             return Err(e);
         }
     };
     st.auth.limiter.succeeded(ip);
     tracing::info!(client = %ip, user = %p.name, role = p.role.as_str(), "UI login");
+    if let Err(a) = st
+        .audit(&p.name, "login", client, "", p.role.as_str())
+        .await
+    {
+        tracing::error!(error = %a, user = %p.name, "audit record of a login not stored");
+    }
     let cookie = format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         st.auth.ttl.as_secs(),
@@ -350,7 +370,16 @@ pub async fn login(
 }
 
 /// `POST /api/v1/logout`: ends the session and clears the cookie.
-pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn logout(
+    State(st): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(p) = st.auth.principal(&headers)
+        && let Err(a) = st.audit(&p.name, "logout", client, "", "").await
+    {
+        tracing::error!(error = %a, user = %p.name, "audit record of a logout not stored");
+    }
     if let Some(id) = session_cookie(&headers) {
         st.auth.logout(id);
     }

@@ -90,6 +90,7 @@ pub struct BlockBody {
 pub async fn block(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
+    super::auth::ClientAddr(client): super::auth::ClientAddr,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
     who.require(super::config::Role::Admin, "placing a manual block")?;
@@ -98,6 +99,7 @@ pub async fn block(
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
     let cidr = Cidr::parse(&b.cidr).map_err(|e| ApiError::BadBody(format!("cidr: {e}")))?;
     let user = who.name.clone();
+    let b_secs = b.expires_secs;
     let made = tokio::task::spawn_blocking(move || {
         h.block(cidr, Duration::from_secs(b.expires_secs), b.reason, &user)
     })
@@ -106,6 +108,14 @@ pub async fn block(
     .map_err(ApiError::BadBody)?;
     tracing::warn!(user = %who.name, id = %made.id, cidr = %made.cidr, reason = %made.reason,
         "manual block made through the API");
+    st.audit(
+        &who.name,
+        "block",
+        client,
+        &made.cidr.to_string(),
+        &format!("id {} for {} s: {}", made.id, b_secs, made.reason),
+    )
+    .await?;
     Ok(Json(json!({ "block": made })))
 }
 
@@ -113,6 +123,7 @@ pub async fn block(
 pub async fn unblock(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
+    super::auth::ClientAddr(client): super::auth::ClientAddr,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     who.require(super::config::Role::Admin, "lifting a manual block")?;
@@ -126,5 +137,13 @@ pub async fn unblock(
         .map_err(|e| ApiError::BadBody(format!("unblock: {e}")))?
         .map_err(ApiError::NotFound)?;
     tracing::warn!(user = %who.name, id = %gone.id, cidr = %gone.cidr, "manual block lifted through the API");
+    st.audit(
+        &who.name,
+        "unblock",
+        client,
+        &gone.cidr.to_string(),
+        &format!("id {}", gone.id),
+    )
+    .await?;
     Ok(Json(json!({ "lifted": gone })))
 }

@@ -31,15 +31,25 @@ pub fn requested(p: &Params) -> ApiResult<Option<Format>> {
     })
 }
 
-/// Runs `sql` and answers its rows as a download named `tidegate-<name>.<ext>`.
+/// Runs `sql` and answers its rows as a download named `tidegate-<name>.<ext>`, after
+/// recording the export (view, format and the request's parameters) in the audit log.
 pub async fn respond(
-    ch: &clickhouse::Client,
+    st: &super::AppState,
+    who: &Principal,
+    client: Option<std::net::IpAddr>,
     sql: &Sql,
     format: Format,
     name: &str,
-    who: &Principal,
+    asked: &str,
 ) -> ApiResult<Response> {
     who.require(super::config::Role::Analyst, "exporting a table")?;
+    let fmt = match format {
+        Format::Csv => "csv",
+        Format::Json => "json",
+    };
+    st.audit(&who.name, "export", client, name, &format!("{fmt} {asked}"))
+        .await?;
+    let ch = &st.db(who);
     let (body, ext, ty) = match format {
         Format::Csv => (
             sql.raw(ch, "CSVWithNames").await?,

@@ -104,6 +104,7 @@ fn filters(p: &Params) -> ApiResult<Where> {
 pub async fn search(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
+    super::auth::ClientAddr(client): super::auth::ClientAddr,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let p = Params::new(
@@ -128,7 +129,7 @@ pub async fn search(
         .push(order)
         .bind(" LIMIT ? OFFSET ?", [Arg::U64(limit), Arg::U64(offset)]);
     if let Some(f) = export {
-        return export::respond(&st.db(&who), &sql, f, "flows", &who).await;
+        return export::respond(&st, &who, client, &sql, f, "flows", &p.describe()).await;
     }
     let items = sql.rows(&st.db(&who)).await?;
     let mut count =

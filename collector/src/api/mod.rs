@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod enforce;
@@ -76,6 +77,18 @@ impl AppState {
 }
 
 impl AppState {
+    /// Records an action in the audit log (see [`audit`]).
+    pub async fn audit(
+        &self,
+        user: &str,
+        action: &'static str,
+        client: Option<std::net::IpAddr>,
+        target: &str,
+        detail: &str,
+    ) -> error::ApiResult<()> {
+        audit::record(&self.unscoped, user, action, client, target, detail).await
+    }
+
     /// The ClickHouse client for `who`'s requests: reads only its lines' rows.
     pub fn db(&self, who: &auth::Principal) -> clickhouse::Client {
         scope::client_for(&self.unscoped, who)
@@ -110,6 +123,7 @@ pub fn router(state: AppState) -> Router {
         .route("/enforce/rules", get(enforce::rules))
         .route("/enforce/blocks", post(enforce::block))
         .route("/enforce/blocks/{id}", delete(enforce::unblock))
+        .route("/audit", get(audit::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let api = Router::new()
         .route("/login", post(auth::login))
@@ -273,7 +287,7 @@ async fn serve_connections(
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 25] = [
+    const ROUTES: [&str; 26] = [
         "/login",
         "/logout",
         "/session",
@@ -299,6 +313,7 @@ mod tests {
         "/enforce/rules",
         "/enforce/blocks",
         "/enforce/blocks/{id}",
+        "/audit",
     ];
 
     #[test]
@@ -338,7 +353,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 25,
+            routed, 26,
             "a route was added: list it here and in openapi.yaml"
         );
     }

@@ -74,6 +74,14 @@ impl Params {
         Ok(Params(raw))
     }
 
+    /// The parameters as given, sorted (`k=v&k=v`; values percent-free as typed): what a
+    /// request asked, for the audit trail.
+    pub fn describe(&self) -> String {
+        let mut kv: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        kv.sort();
+        kv.join("&")
+    }
+
     /// A non-empty value, trimmed.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())

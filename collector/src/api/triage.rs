@@ -150,6 +150,7 @@ pub fn state_filter(states: &[String]) -> (String, Vec<Arg>) {
 pub async fn act(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
+    super::auth::ClientAddr(client): super::auth::ClientAddr,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -226,6 +227,14 @@ pub async fn act(
     insert.end().await?;
     tracing::info!(user = %who.name, alert = %id, state = STATES[state], assignee = %assignee.escape_debug(),
         "alert triaged");
+    st.audit(
+        &who.name,
+        "triage",
+        client,
+        &id,
+        &format!("{} assignee={assignee:?}", STATES[state]),
+    )
+    .await?;
     Ok(Json(json!({
         "id": id,
         "triage_state": STATES[state],

@@ -66,6 +66,7 @@ pub async fn rules(
 pub async fn list(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
+    super::auth::ClientAddr(client): super::auth::ClientAddr,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let p = Params::new(q, &[&FILTERS[..], &["limit", "offset", "format"]].concat())?;
@@ -73,7 +74,7 @@ pub async fn list(
     if let Some(f) = export::requested(&p)? {
         let page = p.page(export::MAX_ROWS, export::MAX_ROWS)?;
         let sql = VIOLATIONS.page_sql(&w, page);
-        return export::respond(&st.db(&who), &sql, f, "violations", &who).await;
+        return export::respond(&st, &who, client, &sql, f, "violations", &p.describe()).await;
     }
     let (limit, offset) = p.page(50, 500)?;
     let items = VIOLATIONS.page(&st.db(&who), &w, (limit, offset)).await?;

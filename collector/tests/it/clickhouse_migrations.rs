@@ -16,7 +16,7 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
@@ -27,6 +27,7 @@ const ALL: [&str; 10] = [
     "0008_flows_app.sql",
     "0009_alerts_volume.sql",
     "0010_alert_triage.sql",
+    "0011_audit_log.sql",
 ];
 
 #[tokio::test]
@@ -41,20 +42,20 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     assert_eq!(first.database, "tg_mig");
     assert_eq!(first.applied, ALL);
     assert!(first.already_applied.is_empty());
-    assert_eq!(first.version, 10);
+    assert_eq!(first.version, 11);
     assert!(
         first.retention_changes.is_empty(),
         "{:?}",
         first.retention_changes
     );
-    assert_eq!(metrics.migration_version.get(), 10);
+    assert_eq!(metrics.migration_version.get(), 11);
 
     let tables = ch
         .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
         .await;
     assert_eq!(
         tables,
-        "alert_triage\tMergeTree\nalerts\tReplacingMergeTree\nflows\tMergeTree\nflows_1h\tSummingMergeTree\nflows_1h_mv\tMaterializedView\n\
+        "alert_triage\tMergeTree\nalerts\tReplacingMergeTree\naudit_log\tMergeTree\nflows\tMergeTree\nflows_1h\tSummingMergeTree\nflows_1h_mv\tMaterializedView\n\
          flows_1m\tSummingMergeTree\nflows_1m_mv\tMaterializedView\npolicy_violations\tReplacingMergeTree\n\
          probe_health\tMergeTree\nschema_migrations\tMergeTree"
     );
@@ -140,7 +141,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     let again = s.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(again.already_applied, ALL);
-    assert_eq!(again.version, 10);
+    assert_eq!(again.version, 11);
     assert!(again.retention_changes.is_empty());
     assert_eq!(
         ch.query("SELECT count() FROM tg_mig.schema_migrations")

@@ -2,7 +2,9 @@
 //! viewer restricted to two lines and an analyst restricted to one see exactly their
 //! lines' rows everywhere (meta, overview, alerts, violations, flows, top talkers,
 //! triage) — equal to ClickHouse's numbers for those lines — and not another line's
-//! alert by id; a viewer cannot triage or export, an analyst cannot block, an admin can.
+//! alert by id; a viewer cannot triage or export, an analyst cannot block, an admin can;
+//! logins (and a refused one), the triage and the export are in the audit log, which only
+//! an admin reads.
 
 use serde_json::Value;
 
@@ -252,6 +254,66 @@ fn restricted_principals_see_their_lines_only_and_act_by_role() {
         assert_eq!(
             q("SELECT user, alert_id FROM tidegate.alert_triage".into()).await,
             format!("ali\t{alis}")
+        );
+
+        // The audit trail: what was done, by whom, from where; refused actions are not
+        // actions. Only an admin reads it.
+        let wrong = r#"{"user": "ali", "password": "not it"}"#;
+        let r = http("POST", &c.url, "/api/v1/login", &[], Some(wrong)).await;
+        assert_eq!(r.status, 401);
+        let (s, _) = ali.req("GET", "/api/v1/audit", None).await;
+        assert_eq!(s, 403, "an analyst reads the audit log");
+        let admin = As {
+            url: &c.url,
+            cookie: login(&c.url, "analyst").await,
+        };
+        let now = tidegate_base::clock::wall_ns() / 1_000_000;
+        let audit = admin
+            .get(&format!(
+                "/api/v1/audit?from={}&to={}&limit=1000",
+                now - 600_000,
+                now + 60_000
+            ))
+            .await;
+        let rows: Vec<String> = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {} {}",
+                    a["user"].as_str().unwrap(),
+                    a["action"].as_str().unwrap(),
+                    a["client"].as_str().unwrap(),
+                    a["target"].as_str().unwrap()
+                )
+            })
+            .collect();
+        let has = |want: &str| rows.iter().filter(|r| r.as_str() == want).count();
+        assert!(has("vera login 127.0.0.1 ") >= 2, "{rows:#?}");
+        assert!(has("ali login 127.0.0.1 ") >= 2, "{rows:#?}");
+        assert_eq!(has("ali login_refused 127.0.0.1 "), 1, "{rows:#?}");
+        assert_eq!(has(&format!("ali triage 127.0.0.1 {alis}")), 1, "{rows:#?}");
+        assert_eq!(has("ali export 127.0.0.1 alerts"), 1, "{rows:#?}");
+        assert!(
+            !rows.iter().any(|r| r.starts_with("vera triage")
+                || r.starts_with("vera export")
+                || r.contains(" block ")),
+            "a refused action was recorded: {rows:#?}"
+        );
+        assert_eq!(audit["total"].as_u64().unwrap() as usize, rows.len());
+        let exports = admin
+            .get(&format!(
+                "/api/v1/audit?from={}&to={}&action=export",
+                now - 600_000,
+                now + 60_000
+            ))
+            .await;
+        assert_eq!(exports["total"], 1);
+        let detail = exports["items"][0]["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("csv ") && detail.contains("format=csv"),
+            "{detail}"
         );
     });
 }

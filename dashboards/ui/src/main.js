@@ -14,6 +14,7 @@ import * as violation from './pages/violation.js';
 import * as flows from './pages/flows.js';
 import * as probes from './pages/probes.js';
 import * as evidencePage from './pages/evidence.js';
+import * as audit from './pages/audit.js';
 import * as enforcement from './pages/enforcement.js';
 
 const PAGES = {
@@ -26,6 +27,7 @@ const PAGES = {
   flows: { mod: flows, title: 'Top talkers & flows', nav: 'flows' },
   probes: { mod: probes, title: 'Probe health', nav: 'probes' },
   evidence: { mod: evidencePage, title: 'Evidence log', nav: 'evidence' },
+  audit: { mod: audit, title: 'Audit log', nav: 'audit' },
   enforcement: { mod: enforcement, title: 'Enforcement', nav: 'enforcement' },
 };
 
@@ -92,6 +94,7 @@ function shell() {
       <div class="sec">System</div>
       <a data-nav="probes">Probe health</a>
       <a data-nav="evidence">Evidence log</a>
+      ${session.role === 'admin' ? '<a data-nav="audit">Audit log</a>' : ''}
     </nav>
     <main id="main"></main>`;
   const who = document.getElementById('whoami');

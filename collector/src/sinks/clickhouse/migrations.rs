@@ -60,6 +60,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0008", "flows_app"),
     migration!("0009", "alerts_volume"),
     migration!("0010", "alert_triage"),
+    migration!("0011", "audit_log"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has
