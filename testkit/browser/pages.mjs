@@ -261,6 +261,21 @@ try {
     await shot('alert-flows');
   });
 
+  await check('from an alert to the host page of its target', async () => {
+    await page.goto(`${BASE}/#/alert/${encodeURIComponent(triaged)}${all}`);
+    const want = expect.alerts.host[triaged];
+    assert.ok(want, `alert ${triaged} has a single target`);
+    await page.click('[data-testid=alert-host]');
+    await page.waitForSelector('[data-testid=host-ip]');
+    assert.equal(await page.textContent('[data-testid=host-ip]'), want.ip);
+    await waitValue('[data-testid=host-bytes-in]', want.bytes_in, `bytes to ${want.ip}`);
+    assert.equal(await value('[data-testid=host-bytes-out]'), want.bytes_out, `bytes from ${want.ip}`);
+    assert.equal(await value('[data-testid=host-flows]'), want.flows, `flows of ${want.ip}`);
+    assert.ok((await value('[data-testid=host-alerts]')) >= 1, 'the alert names its target');
+    assert.ok(await page.locator(`#host-alerts-table tr[data-id="${triaged}"]`).count() === 1, 'the alert is listed on its target\'s page');
+    await shot('host');
+  });
+
   await check('the evidence log page lists signed checkpoints and the public key', async () => {
     await page.goto(`${BASE}/#/evidence${all}`);
     await page.waitForSelector('[data-testid=checkpoints]');

@@ -16,6 +16,7 @@ pub mod evidence;
 pub mod export;
 pub mod flows;
 pub mod geo;
+pub mod hosts;
 pub mod login_limit;
 pub mod meta;
 pub mod overview;
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/violations/{id}", get(violations::detail))
         .route("/flows", get(flows::search))
         .route("/top-talkers", get(flows::top_talkers))
+        .route("/hosts/{ip}", get(hosts::host))
         .route("/probes", get(probes::probes))
         .route("/probes/history", get(probes::history))
         .route("/evidence/bundle/{id}", get(evidence::bundle))
@@ -287,7 +289,7 @@ async fn serve_connections(
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 26] = [
+    const ROUTES: [&str; 27] = [
         "/login",
         "/logout",
         "/session",
@@ -314,6 +316,7 @@ mod tests {
         "/enforce/blocks",
         "/enforce/blocks/{id}",
         "/audit",
+        "/hosts/{ip}",
     ];
 
     #[test]
@@ -353,7 +356,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 26,
+            routed, 27,
             "a route was added: list it here and in openapi.yaml"
         );
     }

@@ -129,6 +129,45 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
             .collect();
         assert!(got.len() > 1, "{got:?}");
         assert_eq!(got.join("\n"), want);
+        // The host page of the busiest destination equals ClickHouse's numbers for it.
+        let ip = q("SELECT dst_text FROM tidegate.flows GROUP BY dst_text ORDER BY sum(bytes) DESC, dst_text LIMIT 1".into()).await;
+        let h = get(format!("/api/v1/hosts/{ip}?{range}")).await;
+        let want = q(format!(
+            "SELECT sumIf(bytes, src_text = '{ip}'), sumIf(bytes, dst_text = '{ip}'), countIf(src_text = '{ip}'), countIf(dst_text = '{ip}') \
+             FROM tidegate.flows WHERE src_text = '{ip}' OR dst_text = '{ip}'"
+        ))
+        .await;
+        let t = &h["totals"];
+        assert_eq!(
+            format!(
+                "{}\t{}\t{}\t{}",
+                t["bytes_out"], t["bytes_in"], t["flows_out"], t["flows_in"]
+            ),
+            want,
+            "host {ip}"
+        );
+        let series_in: u64 = items(&h["series"]).iter().map(|s| u(&s["bytes_in"])).sum();
+        assert_eq!(series_in, u(&t["bytes_in"]), "host series");
+        let peers = items(&h["peers"]);
+        assert!(!peers.is_empty() && peers.len() <= 20);
+        let top_peer = q(format!(
+            "SELECT sum(bytes) AS b FROM tidegate.flows WHERE dst_text = '{ip}' OR src_text = '{ip}' \
+             GROUP BY if(src_text = '{ip}', dst_text, src_text) ORDER BY b DESC LIMIT 1"
+        ))
+        .await;
+        assert_eq!(peers[0]["bytes"].to_string(), top_peer);
+        let named = q(format!(
+            "SELECT count() FROM tidegate.alerts FINAL WHERE src = '{ip}' OR dst = '{ip}'"
+        ))
+        .await;
+        assert_eq!(
+            items(&h["alerts"]).len().to_string(),
+            named,
+            "alerts naming {ip}"
+        );
+        let e = api(&c.url, "/api/v1/hosts/10.0.0.0%2F8").await;
+        assert_eq!(e.status, 400, "a network is not a host");
+        assert!(String::from_utf8_lossy(&e.body).contains("ip"));
         // A sub-minute step over more than three hours would scan too much: refused.
         let long = format!("from={}&to={}", b0, b0 + 4 * 3_600_000);
         let e = api(&c.url, &format!("/api/v1/overview?{long}&step=10")).await;

@@ -86,6 +86,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         // Each alert's pivot to its flows: its line, from its first to its last packet
         // (ms), to or from its target (else its source) — what the link asks the API.
         let mut pivot = BTreeMap::new();
+        let mut host = BTreeMap::new();
         let targets = q(
             "SELECT id, line, if(isIPv4String(dst) OR isIPv6String(dst), dst, src), \
              toUnixTimestamp64Milli(first), toUnixTimestamp64Milli(last) + 1 \
@@ -110,6 +111,25 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
                 ))
                 .await;
             pivot.insert(f[0].to_string(), n.parse::<u64>().unwrap());
+            // The target's host page, half an hour either side of the alert.
+            let h = nums(
+                c.stack
+                    .ch
+                    .query(&format!(
+                        "SELECT sumIf(bytes, dst = toIPv6('{ip}')), sumIf(bytes, src = toIPv6('{ip}')), count() \
+                         FROM tidegate.flows WHERE first >= fromUnixTimestamp64Milli(toInt64({}) - 1800000, 'UTC') \
+                         AND first < fromUnixTimestamp64Milli(toInt64({}) - 1 + 1800000, 'UTC') \
+                         AND (src = toIPv6('{ip}') OR dst = toIPv6('{ip}'))",
+                        f[3],
+                        f[4],
+                        ip = f[2]
+                    ))
+                    .await,
+            );
+            host.insert(
+                f[0].to_string(),
+                json!({"ip": f[2], "bytes_in": h[0], "bytes_out": h[1], "flows": h[2]}),
+            );
         }
         let violation_evidence =
             per_line("SELECT id, JSONLength(evidence) FROM tidegate.policy_violations FINAL").await;
@@ -153,7 +173,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "ingress_bytes_by_line": ingress,
             "bytes_by_line": bytes_by_line,
             "geo": {"pairs": geo[0], "alert_countries": geo[1]},
-            "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot},
+            "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot, "host": host},
             "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
             "flows": {"total": flows[0], "by_ip": by_ip, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
             "probe": {"spool_bytes": spool[0]},

@@ -15,6 +15,7 @@ import * as flows from './pages/flows.js';
 import * as probes from './pages/probes.js';
 import * as evidencePage from './pages/evidence.js';
 import * as audit from './pages/audit.js';
+import * as host from './pages/host.js';
 import * as enforcement from './pages/enforcement.js';
 
 const PAGES = {
@@ -28,6 +29,7 @@ const PAGES = {
   probes: { mod: probes, title: 'Probe health', nav: 'probes' },
   evidence: { mod: evidencePage, title: 'Evidence log', nav: 'evidence' },
   audit: { mod: audit, title: 'Audit log', nav: 'audit' },
+  host: { mod: host, title: 'Host', nav: 'flows' },
   enforcement: { mod: enforcement, title: 'Enforcement', nav: 'enforcement' },
 };
 

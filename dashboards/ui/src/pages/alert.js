@@ -47,7 +47,9 @@ function flowsLink(a) {
   const to = epochMs(a.last);
   if (from === null || to === null) return '';
   const href = link('flows', { from, to: to + 1, line: a.line, ip });
-  return `<p style="margin:0 0 12px"><a href="${href}" data-testid="alert-flows">All flows of this alert${ip ? ` (${esc(ip)})` : ''} →</a></p>`;
+  // The target's host page: an hour around the alert, every line.
+  const host = ip ? ` · <a href="${link('host', { from: from - 1800e3, to: to + 1800e3 }, ip)}" data-testid="alert-host">Host page of ${esc(ip)} →</a>` : '';
+  return `<p style="margin:0 0 12px"><a href="${href}" data-testid="alert-flows">All flows of this alert${ip ? ` (${esc(ip)})` : ''} →</a>${host}</p>`;
 }
 
 /** Triage states, in the order an analyst moves through them. */

@@ -2,8 +2,8 @@
 import { get } from '../api.js';
 import { axisStyle, base, chart } from '../charts.js';
 import { bytes, esc, int, proto, si, time } from '../fmt.js';
-import { globalParams, update } from '../state.js';
-import { exportLinks, ipLink, pager } from './common.js';
+import { globalParams, link, update } from '../state.js';
+import { exportLinks, ipLink, isAddr, pager } from './common.js';
 
 const LIMIT = 100;
 const FIELDS = [
@@ -36,7 +36,7 @@ export async function render(ctx) {
       </div>
       <div class="panel"><h2>Top talkers table</h2><div class="scroll" style="max-height:310px"><table id="top-table"><thead></thead><tbody></tbody></table></div></div>
     </div>
-    <div class="panel" style="margin-top:12px"><h2>Flow records <span class="muted" id="flow-total"></span> <span class="export" id="flow-export"></span></h2>
+    <div class="panel" style="margin-top:12px"><h2>Flow records <span class="muted" id="flow-total"></span> <span class="export" id="flow-export"></span>${isAddr(p.ip) ? ` <a class="export" href="${link('host', globalParams(p), p.ip)}" data-testid="flows-host">Host page of ${esc(p.ip)} →</a>` : ''}</h2>
       <div class="scroll" style="max-height:none"><table id="flows-table"><thead><tr><th>First</th><th>Last</th><th>Line</th><th>Dir</th><th>Source</th><th></th><th>Destination</th><th></th><th>Proto</th><th class="num">Packets</th><th class="num">Bytes</th><th>Name</th><th>Probe / exporter</th></tr></thead><tbody></tbody></table></div>
       <div class="pager" id="pager"></div></div>`;
   ctx.el.querySelector('#search').addEventListener('submit', (e) => {
