@@ -357,6 +357,16 @@ try {
     await shot('probes');
   });
 
+  await check('the collector health page: spool drained, ClickHouse up, every record stored', async () => {
+    await page.click('#nav a[data-nav=collector]');
+    await waitValue('[data-testid=co-records]', expect.totals.flows, 'records committed');
+    assert.equal(await page.getAttribute('[data-testid=co-spool-batches]', 'data-value'), '0', 'spool drained');
+    assert.equal(await page.getAttribute('[data-testid=co-clickhouse]', 'data-value'), 'up');
+    assert.equal(await page.getAttribute('[data-testid=co-store]', 'data-value'), '0', 'no alert state waiting');
+    assert.ok((await page.locator('#co-metrics tbody tr[data-metric=spool_bytes]').count()) === 1, 'every metric listed');
+    await shot('collector');
+  });
+
   await check('the admin reads the audit log: the login and the three triage actions', async () => {
     await page.click('#nav a[data-nav=audit]');
     await page.waitForSelector('#audit-table tbody tr');

@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod collector;
 pub mod config;
 pub mod enforce;
 pub mod error;
@@ -56,6 +57,10 @@ pub struct AppState {
     pub enforce: Option<Arc<crate::enforce::EnforceHub>>,
     /// Served over HTTPS: session cookies are `Secure` and HSTS is sent.
     pub https: bool,
+    /// The collector's metrics, for the collector health page.
+    pub metrics: Option<Arc<std::sync::Mutex<prometheus_client::registry::Registry>>>,
+    /// When the API started (the collector's uptime, near enough).
+    pub started_ns: u64,
 }
 
 impl AppState {
@@ -73,6 +78,8 @@ impl AppState {
             evidence: None,
             enforce: None,
             https: api.tls.is_some(),
+            metrics: None,
+            started_ns: tidegate_base::clock::wall_ns(),
         }
     }
 }
@@ -126,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/enforce/blocks", post(enforce::block))
         .route("/enforce/blocks/{id}", delete(enforce::unblock))
         .route("/audit", get(audit::list))
+        .route("/collector", get(collector::health))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let api = Router::new()
         .route("/login", post(auth::login))
@@ -179,6 +187,7 @@ pub async fn serve(
     evidence: Option<Arc<tidegate_evidence::EvidenceLog>>,
     enforce: Option<Arc<crate::enforce::EnforceHub>>,
     policy_home: Option<String>,
+    metrics: Option<Arc<std::sync::Mutex<prometheus_client::registry::Registry>>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(api.listen).await?;
     let addr = listener.local_addr()?;
@@ -205,6 +214,7 @@ pub async fn serve(
     }
     state.evidence = evidence;
     state.enforce = enforce;
+    state.metrics = metrics;
     let app = router(state);
     Ok(tokio::spawn(serve_connections(listener, app, tls)))
 }
@@ -289,7 +299,7 @@ async fn serve_connections(
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 27] = [
+    const ROUTES: [&str; 28] = [
         "/login",
         "/logout",
         "/session",
@@ -317,6 +327,7 @@ mod tests {
         "/enforce/blocks/{id}",
         "/audit",
         "/hosts/{ip}",
+        "/collector",
     ];
 
     #[test]
@@ -356,7 +367,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 27,
+            routed, 28,
             "a route was added: list it here and in openapi.yaml"
         );
     }

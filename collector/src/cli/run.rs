@@ -253,8 +253,10 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
         _ => None,
     };
 
+    // One registry for the /metrics endpoint and the console's collector health page.
+    let registry = Arc::new(Mutex::new(registry));
     if let Some(addr) = cfg.metrics_listen {
-        tidegate_base::metrics::serve_registry(addr, Arc::new(Mutex::new(registry)))
+        tidegate_base::metrics::serve_registry(addr, registry.clone())
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
     }
 
@@ -270,6 +272,7 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
             evidence.clone(),
             enforce.clone(),
             policy_home,
+            Some(registry.clone()),
         )
         .await
         .with_context(|| format!("cannot serve the web UI on {addr}"))?;

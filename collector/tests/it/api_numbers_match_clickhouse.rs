@@ -168,6 +168,22 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         let e = api(&c.url, "/api/v1/hosts/10.0.0.0%2F8").await;
         assert_eq!(e.status, 400, "a network is not a host");
         assert!(String::from_utf8_lossy(&e.body).contains("ip"));
+        // The collector's own health: everything stored, nothing waiting.
+        let h = get("/api/v1/collector".into()).await;
+        assert_eq!(
+            u(&h["clickhouse"]["records_committed"]),
+            c.records.len() as u64,
+            "{h}"
+        );
+        assert_eq!(u(&h["spool"]["pending_batches"]), 0, "{h}");
+        assert_eq!(h["clickhouse"]["down"], false, "{h}");
+        assert_eq!(u(&h["clickhouse"]["schema_version"]), 11, "{h}");
+        assert_eq!(u(&h["detection"]["records"]), c.records.len() as u64, "{h}");
+        assert!(
+            h["detection"]["event_time_lag_secs"].as_f64().unwrap() > 0.0,
+            "{h}"
+        );
+        assert!(items(&h["metrics"]).len() > 20, "{h}");
         // A sub-minute step over more than three hours would scan too much: refused.
         let long = format!("from={}&to={}", b0, b0 + 4 * 3_600_000);
         let e = api(&c.url, &format!("/api/v1/overview?{long}&step=10")).await;

@@ -16,6 +16,7 @@ import * as probes from './pages/probes.js';
 import * as evidencePage from './pages/evidence.js';
 import * as audit from './pages/audit.js';
 import * as host from './pages/host.js';
+import * as collectorPage from './pages/collector.js';
 import * as enforcement from './pages/enforcement.js';
 
 const PAGES = {
@@ -30,6 +31,7 @@ const PAGES = {
   evidence: { mod: evidencePage, title: 'Evidence log', nav: 'evidence' },
   audit: { mod: audit, title: 'Audit log', nav: 'audit' },
   host: { mod: host, title: 'Host', nav: 'flows' },
+  collector: { mod: collectorPage, title: 'Collector health', nav: 'collector', always: true },
   enforcement: { mod: enforcement, title: 'Enforcement', nav: 'enforcement' },
 };
 
@@ -95,6 +97,7 @@ function shell() {
       <a data-nav="enforcement">Enforcement</a>
       <div class="sec">System</div>
       <a data-nav="probes">Probe health</a>
+      <a data-nav="collector">Collector health</a>
       <a data-nav="evidence">Evidence log</a>
       ${session.role === 'admin' ? '<a data-nav="audit">Audit log</a>' : ''}
     </nav>
@@ -170,7 +173,7 @@ async function route() {
     if (gen === generation) main.insertAdjacentHTML('afterbegin', `<div class="error">${esc(e.message)}</div>`);
     return;
   }
-  if (range.live && refresh && gen === generation) {
+  if ((range.live || page.always) && refresh && gen === generation) {
     timer = setInterval(async () => {
       if (gen !== generation || document.hidden) return;
       try {
