@@ -251,6 +251,19 @@ try {
     await waitValue('#flow-total', expect.flows.by_ip[ip], `flows of ${ip}`);
   });
 
+  await check('incidents: the flood\'s alerts on one target are one incident, and open as its alerts', async () => {
+    const want = expect.incident;
+    assert.ok(want.alerts >= 2, `the flood raised ${want.alerts} alerts`);
+    await page.goto(`${BASE}/#/incidents${all}`);
+    const row = page.locator(`#incidents-table tr[data-subject="${want.subject}"]`);
+    await row.waitFor();
+    assert.equal(await row.count(), 1, 'one incident for the flood target');
+    assert.equal(Number(await row.getAttribute('data-alerts')), want.alerts);
+    await shot('incidents');
+    await row.locator('[data-testid=incident-open]').click();
+    await waitValue('#al-total', want.alerts, `alerts of the incident on ${want.subject}`);
+  });
+
   await check('from an alert to every flow of it', async () => {
     await page.goto(`${BASE}/#/alert/${encodeURIComponent(triaged)}${all}`);
     await page.click('[data-testid=alert-flows]');

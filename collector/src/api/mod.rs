@@ -18,6 +18,7 @@ pub mod export;
 pub mod flows;
 pub mod geo;
 pub mod hosts;
+pub mod incidents;
 pub mod login_limit;
 pub mod meta;
 pub mod overview;
@@ -134,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/enforce/blocks/{id}", delete(enforce::unblock))
         .route("/audit", get(audit::list))
         .route("/collector", get(collector::health))
+        .route("/incidents", get(incidents::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let api = Router::new()
         .route("/login", post(auth::login))
@@ -299,7 +301,7 @@ async fn serve_connections(
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 28] = [
+    const ROUTES: [&str; 29] = [
         "/login",
         "/logout",
         "/session",
@@ -328,6 +330,7 @@ mod tests {
         "/audit",
         "/hosts/{ip}",
         "/collector",
+        "/incidents",
     ];
 
     #[test]
@@ -367,7 +370,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 28,
+            routed, 29,
             "a route was added: list it here and in openapi.yaml"
         );
     }

@@ -103,6 +103,13 @@ impl Sql {
         self
     }
 
+    /// Appends another statement's text and values (a subquery).
+    pub fn append(&mut self, other: &Sql) -> &mut Self {
+        self.text.push_str(&other.text);
+        self.args.extend(other.args.iter().cloned());
+        self
+    }
+
     /// Appends ` WHERE a AND b ...` (nothing when there is no condition).
     pub fn filter(&mut self, w: &Where) -> &mut Self {
         for (i, (cond, args)) in w.parts.iter().enumerate() {

@@ -168,6 +168,61 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         let e = api(&c.url, "/api/v1/hosts/10.0.0.0%2F8").await;
         assert_eq!(e.status, 400, "a network is not a host");
         assert!(String::from_utf8_lossy(&e.body).contains("ip"));
+        // Incidents: every finding in exactly one; a target's alerts close in time are
+        // one incident (the SYN flood raised two kinds on one target).
+        let inc = get(format!("/api/v1/incidents?{range}&limit=500")).await;
+        let incs = items(&inc["items"]);
+        assert_eq!(u(&inc["total"]) as usize, incs.len());
+        let sum = |k: &str| incs.iter().map(|i| u(&i[k])).sum::<u64>();
+        let want_alerts: u64 = q("SELECT count() FROM tidegate.alerts FINAL".into())
+            .await
+            .parse()
+            .unwrap();
+        let want_violations: u64 = q("SELECT count() FROM tidegate.policy_violations FINAL".into())
+            .await
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (sum("alerts"), sum("violations")),
+            (want_alerts, want_violations)
+        );
+        let flood_target =
+            q("SELECT dst FROM tidegate.alerts FINAL WHERE kind = 'syn_flood' LIMIT 1".into())
+                .await;
+        let kinds_on_target = q(format!(
+            "SELECT count(), arrayStringConcat(arraySort(groupUniqArray(toString(kind))), ',') FROM tidegate.alerts FINAL WHERE dst = '{flood_target}'"
+        ))
+        .await;
+        let flood: Vec<&Value> = incs
+            .iter()
+            .filter(|i| i["subject"] == flood_target.as_str())
+            .collect();
+        assert_eq!(
+            flood.len(),
+            1,
+            "one incident for the flood on {flood_target}: {flood:?}"
+        );
+        let mut kinds: Vec<&str> = flood[0]["kinds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        kinds.sort();
+        assert_eq!(
+            format!("{}\t{}", flood[0]["alerts"], kinds.join(",")),
+            kinds_on_target
+        );
+        assert!(
+            u(&flood[0]["alerts"]) >= 2,
+            "the flood raised several alerts: {:?}",
+            flood[0]
+        );
+        // A tiny gap splits what a wide one joins.
+        let wide = get(format!("/api/v1/incidents?{range}&limit=500&gap=604800")).await;
+        let narrow = get(format!("/api/v1/incidents?{range}&limit=500&gap=1")).await;
+        assert!(u(&wide["total"]) <= u(&inc["total"]) && u(&inc["total"]) <= u(&narrow["total"]));
+
         // The collector's own health: everything stored, nothing waiting.
         let h = get("/api/v1/collector".into()).await;
         assert_eq!(

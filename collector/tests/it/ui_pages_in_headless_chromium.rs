@@ -158,6 +158,17 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         let spool = nums(q("SELECT argMax(spool_bytes, ts) FROM tidegate.probe_health WHERE probe_id = 'edge-1'").await);
         // The busiest second (all lines, one direction; a flow counts at its first
         // packet): what one-second buckets must show as the packet rate's peak.
+        let flood_target =
+            q("SELECT dst FROM tidegate.alerts FINAL WHERE kind = 'syn_flood' LIMIT 1").await;
+        let flood_alerts: u64 = c
+            .stack
+            .ch
+            .query(&format!(
+                "SELECT count() FROM tidegate.alerts FINAL WHERE dst = '{flood_target}'"
+            ))
+            .await
+            .parse()
+            .unwrap();
         let viewer = nums(q("SELECT sum(bytes), (SELECT count() FROM tidegate.alerts FINAL WHERE line = 'stopddos-pkt') \
              FROM tidegate.flows WHERE line = 'stopddos-pkt'").await);
         let burst = nums(
@@ -178,6 +189,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "flows": {"total": flows[0], "by_ip": by_ip, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
             "probe": {"spool_bytes": spool[0]},
             "burst": {"t": burst[0], "packets": burst[1]},
+            "incident": {"subject": flood_target, "alerts": flood_alerts},
             "viewer": {"user": VIEWER, "lines": [VIEWER_LINE], "bytes": viewer[0], "alerts": viewer[1]},
         })
     });

@@ -17,6 +17,7 @@ import * as evidencePage from './pages/evidence.js';
 import * as audit from './pages/audit.js';
 import * as host from './pages/host.js';
 import * as collectorPage from './pages/collector.js';
+import * as incidents from './pages/incidents.js';
 import * as enforcement from './pages/enforcement.js';
 
 const PAGES = {
@@ -31,6 +32,7 @@ const PAGES = {
   evidence: { mod: evidencePage, title: 'Evidence log', nav: 'evidence' },
   audit: { mod: audit, title: 'Audit log', nav: 'audit' },
   host: { mod: host, title: 'Host', nav: 'flows' },
+  incidents: { mod: incidents, title: 'Incidents', nav: 'incidents' },
   collector: { mod: collectorPage, title: 'Collector health', nav: 'collector', always: true },
   enforcement: { mod: enforcement, title: 'Enforcement', nav: 'enforcement' },
 };
@@ -92,6 +94,7 @@ function shell() {
       <a data-nav="map">Cross-border map</a>
       <a data-nav="flows">Top talkers &amp; flows</a>
       <div class="sec">Threats</div>
+      <a data-nav="incidents">Incidents</a>
       <a data-nav="alerts">Alerts</a>
       <a data-nav="violations">Policy violations</a>
       <a data-nav="enforcement">Enforcement</a>
