@@ -390,6 +390,33 @@ try {
     await shot('audit');
   });
 
+  await check('one time zone everywhere: Hong Kong time in tables, headers and the range fields', async () => {
+    await page.selectOption('#tz', 'Asia/Hong_Kong');
+    await page.goto(`${BASE}/#/alert/${encodeURIComponent(triaged)}${all}`);
+    await page.waitForSelector('[data-testid=alert-description]');
+    const first = expect.alerts.first_hk[triaged];
+    assert.ok(first, `ClickHouse's first of ${triaged} in Hong Kong time`);
+    assert.ok((await page.locator('.facts').first().textContent()).includes(first), `the alert shows its first packet as ${first}`);
+    // Typed in Hong Kong time, the two minutes around the busiest second give its peak.
+    const hk = (s) => new Intl.DateTimeFormat('sv-SE', { timeZone: 'Asia/Hong_Kong', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }).format(new Date(s * 1000)).replace(' ', 'T');
+    await page.goto(`${BASE}/#/overview${all}`);
+    await waitValue('[data-testid=total-bytes]', expect.totals.bytes, 'total bytes');
+    await page.fill('#range-from', hk(expect.burst.t - 60));
+    await page.fill('#range-to', hk(expect.burst.t + 60));
+    await page.click('#range-apply');
+    await page.waitForFunction((w) => Number(document.querySelector('#ch-packets')?.dataset.peak) === w && document.querySelector('#ch-packets')?.dataset.step === '1', expect.burst.packets, { timeout: 20000 });
+    const sub = await page.textContent('#ov-range');
+    assert.ok(sub.includes('Asia/Hong_Kong') && !sub.includes('UTC'), `the overview says its zone: ${sub}`);
+    assert.equal(await page.inputValue('#range-from'), hk(expect.burst.t - 60), 'the range field shows Hong Kong time');
+    const hash = new URLSearchParams(page.url().split('?')[1]);
+    assert.equal(Number(hash.get('from')), (expect.burst.t - 60) * 1000, 'the link holds the same instant');
+    await shot('hong-kong-time');
+    await page.selectOption('#tz', 'UTC');
+    // The page redraws in UTC (wait, so no request is in flight at the next step).
+    await page.waitForFunction(() => document.querySelector('#ov-range')?.textContent.includes(' UTC '));
+    await waitValue('[data-testid=total-bytes]', expect.burst.range_bytes, 'the two minutes\' bytes, in UTC');
+  });
+
   await check('logging out returns to the login form', async () => {
     await page.click('#logout');
     await page.waitForSelector('#login-form');

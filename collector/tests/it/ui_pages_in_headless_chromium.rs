@@ -83,6 +83,17 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             per_line("SELECT kind, count() FROM tidegate.alerts FINAL GROUP BY kind").await;
         let alert_evidence =
             per_line("SELECT id, JSONLength(evidence) FROM tidegate.alerts FINAL").await;
+        // Each alert's first packet as Hong Kong's clock shows it (the time-zone setting).
+        let first_hk: BTreeMap<String, String> = q(
+            "SELECT id, formatDateTime(first, '%F %T', 'Asia/Hong_Kong') FROM tidegate.alerts FINAL",
+        )
+        .await
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
         // Each alert's pivot to its flows: its line, from its first to its last packet
         // (ms), to or from its target (else its source) — what the link asks the API.
         let mut pivot = BTreeMap::new();
@@ -178,17 +189,30 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             )
             .await,
         );
+        // Bytes of the two minutes around the busiest second (the overview's total there).
+        let burst_bytes: u64 = c
+            .stack
+            .ch
+            .query(&format!(
+                "SELECT sum(bytes) FROM tidegate.flows WHERE first >= fromUnixTimestamp64Milli(toInt64({}), 'UTC') \
+                 AND first < fromUnixTimestamp64Milli(toInt64({}), 'UTC')",
+                (burst[0] - 60) * 1000,
+                (burst[0] + 60) * 1000
+            ))
+            .await
+            .parse()
+            .unwrap();
         json!({
             "totals": {"bytes": t[0], "packets": t[1], "flows": t[2]},
             "lines": lines,
             "ingress_bytes_by_line": ingress,
             "bytes_by_line": bytes_by_line,
             "geo": {"pairs": geo[0], "alert_countries": geo[1]},
-            "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot, "host": host},
+            "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot, "host": host, "first_hk": first_hk},
             "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
             "flows": {"total": flows[0], "by_ip": by_ip, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
             "probe": {"spool_bytes": spool[0]},
-            "burst": {"t": burst[0], "packets": burst[1]},
+            "burst": {"t": burst[0], "packets": burst[1], "range_bytes": burst_bytes},
             "incident": {"subject": flood_target, "alerts": flood_alerts},
             "viewer": {"user": VIEWER, "lines": [VIEWER_LINE], "bytes": viewer[0], "alerts": viewer[1]},
         })

@@ -11,6 +11,7 @@ import {
   VisualMapComponent,
 } from 'echarts/components';
 import { CanvasRenderer } from 'echarts/renderers';
+import { axisTime, esc, time } from './fmt.js';
 
 echarts.use([
   BarChart,
@@ -54,7 +55,8 @@ window.addEventListener('resize', () => {
 
 /** Common option parts. */
 export const base = {
-  // One time zone everywhere: the header and every table say UTC, so do the axes.
+  // Ticks fall on UTC boundaries; every label and tooltip is written in the chosen
+  // zone (timeX, timeTooltip).
   useUTC: true,
   backgroundColor: 'transparent',
   animationDuration: 250,
@@ -104,4 +106,30 @@ export function zoomable(c, onRange) {
     c.dispatchAction({ type: 'brush', areas: [] });
     if (to - from >= 1000) onRange(from, to);
   });
+}
+
+/** A time x axis over exactly [from, to] (ms), labelled in the chosen zone. */
+export function timeX(from, to) {
+  const f = Number(from);
+  const t = Number(to);
+  return {
+    type: 'time',
+    min: f,
+    max: t,
+    ...axisStyle,
+    axisLabel: { color: '#7d8aa5', hideOverlap: true, formatter: (v) => axisTime(v, t - f) },
+  };
+}
+
+/** An axis tooltip for a time axis: the bucket's time in the chosen zone, then each series. */
+export function timeTooltip(fmt = String) {
+  return {
+    ...base.tooltip,
+    formatter: (ps) => {
+      const list = Array.isArray(ps) ? ps : [ps];
+      if (!list.length) return '';
+      const head = esc(time(list[0].value?.[0] ?? list[0].axisValue));
+      return [head, ...list.map((p) => `${p.marker}${esc(p.seriesName)}: <b>${esc(fmt(p.value?.[1]))}</b>`)].join('<br>');
+    },
+  };
 }

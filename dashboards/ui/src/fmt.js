@@ -21,12 +21,87 @@ export const bps = (bytesPerSec) => si(bytesPerSec * 8, 'bit/s');
 /** Integer with thin separators. */
 export const int = (n) => Number(n || 0).toLocaleString('en-US');
 
-/** ISO or epoch-ms time → "2026-11-23 15:04:05" (UTC). */
+// One time zone for every time shown — tables, headers, chart axes and tooltips, the
+// custom-range fields: UTC by default, chosen in the header and kept in this browser.
+const TZ_KEY = 'tidegate.timezone';
+const BROWSER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+/** Zones offered (the browser's own first after UTC). */
+export const ZONES = [...new Set(['UTC', BROWSER_ZONE, 'Asia/Hong_Kong', 'Asia/Shanghai', 'Asia/Singapore', 'Asia/Tokyo', 'Europe/London', 'Europe/Berlin', 'America/New_York'])];
+let zone = (() => {
+  try {
+    const z = localStorage.getItem(TZ_KEY);
+    if (z) new Intl.DateTimeFormat('en', { timeZone: z });
+    return z || 'UTC';
+  } catch {
+    return 'UTC';
+  }
+})();
+let wall = null;
+
+/** The zone every time is shown in. */
+export const tz = () => zone;
+
+/** Chooses the zone (kept in this browser). */
+export function setZone(z) {
+  new Intl.DateTimeFormat('en', { timeZone: z }); // throws on an unknown zone
+  zone = z;
+  wall = null;
+  try {
+    localStorage.setItem(TZ_KEY, z);
+  } catch {
+    /* private mode: for this page only */
+  }
+}
+
+/** Epoch ms → "YYYY-MM-DD HH:MM:SS" in the zone. */
+function wallTime(ms) {
+  wall ??= new Intl.DateTimeFormat('sv-SE', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  return wall.format(new Date(ms));
+}
+
+/** A time as given to `time` (epoch ms, a stored "YYYY-MM-DD HH:MM:SS.fff" in UTC, or ISO) → epoch ms. */
+export function toMs(t) {
+  if (typeof t === 'number') return t;
+  const s = String(t ?? '');
+  if (/[zZ]|[+-]\d\d:?\d\d$/.test(s)) {
+    const d = Date.parse(s);
+    return Number.isNaN(d) ? null : d;
+  }
+  return epochMs(s);
+}
+
+/** A time → "2026-11-23 15:04:05" in the chosen zone. */
 export function time(t) {
   if (t === null || t === undefined || t === '') return '';
-  const d = typeof t === 'number' ? new Date(t) : new Date(t);
-  if (Number.isNaN(d.getTime())) return String(t);
-  return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, '').replace('Z', '');
+  const ms = toMs(t);
+  return ms === null ? String(t) : wallTime(ms);
+}
+
+/** The zone's offset from UTC at `ms`, in ms. */
+function offsetAt(ms) {
+  const m = /^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)/.exec(wallTime(ms));
+  return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) - Math.floor(ms / 1000) * 1000;
+}
+
+/** Epoch ms → the value of a datetime-local field ("YYYY-MM-DDTHH:MM:SS") in the zone. */
+export const toField = (ms) => wallTime(ms).replace(' ', 'T');
+
+/** A datetime-local value read in the zone → epoch ms (NaN when it is not one). */
+export function fromField(v) {
+  const m = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d))?/.exec(v || '');
+  if (!m) return NaN;
+  const guess = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] ?? 0));
+  const first = guess - offsetAt(guess);
+  return guess - offsetAt(first);
+}
+
+/** An axis label for `ms` on an axis spanning `spanMs`, in the zone. */
+export function axisTime(ms, spanMs) {
+  const w = wallTime(ms);
+  if (spanMs <= 15 * 60e3) return w.slice(11, 19);
+  if (spanMs <= 2 * 86400e3) return w.slice(11, 16);
+  if (spanMs <= 90 * 86400e3) return `${w.slice(5, 10)} ${w.slice(11, 16)}`;
+  return w.slice(0, 10);
 }
 
 /**

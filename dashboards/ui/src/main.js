@@ -3,7 +3,7 @@
 // refresh(ctx) that the shell calls every few seconds while the range ends "now".
 import { get, post, setUnauthenticatedHandler } from './api.js';
 import { disposeAll } from './charts.js';
-import { esc } from './fmt.js';
+import { esc, fromField, setZone, toField, tz, ZONES } from './fmt.js';
 import { current, globalParams, link, me, RANGES, timeRange, update } from './state.js';
 import * as overview from './pages/overview.js';
 import * as map from './pages/map.js';
@@ -75,11 +75,11 @@ function shell() {
       <div class="seg" id="ranges">${[...RANGES.map(([k]) => k), 'all']
         .map((k) => `<button data-range="${k}">${k === 'all' ? 'All data' : k}</button>`)
         .join('')}</div>
-      <form id="custom-range" class="custom-range" title="A fixed range, in UTC (to the second)">
-        <input type="datetime-local" id="range-from" step="1" required aria-label="From (UTC)">
+      <form id="custom-range" class="custom-range" title="A fixed range, in the chosen time zone (to the second)">
+        <input type="datetime-local" id="range-from" step="1" required aria-label="From">
         <span class="muted">→</span>
-        <input type="datetime-local" id="range-to" step="1" required aria-label="To (UTC)">
-        <span class="muted">UTC</span>
+        <input type="datetime-local" id="range-to" step="1" required aria-label="To">
+        <select id="tz" title="The time zone of every time shown (kept in this browser)">${ZONES.map((z) => `<option${z === tz() ? ' selected' : ''}>${esc(z)}</option>`).join('')}</select>
         <button type="submit" id="range-apply">Apply</button>
       </form>
       <select id="line-select" title="Line"><option value="">All lines</option></select>
@@ -119,13 +119,17 @@ function shell() {
   });
   document.getElementById('custom-range').addEventListener('submit', (e) => {
     e.preventDefault();
-    const ms = (id) => Date.parse(`${document.getElementById(id).value}Z`);
+    const ms = (id) => fromField(document.getElementById(id).value);
     const from = ms('range-from');
     const to = ms('range-to');
     if (Number.isFinite(from) && Number.isFinite(to) && from < to) update({ from, to, range: null, offset: null });
     else document.getElementById('range-to').setCustomValidity('must be after the start'), document.getElementById('range-to').reportValidity();
   });
   document.getElementById('range-to').addEventListener('input', (e) => e.target.setCustomValidity(''));
+  document.getElementById('tz').addEventListener('change', (e) => {
+    setZone(e.target.value);
+    route();
+  });
   document.getElementById('line-select').addEventListener('change', (e) => update({ line: e.target.value, offset: null }));
 }
 
@@ -157,13 +161,13 @@ async function route() {
   sel.innerHTML = `<option value="">All lines</option>${meta.lines.map((l) => `<option>${esc(l)}</option>`).join('')}`;
   sel.value = c.params.line ?? '';
   const range = timeRange(c.params, meta);
-  // The custom-range fields show the range in view (UTC, to the second).
-  const utc = (v) => {
-    const d = new Date(Number(v) || v);
-    return Number.isNaN(d.getTime()) ? '' : d.toISOString().slice(0, 19);
+  // The custom-range fields show the range in view (in the zone, to the second).
+  const field = (v) => {
+    const ms = typeof v === 'number' ? v : Date.parse(v);
+    return Number.isNaN(ms) ? '' : toField(ms);
   };
-  document.getElementById('range-from').value = utc(range.from);
-  document.getElementById('range-to').value = utc(range.to);
+  document.getElementById('range-from').value = field(range.from);
+  document.getElementById('range-to').value = field(range.to);
   const liveEl = document.getElementById('live');
   liveEl.classList.toggle('on', range.live);
   document.getElementById('live-text').textContent = range.live ? 'live' : 'fixed range';

@@ -1,6 +1,6 @@
 // Alerts: timeline by severity, filters (kind, severity, line, IP, country), paginated list.
 import { get } from '../api.js';
-import { axisStyle, base, chart, SEVERITY_COLORS } from '../charts.js';
+import { axisStyle, base, chart, SEVERITY_COLORS, timeX, timeTooltip } from '../charts.js';
 import { esc, int, sev, si, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { chips, exportLinks, ipLink, pager } from './common.js';
@@ -55,7 +55,8 @@ function draw(ctx, list, timeline, tl, offset) {
     {
       ...base,
       grid: { ...base.grid, top: 24, bottom: 22 },
-      xAxis: { type: 'time', min: ctx.range.from, max: ctx.range.to, ...axisStyle, axisLabel: { color: '#7d8aa5', hideOverlap: true } },
+      tooltip: timeTooltip(int),
+      xAxis: timeX(ctx.range.from, ctx.range.to),
       yAxis: { type: 'value', ...axisStyle, minInterval: 1 },
       series: sevs.map((s) => ({
         name: s, type: 'bar', stack: 'a', color: SEVERITY_COLORS[s], barMinWidth: 4, barMaxWidth: 24,

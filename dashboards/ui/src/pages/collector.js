@@ -1,7 +1,7 @@
 // The collector's own health: spool, ClickHouse, detection lag, alert queue, webhook
 // outbox — and every metric it exposes; live.
 import { get } from '../api.js';
-import { age, bytes, esc, int, time } from '../fmt.js';
+import { age, bytes, esc, int, time, tz } from '../fmt.js';
 
 export async function render(ctx) {
   ctx.el.innerHTML = `
@@ -44,7 +44,7 @@ function draw(ctx, h) {
   const lag = h.detection.event_time_lag_secs;
   set($('[data-testid=co-lag]'), lag, lag == null ? 'no records yet' : age(lag));
   const et = h.detection.event_time_secs;
-  $('#co-detect').textContent = `${et ? `event time ${time(et * 1000)} UTC (a replay lags by its age) · ` : ''}${int(h.detection.records)} records seen · ${int(h.detection.sink_errors)} sink errors`;
+  $('#co-detect').textContent = `${et ? `event time ${time(et * 1000)} ${tz()} (a replay lags by its age) · ` : ''}${int(h.detection.records)} records seen · ${int(h.detection.sink_errors)} sink errors`;
   set($('[data-testid=co-store]'), h.detection.alert_store_pending, int(h.detection.alert_store_pending));
   $('#co-outbox').textContent = h.webhook.outbox == null ? 'no webhook' : `webhook outbox ${int(h.webhook.outbox)} · delivered ${int(h.webhook.delivered)}`;
   $('#co-metrics tbody').innerHTML = h.metrics

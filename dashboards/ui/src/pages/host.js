@@ -1,8 +1,8 @@
 // One address from every side: traffic out (as source) and in (as destination) over
 // time, where it is, its peers and ports, and the alerts and violations naming it.
 import { get } from '../api.js';
-import { axisStyle, base, chart, zoomable } from '../charts.js';
-import { bytes, esc, int, proto, sev, si, step, time } from '../fmt.js';
+import { axisStyle, base, chart, zoomable, timeX, timeTooltip } from '../charts.js';
+import { bytes, esc, int, proto, sev, si, step, time, tz } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { ipLink } from './common.js';
 
@@ -52,7 +52,7 @@ function draw(ctx, h, ch) {
   const t = h.totals;
   const where = [t.country_out || t.country_in, t.asn_out || t.asn_in ? `AS${t.asn_out || t.asn_in}` : '', t.zone_out || t.zone_in ? `zone ${t.zone_out || t.zone_in}` : '', (t.lines || []).join(', ')].filter(Boolean);
   $('#host-where').textContent = where.join(' · ');
-  $('#host-range').textContent = `${time(h.from)} → ${time(h.to)} UTC · ${step(h.step)} buckets${t.first_seen && Number(t.flows_out) + Number(t.flows_in) ? ` · seen ${time(t.first_seen)} → ${time(t.last_seen)}` : ''}`;
+  $('#host-range').textContent = `${time(h.from)} → ${time(h.to)} ${tz()} · ${step(h.step)} buckets${t.first_seen && Number(t.flows_out) + Number(t.flows_in) ? ` · seen ${time(t.first_seen)} → ${time(t.last_seen)}` : ''}`;
   setNum($('[data-testid=host-bytes-out]'), t.bytes_out ?? 0, bytes);
   setNum($('[data-testid=host-bytes-in]'), t.bytes_in ?? 0, bytes);
   setNum($('[data-testid=host-flows]'), Number(t.flows_out ?? 0) + Number(t.flows_in ?? 0), int);
@@ -73,8 +73,8 @@ function draw(ctx, h, ch) {
   ch.setOption(
     {
       ...base,
-      tooltip: { ...base.tooltip, valueFormatter: (v) => si(Math.abs(v), 'bit/s') },
-      xAxis: { type: 'time', min: h.from, max: h.to, ...axisStyle, axisLabel: { color: '#7d8aa5', hideOverlap: true } },
+      tooltip: timeTooltip((v) => si(Math.abs(v), 'bit/s')),
+      xAxis: timeX(h.from, h.to),
       yAxis: { type: 'value', ...axisStyle, axisLabel: { color: '#7d8aa5', formatter: (v) => si(Math.abs(v), 'bit/s') } },
       series: [
         { name: 'out', type: 'line', areaStyle: { opacity: 0.25 }, symbol: 'none', color: '#38bdf8', data: pts(outs) },

@@ -1,7 +1,7 @@
 // Overview: traffic per line in and out over time, totals, alerts in range; live.
 import { get } from '../api.js';
-import { axisStyle, base, chart, PALETTE, zoomable } from '../charts.js';
-import { bps, bytes, esc, int, si, step } from '../fmt.js';
+import { axisStyle, base, chart, PALETTE, zoomable, timeX, timeTooltip } from '../charts.js';
+import { bps, bytes, esc, int, si, step, time, tz } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 
 export async function render(ctx) {
@@ -56,8 +56,8 @@ function setNum(el, v, f) {
 
 function draw(ctx, ov, al, charts) {
   const $ = (s) => ctx.el.querySelector(s);
-  const when = (ms) => new Date(ms).toISOString().slice(0, ov.step < 60 ? 19 : 16).replace('T', ' ');
-  $('#ov-range').textContent = `${when(ov.from)} → ${when(ov.to)} UTC · ${step(ov.step)} buckets`;
+  const when = (ms) => time(ms).slice(0, ov.step < 60 ? 19 : 16);
+  $('#ov-range').textContent = `${when(ov.from)} → ${when(ov.to)} ${tz()} · ${step(ov.step)} buckets`;
   $('#ov-range').dataset.step = String(ov.step);
   setNum($('[data-testid=total-bytes]'), ov.totals.bytes, bytes);
   setNum($('[data-testid=total-packets]'), ov.totals.packets, si);
@@ -81,7 +81,7 @@ function draw(ctx, ov, al, charts) {
 
   // The axis spans exactly the range asked for (not a rounded-out one): drag-to-zoom maps
   // pixels to that range, and a short range is not drawn on a wide empty axis.
-  const x = { type: 'time', min: ov.from, max: ov.to, ...axisStyle, axisLabel: { color: '#7d8aa5', hideOverlap: true } };
+  const x = timeX(ov.from, ov.to);
   const pts = (arr) => arr.map((v, i) => [times[i] * 1000, v]);
   const mirrored = (metric, scale, fmt) => {
     const inn = series(metric, 'ingress', scale);
@@ -94,7 +94,7 @@ function draw(ctx, ov, al, charts) {
     });
     return {
       ...base,
-      tooltip: { ...base.tooltip, valueFormatter: (v) => fmt(Math.abs(v)) },
+      tooltip: timeTooltip((v) => fmt(Math.abs(v))),
       legend: { ...base.legend, type: 'scroll' },
       xAxis: x,
       yAxis: { type: 'value', ...axisStyle, axisLabel: { color: '#7d8aa5', formatter: (v) => fmt(Math.abs(v)) } },
@@ -125,6 +125,7 @@ function draw(ctx, ov, al, charts) {
     {
       ...base,
       legend: { ...base.legend, type: 'scroll' },
+      tooltip: timeTooltip((v) => si(v, '/min')),
       xAxis: x,
       yAxis: { type: 'value', ...axisStyle },
       series: lines.map((l, i) => ({

@@ -1,6 +1,6 @@
 // Probe health: who reported recently, capture and export rates, drops, spool.
 import { get } from '../api.js';
-import { axisStyle, base, chart, PALETTE } from '../charts.js';
+import { axisStyle, base, chart, PALETTE, timeX, timeTooltip } from '../charts.js';
 import { age, bytes, esc, int, si, time } from '../fmt.js';
 
 const DROPS = ['capture_dropped', 'fallback_dropped', 'map_full'];
@@ -67,8 +67,8 @@ function drawHistory(ctx, h, charts) {
     }));
   const opt = (fmt, s, minInterval) => ({
     ...base,
-    tooltip: { ...base.tooltip, valueFormatter: fmt },
-    xAxis: { type: 'time', min: ctx.range.from, max: ctx.range.to, ...axisStyle, axisLabel: { color: '#7d8aa5', hideOverlap: true } },
+    tooltip: timeTooltip(fmt),
+    xAxis: timeX(ctx.range.from, ctx.range.to),
     yAxis: { type: 'value', minInterval, ...axisStyle, axisLabel: { color: '#7d8aa5', formatter: (v) => fmt(v) } },
     series: s,
   });
