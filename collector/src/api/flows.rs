@@ -14,19 +14,21 @@ use serde_json::{Value, json};
 use super::{
     AppState,
     auth::Principal,
-    error::ApiResult,
+    error::{ApiError, ApiResult},
     export,
     params::Params,
     sql::{Arg, Sql, Where},
 };
 
-const FILTERS: [&str; 11] = [
+const FILTERS: [&str; 13] = [
     "from",
     "to",
     "ip",
     "port",
     "proto",
     "country",
+    "asn",
+    "zone",
     "line",
     "direction",
     "probe",
@@ -67,6 +69,23 @@ fn filters(p: &Params) -> ApiResult<Where> {
         w.and(
             "(src_country = ? OR dst_country = ?)",
             [Arg::Str(c.clone()), Arg::Str(c)],
+        );
+    }
+    if let Some(a) = p.get("asn") {
+        let n: u32 = a
+            .trim_start_matches("AS")
+            .trim_start_matches("as")
+            .parse()
+            .map_err(|_| ApiError::param("asn", "expected an AS number such as 4134 or AS4134"))?;
+        w.and(
+            "(src_asn = ? OR dst_asn = ?)",
+            [Arg::U64(n.into()), Arg::U64(n.into())],
+        );
+    }
+    if let Some(z) = p.name("zone")? {
+        w.and(
+            "(src_zone = ? OR dst_zone = ?)",
+            [Arg::Str(z.clone()), Arg::Str(z)],
         );
     }
     match p.choice(

@@ -223,6 +223,28 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         let narrow = get(format!("/api/v1/incidents?{range}&limit=500&gap=1")).await;
         assert!(u(&wide["total"]) <= u(&inc["total"]) && u(&inc["total"]) <= u(&narrow["total"]));
 
+        // AS and zone filters (stored enrichment, either end).
+        // (GeoLite2-City carries no AS numbers: the most frequent stored AS, else one.)
+        let stored = q("SELECT a FROM (SELECT arrayJoin([src_asn, dst_asn]) AS a FROM tidegate.flows) WHERE a != 0 GROUP BY a ORDER BY count() DESC, a LIMIT 1".into()).await;
+        let asn = if stored.is_empty() {
+            "4134".to_string()
+        } else {
+            stored
+        };
+        let got = get(format!("/api/v1/flows?{range}&asn=AS{asn}&limit=1")).await;
+        let want = q(format!(
+            "SELECT count() FROM tidegate.flows WHERE src_asn = {asn} OR dst_asn = {asn}"
+        ))
+        .await;
+        assert_eq!(got["total"].to_string(), want, "AS{asn}");
+        let got = get(format!("/api/v1/flows?{range}&zone=special-zone&limit=1")).await;
+        let want = q("SELECT count() FROM tidegate.flows WHERE src_zone = 'special-zone' OR dst_zone = 'special-zone'".into()).await;
+        assert_eq!(got["total"].to_string(), want, "zone");
+        assert!(u(&got["total"]) > 0, "the isolated zone has flows");
+        let e = api(&c.url, &format!("/api/v1/flows?{range}&asn=AS-x")).await;
+        assert_eq!(e.status, 400);
+        assert!(String::from_utf8_lossy(&e.body).contains("asn"));
+
         // The collector's own health: everything stored, nothing waiting.
         let h = get("/api/v1/collector".into()).await;
         assert_eq!(

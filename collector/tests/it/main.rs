@@ -17,6 +17,7 @@ mod analysts_triage_alerts_with_their_history;
 mod analyze_cli;
 mod api_cuts_slow_clients_and_throttles_guessing;
 mod api_numbers_match_clickhouse;
+mod api_refuses_or_binds_injection_in_every_field;
 mod api_requires_credentials_and_names_bad_parameters;
 mod check_config_and_run_agree;
 mod check_config_cli;

@@ -161,6 +161,22 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
              WHERE isIPv4String(ip) OR isIPv6String(ip)",
         )
         .await;
+        // Flows of each country, AS and zone at either end (the table's pivots).
+        let by_country = per_line(
+            "SELECT c, (SELECT count() FROM tidegate.flows WHERE src_country = c OR dst_country = c) \
+             FROM (SELECT DISTINCT arrayJoin([src_country, dst_country]) AS c FROM tidegate.flows) WHERE c != ''",
+        )
+        .await;
+        let by_asn = per_line(
+            "SELECT toString(a), (SELECT count() FROM tidegate.flows WHERE src_asn = a OR dst_asn = a) \
+             FROM (SELECT DISTINCT arrayJoin([src_asn, dst_asn]) AS a FROM tidegate.flows) WHERE a != 0",
+        )
+        .await;
+        let by_zone = per_line(
+            "SELECT z, (SELECT count() FROM tidegate.flows WHERE src_zone = z OR dst_zone = z) \
+             FROM (SELECT DISTINCT arrayJoin([src_zone, dst_zone]) AS z FROM tidegate.flows) WHERE z != ''",
+        )
+        .await;
         let cidr = "192.168.0.0/16";
         let flows = nums(
             q("SELECT count(), countIf(isIPAddressInRange(src_text, '192.168.0.0/16') OR isIPAddressInRange(dst_text, '192.168.0.0/16')) FROM tidegate.flows").await,
@@ -210,7 +226,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "geo": {"pairs": geo[0], "alert_countries": geo[1]},
             "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot, "host": host, "first_hk": first_hk},
             "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
-            "flows": {"total": flows[0], "by_ip": by_ip, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
+            "flows": {"total": flows[0], "by_ip": by_ip, "by_country": by_country, "by_asn": by_asn, "by_zone": by_zone, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
             "probe": {"spool_bytes": spool[0]},
             "burst": {"t": burst[0], "packets": burst[1], "range_bytes": burst_bytes},
             "incident": {"subject": flood_target, "alerts": flood_alerts},

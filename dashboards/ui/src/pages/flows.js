@@ -1,7 +1,7 @@
 // Top talkers (by source, destination or pair) and a paginated flow search.
 import { get } from '../api.js';
 import { axisStyle, base, chart } from '../charts.js';
-import { bytes, esc, int, proto, si, time } from '../fmt.js';
+import { bytes, esc, int, proto, si, time, toMs } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { exportLinks, ipLink, isAddr, pager } from './common.js';
 
@@ -11,6 +11,8 @@ const FIELDS = [
   ['port', 'Port', 6, '443'],
   ['proto', 'Protocol', 7, 'tcp'],
   ['country', 'Country', 3, 'CC'],
+  ['asn', 'ASN', 8, 'AS4134'],
+  ['zone', 'Zone', 10, 'domestic'],
   ['name', 'Name', 16, 'example.com'],
 ];
 
@@ -37,7 +39,7 @@ export async function render(ctx) {
       <div class="panel"><h2>Top talkers table</h2><div class="scroll" style="max-height:310px"><table id="top-table"><thead></thead><tbody></tbody></table></div></div>
     </div>
     <div class="panel" style="margin-top:12px"><h2>Flow records <span class="muted" id="flow-total"></span> <span class="export" id="flow-export"></span>${isAddr(p.ip) ? ` <a class="export" href="${link('host', globalParams(p), p.ip)}" data-testid="flows-host">Host page of ${esc(p.ip)} →</a>` : ''}</h2>
-      <div class="scroll" style="max-height:none"><table id="flows-table"><thead><tr><th>First</th><th>Last</th><th>Line</th><th>Dir</th><th>Source</th><th></th><th>Destination</th><th></th><th>Proto</th><th class="num">Packets</th><th class="num">Bytes</th><th>Name</th><th>Probe / exporter</th></tr></thead><tbody></tbody></table></div>
+      <div class="scroll" style="max-height:none"><table id="flows-table"><thead><tr><th>First</th><th class="num">Duration</th><th>Line</th><th>Dir</th><th>Source</th><th></th><th>Destination</th><th></th><th>Proto</th><th>Flags</th><th class="num">Packets</th><th class="num">Bytes</th><th>Name</th><th>Probe / exporter</th></tr></thead><tbody></tbody></table></div>
       <div class="pager" id="pager"></div></div>`;
   ctx.el.querySelector('#search').addEventListener('submit', (e) => {
     e.preventDefault();
@@ -46,12 +48,12 @@ export async function render(ctx) {
     if (f.sort === 'first') f.sort = null;
     update({ ...f, offset: null });
   });
-  ctx.el.querySelector('#q-clear').addEventListener('click', () => update({ ip: null, port: null, proto: null, country: null, name: null, direction: null, sort: null, offset: null }));
+  ctx.el.querySelector('#q-clear').addEventListener('click', () => update({ ip: null, port: null, proto: null, country: null, asn: null, zone: null, name: null, direction: null, sort: null, offset: null }));
   ctx.el.querySelector('#by').addEventListener('click', (e) => e.target.dataset.by && update({ by: e.target.dataset.by }));
   ctx.el.querySelector('#metric').addEventListener('click', (e) => e.target.dataset.metric && update({ metric: e.target.dataset.metric }));
   const top = chart(ctx.el.querySelector('#ch-top'));
   const refresh = async (c) => {
-    const q = { from: c.range.from, to: c.range.to, line: p.line, ip: p.ip, port: p.port, proto: p.proto, country: p.country, name: p.name, direction: p.direction };
+    const q = { from: c.range.from, to: c.range.to, line: p.line, ip: p.ip, port: p.port, proto: p.proto, country: p.country, asn: p.asn, zone: p.zone, name: p.name, direction: p.direction };
     const offset = Number(p.offset) || 0;
     const [t, f] = await Promise.all([get('top-talkers', { ...q, by, metric, limit: 20 }), get('flows', { ...q, sort: p.sort, limit: LIMIT, offset })]);
     if (!c.isCurrent()) return;
@@ -126,6 +128,34 @@ function appName(r) {
   return '';
 }
 
+/** A value that filters the search when clicked. */
+function pivot(field, text, value = text) {
+  if (text === '' || text === null || text === undefined || value === 0) return esc(text ?? '');
+  return `<a href="#" class="pivot" data-pivot="${field}" data-value="${esc(value)}" title="only ${esc(field)} ${esc(text)}">${esc(text)}</a>`;
+}
+
+/** Country, AS and zone of an end, each a filter. */
+const where = (cc, asn, zone) => [cc ? pivot('country', cc) : '', asn ? pivot('asn', `AS${asn}`, asn) : '', zone ? pivot('zone', zone) : ''].filter(Boolean).join(' ');
+
+/** Last minus first packet. */
+function duration(r) {
+  const a = toMs(r.first);
+  const b = toMs(r.last);
+  if (a === null || b === null) return '';
+  const s = Math.max(0, b - a) / 1000;
+  return s < 10 ? s.toFixed(3) + ' s' : s < 3600 ? s.toFixed(0) + ' s' : (s / 3600).toFixed(1) + ' h';
+}
+
+/** TCP flags seen (OR of every packet) as letters; ICMP type/code. */
+function flags(r) {
+  if (r.proto === 6) {
+    const names = [[0x01, 'F'], [0x02, 'S'], [0x04, 'R'], [0x08, 'P'], [0x10, 'A'], [0x20, 'U'], [0x40, 'E'], [0x80, 'C']];
+    return names.filter(([b]) => r.tcp_flags & b).map(([, n]) => n).join('');
+  }
+  if ((r.proto === 1 || r.proto === 58) && r.icmp_type !== null && r.icmp_type !== undefined) return `type ${r.icmp_type}/${r.icmp_code ?? 0}`;
+  return '';
+}
+
 function drawFlows(ctx, f, offset) {
   const gp = globalParams(ctx.params);
   const total = ctx.el.querySelector('#flow-total');
@@ -135,16 +165,21 @@ function drawFlows(ctx, f, offset) {
   ctx.el.querySelector('#flows-table tbody').innerHTML = f.items.length
     ? f.items
         .map(
-          (r) => `<tr><td>${esc(time(r.first))}</td><td>${esc(time(r.last))}</td><td>${esc(r.line)}</td><td>${r.direction === 'ingress' ? '▲ in' : '▼ out'}</td>
-      <td class="mono">${ipLink(r.src, gp, r.sport)}</td><td class="muted">${esc(r.src_country)}</td><td class="mono">${ipLink(r.dst, gp, r.dport)}</td><td class="muted">${esc(r.dst_country)}</td>
-      <td>${esc(proto(r.proto))}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td>${appName(r)}</td><td class="muted">${esc(r.probe_id)}${origin(r)}</td></tr>`,
+          (r) => `<tr><td title="last ${esc(time(r.last))}">${esc(time(r.first))}</td><td class="num">${duration(r)}</td><td>${pivot('line', r.line)}</td><td>${r.direction === 'ingress' ? '▲ in' : '▼ out'}</td>
+      <td class="mono">${ipLink(r.src, gp, r.sport)}</td><td class="muted">${where(r.src_country, r.src_asn, r.src_zone)}</td><td class="mono">${ipLink(r.dst, gp, r.dport)}</td><td class="muted">${where(r.dst_country, r.dst_asn, r.dst_zone)}</td>
+      <td>${pivot('proto', proto(r.proto), r.proto)}</td><td class="mono">${flags(r)}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td>${appName(r)}</td><td class="muted">${esc(r.probe_id)}${origin(r)}</td></tr>`,
         )
         .join('')
-    : `<tr><td colspan="13" class="empty">No flow records match.</td></tr>`;
+    : `<tr><td colspan="14" class="empty">No flow records match.</td></tr>`;
   ctx.el.querySelector('#flows-table tbody').onclick = (e) => {
-    if (e.target.dataset.name) {
+    const d = e.target.dataset;
+    if (d.name) {
       e.preventDefault();
-      update({ name: e.target.dataset.name, offset: null });
+      update({ name: d.name, offset: null });
+    } else if (d.pivot) {
+      // Country, ASN, zone, line and protocol are filters too.
+      e.preventDefault();
+      update({ [d.pivot]: d.value, offset: null });
     }
   };
   pager(ctx.el.querySelector('#pager'), f.total, LIMIT, offset);
