@@ -13,6 +13,10 @@
 #
 # Targets (fuzz/fuzz_targets/): netflow_decode, batch_decode, packet_parse, capture_read,
 # app_names, config_parse. Each run's statistics go to $TIDEGATE_STATE/fuzz/<target>/last-run.log.
+#
+# TIDEGATE_FUZZ_TIMEOUT (seconds, default 10): one input running longer is reported as a
+# hang. Raise it for a campaign at idle priority beside other work, where a starved
+# process would otherwise report spurious timeouts.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -137,7 +141,7 @@ for target in "${targets[@]}"; do
   # NetFlow inputs are datagram sequences: longer ones only slow the search down.
   case $target in netflow_decode | app_names | config_parse) max_len=8192 ;; *) max_len=65536 ;; esac
   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$target" "$work/corpus" "$work/seeds" -- \
-    "${limit[@]}" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    "${limit[@]}" -max_len="$max_len" -rss_limit_mb=2048 -timeout="${TIDEGATE_FUZZ_TIMEOUT:-10}" -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/" >"$work/last-run.log" 2>&1 || true
   if grep -q "^==.*ERROR\|panicked\|deadly signal" "$work/last-run.log"; then
     die "$target crashed: see $work/artifacts and $work/last-run.log"
