@@ -114,6 +114,7 @@ pub async fn run(
     let mut committer = reader.take_committer().ok_or(SpoolError::Closed)?;
     let evidence = stages.evidence.clone();
     let detection = stages.analysis.as_ref().map(|f| f.progress().clone());
+    let mut stop_wait = stop.clone();
     let quarantine = Quarantine {
         dir: dead_letter_dir,
         alerts: stages.analysis.clone(),
@@ -275,11 +276,23 @@ pub async fn run(
         }
         // Not past batches whose alerts and violations are not stored yet: a crash now
         // replays them through detection.
-        if let (Some(p), Some(t)) = (&detection, group.iter().filter_map(|i| i.ticket).max())
-            && !p.wait(t).await
-        {
-            read.abort();
-            return Err(SpoolError::DetectionStopped);
+        if let (Some(p), Some(t)) = (&detection, group.iter().filter_map(|i| i.ticket).max()) {
+            match detection_done(p, t, &mut stop_wait).await {
+                Detection::Done => {}
+                Detection::Stopped => {
+                    read.abort();
+                    return Err(SpoolError::DetectionStopped);
+                }
+                Detection::ShuttingDown => {
+                    tracing::warn!(
+                        pending = spool.pending(),
+                        "stopping with alert and violation states not yet stored (ClickHouse refuses or is slow); \
+                         the spool keeps their batches for the next start"
+                    );
+                    read.abort();
+                    return Ok(());
+                }
+            }
         }
         committer.commit(end, group.len() as u64)?;
         expired.note(&group, &metrics);
@@ -294,6 +307,46 @@ pub async fn run(
             tracing::error!(error = %e, "spool reader task failed");
             Err(SpoolError::Closed)
         }
+    }
+}
+
+/// How long a stopping collector waits for detection to store the states of batches
+/// already in ClickHouse before it stops without committing them.
+const SHUTDOWN_DETECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+enum Detection {
+    /// The ticket is reached: commit.
+    Done,
+    /// The stage ended first (a supervised failure).
+    Stopped,
+    /// The collector is stopping and the ticket was not reached in time: leave the
+    /// batches in the spool (a replay at the next start redoes their detection).
+    ShuttingDown,
+}
+
+/// Waits for detection to reach `ticket`; once `stop` is set, at most
+/// [`SHUTDOWN_DETECTION_WAIT`] more.
+async fn detection_done(
+    p: &crate::analysis::Progress,
+    ticket: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> Detection {
+    let reached = |r: bool| {
+        if r {
+            Detection::Done
+        } else {
+            Detection::Stopped
+        }
+    };
+    if !*stop.borrow() {
+        tokio::select! {
+            r = p.wait(ticket) => return reached(r),
+            _ = async { while !*stop.borrow_and_update() { if stop.changed().await.is_err() { std::future::pending::<()>().await } } } => {}
+        }
+    }
+    match tokio::time::timeout(SHUTDOWN_DETECTION_WAIT, p.wait(ticket)).await {
+        Ok(r) => reached(r),
+        Err(_) => Detection::ShuttingDown,
     }
 }
 

@@ -42,29 +42,27 @@ fn stack(analysis: &Analysis) -> Stack {
     })
 }
 
-#[test]
-fn violations_waiting_for_clickhouse_survive_a_collector_kill() {
-    let analysis = Analysis::new();
-
-    // What an undisturbed collector stores for the capture.
-    let control = stack(&analysis);
+/// What an undisturbed collector stores for the capture; the records sent.
+fn control(analysis: &Analysis) -> (String, Vec<tidegate_wire::record::FlowRecord>) {
+    let control = stack(analysis);
     control.wait_for_schema();
     let sent = control.replay("edge-1", &[CAPTURE]);
-    let want = settled_violations(&control);
-    drop(control);
+    (settled_violations(&control), sent)
+}
 
-    // Now ClickHouse refuses violation states (a transient refusal: the store retries)
-    // while it takes the flows.
-    let mut stack = stack(&analysis);
+/// A stack whose ClickHouse takes the flows of the capture but refuses violation states
+/// (a transient refusal: the store retries); returns once the flows are stored and
+/// detection has seen every batch.
+fn held_back(analysis: &Analysis, sent: usize) -> Stack {
+    let stack = stack(analysis);
     stack.wait_for_schema();
     block_on(
         stack
             .ch
             .exec("ALTER TABLE tidegate.policy_violations ADD CONSTRAINT held CHECK 0"),
     );
-    assert_eq!(stack.replay("edge-1", &[CAPTURE]).len(), sent.len());
-    stack.wait_for_flows(sent.len() as u64, Duration::from_secs(60));
-    // Detection has seen every batch and its states are queued for ClickHouse.
+    assert_eq!(stack.replay("edge-1", &[CAPTURE]).len(), sent);
+    stack.wait_for_flows(sent as u64, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         block_on(
@@ -75,29 +73,67 @@ fn violations_waiting_for_clickhouse_survive_a_collector_kill() {
         "0",
         "the constraint holds the violations back"
     );
-    stack.collector.kill();
+    stack
+}
+
+fn release_and_restart(stack: &mut Stack) {
     block_on(
         stack
             .ch
             .exec("ALTER TABLE tidegate.policy_violations DROP CONSTRAINT held"),
     );
     stack.restart_collector();
+}
+
+fn assert_flows_once(stack: &Stack, sent: &[tidegate_wire::record::FlowRecord]) {
+    let packets: u64 = sent.iter().map(|r| r.packets).sum();
+    let bytes: u64 = sent.iter().map(|r| r.bytes).sum();
+    assert_eq!(
+        block_on(
+            stack
+                .ch
+                .query("SELECT count(), sum(packets), sum(bytes) FROM tidegate.flows")
+        ),
+        format!("{}\t{packets}\t{bytes}", sent.len()),
+        "the replayed batches are stored once"
+    );
+}
+
+#[test]
+fn violations_waiting_for_clickhouse_survive_a_collector_kill() {
+    let analysis = Analysis::new();
+    let (want, sent) = control(&analysis);
+    let mut stack = held_back(&analysis, sent.len());
+    stack.collector.kill();
+    release_and_restart(&mut stack);
     assert_eq!(
         settled_violations(&stack),
         want,
         "the restarted collector stores what an undisturbed one did"
     );
-    let totals = |s: &Stack| {
-        block_on(s.ch.query("SELECT count(), sum(packets), sum(bytes) FROM tidegate.flows"))
-    };
-    let flows: u64 = sent.iter().map(|r| r.packets).sum();
-    assert_eq!(
-        totals(&stack),
-        format!(
-            "{}\t{flows}\t{}",
-            sent.len(),
-            sent.iter().map(|r| r.bytes).sum::<u64>()
-        ),
-        "the replayed batches are stored once"
+    assert_flows_once(&stack, &sent);
+}
+
+#[test]
+fn a_collector_stopped_while_clickhouse_refuses_violation_states_stops_and_keeps_them() {
+    let analysis = Analysis::new();
+    let (want, sent) = control(&analysis);
+    let mut stack = held_back(&analysis, sent.len());
+    // A clean stop does not wait forever for states ClickHouse refuses, and does not
+    // commit their batches either.
+    let t = std::time::Instant::now();
+    let code = stack.collector.stop_within(Duration::from_secs(120));
+    assert_eq!(code, Some(0), "the collector stopped cleanly");
+    assert!(
+        t.elapsed() < Duration::from_secs(100),
+        "stopped in {:?}",
+        t.elapsed()
     );
+    release_and_restart(&mut stack);
+    assert_eq!(
+        settled_violations(&stack),
+        want,
+        "the next start stores them"
+    );
+    assert_flows_once(&stack, &sent);
 }
