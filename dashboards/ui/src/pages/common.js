@@ -41,6 +41,13 @@ export function exportLinks(el, path, q) {
   el.dataset.view = name;
 }
 
+/** Shows number `v` formatted by `f`, with the exact value in `data-value` and the title. */
+export function setNum(el, v, f) {
+  el.textContent = f(v);
+  el.dataset.value = String(v);
+  el.title = int(v);
+}
+
 /** Whether `s` is one address (not "3712 sources"). */
 export const isAddr = (s) => typeof s === 'string' && /^[0-9a-fA-F:.]+$/.test(s) && (s.includes('.') || s.includes(':'));
 

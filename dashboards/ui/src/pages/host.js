@@ -4,7 +4,7 @@ import { get } from '../api.js';
 import { axisStyle, base, chart, zoomable, timeX, timeTooltip } from '../charts.js';
 import { bytes, esc, int, proto, sev, si, step, time, tz } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
-import { ipLink } from './common.js';
+import { ipLink, setNum } from './common.js';
 
 export async function render(ctx) {
   const ip = ctx.id;
@@ -38,12 +38,6 @@ export async function render(ctx) {
   };
   await refresh(ctx);
   return refresh;
-}
-
-function setNum(el, v, f) {
-  el.textContent = f(v);
-  el.dataset.value = String(v);
-  el.title = int(v);
 }
 
 function draw(ctx, h, ch) {

@@ -3,6 +3,7 @@ import { get } from '../api.js';
 import { axisStyle, base, chart, PALETTE, zoomable, timeX, timeTooltip } from '../charts.js';
 import { bps, bytes, esc, int, si, step, time, tz } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
+import { setNum } from './common.js';
 
 export async function render(ctx) {
   ctx.el.innerHTML = `
@@ -46,12 +47,6 @@ export async function render(ctx) {
   };
   await refresh(ctx);
   return refresh;
-}
-
-function setNum(el, v, f) {
-  el.textContent = f(v);
-  el.dataset.value = String(v);
-  el.title = int(v);
 }
 
 function draw(ctx, ov, al, charts) {
