@@ -341,7 +341,8 @@ async fn detection_done(
     if !*stop.borrow() {
         tokio::select! {
             r = p.wait(ticket) => return reached(r),
-            _ = async { while !*stop.borrow_and_update() { if stop.changed().await.is_err() { std::future::pending::<()>().await } } } => {}
+            // Stop requested (a dropped sender never stops the wait).
+            Ok(_) = stop.wait_for(|s| *s) => {}
         }
     }
     match tokio::time::timeout(SHUTDOWN_DETECTION_WAIT, p.wait(ticket)).await {
