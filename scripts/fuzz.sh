@@ -12,7 +12,7 @@
 #   scripts/fuzz.sh --smoke               # every target for 20 s (the test suite runs this)
 #
 # Targets (fuzz/fuzz_targets/): netflow_decode, batch_decode, packet_parse, capture_read,
-# app_names, config_parse. Each run's statistics go to $TIDEGATE_STATE/fuzz/<target>/last-run.log.
+# app_names, config_parse, api_filter. Each run's statistics go to $TIDEGATE_STATE/fuzz/<target>/last-run.log.
 #
 # TIDEGATE_FUZZ_TIMEOUT (seconds, default 10): one input running longer is reported as a
 # hang. Raise it for a campaign at idle priority beside other work, where a starved
@@ -21,7 +21,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-all_targets=(netflow_decode batch_decode packet_parse capture_read app_names config_parse)
+all_targets=(netflow_decode batch_decode packet_parse capture_read app_names config_parse api_filter)
 mode=time secs=600 runs=0 targets=()
 case "${1:-}" in
   --smoke) mode=time secs=20 targets=("${all_targets[@]}") ;;
@@ -91,6 +91,22 @@ PY
   config_parse)
     cp "$root"/dashboards/examples/*.toml "$seeds/" 2>/dev/null || true
     find "$root/dashboards/policy" -name '*.toml' -exec cp {} "$seeds/" \; 2>/dev/null || true ;;
+  api_filter)
+    # The documented examples (the module documentation of collector/src/api/filter.rs).
+    i=0
+    while IFS= read -r ex; do
+      i=$((i + 1)); printf '%s' "$ex" >"$seeds/example-$i"
+    done <<'EX'
+dst = 10.0.0.0/8 and dport in (22, 3389)
+country != CN and bytes > 10M
+not (proto = udp or proto = icmp) flags = syn packets < 3
+name = example.com or tls_sni ~ "bank"
+duration > 30s and verdict = would_drop direction = egress
+ip = 2001:db8::/32 asn = AS4134 zone != domestic line = "hk-1"
+dns_rcode = nxdomain dns_qtype in (a, aaaa, txt) vlan >= 100 icmp_type = 3
+source = ipfix sampling > 1 src_country = DE dst_asn != 0 enforce_rule ~ x
+EX
+    ;;
 esac
 if [[ $target == netflow_decode && -z "$(ls -A "$seeds")" ]]; then
   command -v softflowd >/dev/null || die "softflowd is missing: run scripts/setup.sh"
@@ -139,7 +155,7 @@ for target in "${targets[@]}"; do
     log "fuzzing $target for ${secs}s (corpus: $work/corpus, crashes: $work/artifacts)"
   fi
   # NetFlow inputs are datagram sequences: longer ones only slow the search down.
-  case $target in netflow_decode | app_names | config_parse) max_len=8192 ;; *) max_len=65536 ;; esac
+  case $target in api_filter) max_len=2100 ;; netflow_decode | app_names | config_parse) max_len=8192 ;; *) max_len=65536 ;; esac
   RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz "$target" "$work/corpus" "$work/seeds" -- \
     "${limit[@]}" -max_len="$max_len" -rss_limit_mb=2048 -timeout="${TIDEGATE_FUZZ_TIMEOUT:-10}" -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/" >"$work/last-run.log" 2>&1 || true

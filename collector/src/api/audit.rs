@@ -25,7 +25,7 @@ use super::{
 };
 
 /// Actions recorded.
-pub const ACTIONS: [&str; 7] = [
+pub const ACTIONS: [&str; 9] = [
     "login",
     "login_refused",
     "logout",
@@ -33,6 +33,8 @@ pub const ACTIONS: [&str; 7] = [
     "export",
     "block",
     "unblock",
+    "filter_save",
+    "filter_delete",
 ];
 
 /// One row of `audit_log`.

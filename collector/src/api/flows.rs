@@ -1,5 +1,6 @@
 //! Raw flow records: `GET /api/v1/flows` (search by time range, IP/CIDR, port, protocol,
-//! country, line; paginated) and `GET /api/v1/top-talkers` (largest sources,
+//! country, line and a filter expression `q` over every stored field (see [`filter`]);
+//! paginated) and `GET /api/v1/top-talkers` (largest sources,
 //! destinations or pairs by bytes, packets or flows).
 
 use std::collections::HashMap;
@@ -15,12 +16,13 @@ use super::{
     AppState,
     auth::Principal,
     error::{ApiError, ApiResult},
-    export,
+    export, filter,
     params::Params,
     sql::{Arg, Sql, Where},
 };
 
-const FILTERS: [&str; 13] = [
+const FILTERS: [&str; 14] = [
+    "q",
     "from",
     "to",
     "ip",
@@ -115,6 +117,10 @@ fn filters(p: &Params) -> ApiResult<Where> {
         d => {
             w.and("direction = ?", [Arg::Str(d.to_string())]);
         }
+    }
+    if let Some(q) = p.get("q") {
+        let f = filter::parse(q).map_err(|e| ApiError::param("q", e.to_string()))?;
+        w.and(f.sql(), f.args().iter().cloned());
     }
     Ok(w)
 }

@@ -15,6 +15,7 @@ pub mod enforce;
 pub mod error;
 pub mod evidence;
 pub mod export;
+pub mod filter;
 pub mod flows;
 pub mod geo;
 pub mod hosts;
@@ -24,6 +25,7 @@ pub mod meta;
 pub mod overview;
 pub mod params;
 pub mod probes;
+pub mod saved_filters;
 pub mod scope;
 pub mod sql;
 pub mod triage;
@@ -35,7 +37,7 @@ use axum::{
     Router,
     http::{HeaderValue, header},
     middleware,
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
 };
 
 pub use config::ApiConfig;
@@ -122,6 +124,11 @@ pub fn router(state: AppState) -> Router {
         .route("/violations/{id}", get(violations::detail))
         .route("/flows", get(flows::search))
         .route("/top-talkers", get(flows::top_talkers))
+        .route("/filters", get(saved_filters::list))
+        .route(
+            "/filters/{name}",
+            put(saved_filters::save).delete(saved_filters::remove),
+        )
         .route("/hosts/{ip}", get(hosts::host))
         .route("/probes", get(probes::probes))
         .route("/probes/history", get(probes::history))
@@ -301,7 +308,7 @@ async fn serve_connections(
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 29] = [
+    const ROUTES: [&str; 31] = [
         "/login",
         "/logout",
         "/session",
@@ -317,6 +324,8 @@ mod tests {
         "/violations/{id}",
         "/flows",
         "/top-talkers",
+        "/filters",
+        "/filters/{name}",
         "/probes",
         "/probes/history",
         "/evidence/bundle/{id}",
@@ -370,7 +379,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 29,
+            routed, 31,
             "a route was added: list it here and in openapi.yaml"
         );
     }

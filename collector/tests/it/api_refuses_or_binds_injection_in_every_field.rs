@@ -42,6 +42,8 @@ const FIELDS: &[(&str, &str)] = &[
     ("/api/v1/flows", "sort"),
     ("/api/v1/flows", "from"),
     ("/api/v1/flows", "limit"),
+    ("/api/v1/flows", "q"),
+    ("/api/v1/top-talkers", "q"),
     ("/api/v1/top-talkers", "by"),
     ("/api/v1/top-talkers", "metric"),
     ("/api/v1/top-talkers", "zone"),
@@ -63,6 +65,23 @@ const FIELDS: &[(&str, &str)] = &[
     ("/api/v1/audit", "user"),
     ("/api/v1/audit", "action"),
     ("/api/v1/probes/history", "probe"),
+];
+
+/// Filter expressions (`q`) with each hostile input as a value, quoted (escaped as the
+/// grammar says) and bare, in every kind of field.
+const Q_TEMPLATES: &[&str] = &[
+    "line = \"{}\"",
+    "line ~ \"{}\"",
+    "zone in (\"{}\", x)",
+    "name = \"{}\"",
+    "dns_qname ~ \"{}\"",
+    "probe != \"{}\" and line = \"{}\"",
+    "port = {}",
+    "ip = {}",
+    "country = {}",
+    "direction = {}",
+    "duration > {}",
+    "not (line = {})",
 ];
 
 /// Path ids: (path before the id, after it).
@@ -120,6 +139,40 @@ fn every_filter_field_refuses_or_binds_injection_attempts() {
                         );
                     }
                     s => panic!("{path} {field}={short:?}: status {s}: {body:.300}"),
+                }
+                tried += 1;
+            }
+        }
+        let all = rows(
+            &api(&c.url, &format!("/api/v1/flows?{range}&limit=1"))
+                .await
+                .json(),
+        );
+        assert!(all > 0);
+        for t in Q_TEMPLATES {
+            for p in payloads() {
+                let quoted = p.replace('\\', "\\\\").replace('"', "\\\"");
+                let q = if t.contains("\"{}\"") {
+                    t.replace("{}", &quoted)
+                } else {
+                    t.replace("{}", &p)
+                };
+                let r = api(&c.url, &format!("/api/v1/flows?{range}&q={}", enc(&q))).await;
+                let body = String::from_utf8_lossy(&r.body).to_string();
+                let short: String = q.chars().take(60).collect();
+                match r.status {
+                    400 => assert!(
+                        body.contains("\"parameter\":\"q\""),
+                        "q={short:?}: 400 without naming q: {body}"
+                    ),
+                    200 => {
+                        let v: Value = serde_json::from_str(&body).unwrap();
+                        // No line is named like a payload: a match finds nothing, its
+                        // negation finds every flow.
+                        let want = if t.starts_with("not") { all } else { 0 };
+                        assert_eq!(rows(&v), want, "q={short:?}: {body:.300}");
+                    }
+                    s => panic!("q={short:?}: status {s}: {body:.300}"),
                 }
                 tried += 1;
             }

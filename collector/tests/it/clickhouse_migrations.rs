@@ -16,7 +16,7 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 11] = [
+const ALL: [&str; 12] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
@@ -28,6 +28,7 @@ const ALL: [&str; 11] = [
     "0009_alerts_volume.sql",
     "0010_alert_triage.sql",
     "0011_audit_log.sql",
+    "0012_saved_filters.sql",
 ];
 
 #[tokio::test]
@@ -42,13 +43,13 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     assert_eq!(first.database, "tg_mig");
     assert_eq!(first.applied, ALL);
     assert!(first.already_applied.is_empty());
-    assert_eq!(first.version, 11);
+    assert_eq!(first.version, 12);
     assert!(
         first.retention_changes.is_empty(),
         "{:?}",
         first.retention_changes
     );
-    assert_eq!(metrics.migration_version.get(), 11);
+    assert_eq!(metrics.migration_version.get(), 12);
 
     let tables = ch
         .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
@@ -57,7 +58,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
         tables,
         "alert_triage\tMergeTree\nalerts\tReplacingMergeTree\naudit_log\tMergeTree\nflows\tMergeTree\nflows_1h\tSummingMergeTree\nflows_1h_mv\tMaterializedView\n\
          flows_1m\tSummingMergeTree\nflows_1m_mv\tMaterializedView\npolicy_violations\tReplacingMergeTree\n\
-         probe_health\tMergeTree\nschema_migrations\tMergeTree"
+         probe_health\tMergeTree\nsaved_filters\tReplacingMergeTree\nschema_migrations\tMergeTree"
     );
     let engine = |t: &'static str| {
         let ch = &ch;
@@ -141,7 +142,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     let again = s.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(again.already_applied, ALL);
-    assert_eq!(again.version, 11);
+    assert_eq!(again.version, 12);
     assert!(again.retention_changes.is_empty());
     assert_eq!(
         ch.query("SELECT count() FROM tg_mig.schema_migrations")

@@ -181,6 +181,10 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         let flows = nums(
             q("SELECT count(), countIf(isIPAddressInRange(src_text, '192.168.0.0/16') OR isIPAddressInRange(dst_text, '192.168.0.0/16')) FROM tidegate.flows").await,
         );
+        // A filter expression and the same question in SQL.
+        let expr_total = nums(
+            q("SELECT count() FROM tidegate.flows WHERE proto = 17 AND (sport = 53 OR dport = 53) AND bytes > 100").await,
+        );
         let top_src = nums(q("SELECT sum(bytes) AS b FROM tidegate.flows GROUP BY src_text ORDER BY b DESC LIMIT 1").await);
         let spool = nums(q("SELECT argMax(spool_bytes, ts) FROM tidegate.probe_health WHERE probe_id = 'edge-1'").await);
         // The busiest second (all lines, one direction; a flow counts at its first
@@ -226,7 +230,8 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "geo": {"pairs": geo[0], "alert_countries": geo[1]},
             "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot, "host": host, "first_hk": first_hk},
             "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
-            "flows": {"total": flows[0], "by_ip": by_ip, "by_country": by_country, "by_asn": by_asn, "by_zone": by_zone, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0]},
+            "flows": {"total": flows[0], "by_ip": by_ip, "by_country": by_country, "by_asn": by_asn, "by_zone": by_zone, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0],
+                "expr": {"q": "proto = udp and port = 53 and bytes > 100", "total": expr_total[0]}},
             "probe": {"spool_bytes": spool[0]},
             "burst": {"t": burst[0], "packets": burst[1], "range_bytes": burst_bytes},
             "incident": {"subject": flood_target, "alerts": flood_alerts},
@@ -239,6 +244,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         "the viewer's line has an alert to open"
     );
     assert!(expect["flows"]["cidr_total"].as_u64().unwrap() > 0);
+    assert!(expect["flows"]["expr"]["total"].as_u64().unwrap() > 0);
     let expect_file = c.dir().join("expect.json");
     std::fs::write(&expect_file, serde_json::to_vec_pretty(&expect).unwrap()).unwrap();
     let out = Console::artifacts("ui-screenshots");
@@ -266,6 +272,14 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
     assert_eq!(
         triage,
         format!("3\t1\t{USER}\t['acknowledged','in_progress','closed']")
+    );
+    // The filter the browser saved and shared is stored under the analyst's name.
+    let saved = block_on(c.stack.ch.query(
+        "SELECT owner, name, argMax(q, at), argMax(shared, at) FROM tidegate.saved_filters GROUP BY owner, name",
+    ));
+    assert_eq!(
+        saved,
+        format!("{USER}\tDNS over UDP\tproto = udp and port = 53 and bytes > 100\t1")
     );
     eprintln!("screenshots in {}", out.display());
 }

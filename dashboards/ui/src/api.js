@@ -40,6 +40,11 @@ export async function del(path) {
   return request('DELETE', `/api/v1/${path}`);
 }
 
+/** PUT a JSON body. */
+export async function put(path, body) {
+  return request('PUT', `/api/v1/${path}`, body);
+}
+
 /** POST a JSON body. */
 export async function post(path, body) {
   return request('POST', `/api/v1/${path}`, body);

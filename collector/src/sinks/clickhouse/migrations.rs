@@ -61,6 +61,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0009", "alerts_volume"),
     migration!("0010", "alert_triage"),
     migration!("0011", "audit_log"),
+    migration!("0012", "saved_filters"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has

@@ -1,8 +1,8 @@
 // Top talkers (by source, destination or pair) and a paginated flow search.
-import { get } from '../api.js';
+import { del, get, put } from '../api.js';
 import { axisStyle, base, chart } from '../charts.js';
 import { bytes, esc, int, proto, si, time, toMs } from '../fmt.js';
-import { globalParams, link, update } from '../state.js';
+import { can, globalParams, link, me, update } from '../state.js';
 import { exportLinks, ipLink, isAddr, pager } from './common.js';
 
 const LIMIT = 100;
@@ -23,6 +23,16 @@ export async function render(ctx) {
   ctx.el.innerHTML = `
     <h1>Top talkers &amp; flows</h1>
     <form class="panel toolbar" id="search" style="margin-bottom:12px">
+      <div class="filter-row">
+        <label class="grow">Filter <input name="q" id="q-expr" class="mono" spellcheck="false" autocomplete="off" placeholder="dst = 10.0.0.0/8 and dport in (22, 3389) and bytes > 1M" value="${esc(p.q ?? '')}"></label>
+        <select id="q-saved" title="Saved filters"><option value="">Saved filters…</option></select>
+        <button type="button" id="q-save" title="Save this filter under a name">Save…</button>
+        <button type="button" id="q-delete" title="Delete the selected saved filter" disabled>Delete</button>
+        <button type="button" id="q-copy" title="Copy a link to this view (range, filters)">Copy link</button>
+        <button type="button" id="q-help-toggle" title="Filter syntax">?</button>
+      </div>
+      <div class="error" id="q-error" hidden></div>
+      <div class="filter-help muted" id="q-help" hidden>${HELP}</div>
       ${FIELDS.map(([k, l, n, ph]) => `<label>${l} <input name="${k}" id="q-${k}" size="${n}" placeholder="${ph}" value="${esc(p[k] ?? '')}"></label>`).join('')}
       <label>Direction <select name="direction" id="q-direction">${['any', 'ingress', 'egress'].map((d) => `<option${(p.direction || 'any') === d ? ' selected' : ''}>${d}</option>`).join('')}</select></label>
       <label>Sort <select name="sort" id="q-sort">${['first', 'bytes', 'packets'].map((d) => `<option${(p.sort || 'first') === d ? ' selected' : ''}>${d}</option>`).join('')}</select></label>
@@ -48,14 +58,28 @@ export async function render(ctx) {
     if (f.sort === 'first') f.sort = null;
     update({ ...f, offset: null });
   });
-  ctx.el.querySelector('#q-clear').addEventListener('click', () => update({ ip: null, port: null, proto: null, country: null, asn: null, zone: null, name: null, direction: null, sort: null, offset: null }));
+  ctx.el.querySelector('#q-clear').addEventListener('click', () => update({ q: null, ip: null, port: null, proto: null, country: null, asn: null, zone: null, name: null, direction: null, sort: null, offset: null }));
   ctx.el.querySelector('#by').addEventListener('click', (e) => e.target.dataset.by && update({ by: e.target.dataset.by }));
   ctx.el.querySelector('#metric').addEventListener('click', (e) => e.target.dataset.metric && update({ metric: e.target.dataset.metric }));
+  savedFilters(ctx, p.q);
   const top = chart(ctx.el.querySelector('#ch-top'));
   const refresh = async (c) => {
-    const q = { from: c.range.from, to: c.range.to, line: p.line, ip: p.ip, port: p.port, proto: p.proto, country: p.country, asn: p.asn, zone: p.zone, name: p.name, direction: p.direction };
+    const q = { from: c.range.from, to: c.range.to, line: p.line, q: p.q, ip: p.ip, port: p.port, proto: p.proto, country: p.country, asn: p.asn, zone: p.zone, name: p.name, direction: p.direction };
     const offset = Number(p.offset) || 0;
-    const [t, f] = await Promise.all([get('top-talkers', { ...q, by, metric, limit: 20 }), get('flows', { ...q, sort: p.sort, limit: LIMIT, offset })]);
+    const qError = c.el.querySelector('#q-error');
+    let t;
+    let f;
+    qError.hidden = true;
+    try {
+      [t, f] = await Promise.all([get('top-talkers', { ...q, by, metric, limit: 20 }), get('flows', { ...q, sort: p.sort, limit: LIMIT, offset })]);
+    } catch (e) {
+      // A mistake in the expression is shown under it, with the rest of the page kept.
+      if (e.parameter !== 'q' || !c.isCurrent()) throw e;
+      qError.textContent = `Filter: ${e.message.replace(/^parameter q: /, '')}`;
+      qError.hidden = false;
+      t = { by, metric, items: [] };
+      f = { total: 0, packets: 0, bytes: 0, items: [] };
+    }
     if (!c.isCurrent()) return;
     drawTop(c, t, top);
     drawFlows(c, f, offset);
@@ -63,6 +87,68 @@ export async function render(ctx) {
   };
   await refresh(ctx);
   return refresh;
+}
+
+const HELP = `<p><b>Terms</b> <code>field op value</code> with <code>=</code> <code>!=</code> <code>&lt;</code> <code>&lt;=</code> <code>&gt;</code> <code>&gt;=</code> <code>~</code> (contains), or <code>field in (a, b)</code>; combine with <code>and</code> (or just a space), <code>or</code>, <code>not</code> and parentheses. Quote values with spaces: <code>line = "hk 1"</code>.</p>
+<p><b>Fields</b> <code>ip src dst</code> (address or CIDR) · <code>port sport dport proto</code> · <code>packets bytes</code> (10k, 1.5M) · <code>duration</code> (250ms, 2s, 5m) · <code>flags</code> (syn, syn+ack) · <code>country src_country dst_country asn src_asn dst_asn zone src_zone dst_zone</code> · <code>line probe direction source verdict enforce_rule action</code> · <code>name</code> (a domain and names under it) <code>dns_qname dns_qtype dns_rcode tls_sni</code> · <code>vlan icmp_type icmp_code sampling</code>. <code>ip</code>, <code>port</code>, <code>country</code>, <code>asn</code>, <code>zone</code> match either end; their <code>!=</code> means neither.</p>
+<p><b>Examples</b> <code>country != CN and bytes &gt; 10M</code> · <code>flags = syn packets &lt; 3 not port in (80, 443)</code> · <code>name ~ bank or dns_rcode = nxdomain</code></p>`;
+
+/** The saved-filter menu: own filters and shared ones; choosing one applies it. */
+async function savedFilters(ctx, current) {
+  const sel = ctx.el.querySelector('#q-saved');
+  const delBtn = ctx.el.querySelector('#q-delete');
+  const input = ctx.el.querySelector('#q-expr');
+  let items = [];
+  const fill = async () => {
+    items = (await get('filters')).items;
+    sel.innerHTML = `<option value="">Saved filters…</option>${items
+      .map((f, i) => `<option value="${i}"${f.q === current ? ' selected' : ''}>${esc(f.owner === me.name ? f.name : `${f.name} (${f.owner})`)}${f.shared ? ' · shared' : ''}</option>`)
+      .join('')}`;
+    const chosen = items[Number(sel.value)];
+    delBtn.disabled = !chosen || chosen.owner !== me.name;
+  };
+  sel.addEventListener('change', () => {
+    const f = items[Number(sel.value)];
+    if (f) update({ q: f.q, offset: null });
+  });
+  ctx.el.querySelector('#q-save').addEventListener('click', async () => {
+    const q = input.value.trim();
+    if (!q) return;
+    const name = window.prompt('Save this filter as', items[Number(sel.value)]?.name ?? '');
+    if (!name) return;
+    const shared = can('analyst') && window.confirm('Share it with every console user?');
+    const err = ctx.el.querySelector('#q-error');
+    try {
+      await put(`filters/${encodeURIComponent(name.trim())}`, { q, shared });
+      err.hidden = true;
+      current = q;
+      await fill();
+    } catch (e) {
+      err.textContent = `Saving: ${e.message}`;
+      err.hidden = false;
+    }
+  });
+  delBtn.addEventListener('click', async () => {
+    const f = items[Number(sel.value)];
+    if (!f || f.owner !== me.name) return;
+    await del(`filters/${encodeURIComponent(f.name)}`);
+    await fill();
+  });
+  ctx.el.querySelector('#q-copy').addEventListener('click', async (e) => {
+    // The page's URL already holds every filter and the time range.
+    const btn = e.currentTarget;
+    try {
+      await navigator.clipboard.writeText(location.href);
+      btn.textContent = 'Copied';
+    } catch {
+      window.prompt('Copy this link', location.href);
+    }
+  });
+  ctx.el.querySelector('#q-help-toggle').addEventListener('click', () => {
+    const h = ctx.el.querySelector('#q-help');
+    h.hidden = !h.hidden;
+  });
+  await fill();
 }
 
 function who(r, by) {
