@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for the web console's build and browser tests (Debian 12, as root):
-# Debian's chromium, node/npm (Debian's only when none is installed), and the npm
+# Debian's chromium, a Chinese font (the console's 中文 pages), node/npm (Debian's only
+# when none is installed), and the npm
 # packages of dashboards/ui (esbuild, echarts, world map) and of the browser tests
 # (playwright-core, which drives /usr/bin/chromium; it downloads no browser).
 #
@@ -11,6 +12,7 @@ set -euo pipefail
 
 need=()
 [[ -x /usr/bin/chromium ]] || need+=(chromium)
+[[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]] || need+=(fonts-wqy-microhei)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 if ((${#need[@]})); then

@@ -2,6 +2,14 @@
 // Deterministic: same sources and lockfile, same bytes.
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync } from 'node:fs';
+import { check } from './check-i18n.mjs';
+
+// Every message has its Chinese translation (check-i18n.mjs) or the build fails.
+const { problems } = await check();
+if (problems.length) {
+  for (const p of problems) console.error(p);
+  throw new Error(`${problems.length} message catalogue problems`);
+}
 
 // OUTDIR lets scripts/test.sh rebuild elsewhere and compare with the committed dist/.
 const out = process.env.OUTDIR ?? 'dist';

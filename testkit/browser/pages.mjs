@@ -42,6 +42,45 @@ async function waitValue(sel, want, what) {
     assert.fail(`${what}: ${sel} shows ${await page.locator(sel).first().getAttribute('data-value')}, ClickHouse says ${want}`);
   }
 }
+/**
+ * Runs in the page: visible words of English outside translate="no" (data: addresses,
+ * names, lines, users, server texts), other than acronyms and units. A word is a run of
+ * letters; runs joined to digits or . - _ : / @ are identifiers (hosts, lines, ids) and
+ * data, except lower_snake_case (a raw enum value shown without its label).
+ */
+function untranslated() {
+  const allow = new Set(
+    ('tcp udp icmp icmpv6 gre esp sctp ip ipv4 ipv6 as asn cidr csv json dns tls sni syn ack fin rst psh urg ece cwr utc ' +
+      'pps bps kbps mbps gbps kpps mpps b kb mb gb tb pb kib mib gib ms min ebpf xdp clickhouse netflow ipfix webhook rfc merkle ' +
+      'c2sp api tidegate id http https quic vlan geoip geolite maxmind sha pem top nxdomain noerror servfail formerr refused notimp ' +
+      'aaaa cname mx ns ptr soa srv txt any xff pcap mtu ttl')
+      .split(' '),
+  );
+  const bad = new Set();
+  const scan = (text) => {
+    for (const run of text.match(/[A-Za-z0-9_.:/@'’-]+/g) ?? []) {
+      const w = run.replace(/^[.:'’-]+|[.:'’-]+$/g, '');
+      if (/^[a-z]+(_[a-z]+)+$/.test(w)) bad.add(w);
+      if (!/^[A-Za-z]{2,}$/.test(w) && !/^[A-Za-z]+['’][a-z]+$/.test(w)) continue;
+      if (/^[A-Z]{2}$/.test(w) || allow.has(w.toLowerCase())) continue;
+      bad.add(w);
+    }
+  };
+  const skip = (el) => !el || el.closest('[translate="no"], script, style, noscript');
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (skip(el)) continue;
+    if (el.tagName !== 'OPTION' && !el.getClientRects().length) continue;
+    scan(n.textContent);
+  }
+  for (const el of document.querySelectorAll('[placeholder], [title], [aria-label], img[alt]')) {
+    if (skip(el) || !el.getClientRects().length) continue;
+    for (const a of ['placeholder', 'title', 'aria-label', 'alt']) if (el.hasAttribute(a)) scan(el.getAttribute(a));
+  }
+  if (document.title) scan(document.title.replace(/tidegate/g, ''));
+  return [...bad].sort();
+}
 function checkClean(where) {
   assert.deepEqual(problems, [], `${where}: ${problems.join('; ')}`);
 }
@@ -500,6 +539,60 @@ try {
     await shot('viewer-alert');
     await page.click('#logout');
     await page.waitForSelector('#login-form');
+  });
+  await check('a user whose language is Chinese sees every page in Chinese, with no untranslated text', async () => {
+    await page.fill('#login-user', expect.zh_user);
+    await page.fill('#login-password', PASSWORD);
+    await page.click('#login-submit');
+    await page.waitForSelector('#nav');
+    assert.equal(await page.getAttribute('html', 'lang'), 'zh-CN', 'the user\'s configured language');
+    assert.equal(await page.textContent('#nav a[data-nav=alerts]'), '告警');
+    const alertId = await page.evaluate(async () => (await (await fetch('/api/v1/alerts?from=1000000000000&to=2500000000000&limit=1')).json()).items[0]?.id);
+    const violationId = await page.evaluate(async () => (await (await fetch('/api/v1/violations?from=1000000000000&to=2500000000000&limit=1')).json()).items[0]?.id);
+    assert.ok(alertId && violationId, 'an alert and a violation to open');
+    const views = [
+      ['overview', `#/overview${all}`, '[data-testid=total-bytes][data-value]'],
+      ['map', `#/map${all}`, '#main h1'],
+      ['flows', `#/flows${all}&q=${encodeURIComponent(expect.flows.expr.q)}`, '#flow-total[data-value]'],
+      ['incidents', `#/incidents${all}`, '#main table tbody tr'],
+      ['alerts', `#/alerts${all}`, '#al-total[data-value]'],
+      ['alert', `#/alert/${encodeURIComponent(alertId)}${all}`, '[data-testid=evidence-badge]'],
+      ['violations', `#/violations${all}`, '#main table tbody tr'],
+      ['violation', `#/violation/${encodeURIComponent(violationId)}${all}`, '#main h1'],
+      ['host', `#/host/${encodeURIComponent(expect.incident.subject)}${all}`, '#main h1'],
+      ['enforcement', `#/enforcement${all}`, '[data-testid=enforce-probes]'],
+      ['probes', `#/probes${all}`, '.probe[data-probe="edge-1"]'],
+      ['collector', `#/collector${all}`, '#co-metrics tbody tr'],
+      ['evidence', `#/evidence${all}`, '[data-testid=checkpoints]'],
+      ['audit', `#/audit${all}`, '#audit-table tbody tr'],
+    ];
+    const found = [];
+    for (const [name, hash, ready] of views) {
+      await page.goto(`${BASE}/${hash}`);
+      await page.waitForSelector(ready, { state: 'attached' });
+      await page.waitForTimeout(600); // late parts of the page (second requests)
+      if (name === 'flows') await page.click('#q-help-toggle');
+      for (const w of await page.evaluate(untranslated)) found.push(`${name}: ${w}`);
+      await shot(`zh-${name}`);
+    }
+    const missing = await page.evaluate(() => [...window.__tidegateI18n.missing]);
+    assert.deepEqual(missing, [], 'messages without a Chinese translation');
+    assert.deepEqual(found, [], 'English text on Chinese pages');
+    // The header's choice (kept in this browser) overrides the user's language.
+    await page.selectOption('#lang', 'en');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-nav=alerts]')?.textContent === 'Alerts');
+    await page.selectOption('#lang', 'zh');
+    await page.waitForFunction(() => document.querySelector('#nav a[data-nav=alerts]')?.textContent === '告警');
+    // The re-rendered page's requests finish before logging out.
+    await page.waitForSelector('#audit-table tbody tr');
+    await page.waitForLoadState('networkidle');
+    await page.click('#logout');
+    await page.waitForSelector('#login-form');
+    assert.equal((await page.textContent('#login-submit')).trim(), '登录');
+    for (const w of await page.evaluate(untranslated)) found.push(`login: ${w}`);
+    assert.deepEqual(found, [], 'English text on the Chinese login page');
+    await page.selectOption('#lang', 'en');
+    await page.waitForFunction(() => document.querySelector('#login-submit')?.textContent === 'Log in');
   });
   console.log(`${passed} passed, 0 failed`);
 } catch (e) {

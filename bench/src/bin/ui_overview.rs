@@ -215,6 +215,14 @@ fn main() -> anyhow::Result<()> {
             "flow search, port 22, last hour".into(),
             format!("/api/v1/flows?from={}&to={now_ms}&port=22", ms(3_600_000)),
         ),
+        (
+            "flow search, filter expression, last hour".into(),
+            format!(
+                "/api/v1/flows?from={}&to={now_ms}&q={}",
+                ms(3_600_000),
+                "dst%20%3D%2010.0.0.0%2F8%20and%20dport%20in%20(22%2C%20443)%20and%20bytes%20%3E%201k%20not%20country%20%3D%20CN"
+            ),
+        ),
     ];
     let mut table = String::new();
     for (name, path) in &endpoints {

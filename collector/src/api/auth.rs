@@ -41,6 +41,8 @@ pub struct Principal {
     pub role: Role,
     /// The only lines whose data it sees (`None`: every line).
     pub lines: Option<Vec<String>>,
+    /// Its console language, when configured.
+    pub lang: Option<String>,
 }
 
 impl Principal {
@@ -50,6 +52,7 @@ impl Principal {
             kind,
             role: c.role,
             lines: c.lines.clone(),
+            lang: c.lang.clone(),
         }
     }
 
@@ -400,7 +403,7 @@ pub async fn logout(
 pub async fn session(State(st): State<AppState>, headers: HeaderMap) -> Json<serde_json::Value> {
     Json(match st.auth.principal(&headers) {
         Some(p) => {
-            serde_json::json!({"authenticated": true, "name": p.name, "kind": p.kind, "role": p.role, "lines": p.lines})
+            serde_json::json!({"authenticated": true, "name": p.name, "kind": p.kind, "role": p.role, "lines": p.lines, "lang": p.lang})
         }
         None => serde_json::json!({"authenticated": false}),
     })

@@ -14,6 +14,7 @@
 //! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$…"   # tidegate-collector hash-password
 //! role = "analyst"               # viewer | analyst (default) | admin
 //! lines = ["hk-sg-1"]            # only these lines' data (default: every line)
+//! lang = "zh"                    # console language: en | zh (default: the browser's)
 //!
 //! [[api.token]]                  # automation sends Authorization: Bearer <token>
 //! name = "grafana-export"
@@ -60,6 +61,7 @@ struct RawUser {
     password_sha256: Option<Spanned<String>>,
     role: Option<Spanned<String>>,
     lines: Option<Vec<Spanned<String>>>,
+    lang: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +155,26 @@ pub struct Credential {
     pub role: Role,
     /// The only lines whose data it sees (`None`: every line; empty: none).
     pub lines: Option<Vec<String>>,
+    /// A user's console language ([`LANGS`]); `None`: the browser's.
+    pub lang: Option<String>,
+}
+
+/// Languages of the console.
+pub const LANGS: [&str; 2] = ["en", "zh"];
+
+fn lang(v: &Option<Spanned<String>>) -> Result<Option<String>, (usize, String)> {
+    match v {
+        None => Ok(None),
+        Some(s) if LANGS.contains(&s.get_ref().as_str()) => Ok(Some(s.get_ref().clone())),
+        Some(s) => Err((
+            s.span().start,
+            format!(
+                "api.user lang {:?}: expected one of {}",
+                s.get_ref(),
+                LANGS.join(", ")
+            ),
+        )),
+    }
 }
 
 /// Validated `[api]` configuration.
@@ -308,6 +330,7 @@ impl ApiConfig {
                 argon2,
                 role: role(&u.role, "api.user role")?,
                 lines: lines(&u.lines, "api.user lines:")?,
+                lang: lang(&u.lang)?,
             };
             if users.iter().any(|x: &Credential| x.name == c.name) {
                 return Err((u.name.span().start, format!("api.user {:?} twice", c.name)));
@@ -323,6 +346,7 @@ impl ApiConfig {
                 argon2: None,
                 role: role(&t.role, "api.token role")?,
                 lines: lines(&t.lines, "api.token lines:")?,
+                lang: None,
             };
             if tokens.iter().any(|x: &Credential| x.sha256 == c.sha256) {
                 return Err((t.sha256.span().start, "api.token: same token twice".into()));
@@ -445,6 +469,7 @@ mod tests {
         assert_eq!((c.tokens[0].role, &c.tokens[0].lines), (Role::Admin, &None));
         for (extra, bad, want) in [
             ("role = \"root\"", "\"root\"", "viewer, analyst or admin"),
+            ("lang = \"fr\"", "\"fr\"", "expected one of en, zh"),
             ("lines = [\"a'b\"]", "\"a'b\"", "must be 1-128"),
             ("lines = [\"\"]", "\"\"", "must be 1-128"),
         ] {

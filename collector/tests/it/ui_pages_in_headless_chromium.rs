@@ -20,6 +20,8 @@ use serde_json::json;
 /// A viewer restricted to one line.
 const VIEWER: &str = "vera";
 const VIEWER_LINE: &str = "stopddos-pkt";
+/// An admin whose configured console language is Chinese.
+const ZH_USER: &str = "lin";
 
 fn browser_dir() -> PathBuf {
     tidegate_testkit::paths::repo().join("testkit/browser")
@@ -48,9 +50,10 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         true,
         &format!(
             "\n[evidence]\ndir = \"evidence\"\nkey = \"{}\"\ncheckpoint_secs = 1\n\
-             \n[[api.user]]\nname = \"{VIEWER}\"\npassword_hash = \"{}\"\nrole = \"viewer\"\nlines = [\"{VIEWER_LINE}\"]\n",
+             \n[[api.user]]\nname = \"{VIEWER}\"\npassword_hash = \"{hash}\"\nrole = \"viewer\"\nlines = [\"{VIEWER_LINE}\"]\n\
+             \n[[api.user]]\nname = \"{ZH_USER}\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\nlang = \"zh\"\n",
             key.display(),
-            tidegate_collector::api::auth::hash_password_with(PASSWORD, 4096, 1, 1),
+            hash = tidegate_collector::api::auth::hash_password_with(PASSWORD, 4096, 1, 1),
         ),
     );
     c.seed(&CAPTURES);
@@ -236,6 +239,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "burst": {"t": burst[0], "packets": burst[1], "range_bytes": burst_bytes},
             "incident": {"subject": flood_target, "alerts": flood_alerts},
             "viewer": {"user": VIEWER, "lines": [VIEWER_LINE], "bytes": viewer[0], "alerts": viewer[1]},
+            "zh_user": ZH_USER,
         })
     });
     assert!(expect["alerts"]["total"].as_u64().unwrap() > 0);

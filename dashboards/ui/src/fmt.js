@@ -1,4 +1,5 @@
 // Number, size, rate and time formatting for dense tables.
+import { t } from './i18n.js';
 
 const UNITS = ['', 'k', 'M', 'G', 'T', 'P'];
 
@@ -148,5 +149,8 @@ export function endpoint(ip, port) {
   return ip && ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
+/** A severity's name in the current language. */
+export const sevLabel = (s) => ({ critical: t('critical'), high: t('high'), medium: t('medium'), low: t('low'), info: t('info') })[s] ?? s;
+
 /** Severity badge HTML. */
-export const sev = (s) => `<span class="badge sev-${esc(s)}">${esc(s)}</span>`;
+export const sev = (s) => `<span class="badge sev-${esc(s)}">${esc(sevLabel(s))}</span>`;

@@ -5,6 +5,7 @@ import { get, post, setUnauthenticatedHandler } from './api.js';
 import { disposeAll } from './charts.js';
 import { esc, fromField, setZone, toField, tz, ZONES } from './fmt.js';
 import { current, globalParams, link, me, RANGES, timeRange, update } from './state.js';
+import { initLang, lang, LANGS, setLang, t } from './i18n.js';
 import * as overview from './pages/overview.js';
 import * as map from './pages/map.js';
 import * as alerts from './pages/alerts.js';
@@ -20,22 +21,29 @@ import * as collectorPage from './pages/collector.js';
 import * as incidents from './pages/incidents.js';
 import * as enforcement from './pages/enforcement.js';
 
+// Titles are functions: the language is chosen after this module loads.
 const PAGES = {
-  overview: { mod: overview, title: 'Overview', nav: 'overview' },
-  map: { mod: map, title: 'Cross-border map', nav: 'map' },
-  alerts: { mod: alerts, title: 'Alerts', nav: 'alerts' },
-  alert: { mod: alert, title: 'Alert', nav: 'alerts' },
-  violations: { mod: violations, title: 'Policy violations', nav: 'violations' },
-  violation: { mod: violation, title: 'Violation', nav: 'violations' },
-  flows: { mod: flows, title: 'Top talkers & flows', nav: 'flows' },
-  probes: { mod: probes, title: 'Probe health', nav: 'probes' },
-  evidence: { mod: evidencePage, title: 'Evidence log', nav: 'evidence' },
-  audit: { mod: audit, title: 'Audit log', nav: 'audit' },
-  host: { mod: host, title: 'Host', nav: 'flows' },
-  incidents: { mod: incidents, title: 'Incidents', nav: 'incidents' },
-  collector: { mod: collectorPage, title: 'Collector health', nav: 'collector', always: true },
-  enforcement: { mod: enforcement, title: 'Enforcement', nav: 'enforcement' },
+  overview: { mod: overview, title: () => t('Overview'), nav: 'overview' },
+  map: { mod: map, title: () => t('Cross-border map'), nav: 'map' },
+  alerts: { mod: alerts, title: () => t('Alerts'), nav: 'alerts' },
+  alert: { mod: alert, title: () => t('Alert'), nav: 'alerts' },
+  violations: { mod: violations, title: () => t('Policy violations'), nav: 'violations' },
+  violation: { mod: violation, title: () => t('Violation'), nav: 'violations' },
+  flows: { mod: flows, title: () => t('Top talkers & flows'), nav: 'flows' },
+  probes: { mod: probes, title: () => t('Probe health'), nav: 'probes' },
+  evidence: { mod: evidencePage, title: () => t('Evidence log'), nav: 'evidence' },
+  audit: { mod: audit, title: () => t('Audit log'), nav: 'audit' },
+  host: { mod: host, title: () => t('Host'), nav: 'flows' },
+  incidents: { mod: incidents, title: () => t('Incidents'), nav: 'incidents' },
+  collector: { mod: collectorPage, title: () => t('Collector health'), nav: 'collector', always: true },
+  enforcement: { mod: enforcement, title: () => t('Enforcement'), nav: 'enforcement' },
 };
+
+/** The language menu (English / 中文). */
+const langSelect = () => `<select id="lang" title="${esc(t('Language (kept in this browser)'))}">${LANGS.map(([k, name]) => `<option value="${k}" translate="no"${k === lang() ? ' selected' : ''}>${name}</option>`).join('')}</select>`;
+
+/** A role's name in the current language. */
+const roleLabel = (r) => ({ viewer: t('viewer'), analyst: t('analyst'), admin: t('admin') })[r] ?? r;
 
 const POLL_MS = 10_000;
 const app = document.getElementById('app');
@@ -50,12 +58,17 @@ function showLogin(message) {
   app.innerHTML = `
     <div class="login"><form id="login-form" autocomplete="on">
       <h1><img src="/favicon.svg" width="26" height="26" alt=""> tidegate</h1>
-      <div class="muted" style="text-align:center">Cross-border line monitoring</div>
+      <div class="muted" style="text-align:center">${t('Cross-border line monitoring')}</div>
       ${message ? `<div class="error" id="login-error">${esc(message)}</div>` : ''}
-      <input name="user" id="login-user" placeholder="User" autocomplete="username" required>
-      <input name="password" id="login-password" type="password" placeholder="Password" autocomplete="current-password" required>
-      <button class="primary" type="submit" id="login-submit">Log in</button>
+      <input name="user" id="login-user" placeholder="${esc(t('User'))}" autocomplete="username" required>
+      <input name="password" id="login-password" type="password" placeholder="${esc(t('Password'))}" autocomplete="current-password" required>
+      <button class="primary" type="submit" id="login-submit">${t('Log in')}</button>
+      <div style="text-align:center">${langSelect()}</div>
     </form></div>`;
+  document.getElementById('lang').addEventListener('change', (e) => {
+    setLang(e.target.value);
+    showLogin(message);
+  });
   document.getElementById('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
@@ -63,7 +76,7 @@ function showLogin(message) {
       await post('login', { user: f.get('user'), password: f.get('password') });
       await boot();
     } catch (err) {
-      showLogin(err.status === 401 ? 'Wrong user name or password.' : err.message);
+      showLogin(err.status === 401 ? t('Wrong user name or password.') : err.message);
     }
   });
 }
@@ -71,44 +84,49 @@ function showLogin(message) {
 function shell() {
   app.innerHTML = `
     <header class="top">
-      <div class="brand"><img src="/favicon.svg" alt=""> tidegate <small>console</small></div>
+      <div class="brand"><img src="/favicon.svg" alt=""> tidegate <small>${t('console')}</small></div>
       <div class="seg" id="ranges">${[...RANGES.map(([k]) => k), 'all']
-        .map((k) => `<button data-range="${k}">${k === 'all' ? 'All data' : k}</button>`)
+        .map((k) => `<button data-range="${k}">${k === 'all' ? t('All data') : k}</button>`)
         .join('')}</div>
-      <form id="custom-range" class="custom-range" title="A fixed range, in the chosen time zone (to the second)">
-        <input type="datetime-local" id="range-from" step="1" required aria-label="From">
+      <form id="custom-range" class="custom-range" title="${esc(t('A fixed range, in the chosen time zone (to the second)'))}">
+        <input type="datetime-local" id="range-from" step="1" required aria-label="${esc(t('From'))}">
         <span class="muted">→</span>
-        <input type="datetime-local" id="range-to" step="1" required aria-label="To">
-        <select id="tz" title="The time zone of every time shown (kept in this browser)">${ZONES.map((z) => `<option${z === tz() ? ' selected' : ''}>${esc(z)}</option>`).join('')}</select>
-        <button type="submit" id="range-apply">Apply</button>
+        <input type="datetime-local" id="range-to" step="1" required aria-label="${esc(t('To'))}">
+        <select id="tz" title="${esc(t('The time zone of every time shown (kept in this browser)'))}">${ZONES.map((z) => `<option${z === tz() ? ' selected' : ''}>${esc(z)}</option>`).join('')}</select>
+        <button type="submit" id="range-apply">${t('Apply')}</button>
       </form>
-      <select id="line-select" title="Line"><option value="">All lines</option></select>
-      <span class="live" id="live"><span class="dot"></span><span id="live-text">paused</span></span>
+      <select id="line-select" title="${esc(t('Line'))}"><option value="">${t('All lines')}</option></select>
+      <span class="live" id="live"><span class="dot"></span><span id="live-text">${t('paused')}</span></span>
       <div class="spacer"></div>
-      <span class="muted" id="whoami"></span>
-      <button id="logout">Log out</button>
+      ${langSelect()}
+      <span class="muted" id="whoami"><span translate="no">${esc(session.name)}</span> · <span>${esc(roleLabel(session.role))}</span></span>
+      <button id="logout">${t('Log out')}</button>
     </header>
     <nav class="side" id="nav">
-      <div class="sec">Traffic</div>
-      <a data-nav="overview">Overview</a>
-      <a data-nav="map">Cross-border map</a>
-      <a data-nav="flows">Top talkers &amp; flows</a>
-      <div class="sec">Threats</div>
-      <a data-nav="incidents">Incidents</a>
-      <a data-nav="alerts">Alerts</a>
-      <a data-nav="violations">Policy violations</a>
-      <a data-nav="enforcement">Enforcement</a>
-      <div class="sec">System</div>
-      <a data-nav="probes">Probe health</a>
-      <a data-nav="collector">Collector health</a>
-      <a data-nav="evidence">Evidence log</a>
-      ${session.role === 'admin' ? '<a data-nav="audit">Audit log</a>' : ''}
+      <div class="sec">${t('Traffic')}</div>
+      <a data-nav="overview">${t('Overview')}</a>
+      <a data-nav="map">${t('Cross-border map')}</a>
+      <a data-nav="flows">${esc(t('Top talkers & flows'))}</a>
+      <div class="sec">${t('Threats')}</div>
+      <a data-nav="incidents">${t('Incidents')}</a>
+      <a data-nav="alerts">${t('Alerts')}</a>
+      <a data-nav="violations">${t('Policy violations')}</a>
+      <a data-nav="enforcement">${t('Enforcement')}</a>
+      <div class="sec">${t('System')}</div>
+      <a data-nav="probes">${t('Probe health')}</a>
+      <a data-nav="collector">${t('Collector health')}</a>
+      <a data-nav="evidence">${t('Evidence log')}</a>
+      ${session.role === 'admin' ? `<a data-nav="audit">${t('Audit log')}</a>` : ''}
     </nav>
     <main id="main"></main>`;
   const who = document.getElementById('whoami');
-  who.textContent = `${session.name} · ${session.role}`;
   who.dataset.role = session.role;
-  who.title = session.lines ? `Sees the lines ${session.lines.join(', ')} only` : 'Sees every line';
+  who.title = session.lines ? t('Sees the lines {lines} only', { lines: session.lines.join(', ') }) : t('Sees every line');
+  document.getElementById('lang').addEventListener('change', (e) => {
+    setLang(e.target.value);
+    shell();
+    route();
+  });
   document.getElementById('logout').addEventListener('click', async () => {
     await post('logout', {});
     showLogin();
@@ -123,7 +141,7 @@ function shell() {
     const from = ms('range-from');
     const to = ms('range-to');
     if (Number.isFinite(from) && Number.isFinite(to) && from < to) update({ from, to, range: null, offset: null });
-    else document.getElementById('range-to').setCustomValidity('must be after the start'), document.getElementById('range-to').reportValidity();
+    else document.getElementById('range-to').setCustomValidity(t('must be after the start')), document.getElementById('range-to').reportValidity();
   });
   document.getElementById('range-to').addEventListener('input', (e) => e.target.setCustomValidity(''));
   document.getElementById('tz').addEventListener('change', (e) => {
@@ -140,7 +158,7 @@ async function route() {
   disposeAll();
   const c = current();
   const page = PAGES[c.page] ?? PAGES.overview;
-  document.title = `${page.title} · tidegate`;
+  document.title = `${page.title()} · tidegate`;
   const g = globalParams(c.params);
   for (const a of document.querySelectorAll('#nav a')) {
     a.href = link(a.dataset.nav, g);
@@ -153,12 +171,12 @@ async function route() {
   try {
     meta = await get('meta');
   } catch (e) {
-    main.innerHTML = `<div class="error">${esc(e.message)}</div>`;
+    main.innerHTML = `<div class="error" translate="no">${esc(e.message)}</div>`;
     return;
   }
   if (gen !== generation) return;
   const sel = document.getElementById('line-select');
-  sel.innerHTML = `<option value="">All lines</option>${meta.lines.map((l) => `<option>${esc(l)}</option>`).join('')}`;
+  sel.innerHTML = `<option value="">${t('All lines')}</option>${meta.lines.map((l) => `<option translate="no">${esc(l)}</option>`).join('')}`;
   sel.value = c.params.line ?? '';
   const range = timeRange(c.params, meta);
   // The custom-range fields show the range in view (in the zone, to the second).
@@ -170,14 +188,14 @@ async function route() {
   document.getElementById('range-to').value = field(range.to);
   const liveEl = document.getElementById('live');
   liveEl.classList.toggle('on', range.live);
-  document.getElementById('live-text').textContent = range.live ? 'live' : 'fixed range';
+  document.getElementById('live-text').textContent = range.live ? t('live') : t('fixed range');
   main.innerHTML = '';
   const ctx = { el: main, params: c.params, id: c.id, range, meta, isCurrent: () => gen === generation };
   let refresh;
   try {
     refresh = await page.mod.render(ctx);
   } catch (e) {
-    if (gen === generation) main.insertAdjacentHTML('afterbegin', `<div class="error">${esc(e.message)}</div>`);
+    if (gen === generation) main.insertAdjacentHTML('afterbegin', `<div class="error" translate="no">${esc(e.message)}</div>`);
     return;
   }
   if ((range.live || page.always) && refresh && gen === generation) {
@@ -194,6 +212,7 @@ async function route() {
 
 async function boot() {
   const s = await get('session');
+  initLang(s.lang);
   if (!s.authenticated) return showLogin();
   session = s;
   Object.assign(me, { name: s.name, role: s.role, lines: s.lines ?? null });
@@ -201,7 +220,7 @@ async function boot() {
   await route();
 }
 
-setUnauthenticatedHandler(() => showLogin('Your session ended; log in again.'));
+setUnauthenticatedHandler(() => showLogin(t('Your session ended; log in again.')));
 window.addEventListener('hashchange', route);
 boot().catch((e) => {
   app.innerHTML = `<div class="error">${esc(e.message)}</div>`;

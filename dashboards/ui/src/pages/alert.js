@@ -3,35 +3,83 @@ import { get, post } from '../api.js';
 import { epochMs, esc, sev, si, time } from '../fmt.js';
 import { globalParams, link, can } from '../state.js';
 import { evidence, evidenceBadge, facts, isAddr } from './common.js';
+import { t } from '../i18n.js';
+
+/** An alert kind's name in the current language (English: the kind with spaces). */
+export const kindLabel = (k) =>
+  ({
+    port_scan: t('port scan'),
+    host_sweep: t('host sweep'),
+    syn_flood: t('syn flood'),
+    volumetric: t('volumetric'),
+    amplification: t('amplification'),
+    exfiltration: t('exfiltration'),
+    beaconing: t('beaconing'),
+    dns_tunnel: t('dns tunnel'),
+    icmp_tunnel: t('icmp tunnel'),
+    surge: t('surge'),
+    upload: t('upload'),
+    data_quarantined: t('data quarantined'),
+  })[k] ?? String(k ?? '').replace(/_/g, ' ');
+
+/** A triage state's name in the current language (English: the state with spaces). */
+export const stateLabel = (s) =>
+  ({
+    new: t('new'),
+    acknowledged: t('acknowledged'),
+    in_progress: t('in progress'),
+    closed: t('closed'),
+    false_positive: t('false positive'),
+  })[s] ?? String(s ?? '').replace(/_/g, ' ');
+
+/** The unit of an alert's measure in the current language; null when it has no label. */
+const unitName = (u) =>
+  ({
+    records: t('records'),
+    ports: t('ports'),
+    hosts: t('hosts'),
+    bytes: t('bytes'),
+    'distinct names': t('distinct names'),
+    'jitter (cv)': t('jitter (cv)'),
+  })[u] ?? null;
+
+/** A unit as text (for escaped contexts): its label, else itself. */
+export const unitLabel = (u) => unitName(u) ?? u ?? '';
+
+/** A unit as HTML: its label, else itself marked as data (not to be translated). */
+export const unitHtml = (u) => {
+  const n = unitName(u);
+  return n === null ? `<span translate="no">${esc(u)}</span>` : esc(n);
+};
 
 export async function render(ctx) {
   const a = await get(`alerts/${encodeURIComponent(ctx.id)}`);
   if (!ctx.isCurrent()) return;
   const gp = globalParams(ctx.params);
   ctx.el.innerHTML = `
-    <h1><a href="${link('alerts', gp)}">Alerts</a> › ${esc(a.kind.replace(/_/g, ' '))} ${sev(a.severity)}</h1>
+    <h1><a href="${link('alerts', gp)}">${t('Alerts')}</a> › ${esc(kindLabel(a.kind))} ${sev(a.severity)}</h1>
     <div id="evidence-badge"></div>
     <div class="panel" style="margin-bottom:12px">
-      <p style="margin:0 0 12px;font-size:14px" data-testid="alert-description">${esc(a.description)}</p>
+      <p style="margin:0 0 12px;font-size:14px" data-testid="alert-description" translate="no">${esc(a.description)}</p>
       ${facts([
-        ['First', time(a.first)],
-        ['Last', time(a.last)],
-        ['Source', a.src + (a.src_country ? ` (${a.src_country}${a.src_asn ? ', AS' + a.src_asn : ''})` : '')],
-        ['Destination', a.dst + (a.dst_country ? ` (${a.dst_country}${a.dst_asn ? ', AS' + a.dst_asn : ''})` : '')],
-        ['Port', a.port ?? ''],
-        ['Line', a.line],
-        ['Measured', `${si(a.measured)} ${a.unit}`],
-        ['Threshold', `${si(a.threshold)} ${a.unit}`],
-        ['Total', a.packets == null ? '' : `${si(Number(a.packets))} packets, ${si(Number(a.bytes), 'B')}`],
-        ['Key', a.key],
-        ['Alert id', a.id],
-        ['Version', a.version],
-        ['Updated', time(a.updated_at)],
+        [t('First'), time(a.first)],
+        [t('Last'), time(a.last)],
+        [t('Source'), a.src + (a.src_country ? ` (${a.src_country}${a.src_asn ? ', AS' + a.src_asn : ''})` : '')],
+        [t('Destination'), a.dst + (a.dst_country ? ` (${a.dst_country}${a.dst_asn ? ', AS' + a.dst_asn : ''})` : '')],
+        [t('Port'), a.port ?? ''],
+        [t('Line'), a.line],
+        [t('Measured'), `${si(a.measured)} ${unitLabel(a.unit)}`],
+        [t('Threshold'), `${si(a.threshold)} ${unitLabel(a.unit)}`],
+        [t('Total'), a.packets == null ? '' : t('{packets} packets, {bytes}', { packets: si(Number(a.packets)), bytes: si(Number(a.bytes), 'B') })],
+        [t('Key'), a.key],
+        [t('Alert id'), a.id],
+        [t('Version'), a.version],
+        [t('Updated'), time(a.updated_at)],
       ])}
     </div>
     ${flowsLink(a)}
-    <div class="panel" style="margin-bottom:12px" data-testid="triage"><h2>Triage</h2><div id="triage"></div></div>
-    <div class="panel"><h2>Evidence flows</h2>${evidence(a.evidence, gp)}</div>`;
+    <div class="panel" style="margin-bottom:12px" data-testid="triage"><h2>${t('Triage')}</h2><div id="triage"></div></div>
+    <div class="panel"><h2>${t('Evidence flows')}</h2>${evidence(a.evidence, gp)}</div>`;
   await triage(ctx, ctx.el.querySelector('#triage'), a.id);
   await evidenceBadge(ctx.el.querySelector('#evidence-badge'), a.id);
 }
@@ -48,35 +96,35 @@ function flowsLink(a) {
   if (from === null || to === null) return '';
   const href = link('flows', { from, to: to + 1, line: a.line, ip });
   // The target's host page: an hour around the alert, every line.
-  const host = ip ? ` · <a href="${link('host', { from: from - 1800e3, to: to + 1800e3 }, ip)}" data-testid="alert-host">Host page of ${esc(ip)} →</a>` : '';
-  return `<p style="margin:0 0 12px"><a href="${href}" data-testid="alert-flows">All flows of this alert${ip ? ` (${esc(ip)})` : ''} →</a>${host}</p>`;
+  const host = ip ? ` · <a href="${link('host', { from: from - 1800e3, to: to + 1800e3 }, ip)}" data-testid="alert-host">${t('Host page of {ip} →', { ip: esc(ip) })}</a>` : '';
+  return `<p style="margin:0 0 12px"><a href="${href}" data-testid="alert-flows">${ip ? t('All flows of this alert ({ip}) →', { ip: esc(ip) }) : t('All flows of this alert →')}</a>${host}</p>`;
 }
 
 /** Triage states, in the order an analyst moves through them. */
 export const STATES = ['new', 'acknowledged', 'in_progress', 'closed', 'false_positive'];
-export const stateBadge = (s) => `<span class="badge triage-${esc(s)}" data-testid="triage-state">${esc(s.replace(/_/g, ' '))}</span>`;
+export const stateBadge = (s) => `<span class="badge triage-${esc(s)}" data-testid="triage-state">${esc(stateLabel(s))}</span>`;
 
 /** The alert's triage state, a form for the next action, and every action so far. */
 async function triage(ctx, el, id) {
-  const show = (t) => {
-    const rows = t.history
+  const show = (tr) => {
+    const rows = tr.history
       .map(
-        (h) => `<tr><td>${time(h.at)}</td><td>${esc(h.user)}</td><td>${stateBadge(h.state)}</td><td>${esc(h.assignee)}</td><td class="note">${esc(h.note)}</td></tr>`,
+        (h) => `<tr><td>${time(h.at)}</td><td translate="no">${esc(h.user)}</td><td>${stateBadge(h.state)}</td><td translate="no">${esc(h.assignee)}</td><td class="note" translate="no">${esc(h.note)}</td></tr>`,
       )
       .join('');
     el.innerHTML = `
-      <p style="margin:0 0 10px">State ${stateBadge(t.triage_state)}${t.assignee ? ` · assigned to <b data-testid="triage-assignee">${esc(t.assignee)}</b>` : ''}</p>
+      <p style="margin:0 0 10px">${t('State {state}', { state: stateBadge(tr.triage_state) })}${tr.assignee ? t(' · assigned to {assignee}', { assignee: `<b data-testid="triage-assignee" translate="no">${esc(tr.assignee)}</b>` }) : ''}</p>
       ${can('analyst') ? `<form class="triage-form" data-testid="triage-form">
-        <select name="state" aria-label="State">${STATES.map((s) => `<option value="${s}"${s === t.triage_state ? ' selected' : ''}>${s.replace(/_/g, ' ')}</option>`).join('')}</select>
-        <input name="assignee" aria-label="Assignee" placeholder="assignee" maxlength="64" value="${esc(t.assignee)}">
-        <input name="note" aria-label="Note" placeholder="note (optional)" maxlength="4000" style="flex:1;min-width:240px">
-        <button class="primary" type="submit">Save</button>
-        <span class="error" data-testid="triage-error"></span>
-      </form>` : '<p class="muted" data-testid="triage-read-only">Triage needs the analyst role: you see the history only.</p>'}
+        <select name="state" aria-label="${esc(t('State'))}">${STATES.map((s) => `<option value="${s}"${s === tr.triage_state ? ' selected' : ''}>${esc(stateLabel(s))}</option>`).join('')}</select>
+        <input name="assignee" aria-label="${esc(t('Assignee'))}" placeholder="${esc(t('assignee'))}" maxlength="64" value="${esc(tr.assignee)}">
+        <input name="note" aria-label="${esc(t('Note'))}" placeholder="${esc(t('note (optional)'))}" maxlength="4000" style="flex:1;min-width:240px">
+        <button class="primary" type="submit">${t('Save')}</button>
+        <span class="error" data-testid="triage-error" translate="no"></span>
+      </form>` : `<p class="muted" data-testid="triage-read-only">${t('Triage needs the analyst role: you see the history only.')}</p>`}
       ${
-        t.history.length
-          ? `<table data-testid="triage-history"><thead><tr><th>When</th><th>Who</th><th>State</th><th>Assignee</th><th>Note</th></tr></thead><tbody>${rows}</tbody></table>`
-          : '<p class="muted" data-testid="triage-history-empty">No action yet.</p>'
+        tr.history.length
+          ? `<table data-testid="triage-history"><thead><tr><th>${t('When')}</th><th>${t('Who')}</th><th>${t('State')}</th><th>${t('Assignee')}</th><th>${t('Note')}</th></tr></thead><tbody>${rows}</tbody></table>`
+          : `<p class="muted" data-testid="triage-history-empty">${t('No action yet.')}</p>`
       }`;
     el.querySelector('form')?.addEventListener('submit', async (ev) => {
       ev.preventDefault();
@@ -90,7 +138,7 @@ async function triage(ctx, el, id) {
       }
     });
   };
-  const t = await get(`alerts/${encodeURIComponent(id)}/triage`);
+  const tr = await get(`alerts/${encodeURIComponent(id)}/triage`);
   if (!ctx.isCurrent()) return;
-  show(t);
+  show(tr);
 }

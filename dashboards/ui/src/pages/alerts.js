@@ -1,32 +1,33 @@
 // Alerts: timeline by severity, filters (kind, severity, line, IP, country), paginated list.
 import { get } from '../api.js';
 import { axisStyle, base, chart, SEVERITY_COLORS, timeX, timeTooltip } from '../charts.js';
-import { esc, int, sev, si, time } from '../fmt.js';
+import { esc, int, sev, sevLabel, si, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { chips, exportLinks, ipLink, pager } from './common.js';
-import { STATES, stateBadge } from './alert.js';
+import { kindLabel, STATES, stateBadge, stateLabel, unitHtml } from './alert.js';
+import { t } from '../i18n.js';
 
 const LIMIT = 50;
 
 export async function render(ctx) {
   const p = ctx.params;
   ctx.el.innerHTML = `
-    <h1>Alerts <span class="sub" id="al-total"></span> <span class="export" id="al-export"></span></h1>
+    <h1>${t('Alerts')} <span class="sub" id="al-total"></span> <span class="export" id="al-export"></span></h1>
     <div class="panel" style="margin-bottom:12px">
-      <div class="toolbar"><label>Kind</label><div class="chips" id="f-kind"></div></div>
-      <div class="toolbar"><label>Triage</label><div class="chips" id="f-state"></div></div>
-      <div class="toolbar"><label>Severity</label><div class="chips" id="f-severity"></div>
-        <label style="margin-left:12px">IP <input id="f-ip" size="18" placeholder="address" value="${esc(p.ip ?? '')}"></label>
-        <label>Country <input id="f-country" size="3" maxlength="2" placeholder="CC" value="${esc(p.country ?? '')}"></label>
-        <button id="f-apply">Apply</button> <button id="f-clear">Clear filters</button></div>
+      <div class="toolbar"><label>${t('Kind')}</label><div class="chips" id="f-kind"></div></div>
+      <div class="toolbar"><label>${t('Triage')}</label><div class="chips" id="f-state"></div></div>
+      <div class="toolbar"><label>${t('Severity')}</label><div class="chips" id="f-severity"></div>
+        <label style="margin-left:12px">IP <input id="f-ip" size="18" placeholder="${esc(t('address'))}" value="${esc(p.ip ?? '')}"></label>
+        <label>${t('Country')} <input id="f-country" size="3" maxlength="2" placeholder="CC" value="${esc(p.country ?? '')}"></label>
+        <button id="f-apply">${t('Apply')}</button> <button id="f-clear">${t('Clear filters')}</button></div>
       <div class="chart" id="ch-timeline" style="height:160px"></div>
     </div>
     <div class="panel"><table id="alerts-table"><thead><tr>
-      <th>First</th><th>Last</th><th>Severity</th><th>Triage</th><th>Kind</th><th>Source</th><th>Destination</th><th>Line</th><th class="num">Measured</th><th class="num">Threshold</th><th>Description</th>
+      <th>${t('First')}</th><th>${t('Last')}</th><th>${t('Severity')}</th><th>${t('Triage')}</th><th>${t('Kind')}</th><th>${t('Source')}</th><th>${t('Destination')}</th><th>${t('Line')}</th><th class="num">${t('Measured')}</th><th class="num">${t('Threshold')}</th><th>${t('Description')}</th>
     </tr></thead><tbody></tbody></table><div class="pager" id="pager"></div></div>`;
-  chips(ctx.el.querySelector('#f-kind'), 'kind', ctx.meta.alert_kinds, p.kind);
-  chips(ctx.el.querySelector('#f-severity'), 'severity', ctx.meta.alert_severities, p.severity);
-  chips(ctx.el.querySelector('#f-state'), 'state', STATES, p.state);
+  chips(ctx.el.querySelector('#f-kind'), 'kind', ctx.meta.alert_kinds, p.kind, kindLabel);
+  chips(ctx.el.querySelector('#f-severity'), 'severity', ctx.meta.alert_severities, p.severity, sevLabel);
+  chips(ctx.el.querySelector('#f-state'), 'state', STATES, p.state, stateLabel);
   const apply = () => update({ ip: ctx.el.querySelector('#f-ip').value.trim(), country: ctx.el.querySelector('#f-country').value.trim().toUpperCase(), offset: null });
   ctx.el.querySelector('#f-apply').addEventListener('click', apply);
   for (const id of ['#f-ip', '#f-country']) ctx.el.querySelector(id).addEventListener('keydown', (e) => e.key === 'Enter' && apply());
@@ -47,7 +48,7 @@ export async function render(ctx) {
 function draw(ctx, list, timeline, tl, offset) {
   const el = ctx.el;
   const total = el.querySelector('#al-total');
-  total.textContent = `${int(list.total)} matching`;
+  total.textContent = t('{n} matching', { n: int(list.total) });
   total.dataset.value = list.total;
   const ts = [...new Set(timeline.buckets.map((b) => b.t))].sort((a, b) => a - b);
   const sevs = ctx.meta.alert_severities;
@@ -59,7 +60,7 @@ function draw(ctx, list, timeline, tl, offset) {
       xAxis: timeX(ctx.range.from, ctx.range.to),
       yAxis: { type: 'value', ...axisStyle, minInterval: 1 },
       series: sevs.map((s) => ({
-        name: s, type: 'bar', stack: 'a', color: SEVERITY_COLORS[s], barMinWidth: 4, barMaxWidth: 24,
+        name: sevLabel(s), type: 'bar', stack: 'a', color: SEVERITY_COLORS[s], barMinWidth: 4, barMaxWidth: 24,
         data: ts.map((t) => [t * 1000, timeline.buckets.filter((b) => b.t === t && b.severity === s).reduce((a, b) => a + b.n, 0)]),
       })),
     },
@@ -70,15 +71,15 @@ function draw(ctx, list, timeline, tl, offset) {
     ? list.items
         .map(
           (a) => `<tr class="click" data-id="${esc(a.id)}" data-kind="${esc(a.kind)}" data-line="${esc(a.line)}" data-severity="${esc(a.severity)}">
-        <td>${esc(time(a.first))}</td><td>${esc(time(a.last))}</td><td>${sev(a.severity)}</td><td>${stateBadge(a.triage_state ?? 'new')}${a.assignee ? ` <span class="muted">${esc(a.assignee)}</span>` : ''}</td>
-        <td><a href="${link('alert', gp, a.id)}">${esc(a.kind.replace(/_/g, ' '))}</a></td>
-        <td class="mono">${ipLink(a.src, gp)}${a.src_country ? ` <span class="muted">${esc(a.src_country)}</span>` : ''}</td>
-        <td class="mono">${ipLink(a.dst, gp, a.port)}${a.dst_country ? ` <span class="muted">${esc(a.dst_country)}</span>` : ''}</td>
-        <td>${esc(a.line)}</td><td class="num">${si(a.measured)} ${esc(a.unit)}</td><td class="num">${si(a.threshold)}</td>
-        <td class="wrap">${esc(a.description)}</td></tr>`,
+        <td>${esc(time(a.first))}</td><td>${esc(time(a.last))}</td><td>${sev(a.severity)}</td><td>${stateBadge(a.triage_state ?? 'new')}${a.assignee ? ` <span class="muted" translate="no">${esc(a.assignee)}</span>` : ''}</td>
+        <td><a href="${link('alert', gp, a.id)}">${esc(kindLabel(a.kind))}</a></td>
+        <td class="mono" translate="no">${ipLink(a.src, gp)}${a.src_country ? ` <span class="muted">${esc(a.src_country)}</span>` : ''}</td>
+        <td class="mono" translate="no">${ipLink(a.dst, gp, a.port)}${a.dst_country ? ` <span class="muted">${esc(a.dst_country)}</span>` : ''}</td>
+        <td translate="no">${esc(a.line)}</td><td class="num">${si(a.measured)} ${unitHtml(a.unit)}</td><td class="num">${si(a.threshold)}</td>
+        <td class="wrap" translate="no">${esc(a.description)}</td></tr>`,
         )
         .join('')
-    : `<tr><td colspan="11" class="empty">No alerts match.</td></tr>`;
+    : `<tr><td colspan="11" class="empty">${t('No alerts match.')}</td></tr>`;
   el.querySelector('#alerts-table tbody').onclick = (e) => {
     const tr = e.target.closest('tr[data-id]');
     if (tr && e.target.tagName !== 'A') location.hash = link('alert', gp, tr.dataset.id);

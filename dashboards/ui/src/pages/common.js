@@ -2,11 +2,12 @@
 import { get, url } from '../api.js';
 import { bytes, endpoint, esc, int, proto, time } from '../fmt.js';
 import { link, update, can } from '../state.js';
+import { t } from '../i18n.js';
 
-/** Multi-select chips bound to a comma-separated hash parameter. */
-export function chips(el, name, values, selected) {
+/** Multi-select chips bound to a comma-separated hash parameter; `label` names a value. */
+export function chips(el, name, values, selected, label = (v) => v.replace(/_/g, ' ')) {
   const on = new Set((selected || '').split(',').filter(Boolean));
-  el.innerHTML = values.map((v) => `<button class="chip${on.has(v) ? ' on' : ''}" data-chip="${esc(v)}">${esc(v.replace(/_/g, ' '))}</button>`).join('');
+  el.innerHTML = values.map((v) => `<button class="chip${on.has(v) ? ' on' : ''}" data-chip="${esc(v)}">${esc(label(v))}</button>`).join('');
   el.addEventListener('click', (e) => {
     const v = e.target.dataset.chip;
     if (!v) return;
@@ -18,9 +19,9 @@ export function chips(el, name, values, selected) {
 /** "1–50 of 123" with previous/next buttons bound to the offset parameter. */
 export function pager(el, total, limit, offset) {
   const to = Math.min(total, offset + limit);
-  el.innerHTML = `<span data-testid="page-info">${total ? `${int(offset + 1)}–${int(to)} of ${int(total)}` : 'nothing found'}</span>
-    <button data-dir="-1" ${offset <= 0 ? 'disabled' : ''}>‹ Previous</button>
-    <button data-dir="1" ${to >= total ? 'disabled' : ''}>Next ›</button>`;
+  el.innerHTML = `<span data-testid="page-info">${total ? t('{from}–{to} of {total}', { from: int(offset + 1), to: int(to), total: int(total) }) : t('nothing found')}</span>
+    <button data-dir="-1" ${offset <= 0 ? 'disabled' : ''}>${t('‹ Previous')}</button>
+    <button data-dir="1" ${to >= total ? 'disabled' : ''}>${t('Next ›')}</button>`;
   el.onclick = (e) => {
     const d = Number(e.target.dataset.dir);
     if (d) update({ offset: Math.max(0, offset + d * limit) || null });
@@ -34,10 +35,10 @@ export function pager(el, total, limit, offset) {
 export function exportLinks(el, path, q) {
   const name = path.replace(/\W/g, '-');
   if (!can('analyst')) {
-    el.innerHTML = '<span class="muted" title="Exports need the analyst role">Export: analysts only</span>';
+    el.innerHTML = `<span class="muted" title="${esc(t('Exports need the analyst role'))}">${t('Export: analysts only')}</span>`;
     return;
   }
-  el.innerHTML = `Export <a href="${esc(url(path, { ...q, format: 'csv' }))}" download data-testid="export-csv">CSV</a> · <a href="${esc(url(path, { ...q, format: 'json' }))}" download data-testid="export-json">JSON</a>`;
+  el.innerHTML = `${t('Export')} <a href="${esc(url(path, { ...q, format: 'csv' }))}" download data-testid="export-csv">CSV</a> · <a href="${esc(url(path, { ...q, format: 'json' }))}" download data-testid="export-json">JSON</a>`;
   el.dataset.view = name;
 }
 
@@ -58,27 +59,30 @@ export const isAddr = (s) => typeof s === 'string' && /^[0-9a-fA-F:.]+$/.test(s)
 export function ipLink(ip, gp = {}, port) {
   const text = esc(port === undefined || port === null ? ip : endpoint(ip, port));
   if (!isAddr(ip)) return text;
-  return `<a class="pivot" href="${link('flows', { ...gp, ip })}" data-ip="${esc(ip)}" title="flows of ${esc(ip)}">${text}</a>`;
+  return `<a class="pivot" href="${link('flows', { ...gp, ip })}" data-ip="${esc(ip)}" title="${esc(t('flows of {ip}', { ip }))}">${text}</a>`;
 }
 
 /** Evidence flows (records as the probe exported them) as a table, plus the raw JSON. */
 export function evidence(list, gp = {}) {
-  if (!Array.isArray(list)) return `<pre class="json">${esc(typeof list === 'string' ? list : JSON.stringify(list, null, 2))}</pre>`;
-  if (!list.length) return `<div class="empty">No evidence flows attached.</div>`;
+  if (!Array.isArray(list)) return `<pre class="json" translate="no">${esc(typeof list === 'string' ? list : JSON.stringify(list, null, 2))}</pre>`;
+  if (!list.length) return `<div class="empty">${t('No evidence flows attached.')}</div>`;
   const rows = list
     .map(
-      (f) => `<tr><td>${esc(time(f.first))}</td><td>${esc(time(f.last))}</td><td>${esc(f.line ?? '')}</td><td>${esc(f.direction ?? '')}</td>
+      (f) => `<tr><td>${esc(time(f.first))}</td><td>${esc(time(f.last))}</td><td translate="no">${esc(f.line ?? '')}</td><td>${esc(dirLabel(f.direction))}</td>
       <td class="mono">${ipLink(f.src, gp, f.sport)}</td><td class="mono">${ipLink(f.dst, gp, f.dport)}</td><td>${esc(proto(f.proto))}</td>
       <td class="num">${int(f.packets)}</td><td class="num">${bytes(f.bytes)}</td></tr>`,
     )
     .join('');
-  return `<div class="scroll"><table data-testid="evidence"><thead><tr><th>First</th><th>Last</th><th>Line</th><th>Dir</th><th>Source</th><th>Destination</th><th>Proto</th><th class="num">Packets</th><th class="num">Bytes</th></tr></thead><tbody>${rows}</tbody></table></div>
-    <details style="margin-top:8px"><summary class="muted">Raw evidence JSON (${list.length} records)</summary><pre class="json">${esc(JSON.stringify(list, null, 2))}</pre></details>`;
+  return `<div class="scroll"><table data-testid="evidence"><thead><tr><th>${t('First')}</th><th>${t('Last')}</th><th>${t('Line')}</th><th>${t('Dir')}</th><th>${t('Source')}</th><th>${t('Destination')}</th><th>${t('Proto')}</th><th class="num">${t('Packets')}</th><th class="num">${t('Bytes')}</th></tr></thead><tbody>${rows}</tbody></table></div>
+    <details style="margin-top:8px"><summary class="muted">${t('Raw evidence JSON ({n} records)', { n: list.length })}</summary><pre class="json" translate="no">${esc(JSON.stringify(list, null, 2))}</pre></details>`;
 }
+
+/** A direction's label. */
+export const dirLabel = (d) => ({ ingress: t('ingress'), egress: t('egress') })[d] ?? d ?? '';
 
 /** A definition grid from [label, value] pairs (values are escaped). */
 export function facts(pairs) {
-  return `<div class="facts">${pairs.map(([k, v]) => `<div><span>${esc(k)}</span><b>${esc(v === '' || v === null || v === undefined ? '–' : v)}</b></div>`).join('')}</div>`;
+  return `<div class="facts">${pairs.map(([k, v]) => `<div><span>${esc(k)}</span><b translate="no">${esc(v === '' || v === null || v === undefined ? '–' : v)}</b></div>`).join('')}</div>`;
 }
 
 /**
@@ -96,14 +100,20 @@ export async function evidenceBadge(el, id) {
   }
   const bundle = `/api/v1/evidence/bundle/${encodeURIComponent(id)}`;
   const text = {
-    verified: `Verified in the evidence log: ${int(st.proven)} state(s), entries ${st.indexes?.map((i) => '#' + i).join(', ')}, proven by the checkpoint of ${int(st.checkpoint_size)} entries signed ${time(st.checkpoint_time_ns / 1e6)} (${st.origin})`,
-    pending_checkpoint: `Logged (${int(st.logged)} state(s)); proven at the next checkpoint`,
-    not_logged: 'Not in the evidence log',
-    failed: `Evidence check FAILED: ${st.reason}`,
+    verified: t('Verified in the evidence log: {n} state(s), entries {entries}, proven by the checkpoint of {size} entries signed {time} ({origin})', {
+      n: int(st.proven),
+      entries: st.indexes?.map((i) => '#' + i).join(', '),
+      size: int(st.checkpoint_size),
+      time: time(st.checkpoint_time_ns / 1e6),
+      origin: st.origin,
+    }),
+    pending_checkpoint: t('Logged ({n} state(s)); proven at the next checkpoint', { n: int(st.logged) }),
+    not_logged: t('Not in the evidence log'),
+    failed: t('Evidence check FAILED: {reason}', { reason: st.reason }),
   }[st.status] ?? st.status;
   const cls = { verified: 'ok', pending_checkpoint: 'warn', not_logged: 'warn', failed: 'bad' }[st.status] ?? 'warn';
   el.innerHTML = `<div class="evidence-badge ${cls}" data-testid="evidence-badge" data-status="${esc(st.status)}">
       <span>${st.status === 'verified' ? '✓' : st.status === 'failed' ? '✗' : '…'} ${esc(text)}</span>
-      ${st.logged ? `<a href="${bundle}" download data-testid="evidence-bundle">Download evidence bundle</a>` : ''}
+      ${st.logged ? `<a href="${bundle}" download data-testid="evidence-bundle">${t('Download evidence bundle')}</a>` : ''}
     </div>`;
 }

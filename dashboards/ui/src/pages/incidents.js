@@ -4,6 +4,8 @@ import { get } from '../api.js';
 import { epochMs, esc, int, sev, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { ipLink, isAddr, pager } from './common.js';
+import { kindLabel } from './alert.js';
+import { t } from '../i18n.js';
 
 const LIMIT = 50;
 const GAPS = [
@@ -18,11 +20,11 @@ export async function render(ctx) {
   const p = ctx.params;
   const gap = p.gap || '900';
   ctx.el.innerHTML = `
-    <h1>Incidents <span class="sub" id="in-total"></span></h1>
+    <h1>${t('Incidents')} <span class="sub" id="in-total"></span></h1>
     <div class="panel">
-      <div class="toolbar"><label>Findings belong together within</label>
+      <div class="toolbar"><label>${t('Findings belong together within')}</label>
         <div class="seg" id="f-gap">${GAPS.map(([v, l]) => `<button data-gap="${v}" class="${v === gap ? 'on' : ''}">${l}</button>`).join('')}</div></div>
-      <div style="overflow-x:auto"><table id="incidents-table"><thead><tr><th>First</th><th>Last</th><th>Severity</th><th>Subject</th><th>Line</th><th>Kinds / rules</th><th class="num">Alerts</th><th class="num">Violations</th><th></th></tr></thead><tbody></tbody></table></div>
+      <div style="overflow-x:auto"><table id="incidents-table"><thead><tr><th>${t('First')}</th><th>${t('Last')}</th><th>${t('Severity')}</th><th>${t('Subject')}</th><th>${t('Line')}</th><th>${t('Kinds / rules')}</th><th class="num">${t('Alerts')}</th><th class="num">${t('Violations')}</th><th></th></tr></thead><tbody></tbody></table></div>
       <div class="pager" id="pager"></div>
     </div>`;
   ctx.el.querySelector('#f-gap').addEventListener('click', (e) => e.target.dataset.gap && update({ gap: e.target.dataset.gap, offset: null }));
@@ -38,9 +40,9 @@ export async function render(ctx) {
 
 function draw(ctx, list, offset) {
   const gp = globalParams(ctx.params);
-  const t = ctx.el.querySelector('#in-total');
-  t.textContent = `${int(list.total)} incidents`;
-  t.dataset.value = list.total;
+  const tot = ctx.el.querySelector('#in-total');
+  tot.textContent = t('{n} incidents', { n: int(list.total) });
+  tot.dataset.value = list.total;
   ctx.el.querySelector('#incidents-table tbody').innerHTML = list.items.length
     ? list.items
         .map((i) => {
@@ -53,11 +55,11 @@ function draw(ctx, list, offset) {
             : link('alerts', { ...gp, from, to: to + 1, line: i.line, ...(isAddr(i.subject) ? { ip: i.subject } : {}) });
           return `<tr data-subject="${esc(i.subject)}" data-alerts="${i.alerts}" data-violations="${i.violations}">
             <td>${esc(time(i.first))}</td><td>${esc(time(i.last))}</td><td>${sev(i.severity)}</td>
-            <td>${rule ? `rule <b>${esc(rule)}</b>` : `${ipLink(i.subject, gp)}${isAddr(i.subject) ? ` <a class="muted" href="${link('host', gp, i.subject)}" title="host page">⌂</a>` : ''}`}</td>
-            <td>${esc(i.line)}</td><td>${i.kinds.map((k) => `<span class="chip static">${esc(k.replace(/_/g, ' '))}</span>`).join(' ')}</td>
-            <td class="num">${int(i.alerts)}</td><td class="num">${int(i.violations)}</td><td><a href="${open}" data-testid="incident-open">findings →</a></td></tr>`;
+            <td>${rule ? t('rule {rule}', { rule: `<b translate="no">${esc(rule)}</b>` }) : `<span translate="no">${ipLink(i.subject, gp)}</span>${isAddr(i.subject) ? ` <a class="muted" href="${link('host', gp, i.subject)}" title="${esc(t('host page'))}">⌂</a>` : ''}`}</td>
+            <td translate="no">${esc(i.line)}</td><td>${i.kinds.map((k) => (rule ? `<span class="chip static" translate="no">${esc(k.replace(/_/g, ' '))}</span>` : `<span class="chip static">${esc(kindLabel(k))}</span>`)).join(' ')}</td>
+            <td class="num">${int(i.alerts)}</td><td class="num">${int(i.violations)}</td><td><a href="${open}" data-testid="incident-open">${t('findings →')}</a></td></tr>`;
         })
         .join('')
-    : '<tr><td colspan="9" class="empty">No incident in this time range.</td></tr>';
+    : `<tr><td colspan="9" class="empty">${t('No incident in this time range.')}</td></tr>`;
   pager(ctx.el.querySelector('#pager'), list.total, LIMIT, offset);
 }

@@ -2,9 +2,11 @@
 // overlaid as pulsing markers coloured by their highest severity.
 import { get } from '../api.js';
 import { base, chart, echarts, SEVERITY_COLORS } from '../charts.js';
-import { bytes, esc, int, sev } from '../fmt.js';
+import { bytes, esc, int, sev, sevLabel } from '../fmt.js';
 import { globalParams, link } from '../state.js';
 import { world } from '../world.js';
+import { lang, t } from '../i18n.js';
+import { kindLabel } from './alert.js';
 
 let registered = false;
 
@@ -15,12 +17,12 @@ export async function render(ctx) {
     registered = true;
   }
   ctx.el.innerHTML = `
-    <h1>Cross-border map <span class="sub" id="map-sub">traffic by country pair; markers: countries with alerts</span></h1>
+    <h1>${t('Cross-border map')} <span class="sub" id="map-sub">${t('traffic by country pair; markers: countries with alerts')}</span></h1>
     <div class="grid cols-3">
       <div class="panel"><div class="chart tall" id="ch-map"></div></div>
       <div class="grid" style="align-content:start">
-        <div class="panel"><h2>Country pairs</h2><div class="scroll"><table id="pairs" class="fixed"><thead><tr><th style="width:33%">From</th><th style="width:33%">To</th><th class="num" style="width:18%">Bytes</th><th class="num" style="width:16%">Flows</th></tr></thead><tbody></tbody></table></div></div>
-        <div class="panel"><h2>Alerts by country</h2><div class="scroll"><table id="alert-countries"><thead><tr><th>Country</th><th class="num">Alerts</th><th>Highest</th></tr></thead><tbody></tbody></table></div></div>
+        <div class="panel"><h2>${t('Country pairs')}</h2><div class="scroll"><table id="pairs" class="fixed"><thead><tr><th style="width:33%">${t('From')}</th><th style="width:33%">${t('To')}</th><th class="num" style="width:18%">${t('Bytes')}</th><th class="num" style="width:16%">${t('Flows')}</th></tr></thead><tbody></tbody></table></div></div>
+        <div class="panel"><h2>${t('Alerts by country')}</h2><div class="scroll"><table id="alert-countries"><thead><tr><th>${t('Country')}</th><th class="num">${t('Alerts')}</th><th>${t('Highest')}</th></tr></thead><tbody></tbody></table></div></div>
       </div>
     </div>`;
   const c = chart(ctx.el.querySelector('#ch-map'));
@@ -32,7 +34,9 @@ export async function render(ctx) {
   return refresh;
 }
 
-const label = (w, cc) => (cc ? `${cc} ${w.names.get(cc) ?? ''}`.trim() : 'local / unknown');
+const label = (w, cc) => (cc ? `${cc} ${w.names.get(cc) ?? ''}`.trim() : t('local / unknown'));
+// Alert kinds as the tooltip names them: the raw names in English, else their labels.
+const kindText = (k) => (lang() === 'en' ? k : kindLabel(k));
 
 function draw(ctx, g, c, w) {
   // Endpoints without a country (our own, private, unknown addresses) sit at the hub's
@@ -59,7 +63,7 @@ function draw(ctx, g, c, w) {
       tooltip: { ...base.tooltip, trigger: 'item' },
       visualMap: {
         min: 0, max: maxCountry, show: true, left: 10, bottom: 10, calculable: false, seriesIndex: 0,
-        text: ['more bytes', ''], textStyle: { color: '#7d8aa5' }, inRange: { color: ['#13213d', '#0e7490', '#38bdf8'] },
+        text: [t('more bytes'), ''], textStyle: { color: '#7d8aa5' }, inRange: { color: ['#13213d', '#0e7490', '#38bdf8'] },
         formatter: (v) => bytes(v),
       },
       geo: {
@@ -72,7 +76,7 @@ function draw(ctx, g, c, w) {
         {
           type: 'map', geoIndex: 0, name: 'bytes',
           data: [...perCountry].map(([name, value]) => ({ name, value })),
-          tooltip: { formatter: (p) => `${esc(label(w, p.name))}<br>${bytes(p.value || 0)}` },
+          tooltip: { formatter: (p) => `<span translate="no">${esc(label(w, p.name))}</span><br>${bytes(p.value || 0)}` },
         },
         {
           type: 'lines', coordinateSystem: 'geo', name: 'pairs', zlevel: 1,
@@ -83,7 +87,7 @@ function draw(ctx, g, c, w) {
             lineStyle: { width: 0.6 + 3.4 * (p.bytes / maxArc), color: '#f59e0b' },
             value: p.bytes, src: label(w, p.src_country), dst: label(w, p.dst_country),
           })),
-          tooltip: { formatter: (p) => `${esc(p.data.src)} → ${esc(p.data.dst)}<br>${bytes(p.data.value)}` },
+          tooltip: { formatter: (p) => `<span translate="no">${esc(p.data.src)}</span> → <span translate="no">${esc(p.data.dst)}</span><br>${bytes(p.data.value)}` },
         },
         {
           type: 'effectScatter', coordinateSystem: 'geo', name: 'alerts', zlevel: 2,
@@ -91,7 +95,7 @@ function draw(ctx, g, c, w) {
           symbolSize: (v) => 8 + Math.min(14, Math.sqrt(v[2]) * 3),
           itemStyle: { color: (p) => SEVERITY_COLORS[p.data.severity] ?? '#ef4444' },
           data: alertPoints,
-          tooltip: { formatter: (p) => `${esc(label(w, p.name))}<br>${p.value[2]} alerts, highest ${esc(p.data.severity)}<br>${esc(p.data.kinds.join(', '))}` },
+          tooltip: { formatter: (p) => `<span translate="no">${esc(label(w, p.name))}</span><br>${t('{n} alerts, highest {severity}', { n: p.value[2], severity: esc(sevLabel(p.data.severity)) })}<br>${esc(p.data.kinds.map(kindText).join(', '))}` },
         },
       ],
     },
@@ -101,17 +105,17 @@ function draw(ctx, g, c, w) {
   c.on('click', (p) => {
     if (p.seriesName === 'alerts') location.hash = link('alerts', { ...globalParams(ctx.params), country: p.name });
   });
-  if (home) ctx.el.querySelector('#map-sub').textContent = `traffic by country pair (local and unknown addresses drawn at ${label(w, home)}); markers: countries with alerts`;
+  if (home) ctx.el.querySelector('#map-sub').innerHTML = t('traffic by country pair (local and unknown addresses drawn at {home}); markers: countries with alerts', { home: `<span translate="no">${esc(label(w, home))}</span>` });
   const gp = globalParams(ctx.params);
   ctx.el.querySelector('#pairs tbody').innerHTML = g.pairs.length
     ? g.pairs
         .slice(0, 100)
-        .map((p) => `<tr><td>${esc(label(w, p.src_country))}</td><td>${esc(label(w, p.dst_country))}</td><td class="num" data-value="${p.bytes}">${bytes(p.bytes)}</td><td class="num">${int(p.flows)}</td></tr>`)
+        .map((p) => `<tr><td translate="no">${esc(label(w, p.src_country))}</td><td translate="no">${esc(label(w, p.dst_country))}</td><td class="num" data-value="${p.bytes}">${bytes(p.bytes)}</td><td class="num">${int(p.flows)}</td></tr>`)
         .join('')
-    : `<tr><td colspan="4" class="empty">No traffic in this time range.</td></tr>`;
+    : `<tr><td colspan="4" class="empty">${t('No traffic in this time range.')}</td></tr>`;
   ctx.el.querySelector('#alert-countries tbody').innerHTML = g.alerts.length
     ? g.alerts
-        .map((a) => `<tr class="click" data-country="${esc(a.country)}"><td><a href="${link('alerts', { ...gp, country: a.country })}">${esc(label(w, a.country))}</a></td><td class="num" data-value="${a.alerts}">${int(a.alerts)}</td><td>${sev(a.max_severity)}</td></tr>`)
+        .map((a) => `<tr class="click" data-country="${esc(a.country)}"><td translate="no"><a href="${link('alerts', { ...gp, country: a.country })}">${esc(label(w, a.country))}</a></td><td class="num" data-value="${a.alerts}">${int(a.alerts)}</td><td>${sev(a.max_severity)}</td></tr>`)
         .join('')
-    : `<tr><td colspan="3" class="empty">No alerts with a known country.</td></tr>`;
+    : `<tr><td colspan="3" class="empty">${t('No alerts with a known country.')}</td></tr>`;
 }

@@ -4,26 +4,27 @@ import { axisStyle, base, chart, PALETTE, zoomable, timeX, timeTooltip } from '.
 import { bps, bytes, esc, int, si, step, time, tz } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { setNum } from './common.js';
+import { t } from '../i18n.js';
 
 export async function render(ctx) {
   ctx.el.innerHTML = `
-    <h1>Overview <span class="sub" id="ov-range"></span> <button class="small" id="zoom-out" title="Four times the span around the same middle">Zoom out</button></h1>
-    <p class="muted hint-line">Drag across a chart to zoom in: short ranges are drawn in buckets down to one second, read from the flows themselves.</p>
+    <h1>${t('Overview')} <span class="sub" id="ov-range"></span> <button class="small" id="zoom-out" title="${esc(t('Four times the span around the same middle'))}">${t('Zoom out')}</button></h1>
+    <p class="muted hint-line">${t('Drag across a chart to zoom in: short ranges are drawn in buckets down to one second, read from the flows themselves.')}</p>
     <div class="kpis">
-      <div class="kpi"><div class="label">Bytes</div><div class="value" data-testid="total-bytes">–</div><div class="hint" id="k-rate"></div></div>
-      <div class="kpi"><div class="label">Packets</div><div class="value" data-testid="total-packets">–</div></div>
-      <div class="kpi"><div class="label">Flow records</div><div class="value" data-testid="total-flows">–</div></div>
-      <div class="kpi"><div class="label">Lines</div><div class="value" data-testid="line-count">–</div></div>
-      <div class="kpi"><div class="label">Alerts</div><div class="value" data-testid="alert-count">–</div><div class="hint"><a id="k-alerts" href="#">open the alert list</a></div></div>
+      <div class="kpi"><div class="label">${t('Bytes')}</div><div class="value" data-testid="total-bytes">–</div><div class="hint" id="k-rate"></div></div>
+      <div class="kpi"><div class="label">${t('Packets')}</div><div class="value" data-testid="total-packets">–</div></div>
+      <div class="kpi"><div class="label">${t('Flow records')}</div><div class="value" data-testid="total-flows">–</div></div>
+      <div class="kpi"><div class="label">${t('Lines')}</div><div class="value" data-testid="line-count">–</div></div>
+      <div class="kpi"><div class="label">${t('Alerts')}</div><div class="value" data-testid="alert-count">–</div><div class="hint"><a id="k-alerts" href="#">${t('open the alert list')}</a></div></div>
     </div>
     <div class="grid">
-      <div class="panel"><h2>Throughput per line (in ▲ / out ▼)</h2><div class="chart" id="ch-bytes"></div></div>
+      <div class="panel"><h2>${t('Throughput per line (in ▲ / out ▼)')}</h2><div class="chart" id="ch-bytes"></div></div>
       <div class="grid cols-2">
-        <div class="panel"><h2>Packets per second</h2><div class="chart" id="ch-packets"></div></div>
-        <div class="panel"><h2>Flow records per minute <span class="sub">(rate in each bucket)</span></h2><div class="chart" id="ch-flows"></div></div>
+        <div class="panel"><h2>${t('Packets per second')}</h2><div class="chart" id="ch-packets"></div></div>
+        <div class="panel"><h2>${t('Flow records per minute')} <span class="sub">${t('(rate in each bucket)')}</span></h2><div class="chart" id="ch-flows"></div></div>
       </div>
-      <div class="panel"><h2>Lines</h2><table id="lines-table"><thead><tr>
-        <th>Line</th><th class="num">In bytes</th><th class="num">Out bytes</th><th class="num">In packets</th><th class="num">Out packets</th><th class="num">Flows</th><th>Share</th>
+      <div class="panel"><h2>${t('Lines')}</h2><table id="lines-table"><thead><tr>
+        <th>${t('Line')}</th><th class="num">${t('In bytes')}</th><th class="num">${t('Out bytes')}</th><th class="num">${t('In packets')}</th><th class="num">${t('Out packets')}</th><th class="num">${t('Flows')}</th><th>${t('Share')}</th>
       </tr></thead><tbody></tbody></table></div>
     </div>`;
   ctx.el.querySelector('#k-alerts').href = link('alerts', globalParams(ctx.params));
@@ -52,7 +53,7 @@ export async function render(ctx) {
 function draw(ctx, ov, al, charts) {
   const $ = (s) => ctx.el.querySelector(s);
   const when = (ms) => time(ms).slice(0, ov.step < 60 ? 19 : 16);
-  $('#ov-range').textContent = `${when(ov.from)} → ${when(ov.to)} ${tz()} · ${step(ov.step)} buckets`;
+  $('#ov-range').textContent = t('{from} → {to} {zone} · {step} buckets', { from: when(ov.from), to: when(ov.to), zone: tz(), step: step(ov.step) });
   $('#ov-range').dataset.step = String(ov.step);
   setNum($('[data-testid=total-bytes]'), ov.totals.bytes, bytes);
   setNum($('[data-testid=total-packets]'), ov.totals.packets, si);
@@ -72,7 +73,7 @@ function draw(ctx, ov, al, charts) {
   };
   const last = ov.series.length ? Math.max(...ov.series.map((r) => r.t)) : null;
   const lastBytes = ov.series.filter((r) => r.t === last).reduce((a, r) => a + r.bytes, 0);
-  $('#k-rate').textContent = last ? `${bps(lastBytes / ov.step)} in the last bucket` : 'no traffic in range';
+  $('#k-rate').textContent = last ? t('{rate} in the last bucket', { rate: bps(lastBytes / ov.step) }) : t('no traffic in range');
 
   // The axis spans exactly the range asked for (not a rounded-out one): drag-to-zoom maps
   // pixels to that range, and a short range is not drawn on a wide empty axis.
@@ -84,8 +85,8 @@ function draw(ctx, ov, al, charts) {
     const s = [];
     lines.forEach((l, i) => {
       const color = PALETTE[i % PALETTE.length];
-      s.push({ name: `${l} in`, type: 'line', stack: 'in', areaStyle: { opacity: 0.25 }, symbol: 'none', lineStyle: { width: 1.2 }, color, data: pts(inn.get(l)) });
-      s.push({ name: `${l} out`, type: 'line', stack: 'out', areaStyle: { opacity: 0.12 }, symbol: 'none', lineStyle: { width: 1, type: 'dashed' }, color, data: pts(out.get(l)) });
+      s.push({ name: t('{line} in', { line: l }), type: 'line', stack: 'in', areaStyle: { opacity: 0.25 }, symbol: 'none', lineStyle: { width: 1.2 }, color, data: pts(inn.get(l)) });
+      s.push({ name: t('{line} out', { line: l }), type: 'line', stack: 'out', areaStyle: { opacity: 0.12 }, symbol: 'none', lineStyle: { width: 1, type: 'dashed' }, color, data: pts(out.get(l)) });
     });
     return {
       ...base,
@@ -113,7 +114,7 @@ function draw(ctx, ov, al, charts) {
   const pk = ctx.el.querySelector('#ch-packets');
   pk.dataset.peak = String(pkPeak);
   pk.dataset.step = String(ov.step);
-  pk.title = `peak ${si(pkPeak, 'pps')} (${step(ov.step)} buckets)`;
+  pk.title = t('peak {rate} ({step} buckets)', { rate: si(pkPeak, 'pps'), step: step(ov.step) });
   const fl = series('flows', 'ingress', 1);
   const fe = series('flows', 'egress', 1);
   charts.flows.setOption(
@@ -144,12 +145,12 @@ function draw(ctx, ov, al, charts) {
         .map((l) => {
           const v = byLine.get(l);
           const b = (v.in.bytes || 0) + (v.out.bytes || 0);
-          return `<tr data-line="${esc(l)}"><td><a href="${link('flows', { ...globalParams(ctx.params), line: l })}">${esc(l)}</a></td>
+          return `<tr data-line="${esc(l)}"><td translate="no"><a href="${link('flows', { ...globalParams(ctx.params), line: l })}">${esc(l)}</a></td>
           <td class="num" data-value="${v.in.bytes || 0}">${bytes(v.in.bytes || 0)}</td><td class="num" data-value="${v.out.bytes || 0}">${bytes(v.out.bytes || 0)}</td>
           <td class="num">${int(v.in.packets)}</td><td class="num">${int(v.out.packets)}</td>
           <td class="num">${int((v.in.flows || 0) + (v.out.flows || 0))}</td>
           <td style="width:20%"><div class="bar"><i style="width:${((100 * b) / total).toFixed(1)}%"></i></div></td></tr>`;
         })
         .join('')
-    : `<tr><td colspan="7" class="empty">No traffic in this time range. Try “All data”.</td></tr>`;
+    : `<tr><td colspan="7" class="empty">${t('No traffic in this time range. Try “All data”.')}</td></tr>`;
 }

@@ -2,15 +2,16 @@
 import { get } from '../api.js';
 import { axisStyle, base, chart, PALETTE, timeX, timeTooltip } from '../charts.js';
 import { age, bytes, esc, int, si, time } from '../fmt.js';
+import { t } from '../i18n.js';
 
 const DROPS = ['capture_dropped', 'fallback_dropped', 'map_full'];
 
 export async function render(ctx) {
-  ctx.el.innerHTML = `<h1>Probe health <span class="sub">rates over the last 5 minutes of reports</span></h1>
+  ctx.el.innerHTML = `<h1>${t('Probe health')} <span class="sub">${t('rates over the last 5 minutes of reports')}</span></h1>
     <div class="probe-cards" id="probes" style="margin-bottom:12px"></div>
     <div class="grid cols-2">
-      <div class="panel"><h2>Probe spool (not yet acknowledged)</h2><div class="chart" id="ch-spool"></div></div>
-      <div class="panel"><h2>Records exported per second</h2><div class="chart" id="ch-records"></div></div>
+      <div class="panel"><h2>${t('Probe spool (not yet acknowledged)')}</h2><div class="chart" id="ch-spool"></div></div>
+      <div class="panel"><h2>${t('Records exported per second')}</h2><div class="chart" id="ch-records"></div></div>
     </div>`;
   const charts = { spool: chart(ctx.el.querySelector('#ch-spool')), records: chart(ctx.el.querySelector('#ch-records')) };
   const refresh = async (c) => {
@@ -29,10 +30,13 @@ function status(p) {
   return ['bad', 'silent'];
 }
 
+/** A probe state's label. */
+const statusLabel = (s) => ({ reporting: t('reporting'), late: t('late'), silent: t('silent') })[s] ?? s;
+
 function draw(ctx, r) {
   const el = ctx.el.querySelector('#probes');
   if (!r.probes.length) {
-    el.innerHTML = `<div class="panel empty">No probe has reported yet.</div>`;
+    el.innerHTML = `<div class="panel empty">${t('No probe has reported yet.')}</div>`;
     return;
   }
   el.innerHTML = r.probes
@@ -42,17 +46,17 @@ function draw(ctx, r) {
       const drops = DROPS.reduce((a, k) => a + (p.counters[k] || 0), 0);
       const counters = Object.entries(p.counters).sort(([a], [b]) => a.localeCompare(b));
       return `<div class="panel probe" data-probe="${esc(p.probe_id)}">
-        <div class="toolbar" style="margin-bottom:8px"><span class="dot ${cls}"></span><b style="font-size:14px">${esc(p.probe_id)}</b>
-          <span class="muted">${word} · last report ${age(p.age_seconds)} ago (${esc(time(p.last_report))})</span></div>
+        <div class="toolbar" style="margin-bottom:8px"><span class="dot ${cls}"></span><b style="font-size:14px" translate="no">${esc(p.probe_id)}</b>
+          <span class="muted">${t('{status} · last report {age} ago ({time})', { status: statusLabel(word), age: age(p.age_seconds), time: esc(time(p.last_report)) })}</span></div>
         <div class="kpis" style="grid-template-columns:repeat(4,1fr);margin-bottom:8px">
-          <div class="kpi"><div class="label">Packets/s</div><div class="value" style="font-size:16px">${rate('packets') !== undefined ? si(rate('packets')) : '–'}</div></div>
-          <div class="kpi"><div class="label">Records/s</div><div class="value" style="font-size:16px">${rate('export_records') !== undefined ? si(rate('export_records')) : '–'}</div></div>
-          <div class="kpi"><div class="label">Drops</div><div class="value" style="font-size:16px;color:${drops ? 'var(--bad)' : 'inherit'}" data-testid="drops" data-value="${drops}">${int(drops)}</div></div>
-          <div class="kpi"><div class="label">Spool</div><div class="value" style="font-size:16px" data-testid="spool-bytes" data-value="${p.spool_bytes}">${bytes(p.spool_bytes)}</div><div class="hint">${int(p.spool_batches)} batches</div></div>
+          <div class="kpi"><div class="label">${t('Packets/s')}</div><div class="value" style="font-size:16px">${rate('packets') !== undefined ? si(rate('packets')) : '–'}</div></div>
+          <div class="kpi"><div class="label">${t('Records/s')}</div><div class="value" style="font-size:16px">${rate('export_records') !== undefined ? si(rate('export_records')) : '–'}</div></div>
+          <div class="kpi"><div class="label">${t('Drops')}</div><div class="value" style="font-size:16px;color:${drops ? 'var(--bad)' : 'inherit'}" data-testid="drops" data-value="${drops}">${int(drops)}</div></div>
+          <div class="kpi"><div class="label">${t('Spool')}</div><div class="value" style="font-size:16px" data-testid="spool-bytes" data-value="${p.spool_bytes}">${bytes(p.spool_bytes)}</div><div class="hint">${t('{n} batches', { n: int(p.spool_batches) })}</div></div>
         </div>
-        <div class="muted" style="margin-bottom:6px">Lines: ${p.lines.map((l) => `<b class="mono">${esc(l)}</b>`).join(', ') || '–'} · ${int(p.reports_in_window)} reports in window</div>
-        <details><summary class="muted">Counters (${counters.length})</summary><table><thead><tr><th>Counter</th><th class="num">Total</th><th class="num">Per second</th></tr></thead><tbody>
-          ${counters.map(([k, v]) => `<tr><td class="mono">${esc(k)}</td><td class="num" data-counter="${esc(k)}" data-value="${v}">${int(v)}</td><td class="num">${rate(k) !== undefined ? si(rate(k)) : ''}</td></tr>`).join('')}
+        <div class="muted" style="margin-bottom:6px">${t('Lines: {lines} · {n} reports in window', { lines: p.lines.map((l) => `<b class="mono" translate="no">${esc(l)}</b>`).join(', ') || '–', n: int(p.reports_in_window) })}</div>
+        <details><summary class="muted">${t('Counters ({n})', { n: counters.length })}</summary><table><thead><tr><th>${t('Counter')}</th><th class="num">${t('Total')}</th><th class="num">${t('Per second')}</th></tr></thead><tbody>
+          ${counters.map(([k, v]) => `<tr><td class="mono" translate="no">${esc(k)}</td><td class="num" data-counter="${esc(k)}" data-value="${v}">${int(v)}</td><td class="num">${rate(k) !== undefined ? si(rate(k)) : ''}</td></tr>`).join('')}
         </tbody></table></details></div>`;
     })
     .join('');

@@ -3,33 +3,48 @@ import { get } from '../api.js';
 import { bytes, esc, int, sev, time } from '../fmt.js';
 import { globalParams, link } from '../state.js';
 import { evidence, evidenceBadge, facts } from './common.js';
+import { t } from '../i18n.js';
+
+/** A violation kind's label (the raw name in English). */
+const kindLabel = (k) =>
+  ({
+    deny: t('deny'),
+    isolation: t('isolation'),
+    deny_list: t('deny_list'),
+    not_allow_listed: t('not_allow_listed'),
+    forbidden_port: t('forbidden_port'),
+    byte_cap: t('byte_cap'),
+  })[k] ?? k;
+
+/** What the line did with the violating traffic. */
+const actionLabel = (a) => (a === 'dropped' ? t('dropped (enforce mode)') : a === 'would_drop' ? t('would be dropped (monitor mode)') : t('none (reported only)'));
 
 export async function render(ctx) {
   const v = await get(`violations/${encodeURIComponent(ctx.id)}`);
   if (!ctx.isCurrent()) return;
   const gp = globalParams(ctx.params);
   ctx.el.innerHTML = `
-    <h1><a href="${link('violations', gp)}">Policy violations</a> › ${esc(v.rule_name || v.rule_id)} ${sev(v.severity)}</h1>
+    <h1><a href="${link('violations', gp)}">${t('Policy violations')}</a> › <span translate="no">${esc(v.rule_name || v.rule_id)}</span> ${sev(v.severity)}</h1>
     <div id="evidence-badge"></div>
     <div class="panel" style="margin-bottom:12px">
-      <p style="margin:0 0 12px;font-size:14px">${esc(v.description)}</p>
-      <h2>Rule ${esc(v.rule_id)} <span class="muted path" data-testid="rule-location">(${esc(v.rule_location)})</span></h2>
-      <pre class="rule" data-testid="rule-text">${esc(v.rule_text)}</pre>
+      <p style="margin:0 0 12px;font-size:14px" translate="no">${esc(v.description)}</p>
+      <h2>${t('Rule {id}', { id: `<span translate="no">${esc(v.rule_id)}</span>` })} <span class="muted path" data-testid="rule-location" translate="no">(${esc(v.rule_location)})</span></h2>
+      <pre class="rule" data-testid="rule-text" translate="no">${esc(v.rule_text)}</pre>
       <div style="height:12px"></div>
       ${facts([
-        ['Kind', v.kind],
-        ['First', time(v.first)],
-        ['Last', time(v.last)],
-        ['Source', `${v.src} ${v.src_zone ? '[' + v.src_zone + ']' : ''} ${v.src_country}`],
-        ['Destination', `${v.dst} ${v.dst_zone ? '[' + v.dst_zone + ']' : ''} ${v.dst_country}`],
-        ['Line', v.line],
-        ['Action at the line', v.action === 'dropped' ? 'dropped (enforce mode)' : v.action === 'would_drop' ? 'would be dropped (monitor mode)' : 'none (reported only)'],
-        ['Flows', int(v.flows)],
-        ['Packets', int(v.packets)],
-        ['Bytes', bytes(v.bytes)],
-        ['Violation id', v.id],
+        [t('Kind'), kindLabel(v.kind)],
+        [t('First'), time(v.first)],
+        [t('Last'), time(v.last)],
+        [t('Source'), `${v.src} ${v.src_zone ? '[' + v.src_zone + ']' : ''} ${v.src_country}`],
+        [t('Destination'), `${v.dst} ${v.dst_zone ? '[' + v.dst_zone + ']' : ''} ${v.dst_country}`],
+        [t('Line'), v.line],
+        [t('Action at the line'), actionLabel(v.action)],
+        [t('Flows'), int(v.flows)],
+        [t('Packets'), int(v.packets)],
+        [t('Bytes'), bytes(v.bytes)],
+        [t('Violation id'), v.id],
       ])}
     </div>
-    <div class="panel"><h2>Evidence flows</h2>${evidence(v.evidence, gp)}</div>`;
+    <div class="panel"><h2>${t('Evidence flows')}</h2>${evidence(v.evidence, gp)}</div>`;
   await evidenceBadge(ctx.el.querySelector('#evidence-badge'), v.id);
 }

@@ -1,27 +1,28 @@
 // Policy violations grouped by rule (with the rule as written), then the violations of
 // the selected rule (or all), paginated.
 import { get } from '../api.js';
-import { bytes, esc, int, sev, time } from '../fmt.js';
+import { bytes, esc, int, sev, sevLabel, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { chips, exportLinks, ipLink, pager } from './common.js';
+import { t } from '../i18n.js';
 
 const LIMIT = 50;
 
 export async function render(ctx) {
   const p = ctx.params;
   ctx.el.innerHTML = `
-    <h1>Policy violations <span class="sub" id="pv-total"></span> <span class="export" id="pv-export"></span></h1>
+    <h1>${t('Policy violations')} <span class="sub" id="pv-total"></span> <span class="export" id="pv-export"></span></h1>
     <div class="grid">
-      <div class="panel"><h2>Rules</h2><div class="rules" id="rules"></div></div>
+      <div class="panel"><h2>${t('Rules')}</h2><div class="rules" id="rules"></div></div>
       <div class="panel">
-        <div class="toolbar"><label>Severity</label><div class="chips" id="f-severity"></div>
-          <label>IP <input id="f-ip" size="18" value="${esc(p.ip ?? '')}"></label><button id="f-apply">Apply</button>
-          ${p.rule ? `<button id="f-allrules">All rules</button>` : ''}</div>
-        <div style="overflow-x:auto" id="violations-scroll"><table id="violations-table"><thead><tr><th>First</th><th>Severity</th><th>Rule</th><th>Source</th><th>Destination</th><th>Line</th><th class="num">Flows</th><th class="num">Bytes</th></tr></thead><tbody></tbody></table></div>
+        <div class="toolbar"><label>${t('Severity')}</label><div class="chips" id="f-severity"></div>
+          <label>IP <input id="f-ip" size="18" value="${esc(p.ip ?? '')}"></label><button id="f-apply">${t('Apply')}</button>
+          ${p.rule ? `<button id="f-allrules">${t('All rules')}</button>` : ''}</div>
+        <div style="overflow-x:auto" id="violations-scroll"><table id="violations-table"><thead><tr><th>${t('First')}</th><th>${t('Severity')}</th><th>${t('Rule')}</th><th>${t('Source')}</th><th>${t('Destination')}</th><th>${t('Line')}</th><th class="num">${t('Flows')}</th><th class="num">${t('Bytes')}</th></tr></thead><tbody></tbody></table></div>
         <div class="pager" id="pager"></div>
       </div>
     </div>`;
-  chips(ctx.el.querySelector('#f-severity'), 'severity', ctx.meta.violation_severities, p.severity);
+  chips(ctx.el.querySelector('#f-severity'), 'severity', ctx.meta.violation_severities, p.severity, sevLabel);
   ctx.el.querySelector('#f-apply').addEventListener('click', () => update({ ip: ctx.el.querySelector('#f-ip').value.trim(), offset: null }));
   ctx.el.querySelector('#f-allrules')?.addEventListener('click', () => update({ rule: null, offset: null }));
   const refresh = async (c) => {
@@ -39,20 +40,22 @@ export async function render(ctx) {
 function draw(ctx, rules, list, offset) {
   const el = ctx.el;
   const gp = globalParams(ctx.params);
-  const t = el.querySelector('#pv-total');
-  t.textContent = `${int(list.total)} matching${ctx.params.rule ? ` rule ${ctx.params.rule}` : ''}`;
-  t.dataset.value = list.total;
+  const total = el.querySelector('#pv-total');
+  total.innerHTML = ctx.params.rule
+    ? t('{n} matching rule {rule}', { n: int(list.total), rule: `<span translate="no">${esc(ctx.params.rule)}</span>` })
+    : esc(t('{n} matching', { n: int(list.total) }));
+  total.dataset.value = list.total;
   el.querySelector('#rules').innerHTML = rules.rules.length
     ? rules.rules
         .map(
           (r) => `<div class="rule${r.rule_id === ctx.params.rule ? ' on' : ''}" data-rule="${esc(r.rule_id)}">
-      <div class="head">${sev(r.max_severity)} <b>${esc(r.rule_name || r.rule_id)}</b><span class="spacer"></span>
-        <span class="mono" data-testid="rule-count" data-value="${r.violations}">${int(r.violations)} violations</span></div>
-      <div class="muted mono">${esc(r.rule_id)} · ${esc(r.rule_location)} · ${int(r.flows)} flows · ${bytes(r.bytes)} · last ${esc(time(r.last_seen))}</div>
-      <pre class="rule" data-testid="rule-text">${esc(r.rule_text)}</pre></div>`,
+      <div class="head">${sev(r.max_severity)} <b translate="no">${esc(r.rule_name || r.rule_id)}</b><span class="spacer"></span>
+        <span class="mono" data-testid="rule-count" data-value="${r.violations}">${t('{n} violations', { n: int(r.violations) })}</span></div>
+      <div class="muted mono"><span translate="no">${esc(r.rule_id)} · ${esc(r.rule_location)}</span> · ${t('{n} flows', { n: int(r.flows) })} · ${bytes(r.bytes)} · ${t('last {time}', { time: esc(time(r.last_seen)) })}</div>
+      <pre class="rule" data-testid="rule-text" translate="no">${esc(r.rule_text)}</pre></div>`,
         )
         .join('')
-    : `<div class="empty">No violations in this time range.</div>`;
+    : `<div class="empty">${t('No violations in this time range.')}</div>`;
   el.querySelector('#rules').onclick = (e) => {
     const r = e.target.closest('[data-rule]');
     if (r) update({ rule: r.dataset.rule === ctx.params.rule ? null : r.dataset.rule, offset: null });
@@ -61,13 +64,13 @@ function draw(ctx, rules, list, offset) {
     ? list.items
         .map(
           (v) => `<tr class="click" data-id="${esc(v.id)}"><td>${esc(time(v.first))}</td><td>${sev(v.severity)}</td>
-        <td class="ellipsis"><a href="${link('violation', gp, v.id)}" title="${esc(v.rule_name)}">${esc(v.rule_id)}</a></td>
-        <td class="mono">${ipLink(v.src, gp)} <span class="muted">${esc(v.src_zone || v.src_country)}</span></td>
-        <td class="mono">${ipLink(v.dst, gp)} <span class="muted">${esc(v.dst_zone || v.dst_country)}</span></td>
-        <td>${esc(v.line)}</td><td class="num">${int(v.flows)}</td><td class="num">${bytes(v.bytes)}</td></tr>`,
+        <td class="ellipsis" translate="no"><a href="${link('violation', gp, v.id)}" title="${esc(v.rule_name)}">${esc(v.rule_id)}</a></td>
+        <td class="mono">${ipLink(v.src, gp)} <span class="muted" translate="no">${esc(v.src_zone || v.src_country)}</span></td>
+        <td class="mono">${ipLink(v.dst, gp)} <span class="muted" translate="no">${esc(v.dst_zone || v.dst_country)}</span></td>
+        <td translate="no">${esc(v.line)}</td><td class="num">${int(v.flows)}</td><td class="num">${bytes(v.bytes)}</td></tr>`,
         )
         .join('')
-    : `<tr><td colspan="8" class="empty">No violations match.</td></tr>`;
+    : `<tr><td colspan="8" class="empty">${t('No violations match.')}</td></tr>`;
   el.querySelector('#violations-table tbody').onclick = (e) => {
     const tr = e.target.closest('tr[data-id]');
     if (tr && e.target.tagName !== 'A') location.hash = link('violation', gp, tr.dataset.id);

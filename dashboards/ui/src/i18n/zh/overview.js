@@ -1,0 +1,27 @@
+// Chinese messages: overview.
+export default {
+  'Four times the span around the same middle': '以同一中点将时间跨度扩大为四倍',
+  'Zoom out': '缩小',
+  'Drag across a chart to zoom in: short ranges are drawn in buckets down to one second, read from the flows themselves.':
+    '在图表上拖选即可放大：较短的时间范围按最细 1 秒的时间粒度绘制，直接取自流记录本身。',
+  'Flow records': '流记录数',
+  Lines: '线路',
+  'open the alert list': '打开告警列表',
+  'Throughput per line (in ▲ / out ▼)': '各线路吞吐量（入向 ▲ / 出向 ▼）',
+  'Packets per second': '每秒包数',
+  'Flow records per minute': '每分钟流记录数',
+  '(rate in each bucket)': '（各时间粒度内的速率）',
+  'In bytes': '入向字节',
+  'Out bytes': '出向字节',
+  'In packets': '入向包数',
+  'Out packets': '出向包数',
+  Flows: '流数',
+  Share: '占比',
+  '{from} → {to} {zone} · {step} buckets': '{from} → {to} {zone} · 时间粒度 {step}',
+  '{rate} in the last bucket': '最近时间粒度内 {rate}',
+  'no traffic in range': '此范围内无流量',
+  '{line} in': '{line} 入向',
+  '{line} out': '{line} 出向',
+  'peak {rate} ({step} buckets)': '峰值 {rate}（时间粒度 {step}）',
+  'No traffic in this time range. Try “All data”.': '此时间范围内无流量。请尝试“全部数据”。',
+};
