@@ -34,7 +34,15 @@ export async function render(ctx) {
   return refresh;
 }
 
-const label = (w, cc) => (cc ? `${cc} ${w.names.get(cc) ?? ''}`.trim() : t('local / unknown'));
+/** A country's name in the console's language (the map's English name as a fallback). */
+function countryName(w, cc) {
+  try {
+    return new Intl.DisplayNames([lang() === 'zh' ? 'zh-CN' : 'en'], { type: 'region', fallback: 'none' }).of(cc) ?? w.names.get(cc) ?? '';
+  } catch {
+    return w.names.get(cc) ?? '';
+  }
+}
+const label = (w, cc) => (cc ? `${cc} ${countryName(w, cc)}`.trim() : t('local / unknown'));
 // Alert kinds as the tooltip names them: the raw names in English, else their labels.
 const kindText = (k) => (lang() === 'en' ? k : kindLabel(k));
 
