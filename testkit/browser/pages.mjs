@@ -517,6 +517,10 @@ try {
 
   await check('a viewer restricted to one line sees that line only and cannot triage or export', async () => {
     const v = expect.viewer;
+    // Log in on the overview of all data, so the first page drawn is the one checked
+    // (not the analyst's last view, whose numbers could match and then be replaced).
+    await page.goto(`${BASE}/#/overview${all}`);
+    await page.waitForSelector('#login-form');
     await page.fill('#login-user', v.user);
     await page.fill('#login-password', PASSWORD);
     await page.click('#login-submit');
@@ -524,6 +528,7 @@ try {
     assert.equal(await page.textContent('#whoami'), `${v.user} · viewer`);
     await page.goto(`${BASE}/#/overview${all}`);
     await waitValue('[data-testid=total-bytes]', v.bytes, 'the viewer\'s bytes');
+    await page.waitForSelector('#lines-table tbody tr[data-line]');
     const options = await page.locator('#line-select option').evaluateAll((os) => os.map((o) => o.value).filter(Boolean));
     assert.deepEqual(options, v.lines, 'the line selector offers the allowed lines only');
     assert.equal(await page.locator('#lines-table tbody tr[data-line]').count(), v.lines.length);

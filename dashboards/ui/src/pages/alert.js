@@ -2,7 +2,7 @@
 import { get, post } from '../api.js';
 import { epochMs, esc, sev, si, time } from '../fmt.js';
 import { globalParams, link, can } from '../state.js';
-import { evidence, evidenceBadge, facts, isAddr } from './common.js';
+import { described, endpointText, evidence, evidenceBadge, facts, isAddr } from './common.js';
 import { t } from '../i18n.js';
 
 /** An alert kind's name in the current language (English: the kind with spaces). */
@@ -52,6 +52,21 @@ export const unitHtml = (u) => {
   return n === null ? `<span translate="no">${esc(u)}</span>` : esc(n);
 };
 
+/** An alert's description in the current language (see `described`). */
+export function alertSummary(a) {
+  const port = a.port ? `:${a.port}` : '';
+  return described(
+    a.description,
+    t('{kind}: {src} → {dst}, {measured} against a threshold of {threshold}.', {
+      kind: esc(kindLabel(a.kind)),
+      src: `<span translate="no">${esc(endpointText(a.src))}</span>`,
+      dst: `<span translate="no">${esc(endpointText(a.dst))}${esc(port)}</span>`,
+      measured: `${si(a.measured)} ${esc(unitLabel(a.unit))}`,
+      threshold: `${si(a.threshold)} ${esc(unitLabel(a.unit))}`,
+    }),
+  );
+}
+
 export async function render(ctx) {
   const a = await get(`alerts/${encodeURIComponent(ctx.id)}`);
   if (!ctx.isCurrent()) return;
@@ -60,12 +75,12 @@ export async function render(ctx) {
     <h1><a href="${link('alerts', gp)}">${t('Alerts')}</a> › ${esc(kindLabel(a.kind))} ${sev(a.severity)}</h1>
     <div id="evidence-badge"></div>
     <div class="panel" style="margin-bottom:12px">
-      <p style="margin:0 0 12px;font-size:14px" data-testid="alert-description" translate="no">${esc(a.description)}</p>
+      <p style="margin:0 0 12px;font-size:14px" data-testid="alert-description">${alertSummary(a)}</p>
       ${facts([
         [t('First'), time(a.first)],
         [t('Last'), time(a.last)],
-        [t('Source'), a.src + (a.src_country ? ` (${a.src_country}${a.src_asn ? ', AS' + a.src_asn : ''})` : '')],
-        [t('Destination'), a.dst + (a.dst_country ? ` (${a.dst_country}${a.dst_asn ? ', AS' + a.dst_asn : ''})` : '')],
+        [t('Source'), endpointText(a.src) + (a.src_country ? ` (${a.src_country}${a.src_asn ? ', AS' + a.src_asn : ''})` : '')],
+        [t('Destination'), endpointText(a.dst) + (a.dst_country ? ` (${a.dst_country}${a.dst_asn ? ', AS' + a.dst_asn : ''})` : '')],
         [t('Port'), a.port ?? ''],
         [t('Line'), a.line],
         [t('Measured'), `${si(a.measured)} ${unitLabel(a.unit)}`],

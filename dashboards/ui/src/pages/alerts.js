@@ -4,7 +4,7 @@ import { axisStyle, base, chart, SEVERITY_COLORS, timeX, timeTooltip } from '../
 import { esc, int, sev, sevLabel, si, time } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { chips, exportLinks, ipLink, pager } from './common.js';
-import { kindLabel, STATES, stateBadge, stateLabel, unitHtml } from './alert.js';
+import { alertSummary, kindLabel, STATES, stateBadge, stateLabel, unitHtml } from './alert.js';
 import { t } from '../i18n.js';
 
 const LIMIT = 50;
@@ -76,7 +76,7 @@ function draw(ctx, list, timeline, tl, offset) {
         <td class="mono" translate="no">${ipLink(a.src, gp)}${a.src_country ? ` <span class="muted">${esc(a.src_country)}</span>` : ''}</td>
         <td class="mono" translate="no">${ipLink(a.dst, gp, a.port)}${a.dst_country ? ` <span class="muted">${esc(a.dst_country)}</span>` : ''}</td>
         <td translate="no">${esc(a.line)}</td><td class="num">${si(a.measured)} ${unitHtml(a.unit)}</td><td class="num">${si(a.threshold)}</td>
-        <td class="wrap" translate="no">${esc(a.description)}</td></tr>`,
+        <td class="wrap">${alertSummary(a)}</td></tr>`,
         )
         .join('')
     : `<tr><td colspan="11" class="empty">${t('No alerts match.')}</td></tr>`;

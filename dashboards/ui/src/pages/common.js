@@ -2,7 +2,7 @@
 import { get, url } from '../api.js';
 import { bytes, endpoint, esc, int, proto, time } from '../fmt.js';
 import { link, update, can } from '../state.js';
-import { t } from '../i18n.js';
+import { lang, t } from '../i18n.js';
 
 /** Multi-select chips bound to a comma-separated hash parameter; `label` names a value. */
 export function chips(el, name, values, selected, label = (v) => v.replace(/_/g, ' ')) {
@@ -58,7 +58,7 @@ export const isAddr = (s) => typeof s === 'string' && /^[0-9a-fA-F:.]+$/.test(s)
  */
 export function ipLink(ip, gp = {}, port) {
   const text = esc(port === undefined || port === null ? ip : endpoint(ip, port));
-  if (!isAddr(ip)) return text;
+  if (!isAddr(ip)) return esc(endpointText(ip));
   return `<a class="pivot" href="${link('flows', { ...gp, ip })}" data-ip="${esc(ip)}" title="${esc(t('flows of {ip}', { ip }))}">${text}</a>`;
 }
 
@@ -75,6 +75,30 @@ export function evidence(list, gp = {}) {
     .join('');
   return `<div class="scroll"><table data-testid="evidence"><thead><tr><th>${t('First')}</th><th>${t('Last')}</th><th>${t('Line')}</th><th>${t('Dir')}</th><th>${t('Source')}</th><th>${t('Destination')}</th><th>${t('Proto')}</th><th class="num">${t('Packets')}</th><th class="num">${t('Bytes')}</th></tr></thead><tbody>${rows}</tbody></table></div>
     <details style="margin-top:8px"><summary class="muted">${t('Raw evidence JSON ({n} records)', { n: list.length })}</summary><pre class="json" translate="no">${esc(JSON.stringify(list, null, 2))}</pre></details>`;
+}
+
+/**
+ * A detector's description of many endpoints ("37669 sources", "at least 2 hosts") in the
+ * current language; anything else (an address) as it is.
+ */
+export function endpointText(s) {
+  const m = /^(at least )?(\d+) (sources|hosts|reflectors|resolvers)$/.exec(String(s ?? ''));
+  if (!m) return s ?? '';
+  const n = int(Number(m[2]));
+  const texts = m[1]
+    ? { sources: t('at least {n} sources', { n }), hosts: t('at least {n} hosts', { n }), reflectors: t('at least {n} reflectors', { n }), resolvers: t('at least {n} resolvers', { n }) }
+    : { sources: t('{n} sources', { n }), hosts: t('{n} hosts', { n }), reflectors: t('{n} reflectors', { n }), resolvers: t('{n} resolvers', { n }) };
+  return texts[m[3]];
+}
+
+/**
+ * A finding's description: in English the detector's or policy's own sentence; in another
+ * language a sentence made from the finding's fields (`summary`, HTML), with the original
+ * sentence one click away.
+ */
+export function described(original, summary) {
+  if (lang() === 'en') return `<span translate="no">${esc(original)}</span>`;
+  return `${summary} <details class="original"><summary class="muted">${t('Original text')}</summary><span translate="no">${esc(original)}</span></details>`;
 }
 
 /** A direction's label. */

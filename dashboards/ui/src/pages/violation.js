@@ -2,7 +2,7 @@
 import { get } from '../api.js';
 import { bytes, esc, int, sev, time } from '../fmt.js';
 import { globalParams, link } from '../state.js';
-import { evidence, evidenceBadge, facts } from './common.js';
+import { described, evidence, evidenceBadge, facts } from './common.js';
 import { t } from '../i18n.js';
 
 /** A violation kind's label (the raw name in English). */
@@ -27,7 +27,15 @@ export async function render(ctx) {
     <h1><a href="${link('violations', gp)}">${t('Policy violations')}</a> › <span translate="no">${esc(v.rule_name || v.rule_id)}</span> ${sev(v.severity)}</h1>
     <div id="evidence-badge"></div>
     <div class="panel" style="margin-bottom:12px">
-      <p style="margin:0 0 12px;font-size:14px" translate="no">${esc(v.description)}</p>
+      <p style="margin:0 0 12px;font-size:14px">${described(
+        v.description,
+        t('{kind} under rule {rule}: {src} → {dst}.', {
+          kind: esc(kindLabel(v.kind)),
+          rule: `<span translate="no">${esc(v.rule_name || v.rule_id)}</span>`,
+          src: `<span translate="no">${esc(v.src)}</span>`,
+          dst: `<span translate="no">${esc(v.dst)}</span>`,
+        }),
+      )}</p>
       <h2>${t('Rule {id}', { id: `<span translate="no">${esc(v.rule_id)}</span>` })} <span class="muted path" data-testid="rule-location" translate="no">(${esc(v.rule_location)})</span></h2>
       <pre class="rule" data-testid="rule-text" translate="no">${esc(v.rule_text)}</pre>
       <div style="height:12px"></div>

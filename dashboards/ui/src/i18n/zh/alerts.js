@@ -61,4 +61,5 @@ export default {
   When: '时间',
   Who: '操作人',
   'No action yet.': '尚无处置记录。',
+  '{kind}: {src} → {dst}, {measured} against a threshold of {threshold}.': '{kind}：{src} → {dst}，测量值 {measured}，阈值 {threshold}。',
 };

@@ -27,4 +27,13 @@ export default {
   'Not in the evidence log': '未记入存证日志',
   'Evidence check FAILED: {reason}': '存证校验失败：{reason}',
   'Download evidence bundle': '下载证据包',
+  'at least {n} sources': '至少 {n} 个源',
+  'at least {n} hosts': '至少 {n} 台主机',
+  'at least {n} reflectors': '至少 {n} 个反射源',
+  'at least {n} resolvers': '至少 {n} 个解析服务器',
+  '{n} sources': '{n} 个源',
+  '{n} hosts': '{n} 台主机',
+  '{n} reflectors': '{n} 个反射源',
+  '{n} resolvers': '{n} 个解析服务器',
+  'Original text': '原文',
 };

@@ -30,4 +30,5 @@ export default {
   'Action at the line': '线路处置动作',
   'Violation id': '违规 ID',
   'Evidence flows': '证据流',
+  '{kind} under rule {rule}: {src} → {dst}.': '违反规则 {rule} 的{kind}：{src} → {dst}。',
 };
