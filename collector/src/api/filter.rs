@@ -19,8 +19,9 @@
 //! Keywords are case-insensitive. `~` means "contains" (case-insensitive) on text fields.
 //! A field that names both ends (`ip`, `port`, `country`, `asn`, `zone`) matches when
 //! either end does; its `!=` means neither end does. `in` is a shorthand for `or`ed
-//! equalities. Untagged frames have no `vlan` and ICMP-less flows no `icmp_type`: a
-//! comparison on them is false, its `!=` true. Limits: 2000 bytes, 64 values, 16 levels of
+//! equalities. Untagged frames have no `vlan`, ICMP-less flows no `icmp_type`, flows
+//! without DNS no `dns_qtype` and without a DNS answer no `dns_rcode`: a comparison on a
+//! missing value is false, its `!=` true. Limits: 2000 bytes, 64 values, 16 levels of
 //! parentheses or `not`.
 //!
 //! Examples: `dst = 10.0.0.0/8 and dport in (22, 3389)`, `country != CN and bytes > 10M`,
@@ -168,7 +169,6 @@ const FIELDS: &[Field] = &[
         Kind::Enum(&["pass", "would_drop", "dropped"]),
     ),
     f("enforce_rule", &["enforce_rule"], Kind::Text),
-    f("action", &["action"], Kind::Text),
     f("name", &["dns_qname", "tls_sni"], Kind::Name),
     f("dns_qname", &["dns_qname"], Kind::Text),
     f("dns_qtype", &["dns_qtype"], Kind::QType),
@@ -329,8 +329,12 @@ fn lex(input: &str) -> Result<Vec<Token>, FilterError> {
 /// Parses `input` into a condition. An empty expression is an error (callers skip it).
 pub fn parse(input: &str) -> Result<Filter, FilterError> {
     if input.len() > MAX_LEN {
+        let mut at = MAX_LEN;
+        while !input.is_char_boundary(at) {
+            at -= 1;
+        }
         return Err(FilterError {
-            column: column(input, MAX_LEN.min(input.len())),
+            column: column(input, at),
             message: format!("the expression is longer than {MAX_LEN} bytes"),
         });
     }
@@ -565,7 +569,7 @@ impl Parser<'_> {
             let mut alts = Vec::new();
             loop {
                 let (v, at) = self.value()?;
-                alts.push(self.cond(field, Op::Eq, &v, at)?);
+                alts.push(self.cond(field, Op::Eq, &v, at, op_at)?);
                 match self.next() {
                     Some(Token {
                         tok: Tok::Comma, ..
@@ -597,13 +601,27 @@ impl Parser<'_> {
         let (v, at) = self.value()?;
         if op == Op::Ne {
             // Neither end equals: the negation of "either end equals".
-            return Ok(Expr::Not(Box::new(self.cond(field, Op::Eq, &v, at)?)));
+            return Ok(Expr::Not(Box::new(self.cond(
+                field,
+                Op::Eq,
+                &v,
+                at,
+                op_at,
+            )?)));
         }
-        self.cond(field, op, &v, at)
+        self.cond(field, op, &v, at, op_at)
     }
 
     /// `field op value` where op is not `!=`: true when any of the field's columns match.
-    fn cond(&self, field: &Field, op: Op, v: &str, at: usize) -> Result<Expr, FilterError> {
+    /// `at`/`op_at`: where the value and the operator are (for errors).
+    fn cond(
+        &self,
+        field: &Field,
+        op: Op,
+        v: &str,
+        at: usize,
+        op_at: usize,
+    ) -> Result<Expr, FilterError> {
         let bad = |m: String| self.err_at(at, format!("{}: {m}", field.name));
         let ordered = matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge);
         let allowed = match field.kind {
@@ -618,7 +636,7 @@ impl Parser<'_> {
                 _ => "= != < <= > >= in",
             };
             return Err(self.err_at(
-                at,
+                op_at,
                 format!(
                     "{}: operator {} does not apply; use {ops}",
                     field.name,
@@ -685,11 +703,19 @@ impl Parser<'_> {
             }
             Kind::QType => {
                 let n = qtype(v).ok_or_else(|| bad(format!("{v:?} is not a DNS type; expected a number or a, aaaa, cname, mx, ns, ptr, soa, srv, txt, https, any")))?;
-                (format!("{{c}} {cmp} ?"), vec![num(n, 65_535)?])
+                // 0: no DNS question (not a value to compare).
+                (
+                    format!("({{c}} != 0 AND {{c}} {cmp} ?)"),
+                    vec![num(n, 65_535)?],
+                )
             }
             Kind::RCode => {
                 let n = rcode(v).ok_or_else(|| bad(format!("{v:?} is not a DNS response code; expected a number or noerror, formerr, servfail, nxdomain, notimp, refused")))?;
-                (format!("{{c}} {cmp} ?"), vec![num(n, 4095)?])
+                // -1: no DNS answer (not a value to compare).
+                (
+                    format!("({{c}} >= 0 AND {{c}} {cmp} ?)"),
+                    vec![num(n, 4095)?],
+                )
             }
             Kind::Duration => {
                 let ms = duration_ms(v).ok_or_else(|| {

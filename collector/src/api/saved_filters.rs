@@ -67,9 +67,9 @@ fn check_name(name: &str) -> ApiResult<()> {
 /// The newest row of every (owner, name) the caller may see, deleted ones left out.
 fn visible(who: &Principal) -> Sql {
     let mut sql = Sql::new(
-        "SELECT owner, name, q, shared = 1 AS shared, at FROM (SELECT owner, name, argMax(q, at) AS q, argMax(shared, at) AS shared, argMax(deleted, at) AS deleted, max(at) AS at FROM saved_filters GROUP BY owner, name) WHERE deleted = 0 AND ",
+        "SELECT owner, name, newest.1 AS q, newest.2 = 1 AS shared, at FROM (SELECT owner, name, argMax((q, shared, deleted), at) AS newest, max(at) AS at FROM saved_filters GROUP BY owner, name) WHERE newest.3 = 0 AND ",
     );
-    sql.bind("(owner = ? OR shared = 1)", [Arg::Str(who.name.clone())])
+    sql.bind("(owner = ? OR newest.2 = 1)", [Arg::Str(who.name.clone())])
         .bind(
             " ORDER BY owner != ?, name, owner",
             [Arg::Str(who.name.clone())],
@@ -100,12 +100,27 @@ async fn store(
         q,
         shared: u8::from(shared),
         deleted: u8::from(deleted),
-        at: (tidegate_base::clock::wall_ns() / 1_000_000) as i64,
+        at: next_at(),
     };
     let mut insert = st.db(who).insert::<SavedRow<'_>>("saved_filters").await?;
     insert.write(&row).await?;
     insert.end().await?;
     Ok(())
+}
+
+/// The time of a new row: the wall clock in ms, but always after the previous row this
+/// collector wrote, so the newest row of a filter is one row even when a save and a
+/// delete fall in one millisecond or the clock steps back.
+fn next_at() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = (tidegate_base::clock::wall_ns() / 1_000_000) as i64;
+    let prev = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    now.max(prev + 1)
 }
 
 /// Whether `who` has a (not deleted) filter called `name`.

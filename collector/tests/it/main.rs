@@ -14,6 +14,7 @@ mod alerts_webhook_delivery;
 mod alerts_webhook_over_https;
 mod alerts_webhook_survives_collector_crash;
 mod analysts_filter_flows_with_an_expression;
+mod analysts_save_and_share_filters;
 mod analysts_triage_alerts_with_their_history;
 mod analyze_cli;
 mod api_cuts_slow_clients_and_throttles_guessing;
