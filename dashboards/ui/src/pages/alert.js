@@ -3,7 +3,7 @@ import { get, post } from '../api.js';
 import { epochMs, esc, sev, si, time } from '../fmt.js';
 import { globalParams, link, can } from '../state.js';
 import { described, endpointText, evidence, evidenceBadge, facts, isAddr } from './common.js';
-import { t } from '../i18n.js';
+import { lang, t } from '../i18n.js';
 
 /** An alert kind's name in the current language (English: the kind with spaces). */
 export const kindLabel = (k) =>
@@ -21,6 +21,9 @@ export const kindLabel = (k) =>
     upload: t('upload'),
     data_quarantined: t('data quarantined'),
   })[k] ?? String(k ?? '').replace(/_/g, ' ');
+
+/** An alert kind where a page names it as the server does: the raw name in English, else its label. */
+export const kindText = (k) => (lang() === 'en' ? k : kindLabel(k));
 
 /** A triage state's name in the current language (English: the state with spaces). */
 export const stateLabel = (s) =>

@@ -5,24 +5,8 @@ import { axisStyle, base, chart, zoomable, timeX, timeTooltip } from '../charts.
 import { bytes, esc, int, proto, sev, si, step, time, tz } from '../fmt.js';
 import { globalParams, link, update } from '../state.js';
 import { ipLink, setNum } from './common.js';
+import { kindText } from './alert.js';
 import { t } from '../i18n.js';
-
-/** An alert kind's label (the raw name in English). */
-const kindLabel = (k) =>
-  ({
-    port_scan: t('port_scan'),
-    host_sweep: t('host_sweep'),
-    syn_flood: t('syn_flood'),
-    volumetric: t('volumetric'),
-    amplification: t('amplification'),
-    exfiltration: t('exfiltration'),
-    beaconing: t('beaconing'),
-    dns_tunnel: t('dns_tunnel'),
-    icmp_tunnel: t('icmp_tunnel'),
-    surge: t('surge'),
-    upload: t('upload'),
-    data_quarantined: t('data_quarantined'),
-  })[k] ?? k;
 
 /** Which side of the port the host is on. */
 const sideLabel = (s) => ({ served: t('served'), used: t('used') })[s] ?? s;
@@ -126,7 +110,7 @@ function draw(ctx, h, ch) {
   $('#host-alerts-table tbody').innerHTML = h.alerts.length
     ? h.alerts
         .map(
-          (a) => `<tr data-id="${esc(a.id)}"><td><a href="${link('alert', gp, a.id)}">${esc(time(a.last))}</a></td><td>${sev(a.severity)}</td><td>${esc(kindLabel(a.kind))}</td>
+          (a) => `<tr data-id="${esc(a.id)}"><td><a href="${link('alert', gp, a.id)}">${esc(time(a.last))}</a></td><td>${sev(a.severity)}</td><td>${esc(kindText(a.kind))}</td>
           <td translate="no">${ipLink(a.src, gp)}</td><td translate="no">${ipLink(a.dst, gp)}</td><td translate="no">${esc(a.line)}</td></tr>`,
         )
         .join('')

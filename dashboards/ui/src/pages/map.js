@@ -6,7 +6,7 @@ import { bytes, esc, int, sev, sevLabel } from '../fmt.js';
 import { globalParams, link } from '../state.js';
 import { world } from '../world.js';
 import { lang, t } from '../i18n.js';
-import { kindLabel } from './alert.js';
+import { kindText } from './alert.js';
 
 let registered = false;
 
@@ -43,8 +43,6 @@ function countryName(w, cc) {
   }
 }
 const label = (w, cc) => (cc ? `${cc} ${countryName(w, cc)}`.trim() : t('local / unknown'));
-// Alert kinds as the tooltip names them: the raw names in English, else their labels.
-const kindText = (k) => (lang() === 'en' ? k : kindLabel(k));
 
 function draw(ctx, g, c, w) {
   // Endpoints without a country (our own, private, unknown addresses) sit at the hub's

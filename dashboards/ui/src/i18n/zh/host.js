@@ -34,17 +34,4 @@ export default {
   Rule: '规则',
   'No alert names it in this range.': '此范围内没有涉及该主机的告警。',
   'No violation names it in this range.': '此范围内没有涉及该主机的违规。',
-  // Alert kinds (as the server names them).
-  port_scan: '端口扫描',
-  host_sweep: '主机扫描',
-  syn_flood: 'SYN 洪泛',
-  volumetric: '流量型攻击',
-  amplification: '反射放大攻击',
-  exfiltration: '数据外泄',
-  beaconing: '信标外联',
-  dns_tunnel: 'DNS 隧道',
-  icmp_tunnel: 'ICMP 隧道',
-  surge: '请求激增',
-  upload: '异常上传',
-  data_quarantined: '数据已隔离',
 };
