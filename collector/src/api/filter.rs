@@ -114,8 +114,10 @@ struct Field {
     name: &'static str,
     cols: &'static [&'static str],
     kind: Kind,
-    /// The column can be NULL (a comparison with NULL counts as false).
-    nullable: bool,
+    /// For a column that can lack a value (NULL, or a marker such as -1): the condition
+    /// (with `{c}` for the column) that it has one. A comparison on a missing value is
+    /// false, so its negation (`!=`) is true.
+    present: Option<&'static str>,
 }
 
 const fn f(name: &'static str, cols: &'static [&'static str], kind: Kind) -> Field {
@@ -123,7 +125,20 @@ const fn f(name: &'static str, cols: &'static [&'static str], kind: Kind) -> Fie
         name,
         cols,
         kind,
-        nullable: false,
+        present: None,
+    }
+}
+
+/// `f` for a column that can lack a value, `present` saying when it has one.
+const fn f_opt(
+    name: &'static str,
+    cols: &'static [&'static str],
+    kind: Kind,
+    present: &'static str,
+) -> Field {
+    Field {
+        present: Some(present),
+        ..f(name, cols, kind)
     }
 }
 
@@ -171,21 +186,13 @@ const FIELDS: &[Field] = &[
     f("enforce_rule", &["enforce_rule"], Kind::Text),
     f("name", &["dns_qname", "tls_sni"], Kind::Name),
     f("dns_qname", &["dns_qname"], Kind::Text),
-    f("dns_qtype", &["dns_qtype"], Kind::QType),
-    f("dns_rcode", &["dns_rcode"], Kind::RCode),
+    // 0: no DNS question; -1: no DNS answer.
+    f_opt("dns_qtype", &["dns_qtype"], Kind::QType, "{c} != 0"),
+    f_opt("dns_rcode", &["dns_rcode"], Kind::RCode, "{c} >= 0"),
     f("tls_sni", &["tls_sni"], Kind::Text),
-    Field {
-        nullable: true,
-        ..f("vlan", &["vlan"], Kind::Small)
-    },
-    Field {
-        nullable: true,
-        ..f("icmp_type", &["icmp_type"], Kind::Small)
-    },
-    Field {
-        nullable: true,
-        ..f("icmp_code", &["icmp_code"], Kind::Small)
-    },
+    f_opt("vlan", &["vlan"], Kind::Small, "{c} IS NOT NULL"),
+    f_opt("icmp_type", &["icmp_type"], Kind::Small, "{c} IS NOT NULL"),
+    f_opt("icmp_code", &["icmp_code"], Kind::Small, "{c} IS NOT NULL"),
     f("sampling", &["sampling"], Kind::Small),
 ];
 
@@ -703,19 +710,11 @@ impl Parser<'_> {
             }
             Kind::QType => {
                 let n = qtype(v).ok_or_else(|| bad(format!("{v:?} is not a DNS type; expected a number or a, aaaa, cname, mx, ns, ptr, soa, srv, txt, https, any")))?;
-                // 0: no DNS question (not a value to compare).
-                (
-                    format!("({{c}} != 0 AND {{c}} {cmp} ?)"),
-                    vec![num(n, 65_535)?],
-                )
+                (format!("{{c}} {cmp} ?"), vec![num(n, 65_535)?])
             }
             Kind::RCode => {
                 let n = rcode(v).ok_or_else(|| bad(format!("{v:?} is not a DNS response code; expected a number or noerror, formerr, servfail, nxdomain, notimp, refused")))?;
-                // -1: no DNS answer (not a value to compare).
-                (
-                    format!("({{c}} >= 0 AND {{c}} {cmp} ?)"),
-                    vec![num(n, 4095)?],
-                )
+                (format!("{{c}} {cmp} ?"), vec![num(n, 4095)?])
             }
             Kind::Duration => {
                 let ms = duration_ms(v).ok_or_else(|| {
@@ -789,10 +788,9 @@ impl Parser<'_> {
                 sql.push_str(" OR ");
             }
             let one = tpl.replace("{c}", c);
-            if field.nullable {
-                sql.push_str(&format!("ifNull({one}, 0)"));
-            } else {
-                sql.push_str(&one);
+            match field.present {
+                Some(p) => sql.push_str(&format!("({} AND {one})", p.replace("{c}", c))),
+                None => sql.push_str(&one),
             }
             all.extend(args.iter().cloned());
         }
@@ -941,7 +939,7 @@ mod tests {
             sql("name = Example.COM.").1,
             vec!["example.com", ".example.com", "example.com", ".example.com"]
         );
-        assert_eq!(sql("vlan = 10").0, "(ifNull(vlan = ?, 0))");
+        assert_eq!(sql("vlan = 10").0, "((vlan IS NOT NULL AND vlan = ?))");
     }
 
     #[test]

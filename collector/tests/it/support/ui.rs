@@ -147,6 +147,17 @@ impl Resp {
         })
     }
 
+    /// The body as JSON of a 200 answer (panics naming `what` otherwise).
+    pub fn json_ok(&self, what: &str) -> serde_json::Value {
+        assert_eq!(
+            self.status,
+            200,
+            "{what}: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+
     /// The first header of that (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
