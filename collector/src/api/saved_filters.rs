@@ -64,16 +64,42 @@ fn check_name(name: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// The newest row of every (owner, name) the caller may see, deleted ones left out.
-fn visible(who: &Principal) -> Sql {
+/// The filters as they stand: the newest row of each (owner, name) among the rows
+/// matching `cond`, deleted ones left out (columns owner, name, q, shared, at; `newest`
+/// holds the newest row's (q, shared, deleted)).
+fn current(cond: &str, args: Vec<Arg>) -> Sql {
     let mut sql = Sql::new(
-        "SELECT owner, name, newest.1 AS q, newest.2 = 1 AS shared, at FROM (SELECT owner, name, argMax((q, shared, deleted), at) AS newest, max(at) AS at FROM saved_filters GROUP BY owner, name) WHERE newest.3 = 0 AND ",
+        "SELECT owner, name, newest.1 AS q, newest.2 = 1 AS shared, at FROM (SELECT owner, name, argMax((q, shared, deleted), at) AS newest, max(at) AS at FROM saved_filters WHERE ",
     );
-    sql.bind("(owner = ? OR newest.2 = 1)", [Arg::Str(who.name.clone())])
-        .bind(
-            " ORDER BY owner != ?, name, owner",
-            [Arg::Str(who.name.clone())],
-        );
+    sql.bind(cond, args)
+        .push(" GROUP BY owner, name) WHERE newest.3 = 0");
+    sql
+}
+
+/// How many filters [`current`] finds for `cond`.
+async fn count_current(
+    st: &AppState,
+    who: &Principal,
+    cond: &str,
+    args: Vec<Arg>,
+) -> ApiResult<u64> {
+    let mut sql = Sql::new("SELECT count() AS n FROM (");
+    sql.append(&current(cond, args)).push(")");
+    let r = sql.row(&st.db(who)).await?.unwrap_or_default();
+    Ok(r.get("n").and_then(Value::as_u64).unwrap_or(0))
+}
+
+/// The caller's filters and those others shared, own first.
+fn visible(who: &Principal) -> Sql {
+    let mut sql = current("1", Vec::new());
+    sql.bind(
+        " AND (owner = ? OR newest.2 = 1)",
+        [Arg::Str(who.name.clone())],
+    )
+    .bind(
+        " ORDER BY owner != ?, name, owner",
+        [Arg::Str(who.name.clone())],
+    );
     sql
 }
 
@@ -125,15 +151,8 @@ fn next_at() -> i64 {
 
 /// Whether `who` has a (not deleted) filter called `name`.
 async fn own_exists(st: &AppState, who: &Principal, name: &str) -> ApiResult<bool> {
-    let mut sql = Sql::new(
-        "SELECT count() AS n FROM (SELECT argMax(deleted, at) AS deleted FROM saved_filters WHERE ",
-    );
-    sql.bind(
-        "owner = ? AND name = ? GROUP BY owner, name) WHERE deleted = 0",
-        [Arg::Str(who.name.clone()), Arg::Str(name.to_string())],
-    );
-    let r = sql.row(&st.db(who)).await?.unwrap_or_default();
-    Ok(r.get("n").and_then(Value::as_u64).unwrap_or(0) > 0)
+    let args = vec![Arg::Str(who.name.clone()), Arg::Str(name.to_string())];
+    Ok(count_current(st, who, "owner = ? AND name = ?", args).await? > 0)
 }
 
 /// `PUT /api/v1/filters/{name}`.
@@ -152,20 +171,13 @@ pub async fn save(
     if b.shared {
         who.require(Role::Analyst, "sharing a filter")?;
     }
-    if !own_exists(&st, &who, &name).await? {
-        let mut sql = Sql::new(
-            "SELECT count() AS n FROM (SELECT argMax(deleted, at) AS deleted FROM saved_filters WHERE ",
-        );
-        sql.bind(
-            "owner = ? GROUP BY name) WHERE deleted = 0",
-            [Arg::Str(who.name.clone())],
-        );
-        let n = sql.row(&st.db(&who)).await?.unwrap_or_default();
-        if n.get("n").and_then(Value::as_u64).unwrap_or(0) >= MAX_PER_USER {
-            return Err(ApiError::BadBody(format!(
-                "{MAX_PER_USER} saved filters already: delete one first"
-            )));
-        }
+    if !own_exists(&st, &who, &name).await?
+        && count_current(&st, &who, "owner = ?", vec![Arg::Str(who.name.clone())]).await?
+            >= MAX_PER_USER
+    {
+        return Err(ApiError::BadBody(format!(
+            "{MAX_PER_USER} saved filters already: delete one first"
+        )));
     }
     store(&st, &who, &name, q, b.shared, false).await?;
     st.audit(
