@@ -16,6 +16,11 @@
 #   TIDEGATE_CH_DIR    server dir (default $TIDEGATE_STATE/clickhouse): data/, work/config.xml,
 #                      server.log, server.pid
 #   TIDEGATE_CH_PORT   HTTP port on 127.0.0.1 (default 8123)
+#   TIDEGATE_CH_TCP_PORT  also open the native TCP interface on this port (what the
+#                      Distributed tables of a cluster use between nodes); default: none
+#   TIDEGATE_CH_CLUSTER  NAME:PORT,PORT,... defines cluster NAME in <remote_servers>: one
+#                      shard per native TCP port on 127.0.0.1, in that order (a local
+#                      sharded cluster: start one server per port, each with the same value)
 #   TIDEGATE_CH_START_TIMEOUT / TIDEGATE_CH_STOP_TIMEOUT  seconds (default 60 / 30)
 set -euo pipefail
 
@@ -25,6 +30,8 @@ set -euo pipefail
 CHDB_VERSION=26.9.0
 CH_HOST=127.0.0.1
 CH_PORT="${TIDEGATE_CH_PORT:-8123}"
+CH_TCP_PORT="${TIDEGATE_CH_TCP_PORT:-}"
+CH_CLUSTER="${TIDEGATE_CH_CLUSTER:-}"
 CH_DIR="${TIDEGATE_CH_DIR:-$TIDEGATE_STATE/clickhouse}"
 VENV="$TIDEGATE_STATE/venv"
 # Absolute paths: the pid file and venv must mean the same thing from any cwd.
@@ -42,6 +49,15 @@ URL="http://$CH_HOST:$CH_PORT"
 if ! [[ "$CH_PORT" =~ ^[0-9]+$ ]] || ((CH_PORT < 1 || CH_PORT > 65535)); then
   die "TIDEGATE_CH_PORT must be a TCP port number, got '$CH_PORT'"
 fi
+if [[ -n "$CH_TCP_PORT" ]] && { ! [[ "$CH_TCP_PORT" =~ ^[0-9]+$ ]] || ((CH_TCP_PORT < 1 || CH_TCP_PORT > 65535)); }; then
+  die "TIDEGATE_CH_TCP_PORT must be a TCP port number, got '$CH_TCP_PORT'"
+fi
+if [[ -n "$CH_CLUSTER" ]] && ! [[ "$CH_CLUSTER" =~ ^[A-Za-z_][A-Za-z0-9_]*:[0-9]+(,[0-9]+)*$ ]]; then
+  die "TIDEGATE_CH_CLUSTER must look like NAME:PORT,PORT,..., got '$CH_CLUSTER'"
+fi
+EXTRA_ARGS=()
+[[ -n "$CH_TCP_PORT" ]] && EXTRA_ARGS+=(--tcp-port "$CH_TCP_PORT")
+[[ -n "$CH_CLUSTER" ]] && EXTRA_ARGS+=(--cluster "$CH_CLUSTER")
 
 usage() {
   sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
@@ -218,7 +234,7 @@ cmd_start() {
   # setsid execs in place and $! is the server's pid.
   setsid nohup "$VENV/bin/python" "$here/clickhouse_server.py" \
     --workdir "$WORK_DIR" --data "$DATA_DIR" --host "$CH_HOST" --port "$CH_PORT" \
-    </dev/null >>"$LOG_FILE" 2>&1 9>&- &
+    "${EXTRA_ARGS[@]}" </dev/null >>"$LOG_FILE" 2>&1 9>&- &
   pid=$!
   echo "$pid" >"$PID_FILE"
 

@@ -25,7 +25,9 @@
 //! iface = "eth1"
 //!
 //! [collector]                   # without it, records go to stdout as JSON lines
-//! addr = "collector.example:7443"
+//! addr = "collector.example:7443"  # or a list, first choice first:
+//! # addr = ["collector-a.example:7443", "collector-b.example:7443"]
+//! # failback_secs = 300        # on another collector this long: back to the first
 //! tls_ca = "certs/ca.pem"       # relative paths are relative to this file
 //! tls_cert = "certs/probe-edge-hk-1.pem"
 //! tls_key = "certs/probe-edge-hk-1.key"
@@ -79,7 +81,8 @@ struct RawFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCollector {
-    addr: Option<Spanned<String>>,
+    addr: Option<Spanned<Addrs>>,
+    failback_secs: Option<Spanned<u64>>,
     server_name: Option<Spanned<String>>,
     tls_ca: Option<Spanned<String>>,
     tls_cert: Option<Spanned<String>>,
@@ -87,6 +90,14 @@ struct RawCollector {
     spool_dir: Option<Spanned<String>>,
     spool_max_bytes: Option<Spanned<u64>>,
     batch_records: Option<Spanned<u64>>,
+}
+
+/// `addr`: one collector, or a list in order of preference.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Addrs {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,8 +144,12 @@ pub struct Line {
 /// Where records go when a `[collector]` section (or `--collector`) is given.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CollectorConfig {
-    /// Collector address, `HOST:PORT`.
+    /// Collector address, `HOST:PORT` (the first of `addr`).
     pub addr: String,
+    /// The further collectors of `addr`, in order of preference.
+    pub failover: Vec<String>,
+    /// Back to the first collector after this long on another.
+    pub failback: Duration,
     /// Name to verify in the collector's certificate (default: the host of `addr`).
     pub server_name: Option<String>,
     /// CA certificate (PEM) that issued the collector's certificate.
@@ -336,11 +351,42 @@ fn collector(
     };
     let file =
         |v: Option<Spanned<String>>, key: &str| required(v, key).map(|v| base.join(v.into_inner()));
-    let addr = required(rc.addr, "addr")?;
-    crate::export::collector::split_host_port(addr.get_ref())
-        .map_err(|m| at(addr.span().start, format!("addr {m}")))?;
+    let addr = rc
+        .addr
+        .ok_or_else(|| at(section, "[collector] needs addr".to_string()))?;
+    let addr_at = addr.span().start;
+    let list = match addr.into_inner() {
+        Addrs::One(a) => vec![a],
+        Addrs::Many(v) => v,
+    };
+    if list.is_empty() {
+        return Err(at(addr_at, "addr must name at least one collector".into()));
+    }
+    for (i, a) in list.iter().enumerate() {
+        if a.trim().is_empty() {
+            return Err(at(addr_at, "addr must not be empty".into()));
+        }
+        crate::export::collector::split_host_port(a)
+            .map_err(|m| at(addr_at, format!("addr {m}")))?;
+        if list[..i].contains(a) {
+            return Err(at(addr_at, format!("addr lists {a} twice")));
+        }
+    }
+    let failback = match rc.failback_secs {
+        Some(v) if *v.get_ref() == 0 => {
+            return Err(at(
+                v.span().start,
+                "failback_secs must be at least 1".into(),
+            ));
+        }
+        Some(v) => Duration::from_secs(*v.get_ref()),
+        None => Duration::from_secs(300),
+    };
+    let mut list = list.into_iter();
     let mut cfg = CollectorConfig {
-        addr: addr.into_inner(),
+        addr: list.next().expect("checked non-empty"),
+        failover: list.collect(),
+        failback,
         server_name: rc.server_name.map(Spanned::into_inner),
         tls_ca: file(rc.tls_ca, "tls_ca")?,
         tls_cert: file(rc.tls_cert, "tls_cert")?,
@@ -391,6 +437,19 @@ mod tests {
         let e = err("[probe]\nid = \"../../etc/x\"\n");
         assert!(e.starts_with("probe.toml:2:"), "{e}");
         assert!(e.contains("probe.id"), "{e}");
+    }
+
+    #[test]
+    fn collectors_listed_in_order_of_preference() {
+        let c = ProbeConfig::parse(
+            "[[line]]\nname = \"a\"\niface = \"eth1\"\n[collector]\naddr = [\"c1:7443\", \"[::1]:7443\", \"c3:7443\"]\nfailback_secs = 60\ntls_ca = \"ca.pem\"\ntls_cert = \"p.pem\"\ntls_key = \"p.key\"\n",
+            Path::new("/etc/tidegate/probe.toml"),
+        )
+        .unwrap();
+        let cc = c.collector.unwrap();
+        assert_eq!(cc.addr, "c1:7443");
+        assert_eq!(cc.failover, ["[::1]:7443", "c3:7443"]);
+        assert_eq!(cc.failback, Duration::from_secs(60));
     }
 
     #[test]
@@ -461,6 +520,22 @@ mod tests {
             (
                 "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = \"nohost\"\n",
                 "probe.toml:5: addr \"nohost\": no port",
+            ),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = [\"c:1\", \"nohost\"]\n",
+                "probe.toml:5: addr \"nohost\": no port",
+            ),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = [\"c:1\", \"c:1\"]\n",
+                "probe.toml:5: addr lists c:1 twice",
+            ),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = []\n",
+                "probe.toml:5: addr must name at least one collector",
+            ),
+            (
+                "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = \"c:1\"\nfailback_secs = 0\n",
+                "probe.toml:6: failback_secs must be at least 1",
             ),
             (
                 "[[line]]\nname = \"a\"\niface = \"e\"\n[collector]\naddr = \"c:1\"\ntls_ca = \"a\"\ntls_cert = \"b\"\ntls_key = \"c\"\n\nbatch_records = 0\n",

@@ -18,6 +18,47 @@ pub struct TestClickHouse {
     port: u16,
     ns: Option<String>,
     running: bool,
+    /// Native TCP port, when open (a cluster node).
+    tcp_port: Option<u16>,
+    /// `NAME:PORT,...` of the cluster this node knows.
+    cluster: Option<String>,
+}
+
+/// Several servers on loopback forming one sharded cluster (one replica per shard: this
+/// ClickHouse build has no Keeper) — what `Distributed` tables and the collector's
+/// cluster layout run on in tests and benchmarks.
+pub struct TestCluster {
+    /// Cluster name (in every node's `<remote_servers>`).
+    pub name: String,
+    /// The nodes, shard 1 first.
+    pub nodes: Vec<TestClickHouse>,
+}
+
+impl TestCluster {
+    /// Starts `shards` servers that all know cluster `name` (panics when it cannot).
+    pub fn start(name: &str, shards: usize) -> Self {
+        let tcp: Vec<u16> = (0..shards).map(|_| free_port()).collect();
+        let spec = format!(
+            "{name}:{}",
+            tcp.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+        );
+        let nodes = tcp
+            .iter()
+            .map(|&t| {
+                TestClickHouse::try_start_node(None, Some(t), Some(spec.clone()))
+                    .unwrap_or_else(|e| panic!("{e:#}"))
+            })
+            .collect();
+        TestCluster {
+            name: name.to_string(),
+            nodes,
+        }
+    }
+
+    /// Every node's HTTP URL, shard 1 first.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(TestClickHouse::url).collect()
+    }
 }
 
 impl TestClickHouse {
@@ -29,6 +70,16 @@ impl TestClickHouse {
 
     /// Starts a server inside network namespace `ns` (its loopback), or in this one.
     pub fn try_start_in(ns: Option<&str>) -> anyhow::Result<Self> {
+        Self::try_start_node(ns, None, None)
+    }
+
+    /// A server that also opens native TCP on `tcp_port` and knows `cluster`
+    /// (`NAME:PORT,...`, see `scripts/clickhouse.sh`).
+    pub fn try_start_node(
+        ns: Option<&str>,
+        tcp_port: Option<u16>,
+        cluster: Option<String>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("tidegate-ch-test-")
             .tempdir()
@@ -38,6 +89,8 @@ impl TestClickHouse {
             port: free_port(),
             ns: ns.map(str::to_string),
             running: false,
+            tcp_port,
+            cluster,
         };
         ch.try_resume()?;
         Ok(ch)
@@ -70,6 +123,14 @@ impl TestClickHouse {
             .arg(cmd)
             .env("TIDEGATE_CH_DIR", self.dir.path())
             .env("TIDEGATE_CH_PORT", self.port.to_string())
+            .env(
+                "TIDEGATE_CH_TCP_PORT",
+                self.tcp_port.map(|p| p.to_string()).unwrap_or_default(),
+            )
+            .env(
+                "TIDEGATE_CH_CLUSTER",
+                self.cluster.clone().unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .output()
     }

@@ -50,6 +50,9 @@ pub struct AppState {
     /// ClickHouse client on the tidegate database, unrestricted: handlers use
     /// [`AppState::db`] (a test checks that no other module touches this).
     unscoped: clickhouse::Client,
+    /// The tidegate database (named in the line filters' subqueries, which a cluster's
+    /// shards run without a default database).
+    database: String,
     /// Users, tokens and sessions.
     pub auth: Arc<auth::Auth>,
     /// Where the map puts endpoints without a country.
@@ -69,13 +72,9 @@ pub struct AppState {
 impl AppState {
     /// State for the API from its configuration and the collector's ClickHouse settings.
     pub fn new(api: &ApiConfig, ch: &ClickHouseConfig) -> Self {
-        let client = clickhouse::Client::default()
-            .with_url(ch.url.trim_end_matches('/'))
-            .with_user(&ch.user)
-            .with_password(&ch.password)
-            .with_database(&ch.database);
         AppState {
-            unscoped: client,
+            unscoped: ch.client(),
+            database: ch.database.clone(),
             auth: Arc::new(auth::Auth::new(api)),
             home_country: api.home_country.clone(),
             evidence: None,
@@ -102,7 +101,7 @@ impl AppState {
 
     /// The ClickHouse client for `who`'s requests: reads only its lines' rows.
     pub fn db(&self, who: &auth::Principal) -> clickhouse::Client {
-        scope::client_for(&self.unscoped, who)
+        scope::client_for(&self.unscoped, &self.database, who)
     }
 }
 

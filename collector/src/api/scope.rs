@@ -8,8 +8,10 @@
 
 use super::auth::Principal;
 
-/// The `additional_table_filters` value restricting reads to `lines`.
-pub fn table_filters(lines: &[String]) -> String {
+/// The `additional_table_filters` value restricting reads to `lines` of database `db`
+/// (an identifier, checked at load; subqueries name it: on a cluster the shards run them
+/// without a default database).
+pub fn table_filters(lines: &[String], db: &str) -> String {
     debug_assert!(lines.iter().all(|l| {
         l.chars()
             .all(|c| c.is_ascii_alphanumeric() || " ._:/@+-".contains(c))
@@ -31,17 +33,17 @@ pub fn table_filters(lines: &[String]) -> String {
     format!(
         "{{'flows': '{line}', 'flows_1m': '{line}', 'flows_1h': '{line}', 'alerts': '{line}', \
          'policy_violations': '{line}', 'probe_health': '{probe}', \
-         'alert_triage': 'alert_id IN (SELECT id FROM alerts WHERE {line})'}}"
+         'alert_triage': 'alert_id IN (SELECT id FROM {db}.alerts WHERE {line})'}}"
     )
 }
 
 /// `ch` as `who` may use it: restricted to its lines, if it has a restriction.
-pub fn client_for(ch: &clickhouse::Client, who: &Principal) -> clickhouse::Client {
+pub fn client_for(ch: &clickhouse::Client, db: &str, who: &Principal) -> clickhouse::Client {
     match &who.lines {
         None => ch.clone(),
         Some(lines) => ch
             .clone()
-            .with_setting("additional_table_filters", table_filters(lines)),
+            .with_setting("additional_table_filters", table_filters(lines, db)),
     }
 }
 
@@ -77,7 +79,7 @@ mod tests {
 
     #[test]
     fn filters_name_each_line_table_and_nothing_for_no_lines() {
-        let f = table_filters(&["hk-sg-1".into(), "ndpi-1kxun".into()]);
+        let f = table_filters(&["hk-sg-1".into(), "ndpi-1kxun".into()], "tg");
         assert!(
             f.contains("'flows': 'has([\\'hk-sg-1\\', \\'ndpi-1kxun\\'], line)'"),
             "{f}"
@@ -92,7 +94,7 @@ mod tests {
         ] {
             assert!(f.contains(&format!("'{t}': '")), "{t}: {f}");
         }
-        let none = table_filters(&[]);
+        let none = table_filters(&[], "tg");
         assert!(none.contains("'flows': 'false'"), "{none}");
     }
 }

@@ -142,11 +142,7 @@ fn check_flows(
 ) -> anyhow::Result<(u64, u64, Vec<tidegate_evidence::Problem>)> {
     use std::io::BufRead;
     let ch = &cfg.clickhouse;
-    let client = clickhouse::Client::default()
-        .with_url(ch.url.trim_end_matches('/'))
-        .with_user(&ch.user)
-        .with_password(&ch.password)
-        .with_database(&ch.database);
+    let client = ch.client();
     let horizon = (ch.retention_days > 0).then(|| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

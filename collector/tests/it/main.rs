@@ -24,6 +24,7 @@ mod api_requires_credentials_and_names_bad_parameters;
 mod check_config_and_run_agree;
 mod check_config_cli;
 mod cli_help_and_examples;
+mod clickhouse_cluster_schema;
 mod clickhouse_exactly_once;
 mod clickhouse_insert_corpus;
 mod clickhouse_migrations;

@@ -35,8 +35,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                 .validate()
                 .with_context(|| format!("{}: [collector]", a.file.display()))?;
             println!(
-                "collector: {} (spool {}, batches of {} records)",
+                "collector: {}{} (spool {}, batches of {} records)",
                 col.addr,
+                col.failover
+                    .iter()
+                    .map(|a| format!(", then {a}"))
+                    .collect::<String>(),
                 col.spool_dir.display(),
                 col.batch_records
             );

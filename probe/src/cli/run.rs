@@ -28,9 +28,10 @@ use tidegate_probe::{
 #[derive(Clone, Debug, clap::Args)]
 pub struct CollectorArgs {
     /// Send records to this collector (HOST:PORT) over mutually-authenticated TLS
-    /// instead of printing them (with `run --config`, this overrides the file's
+    /// instead of printing them; several, comma-separated, first choice first, are
+    /// tried in turn when one fails (with `run --config`, this overrides the file's
     /// `[collector] addr`).
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]")]
     pub collector: Option<String>,
     /// CA certificate (PEM) that issued the collector's certificate.
     #[arg(long, value_name = "FILE")]
@@ -79,8 +80,10 @@ impl CollectorArgs {
         file: Option<&CollectorConfig>,
     ) -> anyhow::Result<Option<CollectorConfig>> {
         let Some(mut c) = file.cloned().or_else(|| {
-            self.collector.as_ref().map(|addr| CollectorConfig {
-                addr: addr.clone(),
+            self.collector.as_ref().map(|_| CollectorConfig {
+                addr: String::new(),
+                failover: Vec::new(),
+                failback: Duration::from_secs(300),
                 server_name: None,
                 tls_ca: PathBuf::new(),
                 tls_cert: PathBuf::new(),
@@ -104,10 +107,15 @@ impl CollectorArgs {
             }
             return Ok(None);
         };
-        if let Some(a) = &self.collector {
-            tidegate_probe::export::collector::split_host_port(a)
-                .map_err(|e| anyhow::anyhow!("--collector {e}"))?;
-            c.addr = a.clone();
+        if let Some(list) = &self.collector {
+            let addrs: Vec<String> = list.split(',').map(|a| a.trim().to_string()).collect();
+            for (i, a) in addrs.iter().enumerate() {
+                tidegate_probe::export::collector::split_host_port(a)
+                    .map_err(|e| anyhow::anyhow!("--collector {e}"))?;
+                anyhow::ensure!(!addrs[..i].contains(a), "--collector lists {a} twice");
+            }
+            c.addr = addrs[0].clone();
+            c.failover = addrs[1..].to_vec();
         }
         for (v, dst) in [
             (&self.tls_ca, &mut c.tls_ca),

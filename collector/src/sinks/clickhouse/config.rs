@@ -19,6 +19,13 @@ use super::error::SinkError;
 /// max_rows_per_insert = 100000
 /// insert_timeout = "30s"       # or a number of seconds
 /// compression = "lz4"          # or "none" (ClickHouse on the same host or LAN)
+/// dedup = "group"              # or "batch" (probes that fail over between collectors)
+///
+/// [clickhouse.cluster]         # a sharded cluster (see `cluster.rs`); absent: one server
+/// name = "tidegate"            # the cluster in the servers' <remote_servers>
+/// replicated = true            # Replicated*MergeTree tables (ClickHouse Keeper)
+/// ddl = "on_cluster"           # or "each_node": run the DDL on every one of `nodes`
+/// nodes = []                   # each_node: the HTTP URL of every node of the cluster
 /// ```
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -52,6 +59,63 @@ pub struct ClickHouseConfig {
     /// uncompressed (a server on the same host or LAN, where compressing costs both ends
     /// CPU and saves nothing that matters).
     pub compression: Compression,
+    /// What an INSERT's deduplication token names (see [`Dedup`]); default `batch` with a
+    /// cluster, `group` without.
+    pub dedup: Option<Dedup>,
+    /// A sharded cluster: tables `<name>_local` on every node, `Distributed` tables named
+    /// as on a single server; none: one server.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The unit an INSERT's deduplication token identifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dedup {
+    /// The batches that are ready go in one INSERT whose token names where the group
+    /// starts in this collector's spool: few parts, and exactly once as long as one
+    /// collector stores each probe's batches.
+    Group,
+    /// Each probe batch is its own INSERT whose token is its probe sequence and number
+    /// (`<probe>@<epoch>:<seq>`), whichever collector sends it: a batch two collectors
+    /// both stored (a probe that moved to the next collector after an acknowledgement was
+    /// lost) is kept once. Needed when probes list several collectors.
+    Batch,
+}
+
+/// `[clickhouse.cluster]`: the schema on a ClickHouse cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name in the servers' `<remote_servers>`.
+    pub name: String,
+    /// `Replicated*MergeTree` local tables (Keeper paths
+    /// `/clickhouse/tables/{shard}/<database>/<table>`, replica `{replica}`: the servers'
+    /// macros); false: plain `MergeTree` family, one copy per shard.
+    #[serde(default = "yes")]
+    pub replicated: bool,
+    /// How schema changes reach the nodes.
+    #[serde(default)]
+    pub ddl: Ddl,
+    /// `ddl = "each_node"`: the HTTP URL of every node (every replica of every shard).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How the migrations reach every node of a cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ddl {
+    /// `ON CLUSTER` statements sent to `url`: ClickHouse's distributed DDL queue (Keeper)
+    /// runs them on every node.
+    #[default]
+    OnCluster,
+    /// The same statements without `ON CLUSTER`, run by the collector on each of
+    /// `nodes` in turn (servers without Keeper); each node records its own migrations.
+    EachNode,
 }
 
 /// INSERT body compression.
@@ -77,6 +141,8 @@ impl Default for ClickHouseConfig {
             max_rows_per_insert: 100_000,
             insert_timeout: Duration::from_secs(30),
             compression: Compression::Lz4,
+            dedup: None,
+            cluster: None,
         }
     }
 }
@@ -100,11 +166,47 @@ impl fmt::Debug for ClickHouseConfig {
             .field("max_rows_per_insert", &self.max_rows_per_insert)
             .field("insert_timeout", &self.insert_timeout)
             .field("compression", &self.compression)
+            .field("dedup", &self.dedup)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
 
 impl ClickHouseConfig {
+    /// A client of the configured server with `database` as its default database. On a
+    /// cluster every statement also carries what reading and writing `Distributed` tables
+    /// needs: inserts are synchronous (`distributed_foreground_insert`: the answer means
+    /// every shard stored its rows — the collector acknowledges nothing less), and a
+    /// subquery over a `Distributed` table inside a query over another runs once and goes
+    /// to the shards as a set (`distributed_product_mode = 'global'`).
+    pub fn client(&self) -> clickhouse::Client {
+        self.server_client().with_database(&self.database)
+    }
+
+    /// [`client`](Self::client) without a default database (one that creates it).
+    pub fn server_client(&self) -> clickhouse::Client {
+        let c = clickhouse::Client::default()
+            .with_url(self.url.trim_end_matches('/'))
+            .with_user(&self.user)
+            .with_password(&self.password);
+        if self.cluster.is_some() {
+            c.with_setting("distributed_foreground_insert", "1")
+                .with_setting("distributed_product_mode", "global")
+        } else {
+            c
+        }
+    }
+
+    /// The deduplication unit in effect: `dedup`, or its default (`batch` with a cluster,
+    /// where several collectors are expected; `group` on one server).
+    pub fn dedup(&self) -> Dedup {
+        self.dedup.unwrap_or(if self.cluster.is_some() {
+            Dedup::Batch
+        } else {
+            Dedup::Group
+        })
+    }
+
     /// Checks every field; the error names the field (`clickhouse.<field>`) and the problem.
     pub fn validate(&self) -> Result<(), SinkError> {
         validate_url(&self.url).map_err(|reason| config_err("url", reason))?;
@@ -136,6 +238,39 @@ impl ClickHouseConfig {
         }
         if self.insert_timeout.is_zero() {
             return Err(config_err("insert_timeout", "must be longer than zero"));
+        }
+        if let Some(c) = &self.cluster {
+            validate_identifier(&c.name).map_err(|reason| {
+                config_err("cluster.name", reason.replace("database", "cluster"))
+            })?;
+            match c.ddl {
+                Ddl::OnCluster if !c.nodes.is_empty() => {
+                    return Err(config_err(
+                        "cluster.nodes",
+                        "is only used with ddl = \"each_node\" (with \"on_cluster\" the \
+                         servers' distributed DDL reaches every node)",
+                    ));
+                }
+                Ddl::EachNode if c.nodes.is_empty() => {
+                    return Err(config_err(
+                        "cluster.nodes",
+                        "ddl = \"each_node\" needs the HTTP URL of every node of the cluster",
+                    ));
+                }
+                _ => {}
+            }
+            for (i, n) in c.nodes.iter().enumerate() {
+                validate_url(n).map_err(|reason| config_err("cluster.nodes", reason))?;
+                if c.nodes[..i]
+                    .iter()
+                    .any(|m| m.trim_end_matches('/') == n.trim_end_matches('/'))
+                {
+                    return Err(config_err(
+                        "cluster.nodes",
+                        format!("{n:?} is listed twice"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -316,6 +451,57 @@ mod tests {
         assert_eq!(bad(|c| c.user = String::new()), "user");
         assert_eq!(bad(|c| c.max_rows_per_insert = 0), "max_rows_per_insert");
         assert_eq!(bad(|c| c.insert_timeout = Duration::ZERO), "insert_timeout");
+    }
+
+    #[test]
+    fn cluster_settings_parse_and_bad_ones_are_named() {
+        let c: ClickHouseConfig = toml::from_str(
+            "[cluster]\nname = \"tg\"\nreplicated = false\nddl = \"each_node\"\nnodes = [\"http://a:8123\", \"http://b:8123\"]",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.dedup(),
+            Dedup::Batch,
+            "a cluster defaults to batch tokens"
+        );
+        assert_eq!(ClickHouseConfig::default().dedup(), Dedup::Group);
+        let c: ClickHouseConfig = toml::from_str("dedup = \"batch\"").unwrap();
+        assert_eq!(c.dedup(), Dedup::Batch);
+        let on: ClickHouseConfig = toml::from_str("[cluster]\nname = \"tg\"").unwrap();
+        let cl = on.cluster.as_ref().unwrap();
+        assert!(cl.replicated && cl.ddl == Ddl::OnCluster);
+        let bad = |toml: &str| {
+            field_of(
+                toml::from_str::<ClickHouseConfig>(toml)
+                    .unwrap()
+                    .validate()
+                    .unwrap_err(),
+            )
+        };
+        assert_eq!(bad("[cluster]\nname = \"t-g\""), "cluster.name");
+        assert_eq!(
+            bad("[cluster]\nname = \"tg\"\nddl = \"each_node\""),
+            "cluster.nodes"
+        );
+        assert_eq!(
+            bad("[cluster]\nname = \"tg\"\nnodes = [\"http://a:1\"]"),
+            "cluster.nodes"
+        );
+        assert_eq!(
+            bad(
+                "[cluster]\nname = \"tg\"\nddl = \"each_node\"\nnodes = [\"http://a:1\", \"http://a:1/\"]"
+            ),
+            "cluster.nodes"
+        );
+        assert_eq!(
+            bad("[cluster]\nname = \"tg\"\nddl = \"each_node\"\nnodes = [\"a:1\"]"),
+            "cluster.nodes"
+        );
+        assert!(
+            toml::from_str::<ClickHouseConfig>("[cluster]\nname = \"tg\"\nddl = \"gossip\"")
+                .is_err()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tidegate_threat::enrich::FlowContext;
 
 use super::{
     ClickHouseSink, SinkError,
+    config::Dedup,
     metrics::Outcome,
     row::{FlowRow, HealthRow, ProbeHealthRow},
     token,
@@ -28,6 +29,9 @@ const INSERT_SETTINGS: &[(&str, &str)] = &[
     ("max_partitions_per_insert_block", "0"),
 ];
 
+/// INSERTs one group may have in flight with `dedup = "batch"`.
+pub const BATCH_INSERTS_IN_FLIGHT: usize = 4;
+
 /// One probe batch inside a group insert: (probe id, sequence epoch, sequence number,
 /// records, enrichment of each record — empty when nothing enriches them).
 pub type GroupPart<'a> = (&'a str, u64, u64, &'a [FlowRecord], &'a [FlowContext]);
@@ -46,6 +50,9 @@ impl ClickHouseSink {
         offset: u64,
         batches: &[GroupPart<'_>],
     ) -> Result<(), SinkError> {
+        if self.cfg.dedup() == Dedup::Batch {
+            return self.insert_each(batches).await;
+        }
         let mut rows = Vec::with_capacity(batches.iter().map(|b| b.3.len()).sum());
         for (probe_id, epoch, seq, records, ctx) in batches {
             for (i, r) in records.iter().enumerate() {
@@ -68,6 +75,30 @@ impl ClickHouseSink {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The group as one INSERT per probe batch, each with its batch's token (`dedup =
+    /// "batch"`): whichever collector stores a batch, and however it grouped it, ClickHouse
+    /// keeps it once. [`BATCH_INSERTS_IN_FLIGHT`] INSERTs run at a time; the first error
+    /// is returned once the others of its round have ended (a retry resends the whole group and
+    /// the stored batches are dropped by their tokens).
+    async fn insert_each(&self, batches: &[GroupPart<'_>]) -> Result<(), SinkError> {
+        let mut first_error = None;
+        for chunk in batches.chunks(BATCH_INSERTS_IN_FLIGHT) {
+            let mut inserts = Vec::with_capacity(chunk.len());
+            for (probe_id, epoch, seq, records, ctx) in chunk {
+                inserts.push(self.insert_batch_enriched(probe_id, *epoch, *seq, records, ctx));
+            }
+            for r in futures_util::future::join_all(inserts).await {
+                if let Err(e) = r {
+                    first_error.get_or_insert(e);
+                }
+            }
+            if first_error.is_some() {
+                break;
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Stores the records of batch `seq` of `probe_id` (of its sequence epoch 0; see

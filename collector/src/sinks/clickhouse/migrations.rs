@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+pub use super::sql::statements;
+
 /// One migration file, `NNNN_name.sql`.
 #[derive(Clone, Copy, Debug)]
 pub struct Migration {

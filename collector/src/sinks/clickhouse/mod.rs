@@ -18,6 +18,7 @@
 //! the configuration, and every call is bounded by `insert_timeout`.
 
 mod alerts;
+pub mod cluster;
 mod config;
 mod error;
 mod insert;
@@ -33,7 +34,7 @@ use std::future::Future;
 use clickhouse::Client;
 
 pub use alerts::{AlertRow, ViolationRow};
-pub use config::{ClickHouseConfig, Compression};
+pub use config::{ClickHouseConfig, ClusterConfig, Compression, Ddl, Dedup};
 pub use error::{ErrorClass, SinkError};
 pub use insert::GroupPart;
 pub use metrics::{InsertLabels, Outcome, SinkMetrics, TableLabel};
@@ -70,14 +71,10 @@ impl ClickHouseSink {
     /// be created while ClickHouse is down. Errors are [`SinkError::Config`] naming the field.
     pub async fn connect(cfg: ClickHouseConfig, metrics: SinkMetrics) -> Result<Self, SinkError> {
         cfg.validate()?;
-        let admin = Client::default()
-            .with_compression(match cfg.compression {
-                config::Compression::Lz4 => clickhouse::Compression::Lz4,
-                config::Compression::None => clickhouse::Compression::None,
-            })
-            .with_url(cfg.url.trim_end_matches('/'))
-            .with_user(&cfg.user)
-            .with_password(&cfg.password);
+        let admin = cfg.server_client().with_compression(match cfg.compression {
+            config::Compression::Lz4 => clickhouse::Compression::Lz4,
+            config::Compression::None => clickhouse::Compression::None,
+        });
         let client = admin.clone().with_database(&cfg.database);
         let raw = client.clone().with_validation(false);
         Ok(ClickHouseSink {

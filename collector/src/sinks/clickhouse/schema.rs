@@ -5,6 +5,8 @@ use serde::Deserialize;
 
 use super::{
     ClickHouseSink, SinkError,
+    cluster::{self, Layout},
+    config::{ClusterConfig, Ddl},
     migrations::{self, MIGRATIONS, Migration},
     sql,
 };
@@ -34,6 +36,12 @@ struct Applied {
     checksums: Vec<String>,
 }
 
+/// One server the migrations run on.
+struct Node {
+    client: clickhouse::Client,
+    url: String,
+}
+
 impl ClickHouseSink {
     /// Creates the database and the `schema_migrations` table if needed, checks the
     /// migrations already applied against this build (an edited file or an unknown newer
@@ -47,22 +55,116 @@ impl ClickHouseSink {
             database: db.clone(),
             ..Default::default()
         };
-        self.exec(
-            &format!("CREATE DATABASE IF NOT EXISTS {db}"),
-            "create database",
-        )
-        .await?;
-        self.exec(
-            &format!(
+        // One server, a cluster through ON CLUSTER (both: the configured server), or every
+        // node of a cluster in turn.
+        let nodes: Vec<Node> = match &self.cfg.cluster {
+            Some(c) if c.ddl == Ddl::EachNode => c
+                .nodes
+                .iter()
+                .map(|url| Node {
+                    client: self.admin.clone().with_url(url.trim_end_matches('/')),
+                    url: url.clone(),
+                })
+                .collect(),
+            _ => vec![Node {
+                client: self.admin.clone(),
+                url: self.cfg.url.clone(),
+            }],
+        };
+        if let Some(c) = &self.cfg.cluster {
+            self.check_cluster(c, nodes.len()).await?;
+        }
+        for node in nodes {
+            self.migrate_node(&node, &mut report).await?;
+        }
+        report.version = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+        // Inserts cache the table layout; it may have changed.
+        self.client.clear_cached_metadata().await;
+        self.check_flow_columns().await?;
+        self.metrics
+            .migration_version
+            .set(i64::from(report.version));
+        tracing::info!(
+            database = %db,
+            version = report.version,
+            applied = ?report.applied,
+            retention_changes = ?report.retention_changes,
+            cluster = ?self.cfg.cluster.as_ref().map(|c| &c.name),
+            "ClickHouse schema up to date"
+        );
+        Ok(report)
+    }
+
+    /// The layout of the database on the configured cluster, if any.
+    fn layout(&self) -> Option<Layout<'_>> {
+        self.cfg
+            .cluster
+            .as_ref()
+            .map(|c| Layout::new(&self.cfg.database, c))
+    }
+
+    /// Checks that the servers know the cluster and, when the collector runs the DDL on
+    /// each node, that `nodes` lists all of them: a node left out would lack the tables
+    /// its `Distributed` tables read.
+    async fn check_cluster(&self, c: &ClusterConfig, listed: usize) -> Result<(), SinkError> {
+        let n: u64 = self
+            .deadline(
+                "read system.clusters",
+                self.admin
+                    .query("SELECT count() FROM system.clusters WHERE cluster = ?")
+                    .bind(&c.name)
+                    .fetch_one::<u64>(),
+            )
+            .await?;
+        if n == 0 {
+            return Err(SinkError::SchemaDrift {
+                database: self.cfg.database.clone(),
+                detail: format!(
+                    "the server at {} knows no cluster {:?} (system.clusters): define it in \
+                     <remote_servers> of every node, or fix clickhouse.cluster.name",
+                    self.cfg.url, c.name
+                ),
+            });
+        }
+        if c.ddl == Ddl::EachNode && n as usize != listed {
+            return Err(SinkError::SchemaDrift {
+                database: self.cfg.database.clone(),
+                detail: format!(
+                    "cluster {:?} has {n} nodes (system.clusters at {}) but \
+                     clickhouse.cluster.nodes lists {listed}: list the HTTP URL of every node",
+                    c.name, self.cfg.url
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Brings one node (or, with ON CLUSTER, the cluster through one node) to this build's
+    /// schema.
+    async fn migrate_node(
+        &self,
+        node: &Node,
+        report: &mut MigrationReport,
+    ) -> Result<(), SinkError> {
+        let db = &self.cfg.database;
+        let layout = self.layout();
+        let create_db = match &layout {
+            Some(l) => l.create_database(),
+            None => format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        };
+        self.exec(node, &create_db, "create database").await?;
+        let create_record = match &layout {
+            Some(l) => l.create_schema_migrations(),
+            None => format!(
                 "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (\
                  version UInt32, name String, checksum String, \
                  applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) \
                  ENGINE = MergeTree ORDER BY version"
             ),
-            "create schema_migrations",
-        )
-        .await?;
-        let applied = self.applied().await?;
+        };
+        self.exec(node, &create_record, "create schema_migrations")
+            .await?;
+        let applied = self.applied(node).await?;
         for a in &applied {
             let Some(m) = MIGRATIONS.iter().find(|m| m.version == a.version) else {
                 return Err(SinkError::MigrationUnknown {
@@ -81,77 +183,89 @@ impl ClickHouseSink {
                     embedded,
                 });
             }
-            report.already_applied.push(m.file);
+            if !report.already_applied.contains(&m.file) {
+                report.already_applied.push(m.file);
+            }
         }
         for m in MIGRATIONS {
             if applied.iter().any(|a| a.version == m.version) {
                 continue;
             }
-            self.apply(m).await?;
-            report.applied.push(m.file);
+            self.apply(node, m).await?;
+            if !report.applied.contains(&m.file) {
+                report.applied.push(m.file);
+            }
         }
-        report.version = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
-        report.retention_changes = self.reconcile_retention().await?;
-        // Inserts cache the table layout; it may have changed.
-        self.client.clear_cached_metadata().await;
-        self.check_flow_columns().await?;
-        self.metrics
-            .migration_version
-            .set(i64::from(report.version));
-        tracing::info!(
-            database = %db,
-            version = report.version,
-            applied = ?report.applied,
-            retention_changes = ?report.retention_changes,
-            "ClickHouse schema up to date"
-        );
-        Ok(report)
+        for change in self.reconcile_retention(node).await? {
+            if !report.retention_changes.contains(&change) {
+                report.retention_changes.push(change);
+            }
+        }
+        Ok(())
     }
 
-    /// Runs one DDL statement.
-    async fn exec(&self, statement: &str, op: &str) -> Result<(), SinkError> {
-        self.deadline(op, self.admin.query_raw(statement).execute())
+    /// Runs one DDL statement on `node`.
+    async fn exec(&self, node: &Node, statement: &str, op: &str) -> Result<(), SinkError> {
+        let op = self.on_node(node, op);
+        self.deadline(&op, node.client.query_raw(statement).execute())
             .await
     }
 
-    async fn applied(&self) -> Result<Vec<Applied>, SinkError> {
+    /// `op`, naming the node when the collector migrates several.
+    fn on_node(&self, node: &Node, op: &str) -> String {
+        if node.url == self.cfg.url {
+            op.to_string()
+        } else {
+            format!("{op} on {}", node.url)
+        }
+    }
+
+    async fn applied(&self, node: &Node) -> Result<Vec<Applied>, SinkError> {
         let q = format!(
             "SELECT version, any(name) AS name, arraySort(groupUniqArray(checksum)) AS checksums \
              FROM {}.schema_migrations GROUP BY version ORDER BY version",
             self.cfg.database
         );
         self.deadline(
-            "read schema_migrations",
-            self.admin.query_raw(&q).fetch_all::<Applied>(),
+            &self.on_node(node, "read schema_migrations"),
+            node.client.query_raw(&q).fetch_all::<Applied>(),
         )
         .await
     }
 
-    /// Applies one migration's statements, then records it.
-    async fn apply(&self, m: &Migration) -> Result<(), SinkError> {
+    /// Applies one migration's statements (their cluster forms on a cluster), then records
+    /// it.
+    async fn apply(&self, node: &Node, m: &Migration) -> Result<(), SinkError> {
         let db = &self.cfg.database;
-        let text = migrations::render(m.sql, db, self.cfg.retention_days).map_err(|reason| {
-            SinkError::Migration {
-                file: m.file,
-                statement: 0,
-                source: Box::new(SinkError::Invalid {
-                    what: format!("migration file {}", m.file),
-                    reason,
-                }),
-            }
-        })?;
+        let failed = |statement: usize, reason: String| SinkError::Migration {
+            file: m.file,
+            statement,
+            source: Box::new(SinkError::Invalid {
+                what: format!("migration file {}", m.file),
+                reason,
+            }),
+        };
+        let text = migrations::render(m.sql, db, self.cfg.retention_days)
+            .map_err(|reason| failed(0, reason))?;
+        let layout = self.layout();
         for (i, statement) in sql::statements(&text).into_iter().enumerate() {
+            let forms = match &layout {
+                Some(l) => l.statements(statement).map_err(|r| failed(i + 1, r))?,
+                None => vec![statement.to_string()],
+            };
             let op = format!("migration {} statement {}", m.file, i + 1);
-            self.exec(statement, &op)
-                .await
-                .map_err(|e| SinkError::Migration {
-                    file: m.file,
-                    statement: i + 1,
-                    source: Box::new(e),
-                })?;
+            for form in forms {
+                self.exec(node, &form, &op)
+                    .await
+                    .map_err(|e| SinkError::Migration {
+                        file: m.file,
+                        statement: i + 1,
+                        source: Box::new(e),
+                    })?;
+            }
         }
-        let record = self
-            .admin
+        let record = node
+            .client
             .query(&format!(
                 "INSERT INTO {db}.schema_migrations (version, name, checksum) VALUES (?, ?, ?)"
             ))
@@ -159,9 +273,12 @@ impl ClickHouseSink {
             .bind(m.name)
             .bind(migrations::checksum(m.sql))
             .execute();
-        self.deadline(&format!("record migration {}", m.file), record)
-            .await?;
-        tracing::info!(database = %db, migration = m.file, "applied ClickHouse migration");
+        self.deadline(
+            &self.on_node(node, &format!("record migration {}", m.file)),
+            record,
+        )
+        .await?;
+        tracing::info!(database = %db, migration = m.file, node = %node.url, "applied ClickHouse migration");
         Ok(())
     }
 
@@ -207,8 +324,9 @@ impl ClickHouseSink {
     }
 
     /// Makes the TTL of each retention table match `retention_days`; returns the changes.
-    async fn reconcile_retention(&self) -> Result<Vec<String>, SinkError> {
+    async fn reconcile_retention(&self, node: &Node) -> Result<Vec<String>, SinkError> {
         let db = &self.cfg.database;
+        let layout = self.layout();
         let mut changes = Vec::new();
         let raw = migrations::RETENTION
             .iter()
@@ -217,15 +335,20 @@ impl ClickHouseSink {
             .iter()
             .map(|t| (t, self.cfg.rollup_retention_days));
         for ((table, base), days) in raw.chain(rollup) {
+            // On a cluster the TTL belongs to the local tables.
+            let stored = match &layout {
+                Some(_) => cluster::local(table),
+                None => table.to_string(),
+            };
             let engine: Option<String> = self
                 .deadline(
-                    &format!("read the definition of {db}.{table}"),
-                    self.admin
+                    &self.on_node(node, &format!("read the definition of {db}.{stored}")),
+                    node.client
                         .query(
                             "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?",
                         )
                         .bind(db)
-                        .bind(table)
+                        .bind(&stored)
                         .fetch_optional::<String>(),
                 )
                 .await?;
@@ -233,7 +356,7 @@ impl ClickHouseSink {
                 return Err(SinkError::SchemaDrift {
                     database: db.clone(),
                     detail: format!(
-                        "table {table} is missing although schema_migrations says it was \
+                        "table {stored} is missing although schema_migrations says it was \
                          created (dropped by hand?): restore it, or delete its migration's \
                          row from {db}.schema_migrations so it is created again"
                     ),
@@ -241,25 +364,19 @@ impl ClickHouseSink {
             };
             let expected = migrations::ttl_clause(base, days);
             let has_ttl = engine.contains(" TTL ");
+            let alter = |action: &str| match &layout {
+                Some(l) => l.alter_local(table, action),
+                None => format!("ALTER TABLE {db}.{table} {action}"),
+            };
             let statement = if days == 0 {
-                has_ttl.then(|| {
-                    (
-                        format!("ALTER TABLE {db}.{table} REMOVE TTL"),
-                        "TTL removed".to_string(),
-                    )
-                })
+                has_ttl.then(|| (alter("REMOVE TTL"), "TTL removed".to_string()))
             } else {
                 let current =
                     engine.contains(&format!("{expected} ")) || engine.ends_with(&expected);
-                (!current).then(|| {
-                    (
-                        format!("ALTER TABLE {db}.{table} MODIFY {expected}"),
-                        expected.clone(),
-                    )
-                })
+                (!current).then(|| (alter(&format!("MODIFY {expected}")), expected.clone()))
             };
             if let Some((alter, what)) = statement {
-                self.exec(&alter, &format!("set retention of {db}.{table}"))
+                self.exec(node, &alter, &format!("set retention of {db}.{stored}"))
                     .await?;
                 tracing::info!(table = %format!("{db}.{table}"), "retention changed: {what}");
                 changes.push(format!("{table}: {what}"));

@@ -4,7 +4,7 @@
 /// Splits `sql` at the `;` that end statements, ignoring `;` inside quotes ('…', "…",
 /// `…`) and comments (-- … and /* … */). Returns the statements without their `;`,
 /// trimmed; pieces holding only comments and whitespace are dropped.
-pub(crate) fn statements(sql: &str) -> Vec<&str> {
+pub fn statements(sql: &str) -> Vec<&str> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
     let mut start = 0;

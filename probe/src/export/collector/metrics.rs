@@ -41,6 +41,10 @@ pub struct ExportMetrics {
     pub spool_full_waits: Counter,
     /// Seconds from sending a batch to its acknowledgement.
     pub ack_latency: Histogram,
+    /// Moves to another collector of the list (failovers and failbacks).
+    pub failovers: Counter,
+    /// Position in the list of the collector in use (0: the first choice).
+    pub target: Gauge,
 }
 
 impl Default for ExportMetrics {
@@ -66,6 +70,8 @@ impl ExportMetrics {
             spool_batches: Gauge::default(),
             spool_full_waits: Counter::default(),
             ack_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            failovers: Counter::default(),
+            target: Gauge::default(),
         }
     }
 
@@ -87,6 +93,8 @@ impl ExportMetrics {
                 spool_bytes: "Bytes of unacknowledged batches in the spool",
                 spool_batches: "Unacknowledged batches in the spool",
                 spool_full_waits: "Times export waited for spool space",
+                failovers: "Moves to another collector of the list (failover or failback)",
+                target: "Position in the list of the collector in use (0: the first)",
             }
         );
         r.register(
@@ -116,6 +124,7 @@ impl ExportMetrics {
             ("export_connects", self.connects.get()),
             ("export_connect_failures", self.connect_failures.get()),
             ("export_spool_full_waits", self.spool_full_waits.get()),
+            ("export_failovers", self.failovers.get()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

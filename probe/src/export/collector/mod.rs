@@ -45,8 +45,19 @@ pub type HealthCounters = Arc<dyn Fn() -> Vec<(String, u64)> + Send + Sync>;
 /// Settings of the collector exporter.
 #[derive(Clone, Debug)]
 pub struct CollectorOptions {
-    /// Collector address, `HOST:PORT`.
+    /// Collector address, `HOST:PORT`: the first choice.
     pub addr: String,
+    /// Further collectors, `HOST:PORT`, in order of preference. Any failure (refused,
+    /// unreachable, a broken connection, an acknowledgement overdue) moves the probe to
+    /// the next one in the list with its spool as it stands: unacknowledged batches go to
+    /// the next collector, and a batch the last one stored but could not acknowledge is
+    /// kept once by the collectors' batch tokens in ClickHouse. Only after a whole round
+    /// of the list fails does the probe back off.
+    pub failover: Vec<String>,
+    /// Connected to a collector other than the first for this long, the probe goes back
+    /// to the first (once what it has in flight is acknowledged); if the first still
+    /// fails, it moves down the list again.
+    pub failback: Duration,
     /// Name to verify in the collector's certificate (default: the host of `addr`).
     pub server_name: Option<String>,
     /// PEM file with the CA that issued the collector's certificate.
@@ -117,6 +128,8 @@ impl CollectorOptions {
     ) -> Self {
         CollectorOptions {
             addr: addr.into(),
+            failover: Vec::new(),
+            failback: Duration::from_secs(300),
             server_name: None,
             ca_cert,
             cert,
@@ -150,6 +163,8 @@ impl CollectorOptions {
             c.tls_key.clone(),
             c.spool_dir.clone(),
         );
+        o.failover = c.failover.clone();
+        o.failback = c.failback;
         o.server_name = c.server_name.clone();
         o.spool_max_bytes = c.spool_max_bytes;
         o.batch_records = c.batch_records;
@@ -162,8 +177,15 @@ impl CollectorOptions {
     pub fn validate(&self) -> Result<(), CollectorError> {
         self.check()?;
         tls::client_config(&self.ca_cert, &self.cert, &self.key)?;
-        tls::server_name(&self.addr, self.server_name.as_deref())?;
+        for a in self.addrs() {
+            tls::server_name(a, self.server_name.as_deref())?;
+        }
         Ok(())
+    }
+
+    /// Every collector address, the first choice first.
+    pub fn addrs(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.addr).chain(&self.failover)
     }
 
     fn check(&self) -> Result<(), CollectorError> {
@@ -188,10 +210,18 @@ impl CollectorOptions {
         if self.spool_max_bytes == 0 {
             return bad("spool max bytes", "must be more than 0");
         }
-        tls::split_host_port(&self.addr).map_err(|reason| CollectorError::Option {
-            what: "collector address",
-            reason,
-        })?;
+        for (i, a) in self.addrs().enumerate() {
+            tls::split_host_port(a).map_err(|reason| CollectorError::Option {
+                what: "collector address",
+                reason,
+            })?;
+            if self.addrs().take(i).any(|b| b == a) {
+                return bad("collector address", &format!("{a} is listed twice"));
+            }
+        }
+        if self.failback.is_zero() {
+            return bad("failback", "must be longer than zero");
+        }
         Ok(())
     }
 }
@@ -246,7 +276,10 @@ impl CollectorExporter {
     pub fn start(opts: CollectorOptions, metrics: ExportMetrics) -> Result<Self, CollectorError> {
         opts.check()?;
         let tls = tls::client_config(&opts.ca_cert, &opts.cert, &opts.key)?;
-        let server_name = tls::server_name(&opts.addr, opts.server_name.as_deref())?;
+        let targets = opts
+            .addrs()
+            .map(|a| Ok((a.clone(), tls::server_name(a, opts.server_name.as_deref())?)))
+            .collect::<Result<Vec<_>, CollectorError>>()?;
         let spool = Arc::new(Spool::open(
             &opts.spool_dir,
             &opts.probe_id,
@@ -254,14 +287,14 @@ impl CollectorExporter {
             metrics.clone(),
         )?);
         let (bytes, batches) = spool.stats();
-        info!(collector = %opts.addr, probe = %opts.probe_id, spool = %opts.spool_dir.display(),
+        info!(collector = %opts.addr, failover = ?opts.failover, probe = %opts.probe_id, spool = %opts.spool_dir.display(),
             spooled_batches = batches, spooled_bytes = bytes, next_seq = spool.next_seq(),
             "exporting to the collector");
         let wake = Arc::new(Notify::new());
         let (stop, stop_rx) = watch::channel(false);
         let thread = sender::spawn(sender::SenderCtx {
-            addr: opts.addr.clone(),
-            server_name,
+            targets,
+            failback: opts.failback,
             connector: TlsConnector::from(tls),
             probe_id: opts.probe_id.clone(),
             spool: spool.clone(),

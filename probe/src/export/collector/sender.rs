@@ -1,6 +1,16 @@
-//! The sender thread: keeps one TLS connection to the collector, sends spooled batches
+//! The sender thread: keeps one TLS connection to a collector, sends spooled batches
 //! in sequence order with up to `window` unacknowledged, deletes each batch when its Ack
-//! arrives, and reconnects with backoff, resending everything unacknowledged.
+//! arrives, and reconnects, resending everything unacknowledged: to the next collector of
+//! its list at once after a failure, with backoff once the whole list has failed, and back
+//! to the first after `failback`.
+//!
+//! Why a batch is neither lost nor duplicated across collectors: each connection sends
+//! the spool from its oldest unacknowledged batch in sequence order, so whatever a
+//! collector stored of this sequence is every number from that connection's first batch
+//! up to its highest; the `HelloAck` highest number therefore only ever names batches the
+//! collector holds, and the probe deletes no others. A batch one collector stored but
+//! could not acknowledge is sent to the next one too; both store it under the same
+//! ClickHouse token (`dedup = "batch"`), which keeps one copy.
 
 use std::{
     collections::VecDeque,
@@ -35,8 +45,10 @@ type Tls = TlsStream<TcpStream>;
 
 /// What the sender needs.
 pub(crate) struct SenderCtx {
-    pub(crate) addr: String,
-    pub(crate) server_name: ServerName<'static>,
+    /// The collectors, first choice first: address and the name in its certificate.
+    pub(crate) targets: Vec<(String, ServerName<'static>)>,
+    /// Back to the first collector after this long on another.
+    pub(crate) failback: Duration,
     pub(crate) connector: TlsConnector,
     pub(crate) probe_id: String,
     pub(crate) spool: Arc<Spool>,
@@ -76,6 +88,8 @@ enum Quiet {
     Stopped,
     /// The collector closed an idle connection (nothing was in flight).
     Idle,
+    /// Time to go back to the first collector (everything sent was acknowledged).
+    Failback,
 }
 
 /// One connection's result, and whether it got anything acknowledged.
@@ -90,6 +104,9 @@ async fn run(mut ctx: SenderCtx) {
     let mut failures = 0u64;
     // Since when no session has been up (for the offline fail-open).
     let mut offline_since: Option<Instant> = None;
+    // The collector in use (index in `targets`), and how many in a row failed.
+    let mut cur = 0usize;
+    let mut failed_in_round = 0usize;
     loop {
         if *ctx.stop.borrow() {
             return;
@@ -118,41 +135,57 @@ async fn run(mut ctx: SenderCtx) {
             }
             continue;
         }
-        let attempt = match timeout(ctx.connect_timeout, connect(&ctx)).await {
+        let addr = ctx.targets[cur].0.clone();
+        ctx.metrics.target.set(cur as i64);
+        let attempt = match timeout(ctx.connect_timeout, connect(&ctx, cur)).await {
             Ok(r) => r,
             Err(_) => Err(SendError::ConnectTimeout(ctx.connect_timeout)),
         };
-        match attempt {
+        let failed = match attempt {
             Ok((tls, ack)) => {
                 ctx.metrics.connects.inc();
                 if failures > 0 {
-                    info!(addr = %ctx.addr, after_failures = failures, "reconnected to the collector");
+                    info!(addr = %addr, after_failures = failures, "reconnected to the collector");
                 }
                 failures = 0;
                 match reconcile(&ctx, &ack) {
                     Err(e) => {
-                        warn!(error = %e, "cannot apply the collector's last acknowledged sequence number");
+                        warn!(addr = %addr, error = %e, "cannot apply the collector's last acknowledged sequence number");
                         ctx.metrics.session_error(e.reason());
+                        true
                     }
                     // The spool moved to a new epoch: say so in a new Hello, at once.
                     Ok(Next::Reconnect) => continue,
                     Ok(Next::Send) => {
-                        let end = session(&mut ctx, tls).await;
+                        let back = (cur != 0).then(|| Instant::now() + ctx.failback);
+                        let end = session(&mut ctx, tls, back).await;
                         offline_since = Some(Instant::now());
                         if end.acked > 0 {
                             backoff.reset();
+                            failed_in_round = 0;
                         }
                         match end.result {
                             Ok(Quiet::Stopped) => return,
                             Ok(Quiet::Idle) => {
                                 debug!("collector closed the idle connection");
                                 backoff.reset();
+                                failed_in_round = 0;
+                                continue;
+                            }
+                            Ok(Quiet::Failback) => {
+                                info!(from = %addr, to = %ctx.targets[0].0, after = ?ctx.failback,
+                                    "going back to the first collector of the list");
+                                ctx.metrics.failovers.inc();
+                                cur = 0;
+                                failed_in_round = 0;
+                                backoff.reset();
                                 continue;
                             }
                             Err(e) => {
                                 ctx.metrics.session_error(e.reason());
-                                warn!(addr = %ctx.addr, error = %e, acked = end.acked,
+                                warn!(addr = %addr, error = %e, acked = end.acked,
                                 "collector connection lost; unacknowledged batches will be resent");
+                                true
                             }
                         }
                     }
@@ -166,12 +199,25 @@ async fn run(mut ctx: SenderCtx) {
                 let (bytes, batches) = ctx.spool.stats();
                 // The first failure and then every 10th at warn; the rest at debug.
                 if failures == 1 || failures.is_multiple_of(10) {
-                    warn!(addr = %ctx.addr, error = %e, failures, spooled_batches = batches,
+                    warn!(addr = %addr, error = %e, failures, spooled_batches = batches,
                         spooled_bytes = bytes, "cannot reach the collector; retrying with backoff");
                 } else {
-                    debug!(addr = %ctx.addr, error = %e, failures, "cannot reach the collector");
+                    debug!(addr = %addr, error = %e, failures, "cannot reach the collector");
                 }
+                true
             }
+        };
+        if failed && ctx.targets.len() > 1 {
+            // The next collector of the list, at once; back off only after a whole round.
+            let next = (cur + 1) % ctx.targets.len();
+            info!(from = %addr, to = %ctx.targets[next].0, "moving to the next collector of the list");
+            ctx.metrics.failovers.inc();
+            cur = next;
+            failed_in_round += 1;
+            if failed_in_round < ctx.targets.len() {
+                continue;
+            }
+            failed_in_round = 0;
         }
         let delay = backoff.next_delay();
         tokio::select! {
@@ -182,10 +228,11 @@ async fn run(mut ctx: SenderCtx) {
 }
 
 /// TCP connect, TLS handshake, `Hello` → `HelloAck`.
-async fn connect(ctx: &SenderCtx) -> Result<(Tls, HelloAck), SendError> {
-    let tcp = TcpStream::connect(&ctx.addr).await?;
+async fn connect(ctx: &SenderCtx, target: usize) -> Result<(Tls, HelloAck), SendError> {
+    let (addr, name) = &ctx.targets[target];
+    let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
-    let mut tls = ctx.connector.connect(ctx.server_name.clone(), tcp).await?;
+    let mut tls = ctx.connector.connect(name.clone(), tcp).await?;
     let hello = Message::Hello(Hello {
         version: PROTOCOL_VERSION,
         probe_id: ctx.probe_id.clone(),
@@ -274,7 +321,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn session(ctx: &mut SenderCtx, tls: Tls) -> SessionEnd {
+/// One connection until it fails or stops; with `failback`, it stops sending at that time
+/// and ends ([`Quiet::Failback`]) once what it sent is acknowledged.
+async fn session(ctx: &mut SenderCtx, tls: Tls, failback: Option<Instant>) -> SessionEnd {
     let (rd, mut wr) = tokio::io::split(tls);
     let (tx, mut rx) = mpsc::channel(ctx.window + 4);
     let _reader = AbortOnDrop(tokio::spawn(read_loop(rd, tx, ctx.max_frame)));
@@ -292,10 +341,15 @@ async fn session(ctx: &mut SenderCtx, tls: Tls) -> SessionEnd {
             return end(Err(e), acked);
         }
     }
+    let mut draining = false;
     loop {
+        if draining && in_flight.is_empty() {
+            let _ = timeout(Duration::from_secs(1), wr.shutdown()).await;
+            return end(Ok(Quiet::Failback), acked);
+        }
         // Fill the window from the spool, oldest first.
         let mut wrote = false;
-        while in_flight.len() < ctx.window {
+        while !draining && in_flight.len() < ctx.window {
             let Some(seq) = ctx.spool.first_after(last_sent) else {
                 break;
             };
@@ -380,6 +434,12 @@ async fn session(ctx: &mut SenderCtx, tls: Tls) -> SessionEnd {
                 }
             }
             _ = ctx.stop.changed() => break,
+            _ = async {
+                match failback {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            }, if !draining => draining = true,
             _ = ack_deadline => return end(Err(SendError::AckTimeout(ctx.ack_timeout)), acked),
         }
         if in_flight.is_empty() && *ctx.stop.borrow() {
