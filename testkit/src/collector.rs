@@ -192,16 +192,32 @@ impl CollectorProcess {
         };
         let mut seen = vec![false; ready.len()];
         let deadline = Instant::now() + Duration::from_secs(60);
+        // The last lines logged, for the error when the start fails.
+        let mut tail = std::collections::VecDeque::with_capacity(20);
         while !seen.iter().all(|s| *s) {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(l) => {
                     for (i, r) in ready.iter().enumerate() {
                         seen[i] |= l.contains(r.as_str());
                     }
+                    if tail.len() == 20 {
+                        tail.pop_front();
+                    }
+                    tail.push_back(l);
                 }
                 Err(_) => {
                     if let Ok(Some(st)) = child.try_wait() {
-                        anyhow::bail!("collector exited early: {st}");
+                        // Whatever it logged before exiting.
+                        while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+                            if tail.len() == 20 {
+                                tail.pop_front();
+                            }
+                            tail.push_back(l);
+                        }
+                        anyhow::bail!(
+                            "collector exited early: {st}; its last lines:\n{}",
+                            Vec::from(tail).join("\n")
+                        );
                     }
                     if Instant::now() > deadline {
                         let _ = child.kill();

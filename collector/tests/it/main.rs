@@ -58,6 +58,7 @@ mod policy_reload;
 mod policy_reload_in_running_collector;
 mod policy_sighup_reload;
 mod policy_violations;
+mod probes_fail_over_between_collectors_on_a_cluster;
 mod roles_see_only_their_lines_and_do_what_their_role_allows;
 mod second_collector_on_a_spool_is_refused;
 mod syslog_config;

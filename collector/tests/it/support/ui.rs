@@ -28,7 +28,8 @@ pub const CAPTURES: [&str; 4] = [
     "ndpi-dns_exfiltration.pcap",
 ];
 
-fn sha256_hex(s: &str) -> String {
+/// SHA-256 of `s`, in hex (what `[[api.token]] sha256` holds).
+pub fn sha256_hex(s: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
         .as_ref()
         .iter()
