@@ -51,6 +51,7 @@ if ((smoke)); then
   bench scaling "$bin/scaling" --smoke --out "$out/scaling.md"
   bench aggregate "$bin/aggregate" --smoke --out "$out/aggregate.md"
   bench collector_e2e "$bin/collector_e2e" --smoke --out "$out/collector_e2e.md" >/dev/null
+  bench cluster_scaleout "$bin/cluster_scaleout" --smoke --out "$out/cluster_scaleout.md" >/dev/null
   bench evidence "$bin/evidence" --smoke --out "$out/evidence.md" >/dev/null
   bench enforce_cost "$bin/enforce_cost" --smoke --out "$out/enforce_cost.md" >/dev/null
   bench netflow_ingest "$bin/netflow_ingest" --smoke --out "$out/netflow_ingest.md" 2>/dev/null
@@ -75,6 +76,8 @@ else
   log "4/6 collector end to end vs a plain ClickHouse insert (collector_e2e)"
   bench collector_e2e "$bin/collector_e2e" --out "$out/collector_e2e.md" >/dev/null
   bench collector_e2e_no_detect "$bin/collector_e2e" --no-detect --out "$out/collector_e2e_no_detect.md" >/dev/null
+  log "4/6 scale-out: rows/s into 1, 2, 3 shards; records/s with 1 and 2 collectors (cluster_scaleout)"
+  bench cluster_scaleout "$bin/cluster_scaleout" --out "$out/cluster_scaleout.md" >/dev/null
   log "4/6 evidence log: append, proofs, verify 1 M entries, collector with the log off vs on (evidence)"
   bench evidence "$bin/evidence" --out "$out/evidence.md" >/dev/null
   log "4/6 enforcement: XDP cost by policy size, policy change to enforcement (enforce_cost)"

@@ -18,6 +18,8 @@
 #
 #   scripts/demo.sh                             # from a root shell
 #   TIDEGATE_DEMO_SECONDS=120 scripts/demo.sh   # stop by itself after 120 s
+#   TIDEGATE_DEMO_SHARDS=3 scripts/demo.sh      # ClickHouse as a 3-node sharded cluster
+#                                               # (Distributed tables; [clickhouse.cluster])
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -82,6 +84,9 @@ rm -rf "$out"
 mkdir -p "$out"
 export TIDEGATE_CH_PORT="${TIDEGATE_CH_PORT:-8123}"
 export TIDEGATE_CH_DIR="$out/clickhouse"
+shards="${TIDEGATE_DEMO_SHARDS:-1}"
+[[ "$shards" =~ ^[1-9]$ ]] || die "TIDEGATE_DEMO_SHARDS must be a number of ClickHouse nodes from 1 to 9, got '$shards'"
+((TIDEGATE_CH_PORT + shards <= 65535)) || die "TIDEGATE_CH_PORT leaves no room for $shards nodes"
 collector_port=${TIDEGATE_DEMO_COLLECTOR_PORT:-17443}
 ui_port=${TIDEGATE_DEMO_UI_PORT:-8080}
 collector_metrics=${TIDEGATE_DEMO_COLLECTOR_METRICS_PORT:-9465}
@@ -126,6 +131,11 @@ summary() { # what ClickHouse holds now
   echo "policy violations (tidegate.policy_violations, final state)"
   q "SELECT severity, rule_id, rule_location, kind, src, src_zone, dst, dst_zone, flows
      FROM tidegate.policy_violations FINAL ORDER BY severity DESC, first LIMIT 20 FORMAT PrettyCompact"
+  if ((shards > 1)); then
+    echo "rows per shard (tidegate.flows is a Distributed table over flows_local on each node)"
+    q "SELECT _shard_num AS shard, count() AS flow_records, sum(bytes) AS ip_bytes FROM tidegate.flows
+       GROUP BY shard ORDER BY shard FORMAT PrettyCompact"
+  fi
   echo "notifications written to $out/alerts.jsonl: $(wc -l <"$out/alerts.jsonl" 2>/dev/null || echo 0)"
   local exported stored
   exported=$(sed -n 's/.*probe stopped; all flows exported records=\([0-9]*\).*/\1/p' "$out/probe.log" | tail -1)
@@ -151,6 +161,10 @@ cleanup() { # stop in pipeline order: traffic, probe (flush), collector (drain),
   if [[ -n "$ch_started" ]]; then
     [[ -n "$probe_pid" ]] && summary
     in_home "$here/clickhouse.sh" stop >/dev/null 2>&1 || true
+    for ((i = 2; i <= shards; i++)); do
+      TIDEGATE_CH_DIR="$out/clickhouse-$i" TIDEGATE_CH_PORT=$((TIDEGATE_CH_PORT + i - 1)) \
+        in_home "$here/clickhouse.sh" stop >/dev/null 2>&1 || true
+    done
   fi
   ip netns del "$home" 2>/dev/null || true
   ip netns del "$wan" 2>/dev/null || true
@@ -186,9 +200,34 @@ forward() { # port
   forward_pids+=($!)
 }
 
-log "starting ClickHouse (in $home, 127.0.0.1:$TIDEGATE_CH_PORT)"
-ch_url=$(in_home "$here/clickhouse.sh" start)
-ch_started=1
+cluster_toml=""
+if ((shards == 1)); then
+  log "starting ClickHouse (in $home, 127.0.0.1:$TIDEGATE_CH_PORT)"
+  ch_url=$(in_home "$here/clickhouse.sh" start)
+  ch_started=1
+else
+  # Node i: HTTP on TIDEGATE_CH_PORT + i - 1, native TCP on 19000 + i (the namespace's own
+  # loopback), every node knowing cluster "tidegate" of one shard per node.
+  spec="tidegate:$(seq -s, 19001 $((19000 + shards)))"
+  nodes=""
+  for ((i = 1; i <= shards; i++)); do
+    port=$((TIDEGATE_CH_PORT + i - 1)) dir="$out/clickhouse"
+    ((i == 1)) || dir="$out/clickhouse-$i"
+    log "starting ClickHouse node $i of $shards (in $home, 127.0.0.1:$port, native TCP $((19000 + i)))"
+    url=$(TIDEGATE_CH_DIR="$dir" TIDEGATE_CH_PORT=$port TIDEGATE_CH_TCP_PORT=$((19000 + i)) \
+      TIDEGATE_CH_CLUSTER="$spec" in_home "$here/clickhouse.sh" start)
+    ch_started=1
+    ((i == 1)) && ch_url="$url"
+    nodes+="${nodes:+, }\"$url\""
+  done
+  cluster_toml="
+[clickhouse.cluster]                 # $shards shards, one replica each (no Keeper here)
+name = \"tidegate\"
+replicated = false
+ddl = \"each_node\"
+nodes = [$nodes]
+"
+fi
 mmdb=$("$here/geoip.sh")
 
 log "generating a CA and certificates for the collector and probe edge-demo"
@@ -218,7 +257,7 @@ dir = "spool"
 url = "$ch_url"
 database = "tidegate"
 retention_days = 0
-
+$cluster_toml
 [enrich]
 mmdb = ["$mmdb"]
 

@@ -108,6 +108,7 @@ fn main() -> anyhow::Result<()> {
     let aggregate = read("aggregate.md");
     let e2e = read("collector_e2e.md");
     let e2e_no_detect = read("collector_e2e_no_detect.md");
+    let scaleout = read("cluster_scaleout.md");
     let detect_tp = read("detect_throughput.md");
     let detect = read("detect_latency.md");
     let evidence = read("evidence.md");
@@ -450,6 +451,12 @@ fn main() -> anyhow::Result<()> {
         "4e. NetFlow v5/v9/IPFIX ingest per core vs nfcapd (`bench/src/bin/netflow_ingest.rs`)",
         &netflow,
         "`target/release/netflow_ingest`",
+    )?;
+    section(
+        &mut s,
+        "4f. Scale-out: rows/s into 1, 2 and 3 shards, records/s with 1 and 2 collectors (`bench/src/bin/cluster_scaleout.rs`)",
+        &scaleout,
+        "`target/release/cluster_scaleout`",
     )?;
     writeln!(s, "## 5. Detection latency\n")?;
     writeln!(
