@@ -145,10 +145,15 @@ impl CollectorConfig {
                 let off = c.span().start;
                 let c = c.into_inner();
                 c.validate().map_err(|e| match e {
-                    SinkError::Config { field, reason } => file.field_error_in(
-                        off,
-                        &FieldError::new(format!("clickhouse.{field}"), reason),
-                    ),
+                    SinkError::Config { field, reason } => {
+                        // A key of `[clickhouse]` or of a table inside it (`cluster.nodes`).
+                        let path = format!("clickhouse.{field}");
+                        let e = FieldError::new(path.clone(), reason);
+                        match file.field_offset(&path) {
+                            Some(at) => file.at(at, e.to_string()),
+                            None => file.field_error_in(off, &e),
+                        }
+                    }
                     other => file.at(off, other.to_string()),
                 })?;
                 c
@@ -281,6 +286,12 @@ mod tests {
             (
                 format!("{OK}[clickhouse]\nurl = \"ftp://x\"\n"),
                 ":7: clickhouse.url",
+            ),
+            (
+                format!(
+                    "{OK}[clickhouse]\nurl = \"http://a:1\"\n\n[clickhouse.cluster]\nname = \"tg\"\nddl = \"each_node\"\nnodes = [\"ftp://b\"]\n"
+                ),
+                ":12: clickhouse.cluster.nodes",
             ),
             (format!("{OK}\n[bogus]\n"), ":7:"),
             ("[collector]\n".to_string(), ":1:"),

@@ -111,6 +111,7 @@ async fn arrived(cl: &TestCluster, rows: u64, started: Instant) -> anyhow::Resul
 
 struct ShardRun {
     shards: usize,
+    batch: usize,
     secs: f64,
     ch_cpu: Duration,
     spread: Vec<u64>,
@@ -153,6 +154,7 @@ async fn into_shards(
     }
     Ok(ShardRun {
         shards,
+        batch,
         secs,
         ch_cpu,
         spread,
@@ -261,10 +263,14 @@ async fn through_collectors(
 
 async fn run(a: &Args) -> anyhow::Result<String> {
     let records = workload::synthetic(a.rows, a.rows, 3600);
+    // Each batch is one INSERT and becomes one part on every shard it reaches: the batch
+    // size is measured too (the probe's `batch_records`).
     let mut shard_runs = Vec::new();
-    for shards in 1..=3 {
-        eprintln!("cluster_scaleout: sink into {shards} shard(s)");
-        shard_runs.push(into_shards(shards, &records, a.batch_records).await?);
+    for batch in [a.batch_records, a.batch_records * 5] {
+        for shards in 1..=3 {
+            eprintln!("cluster_scaleout: sink into {shards} shard(s), batches of {batch}");
+            shard_runs.push(into_shards(shards, &records, batch).await?);
+        }
     }
     let mut collector_runs = Vec::new();
     for collectors in 1..=2 {
@@ -296,14 +302,18 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     writeln!(s, "#### The collector's sink into 1, 2 and 3 shards\n")?;
     writeln!(
         s,
-        "| shards | seconds | rows/s | ratio to 1 shard | ClickHouse CPU ns per row (all nodes) | rows per shard |"
+        "| records per batch (= per INSERT) | shards | seconds | rows/s | ratio to 1 shard | ClickHouse CPU ns per row (all nodes) | rows per shard |"
     )?;
-    writeln!(s, "|---:|---:|---:|---:|---:|---|")?;
-    let base = rows / shard_runs[0].secs;
+    writeln!(s, "|---:|---:|---:|---:|---:|---:|---|")?;
+    let mut base = 0.0;
     for r in &shard_runs {
+        if r.shards == 1 {
+            base = rows / r.secs;
+        }
         writeln!(
             s,
-            "| {} | {:.2} | {:.0} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {:.2} | {:.0} | {:.2} | {:.0} | {} |",
+            r.batch,
             r.shards,
             r.secs,
             rows / r.secs,
@@ -318,7 +328,14 @@ async fn run(a: &Args) -> anyhow::Result<String> {
     }
     writeln!(
         s,
-        "\n#### Probes → collectors → 3 shards (two probes; with 2 collectors one probe each)\n"
+        "\nEvery INSERT makes one part per shard it reaches (≈ 40 columns, plus one part in each \
+         of the two rollups), so the servers' CPU per row grows with the shards when batches are \
+         small and less when they are large: probes feeding a cluster should seal large batches \
+         (`[collector] batch_records`).\n"
+    )?;
+    writeln!(
+        s,
+        "#### Probes → collectors → 3 shards (two probes; with 2 collectors one probe each)\n"
     )?;
     writeln!(
         s,
