@@ -94,7 +94,15 @@ impl Stage {
                             let ends = ctx.map_or(&empty, |c| &c.ends);
                             for v in engine.process(r, ends) {
                                 let state = self.violations.merge(v);
-                                self.outputs.violation(&state, ctx);
+                                // Both directions of a breach are one violation, named by
+                                // the direction first seen: describe its ends, not this
+                                // record's, when the record goes the other way.
+                                if state.violation.src != r.src && state.violation.src == r.dst {
+                                    let rev = ctx.map(FlowContext::reversed);
+                                    self.outputs.violation(&state, rev.as_ref());
+                                } else {
+                                    self.outputs.violation(&state, ctx);
+                                }
                             }
                         }
                         let updates = match self.detector.as_mut() {

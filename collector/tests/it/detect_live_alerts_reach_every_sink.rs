@@ -185,6 +185,16 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
             )
             .await;
         assert_eq!(rule, format!("{}:5\t1\tcritical\t1", policy.display()));
+        // Zones describe the violation's own ends, even after flows the other way merged
+        // into it (both directions of a breach are one violation).
+        let misnamed = ch
+            .query(
+                "SELECT count() FROM tidegate.policy_violations FINAL \
+                 WHERE (src_zone = 'special-zone') != isIPAddressInRange(src, '192.168.0.0/16') \
+                    OR (dst_zone = 'special-zone') != isIPAddressInRange(dst, '192.168.0.0/16')",
+            )
+            .await;
+        assert_eq!(misnamed, "0");
 
         // Enrichment stored with every flow: countries from GeoLite2, zones from the policy.
         let sample = ch

@@ -19,6 +19,21 @@ pub struct FlowContext {
     pub dst_zone: Arc<str>,
 }
 
+impl FlowContext {
+    /// The context of the same flow seen the other way round (source and destination
+    /// swapped): what describes a finding whose source is this flow's destination.
+    pub fn reversed(&self) -> FlowContext {
+        FlowContext {
+            ends: crate::policy::Endpoints {
+                src: self.ends.dst.clone(),
+                dst: self.ends.src.clone(),
+            },
+            src_zone: self.dst_zone.clone(),
+            dst_zone: self.src_zone.clone(),
+        }
+    }
+}
+
 /// Computes [`FlowContext`]s: enrichment sources plus the policy's zones, either optional.
 #[derive(Clone, Debug, Default)]
 pub struct Contextualizer {
