@@ -60,7 +60,8 @@ pub struct ClickHouseConfig {
     /// CPU and saves nothing that matters).
     pub compression: Compression,
     /// What an INSERT's deduplication token names (see [`Dedup`]); default `batch` with a
-    /// cluster, `group` without.
+    /// cluster, `group` without. Change it only while the collector's spool holds nothing
+    /// unstored: a group replayed under the other kind of token is not recognised.
     pub dedup: Option<Dedup>,
     /// A sharded cluster: tables `<name>_local` on every node, `Distributed` tables named
     /// as on a single server; none: one server.
