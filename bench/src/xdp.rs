@@ -9,12 +9,13 @@ use aya::{
 };
 use tidegate_common::maps::{
     ENF_HOST4, ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_XDP,
-    PROG_XDP_BASELINE,
+    PROG_XDP_BASELINE, PROG_XDP_LINEAR,
 };
 use tidegate_probe::capture::{ebpf::OBJECT, pcap::CaptureReader};
 
 /// Loads the object with room for `flow_entries` flows in the active generation, and
-/// loads both the flow-accounting XDP program and the return-only baseline (needs root).
+/// loads the flow-accounting XDP programs (multi-buffer and linear) and the return-only
+/// baseline (needs root).
 pub fn load_for_test_runs(flow_entries: u32) -> anyhow::Result<Ebpf> {
     load_with_prefixes(flow_entries, 1024)
 }
@@ -35,7 +36,7 @@ pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Eb
         .map_max_entries(ENF_HOST6[1], prefixes)
         .load(OBJECT)
         .context("loading the eBPF object (run as root)")?;
-    for name in [PROG_XDP, PROG_XDP_BASELINE] {
+    for name in [PROG_XDP, PROG_XDP_LINEAR, PROG_XDP_BASELINE] {
         let p: &mut Xdp = ebpf.program_mut(name).context("program")?.try_into()?;
         p.load()?;
     }

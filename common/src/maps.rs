@@ -6,6 +6,9 @@ pub const FLOWS_GEN0: &str = "FLOWS_GEN0";
 pub const FLOWS_GEN1: &str = "FLOWS_GEN1";
 /// `Array<u32>` of control words; see the `CTL_*` indices.
 pub const CONTROL: &str = "CONTROL";
+/// `Array<u64>` with one entry: CLOCK_MONOTONIC as of the probe's last tick (see
+/// [`CLOCK_TICK`]).
+pub const TICK: &str = "TICK";
 /// `PerCpuArray<CounterBlock>` with one entry: the [`crate::Counter`]s and a scratch word.
 pub const COUNTERS: &str = "COUNTERS";
 /// Ring buffer of [`crate::FallbackRecord`]s for packets whose flow did not fit the map.
@@ -41,6 +44,9 @@ pub const ENF_LINE_ENTRIES: u32 = 1024;
 
 /// XDP program (ingress).
 pub const PROG_XDP: &str = "tidegate_xdp";
+/// XDP program for lines whose frames always fit one buffer (no `xdp.frags`): the frame
+/// length is the packet's, no `bpf_xdp_get_buff_len` call.
+pub const PROG_XDP_LINEAR: &str = "tidegate_xdp_linear";
 /// XDP program that only returns XDP_PASS (benchmark baseline; never attached).
 pub const PROG_XDP_BASELINE: &str = "tidegate_xdp_baseline";
 /// TC classifier (egress, attached with TCX).
@@ -48,8 +54,8 @@ pub const PROG_TC_EGRESS: &str = "tidegate_tc_egress";
 
 /// `CONTROL[CTL_GENERATION] & 1` is the flow map generation the programs write to.
 pub const CTL_GENERATION: u32 = 0;
-/// `CONTROL[CTL_CLOCK]` is the clock the programs stamp packets with: [`CLOCK_PRECISE`]
-/// or [`CLOCK_COARSE`].
+/// `CONTROL[CTL_CLOCK]` is the clock the programs stamp packets with: [`CLOCK_PRECISE`],
+/// [`CLOCK_COARSE`] or [`CLOCK_TICK`].
 pub const CTL_CLOCK: u32 = 1;
 /// `CONTROL[CTL_ENFORCE]`: 0 = no policy (every packet passes, nothing judged);
 /// 1 = the `_0` enforcement maps; 2 = the `_1` maps. Userspace fills the idle set,
@@ -64,6 +70,10 @@ pub const CLOCK_PRECISE: u32 = 0;
 /// `bpf_ktime_get_coarse_ns()`: CLOCK_MONOTONIC_COARSE, as of the last timer tick (one
 /// jiffy: 4 ms at HZ=250), at about half the per-packet cost of the precise clock.
 pub const CLOCK_COARSE: u32 = 1;
+/// `TICK[0]`: CLOCK_MONOTONIC as the probe last wrote it (every millisecond): an array
+/// read the verifier inlines, no helper call per packet; a stamp is at most one tick
+/// period (plus the ticker's scheduling delay) behind the packet.
+pub const CLOCK_TICK: u32 = 2;
 
 /// Default per-generation flow map size (concurrent flows).
 pub const DEFAULT_FLOW_ENTRIES: u32 = 1 << 20;

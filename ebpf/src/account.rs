@@ -8,13 +8,13 @@ use aya_ebpf::{
 use tidegate_common::{
     APP_SAMPLE_BYTES, AppSample, COUNTER_SLOTS, Counter, CounterBlock, Direction,
     FallbackRecord, FlowKey, FlowStats, PacketBytes, Parsed,
-    maps::{CLOCK_COARSE, CTL_CLOCK, CTL_GENERATION},
+    maps::{CLOCK_COARSE, CLOCK_TICK, CTL_CLOCK, CTL_GENERATION},
     parse_ethernet,
 };
 
 use crate::{
     enforce::{Verdict, judge_packet},
-    maps::{APP_SAMPLES, CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1},
+    maps::{APP_SAMPLES, CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, TICK},
     packet::Packet,
 };
 
@@ -92,8 +92,12 @@ pub fn account(
     } else {
         Verdict::PASS
     };
-    // The clock userspace chose (the precise one costs a clocksource read per packet).
-    let now = if CONTROL.get(CTL_CLOCK).copied() == Some(CLOCK_COARSE) {
+    // The clock userspace chose: the tick it publishes (an inlined array read), or a
+    // helper call per packet (the precise one also reads the clocksource).
+    let clock = CONTROL.get(CTL_CLOCK).copied();
+    let now = if clock == Some(CLOCK_TICK) {
+        TICK.get(0).copied().unwrap_or(0)
+    } else if clock == Some(CLOCK_COARSE) {
         // SAFETY: helper with no arguments.
         unsafe { bpf_ktime_get_coarse_ns() }
     } else {

@@ -37,6 +37,20 @@ const TC_ACT_UNSPEC: i32 = -1;
 pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: valid context pointer for this run.
     let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    ingress(&ctx, frame_len)
+}
+
+/// [`tidegate_xdp`] for lines whose frames always fit one buffer (the probe attaches it
+/// when the interface's MTU leaves no room for fragments): the frame is the packet, so
+/// its length needs no helper call.
+#[xdp]
+pub fn tidegate_xdp_linear(ctx: XdpContext) -> u32 {
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    ingress(&ctx, frame_len)
+}
+
+#[inline(always)]
+fn ingress(ctx: &XdpContext, frame_len: u64) -> u32 {
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end(), frame_len as usize);
     let v = account::account(
         pkt,

@@ -29,6 +29,10 @@ pub static FLOWS_GEN1: PerCpuHashMap<FlowKey, FlowStats> =
 #[map]
 pub static CONTROL: Array<u32> = Array::with_max_entries(CTL_COUNT, 0);
 
+/// CLOCK_MONOTONIC as of the probe's last tick (`CLOCK_TICK`).
+#[map]
+pub static TICK: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Per-CPU counter block (one entry): looked up once per packet.
 #[map]
 pub static COUNTERS: PerCpuArray<CounterBlock> = PerCpuArray::with_max_entries(1, 0);

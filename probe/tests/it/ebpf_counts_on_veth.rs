@@ -119,16 +119,38 @@ fn check(
 
 #[test]
 fn xdp_and_tc_count_every_frame_exactly() {
-    count_every_frame("cnt", Timestamps::Precise);
+    count_every_frame("cnt", Timestamps::Precise, None);
 }
 
 #[test]
 fn xdp_and_tc_count_every_frame_exactly_with_coarse_timestamps() {
-    count_every_frame("cnk", Timestamps::Coarse);
+    count_every_frame("cnk", Timestamps::Coarse, None);
 }
 
-fn count_every_frame(name: &str, timestamps: Timestamps) {
+/// The default clock: the probe's published tick, no helper call per packet.
+#[test]
+fn xdp_and_tc_count_every_frame_exactly_with_tick_timestamps() {
+    count_every_frame("cnx", Timestamps::Tick, None);
+}
+
+/// A jumbo-MTU line gets the multi-buffer program (frames may come in fragments); the
+/// counts are the same.
+#[test]
+fn xdp_and_tc_count_every_frame_exactly_on_a_jumbo_mtu_line() {
+    count_every_frame("cnj", Timestamps::Tick, Some(9000));
+}
+
+fn count_every_frame(name: &str, timestamps: Timestamps, mtu: Option<u32>) {
     let pair = VethPair::new(name).expect("veth pair");
+    if let Some(m) = mtu {
+        for (ns, dev) in [(&pair.ns_a, &pair.if_a), (&pair.ns_b, &pair.if_b)] {
+            let st = std::process::Command::new("ip")
+                .args(["-n", ns, "link", "set", "dev", dev, "mtu", &m.to_string()])
+                .status()
+                .unwrap();
+            assert!(st.success(), "set the MTU of {dev}");
+        }
+    }
     let mac_a = VethPair::mac(&pair.ns_a, &pair.if_a).unwrap();
     let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b).unwrap();
     let ingress = [
@@ -206,6 +228,14 @@ fn count_every_frame(name: &str, timestamps: Timestamps) {
         let mut cap = EbpfCapture::load(opts).expect("load eBPF");
         let rep = cap.attach(&pair.if_b).expect("attach");
         assert_eq!(rep.xdp_mode, "native");
+        assert_eq!(
+            rep.xdp_program,
+            if mtu.unwrap_or(1500) <= tidegate_probe::capture::ebpf::LINEAR_MAX_MTU {
+                tidegate_common::maps::PROG_XDP_LINEAR
+            } else {
+                tidegate_common::maps::PROG_XDP
+            }
+        );
         let mut got = HashMap::new();
         let start = epoch_ns();
 

@@ -17,9 +17,10 @@ use aya::{
 use tidegate_common::{
     APP_SAMPLE_BYTES, AppSample, Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
     maps::{
-        APP_SAMPLES, CLOCK_COARSE, CLOCK_PRECISE, CONTROL, COUNTERS, CTL_CLOCK, CTL_GENERATION,
-        DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES, ENF_HOST4, ENF_HOST6,
-        ENF_LPM4, ENF_LPM6, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS, PROG_XDP,
+        APP_SAMPLES, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, COUNTERS, CTL_CLOCK,
+        CTL_GENERATION, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES,
+        ENF_HOST4, ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS,
+        PROG_XDP, PROG_XDP_LINEAR, TICK,
     },
 };
 
@@ -52,8 +53,13 @@ pub enum XdpModeChoice {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Timestamps {
-    /// CLOCK_MONOTONIC to the nanosecond (`bpf_ktime_get_ns`).
+    /// CLOCK_MONOTONIC as the probe publishes it every millisecond ([`TICK_PERIOD`]) in a
+    /// map the programs read (no helper call per packet): a stamp is at most one period,
+    /// plus the ticker thread's scheduling delay, behind the packet.
     #[default]
+    Tick,
+    /// CLOCK_MONOTONIC to the nanosecond (`bpf_ktime_get_ns`, a helper call and a
+    /// clocksource read per packet).
     Precise,
     /// CLOCK_MONOTONIC_COARSE, as of the last timer tick (one jiffy, 1-10 ms): a cheaper
     /// clock read on every packet (`bpf_ktime_get_coarse_ns`, see bench/results/xdp_cost.md).
@@ -64,10 +70,89 @@ impl Timestamps {
     /// The `CONTROL[CTL_CLOCK]` word for this clock.
     pub const fn control_word(self) -> u32 {
         match self {
+            Timestamps::Tick => CLOCK_TICK,
             Timestamps::Precise => CLOCK_PRECISE,
             Timestamps::Coarse => CLOCK_COARSE,
         }
     }
+}
+
+/// How often the probe publishes CLOCK_MONOTONIC for [`Timestamps::Tick`].
+pub const TICK_PERIOD: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Largest MTU for which the probe attaches the XDP program without multi-buffer
+/// support ([`PROG_XDP_LINEAR`]): a frame of it fits one page-sized buffer with the
+/// headroom and shared info every driver keeps, so it never arrives in fragments.
+pub const LINEAR_MAX_MTU: u32 = 3000;
+
+/// The thread that publishes CLOCK_MONOTONIC into `TICK[0]`; stops when dropped.
+struct Ticker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(mut tick: Array<MapData, u64>) -> Result<Self, EbpfError> {
+        // The first value before any program can run, so no packet is stamped 0.
+        tick.set(0, crate::clock::monotonic_ns(), 0)
+            .map_err(map_err(TICK))?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("ebpf-tick".into())
+            .spawn(move || {
+                let mut failed = false;
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(TICK_PERIOD);
+                    if let Err(e) = tick.set(0, crate::clock::monotonic_ns(), 0)
+                        && !failed
+                    {
+                        failed = true;
+                        tracing::error!(error = %e, "cannot publish the packet clock tick; packets keep the last one");
+                    }
+                }
+            })
+            .map_err(|e| EbpfError::Load(format!("cannot start the clock tick thread: {e}")))?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The MTU of interface `iface` in the calling thread's network namespace (asked with
+/// `SIOCGIFMTU` on a socket of that namespace: sysfs shows the namespace it was mounted
+/// in), if the kernel says.
+fn mtu(iface: &str) -> Option<u32> {
+    let name = iface.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
+        return None;
+    }
+    // SAFETY: plain socket call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: an all-zero ifreq is valid; the name fits (checked) and stays NUL-terminated.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the name and writes ifru_mtu of a valid ifreq.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    // SAFETY: the union member SIOCGIFMTU wrote; fd is ours.
+    let m = unsafe { req.ifr_ifru.ifru_mtu };
+    unsafe { libc::close(fd) };
+    (r == 0 && m > 0).then_some(m as u32)
 }
 
 /// Load-time options.
@@ -99,7 +184,7 @@ impl Default for EbpfOptions {
             fallback_bytes: DEFAULT_FALLBACK_BYTES,
             xdp_mode: XdpModeChoice::Auto,
             egress: true,
-            timestamps: Timestamps::Precise,
+            timestamps: Timestamps::Tick,
             enforce_prefixes: DEFAULT_ENF_PREFIXES,
             enforce: false,
             enforce_max_offline_secs: None,
@@ -116,11 +201,15 @@ pub struct AttachReport {
     pub ifindex: u32,
     /// "native" or "skb".
     pub xdp_mode: &'static str,
+    /// The XDP program attached: [`PROG_XDP`] (multi-buffer) or [`PROG_XDP_LINEAR`].
+    pub xdp_program: &'static str,
     /// Whether the egress program is attached.
     pub egress: bool,
 }
 
 struct Attached {
+    /// The XDP program attached ([`PROG_XDP`] or [`PROG_XDP_LINEAR`]) and its link.
+    program: &'static str,
     xdp: XdpLinkId,
     tc: Option<SchedClassifierLinkId>,
 }
@@ -139,6 +228,8 @@ pub struct EbpfCapture {
     drainer: Drainer,
     attached: Vec<Attached>,
     enforcer: Option<Enforcer>,
+    /// Publishes the packet clock ([`Timestamps::Tick`]).
+    _ticker: Option<Ticker>,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, EbpfError> {
@@ -198,12 +289,14 @@ impl EbpfCapture {
             .map_max_entries(ENF_HOST6[1], opts.enforce_prefixes)
             .load(OBJECT)
             .map_err(EbpfError::from_load)?;
-        let xdp: &mut Xdp = ebpf
-            .program_mut(PROG_XDP)
-            .ok_or_else(|| EbpfError::Load(format!("program {PROG_XDP} missing")))?
-            .try_into()
-            .map_err(EbpfError::from_load)?;
-        xdp.load().map_err(EbpfError::from_load)?;
+        for name in [PROG_XDP, PROG_XDP_LINEAR] {
+            let xdp: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or_else(|| EbpfError::Load(format!("program {name} missing")))?
+                .try_into()
+                .map_err(EbpfError::from_load)?;
+            xdp.load().map_err(EbpfError::from_load)?;
+        }
         let tc: &mut SchedClassifier = ebpf
             .program_mut(PROG_TC_EGRESS)
             .ok_or_else(|| EbpfError::Load(format!("program {PROG_TC_EGRESS} missing")))?
@@ -218,6 +311,12 @@ impl EbpfCapture {
         };
         let mut control: Array<MapData, u32> =
             Array::try_from(control_map).map_err(map_err(CONTROL))?;
+        let tick: Array<MapData, u64> =
+            Array::try_from(take(&mut ebpf, TICK)?).map_err(map_err(TICK))?;
+        let ticker = match opts.timestamps {
+            Timestamps::Tick => Some(Ticker::start(tick)?),
+            _ => None,
+        };
         control
             .set(CTL_CLOCK, opts.timestamps.control_word(), 0)
             .map_err(map_err(CONTROL))?;
@@ -253,6 +352,7 @@ impl EbpfCapture {
             drainer: Drainer::new(nr_cpus),
             attached: Vec::new(),
             enforcer: Some(enforcer),
+            _ticker: ticker,
         })
     }
 
@@ -265,14 +365,22 @@ impl EbpfCapture {
     /// Attaches XDP (ingress) and, if enabled, TCX (egress) to `iface`.
     pub fn attach(&mut self, iface: &str) -> Result<AttachReport, EbpfError> {
         let index = ifindex(iface)?;
+        // Frames that always fit one buffer need no multi-buffer program (one helper call
+        // less per packet); an MTU that is unknown or larger gets the one that handles
+        // fragments. (A later MTU change above the limit is refused by the kernel while
+        // the linear program is attached.)
+        let program = match mtu(iface) {
+            Some(m) if m <= LINEAR_MAX_MTU => PROG_XDP_LINEAR,
+            _ => PROG_XDP,
+        };
         let xdp: &mut Xdp = self
             .ebpf
-            .program_mut(PROG_XDP)
+            .program_mut(program)
             .expect("loaded in load()")
             .try_into()
             .expect("XDP program");
         let attach_err = |e: aya::programs::ProgramError| EbpfError::Attach {
-            program: PROG_XDP,
+            program,
             iface: iface.to_string(),
             reason: format!("{e:#}"),
         };
@@ -314,6 +422,7 @@ impl EbpfCapture {
             tc_link = Some(l);
         }
         self.attached.push(Attached {
+            program,
             xdp: link,
             tc: tc_link,
         });
@@ -321,6 +430,7 @@ impl EbpfCapture {
             iface,
             ifindex = index,
             xdp_mode = mode,
+            xdp_program = program,
             egress = self.opts.egress,
             "attached"
         );
@@ -328,6 +438,7 @@ impl EbpfCapture {
             iface: iface.to_string(),
             ifindex: index,
             xdp_mode: mode,
+            xdp_program: program,
             egress: self.opts.egress,
         })
     }
@@ -335,7 +446,7 @@ impl EbpfCapture {
     /// Detaches every program from every interface (maps stay readable).
     pub fn detach_all(&mut self) {
         for a in self.attached.drain(..) {
-            if let Some(Ok(xdp)) = self.ebpf.program_mut(PROG_XDP).map(<&mut Xdp>::try_from)
+            if let Some(Ok(xdp)) = self.ebpf.program_mut(a.program).map(<&mut Xdp>::try_from)
                 && let Err(e) = xdp.detach(a.xdp)
             {
                 tracing::warn!(error = %e, "XDP detach failed");

@@ -16,5 +16,6 @@ mod loader;
 pub use enforce::{Enforcer, Installed, RuleTotal, SharedEnforcer, dup};
 pub use error::EbpfError;
 pub use loader::{
-    AttachReport, EbpfCapture, EbpfOptions, OBJECT, Timestamps, XdpModeChoice, ifindex,
+    AttachReport, EbpfCapture, EbpfOptions, LINEAR_MAX_MTU, OBJECT, TICK_PERIOD, Timestamps,
+    XdpModeChoice, ifindex,
 };
