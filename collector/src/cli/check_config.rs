@@ -24,6 +24,27 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         c.clickhouse.database,
         c.aggregate.shards
     );
+    if let Some(cl) = &c.clickhouse.cluster {
+        println!(
+            "ClickHouse cluster {}: <table>_local on every node ({}) + Distributed <table>; \
+             schema changes {}; insert tokens per {}",
+            cl.name,
+            if cl.replicated {
+                "Replicated*MergeTree"
+            } else {
+                "MergeTree, one copy per shard"
+            },
+            match cl.ddl {
+                tidegate_collector::sinks::clickhouse::Ddl::OnCluster => "ON CLUSTER".to_string(),
+                tidegate_collector::sinks::clickhouse::Ddl::EachNode =>
+                    format!("run on each of {} nodes", cl.nodes.len()),
+            },
+            match c.clickhouse.dedup() {
+                tidegate_collector::sinks::clickhouse::Dedup::Batch => "probe batch",
+                tidegate_collector::sinks::clickhouse::Dedup::Group => "spool group",
+            }
+        );
+    }
     let a = &c.analysis;
     println!(
         "detection: {}; enrichment: {} database(s), {} range file(s); policy: {}; alerts to: {}",
