@@ -60,9 +60,20 @@ mod tests {
     #[test]
     fn another_process_cpu_time_is_read_from_proc() {
         let me = process_cpu_time(std::process::id()).expect("own stat");
-        let t = std::time::Instant::now();
+        // Spin until the kernel's own CPU clock of this process says 120 ms more (on a
+        // loaded machine wall time says little about CPU time), at most 20 s.
+        let cpu = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid pointer to a timespec.
+            unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        };
+        let (c0, t) = (cpu(), std::time::Instant::now());
         let mut x = 0u64;
-        while t.elapsed() < Duration::from_millis(120) {
+        while cpu() < c0 + Duration::from_millis(120) && t.elapsed() < Duration::from_secs(20) {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         let later = process_cpu_time(std::process::id()).unwrap();
