@@ -59,6 +59,20 @@ impl TestCluster {
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(TestClickHouse::url).collect()
     }
+
+    /// The collector's `[clickhouse.cluster]` table for this cluster (no Keeper here:
+    /// plain MergeTree shards, the collector running the DDL on each node).
+    pub fn collector_toml(&self) -> String {
+        format!(
+            "[clickhouse.cluster]\nname = \"{}\"\nreplicated = false\nddl = \"each_node\"\nnodes = [{}]\n",
+            self.name,
+            self.urls()
+                .iter()
+                .map(|u| format!("\"{u}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
 }
 
 impl TestClickHouse {

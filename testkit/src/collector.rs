@@ -345,8 +345,18 @@ pub fn start_deployed_with(
     let mut cfg = CollectorConfig::new(dir, &certs, crate::ports::free_port(), clickhouse);
     cfg.small = false;
     edit(&mut cfg);
+    Ok((launch_ready(&cfg, dir, ns)?, certs))
+}
+
+/// Writes `cfg` into `dir/collector.toml` and starts it (inside `ns` if given), its log in
+/// `dir/collector.log`; returns once it accepts probes and its schema is ready.
+pub fn launch_ready(
+    cfg: &CollectorConfig,
+    dir: &Path,
+    ns: Option<&str>,
+) -> anyhow::Result<CollectorProcess> {
     let path = cfg.write(dir);
-    let p = CollectorProcess::launch(
+    CollectorProcess::launch(
         &path,
         cfg.addr(),
         Launch {
@@ -358,6 +368,5 @@ pub fn start_deployed_with(
             ],
             ..Default::default()
         },
-    )?;
-    Ok((p, certs))
+    )
 }

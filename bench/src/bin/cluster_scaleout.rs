@@ -10,7 +10,7 @@
 
 use std::{
     fmt::Write as _,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -26,7 +26,7 @@ use tidegate_probe::export::{
 use tidegate_testkit::{
     Certs, CollectorProcess,
     clickhouse::TestCluster,
-    collector::{CollectorConfig, Launch},
+    collector::{CollectorConfig, launch_ready},
     free_port,
     probe::probe_options,
 };
@@ -168,22 +168,6 @@ struct CollectorRun {
     ch_cpu: Duration,
 }
 
-fn launch(cfg: &CollectorConfig, dir: &Path) -> anyhow::Result<CollectorProcess> {
-    let path = cfg.write(dir);
-    CollectorProcess::launch(
-        &path,
-        cfg.addr(),
-        Launch {
-            log_file: Some(dir.join("collector.log")),
-            ready: vec![
-                "collector accepting probes".into(),
-                "ClickHouse schema ready".into(),
-            ],
-            ..Default::default()
-        },
-    )
-}
-
 /// Two probes sending half of `records` each, through `collectors` collectors (1: both to
 /// the same one; 2: one each), into a 3-shard cluster; time until every row is stored.
 async fn through_collectors(
@@ -195,15 +179,7 @@ async fn through_collectors(
     let dir = tempfile::tempdir()?;
     let probes = ["edge-a", "edge-b"];
     let certs = Certs::generate(&dir.path().join("certs"), &probes);
-    let cluster = format!(
-        "[clickhouse.cluster]\nname = \"{}\"\nreplicated = false\nddl = \"each_node\"\nnodes = [{}]\n",
-        cl.name,
-        cl.urls()
-            .iter()
-            .map(|u| format!("\"{u}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let cluster = cl.collector_toml();
     let mut procs = Vec::new();
     let mut addrs = Vec::new();
     for i in 0..collectors {
@@ -213,7 +189,7 @@ async fn through_collectors(
         let mut cfg = CollectorConfig::new(&d, &certs, free_port(), &cl.urls()[i]);
         cfg.small = false;
         cfg.clickhouse_extra = cluster.clone();
-        procs.push(launch(&cfg, &d)?);
+        procs.push(launch_ready(&cfg, &d, None)?);
         addrs.push(cfg.addr());
     }
     let collector_pids: Vec<u32> = procs.iter().filter_map(CollectorProcess::pid).collect();

@@ -20,7 +20,7 @@ use tidegate_probe::export::{
 use tidegate_testkit::{
     Certs, CollectorProcess,
     clickhouse::TestCluster,
-    collector::{CollectorConfig, Launch},
+    collector::{CollectorConfig, launch_ready},
     free_port,
     probe::{corpus_records_of, probe_options},
 };
@@ -43,20 +43,7 @@ const PROBES: [(&str, &str, &str); 3] = [
 const SEND_FOR: Duration = Duration::from_secs(8);
 
 fn launch(cfg: &CollectorConfig, dir: &Path) -> CollectorProcess {
-    let path = cfg.write(dir);
-    CollectorProcess::launch(
-        &path,
-        cfg.addr(),
-        Launch {
-            log_file: Some(dir.join("collector.log")),
-            ready: vec![
-                "collector accepting probes".into(),
-                "ClickHouse schema ready".into(),
-            ],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"))
+    launch_ready(cfg, dir, None).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn sums(records: &[FlowRecord]) -> String {
@@ -76,14 +63,7 @@ fn probes_move_to_the_next_collector_when_one_is_killed_and_the_cluster_stores_e
     let dir = tmp.path();
     let ids: Vec<&str> = PROBES.iter().map(|p| p.0).collect();
     let certs = Arc::new(Certs::generate(&dir.join("certs"), &ids));
-    let cluster = format!(
-        "[clickhouse.cluster]\nname = \"{}\"\nreplicated = false\nddl = \"each_node\"\nnodes = [{}]\n",
-        cl.name,
-        urls.iter()
-            .map(|u| format!("\"{u}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let cluster = cl.collector_toml();
     let (dir_a, dir_b) = (dir.join("a"), dir.join("b"));
     std::fs::create_dir_all(&dir_a).unwrap();
     std::fs::create_dir_all(&dir_b).unwrap();
