@@ -321,6 +321,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Sleeps until `t`; never ends without one.
+async fn until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One connection until it fails or stops; with `failback`, it stops sending at that time
 /// and ends ([`Quiet::Failback`]) once what it sent is acknowledged.
 async fn session(ctx: &mut SenderCtx, tls: Tls, failback: Option<Instant>) -> SessionEnd {
@@ -382,12 +390,7 @@ async fn session(ctx: &mut SenderCtx, tls: Tls, failback: Option<Instant>) -> Se
             }
         }
         let oldest = in_flight.front().map(|(_, t)| *t);
-        let ack_deadline = async {
-            match oldest {
-                Some(t) => tokio::time::sleep_until((t + ctx.ack_timeout).into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let ack_deadline = until(oldest.map(|t| t + ctx.ack_timeout));
         tokio::select! {
             m = rx.recv() => match m {
                 Some(Ok(Message::Ack(a))) => {
@@ -434,12 +437,7 @@ async fn session(ctx: &mut SenderCtx, tls: Tls, failback: Option<Instant>) -> Se
                 }
             }
             _ = ctx.stop.changed() => break,
-            _ = async {
-                match failback {
-                    Some(t) => tokio::time::sleep_until(t.into()).await,
-                    None => std::future::pending().await,
-                }
-            }, if !draining => draining = true,
+            _ = until(failback), if !draining => draining = true,
             _ = ack_deadline => return end(Err(SendError::AckTimeout(ctx.ack_timeout)), acked),
         }
         if in_flight.is_empty() && *ctx.stop.borrow() {
