@@ -60,6 +60,44 @@ impl TestCluster {
         self.nodes.iter().map(TestClickHouse::url).collect()
     }
 
+    /// The sink's configuration for database `db` on this cluster, through node `via`
+    /// (the typed twin of [`collector_toml`](Self::collector_toml)); flows kept forever,
+    /// 30 s per statement.
+    pub fn sink_config(
+        &self,
+        via: usize,
+        db: &str,
+    ) -> tidegate_collector::sinks::clickhouse::ClickHouseConfig {
+        use tidegate_collector::sinks::clickhouse::{ClickHouseConfig, ClusterConfig, Ddl};
+        ClickHouseConfig {
+            url: self.nodes[via].url(),
+            database: db.to_string(),
+            retention_days: 0,
+            insert_timeout: std::time::Duration::from_secs(30),
+            cluster: Some(ClusterConfig {
+                name: self.name.clone(),
+                replicated: false,
+                ddl: Ddl::EachNode,
+                nodes: self.urls(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Rows of `db.flows_local` on each node, shard 1 first (panics on error: test set-up).
+    pub async fn shard_rows(&self, db: &str) -> Vec<u64> {
+        let mut rows = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            rows.push(
+                n.query(&format!("SELECT count() FROM {db}.flows_local"))
+                    .await
+                    .parse()
+                    .expect("a count"),
+            );
+        }
+        rows
+    }
+
     /// The collector's `[clickhouse.cluster]` table for this cluster (no Keeper here:
     /// plain MergeTree shards, the collector running the DDL on each node).
     pub fn collector_toml(&self) -> String {

@@ -17,7 +17,7 @@ use std::{
 use clap::Parser;
 use tidegate_bench::{aggregate::workload, procfs};
 use tidegate_collector::sinks::clickhouse::{
-    ClickHouseConfig, ClickHouseSink, ClusterConfig, Ddl, GroupPart, SinkMetrics,
+    ClickHouseConfig, ClickHouseSink, GroupPart, SinkMetrics,
 };
 use tidegate_probe::export::{
     Exporter,
@@ -46,22 +46,6 @@ struct Args {
     /// Markdown results file.
     #[arg(long, default_value = "bench/results/cluster_scaleout.md")]
     out: PathBuf,
-}
-
-fn cluster_config(cl: &TestCluster, via: usize) -> ClickHouseConfig {
-    ClickHouseConfig {
-        url: cl.urls()[via].clone(),
-        database: "tidegate".into(),
-        retention_days: 0,
-        insert_timeout: Duration::from_secs(120),
-        cluster: Some(ClusterConfig {
-            name: cl.name.clone(),
-            replicated: false,
-            ddl: Ddl::EachNode,
-            nodes: cl.urls(),
-        }),
-        ..Default::default()
-    }
 }
 
 fn cpu_of(pids: &[u32]) -> Duration {
@@ -125,7 +109,11 @@ async fn into_shards(
     batch: usize,
 ) -> anyhow::Result<ShardRun> {
     let cl = TestCluster::start(&format!("bench{shards}"), shards);
-    let sink = ClickHouseSink::connect(cluster_config(&cl, 0), SinkMetrics::default()).await?;
+    let cfg = ClickHouseConfig {
+        insert_timeout: Duration::from_secs(120),
+        ..cl.sink_config(0, "tidegate")
+    };
+    let sink = ClickHouseSink::connect(cfg, SinkMetrics::default()).await?;
     sink.migrate().await?;
     let pids = node_pids(&cl)?;
     let cpu0 = cpu_of(&pids);
@@ -143,15 +131,7 @@ async fn into_shards(
     let secs = t.elapsed().as_secs_f64();
     let ch_cpu = cpu_of(&pids) - cpu0;
     anyhow::ensure!(count(&cl).await == records.len() as u64, "rows lost");
-    let mut spread = Vec::new();
-    for n in &cl.nodes {
-        spread.push(
-            n.client()
-                .query("SELECT count() FROM tidegate.flows_local")
-                .fetch_one::<u64>()
-                .await?,
-        );
-    }
+    let spread = cl.shard_rows("tidegate").await;
     Ok(ShardRun {
         shards,
         batch,

@@ -4,8 +4,6 @@
 //! the rollups on each shard add up to the flows, and the replicated form of every
 //! statement (which needs Keeper, absent from this build) is valid ClickHouse.
 
-use std::time::Duration;
-
 use tidegate_collector::sinks::clickhouse::{
     ClickHouseConfig, ClickHouseSink, ClusterConfig, Ddl, GroupPart, SinkMetrics,
     cluster::Layout,
@@ -14,32 +12,7 @@ use tidegate_collector::sinks::clickhouse::{
 use tidegate_testkit::{clickhouse::TestCluster, probe::corpus_records};
 use tidegate_wire::record::FlowRecord;
 
-use crate::support::clickhouse::migrated;
-
-fn cluster_config(cl: &TestCluster, db: &str, via: usize) -> ClickHouseConfig {
-    ClickHouseConfig {
-        url: cl.urls()[via].clone(),
-        database: db.to_string(),
-        retention_days: 0,
-        insert_timeout: Duration::from_secs(30),
-        cluster: Some(ClusterConfig {
-            name: cl.name.clone(),
-            replicated: false,
-            ddl: Ddl::EachNode,
-            nodes: cl.urls(),
-        }),
-        ..Default::default()
-    }
-}
-
-fn sums(records: &[FlowRecord]) -> String {
-    format!(
-        "{}\t{}\t{}",
-        records.len(),
-        records.iter().map(|r| r.packets).sum::<u64>(),
-        records.iter().map(|r| r.bytes).sum::<u64>()
-    )
-}
+use crate::support::{clickhouse::migrated, records::totals_row};
 
 async fn store(sink: &ClickHouseSink, spool_offset: u64, batches: &[(u64, &[FlowRecord])]) {
     let parts: Vec<GroupPart<'_>> = batches
@@ -56,7 +29,7 @@ async fn two_collectors_on_a_three_node_cluster_store_each_batch_once_and_spread
  {
     let cl = TestCluster::start("tg3", 3);
     let db = "tg_cluster";
-    let a = migrated(cluster_config(&cl, db, 0)).await;
+    let a = migrated(cl.sink_config(0, db)).await;
 
     for (i, node) in cl.nodes.iter().enumerate() {
         let tables = node
@@ -83,7 +56,7 @@ async fn two_collectors_on_a_three_node_cluster_store_each_batch_once_and_spread
 
     // A second collector writes through the second node; its start finds the schema in
     // place on every node.
-    let b = ClickHouseSink::connect(cluster_config(&cl, db, 1), SinkMetrics::default())
+    let b = ClickHouseSink::connect(cl.sink_config(1, db), SinkMetrics::default())
         .await
         .unwrap();
     let report = b.migrate().await.unwrap();
@@ -104,7 +77,7 @@ async fn two_collectors_on_a_three_node_cluster_store_each_batch_once_and_spread
     store(&b, 4096, &batches[3..]).await;
     store(&a, 0, &batches[..5]).await;
 
-    let want = sums(&records);
+    let want = totals_row(&records);
     for (i, node) in cl.nodes.iter().enumerate() {
         assert_eq!(
             node.query(&format!(
@@ -116,21 +89,16 @@ async fn two_collectors_on_a_three_node_cluster_store_each_batch_once_and_spread
         );
     }
     // Each shard holds its share of the flows, and the sum of the shards is the whole.
-    let mut total = 0u64;
-    for (i, node) in cl.nodes.iter().enumerate() {
-        let n: u64 = node
-            .query(&format!("SELECT count() FROM {db}.flows_local"))
-            .await
-            .parse()
-            .unwrap();
-        let share = n as f64 / records.len() as f64;
+    let shards = cl.shard_rows(db).await;
+    for (i, n) in shards.iter().enumerate() {
+        let share = *n as f64 / records.len() as f64;
         assert!(
             (0.2..0.47).contains(&share),
             "shard {i} holds {n} of {} flows ({share:.2})",
             records.len()
         );
-        total += n;
     }
+    let total: u64 = shards.iter().sum();
     assert_eq!(total, records.len() as u64);
     // The rollups (a materialized view on each shard) add up to the flows.
     let packets: u64 = records.iter().map(|r| r.packets).sum();
@@ -146,7 +114,7 @@ async fn two_collectors_on_a_three_node_cluster_store_each_batch_once_and_spread
     // Retention reaches the local table of every node.
     let c7 = ClickHouseConfig {
         retention_days: 7,
-        ..cluster_config(&cl, db, 2)
+        ..cl.sink_config(2, db)
     };
     let r = ClickHouseSink::connect(c7, SinkMetrics::default())
         .await
@@ -173,26 +141,23 @@ async fn two_collectors_on_a_three_node_cluster_store_each_batch_once_and_spread
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_missing_from_the_node_list_or_unknown_to_the_servers_is_refused() {
     let cl = TestCluster::start("tg2", 2);
-    let mut c = cluster_config(&cl, "tg_refused", 0);
+    let refused = async |c: ClickHouseConfig| {
+        ClickHouseSink::connect(c, SinkMetrics::default())
+            .await
+            .unwrap()
+            .migrate()
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+    let mut c = cl.sink_config(0, "tg_refused");
     c.cluster.as_mut().unwrap().nodes.truncate(1);
-    let e = ClickHouseSink::connect(c, SinkMetrics::default())
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(c).await;
     assert!(e.contains("has 2 nodes") && e.contains("lists 1"), "{e}");
 
-    let mut c = cluster_config(&cl, "tg_refused", 0);
+    let mut c = cl.sink_config(0, "tg_refused");
     c.cluster.as_mut().unwrap().name = "nope".into();
-    let e = ClickHouseSink::connect(c, SinkMetrics::default())
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(c).await;
     assert!(e.contains("knows no cluster \"nope\""), "{e}");
     // Nothing was created on either node.
     for node in &cl.nodes {
@@ -225,7 +190,7 @@ async fn the_replicated_on_cluster_schema_is_valid_clickhouse() {
             statements.extend(l.statements(st).unwrap());
         }
     }
-    statements.push(l.alter_local("flows", "MODIFY TTL toDate(first) + toIntervalDay(30)"));
+    statements.push(l.alter_stored("flows", "MODIFY TTL toDate(first) + toIntervalDay(30)"));
     let mut replicated = 0;
     for st in &statements {
         assert!(st.contains(" ON CLUSTER tg1"), "{st}");

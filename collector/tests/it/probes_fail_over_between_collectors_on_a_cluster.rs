@@ -26,7 +26,10 @@ use tidegate_testkit::{
 };
 use tidegate_wire::record::FlowRecord;
 
-use crate::support::ui::{TOKEN, api, block_on, sha256_hex};
+use crate::support::{
+    records::totals_row,
+    ui::{TOKEN, api, block_on, sha256_hex},
+};
 
 /// (probe, capture, line).
 const PROBES: [(&str, &str, &str); 3] = [
@@ -44,15 +47,6 @@ const SEND_FOR: Duration = Duration::from_secs(8);
 
 fn launch(cfg: &CollectorConfig, dir: &Path) -> CollectorProcess {
     launch_ready(cfg, dir, None).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn sums(records: &[FlowRecord]) -> String {
-    format!(
-        "{}\t{}\t{}",
-        records.len(),
-        records.iter().map(|r| r.packets).sum::<u64>(),
-        records.iter().map(|r| r.bytes).sum::<u64>()
-    )
 }
 
 #[test]
@@ -149,13 +143,13 @@ fn probes_move_to_the_next_collector_when_one_is_killed_and_the_cluster_stores_e
             let got = cl.nodes[2]
                 .query("SELECT count(), sum(packets), sum(bytes) FROM tidegate.flows")
                 .await;
-            if got == sums(&all) {
+            if got == totals_row(&all) {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "the cluster holds {got}, the probes sent {} (logs in {})",
-                sums(&all),
+                totals_row(&all),
                 b_log_dir.display()
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -169,19 +163,14 @@ fn probes_move_to_the_next_collector_when_one_is_killed_and_the_cluster_stores_e
                         "SELECT count(), sum(packets), sum(bytes) FROM tidegate.flows WHERE probe_id = '{id}'"
                     ))
                     .await,
-                    sums(records),
+                    totals_row(records),
                     "{id}"
                 );
             }
         }
         // Every shard holds a share.
-        for (i, node) in cl.nodes.iter().enumerate() {
-            let n: usize = node
-                .query("SELECT count() FROM tidegate.flows_local")
-                .await
-                .parse()
-                .unwrap();
-            let share = n as f64 / all.len() as f64;
+        for (i, n) in cl.shard_rows("tidegate").await.iter().enumerate() {
+            let share = *n as f64 / all.len() as f64;
             assert!(
                 (0.2..0.47).contains(&share),
                 "shard {i}: {n} of {} flows",
@@ -202,7 +191,7 @@ fn probes_move_to_the_next_collector_when_one_is_killed_and_the_cluster_stores_e
         let t = &ov["totals"];
         assert_eq!(
             format!("{}\t{}\t{}", t["flows"], t["packets"], t["bytes"]),
-            sums(&all)
+            totals_row(&all)
         );
         let want = cl.nodes[0]
             .query("SELECT line, sum(packets), sum(bytes) FROM tidegate.flows GROUP BY line ORDER BY line")
@@ -233,7 +222,7 @@ fn probes_move_to_the_next_collector_when_one_is_killed_and_the_cluster_stores_e
             cl.nodes[1]
                 .query("SELECT count(), sum(packets), sum(bytes) FROM tidegate.flows")
                 .await,
-            sums(&all),
+            totals_row(&all),
             "nothing more after both collectors stopped"
         );
     });

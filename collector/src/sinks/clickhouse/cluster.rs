@@ -45,13 +45,14 @@ pub fn local(table: &str) -> String {
     format!("{table}_local")
 }
 
-/// How one database is laid out on one cluster.
+/// How one database is laid out: on one server (no cluster: every statement as the file
+/// has it), or on a cluster.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout<'a> {
     /// Database.
     pub db: &'a str,
-    /// Cluster name.
-    pub cluster: &'a str,
+    /// Cluster name; none on a single server.
+    pub cluster: Option<&'a str>,
     /// Replicated engines.
     pub replicated: bool,
     /// Statements carry `ON CLUSTER` (else they are run on each node).
@@ -63,18 +64,39 @@ impl<'a> Layout<'a> {
     pub fn new(db: &'a str, c: &'a ClusterConfig) -> Self {
         Layout {
             db,
-            cluster: &c.name,
+            cluster: Some(&c.name),
             replicated: c.replicated,
             on_cluster: c.ddl == Ddl::OnCluster,
         }
     }
 
+    /// The layout of `db` on a cluster `c`, or on one server.
+    pub fn of(db: &'a str, c: Option<&'a ClusterConfig>) -> Self {
+        match c {
+            Some(c) => Self::new(db, c),
+            None => Layout {
+                db,
+                cluster: None,
+                replicated: false,
+                on_cluster: false,
+            },
+        }
+    }
+
     /// ` ON CLUSTER <name>`, or nothing.
     pub fn on_cluster(&self) -> String {
-        if self.on_cluster {
-            format!(" ON CLUSTER {}", self.cluster)
-        } else {
-            String::new()
+        match self.cluster {
+            Some(c) if self.on_cluster => format!(" ON CLUSTER {c}"),
+            _ => String::new(),
+        }
+    }
+
+    /// The table that stores `table`'s rows on a node: its local table on a cluster,
+    /// itself on one server.
+    pub fn stored(&self, table: &str) -> String {
+        match self.cluster {
+            Some(_) => local(table),
+            None => table.to_string(),
         }
     }
 
@@ -110,18 +132,22 @@ impl<'a> Layout<'a> {
         )
     }
 
-    /// `ALTER TABLE <table's local table> [ON CLUSTER] <action>` (a TTL change).
-    pub fn alter_local(&self, table: &str, action: &str) -> String {
+    /// `ALTER TABLE <the table storing table's rows> [ON CLUSTER] <action>` (a TTL change).
+    pub fn alter_stored(&self, table: &str, action: &str) -> String {
         format!(
             "ALTER TABLE {}.{}{} {action}",
             self.db,
-            local(table),
+            self.stored(table),
             self.on_cluster()
         )
     }
 
-    /// The cluster statements of one rendered single-server migration statement.
+    /// The statements of one rendered migration statement in this layout: itself on one
+    /// server, its cluster forms on a cluster.
     pub fn statements(&self, statement: &str) -> Result<Vec<String>, String> {
+        let Some(cluster) = self.cluster else {
+            return Ok(vec![statement.to_string()]);
+        };
         let body = skip_comments(statement);
         let db = self.db;
         let oc = self.on_cluster();
@@ -145,8 +171,7 @@ impl<'a> Layout<'a> {
             let local_t = local(table);
             let dist = format!(
                 "CREATE TABLE IF NOT EXISTS {db}.{table}{oc} AS {db}.{local_t} \
-                 ENGINE = Distributed({}, {db}, {local_t}{})",
-                self.cluster,
+                 ENGINE = Distributed({cluster}, {db}, {local_t}{})",
                 key.map(|k| format!(", {k}")).unwrap_or_default()
             );
             return Ok(vec![
@@ -327,7 +352,7 @@ mod tests {
     fn layout(replicated: bool, on_cluster: bool) -> Layout<'static> {
         Layout {
             db: "tg",
-            cluster: "c3",
+            cluster: Some("c3"),
             replicated,
             on_cluster,
         }

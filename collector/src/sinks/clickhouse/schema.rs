@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{
     ClickHouseSink, SinkError,
-    cluster::{self, Layout},
+    cluster::Layout,
     config::{ClusterConfig, Ddl},
     migrations::{self, MIGRATIONS, Migration},
     sql,
@@ -95,12 +95,9 @@ impl ClickHouseSink {
         Ok(report)
     }
 
-    /// The layout of the database on the configured cluster, if any.
-    fn layout(&self) -> Option<Layout<'_>> {
-        self.cfg
-            .cluster
-            .as_ref()
-            .map(|c| Layout::new(&self.cfg.database, c))
+    /// The layout of the database: on the configured cluster, or on one server.
+    fn layout(&self) -> Layout<'_> {
+        Layout::of(&self.cfg.database, self.cfg.cluster.as_ref())
     }
 
     /// Checks that the servers know the cluster and, when the collector runs the DDL on
@@ -148,22 +145,14 @@ impl ClickHouseSink {
     ) -> Result<(), SinkError> {
         let db = &self.cfg.database;
         let layout = self.layout();
-        let create_db = match &layout {
-            Some(l) => l.create_database(),
-            None => format!("CREATE DATABASE IF NOT EXISTS {db}"),
-        };
-        self.exec(node, &create_db, "create database").await?;
-        let create_record = match &layout {
-            Some(l) => l.create_schema_migrations(),
-            None => format!(
-                "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (\
-                 version UInt32, name String, checksum String, \
-                 applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) \
-                 ENGINE = MergeTree ORDER BY version"
-            ),
-        };
-        self.exec(node, &create_record, "create schema_migrations")
+        self.exec(node, &layout.create_database(), "create database")
             .await?;
+        self.exec(
+            node,
+            &layout.create_schema_migrations(),
+            "create schema_migrations",
+        )
+        .await?;
         let applied = self.applied(node).await?;
         for a in &applied {
             let Some(m) = MIGRATIONS.iter().find(|m| m.version == a.version) else {
@@ -249,10 +238,7 @@ impl ClickHouseSink {
             .map_err(|reason| failed(0, reason))?;
         let layout = self.layout();
         for (i, statement) in sql::statements(&text).into_iter().enumerate() {
-            let forms = match &layout {
-                Some(l) => l.statements(statement).map_err(|r| failed(i + 1, r))?,
-                None => vec![statement.to_string()],
-            };
+            let forms = layout.statements(statement).map_err(|r| failed(i + 1, r))?;
             let op = format!("migration {} statement {}", m.file, i + 1);
             for form in forms {
                 self.exec(node, &form, &op)
@@ -336,10 +322,7 @@ impl ClickHouseSink {
             .map(|t| (t, self.cfg.rollup_retention_days));
         for ((table, base), days) in raw.chain(rollup) {
             // On a cluster the TTL belongs to the local tables.
-            let stored = match &layout {
-                Some(_) => cluster::local(table),
-                None => table.to_string(),
-            };
+            let stored = layout.stored(table);
             let engine: Option<String> = self
                 .deadline(
                     &self.on_node(node, &format!("read the definition of {db}.{stored}")),
@@ -364,10 +347,7 @@ impl ClickHouseSink {
             };
             let expected = migrations::ttl_clause(base, days);
             let has_ttl = engine.contains(" TTL ");
-            let alter = |action: &str| match &layout {
-                Some(l) => l.alter_local(table, action),
-                None => format!("ALTER TABLE {db}.{table} {action}"),
-            };
+            let alter = |action: &str| layout.alter_stored(table, action);
             let statement = if days == 0 {
                 has_ttl.then(|| (alter("REMOVE TTL"), "TTL removed".to_string()))
             } else {

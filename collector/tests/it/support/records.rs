@@ -24,3 +24,14 @@ pub fn tcp(src: &str, dst: &str) -> FlowRecord {
         ..Default::default()
     }
 }
+
+/// `count \t packets \t bytes` of `records`: what ClickHouse prints for
+/// `SELECT count(), sum(packets), sum(bytes)` over the rows they became.
+pub fn totals_row(records: &[FlowRecord]) -> String {
+    format!(
+        "{}\t{}\t{}",
+        records.len(),
+        records.iter().map(|r| r.packets).sum::<u64>(),
+        records.iter().map(|r| r.bytes).sum::<u64>()
+    )
+}
