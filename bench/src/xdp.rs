@@ -5,15 +5,21 @@ use std::path::Path;
 use anyhow::Context;
 use aya::{
     Ebpf, EbpfLoader,
+    maps::{Array, MapData},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use tidegate_common::maps::{
-    ENF_HOST4, ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_XDP,
-    PROG_XDP_BASELINE, PROG_XDP_LINEAR,
+    BENCH, BENCH_FLOWS, BENCH_RUN, BENCH_STRIDE, ENF_HOST4, ENF_HOST6, ENF_LPM4, ENF_LPM6,
+    FALLBACK, FLOW_SLOTS, FLOWS, PROG_XDP, PROG_XDP_BASELINE, PROG_XDP_BENCH_FLOWS,
+    PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
 };
-use tidegate_probe::capture::{ebpf::OBJECT, pcap::CaptureReader};
+use tidegate_probe::capture::{
+    ebpf::{OBJECT, flow_slots},
+    pcap::CaptureReader,
+};
 
-/// Loads the object with room for `flow_entries` flows in the active generation, and
+/// Loads the object with a flow table sized for `flow_entries` flows (as the probe
+/// sizes it), and
 /// loads the flow-accounting XDP programs (multi-buffer and linear) and the return-only
 /// baseline (needs root).
 pub fn load_for_test_runs(flow_entries: u32) -> anyhow::Result<Ebpf> {
@@ -22,9 +28,10 @@ pub fn load_for_test_runs(flow_entries: u32) -> anyhow::Result<Ebpf> {
 
 /// [`load_for_test_runs`] with room for `prefixes` enforcement prefixes per generation.
 pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Ebpf> {
+    let slots = flow_slots(flow_entries);
     let mut ebpf = EbpfLoader::new()
-        .map_max_entries(FLOWS_GEN0, flow_entries)
-        .map_max_entries(FLOWS_GEN1, 1024)
+        .map_max_entries(FLOWS, slots)
+        .override_global(FLOW_SLOTS, &slots, true)
         .map_max_entries(FALLBACK, 1 << 20)
         .map_max_entries(ENF_LPM4[0], prefixes)
         .map_max_entries(ENF_LPM4[1], prefixes)
@@ -36,7 +43,13 @@ pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Eb
         .map_max_entries(ENF_HOST6[1], prefixes)
         .load(OBJECT)
         .context("loading the eBPF object (run as root)")?;
-    for name in [PROG_XDP, PROG_XDP_LINEAR, PROG_XDP_BASELINE] {
+    for name in [
+        PROG_XDP,
+        PROG_XDP_LINEAR,
+        PROG_XDP_BASELINE,
+        PROG_XDP_BENCH_FLOWS,
+        PROG_XDP_BENCH_FLOWS_BASELINE,
+    ] {
         let p: &mut Xdp = ebpf.program_mut(name).context("program")?.try_into()?;
         p.load()?;
     }
@@ -80,4 +93,67 @@ pub fn run_ns(prog: &Xdp, frame: &[u8], repeat: u32, out: &mut [u8]) -> anyhow::
         ..TestRunOptions::new()
     })?;
     Ok(r.duration.as_nanos() as f64)
+}
+
+/// Step between consecutive runs' flows in [`ManyFlows`]: a prime, so coprime with any
+/// flow count below it (every flow once per `flows` runs, neighbours far apart).
+pub const SCATTER_STRIDE: u64 = 1_000_003;
+
+/// One `BPF_PROG_TEST_RUN` over many flows: the benchmark programs
+/// ([`PROG_XDP_BENCH_FLOWS`] and its baseline) rewrite the frame's source address to
+/// the next flow of a scattered sequence before accounting (or returning).
+pub struct ManyFlows {
+    bench: Array<MapData, u64>,
+}
+
+impl ManyFlows {
+    /// Takes the benchmark map out of a loaded object.
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        Ok(ManyFlows {
+            bench: Array::try_from(ebpf.take_map(BENCH).context("benchmark map")?)?,
+        })
+    }
+
+    /// Runs `prog` `runs` times in one syscall on `frame` (an untagged IPv4 frame), each
+    /// run on the next of `flows` flows starting from the first; the kernel-measured
+    /// mean ns per run.
+    pub fn run(
+        &mut self,
+        prog: &Xdp,
+        frame: &[u8],
+        flows: u64,
+        runs: u32,
+        out: &mut [u8],
+    ) -> anyhow::Result<f64> {
+        anyhow::ensure!(flows > 0 && flows < SCATTER_STRIDE, "flow count {flows}");
+        self.bench.set(BENCH_RUN, 0, 0)?;
+        self.bench.set(BENCH_FLOWS, flows, 0)?;
+        self.bench.set(BENCH_STRIDE, SCATTER_STRIDE, 0)?;
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(out),
+            repeat: runs,
+            ..TestRunOptions::new()
+        })?;
+        anyhow::ensure!(
+            self.bench.get(&BENCH_RUN, 0)? == runs as u64,
+            "the benchmark program did not run {runs} times"
+        );
+        Ok(r.duration.as_nanos() as f64)
+    }
+}
+
+/// A 60-byte IPv4/UDP frame for [`ManyFlows`] (its source address is rewritten per run).
+pub fn many_flows_frame() -> Vec<u8> {
+    tidegate_testkit::net::frames::ipv4(
+        [0x02, 0, 0, 0, 0, 0x02],
+        None,
+        17,
+        std::net::Ipv4Addr::new(10, 0, 0, 0),
+        std::net::Ipv4Addr::new(192, 0, 2, 1),
+        10_000,
+        5_001,
+        46,
+        0,
+    )
 }

@@ -25,8 +25,8 @@ impl Direction {
 ///
 /// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) in the 16-byte fields with
 /// `family == 4`. Padding is explicit and always zero so the key hashes identically in
-/// the kernel and in userspace.
-#[repr(C)]
+/// the kernel and in userspace; 8-byte aligned so both compare and hash it as six words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     /// Source address (IPv4-mapped for IPv4).

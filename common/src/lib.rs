@@ -12,9 +12,11 @@ pub mod enforce;
 pub mod flow;
 pub mod maps;
 pub mod parse;
+pub mod slot;
 
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
 pub use flow::{
     APP_SAMPLE_BYTES, AppSample, Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN,
 };
 pub use parse::{PacketBytes, ParseError, Parsed, WireFrame, parse_ethernet, parse_frame};
+pub use slot::FlowSlot;

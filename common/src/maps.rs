@@ -1,9 +1,10 @@
 //! Names and layout of the kernel objects shared by `tidegate-ebpf` and the probe's loader.
 
-/// Flow map of generation 0 (per-CPU hash `FlowKey -> FlowStats`).
-pub const FLOWS_GEN0: &str = "FLOWS_GEN0";
-/// Flow map of generation 1.
-pub const FLOWS_GEN1: &str = "FLOWS_GEN1";
+/// The flow table: a memory-mappable `Array<FlowSlot>` (see [`crate::slot`]) of
+/// `FLOW_SLOTS` slots, set at load time.
+pub const FLOWS: &str = "FLOWS";
+/// Global (read-only data) the loader sets to the flow table's number of slots.
+pub const FLOW_SLOTS: &str = "FLOW_SLOTS";
 /// `Array<u32>` of control words; see the `CTL_*` indices.
 pub const CONTROL: &str = "CONTROL";
 /// `Array<u64>` with one entry: CLOCK_MONOTONIC as of the probe's last tick (see
@@ -52,20 +53,19 @@ pub const PROG_XDP_BASELINE: &str = "tidegate_xdp_baseline";
 /// TC classifier (egress, attached with TCX).
 pub const PROG_TC_EGRESS: &str = "tidegate_tc_egress";
 
-/// `CONTROL[CTL_GENERATION] & 1` is the flow map generation the programs write to.
-pub const CTL_GENERATION: u32 = 0;
 /// `CONTROL[CTL_CLOCK]` is the clock the programs stamp packets with: [`CLOCK_PRECISE`],
 /// [`CLOCK_COARSE`] or [`CLOCK_TICK`].
-pub const CTL_CLOCK: u32 = 1;
+pub const CTL_CLOCK: u32 = 0;
 /// `CONTROL[CTL_ENFORCE]`: 0 = no policy (every packet passes, nothing judged);
 /// 1 = the `_0` enforcement maps; 2 = the `_1` maps. Userspace fills the idle set,
 /// flips this word, waits a grace period, then clears the old set: a packet reads the
 /// word once, so it is judged by exactly one policy.
-pub const CTL_ENFORCE: u32 = 2;
+pub const CTL_ENFORCE: u32 = 1;
 /// Number of control words.
-pub const CTL_COUNT: u32 = 3;
+pub const CTL_COUNT: u32 = 2;
 
-/// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC to the nanosecond (the default).
+/// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC to the nanosecond (`[ebpf] timestamps = "precise"`; also what
+/// the programs use before the probe names a clock).
 pub const CLOCK_PRECISE: u32 = 0;
 /// `bpf_ktime_get_coarse_ns()`: CLOCK_MONOTONIC_COARSE, as of the last timer tick (one
 /// jiffy: 4 ms at HZ=250), at about half the per-packet cost of the precise clock.
@@ -75,7 +75,26 @@ pub const CLOCK_COARSE: u32 = 1;
 /// period (plus the ticker's scheduling delay) behind the packet.
 pub const CLOCK_TICK: u32 = 2;
 
-/// Default per-generation flow map size (concurrent flows).
-pub const DEFAULT_FLOW_ENTRIES: u32 = 1 << 20;
+/// Default flow table size in slots (128 MiB: see [`crate::slot::SLOT_BYTES`]), for
+/// 838 860 concurrent flows.
+pub const DEFAULT_FLOW_SLOTS: u32 = 1 << 20;
 /// Default fallback ring buffer size in bytes (power of two, page multiple).
 pub const DEFAULT_FALLBACK_BYTES: u32 = 1 << 24;
+
+/// Benchmark programs only: XDP programs that first rewrite the frame's IPv4 source
+/// address to the next flow of a scattered sequence (see [`BENCH`]), so one
+/// `BPF_PROG_TEST_RUN` with a repeat count runs over many flows. Never attached.
+pub const PROG_XDP_BENCH_FLOWS: &str = "tidegate_xdp_bench_flows";
+/// [`PROG_XDP_BENCH_FLOWS`]'s baseline: the same rewrite, then `XDP_PASS`.
+pub const PROG_XDP_BENCH_FLOWS_BASELINE: &str = "tidegate_xdp_bench_flows_baseline";
+/// `Array<u64>` for the benchmark programs: `[BENCH_RUN]` counts runs, `[BENCH_FLOWS]`
+/// is the number of flows, `[BENCH_STRIDE]` the step between consecutive runs' flows
+/// (coprime with the flow count: every flow once per `BENCH_FLOWS` runs). Run `i`
+/// uses flow `i * stride % flows`, written into source address `10.x.y.z` (24 bits).
+pub const BENCH: &str = "BENCH";
+/// Index of the run counter in [`BENCH`].
+pub const BENCH_RUN: u32 = 0;
+/// Index of the flow count in [`BENCH`].
+pub const BENCH_FLOWS: u32 = 1;
+/// Index of the stride in [`BENCH`].
+pub const BENCH_STRIDE: u32 = 2;

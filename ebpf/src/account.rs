@@ -1,24 +1,22 @@
-//! Per-packet accounting: parse, then add to the current generation's flow map.
+//! Per-packet accounting: parse, then add to the shared flow table.
 
-use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
-    maps::PerCpuHashMap,
-};
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+
+use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
 use tidegate_common::{
-    APP_SAMPLE_BYTES, AppSample, COUNTER_SLOTS, Counter, CounterBlock, Direction,
-    FallbackRecord, FlowKey, FlowStats, PacketBytes, Parsed,
-    maps::{CLOCK_COARSE, CLOCK_TICK, CTL_CLOCK, CTL_GENERATION},
+    APP_SAMPLE_BYTES, AppSample, COUNTER_SLOTS, Counter, CounterBlock, Direction, FallbackRecord,
+    FlowKey, FlowSlot, PacketBytes, Parsed,
+    maps::{CLOCK_COARSE, CLOCK_TICK, CTL_CLOCK},
     parse_ethernet,
+    slot::{PROBE_WINDOW, SLOT_BUSY, SLOT_EMPTY, flow_hash, home_slot, key_words, live_tag},
 };
 
 use crate::{
+    atomic,
     enforce::{Verdict, judge_packet},
-    maps::{APP_SAMPLES, CONTROL, COUNTERS, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, TICK},
+    maps::{APP_SAMPLES, CONTROL, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS, TICK},
     packet::Packet,
 };
-
-const EEXIST: i32 = 17;
 
 /// This CPU's counter block, looked up once per packet.
 struct Counters(*mut CounterBlock);
@@ -104,30 +102,13 @@ pub fn account(
         // SAFETY: helper with no arguments.
         unsafe { bpf_ktime_get_ns() }
     };
-    let gen_word = CONTROL.get(CTL_GENERATION).copied().unwrap_or(0);
-    let res = if gen_word & 1 == 0 {
-        add(
-            &FLOWS_GEN0,
-            &key,
-            packets,
-            bytes,
-            now,
-            parsed.tcp_flags,
-            parsed.icmp,
-            v,
-        )
-    } else {
-        add(
-            &FLOWS_GEN1,
-            &key,
-            packets,
-            bytes,
-            now,
-            parsed.tcp_flags,
-            parsed.icmp,
-            v,
-        )
-    };
+    let meta = parsed.tcp_flags as u64
+        | (parsed.icmp as u64) << 16
+        | (v.verdict as u64) << 32
+        | (v.rule as u64) << 40
+        | (v.policy as u64) << 48;
+    let seen = tidegate_flow_add(&key, packets, bytes, now, meta);
+    let res: Result<u64, ()> = if seen >= 0 { Ok(seen as u64) } else { Err(()) };
     if let Ok(seen) = res {
         count(Counter::Accounted, 1);
         // Only a flow's first packets (per sweep interval) can carry its name: a busy
@@ -158,31 +139,97 @@ pub fn account(
     v
 }
 
+/// Adds a packet to a live slot. `interval_first_ns` first, then the counters: when
+/// the probe sees the counters grew, the interval's first stamp is already there.
+/// Returns the packets since the probe's last export of the slot.
 #[inline(always)]
-fn bump(v: *mut FlowStats, packets: u64, bytes: u64, now: u64, flags: u16, icmp: u16, vd: Verdict) -> u64 {
-    // SAFETY: `v` points at this CPU's value of a live map entry.
+fn bump(
+    s: *mut FlowSlot,
+    packets: u64,
+    bytes: u64,
+    now: u64,
+    flags: u16,
+    icmp: u16,
+    vd: Verdict,
+) -> u64 {
+    // SAFETY: `s` points at a slot of the live FLOWS array (8-aligned fields); other
+    // CPUs and the probe touch the same slot only through atomics or benign word stores.
     unsafe {
-        if (*v).packets == 0 {
-            (*v).first_ns = now;
+        if read_volatile(addr_of!((*s).interval_first_ns)) == 0 {
+            write_volatile(addr_of_mut!((*s).interval_first_ns), now);
         }
-        (*v).packets += packets;
-        (*v).bytes += bytes;
-        (*v).last_ns = now;
-        (*v).tcp_flags |= flags;
-        (*v).icmp = icmp;
-        if vd.verdict > (*v).verdict {
-            (*v).verdict = vd.verdict;
-            (*v).rule = vd.rule;
-            (*v).policy = vd.policy;
+        atomic::add(addr_of_mut!((*s).packets), packets);
+        atomic::add(addr_of_mut!((*s).bytes), bytes);
+        write_volatile(addr_of_mut!((*s).last_ns), now);
+        if flags != 0 {
+            atomic::or(addr_of_mut!((*s).tcp_flags), flags as u32);
         }
-        (*v).packets
+        if icmp != 0 {
+            write_volatile(addr_of_mut!((*s).icmp), icmp);
+        }
+        if vd.verdict > read_volatile(addr_of!((*s).verdict)) {
+            write_volatile(addr_of_mut!((*s).verdict), vd.verdict);
+            write_volatile(addr_of_mut!((*s).rule), vd.rule);
+            write_volatile(addr_of_mut!((*s).policy), vd.policy);
+        }
+        read_volatile(addr_of!((*s).packets))
+            .wrapping_sub(read_volatile(addr_of!((*s).seen_packets)))
     }
 }
 
+/// Whether two keys are equal (six word compares).
+#[inline(always)]
+fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
+    let (x, y) = (key_words(a), key_words(b));
+    x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4] && x[5] == y[5]
+}
+
+/// Accounts a packet in the flow table: [`add`] as a global BPF function, which the
+/// verifier checks once on its own instead of once per parser path (the probe loop would
+/// otherwise multiply every path's states). `meta` packs the TCP flags (bits 0-15), the
+/// ICMP type/code (16-31), the verdict (32-39), its rule (40-47) and policy (48-63).
+/// Returns the packets since the probe's last export of the slot, or -1 when the flow
+/// has no slot (the caller falls back).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tidegate_flow_add(
+    key: *const FlowKey,
+    packets: u64,
+    bytes: u64,
+    now: u64,
+    meta: u64,
+) -> i64 {
+    // The verifier passes global functions' pointer arguments as possibly null.
+    if key.is_null() {
+        return -1;
+    }
+    let vd = Verdict {
+        verdict: (meta >> 32) as u8,
+        rule: (meta >> 40) as u8,
+        policy: (meta >> 48) as u16,
+    };
+    // SAFETY: non-null, and the verifier checked the caller passes a FlowKey's worth of
+    // readable memory.
+    match add(
+        unsafe { &*key },
+        packets,
+        bytes,
+        now,
+        meta as u16,
+        (meta >> 16) as u16,
+        vd,
+    ) {
+        Ok(n) => n as i64,
+        Err(()) => -1,
+    }
+}
+
+/// Accounts a packet in the flow table (see `tidegate_common::slot`): the key's slot in
+/// its probe window, else a free slot of the window claimed with a compare-and-swap.
+/// `Err` when every slot of the window holds another flow (the caller falls back).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn add(
-    map: &PerCpuHashMap<FlowKey, FlowStats>,
     key: &FlowKey,
     packets: u64,
     bytes: u64,
@@ -190,33 +237,65 @@ fn add(
     flags: u16,
     icmp: u16,
     vd: Verdict,
-) -> Result<u64, i32> {
-    if let Some(v) = map.get_ptr_mut(key) {
-        return Ok(bump(v, packets, bytes, now, flags, icmp, vd));
-    }
-    let fresh = FlowStats {
-        packets,
-        bytes,
-        first_ns: now,
-        last_ns: now,
-        tcp_flags: flags,
-        icmp,
-        verdict: vd.verdict,
-        rule: vd.rule,
-        policy: vd.policy,
+) -> Result<u64, ()> {
+    // SAFETY: a read-only global the loader sets before verification.
+    let slots = unsafe { read_volatile(&FLOW_SLOTS) };
+    let h = flow_hash(key);
+    let tag = live_tag(h);
+    let base = home_slot(h, slots);
+    // The window's i-th slot, wrapping at the end of the table.
+    let at = |i: u32| {
+        let j = base + i;
+        if j >= slots { j - slots } else { j }
     };
-    match map.insert(key, &fresh, BPF_NOEXIST as u64) {
-        Ok(()) => Ok(packets),
-        // Another CPU created the entry between our lookup and insert.
-        Err(e) if e == -EEXIST => match map.get_ptr_mut(key) {
-            Some(v) => Ok(bump(v, packets, bytes, now, flags, icmp, vd)),
-            None => Err(e),
-        },
-        Err(e) => Err(e),
+    for i in 0..PROBE_WINDOW {
+        let Some(s) = FLOWS.get_ptr_mut(at(i)) else {
+            return Err(());
+        };
+        // SAFETY: slot of the live array; the state word is read once.
+        let st = unsafe { read_volatile(addr_of!((*s).state)) };
+        // SAFETY: as above; a key is written before its tag is published.
+        if st == tag && same_key(unsafe { &*addr_of!((*s).key) }, key) {
+            return Ok(bump(s, packets, bytes, now, flags, icmp, vd));
+        }
     }
+    // Not there: claim the window's first free slot.
+    for i in 0..PROBE_WINDOW {
+        let Some(s) = FLOWS.get_ptr_mut(at(i)) else {
+            return Err(());
+        };
+        // SAFETY: slot of the live array; claiming it is one compare-and-swap.
+        let state = unsafe { addr_of_mut!((*s).state) };
+        // SAFETY: as above.
+        if unsafe {
+            read_volatile(state) != SLOT_EMPTY || !atomic::cas(state, SLOT_EMPTY, SLOT_BUSY)
+        } {
+            continue;
+        }
+        // SAFETY: the slot is ours until the tag is published (the probe cleared it
+        // before it stored SLOT_EMPTY).
+        unsafe {
+            write_volatile(addr_of_mut!((*s).key), *key);
+            write_volatile(addr_of_mut!((*s).first_ns), now);
+            write_volatile(addr_of_mut!((*s).last_ns), now);
+            write_volatile(addr_of_mut!((*s).interval_first_ns), now);
+            write_volatile(addr_of_mut!((*s).tcp_flags), flags as u32);
+            write_volatile(addr_of_mut!((*s).icmp), icmp);
+            write_volatile(addr_of_mut!((*s).verdict), vd.verdict);
+            write_volatile(addr_of_mut!((*s).rule), vd.rule);
+            write_volatile(addr_of_mut!((*s).policy), vd.policy);
+            write_volatile(addr_of_mut!((*s).bytes), bytes);
+            write_volatile(addr_of_mut!((*s).packets), packets);
+        }
+        // Publishing with an atomic exchange orders the writes above before the tag.
+        // SAFETY: as above.
+        unsafe { atomic::publish(state, tag) };
+        return Ok(packets);
+    }
+    Err(())
 }
 
-/// Packets of a flow (per CPU and sweep interval) whose payload start may be sampled.
+/// Packets of a flow (per sweep interval) whose payload start may be sampled.
 const SAMPLE_FIRST_PACKETS: u64 = 4;
 
 /// Whether a port is DNS's (DNS, mDNS, LLMNR).

@@ -4,9 +4,9 @@ use aya_ebpf::maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key};
 use tidegate_common::{
     Counter, FlowKey,
     enforce::{
-        EnforceConfig, Judgement, LineRule, PrefixClass, RULE_SLOTS, RuleCount, TABLE_HOST4,
-        TABLE_DST, TABLE_HOST6, TABLE_LINES, TABLE_LPM4, TABLE_LPM6, TABLE_SRC, VERDICT_DROPPED, judge, port_key,
-        protected,
+        EnforceConfig, Judgement, LineRule, PrefixClass, RULE_SLOTS, RuleCount, TABLE_DST,
+        TABLE_HOST4, TABLE_HOST6, TABLE_LINES, TABLE_LPM4, TABLE_LPM6, TABLE_SRC, VERDICT_DROPPED,
+        judge, port_key, protected,
     },
     maps::CTL_ENFORCE,
 };
@@ -56,14 +56,22 @@ fn class(set: &Set, cfg: &EnforceConfig, family: u8, addr: &[u8; 16]) -> PrefixC
     let t = cfg.tables;
     let found = if family == 4 {
         let a = [addr[12], addr[13], addr[14], addr[15]];
-        let host = if t & TABLE_HOST4 != 0 { unsafe { set.host4.get(&a) } } else { None };
+        let host = if t & TABLE_HOST4 != 0 {
+            unsafe { set.host4.get(&a) }
+        } else {
+            None
+        };
         match host {
             Some(c) => Some(c),
             None if t & TABLE_LPM4 != 0 => set.lpm4.get(Key::new(32, a)),
             None => None,
         }
     } else {
-        let host = if t & TABLE_HOST6 != 0 { unsafe { set.host6.get(addr) } } else { None };
+        let host = if t & TABLE_HOST6 != 0 {
+            unsafe { set.host6.get(addr) }
+        } else {
+            None
+        };
         match host {
             Some(c) => Some(c),
             None if t & TABLE_LPM6 != 0 => set.lpm6.get(Key::new(128, *addr)),

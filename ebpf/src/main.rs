@@ -2,16 +2,23 @@
 //!
 //! - `tidegate_xdp` (XDP, ingress) and `tidegate_tc_egress` (TC classifier attached with
 //!   TCX, egress) parse each packet with the shared parser in `tidegate-common` and add it
-//!   to the current generation's per-CPU flow map.
-//! - Userspace flips `CONTROL[CTL_GENERATION]`, waits for an RCU grace period (every
-//!   program run that could still see the old generation has finished), then drains the
-//!   old map. No packet can land in a map while it is being drained.
-//! - A packet whose flow does not fit the map goes to the `FALLBACK` ring buffer as a
-//!   one-packet record; only if that is full too is it lost, and `fallback_dropped` says so.
+//!   to its flow's slot in the shared flow table (`FLOWS`, see `tidegate_common::slot`)
+//!   with atomic instructions.
+//! - Userspace reads the table through a memory mapping, exports each flow's growth
+//!   since its last export, and removes idle flows: it marks the slot retiring, waits
+//!   for an RCU grace period (every program run that could still add to it has
+//!   finished), exports the rest and frees the slot.
+//! - A packet whose flow finds no slot in its probe window goes to the `FALLBACK` ring
+//!   buffer as a one-packet record; only if that is full too is it lost, and
+//!   `fallback_dropped` says so.
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod account;
+mod atomic;
+mod bench;
 mod enforce;
 mod maps;
 mod packet;
@@ -74,6 +81,26 @@ fn ingress(ctx: &XdpContext, frame_len: u64) -> u32 {
 /// accounting program against (never attached by the probe).
 #[xdp(frags)]
 pub fn tidegate_xdp_baseline(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Benchmarks only (never attached): [`tidegate_xdp_linear`] on the next flow of a
+/// scattered sequence (`bench::next_flow` rewrites the source address), so one test run
+/// with a repeat count measures the program over many flows.
+#[xdp]
+pub fn tidegate_xdp_bench_flows(ctx: XdpContext) -> u32 {
+    if !bench::next_flow(&ctx) {
+        return xdp_action::XDP_ABORTED;
+    }
+    ingress(&ctx, (ctx.data_end() - ctx.data()) as u64)
+}
+
+/// Benchmarks only: the same rewrite as [`tidegate_xdp_bench_flows`], then `XDP_PASS`.
+#[xdp]
+pub fn tidegate_xdp_bench_flows_baseline(ctx: XdpContext) -> u32 {
+    if !bench::next_flow(&ctx) {
+        return xdp_action::XDP_ABORTED;
+    }
     xdp_action::XDP_PASS
 }
 

@@ -1,29 +1,28 @@
 //! The kernel objects shared with userspace (names in `tidegate_common::maps`).
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use tidegate_common::{
-    CounterBlock, FlowKey, FlowStats,
+    CounterBlock, FlowSlot,
     enforce::{EnforceConfig, LineRule, PrefixClass, RULE_COUNTER_ENTRIES, RuleCount},
     maps::{
         CTL_COUNT, DEFAULT_APP_SAMPLE_BYTES, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES,
-        DEFAULT_FLOW_ENTRIES,
-        ENF_LINE_ENTRIES, ENF_PORT_ENTRIES,
+        DEFAULT_FLOW_SLOTS, ENF_LINE_ENTRIES, ENF_PORT_ENTRIES,
     },
 };
 
-/// Flow map, generation 0. Sized at load time by the probe (`--flow-entries`).
+/// The flow table (`tidegate_common::slot`), shared by all CPUs and mapped into the
+/// probe. Sized at load time by the probe (`FLOW_SLOTS` slots).
 #[map]
-pub static FLOWS_GEN0: PerCpuHashMap<FlowKey, FlowStats> =
-    PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+pub static FLOWS: Array<FlowSlot> = Array::with_max_entries(DEFAULT_FLOW_SLOTS, BPF_F_MMAPABLE);
 
-/// Flow map, generation 1.
-#[map]
-pub static FLOWS_GEN1: PerCpuHashMap<FlowKey, FlowStats> =
-    PerCpuHashMap::with_max_entries(DEFAULT_FLOW_ENTRIES, 0);
+/// Slots of `FLOWS`; set by the loader before the programs are verified (read-only
+/// data: the verifier sees the constant).
+#[unsafe(no_mangle)]
+pub static FLOW_SLOTS: u32 = DEFAULT_FLOW_SLOTS;
 
 /// Control words written by userspace.
 #[map]
@@ -100,3 +99,7 @@ enforcement_set!(
     ENF_PORTS_1,
     ENF_COUNTS_1
 );
+
+/// Benchmark programs' run counter, flow count and stride (`tidegate_common::maps::BENCH`).
+#[map]
+pub static BENCH: Array<u64> = Array::with_max_entries(3, 0);

@@ -21,7 +21,12 @@ impl Packet {
     /// `len` is the whole packet's length (XDP: all fragments; TC: `skb->len`).
     #[inline(always)]
     pub fn new(start: usize, end: usize, len: usize) -> Self {
-        Self { start, end, len, scratch: core::ptr::null_mut() }
+        Self {
+            start,
+            end,
+            len,
+            scratch: core::ptr::null_mut(),
+        }
     }
 
     /// Uses `scratch` (a per-CPU map word) for [`PacketBytes::opaque`].

@@ -11,11 +11,12 @@
 //! user = "tidegate"             # become this user (no capabilities) once capture is set up
 //!
 //! [ebpf]
-//! flow_entries = 1048576        # per generation
+//! flow_memory_mib = 128         # kernel flow table budget (128 B per slot, any CPU count)
+//! # flow_entries = 699050       # or: concurrent flows to size it for (1.5 slots each)
 //! fallback_bytes = 16777216
 //! xdp_mode = "auto"             # auto | native | skb
 //! egress = true
-//! timestamps = "precise"       # precise (ns) | coarse (one timer tick, cheaper per packet)
+//! timestamps = "tick"          # tick (1 ms, no clock call per packet) | precise | coarse
 //! enforce = false               # install the collector's enforcement policies (XDP drops)
 //! enforce_prefixes = 262144     # capacity of the enforcement prefix maps
 //! enforce_max_offline_secs = 600  # collector unreachable this long: clear the policy (fail-open)
@@ -112,10 +113,17 @@ struct RawProbe {
     user: Option<Spanned<String>>,
 }
 
+/// Concurrent flows a kernel flow table of `mib` MiB is sized for.
+pub fn flows_for_budget(mib: u32) -> u32 {
+    use tidegate_common::slot::{flows_for_slots, slots_for_budget};
+    flows_for_slots(slots_for_budget(u64::from(mib) << 20))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEbpf {
     flow_entries: Option<Spanned<u32>>,
+    flow_memory_mib: Option<Spanned<u32>>,
     fallback_bytes: Option<Spanned<u32>>,
     xdp_mode: Option<XdpModeChoice>,
     egress: Option<bool>,
@@ -261,8 +269,22 @@ impl ProbeConfig {
         if let Some(v) = &raw.probe.metrics_listen {
             c.metrics_listen = Some(file.value(v, "metrics_listen", "host:port")?);
         }
-        if let Some(v) = &raw.ebpf.flow_entries {
-            c.ebpf.flow_entries = file.in_range(v, "flow_entries", 64..=16_777_216)?;
+        match (&raw.ebpf.flow_entries, &raw.ebpf.flow_memory_mib) {
+            (Some(_), Some(m)) => {
+                return Err(at(
+                    m.span().start,
+                    "give flow_memory_mib or flow_entries, not both (both size the flow table)"
+                        .into(),
+                ));
+            }
+            (Some(v), None) => {
+                c.ebpf.flow_entries = file.in_range(v, "flow_entries", 64..=16_777_216)?;
+            }
+            (None, Some(m)) => {
+                let mib = file.in_range(m, "flow_memory_mib", 1..=65_536)?;
+                c.ebpf.flow_entries = flows_for_budget(mib);
+            }
+            (None, None) => {}
         }
         if let Some(v) = raw.ebpf.fallback_bytes {
             let b = *v.get_ref();
@@ -450,6 +472,24 @@ mod tests {
         assert_eq!(cc.addr, "c1:7443");
         assert_eq!(cc.failover, ["[::1]:7443", "c3:7443"]);
         assert_eq!(cc.failback, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_flow_table_is_sized_from_a_memory_budget() {
+        let c = ProbeConfig::parse(
+            "[ebpf]\nflow_memory_mib = 128\n[[line]]\nname = \"a\"\niface = \"eth1\"\n",
+            Path::new("/etc/tidegate/probe.toml"),
+        )
+        .unwrap();
+        // 128 MiB = 1 048 576 slots of 128 bytes, for two thirds as many flows.
+        assert_eq!(c.ebpf.flow_entries, 699_050);
+        assert_eq!(
+            tidegate_common::slot::slots_for_flows(c.ebpf.flow_entries) as u64 * 128,
+            (128 << 20) - 128
+        );
+        let e = err("[ebpf]\nflow_entries = 4096\nflow_memory_mib = 64\n");
+        assert!(e.starts_with("probe.toml:3:"), "{e}");
+        assert!(e.contains("not both"), "{e}");
     }
 
     #[test]

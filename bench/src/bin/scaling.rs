@@ -1,12 +1,13 @@
 //! Flow-table scaling: cost and memory as concurrent flows grow.
 //!
-//! * Probe (eBPF): tidegate's XDP program on a flow map holding 1K, 10K, 100K, 1M flows
-//!   (map sized to the next power of two, as `flow_entries` would be), via
-//!   BPF_PROG_TEST_RUN: every flow is created by running its own frame once, then a
-//!   sample of the flows' frames, in scattered order, is run once each (each packet hits
-//!   a different flow, as on a busy line) and the kernel-measured time averaged; the
-//!   return-only XDP program on the same frames is the baseline. Memory = the flow map's
-//!   `memlock` from `/proc/self/fdinfo` (per generation; the probe holds two).
+//! * Probe (eBPF): tidegate's XDP program on a flow table holding 1K, 10K, 100K, 1M flows
+//!   (sized to the next power of two, as `flow_entries` would be), via
+//!   BPF_PROG_TEST_RUN: every flow is created by one test run over all of them, then
+//!   (a) a sample of the flows' frames, in scattered order, is run once each, one
+//!   syscall per packet (the method of earlier reports), and (b) one test run goes over
+//!   every flow in scattered order; the return-only XDP program (for (b) with the same
+//!   address rewrite) is the baseline. Memory = the flow table's `memlock` from
+//!   `/proc/self/fdinfo`.
 //! * Collector (aggregation shards): 1K … 10M distinct flows, each point in a fresh
 //!   child process (so freed memory of one point never hides the growth of the next):
 //!   RSS growth per held flow and records/s of inserting one record per flow, then
@@ -24,9 +25,11 @@ use tidegate_bench::{
     machine::Machine,
     numbers::thousands,
     procfs::{cpu_time, release_free_memory},
-    xdp::load_for_test_runs,
+    xdp::{ManyFlows, load_for_test_runs, many_flows_frame},
 };
-use tidegate_common::maps::{PROG_XDP, PROG_XDP_BASELINE};
+use tidegate_common::maps::{
+    PROG_XDP, PROG_XDP_BASELINE, PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE,
+};
 
 #[derive(Parser)]
 #[command(name = "scaling", about = "Cost and memory as concurrent flows grow")]
@@ -43,6 +46,9 @@ struct Args {
     /// Aggregation shards on the collector side [default: logical CPUs].
     #[arg(long)]
     shards: Option<usize>,
+    /// Measure the probe points only (prints the report; writes a file only with --out).
+    #[arg(long)]
+    probe_only: bool,
     /// Markdown results file [full run default: bench/results/scaling.md].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -68,6 +74,11 @@ struct ProbePoint {
     tg_ns: f64,
     sampled: usize,
     fill_s: f64,
+    /// One test run over every flow: baseline (rewrite + return) and tidegate, ns/run.
+    many_base_ns: f64,
+    many_tg_ns: f64,
+    /// Flows of the fill that found no slot in their window (ring-buffer fallback).
+    fallback: u64,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -85,20 +96,13 @@ struct CollectorPoint {
     merge_processed: u64,
 }
 
-/// IPv4/UDP frame of flow `i` (distinct source address per flow), 60 bytes.
+/// IPv4/UDP frame of flow `i` < 2^24: [`many_flows_frame`] with source address
+/// `10.x.y.z` = i (the flow the benchmark program makes of run `j` with `i = j × stride
+/// mod N`), 60 bytes.
 fn frame(i: u32) -> Vec<u8> {
-    let src = Ipv4Addr::from(0x0a00_0000 | (i & 0x00ff_ffff));
-    tidegate_testkit::net::frames::ipv4(
-        [0x02, 0, 0, 0, 0, 0x02],
-        None,
-        17,
-        src,
-        Ipv4Addr::new(192, 0, 2, 1),
-        10_000 + (i >> 24) as u16,
-        4789,
-        46,
-        0,
-    )
+    let mut f = many_flows_frame();
+    f[26..30].copy_from_slice(&Ipv4Addr::from(0x0a00_0000 | (i & 0x00ff_ffff)).octets());
+    f
 }
 
 fn memlock_of(map_type: u32, max_entries: u32) -> Option<u64> {
@@ -131,22 +135,35 @@ fn run_once(p: &Xdp, f: &[u8], out: &mut [u8]) -> anyhow::Result<u64> {
 }
 
 fn probe_point(n: u32, sample: usize) -> anyhow::Result<ProbePoint> {
-    let entries = n.next_power_of_two().max(1024);
-    let ebpf = load_for_test_runs(entries)?;
-    // BPF_MAP_TYPE_PERCPU_HASH = 5.
-    let memlock = memlock_of(5, entries).unwrap_or(0);
+    let mut ebpf = load_for_test_runs(n)?;
+    let entries = tidegate_probe::capture::ebpf::flow_slots(n);
+    // BPF_MAP_TYPE_ARRAY = 2.
+    let memlock = memlock_of(2, entries).unwrap_or(0);
+    let mut mf = ManyFlows::take(&mut ebpf)?;
     let mut out = vec![0u8; 2048];
-    let tg: &Xdp = ebpf.program(PROG_XDP).context("program")?.try_into()?;
-    let base: &Xdp = ebpf
-        .program(PROG_XDP_BASELINE)
-        .context("program")?
-        .try_into()?;
+    let prog =
+        |name| -> anyhow::Result<&Xdp> { Ok(ebpf.program(name).context("program")?.try_into()?) };
+    let (tg, base) = (prog(PROG_XDP)?, prog(PROG_XDP_BASELINE)?);
+    let (many_tg, many_base) = (
+        prog(PROG_XDP_BENCH_FLOWS)?,
+        prog(PROG_XDP_BENCH_FLOWS_BASELINE)?,
+    );
     let t0 = Instant::now();
-    for i in 0..n {
-        run_once(tg, &frame(i), &mut out)?;
-    }
+    mf.run(many_tg, &many_flows_frame(), n as u64, n, &mut out)?;
     let fill_s = t0.elapsed().as_secs_f64();
-    // Scattered order: a stride coprime with the powers of ten used.
+    // Flows that found no slot in their probe window (accounted through the ring buffer).
+    let counters: aya::maps::PerCpuArray<_, tidegate_common::CounterBlock> =
+        aya::maps::PerCpuArray::try_from(
+            ebpf.map(tidegate_common::maps::COUNTERS)
+                .context("counters")?,
+        )?;
+    let fallback: u64 = counters
+        .get(&0, 0)?
+        .iter()
+        .map(|b| b.counters[tidegate_common::Counter::MapFull as usize])
+        .sum();
+    // (a) One syscall per packet. Scattered order: a stride coprime with the powers of
+    // ten used.
     const STRIDE: u64 = 1_000_003;
     let m = sample.min(n as usize).max(1);
     let idx: Vec<u32> = (0..m as u64)
@@ -159,6 +176,15 @@ fn probe_point(n: u32, sample: usize) -> anyhow::Result<ProbePoint> {
         base_ns += run_once(base, f, &mut out)?;
         tg_ns += run_once(tg, f, &mut out)?;
     }
+    // (b) One test run over every flow (at least 200 000 runs), median of 3 pairs.
+    let runs = n.max(200_000);
+    let (mut mb, mut mt) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        mb.push(mf.run(many_base, &many_flows_frame(), n as u64, runs, &mut out)?);
+        mt.push(mf.run(many_tg, &many_flows_frame(), n as u64, runs, &mut out)?);
+    }
+    mb.sort_by(f64::total_cmp);
+    mt.sort_by(f64::total_cmp);
     Ok(ProbePoint {
         flows: n as u64,
         map_entries: entries,
@@ -167,6 +193,9 @@ fn probe_point(n: u32, sample: usize) -> anyhow::Result<ProbePoint> {
         tg_ns: tg_ns as f64 / m as f64,
         sampled: m,
         fill_s,
+        many_base_ns: mb[1],
+        many_tg_ns: mt[1],
+        fallback,
     })
 }
 
@@ -230,6 +259,7 @@ fn main() -> anyhow::Result<()> {
             vec![1_000, 10_000, 100_000, 1_000_000, 10_000_000],
         )
     };
+    let coll_sizes = if a.probe_only { Vec::new() } else { coll_sizes };
     let sample = if a.smoke { 2_000 } else { a.sample };
     let machine = Machine::describe();
     let t_start = Instant::now();
@@ -237,10 +267,12 @@ fn main() -> anyhow::Result<()> {
     for &n in &probe_sizes {
         let p = probe_point(n, sample)?;
         eprintln!(
-            "probe {}: {:.1} ns/pkt (baseline {:.1}), map memlock {} B",
+            "probe {}: {:.1} ns/pkt (baseline {:.1}); one run: {:.1} (baseline {:.1}); table memlock {} B",
             si(n as usize),
             p.tg_ns,
             p.base_ns,
+            p.many_tg_ns,
+            p.many_base_ns,
             p.memlock
         );
         probe.push(p);
@@ -279,41 +311,57 @@ fn main() -> anyhow::Result<()> {
         std::env::args().collect::<Vec<_>>().join(" "),
         elapsed.as_secs_f64()
     )?;
-    writeln!(s, "## Probe: XDP program vs concurrent flows in the map\n")?;
     writeln!(
         s,
-        "BPF_PROG_TEST_RUN on 60-byte IPv4/UDP frames, one flow per frame. The flow map (per-CPU hash, \
-         preallocated) is sized to the next power of two ≥ the flow count, as `flow_entries` would be; \
-         every flow is first created by running its frame once; then up to {sample} of the flows' frames, in \
-         scattered order, are run once each through the return-only baseline and through tidegate's \
-         program, interleaved (every packet hits a different flow, so cache misses grow with the table \
-         as on a busy line). *Cost growth* is tidegate's ns/pkt relative to the smallest table, next to \
-         the growth in flows: linear scaling would make them equal; a hash table should stay near 1×. \
-         pps = 10⁹ / ns (one core, program only). Memory = the flow map's `memlock` (`/proc/self/fdinfo`) \
-         for one generation; the probe holds two generations.\n"
+        "## Probe: XDP program vs concurrent flows in the table\n"
     )?;
     writeln!(
         s,
-        "| flows | map entries | baseline ns/pkt | tidegate ns/pkt | ratio | tidegate Mpps (1 core) | cost growth | flow growth | map memory (1 generation) | bytes per flow | 2 generations |"
+        "BPF_PROG_TEST_RUN on 60-byte IPv4/UDP frames, one flow per source address. The flow table \
+         (one shared array of 128-byte slots, see ARCHITECTURE.md) is sized for the flow count as \
+         `flow_entries` sizes it (a quarter more slots than flows); every flow is first created by one test run over \
+         all of them. *One run*: one test run over every flow in scattered order (flow `i × 1 000 003 \
+         mod N`; at least 200 000 runs; median of 3), the benchmark programs rewriting the source \
+         address before accounting or, for the baseline, returning. *Per syscall* (the method of \
+         earlier reports): up to {sample} of the flows' frames, in scattered order, each run once \
+         through the return-only baseline and through tidegate's program, interleaved; each such \
+         run also pays the test-run set-up, which is in the baseline too. Every packet hits a \
+         different flow, so cache misses grow with the table as on a busy line. *Cost growth* is \
+         tidegate's one-run ns/pkt relative to the smallest table, next to the growth in flows. \
+         Memory = the table's `memlock` (`/proc/self/fdinfo`): one array whatever the number of \
+         CPUs, so the figure per flow is the same at 64 CPUs. (The per-CPU hash of earlier \
+         versions cost 120 + 40 × CPUs bytes per entry and held two generations: 2 × 2 680 B per \
+         flow at 64 CPUs.)\n"
     )?;
-    writeln!(s, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")?;
-    let p0 = probe.first().map_or(1.0, |p| p.tg_ns.max(1e-9));
+    writeln!(
+        s,
+        "| flows | table slots | one run: baseline ns/pkt | one run: tidegate ns/pkt | one run: ratio | per syscall: baseline | per syscall: tidegate | per syscall: ratio | tidegate Mpps (1 core, one run) | cost growth | flow growth | flows beyond their window (fallback) | table memory | bytes per slot (any CPU count) |"
+    )?;
+    writeln!(
+        s,
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    )?;
+    let p0 = probe.first().map_or(1.0, |p| p.many_tg_ns.max(1e-9));
     let f0 = probe.first().map_or(1, |p| p.flows.max(1));
     for p in &probe {
         writeln!(
             s,
-            "| {} | {} | {:.1} | {:.1} | {:.2}× | {:.2} | {:.2}× | {}× | {:.1} MiB | {:.0} | {:.1} MiB |",
+            "| {} | {} | {:.1} | {:.1} | **{:.2}×** | {:.1} | {:.1} | **{:.2}×** | {:.2} | {:.2}× | {}× | {} ({:.3} %) | {:.1} MiB | {:.0} |",
             fmt_n(p.flows as f64),
             fmt_n(p.map_entries as f64),
+            p.many_base_ns,
+            p.many_tg_ns,
+            p.many_tg_ns / p.many_base_ns.max(1e-9),
             p.base_ns,
             p.tg_ns,
             p.tg_ns / p.base_ns.max(1e-9),
-            1e3 / p.tg_ns.max(1e-9),
-            p.tg_ns / p0,
+            1e3 / p.many_tg_ns.max(1e-9),
+            p.many_tg_ns / p0,
             fmt_n((p.flows / f0) as f64),
+            p.fallback,
+            100.0 * p.fallback as f64 / p.flows.max(1) as f64,
             p.memlock as f64 / (1u64 << 20) as f64,
-            p.memlock as f64 / p.flows.max(1) as f64,
-            2.0 * p.memlock as f64 / (1u64 << 20) as f64,
+            p.memlock as f64 / p.map_entries.max(1) as f64,
         )?;
     }
     writeln!(s, "\n## Collector: aggregation shards vs distinct flows\n")?;
@@ -361,7 +409,8 @@ fn main() -> anyhow::Result<()> {
          several records per flow; cost growth compares CPU time per record."
     )?;
     let out = a.out.clone().or_else(|| {
-        (!a.smoke).then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/scaling.md"))
+        (!a.smoke && !a.probe_only)
+            .then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/scaling.md"))
     });
     tidegate_bench::report::publish(s, a.smoke, out.as_deref())?;
     Ok(())

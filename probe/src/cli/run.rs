@@ -204,9 +204,13 @@ pub struct Args {
     /// XDP attach mode (overrides the config file).
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpModeChoice>,
-    /// Flow map entries per generation (overrides the config file).
-    #[arg(long)]
+    /// Concurrent flows to size the kernel flow table for (overrides the config file).
+    #[arg(long, conflicts_with = "flow_memory_mib")]
     pub flow_entries: Option<u32>,
+    /// Kernel flow table budget in MiB (128 bytes per slot, 1.5 slots per flow;
+    /// overrides the config file).
+    #[arg(long)]
+    pub flow_memory_mib: Option<u32>,
     /// Active timeout, seconds.
     #[arg(long)]
     pub active_timeout: Option<u64>,
@@ -259,6 +263,13 @@ fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
     if let Some(n) = args.flow_entries {
         anyhow::ensure!(n >= 64, "--flow-entries must be at least 64");
         c.ebpf.flow_entries = n;
+    }
+    if let Some(m) = args.flow_memory_mib {
+        anyhow::ensure!(
+            (1..=65_536).contains(&m),
+            "--flow-memory-mib must be 1..=65536"
+        );
+        c.ebpf.flow_entries = tidegate_probe::config::flows_for_budget(m);
     }
     if let Some(s) = args.active_timeout {
         anyhow::ensure!(s >= 1, "--active-timeout must be at least 1 second");

@@ -18,17 +18,18 @@ use tidegate_common::{
     APP_SAMPLE_BYTES, AppSample, Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
     maps::{
         APP_SAMPLES, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, COUNTERS, CTL_CLOCK,
-        CTL_GENERATION, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_ENTRIES,
-        ENF_HOST4, ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOWS_GEN0, FLOWS_GEN1, PROG_TC_EGRESS,
-        PROG_XDP, PROG_XDP_LINEAR, TICK,
+        DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_SLOTS, ENF_HOST4, ENF_HOST6,
+        ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, PROG_TC_EGRESS, PROG_XDP, PROG_XDP_LINEAR,
+        TICK,
     },
+    slot::{flows_for_slots, slots_for_flows},
 };
 
 use super::{
     EbpfError,
-    batch::Drainer,
     enforce::{self, Enforcer},
     grace,
+    slots::{SlotTable, SweepStats},
 };
 use crate::clock::MonoToEpoch;
 
@@ -84,6 +85,16 @@ pub const TICK_PERIOD: std::time::Duration = std::time::Duration::from_millis(1)
 /// support ([`PROG_XDP_LINEAR`]): a frame of it fits one page-sized buffer with the
 /// headroom and shared info every driver keeps, so it never arrives in fragments.
 pub const LINEAR_MAX_MTU: u32 = 3000;
+
+/// How long a flow may go without packets before it leaves the kernel table (when the
+/// table is at most half full).
+pub const RETIRE_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Slots for a requested number of concurrent flows (a quarter more: see
+/// [`slots_for_flows`]).
+pub fn flow_slots(flows: u32) -> u32 {
+    slots_for_flows(flows)
+}
 
 /// The thread that publishes CLOCK_MONOTONIC into `TICK[0]`; stops when dropped.
 struct Ticker {
@@ -158,8 +169,13 @@ fn mtu(iface: &str) -> Option<u32> {
 /// Load-time options.
 #[derive(Clone, Copy, Debug)]
 pub struct EbpfOptions {
-    /// Entries per flow-map generation (concurrent flows between two sweeps).
+    /// Concurrent flows the kernel table is sized for: it gets a quarter more slots
+    /// than this (128 bytes each, whatever the number of CPUs).
     pub flow_entries: u32,
+    /// A flow with no packet for this long leaves the kernel table (its counts are
+    /// exported first; a later packet starts a new slot). When more than half the table
+    /// is taken, flows go after one sweep interval without packets.
+    pub retire_idle: std::time::Duration,
     /// Fallback ring buffer size in bytes (power of two, multiple of the page size).
     pub fallback_bytes: u32,
     /// XDP attach mode.
@@ -180,7 +196,8 @@ pub struct EbpfOptions {
 impl Default for EbpfOptions {
     fn default() -> Self {
         EbpfOptions {
-            flow_entries: DEFAULT_FLOW_ENTRIES,
+            flow_entries: flows_for_slots(DEFAULT_FLOW_SLOTS),
+            retire_idle: RETIRE_IDLE,
             fallback_bytes: DEFAULT_FALLBACK_BYTES,
             xdp_mode: XdpModeChoice::Auto,
             egress: true,
@@ -218,14 +235,15 @@ struct Attached {
 pub struct EbpfCapture {
     ebpf: Ebpf,
     opts: EbpfOptions,
-    control: Array<MapData, u32>,
     counters: PerCpuArray<MapData, CounterBlock>,
-    flows: [MapData; 2],
+    /// The flow table mapped into the probe (keeps `_flows` open).
+    slots: SlotTable,
+    _flows: MapData,
+    /// Kernel clock at the last sweep.
+    last_sweep_mono: u64,
     fallback: RingBuf<MapData>,
     /// Payload starts of DNS messages and TLS handshakes.
     app_samples: RingBuf<MapData>,
-    generation: u32,
-    drainer: Drainer,
     attached: Vec<Attached>,
     enforcer: Option<Enforcer>,
     /// Publishes the packet clock ([`Timestamps::Tick`]).
@@ -275,9 +293,10 @@ impl EbpfCapture {
     /// Loads the programs and maps into the kernel (nothing attached yet).
     pub fn load(opts: EbpfOptions) -> Result<Self, EbpfError> {
         raise_memlock();
+        let slots = flow_slots(opts.flow_entries);
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(FLOWS_GEN0, opts.flow_entries)
-            .map_max_entries(FLOWS_GEN1, opts.flow_entries)
+            .map_max_entries(FLOWS, slots)
+            .override_global(FLOW_SLOTS, &slots, true)
             .map_max_entries(FALLBACK, opts.fallback_bytes)
             .map_max_entries(ENF_LPM4[0], opts.enforce_prefixes)
             .map_max_entries(ENF_LPM4[1], opts.enforce_prefixes)
@@ -325,16 +344,12 @@ impl EbpfCapture {
         let fallback = RingBuf::try_from(take(&mut ebpf, FALLBACK)?).map_err(map_err(FALLBACK))?;
         let app_samples =
             RingBuf::try_from(take(&mut ebpf, APP_SAMPLES)?).map_err(map_err(APP_SAMPLES))?;
-        let flow_map = |m: Map, name: &'static str| match m {
-            Map::PerCpuHashMap(d) => Ok(d),
-            _ => Err(EbpfError::Load(format!(
-                "map {name} is not a per-CPU hash map"
-            ))),
+        let flows = match take(&mut ebpf, FLOWS)? {
+            Map::Array(d) => d,
+            _ => return Err(EbpfError::Load(format!("map {FLOWS} is not an array"))),
         };
-        let flows = [
-            flow_map(take(&mut ebpf, FLOWS_GEN0)?, FLOWS_GEN0)?,
-            flow_map(take(&mut ebpf, FLOWS_GEN1)?, FLOWS_GEN1)?,
-        ];
+        let table = SlotTable::map(flows.fd().as_fd(), slots)
+            .map_err(|source| EbpfError::Map { map: FLOWS, source })?;
         let nr_cpus = aya::util::nr_cpus()
             .map_err(|(f, e)| EbpfError::Load(format!("cannot read {f}: {e}")))?;
         let enforcer = Enforcer::take(&mut ebpf, control_dup, nr_cpus)?;
@@ -343,13 +358,12 @@ impl EbpfCapture {
         Ok(EbpfCapture {
             ebpf,
             opts,
-            control,
             counters,
-            flows,
+            slots: table,
+            _flows: flows,
+            last_sweep_mono: crate::clock::monotonic_ns(),
             fallback,
             app_samples,
-            generation: 0,
-            drainer: Drainer::new(nr_cpus),
             attached: Vec::new(),
             enforcer: Some(enforcer),
             _ticker: ticker,
@@ -463,43 +477,22 @@ impl EbpfCapture {
         }
     }
 
-    /// Flips the generation, waits out the grace period, and drains the old generation.
-    /// Timestamps handed to `out` are Unix-epoch ns. Returns the number of flows drained.
+    /// Exports every flow's growth since the last sweep and removes idle flows from the
+    /// kernel table (see [`SlotTable::sweep`]). Timestamps handed to `out` are Unix-epoch
+    /// ns.
     pub fn sweep(
         &mut self,
         out: &mut impl FnMut(&FlowKey, &FlowStats),
-    ) -> Result<usize, EbpfError> {
-        let old = (self.generation & 1) as usize;
-        let next = self.generation.wrapping_add(1);
-        self.control
-            .set(CTL_GENERATION, next, 0)
-            .map_err(map_err(CONTROL))?;
-        self.generation = next;
-        grace::wait();
-        self.drain_generation(old, out)
-    }
-
-    fn drain_generation(
-        &mut self,
-        g: usize,
-        out: &mut impl FnMut(&FlowKey, &FlowStats),
-    ) -> Result<usize, EbpfError> {
-        let conv = MonoToEpoch::now();
-        let fd = self.flows[g].fd().as_fd();
-        let name = if g == 0 { FLOWS_GEN0 } else { FLOWS_GEN1 };
-        self.drainer
-            .drain(fd, |k, per_cpu| {
-                let mut s = FlowStats::default();
-                for v in per_cpu {
-                    s.merge(v);
-                }
-                if s.packets > 0 {
-                    s.first_ns = conv.convert(s.first_ns);
-                    s.last_ns = conv.convert(s.last_ns);
-                    out(k, &s);
-                }
-            })
-            .map_err(|source| EbpfError::Map { map: name, source })
+    ) -> Result<SweepStats, EbpfError> {
+        let now = crate::clock::monotonic_ns();
+        let st = self.slots.sweep(
+            now,
+            self.last_sweep_mono,
+            self.opts.retire_idle.as_nanos() as u64,
+            out,
+        );
+        self.last_sweep_mono = now;
+        Ok(st)
     }
 
     /// Consumes every record waiting in the fallback ring buffer.
@@ -554,16 +547,15 @@ impl EbpfCapture {
         n
     }
 
-    /// Shutdown: detaches, waits for in-flight runs, then drains both generations and the
-    /// ring buffer. After this every packet the programs accounted has been handed out.
+    /// Shutdown: detaches, waits for in-flight runs, then exports what the flow table
+    /// holds beyond the last sweep, and the ring buffer. After this every packet the programs accounted has been handed out.
     pub fn finish(
         &mut self,
         out: &mut impl FnMut(&FlowKey, &FlowStats),
     ) -> Result<usize, EbpfError> {
         self.detach_all();
         grace::wait();
-        let mut n = self.drain_generation(0, out)?;
-        n += self.drain_generation(1, out)?;
+        let mut n = self.slots.finish(out);
         n += self.drain_fallback(out);
         Ok(n)
     }
@@ -585,9 +577,9 @@ impl EbpfCapture {
         self.fallback.as_fd()
     }
 
-    /// Current generation number (flips at each sweep).
-    pub fn generation(&self) -> u32 {
-        self.generation
+    /// Slots of the kernel flow table.
+    pub fn flow_slots(&self) -> usize {
+        self.slots.slots()
     }
 }
 

@@ -1,0 +1,240 @@
+//! The kernel flow table: one shared (not per-CPU) BPF array of 128-byte slots with
+//! bounded open addressing, which the programs update with atomic instructions and the
+//! probe reads through a memory mapping (`BPF_F_MMAPABLE`).
+//!
+//! A slot's `state` word says who owns it:
+//! - [`SLOT_EMPTY`]: free; a program claims it with a compare-and-swap to [`SLOT_BUSY`],
+//!   writes key and counters, then publishes the flow's tag ([`live_tag`]).
+//! - a tag: a live flow. Packets whose key hashes to that tag and equals `key` add to the
+//!   counters (atomic adds: a flow's packets may arrive on several CPUs).
+//! - [`SLOT_RETIRING`]: the probe is removing the flow (idle). Programs no longer match
+//!   it; after an RCU grace period no program run can still be adding to it, so its final
+//!   counters are exact; the probe exports the last delta and stores `SLOT_EMPTY`.
+//!
+//! Flows stay in the table across sweeps: each sweep exports the difference between the
+//! counters and what the probe exported before (`seen_*`, written only by the probe), so
+//! a long-lived flow costs no re-insert and no per-sweep copy of per-CPU values.
+//!
+//! A key lives in one of [`PROBE_WINDOW`] consecutive slots starting at its hash. Two
+//! CPUs creating the same new flow at the same instant may each claim a slot: the probe
+//! adds up deltas by key, so counts stay exact (the second slot simply ages out). When
+//! every slot of the window is taken the packet goes to the fallback ring buffer.
+
+use crate::FlowKey;
+
+/// Slot state: free.
+pub const SLOT_EMPTY: u64 = 0;
+/// Slot state: claimed by a program that is filling it in.
+pub const SLOT_BUSY: u64 = 1;
+/// Slot state: being removed by the probe.
+pub const SLOT_RETIRING: u64 = 2;
+
+/// Consecutive slots a key may occupy (from its hash, wrapping). Bounds the per-packet
+/// work; beyond it a flow is accounted through the fallback ring buffer.
+pub const PROBE_WINDOW: u32 = 16;
+
+/// Bytes per slot (two cache lines): the kernel memory a flow costs, whatever the
+/// number of CPUs.
+pub const SLOT_BYTES: usize = 128;
+
+/// One flow in the kernel table. The first cache line holds what every packet reads
+/// (state, key) and its packet counter; the second the rest.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowSlot {
+    /// [`SLOT_EMPTY`], [`SLOT_BUSY`], [`SLOT_RETIRING`] or the flow's [`live_tag`].
+    pub state: u64,
+    /// The flow.
+    pub key: FlowKey,
+    /// Packets since the slot was claimed (atomic add).
+    pub packets: u64,
+    /// IP-layer bytes since the slot was claimed (atomic add).
+    pub bytes: u64,
+    /// First packet of the slot (kernel CLOCK_MONOTONIC ns).
+    pub first_ns: u64,
+    /// Last packet.
+    pub last_ns: u64,
+    /// First packet since the probe last exported this slot (0: none yet); the probe
+    /// swaps it to 0 when it exports.
+    pub interval_first_ns: u64,
+    /// OR of the TCP flags since the probe last exported (atomic or; swapped to 0).
+    pub tcp_flags: u32,
+    /// ICMP `type << 8 | code` of the last packet.
+    pub icmp: u16,
+    /// Strongest enforcement verdict since the last export.
+    pub verdict: u8,
+    /// The rule that gave it.
+    pub rule: u8,
+    /// Low 16 bits of the policy version that judged it.
+    pub policy: u16,
+    /// Zero.
+    pub pad: [u8; 6],
+    /// Packets the probe has exported from this slot (probe-owned).
+    pub seen_packets: u64,
+    /// Bytes the probe has exported from this slot (probe-owned).
+    pub seen_bytes: u64,
+}
+
+impl FlowSlot {
+    /// An empty slot.
+    pub const EMPTY: FlowSlot = FlowSlot {
+        state: SLOT_EMPTY,
+        key: FlowKey::ZERO,
+        packets: 0,
+        bytes: 0,
+        first_ns: 0,
+        last_ns: 0,
+        interval_first_ns: 0,
+        tcp_flags: 0,
+        icmp: 0,
+        verdict: 0,
+        rule: 0,
+        policy: 0,
+        pad: [0; 6],
+        seen_packets: 0,
+        seen_bytes: 0,
+    };
+}
+
+/// The key's six 64-bit words (the key is 8-aligned and 48 bytes).
+#[inline(always)]
+pub fn key_words(k: &FlowKey) -> [u64; 6] {
+    let p = k as *const FlowKey as *const u64;
+    // SAFETY: FlowKey is repr(C, align(8)), 48 bytes, every byte initialised (explicit
+    // padding): six aligned u64 reads stay inside it.
+    unsafe {
+        [
+            p.read(),
+            p.add(1).read(),
+            p.add(2).read(),
+            p.add(3).read(),
+            p.add(4).read(),
+            p.add(5).read(),
+        ]
+    }
+}
+
+/// Hash of a flow key: each word times its own odd constant, summed (six independent
+/// multiplies the CPU overlaps), then a multiply-xorshift finaliser that carries the
+/// high bits into the low bits the slot index is taken from. No helper call.
+#[inline(always)]
+pub fn flow_hash(k: &FlowKey) -> u64 {
+    let w = key_words(k);
+    let h = w[0]
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(w[1].wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
+        .wrapping_add(w[2].wrapping_mul(0x1656_67b1_9e37_79f9))
+        .wrapping_add(w[3].wrapping_mul(0x85eb_ca77_c2b2_ae63))
+        .wrapping_add(w[4].wrapping_mul(0x27d4_eb2f_1656_67c5))
+        .wrapping_add(w[5].wrapping_mul(0xff51_afd7_ed55_8ccd));
+    let h = (h ^ (h >> 32)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 29)
+}
+
+/// The state word of a live slot holding a key with hash `h`: never one of the reserved
+/// states (top bit set), so a program compares one word before the key.
+#[inline(always)]
+pub const fn live_tag(h: u64) -> u64 {
+    h | (1 << 63)
+}
+
+/// Whether a state word names a live flow.
+#[inline(always)]
+pub const fn is_live(state: u64) -> bool {
+    state & (1 << 63) != 0
+}
+
+/// The first slot of a key's window: the hash's high half scaled onto `slots` (a
+/// multiply and a shift instead of a division; any table size).
+#[inline(always)]
+pub const fn home_slot(h: u64, slots: u32) -> u32 {
+    (((h >> 32) * slots as u64) >> 32) as u32
+}
+
+/// Largest table: slot indices stay far from `u32::MAX` (a window never overflows).
+pub const MAX_SLOTS: u32 = 1 << 30;
+
+/// Fill factor the table is sized for, as slots per flow (3/2: at most two thirds
+/// taken, where linear probing keeps nearly every key within its window; see
+/// bench/RESULTS.md for the share beyond it).
+pub const fn slots_for_flows(flows: u32) -> u32 {
+    let s = flows as u64 + flows as u64 / 2;
+    clamp_slots(s)
+}
+
+/// Slots that fit a memory budget in bytes.
+pub const fn slots_for_budget(bytes: u64) -> u32 {
+    clamp_slots(bytes / SLOT_BYTES as u64)
+}
+
+/// Flows a table of `slots` is sized for (the inverse of [`slots_for_flows`]).
+pub const fn flows_for_slots(slots: u32) -> u32 {
+    (slots as u64 * 2 / 3) as u32
+}
+
+const fn clamp_slots(s: u64) -> u32 {
+    if s < PROBE_WINDOW as u64 {
+        PROBE_WINDOW
+    } else if s > MAX_SLOTS as u64 {
+        MAX_SLOTS
+    } else {
+        s as u32
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C) integers with explicit padding.
+unsafe impl aya::Pod for FlowSlot {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_is_two_cache_lines_with_the_hot_fields_in_the_first() {
+        assert_eq!(core::mem::size_of::<FlowSlot>(), SLOT_BYTES);
+        assert_eq!(core::mem::align_of::<FlowSlot>(), 64);
+        assert_eq!(core::mem::offset_of!(FlowSlot, key), 8);
+        assert_eq!(core::mem::offset_of!(FlowSlot, packets), 56);
+        assert_eq!(core::mem::offset_of!(FlowSlot, seen_bytes), 120);
+    }
+
+    #[test]
+    fn tags_never_collide_with_reserved_states() {
+        for h in [0, 1, 2, u64::MAX >> 1] {
+            let t = live_tag(h);
+            assert!(is_live(t));
+            assert!(t != SLOT_EMPTY && t != SLOT_BUSY && t != SLOT_RETIRING);
+        }
+        assert!(!is_live(SLOT_EMPTY) && !is_live(SLOT_BUSY) && !is_live(SLOT_RETIRING));
+    }
+
+    #[test]
+    fn hash_spreads_neighbouring_keys_over_the_slots() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..4096u32 {
+            let mut k = FlowKey::ZERO;
+            k.family = 4;
+            k.src[12..].copy_from_slice(&i.to_be_bytes());
+            k.sport = 40000;
+            k.dport = 443;
+            seen.insert(home_slot(flow_hash(&k), 1 << 16));
+        }
+        // 4096 balls into 65536 bins: ~125 collisions expected for a random function.
+        assert!(seen.len() > 3900, "{}", seen.len());
+    }
+
+    #[test]
+    fn tables_are_sized_from_flows_or_a_budget() {
+        assert_eq!(slots_for_budget(128 << 20), 1 << 20);
+        assert_eq!(slots_for_budget((128 << 20) + 5), 1 << 20);
+        assert_eq!(slots_for_budget(0), PROBE_WINDOW);
+        assert_eq!(slots_for_flows(1_000_000), 1_500_000);
+        assert_eq!(flows_for_slots(1_500_000), 1_000_000);
+        assert_eq!(slots_for_flows(u32::MAX), MAX_SLOTS);
+        for slots in [16, 1000, 1 << 20, MAX_SLOTS] {
+            assert!(home_slot(u64::MAX, slots) < slots);
+            assert_eq!(home_slot(0, slots), 0);
+        }
+    }
+}

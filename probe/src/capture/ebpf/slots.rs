@@ -1,0 +1,247 @@
+//! The probe's side of the kernel flow table (`tidegate_common::slot`): the `FLOWS`
+//! array mapped into the process, read in place at every sweep.
+//!
+//! Exactness: a slot's `packets`/`bytes` only grow (atomic adds), and the probe alone
+//! writes `seen_*`. Each sweep exports `counters - seen` and sets `seen` to the counters
+//! it read, so every packet added before that read is exported once, and every packet
+//! after it is left for a later sweep. Removing an idle flow: the probe swaps its tag
+//! for `SLOT_RETIRING` (programs stop matching it), waits for an RCU grace period (no
+//! program run that matched it before the swap is still running), exports what was
+//! added meanwhile — now final — and only then frees the slot. A packet of that flow
+//! arriving after the swap claims a new slot: the flow continues there, counted once.
+
+use std::{
+    io,
+    os::fd::{AsRawFd, BorrowedFd},
+    ptr::{NonNull, addr_of_mut},
+    sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
+};
+
+use tidegate_common::{
+    FlowKey, FlowSlot, FlowStats,
+    slot::{SLOT_EMPTY, SLOT_RETIRING, is_live},
+};
+
+use super::grace;
+use crate::clock::MonoToEpoch;
+
+/// What one sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepStats {
+    /// Live slots found.
+    pub live: usize,
+    /// Deltas exported.
+    pub exported: usize,
+    /// Slots freed (idle flows).
+    pub retired: usize,
+}
+
+/// `FLOWS` mapped read-write.
+pub struct SlotTable {
+    base: NonNull<FlowSlot>,
+    slots: usize,
+    map_len: usize,
+    retiring: Vec<u32>,
+    /// Live slots at the last sweep (occupancy decides how soon idle flows go).
+    last_live: usize,
+}
+
+// SAFETY: the mapping is owned by this value and only used through `&mut self`.
+unsafe impl Send for SlotTable {}
+
+impl SlotTable {
+    /// Maps the `FLOWS` array behind `fd`, which has `slots` entries.
+    pub fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<Self> {
+        // SAFETY: sysconf with a valid name.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let bytes = slots as usize * size_of::<FlowSlot>();
+        let map_len = bytes.div_ceil(page) * page;
+        // SAFETY: a shared mapping of the array map's values (BPF_F_MMAPABLE), of its
+        // size rounded to pages; released in Drop.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SlotTable {
+            base: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?,
+            slots: slots as usize,
+            map_len,
+            retiring: Vec::new(),
+            last_live: 0,
+        })
+    }
+
+    /// Number of slots.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    fn slot(&self, i: usize) -> *mut FlowSlot {
+        debug_assert!(i < self.slots);
+        // SAFETY: i < slots, inside the mapping.
+        unsafe { self.base.as_ptr().add(i) }
+    }
+
+    /// Exports every flow's growth since its last export; removes flows idle for
+    /// `retire_idle_ns` (kernel monotonic clock), or, when more than half the table is
+    /// taken, every flow that saw no packet since `last_sweep_mono` (then waits one grace
+    /// period and exports their final deltas). Timestamps handed out are Unix-epoch ns.
+    pub fn sweep(
+        &mut self,
+        now_mono: u64,
+        last_sweep_mono: u64,
+        retire_idle_ns: u64,
+        out: &mut impl FnMut(&FlowKey, &FlowStats),
+    ) -> SweepStats {
+        let conv = MonoToEpoch::now();
+        let idle_before = if self.last_live > self.slots / 2 {
+            last_sweep_mono
+        } else {
+            now_mono.saturating_sub(retire_idle_ns)
+        };
+        let mut st = SweepStats::default();
+        self.retiring.clear();
+        for i in 0..self.slots {
+            let s = self.slot(i);
+            // SAFETY: slot inside the mapping; shared words are accessed atomically.
+            let state = unsafe { AtomicU64::from_ptr(addr_of_mut!((*s).state)) };
+            let tag = state.load(Ordering::Acquire);
+            if !is_live(tag) {
+                continue;
+            }
+            st.live += 1;
+            // SAFETY: as above.
+            if unsafe { export_delta(s, &conv, out) } {
+                st.exported += 1;
+            }
+            // SAFETY: as above.
+            let last =
+                unsafe { AtomicU64::from_ptr(addr_of_mut!((*s).last_ns)) }.load(Ordering::Relaxed);
+            if last < idle_before
+                && state
+                    .compare_exchange(tag, SLOT_RETIRING, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.retiring.push(i as u32);
+            }
+        }
+        self.last_live = st.live;
+        if !self.retiring.is_empty() {
+            grace::wait();
+            let conv = MonoToEpoch::now();
+            for &i in &self.retiring {
+                let s = self.slot(i as usize);
+                // SAFETY: a retiring slot no program can touch any more (grace period).
+                unsafe {
+                    if export_delta(s, &conv, out) {
+                        st.exported += 1;
+                    }
+                    free(s);
+                }
+            }
+            st.retired = self.retiring.len();
+            self.last_live -= st.retired;
+        }
+        st
+    }
+
+    /// Shutdown (programs detached, grace period over): exports what every slot holds
+    /// beyond its last export.
+    pub fn finish(&mut self, out: &mut impl FnMut(&FlowKey, &FlowStats)) -> usize {
+        let conv = MonoToEpoch::now();
+        let mut n = 0;
+        for i in 0..self.slots {
+            let s = self.slot(i);
+            // SAFETY: slot inside the mapping.
+            let state =
+                unsafe { AtomicU64::from_ptr(addr_of_mut!((*s).state)) }.load(Ordering::Acquire);
+            // SAFETY: as above.
+            if (is_live(state) || state == SLOT_RETIRING) && unsafe { export_delta(s, &conv, out) }
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// Exports `counters - seen` of a live or retiring slot, if it grew; whether it did.
+///
+/// # Safety
+/// `s` points at a slot of the mapping.
+unsafe fn export_delta(
+    s: *mut FlowSlot,
+    conv: &MonoToEpoch,
+    out: &mut impl FnMut(&FlowKey, &FlowStats),
+) -> bool {
+    // SAFETY: the caller's contract; every word programs write is read atomically, the
+    // probe-owned `seen_*` plainly.
+    unsafe {
+        let packets = AtomicU64::from_ptr(addr_of_mut!((*s).packets));
+        let seen_p = (*s).seen_packets;
+        if packets.load(Ordering::Acquire) == seen_p {
+            return false;
+        }
+        // Interval words first, then the counters: a packet counted after the swap
+        // stamps the next interval (its stamp can only be early, never late).
+        let first =
+            AtomicU64::from_ptr(addr_of_mut!((*s).interval_first_ns)).swap(0, Ordering::AcqRel);
+        let flags = AtomicU32::from_ptr(addr_of_mut!((*s).tcp_flags)).swap(0, Ordering::AcqRel);
+        let verdict = AtomicU8::from_ptr(addr_of_mut!((*s).verdict)).swap(0, Ordering::AcqRel);
+        let p = packets.load(Ordering::Acquire);
+        let b = AtomicU64::from_ptr(addr_of_mut!((*s).bytes)).load(Ordering::Acquire);
+        let last = AtomicU64::from_ptr(addr_of_mut!((*s).last_ns)).load(Ordering::Acquire);
+        let key = (*s).key;
+        let d = FlowStats {
+            packets: p - seen_p,
+            bytes: b.wrapping_sub((*s).seen_bytes),
+            // 0 only if the interval's first packet raced the previous export's swap.
+            first_ns: conv.convert(if first == 0 || first > last {
+                last
+            } else {
+                first
+            }),
+            last_ns: conv.convert(last),
+            tcp_flags: flags as u16,
+            icmp: (*s).icmp,
+            verdict,
+            rule: (*s).rule,
+            policy: (*s).policy,
+        };
+        (*s).seen_packets = p;
+        (*s).seen_bytes = b;
+        out(&key, &d);
+        true
+    }
+}
+
+/// Clears a retired slot and hands it back to the programs.
+///
+/// # Safety
+/// `s` is a retiring slot past its grace period.
+unsafe fn free(s: *mut FlowSlot) {
+    // SAFETY: the caller's contract: no program reads or writes the slot until the
+    // state says empty, which is stored last.
+    unsafe {
+        let mut e = FlowSlot::EMPTY;
+        e.state = SLOT_RETIRING;
+        std::ptr::write_volatile(s, e);
+        AtomicU64::from_ptr(addr_of_mut!((*s).state)).store(SLOT_EMPTY, Ordering::Release);
+    }
+}
+
+impl Drop for SlotTable {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
+    }
+}
