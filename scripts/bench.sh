@@ -48,6 +48,7 @@ if ((smoke)); then
   log "benchmark harness smoke runs into $out (they assert nothing about speed)"
   bench xdp_cost "$bin/xdp_cost" --smoke --out "$out/xdp_cost.md" >/dev/null
   bench peers "$bin/peers" --smoke --out "$out/peers.md"
+  bench veth_cpu "$bin/veth_cpu" --smoke --out "$out/veth_cpu.md" >/dev/null
   bench scaling "$bin/scaling" --smoke --out "$out/scaling.md"
   bench aggregate "$bin/aggregate" --smoke --out "$out/aggregate.md"
   bench collector_e2e "$bin/collector_e2e" --smoke --out "$out/collector_e2e.md" >/dev/null
@@ -69,6 +70,8 @@ else
   bench xdp_cost "$bin/xdp_cost" --out "$out/xdp_cost.md" >/dev/null
   log "2/6 loss at the generator's rates, tidegate vs softflowd, nfpcapd, pmacctd, argus (peers)"
   bench peers "$bin/peers" --out "$out/peers.md"
+  log "2/6 machine CPU per packet over a veth, tidegate vs softflowd, nfpcapd (veth_cpu)"
+  bench veth_cpu "$bin/veth_cpu" --out "$out/veth_cpu.md" >/dev/null
   log "3/6 flow-table scaling, probe and collector (scaling)"
   bench scaling "$bin/scaling" --out "$out/scaling.md"
   log "4/6 aggregation throughput and memory per flow (aggregate)"
