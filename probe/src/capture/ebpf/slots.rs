@@ -52,6 +52,16 @@ unsafe impl Send for SlotTable {}
 impl SlotTable {
     /// Maps the `FLOWS` array behind `fd`, which has `slots` entries.
     pub fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<Self> {
+        Self::mmap(Some(fd), slots)
+    }
+
+    /// A table in anonymous memory, for tests that play the kernel's part.
+    #[cfg(test)]
+    fn anonymous(slots: u32) -> io::Result<Self> {
+        Self::mmap(None, slots)
+    }
+
+    fn mmap(fd: Option<BorrowedFd<'_>>, slots: u32) -> io::Result<Self> {
         // SAFETY: sysconf with a valid name.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
         let bytes = slots as usize * size_of::<FlowSlot>();
@@ -63,8 +73,11 @@ impl SlotTable {
                 std::ptr::null_mut(),
                 map_len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
+                match fd {
+                    Some(_) => libc::MAP_SHARED,
+                    None => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                },
+                fd.map_or(-1, |f| f.as_raw_fd()),
                 0,
             )
         };
@@ -243,5 +256,135 @@ impl Drop for SlotTable {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `map`.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tidegate_common::slot::{SLOT_BUSY, flow_hash, live_tag};
+
+    use super::*;
+
+    fn key(port: u16) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        k.family = 4;
+        k.proto = 17;
+        k.sport = port;
+        k.dport = 53;
+        k
+    }
+
+    /// Plays a program: adds a packet to `key`'s slot at `i`, claiming it if empty.
+    fn packet(t: &SlotTable, i: usize, k: &FlowKey, bytes: u64, now: u64, flags: u32) {
+        let s = t.slot(i);
+        // SAFETY: slot inside the test mapping; single-threaded test.
+        unsafe {
+            if (*s).state == SLOT_EMPTY {
+                (*s).state = SLOT_BUSY;
+                (*s).key = *k;
+                (*s).first_ns = now;
+                (*s).state = live_tag(flow_hash(k));
+            }
+            assert_eq!((*s).key, *k);
+            if (*s).interval_first_ns == 0 {
+                (*s).interval_first_ns = now;
+            }
+            (*s).packets += 1;
+            (*s).bytes += bytes;
+            (*s).last_ns = now;
+            (*s).tcp_flags |= flags;
+        }
+    }
+
+    type Totals = HashMap<u16, (u64, u64, usize)>;
+
+    fn sum(into: &mut Totals) -> impl FnMut(&FlowKey, &FlowStats) + '_ {
+        |k, d| {
+            let e = into.entry(k.sport).or_default();
+            e.0 += d.packets;
+            e.1 += d.bytes;
+            e.2 += 1;
+        }
+    }
+
+    #[test]
+    fn each_sweep_exports_only_what_was_added_since_the_last() {
+        let mut t = SlotTable::anonymous(64).unwrap();
+        let (a, b) = (key(1000), key(2000));
+        let mut got = Totals::new();
+        packet(&t, 3, &a, 100, 1_000, 0x02);
+        packet(&t, 3, &a, 100, 2_000, 0x10);
+        packet(&t, 9, &b, 60, 2_000, 0);
+        let st = t.sweep(3_000, 0, u64::MAX, &mut sum(&mut got));
+        assert_eq!((st.live, st.exported, st.retired), (2, 2, 0));
+        // Nothing new: nothing exported, nothing retired.
+        let st = t.sweep(4_000, 3_000, u64::MAX, &mut sum(&mut got));
+        assert_eq!((st.live, st.exported), (2, 0));
+        packet(&t, 3, &a, 100, 5_000, 0x10);
+        let mut deltas = Vec::new();
+        t.sweep(6_000, 4_000, u64::MAX, &mut |k, d| deltas.push((*k, *d)));
+        assert_eq!(deltas.len(), 1);
+        let (k, d) = deltas[0];
+        assert_eq!((k.sport, d.packets, d.bytes), (1000, 1, 100));
+        // Only this interval's flags, and its first packet (not the flow's).
+        assert_eq!(d.tcp_flags, 0x10);
+        assert_eq!(d.last_ns - d.first_ns, 0);
+        assert_eq!(got[&1000], (2, 200, 1));
+        assert_eq!(got[&2000], (1, 60, 1));
+    }
+
+    #[test]
+    fn an_idle_flow_leaves_with_its_last_packets_and_its_slot_is_reused() {
+        let mut t = SlotTable::anonymous(64).unwrap();
+        let a = key(1000);
+        let mut got = Totals::new();
+        packet(&t, 5, &a, 100, 1_000, 0);
+        t.sweep(2_000, 0, 10_000, &mut sum(&mut got));
+        packet(&t, 5, &a, 100, 3_000, 0);
+        // Idle for 10 µs of kernel time: exported and freed in the same sweep.
+        let st = t.sweep(20_000, 2_000, 10_000, &mut sum(&mut got));
+        assert_eq!((st.live, st.exported, st.retired), (1, 1, 1));
+        assert_eq!(got[&1000], (2, 200, 2));
+        // SAFETY: slot inside the mapping.
+        assert_eq!(unsafe { *t.slot(5) }, FlowSlot::EMPTY);
+        // The flow comes back: a fresh slot life, counted from zero, never re-exported.
+        packet(&t, 5, &a, 100, 30_000, 0);
+        t.sweep(31_000, 20_000, 10_000, &mut sum(&mut got));
+        t.finish(&mut sum(&mut got));
+        assert_eq!(got[&1000], (3, 300, 3));
+    }
+
+    #[test]
+    fn a_table_more_than_half_full_retires_flows_quiet_since_the_last_sweep() {
+        let mut t = SlotTable::anonymous(16).unwrap();
+        let mut got = Totals::new();
+        for i in 0..10 {
+            packet(&t, i, &key(i as u16), 60, 1_000, 0);
+        }
+        // Under half full before: the long idle threshold applies, nobody leaves.
+        let st = t.sweep(2_000, 0, u64::MAX, &mut sum(&mut got));
+        assert_eq!((st.live, st.retired), (10, 0));
+        packet(&t, 0, &key(0), 60, 2_500, 0);
+        // 10 of 16 live at the last sweep: every flow without a packet since it goes.
+        let st = t.sweep(3_000, 2_000, u64::MAX, &mut sum(&mut got));
+        assert_eq!((st.live, st.retired), (10, 9));
+        assert_eq!(got[&0], (2, 120, 2));
+        assert!((1..10).all(|i| got[&i] == (1, 60, 1)));
+    }
+
+    #[test]
+    fn shutdown_exports_what_no_sweep_has_seen_yet() {
+        let mut t = SlotTable::anonymous(32).unwrap();
+        let mut got = Totals::new();
+        packet(&t, 7, &key(1), 60, 1_000, 0);
+        t.sweep(2_000, 0, u64::MAX, &mut sum(&mut got));
+        packet(&t, 7, &key(1), 60, 2_500, 0);
+        packet(&t, 30, &key(2), 60, 2_600, 0);
+        assert_eq!(t.finish(&mut sum(&mut got)), 2);
+        assert_eq!(got[&1], (2, 120, 2));
+        assert_eq!(got[&2], (1, 60, 1));
+        assert_eq!(t.finish(&mut sum(&mut got)), 0, "nothing twice");
     }
 }
