@@ -202,16 +202,17 @@ fn main() -> anyhow::Result<()> {
                 }
             )?;
         }
-        for l in v.lines().filter(|l| l.starts_with("- tidegate's CPU per packet")) {
-            let ratio = l
-                .split("**")
-                .nth(1)
-                .unwrap_or("?")
-                .to_string();
+        for l in v
+            .lines()
+            .filter(|l| l.starts_with("- tidegate's CPU per packet"))
+        {
+            let ratio = l.split("**").nth(1).unwrap_or("?").to_string();
             writeln!(
                 s,
                 "| 2 | {} | {ratio} | | ≤ 1/3 (issue 20) |",
-                l.trim_start_matches("- ").replace("**", "").trim_end_matches('.')
+                l.trim_start_matches("- ")
+                    .replace("**", "")
+                    .trim_end_matches('.')
             )?;
         }
     }

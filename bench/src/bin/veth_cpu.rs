@@ -33,7 +33,10 @@ use tidegate_common::maps::PROG_XDP_BASELINE;
 use tidegate_testkit::net::{UdpWorkload, VethPair};
 
 #[derive(Parser)]
-#[command(name = "veth_cpu", about = "Machine CPU per packet over a veth, per tool")]
+#[command(
+    name = "veth_cpu",
+    about = "Machine CPU per packet over a veth, per tool"
+)]
 struct Args {
     /// Offered rate, packets/s.
     #[arg(long, default_value_t = 200_000)]
@@ -192,7 +195,11 @@ fn run_one(
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -235,7 +242,9 @@ fn main() -> anyhow::Result<()> {
         let mut order = modes.clone();
         order.rotate_left(rep % modes.len());
         for m in order {
-            let dir = tmp.path().join(format!("{}-{rep}", m.name().replace(' ', "_")));
+            let dir = tmp
+                .path()
+                .join(format!("{}-{rep}", m.name().replace(' ', "_")));
             let r = run_one(&pair, mac, &w, m, a.rate, dir, &probe_bin)
                 .with_context(|| format!("{} (run {})", m.name(), rep + 1))?;
             eprintln!(
@@ -345,10 +354,9 @@ fn main() -> anyhow::Result<()> {
     if !missing.is_empty() {
         writeln!(s, "\nNot installed, skipped: {}.", missing.join(", "))?;
     }
-    let out = a
-        .out
-        .clone()
-        .or_else(|| (!a.smoke).then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/veth_cpu.md")));
+    let out = a.out.clone().or_else(|| {
+        (!a.smoke).then(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/veth_cpu.md"))
+    });
     tidegate_bench::report::publish(s, a.smoke, out.as_deref())?;
     Ok(())
 }
