@@ -171,6 +171,12 @@ pub async fn save(
     if b.shared {
         who.require(Role::Analyst, "sharing a filter")?;
     }
+    // The limit check and the write are one step: two saves at once (two tabs, a script)
+    // could otherwise both see 199 and both store. Saves are rare and human-paced, so
+    // this collector takes them one at a time. (Collectors sharing a cluster each
+    // serialise their own: together they can exceed the limit by one per collector.)
+    static SAVES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = SAVES.lock().await;
     if !own_exists(&st, &who, &name).await?
         && count_current(&st, &who, "owner = ?", vec![Arg::Str(who.name.clone())]).await?
             >= MAX_PER_USER

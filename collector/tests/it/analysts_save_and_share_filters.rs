@@ -2,7 +2,8 @@
 //! own but may not share them; an analyst shares one and every user sees it (read-only);
 //! a filter is replaced by saving under the same name and gone once its owner deletes it
 //! (a save and a delete within one millisecond included); an invalid expression is refused
-//! naming `q`; saves and deletions are in the audit log.
+//! naming `q`; saves and deletions are in the audit log; a user at the limit cannot pass
+//! it with saves sent at once.
 
 use serde_json::Value;
 
@@ -155,5 +156,46 @@ fn viewers_keep_filters_analysts_share_them_and_owners_delete_them() {
             "vera\tfilter_save\tssh\nali\tfilter_save\tdns\nali\tfilter_save\tdns\nali\tfilter_save\tmine\n\
              ali\tfilter_save\ttmp\nali\tfilter_delete\ttmp\nali\tfilter_delete\tmine"
         );
+    });
+}
+
+#[test]
+fn saves_sent_at_once_cannot_pass_the_per_user_limit() {
+    use tidegate_collector::api::saved_filters::MAX_PER_USER;
+    let c = Console::start_with(true, &users());
+    block_on(async {
+        // One below the limit, stored directly.
+        c.stack
+            .ch
+            .query(&format!(
+                "INSERT INTO tidegate.saved_filters (owner, name, q, shared, deleted, at) \
+                 SELECT 'vera', concat('f', toString(number)), 'port = 1', 0, 0, now64(3) \
+                 FROM numbers({})",
+                MAX_PER_USER - 1
+            ))
+            .await;
+        let vera = login(&c.url, "vera").await;
+        let saves = (0..8).map(|i| {
+            let (url, cookie) = (c.url.clone(), vera.clone());
+            async move {
+                call(
+                    &url,
+                    &cookie,
+                    "PUT",
+                    &format!("/api/v1/filters/new{i}"),
+                    Some(r#"{"q": "port = 2"}"#),
+                )
+                .await
+            }
+        });
+        let answers = futures_util::future::join_all(saves).await;
+        let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+        let refused = answers
+            .iter()
+            .filter(|(s, v)| *s == 400 && v.to_string().contains("already"))
+            .count();
+        assert_eq!((ok, refused), (1, 7), "{answers:?}");
+        let (_, v) = call(&c.url, &vera, "GET", "/api/v1/filters", None).await;
+        assert_eq!(listed(&v).len() as u64, MAX_PER_USER);
     });
 }
