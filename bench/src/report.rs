@@ -34,3 +34,18 @@ pub fn publish(mut text: String, smoke: bool, out: Option<&Path>) -> std::io::Re
     }
     Ok(())
 }
+
+/// Runs an async benchmark on a two-worker runtime (the collector's own default on the
+/// reference machine) and publishes the report it returns.
+pub fn run_and_publish<F>(smoke: bool, out: &Path, bench: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let s = rt.block_on(bench)?;
+    publish(s, smoke, Some(out))?;
+    Ok(())
+}

@@ -223,11 +223,6 @@ fn main() -> anyhow::Result<()> {
     if a.smoke {
         a.rows = a.rows.min(20_000);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let s = rt.block_on(run(&a))?;
-    tidegate_bench::report::publish(s, a.smoke, Some(&a.out))?;
+    tidegate_bench::report::run_and_publish(a.smoke, &a.out, run(&a))?;
     Ok(())
 }
