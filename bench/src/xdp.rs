@@ -9,9 +9,9 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use tidegate_common::maps::{
-    BENCH, BENCH_FLOWS, BENCH_RUN, BENCH_STRIDE, ENF_HOST4, ENF_HOST6, ENF_LPM4, ENF_LPM6,
-    FALLBACK, FLOW_SLOTS, FLOWS, PROG_XDP, PROG_XDP_BASELINE, PROG_XDP_BENCH_FLOWS,
-    PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
+    BENCH, BENCH_FLOWS, BENCH_RUN, BENCH_STRIDE, CLOCK, CLOCK_TICK, ClockWord, ENF_HOST4,
+    ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, PROG_XDP, PROG_XDP_BASELINE,
+    PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
 };
 use tidegate_probe::capture::{
     ebpf::{OBJECT, flow_slots},
@@ -19,7 +19,7 @@ use tidegate_probe::capture::{
 };
 
 /// Loads the object with a flow table sized for `flow_entries` flows (as the probe
-/// sizes it), and
+/// sizes it) and the tick clock (the probe's default), and
 /// loads the flow-accounting XDP programs (multi-buffer and linear) and the return-only
 /// baseline (needs root).
 pub fn load_for_test_runs(flow_entries: u32) -> anyhow::Result<Ebpf> {
@@ -43,6 +43,16 @@ pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Eb
         .map_max_entries(ENF_HOST6[1], prefixes)
         .load(OBJECT)
         .context("loading the eBPF object (run as root)")?;
+    // Packets stamped as by the probe's default clock (its tick; the value does not
+    // change the cost).
+    let mut clock: Array<&mut MapData, ClockWord> =
+        Array::try_from(ebpf.map_mut(CLOCK).context("clock map")?)?;
+    let tick = ClockWord {
+        tick_ns: tidegate_probe::clock::monotonic_ns(),
+        clock: CLOCK_TICK,
+        pad: 0,
+    };
+    clock.set(0, tick, 0)?;
     for name in [
         PROG_XDP,
         PROG_XDP_LINEAR,

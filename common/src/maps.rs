@@ -7,9 +7,26 @@ pub const FLOWS: &str = "FLOWS";
 pub const FLOW_SLOTS: &str = "FLOW_SLOTS";
 /// `Array<u32>` of control words; see the `CTL_*` indices.
 pub const CONTROL: &str = "CONTROL";
-/// `Array<u64>` with one entry: CLOCK_MONOTONIC as of the probe's last tick (see
-/// [`CLOCK_TICK`]).
-pub const TICK: &str = "TICK";
+/// `Array<ClockWord>` with one entry, memory-mappable: which clock stamps packets and,
+/// for [`CLOCK_TICK`], CLOCK_MONOTONIC as of the probe's last tick. One lookup per
+/// packet gives both.
+pub const CLOCK: &str = "CLOCK";
+
+/// The packet clock's word (the one entry of [`CLOCK`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockWord {
+    /// CLOCK_MONOTONIC ns as of the probe's last tick ([`CLOCK_TICK`]).
+    pub tick_ns: u64,
+    /// [`CLOCK_PRECISE`], [`CLOCK_COARSE`] or [`CLOCK_TICK`].
+    pub clock: u32,
+    /// Zero.
+    pub pad: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C) integers with explicit padding.
+unsafe impl aya::Pod for ClockWord {}
 /// `PerCpuArray<CounterBlock>` with one entry: the [`crate::Counter`]s and a scratch word.
 pub const COUNTERS: &str = "COUNTERS";
 /// Ring buffer of [`crate::FallbackRecord`]s for packets whose flow did not fit the map.
@@ -53,16 +70,13 @@ pub const PROG_XDP_BASELINE: &str = "tidegate_xdp_baseline";
 /// TC classifier (egress, attached with TCX).
 pub const PROG_TC_EGRESS: &str = "tidegate_tc_egress";
 
-/// `CONTROL[CTL_CLOCK]` is the clock the programs stamp packets with: [`CLOCK_PRECISE`],
-/// [`CLOCK_COARSE`] or [`CLOCK_TICK`].
-pub const CTL_CLOCK: u32 = 0;
 /// `CONTROL[CTL_ENFORCE]`: 0 = no policy (every packet passes, nothing judged);
 /// 1 = the `_0` enforcement maps; 2 = the `_1` maps. Userspace fills the idle set,
 /// flips this word, waits a grace period, then clears the old set: a packet reads the
 /// word once, so it is judged by exactly one policy.
-pub const CTL_ENFORCE: u32 = 1;
+pub const CTL_ENFORCE: u32 = 0;
 /// Number of control words.
-pub const CTL_COUNT: u32 = 2;
+pub const CTL_COUNT: u32 = 1;
 
 /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC to the nanosecond (`[ebpf] timestamps = "precise"`; also what
 /// the programs use before the probe names a clock).
@@ -70,9 +84,9 @@ pub const CLOCK_PRECISE: u32 = 0;
 /// `bpf_ktime_get_coarse_ns()`: CLOCK_MONOTONIC_COARSE, as of the last timer tick (one
 /// jiffy: 4 ms at HZ=250), at about half the per-packet cost of the precise clock.
 pub const CLOCK_COARSE: u32 = 1;
-/// `TICK[0]`: CLOCK_MONOTONIC as the probe last wrote it (every millisecond): an array
-/// read the verifier inlines, no helper call per packet; a stamp is at most one tick
-/// period (plus the ticker's scheduling delay) behind the packet.
+/// [`ClockWord::tick_ns`]: CLOCK_MONOTONIC as the probe last wrote it (every
+/// millisecond, a store into the mapped array): no helper call per packet; a stamp is
+/// at most one tick period (plus the ticker's scheduling delay) behind the packet.
 pub const CLOCK_TICK: u32 = 2;
 
 /// Default flow table size in slots (128 MiB: see [`crate::slot::SLOT_BYTES`]), for

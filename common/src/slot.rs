@@ -115,20 +115,17 @@ pub fn key_words(k: &FlowKey) -> [u64; 6] {
 }
 
 /// Hash of a flow key: each word times its own odd constant, summed (six independent
-/// multiplies the CPU overlaps), then a multiply-xorshift finaliser that carries the
-/// high bits into the low bits the slot index is taken from. No helper call.
+/// multiplies the CPU overlaps; no helper call). Every input bit reaches the high half,
+/// which [`home_slot`] scales onto the table; the whole word is the slot's tag.
 #[inline(always)]
 pub fn flow_hash(k: &FlowKey) -> u64 {
     let w = key_words(k);
-    let h = w[0]
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    w[0].wrapping_mul(0x9e37_79b9_7f4a_7c15)
         .wrapping_add(w[1].wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
         .wrapping_add(w[2].wrapping_mul(0x1656_67b1_9e37_79f9))
         .wrapping_add(w[3].wrapping_mul(0x85eb_ca77_c2b2_ae63))
         .wrapping_add(w[4].wrapping_mul(0x27d4_eb2f_1656_67c5))
-        .wrapping_add(w[5].wrapping_mul(0xff51_afd7_ed55_8ccd));
-    let h = (h ^ (h >> 32)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 29)
+        .wrapping_add(w[5].wrapping_mul(0xff51_afd7_ed55_8ccd))
 }
 
 /// The state word of a live slot holding a key with hash `h`: never one of the reserved

@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
 use tidegate_common::{
     APP_SAMPLE_BYTES, AppSample, COUNTER_SLOTS, Counter, CounterBlock, Direction, FallbackRecord,
     FlowKey, FlowSlot, PacketBytes, Parsed,
-    maps::{CLOCK_COARSE, CLOCK_TICK, CTL_CLOCK},
+    maps::{CLOCK_COARSE, CLOCK_TICK},
     parse_ethernet,
     slot::{PROBE_WINDOW, SLOT_BUSY, SLOT_EMPTY, flow_hash, home_slot, key_words, live_tag},
 };
@@ -14,7 +14,7 @@ use tidegate_common::{
 use crate::{
     atomic,
     enforce::{Verdict, judge_packet},
-    maps::{APP_SAMPLES, CONTROL, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS, TICK},
+    maps::{APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS},
     packet::Packet,
 };
 
@@ -90,12 +90,12 @@ pub fn account(
     } else {
         Verdict::PASS
     };
-    // The clock userspace chose: the tick it publishes (an inlined array read), or a
+    // The clock userspace chose (one inlined array read): the tick it publishes, or a
     // helper call per packet (the precise one also reads the clocksource).
-    let clock = CONTROL.get(CTL_CLOCK).copied();
-    let now = if clock == Some(CLOCK_TICK) {
-        TICK.get(0).copied().unwrap_or(0)
-    } else if clock == Some(CLOCK_COARSE) {
+    let clock = CLOCK.get(0).copied().unwrap_or_default();
+    let now = if clock.clock == CLOCK_TICK {
+        clock.tick_ns
+    } else if clock.clock == CLOCK_COARSE {
         // SAFETY: helper with no arguments.
         unsafe { bpf_ktime_get_coarse_ns() }
     } else {

@@ -9,7 +9,7 @@ use tidegate_common::{
     CounterBlock, FlowSlot,
     enforce::{EnforceConfig, LineRule, PrefixClass, RULE_COUNTER_ENTRIES, RuleCount},
     maps::{
-        CTL_COUNT, DEFAULT_APP_SAMPLE_BYTES, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES,
+        CTL_COUNT, ClockWord, DEFAULT_APP_SAMPLE_BYTES, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES,
         DEFAULT_FLOW_SLOTS, ENF_LINE_ENTRIES, ENF_PORT_ENTRIES,
     },
 };
@@ -28,9 +28,9 @@ pub static FLOW_SLOTS: u32 = DEFAULT_FLOW_SLOTS;
 #[map]
 pub static CONTROL: Array<u32> = Array::with_max_entries(CTL_COUNT, 0);
 
-/// CLOCK_MONOTONIC as of the probe's last tick (`CLOCK_TICK`).
+/// The packet clock: which one, and the probe's tick (`tidegate_common::maps::CLOCK`).
 #[map]
-pub static TICK: Array<u64> = Array::with_max_entries(1, 0);
+pub static CLOCK: Array<ClockWord> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// Per-CPU counter block (one entry): looked up once per packet.
 #[map]

@@ -21,8 +21,8 @@ use aya::{
 use clap::Parser;
 use tidegate_bench::xdp::{ManyFlows, corpus_frames, load_for_test_runs, many_flows_frame, run_ns};
 use tidegate_common::maps::{
-    CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, CTL_CLOCK, PROG_XDP, PROG_XDP_BASELINE,
-    PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR, TICK,
+    CLOCK, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, ClockWord, PROG_XDP, PROG_XDP_BASELINE,
+    PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
 };
 
 #[derive(Parser)]
@@ -47,6 +47,18 @@ struct Args {
     out: PathBuf,
 }
 
+/// Makes the programs stamp packets with `which` clock (for the tick: now, as the probe
+/// would publish it; its value does not change the cost).
+fn set_clock(clock: &mut Array<MapData, ClockWord>, which: u32) -> anyhow::Result<()> {
+    let w = ClockWord {
+        tick_ns: tidegate_probe::clock::monotonic_ns(),
+        clock: which,
+        pad: 0,
+    };
+    clock.set(0, w, 0)?;
+    Ok(())
+}
+
 /// Mean ns per packet over all frames of: baseline; the multi-buffer program with the
 /// precise, the coarse and the tick clock; the linear program with the tick clock (what
 /// the probe attaches by default on a line with an MTU up to 3000). All run back to back
@@ -54,7 +66,7 @@ struct Args {
 /// first creates the sample's flows.
 fn measure(
     ebpf: &aya::Ebpf,
-    control: &mut Array<MapData, u32>,
+    clock: &mut Array<MapData, ClockWord>,
     frames: &[Vec<u8>],
     repeat: u32,
 ) -> anyhow::Result<[f64; 5]> {
@@ -66,22 +78,23 @@ fn measure(
         prog(PROG_XDP_LINEAR)?,
     );
     let mut out = vec![0u8; 2048];
-    control.set(CTL_CLOCK, CLOCK_PRECISE, 0)?;
+    set_clock(clock, CLOCK_PRECISE)?;
     for f in frames {
         run_ns(tg, f, 1, &mut out)?;
     }
     let mut total = [0f64; 5];
     for f in frames {
         total[0] += run_ns(base, f, repeat, &mut out)?;
-        control.set(CTL_CLOCK, CLOCK_PRECISE, 0)?;
+        set_clock(clock, CLOCK_PRECISE)?;
         total[1] += run_ns(tg, f, repeat, &mut out)?;
-        control.set(CTL_CLOCK, CLOCK_COARSE, 0)?;
+        set_clock(clock, CLOCK_COARSE)?;
         total[2] += run_ns(tg, f, repeat, &mut out)?;
-        control.set(CTL_CLOCK, CLOCK_TICK, 0)?;
+        set_clock(clock, CLOCK_TICK)?;
         total[3] += run_ns(tg, f, repeat, &mut out)?;
         total[4] += run_ns(linear, f, repeat, &mut out)?;
     }
-    control.set(CTL_CLOCK, CLOCK_PRECISE, 0)?;
+    // The probe's default for what follows (the many-flows runs).
+    set_clock(clock, CLOCK_TICK)?;
     Ok(total.map(|t| t / frames.len() as f64))
 }
 
@@ -118,12 +131,9 @@ fn main() -> anyhow::Result<()> {
     let frames = corpus_frames(&a.corpus, a.packets)?;
     let entries = a.prefill + frames.len() as u32 + 1024;
     let mut ebpf = load_for_test_runs(entries)?;
-    let mut control: Array<MapData, u32> =
-        Array::try_from(ebpf.take_map(CONTROL).context("control map")?)?;
-    // The tick as the probe publishes it (its value does not change the cost).
-    let mut tick: Array<MapData, u64> = Array::try_from(ebpf.take_map(TICK).context("tick map")?)?;
-    tick.set(0, tidegate_probe::clock::monotonic_ns(), 0)?;
-    let empty = measure(&ebpf, &mut control, &frames, a.repeat)?;
+    let mut clock: Array<MapData, ClockWord> =
+        Array::try_from(ebpf.take_map(CLOCK).context("clock map")?)?;
+    let empty = measure(&ebpf, &mut clock, &frames, a.repeat)?;
     let mut mf = ManyFlows::take(&mut ebpf)?;
     let tg_many: &Xdp = ebpf
         .program(PROG_XDP_BENCH_FLOWS)
@@ -152,7 +162,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let fill_s = t0.elapsed().as_secs_f64();
     let cold = many(&ebpf, &mut mf, a.prefill as u64, a.prefill)?;
-    let full = measure(&ebpf, &mut control, &frames, a.repeat)?;
+    let full = measure(&ebpf, &mut clock, &frames, a.repeat)?;
 
     let mut s = tidegate_bench::report::heading("eBPF per-packet cost");
     writeln!(

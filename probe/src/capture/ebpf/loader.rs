@@ -7,7 +7,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Map, MapData, PerCpuArray, RingBuf},
     programs::{
         SchedClassifier, TcAttachType, Xdp, XdpMode,
         tc::{SchedClassifierLinkId, qdisc_add_clsact},
@@ -17,10 +17,9 @@ use aya::{
 use tidegate_common::{
     APP_SAMPLE_BYTES, AppSample, Counter, CounterBlock, FallbackRecord, FlowKey, FlowStats,
     maps::{
-        APP_SAMPLES, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, COUNTERS, CTL_CLOCK,
+        APP_SAMPLES, CLOCK, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, COUNTERS, ClockWord,
         DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_SLOTS, ENF_HOST4, ENF_HOST6,
         ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, PROG_TC_EGRESS, PROG_XDP, PROG_XDP_LINEAR,
-        TICK,
     },
     slot::{flows_for_slots, slots_for_flows},
 };
@@ -29,6 +28,7 @@ use super::{
     EbpfError,
     enforce::{self, Enforcer},
     grace,
+    mapped::Mapped,
     slots::{SlotTable, SweepStats},
 };
 use crate::clock::MonoToEpoch;
@@ -68,7 +68,7 @@ pub enum Timestamps {
 }
 
 impl Timestamps {
-    /// The `CONTROL[CTL_CLOCK]` word for this clock.
+    /// The `CLOCK` word's `clock` for this clock.
     pub const fn control_word(self) -> u32 {
         match self {
             Timestamps::Tick => CLOCK_TICK,
@@ -96,42 +96,59 @@ pub fn flow_slots(flows: u32) -> u32 {
     slots_for_flows(flows)
 }
 
-/// The thread that publishes CLOCK_MONOTONIC into `TICK[0]`; stops when dropped.
-struct Ticker {
+/// The packet clock word (`CLOCK`), mapped into the probe, and for the tick clock the
+/// thread that stores CLOCK_MONOTONIC into it every [`TICK_PERIOD`] (a plain store into
+/// shared memory, no syscall); the thread stops when this is dropped.
+struct Clock {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Ticker {
-    fn start(mut tick: Array<MapData, u64>) -> Result<Self, EbpfError> {
-        // The first value before any program can run, so no packet is stamped 0.
-        tick.set(0, crate::clock::monotonic_ns(), 0)
-            .map_err(map_err(TICK))?;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("ebpf-tick".into())
-            .spawn(move || {
-                let mut failed = false;
-                while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(TICK_PERIOD);
-                    if let Err(e) = tick.set(0, crate::clock::monotonic_ns(), 0)
-                        && !failed
-                    {
-                        failed = true;
-                        tracing::error!(error = %e, "cannot publish the packet clock tick; packets keep the last one");
-                    }
-                }
-            })
-            .map_err(|e| EbpfError::Load(format!("cannot start the clock tick thread: {e}")))?;
-        Ok(Ticker {
-            stop,
-            thread: Some(thread),
-        })
+impl Clock {
+    /// Sets the clock the programs use; starts the ticker for [`Timestamps::Tick`].
+    fn start(map: &MapData, timestamps: Timestamps) -> Result<Self, EbpfError> {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let word = Mapped::<ClockWord>::new(Some(map.fd().as_fd()), 1)
+            .map_err(|source| EbpfError::Map { map: CLOCK, source })?;
+        let w = word.at(0);
+        // SAFETY: the one value of the live mapping; the programs only read it. The
+        // tick goes first so no packet is stamped 0.
+        unsafe {
+            AtomicU64::from_ptr(std::ptr::addr_of_mut!((*w).tick_ns))
+                .store(crate::clock::monotonic_ns(), Ordering::Release);
+            std::ptr::write_volatile(
+                std::ptr::addr_of_mut!((*w).clock),
+                timestamps.control_word(),
+            );
+        }
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let mut thread = None;
+        if timestamps == Timestamps::Tick {
+            let s = stop.clone();
+            thread = Some(
+                std::thread::Builder::new()
+                    .name("ebpf-tick".into())
+                    .spawn(move || {
+                        let tick = word.at(0);
+                        while !s.load(Ordering::Relaxed) {
+                            std::thread::sleep(TICK_PERIOD);
+                            // SAFETY: as above; `word` (moved here) keeps the mapping.
+                            unsafe {
+                                AtomicU64::from_ptr(std::ptr::addr_of_mut!((*tick).tick_ns))
+                                    .store(crate::clock::monotonic_ns(), Ordering::Release);
+                            }
+                        }
+                    })
+                    .map_err(|e| {
+                        EbpfError::Load(format!("cannot start the clock tick thread: {e}"))
+                    })?,
+            );
+        }
+        Ok(Clock { stop, thread })
     }
 }
 
-impl Drop for Ticker {
+impl Drop for Clock {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -247,7 +264,8 @@ pub struct EbpfCapture {
     attached: Vec<Attached>,
     enforcer: Option<Enforcer>,
     /// Publishes the packet clock ([`Timestamps::Tick`]).
-    _ticker: Option<Ticker>,
+    _clock: Clock,
+    _clock_map: MapData,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, EbpfError> {
@@ -328,17 +346,11 @@ impl EbpfCapture {
             Map::Array(d) => enforce::dup(d)?,
             _ => return Err(EbpfError::Load(format!("map {CONTROL} is not an array"))),
         };
-        let mut control: Array<MapData, u32> =
-            Array::try_from(control_map).map_err(map_err(CONTROL))?;
-        let tick: Array<MapData, u64> =
-            Array::try_from(take(&mut ebpf, TICK)?).map_err(map_err(TICK))?;
-        let ticker = match opts.timestamps {
-            Timestamps::Tick => Some(Ticker::start(tick)?),
-            _ => None,
+        let clock_map = match take(&mut ebpf, CLOCK)? {
+            Map::Array(d) => d,
+            _ => return Err(EbpfError::Load(format!("map {CLOCK} is not an array"))),
         };
-        control
-            .set(CTL_CLOCK, opts.timestamps.control_word(), 0)
-            .map_err(map_err(CONTROL))?;
+        let clock = Clock::start(&clock_map, opts.timestamps)?;
         let counters =
             PerCpuArray::try_from(take(&mut ebpf, COUNTERS)?).map_err(map_err(COUNTERS))?;
         let fallback = RingBuf::try_from(take(&mut ebpf, FALLBACK)?).map_err(map_err(FALLBACK))?;
@@ -366,7 +378,8 @@ impl EbpfCapture {
             app_samples,
             attached: Vec::new(),
             enforcer: Some(enforcer),
-            _ticker: ticker,
+            _clock: clock,
+            _clock_map: clock_map,
         })
     }
 

@@ -9,6 +9,7 @@ mod enforce;
 mod error;
 pub mod grace;
 mod loader;
+mod mapped;
 pub mod slots;
 
 pub use enforce::{Enforcer, Installed, RuleTotal, SharedEnforcer, dup};

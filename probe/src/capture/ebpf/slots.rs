@@ -12,8 +12,8 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, BorrowedFd},
-    ptr::{NonNull, addr_of_mut},
+    os::fd::BorrowedFd,
+    ptr::addr_of_mut,
     sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering},
 };
 
@@ -22,7 +22,7 @@ use tidegate_common::{
     slot::{SLOT_EMPTY, SLOT_RETIRING, is_live},
 };
 
-use super::grace;
+use super::{grace, mapped::Mapped};
 use crate::clock::MonoToEpoch;
 
 /// What one sweep did.
@@ -38,56 +38,27 @@ pub struct SweepStats {
 
 /// `FLOWS` mapped read-write.
 pub struct SlotTable {
-    base: NonNull<FlowSlot>,
-    slots: usize,
-    map_len: usize,
+    slots: Mapped<FlowSlot>,
     retiring: Vec<u32>,
     /// Live slots at the last sweep (occupancy decides how soon idle flows go).
     last_live: usize,
 }
 
-// SAFETY: the mapping is owned by this value and only used through `&mut self`.
-unsafe impl Send for SlotTable {}
-
 impl SlotTable {
     /// Maps the `FLOWS` array behind `fd`, which has `slots` entries.
     pub fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<Self> {
-        Self::mmap(Some(fd), slots)
+        Self::over(Mapped::new(Some(fd), slots as usize)?)
     }
 
     /// A table in anonymous memory, for tests that play the kernel's part.
     #[cfg(test)]
     fn anonymous(slots: u32) -> io::Result<Self> {
-        Self::mmap(None, slots)
+        Self::over(Mapped::new(None, slots as usize)?)
     }
 
-    fn mmap(fd: Option<BorrowedFd<'_>>, slots: u32) -> io::Result<Self> {
-        // SAFETY: sysconf with a valid name.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let bytes = slots as usize * size_of::<FlowSlot>();
-        let map_len = bytes.div_ceil(page) * page;
-        // SAFETY: a shared mapping of the array map's values (BPF_F_MMAPABLE), of its
-        // size rounded to pages; released in Drop.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                match fd {
-                    Some(_) => libc::MAP_SHARED,
-                    None => libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                },
-                fd.map_or(-1, |f| f.as_raw_fd()),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+    fn over(slots: Mapped<FlowSlot>) -> io::Result<Self> {
         Ok(SlotTable {
-            base: NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?,
-            slots: slots as usize,
-            map_len,
+            slots,
             retiring: Vec::new(),
             last_live: 0,
         })
@@ -95,13 +66,11 @@ impl SlotTable {
 
     /// Number of slots.
     pub fn slots(&self) -> usize {
-        self.slots
+        self.slots.len()
     }
 
     fn slot(&self, i: usize) -> *mut FlowSlot {
-        debug_assert!(i < self.slots);
-        // SAFETY: i < slots, inside the mapping.
-        unsafe { self.base.as_ptr().add(i) }
+        self.slots.at(i)
     }
 
     /// Exports every flow's growth since its last export; removes flows idle for
@@ -116,14 +85,14 @@ impl SlotTable {
         out: &mut impl FnMut(&FlowKey, &FlowStats),
     ) -> SweepStats {
         let conv = MonoToEpoch::now();
-        let idle_before = if self.last_live > self.slots / 2 {
+        let idle_before = if self.last_live > self.slots.len() / 2 {
             last_sweep_mono
         } else {
             now_mono.saturating_sub(retire_idle_ns)
         };
         let mut st = SweepStats::default();
         self.retiring.clear();
-        for i in 0..self.slots {
+        for i in 0..self.slots.len() {
             let s = self.slot(i);
             // SAFETY: slot inside the mapping; shared words are accessed atomically.
             let state = unsafe { AtomicU64::from_ptr(addr_of_mut!((*s).state)) };
@@ -172,7 +141,7 @@ impl SlotTable {
     pub fn finish(&mut self, out: &mut impl FnMut(&FlowKey, &FlowStats)) -> usize {
         let conv = MonoToEpoch::now();
         let mut n = 0;
-        for i in 0..self.slots {
+        for i in 0..self.slots.len() {
             let s = self.slot(i);
             // SAFETY: slot inside the mapping.
             let state =
@@ -249,13 +218,6 @@ unsafe fn free(s: *mut FlowSlot) {
         e.state = SLOT_RETIRING;
         std::ptr::write_volatile(s, e);
         AtomicU64::from_ptr(addr_of_mut!((*s).state)).store(SLOT_EMPTY, Ordering::Release);
-    }
-}
-
-impl Drop for SlotTable {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
     }
 }
 
