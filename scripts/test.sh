@@ -42,6 +42,8 @@ target/release/enforce_cost --smoke --out "$smoke/enforce_cost.md" >/dev/null
 target/release/detect_throughput --smoke >"$smoke/detect_throughput.md"
 target/release/netflow_ingest --smoke --out "$smoke/netflow_ingest.md" 2>/dev/null
 target/release/peers --smoke --out "$smoke/peers.md" && target/release/scaling --smoke --out "$smoke/scaling.md"
+target/release/veth_cpu --smoke --out "$smoke/veth_cpu.md" >/dev/null
+target/release/cluster_scaleout --smoke --out "$smoke/cluster_scaleout.md" >/dev/null
 target/release/detect_latency --smoke --out "$smoke/detect_latency.md" >/dev/null
 target/release/ui_overview --smoke --out "$smoke/ui_overview.md" >/dev/null
 
