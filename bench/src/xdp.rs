@@ -10,8 +10,8 @@ use aya::{
 };
 use tidegate_common::maps::{
     BENCH, BENCH_FLOWS, BENCH_RUN, BENCH_STRIDE, CLOCK, CLOCK_TICK, ClockWord, ENF_HOST4,
-    ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, PROG_XDP, PROG_XDP_BASELINE,
-    PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
+    ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, PROG_XDP,
+    PROG_XDP_BASELINE, PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
 };
 use tidegate_probe::capture::{
     ebpf::{OBJECT, flow_slots},
@@ -31,6 +31,7 @@ pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Eb
     let slots = flow_slots(flow_entries);
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(FLOWS, slots)
+        .map_max_entries(FLOWS_TAKEN, slots.div_ceil(64))
         .override_global(FLOW_SLOTS, &slots, true)
         .map_max_entries(FALLBACK, 1 << 20)
         .map_max_entries(ENF_LPM4[0], prefixes)

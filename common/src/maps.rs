@@ -3,6 +3,10 @@
 /// The flow table: a memory-mappable `Array<FlowSlot>` (see [`crate::slot`]) of
 /// `FLOW_SLOTS` slots, set at load time.
 pub const FLOWS: &str = "FLOWS";
+/// `Array<u64>`, memory-mappable: one bit per slot of [`FLOWS`] (`ceil(slots / 64)`
+/// words). The program that claims a slot sets its bit; the probe clears it before it
+/// frees the slot. A sweep visits only the slots whose bit is set.
+pub const FLOWS_TAKEN: &str = "FLOWS_TAKEN";
 /// Global (read-only data) the loader sets to the flow table's number of slots.
 pub const FLOW_SLOTS: &str = "FLOW_SLOTS";
 /// `Array<u32>` of control words; see the `CTL_*` indices.

@@ -14,7 +14,7 @@ use tidegate_common::{
 use crate::{
     atomic,
     enforce::{Verdict, judge_packet},
-    maps::{APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS},
+    maps::{APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN},
     packet::Packet,
 };
 
@@ -139,8 +139,9 @@ pub fn account(
     v
 }
 
-/// Adds a packet to a live slot. `interval_first_ns` first, then the counters: when
-/// the probe sees the counters grew, the interval's first stamp is already there.
+/// Adds a packet to a live slot. `interval_first_ns` first, then the counters (bytes,
+/// then packets): when the probe sees the packet count grew, the interval's first stamp
+/// and the packet's bytes are already there.
 /// Returns the packets since the probe's last export of the slot.
 #[inline(always)]
 fn bump(
@@ -158,8 +159,10 @@ fn bump(
         if read_volatile(addr_of!((*s).interval_first_ns)) == 0 {
             write_volatile(addr_of_mut!((*s).interval_first_ns), now);
         }
-        atomic::add(addr_of_mut!((*s).packets), packets);
+        // Bytes before packets, the packet add ordered after it: a probe that sees a
+        // packet counted sees its bytes.
         atomic::add(addr_of_mut!((*s).bytes), bytes);
+        atomic::add_ordered(addr_of_mut!((*s).packets), packets);
         write_volatile(addr_of_mut!((*s).last_ns), now);
         if flags != 0 {
             atomic::or(addr_of_mut!((*s).tcp_flags), flags as u32);
@@ -261,7 +264,8 @@ fn add(
     }
     // Not there: claim the window's first free slot.
     for i in 0..PROBE_WINDOW {
-        let Some(s) = FLOWS.get_ptr_mut(at(i)) else {
+        let idx = at(i);
+        let Some(s) = FLOWS.get_ptr_mut(idx) else {
             return Err(());
         };
         // SAFETY: slot of the live array; claiming it is one compare-and-swap.
@@ -271,6 +275,11 @@ fn add(
             read_volatile(state) != SLOT_EMPTY || !atomic::cas(state, SLOT_EMPTY, SLOT_BUSY)
         } {
             continue;
+        }
+        // Mark it taken for the probe's sweep (which clears the bit before freeing).
+        if let Some(w) = FLOWS_TAKEN.get_ptr_mut(idx / 64) {
+            // SAFETY: a word of the live bitmap array.
+            unsafe { atomic::or64(w, 1 << (idx % 64)) };
         }
         // SAFETY: the slot is ours until the tag is published (the probe cleared it
         // before it stored SLOT_EMPTY).

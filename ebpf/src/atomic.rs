@@ -15,6 +15,17 @@ pub unsafe fn add(p: *mut u64, v: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
 }
 
+/// `*p += v`, atomically and fully ordered (a fetch-add: every earlier write is
+/// visible before the sum).
+///
+/// # Safety
+/// `p` is valid and 8-aligned.
+#[inline(always)]
+pub unsafe fn add_ordered(p: *mut u64, v: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(p, v) };
+}
+
 /// `*p |= v`, atomically.
 ///
 /// # Safety
@@ -23,6 +34,16 @@ pub unsafe fn add(p: *mut u64, v: u64) {
 pub unsafe fn or(p: *mut u32, v: u32) {
     // SAFETY: the caller's contract.
     unsafe { atomic_or::<u32, u32, { AtomicOrdering::Relaxed }>(p, v) };
+}
+
+/// `*p |= v` on a 64-bit word, atomically.
+///
+/// # Safety
+/// `p` is valid and 8-aligned.
+#[inline(always)]
+pub unsafe fn or64(p: *mut u64, v: u64) {
+    // SAFETY: the caller's contract.
+    unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(p, v) };
 }
 
 /// Stores `new` if `*p == old`; whether it did. A full barrier.

@@ -19,6 +19,12 @@ use tidegate_common::{
 #[map]
 pub static FLOWS: Array<FlowSlot> = Array::with_max_entries(DEFAULT_FLOW_SLOTS, BPF_F_MMAPABLE);
 
+/// One bit per slot of `FLOWS`, set when a program claims the slot
+/// (`tidegate_common::maps::FLOWS_TAKEN`). Sized at load time.
+#[map]
+pub static FLOWS_TAKEN: Array<u64> =
+    Array::with_max_entries(DEFAULT_FLOW_SLOTS / 64, BPF_F_MMAPABLE);
+
 /// Slots of `FLOWS`; set by the loader before the programs are verified (read-only
 /// data: the verifier sees the constant).
 #[unsafe(no_mangle)]

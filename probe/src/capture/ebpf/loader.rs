@@ -19,7 +19,8 @@ use tidegate_common::{
     maps::{
         APP_SAMPLES, CLOCK, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, COUNTERS, ClockWord,
         DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_SLOTS, ENF_HOST4, ENF_HOST6,
-        ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, PROG_TC_EGRESS, PROG_XDP, PROG_XDP_LINEAR,
+        ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, PROG_TC_EGRESS, PROG_XDP,
+        PROG_XDP_LINEAR,
     },
     slot::{flows_for_slots, slots_for_flows},
 };
@@ -29,7 +30,7 @@ use super::{
     enforce::{self, Enforcer},
     grace,
     mapped::Mapped,
-    slots::{SlotTable, SweepStats},
+    slots::{SlotTable, SweepStats, taken_words},
 };
 use crate::clock::MonoToEpoch;
 
@@ -255,7 +256,7 @@ pub struct EbpfCapture {
     counters: PerCpuArray<MapData, CounterBlock>,
     /// The flow table mapped into the probe (keeps `_flows` open).
     slots: SlotTable,
-    _flows: MapData,
+    _flows: [MapData; 2],
     /// Kernel clock at the last sweep.
     last_sweep_mono: u64,
     fallback: RingBuf<MapData>,
@@ -314,6 +315,7 @@ impl EbpfCapture {
         let slots = flow_slots(opts.flow_entries);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(FLOWS, slots)
+            .map_max_entries(FLOWS_TAKEN, taken_words(slots) as u32)
             .override_global(FLOW_SLOTS, &slots, true)
             .map_max_entries(FALLBACK, opts.fallback_bytes)
             .map_max_entries(ENF_LPM4[0], opts.enforce_prefixes)
@@ -360,7 +362,15 @@ impl EbpfCapture {
             Map::Array(d) => d,
             _ => return Err(EbpfError::Load(format!("map {FLOWS} is not an array"))),
         };
-        let table = SlotTable::map(flows.fd().as_fd(), slots)
+        let taken = match take(&mut ebpf, FLOWS_TAKEN)? {
+            Map::Array(d) => d,
+            _ => {
+                return Err(EbpfError::Load(format!(
+                    "map {FLOWS_TAKEN} is not an array"
+                )));
+            }
+        };
+        let table = SlotTable::map(flows.fd().as_fd(), taken.fd().as_fd(), slots)
             .map_err(|source| EbpfError::Map { map: FLOWS, source })?;
         let nr_cpus = aya::util::nr_cpus()
             .map_err(|(f, e)| EbpfError::Load(format!("cannot read {f}: {e}")))?;
@@ -372,7 +382,7 @@ impl EbpfCapture {
             opts,
             counters,
             slots: table,
-            _flows: flows,
+            _flows: [flows, taken],
             last_sweep_mono: crate::clock::monotonic_ns(),
             fallback,
             app_samples,

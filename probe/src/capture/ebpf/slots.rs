@@ -39,26 +39,41 @@ pub struct SweepStats {
 /// `FLOWS` mapped read-write.
 pub struct SlotTable {
     slots: Mapped<FlowSlot>,
+    /// `FLOWS_TAKEN`: one bit per slot, set by the program that claims it.
+    taken: Mapped<u64>,
     retiring: Vec<u32>,
     /// Live slots at the last sweep (occupancy decides how soon idle flows go).
     last_live: usize,
 }
 
+/// Words of a taken-bitmap for `slots` slots.
+pub fn taken_words(slots: u32) -> usize {
+    (slots as usize).div_ceil(64)
+}
+
 impl SlotTable {
-    /// Maps the `FLOWS` array behind `fd`, which has `slots` entries.
-    pub fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<Self> {
-        Self::over(Mapped::new(Some(fd), slots as usize)?)
+    /// Maps the `FLOWS` array behind `flows` (`slots` entries) and its `FLOWS_TAKEN`
+    /// bitmap behind `taken` (`ceil(slots / 64)` words).
+    pub fn map(flows: BorrowedFd<'_>, taken: BorrowedFd<'_>, slots: u32) -> io::Result<Self> {
+        Self::over(
+            Mapped::new(Some(flows), slots as usize)?,
+            Mapped::new(Some(taken), taken_words(slots))?,
+        )
     }
 
     /// A table in anonymous memory, for tests that play the kernel's part.
     #[cfg(test)]
     fn anonymous(slots: u32) -> io::Result<Self> {
-        Self::over(Mapped::new(None, slots as usize)?)
+        Self::over(
+            Mapped::new(None, slots as usize)?,
+            Mapped::new(None, taken_words(slots))?,
+        )
     }
 
-    fn over(slots: Mapped<FlowSlot>) -> io::Result<Self> {
+    fn over(slots: Mapped<FlowSlot>, taken: Mapped<u64>) -> io::Result<Self> {
         Ok(SlotTable {
             slots,
+            taken,
             retiring: Vec::new(),
             last_live: 0,
         })
@@ -71,6 +86,31 @@ impl SlotTable {
 
     fn slot(&self, i: usize) -> *mut FlowSlot {
         self.slots.at(i)
+    }
+
+    /// The bitmap word holding slot `i`'s bit, and the bit.
+    fn taken_bit(&self, i: usize) -> (&AtomicU64, u64) {
+        // SAFETY: a word of the live mapping, only accessed atomically.
+        (
+            unsafe { AtomicU64::from_ptr(self.taken.at(i / 64)) },
+            1 << (i % 64),
+        )
+    }
+
+    /// Slots whose taken bit is set, in order (a snapshot, word by word).
+    fn taken_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.taken.len()).flat_map(move |w| {
+            // SAFETY: as in `taken_bit`.
+            let mut bits = unsafe { AtomicU64::from_ptr(self.taken.at(w)) }.load(Ordering::Acquire);
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(w * 64 + b)
+            })
+        })
     }
 
     /// Exports every flow's growth since its last export; removes flows idle for
@@ -92,7 +132,8 @@ impl SlotTable {
         };
         let mut st = SweepStats::default();
         self.retiring.clear();
-        for i in 0..self.slots.len() {
+        let mut retiring = std::mem::take(&mut self.retiring);
+        for i in self.taken_slots().filter(|&i| i < self.slots.len()) {
             let s = self.slot(i);
             // SAFETY: slot inside the mapping; shared words are accessed atomically.
             let state = unsafe { AtomicU64::from_ptr(addr_of_mut!((*s).state)) };
@@ -113,9 +154,10 @@ impl SlotTable {
                     .compare_exchange(tag, SLOT_RETIRING, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
-                self.retiring.push(i as u32);
+                retiring.push(i as u32);
             }
         }
+        self.retiring = retiring;
         self.last_live = st.live;
         if !self.retiring.is_empty() {
             grace::wait();
@@ -127,6 +169,10 @@ impl SlotTable {
                     if export_delta(s, &conv, out) {
                         st.exported += 1;
                     }
+                    // Unmarked before it is freed: a program that claims it afterwards
+                    // marks it again.
+                    let (word, bit) = self.taken_bit(i as usize);
+                    word.fetch_and(!bit, Ordering::AcqRel);
                     free(s);
                 }
             }
@@ -169,7 +215,12 @@ unsafe fn export_delta(
     // probe-owned `seen_*` plainly.
     unsafe {
         let packets = AtomicU64::from_ptr(addr_of_mut!((*s).packets));
+        let bytes = AtomicU64::from_ptr(addr_of_mut!((*s).bytes));
         let seen_p = (*s).seen_packets;
+        // Programs add bytes, then packets (ordered): a packet count read here comes
+        // with at least its packets' bytes, so the count alone says whether there is
+        // anything to export. (Bytes can be ahead by a packet in flight; its count, and
+        // so the difference, comes with a later export — at the latest the final one.)
         if packets.load(Ordering::Acquire) == seen_p {
             return false;
         }
@@ -180,7 +231,7 @@ unsafe fn export_delta(
         let flags = AtomicU32::from_ptr(addr_of_mut!((*s).tcp_flags)).swap(0, Ordering::AcqRel);
         let verdict = AtomicU8::from_ptr(addr_of_mut!((*s).verdict)).swap(0, Ordering::AcqRel);
         let p = packets.load(Ordering::Acquire);
-        let b = AtomicU64::from_ptr(addr_of_mut!((*s).bytes)).load(Ordering::Acquire);
+        let b = bytes.load(Ordering::Acquire);
         let last = AtomicU64::from_ptr(addr_of_mut!((*s).last_ns)).load(Ordering::Acquire);
         let key = (*s).key;
         let d = FlowStats {
@@ -245,6 +296,8 @@ mod tests {
         unsafe {
             if (*s).state == SLOT_EMPTY {
                 (*s).state = SLOT_BUSY;
+                let (word, bit) = t.taken_bit(i);
+                word.fetch_or(bit, Ordering::AcqRel);
                 (*s).key = *k;
                 (*s).first_ns = now;
                 (*s).state = live_tag(flow_hash(k));
