@@ -43,11 +43,17 @@ pub enum Counter {
     /// DNS/TLS payload samples lost because their ring buffer was full (the packets are
     /// accounted; only the flow's name may be missing).
     AppSampleLost = 16,
+    /// Accounted by its outer header: a tunnel packet (with `tunnels = "inner"`) whose
+    /// inside is not an IP packet that parses (an ARP frame in VXLAN, a cut-off inner
+    /// header).
+    WarnTunnelUndecoded = 17,
+    /// Packets accounted by the header inside their tunnel (`tunnels = "inner"`).
+    Decapsulated = 18,
 }
 
 impl Counter {
     /// Number of counter slots.
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 19;
 
     /// Every counter, in index order.
     pub const ALL: [Counter; Self::COUNT as usize] = [
@@ -68,6 +74,8 @@ impl Counter {
         Counter::EnforceDropped,
         Counter::EnforceProtected,
         Counter::AppSampleLost,
+        Counter::WarnTunnelUndecoded,
+        Counter::Decapsulated,
     ];
 
     /// Stable snake_case name used in metrics and logs.
@@ -90,6 +98,8 @@ impl Counter {
             Counter::EnforceDropped => "enforce_dropped",
             Counter::EnforceProtected => "enforce_protected",
             Counter::AppSampleLost => "app_sample_lost",
+            Counter::WarnTunnelUndecoded => "tunnel_undecoded",
+            Counter::Decapsulated => "decapsulated",
         }
     }
 }

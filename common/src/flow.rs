@@ -20,12 +20,16 @@ impl Direction {
     }
 }
 
-/// Unidirectional flow key: outer IP addresses, L4 protocol and ports, outer VLAN,
-/// interface and direction.
+/// Unidirectional flow key: IP addresses, L4 protocol and ports, outer VLAN, interface,
+/// direction, and — when tunnels are decapsulated — the tunnel the packet came through.
+///
+/// The addresses and ports are the outermost IP header's, or with `tunnels = "inner"`
+/// the innermost one's of a decapsulated tunnel (GRE, VXLAN, GTP-U, IP-in-IP); then
+/// `tunnel` and `tunnel_id` keep apart tenants whose inner addresses overlap.
 ///
 /// IPv4 addresses are stored IPv4-mapped (`::ffff:a.b.c.d`) in the 16-byte fields with
 /// `family == 4`. Padding is explicit and always zero so the key hashes identically in
-/// the kernel and in userspace; 8-byte aligned so both compare and hash it as six words.
+/// the kernel and in userspace; 8-byte aligned so both compare and hash it as seven words.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
@@ -47,8 +51,15 @@ pub struct FlowKey {
     pub family: u8,
     /// [`Direction`] as a byte.
     pub direction: u8,
+    /// [`crate::parse::Tunnel`] as a byte: 0 when the key is the outermost header's.
+    pub tunnel: u8,
     /// Always zero.
-    pub pad: [u8; 3],
+    pub pad: [u8; 2],
+    /// The tunnel's identifier: VXLAN network id, GTP-U TEID, GRE key (PPTP call id),
+    /// 0 for IP-in-IP and GRE without a key.
+    pub tunnel_id: u32,
+    /// Always zero.
+    pub pad2: [u8; 4],
 }
 
 impl FlowKey {
@@ -63,7 +74,10 @@ impl FlowKey {
         proto: 0,
         family: 0,
         direction: 0,
-        pad: [0; 3],
+        tunnel: 0,
+        pad: [0; 2],
+        tunnel_id: 0,
+        pad2: [0; 4],
     };
 }
 
@@ -157,9 +171,9 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<FlowKey>(), 48);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 56);
         assert_eq!(core::mem::size_of::<FlowStats>(), 40);
-        assert_eq!(core::mem::size_of::<FallbackRecord>(), 72);
+        assert_eq!(core::mem::size_of::<FallbackRecord>(), 80);
     }
 
     #[test]
@@ -198,6 +212,12 @@ mod tests {
     }
 }
 
+/// [`AppSample::kind`]: the start of the packet's L4 payload.
+pub const SAMPLE_PAYLOAD: u8 = 0;
+/// [`AppSample::kind`]: the outer IP header of a decapsulated tunnel packet (its first
+/// 40 bytes, or fewer when the packet is shorter), for the tunnel's endpoints.
+pub const SAMPLE_OUTER_IP: u8 = 1;
+
 /// L4 payload bytes a kernel program copies into an [`AppSample`] at most.
 pub const APP_SAMPLE_BYTES: usize = 1024;
 
@@ -212,8 +232,10 @@ pub struct AppSample {
     pub key: FlowKey,
     /// Bytes of `data` that hold payload.
     pub len: u16,
+    /// What `data` holds: [`SAMPLE_PAYLOAD`] or [`SAMPLE_OUTER_IP`].
+    pub kind: u8,
     /// Padding (zero).
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 5],
     /// The payload's first `len` bytes.
     pub data: [u8; APP_SAMPLE_BYTES],
 }

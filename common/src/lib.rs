@@ -17,6 +17,9 @@ pub mod slot;
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
 pub use flow::{
     APP_SAMPLE_BYTES, AppSample, Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN,
+    SAMPLE_OUTER_IP, SAMPLE_PAYLOAD,
 };
-pub use parse::{PacketBytes, ParseError, Parsed, WireFrame, parse_ethernet, parse_frame};
+pub use parse::{
+    PacketBytes, ParseError, Parsed, Tunnel, Tunnels, WireFrame, parse_ethernet, parse_frame,
+};
 pub use slot::FlowSlot;

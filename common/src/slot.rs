@@ -38,7 +38,7 @@ pub const PROBE_WINDOW: u32 = 16;
 pub const SLOT_BYTES: usize = 128;
 
 /// One flow in the kernel table. The first cache line holds what every packet reads
-/// (state, key) and its packet counter; the second the rest.
+/// (state, key); the second the counters and the rest.
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowSlot {
@@ -50,9 +50,7 @@ pub struct FlowSlot {
     pub packets: u64,
     /// IP-layer bytes since the slot was claimed (atomic add).
     pub bytes: u64,
-    /// First packet of the slot (kernel CLOCK_MONOTONIC ns).
-    pub first_ns: u64,
-    /// Last packet.
+    /// Last packet (kernel CLOCK_MONOTONIC ns).
     pub last_ns: u64,
     /// First packet since the probe last exported this slot (0: none yet); the probe
     /// swaps it to 0 when it exports.
@@ -82,7 +80,6 @@ impl FlowSlot {
         key: FlowKey::ZERO,
         packets: 0,
         bytes: 0,
-        first_ns: 0,
         last_ns: 0,
         interval_first_ns: 0,
         tcp_flags: 0,
@@ -96,12 +93,15 @@ impl FlowSlot {
     };
 }
 
-/// The key's six 64-bit words (the key is 8-aligned and 48 bytes).
+/// Words in a flow key.
+pub const KEY_WORDS: usize = core::mem::size_of::<FlowKey>() / 8;
+
+/// The key's seven 64-bit words (the key is 8-aligned and 56 bytes).
 #[inline(always)]
-pub fn key_words(k: &FlowKey) -> [u64; 6] {
+pub fn key_words(k: &FlowKey) -> [u64; KEY_WORDS] {
     let p = k as *const FlowKey as *const u64;
-    // SAFETY: FlowKey is repr(C, align(8)), 48 bytes, every byte initialised (explicit
-    // padding): six aligned u64 reads stay inside it.
+    // SAFETY: FlowKey is repr(C, align(8)), 56 bytes, every byte initialised (explicit
+    // padding): seven aligned u64 reads stay inside it.
     unsafe {
         [
             p.read(),
@@ -110,11 +110,14 @@ pub fn key_words(k: &FlowKey) -> [u64; 6] {
             p.add(3).read(),
             p.add(4).read(),
             p.add(5).read(),
+            p.add(6).read(),
         ]
     }
 }
 
-/// Hash of a flow key: each word times its own odd constant, summed (six independent
+const _: () = assert!(core::mem::size_of::<FlowKey>() == KEY_WORDS * 8);
+
+/// Hash of a flow key: each word times its own odd constant, summed (seven independent
 /// multiplies the CPU overlaps; no helper call). Every input bit reaches the high half,
 /// which [`home_slot`] scales onto the table; the whole word is the slot's tag.
 #[inline(always)]
@@ -126,6 +129,7 @@ pub fn flow_hash(k: &FlowKey) -> u64 {
         .wrapping_add(w[3].wrapping_mul(0x85eb_ca77_c2b2_ae63))
         .wrapping_add(w[4].wrapping_mul(0x27d4_eb2f_1656_67c5))
         .wrapping_add(w[5].wrapping_mul(0xff51_afd7_ed55_8ccd))
+        .wrapping_add(w[6].wrapping_mul(0xc4ce_b9fe_1a85_ec53))
 }
 
 /// The state word of a live slot holding a key with hash `h`: never one of the reserved
@@ -192,7 +196,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowSlot>(), SLOT_BYTES);
         assert_eq!(core::mem::align_of::<FlowSlot>(), 64);
         assert_eq!(core::mem::offset_of!(FlowSlot, key), 8);
-        assert_eq!(core::mem::offset_of!(FlowSlot, packets), 56);
+        assert_eq!(core::mem::offset_of!(FlowSlot, packets), 64);
         assert_eq!(core::mem::offset_of!(FlowSlot, seen_bytes), 120);
     }
 

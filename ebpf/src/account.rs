@@ -5,7 +5,7 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
 use tidegate_common::{
     APP_SAMPLE_BYTES, AppSample, COUNTER_SLOTS, Counter, CounterBlock, Direction, FallbackRecord,
-    FlowKey, FlowSlot, PacketBytes, Parsed,
+    FlowKey, FlowSlot, PacketBytes, Parsed, SAMPLE_OUTER_IP, SAMPLE_PAYLOAD, Tunnels,
     maps::{CLOCK_COARSE, CLOCK_TICK},
     parse_ethernet,
     slot::{PROBE_WINDOW, SLOT_BUSY, SLOT_EMPTY, flow_hash, home_slot, key_words, live_tag},
@@ -14,7 +14,7 @@ use tidegate_common::{
 use crate::{
     atomic,
     enforce::{Verdict, judge_packet},
-    maps::{APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN},
+    maps::{APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, TUNNELS},
     packet::Packet,
 };
 
@@ -59,7 +59,13 @@ pub fn account(
     let count = |c: Counter, n: u64| counters.add(c, n);
     count(Counter::Packets, 1);
     count(Counter::FrameBytes, frame_len);
-    let parsed = match parse_ethernet(&pkt) {
+    // SAFETY: a read-only global the loader sets before verification.
+    let tunnels = if unsafe { read_volatile(&TUNNELS) } != 0 {
+        Tunnels::Inner
+    } else {
+        Tunnels::Outer
+    };
+    let parsed = match parse_ethernet(&pkt, tunnels) {
         Ok(p) => p,
         Err(e) => {
             count(e.counter(), 1);
@@ -68,6 +74,9 @@ pub fn account(
     };
     if let Some(w) = parsed.warn {
         count(w, 1);
+    }
+    if parsed.key.tunnel != 0 {
+        count(Counter::Decapsulated, 1);
     }
     let mut key = parsed.key;
     key.ifindex = ifindex;
@@ -116,26 +125,35 @@ pub fn account(
         if seen <= SAMPLE_FIRST_PACKETS {
             sample_app(&pkt, &parsed, &key, &count, load);
         }
+        // A tunnel's endpoints, once per flow per sweep interval.
+        if parsed.key.tunnel != 0 && seen <= packets {
+            sample_outer(&parsed, &key, &count, load);
+        }
         return v;
     }
-    // Map full (or out of memory): keep the packet through the ring buffer.
-    let rec = FallbackRecord {
-        key,
-        ts_ns: now,
-        packets: packets as u32,
-        bytes: bytes as u32,
-        tcp_flags: parsed.tcp_flags,
-        icmp: parsed.icmp,
-        verdict: v.verdict,
-        rule: v.rule,
-        policy: v.policy,
-    };
-    if FALLBACK.output::<FallbackRecord>(&rec, 0).is_ok() {
-        count(Counter::MapFull, 1);
-        count(Counter::Accounted, 1);
-    } else {
+    // Map full (or out of memory): keep the packet through the ring buffer, written in
+    // place (no record on the stack).
+    let Some(mut entry) = FALLBACK.reserve::<FallbackRecord>(0) else {
         count(Counter::FallbackDropped, 1);
+        return v;
+    };
+    // SAFETY: the reserved record is ours until submitted; every field is written.
+    unsafe {
+        entry.as_mut_ptr().write(FallbackRecord {
+            key,
+            ts_ns: now,
+            packets: packets as u32,
+            bytes: bytes as u32,
+            tcp_flags: parsed.tcp_flags,
+            icmp: parsed.icmp,
+            verdict: v.verdict,
+            rule: v.rule,
+            policy: v.policy,
+        });
     }
+    entry.submit(0);
+    count(Counter::MapFull, 1);
+    count(Counter::Accounted, 1);
     v
 }
 
@@ -180,11 +198,17 @@ fn bump(
     }
 }
 
-/// Whether two keys are equal (six word compares).
+/// Whether two keys are equal (seven word compares).
 #[inline(always)]
 fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
     let (x, y) = (key_words(a), key_words(b));
-    x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4] && x[5] == y[5]
+    x[0] == y[0]
+        && x[1] == y[1]
+        && x[2] == y[2]
+        && x[3] == y[3]
+        && x[4] == y[4]
+        && x[5] == y[5]
+        && x[6] == y[6]
 }
 
 /// Accounts a packet in the flow table: [`add`] as a global BPF function, which the
@@ -285,7 +309,6 @@ fn add(
         // before it stored SLOT_EMPTY).
         unsafe {
             write_volatile(addr_of_mut!((*s).key), *key);
-            write_volatile(addr_of_mut!((*s).first_ns), now);
             write_volatile(addr_of_mut!((*s).last_ns), now);
             write_volatile(addr_of_mut!((*s).interval_first_ns), now);
             write_volatile(addr_of_mut!((*s).tcp_flags), flags as u32);
@@ -356,7 +379,8 @@ fn sample_app(
     // stays inside its `data` array (offsets masked to the array's size).
     unsafe {
         (*s).key = *key;
-        (*s)._pad = [0; 6];
+        (*s).kind = SAMPLE_PAYLOAD;
+        (*s)._pad = [0; 5];
         let data = core::ptr::addr_of_mut!((*s).data) as *mut u8;
         // One helper call copies the payload start (from fragments too); a copy loop
         // would multiply the verifier's work by every parser path.
@@ -367,6 +391,41 @@ fn sample_app(
             return;
         }
         (*s).len = len as u16;
+    }
+    entry.submit(0);
+}
+
+/// Bytes of a tunnel's outer IP header sent for its endpoints (an IPv6 header; an IPv4
+/// one is shorter, and the rest is its options or payload).
+const OUTER_IP_BYTES: u32 = 40;
+
+/// Sends the outer IP header of a decapsulated tunnel packet to userspace, which reads
+/// the tunnel's endpoints from it.
+#[inline(always)]
+fn sample_outer(
+    p: &Parsed,
+    key: &FlowKey,
+    count: &impl Fn(Counter, u64),
+    load: &impl Fn(u32, *mut u8, u32) -> i64,
+) {
+    let Some(mut entry) = APP_SAMPLES.reserve::<AppSample>(0) else {
+        count(Counter::AppSampleLost, 1);
+        return;
+    };
+    let s = entry.as_mut_ptr();
+    // SAFETY: `s` points at the reserved, exclusively owned sample; the copy stays
+    // inside its `data` array (40 of its 1024 bytes).
+    unsafe {
+        (*s).key = *key;
+        (*s).kind = SAMPLE_OUTER_IP;
+        (*s)._pad = [0; 5];
+        let data = core::ptr::addr_of_mut!((*s).data) as *mut u8;
+        // An IPv4 outer header with its tunnel header is always longer than 40 bytes.
+        if load(p.outer_l3_off as u32, data, OUTER_IP_BYTES) != 0 {
+            entry.discard(0);
+            return;
+        }
+        (*s).len = OUTER_IP_BYTES as u16;
     }
     entry.submit(0);
 }

@@ -30,6 +30,11 @@ pub static FLOWS_TAKEN: Array<u64> =
 #[unsafe(no_mangle)]
 pub static FLOW_SLOTS: u32 = DEFAULT_FLOW_SLOTS;
 
+/// 1: key packets by the header inside their tunnel; 0: by the outermost. Set by the
+/// loader before verification (read-only data: the verifier drops the unused path).
+#[unsafe(no_mangle)]
+pub static TUNNELS: u8 = 0;
+
 /// Control words written by userspace.
 #[map]
 pub static CONTROL: Array<u32> = Array::with_max_entries(CTL_COUNT, 0);

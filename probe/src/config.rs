@@ -9,6 +9,7 @@
 //! sweep_interval_ms = 1000      # how often kernel maps are drained
 //! metrics_listen = "127.0.0.1:9464"
 //! user = "tidegate"             # become this user (no capabilities) once capture is set up
+//! tunnels = "outer"             # outer | inner: key GRE/VXLAN/GTP-U/IP-in-IP by the inner packet
 //!
 //! [ebpf]
 //! flow_memory_mib = 128         # kernel flow table budget (128 B per slot, any CPU count)
@@ -111,6 +112,7 @@ struct RawProbe {
     sweep_interval_ms: Option<Spanned<u64>>,
     metrics_listen: Option<Spanned<String>>,
     user: Option<Spanned<String>>,
+    tunnels: Option<crate::capture::TunnelMode>,
 }
 
 /// Concurrent flows a kernel flow table of `mib` MiB is sized for.
@@ -248,6 +250,7 @@ impl ProbeConfig {
             ));
         }
         c.backend = raw.probe.backend.unwrap_or_default();
+        c.ebpf.tunnels = raw.probe.tunnels.unwrap_or_default();
         if let Some(v) = &raw.probe.active_timeout_secs {
             let secs = file.in_range(v, "active_timeout_secs", 1..=86_400)?;
             c.timeouts.active = Duration::from_secs(secs);
@@ -490,6 +493,22 @@ mod tests {
         let e = err("[ebpf]\nflow_entries = 4096\nflow_memory_mib = 64\n");
         assert!(e.starts_with("probe.toml:3:"), "{e}");
         assert!(e.contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn tunnels_are_keyed_by_the_outer_header_unless_told() {
+        let line = "[[line]]\nname = \"a\"\niface = \"eth1\"\n";
+        let c = ProbeConfig::parse(line, Path::new("p.toml")).unwrap();
+        assert_eq!(c.ebpf.tunnels, crate::capture::TunnelMode::Outer);
+        let c = ProbeConfig::parse(
+            &format!("[probe]\ntunnels = \"inner\"\n{line}"),
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.ebpf.tunnels, crate::capture::TunnelMode::Inner);
+        let e = err("[probe]\nid = \"p\"\ntunnels = \"deepest\"\n");
+        assert!(e.starts_with("probe.toml:3:"), "{e}");
+        assert!(e.contains("outer") && e.contains("inner"), "{e}");
     }
 
     #[test]

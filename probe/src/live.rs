@@ -35,15 +35,15 @@ pub trait LiveSource {
     fn finish(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()>;
     /// Absolute counter values, indexed by [`Counter`].
     fn counters(&self) -> anyhow::Result<[u64; Counter::COUNT as usize]>;
-    /// Hands over payload starts (flow key, bytes) for application metadata, if the
-    /// source captures any.
-    fn app_samples(&mut self, _sink: &mut dyn FnMut(&FlowKey, &[u8])) {}
+    /// Hands over samples (flow key, kind, bytes: payload starts for application
+    /// metadata, tunnels' outer headers), if the source captures any.
+    fn app_samples(&mut self, _sink: &mut dyn FnMut(&FlowKey, u8, &[u8])) {}
 }
 
 impl LiveSource for EbpfCapture {
-    fn app_samples(&mut self, sink: &mut dyn FnMut(&FlowKey, &[u8])) {
+    fn app_samples(&mut self, sink: &mut dyn FnMut(&FlowKey, u8, &[u8])) {
         // Bounded per call, so a flood of DNS packets cannot starve the sweep.
-        self.drain_app_samples(APP_SAMPLES_PER_POLL, &mut |k, p| sink(k, p));
+        self.drain_app_samples(APP_SAMPLES_PER_POLL, &mut |k, kind, p| sink(k, kind, p));
     }
 
     fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {
@@ -141,7 +141,7 @@ pub fn run_loop(
         }
         src.poll(wait, &mut |k, s| table.observe(k, s))?;
         let now_ns = realtime_ns();
-        src.app_samples(&mut |k, p| table.inspect_early(k, p, now_ns));
+        src.app_samples(&mut |k, kind, p| table.inspect_early(k, kind, p, now_ns));
         if Instant::now() >= next_sweep {
             let t0 = Instant::now();
             src.sweep(&mut |k, s| table.observe(k, s))?;
@@ -184,7 +184,7 @@ pub fn run_loop(
 
     // Shutdown: everything the backend holds, then everything the table holds.
     src.finish(&mut |k, s| table.observe(k, s))?;
-    src.app_samples(&mut |k, p| table.inspect_early(k, p, realtime_ns()));
+    src.app_samples(&mut |k, kind, p| table.inspect_early(k, kind, p, realtime_ns()));
     let mut m = metrics.lock().expect("metrics lock");
     table.flush(|k, s, app| out.export(k, s, app, &mut m));
     let totals = src.counters()?;
@@ -256,7 +256,7 @@ impl Out<'_> {
         &mut self,
         k: &FlowKey,
         s: &FlowStats,
-        app: Option<crate::app::AppMeta>,
+        attrs: crate::app::FlowAttrs,
         m: &mut ProbeMetrics,
     ) {
         if self.err.is_some() {
@@ -264,9 +264,7 @@ impl Out<'_> {
         }
         let line = self.lines.get(&k.ifindex).map(String::as_str).unwrap_or("");
         let mut rec = FlowRecord::new(k, s, line);
-        if let Some(a) = app {
-            a.apply(&mut rec);
-        }
+        attrs.apply(&mut rec);
         if !rec.verdict.is_pass() {
             rec.enforce_rule = Some(
                 self.enforcer

@@ -43,6 +43,8 @@ pub struct ProbeMetrics {
     pub parse_warnings: Family<Reason, Counter>,
     /// Packets that took the map-full fallback path.
     pub map_full: Counter,
+    /// Packets keyed by the header inside their tunnel.
+    pub decapsulated: Counter,
     /// Packets lost because the fallback ring buffer was full too.
     pub fallback_dropped: Counter,
     /// DNS/TLS payload samples lost (sample ring buffer full): names missing, counts not.
@@ -88,6 +90,7 @@ impl ProbeMetrics {
             parse_errors: Family::default(),
             parse_warnings: Family::default(),
             map_full: Counter::default(),
+            decapsulated: Counter::default(),
             fallback_dropped: Counter::default(),
             app_samples_lost: Counter::default(),
             capture_drops: Counter::default(),
@@ -128,6 +131,11 @@ impl ProbeMetrics {
             "map_full_fallbacks",
             "Packets accounted through the map-full fallback ring buffer",
             m.map_full.clone(),
+        );
+        registry.register(
+            "decapsulated_packets",
+            "Packets keyed by the header inside their GRE/VXLAN/GTP-U/IP-in-IP tunnel (tunnels = \"inner\")",
+            m.decapsulated.clone(),
         );
         registry.register(
             "fallback_dropped",
@@ -215,10 +223,11 @@ impl ProbeMetrics {
                 | K::ErrLinkType => {
                     self.parse_errors.get_or_create(&reason()).inc_by(d);
                 }
-                K::WarnTruncatedL4 | K::WarnIpv6ExtLimit => {
+                K::WarnTruncatedL4 | K::WarnIpv6ExtLimit | K::WarnTunnelUndecoded => {
                     self.parse_warnings.get_or_create(&reason()).inc_by(d);
                 }
                 K::MapFull => drop(self.map_full.inc_by(d)),
+                K::Decapsulated => drop(self.decapsulated.inc_by(d)),
                 K::FallbackDropped => drop(self.fallback_dropped.inc_by(d)),
                 K::AppSampleLost => drop(self.app_samples_lost.inc_by(d)),
                 K::CaptureDropped => drop(self.capture_drops.inc_by(d)),

@@ -10,7 +10,9 @@ use std::time::Duration;
 use ahash::AHashMap;
 use tidegate_common::{FlowKey, FlowStats};
 
-use crate::app::{AppMeta, AppState};
+use crate::app::{AppState, FlowAttrs};
+use tidegate_common::SAMPLE_OUTER_IP;
+use tidegate_wire::record::outer_endpoints;
 
 /// Export timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,27 +103,51 @@ impl FlowTable {
         st.inspect(key.proto, key.sport, key.dport, payload);
     }
 
-    /// Looks at a payload sample the kernel took for `key` (live capture): the sample
-    /// may come before the flow's counters reach the table (they arrive at the sweep),
-    /// so the metadata is kept for a flow not held yet — at most [`APPS_MAX`] of them,
-    /// forgotten after the idle timeout if the flow never shows up.
-    pub fn inspect_early(&mut self, key: &FlowKey, payload: &[u8], now_ns: u64) {
-        if !self.apps.contains_key(key) && self.apps.len() >= APPS_MAX {
+    /// Notes the outer endpoints of a packet of `key` (just observed) that came through
+    /// a tunnel; the first seen stay.
+    pub fn note_outer(&mut self, key: &FlowKey, outer: (std::net::IpAddr, std::net::IpAddr)) {
+        if !self.flows.contains_key(key) {
+            return;
+        }
+        self.apps
+            .entry(*key)
+            .or_default()
+            .outer
+            .get_or_insert(outer);
+    }
+
+    /// Takes a sample a capture path sent for `key` (live capture): a payload start
+    /// ([`tidegate_common::SAMPLE_PAYLOAD`]) or a tunnel's outer IP header
+    /// ([`SAMPLE_OUTER_IP`]). The sample may come before the flow's counters reach the
+    /// table (they arrive at the sweep), so what it tells is kept for a flow not held
+    /// yet — at most [`APPS_MAX`] of them, forgotten after the idle timeout if the flow
+    /// never shows up.
+    pub fn inspect_early(&mut self, key: &FlowKey, kind: u8, data: &[u8], now_ns: u64) {
+        if !self.apps.contains_key(key)
+            && !self.flows.contains_key(key)
+            && self.apps.len() >= APPS_MAX
+        {
             return;
         }
         let st = self.apps.entry(*key).or_default();
         if st.born_ns == 0 {
             st.born_ns = now_ns;
         }
-        st.inspect(key.proto, key.sport, key.dport, payload);
+        if kind == SAMPLE_OUTER_IP {
+            if st.outer.is_none() {
+                st.outer = outer_endpoints(data);
+            }
+        } else {
+            st.inspect(key.proto, key.sport, key.dport, data);
+        }
     }
 
-    /// Exports every flow whose idle or active timeout has passed at `now_ns`, with the
-    /// application metadata its first packets gave.
+    /// Exports every flow whose idle or active timeout has passed at `now_ns`, with what
+    /// its packets told (application metadata, tunnel endpoints).
     pub fn expire(
         &mut self,
         now_ns: u64,
-        mut out: impl FnMut(&FlowKey, &FlowStats, Option<AppMeta>),
+        mut out: impl FnMut(&FlowKey, &FlowStats, FlowAttrs),
     ) -> usize {
         let (active, idle) = (self.active_ns, self.idle_ns);
         let mut n = 0;
@@ -130,7 +156,11 @@ impl FlowTable {
             let idle_out = s.last_ns.saturating_add(idle) <= now_ns;
             let active_out = now_ns.saturating_sub(s.first_ns) >= active;
             if idle_out || active_out {
-                out(k, s, apps.remove(k).and_then(|a| a.meta));
+                out(
+                    k,
+                    s,
+                    apps.remove(k).map(AppState::attrs).unwrap_or_default(),
+                );
                 n += 1;
                 false
             } else {
@@ -145,10 +175,17 @@ impl FlowTable {
     }
 
     /// Exports every flow (shutdown, end of a replay).
-    pub fn flush(&mut self, mut out: impl FnMut(&FlowKey, &FlowStats, Option<AppMeta>)) -> usize {
+    pub fn flush(&mut self, mut out: impl FnMut(&FlowKey, &FlowStats, FlowAttrs)) -> usize {
         let n = self.flows.len();
         for (k, s) in self.flows.drain() {
-            out(&k, &s, self.apps.remove(&k).and_then(|a| a.meta));
+            out(
+                &k,
+                &s,
+                self.apps
+                    .remove(&k)
+                    .map(AppState::attrs)
+                    .unwrap_or_default(),
+            );
         }
         self.apps.clear();
         n
@@ -241,7 +278,12 @@ mod tests {
         let mut got = Vec::new();
         t.expire(100 * S, |_, _, app| got.push(app));
         match &got[..] {
-            [Some(AppMeta::Dns(d))] => {
+            [
+                FlowAttrs {
+                    app: Some(crate::app::AppMeta::Dns(d)),
+                    outer: None,
+                },
+            ] => {
                 assert_eq!((d.qname.as_str(), d.qtype, d.rcode), ("a.example", 1, None))
             }
             other => panic!("{other:?}"),

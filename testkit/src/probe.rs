@@ -56,7 +56,10 @@ pub fn corpus_records_of(name: &str, line: &str) -> Vec<FlowRecord> {
 /// The flow records of real captures, replayed together by the probe with its default
 /// timeouts: `ndpi-1kxun.pcap` (IPv4 and IPv6, untagged) on line `hk-intl-1`,
 /// `ndpi-vxlan.pcap` (VLAN 5) on `sg-intl-2`, `ndpi-icmp-tunnel.pcap` (ICMP) on
-/// `mo-intl-3`, `ndpi-steam.pcapng` (nanosecond timestamps) on `tw-intl-4`.
+/// `mo-intl-3`, `ndpi-steam.pcapng` (nanosecond timestamps) on `tw-intl-4`; and keyed
+/// by their inner headers (`tunnels = "inner"`), `ndpi-6in4tunnel.pcap` and
+/// `ndpi-4in6tunnel.pcap` on `hk-intl-5` (tunnel kind, id and outer endpoints of both
+/// families).
 pub fn corpus_records() -> Vec<FlowRecord> {
     let mut records = Vec::new();
     let mut replay = Replay::new(Timeouts::default());
@@ -78,6 +81,15 @@ pub fn corpus_records() -> Vec<FlowRecord> {
         );
     }
     replay.finish(&mut records).expect("flush the replay");
+    let mut inner = Replay::new(Timeouts::default());
+    inner.set_tunnels(tidegate_common::Tunnels::Inner);
+    for file in ["ndpi-6in4tunnel.pcap", "ndpi-4in6tunnel.pcap"] {
+        let path = corpus_pcap(file);
+        inner
+            .replay_file(&path, "hk-intl-5", &mut records)
+            .unwrap_or_else(|e| panic!("replay {}: {e}", path.display()));
+    }
+    inner.finish(&mut records).expect("flush the replay");
     records
 }
 

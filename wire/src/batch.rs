@@ -30,9 +30,13 @@
 //!   then, for each record with a DNS question in order: qname str | qtype u16
 //!     | rcode u8 (0xff: a query, no response code)
 //!   then, for each record with a server name in order: sni str
+//!   tunnel u8 × n (0 none; else bits 0-6 the kind: 1 GRE, 2 VXLAN, 3 GTP-U, 4 IP-in-IP;
+//!     bit 7: the outer endpoints follow)
+//!   then, for each tunnelled record in order: id u32, and with bit 7:
+//!     outer_flags u8 (bit0 src IPv4, bit1 dst IPv4) | outer_src [16] | outer_dst [16]
 //! ```
 //!
-//! Format 4 (before application metadata) ends after the sampling column. Format 3 (before NetFlow/IPFIX ingest) ends after the rule column: its records decode
+//! Format 5 (before tunnels) ends after the server names. Format 4 (before application metadata) ends after the sampling column. Format 3 (before NetFlow/IPFIX ingest) ends after the rule column: its records decode
 //! as probe records, unsampled. Format 2 (before enforcement) ends after `health`: its records decode with verdict
 //! `pass`. Format 1 (before sequence epochs) is format 2 without `epoch`; it decodes as
 //! epoch 0. Spools written by an older build drain after an upgrade.
@@ -49,11 +53,13 @@ use super::{
     WireError,
     codec::{Put, Reader},
 };
-use crate::record::{FlowRecord, FlowSource, Verdict};
-use tidegate_common::Direction;
+use crate::record::{FlowRecord, FlowSource, TunnelMeta, Verdict};
+use tidegate_common::{Direction, Tunnel};
 
 /// Version of the batch layout this build writes.
-pub const BATCH_FORMAT: u8 = 5;
+pub const BATCH_FORMAT: u8 = 6;
+/// The layout before tunnels (records read as not decapsulated).
+const BATCH_FORMAT_V5: u8 = 5;
 /// The layout before application metadata (DNS questions, TLS server names).
 const BATCH_FORMAT_V4: u8 = 4;
 /// The layout before record sources and sampling (records read as probe, unsampled).
@@ -82,6 +88,7 @@ pub fn record_body_bytes(r: &FlowRecord) -> usize {
         + 16
         + r.dns.as_ref().map_or(0, |d| 8 + d.qname.len())
         + r.sni.as_ref().map_or(0, |s| 4 + s.len())
+        + r.tunnel.as_ref().map_or(0, |_| 4 + 1 + 32)
 }
 
 const MAGIC: [u8; 3] = *b"TGB";
@@ -173,6 +180,7 @@ pub fn encode_batch_as(b: &Batch, format: u8) -> Vec<u8> {
         BATCH_FORMAT_V2 => encode_format(b, BATCH_FORMAT_V2),
         BATCH_FORMAT_V3 => encode_format(b, BATCH_FORMAT_V3),
         BATCH_FORMAT_V4 => encode_format(b, BATCH_FORMAT_V4),
+        BATCH_FORMAT_V5 => encode_format(b, BATCH_FORMAT_V5),
         _ => encode_format(b, BATCH_FORMAT),
     }
 }
@@ -306,7 +314,7 @@ fn encode_body(b: &Batch, format: u8) -> Vec<u8> {
     }
     recs.iter().for_each(|r| v.put_u8(r.source.as_u8()));
     recs.iter().for_each(|r| v.put_u32(r.sampling.max(1)));
-    if format < BATCH_FORMAT {
+    if format < BATCH_FORMAT_V5 {
         return v;
     }
     recs.iter()
@@ -319,8 +327,29 @@ fn encode_body(b: &Batch, format: u8) -> Vec<u8> {
     for s in recs.iter().filter_map(|r| r.sni.as_ref()) {
         v.put_str(s);
     }
+    if format < BATCH_FORMAT {
+        return v;
+    }
+    let outer = |t: &TunnelMeta| t.outer_src.zip(t.outer_dst);
+    recs.iter().for_each(|r| {
+        v.put_u8(r.tunnel.as_ref().map_or(0, |t| {
+            t.kind as u8 | if outer(t).is_some() { T_OUTER } else { 0 }
+        }))
+    });
+    for t in recs.iter().filter_map(|r| r.tunnel.as_ref()) {
+        v.put_u32(t.id);
+        if let Some((s, d)) = outer(t) {
+            let (s, d) = (addr16(s), addr16(d));
+            v.put_u8(u8::from(s.0) | (u8::from(d.0) << 1));
+            v.extend_from_slice(&s.1);
+            v.extend_from_slice(&d.1);
+        }
+    }
     v
 }
+
+/// Tunnel column: the outer endpoints follow.
+const T_OUTER: u8 = 0x80;
 
 /// Reads the header; returns it and the compressed body that follows.
 fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
@@ -332,7 +361,12 @@ fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
     let format = r.u8("batch format")?;
     if !matches!(
         format,
-        BATCH_FORMAT | BATCH_FORMAT_V4 | BATCH_FORMAT_V3 | BATCH_FORMAT_V2 | BATCH_FORMAT_V1
+        BATCH_FORMAT
+            | BATCH_FORMAT_V5
+            | BATCH_FORMAT_V4
+            | BATCH_FORMAT_V3
+            | BATCH_FORMAT_V2
+            | BATCH_FORMAT_V1
     ) {
         return Err(WireError::UnsupportedBatchFormat(format));
     }
@@ -455,8 +489,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
         what,
         detail: format!("record {i}: {detail}"),
     };
-    let addr = |col: &[u8], i: usize, v4: bool, what: &'static str| {
-        let a: [u8; 16] = col[16 * i..16 * i + 16].try_into().expect("16 bytes");
+    let mapped = |a: [u8; 16], v4: bool, what: &'static str, i: usize| {
         if !v4 {
             return Ok(IpAddr::V6(Ipv6Addr::from(a)));
         }
@@ -468,6 +501,14 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
             ));
         }
         Ok(IpAddr::V4(Ipv4Addr::new(a[12], a[13], a[14], a[15])))
+    };
+    let addr = |col: &[u8], i: usize, v4: bool, what: &'static str| {
+        mapped(
+            col[16 * i..16 * i + 16].try_into().expect("16 bytes"),
+            v4,
+            what,
+            i,
+        )
     };
 
     let mut records = Vec::with_capacity(n);
@@ -519,6 +560,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
             sampling: 1,
             dns: None,
             sni: None,
+            tunnel: None,
         });
     }
 
@@ -600,7 +642,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
             };
         }
     }
-    if h.format >= BATCH_FORMAT {
+    if h.format >= BATCH_FORMAT_V5 {
         let app = r.bytes(n, "app column")?.to_vec();
         for (i, a) in app.iter().enumerate() {
             if *a > 3 {
@@ -634,6 +676,39 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
                 }
                 rec.sni = Some(sni);
             }
+        }
+    }
+    if h.format >= BATCH_FORMAT {
+        let kinds = r.bytes(n, "tunnel column")?.to_vec();
+        for (i, rec) in records.iter_mut().enumerate() {
+            if kinds[i] == 0 {
+                continue;
+            }
+            let kind = Tunnel::from_u8(kinds[i] & !T_OUTER).ok_or_else(|| {
+                invalid(
+                    "record tunnel",
+                    i,
+                    format!("unknown kind {:#04x}", kinds[i]),
+                )
+            })?;
+            let id = r.u32("tunnel id")?;
+            let (mut outer_src, mut outer_dst) = (None, None);
+            if kinds[i] & T_OUTER != 0 {
+                let f = r.u8("tunnel outer flags")?;
+                if f > 3 {
+                    return Err(invalid("tunnel outer flags", i, format!("{f:#04x}")));
+                }
+                let s: [u8; 16] = r.bytes(16, "tunnel outer src")?.try_into().expect("16");
+                outer_src = Some(mapped(s, f & 1 != 0, "tunnel outer src", i)?);
+                let d: [u8; 16] = r.bytes(16, "tunnel outer dst")?.try_into().expect("16");
+                outer_dst = Some(mapped(d, f & 2 != 0, "tunnel outer dst", i)?);
+            }
+            rec.tunnel = Some(TunnelMeta {
+                kind,
+                id,
+                outer_src,
+                outer_dst,
+            });
         }
     }
     r.finish("batch body")?;

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
-use tidegate_common::{Direction, FlowKey, FlowStats, NO_VLAN};
+use tidegate_common::{Direction, FlowKey, FlowStats, NO_VLAN, Tunnel};
 
 /// One flow record: a unidirectional flow's counters over one export interval. Records of
 /// the same key may be split by the active/idle timeouts; sums by key are what count.
@@ -68,6 +68,75 @@ pub struct FlowRecord {
     /// The server name of the flow's TLS ClientHello, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
+    /// The tunnel the flow was decapsulated from (probe with `tunnels = "inner"`): the
+    /// record's addresses and ports are then the inner packet's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelMeta>,
+}
+
+/// The tunnel of a decapsulated flow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelMeta {
+    /// `gre`, `vxlan`, `gtp-u` or `ip-in-ip`.
+    #[serde(with = "tunnel_kind")]
+    pub kind: Tunnel,
+    /// VXLAN network id, GTP-U TEID, GRE key or PPTP call id (0 when the tunnel has none).
+    pub id: u32,
+    /// The outer header's source (the tunnel's entry), when the probe saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outer_src: Option<IpAddr>,
+    /// The outer header's destination (the tunnel's exit), when the probe saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outer_dst: Option<IpAddr>,
+}
+
+/// Serde adapter: [`Tunnel`] by its name.
+pub mod tunnel_kind {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+    use tidegate_common::Tunnel;
+
+    /// Every kind.
+    pub const ALL: [Tunnel; 4] = [Tunnel::Gre, Tunnel::Vxlan, Tunnel::GtpU, Tunnel::IpInIp];
+
+    /// The kind a name stands for.
+    pub fn from_name(s: &str) -> Option<Tunnel> {
+        ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// Serde serialize.
+    pub fn serialize<S: Serializer>(t: &Tunnel, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(t.name())
+    }
+
+    /// Serde deserialize.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tunnel, D::Error> {
+        let s = String::deserialize(d)?;
+        from_name(&s).ok_or_else(|| {
+            D::Error::custom(format!(
+                "tunnel {s:?}: expected \"gre\", \"vxlan\", \"gtp-u\" or \"ip-in-ip\""
+            ))
+        })
+    }
+}
+
+/// The endpoints in a tunnel's outer IP header (the first bytes of an IPv4 or IPv6
+/// header); `None` when they are not a whole header's.
+pub fn outer_endpoints(h: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match h.first()? >> 4 {
+        4 if h.len() >= 20 => {
+            let a = |o: usize| IpAddr::V4(Ipv4Addr::new(h[o], h[o + 1], h[o + 2], h[o + 3]));
+            Some((a(12), a(16)))
+        }
+        6 if h.len() >= 40 => {
+            let a = |o: usize| {
+                let mut b = [0u8; 16];
+                b.copy_from_slice(&h[o..o + 16]);
+                IpAddr::V6(Ipv6Addr::from(b))
+            };
+            Some((a(8), a(24)))
+        }
+        _ => None,
+    }
 }
 
 /// The question of a DNS message seen in a flow's first packets.
@@ -225,6 +294,7 @@ impl Default for FlowRecord {
             sampling: 1,
             dns: None,
             sni: None,
+            tunnel: None,
         }
     }
 }
@@ -258,6 +328,12 @@ impl FlowRecord {
             sampling: 1,
             dns: None,
             sni: None,
+            tunnel: Tunnel::from_u8(key.tunnel).map(|kind| TunnelMeta {
+                kind,
+                id: key.tunnel_id,
+                outer_src: None,
+                outer_dst: None,
+            }),
         }
     }
 }

@@ -100,6 +100,19 @@ fn record(i: u64) -> FlowRecord {
             rcode: i.is_multiple_of(2).then_some(3),
         }),
         sni: (i % 5 >= 3).then(|| format!("s{i}.example.org")),
+        tunnel: (!i.is_multiple_of(6)).then(|| crate::record::TunnelMeta {
+            kind: crate::record::tunnel_kind::ALL[(i % 4) as usize],
+            id: (i as u32).wrapping_mul(0x0101_0101),
+            // Endpoints of both families, and none (the probe missed them).
+            outer_src: (i % 6 != 5).then(|| {
+                if i.is_multiple_of(2) {
+                    "198.51.100.1".parse().unwrap()
+                } else {
+                    "2001:db8:1::1".parse().unwrap()
+                }
+            }),
+            outer_dst: (i % 6 != 5).then(|| "203.0.113.7".parse().unwrap()),
+        }),
     }
 }
 
@@ -184,6 +197,7 @@ fn format_1_batches_decode_as_epoch_0() {
         r.sampling = 1;
         r.dns = None;
         r.sni = None;
+        r.tunnel = None;
     }
     // Format 1 = format 2 without the 8 epoch bytes after seq.
     let mut v1 = encode_batch_as(&b, 1);
@@ -244,6 +258,31 @@ fn format_4_batches_decode_without_names_and_names_round_trip() {
     for (got, sent) in d.records.iter().zip(&b.records) {
         assert_eq!((&got.dns, &got.sni), (&None, &None));
         assert_eq!((got.source, got.sampling), (sent.source, sent.sampling));
+    }
+}
+
+/// A batch written before tunnels (format 5) decodes with no record decapsulated, with
+/// its names; a format-6 batch keeps each record's tunnel kind, id and outer endpoints.
+#[test]
+fn format_5_batches_decode_without_tunnels_and_tunnels_round_trip() {
+    let b = batch(30, false);
+    assert!(
+        b.records
+            .iter()
+            .any(|r| r.tunnel.as_ref().is_some_and(|t| t.outer_src.is_none()))
+    );
+    assert!(
+        b.records
+            .iter()
+            .any(|r| r.tunnel.as_ref().is_some_and(|t| t.outer_src.is_some()))
+    );
+    assert_eq!(decode_batch(&encode_batch(&b)).unwrap(), b);
+    let v5 = encode_batch_as(&b, 5);
+    assert_eq!(peek_batch_header(&v5).unwrap().format, 5);
+    let d = decode_batch(&v5).unwrap();
+    for (got, sent) in d.records.iter().zip(&b.records) {
+        assert_eq!(got.tunnel, None);
+        assert_eq!((&got.dns, &got.sni), (&sent.dns, &sent.sni));
     }
 }
 

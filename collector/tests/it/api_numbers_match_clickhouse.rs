@@ -254,7 +254,7 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
         );
         assert_eq!(u(&h["spool"]["pending_batches"]), 0, "{h}");
         assert_eq!(h["clickhouse"]["down"], false, "{h}");
-        assert_eq!(u(&h["clickhouse"]["schema_version"]), 12, "{h}");
+        assert_eq!(u(&h["clickhouse"]["schema_version"]), 13, "{h}");
         assert_eq!(u(&h["detection"]["records"]), c.records.len() as u64, "{h}");
         assert!(
             h["detection"]["event_time_lag_secs"].as_f64().unwrap() > 0.0,

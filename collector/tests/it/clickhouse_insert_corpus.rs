@@ -1,6 +1,6 @@
 //! The collector stores the records of real captures in ClickHouse: every record comes
 //! back exactly (counters, nanosecond timestamps, IPv4 and IPv6 addresses, VLAN null or
-//! set, ICMP type/code), and the per-flow sums ClickHouse computes equal the records'.
+//! set, ICMP type/code, tunnel kind, id and outer endpoints), and the per-flow sums ClickHouse computes equal the records'.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,18 @@ async fn corpus_records_come_back_exactly_and_per_flow_sums_match() {
     assert!(records.iter().any(|r| r.vlan.is_none()));
     assert!(records.iter().any(|r| r.vlan.is_some()));
     assert!(records.iter().any(|r| r.icmp_type.is_some()));
+    assert!(
+        records
+            .iter()
+            .filter_map(|r| r.tunnel.as_ref())
+            .any(|t| t.outer_src.is_some_and(|a| a.is_ipv6()))
+    );
+    assert!(
+        records
+            .iter()
+            .filter_map(|r| r.tunnel.as_ref())
+            .any(|t| t.outer_src.is_some_and(|a| a.is_ipv4()))
+    );
     assert!(
         records.iter().any(|r| r.first % 1000 != 0),
         "sub-microsecond timestamps"

@@ -16,7 +16,7 @@ async fn sink(cfg: ClickHouseConfig) -> ClickHouseSink {
         .expect("valid config")
 }
 
-const ALL: [&str; 12] = [
+const ALL: [&str; 13] = [
     "0001_flows.sql",
     "0002_rollups.sql",
     "0003_probe_health.sql",
@@ -29,6 +29,7 @@ const ALL: [&str; 12] = [
     "0010_alert_triage.sql",
     "0011_audit_log.sql",
     "0012_saved_filters.sql",
+    "0013_flows_tunnel.sql",
 ];
 
 #[tokio::test]
@@ -43,13 +44,13 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     assert_eq!(first.database, "tg_mig");
     assert_eq!(first.applied, ALL);
     assert!(first.already_applied.is_empty());
-    assert_eq!(first.version, 12);
+    assert_eq!(first.version, 13);
     assert!(
         first.retention_changes.is_empty(),
         "{:?}",
         first.retention_changes
     );
-    assert_eq!(metrics.migration_version.get(), 12);
+    assert_eq!(metrics.migration_version.get(), 13);
 
     let tables = ch
         .query("SELECT name, engine FROM system.tables WHERE database = 'tg_mig' ORDER BY name")
@@ -105,7 +106,8 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
             "SELECT name, type, default_kind FROM system.columns WHERE database = 'tg_mig' \
              AND table = 'flows' AND name IN ('probe_id', 'direction', 'src', 'vlan', 'first', \
              'icmp_type', 'src_country', 'src_asn', 'src_text', 'received_at', 'source', \
-             'sampling', 'dns_qname', 'dns_rcode', 'tls_sni') ORDER BY name",
+             'sampling', 'dns_qname', 'dns_rcode', 'tls_sni', 'tunnel', 'tunnel_id', \
+             'outer_src') ORDER BY name",
         )
         .await;
     assert_eq!(
@@ -115,6 +117,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
          dns_rcode\tInt16\tDEFAULT\n\
          first\tDateTime64(9, 'UTC')\t\n\
          icmp_type\tNullable(UInt8)\t\n\
+         outer_src\tIPv6\tDEFAULT\n\
          probe_id\tLowCardinality(String)\t\n\
          received_at\tDateTime64(3, 'UTC')\tDEFAULT\n\
          sampling\tUInt32\tDEFAULT\n\
@@ -124,6 +127,8 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
          src_country\tLowCardinality(String)\tDEFAULT\n\
          src_text\tString\tALIAS\n\
          tls_sni\tString\tDEFAULT\n\
+         tunnel\tLowCardinality(String)\tDEFAULT\n\
+         tunnel_id\tUInt32\tDEFAULT\n\
          vlan\tNullable(UInt16)\t"
     );
 
@@ -142,7 +147,7 @@ async fn migrations_build_the_schema_from_empty_and_a_rerun_changes_nothing() {
     let again = s.migrate().await.unwrap();
     assert!(again.applied.is_empty(), "{again:?}");
     assert_eq!(again.already_applied, ALL);
-    assert_eq!(again.version, 12);
+    assert_eq!(again.version, 13);
     assert!(again.retention_changes.is_empty());
     assert_eq!(
         ch.query("SELECT count() FROM tg_mig.schema_migrations")

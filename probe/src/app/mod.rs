@@ -10,6 +10,8 @@
 mod dns;
 mod tls;
 
+use std::net::IpAddr;
+
 pub use dns::parse_dns;
 use tidegate_wire::record::{DnsMeta, FlowRecord};
 pub use tls::{Hello, parse_client_hello};
@@ -29,6 +31,29 @@ impl AppMeta {
         match self {
             AppMeta::Dns(d) => r.dns = Some(d),
             AppMeta::TlsSni(s) => r.sni = Some(s),
+        }
+    }
+}
+
+/// What a flow's packets told besides its counters: application metadata and, for a
+/// decapsulated tunnel, the endpoints of its outer header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowAttrs {
+    /// DNS question or TLS server name.
+    pub app: Option<AppMeta>,
+    /// Outer source and destination of the tunnel the flow came through.
+    pub outer: Option<(IpAddr, IpAddr)>,
+}
+
+impl FlowAttrs {
+    /// Writes them into a record (the endpoints only into a record of a tunnelled flow).
+    pub fn apply(self, r: &mut FlowRecord) {
+        if let Some(a) = self.app {
+            a.apply(r);
+        }
+        if let (Some((s, d)), Some(t)) = (self.outer, r.tunnel.as_mut()) {
+            t.outer_src = Some(s);
+            t.outer_dst = Some(d);
         }
     }
 }
@@ -74,9 +99,19 @@ pub struct AppState {
     seen: u64,
     /// When the first sample arrived (live capture; 0 in replay).
     pub born_ns: u64,
+    /// The outer endpoints of the flow's tunnel (the first seen).
+    pub outer: Option<(IpAddr, IpAddr)>,
 }
 
 impl AppState {
+    /// What the flow's packets told.
+    pub fn attrs(self) -> FlowAttrs {
+        FlowAttrs {
+            app: self.meta,
+            outer: self.outer,
+        }
+    }
+
     /// Whether more packets can still tell something.
     pub fn open(&self) -> bool {
         self.meta.is_none() && self.seen < FIRST_PACKETS

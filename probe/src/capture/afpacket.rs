@@ -16,7 +16,8 @@ use std::{
 };
 
 use tidegate_common::{
-    Counter, Direction, FlowKey, FlowStats, WireFrame, parse::LinkType, parse_frame,
+    Counter, Direction, FlowKey, FlowStats, SAMPLE_OUTER_IP, SAMPLE_PAYLOAD, Tunnels, WireFrame,
+    parse::LinkType, parse_frame,
 };
 
 use crate::{config::Line, live::Sink};
@@ -67,11 +68,16 @@ pub struct AfPacketCapture {
     /// Payload starts of DNS messages and TLS handshakes seen since the last hand-over
     /// (at most [`SAMPLES_MAX`]; the kernel path's `APP_SAMPLES` ring buffer, in
     /// userspace).
-    samples: Vec<(FlowKey, Vec<u8>)>,
+    samples: Vec<(FlowKey, u8, Vec<u8>)>,
+    /// Flows whose tunnel's outer header is among `samples` (one each per hand-over).
+    outer_sampled: std::collections::HashSet<FlowKey>,
+    tunnels: Tunnels,
 }
 
 /// Payload samples held between hand-overs, at most (more are counted as lost).
 const SAMPLES_MAX: usize = 4096;
+/// Bytes of a tunnel's outer IP header kept for its endpoints (an IPv6 header's).
+const OUTER_IP_BYTES: usize = 40;
 
 fn setopt(
     fd: libc::c_int,
@@ -97,8 +103,8 @@ fn setopt(
 }
 
 impl AfPacketCapture {
-    /// Opens and binds one socket per line.
-    pub fn open(lines: &[Line]) -> Result<Self, AfPacketError> {
+    /// Opens and binds one socket per line; tunnelled packets are keyed as `tunnels` says.
+    pub fn open(lines: &[Line], tunnels: Tunnels) -> Result<Self, AfPacketError> {
         let mut socks = Vec::new();
         for l in lines {
             let err = |op, source| AfPacketError::Socket {
@@ -166,6 +172,8 @@ impl AfPacketCapture {
             counters: [0; Counter::COUNT as usize],
             buf: vec![0u8; 65536 + VNET_HDR_LEN],
             samples: Vec::new(),
+            outer_sampled: std::collections::HashSet::new(),
+            tunnels,
         })
     }
 
@@ -215,7 +223,7 @@ impl AfPacketCapture {
                 data: frame,
                 wire_len: n - VNET_HDR_LEN,
             };
-            let parsed = match parse_frame(&wire, LinkType::Ethernet) {
+            let parsed = match parse_frame(&wire, LinkType::Ethernet, self.tunnels) {
                 Ok(p) => p,
                 Err(e) => {
                     self.counters[e.counter() as usize] += 1;
@@ -224,6 +232,9 @@ impl AfPacketCapture {
             };
             if let Some(w) = parsed.warn {
                 self.counters[w as usize] += 1;
+            }
+            if parsed.key.tunnel != 0 {
+                self.counters[Counter::Decapsulated as usize] += 1;
             }
             self.counters[Counter::Accounted as usize] += 1;
             let mut key = parsed.key;
@@ -251,7 +262,21 @@ impl AfPacketCapture {
             if crate::app::worth_sampling(key.proto, key.sport, key.dport, payload) {
                 if self.samples.len() < SAMPLES_MAX {
                     let keep = payload.len().min(tidegate_common::APP_SAMPLE_BYTES);
-                    self.samples.push((key, payload[..keep].to_vec()));
+                    self.samples
+                        .push((key, SAMPLE_PAYLOAD, payload[..keep].to_vec()));
+                } else {
+                    self.counters[Counter::AppSampleLost as usize] += 1;
+                }
+            }
+            // A tunnel's outer header, once per flow per hand-over (the kernel path
+            // sends one per flow per sweep interval).
+            if key.tunnel != 0 && !self.outer_sampled.contains(&key) {
+                let outer = frame.get(parsed.outer_l3_off as usize..).unwrap_or(&[]);
+                if self.samples.len() < SAMPLES_MAX {
+                    let keep = outer.len().min(OUTER_IP_BYTES);
+                    self.samples
+                        .push((key, SAMPLE_OUTER_IP, outer[..keep].to_vec()));
+                    self.outer_sampled.insert(key);
                 } else {
                     self.counters[Counter::AppSampleLost as usize] += 1;
                 }
@@ -307,10 +332,11 @@ fn timestamp(msg: &libc::msghdr) -> Option<u64> {
 }
 
 impl crate::live::LiveSource for AfPacketCapture {
-    fn app_samples(&mut self, sink: &mut dyn FnMut(&FlowKey, &[u8])) {
-        for (k, p) in self.samples.drain(..) {
-            sink(&k, &p);
+    fn app_samples(&mut self, sink: &mut dyn FnMut(&FlowKey, u8, &[u8])) {
+        for (k, kind, p) in self.samples.drain(..) {
+            sink(&k, kind, &p);
         }
+        self.outer_sampled.clear();
     }
 
     fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {

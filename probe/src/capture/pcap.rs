@@ -38,13 +38,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use tidegate_common::{
-    Counter, Direction, FlowKey, FlowStats, WireFrame, parse::LinkType, parse_frame,
+    Counter, Direction, FlowKey, FlowStats, Tunnels, WireFrame, parse::LinkType, parse_frame,
 };
 
 pub use reader::{CaptureReader, FileErrorKind, Format, Frame, MAX_RECORD};
 
 use crate::export::Exporter;
-use crate::record::FlowRecord;
+use crate::record::{FlowRecord, outer_endpoints};
 use crate::table::{FlowTable, Timeouts};
 
 /// Event time must advance this much (ns) between two timeout sweeps.
@@ -168,6 +168,7 @@ impl Exporter for Vec<FlowRecord> {
 /// name), with a common event-time clock.
 pub struct Replay {
     timeouts: Timeouts,
+    tunnels: Tunnels,
     tables: Vec<(String, FlowTable)>,
     /// Event time: the latest capture timestamp seen.
     now_ns: Option<u64>,
@@ -191,12 +192,19 @@ impl Replay {
     pub fn new(timeouts: Timeouts) -> Self {
         Replay {
             timeouts,
+            tunnels: Tunnels::Outer,
             tables: Vec::new(),
             now_ns: None,
             last_sweep_ns: 0,
             stats: ReplayStats::default(),
             progress: None,
         }
+    }
+
+    /// Keys tunnelled packets by the header inside their tunnel ([`Tunnels::Inner`]) or
+    /// by the outermost (the default).
+    pub fn set_tunnels(&mut self, t: Tunnels) {
+        self.tunnels = t;
     }
 
     /// Calls `f` with the read progress of the current file every few thousand frames and
@@ -280,7 +288,7 @@ impl Replay {
                         data: frame.data,
                         wire_len: frame.orig_len as usize,
                     };
-                    parse_frame(&wire, link).map_err(|e| e.counter())
+                    parse_frame(&wire, link, self.tunnels).map_err(|e| e.counter())
                 }
             };
             // Event time advances with every frame; sweep before accounting so a packet
@@ -293,6 +301,9 @@ impl Replay {
                     if let Some(w) = p.warn {
                         fs.add(w, 1);
                     }
+                    if p.key.tunnel != 0 {
+                        fs.add(Counter::Decapsulated, 1);
+                    }
                     let mut key = p.key;
                     key.ifindex = 0;
                     key.direction = Direction::Ingress as u8;
@@ -301,6 +312,14 @@ impl Replay {
                     let payload = crate::app::payload(frame.data, &p);
                     if !payload.is_empty() {
                         table.inspect_payload(&key, payload);
+                    }
+                    if key.tunnel != 0
+                        && let Some(o) = frame
+                            .data
+                            .get(p.outer_l3_off as usize..)
+                            .and_then(outer_endpoints)
+                    {
+                        table.note_outer(&key, o);
                     }
                 }
             }
@@ -357,12 +376,10 @@ impl Replay {
         let mut res = Ok(());
         let mut n = 0u64;
         for (line, table) in &mut self.tables {
-            let mut emit = |k: &FlowKey, s: &FlowStats, app: Option<crate::app::AppMeta>| {
+            let mut emit = |k: &FlowKey, s: &FlowStats, attrs: crate::app::FlowAttrs| {
                 if res.is_ok() {
                     let mut r = FlowRecord::new(k, s, line);
-                    if let Some(a) = app {
-                        a.apply(&mut r);
-                    }
+                    attrs.apply(&mut r);
                     res = out.export(&r);
                     n += 1;
                 }

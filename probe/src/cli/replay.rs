@@ -48,6 +48,10 @@ pub struct Args {
     /// Files with the same line name share one flow table.
     #[arg(long, value_name = "NAME")]
     pub line: Option<String>,
+    /// Key tunnelled packets (GRE, VXLAN, GTP-U, IP-in-IP) by their outermost IP header
+    /// or by the one inside the tunnel.
+    #[arg(long, value_enum, default_value = "outer")]
+    pub tunnels: tidegate_probe::capture::TunnelMode,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -164,6 +168,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
 fn replay_all(args: &Args, timeouts: Timeouts, out: &mut Out) -> anyhow::Result<()> {
     let out = out.exporter();
     let mut replay = Replay::new(timeouts);
+    replay.set_tunnels(args.tunnels.parser());
     let mut failures = Vec::new();
     for path in &args.files {
         let line = args.line.clone().unwrap_or_else(|| default_line(path));

@@ -204,6 +204,10 @@ pub struct Args {
     /// XDP attach mode (overrides the config file).
     #[arg(long, value_enum)]
     pub xdp_mode: Option<XdpModeChoice>,
+    /// Key tunnelled packets (GRE, VXLAN, GTP-U, IP-in-IP) by their outermost IP header
+    /// or by the one inside the tunnel (overrides the config file).
+    #[arg(long, value_enum)]
+    pub tunnels: Option<tidegate_probe::capture::TunnelMode>,
     /// Concurrent flows to size the kernel flow table for (overrides the config file).
     #[arg(long, conflicts_with = "flow_memory_mib")]
     pub flow_entries: Option<u32>,
@@ -259,6 +263,9 @@ fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
     }
     if let Some(m) = args.xdp_mode {
         c.ebpf.xdp_mode = m;
+    }
+    if let Some(t) = args.tunnels {
+        c.ebpf.tunnels = t;
     }
     if let Some(n) = args.flow_entries {
         anyhow::ensure!(n >= 64, "--flow-entries must be at least 64");
@@ -428,7 +435,10 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             Box::new(cap)
         }
         Backend::Afpacket => {
-            let cap = tidegate_probe::capture::afpacket::AfPacketCapture::open(&cfg.lines)?;
+            let cap = tidegate_probe::capture::afpacket::AfPacketCapture::open(
+                &cfg.lines,
+                cfg.ebpf.tunnels.parser(),
+            )?;
             for (ifindex, name) in cap.lines() {
                 lines.insert(ifindex, name);
             }

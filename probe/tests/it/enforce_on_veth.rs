@@ -80,10 +80,13 @@ fn receive_while(ns: &str, iface: &str, send: impl FnOnce() + Send) -> (HashMap<
     std::thread::scope(|s| {
         let rx = s.spawn(|| {
             VethPair::in_ns(ns, || {
-                let mut cap = AfPacketCapture::open(&[Line {
-                    name: "rx".into(),
-                    iface: iface.into(),
-                }])
+                let mut cap = AfPacketCapture::open(
+                    &[Line {
+                        name: "rx".into(),
+                        iface: iface.into(),
+                    }],
+                    tidegate_common::Tunnels::Outer,
+                )
                 .expect("AF_PACKET");
                 let mut got: HashMap<Pair, u64> = HashMap::new();
                 let mut sink = |k: &FlowKey, st: &FlowStats| {

@@ -20,5 +20,6 @@ mod replay_cli;
 mod replay_matches_corpus_truth;
 mod replay_names_match_tshark;
 mod run_live_cli;
+mod tunnels;
 mod xdp_matches_replay;
 mod xdp_names_match_replay;

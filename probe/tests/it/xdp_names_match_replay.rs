@@ -99,7 +99,8 @@ fn xdp_names(pair: &VethPair, file: &Path) -> Names {
         let mut table = FlowTable::new(Timeouts::default());
         let mut samples = 0;
         loop {
-            let n = cap.drain_app_samples(4096, &mut |k, p| table.inspect_early(k, p, 1));
+            let n =
+                cap.drain_app_samples(4096, &mut |k, kind, p| table.inspect_early(k, kind, p, 1));
             samples += n;
             if n == 0 {
                 break;
@@ -111,9 +112,7 @@ fn xdp_names(pair: &VethPair, file: &Path) -> Names {
         let mut m = Names::new();
         table.flush(|k, _, app| {
             let mut r = tidegate_wire::record::FlowRecord::default();
-            if let Some(a) = app {
-                a.apply(&mut r);
-            }
+            app.apply(&mut r);
             if let Some(n) = r.dns.map(|d| d.qname).or(r.sni) {
                 let key = (
                     addr(k.family, &k.src).to_string(),

@@ -64,6 +64,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("0010", "alert_triage"),
     migration!("0011", "audit_log"),
     migration!("0012", "saved_filters"),
+    migration!("0013", "flows_tunnel"),
 ];
 
 /// Tables whose rows expire after `retention_days`: (table, TTL base expression). Each has

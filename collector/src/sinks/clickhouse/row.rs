@@ -64,6 +64,14 @@ pub struct FlowRow<'a> {
     pub dns_rcode: i16,
     /// The TLS server name ('' when none).
     pub tls_sni: Cow<'a, str>,
+    /// Added by `0013_flows_tunnel.sql`: `gre`, `vxlan`, `gtp-u`, `ip-in-ip` ('' when the
+    /// flow was keyed by its outermost header).
+    pub tunnel: Cow<'a, str>,
+    /// The tunnel's id (0 when none).
+    pub tunnel_id: u32,
+    /// The tunnel's endpoints, IPv4 as IPv4-mapped (`::` when not seen).
+    pub outer_src: Ipv6Addr,
+    pub outer_dst: Ipv6Addr,
 }
 
 impl FlowRow<'_> {
@@ -112,6 +120,10 @@ impl FlowRow<'_> {
         ("dns_qtype", "UInt16"),
         ("dns_rcode", "Int16"),
         ("tls_sni", "String"),
+        ("tunnel", "LowCardinality(String)"),
+        ("tunnel_id", "UInt32"),
+        ("outer_src", "IPv6"),
+        ("outer_dst", "IPv6"),
     ];
 }
 
@@ -174,6 +186,10 @@ impl<'a> FlowRow<'a> {
             dns_qtype: r.dns.as_ref().map_or(0, |d| d.qtype),
             dns_rcode: r.dns.as_ref().and_then(|d| d.rcode).map_or(-1, i16::from),
             tls_sni: text(r.sni.as_deref()),
+            tunnel: Cow::Borrowed(r.tunnel.as_ref().map_or("", |t| t.kind.name())),
+            tunnel_id: r.tunnel.as_ref().map_or(0, |t| t.id),
+            outer_src: mapped(r.tunnel.as_ref().and_then(|t| t.outer_src)),
+            outer_dst: mapped(r.tunnel.as_ref().and_then(|t| t.outer_dst)),
         })
     }
 
@@ -239,6 +255,13 @@ impl<'a> FlowRow<'a> {
             h.update(self.dns_rcode.to_be_bytes());
             s(&mut h, &self.tls_sni);
         }
+        // And the tunnel only for decapsulated flows.
+        if !self.tunnel.is_empty() {
+            s(&mut h, &self.tunnel);
+            h.update(self.tunnel_id.to_be_bytes());
+            h.update(self.outer_src.octets());
+            h.update(self.outer_dst.octets());
+        }
         h.finalize().into()
     }
 
@@ -293,7 +316,35 @@ impl<'a> FlowRow<'a> {
                 rcode: u8::try_from(self.dns_rcode).ok(),
             }),
             sni: (!self.tls_sni.is_empty()).then(|| self.tls_sni.to_string()),
+            tunnel: match &*self.tunnel {
+                "" => None,
+                name => {
+                    let kind = tidegate_wire::record::tunnel_kind::from_name(name)
+                        .ok_or_else(|| format!("tunnel {name:?}"))?;
+                    let outer = |a: Ipv6Addr| {
+                        (!a.is_unspecified()).then(|| match a.to_ipv4_mapped() {
+                            Some(v4) => IpAddr::V4(v4),
+                            None => IpAddr::V6(a),
+                        })
+                    };
+                    Some(tidegate_wire::record::TunnelMeta {
+                        kind,
+                        id: self.tunnel_id,
+                        outer_src: outer(self.outer_src),
+                        outer_dst: outer(self.outer_dst),
+                    })
+                }
+            },
         })
+    }
+}
+
+/// An address as the IPv6 columns hold it (IPv4-mapped; `::` for none).
+fn mapped(a: Option<IpAddr>) -> Ipv6Addr {
+    match a {
+        Some(IpAddr::V4(v4)) => v4.to_ipv6_mapped(),
+        Some(IpAddr::V6(v6)) => v6,
+        None => Ipv6Addr::UNSPECIFIED,
     }
 }
 

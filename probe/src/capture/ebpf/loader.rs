@@ -20,7 +20,7 @@ use tidegate_common::{
         APP_SAMPLES, CLOCK, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, COUNTERS, ClockWord,
         DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_SLOTS, ENF_HOST4, ENF_HOST6,
         ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, PROG_TC_EGRESS, PROG_XDP,
-        PROG_XDP_LINEAR,
+        PROG_XDP_LINEAR, TUNNELS,
     },
     slot::{flows_for_slots, slots_for_flows},
 };
@@ -202,6 +202,8 @@ pub struct EbpfOptions {
     pub egress: bool,
     /// Clock for packet timestamps.
     pub timestamps: Timestamps,
+    /// Which header keys a tunnelled packet.
+    pub tunnels: crate::capture::TunnelMode,
     /// Capacity of each enforcement prefix map (LPM trie and exact-match hash).
     pub enforce_prefixes: u32,
     /// Install the collector's enforcement policies (the probe announces it can).
@@ -220,6 +222,7 @@ impl Default for EbpfOptions {
             xdp_mode: XdpModeChoice::Auto,
             egress: true,
             timestamps: Timestamps::Tick,
+            tunnels: crate::capture::TunnelMode::Outer,
             enforce_prefixes: DEFAULT_ENF_PREFIXES,
             enforce: false,
             enforce_max_offline_secs: None,
@@ -317,6 +320,11 @@ impl EbpfCapture {
             .map_max_entries(FLOWS, slots)
             .map_max_entries(FLOWS_TAKEN, taken_words(slots) as u32)
             .override_global(FLOW_SLOTS, &slots, true)
+            .override_global(
+                TUNNELS,
+                &u8::from(opts.tunnels == crate::capture::TunnelMode::Inner),
+                true,
+            )
             .map_max_entries(FALLBACK, opts.fallback_bytes)
             .map_max_entries(ENF_LPM4[0], opts.enforce_prefixes)
             .map_max_entries(ENF_LPM4[1], opts.enforce_prefixes)
@@ -546,12 +554,12 @@ impl EbpfCapture {
         n
     }
 
-    /// Hands every waiting payload sample (flow key, payload start) to `out`, at most
-    /// `max` of them (the rest wait for the next call).
+    /// Hands every waiting sample (flow key, [`AppSample::kind`], payload start or outer
+    /// IP header) to `out`, at most `max` of them (the rest wait for the next call).
     pub fn drain_app_samples(
         &mut self,
         max: usize,
-        out: &mut impl FnMut(&FlowKey, &[u8]),
+        out: &mut impl FnMut(&FlowKey, u8, &[u8]),
     ) -> usize {
         let mut n = 0;
         while n < max {
@@ -565,7 +573,7 @@ impl EbpfCapture {
             // SAFETY: the kernel wrote an AppSample; read_unaligned copes with alignment.
             let s: AppSample = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             let len = usize::from(s.len).min(APP_SAMPLE_BYTES);
-            out(&s.key, &s.data[..len]);
+            out(&s.key, s.kind, &s.data[..len]);
         }
         n
     }

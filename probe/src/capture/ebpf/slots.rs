@@ -299,7 +299,6 @@ mod tests {
                 let (word, bit) = t.taken_bit(i);
                 word.fetch_or(bit, Ordering::AcqRel);
                 (*s).key = *k;
-                (*s).first_ns = now;
                 (*s).state = live_tag(flow_hash(k));
             }
             assert_eq!((*s).key, *k);
