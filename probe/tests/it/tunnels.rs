@@ -1,7 +1,7 @@
 //! With `tunnels = "inner"` a tunnelled packet is keyed by the IP header inside its GRE,
 //! VXLAN, GTP-U or IP-in-IP tunnel: replay gives what tshark gives for the innermost
-//! header (the corpus tool's `--layer inner`), and XDP on a veth line gives what replay
-//! gives — the same inner flows, tunnel kinds, ids and outer endpoints.
+//! header (the corpus tool's `--layer inner`), and XDP and AF_PACKET on a veth line give
+//! what replay gives — the same inner flows, tunnel kinds, ids and outer endpoints.
 
 use std::{
     collections::BTreeMap,
@@ -15,9 +15,12 @@ use tidegate_probe::{
     app::FlowAttrs,
     capture::{
         TunnelMode,
+        afpacket::AfPacketCapture,
         ebpf::{EbpfCapture, EbpfOptions, XdpModeChoice},
         pcap::Replay,
     },
+    config::Line,
+    live::LiveSource,
     record::FlowRecord,
     table::{FlowTable, Timeouts},
 };
@@ -241,4 +244,90 @@ fn xdp_keys_tunnelled_packets_like_replay() {
         compared += 1;
     }
     assert_eq!(compared, TUNNEL_CAPTURES.len());
+}
+
+/// The flows AF_PACKET (tunnels inner) sees arriving on `pair.if_b` while tcpreplay
+/// sends `file` into the other end.
+fn afpacket_inner(pair: &VethPair, file: &Path) -> Vec<FlowRecord> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let ready = std::sync::atomic::AtomicBool::new(false);
+    use std::sync::atomic::Ordering::SeqCst;
+    std::thread::scope(|s| {
+        let rx = s.spawn(|| {
+            VethPair::in_ns(&pair.ns_b, || {
+                let line = Line {
+                    name: "l".into(),
+                    iface: pair.if_b.clone(),
+                };
+                let mut cap = AfPacketCapture::open(&[line], Tunnels::Inner).expect("AF_PACKET");
+                let mut table = FlowTable::new(Timeouts::default());
+                let take = |cap: &mut AfPacketCapture, table: &mut FlowTable| {
+                    cap.poll(Duration::from_millis(20), &mut |k, s| table.observe(k, s))
+                        .unwrap();
+                    cap.app_samples(&mut |k, kind, p| table.inspect_early(k, kind, p, 1));
+                };
+                ready.store(true, SeqCst);
+                while !stop.load(SeqCst) {
+                    take(&mut cap, &mut table);
+                }
+                let end = std::time::Instant::now() + Duration::from_millis(300);
+                while std::time::Instant::now() < end {
+                    take(&mut cap, &mut table);
+                }
+                cap.finish(&mut |k, s| table.observe(k, s)).unwrap();
+                let c = cap.counters().unwrap();
+                assert_eq!(c[Counter::CaptureDropped as usize], 0);
+                let mut records = Vec::new();
+                table.flush(|k, s, attrs: FlowAttrs| {
+                    if k.direction == 0 {
+                        let mut r = FlowRecord::new(k, s, "l");
+                        attrs.apply(&mut r);
+                        records.push(r);
+                    }
+                });
+                records
+            })
+            .unwrap()
+        });
+        while !ready.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let st = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pair.ns_a,
+                "tcpreplay",
+                "-q",
+                "-i",
+                &pair.if_a,
+                "--topspeed",
+            ])
+            .arg(file)
+            .output()
+            .unwrap();
+        stop.store(true, SeqCst);
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        rx.join().unwrap()
+    })
+}
+
+#[test]
+fn afpacket_keys_tunnelled_packets_like_replay() {
+    let pair = VethPair::new("tua").expect("veth pair");
+    let dir = tempfile::tempdir().unwrap();
+    for c in TUNNEL_CAPTURES {
+        let copy = sendable_copy(&corpus_pcap(c), dir.path()).expect("an Ethernet capture");
+        let want = replay(std::slice::from_ref(&copy), Tunnels::Inner);
+        let got = afpacket_inner(&pair, &copy);
+        assert_eq!(
+            by_tunnel(&got),
+            by_tunnel(&want),
+            "{c}: AF_PACKET vs replay"
+        );
+    }
 }
