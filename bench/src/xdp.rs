@@ -13,10 +13,7 @@ use tidegate_common::maps::{
     ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, PROG_XDP,
     PROG_XDP_BASELINE, PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
 };
-use tidegate_probe::capture::{
-    ebpf::{OBJECT, flow_slots},
-    pcap::CaptureReader,
-};
+use tidegate_probe::capture::{ebpf::OBJECT, pcap::CaptureReader};
 
 /// Loads the object with a flow table sized for `flow_entries` flows (as the probe
 /// sizes it) and the tick clock (the probe's default), and
@@ -28,7 +25,7 @@ pub fn load_for_test_runs(flow_entries: u32) -> anyhow::Result<Ebpf> {
 
 /// [`load_for_test_runs`] with room for `prefixes` enforcement prefixes per generation.
 pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Ebpf> {
-    let slots = flow_slots(flow_entries);
+    let slots = tidegate_common::slot::slots_for_flows(flow_entries);
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(FLOWS, slots)
         .map_max_entries(FLOWS_TAKEN, slots.div_ceil(64))

@@ -6,7 +6,7 @@
 //! and a local ClickHouse talk over that namespace's loopback. Each run floods a new
 //! target address, so each raises a new alert.
 //!
-//! `sudo target/release/detect_latency [--runs 10] [--out bench/results/detect_latency.md]`
+//! `target/release/detect_latency [--runs 10] [--out bench/results/detect_latency.md]`
 
 use std::{
     fmt::Write as _,
@@ -238,7 +238,7 @@ fn main() -> anyhow::Result<()> {
     writeln!(s, "{}", machine.markdown())?;
     writeln!(
         s,
-        "Command: `sudo target/release/detect_latency --runs {} --packets {} --pps {}{}`\n",
+        "Command: `target/release/detect_latency --runs {} --packets {} --pps {}{}`\n",
         a.runs,
         a.packets,
         a.pps,

@@ -3,8 +3,8 @@
 //! Needs root (namespaces, XDP) and `scripts/setup-bench.sh`.
 //!
 //! ```sh
-//! sudo target/release/peers            # writes bench/results/peers.md, .json and loss_vs_rate.png
-//! sudo target/release/peers --smoke    # seconds; a few thousand packets, one rate, tools present
+//! target/release/peers            # writes bench/results/peers.md, .json and loss_vs_rate.png
+//! target/release/peers --smoke    # seconds; a few thousand packets, one rate, tools present
 //! ```
 
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! benchmarks, a table of headline ratios with their absolute figures, then every
 //! results file in the order of issue 7's measurements, and the loss-vs-rate plot.
 //!
-//! `target/release/results --command "sudo scripts/bench.sh" [--dir bench/results] [--out bench/RESULTS.md]`
+//! `target/release/results --command "scripts/bench.sh" [--dir bench/results] [--out bench/RESULTS.md]`
 
 use std::{fmt::Write as _, path::PathBuf};
 
@@ -462,25 +462,25 @@ fn main() -> anyhow::Result<()> {
         &mut s,
         "1. eBPF per-packet cost (`bench/src/bin/xdp_cost.rs`)",
         &xdp,
-        "`sudo target/release/xdp_cost`",
+        "`target/release/xdp_cost`",
     )?;
     section(
         &mut s,
         "2. Loss at the generator's rates over a veth, tidegate vs peers (`bench/src/bin/peers.rs`)",
         &peers,
-        "`sudo target/release/peers`",
+        "`target/release/peers`",
     )?;
     section(
         &mut s,
         "2b. Machine CPU per packet over a veth, tidegate vs peers (`bench/src/bin/veth_cpu.rs`)",
         &veth_cpu,
-        "`sudo target/release/veth_cpu`",
+        "`target/release/veth_cpu`",
     )?;
     section(
         &mut s,
         "3. Flow-table scaling (`bench/src/bin/scaling.rs`)",
         &scaling,
-        "`sudo target/release/scaling`",
+        "`target/release/scaling`",
     )?;
     writeln!(s, "## 4. Collector\n")?;
     section(
@@ -548,7 +548,7 @@ fn main() -> anyhow::Result<()> {
         &mut s,
         "7. Enforcement: XDP cost by policy size, policy change to enforcement (`bench/src/bin/enforce_cost.rs`)",
         &enforce,
-        "`sudo target/release/enforce_cost`",
+        "`target/release/enforce_cost`",
     )?;
     writeln!(s, "## 8. Plot: loss vs offered rate\n")?;
     if png {

@@ -13,7 +13,7 @@
 //!   RSS growth per held flow and records/s of inserting one record per flow, then
 //!   records/s of max(2M, K) records over the K flows (merges).
 //!
-//! `sudo target/release/scaling [--smoke] [--out FILE]`
+//! `target/release/scaling [--smoke] [--out FILE]`
 
 use std::{fmt::Write as _, net::Ipv4Addr, path::PathBuf, process::Command, time::Instant};
 
@@ -136,7 +136,7 @@ fn run_once(p: &Xdp, f: &[u8], out: &mut [u8]) -> anyhow::Result<u64> {
 
 fn probe_point(n: u32, sample: usize) -> anyhow::Result<ProbePoint> {
     let mut ebpf = load_for_test_runs(n)?;
-    let entries = tidegate_probe::capture::ebpf::flow_slots(n);
+    let entries = tidegate_common::slot::slots_for_flows(n);
     // BPF_MAP_TYPE_ARRAY = 2.
     let memlock = memlock_of(2, entries).unwrap_or(0);
     let mut mf = ManyFlows::take(&mut ebpf)?;

@@ -12,7 +12,7 @@
 //! which costs by itself; tidegate is compared with it). Modes run in rotating order,
 //! `--repeats` times; medians are reported.
 //!
-//! `sudo target/release/veth_cpu [--smoke] [--out FILE]`
+//! `target/release/veth_cpu [--smoke] [--out FILE]`
 
 use std::{
     fmt::Write as _,
@@ -24,7 +24,6 @@ use anyhow::Context;
 use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
 use clap::Parser;
 use tidegate_bench::{
-    machine::Machine,
     numbers::thousands,
     peers::tools::{Ctx, Running, Tool},
     xdp::load_for_test_runs,
@@ -41,8 +40,8 @@ struct Args {
     /// Offered rate, packets/s.
     #[arg(long, default_value_t = 200_000)]
     rate: u64,
-    /// Distinct flows (source ports; at most 50 000).
-    #[arg(long, default_value_t = 50_000)]
+    /// Distinct flows (source × destination ports beyond 50 000).
+    #[arg(long, default_value_t = 100_000)]
     flows: u32,
     /// Packets per run.
     #[arg(long, default_value_t = 2_000_000)]
@@ -232,7 +231,6 @@ fn main() -> anyhow::Result<()> {
             missing.push(t.name());
         }
     }
-    let machine = Machine::describe();
     let started = Instant::now();
     let tmp = tempfile::Builder::new().prefix("tgb-vethcpu-").tempdir()?;
     let pair = VethPair::new("vcpu")?;
@@ -272,14 +270,10 @@ fn main() -> anyhow::Result<()> {
     };
 
     let mut s = String::new();
-    writeln!(s, "# Machine CPU per packet over a veth (generated)\n")?;
-    writeln!(s, "{}", machine.markdown())?;
-    writeln!(
-        s,
-        "Command: `{}` ({:.0} s)\n",
-        std::env::args().collect::<Vec<_>>().join(" "),
-        started.elapsed().as_secs_f64()
-    )?;
+    s.push_str(&tidegate_bench::report::heading(
+        "Machine CPU per packet over a veth",
+    ));
+    writeln!(s, "Took {:.0} s.\n", started.elapsed().as_secs_f64())?;
     writeln!(
         s,
         "Workload: trafgen sends {} frames of 60 bytes (IPv4/UDP) over {} flows at {} packets/s from \

@@ -161,7 +161,7 @@ pub struct Counted {
 struct Tally<'a> {
     w: &'a UdpWorkload,
     out: Counted,
-    seen: HashSet<u16>,
+    seen: HashSet<(u16, u16)>,
 }
 
 impl<'a> Tally<'a> {
@@ -178,7 +178,7 @@ impl<'a> Tally<'a> {
         if self.w.is_flow(src, dst, sport, dport, proto) {
             self.out.packets += pk;
             if pk > 0 {
-                self.seen.insert(sport);
+                self.seen.insert((sport, dport));
             }
         } else {
             self.out.foreign_records += 1;

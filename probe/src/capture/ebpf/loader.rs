@@ -91,12 +91,6 @@ pub const LINEAR_MAX_MTU: u32 = 3000;
 /// table is at most half full).
 pub const RETIRE_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Slots for a requested number of concurrent flows (a quarter more: see
-/// [`slots_for_flows`]).
-pub fn flow_slots(flows: u32) -> u32 {
-    slots_for_flows(flows)
-}
-
 /// The packet clock word (`CLOCK`), mapped into the probe, and for the tick clock the
 /// thread that stores CLOCK_MONOTONIC into it every [`TICK_PERIOD`] (a plain store into
 /// shared memory, no syscall); the thread stops when this is dropped.
@@ -315,7 +309,7 @@ impl EbpfCapture {
     /// Loads the programs and maps into the kernel (nothing attached yet).
     pub fn load(opts: EbpfOptions) -> Result<Self, EbpfError> {
         raise_memlock();
-        let slots = flow_slots(opts.flow_entries);
+        let slots = slots_for_flows(opts.flow_entries);
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(FLOWS, slots)
             .map_max_entries(FLOWS_TAKEN, taken_words(slots) as u32)

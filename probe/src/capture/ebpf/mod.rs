@@ -16,5 +16,5 @@ pub use enforce::{Enforcer, Installed, RuleTotal, SharedEnforcer, dup};
 pub use error::EbpfError;
 pub use loader::{
     AttachReport, EbpfCapture, EbpfOptions, LINEAR_MAX_MTU, OBJECT, RETIRE_IDLE, TICK_PERIOD,
-    Timestamps, XdpModeChoice, flow_slots, ifindex,
+    Timestamps, XdpModeChoice, ifindex,
 };
