@@ -12,6 +12,7 @@ use tidegate_common::maps::{
     BENCH, BENCH_FLOWS, BENCH_RUN, BENCH_STRIDE, CLOCK, CLOCK_TICK, ClockWord, ENF_HOST4,
     ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, PROG_XDP,
     PROG_XDP_BASELINE, PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
+    TUNNELS,
 };
 use tidegate_probe::capture::{ebpf::OBJECT, pcap::CaptureReader};
 
@@ -25,11 +26,22 @@ pub fn load_for_test_runs(flow_entries: u32) -> anyhow::Result<Ebpf> {
 
 /// [`load_for_test_runs`] with room for `prefixes` enforcement prefixes per generation.
 pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Ebpf> {
+    load_with(flow_entries, prefixes, false)
+}
+
+/// [`load_for_test_runs`] keying tunnelled packets by their inner header
+/// (`tunnels = "inner"`).
+pub fn load_decapsulating(flow_entries: u32) -> anyhow::Result<Ebpf> {
+    load_with(flow_entries, 1024, true)
+}
+
+fn load_with(flow_entries: u32, prefixes: u32, inner: bool) -> anyhow::Result<Ebpf> {
     let slots = tidegate_common::slot::slots_for_flows(flow_entries);
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(FLOWS, slots)
         .map_max_entries(FLOWS_TAKEN, slots.div_ceil(64))
         .override_global(FLOW_SLOTS, &slots, true)
+        .override_global(TUNNELS, &u8::from(inner), true)
         .map_max_entries(FALLBACK, 1 << 20)
         .map_max_entries(ENF_LPM4[0], prefixes)
         .map_max_entries(ENF_LPM4[1], prefixes)
@@ -62,6 +74,26 @@ pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Eb
         p.load()?;
     }
     Ok(ebpf)
+}
+
+/// Every complete Ethernet frame (up to 1514 bytes) of the corpus captures `names`.
+pub fn frames_of(dir: &Path, names: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for n in names {
+        let f = dir.join(n);
+        let mut rd =
+            CaptureReader::open(&f).map_err(|e| anyhow::anyhow!("{}: {e:?}", f.display()))?;
+        while let Ok(Some(fr)) = rd.next_frame() {
+            if fr.linktype == 1
+                && fr.data.len() as u32 == fr.orig_len
+                && (14..=1514).contains(&fr.data.len())
+            {
+                out.push(fr.data.to_vec());
+            }
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "no Ethernet frames in {names:?}");
+    Ok(out)
 }
 
 /// Ethernet frames from every corpus capture, round-robin until `n`.

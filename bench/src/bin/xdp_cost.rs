@@ -19,7 +19,10 @@ use aya::{
     programs::Xdp,
 };
 use clap::Parser;
-use tidegate_bench::xdp::{ManyFlows, corpus_frames, load_for_test_runs, many_flows_frame, run_ns};
+use tidegate_bench::xdp::{
+    ManyFlows, corpus_frames, frames_of, load_decapsulating, load_for_test_runs, many_flows_frame,
+    run_ns,
+};
 use tidegate_common::maps::{
     CLOCK, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, ClockWord, PROG_XDP, PROG_XDP_BASELINE,
     PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
@@ -245,6 +248,74 @@ fn main() -> anyhow::Result<()> {
          caches for the slot (one DRAM access costs 180-310 ns on this machine).\n",
         tidegate_bench::numbers::thousands(&a.prefill.to_string())
     )?;
+    tunnels(&mut s, &a, &ebpf)?;
     tidegate_bench::report::publish(s, a.smoke, Some(&a.out))?;
+    Ok(())
+}
+
+/// The corpus's tunnel captures (GRE carrying PPP, VXLAN, GTP-U, 4in6, 6in4).
+const TUNNEL_CAPTURES: [&str; 5] = [
+    "ndpi-gre.pcapng",
+    "ndpi-vxlan.pcap",
+    "ndpi-ipv6_in_gtp.pcap",
+    "ndpi-4in6tunnel.pcap",
+    "ndpi-6in4tunnel.pcap",
+];
+
+/// The cost of keying tunnelled packets by their inner header: the default (linear,
+/// tick) program of the default object (`tunnels = "outer"`) and of one loaded with
+/// `tunnels = "inner"`, on every frame of the tunnel captures, over the baseline.
+fn tunnels(s: &mut String, a: &Args, outer: &aya::Ebpf) -> anyhow::Result<()> {
+    let frames = frames_of(&a.corpus, &TUNNEL_CAPTURES)?;
+    let inner = load_decapsulating(frames.len() as u32 * 4 + 1024)?;
+    let base: &Xdp = outer
+        .program(PROG_XDP_BASELINE)
+        .context("program")?
+        .try_into()?;
+    let out_tg: &Xdp = outer
+        .program(PROG_XDP_LINEAR)
+        .context("program")?
+        .try_into()?;
+    let in_tg: &Xdp = inner
+        .program(PROG_XDP_LINEAR)
+        .context("program")?
+        .try_into()?;
+    let mut buf = vec![0u8; 2048];
+    for f in &frames {
+        run_ns(out_tg, f, 1, &mut buf)?;
+        run_ns(in_tg, f, 1, &mut buf)?;
+    }
+    let repeat = a.repeat;
+    let mut t = [0f64; 3];
+    for f in &frames {
+        t[0] += run_ns(base, f, repeat, &mut buf)?;
+        t[1] += run_ns(out_tg, f, repeat, &mut buf)?;
+        t[2] += run_ns(in_tg, f, repeat, &mut buf)?;
+    }
+    let [b, o, i] = t.map(|x| x / frames.len() as f64);
+    writeln!(s, "### Tunnels: keyed by the inner header\n")?;
+    writeln!(
+        s,
+        "All {} Ethernet frames of the corpus's tunnel captures ({}), each run {} times, the \
+         default program (linear, tick) as loaded by default (`tunnels = \"outer\"`: the \
+         verifier removes the inner path) and with `tunnels = \"inner\"` (a second parse inside \
+         the tunnel, and the outer header sent to the probe on a flow's first packet per \
+         interval).\n",
+        frames.len(),
+        TUNNEL_CAPTURES.join(", "),
+        repeat
+    )?;
+    writeln!(
+        s,
+        "| baseline ns/pkt | tunnels outer ns/pkt | ratio | tunnels inner ns/pkt | ratio | inner − outer ns |"
+    )?;
+    writeln!(s, "|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        s,
+        "| {b:.1} | {o:.1} | {:.2}× | {i:.1} | {:.2}× | {:.1} |",
+        o / b,
+        i / b,
+        i - o
+    )?;
     Ok(())
 }
