@@ -76,21 +76,28 @@ fn load_with(flow_entries: u32, prefixes: u32, inner: bool) -> anyhow::Result<Eb
     Ok(ebpf)
 }
 
-/// Every complete Ethernet frame (up to 1514 bytes) of the corpus captures `names`.
+/// The complete Ethernet frames (14 to 1514 bytes, as a veth or NIC carries them) of
+/// the capture at `path`.
+fn ethernet_frames(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut rd =
+        CaptureReader::open(path).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+    let mut out = Vec::new();
+    while let Ok(Some(fr)) = rd.next_frame() {
+        if fr.linktype == 1
+            && fr.data.len() as u32 == fr.orig_len
+            && (14..=1514).contains(&fr.data.len())
+        {
+            out.push(fr.data.to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Every complete Ethernet frame of the corpus captures `names` (in `dir`).
 pub fn frames_of(dir: &Path, names: &[&str]) -> anyhow::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     for n in names {
-        let f = dir.join(n);
-        let mut rd =
-            CaptureReader::open(&f).map_err(|e| anyhow::anyhow!("{}: {e:?}", f.display()))?;
-        while let Ok(Some(fr)) = rd.next_frame() {
-            if fr.linktype == 1
-                && fr.data.len() as u32 == fr.orig_len
-                && (14..=1514).contains(&fr.data.len())
-            {
-                out.push(fr.data.to_vec());
-            }
-        }
+        out.extend(ethernet_frames(&dir.join(n))?);
     }
     anyhow::ensure!(!out.is_empty(), "no Ethernet frames in {names:?}");
     Ok(out)
@@ -103,21 +110,11 @@ pub fn corpus_frames(dir: &Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let Ok(mut rd) = CaptureReader::open(&f) else {
-            continue;
-        };
-        while let Ok(Some(fr)) = rd.next_frame() {
-            // Ethernet only, complete frames of a size a veth/NIC would carry.
-            if fr.linktype == 1
-                && fr.data.len() as u32 == fr.orig_len
-                && (14..=1514).contains(&fr.data.len())
-            {
-                out.push(fr.data.to_vec());
-            }
-        }
-    }
+    // Captures that are not readable (or not captures) are skipped.
+    let out: Vec<Vec<u8>> = files
+        .iter()
+        .flat_map(|f| ethernet_frames(f).unwrap_or_default())
+        .collect();
     anyhow::ensure!(!out.is_empty(), "no Ethernet frames in {}", dir.display());
     // Spread the sample over the whole corpus.
     let step = (out.len() / n).max(1);

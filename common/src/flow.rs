@@ -217,6 +217,9 @@ pub const SAMPLE_PAYLOAD: u8 = 0;
 /// [`AppSample::kind`]: the outer IP header of a decapsulated tunnel packet (its first
 /// 40 bytes, or fewer when the packet is shorter), for the tunnel's endpoints.
 pub const SAMPLE_OUTER_IP: u8 = 1;
+/// Bytes of a tunnel's outer IP header a [`SAMPLE_OUTER_IP`] sample carries: an IPv6
+/// header's (an IPv4 one is shorter; the rest is its options or the tunnel header).
+pub const OUTER_IP_SAMPLE_BYTES: usize = 40;
 
 /// L4 payload bytes a kernel program copies into an [`AppSample`] at most.
 pub const APP_SAMPLE_BYTES: usize = 1024;

@@ -17,7 +17,7 @@ pub mod slot;
 pub use counters::{COUNTER_SLOTS, Counter, CounterBlock};
 pub use flow::{
     APP_SAMPLE_BYTES, AppSample, Direction, FallbackRecord, FlowKey, FlowStats, NO_VLAN,
-    SAMPLE_OUTER_IP, SAMPLE_PAYLOAD,
+    OUTER_IP_SAMPLE_BYTES, SAMPLE_OUTER_IP, SAMPLE_PAYLOAD,
 };
 pub use parse::{
     PacketBytes, ParseError, Parsed, Tunnel, Tunnels, WireFrame, parse_ethernet, parse_frame,

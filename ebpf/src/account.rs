@@ -5,7 +5,8 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
 use tidegate_common::{
     APP_SAMPLE_BYTES, AppSample, COUNTER_SLOTS, Counter, CounterBlock, Direction, FallbackRecord,
-    FlowKey, FlowSlot, PacketBytes, Parsed, SAMPLE_OUTER_IP, SAMPLE_PAYLOAD, Tunnels,
+    FlowKey, FlowSlot, OUTER_IP_SAMPLE_BYTES, PacketBytes, Parsed, SAMPLE_OUTER_IP, SAMPLE_PAYLOAD,
+    Tunnels,
     maps::{CLOCK_COARSE, CLOCK_TICK},
     parse_ethernet,
     slot::{PROBE_WINDOW, SLOT_BUSY, SLOT_EMPTY, flow_hash, home_slot, key_words, live_tag},
@@ -395,10 +396,6 @@ fn sample_app(
     entry.submit(0);
 }
 
-/// Bytes of a tunnel's outer IP header sent for its endpoints (an IPv6 header; an IPv4
-/// one is shorter, and the rest is its options or payload).
-const OUTER_IP_BYTES: u32 = 40;
-
 /// Sends the outer IP header of a decapsulated tunnel packet to userspace, which reads
 /// the tunnel's endpoints from it.
 #[inline(always)]
@@ -421,11 +418,11 @@ fn sample_outer(
         (*s)._pad = [0; 5];
         let data = core::ptr::addr_of_mut!((*s).data) as *mut u8;
         // An IPv4 outer header with its tunnel header is always longer than 40 bytes.
-        if load(p.outer_l3_off as u32, data, OUTER_IP_BYTES) != 0 {
+        if load(p.outer_l3_off as u32, data, OUTER_IP_SAMPLE_BYTES as u32) != 0 {
             entry.discard(0);
             return;
         }
-        (*s).len = OUTER_IP_BYTES as u16;
+        (*s).len = OUTER_IP_SAMPLE_BYTES as u16;
     }
     entry.submit(0);
 }

@@ -40,6 +40,16 @@ pub fn corpus_pcap(name: &str) -> PathBuf {
     p
 }
 
+/// The corpus captures of every tunnel kind the parser opens: GRE (PPTP's, carrying PPP),
+/// VXLAN, GTP-U (IPv6 inside), 4in6 and 6in4.
+pub const TUNNEL_CAPTURES: [&str; 5] = [
+    "ndpi-gre.pcapng",
+    "ndpi-vxlan.pcap",
+    "ndpi-ipv6_in_gtp.pcap",
+    "ndpi-4in6tunnel.pcap",
+    "ndpi-6in4tunnel.pcap",
+];
+
 /// Every corpus capture (`.pcap`, `.pcapng`), sorted by name.
 pub fn corpus_pcaps() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(corpus_dir().join("pcap"))

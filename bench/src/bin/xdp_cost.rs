@@ -253,19 +253,11 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The corpus's tunnel captures (GRE carrying PPP, VXLAN, GTP-U, 4in6, 6in4).
-const TUNNEL_CAPTURES: [&str; 5] = [
-    "ndpi-gre.pcapng",
-    "ndpi-vxlan.pcap",
-    "ndpi-ipv6_in_gtp.pcap",
-    "ndpi-4in6tunnel.pcap",
-    "ndpi-6in4tunnel.pcap",
-];
-
 /// The cost of keying tunnelled packets by their inner header: the default (linear,
 /// tick) program of the default object (`tunnels = "outer"`) and of one loaded with
 /// `tunnels = "inner"`, on every frame of the tunnel captures, over the baseline.
 fn tunnels(s: &mut String, a: &Args, outer: &aya::Ebpf) -> anyhow::Result<()> {
+    use tidegate_testkit::paths::TUNNEL_CAPTURES;
     let frames = frames_of(&a.corpus, &TUNNEL_CAPTURES)?;
     let inner = load_decapsulating(frames.len() as u32 * 4 + 1024)?;
     let base: &Xdp = outer

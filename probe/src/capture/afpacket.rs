@@ -76,8 +76,6 @@ pub struct AfPacketCapture {
 
 /// Payload samples held between hand-overs, at most (more are counted as lost).
 const SAMPLES_MAX: usize = 4096;
-/// Bytes of a tunnel's outer IP header kept for its endpoints (an IPv6 header's).
-const OUTER_IP_BYTES: usize = 40;
 
 fn setopt(
     fd: libc::c_int,
@@ -273,7 +271,7 @@ impl AfPacketCapture {
             if key.tunnel != 0 && !self.outer_sampled.contains(&key) {
                 let outer = frame.get(parsed.outer_l3_off as usize..).unwrap_or(&[]);
                 if self.samples.len() < SAMPLES_MAX {
-                    let keep = outer.len().min(OUTER_IP_BYTES);
+                    let keep = outer.len().min(tidegate_common::OUTER_IP_SAMPLE_BYTES);
                     self.samples
                         .push((key, SAMPLE_OUTER_IP, outer[..keep].to_vec()));
                     self.outer_sampled.insert(key);

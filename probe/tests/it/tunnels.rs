@@ -24,22 +24,15 @@ use tidegate_probe::{
     record::FlowRecord,
     table::{FlowTable, Timeouts},
 };
-use tidegate_testkit::{net::VethPair, paths::corpus_dir, paths::corpus_pcap};
+use tidegate_testkit::{
+    net::VethPair,
+    paths::{TUNNEL_CAPTURES, corpus_dir, corpus_pcap},
+};
 
 use crate::{
     support::corpus::{Counts, Key, read_truth, sum_records},
     xdp_matches_replay::sendable_copy,
 };
-
-/// Captures of every tunnel kind the parser opens: GRE (PPTP's, carrying PPP), VXLAN,
-/// GTP-U (IPv6 inside), 4in6 and 6in4.
-const TUNNEL_CAPTURES: [&str; 5] = [
-    "ndpi-gre.pcapng",
-    "ndpi-vxlan.pcap",
-    "ndpi-ipv6_in_gtp.pcap",
-    "ndpi-4in6tunnel.pcap",
-    "ndpi-6in4tunnel.pcap",
-];
 
 /// tshark's flows by the innermost IP header (the corpus tool, `--layer inner`).
 fn tshark_inner(pcap: &Path, dir: &Path) -> BTreeMap<Key, Counts> {
