@@ -12,36 +12,25 @@ use tidegate_common::maps::{
     BENCH, BENCH_FLOWS, BENCH_RUN, BENCH_STRIDE, CLOCK, CLOCK_TICK, ClockWord, ENF_HOST4,
     ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, PROG_XDP,
     PROG_XDP_BASELINE, PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
-    TUNNELS,
+    Programs,
 };
 use tidegate_probe::capture::{ebpf::OBJECT, pcap::CaptureReader};
 
 /// Loads the object with a flow table sized for `flow_entries` flows (as the probe
 /// sizes it) and the tick clock (the probe's default), and
-/// loads the flow-accounting XDP programs (multi-buffer and linear) and the return-only
-/// baseline (needs root).
+/// loads the flow-accounting XDP programs (multi-buffer and linear, both tunnel modes:
+/// [`Programs::for_tunnels`]) and the return-only baseline (needs root).
 pub fn load_for_test_runs(flow_entries: u32) -> anyhow::Result<Ebpf> {
     load_with_prefixes(flow_entries, 1024)
 }
 
 /// [`load_for_test_runs`] with room for `prefixes` enforcement prefixes per generation.
 pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Ebpf> {
-    load_with(flow_entries, prefixes, false)
-}
-
-/// [`load_for_test_runs`] keying tunnelled packets by their inner header
-/// (`tunnels = "inner"`).
-pub fn load_decapsulating(flow_entries: u32) -> anyhow::Result<Ebpf> {
-    load_with(flow_entries, 1024, true)
-}
-
-fn load_with(flow_entries: u32, prefixes: u32, inner: bool) -> anyhow::Result<Ebpf> {
     let slots = tidegate_common::slot::slots_for_flows(flow_entries);
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(FLOWS, slots)
         .map_max_entries(FLOWS_TAKEN, slots.div_ceil(64))
         .override_global(FLOW_SLOTS, &slots, true)
-        .override_global(TUNNELS, &u8::from(inner), true)
         .map_max_entries(FALLBACK, 1 << 20)
         .map_max_entries(ENF_LPM4[0], prefixes)
         .map_max_entries(ENF_LPM4[1], prefixes)
@@ -63,9 +52,12 @@ fn load_with(flow_entries: u32, prefixes: u32, inner: bool) -> anyhow::Result<Eb
         pad: 0,
     };
     clock.set(0, tick, 0)?;
+    let inner = Programs::for_tunnels(tidegate_common::Tunnels::Inner);
     for name in [
         PROG_XDP,
         PROG_XDP_LINEAR,
+        inner.xdp,
+        inner.xdp_linear,
         PROG_XDP_BASELINE,
         PROG_XDP_BENCH_FLOWS,
         PROG_XDP_BENCH_FLOWS_BASELINE,

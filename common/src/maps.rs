@@ -9,9 +9,6 @@ pub const FLOWS: &str = "FLOWS";
 pub const FLOWS_TAKEN: &str = "FLOWS_TAKEN";
 /// Global (read-only data) the loader sets to the flow table's number of slots.
 pub const FLOW_SLOTS: &str = "FLOW_SLOTS";
-/// Global (read-only data) the loader sets to 1 when packets are keyed by the header
-/// inside their tunnel (`tunnels = "inner"`), 0 for the outermost.
-pub const TUNNELS: &str = "TUNNELS";
 /// `Array<u32>` of control words; see the `CTL_*` indices.
 pub const CONTROL: &str = "CONTROL";
 /// `Array<ClockWord>` with one entry, memory-mappable: which clock stamps packets and,
@@ -76,6 +73,36 @@ pub const PROG_XDP_LINEAR: &str = "tidegate_xdp_linear";
 pub const PROG_XDP_BASELINE: &str = "tidegate_xdp_baseline";
 /// TC classifier (egress, attached with TCX).
 pub const PROG_TC_EGRESS: &str = "tidegate_tc_egress";
+
+/// The accounting programs of one tunnel mode (one set per mode, so the default
+/// programs carry no inner-parse code): the loader loads and attaches only these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Programs {
+    /// Multi-buffer XDP (ingress).
+    pub xdp: &'static str,
+    /// XDP for frames that always fit one buffer.
+    pub xdp_linear: &'static str,
+    /// TC classifier (egress).
+    pub tc_egress: &'static str,
+}
+
+impl Programs {
+    /// The programs keying tunnelled packets as `tunnels` says.
+    pub const fn for_tunnels(tunnels: crate::Tunnels) -> Programs {
+        match tunnels {
+            crate::Tunnels::Outer => Programs {
+                xdp: PROG_XDP,
+                xdp_linear: PROG_XDP_LINEAR,
+                tc_egress: PROG_TC_EGRESS,
+            },
+            crate::Tunnels::Inner => Programs {
+                xdp: "tidegate_xdp_inner",
+                xdp_linear: "tidegate_xdp_linear_inner",
+                tc_egress: "tidegate_tc_egress_inner",
+            },
+        }
+    }
+}
 
 /// `CONTROL[CTL_ENFORCE]`: 0 = no policy (every packet passes, nothing judged);
 /// 1 = the `_0` enforcement maps; 2 = the `_1` maps. Userspace fills the idle set,

@@ -15,7 +15,7 @@ use tidegate_common::{
 use crate::{
     atomic,
     enforce::{Verdict, judge_packet},
-    maps::{APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, TUNNELS},
+    maps::{APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN},
     packet::Packet,
 };
 
@@ -39,10 +39,14 @@ impl Counters {
 /// With `enforce`, the packet is judged by the current policy first; the verdict is
 /// recorded with the flow and returned (the caller drops the packet if told to).
 /// `load(offset, to, len)` copies packet bytes (the program type's load-bytes helper; 0
-/// on success), for payload samples.
+/// on success), for payload samples. `tunnels` is a constant of each program (one
+/// program per mode, chosen by the loader): the default programs carry no inner-parse
+/// code, whose registers and branches cost every packet ~12 ns when it is compiled in.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub fn account(
     pkt: Packet,
+    tunnels: Tunnels,
     frame_len: u64,
     ifindex: u32,
     dir: Direction,
@@ -60,12 +64,6 @@ pub fn account(
     let count = |c: Counter, n: u64| counters.add(c, n);
     count(Counter::Packets, 1);
     count(Counter::FrameBytes, frame_len);
-    // SAFETY: a read-only global the loader sets before verification.
-    let tunnels = if unsafe { read_volatile(&TUNNELS) } != 0 {
-        Tunnels::Inner
-    } else {
-        Tunnels::Outer
-    };
     let parsed = match parse_ethernet(&pkt, tunnels) {
         Ok(p) => p,
         Err(e) => {
@@ -76,7 +74,7 @@ pub fn account(
     if let Some(w) = parsed.warn {
         count(w, 1);
     }
-    if parsed.key.tunnel != 0 {
+    if tunnels == Tunnels::Inner && parsed.key.tunnel != 0 {
         count(Counter::Decapsulated, 1);
     }
     let mut key = parsed.key;
@@ -127,7 +125,7 @@ pub fn account(
             sample_app(&pkt, &parsed, &key, &count, load);
         }
         // A tunnel's endpoints, once per flow per sweep interval.
-        if parsed.key.tunnel != 0 && seen <= packets {
+        if tunnels == Tunnels::Inner && parsed.key.tunnel != 0 && seen <= packets {
             sample_outer(&parsed, &key, &count, load);
         }
         return v;

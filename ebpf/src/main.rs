@@ -1,7 +1,8 @@
 //! tidegate's kernel programs.
 //!
 //! - `tidegate_xdp` (XDP, ingress) and `tidegate_tc_egress` (TC classifier attached with
-//!   TCX, egress) parse each packet with the shared parser in `tidegate-common` and add it
+//!   TCX, egress), and their `_inner` twins for `tunnels = "inner"` (one program per
+//!   tunnel mode, so the default ones carry no inner-parse code), parse each packet with the shared parser in `tidegate-common` and add it
 //!   to its flow's slot in the shared flow table (`FLOWS`, see `tidegate_common::slot`)
 //!   with atomic instructions.
 //! - Userspace reads the table through a memory mapping, exports each flow's growth
@@ -29,7 +30,7 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use tidegate_common::{Direction, enforce::VERDICT_DROPPED};
+use tidegate_common::{Direction, Tunnels, enforce::VERDICT_DROPPED};
 
 /// TCX_NEXT / TC_ACT_UNSPEC: let the next program (or the default action) decide.
 const TC_ACT_UNSPEC: i32 = -1;
@@ -37,6 +38,7 @@ const TC_ACT_UNSPEC: i32 = -1;
 /// Accounts every frame received on the interface and judges it by the enforcement
 /// policy (if userspace installed one): a packet a drop rule matches on a line in
 /// enforce mode is dropped (`XDP_DROP`) after being accounted; everything else passes.
+/// Tunnelled packets are keyed by their outermost header (`tunnels = "outer"`).
 ///
 /// Multi-buffer aware (`xdp.frags`), so it attaches to jumbo-MTU lines; headers are in
 /// the first buffer, and the frame length counts every fragment.
@@ -44,7 +46,7 @@ const TC_ACT_UNSPEC: i32 = -1;
 pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: valid context pointer for this run.
     let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
-    ingress(&ctx, frame_len)
+    ingress(&ctx, frame_len, Tunnels::Outer)
 }
 
 /// [`tidegate_xdp`] for lines whose frames always fit one buffer (the probe attaches it
@@ -53,14 +55,31 @@ pub fn tidegate_xdp(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn tidegate_xdp_linear(ctx: XdpContext) -> u32 {
     let frame_len = (ctx.data_end() - ctx.data()) as u64;
-    ingress(&ctx, frame_len)
+    ingress(&ctx, frame_len, Tunnels::Outer)
+}
+
+/// [`tidegate_xdp`] keying tunnelled packets by the header inside the tunnel
+/// (`tunnels = "inner"`).
+#[xdp(frags)]
+pub fn tidegate_xdp_inner(ctx: XdpContext) -> u32 {
+    // SAFETY: valid context pointer for this run.
+    let frame_len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    ingress(&ctx, frame_len, Tunnels::Inner)
+}
+
+/// [`tidegate_xdp_linear`] keying tunnelled packets by the header inside the tunnel.
+#[xdp]
+pub fn tidegate_xdp_linear_inner(ctx: XdpContext) -> u32 {
+    let frame_len = (ctx.data_end() - ctx.data()) as u64;
+    ingress(&ctx, frame_len, Tunnels::Inner)
 }
 
 #[inline(always)]
-fn ingress(ctx: &XdpContext, frame_len: u64) -> u32 {
+fn ingress(ctx: &XdpContext, frame_len: u64, tunnels: Tunnels) -> u32 {
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end(), frame_len as usize);
     let v = account::account(
         pkt,
+        tunnels,
         frame_len,
         ctx.ingress_ifindex() as u32,
         Direction::Ingress,
@@ -92,7 +111,7 @@ pub fn tidegate_xdp_bench_flows(ctx: XdpContext) -> u32 {
     if !bench::next_flow(&ctx) {
         return xdp_action::XDP_ABORTED;
     }
-    ingress(&ctx, (ctx.data_end() - ctx.data()) as u64)
+    ingress(&ctx, (ctx.data_end() - ctx.data()) as u64, Tunnels::Outer)
 }
 
 /// Benchmarks only: the same rewrite as [`tidegate_xdp_bench_flows`], then `XDP_PASS`.
@@ -105,8 +124,20 @@ pub fn tidegate_xdp_bench_flows_baseline(ctx: XdpContext) -> u32 {
 }
 
 /// Accounts every frame the host sends through the interface; never changes its fate.
+/// Tunnelled packets are keyed by their outermost header.
 #[classifier]
 pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {
+    egress(&ctx, Tunnels::Outer)
+}
+
+/// [`tidegate_tc_egress`] keying tunnelled packets by the header inside the tunnel.
+#[classifier]
+pub fn tidegate_tc_egress_inner(ctx: TcContext) -> i32 {
+    egress(&ctx, Tunnels::Inner)
+}
+
+#[inline(always)]
+fn egress(ctx: &TcContext, tunnels: Tunnels) -> i32 {
     let skb = ctx.skb.skb;
     // SAFETY: the context pointer is valid for the program's run.
     let (ifindex, gso_segs, len, vlan_present, vlan_tci) = unsafe {
@@ -137,6 +168,7 @@ pub fn tidegate_tc_egress(ctx: TcContext) -> i32 {
     let pkt = packet::Packet::new(ctx.data(), ctx.data_end(), len as usize);
     account::account(
         pkt,
+        tunnels,
         len as u64,
         ifindex,
         Direction::Egress,

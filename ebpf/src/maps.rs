@@ -9,8 +9,8 @@ use tidegate_common::{
     CounterBlock, FlowSlot,
     enforce::{EnforceConfig, LineRule, PrefixClass, RULE_COUNTER_ENTRIES, RuleCount},
     maps::{
-        CTL_COUNT, ClockWord, DEFAULT_APP_SAMPLE_BYTES, DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES,
-        DEFAULT_FLOW_SLOTS, ENF_LINE_ENTRIES, ENF_PORT_ENTRIES,
+        CTL_COUNT, ClockWord, DEFAULT_APP_SAMPLE_BYTES, DEFAULT_ENF_PREFIXES,
+        DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_SLOTS, ENF_LINE_ENTRIES, ENF_PORT_ENTRIES,
     },
 };
 
@@ -29,11 +29,6 @@ pub static FLOWS_TAKEN: Array<u64> =
 /// data: the verifier sees the constant).
 #[unsafe(no_mangle)]
 pub static FLOW_SLOTS: u32 = DEFAULT_FLOW_SLOTS;
-
-/// 1: key packets by the header inside their tunnel; 0: by the outermost. Set by the
-/// loader before verification (read-only data: the verifier drops the unused path).
-#[unsafe(no_mangle)]
-pub static TUNNELS: u8 = 0;
 
 /// Control words written by userspace.
 #[map]

@@ -20,8 +20,7 @@ use aya::{
 };
 use clap::Parser;
 use tidegate_bench::xdp::{
-    ManyFlows, corpus_frames, frames_of, load_decapsulating, load_for_test_runs, many_flows_frame,
-    run_ns,
+    ManyFlows, corpus_frames, frames_of, load_for_test_runs, many_flows_frame, run_ns,
 };
 use tidegate_common::maps::{
     CLOCK, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, ClockWord, PROG_XDP, PROG_XDP_BASELINE,
@@ -254,24 +253,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The cost of keying tunnelled packets by their inner header: the default (linear,
-/// tick) program of the default object (`tunnels = "outer"`) and of one loaded with
-/// `tunnels = "inner"`, on every frame of the tunnel captures, over the baseline.
-fn tunnels(s: &mut String, a: &Args, outer: &aya::Ebpf) -> anyhow::Result<()> {
+/// tick) program (`tunnels = "outer"`) and its `tunnels = "inner"` twin, on every frame
+/// of the tunnel captures, over the baseline.
+fn tunnels(s: &mut String, a: &Args, ebpf: &aya::Ebpf) -> anyhow::Result<()> {
+    use tidegate_common::{Tunnels, maps::Programs};
     use tidegate_testkit::paths::TUNNEL_CAPTURES;
     let frames = frames_of(&a.corpus, &TUNNEL_CAPTURES)?;
-    let inner = load_decapsulating(frames.len() as u32 * 4 + 1024)?;
-    let base: &Xdp = outer
-        .program(PROG_XDP_BASELINE)
-        .context("program")?
-        .try_into()?;
-    let out_tg: &Xdp = outer
-        .program(PROG_XDP_LINEAR)
-        .context("program")?
-        .try_into()?;
-    let in_tg: &Xdp = inner
-        .program(PROG_XDP_LINEAR)
-        .context("program")?
-        .try_into()?;
+    let prog = |name: &str| -> anyhow::Result<&Xdp> {
+        Ok(ebpf.program(name).context("program")?.try_into()?)
+    };
+    let base = prog(PROG_XDP_BASELINE)?;
+    let out_tg = prog(Programs::for_tunnels(Tunnels::Outer).xdp_linear)?;
+    let in_tg = prog(Programs::for_tunnels(Tunnels::Inner).xdp_linear)?;
     let mut buf = vec![0u8; 2048];
     for f in &frames {
         run_ns(out_tg, f, 1, &mut buf)?;
@@ -289,10 +282,9 @@ fn tunnels(s: &mut String, a: &Args, outer: &aya::Ebpf) -> anyhow::Result<()> {
     writeln!(
         s,
         "All {} Ethernet frames of the corpus's tunnel captures ({}), each run {} times, the \
-         default program (linear, tick) as loaded by default (`tunnels = \"outer\"`: the \
-         verifier removes the inner path) and with `tunnels = \"inner\"` (a second parse inside \
-         the tunnel, and the outer header sent to the probe on a flow's first packet per \
-         interval).\n",
+         default program (linear, tick; `tunnels = \"outer\"`, no inner-parse code) and its \
+         `tunnels = \"inner\"` twin (a second parse inside the tunnel, and the outer header \
+         sent to the probe on a flow's first packet per interval).\n",
         frames.len(),
         TUNNEL_CAPTURES.join(", "),
         repeat

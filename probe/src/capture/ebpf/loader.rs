@@ -19,8 +19,7 @@ use tidegate_common::{
     maps::{
         APP_SAMPLES, CLOCK, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, COUNTERS, ClockWord,
         DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_SLOTS, ENF_HOST4, ENF_HOST6,
-        ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, PROG_TC_EGRESS, PROG_XDP,
-        PROG_XDP_LINEAR, TUNNELS,
+        ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, Programs,
     },
     slot::{flows_for_slots, slots_for_flows},
 };
@@ -83,7 +82,7 @@ impl Timestamps {
 pub const TICK_PERIOD: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Largest MTU for which the probe attaches the XDP program without multi-buffer
-/// support ([`PROG_XDP_LINEAR`]): a frame of it fits one page-sized buffer with the
+/// support (`Programs::xdp_linear`): a frame of it fits one page-sized buffer with the
 /// headroom and shared info every driver keeps, so it never arrives in fragments.
 pub const LINEAR_MAX_MTU: u32 = 3000;
 
@@ -233,14 +232,15 @@ pub struct AttachReport {
     pub ifindex: u32,
     /// "native" or "skb".
     pub xdp_mode: &'static str,
-    /// The XDP program attached: [`PROG_XDP`] (multi-buffer) or [`PROG_XDP_LINEAR`].
+    /// The XDP program attached: the mode's multi-buffer or linear one
+    /// ([`Programs::for_tunnels`]).
     pub xdp_program: &'static str,
     /// Whether the egress program is attached.
     pub egress: bool,
 }
 
 struct Attached {
-    /// The XDP program attached ([`PROG_XDP`] or [`PROG_XDP_LINEAR`]) and its link.
+    /// The XDP program attached (multi-buffer or linear) and its link.
     program: &'static str,
     xdp: XdpLinkId,
     tc: Option<SchedClassifierLinkId>,
@@ -314,11 +314,6 @@ impl EbpfCapture {
             .map_max_entries(FLOWS, slots)
             .map_max_entries(FLOWS_TAKEN, taken_words(slots) as u32)
             .override_global(FLOW_SLOTS, &slots, true)
-            .override_global(
-                TUNNELS,
-                &u8::from(opts.tunnels == crate::capture::TunnelMode::Inner),
-                true,
-            )
             .map_max_entries(FALLBACK, opts.fallback_bytes)
             .map_max_entries(ENF_LPM4[0], opts.enforce_prefixes)
             .map_max_entries(ENF_LPM4[1], opts.enforce_prefixes)
@@ -330,7 +325,9 @@ impl EbpfCapture {
             .map_max_entries(ENF_HOST6[1], opts.enforce_prefixes)
             .load(OBJECT)
             .map_err(EbpfError::from_load)?;
-        for name in [PROG_XDP, PROG_XDP_LINEAR] {
+        // Only the tunnel mode's programs are verified and loaded.
+        let progs = Programs::for_tunnels(opts.tunnels.parser());
+        for name in [progs.xdp, progs.xdp_linear] {
             let xdp: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or_else(|| EbpfError::Load(format!("program {name} missing")))?
@@ -339,8 +336,8 @@ impl EbpfCapture {
             xdp.load().map_err(EbpfError::from_load)?;
         }
         let tc: &mut SchedClassifier = ebpf
-            .program_mut(PROG_TC_EGRESS)
-            .ok_or_else(|| EbpfError::Load(format!("program {PROG_TC_EGRESS} missing")))?
+            .program_mut(progs.tc_egress)
+            .ok_or_else(|| EbpfError::Load(format!("program {} missing", progs.tc_egress)))?
             .try_into()
             .map_err(EbpfError::from_load)?;
         tc.load().map_err(EbpfError::from_load)?;
@@ -395,6 +392,11 @@ impl EbpfCapture {
         })
     }
 
+    /// The programs of the configured tunnel mode.
+    fn programs(&self) -> Programs {
+        Programs::for_tunnels(self.opts.tunnels.parser())
+    }
+
     /// Hands out the enforcement tables (once; `None` after). Dropping them, like
     /// detaching or the probe exiting, leaves every packet passing (fail-open).
     pub fn take_enforcer(&mut self) -> Option<Enforcer> {
@@ -408,9 +410,10 @@ impl EbpfCapture {
         // less per packet); an MTU that is unknown or larger gets the one that handles
         // fragments. (A later MTU change above the limit is refused by the kernel while
         // the linear program is attached.)
+        let progs = self.programs();
         let program = match mtu(iface) {
-            Some(m) if m <= LINEAR_MAX_MTU => PROG_XDP_LINEAR,
-            _ => PROG_XDP,
+            Some(m) if m <= LINEAR_MAX_MTU => progs.xdp_linear,
+            _ => progs.xdp,
         };
         let xdp: &mut Xdp = self
             .ebpf
@@ -441,7 +444,7 @@ impl EbpfCapture {
         if self.opts.egress {
             let tc: &mut SchedClassifier = self
                 .ebpf
-                .program_mut(PROG_TC_EGRESS)
+                .program_mut(progs.tc_egress)
                 .expect("loaded in load()")
                 .try_into()
                 .expect("TC program");
@@ -452,7 +455,7 @@ impl EbpfCapture {
                     let _ = qdisc_add_clsact(iface);
                     tc.attach(iface, TcAttachType::Egress)
                         .map_err(|e| EbpfError::Attach {
-                            program: PROG_TC_EGRESS,
+                            program: progs.tc_egress,
                             iface: iface.to_string(),
                             reason: format!("{e:#}"),
                         })?
@@ -484,6 +487,7 @@ impl EbpfCapture {
 
     /// Detaches every program from every interface (maps stay readable).
     pub fn detach_all(&mut self) {
+        let tc_program = self.programs().tc_egress;
         for a in self.attached.drain(..) {
             if let Some(Ok(xdp)) = self.ebpf.program_mut(a.program).map(<&mut Xdp>::try_from)
                 && let Err(e) = xdp.detach(a.xdp)
@@ -493,7 +497,7 @@ impl EbpfCapture {
             if let Some(l) = a.tc
                 && let Some(Ok(tc)) = self
                     .ebpf
-                    .program_mut(PROG_TC_EGRESS)
+                    .program_mut(tc_program)
                     .map(<&mut SchedClassifier>::try_from)
                 && let Err(e) = tc.detach(l)
             {
