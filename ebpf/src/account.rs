@@ -369,37 +369,41 @@ fn sample_app(
     } else {
         end - off
     };
-    let Some(mut entry) = APP_SAMPLES.reserve::<AppSample>(0) else {
-        count(Counter::AppSampleLost, 1);
-        return;
-    };
-    let s = entry.as_mut_ptr();
-    // SAFETY: `s` points at the reserved, exclusively owned sample; every write below
-    // stays inside its `data` array (offsets masked to the array's size).
-    unsafe {
-        (*s).key = *key;
-        (*s).kind = SAMPLE_PAYLOAD;
-        (*s)._pad = [0; 5];
-        let data = core::ptr::addr_of_mut!((*s).data) as *mut u8;
-        // One helper call copies the payload start (from fragments too); a copy loop
-        // would multiply the verifier's work by every parser path.
-        // `want` is 1..=APP_SAMPLE_BYTES; written so that the verifier sees that range.
-        let len = (((want - 1) & (APP_SAMPLE_BYTES - 1)) + 1) as u32;
-        if load(off as u32, data, len) != 0 {
-            entry.discard(0);
-            return;
-        }
-        (*s).len = len as u16;
-    }
-    entry.submit(0);
+    // `want` is 1..=APP_SAMPLE_BYTES; written so that the verifier sees that range.
+    let len = ((want - 1) & (APP_SAMPLE_BYTES - 1)) + 1;
+    send_sample(key, SAMPLE_PAYLOAD, off as u32, len as u32, count, load);
 }
 
 /// Sends the outer IP header of a decapsulated tunnel packet to userspace, which reads
-/// the tunnel's endpoints from it.
+/// the tunnel's endpoints from it. (An IPv4 outer header with its tunnel header is
+/// always longer than the 40 bytes sent.)
 #[inline(always)]
 fn sample_outer(
     p: &Parsed,
     key: &FlowKey,
+    count: &impl Fn(Counter, u64),
+    load: &impl Fn(u32, *mut u8, u32) -> i64,
+) {
+    send_sample(
+        key,
+        SAMPLE_OUTER_IP,
+        p.outer_l3_off as u32,
+        OUTER_IP_SAMPLE_BYTES as u32,
+        count,
+        load,
+    );
+}
+
+/// Sends `len` packet bytes from `off` (1..=APP_SAMPLE_BYTES) to userspace as an
+/// [`AppSample`] of `kind` for `key`: one ring reservation filled in place, one
+/// load-bytes call (which reads fragments too; a copy loop would multiply the
+/// verifier's work by every parser path). Counted as lost when the ring is full.
+#[inline(always)]
+fn send_sample(
+    key: &FlowKey,
+    kind: u8,
+    off: u32,
+    len: u32,
     count: &impl Fn(Counter, u64),
     load: &impl Fn(u32, *mut u8, u32) -> i64,
 ) {
@@ -409,18 +413,17 @@ fn sample_outer(
     };
     let s = entry.as_mut_ptr();
     // SAFETY: `s` points at the reserved, exclusively owned sample; the copy stays
-    // inside its `data` array (40 of its 1024 bytes).
+    // inside its `data` array (`len` is at most its size).
     unsafe {
         (*s).key = *key;
-        (*s).kind = SAMPLE_OUTER_IP;
+        (*s).kind = kind;
         (*s)._pad = [0; 5];
         let data = core::ptr::addr_of_mut!((*s).data) as *mut u8;
-        // An IPv4 outer header with its tunnel header is always longer than 40 bytes.
-        if load(p.outer_l3_off as u32, data, OUTER_IP_SAMPLE_BYTES as u32) != 0 {
+        if load(off, data, len) != 0 {
             entry.discard(0);
             return;
         }
-        (*s).len = OUTER_IP_SAMPLE_BYTES as u16;
+        (*s).len = len as u16;
     }
     entry.submit(0);
 }

@@ -176,25 +176,7 @@ fn xdp_inner(pair: &VethPair, file: &Path) -> (Vec<FlowRecord>, u64) {
         let mut cap =
             EbpfCapture::load(opts).expect("load (the verifier accepts the inner parser)");
         cap.attach(&pair.if_b).expect("attach");
-        let st = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.ns_a,
-                "tcpreplay",
-                "-q",
-                "-i",
-                &pair.if_a,
-            ])
-            .arg("--topspeed")
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+        pair.replay_into(file).expect("tcpreplay");
         std::thread::sleep(Duration::from_millis(200));
         let mut table = FlowTable::new(Timeouts::default());
         cap.finish(&mut |k: &FlowKey, s: &FlowStats| table.observe(k, s))
@@ -285,26 +267,9 @@ fn afpacket_inner(pair: &VethPair, file: &Path) -> Vec<FlowRecord> {
         while !ready.load(SeqCst) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let st = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.ns_a,
-                "tcpreplay",
-                "-q",
-                "-i",
-                &pair.if_a,
-                "--topspeed",
-            ])
-            .arg(file)
-            .output()
-            .unwrap();
+        let sent = pair.replay_into(file);
         stop.store(true, SeqCst);
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+        sent.expect("tcpreplay");
         rx.join().unwrap()
     })
 }

@@ -91,33 +91,7 @@ fn xdp_flows(pair: &VethPair, file: &Path) -> (Flows, [u64; Counter::COUNT as us
         };
         let mut cap = EbpfCapture::load(opts).expect("load");
         cap.attach(&pair.if_b).expect("attach");
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.ns_a,
-                "tcpreplay",
-                "-i",
-                &pair.if_a,
-                "--topspeed",
-            ])
-            .arg(file)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let sent = text
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Actual:")
-                    .and_then(|r| r.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or_else(|| {
-                panic!(
-                    "tcpreplay output: {text} {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            });
+        let sent = pair.replay_into(file).expect("tcpreplay");
         std::thread::sleep(Duration::from_millis(200));
         let mut m = Flows::new();
         cap.finish(&mut |k: &FlowKey, s: &FlowStats| {

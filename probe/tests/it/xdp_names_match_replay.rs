@@ -76,25 +76,7 @@ fn xdp_names(pair: &VethPair, file: &Path) -> Names {
         };
         let mut cap = EbpfCapture::load(opts).expect("load (the verifier accepts the sampler)");
         cap.attach(&pair.if_b).expect("attach");
-        let st = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.ns_a,
-                "tcpreplay",
-                "-q",
-                "-i",
-                &pair.if_a,
-                "--topspeed",
-            ])
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+        pair.replay_into(file).expect("tcpreplay");
         std::thread::sleep(Duration::from_millis(200));
         let mut table = FlowTable::new(Timeouts::default());
         let mut samples = 0;
@@ -175,25 +157,7 @@ fn probe_run_prints_the_replays_names_with_either_backend() {
     for backend in ["ebpf", "afpacket"] {
         let pair = VethPair::new(&format!("n{}", &backend[..2])).expect("veth pair");
         let p = ProbeProcess::run_on(&pair, &["--json", "--backend", backend]);
-        let st = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.ns_a,
-                "tcpreplay",
-                "-q",
-                "-i",
-                &pair.if_a,
-                "--topspeed",
-            ])
-            .arg(&copy)
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
+        pair.replay_into(&copy).expect("tcpreplay");
         std::thread::sleep(Duration::from_millis(500));
         let (code, records, err) = p.stop();
         assert_eq!(code, 0, "{err:?}");

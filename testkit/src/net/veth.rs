@@ -93,6 +93,33 @@ impl VethPair {
         Ok(self)
     }
 
+    /// Sends every frame of the capture `file` from the sender's end as fast as it goes
+    /// (`tcpreplay --topspeed`, run inside `ns_a`); returns the packets tcpreplay says
+    /// it sent. Fails with tcpreplay's output when it fails or reports no count.
+    pub fn replay_into(&self, file: &std::path::Path) -> anyhow::Result<u64> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns_a, "tcpreplay", "-i", &self.if_a])
+            .arg("--topspeed")
+            .arg(file)
+            .output()
+            .context("running tcpreplay (apt-get install tcpreplay)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let sent = text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("Actual:")
+                .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        });
+        match sent {
+            Some(n) if out.status.success() => Ok(n),
+            _ => bail!(
+                "tcpreplay {}: {} {}",
+                file.display(),
+                text.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        }
+    }
+
     /// `/sys/class/net/IF/statistics/NAME` of `iface`, read inside `ns`.
     /// (`ip netns exec` mounts the namespace's own sysfs.)
     pub fn link_stat(ns: &str, iface: &str, name: &str) -> anyhow::Result<u64> {
