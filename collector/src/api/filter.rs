@@ -20,13 +20,15 @@
 //! A field that names both ends (`ip`, `port`, `country`, `asn`, `zone`) matches when
 //! either end does; its `!=` means neither end does. `in` is a shorthand for `or`ed
 //! equalities. Untagged frames have no `vlan`, ICMP-less flows no `icmp_type`, flows
-//! without DNS no `dns_qtype` and without a DNS answer no `dns_rcode`: a comparison on a
-//! missing value is false, its `!=` true. Limits: 2000 bytes, 64 values, 16 levels of
+//! without DNS no `dns_qtype` and without a DNS answer no `dns_rcode`, flows not
+//! decapsulated no `tunnel`, `tunnel_id` or `outer_ip`: a comparison on a missing value
+//! is false, its `!=` true. Limits: 2000 bytes, 64 values, 16 levels of
 //! parentheses or `not`.
 //!
 //! Examples: `dst = 10.0.0.0/8 and dport in (22, 3389)`, `country != CN and bytes > 10M`,
 //! `not (proto = udp or proto = icmp) flags = syn packets < 3`, `name = example.com`,
-//! `duration > 30s and verdict = would_drop`.
+//! `duration > 30s and verdict = would_drop`, `tunnel = vxlan and tunnel_id = 5001`,
+//! `outer_ip = 198.51.100.0/24`.
 
 use std::fmt;
 
@@ -194,6 +196,33 @@ const FIELDS: &[Field] = &[
     f_opt("icmp_type", &["icmp_type"], Kind::Small, "{c} IS NOT NULL"),
     f_opt("icmp_code", &["icmp_code"], Kind::Small, "{c} IS NOT NULL"),
     f("sampling", &["sampling"], Kind::Small),
+    // Probes with `tunnels = "inner"`: '' for a flow keyed by its outermost header.
+    f_opt(
+        "tunnel",
+        &["tunnel"],
+        Kind::Enum(&["gre", "vxlan", "gtp-u", "ip-in-ip"]),
+        "{c} != ''",
+    ),
+    f_opt("tunnel_id", &["tunnel_id"], Kind::Small, "tunnel != ''"),
+    // '::' when the flow was not decapsulated (or its endpoints were not seen).
+    f_opt(
+        "outer_ip",
+        &["outer_src", "outer_dst"],
+        Kind::Addr,
+        "{c} != toIPv6('::')",
+    ),
+    f_opt(
+        "outer_src",
+        &["outer_src"],
+        Kind::Addr,
+        "{c} != toIPv6('::')",
+    ),
+    f_opt(
+        "outer_dst",
+        &["outer_dst"],
+        Kind::Addr,
+        "{c} != toIPv6('::')",
+    ),
 ];
 
 /// The field names, for help texts.
@@ -1005,6 +1034,33 @@ mod tests {
         );
         let ok = vec!["port = 1"; 64].join(" or ");
         parse(&ok).unwrap();
+    }
+
+    #[test]
+    fn tunnel_fields_match_only_decapsulated_flows() {
+        let (q, args) = sql("tunnel = VXLAN tunnel_id = 5001");
+        assert_eq!(
+            q,
+            "(((tunnel != '' AND tunnel = ?)) AND ((tunnel != '' AND tunnel_id = ?)))"
+        );
+        assert_eq!(args, ["vxlan", "5001"]);
+        assert_eq!(
+            sql("tunnel != gre").0,
+            "(NOT ((tunnel != '' AND tunnel = ?)))"
+        );
+        let (q, args) = sql("outer_ip = 198.51.100.0/24");
+        assert_eq!(
+            q,
+            "((outer_src != toIPv6('::') AND outer_src BETWEEN toIPv6(?) AND toIPv6(?)) \
+             OR (outer_dst != toIPv6('::') AND outer_dst BETWEEN toIPv6(?) AND toIPv6(?)))"
+        );
+        assert_eq!(args.len(), 4);
+        let e = err("tunnel = mpls");
+        assert!(
+            e.message.contains("gre, vxlan, gtp-u, ip-in-ip"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -54,6 +54,14 @@ const CASES: &[(&str, &str, bool)] = &[
         "direction = 'ingress' AND (packets > 100 OR bytes >= 1000000)",
         true,
     ),
+    (
+        "tunnel != gre and not (tunnel_id > 0) and outer_ip != 198.51.100.0/24",
+        "NOT (tunnel != '' AND tunnel = 'gre') AND NOT (tunnel != '' AND tunnel_id > 0) \
+         AND NOT (outer_src != toIPv6('::') AND isIPAddressInRange(IPv6NumToString(outer_src), '::ffff:198.51.100.0/120')) \
+         AND NOT (outer_dst != toIPv6('::') AND isIPAddressInRange(IPv6NumToString(outer_dst), '::ffff:198.51.100.0/120'))",
+        true,
+    ),
+    ("tunnel = vxlan", "tunnel != '' AND tunnel = 'vxlan'", false),
     ("line = \"no such line\"", "line = 'no such line'", false),
 ];
 

@@ -110,7 +110,7 @@ const help = () => `<p><b>${t('Terms')}</b> ${t('{term} with {ops} (contains), o
   not: code('not'),
   quoted: code('line = "hk 1"'),
 })}</p>
-<p><b>${t('Fields')}</b> ${code('ip src dst')} ${t('(address or CIDR)')} · ${code('port sport dport proto')} · ${code('packets bytes')} (10k, 1.5M) · ${code('duration')} (250ms, 2s, 5m) · ${code('flags')} (syn, syn+ack) · ${code('country src_country dst_country asn src_asn dst_asn zone src_zone dst_zone')} · ${code('line probe direction source verdict enforce_rule')} · ${code('name')} ${t('(a domain and names under it)')} ${code('dns_qname dns_qtype dns_rcode tls_sni')} · ${code('vlan icmp_type icmp_code sampling')}. ${t('{fields} match either end; their {ne} means neither.', {
+<p><b>${t('Fields')}</b> ${code('ip src dst')} ${t('(address or CIDR)')} · ${code('port sport dport proto')} · ${code('packets bytes')} (10k, 1.5M) · ${code('duration')} (250ms, 2s, 5m) · ${code('flags')} (syn, syn+ack) · ${code('country src_country dst_country asn src_asn dst_asn zone src_zone dst_zone')} · ${code('line probe direction source verdict enforce_rule')} · ${code('name')} ${t('(a domain and names under it)')} ${code('dns_qname dns_qtype dns_rcode tls_sni')} · ${code('vlan icmp_type icmp_code sampling')} · ${code('tunnel tunnel_id outer_ip outer_src outer_dst')} ${t('(decapsulated flows)')}. ${t('{fields} match either end; their {ne} means neither.', {
   fields: ['ip', 'port', 'country', 'asn', 'zone'].map(code).join(', '),
   ne: code('!='),
 })}</p>

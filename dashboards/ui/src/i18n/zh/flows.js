@@ -40,6 +40,7 @@ export default {
   Fields: '字段',
   '(address or CIDR)': '（地址或 CIDR）',
   '(a domain and names under it)': '（域名及其下级名称）',
+  '(decapsulated flows)': '（解封装的隧道流）',
   '{fields} match either end; their {ne} means neither.': '{fields} 匹配任一端；对它们使用 {ne} 表示两端均不匹配。',
   Examples: '示例',
   // Top talkers.
