@@ -418,6 +418,21 @@ try {
     assert.ok((await page.locator('#flows-table thead th', { hasText: 'Flags' }).count()) === 1, 'a flags column');
   });
 
+  await check('a decapsulated flow shows its tunnel, and its tag filters by it', async () => {
+    const tu = expect.flows.tunnel;
+    await page.goto(`${BASE}/#/flows${all}&q=${encodeURIComponent('tunnel = vxlan')}`);
+    await waitValue('#flow-total', tu.vxlan, 'VXLAN flows');
+    const tag = page.locator('#flows-table [data-tunnel]').first();
+    assert.match(await tag.textContent(), /^VXLAN( \d+)?$/);
+    assert.match((await tag.getAttribute('title')) ?? '', /→/, 'the tag names the endpoints');
+    const q = await tag.getAttribute('data-tunnel');
+    assert.ok(tu.by_q[q] > 0, `ClickHouse counts flows of ${q}`);
+    await tag.click();
+    await waitValue('#flow-total', tu.by_q[q], `flows of ${q}`);
+    assert.equal(new URLSearchParams(page.url().split('?')[1]).get('q'), q, 'the URL holds the tunnel filter');
+    await shot('flows-tunnel');
+  });
+
   await check('a filter expression narrows flows, is saved and shared, and names mistakes', async () => {
     const ex = expect.flows.expr;
     await page.goto(`${BASE}/#/flows${all}`);

@@ -96,8 +96,19 @@ pub fn corpus_records() -> Vec<FlowRecord> {
 /// Replays corpus captures (each on a line named after it) into `exporter`, and also
 /// returns the records so tests can compare.
 pub fn replay_into(files: &[&str], exporter: &mut dyn Exporter) -> Vec<FlowRecord> {
+    replay_into_keyed(files, exporter, tidegate_common::Tunnels::Outer)
+}
+
+/// [`replay_into`] keying tunnelled packets as `tunnels` says (`Inner`: as a probe with
+/// `tunnels = "inner"`).
+pub fn replay_into_keyed(
+    files: &[&str],
+    exporter: &mut dyn Exporter,
+    tunnels: tidegate_common::Tunnels,
+) -> Vec<FlowRecord> {
     let mut all: Vec<FlowRecord> = Vec::new();
     let mut replay = Replay::new(Timeouts::default());
+    replay.set_tunnels(tunnels);
     let mut tee = Tee {
         a: exporter,
         b: &mut all,

@@ -14,7 +14,7 @@ use crate::{
     clickhouse::TestClickHouse,
     collector::{CollectorConfig, CollectorProcess},
     ports::free_port,
-    probe::{exporter, probe_options, replay_into},
+    probe::{exporter, probe_options, replay_into_keyed},
     wait::{block_on, eventually_async},
 };
 
@@ -99,8 +99,18 @@ impl Stack {
     /// Replays corpus captures through probe `id` (each capture on a line named after
     /// it), waits until every batch is acknowledged; returns the records sent.
     pub fn replay(&self, id: &str, captures: &[&str]) -> Vec<FlowRecord> {
+        self.replay_keyed(id, captures, tidegate_common::Tunnels::Outer)
+    }
+
+    /// [`Stack::replay`] keying tunnelled packets as `tunnels` says.
+    pub fn replay_keyed(
+        &self,
+        id: &str,
+        captures: &[&str],
+        tunnels: tidegate_common::Tunnels,
+    ) -> Vec<FlowRecord> {
         let mut ex = self.exporter(id);
-        let records = replay_into(captures, &mut ex);
+        let records = replay_into_keyed(captures, &mut ex, tunnels);
         let rep = ex
             .finish(Duration::from_secs(60))
             .expect("finish the exporter");

@@ -148,7 +148,7 @@ pub async fn search(
         _ => " ORDER BY first DESC, src, dst",
     };
     let mut sql = Sql::new(
-        "SELECT first, last, line, toString(direction) AS direction, probe_id, src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes, tcp_flags, icmp_type, icmp_code, src_country, dst_country, src_asn, dst_asn, src_zone, dst_zone, toString(source) AS source, sampling, dns_qname, dns_qtype, dns_rcode, tls_sni FROM flows",
+        "SELECT first, last, line, toString(direction) AS direction, probe_id, src_text AS src, dst_text AS dst, sport, dport, proto, vlan, packets, bytes, tcp_flags, icmp_type, icmp_code, src_country, dst_country, src_asn, dst_asn, src_zone, dst_zone, toString(source) AS source, sampling, dns_qname, dns_qtype, dns_rcode, tls_sni, tunnel, tunnel_id, if(outer_src = toIPv6('::'), '', replaceOne(IPv6NumToString(outer_src), '::ffff:', '')) AS outer_src, if(outer_dst = toIPv6('::'), '', replaceOne(IPv6NumToString(outer_dst), '::ffff:', '')) AS outer_dst FROM flows",
     );
     sql.filter(&w)
         .push(order)

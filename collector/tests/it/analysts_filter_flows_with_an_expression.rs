@@ -61,7 +61,12 @@ const CASES: &[(&str, &str, bool)] = &[
          AND NOT (outer_dst != toIPv6('::') AND isIPAddressInRange(IPv6NumToString(outer_dst), '::ffff:198.51.100.0/120'))",
         true,
     ),
-    ("tunnel = vxlan", "tunnel != '' AND tunnel = 'vxlan'", false),
+    ("tunnel = vxlan", "tunnel != '' AND tunnel = 'vxlan'", true),
+    (
+        "tunnel = gre or not (outer_ip = 0.0.0.0/0 or outer_ip = ::/0) and tunnel = vxlan",
+        "tunnel = 'gre' OR (outer_src = toIPv6('::') AND outer_dst = toIPv6('::') AND tunnel = 'vxlan')",
+        false,
+    ),
     ("line = \"no such line\"", "line = 'no such line'", false),
 ];
 
@@ -73,6 +78,8 @@ fn u(v: &Value) -> u64 {
 fn filter_expressions_give_what_the_same_sql_gives() {
     let mut c = Console::start(true);
     c.seed(&CAPTURES);
+    // VXLAN traffic from a probe with tunnels = "inner": the tunnel fields have values.
+    c.seed_keyed(&["ndpi-vxlan.pcap"], tidegate_common::Tunnels::Inner);
     block_on(async {
         let range = "from=1000000000000&to=2500000000000";
         for (expr, sql, nonempty) in CASES {
@@ -163,6 +170,55 @@ fn filter_expressions_give_what_the_same_sql_gives() {
             ))
             .await;
         assert_eq!((csv.lines().count() - 1).to_string(), want);
+
+        // A decapsulated flow's row names its tunnel and endpoints as the probe sent them.
+        let mut want: Vec<String> = c
+            .records
+            .iter()
+            .filter_map(|r| {
+                let t = r.tunnel.as_ref()?;
+                let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+                Some(format!(
+                    "{} {} {} {} {}",
+                    r.src,
+                    t.kind.name(),
+                    t.id,
+                    ip(t.outer_src),
+                    ip(t.outer_dst)
+                ))
+            })
+            .collect();
+        want.sort();
+        assert!(
+            !want.is_empty(),
+            "the VXLAN capture gives decapsulated flows"
+        );
+        let v = api(
+            &c.url,
+            &format!(
+                "/api/v1/flows?{range}&limit=1000&q={}",
+                enc("tunnel = vxlan")
+            ),
+        )
+        .await
+        .json_ok("tunnel = vxlan");
+        let mut got: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} {} {} {} {}",
+                    i["src"].as_str().unwrap(),
+                    i["tunnel"].as_str().unwrap(),
+                    u(&i["tunnel_id"]),
+                    i["outer_src"].as_str().unwrap(),
+                    i["outer_dst"].as_str().unwrap()
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "tunnel columns of the VXLAN flows");
 
         // Mistakes name the parameter, the column and what was expected.
         for (expr, column, says) in [

@@ -57,6 +57,8 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         ),
     );
     c.seed(&CAPTURES);
+    // VXLAN traffic from a probe with tunnels = "inner": rows with a tunnel tag.
+    c.seed_keyed(&["ndpi-vxlan.pcap"], tidegate_common::Tunnels::Inner);
     let expect = block_on(async {
         let q = |sql: &'static str| c.stack.ch.query(sql);
         let nums = |s: String| -> Vec<u64> { s.split('\t').map(|v| v.parse().unwrap()).collect() };
@@ -188,6 +190,23 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
         let expr_total = nums(
             q("SELECT count() FROM tidegate.flows WHERE proto = 17 AND (sport = 53 OR dport = 53) AND bytes > 100").await,
         );
+        // Decapsulated flows: how many, and per network id what its tag's filter gives.
+        let vxlan = nums(q("SELECT count() FROM tidegate.flows WHERE tunnel = 'vxlan'").await);
+        let by_vni: serde_json::Map<String, serde_json::Value> = q(
+            "SELECT tunnel_id, count() FROM tidegate.flows WHERE tunnel = 'vxlan' GROUP BY tunnel_id",
+        )
+        .await
+        .lines()
+        .map(|l| {
+            let (id, n) = l.split_once('\t').unwrap();
+            let q = if id == "0" {
+                "tunnel = vxlan".to_string()
+            } else {
+                format!("tunnel = vxlan tunnel_id = {id}")
+            };
+            (q, json!(n.parse::<u64>().unwrap()))
+        })
+        .collect();
         let top_src = nums(q("SELECT sum(bytes) AS b FROM tidegate.flows GROUP BY src_text ORDER BY b DESC LIMIT 1").await);
         let spool = nums(q("SELECT argMax(spool_bytes, ts) FROM tidegate.probe_health WHERE probe_id = 'edge-1'").await);
         // The busiest second (all lines, one direction; a flow counts at its first
@@ -234,7 +253,8 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
             "alerts": {"total": alert_evidence.len(), "by_kind": by_kind, "kind": kind, "evidence": alert_evidence, "pivot": pivot, "host": host, "first_hk": first_hk},
             "violations": {"total": violation_evidence.len(), "rule": "special-isolation", "evidence": violation_evidence},
             "flows": {"total": flows[0], "by_ip": by_ip, "by_country": by_country, "by_asn": by_asn, "by_zone": by_zone, "cidr": cidr, "cidr_total": flows[1], "top_src_bytes": top_src[0],
-                "expr": {"q": "proto = udp and port = 53 and bytes > 100", "total": expr_total[0]}},
+                "expr": {"q": "proto = udp and port = 53 and bytes > 100", "total": expr_total[0]},
+                "tunnel": {"vxlan": vxlan[0], "by_q": by_vni}},
             "probe": {"spool_bytes": spool[0]},
             "burst": {"t": burst[0], "packets": burst[1], "range_bytes": burst_bytes},
             "incident": {"subject": flood_target, "alerts": flood_alerts},
@@ -249,6 +269,7 @@ fn an_analyst_walks_every_page_in_headless_chromium_and_sees_what_clickhouse_hol
     );
     assert!(expect["flows"]["cidr_total"].as_u64().unwrap() > 0);
     assert!(expect["flows"]["expr"]["total"].as_u64().unwrap() > 0);
+    assert!(expect["flows"]["tunnel"]["vxlan"].as_u64().unwrap() > 0);
     let expect_file = c.dir().join("expect.json");
     std::fs::write(&expect_file, serde_json::to_vec_pretty(&expect).unwrap()).unwrap();
     let out = Console::artifacts("ui-screenshots");

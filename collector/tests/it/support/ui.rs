@@ -106,7 +106,13 @@ impl Console {
     /// Replays `captures` through a probe exporter (probe `edge-1`) and waits until
     /// ClickHouse holds every record and the alert and violation tables stop changing.
     pub fn seed(&mut self, captures: &[&str]) {
-        self.records.extend(self.stack.replay("edge-1", captures));
+        self.seed_keyed(captures, tidegate_common::Tunnels::Outer);
+    }
+
+    /// [`Console::seed`] keying tunnelled packets as `tunnels` says.
+    pub fn seed_keyed(&mut self, captures: &[&str], tunnels: tidegate_common::Tunnels) {
+        self.records
+            .extend(self.stack.replay_keyed("edge-1", captures, tunnels));
         self.stack
             .wait_for_flows(self.records.len() as u64, Duration::from_secs(90));
         wait_settled(&self.stack);

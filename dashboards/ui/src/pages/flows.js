@@ -223,6 +223,17 @@ function origin(r) {
   return ` <span class="tag" data-source="${esc(r.source)}">${esc(sourceLabel(r.source))}${rate}</span>`;
 }
 
+// The tunnel a decapsulated flow came through (kind, id, endpoints); a click on the tag
+// searches for the tunnel's flows.
+const TUNNELS = { gre: 'GRE', vxlan: 'VXLAN', 'gtp-u': 'GTP-U', 'ip-in-ip': 'IP-in-IP' };
+function tunnel(r) {
+  if (!r.tunnel) return '';
+  const id = r.tunnel_id ? ` ${r.tunnel_id}` : '';
+  const ends = r.outer_src || r.outer_dst ? `${r.outer_src} → ${r.outer_dst}` : '';
+  const q = `tunnel = ${r.tunnel}${r.tunnel_id ? ` tunnel_id = ${r.tunnel_id}` : ''}`;
+  return ` <a href="#" class="tag" data-tunnel="${esc(q)}" title="${esc(ends)}" translate="no">${esc(TUNNELS[r.tunnel] ?? r.tunnel)}${esc(id)}</a>`;
+}
+
 /** An exporter protocol's label. */
 const sourceLabel = (s) => ({ netflow_v5: t('netflow v5'), netflow_v9: t('netflow v9'), ipfix: t('ipfix') })[s] ?? s.replace('_', ' ');
 
@@ -289,7 +300,7 @@ function drawFlows(ctx, f, offset) {
         .map(
           (r) => `<tr><td title="${t('last {time}', { time: esc(time(r.last)) })}">${esc(time(r.first))}</td><td class="num">${duration(r)}</td><td>${pivot('line', r.line)}</td><td>${r.direction === 'ingress' ? t('▲ in') : t('▼ out')}</td>
       <td class="mono">${ipLink(r.src, gp, r.sport)}</td><td class="muted">${where(r.src_country, r.src_asn, r.src_zone)}</td><td class="mono">${ipLink(r.dst, gp, r.dport)}</td><td class="muted">${where(r.dst_country, r.dst_asn, r.dst_zone)}</td>
-      <td>${pivot('proto', proto(r.proto), r.proto)}</td><td class="mono">${flags(r)}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td>${appName(r)}</td><td class="muted"><span translate="no">${esc(r.probe_id)}</span>${origin(r)}</td></tr>`,
+      <td>${pivot('proto', proto(r.proto), r.proto)}</td><td class="mono">${flags(r)}</td><td class="num">${int(r.packets)}</td><td class="num">${bytes(r.bytes)}</td><td>${appName(r)}</td><td class="muted"><span translate="no">${esc(r.probe_id)}</span>${origin(r)}${tunnel(r)}</td></tr>`,
         )
         .join('')
     : `<tr><td colspan="14" class="empty">${t('No flow records match.')}</td></tr>`;
@@ -302,6 +313,10 @@ function drawFlows(ctx, f, offset) {
       // Country, ASN, zone, line and protocol are filters too.
       e.preventDefault();
       update({ [d.pivot]: d.value, offset: null });
+    } else if (d.tunnel) {
+      // A tunnel tag searches for that tunnel's flows (as a filter expression).
+      e.preventDefault();
+      update({ q: d.tunnel, offset: null });
     }
   };
   pager(ctx.el.querySelector('#pager'), f.total, LIMIT, offset);
