@@ -50,19 +50,7 @@ impl Entry {
     /// The canonical line (without newline): the bytes the leaf hash covers. The keys
     /// `data` < `index` < `prev` < `time_ns` < `type` are already in sorted order.
     pub fn line(&self) -> String {
-        let mut out = Vec::with_capacity(512);
-        out.extend_from_slice(b"{\"data\":");
-        write(&self.data, &mut out);
-        out.extend_from_slice(b",\"index\":");
-        out.extend_from_slice(self.index.to_string().as_bytes());
-        out.extend_from_slice(b",\"prev\":\"");
-        out.extend_from_slice(crate::hex(&self.prev).as_bytes());
-        out.extend_from_slice(b"\",\"time_ns\":");
-        out.extend_from_slice(self.time_ns.to_string().as_bytes());
-        out.extend_from_slice(b",\"type\":");
-        string(&self.kind, &mut out);
-        out.push(b'}');
-        String::from_utf8(out).expect("JSON text is UTF-8")
+        line_of(self.index, &self.prev, self.time_ns, &self.kind, &self.data)
     }
 
     /// The leaf hash of the canonical line.
@@ -103,6 +91,24 @@ impl Entry {
             data: o.get("data").cloned().ok_or("no `data`")?,
         })
     }
+}
+
+/// The canonical line of the entry with these fields ([`Entry::line`] without building
+/// an [`Entry`]: the data is only borrowed, so its caller can still use it).
+pub fn line_of(index: u64, prev: &Hash, time_ns: u64, kind: &str, data: &Value) -> String {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"data\":");
+    write(data, &mut out);
+    out.extend_from_slice(b",\"index\":");
+    out.extend_from_slice(index.to_string().as_bytes());
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(crate::hex(prev).as_bytes());
+    out.extend_from_slice(b"\",\"time_ns\":");
+    out.extend_from_slice(time_ns.to_string().as_bytes());
+    out.extend_from_slice(b",\"type\":");
+    string(kind, &mut out);
+    out.push(b'}');
+    String::from_utf8(out).expect("JSON text is UTF-8")
 }
 
 /// The fields every entry ends with, read without parsing `data`.

@@ -21,7 +21,7 @@ use ed25519_dalek::SigningKey;
 use serde_json::Value;
 use tidegate_base::{DirLock, LockError};
 
-use crate::entry::Entry;
+use crate::entry::{Entry, line_of};
 use crate::merkle::{Hash, Tree, leaf_hash};
 use crate::note::Checkpoint;
 
@@ -307,20 +307,18 @@ impl EvidenceLog {
     /// before anything depends on it; a failed sync drops every entry appended since
     /// the last good one).
     pub fn append(&self, kind: &str, data: Value) -> Result<Appended, LogError> {
+        self.append_ref(kind, &data)
+    }
+
+    /// [`Self::append`] of borrowed data (the caller keeps it, e.g. to send it on).
+    pub fn append_ref(&self, kind: &str, data: &Value) -> Result<Appended, LogError> {
         let mut g = self.lock();
         let index = g.tree.len();
         let prev = index
             .checked_sub(1)
             .and_then(|i| g.tree.leaf(i))
             .unwrap_or([0; 32]);
-        let line = Entry {
-            index,
-            prev,
-            time_ns: now_ns(),
-            kind: kind.to_string(),
-            data,
-        }
-        .line();
+        let line = line_of(index, &prev, now_ns(), kind, data);
         let leaf = leaf_hash(line.as_bytes());
         let at = g.end;
         g.pending.extend_from_slice(line.as_bytes());

@@ -44,6 +44,8 @@ pub(crate) struct Outputs {
     pending_rows: Vec<StoreRow>,
     /// Syslog messages of the current step.
     pending_syslog: Vec<Event>,
+    /// Notifications of the current step (to JSONL, webhook or syslog), for the metric.
+    pending_count: u64,
 }
 
 /// A syslog receiver, connected lazily (a TCP receiver may be down at start).
@@ -91,6 +93,7 @@ impl Outputs {
             pending: Vec::new(),
             pending_rows: Vec::new(),
             pending_syslog: Vec::new(),
+            pending_count: 0,
         }
     }
 
@@ -118,20 +121,22 @@ impl Outputs {
         } else {
             self.metrics.alert_updates.inc();
         }
-        let Some(ev) = self.log(Finding::Alert(&u.alert)) else {
+        let Some((ev, json)) = self.log(Finding::Alert(&u.alert)) else {
             return;
         };
         let row = self.alert_row(&u.alert);
         self.pending_rows.push(StoreRow::Alert(row));
-        self.notify(Finding::Alert(&u.alert), ev);
+        self.notify(Finding::Alert(&u.alert), ev, json);
     }
 
-    /// Appends a finding's state to the evidence log. `None` when the log failed: the
-    /// state then goes nowhere (nothing is sent that is not in the log), loudly.
-    /// `Some(None)` when there is no log.
-    fn log(&mut self, f: Finding<'_>) -> Option<Option<Appended>> {
+    /// Appends a finding's state to the evidence log; returns where it went and the
+    /// finding as JSON (made for the log, so a notification reuses it rather than
+    /// serializing the finding again). `None` when the log failed: the state then goes
+    /// nowhere (nothing is sent that is not in the log), loudly. `Some((None, None))`
+    /// when there is no log.
+    fn log(&mut self, f: Finding<'_>) -> Option<(Option<Appended>, Option<serde_json::Value>)> {
         let Some(log) = &self.evidence else {
-            return Some(None);
+            return Some((None, None));
         };
         let data = match f.to_json() {
             Ok(d) => d,
@@ -140,8 +145,8 @@ impl Outputs {
                 return None;
             }
         };
-        match log.append(f.class(), data) {
-            Ok(a) => Some(Some(a)),
+        match log.append_ref(f.class(), &data) {
+            Ok(a) => Some((Some(a), Some(data))),
             Err(e) => {
                 tracing::error!(error = %e, class = f.class(), id = f.id(),
                     "evidence log append failed; the state is not sent to any sink");
@@ -158,18 +163,19 @@ impl Outputs {
         } else {
             self.metrics.violation_updates.inc();
         }
-        let Some(ev) = self.log(Finding::Violation(s)) else {
+        let Some((ev, json)) = self.log(Finding::Violation(s)) else {
             return;
         };
         self.pending_rows
             .push(StoreRow::Violation(violation_row(s, ctx)));
-        self.notify(Finding::Violation(s), ev);
+        self.notify(Finding::Violation(s), ev, json);
     }
 
     /// Notifies a finding's opening and each escalation of its severity (a violation's
     /// severity is its rule's, so only its opening notifies); later states of the same
     /// severity only move the time it is remembered until.
-    fn notify(&mut self, f: Finding<'_>, ev: Option<Appended>) {
+    /// `json` is the finding as JSON when the caller has it already.
+    fn notify(&mut self, f: Finding<'_>, ev: Option<Appended>, json: Option<serde_json::Value>) {
         let id = match self.notified.get(f.id()) {
             None => f.notification_id(),
             Some((sev, _)) if f.severity() > *sev => {
@@ -184,6 +190,18 @@ impl Outputs {
         };
         self.notified
             .insert(f.id().to_string(), (f.severity(), f.last_ns()));
+        if self.syslog.is_some() {
+            let e = Event::from_finding(f);
+            self.pending_syslog.push(match ev {
+                Some(a) => e.with_evidence(a.index, &tidegate_evidence::hex(&a.leaf)),
+                None => e,
+            });
+            self.pending_count += 1;
+        }
+        if self.jsonl.is_none() && self.webhook.is_none() {
+            // No notification sink: the body would be built only to be dropped.
+            return;
+        }
         let origin = self.evidence.as_ref().map(|l| l.origin().to_string());
         let with_evidence = |mut body: serde_json::Value| {
             if let (Some(a), Some(o)) = (ev, body.as_object_mut()) {
@@ -198,19 +216,18 @@ impl Outputs {
             }
             body
         };
-        match f
-            .to_json()
+        let json = match json {
+            Some(j) => Ok(j),
+            None => f.to_json(),
+        };
+        match json
             .map(with_evidence)
             .map_err(|e| e.to_string())
             .and_then(|body| Notification::new(id, f.class(), body).map_err(|e| e.to_string()))
         {
             Ok(n) => {
-                if self.syslog.is_some() {
-                    let e = Event::from_finding(f);
-                    self.pending_syslog.push(match ev {
-                        Some(a) => e.with_evidence(a.index, &tidegate_evidence::hex(&a.leaf)),
-                        None => e,
-                    });
+                if self.syslog.is_none() {
+                    self.pending_count += 1;
                 }
                 self.pending.push(n);
             }
@@ -247,6 +264,7 @@ impl Outputs {
             self.pending_rows.clear();
             self.pending_syslog.clear();
             self.pending.clear();
+            self.pending_count = 0;
             return;
         }
         for row in std::mem::take(&mut self.pending_rows) {
@@ -255,11 +273,13 @@ impl Outputs {
         for e in std::mem::take(&mut self.pending_syslog) {
             self.send_syslog(&e);
         }
+        self.metrics
+            .notifications
+            .inc_by(std::mem::take(&mut self.pending_count));
         if self.pending.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
-        self.metrics.notifications.inc_by(batch.len() as u64);
         if let Some(j) = self.jsonl.as_mut()
             && let Err(e) = j.write(&batch)
         {
