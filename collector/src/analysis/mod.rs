@@ -129,7 +129,7 @@ impl Analysis {
         metrics: AnalysisMetrics,
     ) -> Result<(Analysis, Feed), AnalysisError> {
         let mut detector = if cfg.detect_enabled {
-            Some(Detector::new(sources.detect)?)
+            Some(Detector::new(sources.detect)?.streaming())
         } else {
             None
         };

@@ -318,7 +318,10 @@ pub(crate) struct AlertBook {
     merge_gap_ns: u64,
     evidence_max: usize,
     open: BTreeMap<(AlertKind, String), (Alert, Tally)>,
-    closed: Vec<Alert>,
+    pub(super) closed: Vec<Alert>,
+    /// Keep closed alerts for [`Self::drain`] (a finite analysis); a live stream, which
+    /// publishes every state as it happens, does not.
+    keep_closed: bool,
 }
 
 impl AlertBook {
@@ -328,6 +331,21 @@ impl AlertBook {
             evidence_max,
             open: BTreeMap::new(),
             closed: Vec::new(),
+            keep_closed: true,
+        }
+    }
+
+    /// Whether closed alerts are kept for [`Self::drain`].
+    pub fn keep_closed(&mut self, keep: bool) {
+        self.keep_closed = keep;
+        if !keep {
+            self.closed = Vec::new();
+        }
+    }
+
+    fn close_alert(&mut self, a: Alert) {
+        if self.keep_closed {
+            self.closed.push(a);
         }
     }
 
@@ -364,7 +382,7 @@ impl AlertBook {
                 };
             }
             let (old, _) = self.open.remove(&slot).expect("present");
-            self.closed.push(old);
+            self.close_alert(old);
         }
         // The id names the merge-gap-long epoch of the opening window, not the window
         // itself: an early warning may come from any window of an attack depending on the
@@ -412,12 +430,12 @@ impl AlertBook {
             .collect();
         for k in stale {
             if let Some((a, _)) = self.open.remove(&k) {
-                self.closed.push(a);
+                self.close_alert(a);
             }
         }
     }
 
-    /// Every alert, closed and open, ordered by first time then id.
+    /// Every alert, closed (when kept) and open, ordered by first time then id.
     pub fn drain(&mut self) -> Vec<Alert> {
         let mut all = std::mem::take(&mut self.closed);
         all.extend(std::mem::take(&mut self.open).into_values().map(|(a, _)| a));

@@ -212,6 +212,15 @@ impl Detector {
         })
     }
 
+    /// For a live stream, whose caller publishes every [`AlertUpdate`] as it comes:
+    /// alerts that close (past the merge gap) are dropped rather than kept for
+    /// [`Self::finish`], so memory is bounded by the open alerts however long the stream
+    /// runs, and `finish` returns only the alerts still open (their final states).
+    pub fn streaming(mut self) -> Self {
+        self.book.keep_closed(false);
+        self
+    }
+
     /// Feeds one record; returns alerts opened or updated by it: early reports of open
     /// windows that already cross their threshold, then the windows it closed.
     pub fn observe(&mut self, r: &FlowRecord) -> Vec<AlertUpdate> {
@@ -269,7 +278,8 @@ impl Detector {
         Ok(restored)
     }
 
-    /// Closes every window and returns every alert, ordered by first time then id.
+    /// Closes every window and returns every alert (only the open ones when
+    /// [`Self::streaming`]), ordered by first time then id.
     pub fn finish(&mut self) -> Vec<Alert> {
         self.close(u64::MAX);
         self.book.drain()
@@ -314,6 +324,41 @@ mod early_tests {
             line: "l".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_live_stream_keeps_only_open_alerts_and_finish_returns_those() {
+        let start = 1_700_000_000 * NS;
+        let run = |d: Detector| {
+            let mut d = d;
+            let mut published = Vec::new();
+            for i in 0..5_000u32 {
+                published.extend(d.observe(&syn(i, start + u64::from(i) * 1_000_000)));
+            }
+            // Long after the flood: its alert closes (past the merge gap).
+            let cfg = DetectConfig::default();
+            let later = start + (cfg.merge_gap_secs + cfg.lateness_secs + 600) * NS;
+            published.extend(d.advance(later));
+            published.extend(d.advance(later + 2 * NS));
+            (published, d)
+        };
+        let (published, mut kept) = run(Detector::new(DetectConfig::default()).unwrap());
+        let flood = |a: &Alert| a.kind == AlertKind::SynFlood;
+        assert!(published.iter().any(|u| flood(&u.alert)));
+        assert_eq!(kept.finish().iter().filter(|a| flood(a)).count(), 1);
+
+        let (live_published, mut live) =
+            run(Detector::new(DetectConfig::default()).unwrap().streaming());
+        assert_eq!(live_published, published, "the same states are published");
+        assert!(live.book.closed.is_empty());
+        assert_eq!(live.finish().iter().filter(|a| flood(a)).count(), 0);
+
+        // An alert still open at the end is returned by finish.
+        let mut open = Detector::new(DetectConfig::default()).unwrap().streaming();
+        for i in 0..5_000u32 {
+            open.observe(&syn(i, start + u64::from(i) * 1_000_000));
+        }
+        assert_eq!(open.finish().iter().filter(|a| flood(a)).count(), 1);
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub(crate) struct Tiered<K: Eq + Hash + Clone> {
     queue: BTreeMap<u64, Vec<K>>,
     watermark: u64,
     next_sweep: u64,
+    /// Scratch of [`teach`], kept between calls (no allocation per key taught).
+    scratch: Vec<(u64, f64, f64)>,
 }
 
 impl<K: Eq + Hash + Clone> Tiered<K> {
@@ -112,6 +114,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             queue: BTreeMap::new(),
             watermark: 0,
             next_sweep: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -213,7 +216,9 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             if st.hot_until != 0 {
                 continue; // promoted meanwhile: its windows close as hot ones
             }
-            teach(st, self.len_ns, upto, |w, c| cold.push((w, key.clone(), c)));
+            teach(st, self.len_ns, upto, &mut self.scratch, |w, c| {
+                cold.push((w, key.clone(), c))
+            });
             if !st.segments.is_empty() {
                 st.queued = true;
                 let due = st.taught_to.saturating_add(FLUSH_BATCH_NS);
@@ -280,12 +285,19 @@ fn bound_add(st: &mut KeyState, r: &FlowRecord, len_ns: u64) -> (f64, f64) {
 
 /// Computes the totals of `st`'s windows in [`taught_to`, `upto`) from its pending
 /// segments, in window order, and drops the segments that end before `upto`.
-fn teach(st: &mut KeyState, len_ns: u64, upto: u64, mut out: impl FnMut(u64, ColdWindow)) {
+/// `windows` is scratch space.
+fn teach(
+    st: &mut KeyState,
+    len_ns: u64,
+    upto: u64,
+    windows: &mut Vec<(u64, f64, f64)>,
+    mut out: impl FnMut(u64, ColdWindow),
+) {
     let from = st.taught_to;
     if upto <= from {
         return;
     }
-    let mut windows: Vec<(u64, f64, f64)> = Vec::new();
+    windows.clear();
     for s in &st.segments {
         spread(
             (s.first, s.last, s.packets, s.bytes),

@@ -115,9 +115,15 @@ impl Rule for Volumetric {
         let secs = self.cfg.window_secs as f64;
         let closed = self.windows.drain_closed(watermark);
         // Windows of cold keys only teach the baseline: they are below the gate, so
-        // below the floor.
-        for (w, key, c) in closed.cold {
-            self.learn(key, w, c.packets / secs, c.bytes * 8.0 / secs);
+        // below the floor. They come per key in window order: one baseline lookup per
+        // key, not per window.
+        let mut cold = closed.cold.into_iter().peekable();
+        while let Some((w, key, c)) = cold.next() {
+            let base = self.baselines.entry(key).or_default();
+            learn(&self.cfg, base, w, c.packets / secs, c.bytes * 8.0 / secs);
+            while let Some((w, _, c)) = cold.next_if(|(_, k, _)| *k == key) {
+                learn(&self.cfg, base, w, c.packets / secs, c.bytes * 8.0 / secs);
+            }
         }
         for (w, (dst, proto), mut acc) in closed.hot {
             let pps = acc.packets / secs;
@@ -195,30 +201,40 @@ impl Volumetric {
     /// window teaches its baseline: every window teaches it, an alerting one only up
     /// to the threshold, so a flood cannot raise its own bar faster than `alpha` allows.
     fn learn(&mut self, key: (IpAddr, u8), w: u64, pps: f64, bps: f64) -> (f64, f64) {
-        let base = self.baselines.entry(key).or_default();
-        let learned = base.windows >= 10;
-        let thr_pps = if learned {
-            self.cfg.floor_pps.max(base.pps * self.cfg.baseline_factor)
-        } else {
-            self.cfg.floor_pps
-        };
-        let thr_bps = if learned {
-            self.cfg.floor_bps.max(base.bps * self.cfg.baseline_factor)
-        } else {
-            self.cfg.floor_bps
-        };
-        let (sample_pps, sample_bps) = (pps.min(thr_pps), bps.min(thr_bps));
-        if base.windows == 0 {
-            (base.pps, base.bps) = (sample_pps, sample_bps);
-        } else {
-            let a = self.cfg.baseline_alpha;
-            base.pps += a * (sample_pps - base.pps);
-            base.bps += a * (sample_bps - base.bps);
-        }
-        base.windows += 1;
-        base.seen_ns = w;
-        (thr_pps, thr_bps)
+        learn(
+            &self.cfg,
+            self.baselines.entry(key).or_default(),
+            w,
+            pps,
+            bps,
+        )
     }
+}
+
+/// [`Volumetric::learn`] of one baseline.
+fn learn(cfg: &VolumetricConfig, base: &mut Baseline, w: u64, pps: f64, bps: f64) -> (f64, f64) {
+    let learned = base.windows >= 10;
+    let thr_pps = if learned {
+        cfg.floor_pps.max(base.pps * cfg.baseline_factor)
+    } else {
+        cfg.floor_pps
+    };
+    let thr_bps = if learned {
+        cfg.floor_bps.max(base.bps * cfg.baseline_factor)
+    } else {
+        cfg.floor_bps
+    };
+    let (sample_pps, sample_bps) = (pps.min(thr_pps), bps.min(thr_bps));
+    if base.windows == 0 {
+        (base.pps, base.bps) = (sample_pps, sample_bps);
+    } else {
+        let a = cfg.baseline_alpha;
+        base.pps += a * (sample_pps - base.pps);
+        base.bps += a * (sample_bps - base.bps);
+    }
+    base.windows += 1;
+    base.seen_ns = w;
+    (thr_pps, thr_bps)
 }
 
 /// Reflection: bytes from amplification source ports (and UDP fragments, which carry
