@@ -34,7 +34,8 @@ struct Args {
     /// Seconds-long run for CI (20 000 rows, one run); asserts nothing about speed.
     #[arg(long)]
     smoke: bool,
-    /// Only this rule (for profiling; the results file is not written).
+    /// Only this rule, or `all` for every rule together (for profiling; the results
+    /// file is not written).
     #[arg(long)]
     only: Option<String>,
     /// Only this workload (`synthetic` or `corpus`; for profiling).
@@ -169,7 +170,9 @@ fn main() -> anyhow::Result<()> {
             .into_iter()
             .chain(RULES.iter().map(|r| Some(*r)));
         for only in sets {
-            if a.only.is_some() && a.only.as_deref() != only {
+            // `--only all`: every rule together, alone.
+            let want = a.only.as_deref().map(|o| (o != "all").then_some(o));
+            if want.is_some_and(|w| w != only) {
                 continue;
             }
             let m = measure(&config(only), records, a.runs)?;
