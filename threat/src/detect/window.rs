@@ -131,7 +131,10 @@ pub(super) fn spread(
         let share = if span == 0.0 {
             1.0
         } else {
-            (end.min(last) as f64 - first.max(w) as f64).max(0.0) / span
+            // The overlap in integer ns, then as f64: Unix-ns timestamps are beyond f64's
+            // exact range, so subtracting them as floats would make every full window's
+            // share differ in its last bits.
+            end.min(last).saturating_sub(first.max(w)) as f64 / span
         };
         if share > 0.0 || span == 0.0 {
             add(w, packets as f64 * share, bytes as f64 * share);
