@@ -6,13 +6,14 @@
 //! - [`SLOT_EMPTY`]: free; a program claims it with a compare-and-swap to [`SLOT_BUSY`],
 //!   writes key and counters, then publishes the flow's tag ([`live_tag`]).
 //! - a tag: a live flow. Packets whose key hashes to that tag and equals `key` add to the
-//!   counters (atomic adds: a flow's packets may arrive on several CPUs).
+//!   counters: plain adds on the CPU that claimed the slot, atomic adds to a second pair
+//!   of counters on any other (a flow's packets may arrive on several CPUs).
 //! - [`SLOT_RETIRING`]: the probe is removing the flow (idle). Programs no longer match
 //!   it; after an RCU grace period no program run can still be adding to it, so its final
 //!   counters are exact; the probe exports the last delta and stores `SLOT_EMPTY`.
 //!
 //! Flows stay in the table across sweeps: each sweep exports the difference between the
-//! counters and what the probe exported before (`seen_*`, written only by the probe), so
+//! counters and what the probe exported before (kept in the probe's own memory), so
 //! a long-lived flow costs no re-insert and no per-sweep copy of per-CPU values.
 //!
 //! A key lives in one of [`PROBE_WINDOW`] consecutive slots starting at its hash. Two
@@ -39,6 +40,12 @@ pub const SLOT_BYTES: usize = 128;
 
 /// One flow in the kernel table. The first cache line holds what every packet reads
 /// (state, key); the second the counters and the rest.
+///
+/// Counters: the CPU that claimed the slot (`owner`) adds to `packets`/`bytes` with plain
+/// stores — RSS keeps a flow on one CPU, and programs on one CPU do not nest — and any
+/// other CPU adds to `shared_packets`/`shared_bytes` with atomic adds. Each word has one
+/// kind of writer, so no add is lost, and the probe exports the sum. (Two locked adds per
+/// packet cost ~15 ns of a ~60 ns program; see ARCHITECTURE.md.)
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowSlot {
@@ -46,17 +53,25 @@ pub struct FlowSlot {
     pub state: u64,
     /// The flow.
     pub key: FlowKey,
-    /// Packets since the slot was claimed (atomic add).
+    /// Packets the owner CPU counted since the slot was claimed (plain adds).
     pub packets: u64,
-    /// IP-layer bytes since the slot was claimed (atomic add).
+    /// IP-layer bytes the owner CPU counted (plain adds, written before `packets`).
     pub bytes: u64,
     /// Last packet (kernel CLOCK_MONOTONIC ns).
     pub last_ns: u64,
     /// First packet since the probe last exported this slot (0: none yet); the probe
     /// swaps it to 0 when it exports.
     pub interval_first_ns: u64,
-    /// OR of the TCP flags since the probe last exported (atomic or; swapped to 0).
+    /// Packets other CPUs counted (atomic add, ordered after `shared_bytes`).
+    pub shared_packets: u64,
+    /// Bytes other CPUs counted (atomic add).
+    pub shared_bytes: u64,
+    /// OR of the TCP flags since the probe last exported (atomic or, only when it adds a
+    /// bit; swapped to 0).
     pub tcp_flags: u32,
+    /// Packets since the probe last exported (swapped to 0): which packets may be
+    /// sampled. Not atomic — a count for sampling, not for accounting.
+    pub interval_packets: u32,
     /// ICMP `type << 8 | code` of the last packet.
     pub icmp: u16,
     /// Strongest enforcement verdict since the last export.
@@ -65,12 +80,8 @@ pub struct FlowSlot {
     pub rule: u8,
     /// Low 16 bits of the policy version that judged it.
     pub policy: u16,
-    /// Zero.
-    pub pad: [u8; 6],
-    /// Packets the probe has exported from this slot (probe-owned).
-    pub seen_packets: u64,
-    /// Bytes the probe has exported from this slot (probe-owned).
-    pub seen_bytes: u64,
+    /// The CPU that claimed the slot, plus one (0: none).
+    pub owner: u16,
 }
 
 impl FlowSlot {
@@ -82,15 +93,27 @@ impl FlowSlot {
         bytes: 0,
         last_ns: 0,
         interval_first_ns: 0,
+        shared_packets: 0,
+        shared_bytes: 0,
         tcp_flags: 0,
+        interval_packets: 0,
         icmp: 0,
         verdict: 0,
         rule: 0,
         policy: 0,
-        pad: [0; 6],
-        seen_packets: 0,
-        seen_bytes: 0,
+        owner: 0,
     };
+
+    /// `owner` for a CPU number; 0 (owned by none: every CPU adds atomically) for CPU
+    /// numbers that do not fit, so no two CPUs ever share an owner value.
+    #[inline(always)]
+    pub const fn owner_of(cpu: u32) -> u16 {
+        if cpu < u16::MAX as u32 {
+            cpu as u16 + 1
+        } else {
+            0
+        }
+    }
 }
 
 /// Words in a flow key.
@@ -197,7 +220,8 @@ mod tests {
         assert_eq!(core::mem::align_of::<FlowSlot>(), 64);
         assert_eq!(core::mem::offset_of!(FlowSlot, key), 8);
         assert_eq!(core::mem::offset_of!(FlowSlot, packets), 64);
-        assert_eq!(core::mem::offset_of!(FlowSlot, seen_bytes), 120);
+        assert_eq!(core::mem::offset_of!(FlowSlot, shared_packets), 96);
+        assert_eq!(core::mem::offset_of!(FlowSlot, owner), 126);
     }
 
     #[test]

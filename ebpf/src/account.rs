@@ -2,7 +2,7 @@
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
-use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
+use aya_ebpf::helpers::{bpf_get_smp_processor_id, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
 use tidegate_common::{
     APP_SAMPLE_BYTES, AppSample, COUNTER_SLOTS, Counter, CounterBlock, Direction, FallbackRecord,
     FlowKey, FlowSlot, OUTER_IP_SAMPLE_BYTES, PacketBytes, Parsed, SAMPLE_OUTER_IP, SAMPLE_PAYLOAD,
@@ -115,7 +115,11 @@ pub fn account(
         | (v.verdict as u64) << 32
         | (v.rule as u64) << 40
         | (v.policy as u64) << 48;
-    let seen = tidegate_flow_add(&key, packets, bytes, now, meta);
+    // This CPU's owner value goes with the packet count (a helper call inside the global
+    // function would spill its arguments past the verifier's stack limit).
+    // SAFETY: helper with no arguments (inlined by the verifier on x86-64).
+    let own = FlowSlot::owner_of(unsafe { bpf_get_smp_processor_id() });
+    let seen = tidegate_flow_add(&key, packets | (own as u64) << 32, bytes, now, meta);
     let res: Result<u64, ()> = if seen >= 0 { Ok(seen as u64) } else { Err(()) };
     if let Ok(seen) = res {
         count(Counter::Accounted, 1);
@@ -158,42 +162,63 @@ pub fn account(
 
 /// Adds a packet to a live slot. `interval_first_ns` first, then the counters (bytes,
 /// then packets): when the probe sees the packet count grew, the interval's first stamp
-/// and the packet's bytes are already there.
-/// Returns the packets since the probe's last export of the slot.
+/// and the packet's bytes are already there. The CPU that claimed the slot (`own`, its
+/// [`FlowSlot::owner_of`]) adds with plain stores, any other CPU atomically to the
+/// shared pair: each counter word has one kind of writer (see `tidegate_common::slot`).
+/// Returns the packets since the probe's last export of the slot (for sampling).
 #[inline(always)]
-fn bump(
-    s: *mut FlowSlot,
-    packets: u64,
-    bytes: u64,
-    now: u64,
-    flags: u16,
-    icmp: u16,
-    vd: Verdict,
-) -> u64 {
+fn bump(s: *mut FlowSlot, count: u64, bytes: u64, now: u64, meta: u64) -> u64 {
+    let (own, packets) = ((count >> 32) as u16, count & 0xffff_ffff);
     // SAFETY: `s` points at a slot of the live FLOWS array (8-aligned fields); other
-    // CPUs and the probe touch the same slot only through atomics or benign word stores.
+    // CPUs and the probe touch the same slot only through atomics, benign word stores,
+    // or words this CPU does not write.
     unsafe {
         if read_volatile(addr_of!((*s).interval_first_ns)) == 0 {
             write_volatile(addr_of_mut!((*s).interval_first_ns), now);
         }
-        // Bytes before packets, the packet add ordered after it: a probe that sees a
-        // packet counted sees its bytes.
-        atomic::add(addr_of_mut!((*s).bytes), bytes);
-        atomic::add_ordered(addr_of_mut!((*s).packets), packets);
-        write_volatile(addr_of_mut!((*s).last_ns), now);
-        if flags != 0 {
-            atomic::or(addr_of_mut!((*s).tcp_flags), flags as u32);
+        if own != 0 && read_volatile(addr_of!((*s).owner)) == own {
+            // Only this CPU writes these words, and its program runs do not nest:
+            // bytes, then packets, each one aligned store the probe reads whole.
+            let b = read_volatile(addr_of!((*s).bytes));
+            write_volatile(addr_of_mut!((*s).bytes), b.wrapping_add(bytes));
+            let p = read_volatile(addr_of!((*s).packets));
+            write_volatile(addr_of_mut!((*s).packets), p.wrapping_add(packets));
+        } else {
+            // Bytes before packets, the packet add ordered after it: a probe that sees a
+            // packet counted sees its bytes.
+            atomic::add(addr_of_mut!((*s).shared_bytes), bytes);
+            atomic::add_ordered(addr_of_mut!((*s).shared_packets), packets);
         }
+        write_volatile(addr_of_mut!((*s).last_ns), now);
+        // Only a flag the interval has not seen yet costs an atomic (most packets of a
+        // TCP flow repeat the same flags).
+        let flags = meta as u16 as u32;
+        if flags & !read_volatile(addr_of!((*s).tcp_flags)) != 0 {
+            atomic::or(addr_of_mut!((*s).tcp_flags), flags);
+        }
+        let icmp = (meta >> 16) as u16;
         if icmp != 0 {
             write_volatile(addr_of_mut!((*s).icmp), icmp);
         }
+        let vd = verdict_of(meta);
         if vd.verdict > read_volatile(addr_of!((*s).verdict)) {
             write_volatile(addr_of_mut!((*s).verdict), vd.verdict);
             write_volatile(addr_of_mut!((*s).rule), vd.rule);
             write_volatile(addr_of_mut!((*s).policy), vd.policy);
         }
-        read_volatile(addr_of!((*s).packets))
-            .wrapping_sub(read_volatile(addr_of!((*s).seen_packets)))
+        let n = read_volatile(addr_of!((*s).interval_packets)).saturating_add(packets as u32);
+        write_volatile(addr_of_mut!((*s).interval_packets), n);
+        n as u64
+    }
+}
+
+/// The verdict packed in `meta` (see [`tidegate_flow_add`]).
+#[inline(always)]
+fn verdict_of(meta: u64) -> Verdict {
+    Verdict {
+        verdict: (meta >> 32) as u8,
+        rule: (meta >> 40) as u8,
+        policy: (meta >> 48) as u16,
     }
 }
 
@@ -214,13 +239,14 @@ fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
 /// verifier checks once on its own instead of once per parser path (the probe loop would
 /// otherwise multiply every path's states). `meta` packs the TCP flags (bits 0-15), the
 /// ICMP type/code (16-31), the verdict (32-39), its rule (40-47) and policy (48-63).
+/// `count` is the packets (bits 0-31) and this CPU's [`FlowSlot::owner_of`] (32-47).
 /// Returns the packets since the probe's last export of the slot, or -1 when the flow
 /// has no slot (the caller falls back).
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tidegate_flow_add(
     key: *const FlowKey,
-    packets: u64,
+    count: u64,
     bytes: u64,
     now: u64,
     meta: u64,
@@ -229,22 +255,9 @@ pub extern "C" fn tidegate_flow_add(
     if key.is_null() {
         return -1;
     }
-    let vd = Verdict {
-        verdict: (meta >> 32) as u8,
-        rule: (meta >> 40) as u8,
-        policy: (meta >> 48) as u16,
-    };
     // SAFETY: non-null, and the verifier checked the caller passes a FlowKey's worth of
     // readable memory.
-    match add(
-        unsafe { &*key },
-        packets,
-        bytes,
-        now,
-        meta as u16,
-        (meta >> 16) as u16,
-        vd,
-    ) {
+    match add(unsafe { &*key }, count, bytes, now, meta) {
         Ok(n) => n as i64,
         Err(()) => -1,
     }
@@ -255,15 +268,10 @@ pub extern "C" fn tidegate_flow_add(
 /// `Err` when every slot of the window holds another flow (the caller falls back).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn add(
-    key: &FlowKey,
-    packets: u64,
-    bytes: u64,
-    now: u64,
-    flags: u16,
-    icmp: u16,
-    vd: Verdict,
-) -> Result<u64, ()> {
+/// `count` and `meta` as [`tidegate_flow_add`] takes them: unpacked where they are used,
+/// so fewer values stay live across the probe loops (the verifier's 512-byte stack limit
+/// covers this function and the largest caller together).
+fn add(key: &FlowKey, count: u64, bytes: u64, now: u64, meta: u64) -> Result<u64, ()> {
     // SAFETY: a read-only global the loader sets before verification.
     let slots = unsafe { read_volatile(&FLOW_SLOTS) };
     let h = flow_hash(key);
@@ -282,7 +290,7 @@ fn add(
         let st = unsafe { read_volatile(addr_of!((*s).state)) };
         // SAFETY: as above; a key is written before its tag is published.
         if st == tag && same_key(unsafe { &*addr_of!((*s).key) }, key) {
-            return Ok(bump(s, packets, bytes, now, flags, icmp, vd));
+            return Ok(bump(s, count, bytes, now, meta));
         }
     }
     // Not there: claim the window's first free slot.
@@ -304,17 +312,21 @@ fn add(
             // SAFETY: a word of the live bitmap array.
             unsafe { atomic::or64(w, 1 << (idx % 64)) };
         }
+        let (own, packets) = ((count >> 32) as u16, count & 0xffff_ffff);
+        let vd = verdict_of(meta);
         // SAFETY: the slot is ours until the tag is published (the probe cleared it
         // before it stored SLOT_EMPTY).
         unsafe {
             write_volatile(addr_of_mut!((*s).key), *key);
             write_volatile(addr_of_mut!((*s).last_ns), now);
             write_volatile(addr_of_mut!((*s).interval_first_ns), now);
-            write_volatile(addr_of_mut!((*s).tcp_flags), flags as u32);
-            write_volatile(addr_of_mut!((*s).icmp), icmp);
+            write_volatile(addr_of_mut!((*s).tcp_flags), meta as u16 as u32);
+            write_volatile(addr_of_mut!((*s).icmp), (meta >> 16) as u16);
             write_volatile(addr_of_mut!((*s).verdict), vd.verdict);
             write_volatile(addr_of_mut!((*s).rule), vd.rule);
             write_volatile(addr_of_mut!((*s).policy), vd.policy);
+            write_volatile(addr_of_mut!((*s).interval_packets), packets as u32);
+            write_volatile(addr_of_mut!((*s).owner), own);
             write_volatile(addr_of_mut!((*s).bytes), bytes);
             write_volatile(addr_of_mut!((*s).packets), packets);
         }

@@ -243,7 +243,8 @@ fn main() -> anyhow::Result<()> {
     writeln!(
         s,
         "\nThe flow table is one shared array of 128-byte slots (bounded open addressing, \
-         atomic counters, no helper call on a hit); with {} flows every run misses the CPU \
+         plain adds on the CPU that claimed a flow and atomic ones on any other, the CPU \
+         number from the one helper the verifier inlines); with {} flows every run misses the CPU \
          caches for the slot (one DRAM access costs 180-310 ns on this machine).\n",
         tidegate_bench::numbers::thousands(&a.prefill.to_string())
     )?;

@@ -1,10 +1,13 @@
 //! The probe's side of the kernel flow table (`tidegate_common::slot`): the `FLOWS`
 //! array mapped into the process, read in place at every sweep.
 //!
-//! Exactness: a slot's `packets`/`bytes` only grow (atomic adds), and the probe alone
-//! writes `seen_*`. Each sweep exports `counters - seen` and sets `seen` to the counters
-//! it read, so every packet added before that read is exported once, and every packet
-//! after it is left for a later sweep. Removing an idle flow: the probe swaps its tag
+//! Exactness: a slot's counters only grow — `packets`/`bytes` by plain adds of the CPU
+//! that claimed it, `shared_packets`/`shared_bytes` by atomic adds of any other CPU, so
+//! no word has two kinds of writer and no add is lost — and the probe keeps what it
+//! exported of each slot (`seen`) in its own memory. Each sweep exports `counters - seen`
+//! (both pairs summed) and sets `seen` to the counters it read, so every packet added
+//! before that read is exported once, and every packet after it is left for a later
+//! sweep. Removing an idle flow: the probe swaps its tag
 //! for `SLOT_RETIRING` (programs stop matching it), waits for an RCU grace period (no
 //! program run that matched it before the swap is still running), exports what was
 //! added meanwhile — now final — and only then frees the slot. A packet of that flow
@@ -42,6 +45,8 @@ pub struct SlotTable {
     /// `FLOWS_TAKEN`: one bit per slot, set by the program that claims it.
     taken: Mapped<u64>,
     retiring: Vec<u32>,
+    /// Per slot, the (packets, bytes) exported since it was claimed.
+    seen: Vec<Seen>,
     /// Live slots at the last sweep (occupancy decides how soon idle flows go).
     last_live: usize,
 }
@@ -72,6 +77,7 @@ impl SlotTable {
 
     fn over(slots: Mapped<FlowSlot>, taken: Mapped<u64>) -> io::Result<Self> {
         Ok(SlotTable {
+            seen: vec![Seen::default(); slots.len()],
             slots,
             taken,
             retiring: Vec::new(),
@@ -133,6 +139,7 @@ impl SlotTable {
         let mut st = SweepStats::default();
         self.retiring.clear();
         let mut retiring = std::mem::take(&mut self.retiring);
+        let mut seen = std::mem::take(&mut self.seen);
         for i in self.taken_slots().filter(|&i| i < self.slots.len()) {
             let s = self.slot(i);
             // SAFETY: slot inside the mapping; shared words are accessed atomically.
@@ -143,7 +150,7 @@ impl SlotTable {
             }
             st.live += 1;
             // SAFETY: as above.
-            if unsafe { export_delta(s, &conv, out) } {
+            if unsafe { export_delta(s, &mut seen[i], false, &conv, out) } {
                 st.exported += 1;
             }
             // SAFETY: as above.
@@ -158,6 +165,7 @@ impl SlotTable {
             }
         }
         self.retiring = retiring;
+        self.seen = seen;
         self.last_live = st.live;
         if !self.retiring.is_empty() {
             grace::wait();
@@ -166,7 +174,7 @@ impl SlotTable {
                 let s = self.slot(i as usize);
                 // SAFETY: a retiring slot no program can touch any more (grace period).
                 unsafe {
-                    if export_delta(s, &conv, out) {
+                    if export_delta(s, &mut self.seen[i as usize], true, &conv, out) {
                         st.exported += 1;
                     }
                     // Unmarked before it is freed: a program that claims it afterwards
@@ -174,6 +182,7 @@ impl SlotTable {
                     let (word, bit) = self.taken_bit(i as usize);
                     word.fetch_and(!bit, Ordering::AcqRel);
                     free(s);
+                    self.seen[i as usize] = Seen::default();
                 }
             }
             st.retired = self.retiring.len();
@@ -193,7 +202,8 @@ impl SlotTable {
             let state =
                 unsafe { AtomicU64::from_ptr(addr_of_mut!((*s).state)) }.load(Ordering::Acquire);
             // SAFETY: as above.
-            if (is_live(state) || state == SLOT_RETIRING) && unsafe { export_delta(s, &conv, out) }
+            if (is_live(state) || state == SLOT_RETIRING)
+                && unsafe { export_delta(s, &mut self.seen[i], true, &conv, out) }
             {
                 n += 1;
             }
@@ -202,26 +212,35 @@ impl SlotTable {
     }
 }
 
+/// What the probe has exported of one slot since it was claimed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    packets: u64,
+    bytes: u64,
+}
+
 /// Exports `counters - seen` of a live or retiring slot, if it grew; whether it did.
+/// `last` (a retired slot past its grace period, or shutdown with the programs
+/// detached): nothing can be added any more, so bytes alone count as growth.
 ///
 /// # Safety
 /// `s` points at a slot of the mapping.
 unsafe fn export_delta(
     s: *mut FlowSlot,
+    seen: &mut Seen,
+    last: bool,
     conv: &MonoToEpoch,
     out: &mut impl FnMut(&FlowKey, &FlowStats),
 ) -> bool {
-    // SAFETY: the caller's contract; every word programs write is read atomically, the
-    // probe-owned `seen_*` plainly.
+    // SAFETY: the caller's contract; every word programs write is read atomically (one
+    // aligned load each).
     unsafe {
-        let packets = AtomicU64::from_ptr(addr_of_mut!((*s).packets));
-        let bytes = AtomicU64::from_ptr(addr_of_mut!((*s).bytes));
-        let seen_p = (*s).seen_packets;
-        // Programs add bytes, then packets (ordered): a packet count read here comes
-        // with at least its packets' bytes, so the count alone says whether there is
-        // anything to export. (Bytes can be ahead by a packet in flight; its count, and
-        // so the difference, comes with a later export — at the latest the final one.)
-        if packets.load(Ordering::Acquire) == seen_p {
+        // Programs add bytes, then packets (the owner's stores in program order, the
+        // others' packet add ordered): a packet count read here comes with at least its
+        // packets' bytes, so the count alone says whether there is anything to export.
+        // (Bytes can be ahead by a packet in flight; its count, and so the difference,
+        // comes with a later export — at the latest the final one.)
+        if packets(s) == seen.packets && !(last && bytes(s) != seen.bytes) {
             return false;
         }
         // Interval words first, then the counters: a packet counted after the swap
@@ -230,31 +249,63 @@ unsafe fn export_delta(
             AtomicU64::from_ptr(addr_of_mut!((*s).interval_first_ns)).swap(0, Ordering::AcqRel);
         let flags = AtomicU32::from_ptr(addr_of_mut!((*s).tcp_flags)).swap(0, Ordering::AcqRel);
         let verdict = AtomicU8::from_ptr(addr_of_mut!((*s).verdict)).swap(0, Ordering::AcqRel);
-        let p = packets.load(Ordering::Acquire);
-        let b = bytes.load(Ordering::Acquire);
-        let last = AtomicU64::from_ptr(addr_of_mut!((*s).last_ns)).load(Ordering::Acquire);
+        AtomicU32::from_ptr(addr_of_mut!((*s).interval_packets)).store(0, Ordering::Release);
+        let p = packets(s);
+        let b = bytes(s);
+        let last_ns = word(addr_of_mut!((*s).last_ns));
         let key = (*s).key;
         let d = FlowStats {
-            packets: p - seen_p,
-            bytes: b.wrapping_sub((*s).seen_bytes),
+            packets: p.wrapping_sub(seen.packets),
+            bytes: b.wrapping_sub(seen.bytes),
             // 0 only if the interval's first packet raced the previous export's swap.
-            first_ns: conv.convert(if first == 0 || first > last {
-                last
+            first_ns: conv.convert(if first == 0 || first > last_ns {
+                last_ns
             } else {
                 first
             }),
-            last_ns: conv.convert(last),
+            last_ns: conv.convert(last_ns),
             tcp_flags: flags as u16,
             icmp: (*s).icmp,
             verdict,
             rule: (*s).rule,
             policy: (*s).policy,
         };
-        (*s).seen_packets = p;
-        (*s).seen_bytes = b;
+        *seen = Seen {
+            packets: p,
+            bytes: b,
+        };
         out(&key, &d);
         true
     }
+}
+
+/// One counter word, read whole.
+///
+/// # Safety
+/// `p` is an 8-aligned word of the mapping.
+unsafe fn word(p: *mut u64) -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe { AtomicU64::from_ptr(p).load(Ordering::Acquire) }
+}
+
+/// A slot's packets: the owner CPU's and the others'.
+///
+/// # Safety
+/// `s` points at a slot of the mapping.
+unsafe fn packets(s: *mut FlowSlot) -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe {
+        word(addr_of_mut!((*s).packets)).wrapping_add(word(addr_of_mut!((*s).shared_packets)))
+    }
+}
+
+/// A slot's bytes: the owner CPU's and the others'.
+///
+/// # Safety
+/// `s` points at a slot of the mapping.
+unsafe fn bytes(s: *mut FlowSlot) -> u64 {
+    // SAFETY: the caller's contract.
+    unsafe { word(addr_of_mut!((*s).bytes)).wrapping_add(word(addr_of_mut!((*s).shared_bytes))) }
 }
 
 /// Clears a retired slot and hands it back to the programs.
@@ -312,6 +363,19 @@ mod tests {
         }
     }
 
+    /// Plays a program on another CPU than the slot's owner: atomic adds to the shared
+    /// pair.
+    fn packet_elsewhere(t: &SlotTable, i: usize, k: &FlowKey, bytes: u64, now: u64) {
+        let s = t.slot(i);
+        // SAFETY: slot inside the test mapping; the shared words are accessed atomically.
+        unsafe {
+            assert_eq!((*s).key, *k);
+            AtomicU64::from_ptr(addr_of_mut!((*s).shared_bytes)).fetch_add(bytes, Ordering::AcqRel);
+            AtomicU64::from_ptr(addr_of_mut!((*s).shared_packets)).fetch_add(1, Ordering::AcqRel);
+            (*s).last_ns = now;
+        }
+    }
+
     type Totals = HashMap<u16, (u64, u64, usize)>;
 
     fn sum(into: &mut Totals) -> impl FnMut(&FlowKey, &FlowStats) + '_ {
@@ -347,6 +411,30 @@ mod tests {
         assert_eq!(d.last_ns - d.first_ns, 0);
         assert_eq!(got[&1000], (2, 200, 1));
         assert_eq!(got[&2000], (1, 60, 1));
+    }
+
+    #[test]
+    fn packets_counted_on_other_cpus_are_exported_with_the_owners_once() {
+        let mut t = SlotTable::anonymous(64).unwrap();
+        let a = key(1000);
+        let mut got = Totals::new();
+        packet(&t, 4, &a, 100, 1_000, 0);
+        packet_elsewhere(&t, 4, &a, 40, 1_500);
+        t.sweep(2_000, 0, u64::MAX, &mut sum(&mut got));
+        assert_eq!(got[&1000], (2, 140, 1));
+        packet_elsewhere(&t, 4, &a, 40, 2_500);
+        packet_elsewhere(&t, 4, &a, 40, 2_600);
+        t.sweep(3_000, 2_000, u64::MAX, &mut sum(&mut got));
+        assert_eq!(got[&1000], (4, 220, 2));
+        // Nothing new on either pair: nothing exported.
+        t.sweep(4_000, 3_000, u64::MAX, &mut sum(&mut got));
+        packet(&t, 4, &a, 100, 4_500, 0);
+        // Idle: the final export, and the slot's next life starts from zero.
+        t.sweep(20_000, 4_000, 10_000, &mut sum(&mut got));
+        assert_eq!(got[&1000], (5, 320, 3));
+        packet(&t, 4, &a, 100, 30_000, 0);
+        t.finish(&mut sum(&mut got));
+        assert_eq!(got[&1000], (6, 420, 4));
     }
 
     #[test]
