@@ -119,7 +119,7 @@ pub fn account(
     // function would spill its arguments past the verifier's stack limit).
     // SAFETY: helper with no arguments (inlined by the verifier on x86-64).
     let own = FlowSlot::owner_of(unsafe { bpf_get_smp_processor_id() });
-    let seen = tidegate_flow_add(&key, packets | (own as u64) << 32, bytes, now, meta);
+    let seen = tidegate_flow_add(&key, pack_count(packets, own), bytes, now, meta);
     let res: Result<u64, ()> = if seen >= 0 { Ok(seen as u64) } else { Err(()) };
     if let Ok(seen) = res {
         count(Counter::Accounted, 1);
@@ -168,7 +168,7 @@ pub fn account(
 /// Returns the packets since the probe's last export of the slot (for sampling).
 #[inline(always)]
 fn bump(s: *mut FlowSlot, count: u64, bytes: u64, now: u64, meta: u64) -> u64 {
-    let (own, packets) = ((count >> 32) as u16, count & 0xffff_ffff);
+    let (own, packets) = unpack_count(count);
     // SAFETY: `s` points at a slot of the live FLOWS array (8-aligned fields); other
     // CPUs and the probe touch the same slot only through atomics, benign word stores,
     // or words this CPU does not write.
@@ -212,6 +212,19 @@ fn bump(s: *mut FlowSlot, count: u64, bytes: u64, now: u64, meta: u64) -> u64 {
     }
 }
 
+/// The `count` argument of [`tidegate_flow_add`]: the packets (bits 0-31, a frame's
+/// segment count) and this CPU's [`FlowSlot::owner_of`] (bits 32-47).
+#[inline(always)]
+fn pack_count(packets: u64, own: u16) -> u64 {
+    packets & 0xffff_ffff | (own as u64) << 32
+}
+
+/// (owner, packets) from [`pack_count`]'s word.
+#[inline(always)]
+fn unpack_count(count: u64) -> (u16, u64) {
+    ((count >> 32) as u16, count & 0xffff_ffff)
+}
+
 /// The verdict packed in `meta` (see [`tidegate_flow_add`]).
 #[inline(always)]
 fn verdict_of(meta: u64) -> Verdict {
@@ -239,7 +252,7 @@ fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
 /// verifier checks once on its own instead of once per parser path (the probe loop would
 /// otherwise multiply every path's states). `meta` packs the TCP flags (bits 0-15), the
 /// ICMP type/code (16-31), the verdict (32-39), its rule (40-47) and policy (48-63).
-/// `count` is the packets (bits 0-31) and this CPU's [`FlowSlot::owner_of`] (32-47).
+/// `count` is the packets and this CPU's owner value ([`pack_count`]).
 /// Returns the packets since the probe's last export of the slot, or -1 when the flow
 /// has no slot (the caller falls back).
 #[unsafe(no_mangle)]
@@ -266,11 +279,10 @@ pub extern "C" fn tidegate_flow_add(
 /// Accounts a packet in the flow table (see `tidegate_common::slot`): the key's slot in
 /// its probe window, else a free slot of the window claimed with a compare-and-swap.
 /// `Err` when every slot of the window holds another flow (the caller falls back).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
 /// `count` and `meta` as [`tidegate_flow_add`] takes them: unpacked where they are used,
 /// so fewer values stay live across the probe loops (the verifier's 512-byte stack limit
 /// covers this function and the largest caller together).
+#[inline(always)]
 fn add(key: &FlowKey, count: u64, bytes: u64, now: u64, meta: u64) -> Result<u64, ()> {
     // SAFETY: a read-only global the loader sets before verification.
     let slots = unsafe { read_volatile(&FLOW_SLOTS) };
@@ -312,7 +324,7 @@ fn add(key: &FlowKey, count: u64, bytes: u64, now: u64, meta: u64) -> Result<u64
             // SAFETY: a word of the live bitmap array.
             unsafe { atomic::or64(w, 1 << (idx % 64)) };
         }
-        let (own, packets) = ((count >> 32) as u16, count & 0xffff_ffff);
+        let (own, packets) = unpack_count(count);
         let vd = verdict_of(meta);
         // SAFETY: the slot is ours until the tag is published (the probe cleared it
         // before it stored SLOT_EMPTY).
