@@ -12,9 +12,9 @@
 //!   it; after an RCU grace period no program run can still be adding to it, so its final
 //!   counters are exact; the probe exports the last delta and stores `SLOT_EMPTY`.
 //!
-//! Flows stay in the table across sweeps: each sweep exports the difference between the
-//! counters and what the probe exported before (kept in the probe's own memory), so
-//! a long-lived flow costs no re-insert and no per-sweep copy of per-CPU values.
+//! Flows stay in the table across sweeps: the probe takes the difference between the
+//! counters and what it took before (kept in its own memory) when the flow's record is
+//! due, so a long-lived flow costs no re-insert and no per-sweep copy.
 //!
 //! A key lives in one of [`PROBE_WINDOW`] consecutive slots starting at its hash. Two
 //! CPUs creating the same new flow at the same instant may each claim a slot: the probe
@@ -59,22 +59,22 @@ pub struct FlowSlot {
     pub bytes: u64,
     /// Last packet (kernel CLOCK_MONOTONIC ns).
     pub last_ns: u64,
-    /// First packet since the probe last exported this slot (0: none yet); the probe
-    /// swaps it to 0 when it exports.
+    /// First packet since the probe last took this slot's counters (0: none yet); the
+    /// probe swaps it to 0 when it takes them.
     pub interval_first_ns: u64,
     /// Packets other CPUs counted (atomic add, ordered after `shared_bytes`).
     pub shared_packets: u64,
     /// Bytes other CPUs counted (atomic add).
     pub shared_bytes: u64,
-    /// OR of the TCP flags since the probe last exported (atomic or, only when it adds a
-    /// bit; swapped to 0).
+    /// OR of the TCP flags since the probe last took the counters (atomic or, only when
+    /// it adds a bit; swapped to 0).
     pub tcp_flags: u32,
-    /// Packets since the probe last exported (swapped to 0): which packets may be
+    /// Packets since the probe last took the counters (reset to 0): which packets may be
     /// sampled. Not atomic — a count for sampling, not for accounting.
     pub interval_packets: u32,
     /// ICMP `type << 8 | code` of the last packet.
     pub icmp: u16,
-    /// Strongest enforcement verdict since the last export.
+    /// Strongest enforcement verdict since the probe last took the counters.
     pub verdict: u8,
     /// The rule that gave it.
     pub rule: u8,

@@ -123,12 +123,13 @@ pub fn account(
     let res: Result<u64, ()> = if seen >= 0 { Ok(seen as u64) } else { Err(()) };
     if let Ok(seen) = res {
         count(Counter::Accounted, 1);
-        // Only a flow's first packets (per sweep interval) can carry its name: a busy
-        // resolver's long-lived 5-tuple is not copied packet by packet.
+        // Only a flow's first packets since the probe last took its counters (per
+        // record) can carry its name: a busy resolver's long-lived 5-tuple is not
+        // copied packet by packet.
         if seen <= SAMPLE_FIRST_PACKETS {
             sample_app(&pkt, &parsed, &key, &count, load);
         }
-        // A tunnel's endpoints, once per flow per sweep interval.
+        // A tunnel's endpoints, once per flow per record.
         if tunnels == Tunnels::Inner && parsed.key.tunnel != 0 && seen <= packets {
             sample_outer(&parsed, &key, &count, load);
         }
@@ -350,7 +351,8 @@ fn add(key: &FlowKey, count: u64, bytes: u64, now: u64, meta: u64) -> Result<u64
     Err(())
 }
 
-/// Packets of a flow (per sweep interval) whose payload start may be sampled.
+/// Packets of a flow since the probe last took its counters (per record) whose payload
+/// start may be sampled.
 const SAMPLE_FIRST_PACKETS: u64 = 4;
 
 /// Whether a port is DNS's (DNS, mDNS, LLMNR).

@@ -39,4 +39,9 @@ impl MonoToEpoch {
     pub fn convert(&self, mono_ns: u64) -> u64 {
         (mono_ns as i128 + self.offset).max(0) as u64
     }
+
+    /// Converts one epoch timestamp back to the monotonic clock.
+    pub fn to_mono(&self, epoch_ns: u64) -> u64 {
+        (epoch_ns as i128 - self.offset).max(0) as u64
+    }
 }

@@ -19,4 +19,5 @@ pub mod live;
 pub mod metrics;
 pub mod privileges;
 pub mod record;
+pub mod sink;
 pub mod table;

@@ -19,11 +19,12 @@ use crate::{
     export::Exporter,
     metrics::ProbeMetrics,
     record::FlowRecord,
+    sink::FlowSink,
     table::{FlowTable, Timeouts},
 };
 
 /// Flow observations handed from a backend to the flow table.
-pub type Sink<'a> = dyn FnMut(&FlowKey, &FlowStats) + 'a;
+pub type Sink<'a> = dyn FlowSink + 'a;
 
 /// A live capture backend.
 pub trait LiveSource {
@@ -55,19 +56,18 @@ impl LiveSource for EbpfCapture {
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: one valid pollfd. EINTR (a signal) simply ends the wait.
         unsafe { libc::poll(&mut pfd, 1, ms) };
-        self.drain_fallback(&mut |k, s| sink(k, s));
+        self.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| sink.observe(k, s));
         Ok(())
     }
 
     fn sweep(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()> {
-        self.drain_fallback(&mut |k, s| sink(k, s));
-        EbpfCapture::sweep(self, &mut |k, s| sink(k, s))?;
+        self.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| sink.observe(k, s));
+        EbpfCapture::sweep(self, sink)?;
         Ok(())
     }
 
     fn finish(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()> {
-        EbpfCapture::finish(self, &mut |k, s| sink(k, s))
-            .map_err(|e: EbpfError| anyhow::anyhow!(e))?;
+        EbpfCapture::finish(self, sink).map_err(|e: EbpfError| anyhow::anyhow!(e))?;
         Ok(())
     }
 
@@ -139,12 +139,12 @@ pub fn run_loop(
         if let Some(d) = deadline {
             wait = wait.min(d.saturating_duration_since(now));
         }
-        src.poll(wait, &mut |k, s| table.observe(k, s))?;
+        src.poll(wait, &mut table)?;
         let now_ns = realtime_ns();
         src.app_samples(&mut |k, kind, p| table.inspect_early(k, kind, p, now_ns));
         if Instant::now() >= next_sweep {
             let t0 = Instant::now();
-            src.sweep(&mut |k, s| table.observe(k, s))?;
+            src.sweep(&mut table)?;
             let mut m = metrics.lock().expect("metrics lock");
             m.sweep_seconds.observe(t0.elapsed().as_secs_f64());
             table.expire(realtime_ns(), |k, s, app| out.export(k, s, app, &mut m));
@@ -183,7 +183,7 @@ pub fn run_loop(
     }
 
     // Shutdown: everything the backend holds, then everything the table holds.
-    src.finish(&mut |k, s| table.observe(k, s))?;
+    src.finish(&mut table)?;
     src.app_samples(&mut |k, kind, p| table.inspect_early(k, kind, p, realtime_ns()));
     let mut m = metrics.lock().expect("metrics lock");
     table.flush(|k, s, app| out.export(k, s, app, &mut m));

@@ -1,7 +1,8 @@
 //! The userspace flow table: merges observations and applies the export timeouts.
 //!
-//! Every backend feeds it: the eBPF backend with per-interval deltas drained from the
-//! kernel, AF_PACKET and pcap replay packet by packet. A flow is exported (and forgotten)
+//! Every backend feeds it: AF_PACKET and pcap replay packet by packet, the eBPF backend
+//! with what its kernel table counted — held open in kernel memory and handed over when
+//! the record is due ([`crate::sink::FlowSink`]). A flow is exported (and forgotten)
 //! when it has been idle for `idle` or has been open for `active`; the next packet of the
 //! same key starts a new record.
 
@@ -10,7 +11,10 @@ use std::time::Duration;
 use ahash::AHashMap;
 use tidegate_common::{FlowKey, FlowStats};
 
-use crate::app::{AppState, FlowAttrs};
+use crate::{
+    app::{AppState, FlowAttrs},
+    sink::FlowSink,
+};
 use tidegate_common::SAMPLE_OUTER_IP;
 use tidegate_wire::record::outer_endpoints;
 
@@ -38,12 +42,34 @@ pub const APPS_MAX: usize = 1 << 16;
 /// Flows currently held, keyed by [`FlowKey`]. Timestamps are Unix-epoch ns.
 #[derive(Debug)]
 pub struct FlowTable {
-    flows: AHashMap<FlowKey, FlowStats>,
+    flows: AHashMap<FlowKey, Rec>,
     /// Application metadata of held flows whose first packets had a payload (userspace
     /// capture paths only).
     apps: AHashMap<FlowKey, AppState>,
     active_ns: u64,
     idle_ns: u64,
+    /// No record that is not held can be due before this (a lower bound: `expire`
+    /// skips its scan until then).
+    next_due: u64,
+}
+
+/// When a record not held is due: idle or active timeout, whichever comes first.
+#[inline]
+fn due_at(s: &FlowStats, idle_ns: u64, active_ns: u64) -> u64 {
+    s.last_ns
+        .saturating_add(idle_ns)
+        .min(s.first_ns.saturating_add(active_ns))
+}
+
+/// One open record.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rec {
+    stats: FlowStats,
+    /// Capture paths counting this flow in their own memory (see [`FlowSink::hold`]):
+    /// while any does, no timeout applies.
+    holders: u32,
+    /// A capture path found it due when it released it.
+    due: bool,
 }
 
 impl FlowTable {
@@ -54,6 +80,7 @@ impl FlowTable {
             apps: AHashMap::new(),
             active_ns: t.active.as_nanos() as u64,
             idle_ns: t.idle.as_nanos() as u64,
+            next_due: u64::MAX,
         }
     }
 
@@ -63,7 +90,13 @@ impl FlowTable {
         if s.packets == 0 {
             return;
         }
-        self.flows.entry(*key).or_default().merge(s);
+        let r = self.flows.entry(*key).or_default();
+        r.stats.merge(s);
+        if r.holders == 0 {
+            self.next_due = self
+                .next_due
+                .min(due_at(&r.stats, self.idle_ns, self.active_ns));
+        }
     }
 
     /// Adds one packet.
@@ -93,10 +126,10 @@ impl FlowTable {
     /// Looks at the L4 payload of a packet of `key` (just observed) for application
     /// metadata, while its flow is in its first packets.
     pub fn inspect_payload(&mut self, key: &FlowKey, payload: &[u8]) {
-        let Some(s) = self.flows.get(key) else {
+        let Some(r) = self.flows.get(key) else {
             return;
         };
-        if s.packets > crate::app::FIRST_PACKETS && !self.apps.contains_key(key) {
+        if r.stats.packets > crate::app::FIRST_PACKETS && !self.apps.contains_key(key) {
             return;
         }
         let st = self.apps.entry(*key).or_default();
@@ -142,8 +175,8 @@ impl FlowTable {
         }
     }
 
-    /// Exports every flow whose idle or active timeout has passed at `now_ns`, with what
-    /// its packets told (application metadata, tunnel endpoints).
+    /// Exports every flow not held whose idle or active timeout has passed at `now_ns`,
+    /// with what its packets told (application metadata, tunnel endpoints).
     pub fn expire(
         &mut self,
         now_ns: u64,
@@ -151,22 +184,35 @@ impl FlowTable {
     ) -> usize {
         let (active, idle) = (self.active_ns, self.idle_ns);
         let mut n = 0;
-        let apps = &mut self.apps;
-        self.flows.retain(|k, s| {
-            let idle_out = s.last_ns.saturating_add(idle) <= now_ns;
-            let active_out = now_ns.saturating_sub(s.first_ns) >= active;
-            if idle_out || active_out {
-                out(
-                    k,
-                    s,
-                    apps.remove(k).map(AppState::attrs).unwrap_or_default(),
-                );
-                n += 1;
-                false
-            } else {
-                true
-            }
-        });
+        if now_ns >= self.next_due {
+            let apps = &mut self.apps;
+            let mut next_due = u64::MAX;
+            self.flows.retain(|k, r| {
+                if r.holders > 0 {
+                    return true;
+                }
+                let s = &r.stats;
+                let idle_out = s.last_ns.saturating_add(idle) <= now_ns;
+                let active_out = now_ns.saturating_sub(s.first_ns) >= active;
+                if s.packets == 0 {
+                    // Held once, released with nothing counted.
+                    apps.remove(k);
+                    false
+                } else if r.due || idle_out || active_out {
+                    out(
+                        k,
+                        s,
+                        apps.remove(k).map(AppState::attrs).unwrap_or_default(),
+                    );
+                    n += 1;
+                    false
+                } else {
+                    next_due = next_due.min(due_at(s, idle, active));
+                    true
+                }
+            });
+            self.next_due = next_due;
+        }
         // Metadata of flows that never reached the table.
         let flows = &self.flows;
         self.apps
@@ -176,18 +222,23 @@ impl FlowTable {
 
     /// Exports every flow (shutdown, end of a replay).
     pub fn flush(&mut self, mut out: impl FnMut(&FlowKey, &FlowStats, FlowAttrs)) -> usize {
-        let n = self.flows.len();
-        for (k, s) in self.flows.drain() {
+        let mut n = 0;
+        for (k, r) in self.flows.drain() {
+            if r.stats.packets == 0 {
+                continue;
+            }
             out(
                 &k,
-                &s,
+                &r.stats,
                 self.apps
                     .remove(&k)
                     .map(AppState::attrs)
                     .unwrap_or_default(),
             );
+            n += 1;
         }
         self.apps.clear();
+        self.next_due = u64::MAX;
         n
     }
 
@@ -199,6 +250,37 @@ impl FlowTable {
     /// True when no flow is held.
     pub fn is_empty(&self) -> bool {
         self.flows.is_empty()
+    }
+}
+
+impl FlowSink for FlowTable {
+    fn observe(&mut self, key: &FlowKey, s: &FlowStats) {
+        FlowTable::observe(self, key, s);
+    }
+
+    fn timeouts_ns(&self) -> Option<(u64, u64)> {
+        Some((self.active_ns, self.idle_ns))
+    }
+
+    fn hold(&mut self, key: &FlowKey) -> Option<u64> {
+        let r = self.flows.entry(*key).or_default();
+        r.holders += 1;
+        (r.stats.packets > 0).then_some(r.stats.first_ns)
+    }
+
+    fn release(&mut self, key: &FlowKey, s: &FlowStats, due: bool) {
+        let r = self.flows.entry(*key).or_default();
+        r.holders = r.holders.saturating_sub(1);
+        r.stats.merge(s);
+        r.due |= due;
+        if r.holders == 0 {
+            let at = if r.stats.packets == 0 || r.due {
+                0 // at the next expire: exported, or dropped if nothing was counted
+            } else {
+                due_at(&r.stats, self.idle_ns, self.active_ns)
+            };
+            self.next_due = self.next_due.min(at);
+        }
     }
 }
 

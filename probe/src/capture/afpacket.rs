@@ -254,7 +254,7 @@ impl AfPacketCapture {
                 rule: 0,
                 policy: 0,
             };
-            sink(&key, &s);
+            sink.observe(&key, &s);
             // The same selection the kernel programs make (see `probe::app`).
             let payload = crate::app::payload(frame, &parsed);
             if crate::app::worth_sampling(key.proto, key.sport, key.dport, payload) {

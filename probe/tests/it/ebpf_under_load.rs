@@ -9,7 +9,11 @@ use std::{
 };
 
 use tidegate_common::{Counter, FlowKey, FlowStats};
-use tidegate_probe::capture::ebpf::{EbpfCapture, EbpfOptions, XdpModeChoice};
+use tidegate_probe::{
+    capture::ebpf::{EbpfCapture, EbpfOptions, XdpModeChoice},
+    clock::realtime_ns,
+    table::{FlowTable, Timeouts},
+};
 use tidegate_testkit::net::{UdpWorkload, VethPair};
 
 struct Outcome {
@@ -18,13 +22,31 @@ struct Outcome {
     sweeps: u64,
     /// Slots freed by the sweeps (flows removed while their packets kept coming).
     retired: usize,
-    /// Deltas the sweeps exported.
+    /// Hand-overs by the sweeps: deltas, or held records released.
     exported: usize,
+    /// Records the flow table exported (with [`Sink::Records`]).
+    records: usize,
     veth_drops: u64,
     elapsed: Duration,
 }
 
-fn run(tag: &str, load: &UdpWorkload, opts: EbpfOptions, sweep_every: Duration) -> Outcome {
+/// What the sweeps hand flows to.
+#[derive(Clone, Copy)]
+enum Sink {
+    /// A closure: every flow's growth at every sweep.
+    Deltas,
+    /// The probe's flow table with these timeouts: flows held in the kernel table until
+    /// their record is due; records summed as the table exports them.
+    Records(Timeouts),
+}
+
+fn run(
+    tag: &str,
+    load: &UdpWorkload,
+    opts: EbpfOptions,
+    sweep_every: Duration,
+    sink: Sink,
+) -> Outcome {
     let pair = VethPair::new(tag).expect("veth pair");
     let mac_b = VethPair::mac(&pair.ns_b, &pair.if_b).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -48,17 +70,35 @@ fn run(tag: &str, load: &UdpWorkload, opts: EbpfOptions, sweep_every: Duration) 
             .child_mut()
             .and_then(|c| c.stderr.take())
             .expect("trafgen stderr");
-        let (mut sweeps, mut retired, mut exported) = (0, 0, 0);
+        let (mut sweeps, mut retired, mut exported, mut records) = (0, 0, 0, 0);
+        let mut table = match sink {
+            Sink::Records(t) => Some(FlowTable::new(t)),
+            Sink::Deltas => None,
+        };
         let mut next = Instant::now() + sweep_every;
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
-            cap.drain_fallback(&mut add);
             if Instant::now() >= next {
-                let st = cap.sweep(&mut add).unwrap();
+                let st = match table.as_mut() {
+                    Some(t) => {
+                        cap.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| t.observe(k, s));
+                        let st = cap.sweep(t).unwrap();
+                        records += t.expire(realtime_ns(), |k, s, _| add(k, s));
+                        st
+                    }
+                    None => {
+                        cap.drain_fallback(&mut add);
+                        cap.sweep(&mut add).unwrap()
+                    }
+                };
                 sweeps += 1;
                 retired += st.retired;
                 exported += st.exported;
                 next = Instant::now() + sweep_every;
+            } else if let Some(t) = table.as_mut() {
+                cap.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| t.observe(k, s));
+            } else {
+                cap.drain_fallback(&mut add);
             }
             if let Some(st) = tg.exited() {
                 break st;
@@ -71,7 +111,15 @@ fn run(tag: &str, load: &UdpWorkload, opts: EbpfOptions, sweep_every: Duration) 
         let _ = tg_stderr.read_to_string(&mut err);
         assert!(status.success(), "trafgen: {err}");
         std::thread::sleep(Duration::from_millis(300));
-        cap.finish(&mut add).unwrap();
+        match table.as_mut() {
+            Some(t) => {
+                cap.finish(t).unwrap();
+                records += t.flush(|k, s, _| add(k, s));
+            }
+            None => {
+                cap.finish(&mut add).unwrap();
+            }
+        }
         let counters = cap.counters().unwrap();
         let veth_drops = VethPair::link_stat(&pair.ns_a, &pair.if_a, "tx_dropped").unwrap()
             + VethPair::link_stat(&pair.ns_b, &pair.if_b, "rx_dropped").unwrap();
@@ -81,6 +129,7 @@ fn run(tag: &str, load: &UdpWorkload, opts: EbpfOptions, sweep_every: Duration) 
             sweeps,
             retired,
             exported,
+            records,
             veth_drops,
             elapsed,
         }
@@ -144,7 +193,7 @@ fn sweeps_under_line_rate_lose_nothing() {
         xdp_mode: XdpModeChoice::Native,
         ..Default::default()
     };
-    let o = run("gen", &load, opts, Duration::from_millis(5));
+    let o = run("gen", &load, opts, Duration::from_millis(5), Sink::Deltas);
     assert!(
         o.sweeps >= 20,
         "the test must sweep many times under load ({})",
@@ -171,7 +220,7 @@ fn flows_removed_while_their_packets_keep_coming_are_counted_once() {
         retire_idle: Duration::ZERO,
         ..Default::default()
     };
-    let o = run("ret", &load, opts, Duration::from_millis(5));
+    let o = run("ret", &load, opts, Duration::from_millis(5), Sink::Deltas);
     assert!(
         o.retired as u64 > 10 * load.flows as u64,
         "flows must leave the table many times under load ({} removals)",
@@ -190,10 +239,93 @@ fn map_too_small_falls_back_to_ring_buffer_exactly() {
         xdp_mode: XdpModeChoice::Native,
         ..Default::default()
     };
-    let o = run("full", &load, opts, Duration::from_millis(50));
+    let o = run("full", &load, opts, Duration::from_millis(50), Sink::Deltas);
     assert!(
         o.counters[Counter::MapFull as usize] > load.packets / 2,
         "most packets must take the fallback path"
     );
+    assert_exact(&load, &o);
+}
+
+/// The probe's own set-up: flows held in the kernel table across many sweeps, handed
+/// over only when their record is due (here every 200 ms of activity): each record is
+/// exported once, the records add up to every packet, and the sweeps did not copy every
+/// flow out every time.
+#[test]
+fn flows_held_across_many_sweeps_are_exported_once_per_record_exactly() {
+    let load = UdpWorkload::new(2_000, 1_000_000, 64);
+    let opts = EbpfOptions {
+        flow_entries: 65_536,
+        xdp_mode: XdpModeChoice::Native,
+        ..Default::default()
+    };
+    let timeouts = Timeouts {
+        active: Duration::from_millis(200),
+        idle: Duration::from_secs(5),
+    };
+    let o = run(
+        "held",
+        &load,
+        opts,
+        Duration::from_millis(5),
+        Sink::Records(timeouts),
+    );
+    eprintln!(
+        "{} sweeps, {} hand-overs, {} records",
+        o.sweeps, o.exported, o.records
+    );
+    assert!(o.sweeps >= 20, "many sweeps under load ({})", o.sweeps);
+    assert!(
+        o.records >= 2 * load.flows as usize,
+        "every flow must span several records ({} records)",
+        o.records
+    );
+    // One hand-over per record (plus the last ones at shutdown), not one per sweep.
+    assert!(
+        o.exported <= o.records,
+        "{} hand-overs for {} records",
+        o.exported,
+        o.records
+    );
+    assert!(
+        (o.exported as u64) < o.sweeps * load.flows as u64 / 4,
+        "held flows must not be handed over at every sweep ({} hand-overs, {} sweeps)",
+        o.exported,
+        o.sweeps
+    );
+    assert_eq!(o.counters[Counter::MapFull as usize], 0);
+    assert_exact(&load, &o);
+}
+
+/// Held flows removed from the kernel table at every sweep while their packets keep
+/// coming: each removal hands the record over and the next packet holds it again from
+/// another slot — still every packet exported once.
+#[test]
+fn held_flows_removed_while_their_packets_keep_coming_are_counted_once() {
+    let load = UdpWorkload::new(2_000, 1_000_000, 64);
+    let opts = EbpfOptions {
+        flow_entries: 65_536,
+        xdp_mode: XdpModeChoice::Native,
+        retire_idle: Duration::ZERO,
+        ..Default::default()
+    };
+    let timeouts = Timeouts {
+        active: Duration::from_millis(300),
+        idle: Duration::from_secs(5),
+    };
+    let o = run(
+        "hret",
+        &load,
+        opts,
+        Duration::from_millis(5),
+        Sink::Records(timeouts),
+    );
+    assert!(
+        o.retired as u64 > 10 * load.flows as u64,
+        "flows must leave the table many times under load ({} removals)",
+        o.retired
+    );
+    assert!(o.records >= load.flows as usize);
+    assert_eq!(o.counters[Counter::MapFull as usize], 0);
     assert_exact(&load, &o);
 }

@@ -192,7 +192,7 @@ fn ip(s: &str) -> IpAddr {
 /// Sums the drained flow stats per (src, dst) and names each verdict's rule.
 fn flows(cap: &mut EbpfCapture, e: &Enforcer) -> HashMap<Pair, (u64, Verdict, Option<String>)> {
     let mut raw: HashMap<FlowKey, FlowStats> = HashMap::new();
-    cap.finish(&mut |k, s| raw.entry(*k).or_default().merge(s))
+    cap.finish(&mut |k: &FlowKey, s: &FlowStats| raw.entry(*k).or_default().merge(s))
         .unwrap();
     let mut out = HashMap::new();
     for (k, s) in raw {

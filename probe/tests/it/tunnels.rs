@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use tidegate_common::{Counter, FlowKey, FlowStats, Tunnels};
+use tidegate_common::{Counter, Tunnels};
 use tidegate_probe::{
     app::FlowAttrs,
     capture::{
@@ -179,8 +179,7 @@ fn xdp_inner(pair: &VethPair, file: &Path) -> (Vec<FlowRecord>, u64) {
         pair.replay_into(file).expect("tcpreplay");
         std::thread::sleep(Duration::from_millis(200));
         let mut table = FlowTable::new(Timeouts::default());
-        cap.finish(&mut |k: &FlowKey, s: &FlowStats| table.observe(k, s))
-            .unwrap();
+        cap.finish(&mut table).unwrap();
         while cap.drain_app_samples(4096, &mut |k, kind, p| table.inspect_early(k, kind, p, 1)) > 0
         {
         }
@@ -237,8 +236,7 @@ fn afpacket_inner(pair: &VethPair, file: &Path) -> Vec<FlowRecord> {
                 let mut cap = AfPacketCapture::open(&[line], Tunnels::Inner).expect("AF_PACKET");
                 let mut table = FlowTable::new(Timeouts::default());
                 let take = |cap: &mut AfPacketCapture, table: &mut FlowTable| {
-                    cap.poll(Duration::from_millis(20), &mut |k, s| table.observe(k, s))
-                        .unwrap();
+                    cap.poll(Duration::from_millis(20), &mut *table).unwrap();
                     cap.app_samples(&mut |k, kind, p| table.inspect_early(k, kind, p, 1));
                 };
                 ready.store(true, SeqCst);
@@ -249,7 +247,7 @@ fn afpacket_inner(pair: &VethPair, file: &Path) -> Vec<FlowRecord> {
                 while std::time::Instant::now() < end {
                     take(&mut cap, &mut table);
                 }
-                cap.finish(&mut |k, s| table.observe(k, s)).unwrap();
+                cap.finish(&mut table).unwrap();
                 let c = cap.counters().unwrap();
                 assert_eq!(c[Counter::CaptureDropped as usize], 0);
                 let mut records = Vec::new();

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use tidegate_common::{FlowKey, FlowStats};
 use tidegate_probe::{
     capture::ebpf::{EbpfCapture, EbpfOptions, XdpModeChoice},
     record::addr,
@@ -89,8 +88,7 @@ fn xdp_names(pair: &VethPair, file: &Path) -> Names {
             }
         }
         assert!(samples > 0, "no payload sample from {}", file.display());
-        cap.finish(&mut |k: &FlowKey, s: &FlowStats| table.observe(k, s))
-            .unwrap();
+        cap.finish(&mut table).unwrap();
         let mut m = Names::new();
         table.flush(|k, _, app| {
             let mut r = tidegate_wire::record::FlowRecord::default();

@@ -31,7 +31,7 @@ use super::{
     mapped::Mapped,
     slots::{SlotTable, SweepStats, taken_words},
 };
-use crate::clock::MonoToEpoch;
+use crate::{clock::MonoToEpoch, sink::FlowSink};
 
 /// The compiled kernel programs (built by `build.rs`), for tools that load them
 /// themselves (benchmarks).
@@ -506,13 +506,11 @@ impl EbpfCapture {
         }
     }
 
-    /// Exports every flow's growth since the last sweep and removes idle flows from the
-    /// kernel table (see [`SlotTable::sweep`]). Timestamps handed to `out` are Unix-epoch
-    /// ns.
-    pub fn sweep(
-        &mut self,
-        out: &mut impl FnMut(&FlowKey, &FlowStats),
-    ) -> Result<SweepStats, EbpfError> {
+    /// Hands the kernel table's flows to `out` — every flow's growth since the last
+    /// sweep, or for a sink that keeps records only the records that are due — and
+    /// removes idle flows from the kernel table (see [`SlotTable::sweep`]). Timestamps
+    /// handed to `out` are Unix-epoch ns.
+    pub fn sweep<S: FlowSink + ?Sized>(&mut self, out: &mut S) -> Result<SweepStats, EbpfError> {
         let now = crate::clock::monotonic_ns();
         let st = self.slots.sweep(
             now,
@@ -578,14 +576,11 @@ impl EbpfCapture {
 
     /// Shutdown: detaches, waits for in-flight runs, then exports what the flow table
     /// holds beyond the last sweep, and the ring buffer. After this every packet the programs accounted has been handed out.
-    pub fn finish(
-        &mut self,
-        out: &mut impl FnMut(&FlowKey, &FlowStats),
-    ) -> Result<usize, EbpfError> {
+    pub fn finish<S: FlowSink + ?Sized>(&mut self, out: &mut S) -> Result<usize, EbpfError> {
         self.detach_all();
         grace::wait();
         let mut n = self.slots.finish(out);
-        n += self.drain_fallback(out);
+        n += self.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| out.observe(k, s));
         Ok(n)
     }
 

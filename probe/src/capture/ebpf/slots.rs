@@ -4,14 +4,17 @@
 //! Exactness: a slot's counters only grow — `packets`/`bytes` by plain adds of the CPU
 //! that claimed it, `shared_packets`/`shared_bytes` by atomic adds of any other CPU, so
 //! no word has two kinds of writer and no add is lost — and the probe keeps what it
-//! exported of each slot (`seen`) in its own memory. Each sweep exports `counters - seen`
-//! (both pairs summed) and sets `seen` to the counters it read, so every packet added
-//! before that read is exported once, and every packet after it is left for a later
-//! sweep. Removing an idle flow: the probe swaps its tag
-//! for `SLOT_RETIRING` (programs stop matching it), waits for an RCU grace period (no
-//! program run that matched it before the swap is still running), exports what was
-//! added meanwhile — now final — and only then frees the slot. A packet of that flow
-//! arriving after the swap claims a new slot: the flow continues there, counted once.
+//! handed over of each slot (`seen`) in its own memory. Each hand-over passes
+//! `counters - seen` (both pairs summed) and sets `seen` to the counters it read, so
+//! every packet added before that read is handed over once, and every packet after it
+//! is left for a later one. When that happens is the sink's choice: at every sweep, or
+//! — for the probe's flow table — only when the flow's record is due, the flow being
+//! *held* in between (see [`crate::sink`]). Removing an idle flow: the probe swaps its
+//! tag for `SLOT_RETIRING` (programs stop matching it), waits for an RCU grace period
+//! (no program run that matched it before the swap is still running), hands over what
+//! was added meanwhile — now final — and only then frees the slot. A packet of that
+//! flow arriving after the swap claims a new slot: the flow continues there, counted
+//! once.
 
 use std::{
     io,
@@ -26,15 +29,17 @@ use tidegate_common::{
 };
 
 use super::{grace, mapped::Mapped};
-use crate::clock::MonoToEpoch;
+use crate::{clock::MonoToEpoch, sink::FlowSink};
 
 /// What one sweep did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SweepStats {
     /// Live slots found.
     pub live: usize,
-    /// Deltas exported.
+    /// Flows handed over: growth (a sink without timeouts), or held records released.
     pub exported: usize,
+    /// Holds begun (new flows, and flows whose last record was released).
+    pub held: usize,
     /// Slots freed (idle flows).
     pub retired: usize,
 }
@@ -119,18 +124,28 @@ impl SlotTable {
         })
     }
 
-    /// Exports every flow's growth since its last export; removes flows idle for
-    /// `retire_idle_ns` (kernel monotonic clock), or, when more than half the table is
-    /// taken, every flow that saw no packet since `last_sweep_mono` (then waits one grace
-    /// period and exports their final deltas). Timestamps handed out are Unix-epoch ns.
-    pub fn sweep(
+    /// Hands the kernel table's flows to `sink` and removes idle flows from it.
+    ///
+    /// A sink that keeps records ([`FlowSink::timeouts_ns`]) gets each flow *held* at
+    /// the first sweep of its slot's life and *released* with everything the slot
+    /// counted when its record is due (open for the active timeout, idle for the idle
+    /// timeout) or when the flow leaves the table — a sweep reads two words of a flow
+    /// whose record is not due, and touches nothing else. Any other sink gets every
+    /// flow's growth since the last sweep.
+    ///
+    /// Removal: flows idle for `retire_idle_ns` (kernel monotonic clock) or, when more
+    /// than half the table is taken, every flow that saw no packet since
+    /// `last_sweep_mono`; after one grace period their final counts are handed over.
+    /// Timestamps handed out are Unix-epoch ns.
+    pub fn sweep<S: FlowSink + ?Sized>(
         &mut self,
         now_mono: u64,
         last_sweep_mono: u64,
         retire_idle_ns: u64,
-        out: &mut impl FnMut(&FlowKey, &FlowStats),
+        sink: &mut S,
     ) -> SweepStats {
         let conv = MonoToEpoch::now();
+        let timeouts = sink.timeouts_ns();
         let idle_before = if self.last_live > self.slots.len() / 2 {
             last_sweep_mono
         } else {
@@ -149,13 +164,45 @@ impl SlotTable {
                 continue;
             }
             st.live += 1;
+            let seen = &mut seen[i];
             // SAFETY: as above.
-            if unsafe { export_delta(s, &mut seen[i], false, &conv, out) } {
-                st.exported += 1;
+            let last = unsafe { word(addr_of_mut!((*s).last_ns)) };
+            match timeouts {
+                None => {
+                    // SAFETY: as above.
+                    if let Some((key, d)) = unsafe { export_delta(s, seen, false, &conv) } {
+                        sink.observe(&key, &d);
+                        st.exported += 1;
+                    }
+                }
+                Some((active_ns, idle_ns)) => {
+                    // Held from the first sweep that finds packets the sink has not had
+                    // (so the record's first packet is known).
+                    // SAFETY: as above.
+                    if seen.held_since == 0 && unsafe { packets(s) } != seen.packets {
+                        // SAFETY: as above; a live slot's key no longer changes.
+                        let key = unsafe { (*s).key };
+                        seen.held_since = match sink.hold(&key) {
+                            Some(first) => conv.to_mono(first),
+                            // SAFETY: as above.
+                            None => match unsafe { word(addr_of_mut!((*s).interval_first_ns)) } {
+                                0 => last,
+                                first => first,
+                            },
+                        }
+                        .clamp(1, now_mono.max(1));
+                        st.held += 1;
+                    }
+                    if seen.held_since != 0
+                        && (now_mono.saturating_sub(seen.held_since) >= active_ns
+                            || last.saturating_add(idle_ns) <= now_mono)
+                    {
+                        // SAFETY: as above.
+                        unsafe { release(s, seen, false, true, &conv, sink) };
+                        st.exported += 1;
+                    }
+                }
             }
-            // SAFETY: as above.
-            let last =
-                unsafe { AtomicU64::from_ptr(addr_of_mut!((*s).last_ns)) }.load(Ordering::Relaxed);
             if last < idle_before
                 && state
                     .compare_exchange(tag, SLOT_RETIRING, Ordering::AcqRel, Ordering::Relaxed)
@@ -174,7 +221,7 @@ impl SlotTable {
                 let s = self.slot(i as usize);
                 // SAFETY: a retiring slot no program can touch any more (grace period).
                 unsafe {
-                    if export_delta(s, &mut self.seen[i as usize], true, &conv, out) {
+                    if hand_over_last(s, &mut self.seen[i as usize], &conv, sink) {
                         st.exported += 1;
                     }
                     // Unmarked before it is freed: a program that claims it afterwards
@@ -191,9 +238,9 @@ impl SlotTable {
         st
     }
 
-    /// Shutdown (programs detached, grace period over): exports what every slot holds
-    /// beyond its last export.
-    pub fn finish(&mut self, out: &mut impl FnMut(&FlowKey, &FlowStats)) -> usize {
+    /// Shutdown (programs detached, grace period over): hands over what every slot
+    /// holds beyond its last hand-over, and ends every hold.
+    pub fn finish<S: FlowSink + ?Sized>(&mut self, sink: &mut S) -> usize {
         let conv = MonoToEpoch::now();
         let mut n = 0;
         for i in 0..self.slots.len() {
@@ -201,9 +248,9 @@ impl SlotTable {
             // SAFETY: slot inside the mapping.
             let state =
                 unsafe { AtomicU64::from_ptr(addr_of_mut!((*s).state)) }.load(Ordering::Acquire);
-            // SAFETY: as above.
+            // SAFETY: as above; nothing writes the slot any more.
             if (is_live(state) || state == SLOT_RETIRING)
-                && unsafe { export_delta(s, &mut self.seen[i], true, &conv, out) }
+                && unsafe { hand_over_last(s, &mut self.seen[i], &conv, sink) }
             {
                 n += 1;
             }
@@ -212,16 +259,70 @@ impl SlotTable {
     }
 }
 
-/// What the probe has exported of one slot since it was claimed.
+/// What the probe has done with one slot since it was claimed.
 #[derive(Clone, Copy, Debug, Default)]
 struct Seen {
+    /// Packets and bytes handed to the sink.
     packets: u64,
     bytes: u64,
+    /// The slot's flow is held in the sink ([`FlowSink::hold`]) since the first packet
+    /// of its record (kernel monotonic ns); 0: not held.
+    held_since: u64,
 }
 
-/// Exports `counters - seen` of a live or retiring slot, if it grew; whether it did.
-/// `last` (a retired slot past its grace period, or shutdown with the programs
-/// detached): nothing can be added any more, so bytes alone count as growth.
+/// Ends a held record: hands the slot's growth (possibly nothing) to the sink's
+/// `release`; `due`: the record's timeout passed.
+///
+/// # Safety
+/// As [`export_delta`].
+unsafe fn release<S: FlowSink + ?Sized>(
+    s: *mut FlowSlot,
+    seen: &mut Seen,
+    last: bool,
+    due: bool,
+    conv: &MonoToEpoch,
+    sink: &mut S,
+) {
+    // SAFETY: the caller's contract.
+    let (key, d) = unsafe { export_delta(s, seen, last, conv) }
+        // SAFETY: as above.
+        .unwrap_or_else(|| (unsafe { (*s).key }, FlowStats::default()));
+    sink.release(&key, &d, due);
+    seen.held_since = 0;
+}
+
+/// The last hand-over of a slot nothing writes any more (retired past its grace
+/// period, or shutdown with the programs detached): its growth, and the end of its
+/// hold. Whether anything was counted.
+///
+/// # Safety
+/// As [`export_delta`].
+unsafe fn hand_over_last<S: FlowSink + ?Sized>(
+    s: *mut FlowSlot,
+    seen: &mut Seen,
+    conv: &MonoToEpoch,
+    sink: &mut S,
+) -> bool {
+    if seen.held_since != 0 {
+        let before = seen.packets;
+        // SAFETY: the caller's contract.
+        unsafe { release(s, seen, true, false, conv, sink) };
+        return seen.packets != before;
+    }
+    // SAFETY: the caller's contract.
+    match unsafe { export_delta(s, seen, true, conv) } {
+        Some((key, d)) => {
+            sink.observe(&key, &d);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The growth of a live or retiring slot since `seen` (which it then advances), if it
+/// grew: `counters - seen`, with the interval's first packet, flags and verdict (which
+/// restart). `last` (a retired slot past its grace period, or shutdown with the
+/// programs detached): nothing can be added any more, so bytes alone count as growth.
 ///
 /// # Safety
 /// `s` points at a slot of the mapping.
@@ -230,8 +331,7 @@ unsafe fn export_delta(
     seen: &mut Seen,
     last: bool,
     conv: &MonoToEpoch,
-    out: &mut impl FnMut(&FlowKey, &FlowStats),
-) -> bool {
+) -> Option<(FlowKey, FlowStats)> {
     // SAFETY: the caller's contract; every word programs write is read atomically (one
     // aligned load each).
     unsafe {
@@ -241,10 +341,11 @@ unsafe fn export_delta(
         // (Bytes can be ahead by a packet in flight; its count, and so the difference,
         // comes with a later export — at the latest the final one.)
         if packets(s) == seen.packets && !(last && bytes(s) != seen.bytes) {
-            return false;
+            return None;
         }
         // Interval words first, then the counters: a packet counted after the swap
-        // stamps the next interval (its stamp can only be early, never late).
+        // stamps the next interval (its stamp can only be early, never late). The
+        // sampling count restarts too: a new record's first packets may be sampled.
         let first =
             AtomicU64::from_ptr(addr_of_mut!((*s).interval_first_ns)).swap(0, Ordering::AcqRel);
         let flags = AtomicU32::from_ptr(addr_of_mut!((*s).tcp_flags)).swap(0, Ordering::AcqRel);
@@ -270,12 +371,9 @@ unsafe fn export_delta(
             rule: (*s).rule,
             policy: (*s).policy,
         };
-        *seen = Seen {
-            packets: p,
-            bytes: b,
-        };
-        out(&key, &d);
-        true
+        seen.packets = p;
+        seen.bytes = b;
+        Some((key, d))
     }
 }
 
@@ -330,6 +428,7 @@ mod tests {
     use tidegate_common::slot::{SLOT_BUSY, flow_hash, live_tag};
 
     use super::*;
+    use crate::table::{FlowTable, Timeouts};
 
     fn key(port: u16) -> FlowKey {
         let mut k = FlowKey::ZERO;
@@ -402,7 +501,9 @@ mod tests {
         assert_eq!((st.live, st.exported), (2, 0));
         packet(&t, 3, &a, 100, 5_000, 0x10);
         let mut deltas = Vec::new();
-        t.sweep(6_000, 4_000, u64::MAX, &mut |k, d| deltas.push((*k, *d)));
+        t.sweep(6_000, 4_000, u64::MAX, &mut |k: &FlowKey, d: &FlowStats| {
+            deltas.push((*k, *d))
+        });
         assert_eq!(deltas.len(), 1);
         let (k, d) = deltas[0];
         assert_eq!((k.sport, d.packets, d.bytes), (1000, 1, 100));
@@ -474,6 +575,93 @@ mod tests {
         assert_eq!((st.live, st.retired), (10, 9));
         assert_eq!(got[&0], (2, 120, 2));
         assert!((1..10).all(|i| got[&i] == (1, 60, 1)));
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    /// The probe's flow table with `active`/`idle` timeouts in seconds.
+    fn records(active: u64, idle: u64) -> FlowTable {
+        FlowTable::new(Timeouts {
+            active: std::time::Duration::from_secs(active),
+            idle: std::time::Duration::from_secs(idle),
+        })
+    }
+
+    /// Exports what `table` has due at kernel time `mono` (give or take the jitter of
+    /// sampling the clocks' offset: 1 ms more).
+    fn expire(table: &mut FlowTable, mono: u64, into: &mut Vec<FlowStats>) {
+        let now = MonoToEpoch::now().convert(mono + S / 1000);
+        table.expire(now, |_, s, _| into.push(*s));
+    }
+
+    #[test]
+    fn a_held_flow_is_handed_over_when_its_record_is_due_not_at_every_sweep() {
+        let mut t = SlotTable::anonymous(64).unwrap();
+        let mut table = records(10, 5);
+        let mut out = Vec::new();
+        let a = key(1000);
+        // A packet a second from 1 s to 14 s, a sweep after each.
+        let mut holds = 0;
+        let mut handed = 0;
+        for sec in 1..=14u64 {
+            packet(&t, 3, &a, 100, sec * S, 0x10);
+            let st = t.sweep(sec * S + S / 2, sec * S - S / 2, u64::MAX, &mut table);
+            holds += st.held;
+            handed += st.exported;
+            expire(&mut table, sec * S + S / 2, &mut out);
+            if sec < 11 {
+                // Held since 1 s: nothing handed over, nothing exported yet.
+                assert_eq!((handed, out.len()), (0, 0), "at {sec} s");
+            }
+        }
+        // Open for 10 s at the sweep of 11.5 s: one record of 11 packets, then the
+        // flow is held again from its next packet.
+        assert_eq!((holds, handed), (2, 1));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].packets, out[0].bytes), (11, 1_100));
+        assert_eq!(out[0].last_ns - out[0].first_ns, 10 * S);
+        assert_eq!(table.len(), 1);
+        t.finish(&mut table);
+        table.flush(|_, s, _| out.push(*s));
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[1].packets, out[1].bytes), (3, 300));
+        assert_eq!(out[1].last_ns - out[1].first_ns, 2 * S);
+    }
+
+    #[test]
+    fn a_flow_that_leaves_the_kernel_table_and_comes_back_continues_its_record() {
+        let mut t = SlotTable::anonymous(64).unwrap();
+        let mut table = records(60, 5);
+        let mut out = Vec::new();
+        let a = key(1000);
+        packet(&t, 7, &a, 100, S, 0x02);
+        assert_eq!(t.sweep(S + S / 2, 0, 2 * S, &mut table).held, 1);
+        // Idle 2 s in the kernel: the slot is freed and the record handed over, where it
+        // stays open (idle timeout 5 s).
+        let st = t.sweep(4 * S, S + S / 2, 2 * S, &mut table);
+        assert_eq!((st.retired, st.exported), (1, 1));
+        expire(&mut table, 4 * S, &mut out);
+        assert!(out.is_empty());
+        // Back within the idle timeout, in another slot: the same record continues.
+        packet(&t, 20, &a, 100, 5 * S, 0x10);
+        assert_eq!(t.sweep(5 * S + S / 2, 4 * S, 2 * S, &mut table).held, 1);
+        // Held: its old idle deadline (1 s + 5 s) does not apply.
+        expire(&mut table, 7 * S, &mut out);
+        assert!(out.is_empty());
+        // Idle 5 s since its last packet: released and exported, one record.
+        let st = t.sweep(10 * S, 7 * S, 60 * S, &mut table);
+        assert_eq!(st.exported, 1);
+        expire(&mut table, 10 * S, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].packets, out[0].bytes, out[0].tcp_flags),
+            (2, 200, 0x12)
+        );
+        // First and last converted to epoch at different sweeps.
+        assert!((out[0].last_ns - out[0].first_ns).abs_diff(4 * S) < S / 1000);
+        t.finish(&mut table);
+        table.flush(|_, s, _| out.push(*s));
+        assert_eq!(out.len(), 1, "nothing twice");
     }
 
     #[test]
