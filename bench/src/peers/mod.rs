@@ -224,6 +224,7 @@ fn run_one(
         pair,
         dir: dir.clone(),
         probe_bin,
+        probe_args: &[],
     };
     let w = plan.workload;
     let running = tools::Running::start(tool, &ctx)?;

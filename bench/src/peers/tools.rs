@@ -221,6 +221,8 @@ pub struct Ctx<'a> {
     pub dir: PathBuf,
     /// The probe binary.
     pub probe_bin: &'a Path,
+    /// Extra arguments for `tidegate-probe run` (after the defaults).
+    pub probe_args: &'a [String],
 }
 
 /// The NetFlow receiver of softflowd's export: its stop flag and its thread, which
@@ -304,6 +306,7 @@ impl Running {
                     .args(["netns", "exec", ns])
                     .arg(ctx.probe_bin)
                     .args(["run", "--iface", iface, "--json"])
+                    .args(ctx.probe_args)
                     .env("RUST_LOG", "info")
                     .stdin(Stdio::null())
                     .stdout(out)
