@@ -429,6 +429,16 @@ fn main() -> anyhow::Result<()> {
         }
     )?;
     writeln!(s)?;
+    if xdp.is_some() {
+        writeln!(
+            s,
+            "Reading row 1: the ratio divides by what one BPF_PROG_TEST_RUN of the return-only program \
+             costs, which is mostly the kernel's fixed cost per run and varies by machine far more than \
+             tidegate's own work: on AMD EPYC machines whose kernels apply the SRSO (return-stack) \
+             mitigation it measured 25–37 ns, on an Intel Xeon (not affected by SRSO) 7–9 ns. Compare \
+             the absolute ns/packet across machines, and the ratio only within one.\n"
+        )?;
+    }
     if peers_json.is_some() {
         writeln!(
             s,
