@@ -9,7 +9,7 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use tidegate_common::maps::{
-    BENCH, BENCH_FLOWS, BENCH_RUN, BENCH_STRIDE, CLOCK, CLOCK_TICK, ClockWord, ENF_HOST4,
+    BENCH, BENCH_FLOWS, BENCH_RUN, BENCH_STRIDE, CLOCK, CLOCK_COARSE, ClockWord, ENF_HOST4,
     ENF_HOST6, ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, PROG_XDP,
     PROG_XDP_BASELINE, PROG_XDP_BENCH_FLOWS, PROG_XDP_BENCH_FLOWS_BASELINE, PROG_XDP_LINEAR,
     Programs,
@@ -17,7 +17,7 @@ use tidegate_common::maps::{
 use tidegate_probe::capture::{ebpf::OBJECT, pcap::CaptureReader};
 
 /// Loads the object with a flow table sized for `flow_entries` flows (as the probe
-/// sizes it) and the tick clock (the probe's default), and
+/// sizes it) and the coarse clock (the probe's default), and
 /// loads the flow-accounting XDP programs (multi-buffer and linear, both tunnel modes:
 /// [`Programs::for_tunnels`]) and the return-only baseline (needs root).
 pub fn load_for_test_runs(flow_entries: u32) -> anyhow::Result<Ebpf> {
@@ -42,16 +42,15 @@ pub fn load_with_prefixes(flow_entries: u32, prefixes: u32) -> anyhow::Result<Eb
         .map_max_entries(ENF_HOST6[1], prefixes)
         .load(OBJECT)
         .context("loading the eBPF object (run as root)")?;
-    // Packets stamped as by the probe's default clock (its tick; the value does not
-    // change the cost).
+    // Packets stamped as by the probe's default clock (the kernel's coarse clock).
     let mut clock: Array<&mut MapData, ClockWord> =
         Array::try_from(ebpf.map_mut(CLOCK).context("clock map")?)?;
-    let tick = ClockWord {
+    let coarse = ClockWord {
         tick_ns: tidegate_probe::clock::monotonic_ns(),
-        clock: CLOCK_TICK,
+        clock: CLOCK_COARSE,
         pad: 0,
     };
-    clock.set(0, tick, 0)?;
+    clock.set(0, coarse, 0)?;
     let inner = Programs::for_tunnels(tidegate_common::Tunnels::Inner);
     for name in [
         PROG_XDP,

@@ -17,7 +17,7 @@
 //! fallback_bytes = 16777216
 //! xdp_mode = "auto"             # auto | native | skb
 //! egress = true
-//! timestamps = "tick"          # tick (1 ms, no clock call per packet) | precise | coarse
+//! timestamps = "coarse"        # coarse (one jiffy, 1-4 ms) | tick (1 ms, a thread waking 1000/s) | precise (ns)
 //! enforce = false               # install the collector's enforcement policies (XDP drops)
 //! enforce_prefixes = 262144     # capacity of the enforcement prefix maps
 //! enforce_max_offline_secs = 600  # collector unreachable this long: clear the policy (fail-open)
@@ -514,7 +514,7 @@ mod tests {
     #[test]
     fn full_config_parses() {
         let c = ProbeConfig::parse(
-            "[probe]\nid = \"edge-1\"\nactive_timeout_secs = 30\n[ebpf]\nflow_entries = 4096\nxdp_mode = \"skb\"\ntimestamps = \"coarse\"\n[[line]]\nname = \"a\"\niface = \"eth1\"\n",
+            "[probe]\nid = \"edge-1\"\nactive_timeout_secs = 30\n[ebpf]\nflow_entries = 4096\nxdp_mode = \"skb\"\ntimestamps = \"tick\"\n[[line]]\nname = \"a\"\niface = \"eth1\"\n",
             Path::new("p.toml"),
         )
         .unwrap();
@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(c.timeouts.active, Duration::from_secs(30));
         assert_eq!(c.ebpf.flow_entries, 4096);
         assert_eq!(c.ebpf.xdp_mode, XdpModeChoice::Skb);
-        assert_eq!(c.ebpf.timestamps, Timestamps::Coarse);
+        assert_eq!(c.ebpf.timestamps, Timestamps::Tick);
         assert_eq!(
             c.lines,
             vec![Line {

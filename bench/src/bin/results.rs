@@ -154,11 +154,11 @@ fn main() -> anyhow::Result<()> {
         let rows = table(x, "baseline XDP");
         for r in &rows {
             // Columns: map, baseline, then (ns, ratio) per variant; the last pair is the
-            // default (linear program, tick clock), the first the precise clock.
+            // default (linear program, coarse clock), the first the precise clock.
             let n = r.len();
             writeln!(
                 s,
-                "| 1 | eBPF per packet, corpus frames (hot), flow table {}: tidegate XDP (default: linear program, tick clock) / return-only XDP | {} | {} ns vs {} ns (precise clock, multi-buffer: {} ns, {}) | ≤ 2× hot flows (issue 20) |",
+                "| 1 | eBPF per packet, corpus frames (hot), flow table {}: tidegate XDP (default: linear program, coarse clock) / return-only XDP | {} | {} ns vs {} ns (precise clock, multi-buffer: {} ns, {}) | ≤ 2× hot flows (issue 20) |",
                 cell(Some(r), 0),
                 cell(Some(r), n - 1).replace("**", ""),
                 cell(Some(r), n - 2).replace("**", ""),

@@ -52,6 +52,10 @@ struct Args {
     /// The tidegate-probe binary [default: beside this program].
     #[arg(long)]
     probe_bin: Option<PathBuf>,
+    /// An extra argument for `tidegate-probe run` in both tidegate modes (repeatable,
+    /// e.g. `--probe-arg=--timestamps --probe-arg=precise`).
+    #[arg(long = "probe-arg", allow_hyphen_values = true)]
+    probe_args: Vec<String>,
     /// Seconds-long run (few packets, one repeat); prints, writes a file only with --out.
     #[arg(long)]
     smoke: bool,
@@ -72,6 +76,9 @@ enum Mode {
     /// tidegate with its kernel table sized for the workload's flows (`--flow-entries`)
     /// instead of the default 1 M slots (128 MiB).
     TidegateSized,
+    /// tidegate with the millisecond tick clock (`--timestamps tick`: a probe thread
+    /// publishes the time 1 000 times a second) instead of the default coarse clock.
+    TidegateTick,
 }
 
 impl Mode {
@@ -81,13 +88,16 @@ impl Mode {
             Mode::XdpReturn => "return-only XDP",
             Mode::Tool(t) => t.name(),
             Mode::TidegateSized => "tidegate, table sized for the flows",
+            Mode::TidegateTick => "tidegate, tick clock",
         }
     }
 
     /// The reference run a tool is compared with.
     fn reference(self) -> Option<Mode> {
         match self {
-            Mode::Tool(Tool::Tidegate) | Mode::TidegateSized => Some(Mode::XdpReturn),
+            Mode::Tool(Tool::Tidegate) | Mode::TidegateSized | Mode::TidegateTick => {
+                Some(Mode::XdpReturn)
+            }
             Mode::Tool(_) => Some(Mode::None),
             _ => None,
         }
@@ -151,19 +161,21 @@ fn run_one(
     mode: Mode,
     rate: u64,
     dir: PathBuf,
-    probe_bin: &std::path::Path,
+    probe: (&std::path::Path, &[String]),
 ) -> anyhow::Result<Run> {
+    let (probe_bin, probe_args) = probe;
     std::fs::create_dir_all(&dir)?;
-    let sized = ["--flow-entries".to_string(), w.flows.to_string()];
+    let mut args = probe_args.to_vec();
+    match mode {
+        Mode::TidegateSized => args.extend(["--flow-entries".to_string(), w.flows.to_string()]),
+        Mode::TidegateTick => args.extend(["--timestamps".to_string(), "tick".to_string()]),
+        _ => {}
+    }
     let ctx = Ctx {
         pair,
         dir: dir.clone(),
         probe_bin,
-        probe_args: if mode == Mode::TidegateSized {
-            &sized
-        } else {
-            &[]
-        },
+        probe_args: &args,
     };
     let mut xdp = None;
     let mut running = None;
@@ -171,7 +183,9 @@ fn run_one(
         Mode::None => {}
         Mode::XdpReturn => xdp = Some(attach_return_only(pair)?),
         Mode::Tool(t) => running = Some(Running::start(t, &ctx)?),
-        Mode::TidegateSized => running = Some(Running::start(Tool::Tidegate, &ctx)?),
+        Mode::TidegateSized | Mode::TidegateTick => {
+            running = Some(Running::start(Tool::Tidegate, &ctx)?)
+        }
     }
     // Let the tool settle (start-up work is not the packets').
     std::thread::sleep(Duration::from_millis(500));
@@ -238,6 +252,7 @@ fn main() -> anyhow::Result<()> {
         Mode::XdpReturn,
         Mode::Tool(Tool::Tidegate),
         Mode::TidegateSized,
+        Mode::TidegateTick,
     ];
     let mut missing = Vec::new();
     for t in [Tool::Softflowd, Tool::Nfpcapd] {
@@ -259,7 +274,7 @@ fn main() -> anyhow::Result<()> {
             let dir = tmp
                 .path()
                 .join(format!("{}-{rep}", m.name().replace(' ', "_")));
-            let r = run_one(&pair, mac, &w, m, a.rate, dir, &probe_bin)
+            let r = run_one(&pair, mac, &w, m, a.rate, dir, (&probe_bin, &a.probe_args))
                 .with_context(|| format!("{} (run {})", m.name(), rep + 1))?;
             eprintln!(
                 "{}: {:.0} ns/pkt of machine CPU, {} packets{}",
@@ -294,7 +309,7 @@ fn main() -> anyhow::Result<()> {
         s,
         "Workload: trafgen sends {} frames of 60 bytes (IPv4/UDP) over {} flows at {} packets/s from \
          one end of a veth pair in its own network namespace; the tool captures on the other end \
-         (tidegate: `tidegate-probe run --iface IF --json`, defaults — XDP native, the shared flow \
+         (tidegate: `tidegate-probe run --iface IF --json`, defaults — XDP native, the coarse clock, the shared flow \
          table, 1 s sweeps; the peers as in results/peers.md). *Machine CPU per packet* = busy time \
          of every CPU from `/proc/stat` (user, nice, system, irq, softirq, steal) from the start of \
          the send to 1.1 s after its end, divided by the packets the probed end received: generator, \
@@ -305,13 +320,22 @@ fn main() -> anyhow::Result<()> {
          rotating order. *tidegate, table sized for the flows* adds `--flow-entries {}` (the \
          workload's flows: 1.5 slots each) to the defaults' 1 M slots (128 MiB): the same flows' slots then \
          lie on ~7× fewer pages, so the program's flow-table access per packet (flows visited round \
-         robin, the worst case for caches) should miss the TLB less often.\n",
+         robin, the worst case for caches) should miss the TLB less often. *tidegate, tick clock* adds `--timestamps tick`: a probe \
+         thread publishes the time every millisecond instead of the program reading the kernel's \
+         coarse clock (the default).\n",
         thousands(&w.packets.to_string()),
         thousands(&w.flows.to_string()),
         thousands(&a.rate.to_string()),
         a.repeats,
         w.flows
     )?;
+    if !a.probe_args.is_empty() {
+        writeln!(
+            s,
+            "Extra arguments to `tidegate-probe run` in both tidegate modes: `{}`.\n",
+            a.probe_args.join(" ")
+        )?;
+    }
     writeln!(
         s,
         "| mode | machine CPU ns/pkt (median) | runs (ns/pkt) | reference | over reference ns/pkt | every packet accounted |"
@@ -359,6 +383,7 @@ fn main() -> anyhow::Result<()> {
     for (mode, label) in [
         (Mode::Tool(Tool::Tidegate), ""),
         (Mode::TidegateSized, " (table sized for the flows)"),
+        (Mode::TidegateTick, " (tick clock)"),
     ] {
         let Some((_, tg)) = over.iter().find(|(m, _)| *m == mode) else {
             continue;

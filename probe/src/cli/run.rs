@@ -208,6 +208,9 @@ pub struct Args {
     /// or by the one inside the tunnel (overrides the config file).
     #[arg(long, value_enum)]
     pub tunnels: Option<tidegate_probe::capture::TunnelMode>,
+    /// The clock that stamps packets in the kernel (overrides the config file).
+    #[arg(long, value_enum)]
+    pub timestamps: Option<tidegate_probe::capture::ebpf::Timestamps>,
     /// Concurrent flows to size the kernel flow table for (overrides the config file).
     #[arg(long, conflicts_with = "flow_memory_mib")]
     pub flow_entries: Option<u32>,
@@ -266,6 +269,9 @@ fn config(args: &Args) -> anyhow::Result<ProbeConfig> {
     }
     if let Some(t) = args.tunnels {
         c.ebpf.tunnels = t;
+    }
+    if let Some(t) = args.timestamps {
+        c.ebpf.timestamps = t;
     }
     if let Some(n) = args.flow_entries {
         anyhow::ensure!(n >= 64, "--flow-entries must be at least 64");

@@ -56,14 +56,18 @@ pub enum XdpModeChoice {
 pub enum Timestamps {
     /// CLOCK_MONOTONIC as the probe publishes it every millisecond ([`TICK_PERIOD`]) in a
     /// map the programs read (no helper call per packet): a stamp is at most one period,
-    /// plus the ticker thread's scheduling delay, behind the packet.
-    #[default]
+    /// plus the ticker thread's scheduling delay, behind the packet. The thread wakes
+    /// 1 000 times a second whatever the traffic (measured on a 2-vCPU VM: ~7 ms of
+    /// machine CPU per second, see ARCHITECTURE.md).
     Tick,
     /// CLOCK_MONOTONIC to the nanosecond (`bpf_ktime_get_ns`, a helper call and a
     /// clocksource read per packet).
     Precise,
-    /// CLOCK_MONOTONIC_COARSE, as of the last timer tick (one jiffy, 1-10 ms): a cheaper
-    /// clock read on every packet (`bpf_ktime_get_coarse_ns`, see bench/results/xdp_cost.md).
+    /// CLOCK_MONOTONIC_COARSE, as of the kernel's last timer tick (one jiffy: 1 ms at
+    /// HZ=1000, 4 ms at Debian's HZ=250), read on every packet (`bpf_ktime_get_coarse_ns`,
+    /// ~0.5 ns more than the published tick, bench/results/xdp_cost.md); the timer
+    /// interrupt keeps it, so a busy host delays it no further. The default.
+    #[default]
     Coarse,
 }
 
@@ -214,7 +218,7 @@ impl Default for EbpfOptions {
             fallback_bytes: DEFAULT_FALLBACK_BYTES,
             xdp_mode: XdpModeChoice::Auto,
             egress: true,
-            timestamps: Timestamps::Tick,
+            timestamps: Timestamps::Coarse,
             tunnels: crate::capture::TunnelMode::Outer,
             enforce_prefixes: DEFAULT_ENF_PREFIXES,
             enforce: false,
