@@ -56,12 +56,12 @@ impl LiveSource for EbpfCapture {
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: one valid pollfd. EINTR (a signal) simply ends the wait.
         unsafe { libc::poll(&mut pfd, 1, ms) };
-        self.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| sink.observe(k, s));
+        self.drain_fallback(sink);
         Ok(())
     }
 
     fn sweep(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()> {
-        self.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| sink.observe(k, s));
+        self.drain_fallback(sink);
         EbpfCapture::sweep(self, sink)?;
         Ok(())
     }

@@ -53,14 +53,6 @@ pub struct FlowTable {
     next_due: u64,
 }
 
-/// When a record not held is due: idle or active timeout, whichever comes first.
-#[inline]
-fn due_at(s: &FlowStats, idle_ns: u64, active_ns: u64) -> u64 {
-    s.last_ns
-        .saturating_add(idle_ns)
-        .min(s.first_ns.saturating_add(active_ns))
-}
-
 /// One open record.
 #[derive(Clone, Copy, Debug, Default)]
 struct Rec {
@@ -70,6 +62,22 @@ struct Rec {
     holders: u32,
     /// A capture path found it due when it released it.
     due: bool,
+}
+
+impl Rec {
+    /// When this record, not held, is due: at once if a capture path found it due or
+    /// it counted nothing (then it is dropped), else at its idle or active timeout,
+    /// whichever comes first.
+    #[inline]
+    fn due_at(&self, idle_ns: u64, active_ns: u64) -> u64 {
+        if self.due || self.stats.packets == 0 {
+            return 0;
+        }
+        self.stats
+            .last_ns
+            .saturating_add(idle_ns)
+            .min(self.stats.first_ns.saturating_add(active_ns))
+    }
 }
 
 impl FlowTable {
@@ -93,9 +101,7 @@ impl FlowTable {
         let r = self.flows.entry(*key).or_default();
         r.stats.merge(s);
         if r.holders == 0 {
-            self.next_due = self
-                .next_due
-                .min(due_at(&r.stats, self.idle_ns, self.active_ns));
+            self.next_due = self.next_due.min(r.due_at(self.idle_ns, self.active_ns));
         }
     }
 
@@ -191,25 +197,18 @@ impl FlowTable {
                 if r.holders > 0 {
                     return true;
                 }
-                let s = &r.stats;
-                let idle_out = s.last_ns.saturating_add(idle) <= now_ns;
-                let active_out = now_ns.saturating_sub(s.first_ns) >= active;
-                if s.packets == 0 {
-                    // Held once, released with nothing counted.
-                    apps.remove(k);
-                    false
-                } else if r.due || idle_out || active_out {
-                    out(
-                        k,
-                        s,
-                        apps.remove(k).map(AppState::attrs).unwrap_or_default(),
-                    );
-                    n += 1;
-                    false
-                } else {
-                    next_due = next_due.min(due_at(s, idle, active));
-                    true
+                let at = r.due_at(idle, active);
+                if at > now_ns {
+                    next_due = next_due.min(at);
+                    return true;
                 }
+                let attrs = apps.remove(k).map(AppState::attrs).unwrap_or_default();
+                // A record held once and released with nothing counted goes silently.
+                if r.stats.packets > 0 {
+                    out(k, &r.stats, attrs);
+                    n += 1;
+                }
+                false
             });
             self.next_due = next_due;
         }
@@ -274,12 +273,7 @@ impl FlowSink for FlowTable {
         r.stats.merge(s);
         r.due |= due;
         if r.holders == 0 {
-            let at = if r.stats.packets == 0 || r.due {
-                0 // at the next expire: exported, or dropped if nothing was counted
-            } else {
-                due_at(&r.stats, self.idle_ns, self.active_ns)
-            };
-            self.next_due = self.next_due.min(at);
+            self.next_due = self.next_due.min(r.due_at(self.idle_ns, self.active_ns));
         }
     }
 }

@@ -81,7 +81,7 @@ fn run(
             if Instant::now() >= next {
                 let st = match table.as_mut() {
                     Some(t) => {
-                        cap.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| t.observe(k, s));
+                        cap.drain_fallback(t);
                         let st = cap.sweep(t).unwrap();
                         records += t.expire(realtime_ns(), |k, s, _| add(k, s));
                         st
@@ -96,7 +96,7 @@ fn run(
                 exported += st.exported;
                 next = Instant::now() + sweep_every;
             } else if let Some(t) = table.as_mut() {
-                cap.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| t.observe(k, s));
+                cap.drain_fallback(t);
             } else {
                 cap.drain_fallback(&mut add);
             }

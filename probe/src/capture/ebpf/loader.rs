@@ -527,7 +527,7 @@ impl EbpfCapture {
     }
 
     /// Consumes every record waiting in the fallback ring buffer.
-    pub fn drain_fallback(&mut self, out: &mut impl FnMut(&FlowKey, &FlowStats)) -> usize {
+    pub fn drain_fallback<S: FlowSink + ?Sized>(&mut self, out: &mut S) -> usize {
         let conv = MonoToEpoch::now();
         let mut n = 0;
         while let Some(item) = self.fallback.next() {
@@ -548,7 +548,7 @@ impl EbpfCapture {
                 rule: r.rule,
                 policy: r.policy,
             };
-            out(&r.key, &s);
+            out.observe(&r.key, &s);
             n += 1;
         }
         n
@@ -584,7 +584,7 @@ impl EbpfCapture {
         self.detach_all();
         grace::wait();
         let mut n = self.slots.finish(out);
-        n += self.drain_fallback(&mut |k: &FlowKey, s: &FlowStats| out.observe(k, s));
+        n += self.drain_fallback(out);
         Ok(n)
     }
 

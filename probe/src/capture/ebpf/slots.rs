@@ -271,7 +271,7 @@ struct Seen {
 }
 
 /// Ends a held record: hands the slot's growth (possibly nothing) to the sink's
-/// `release`; `due`: the record's timeout passed.
+/// `release`; `due`: the record's timeout passed. Whether the slot had grown.
 ///
 /// # Safety
 /// As [`export_delta`].
@@ -282,13 +282,15 @@ unsafe fn release<S: FlowSink + ?Sized>(
     due: bool,
     conv: &MonoToEpoch,
     sink: &mut S,
-) {
+) -> bool {
     // SAFETY: the caller's contract.
-    let (key, d) = unsafe { export_delta(s, seen, last, conv) }
-        // SAFETY: as above.
-        .unwrap_or_else(|| (unsafe { (*s).key }, FlowStats::default()));
+    let grew = unsafe { export_delta(s, seen, last, conv) };
+    let grown = grew.is_some();
+    // SAFETY: as above.
+    let (key, d) = grew.unwrap_or_else(|| (unsafe { (*s).key }, FlowStats::default()));
     sink.release(&key, &d, due);
     seen.held_since = 0;
+    grown
 }
 
 /// The last hand-over of a slot nothing writes any more (retired past its grace
@@ -304,10 +306,8 @@ unsafe fn hand_over_last<S: FlowSink + ?Sized>(
     sink: &mut S,
 ) -> bool {
     if seen.held_since != 0 {
-        let before = seen.packets;
         // SAFETY: the caller's contract.
-        unsafe { release(s, seen, true, false, conv, sink) };
-        return seen.packets != before;
+        return unsafe { release(s, seen, true, false, conv, sink) };
     }
     // SAFETY: the caller's contract.
     match unsafe { export_delta(s, seen, true, conv) } {
