@@ -550,17 +550,16 @@ fn parse_ethernet_ipv4_fast<P: PacketBytes + ?Sized>(p: &P) -> Option<Parsed> {
         17 => (0, 20 + 8),
         _ => return None,
     };
-    let mut key = FlowKey::ZERO;
-    key.family = 4;
-    key.proto = proto;
-    key.src[10] = 0xff;
-    key.src[11] = 0xff;
-    key.src[12..16].copy_from_slice(&h[26..30]);
-    key.dst[10] = 0xff;
-    key.dst[11] = 0xff;
-    key.dst[12..16].copy_from_slice(&h[30..34]);
-    key.sport = be16([h[34], h[35]]);
-    key.dport = be16([h[36], h[37]]);
+    // Whole fields, no byte writes into the key (see `FlowKey::ipv4_mapped`).
+    let key = FlowKey {
+        src: FlowKey::ipv4_mapped([h[26], h[27], h[28], h[29]]),
+        dst: FlowKey::ipv4_mapped([h[30], h[31], h[32], h[33]]),
+        sport: be16([h[34], h[35]]),
+        dport: be16([h[36], h[37]]),
+        proto,
+        family: 4,
+        ..FlowKey::ZERO
+    };
     Some(Parsed {
         key,
         ip_bytes: total_len as u32,
@@ -668,16 +667,14 @@ fn parse_ipv4<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<P
     }
     let frag_off = be16([h[6], h[7]]) & 0x1fff;
     let proto = h[9];
-    let mut key = FlowKey::ZERO;
-    key.family = 4;
-    key.vlan = vlan;
-    key.proto = proto;
-    key.src[10] = 0xff;
-    key.src[11] = 0xff;
-    key.src[12..16].copy_from_slice(&h[12..16]);
-    key.dst[10] = 0xff;
-    key.dst[11] = 0xff;
-    key.dst[12..16].copy_from_slice(&h[16..20]);
+    let key = FlowKey {
+        src: FlowKey::ipv4_mapped([h[12], h[13], h[14], h[15]]),
+        dst: FlowKey::ipv4_mapped([h[16], h[17], h[18], h[19]]),
+        vlan,
+        proto,
+        family: 4,
+        ..FlowKey::ZERO
+    };
     let mut out = Parsed {
         key,
         ip_bytes: total_len,
@@ -705,11 +702,25 @@ fn parse_ipv6<P: PacketBytes + ?Sized>(p: &P, off: usize, vlan: u16) -> Result<P
         return Err(ParseError::BadIpHeader);
     }
     let plen = be16([h[4], h[5]]);
-    let mut key = FlowKey::ZERO;
-    key.family = 6;
-    key.vlan = vlan;
-    key.src.copy_from_slice(&h[8..24]);
-    key.dst.copy_from_slice(&h[24..40]);
+    let half = |i: usize| {
+        [
+            h[i],
+            h[i + 1],
+            h[i + 2],
+            h[i + 3],
+            h[i + 4],
+            h[i + 5],
+            h[i + 6],
+            h[i + 7],
+        ]
+    };
+    let key = FlowKey {
+        src: FlowKey::addr(half(8), half(16)),
+        dst: FlowKey::addr(half(24), half(32)),
+        vlan,
+        family: 6,
+        ..FlowKey::ZERO
+    };
     let mut out = Parsed {
         key,
         ip_bytes: 40 + plen as u32,
