@@ -24,12 +24,11 @@
 use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use ahash::AHashMap as HashMap;
 use tidegate_wire::record::FlowRecord;
 
-use super::window::{Acc, Lines, Windows, clamped_span, spread};
+use super::window::{Acc, Windows, clamped_span, spread};
 
 /// Event time a cold key's closed windows wait, to be taught to the baseline together.
 pub(crate) const FLUSH_BATCH_NS: u64 = 16 * super::NS;
@@ -41,6 +40,10 @@ const BOUND_BUCKETS_MAX: usize = 512;
 /// Event time between sweeps of keys that are neither pending nor hot any more.
 const SWEEP_EVERY_NS: u64 = 60 * super::NS;
 
+/// Most distinct line names pending segments refer to by number; a record of a line
+/// beyond them turns its key hot (plain spreading, which keeps the name itself).
+const LINE_IDS_MAX: usize = 256;
+
 /// A cold key's record, as much of it as the windows and a replay need.
 #[derive(Clone, Debug)]
 struct Segment {
@@ -49,7 +52,31 @@ struct Segment {
     packets: u64,
     bytes: u64,
     src: IpAddr,
-    line: Arc<str>,
+    /// Its line, as numbered by [`LineIds`].
+    line: u16,
+}
+
+/// Line names by number: a segment keeps a `u16`, not a shared pointer, so appending
+/// one touches no reference count.
+#[derive(Debug, Default)]
+struct LineIds(Vec<Box<str>>);
+
+impl LineIds {
+    /// The number of `name` (`None`: too many names already).
+    fn id(&mut self, name: &str) -> Option<u16> {
+        if let Some(i) = self.0.iter().position(|l| &**l == name) {
+            return Some(i as u16);
+        }
+        if self.0.len() >= LINE_IDS_MAX {
+            return None;
+        }
+        self.0.push(name.into());
+        Some((self.0.len() - 1) as u16)
+    }
+
+    fn name(&self, id: u16) -> &str {
+        &self.0[usize::from(id)]
+    }
 }
 
 #[derive(Debug, Default)]
@@ -91,7 +118,7 @@ pub(crate) struct Tiered<K: Eq + Hash + Clone> {
     promote_bytes: f64,
     keys: HashMap<K, KeyState>,
     hot: Windows<K>,
-    lines: Lines,
+    lines: LineIds,
     /// Cold keys to flush, by the watermark from which to flush them.
     queue: BTreeMap<u64, Vec<K>>,
     watermark: u64,
@@ -110,7 +137,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             promote_bytes,
             keys: HashMap::new(),
             hot: Windows::new(len_ns),
-            lines: Lines::default(),
+            lines: LineIds::default(),
             queue: BTreeMap::new(),
             watermark: 0,
             next_sweep: 0,
@@ -139,14 +166,18 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             return;
         }
         let (bp, bb) = bound_add(st, r, self.len_ns);
-        if bp < self.promote_packets && bb < self.promote_bytes {
+        let line = self.lines.id(&r.line);
+        if let Some(line) = line
+            && bp < self.promote_packets
+            && bb < self.promote_bytes
+        {
             st.segments.push(Segment {
                 first: r.first,
                 last: r.last,
                 packets: r.packets,
                 bytes: r.bytes,
                 src: r.src,
-                line: self.lines.get(&r.line),
+                line,
             });
             if !st.queued {
                 st.queued = true;
@@ -172,7 +203,8 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             replay.packets = s.packets;
             replay.bytes = s.bytes;
             replay.src = s.src;
-            replay.line = s.line.to_string();
+            replay.line.clear();
+            replay.line.push_str(self.lines.name(s.line));
             self.hot
                 .add_spread_gated_from(&replay, key.clone(), from, evidence_max, &gate);
         }
@@ -491,6 +523,48 @@ mod tests {
             }
         }
         assert!(tiered.queue.is_empty());
+    }
+
+    #[test]
+    fn records_of_more_lines_than_are_numbered_are_still_counted_once() {
+        let mut plain: Windows<u8> = Windows::new(LEN);
+        let mut tiered: Tiered<u8> = Tiered::new(LEN, 1e12, f64::INFINITY);
+        let (_, base) = workload().remove(0);
+        let lines = LINE_IDS_MAX as u64 + 40;
+        for i in 0..lines * 2 {
+            let mut r = base.clone();
+            (r.first, r.last, r.packets) = (1_000 + i * 3, 1_000 + i * 3 + 25, 1 + i % 7);
+            r.line = format!("line-{}", i % lines);
+            plain.add_spread_gated(&r, (i % 3) as u8, 1, |_| false);
+            tiered.add_spread_gated(&r, (i % 3) as u8, 1, |_| false);
+        }
+        let total = |w: Vec<(u64, u8, f64)>| {
+            let mut by: BTreeMap<(u8, u64), f64> = BTreeMap::new();
+            for (w, k, p) in w {
+                *by.entry((k, w)).or_default() += p;
+            }
+            by
+        };
+        let want = total(
+            plain
+                .drain_closed(u64::MAX)
+                .into_iter()
+                .map(|(w, k, a)| (w, k, a.packets))
+                .collect(),
+        );
+        let c = tiered.drain_closed(u64::MAX);
+        let got = total(
+            c.cold
+                .into_iter()
+                .map(|(w, k, c)| (w, k, c.packets))
+                .chain(c.hot.into_iter().map(|(w, k, a)| (w, k, a.packets)))
+                .collect(),
+        );
+        assert_eq!(tiered.lines.0.len(), LINE_IDS_MAX);
+        assert_eq!(got.len(), want.len());
+        for ((k, w), p) in &want {
+            assert!((got[&(*k, *w)] - p).abs() < 1e-6, "key {k} window {w}");
+        }
     }
 
     #[test]
