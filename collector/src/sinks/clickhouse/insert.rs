@@ -29,6 +29,23 @@ const INSERT_SETTINGS: &[(&str, &str)] = &[
     ("max_partitions_per_insert_block", "0"),
 ];
 
+/// Bytes per chunk of an encoded INSERT body (each compressed on its own): what the
+/// client's own inserts send at a time.
+const BODY_CHUNK_BYTES: usize = 256 * 1024;
+/// A flow row's typical RowBinary size, to size a body once.
+const ROW_BYTES_TYPICAL: usize = 192;
+
+/// Flow rows ready to insert.
+enum FlowRows<'a> {
+    /// As row objects, for the client's validating path.
+    Rows(Vec<FlowRow<'a>>),
+    /// Encoded as RowBinary; `parts`: the end offset and row count of each INSERT's rows.
+    Body {
+        body: bytes::Bytes,
+        parts: Vec<(usize, usize)>,
+    },
+}
+
 /// INSERTs one group may have in flight with `dedup = "batch"`.
 pub const BATCH_INSERTS_IN_FLIGHT: usize = 4;
 
@@ -53,28 +70,29 @@ impl ClickHouseSink {
         if self.cfg.dedup() == Dedup::Batch {
             return self.insert_each(batches).await;
         }
-        let mut rows = Vec::with_capacity(batches.iter().map(|b| b.3.len()).sum());
-        for (probe_id, epoch, seq, records, ctx) in batches {
-            for (i, r) in records.iter().enumerate() {
-                rows.push(FlowRow::new(probe_id, *epoch, *seq, r, ctx.get(i)).map_err(
-                    |reason| SinkError::Invalid {
-                        what: format!("record {i} of batch {probe_id}:{seq}"),
-                        reason,
-                    },
-                )?);
-            }
-        }
-        if rows.is_empty() {
+        let max = self.cfg.max_rows_per_insert;
+        let total: usize = batches.iter().map(|b| b.3.len()).sum();
+        if total == 0 {
             return Ok(());
         }
-        let max = self.cfg.max_rows_per_insert;
-        let split = rows.len() > max;
-        for (k, part) in rows.chunks(max).enumerate() {
-            let token = token::group(spool_id, segment, offset, split.then_some(k));
-            self.insert_rows::<FlowRow<'static>>("flows", &token, part, self.flows_checked())
-                .await?;
-        }
-        Ok(())
+        let parts = total.div_ceil(max.max(1));
+        let tokens: Vec<String> = (0..parts)
+            .map(|k| token::group(spool_id, segment, offset, (parts > 1).then_some(k)))
+            .collect();
+        let rows = batches
+            .iter()
+            .flat_map(|(probe_id, epoch, seq, records, ctx)| {
+                records.iter().enumerate().map(move |(i, r)| {
+                    FlowRow::new(probe_id, *epoch, *seq, r, ctx.get(i)).map_err(|reason| {
+                        SinkError::Invalid {
+                            what: format!("record {i} of batch {probe_id}:{seq}"),
+                            reason,
+                        }
+                    })
+                })
+            });
+        let rows = self.encode_flows(rows, total)?;
+        self.insert_flows(rows, &tokens).await
     }
 
     /// The group as one INSERT per probe batch, each with its batch's token (`dedup =
@@ -134,24 +152,74 @@ impl ClickHouseSink {
         if records.is_empty() {
             return Ok(());
         }
-        let rows = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                FlowRow::new(probe_id, epoch, seq, r, ctx.get(i)).map_err(|reason| {
-                    SinkError::Invalid {
-                        what: format!("record {i} of batch {probe_id}:{seq}"),
-                        reason,
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let max = self.cfg.max_rows_per_insert;
-        let split = rows.len() > max;
-        for (k, part) in rows.chunks(max).enumerate() {
-            let token = token::batch(probe_id, epoch, seq, split.then_some(k));
-            self.insert_rows::<FlowRow<'static>>("flows", &token, part, self.flows_checked())
-                .await?;
+        let parts = records.len().div_ceil(max.max(1));
+        let tokens: Vec<String> = (0..parts)
+            .map(|k| token::batch(probe_id, epoch, seq, (parts > 1).then_some(k)))
+            .collect();
+        let rows = records.iter().enumerate().map(|(i, r)| {
+            FlowRow::new(probe_id, epoch, seq, r, ctx.get(i)).map_err(|reason| SinkError::Invalid {
+                what: format!("record {i} of batch {probe_id}:{seq}"),
+                reason,
+            })
+        });
+        let rows = self.encode_flows(rows, records.len())?;
+        self.insert_flows(rows, &tokens).await
+    }
+
+    /// Converts `rows` (`n` of them) for [`Self::insert_flows`]: every row before
+    /// anything is sent, so a row that cannot be stored fails them all and none is
+    /// written. Once `flows`' columns were checked, rows are encoded straight into one
+    /// RowBinary body (no row objects kept, no serializer call per field); before that,
+    /// they are kept for the client's validating path.
+    fn encode_flows<'a>(
+        &self,
+        rows: impl Iterator<Item = Result<FlowRow<'a>, SinkError>>,
+        n: usize,
+    ) -> Result<FlowRows<'a>, SinkError> {
+        let max = self.cfg.max_rows_per_insert.max(1);
+        if !self.flows_checked() {
+            return Ok(FlowRows::Rows(rows.collect::<Result<Vec<_>, _>>()?));
+        }
+        let mut body = Vec::with_capacity(n.saturating_mul(ROW_BYTES_TYPICAL));
+        let mut parts = Vec::with_capacity(n.div_ceil(max));
+        let mut in_part = 0;
+        for row in rows {
+            row?.write_row_binary(&mut body);
+            in_part += 1;
+            if in_part == max {
+                parts.push((body.len(), in_part));
+                in_part = 0;
+            }
+        }
+        if in_part > 0 {
+            parts.push((body.len(), in_part));
+        }
+        Ok(FlowRows::Body {
+            body: bytes::Bytes::from(body),
+            parts,
+        })
+    }
+
+    /// Stores converted rows in `flows`, `max_rows_per_insert` per INSERT, INSERT `k`
+    /// with deduplication token `tokens[k]`.
+    async fn insert_flows(&self, rows: FlowRows<'_>, tokens: &[String]) -> Result<(), SinkError> {
+        match rows {
+            FlowRows::Rows(rows) => {
+                let max = self.cfg.max_rows_per_insert.max(1);
+                for (part, token) in rows.chunks(max).zip(tokens) {
+                    self.insert_rows::<FlowRow<'static>>("flows", token, part, false)
+                        .await?;
+                }
+            }
+            FlowRows::Body { body, parts } => {
+                let mut start = 0;
+                for ((end, rows), token) in parts.into_iter().zip(tokens) {
+                    self.insert_row_binary("flows", token, body.slice(start..end), rows)
+                        .await?;
+                    start = end;
+                }
+            }
         }
         Ok(())
     }
@@ -198,8 +266,6 @@ impl ClickHouseSink {
         T: RowWrite,
         for<'b> T::Value<'b>: Sync,
     {
-        let started = Instant::now();
-        let op = format!("insert of {} rows into {table} (token {token})", rows.len());
         let send = async {
             let client = if checked { &self.raw } else { &self.client };
             let mut insert = client
@@ -214,6 +280,53 @@ impl ClickHouseSink {
             }
             insert.end().await
         };
+        self.run_insert(table, token, rows.len(), send).await
+    }
+
+    /// One INSERT into `flows` of `rows` rows already encoded as RowBinary in `body`
+    /// (see [`FlowRow::write_row_binary`]), like [`Self::insert_rows`] otherwise; the body
+    /// goes in chunks the size the client's own inserts use.
+    async fn insert_row_binary(
+        &self,
+        table: &'static str,
+        token: &str,
+        body: bytes::Bytes,
+        rows: usize,
+    ) -> Result<(), SinkError> {
+        let send = async {
+            let sql = format!(
+                "INSERT INTO {table}({}) FORMAT RowBinary",
+                FlowRow::column_list()
+            );
+            let mut insert = self
+                .raw
+                .insert_formatted_with(sql)
+                .with_setting("insert_deduplication_token", token);
+            for (name, value) in INSERT_SETTINGS {
+                insert = insert.with_setting(*name, *value);
+            }
+            let mut at = 0;
+            while at < body.len() {
+                let end = body.len().min(at + BODY_CHUNK_BYTES);
+                insert.send(body.slice(at..end)).await?;
+                at = end;
+            }
+            insert.end().await
+        };
+        self.run_insert(table, token, rows, send).await
+    }
+
+    /// Runs one INSERT (`send`) of `rows` rows under `insert_timeout`, records it in the
+    /// metrics and logs a failure.
+    async fn run_insert(
+        &self,
+        table: &'static str,
+        token: &str,
+        rows: usize,
+        send: impl std::future::Future<Output = Result<(), clickhouse::error::Error>>,
+    ) -> Result<(), SinkError> {
+        let started = Instant::now();
+        let op = format!("insert of {rows} rows into {table} (token {token})");
         let result = self.deadline(&op, send).await;
         let outcome = match &result {
             Ok(()) => Outcome::Ok,
@@ -221,17 +334,17 @@ impl ClickHouseSink {
             Err(_) => Outcome::Permanent,
         };
         self.metrics
-            .record_insert(table, rows.len(), started.elapsed().as_secs_f64(), outcome);
+            .record_insert(table, rows, started.elapsed().as_secs_f64(), outcome);
         if let Err(e) = &result {
             tracing::warn!(
                 table,
                 token,
-                rows = rows.len(),
+                rows,
                 retryable = e.is_retryable(),
                 "ClickHouse insert failed: {e}"
             );
         } else {
-            tracing::debug!(table, token, rows = rows.len(), "ClickHouse insert stored");
+            tracing::debug!(table, token, rows, "ClickHouse insert stored");
         }
         result
     }

@@ -193,6 +193,102 @@ impl<'a> FlowRow<'a> {
         })
     }
 
+    /// The column list of an INSERT of these rows, in [`Self::COLUMN_TYPES`] order.
+    pub fn column_list() -> String {
+        let names: Vec<String> = Self::COLUMN_TYPES
+            .iter()
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        names.join(",")
+    }
+
+    /// Appends the row to `out` in RowBinary, its columns in [`Self::COLUMN_TYPES`]
+    /// order: the bytes the client's serde path writes for this type (the tests read them
+    /// back with the client's own reader), at a few stores per column instead of a
+    /// serializer call per field and per address byte. Only for a table whose columns
+    /// were checked against [`Self::COLUMN_TYPES`]: RowBinary carries no types.
+    pub fn write_row_binary(&self, out: &mut Vec<u8>) {
+        let FlowRow {
+            probe_id,
+            batch_epoch,
+            batch_seq,
+            line,
+            ifindex,
+            direction,
+            ip_version,
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            vlan,
+            packets,
+            bytes,
+            first,
+            last,
+            tcp_flags,
+            icmp_type,
+            icmp_code,
+            src_country,
+            dst_country,
+            src_asn,
+            dst_asn,
+            src_zone,
+            dst_zone,
+            verdict,
+            enforce_rule,
+            source,
+            sampling,
+            dns_qname,
+            dns_qtype,
+            dns_rcode,
+            tls_sni,
+            tunnel,
+            tunnel_id,
+            outer_src,
+            outer_dst,
+        } = self;
+        let mut w = RowBinary(out);
+        w.string(probe_id);
+        w.put(batch_epoch.to_le_bytes());
+        w.put(batch_seq.to_le_bytes());
+        w.string(line);
+        w.put(ifindex.to_le_bytes());
+        w.put(direction.to_le_bytes());
+        w.put([*ip_version]);
+        w.put(src.octets());
+        w.put(dst.octets());
+        w.put(sport.to_le_bytes());
+        w.put(dport.to_le_bytes());
+        w.put([*proto]);
+        w.nullable(vlan.map(u16::to_le_bytes));
+        w.put(packets.to_le_bytes());
+        w.put(bytes.to_le_bytes());
+        w.put(first.to_le_bytes());
+        w.put(last.to_le_bytes());
+        w.put(tcp_flags.to_le_bytes());
+        w.nullable(icmp_type.map(|v| [v]));
+        w.nullable(icmp_code.map(|v| [v]));
+        w.string(src_country);
+        w.string(dst_country);
+        w.put(src_asn.to_le_bytes());
+        w.put(dst_asn.to_le_bytes());
+        w.string(src_zone);
+        w.string(dst_zone);
+        w.put(verdict.to_le_bytes());
+        w.string(enforce_rule);
+        w.put(source.to_le_bytes());
+        w.put(sampling.to_le_bytes());
+        w.string(dns_qname);
+        w.put(dns_qtype.to_le_bytes());
+        w.put(dns_rcode.to_le_bytes());
+        w.string(tls_sni);
+        w.string(tunnel);
+        w.put(tunnel_id.to_le_bytes());
+        w.put(outer_src.octets());
+        w.put(outer_dst.octets());
+    }
+
     /// SHA-256 of every column the sink writes, in a fixed binary layout (strings
     /// length-prefixed, numbers big-endian, `Option`s with a presence byte): the same for
     /// the row as written and as read back from ClickHouse, so a digest of stored rows
@@ -340,6 +436,32 @@ impl<'a> FlowRow<'a> {
 }
 
 /// An address as the IPv6 columns hold it (IPv4-mapped; `::` for none).
+/// RowBinary as ClickHouse reads it: numbers little-endian, `IPv6` as its 16 bytes,
+/// strings (`LowCardinality` ones too) LEB128-length-prefixed, `Nullable` a null byte
+/// (1 = NULL) before the value.
+struct RowBinary<'a>(&'a mut Vec<u8>);
+
+impl RowBinary<'_> {
+    fn put<const N: usize>(&mut self, b: [u8; N]) {
+        self.0.extend_from_slice(&b);
+    }
+
+    fn string(&mut self, s: &str) {
+        clickhouse_types::put_leb128(&mut *self.0, s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn nullable<const N: usize>(&mut self, v: Option<[u8; N]>) {
+        match v {
+            None => self.0.push(1),
+            Some(b) => {
+                self.0.push(0);
+                self.put(b);
+            }
+        }
+    }
+}
+
 fn mapped(a: Option<IpAddr>) -> Ipv6Addr {
     match a {
         Some(IpAddr::V4(v4)) => v4.to_ipv6_mapped(),
@@ -439,6 +561,133 @@ mod tests {
             direction: Direction::Egress,
             ..Default::default()
         }
+    }
+
+    /// Rows covering each column's forms: IPv4 and IPv6, NULL and set `Nullable`s,
+    /// enrichment or none, every enum value, DNS, SNI and tunnel metadata, multi-byte
+    /// string lengths.
+    fn varied_records() -> Vec<(FlowRecord, Option<FlowContext>)> {
+        use tidegate_common::Tunnel;
+        use tidegate_wire::record::{DnsMeta, TunnelMeta};
+        let mut out = vec![(record(), None)];
+        let mut r = record();
+        r.src = "2001:db8::1".parse().unwrap();
+        r.dst = "2001:db8::ff".parse().unwrap();
+        (r.vlan, r.proto, r.icmp_type, r.icmp_code) = (None, 58, Some(128), Some(0));
+        (r.verdict, r.enforce_rule) = (Verdict::Dropped, Some("deny-\u{00e9}".into()));
+        (r.source, r.sampling) = (FlowSource::Ipfix, 1000);
+        r.direction = Direction::Ingress;
+        let ctx = FlowContext {
+            ends: tidegate_threat::policy::Endpoints {
+                src: tidegate_threat::policy::EndpointInfo {
+                    country: Some("HK".into()),
+                    asn: Some(4_200_000_000),
+                },
+                dst: Default::default(),
+            },
+            src_zone: "isolated".into(),
+            dst_zone: "x".repeat(300).into(),
+        };
+        out.push((r, Some(ctx)));
+        let mut r = record();
+        r.dns = Some(DnsMeta {
+            qname: "a.example".repeat(20),
+            qtype: 16,
+            rcode: Some(3),
+        });
+        r.sni = Some("sni.example".into());
+        r.tunnel = Some(TunnelMeta {
+            kind: Tunnel::GtpU,
+            id: 0xdead_beef,
+            outer_src: Some("192.0.2.9".parse().unwrap()),
+            outer_dst: Some("2001:db8::9".parse().unwrap()),
+        });
+        (r.packets, r.bytes, r.tcp_flags) = (u64::MAX, u64::MAX - 1, 0x1ff);
+        out.push((r, None));
+        out
+    }
+
+    #[tokio::test]
+    async fn rows_written_as_row_binary_read_back_as_the_rows() {
+        use clickhouse::test::{Mock, handlers};
+        let mock = Mock::new();
+        let client = clickhouse::Client::default()
+            .with_url(mock.url())
+            .with_compression(clickhouse::Compression::None);
+        let recording = mock.add(handlers::record::<OwnedFlowRow>());
+        let records = varied_records();
+        let rows: Vec<FlowRow<'_>> = records
+            .iter()
+            .enumerate()
+            .map(|(i, (r, ctx))| {
+                FlowRow::new("edge-\u{4e00}", 7, i as u64, r, ctx.as_ref()).unwrap()
+            })
+            .collect();
+        let mut body = Vec::new();
+        for row in &rows {
+            row.write_row_binary(&mut body);
+        }
+        let mut insert = client.insert_formatted_with(format!(
+            "INSERT INTO flows({}) FORMAT RowBinary",
+            FlowRow::column_list()
+        ));
+        insert.send(body.into()).await.unwrap();
+        insert.end().await.unwrap();
+        let got: Vec<OwnedFlowRow> = recording.collect().await;
+        // Field by field (the same names and values), through JSON.
+        let got: Vec<_> = got
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
+        let want: Vec<_> = rows
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    /// [`FlowRow`] with owned strings, for the client's reader (which hands out only
+    /// owned rows): the same fields with the same types.
+    #[derive(Debug, Row, Serialize, Deserialize)]
+    struct OwnedFlowRow {
+        probe_id: String,
+        batch_epoch: u64,
+        batch_seq: u64,
+        line: String,
+        ifindex: u32,
+        direction: i8,
+        ip_version: u8,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        sport: u16,
+        dport: u16,
+        proto: u8,
+        vlan: Option<u16>,
+        packets: u64,
+        bytes: u64,
+        first: i64,
+        last: i64,
+        tcp_flags: u16,
+        icmp_type: Option<u8>,
+        icmp_code: Option<u8>,
+        src_country: String,
+        dst_country: String,
+        src_asn: u32,
+        dst_asn: u32,
+        src_zone: String,
+        dst_zone: String,
+        verdict: i8,
+        enforce_rule: String,
+        source: i8,
+        sampling: u32,
+        dns_qname: String,
+        dns_qtype: u16,
+        dns_rcode: i16,
+        tls_sni: String,
+        tunnel: String,
+        tunnel_id: u32,
+        outer_src: Ipv6Addr,
+        outer_dst: Ipv6Addr,
     }
 
     #[test]
