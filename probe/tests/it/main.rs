@@ -17,6 +17,7 @@ mod export_to_collector_live;
 mod export_to_collector_restarts;
 mod export_to_collector_wire_figures;
 mod replay_cli;
+mod replay_is_deterministic;
 mod replay_matches_corpus_truth;
 mod replay_names_match_tshark;
 mod run_live_cli;
