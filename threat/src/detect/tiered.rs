@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use ahash::AHashMap as HashMap;
 use tidegate_wire::record::FlowRecord;
 
-use super::window::{Acc, Windows, clamped_span, spread};
+use super::window::{Acc, Lines, Windows, clamped_span, spread};
 
 /// Event time a cold key's closed windows wait, to be taught to the baseline together.
 pub(crate) const FLUSH_BATCH_NS: u64 = 16 * super::NS;
@@ -40,10 +40,6 @@ const BOUND_BUCKETS_MAX: usize = 512;
 /// Event time between sweeps of keys that are neither pending nor hot any more.
 const SWEEP_EVERY_NS: u64 = 60 * super::NS;
 
-/// Most distinct line names pending segments refer to by number; a record of a line
-/// beyond them turns its key hot (plain spreading, which keeps the name itself).
-const LINE_IDS_MAX: usize = 256;
-
 /// A cold key's record, as much of it as the windows and a replay need.
 #[derive(Clone, Debug)]
 struct Segment {
@@ -52,31 +48,10 @@ struct Segment {
     packets: u64,
     bytes: u64,
     src: IpAddr,
-    /// Its line, as numbered by [`LineIds`].
+    /// Its line, as numbered by [`Lines::id`]: a `u16`, not a shared pointer, so
+    /// appending a segment touches no reference count. A record of a line beyond the
+    /// numbered ones turns its key hot (plain spreading, which keeps the name itself).
     line: u16,
-}
-
-/// Line names by number: a segment keeps a `u16`, not a shared pointer, so appending
-/// one touches no reference count.
-#[derive(Debug, Default)]
-struct LineIds(Vec<Box<str>>);
-
-impl LineIds {
-    /// The number of `name` (`None`: too many names already).
-    fn id(&mut self, name: &str) -> Option<u16> {
-        if let Some(i) = self.0.iter().position(|l| &**l == name) {
-            return Some(i as u16);
-        }
-        if self.0.len() >= LINE_IDS_MAX {
-            return None;
-        }
-        self.0.push(name.into());
-        Some((self.0.len() - 1) as u16)
-    }
-
-    fn name(&self, id: u16) -> &str {
-        &self.0[usize::from(id)]
-    }
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +93,7 @@ pub(crate) struct Tiered<K: Eq + Hash + Clone> {
     promote_bytes: f64,
     keys: HashMap<K, KeyState>,
     hot: Windows<K>,
-    lines: LineIds,
+    lines: Lines,
     /// Cold keys to flush, by the watermark from which to flush them.
     queue: BTreeMap<u64, Vec<K>>,
     watermark: u64,
@@ -137,7 +112,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             promote_bytes,
             keys: HashMap::new(),
             hot: Windows::new(len_ns),
-            lines: LineIds::default(),
+            lines: Lines::default(),
             queue: BTreeMap::new(),
             watermark: 0,
             next_sweep: 0,
@@ -377,6 +352,7 @@ fn teach(
 
 #[cfg(test)]
 mod tests {
+    use super::super::window::LINES_MAX;
     use super::super::window::tests::rec;
     use super::*;
     use std::collections::BTreeMap;
@@ -530,7 +506,7 @@ mod tests {
         let mut plain: Windows<u8> = Windows::new(LEN);
         let mut tiered: Tiered<u8> = Tiered::new(LEN, 1e12, f64::INFINITY);
         let (_, base) = workload().remove(0);
-        let lines = LINE_IDS_MAX as u64 + 40;
+        let lines = LINES_MAX as u64 + 40;
         for i in 0..lines * 2 {
             let mut r = base.clone();
             (r.first, r.last, r.packets) = (1_000 + i * 3, 1_000 + i * 3 + 25, 1 + i % 7);
@@ -560,7 +536,7 @@ mod tests {
                 .chain(c.hot.into_iter().map(|(w, k, a)| (w, k, a.packets)))
                 .collect(),
         );
-        assert_eq!(tiered.lines.0.len(), LINE_IDS_MAX);
+        assert_eq!(tiered.lines.len(), LINES_MAX);
         assert_eq!(got.len(), want.len());
         for ((k, w), p) in &want {
             assert!((got[&(*k, *w)] - p).abs() < 1e-6, "key {k} window {w}");

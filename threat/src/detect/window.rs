@@ -275,18 +275,39 @@ impl Acc {
 #[derive(Debug, Default)]
 pub(super) struct Lines(Vec<Arc<str>>);
 
-const LINES_MAX: usize = 256;
+pub(super) const LINES_MAX: usize = 256;
 
 impl Lines {
+    /// The shared name `name`.
     pub(super) fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(l) = self.0.iter().find(|l| &***l == name) {
-            return l.clone();
+        match self.id(name) {
+            Some(i) => self.0[usize::from(i)].clone(),
+            None => Arc::from(name),
         }
-        let l: Arc<str> = Arc::from(name);
-        if self.0.len() < LINES_MAX {
-            self.0.push(l.clone());
+    }
+
+    /// The number of `name` among the shared names (`None`: [`LINES_MAX`] are shared
+    /// already and it is not one of them).
+    pub(super) fn id(&mut self, name: &str) -> Option<u16> {
+        if let Some(i) = self.0.iter().position(|l| &**l == name) {
+            return Some(i as u16);
         }
-        l
+        if self.0.len() >= LINES_MAX {
+            return None;
+        }
+        self.0.push(Arc::from(name));
+        Some((self.0.len() - 1) as u16)
+    }
+
+    /// The name numbered `id` by [`Self::id`].
+    pub(super) fn name(&self, id: u16) -> &str {
+        &self.0[usize::from(id)]
+    }
+
+    /// Names shared.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
     }
 }
 

@@ -131,8 +131,7 @@ impl ClickHouseSink {
             return Ok(());
         }
         let t = token("alerts", rows.iter().map(|r| (r.id.clone(), r.version)));
-        self.insert_rows::<AlertRow>("alerts", &t, rows, false)
-            .await
+        self.insert_rows::<AlertRow>("alerts", &t, rows).await
     }
 
     /// Stores violation states (idempotent like [`insert_alerts`](Self::insert_alerts)).
@@ -141,7 +140,7 @@ impl ClickHouseSink {
             return Ok(());
         }
         let t = token("violations", rows.iter().map(|r| (r.id.clone(), r.version)));
-        self.insert_rows::<ViolationRow>("policy_violations", &t, rows, false)
+        self.insert_rows::<ViolationRow>("policy_violations", &t, rows)
             .await
     }
 }

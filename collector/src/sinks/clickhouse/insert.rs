@@ -70,29 +70,18 @@ impl ClickHouseSink {
         if self.cfg.dedup() == Dedup::Batch {
             return self.insert_each(batches).await;
         }
-        let max = self.cfg.max_rows_per_insert;
         let total: usize = batches.iter().map(|b| b.3.len()).sum();
         if total == 0 {
             return Ok(());
         }
-        let parts = total.div_ceil(max.max(1));
-        let tokens: Vec<String> = (0..parts)
-            .map(|k| token::group(spool_id, segment, offset, (parts > 1).then_some(k)))
-            .collect();
         let rows = batches
             .iter()
             .flat_map(|(probe_id, epoch, seq, records, ctx)| {
-                records.iter().enumerate().map(move |(i, r)| {
-                    FlowRow::new(probe_id, *epoch, *seq, r, ctx.get(i)).map_err(|reason| {
-                        SinkError::Invalid {
-                            what: format!("record {i} of batch {probe_id}:{seq}"),
-                            reason,
-                        }
-                    })
-                })
+                rows_of(probe_id, *epoch, *seq, records, ctx)
             });
         let rows = self.encode_flows(rows, total)?;
-        self.insert_flows(rows, &tokens).await
+        self.insert_flows(rows, &|k| token::group(spool_id, segment, offset, k))
+            .await
     }
 
     /// The group as one INSERT per probe batch, each with its batch's token (`dedup =
@@ -152,19 +141,10 @@ impl ClickHouseSink {
         if records.is_empty() {
             return Ok(());
         }
-        let max = self.cfg.max_rows_per_insert;
-        let parts = records.len().div_ceil(max.max(1));
-        let tokens: Vec<String> = (0..parts)
-            .map(|k| token::batch(probe_id, epoch, seq, (parts > 1).then_some(k)))
-            .collect();
-        let rows = records.iter().enumerate().map(|(i, r)| {
-            FlowRow::new(probe_id, epoch, seq, r, ctx.get(i)).map_err(|reason| SinkError::Invalid {
-                what: format!("record {i} of batch {probe_id}:{seq}"),
-                reason,
-            })
-        });
+        let rows = rows_of(probe_id, epoch, seq, records, ctx);
         let rows = self.encode_flows(rows, records.len())?;
-        self.insert_flows(rows, &tokens).await
+        self.insert_flows(rows, &|k| token::batch(probe_id, epoch, seq, k))
+            .await
     }
 
     /// Converts `rows` (`n` of them) for [`Self::insert_flows`]: every row before
@@ -201,21 +181,29 @@ impl ClickHouseSink {
         })
     }
 
-    /// Stores converted rows in `flows`, `max_rows_per_insert` per INSERT, INSERT `k`
-    /// with deduplication token `tokens[k]`.
-    async fn insert_flows(&self, rows: FlowRows<'_>, tokens: &[String]) -> Result<(), SinkError> {
+    /// Stores converted rows in `flows`, `max_rows_per_insert` per INSERT, INSERT `k` of
+    /// several with deduplication token `token(Some(k))`, a single one with `token(None)`.
+    async fn insert_flows(
+        &self,
+        rows: FlowRows<'_>,
+        token: &(dyn Fn(Option<usize>) -> String + Sync),
+    ) -> Result<(), SinkError> {
         match rows {
             FlowRows::Rows(rows) => {
-                let max = self.cfg.max_rows_per_insert.max(1);
-                for (part, token) in rows.chunks(max).zip(tokens) {
-                    self.insert_rows::<FlowRow<'static>>("flows", token, part, false)
+                let parts: Vec<_> = rows.chunks(self.cfg.max_rows_per_insert.max(1)).collect();
+                let split = parts.len() > 1;
+                for (k, part) in parts.into_iter().enumerate() {
+                    let token = token(split.then_some(k));
+                    self.insert_rows::<FlowRow<'static>>("flows", &token, part)
                         .await?;
                 }
             }
             FlowRows::Body { body, parts } => {
+                let split = parts.len() > 1;
                 let mut start = 0;
-                for ((end, rows), token) in parts.into_iter().zip(tokens) {
-                    self.insert_row_binary("flows", token, body.slice(start..end), rows)
+                for (k, (end, rows)) in parts.into_iter().enumerate() {
+                    let token = token(split.then_some(k));
+                    self.insert_flow_body(&token, body.slice(start..end), rows)
                         .await?;
                     start = end;
                 }
@@ -236,39 +224,33 @@ impl ClickHouseSink {
             reason,
         })?;
         let token = token::health(probe_id, health.ts_ns);
-        self.insert_rows::<HealthRow<'static>>(
-            "probe_health",
-            &token,
-            std::slice::from_ref(&row),
-            false,
-        )
-        .await
+        self.insert_rows::<HealthRow<'static>>("probe_health", &token, std::slice::from_ref(&row))
+            .await
     }
 
-    /// Whether `flows` matched [`FlowRow::COLUMN_TYPES`] at migration (its inserts then
-    /// skip the client's per-row validation).
+    /// Whether `flows` matched [`FlowRow::COLUMN_TYPES`] at migration (its rows then go
+    /// as RowBinary encoded by the sink, without the client's per-row validation).
     fn flows_checked(&self) -> bool {
         self.flows_checked
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// One INSERT of `rows` into `table` with deduplication token `token`, under
-    /// `insert_timeout`, recorded in the metrics. `checked`: the table's columns were
-    /// checked against `T` once, so rows go as plain RowBinary without per-row validation.
+    /// `insert_timeout`, recorded in the metrics; the client validates every row against
+    /// the table's columns.
     pub(super) async fn insert_rows<T>(
         &self,
         table: &'static str,
         token: &str,
         rows: &[T::Value<'_>],
-        checked: bool,
     ) -> Result<(), SinkError>
     where
         T: RowWrite,
         for<'b> T::Value<'b>: Sync,
     {
         let send = async {
-            let client = if checked { &self.raw } else { &self.client };
-            let mut insert = client
+            let mut insert = self
+                .client
                 .insert::<T>(table)
                 .await?
                 .with_setting("insert_deduplication_token", token);
@@ -284,22 +266,22 @@ impl ClickHouseSink {
     }
 
     /// One INSERT into `flows` of `rows` rows already encoded as RowBinary in `body`
-    /// (see [`FlowRow::write_row_binary`]), like [`Self::insert_rows`] otherwise; the body
-    /// goes in chunks the size the client's own inserts use.
-    async fn insert_row_binary(
+    /// (see [`FlowRow::write_row_binary`]), like [`Self::insert_rows`] otherwise (the
+    /// format is not validated: `flows`' columns were checked at migration); the body goes
+    /// in chunks the size the client's own inserts use.
+    async fn insert_flow_body(
         &self,
-        table: &'static str,
         token: &str,
         body: bytes::Bytes,
         rows: usize,
     ) -> Result<(), SinkError> {
         let send = async {
             let sql = format!(
-                "INSERT INTO {table}({}) FORMAT RowBinary",
+                "INSERT INTO flows({}) FORMAT RowBinary",
                 FlowRow::column_list()
             );
             let mut insert = self
-                .raw
+                .client
                 .insert_formatted_with(sql)
                 .with_setting("insert_deduplication_token", token);
             for (name, value) in INSERT_SETTINGS {
@@ -313,7 +295,7 @@ impl ClickHouseSink {
             }
             insert.end().await
         };
-        self.run_insert(table, token, rows, send).await
+        self.run_insert("flows", token, rows, send).await
     }
 
     /// Runs one INSERT (`send`) of `rows` rows under `insert_timeout`, records it in the
@@ -348,4 +330,21 @@ impl ClickHouseSink {
         }
         result
     }
+}
+
+/// The rows of batch `seq` of `probe_id` (`ctx[i]` enriching `records[i]`), each
+/// converted when taken; an error names the record.
+fn rows_of<'a>(
+    probe_id: &'a str,
+    epoch: u64,
+    seq: u64,
+    records: &'a [FlowRecord],
+    ctx: &'a [FlowContext],
+) -> impl Iterator<Item = Result<FlowRow<'a>, SinkError>> + 'a {
+    records.iter().enumerate().map(move |(i, r)| {
+        FlowRow::new(probe_id, epoch, seq, r, ctx.get(i)).map_err(|reason| SinkError::Invalid {
+            what: format!("record {i} of batch {probe_id}:{seq}"),
+            reason,
+        })
+    })
 }

@@ -50,9 +50,6 @@ pub struct ClickHouseSink {
     admin: Client,
     /// With `cfg.database` as default database: inserts.
     client: Client,
-    /// `client` without per-row validation (plain RowBinary): flows, once their columns
-    /// were checked against [`FlowRow::COLUMN_TYPES`].
-    raw: Client,
     /// Set once `flows`' columns matched [`FlowRow::COLUMN_TYPES`] (at migration).
     flows_checked: std::sync::Arc<std::sync::atomic::AtomicBool>,
     metrics: SinkMetrics,
@@ -76,12 +73,10 @@ impl ClickHouseSink {
             config::Compression::None => clickhouse::Compression::None,
         });
         let client = admin.clone().with_database(&cfg.database);
-        let raw = client.clone().with_validation(false);
         Ok(ClickHouseSink {
             cfg,
             admin,
             client,
-            raw,
             flows_checked: Default::default(),
             metrics,
         })
