@@ -38,7 +38,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   log "installing cargo-fuzz"
   cargo install --locked cargo-fuzz@0.13.2
 fi
-corpus_pcaps="$root/../shared/corpus/pcap"
+corpus_pcaps="${TIDEGATE_CORPUS:-$root/../shared/corpus}/pcap"
 
 seed() {
 target=$1
@@ -111,7 +111,7 @@ esac
 if [[ $target == netflow_decode && -z "$(ls -A "$seeds")" ]]; then
   command -v softflowd >/dev/null || die "softflowd is missing: run scripts/setup.sh"
   log "seeding from softflowd exports of corpus captures (v5, v9, IPFIX)"
-  python3 - "$root/../shared/corpus/pcap" "$seeds" <<'PY'
+  python3 - "$corpus_pcaps" "$seeds" <<'PY'
 import os, socket, struct, subprocess, sys
 pcaps, out = sys.argv[1], sys.argv[2]
 for name in ["ndpi-1kxun.pcap", "ndpi-synscan.pcap", "ndpi-vxlan.pcap", "ndpi-icmp-tunnel.pcap"]:

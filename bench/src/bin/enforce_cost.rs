@@ -37,8 +37,9 @@ use tidegate_wire::EnforcePlan;
 
 #[derive(Parser)]
 struct Args {
-    /// Corpus pcap directory.
-    #[arg(long, default_value = "../shared/corpus/pcap")]
+    /// Corpus pcap directory (default: `$TIDEGATE_CORPUS/pcap`, else
+    /// `../shared/corpus/pcap` beside the repository).
+    #[arg(long, default_value_os_t = tidegate_bench::aggregate::default_corpus())]
     corpus: PathBuf,
     /// Packets sampled from the corpus.
     #[arg(long, default_value_t = 1_000)]
