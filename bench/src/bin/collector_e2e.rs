@@ -15,7 +15,7 @@ use std::{
 use clap::Parser;
 use tidegate_bench::{aggregate::workload, procfs};
 use tidegate_collector::sinks::clickhouse::{
-    ClickHouseConfig, ClickHouseSink, FlowRow, SinkMetrics,
+    ClickHouseConfig, ClickHouseSink, Compression, FlowRow, SinkMetrics,
 };
 use tidegate_probe::export::{
     Exporter,
@@ -40,8 +40,9 @@ struct Args {
     #[arg(long)]
     no_detect: bool,
     /// How the collector's INSERT bodies travel to ClickHouse (`[clickhouse]
-    /// compression`): `lz4` (the default, as deployed) or `none`.
-    #[arg(long, default_value = "lz4")]
+    /// compression`): `auto` (the default, as deployed: none to this host's ClickHouse),
+    /// `lz4` or `none`.
+    #[arg(long, default_value = "auto")]
     compression: String,
     /// Measurements, each with a fresh ClickHouse and collector; the run with the median
     /// CPU ratio is reported (CPU time per record varies from run to run on a shared
@@ -61,6 +62,8 @@ struct Measured {
     ch_cpu_plain: Duration,
     ch_cpu_e2e: Duration,
     collector_cpu: Duration,
+    /// How the INSERT bodies went (`[clickhouse] compression` resolved for the server).
+    sent: &'static str,
 }
 
 impl Measured {
@@ -73,10 +76,16 @@ impl Measured {
 async fn measure(a: &Args, records: &[FlowRecord]) -> anyhow::Result<Measured> {
     let ch = TestClickHouse::try_start_in(None)?;
     let dir = tempfile::tempdir()?;
-    anyhow::ensure!(
-        matches!(a.compression.as_str(), "lz4" | "none"),
-        "--compression is lz4 or none"
-    );
+    let compression = match a.compression.as_str() {
+        "auto" => Compression::Auto,
+        "lz4" => Compression::Lz4,
+        "none" => Compression::None,
+        c => anyhow::bail!("--compression {c:?}: expected auto, lz4 or none"),
+    };
+    let sent = match compression.for_url(&ch.url()) {
+        Compression::None => "uncompressed",
+        _ => "LZ4-compressed",
+    };
     // The collector as deployed: live detection on (its defaults).
     let (collector, certs) = start_deployed_with(dir.path(), None, &ch.url(), "edge-bench", |c| {
         if a.no_detect {
@@ -188,6 +197,7 @@ async fn measure(a: &Args, records: &[FlowRecord]) -> anyhow::Result<Measured> {
         ch_cpu_plain,
         ch_cpu_e2e,
         collector_cpu,
+        sent,
     })
 }
 
@@ -208,6 +218,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         ch_cpu_plain,
         ch_cpu_e2e,
         collector_cpu,
+        sent,
     } = runs.swap_remove(runs.len() / 2);
 
     let rate = |d: Duration| a.rows as f64 / d.as_secs_f64();
@@ -215,7 +226,7 @@ async fn run(a: &Args) -> anyhow::Result<String> {
         tidegate_bench::report::heading("Collector end to end vs a plain ClickHouse insert");
     writeln!(
         s,
-        "{} synthetic flow records ({} distinct keys over one hour), one probe, batches of {} records; local ClickHouse 26.9 (chdb-core) on the same machine; the collector's INSERT bodies: {} (`[clickhouse] compression`).\n",
+        "{} synthetic flow records ({} distinct keys over one hour), one probe, batches of {} records; local ClickHouse 26.9 (chdb-core) on the same machine; the collector's INSERT bodies: {sent} (`[clickhouse] compression = \"{}\"`).\n",
         a.rows, a.rows, a.batch_records, a.compression
     )?;
     writeln!(

@@ -333,10 +333,10 @@ async fn an_edited_or_unknown_migration_stops_the_start() {
 #[tokio::test]
 async fn a_flows_column_altered_by_hand_stops_the_start_naming_it() {
     let ch = TestClickHouse::start();
-    // Retention 0: the record's 2023 timestamps must not expire on insert. Uncompressed
-    // INSERT bodies (every other test sends LZ4).
+    // Retention 0: the record's 2023 timestamps must not expire on insert. LZ4-compressed
+    // INSERT bodies (every other test's go uncompressed: `auto` to a server on loopback).
     let mut cfg = config(ch.url(), "tg_cols", 0);
-    cfg.compression = tidegate_collector::sinks::clickhouse::Compression::None;
+    cfg.compression = tidegate_collector::sinks::clickhouse::Compression::Lz4;
     let s = sink(cfg).await;
     s.migrate().await.unwrap();
     // Flows are stored as checked (plain RowBinary) and read back as they were written.

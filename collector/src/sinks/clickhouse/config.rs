@@ -55,9 +55,9 @@ pub struct ClickHouseConfig {
     /// migration statement; on expiry the attempt fails with a retryable error.
     #[serde(deserialize_with = "duration")]
     pub insert_timeout: Duration,
-    /// How INSERT bodies travel: LZ4-compressed (the default: a server across a WAN), or
-    /// uncompressed (a server on the same host or LAN, where compressing costs both ends
-    /// CPU and saves nothing that matters).
+    /// How INSERT bodies travel: `auto` (the default) leaves them uncompressed when
+    /// `url` names this host and LZ4-compresses them otherwise; `lz4` and `none` force
+    /// one or the other (`none` also suits a server across a fast LAN).
     pub compression: Compression,
     /// What an INSERT's deduplication token names (see [`Dedup`]); default `batch` with a
     /// cluster, `group` without. Change it only while the collector's spool holds nothing
@@ -123,11 +123,35 @@ pub enum Ddl {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// LZ4.
+    /// ClickHouse's own rule for its client and its cluster connections: none when the
+    /// server is on this host (`url`'s host is `localhost` or a loopback address), where
+    /// compressing costs both ends CPU and saves no bandwidth; LZ4 otherwise.
     #[default]
+    Auto,
+    /// LZ4.
     Lz4,
     /// None.
     None,
+}
+
+impl Compression {
+    /// The compression INSERT bodies to `url` get (`Auto` resolved).
+    pub fn for_url(self, url: &str) -> Compression {
+        match self {
+            Compression::Auto if url_host(url).is_ok_and(is_loopback) => Compression::None,
+            Compression::Auto => Compression::Lz4,
+            c => c,
+        }
+    }
+}
+
+/// Whether a URL's host (as written, IPv6 literals in brackets) is this machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 impl Default for ClickHouseConfig {
@@ -141,7 +165,7 @@ impl Default for ClickHouseConfig {
             rollup_retention_days: 0,
             max_rows_per_insert: 100_000,
             insert_timeout: Duration::from_secs(30),
-            compression: Compression::Lz4,
+            compression: Compression::Auto,
             dedup: None,
             cluster: None,
         }
@@ -287,6 +311,11 @@ fn config_err(field: &'static str, reason: impl Into<String>) -> SinkError {
 /// `http://host[:port][/]`: the only form the sink can use (the `clickhouse` crate is built
 /// without TLS; settings and credentials have their own fields).
 fn validate_url(url: &str) -> Result<(), String> {
+    url_host(url).map(|_| ())
+}
+
+/// The host of a URL [`validate_url`] accepts (an IPv6 literal keeps its brackets).
+fn url_host(url: &str) -> Result<&str, String> {
     let rest = match url.split_once("://") {
         Some(("http", rest)) => rest,
         Some(("https", _)) => {
@@ -322,7 +351,7 @@ fn validate_url(url: &str) -> Result<(), String> {
     {
         return Err(format!("{url:?}: port {port:?} is not a TCP port number"));
     }
-    Ok(())
+    Ok(host)
 }
 
 /// A ClickHouse identifier the sink may paste into SQL unquoted.
@@ -420,7 +449,7 @@ mod tests {
         assert_eq!(c.database, "tidegate");
         let c: ClickHouseConfig = toml::from_str("insert_timeout = 7").unwrap();
         assert_eq!(c.insert_timeout, Duration::from_secs(7));
-        assert_eq!(c.compression, Compression::Lz4);
+        assert_eq!(c.compression, Compression::Auto);
         let c: ClickHouseConfig = toml::from_str("compression = \"none\"").unwrap();
         assert_eq!(c.compression, Compression::None);
         let e = toml::from_str::<ClickHouseConfig>("compression = \"zstd\"").unwrap_err();
@@ -429,6 +458,40 @@ mod tests {
         assert!(e.to_string().contains("unknown unit"), "{e}");
         let e = toml::from_str::<ClickHouseConfig>("databse = \"x\"").unwrap_err();
         assert!(e.to_string().contains("databse"), "{e}");
+    }
+
+    #[test]
+    fn compression_auto_sends_plain_bodies_only_to_this_host() {
+        let auto = |url: &str| Compression::Auto.for_url(url);
+        for url in [
+            "http://127.0.0.1:8123",
+            "http://127.8.9.10:8123/",
+            "http://localhost:8123",
+            "http://LocalHost",
+            "http://[::1]:8123",
+            "http://[::1]",
+            "http://[::ffff:127.0.0.1]:8123",
+        ] {
+            assert_eq!(auto(url), Compression::None, "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:8123",
+            "http://ch.example:8123",
+            "http://localhost.example:8123",
+            "http://[2001:db8::1]:8123",
+            "http://0.0.0.0:8123",
+            "not a url",
+        ] {
+            assert_eq!(auto(url), Compression::Lz4, "{url}");
+        }
+        assert_eq!(
+            Compression::Lz4.for_url("http://127.0.0.1:8123"),
+            Compression::Lz4
+        );
+        assert_eq!(
+            Compression::None.for_url("http://ch.example:8123"),
+            Compression::None
+        );
     }
 
     #[test]

@@ -68,10 +68,14 @@ impl ClickHouseSink {
     /// be created while ClickHouse is down. Errors are [`SinkError::Config`] naming the field.
     pub async fn connect(cfg: ClickHouseConfig, metrics: SinkMetrics) -> Result<Self, SinkError> {
         cfg.validate()?;
-        let admin = cfg.server_client().with_compression(match cfg.compression {
-            config::Compression::Lz4 => clickhouse::Compression::Lz4,
-            config::Compression::None => clickhouse::Compression::None,
-        });
+        let admin = cfg
+            .server_client()
+            .with_compression(match cfg.compression.for_url(&cfg.url) {
+                config::Compression::None => clickhouse::Compression::None,
+                config::Compression::Lz4 | config::Compression::Auto => {
+                    clickhouse::Compression::Lz4
+                }
+            });
         let client = admin.clone().with_database(&cfg.database);
         Ok(ClickHouseSink {
             cfg,
