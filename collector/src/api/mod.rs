@@ -20,6 +20,7 @@ pub mod flows;
 pub mod geo;
 pub mod hosts;
 pub mod incidents;
+pub mod live;
 pub mod login_limit;
 pub mod meta;
 pub mod overview;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub metrics: Option<Arc<std::sync::Mutex<prometheus_client::registry::Registry>>>,
     /// When the API started (the collector's uptime, near enough).
     pub started_ns: u64,
+    /// The aggregation shards' live view, when this process aggregates.
+    pub live: Option<Arc<live::Live>>,
 }
 
 impl AppState {
@@ -82,6 +85,7 @@ impl AppState {
             https: api.tls.is_some(),
             metrics: None,
             started_ns: tidegate_base::clock::wall_ns(),
+            live: None,
         }
     }
 }
@@ -141,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .route("/enforce/blocks/{id}", delete(enforce::unblock))
         .route("/audit", get(audit::list))
         .route("/collector", get(collector::health))
+        .route("/live", get(live::live))
         .route("/incidents", get(incidents::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require));
     let api = Router::new()
@@ -196,6 +201,7 @@ pub async fn serve(
     enforce: Option<Arc<crate::enforce::EnforceHub>>,
     policy_home: Option<String>,
     metrics: Option<Arc<std::sync::Mutex<prometheus_client::registry::Registry>>>,
+    aggregator: Option<&Arc<crate::aggregate::Aggregator>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(api.listen).await?;
     let addr = listener.local_addr()?;
@@ -223,6 +229,7 @@ pub async fn serve(
     state.evidence = evidence;
     state.enforce = enforce;
     state.metrics = metrics;
+    state.live = aggregator.map(|a| Arc::new(live::Live::new(a)));
     let app = router(state);
     Ok(tokio::spawn(serve_connections(listener, app, tls)))
 }
@@ -307,7 +314,7 @@ async fn serve_connections(
 #[cfg(test)]
 mod tests {
     /// Every route of [`super::router`] under `/api/v1`.
-    const ROUTES: [&str; 31] = [
+    const ROUTES: [&str; 32] = [
         "/login",
         "/logout",
         "/session",
@@ -338,6 +345,7 @@ mod tests {
         "/audit",
         "/hosts/{ip}",
         "/collector",
+        "/live",
         "/incidents",
     ];
 
@@ -378,7 +386,7 @@ mod tests {
         }
         let routed = router.matches(".route(\"/").count();
         assert_eq!(
-            routed, 31,
+            routed, 32,
             "a route was added: list it here and in openapi.yaml"
         );
     }

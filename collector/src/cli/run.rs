@@ -273,6 +273,7 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
             enforce.clone(),
             policy_home,
             Some(registry.clone()),
+            Some(&aggregator),
         )
         .await
         .with_context(|| format!("cannot serve the web UI on {addr}"))?;

@@ -1,9 +1,9 @@
 //! What an analyst's script reads from the JSON API after real traffic went through the
 //! real pipeline (probe replay → mTLS → collector with enrichment, policy and detectors →
 //! ClickHouse): every number — traffic totals per line, country pairs, alert and
-//! violation counts, evidence, flow searches, top talkers, probe health — equals what a
-//! direct ClickHouse query says, filters narrow results the way the same SQL does, and
-//! pages follow each other.
+//! violation counts, evidence, flow searches, top talkers, probe health, the live view
+//! from the aggregation shards' memory — equals what a direct ClickHouse query says,
+//! filters narrow results the way the same SQL does, and pages follow each other.
 
 use crate::support::ui::{CAPTURES, Console, api, block_on, enc};
 use serde_json::Value;
@@ -261,6 +261,71 @@ fn api_numbers_equal_direct_clickhouse_queries_on_traffic_from_the_real_pipeline
             "{h}"
         );
         assert!(items(&h["metrics"]).len() > 20, "{h}");
+
+        // The live view, from the aggregation shards' memory: every line and direction
+        // with the stored packets, bytes and records; one distribution value per record
+        // (mean packet size: per record with packets), its largest within 1 % above the
+        // stored largest; held flows summed; top talkers within their line's bytes.
+        let live = get("/api/v1/live".into()).await;
+        let want = q("SELECT line, direction, sum(packets), sum(bytes), count() FROM tidegate.flows GROUP BY line, direction ORDER BY line, direction".into()).await;
+        let mut got = Vec::new();
+        let mut dists = Vec::new();
+        let mut held = 0;
+        for l in items(&live["lines"]) {
+            let line = text(&l["line"]);
+            for d in ["ingress", "egress"] {
+                let t = &l[d]["totals"];
+                if u(&t["records"]) > 0 {
+                    got.push(format!(
+                        "{line}\t{d}\t{}\t{}\t{}",
+                        u(&t["packets"]),
+                        u(&t["bytes"]),
+                        u(&t["records"])
+                    ));
+                }
+            }
+            let (fb, dur, ps) = (&l["flow_bytes"], &l["flow_duration_ns"], &l["packet_size"]);
+            dists.push(format!(
+                "{line}\t{}\t{}\t{}",
+                u(&fb["count"]),
+                u(&dur["count"]),
+                u(&ps["count"])
+            ));
+            for d in [fb, dur, ps] {
+                let v = |k: &str| u(&d[k]);
+                assert!(
+                    v("min") <= v("p50") && v("p50") <= v("p90") && v("p90") <= v("p99"),
+                    "{line}: {d}"
+                );
+                assert!(v("p99") <= v("max"), "{line}: {d}");
+            }
+            let max: u64 = q(format!(
+                "SELECT max(bytes) FROM tidegate.flows WHERE line = '{line}'"
+            ))
+            .await
+            .parse()
+            .unwrap();
+            assert!(
+                u(&fb["max"]) >= max && u(&fb["max"]) <= max + max / 100 + 1,
+                "{line}: largest record {max} bytes, live {fb}"
+            );
+            let line_bytes =
+                u(&l["ingress"]["totals"]["bytes"]) + u(&l["egress"]["totals"]["bytes"]);
+            for t in items(&l["top"]["sources"]) {
+                assert!(u(&t["bytes"]) <= line_bytes, "{line}: {t}");
+            }
+            held += u(&l["active_flows"]);
+        }
+        assert_eq!(got.join("\n"), want, "live totals");
+        let want = q("SELECT line, count(), count(), countIf(packets > 0) FROM tidegate.flows GROUP BY line ORDER BY line".into()).await;
+        assert_eq!(dists.join("\n"), want, "live distributions");
+        assert_eq!(u(&live["active_flows"]), held);
+        assert!(u(&live["watermark_ns"]) > 0);
+        let one = get(format!("/api/v1/live?line={}", enc(lines[0]))).await;
+        assert_eq!(items(&one["lines"]).len(), 1);
+        assert_eq!(one["lines"][0]["line"], lines[0]);
+        let e = api(&c.url, "/api/v1/live?shard=1").await;
+        assert_eq!(e.status, 400, "unknown parameter");
         // A sub-minute step over more than three hours would scan too much: refused.
         let long = format!("from={}&to={}", b0, b0 + 4 * 3_600_000);
         let e = api(&c.url, &format!("/api/v1/overview?{long}&step=10")).await;

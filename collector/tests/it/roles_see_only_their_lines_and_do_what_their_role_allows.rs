@@ -1,7 +1,7 @@
 //! Access by role and line, through the real API on traffic from the real pipeline: a
 //! viewer restricted to two lines and an analyst restricted to one see exactly their
-//! lines' rows everywhere (meta, overview, alerts, violations, flows, top talkers,
-//! triage) — equal to ClickHouse's numbers for those lines — and not another line's
+//! lines' rows everywhere (meta, overview, the live view, alerts, violations, flows, top
+//! talkers, triage) — equal to ClickHouse's numbers for those lines — and not another line's
 //! alert by id; a viewer cannot triage or export, an analyst cannot block, an admin can;
 //! logins (and a refused one), the triage and the export are in the audit log, which only
 //! an admin reads.
@@ -108,6 +108,25 @@ fn restricted_principals_see_their_lines_only_and_act_by_role() {
                 want,
                 "{user}: overview totals"
             );
+            // The live view (from the aggregation shards' memory): the same lines only,
+            // their record counts, and nothing when asking for another line.
+            let live = who.get("/api/v1/live").await;
+            let live_lines: Vec<&str> = live["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["line"].as_str().unwrap())
+                .collect();
+            assert_eq!(live_lines, lines, "{user}: live lines");
+            let records: u64 = live["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    u(&l["ingress"]["totals"]["records"]) + u(&l["egress"]["totals"]["records"])
+                })
+                .sum();
+            assert_eq!(records.to_string(), t["flows"].to_string(), "{user}: live");
             let fl = who.get(&format!("/api/v1/flows?{range}&limit=1")).await;
             let want = q(format!(
                 "SELECT count() FROM tidegate.flows WHERE line IN ({set})"
@@ -126,6 +145,9 @@ fn restricted_principals_see_their_lines_only_and_act_by_role() {
                 ))
                 .await;
             assert_eq!(u(&none["total"]), 0, "{user}: asking for {other}");
+            let none = who.get(&format!("/api/v1/live?line={}", enc(other))).await;
+            assert_eq!(none["lines"], serde_json::json!([]), "{user}: live {other}");
+            assert_eq!(u(&none["active_flows"]), 0, "{user}: live {other}");
             for (path, table) in [("alerts", "alerts"), ("violations", "policy_violations")] {
                 let got = who.get(&format!("/api/v1/{path}?{range}&limit=500")).await;
                 let want = q(format!(
