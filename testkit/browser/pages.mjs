@@ -488,6 +488,19 @@ try {
     await shot('collector');
   });
 
+  await check('live traffic from the collector\'s memory: every record and line, top sources linked', async () => {
+    await page.click('#nav a[data-nav=live]');
+    await waitValue('[data-testid=lv-records]', expect.totals.flows, 'records since start');
+    assert.equal(Number(await page.getAttribute('[data-testid=lv-lines]', 'data-value')), expect.lines.length);
+    assert.equal(await page.locator('#lv-table tbody tr').count(), expect.lines.length, 'one row per line');
+    const rows = await page.locator('#lv-table tbody tr').evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.records)));
+    assert.equal(rows.reduce((a, b) => a + b, 0), expect.totals.flows, 'the rows add up');
+    const held = await page.evaluate(async () => (await (await fetch('/api/v1/live')).json()).active_flows);
+    assert.equal(Number(await page.getAttribute('[data-testid=lv-flows]', 'data-value')), held);
+    if (held > 0) assert.ok((await page.locator('#lv-top tbody tr a.pivot').count()) > 0, 'top sources link to their flows');
+    await shot('live');
+  });
+
   await check('the admin reads the audit log: the login and the three triage actions', async () => {
     await page.click('#nav a[data-nav=audit]');
     await page.waitForSelector('#audit-table tbody tr');
@@ -583,6 +596,7 @@ try {
       ['enforcement', `#/enforcement${all}`, '[data-testid=enforce-probes]'],
       ['probes', `#/probes${all}`, '.probe[data-probe="edge-1"]'],
       ['collector', `#/collector${all}`, '#co-metrics tbody tr'],
+      ['live', `#/live${all}`, '#lv-table tbody tr'],
       ['evidence', `#/evidence${all}`, '[data-testid=checkpoints]'],
       ['audit', `#/audit${all}`, '#audit-table tbody tr'],
     ];

@@ -20,11 +20,13 @@ import * as host from './pages/host.js';
 import * as collectorPage from './pages/collector.js';
 import * as incidents from './pages/incidents.js';
 import * as enforcement from './pages/enforcement.js';
+import * as livePage from './pages/live.js';
 
 // Titles are functions: the language is chosen after this module loads.
 const PAGES = {
   overview: { mod: overview, title: () => t('Overview'), nav: 'overview' },
   map: { mod: map, title: () => t('Cross-border map'), nav: 'map' },
+  live: { mod: livePage, title: () => t('Live traffic'), nav: 'live', always: true },
   alerts: { mod: alerts, title: () => t('Alerts'), nav: 'alerts' },
   alert: { mod: alert, title: () => t('Alert'), nav: 'alerts' },
   violations: { mod: violations, title: () => t('Policy violations'), nav: 'violations' },
@@ -106,6 +108,7 @@ function shell() {
       <div class="sec">${t('Traffic')}</div>
       <a data-nav="overview">${t('Overview')}</a>
       <a data-nav="map">${t('Cross-border map')}</a>
+      <a data-nav="live">${t('Live traffic')}</a>
       <a data-nav="flows">${esc(t('Top talkers & flows'))}</a>
       <div class="sec">${t('Threats')}</div>
       <a data-nav="incidents">${t('Incidents')}</a>

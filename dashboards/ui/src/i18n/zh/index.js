@@ -11,5 +11,6 @@ import host from './host.js';
 import probes from './probes.js';
 import system from './system.js';
 import enforcement from './enforcement.js';
+import live from './live.js';
 
-export const ZH = Object.assign({}, shell, common, overview, map, alerts, incidents, violations, flows, host, probes, system, enforcement);
+export const ZH = Object.assign({}, shell, common, overview, map, alerts, incidents, violations, flows, host, probes, system, enforcement, live);
