@@ -75,6 +75,14 @@ impl Principal {
     pub fn all_lines(&self) -> bool {
         self.lines.is_none()
     }
+
+    /// Whether the principal sees `line` (data read outside ClickHouse, where the
+    /// per-query row filter of [`super::scope`] does not apply).
+    pub fn sees_line(&self, line: &str) -> bool {
+        self.lines
+            .as_ref()
+            .is_none_or(|ls| ls.iter().any(|l| l == line))
+    }
 }
 
 /// Users, tokens and live sessions.

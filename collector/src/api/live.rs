@@ -132,25 +132,16 @@ pub async fn live(
         .snapshot()
         .await
         .ok_or_else(unavailable)?;
-    let visible = |name: &str| {
-        only.as_deref().is_none_or(|o| o == name)
-            && who
-                .lines
-                .as_ref()
-                .is_none_or(|ls| ls.iter().any(|l| l == name))
-    };
-    let lines: Vec<Value> = snap
+    let visible: Vec<_> = snap
         .lines
         .iter()
-        .filter(|(name, _)| visible(name))
+        .filter(|(name, _)| only.as_deref().is_none_or(|o| o == *name) && who.sees_line(name))
+        .collect();
+    let active_flows: u64 = visible.iter().map(|(_, l)| l.active_flows).sum();
+    let lines: Vec<Value> = visible
+        .into_iter()
         .map(|(name, l)| line_json(name, l))
         .collect();
-    let active_flows: u64 = snap
-        .lines
-        .iter()
-        .filter(|(name, _)| visible(name))
-        .map(|(_, l)| l.active_flows)
-        .sum();
     Ok(Json(json!({
         "watermark_ns": snap.watermark_ns,
         "window_start_s": snap.window_start_s,

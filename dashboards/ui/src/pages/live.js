@@ -45,6 +45,9 @@ function perSecond(lines, dir, n) {
   return out;
 }
 
+/** A line's records, both directions. */
+const recordsOf = (l) => l.ingress.totals.records + l.egress.totals.records;
+
 const twoPct = (d, f) => (d.count ? `${f(d.p50)} / ${f(d.p99)}` : '–');
 
 /** A duration in ns: µs or ms below a second. */
@@ -54,7 +57,7 @@ function draw(ctx, v, ch) {
   const $ = (s) => ctx.el.querySelector(s);
   const gp = globalParams(ctx.params);
   const lines = v.lines;
-  const records = lines.reduce((s, l) => s + l.ingress.totals.records + l.egress.totals.records, 0);
+  const records = lines.reduce((s, l) => s + recordsOf(l), 0);
   setNum($('[data-testid=lv-records]'), records, int);
   setNum($('[data-testid=lv-flows]'), v.active_flows, int);
   setNum($('[data-testid=lv-lines]'), lines.length, int);
@@ -85,10 +88,10 @@ function draw(ctx, v, ch) {
   const rate = (l, dir) => bps((l[dir].per_second || []).reduce((s, c) => s + c.bytes, 0) / Math.max(1, n));
   $('#lv-table tbody').innerHTML = lines
     .map(
-      (l) => `<tr data-line="${esc(l.line)}" data-records="${l.ingress.totals.records + l.egress.totals.records}">
+      (l) => `<tr data-line="${esc(l.line)}" data-records="${recordsOf(l)}">
         <td><a href="#" data-pick="${esc(l.line)}" translate="no">${esc(l.line)}</a></td>
         <td class="num">${esc(rate(l, 'ingress'))}</td><td class="num">${esc(rate(l, 'egress'))}</td>
-        <td class="num">${int(l.ingress.totals.records + l.egress.totals.records)}</td><td class="num">${int(l.active_flows)}</td>
+        <td class="num">${int(recordsOf(l))}</td><td class="num">${int(l.active_flows)}</td>
         <td class="num">${esc(twoPct(l.flow_bytes, bytes))}</td><td class="num">${esc(twoPct(l.flow_duration_ns, dur))}</td>
         <td class="num">${l.packet_size.count ? esc(bytes(l.packet_size.p50)) : '–'}</td></tr>`,
     )
