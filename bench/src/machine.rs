@@ -111,9 +111,11 @@ mod tests {
         assert!(m.memory_bytes > 0);
         assert!(m.date.ends_with('Z'), "{}", m.date);
         let md = m.markdown();
-        assert!(
-            md.contains(&m.kernel) && md.contains("| Profile | debug |"),
-            "{md}"
-        );
+        let profile = if cfg!(debug_assertions) {
+            "| Profile | debug |"
+        } else {
+            "| Profile | release |"
+        };
+        assert!(md.contains(&m.kernel) && md.contains(profile), "{md}");
     }
 }

@@ -120,7 +120,8 @@ fn key_of(k: u64) -> (IpAddr, IpAddr, u16, u16, u8, &'static str, Direction) {
 
 /// `total` records over `keys` distinct flow keys, visited in a scattered order (each key
 /// `total / keys` times), with event time advancing evenly over `span_s` seconds from
-/// [`T0_NS`]. Records last 0–30 s, carry 1–200 packets of 40–1500 bytes.
+/// [`T0_NS`]. Records last 0–30 s, carry 1–200 packets of 40–1500 bytes (DNS queries:
+/// 1–2 packets of 60–159 bytes).
 pub fn synthetic(keys: usize, total: usize, span_s: u64) -> Vec<FlowRecord> {
     let keys = keys.max(1) as u64;
     // A stride coprime with every keys count used (powers of ten): a permutation.
@@ -133,8 +134,14 @@ pub fn synthetic(keys: usize, total: usize, span_s: u64) -> Vec<FlowRecord> {
             let h = mix(j ^ 0x5eed);
             let last = T0_NS + j * step;
             let dur = (h % 30_000) * 1_000_000;
-            let packets = 1 + (h >> 16) % 200;
-            let size = 40 + (h >> 32) % 1461;
+            // DNS flows are single queries (a fresh source port each), as resolvers see
+            // them: one or two packets of 60-159 bytes. Everything else: 1-200 packets
+            // of 40-1500 bytes.
+            let (packets, size) = if dport == 53 {
+                (1 + (h >> 16) % 2, 60 + (h >> 32) % 100)
+            } else {
+                (1 + (h >> 16) % 200, 40 + (h >> 32) % 1461)
+            };
             FlowRecord {
                 src,
                 dst,
