@@ -44,8 +44,8 @@ pub struct AggregateConfig {
     /// A merged flow is forgotten once the event-time watermark is this far past its last
     /// packet (default 5 min).
     pub flow_idle: Duration,
-    /// Memory bound of each shard's flow table; when it is reached the least recently
-    /// seen flow is evicted and counted.
+    /// Memory bound of each shard's flow table; when it is reached a flow not seen again
+    /// lately is evicted (CLOCK, an approximation of least recently seen) and counted.
     pub max_flows_per_shard: usize,
     /// Entries in each top-talker list (default 20).
     pub top_n: usize,

@@ -1,27 +1,39 @@
-//! A shard's merged-flow table: a slab of slots, a hash index of slot numbers, and an
-//! intrusive least-recently-seen list for the memory bound.
+//! A shard's merged-flow table: a slab of slots, a hash index of slot numbers, and a
+//! CLOCK (second-chance) hand for the memory bound.
 //!
 //! The index stores 4-byte slot numbers (the key lives once, in its slot), so a flow
 //! costs its slot plus about 5 bytes of index per bucket. Slots freed by eviction or
 //! expiry are reused before the slab grows.
+//!
+//! Eviction when full: a hand walks the slots in order; a flow seen again since the hand
+//! last passed (its *seen* mark, set by [`FlowTable::touch`]) loses the mark and is
+//! passed over, the first flow without it is evicted. A new flow starts unmarked, so a
+//! burst of one-record flows evicts its own kind before flows seen more than once. This
+//! is how page caches approximate least-recently-seen, without a list to keep in order:
+//! seeing a flow again writes one byte of the slot it already reads, and removing a flow
+//! touches no other slot (an intrusive list's unlink touched two, at random addresses:
+//! two cache misses per expiry).
 
 use hashbrown::HashTable;
 
 use super::flows::FlowState;
 use super::key::CKey;
 
-/// No slot (list ends).
+/// No slot (end of the free list).
 const NIL: u32 = u32::MAX;
-/// `prev` of a free slot.
-const FREE: u32 = u32::MAX - 1;
+
+/// [`Slot::mark`] values.
+const FREE: u8 = 0;
+const HELD: u8 = 1;
+const SEEN: u8 = 2;
 
 struct Slot {
     key: CKey,
     state: FlowState,
-    /// Towards the most recently seen end; [`FREE`] when the slot is unused.
-    prev: u32,
-    /// Towards the least recently seen end; next free slot when unused.
+    /// Next free slot when unused.
     next: u32,
+    /// [`FREE`], [`HELD`], or [`SEEN`] (held and seen again since the hand passed).
+    mark: u8,
 }
 
 /// Merged flows keyed by [`CKey`], at most `limit` of them.
@@ -29,10 +41,8 @@ pub(crate) struct FlowTable {
     index: HashTable<u32>,
     slots: Vec<Slot>,
     free: u32,
-    /// Most recently seen.
-    head: u32,
-    /// Least recently seen (evicted first).
-    tail: u32,
+    /// The next slot the eviction hand looks at.
+    hand: u32,
     len: usize,
     limit: usize,
     hasher: ahash::RandomState,
@@ -45,8 +55,7 @@ impl FlowTable {
             index: HashTable::new(),
             slots: Vec::new(),
             free: NIL,
-            head: NIL,
-            tail: NIL,
+            hand: 0,
             len: 0,
             limit: limit.max(1),
             hasher: ahash::RandomState::new(),
@@ -77,21 +86,17 @@ impl FlowTable {
         &mut self.slots[slot as usize].state
     }
 
-    /// Marks `slot` as the most recently seen.
+    /// Marks the flow in `slot` as seen again (it is passed over once by the hand).
     pub fn touch(&mut self, slot: u32) {
-        if self.head == slot {
-            return;
-        }
-        self.unlink(slot);
-        self.push_head(slot);
+        self.slots[slot as usize].mark = SEEN;
     }
 
-    /// Inserts a flow whose key is not in the table, as the most recently seen. When the
-    /// table is full, the least recently seen flow is evicted first and returned.
+    /// Inserts a flow whose key is not in the table. When the table is full, the flow
+    /// the hand picks (see the module documentation) is evicted first and returned.
     pub fn insert(&mut self, key: CKey, state: FlowState) -> (u32, Option<(CKey, FlowState)>) {
         debug_assert!(self.find(&key).is_none());
-        let evicted = if self.len >= self.limit && self.tail != NIL {
-            Some(self.remove(self.tail))
+        let evicted = if self.len >= self.limit {
+            self.victim().map(|v| self.remove(v))
         } else {
             None
         };
@@ -101,23 +106,47 @@ impl FlowTable {
             self.free = e.next;
             e.key = key;
             e.state = state;
+            e.mark = HELD;
+            e.next = NIL;
             s
         } else {
             self.slots.push(Slot {
                 key,
                 state,
-                prev: NIL,
                 next: NIL,
+                mark: HELD,
             });
             (self.slots.len() - 1) as u32
         };
-        self.push_head(slot);
         let h = self.hash(&key);
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
             .insert_unique(h, slot, |&i| hasher.hash_one(slots[i as usize].key));
         self.len += 1;
         (slot, evicted)
+    }
+
+    /// The slot to evict: the first held slot from the hand on without a [`SEEN`] mark,
+    /// clearing the marks it passes (at most two turns: after one every mark is clear).
+    fn victim(&mut self) -> Option<u32> {
+        let n = self.slots.len() as u32;
+        if n == 0 || self.len == 0 {
+            return None;
+        }
+        for _ in 0..2 * n as u64 + 1 {
+            if self.hand >= n {
+                self.hand = 0;
+            }
+            let i = self.hand;
+            self.hand += 1;
+            let s = &mut self.slots[i as usize];
+            match s.mark {
+                HELD => return Some(i),
+                SEEN => s.mark = HELD,
+                _ => {}
+            }
+        }
+        None
     }
 
     /// Removes the flow in `slot` and returns it.
@@ -127,10 +156,9 @@ impl FlowTable {
         if let Ok(e) = self.index.find_entry(h, |&i| i == slot) {
             e.remove();
         }
-        self.unlink(slot);
         let e = &mut self.slots[slot as usize];
         let state = std::mem::take(&mut e.state);
-        e.prev = FREE;
+        e.mark = FREE;
         e.next = self.free;
         self.free = slot;
         self.len -= 1;
@@ -141,7 +169,7 @@ impl FlowTable {
     pub fn iter(&self) -> impl Iterator<Item = (&CKey, &FlowState)> {
         self.slots
             .iter()
-            .filter(|s| s.prev != FREE)
+            .filter(|s| s.mark != FREE)
             .map(|s| (&s.key, &s.state))
     }
 
@@ -153,43 +181,11 @@ impl FlowTable {
     ) {
         for slot in 0..self.slots.len() as u32 {
             let s = &self.slots[slot as usize];
-            if s.prev != FREE && !keep(&s.key, &s.state) {
+            if s.mark != FREE && !keep(&s.key, &s.state) {
                 let (k, st) = self.remove(slot);
                 removed(k, st);
             }
         }
-    }
-
-    fn unlink(&mut self, slot: u32) {
-        let (prev, next) = {
-            let s = &self.slots[slot as usize];
-            (s.prev, s.next)
-        };
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.slots[prev as usize].next = next;
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.slots[next as usize].prev = prev;
-        }
-    }
-
-    fn push_head(&mut self, slot: u32) {
-        let old = self.head;
-        {
-            let s = &mut self.slots[slot as usize];
-            s.prev = NIL;
-            s.next = old;
-        }
-        if old == NIL {
-            self.tail = slot;
-        } else {
-            self.slots[old as usize].prev = slot;
-        }
-        self.head = slot;
     }
 }
 
@@ -232,12 +228,12 @@ mod tests {
     }
 
     #[test]
-    fn full_table_evicts_least_recently_seen() {
+    fn full_table_evicts_a_flow_not_seen_again_first() {
         let mut t = FlowTable::new(3);
         for i in 0..3 {
             assert!(t.insert(key(i), state(i)).1.is_none());
         }
-        // Seeing flow 0 again makes flow 1 the least recently seen.
+        // Seeing flow 0 again makes flow 1 the first to go.
         let s0 = t.find(&key(0)).unwrap();
         t.touch(s0);
         let (_, ev) = t.insert(key(3), state(3));
@@ -250,6 +246,38 @@ mod tests {
         assert_eq!(held, vec![0, 3, 4]);
         // Freed slots are reused: the slab did not grow past the limit.
         assert_eq!(t.slots.len(), 3);
+        // Flow 0's second chance is spent: not seen since, it goes next.
+        let (_, ev) = t.insert(key(5), state(5));
+        assert_eq!(ev.unwrap().0, key(0));
+    }
+
+    #[test]
+    fn flows_seen_again_outlast_a_burst_of_new_ones() {
+        let mut t = FlowTable::new(100);
+        for i in 0..100 {
+            t.insert(key(i), state(i));
+        }
+        // Flows 0..10 recur while 1 000 one-record flows pass through.
+        let mut evicted = 0;
+        for i in 100..1_100u16 {
+            for k in 0..10 {
+                let s = t.find(&key(k)).expect("a recurring flow was evicted");
+                t.touch(s);
+            }
+            evicted += usize::from(t.insert(key(i), state(i)).1.is_some());
+        }
+        assert_eq!(evicted, 1_000);
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.slots.len(), 100);
+        for k in 0..10 {
+            assert!(t.find(&key(k)).is_some(), "flow {k}");
+        }
+        // Every flow marked: the hand clears the marks and still finds one.
+        for s in 0..100 {
+            t.touch(s);
+        }
+        assert!(t.insert(key(2_000), state(2_000)).1.is_some());
+        assert_eq!(t.len(), 100);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! * **Shards** own their state alone — no mutex anywhere on the path. Each
 //!   keeps a merged-flow table (records of one key from any probe and interval merged:
 //!   counters summed, first = min, last = max, flags OR, probe set), bounded by
-//!   `max_flows_per_shard` with least-recently-seen eviction, and per line: totals and
+//!   `max_flows_per_shard` with CLOCK (second-chance) eviction, and per line: totals and
 //!   per-second rates by direction, and hdrhistograms of flow size, flow duration and
 //!   mean packet size.
 //! * **Event time**: only record timestamps move the clock (idle expiry, rate window), so

@@ -1,5 +1,6 @@
-//! The flow tables stay bounded: least-recently-seen eviction at `max_flows_per_shard`,
-//! idle flows forgotten in event time; line statistics keep counting every record.
+//! The flow tables stay bounded: CLOCK eviction (flows not seen again go first) at
+//! `max_flows_per_shard`, idle flows forgotten in event time; line statistics keep
+//! counting every record.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -39,10 +40,10 @@ fn held(agg: &Aggregator) -> Vec<u16> {
 }
 
 #[test]
-fn a_full_shard_evicts_the_least_recently_seen_flows_and_counts_them() {
+fn a_full_shard_evicts_flows_not_seen_again_and_counts_them() {
     let (agg, metrics) = start(1, 100, HOUR);
     submit_each(&agg, 0..100, 0, 1);
-    // Flow 0 seen again: flow 1 is now the least recently seen.
+    // Flow 0 seen again: it outlasts the flows seen once (flow 1 goes first).
     agg.submit("p", &[record(0, "l1", 1, 2, 10)]);
     submit_each(&agg, 100..199, 2, 3);
     agg.flush();
