@@ -305,6 +305,8 @@ try {
 
   await check('from an alert to every flow of it', async () => {
     await page.goto(`${BASE}/#/alert/${encodeURIComponent(triaged)}${all}`);
+    // The page is complete once the evidence log has answered.
+    await page.locator('[data-testid=evidence-badge]').waitFor();
     await page.click('[data-testid=alert-flows]');
     await page.waitForSelector('#flows-table');
     const want = expect.alerts.pivot[triaged];

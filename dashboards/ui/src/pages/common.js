@@ -115,10 +115,14 @@ export function facts(pairs) {
  * collector keeps no evidence log.
  */
 export async function evidenceBadge(el, id) {
+  // A placeholder of the badge's height while the log is checked: the links below it do
+  // not move under the reader's pointer when the answer arrives.
+  el.innerHTML = `<div class="evidence-badge pending" data-testid="evidence-checking"><span>… ${esc(t('Checking the evidence log'))}</span></div>`;
   let st;
   try {
     st = await get(`evidence/status/${encodeURIComponent(id)}`);
   } catch (e) {
+    el.innerHTML = '';
     if (e.status === 404) return;
     throw e;
   }

@@ -25,6 +25,7 @@ export default {
     '已在存证日志中验证：{n} 个状态，条目 {entries}，由 {time} 签名的 {size} 条检查点证明（{origin}）',
   'Logged ({n} state(s)); proven at the next checkpoint': '已记录（{n} 个状态）；将在下一检查点得到证明',
   'Not in the evidence log': '未记入存证日志',
+  'Checking the evidence log': '正在核对存证日志',
   'Evidence check FAILED: {reason}': '存证校验失败：{reason}',
   'Download evidence bundle': '下载证据包',
   'at least {n} sources': '至少 {n} 个源',
