@@ -232,9 +232,11 @@ impl Aggregator {
         let mut lines: Vec<Arc<str>> = Vec::new();
         let mut line_of: HashMap<&str, u32> = HashMap::new();
         let mut hashes: Vec<u64> = Vec::new();
-        // First pass: line index, shard and watermark of every record.
-        let mut route: Vec<(u32, u32)> = Vec::with_capacity(records.len());
-        let mut counts = vec![0usize; n];
+        // One pass over the records (they are large and no longer in the CPU caches: a
+        // second pass read each one from memory again): line index, shard and watermark,
+        // straight into each shard's part. Parts start at an even share plus slack.
+        let cap = records.len() / n + records.len() / 16 + 16;
+        let mut per: Vec<Vec<Rec>> = (0..n).map(|_| Vec::with_capacity(cap)).collect();
         let mut watermark = 0u64;
         let mut prev: Option<(&str, u32)> = None;
         for r in records {
@@ -247,18 +249,13 @@ impl Aggregator {
                 }),
             };
             prev = Some((r.line.as_str(), li));
-            let key = CKey::of(r, li);
-            let s = shard_index(key.shard_hash(hashes[li as usize], &self.seed), n);
-            counts[s] += 1;
-            route.push((s as u32, li));
+            let rec = Rec::of(r, li);
+            let s = shard_index(rec.key.shard_hash(hashes[li as usize], &self.seed), n);
+            per[s].push(rec);
             watermark = watermark.max(r.first).max(r.last);
         }
         let probe: Arc<str> = Arc::from(probe_id);
         let lines: Arc<[Arc<str>]> = lines.into();
-        let mut per: Vec<Vec<Rec>> = counts.iter().map(|&c| Vec::with_capacity(c)).collect();
-        for (r, &(s, li)) in records.iter().zip(&route) {
-            per[s as usize].push(Rec::of(r, li));
-        }
         let batches = per
             .into_iter()
             .enumerate()
