@@ -98,8 +98,8 @@ export async function render(ctx) {
     ${flowsLink(a)}
     <div class="panel" style="margin-bottom:12px" data-testid="triage"><h2>${t('Triage')}</h2><div id="triage"></div></div>
     <div class="panel"><h2>${t('Evidence flows')}</h2>${evidence(a.evidence, gp)}</div>`;
-  await triage(ctx, ctx.el.querySelector('#triage'), a.id);
-  await evidenceBadge(ctx.el.querySelector('#evidence-badge'), a.id);
+  // Triage and the evidence log's answer are independent: ask for both at once.
+  await Promise.all([triage(ctx, ctx.el.querySelector('#triage'), a.id), evidenceBadge(ctx.el.querySelector('#evidence-badge'), a.id)]);
 }
 
 
