@@ -269,7 +269,8 @@ impl Out<'_> {
             rec.enforce_rule = Some(
                 self.enforcer
                     .and_then(|e| e.lock().rule_name(s.policy, s.rule))
-                    .unwrap_or_else(|| format!("#{}", s.rule)),
+                    .unwrap_or_else(|| format!("#{}", s.rule))
+                    .into(),
             );
         }
         if let Err(e) = self.exporter.export(&rec) {

@@ -53,6 +53,7 @@ use super::{
     WireError,
     codec::{Put, Reader},
 };
+use crate::Name;
 use crate::record::{FlowRecord, FlowSource, TunnelMeta, Verdict};
 use tidegate_common::{Direction, Tunnel};
 
@@ -454,7 +455,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     let n_lines = r.count("line-name table", 4)?;
     let mut lines = Vec::with_capacity(n_lines);
     for _ in 0..n_lines {
-        lines.push(r.str("line name")?);
+        lines.push(Name::from(r.str("line name")?));
     }
     let n = r.count("records", RECORD_BYTES)?;
     if n > MAX_BATCH_RECORDS {
@@ -593,7 +594,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
         let nr = r.count("enforcement rule table", 4)?;
         let mut rules = Vec::with_capacity(nr);
         for _ in 0..nr {
-            rules.push(r.str("enforcement rule id")?);
+            rules.push(Name::from(r.str("enforcement rule id")?));
         }
         let verdicts = r.bytes(n, "verdict column")?;
         let rule_col = r.bytes(n * 4, "rule column")?;
@@ -661,11 +662,11 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
                     c if c <= 15 => Some(c),
                     c => return Err(invalid("dns rcode", i, format!("{c} (not 0..=15)"))),
                 };
-                rec.dns = Some(crate::record::DnsMeta {
+                rec.dns = Some(Box::new(crate::record::DnsMeta {
                     qname,
                     qtype,
                     rcode,
-                });
+                }));
             }
         }
         for (i, rec) in records.iter_mut().enumerate() {
@@ -674,7 +675,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
                 if sni.len() > APP_NAME_MAX {
                     return Err(invalid("tls sni", i, format!("{} bytes", sni.len())));
                 }
-                rec.sni = Some(sni);
+                rec.sni = Some(sni.into());
             }
         }
     }
@@ -703,12 +704,12 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
                 let d: [u8; 16] = r.bytes(16, "tunnel outer dst")?.try_into().expect("16");
                 outer_dst = Some(mapped(d, f & 2 != 0, "tunnel outer dst", i)?);
             }
-            rec.tunnel = Some(TunnelMeta {
+            rec.tunnel = Some(Box::new(TunnelMeta {
                 kind,
                 id,
                 outer_src,
                 outer_dst,
-            });
+            }));
         }
     }
     r.finish("batch body")?;

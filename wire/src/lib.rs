@@ -41,6 +41,7 @@ pub mod enforce;
 mod error;
 mod frame;
 mod message;
+mod name;
 mod probe_id;
 pub mod record;
 
@@ -59,6 +60,7 @@ pub use frame::{
     write_frame, write_frame_async, write_message, write_message_async,
 };
 pub use message::{Ack, CAP_ENFORCE, Hello, HelloAck, Message, MessageType};
+pub use name::Name;
 pub use probe_id::{MAX_PROBE_ID, probe_id_problem};
 pub use record::{FlowRecord, FlowSource, Verdict};
 

@@ -75,7 +75,7 @@ fn record(i: u64) -> FlowRecord {
         tcp_flags: if icmp { 0 } else { 0x12 },
         icmp_type: icmp.then_some(8),
         icmp_code: icmp.then_some(0),
-        line: format!("line-{}", i % 3),
+        line: format!("line-{}", i % 3).into(),
         ifindex: (i % 2) as u32 + 1,
         direction: if i.is_multiple_of(2) {
             Direction::Ingress
@@ -90,28 +90,32 @@ fn record(i: u64) -> FlowRecord {
         enforce_rule: match i % 3 {
             0 => None,
             1 => Some("sanctioned".into()),
-            _ => Some(format!("rule-{}", i % 4)),
+            _ => Some(format!("rule-{}", i % 4).into()),
         },
         source: FlowSource::ALL[(i % 4) as usize],
         sampling: [1, 1, 64, 1000][(i % 4) as usize],
-        dns: (i % 5 == 1).then(|| crate::record::DnsMeta {
-            qname: format!("q{i}.example.com"),
-            qtype: [1, 28, 16][(i % 3) as usize],
-            rcode: i.is_multiple_of(2).then_some(3),
+        dns: (i % 5 == 1).then(|| {
+            Box::new(crate::record::DnsMeta {
+                qname: format!("q{i}.example.com"),
+                qtype: [1, 28, 16][(i % 3) as usize],
+                rcode: i.is_multiple_of(2).then_some(3),
+            })
         }),
-        sni: (i % 5 >= 3).then(|| format!("s{i}.example.org")),
-        tunnel: (!i.is_multiple_of(6)).then(|| crate::record::TunnelMeta {
-            kind: crate::record::tunnel_kind::ALL[(i % 4) as usize],
-            id: (i as u32).wrapping_mul(0x0101_0101),
-            // Endpoints of both families, and none (the probe missed them).
-            outer_src: (i % 6 != 5).then(|| {
-                if i.is_multiple_of(2) {
-                    "198.51.100.1".parse().unwrap()
-                } else {
-                    "2001:db8:1::1".parse().unwrap()
-                }
-            }),
-            outer_dst: (i % 6 != 5).then(|| "203.0.113.7".parse().unwrap()),
+        sni: (i % 5 >= 3).then(|| format!("s{i}.example.org").into()),
+        tunnel: (!i.is_multiple_of(6)).then(|| {
+            Box::new(crate::record::TunnelMeta {
+                kind: crate::record::tunnel_kind::ALL[(i % 4) as usize],
+                id: (i as u32).wrapping_mul(0x0101_0101),
+                // Endpoints of both families, and none (the probe missed them).
+                outer_src: (i % 6 != 5).then(|| {
+                    if i.is_multiple_of(2) {
+                        "198.51.100.1".parse().unwrap()
+                    } else {
+                        "2001:db8:1::1".parse().unwrap()
+                    }
+                }),
+                outer_dst: (i % 6 != 5).then(|| "203.0.113.7".parse().unwrap()),
+            })
         }),
     }
 }

@@ -153,7 +153,7 @@ pub fn synthetic(keys: usize, total: usize, span_s: u64) -> Vec<FlowRecord> {
                 first: last.saturating_sub(dur).max(T0_NS),
                 last,
                 tcp_flags: if proto == 6 { 0x18 } else { 0 },
-                line: line.to_string(),
+                line: line.into(),
                 ifindex: 2,
                 direction,
                 ..Default::default()

@@ -203,7 +203,7 @@ impl AggregateKey {
             dport: r.dport,
             proto: r.proto,
             vlan: r.vlan,
-            line: r.line.clone(),
+            line: r.line.to_string(),
             direction: r.direction,
         }
     }

@@ -751,7 +751,7 @@ fn emit(
         tcp_flags: if acc.proto == 6 { acc.tcp_flags } else { 0 },
         icmp_type: icmp.then_some((icmp_tc >> 8) as u8),
         icmp_code: icmp.then_some(icmp_tc as u8),
-        line,
+        line: line.into(),
         ifindex,
         direction,
         source,

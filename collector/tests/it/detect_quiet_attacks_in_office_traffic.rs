@@ -382,11 +382,11 @@ fn dns_query(host: IpAddr, resolver: IpAddr, name: &str, t: u64, sport: u16) -> 
         1,
         40 + name.len() as u64,
     );
-    r.dns = Some(tidegate_wire::record::DnsMeta {
+    r.dns = Some(Box::new(tidegate_wire::record::DnsMeta {
         qname: name.into(),
         qtype: 1,
         rcode: None,
-    });
+    }));
     r
 }
 

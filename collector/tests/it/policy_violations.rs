@@ -19,7 +19,7 @@ fn flow(src: &str, dst: &str, proto: u8, sport: u16, dport: u16, line: &str) -> 
         bytes: 1500,
         last: T0 + 2_000_000_000,
         tcp_flags: 0x1b,
-        line: line.to_string(),
+        line: line.into(),
         ..tcp(src, dst)
     }
 }
@@ -290,12 +290,14 @@ fn domain_lists_judge_dns_questions_and_tls_server_names() {
     let p = Policy::parse(&src, Path::new("domains.toml")).unwrap();
     let named = |dns: Option<(&str, Option<u8>)>, sni: Option<&str>| {
         let mut r = flow("172.16.0.9", "192.0.2.53", 17, 40000, 53, "x");
-        r.dns = dns.map(|(q, rcode)| DnsMeta {
-            qname: q.into(),
-            qtype: 1,
-            rcode,
+        r.dns = dns.map(|(q, rcode)| {
+            Box::new(DnsMeta {
+                qname: q.into(),
+                qtype: 1,
+                rcode,
+            })
         });
-        r.sni = sni.map(str::to_string);
+        r.sni = sni.map(Into::into);
         r
     };
     // Denied by name, under the listed domain, case-insensitive; not allow-listed either.

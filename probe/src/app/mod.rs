@@ -29,8 +29,8 @@ impl AppMeta {
     /// Writes it into a record.
     pub fn apply(self, r: &mut FlowRecord) {
         match self {
-            AppMeta::Dns(d) => r.dns = Some(d),
-            AppMeta::TlsSni(s) => r.sni = Some(s),
+            AppMeta::Dns(d) => r.dns = Some(Box::new(d)),
+            AppMeta::TlsSni(s) => r.sni = Some(s.into()),
         }
     }
 }

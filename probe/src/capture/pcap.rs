@@ -378,7 +378,7 @@ impl Replay {
         for (line, table) in &mut self.tables {
             let mut emit = |k: &FlowKey, s: &FlowStats, attrs: crate::app::FlowAttrs| {
                 if res.is_ok() {
-                    let mut r = FlowRecord::new(k, s, line);
+                    let mut r = FlowRecord::new(k, s, line.as_str());
                     attrs.apply(&mut r);
                     res = out.export(&r);
                     n += 1;

@@ -134,7 +134,11 @@ fn replayed_dns_and_tls_names_match_tshark_on_every_capture() {
         replay.finish(&mut records).unwrap();
         let mut ours: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
         for r in &records {
-            let name = r.dns.as_ref().map(|d| d.qname.clone()).or(r.sni.clone());
+            let name = r
+                .dns
+                .as_ref()
+                .map(|d| d.qname.clone())
+                .or(r.sni.as_deref().map(String::from));
             if let Some(n) = name {
                 ours.entry((r.src, r.dst, r.proto, r.sport, r.dport))
                     .or_default()

@@ -93,7 +93,7 @@ fn xdp_names(pair: &VethPair, file: &Path) -> Names {
         table.flush(|k, _, app| {
             let mut r = tidegate_wire::record::FlowRecord::default();
             app.apply(&mut r);
-            if let Some(n) = r.dns.map(|d| d.qname).or(r.sni) {
+            if let Some(n) = r.dns.map(|d| d.qname).or(r.sni.map(String::from)) {
                 let key = (
                     addr(k.family, &k.src).to_string(),
                     addr(k.family, &k.dst).to_string(),

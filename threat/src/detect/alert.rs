@@ -181,7 +181,10 @@ impl Alert {
                 bytes: v.bytes.saturating_add(r.bytes),
             })
         });
-        let line = records.first().map(|r| r.line.clone()).unwrap_or_default();
+        let line = records
+            .first()
+            .map(|r| r.line.to_string())
+            .unwrap_or_default();
         let mut evidence = records.to_vec();
         evidence.truncate(8);
         Alert {

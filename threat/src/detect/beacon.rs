@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use tidegate_wire::record::FlowRecord;
+use tidegate_wire::{Name, record::FlowRecord};
 
 use super::alert::{AlertKind, Detection, Endpoint};
 use super::config::BeaconConfig;
@@ -28,7 +28,7 @@ struct Series {
     last_sport: u16,
     last_end: u64,
     evidence: Vec<FlowRecord>,
-    line: String,
+    line: Name,
     pending: bool,
 }
 
@@ -135,7 +135,7 @@ impl Rule for Beaconing {
                 src: Some(Endpoint::Addr(src)),
                 dst: Some(Endpoint::Addr(dst)),
                 port: Some(port),
-                line: s.line.clone(),
+                line: s.line.to_string(),
                 measured: cv,
                 threshold: cfg.max_jitter,
                 unit: "jitter (cv)",

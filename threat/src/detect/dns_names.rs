@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
-use tidegate_wire::record::FlowRecord;
+use tidegate_wire::{Name, record::FlowRecord};
 
 use super::alert::{AlertKind, Detection, Endpoint};
 use super::config::DnsNamesConfig;
@@ -36,7 +36,7 @@ struct Acc {
     entropy_sum: f64,
     first_ns: u64,
     last_ns: u64,
-    line: String,
+    line: Name,
     examples: Vec<String>,
     /// Resolvers asked (up to [`RESOLVERS_MAX`]).
     resolvers: Vec<IpAddr>,
@@ -212,7 +212,7 @@ impl Rule for DnsNames {
                             ref many => Endpoint::Many(format!("{} resolvers", many.len())),
                         }),
                         port: Some(53),
-                        line: std::mem::take(&mut acc.line),
+                        line: acc.line.to_string(),
                         measured: distinct as f64,
                         threshold: s.min_distinct as f64,
                         unit: "distinct names",
@@ -277,11 +277,11 @@ mod tests {
             first: t,
             last: t,
             line: "l".into(),
-            dns: Some(DnsMeta {
+            dns: Some(Box::new(DnsMeta {
                 qname: name.into(),
                 qtype: 1,
                 rcode: None,
-            }),
+            })),
             ..Default::default()
         }
     }

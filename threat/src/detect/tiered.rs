@@ -178,8 +178,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             replay.packets = s.packets;
             replay.bytes = s.bytes;
             replay.src = s.src;
-            replay.line.clear();
-            replay.line.push_str(self.lines.name(s.line));
+            replay.line = self.lines.name(s.line).clone();
             self.hot
                 .add_spread_gated_from(&replay, key.clone(), from, evidence_max, &gate);
         }
@@ -381,7 +380,7 @@ mod tests {
                 let mut r = rec(first, last, packets);
                 r.src = IpAddr::from([198, 51, 100, (b % 9) as u8]);
                 r.dst = IpAddr::from([192, 0, 2, key]);
-                r.line = format!("line-{}", c % 2);
+                r.line = format!("line-{}", c % 2).into();
                 (key, r)
             })
             .collect()
@@ -510,7 +509,7 @@ mod tests {
         for i in 0..lines * 2 {
             let mut r = base.clone();
             (r.first, r.last, r.packets) = (1_000 + i * 3, 1_000 + i * 3 + 25, 1 + i % 7);
-            r.line = format!("line-{}", i % lines);
+            r.line = format!("line-{}", i % lines).into();
             plain.add_spread_gated(&r, (i % 3) as u8, 1, |_| false);
             tiered.add_spread_gated(&r, (i % 3) as u8, 1, |_| false);
         }

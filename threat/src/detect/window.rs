@@ -4,15 +4,14 @@
 //! rebalancing; aHash, randomly seeded, so spoofed addresses cannot aim at collisions)
 //! and the windows sit in an ordered map by start time, so closing drains whole windows
 //! from the oldest. Keys come out of a window in no particular order: the detector sorts
-//! the findings. Line names are shared (`Arc<str>`), not copied per accumulator.
+//! the findings. Line names are shared ([`Name`]), not copied per accumulator.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
-use tidegate_wire::record::FlowRecord;
+use tidegate_wire::{Name, record::FlowRecord};
 
 /// Counters of one key over one window. The counters are inline (no allocation); the
 /// detail (distinct sources and values, sample flows) lives in [`Detail`], which rules
@@ -26,7 +25,7 @@ pub(crate) struct Acc {
     pub first_ns: u64,
     pub last_ns: u64,
     /// Line of the first flow.
-    pub line: Arc<str>,
+    pub line: Name,
     /// Source of the first flow.
     first_src: Option<IpAddr>,
     /// Whether a flow from another source than `first_src` was counted.
@@ -273,16 +272,16 @@ impl Acc {
 /// accumulator. Lines are few (the links a probe watches); past [`LINES_MAX`] names the
 /// extra ones are copied per accumulator.
 #[derive(Debug, Default)]
-pub(super) struct Lines(Vec<Arc<str>>);
+pub(super) struct Lines(Vec<Name>);
 
 pub(super) const LINES_MAX: usize = 256;
 
 impl Lines {
     /// The shared name `name`.
-    pub(super) fn get(&mut self, name: &str) -> Arc<str> {
+    pub(super) fn get(&mut self, name: &Name) -> Name {
         match self.id(name) {
             Some(i) => self.0[usize::from(i)].clone(),
-            None => Arc::from(name),
+            None => name.clone(),
         }
     }
 
@@ -295,12 +294,12 @@ impl Lines {
         if self.0.len() >= LINES_MAX {
             return None;
         }
-        self.0.push(Arc::from(name));
+        self.0.push(Name::from(name));
         Some((self.0.len() - 1) as u16)
     }
 
     /// The name numbered `id` by [`Self::id`].
-    pub(super) fn name(&self, id: u16) -> &str {
+    pub(super) fn name(&self, id: u16) -> &Name {
         &self.0[usize::from(id)]
     }
 

@@ -38,7 +38,7 @@ pub(super) fn violation(
         rule_text: rule.text.clone(),
         kind,
         severity: rule.severity,
-        line: r.line.clone(),
+        line: r.line.to_string(),
         src: r.src,
         dst: r.dst,
         first_ns: r.first,
@@ -155,7 +155,7 @@ impl Policy {
                     }
                 }
                 RuleBody::Ports { lines, allow } => {
-                    if lines.contains(&r.line)
+                    if lines.iter().any(|l| r.line == *l)
                         && !allow.iter().any(|p| p.allows(r.proto, r.sport, r.dport))
                     {
                         out.push(violation(

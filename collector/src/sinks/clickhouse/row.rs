@@ -386,7 +386,7 @@ impl<'a> FlowRow<'a> {
             tcp_flags: self.tcp_flags,
             icmp_type: self.icmp_type,
             icmp_code: self.icmp_code,
-            line: self.line.to_string(),
+            line: self.line.as_ref().into(),
             ifindex: self.ifindex,
             direction: match self.direction {
                 0 => Direction::Ingress,
@@ -397,7 +397,8 @@ impl<'a> FlowRow<'a> {
                 0..=2 => Verdict::from_u8(self.verdict as u8),
                 v => return Err(format!("verdict {v}")),
             },
-            enforce_rule: (!self.enforce_rule.is_empty()).then(|| self.enforce_rule.to_string()),
+            enforce_rule: (!self.enforce_rule.is_empty())
+                .then(|| self.enforce_rule.as_ref().into()),
             source: u8::try_from(self.source)
                 .ok()
                 .and_then(FlowSource::from_u8)
@@ -406,12 +407,14 @@ impl<'a> FlowRow<'a> {
                 0 => return Err("sampling 0".into()),
                 s => s,
             },
-            dns: (!self.dns_qname.is_empty()).then(|| tidegate_wire::record::DnsMeta {
-                qname: self.dns_qname.to_string(),
-                qtype: self.dns_qtype,
-                rcode: u8::try_from(self.dns_rcode).ok(),
+            dns: (!self.dns_qname.is_empty()).then(|| {
+                Box::new(tidegate_wire::record::DnsMeta {
+                    qname: self.dns_qname.to_string(),
+                    qtype: self.dns_qtype,
+                    rcode: u8::try_from(self.dns_rcode).ok(),
+                })
             }),
-            sni: (!self.tls_sni.is_empty()).then(|| self.tls_sni.to_string()),
+            sni: (!self.tls_sni.is_empty()).then(|| self.tls_sni.as_ref().into()),
             tunnel: match &*self.tunnel {
                 "" => None,
                 name => {
@@ -423,12 +426,12 @@ impl<'a> FlowRow<'a> {
                             None => IpAddr::V6(a),
                         })
                     };
-                    Some(tidegate_wire::record::TunnelMeta {
+                    Some(Box::new(tidegate_wire::record::TunnelMeta {
                         kind,
                         id: self.tunnel_id,
                         outer_src: outer(self.outer_src),
                         outer_dst: outer(self.outer_dst),
-                    })
+                    }))
                 }
             },
         })
@@ -590,18 +593,18 @@ mod tests {
         };
         out.push((r, Some(ctx)));
         let mut r = record();
-        r.dns = Some(DnsMeta {
+        r.dns = Some(Box::new(DnsMeta {
             qname: "a.example".repeat(20),
             qtype: 16,
             rcode: Some(3),
-        });
+        }));
         r.sni = Some("sni.example".into());
-        r.tunnel = Some(TunnelMeta {
+        r.tunnel = Some(Box::new(TunnelMeta {
             kind: Tunnel::GtpU,
             id: 0xdead_beef,
             outer_src: Some("192.0.2.9".parse().unwrap()),
             outer_dst: Some("2001:db8::9".parse().unwrap()),
-        });
+        }));
         (r.packets, r.bytes, r.tcp_flags) = (u64::MAX, u64::MAX - 1, 0x1ff);
         out.push((r, None));
         out

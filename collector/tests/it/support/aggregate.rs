@@ -120,13 +120,13 @@ impl Reference {
             f.probes.insert(probe(i).to_string());
             let t = r
                 .totals
-                .entry((rec.line.clone(), rec.direction))
+                .entry((rec.line.to_string(), rec.direction))
                 .or_default();
             t.bytes += rec.bytes;
             t.packets += rec.packets;
             t.records += 1;
             t.flows += u64::from(new);
-            *r.records_per_line.entry(rec.line.clone()).or_default() += 1;
+            *r.records_per_line.entry(rec.line.to_string()).or_default() += 1;
         }
         r
     }
@@ -182,7 +182,7 @@ pub fn record(sport: u16, line: &str, first_s: u64, last_s: u64, bytes: u64) -> 
         first: BASE_NS + first_s * 1_000_000_000,
         last: BASE_NS + last_s * 1_000_000_000,
         tcp_flags: 0x18,
-        line: line.to_string(),
+        line: line.into(),
         ifindex: 3,
         ..Default::default()
     }
