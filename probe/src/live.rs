@@ -121,9 +121,15 @@ pub fn run_loop(
     let deadline = opts.duration.map(|d| started + d);
     let mut next_sweep = started + opts.sweep_interval;
     let mut next_log = started + Duration::from_secs(10);
+    // Each line's name once, shared by its records (no allocation per exported flow).
+    let lines: HashMap<u32, tidegate_wire::Name> = opts
+        .lines
+        .iter()
+        .map(|(i, l)| (*i, l.as_str().into()))
+        .collect();
     let mut out = Out {
         exporter,
-        lines: &opts.lines,
+        lines: &lines,
         enforcer: opts.enforcer.as_ref(),
         records: 0,
         packets: 0,
@@ -243,7 +249,7 @@ fn update_rule_metrics(
 /// Turns table output into exported records, remembering the first export error.
 struct Out<'a> {
     exporter: &'a mut dyn Exporter,
-    lines: &'a HashMap<u32, String>,
+    lines: &'a HashMap<u32, tidegate_wire::Name>,
     enforcer: Option<&'a SharedEnforcer>,
     records: u64,
     /// Packets of the records exported.
@@ -262,8 +268,10 @@ impl Out<'_> {
         if self.err.is_some() {
             return;
         }
-        let line = self.lines.get(&k.ifindex).map(String::as_str).unwrap_or("");
-        let mut rec = FlowRecord::new(k, s, line);
+        let mut rec = match self.lines.get(&k.ifindex) {
+            Some(line) => FlowRecord::new(k, s, line),
+            None => FlowRecord::new(k, s, ""),
+        };
         attrs.apply(&mut rec);
         if !rec.verdict.is_pass() {
             rec.enforce_rule = Some(
