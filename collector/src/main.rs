@@ -6,6 +6,14 @@ use clap::Parser;
 
 mod cli;
 
+/// Rust's allocations go to mimalloc: thread-local free lists make the detection
+/// stage's many small, short-lived allocations (window accumulators, sample flows,
+/// per-key state) cheap, where glibc's malloc and free cost a tenth of the collector's
+/// CPU (perf, bench/src/bin/collector_e2e.rs). C libraries (zstd) keep glibc's malloc,
+/// tuned below.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps freed memory in the process instead of handing it back to the kernel after each
 /// batch. With glibc's defaults every batch's buffers (decompressed bodies, decoded
 /// records, detector windows) were fresh pages the kernel had to zero: a third of the

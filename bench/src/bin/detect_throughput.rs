@@ -19,6 +19,9 @@ use tidegate_bench::{
 use tidegate_threat::detect::{DetectConfig, Detector};
 use tidegate_wire::record::FlowRecord;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "detect_throughput", version, about)]
 struct Args {

@@ -37,6 +37,8 @@ const BUCKET_WINDOWS: u64 = 4;
 /// Most buckets a cold key's bounds cover: a key whose pending records spread wider
 /// (records far out of order, or very long) turns hot instead.
 const BOUND_BUCKETS_MAX: usize = 512;
+/// Most windows [`teach`] sums in a dense array (beyond: a sort).
+const DENSE_WINDOWS_MAX: u64 = 1 << 14;
 /// Event time between sweeps of keys that are neither pending nor hot any more.
 const SWEEP_EVERY_NS: u64 = 60 * super::NS;
 
@@ -70,11 +72,49 @@ struct KeyState {
     queued: bool,
 }
 
-/// The totals of one cold window, for the baseline.
+/// Consecutive cold windows of one key with the same totals, for the baseline.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct ColdWindow {
+pub(crate) struct ColdRun {
+    /// Start of the first window.
+    pub start: u64,
+    /// Number of windows.
+    pub windows: u64,
+    /// Packets and bytes of each window.
     pub packets: f64,
     pub bytes: f64,
+}
+
+impl ColdRun {
+    /// The run's windows one by one: (start, packets, bytes).
+    #[cfg(test)]
+    pub fn each(&self, len_ns: u64) -> impl Iterator<Item = (u64, f64, f64)> + use<> {
+        let r = *self;
+        (0..r.windows).map(move |i| (r.start + i * len_ns, r.packets, r.bytes))
+    }
+}
+
+/// Working arrays of [`teach`], kept between calls.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// Per window of the range: the partial shares added there.
+    point: Vec<(f64, f64)>,
+    touched: Vec<bool>,
+    /// Per window: the change, from there on, of the whole-window shares (packets,
+    /// bytes, segments covering).
+    step: Vec<(f64, f64, i64)>,
+    /// The fallback's (window, packets, bytes) entries.
+    sorted: Vec<(u64, f64, f64)>,
+}
+
+impl Scratch {
+    fn reset(&mut self, n: usize) {
+        self.point.clear();
+        self.point.resize(n, (0.0, 0.0));
+        self.touched.clear();
+        self.touched.resize(n, false);
+        self.step.clear();
+        self.step.resize(n + 1, (0.0, 0.0, 0));
+    }
 }
 
 /// What closing returns.
@@ -82,7 +122,7 @@ pub(crate) struct Closed<K> {
     /// Full windows of hot keys (they may report).
     pub hot: Vec<(u64, K, Acc)>,
     /// Windows of cold keys (they cannot report), per key in window order.
-    pub cold: Vec<(u64, K, ColdWindow)>,
+    pub cold: Vec<(K, ColdRun)>,
 }
 
 /// Spread windows with cold and hot keys (see the module documentation).
@@ -99,7 +139,7 @@ pub(crate) struct Tiered<K: Eq + Hash + Clone> {
     watermark: u64,
     next_sweep: u64,
     /// Scratch of [`teach`], kept between calls (no allocation per key taught).
-    scratch: Vec<(u64, f64, f64)>,
+    scratch: Scratch,
 }
 
 impl<K: Eq + Hash + Clone> Tiered<K> {
@@ -116,7 +156,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             queue: BTreeMap::new(),
             watermark: 0,
             next_sweep: 0,
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -222,8 +262,8 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             if st.hot_until != 0 {
                 continue; // promoted meanwhile: its windows close as hot ones
             }
-            teach(st, self.len_ns, upto, &mut self.scratch, |w, c| {
-                cold.push((w, key.clone(), c))
+            teach(st, self.len_ns, upto, &mut self.scratch, |run| {
+                cold.push((key.clone(), run))
             });
             if !st.segments.is_empty() {
                 st.queued = true;
@@ -290,47 +330,153 @@ fn bound_add(st: &mut KeyState, r: &FlowRecord, len_ns: u64) -> (f64, f64) {
 }
 
 /// Computes the totals of `st`'s windows in [`taught_to`, `upto`) from its pending
-/// segments, in window order, and drops the segments that end before `upto`.
-/// `windows` is scratch space.
+/// segments, in window order as runs of windows with equal totals, and drops the
+/// segments that end before `upto`. `scratch` is reused between calls.
+///
+/// A segment puts the same share (window length / span) into every window it covers
+/// whole, and its own share into the (at most two) windows it covers in part: a
+/// difference array takes the whole windows in O(1) per segment, the partial ones are
+/// added where they fall, and one pass over the key's window range emits the runs. A
+/// key whose segments reach more than [`DENSE_WINDOWS_MAX`] windows is summed window
+/// by window instead.
 fn teach(
     st: &mut KeyState,
     len_ns: u64,
     upto: u64,
-    windows: &mut Vec<(u64, f64, f64)>,
-    mut out: impl FnMut(u64, ColdWindow),
+    scratch: &mut Scratch,
+    mut out: impl FnMut(ColdRun),
 ) {
     let from = st.taught_to;
     if upto <= from {
         return;
     }
-    windows.clear();
+    let from_window = from - from % len_ns;
+    let last_window = (upto - 1) - (upto - 1) % len_ns;
+    let (mut lo, mut hi) = (u64::MAX, 0);
     for s in &st.segments {
-        spread(
-            (s.first, s.last, s.packets, s.bytes),
-            len_ns,
-            (from, upto),
-            |w, p, b| {
-                windows.push((w, p, b));
-            },
-        );
-    }
-    windows.sort_by_key(|(w, _, _)| *w);
-    let mut i = 0;
-    while i < windows.len() {
-        let w = windows[i].0;
-        let (mut p, mut b) = (0.0, 0.0);
-        while i < windows.len() && windows[i].0 == w {
-            p += windows[i].1;
-            b += windows[i].2;
-            i += 1;
+        let (first, last) = clamped_span(s.first, s.last, len_ns);
+        let a = (first - first % len_ns).max(from_window);
+        let b = (last - last % len_ns).min(last_window);
+        if a <= b {
+            (lo, hi) = (lo.min(a), hi.max(b));
         }
-        out(
-            w,
-            ColdWindow {
+    }
+    if lo > hi {
+        // Nothing pending falls in [from, upto).
+    } else if (hi - lo) / len_ns < DENSE_WINDOWS_MAX {
+        let n = ((hi - lo) / len_ns + 1) as usize;
+        scratch.reset(n);
+        let slot = |w: u64| ((w - lo) / len_ns) as usize;
+        for s in &st.segments {
+            let (first, last) = clamped_span(s.first, s.last, len_ns);
+            let a = (first - first % len_ns).max(from_window);
+            let b = (last - last % len_ns).min(last_window);
+            if a > b {
+                continue;
+            }
+            let span = last - first;
+            let (p, by) = (s.packets as f64, s.bytes as f64);
+            // The share of the window at `w`, as `spread` computes it.
+            let share = |w: u64| {
+                if span == 0 {
+                    1.0
+                } else {
+                    (w.saturating_add(len_ns).min(last) - first.max(w)) as f64 / span as f64
+                }
+            };
+            let mut point = |w: u64| {
+                let f = share(w);
+                if f > 0.0 || span == 0 {
+                    let e = &mut scratch.point[slot(w)];
+                    e.0 += p * f;
+                    e.1 += by * f;
+                    scratch.touched[slot(w)] = true;
+                }
+            };
+            point(a);
+            if b > a {
+                point(b);
+            }
+            if b > a + len_ns {
+                // The windows strictly between are covered whole: the same share each.
+                let f = len_ns as f64 / span as f64;
+                let (i, j) = (slot(a) + 1, slot(b));
+                scratch.step[i].0 += p * f;
+                scratch.step[i].1 += by * f;
+                scratch.step[i].2 += 1;
+                scratch.step[j].0 -= p * f;
+                scratch.step[j].1 -= by * f;
+                scratch.step[j].2 -= 1;
+            }
+        }
+        let (mut cp, mut cb, mut cover) = (0.0f64, 0.0f64, 0i64);
+        let mut run: Option<ColdRun> = None;
+        for i in 0..n {
+            let (dp, db, dc) = scratch.step[i];
+            cover += dc;
+            if cover == 0 {
+                // No segment covers whole windows from here: no rounding carried over.
+                (cp, cb) = (0.0, 0.0);
+            } else {
+                (cp, cb) = (cp + dp, cb + db);
+            }
+            let start = lo + i as u64 * len_ns;
+            if cover == 0 && !scratch.touched[i] {
+                if let Some(r) = run.take() {
+                    out(r);
+                }
+                continue;
+            }
+            let (pp, pb) = scratch.point[i];
+            let (packets, bytes) = (cp + pp, cb + pb);
+            match &mut run {
+                Some(r) if r.packets == packets && r.bytes == bytes => r.windows += 1,
+                _ => {
+                    if let Some(r) = run.take() {
+                        out(r);
+                    }
+                    run = Some(ColdRun {
+                        start,
+                        windows: 1,
+                        packets,
+                        bytes,
+                    });
+                }
+            }
+        }
+        if let Some(r) = run {
+            out(r);
+        }
+    } else {
+        // Spread wider than a dense array should be: one entry per (segment, window),
+        // sorted by window.
+        let windows = &mut scratch.sorted;
+        windows.clear();
+        for s in &st.segments {
+            spread(
+                (s.first, s.last, s.packets, s.bytes),
+                len_ns,
+                (from, upto),
+                |w, p, b| windows.push((w, p, b)),
+            );
+        }
+        windows.sort_by_key(|(w, _, _)| *w);
+        let mut i = 0;
+        while i < windows.len() {
+            let w = windows[i].0;
+            let (mut p, mut b) = (0.0, 0.0);
+            while i < windows.len() && windows[i].0 == w {
+                p += windows[i].1;
+                b += windows[i].2;
+                i += 1;
+            }
+            out(ColdRun {
+                start: w,
+                windows: 1,
                 packets: p,
                 bytes: b,
-            },
-        );
+            });
+        }
     }
     st.taught_to = upto;
     let keep = |s: &Segment| {
@@ -441,9 +587,12 @@ mod tests {
                 }
             }
             let t = tiered.drain_closed(mark);
-            for (w, k, c) in t.cold {
-                assert!(c.packets < gate_packets, "a cold window crossed the gate");
-                got.entry(k).or_default().push((w, c.packets, c.bytes));
+            for (k, run) in t.cold {
+                assert!(run.windows >= 1);
+                for (w, packets, bytes) in run.each(LEN) {
+                    assert!(packets < gate_packets, "a cold window crossed the gate");
+                    got.entry(k).or_default().push((w, packets, bytes));
+                }
             }
             let mut hot = t.hot;
             hot.sort_by_key(|(w, k, _)| (*k, *w));
@@ -531,7 +680,7 @@ mod tests {
         let got = total(
             c.cold
                 .into_iter()
-                .map(|(w, k, c)| (w, k, c.packets))
+                .flat_map(|(k, run)| run.each(LEN).map(move |(w, p, _)| (w, k, p)))
                 .chain(c.hot.into_iter().map(|(w, k, a)| (w, k, a.packets)))
                 .collect(),
         );
@@ -555,9 +704,10 @@ mod tests {
         assert_eq!(
             c.cold,
             vec![(
-                0,
                 1,
-                ColdWindow {
+                ColdRun {
+                    start: 0,
+                    windows: 1,
                     packets: 3.0,
                     bytes: r.bytes as f64
                 }

@@ -9,7 +9,7 @@ use tidegate_wire::record::FlowRecord;
 
 use super::alert::{AlertKind, Detection, Endpoint};
 use super::config::{AmplificationConfig, VolumetricConfig};
-use super::tiered::Tiered;
+use super::tiered::{ColdRun, Tiered};
 use super::window::Windows;
 use super::{NS, Rule};
 use crate::Severity;
@@ -115,14 +115,14 @@ impl Rule for Volumetric {
         let secs = self.cfg.window_secs as f64;
         let closed = self.windows.drain_closed(watermark);
         // Windows of cold keys only teach the baseline: they are below the gate, so
-        // below the floor. They come per key in window order: one baseline lookup per
-        // key, not per window.
+        // below the floor. They come per key in window order, as runs of equal windows:
+        // one baseline lookup per key, one step per run.
         let mut cold = closed.cold.into_iter().peekable();
-        while let Some((w, key, c)) = cold.next() {
+        while let Some((key, run)) = cold.next() {
             let base = self.baselines.entry(key).or_default();
-            learn(&self.cfg, base, w, c.packets / secs, c.bytes * 8.0 / secs);
-            while let Some((w, _, c)) = cold.next_if(|(_, k, _)| *k == key) {
-                learn(&self.cfg, base, w, c.packets / secs, c.bytes * 8.0 / secs);
+            learn_run(&self.cfg, base, run);
+            while let Some((_, run)) = cold.next_if(|(k, _)| *k == key) {
+                learn_run(&self.cfg, base, run);
             }
         }
         for (w, (dst, proto), mut acc) in closed.hot {
@@ -237,6 +237,31 @@ fn learn(cfg: &VolumetricConfig, base: &mut Baseline, w: u64, pps: f64, bps: f64
     (thr_pps, thr_bps)
 }
 
+/// [`learn`] of a run of windows with the same totals. Below the floors (as cold
+/// windows are) no sample is capped, so the run folds into the averages in closed form:
+/// n steps of `b += α (x − b)` leave `x + (1 − α)ⁿ (b − x)`.
+fn learn_run(cfg: &VolumetricConfig, base: &mut Baseline, run: ColdRun) {
+    let secs = cfg.window_secs as f64;
+    let len_ns = cfg.window_secs * NS;
+    let (pps, bps) = (run.packets / secs, run.bytes * 8.0 / secs);
+    if run.windows <= 1 || pps >= cfg.floor_pps || bps >= cfg.floor_bps {
+        for i in 0..run.windows {
+            learn(cfg, base, run.start + i * len_ns, pps, bps);
+        }
+        return;
+    }
+    let mut n = run.windows;
+    if base.windows == 0 {
+        learn(cfg, base, run.start, pps, bps);
+        n -= 1;
+    }
+    let keep = (1.0 - cfg.baseline_alpha).powi(i32::try_from(n).unwrap_or(i32::MAX));
+    base.pps = pps + keep * (base.pps - pps);
+    base.bps = bps + keep * (base.bps - bps);
+    base.windows += n;
+    base.seen_ns = run.start + (run.windows - 1) * len_ns;
+}
+
 /// Reflection: bytes from amplification source ports (and UDP fragments, which carry
 /// the rest of large answers) towards one target, from several reflectors.
 pub(crate) struct Amplification {
@@ -318,5 +343,70 @@ impl Rule for Amplification {
                 evidence: acc.take_evidence(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectConfig;
+
+    #[test]
+    fn a_run_of_equal_windows_teaches_what_its_windows_one_by_one_teach() {
+        let cfg = DetectConfig::default().volumetric;
+        let len = cfg.window_secs * NS;
+        let secs = cfg.window_secs as f64;
+        let t0 = 1_700_000_000 * NS;
+        // (windows, packets, bytes per window): a fresh baseline, then runs of several
+        // lengths, one of them a single window.
+        let runs = [
+            (7u64, 300.0, 90_000.0),
+            (1, 10.0, 800.0),
+            (250, 42.0, 5_000.0),
+        ];
+        let (mut by_run, mut by_window) = (Baseline::default(), Baseline::default());
+        let mut start = t0;
+        for (windows, packets, bytes) in runs {
+            let run = ColdRun {
+                start,
+                windows,
+                packets,
+                bytes,
+            };
+            learn_run(&cfg, &mut by_run, run);
+            for i in 0..windows {
+                learn(
+                    &cfg,
+                    &mut by_window,
+                    start + i * len,
+                    packets / secs,
+                    bytes * 8.0 / secs,
+                );
+            }
+            start += windows * len;
+            assert_eq!(by_run.windows, by_window.windows);
+            assert_eq!(by_run.seen_ns, by_window.seen_ns);
+            assert!((by_run.pps - by_window.pps).abs() <= 1e-9 * by_window.pps.abs().max(1.0));
+            assert!((by_run.bps - by_window.bps).abs() <= 1e-9 * by_window.bps.abs().max(1.0));
+        }
+        // A run above the floor (never cold, but handled): capped window by window.
+        let hot = ColdRun {
+            start,
+            windows: 20,
+            packets: cfg.floor_pps * secs * 3.0,
+            bytes: 0.0,
+        };
+        learn_run(&cfg, &mut by_run, hot);
+        for i in 0..20 {
+            learn(
+                &cfg,
+                &mut by_window,
+                start + i * len,
+                hot.packets / secs,
+                0.0,
+            );
+        }
+        assert_eq!(by_run.windows, by_window.windows);
+        assert!((by_run.pps - by_window.pps).abs() <= 1e-9 * by_window.pps);
     }
 }
