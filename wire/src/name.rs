@@ -17,6 +17,12 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are the same shared string (not just equal ones): a check that
+    /// touches no reference count and reads no bytes.
+    pub fn ptr_eq(a: &Name, b: &Name) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
 }
 
 impl Default for Name {

@@ -86,7 +86,7 @@ impl Rule for Exfiltration {
                 src: Some(Endpoint::Addr(src)),
                 dst: Some(Endpoint::Addr(dst)),
                 port: super::main_dport(acc.evidence()),
-                line: acc.line(),
+                line: self.windows.line(&acc),
                 measured: acc.bytes,
                 threshold,
                 unit: "bytes",

@@ -93,7 +93,7 @@ impl<K: Eq + Hash + Clone> DistinctScan<K> {
             src: Some(r.src),
             dst: Some(r.dst),
             port: r.port,
-            line: acc.line(),
+            line: self.windows.line(&acc),
             measured,
             threshold,
             unit: r.unit,

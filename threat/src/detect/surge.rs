@@ -142,7 +142,7 @@ impl Rule for Surge {
                 src: Some(acc.source_endpoint()),
                 dst: Some(Endpoint::Addr(dst)),
                 port: super::main_dport(acc.evidence()),
-                line: acc.line(),
+                line: self.windows.line(&acc),
                 measured: pps,
                 threshold,
                 unit: "pps",

@@ -44,7 +44,7 @@ impl Rule for SynFlood {
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
         for (w, dst, acc) in self.windows.drain_closed(watermark) {
-            out.extend(finding(&self.cfg, w, dst, acc));
+            out.extend(finding(&self.cfg, &self.windows, w, dst, acc));
         }
     }
 
@@ -62,14 +62,20 @@ impl Rule for SynFlood {
             if let Some(acc) = self.windows.take_early(w, &r.dst, |a| {
                 a.packets / secs >= min && a.distinct() <= SCAN_PORTS
             }) {
-                out.extend(finding(&self.cfg, w, r.dst, acc));
+                out.extend(finding(&self.cfg, &self.windows, w, r.dst, acc));
             }
         }
     }
 }
 
 /// The report on one window, if it crosses the threshold.
-fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, mut acc: Acc) -> Option<Detection> {
+fn finding(
+    cfg: &SynFloodConfig,
+    windows: &Windows<IpAddr>,
+    w: u64,
+    dst: IpAddr,
+    mut acc: Acc,
+) -> Option<Detection> {
     let secs = cfg.window_secs as f64;
     let pps = acc.packets / secs;
     let threshold = cfg.min_syn_pps;
@@ -89,7 +95,7 @@ fn finding(cfg: &SynFloodConfig, w: u64, dst: IpAddr, mut acc: Acc) -> Option<De
         src: Some(acc.source_endpoint()),
         dst: Some(Endpoint::Addr(dst)),
         port,
-        line: acc.line(),
+        line: windows.line(&acc),
         measured: pps,
         threshold,
         unit: "syn/s",

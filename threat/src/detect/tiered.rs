@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use ahash::AHashMap as HashMap;
 use tidegate_wire::record::FlowRecord;
 
-use super::window::{Acc, Lines, Windows, clamped_span, spread};
+use super::window::{Acc, Windows, clamped_span, spread};
 
 /// Event time a cold key's closed windows wait, to be taught to the baseline together.
 pub(crate) const FLUSH_BATCH_NS: u64 = 16 * super::NS;
@@ -50,9 +50,8 @@ struct Segment {
     packets: u64,
     bytes: u64,
     src: IpAddr,
-    /// Its line, as numbered by [`Lines::id`]: a `u16`, not a shared pointer, so
-    /// appending a segment touches no reference count. A record of a line beyond the
-    /// numbered ones turns its key hot (plain spreading, which keeps the name itself).
+    /// Its line, as the hot windows number it: a `u16`, not a shared pointer, so
+    /// appending a segment touches no reference count.
     line: u16,
 }
 
@@ -133,7 +132,6 @@ pub(crate) struct Tiered<K: Eq + Hash + Clone> {
     promote_bytes: f64,
     keys: HashMap<K, KeyState>,
     hot: Windows<K>,
-    lines: Lines,
     /// Cold keys to flush, by the watermark from which to flush them.
     queue: BTreeMap<u64, Vec<K>>,
     watermark: u64,
@@ -152,7 +150,6 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             promote_bytes,
             keys: HashMap::new(),
             hot: Windows::new(len_ns),
-            lines: Lines::default(),
             queue: BTreeMap::new(),
             watermark: 0,
             next_sweep: 0,
@@ -181,11 +178,8 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             return;
         }
         let (bp, bb) = bound_add(st, r, self.len_ns);
-        let line = self.lines.id(&r.line);
-        if let Some(line) = line
-            && bp < self.promote_packets
-            && bb < self.promote_bytes
-        {
+        let line = self.hot.lines_mut().id(&r.line);
+        if bp < self.promote_packets && bb < self.promote_bytes {
             st.segments.push(Segment {
                 first: r.first,
                 last: r.last,
@@ -218,12 +212,21 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             replay.packets = s.packets;
             replay.bytes = s.bytes;
             replay.src = s.src;
-            replay.line = self.lines.name(s.line).clone();
+            if s.line != line {
+                replay.line = self.hot.line_name(s.line);
+            } else {
+                replay.line = r.line.clone();
+            }
             self.hot
-                .add_spread_gated_from(&replay, key.clone(), from, evidence_max, &gate);
+                .add_spread_gated_line(&replay, s.line, key.clone(), from, evidence_max, &gate);
         }
         self.hot
-            .add_spread_gated_from(r, key, from, evidence_max, &gate);
+            .add_spread_gated_line(r, line, key, from, evidence_max, &gate);
+    }
+
+    /// The line of a hot window's `acc` (for a report).
+    pub fn line(&self, acc: &Acc) -> String {
+        self.hot.line(acc)
     }
 
     /// Closes every window that ends at or before `watermark`: hot keys' windows at
@@ -497,7 +500,7 @@ fn teach(
 
 #[cfg(test)]
 mod tests {
-    use super::super::window::LINES_MAX;
+    use super::super::window::Lines;
     use super::super::window::tests::rec;
     use super::*;
     use std::collections::BTreeMap;
@@ -653,8 +656,10 @@ mod tests {
     fn records_of_more_lines_than_are_numbered_are_still_counted_once() {
         let mut plain: Windows<u8> = Windows::new(LEN);
         let mut tiered: Tiered<u8> = Tiered::new(LEN, 1e12, f64::INFINITY);
+        const NUMBERED: usize = 16;
+        *tiered.hot.lines_mut() = Lines::with_max(NUMBERED);
         let (_, base) = workload().remove(0);
-        let lines = LINES_MAX as u64 + 40;
+        let lines = NUMBERED as u64 + 40;
         for i in 0..lines * 2 {
             let mut r = base.clone();
             (r.first, r.last, r.packets) = (1_000 + i * 3, 1_000 + i * 3 + 25, 1 + i % 7);
@@ -684,7 +689,7 @@ mod tests {
                 .chain(c.hot.into_iter().map(|(w, k, a)| (w, k, a.packets)))
                 .collect(),
         );
-        assert_eq!(tiered.lines.len(), LINES_MAX);
+        assert_eq!(tiered.hot.lines_mut().len(), NUMBERED);
         assert_eq!(got.len(), want.len());
         for ((k, w), p) in &want {
             assert!((got[&(*k, *w)] - p).abs() < 1e-6, "key {k} window {w}");

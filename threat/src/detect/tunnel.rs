@@ -101,7 +101,7 @@ impl Rule for Tunnel {
                 src: Some(Endpoint::Addr(src)),
                 dst: Some(Endpoint::Addr(dst)),
                 port: self.carrier.port(),
-                line: acc.line(),
+                line: self.windows.line(&acc),
                 measured: acc.bytes,
                 threshold,
                 unit: "bytes",

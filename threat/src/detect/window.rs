@@ -4,7 +4,7 @@
 //! rebalancing; aHash, randomly seeded, so spoofed addresses cannot aim at collisions)
 //! and the windows sit in an ordered map by start time, so closing drains whole windows
 //! from the oldest. Keys come out of a window in no particular order: the detector sorts
-//! the findings. Line names are shared ([`Name`]), not copied per accumulator.
+//! the findings. Accumulators hold their line's number ([`Lines`]), not its name.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -24,8 +24,9 @@ pub(crate) struct Acc {
     pub flows: u64,
     pub first_ns: u64,
     pub last_ns: u64,
-    /// Line of the first flow.
-    pub line: Name,
+    /// Line of the first flow, as its [`Lines`] number (a `u16`: creating and dropping
+    /// accumulators touches no reference count).
+    pub line: u16,
     /// Source of the first flow.
     first_src: Option<IpAddr>,
     /// Whether a flow from another source than `first_src` was counted.
@@ -178,11 +179,11 @@ pub(crate) const DISTINCT_MAX: usize = 1 << 16;
 impl Acc {
     /// Adds `packets`/`bytes` of `r` (a share of it when spread over windows), not
     /// considering it as evidence.
-    fn count(&mut self, r: &FlowRecord, packets: f64, bytes: f64, lines: &mut Lines) {
+    fn count(&mut self, r: &FlowRecord, packets: f64, bytes: f64, line: u16) {
         if self.flows == 0 {
             self.first_ns = r.first;
             self.last_ns = r.last;
-            self.line = lines.get(&r.line);
+            self.line = line;
             self.first_src = Some(r.src);
         } else if self.first_src != Some(r.src) {
             self.multi_src = true;
@@ -261,54 +262,79 @@ impl Acc {
             .map(|d| std::mem::take(&mut d.evidence))
             .unwrap_or_default()
     }
+}
 
-    /// The line as an owned string (for a report).
-    pub fn line(&self) -> String {
-        self.line.to_string()
+/// Line names numbered: accumulators and pending segments hold a line's number, not the
+/// name. Lines are few (the links the probes watch); past [`LINES_MAX`] names the
+/// further ones share the number [`OTHER_LINES`].
+#[derive(Debug)]
+pub(super) struct Lines {
+    names: Vec<Name>,
+    index: HashMap<Name, u16>,
+    /// The name looked up last, and its number: records of one batch share their line's
+    /// name, so most lookups are a pointer comparison.
+    recent: Option<(Name, u16)>,
+    max: usize,
+}
+
+pub(super) const LINES_MAX: usize = 4096;
+/// The number of every line beyond [`LINES_MAX`].
+pub(super) const OTHER_LINES: u16 = u16::MAX;
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines::with_max(LINES_MAX)
     }
 }
 
-/// Shared line names: a record's line is copied once per distinct name, not once per
-/// accumulator. Lines are few (the links a probe watches); past [`LINES_MAX`] names the
-/// extra ones are copied per accumulator.
-#[derive(Debug, Default)]
-pub(super) struct Lines(Vec<Name>);
-
-pub(super) const LINES_MAX: usize = 256;
-
 impl Lines {
-    /// The shared name `name`.
-    pub(super) fn get(&mut self, name: &Name) -> Name {
-        match self.id(name) {
-            Some(i) => self.0[usize::from(i)].clone(),
-            None => name.clone(),
+    pub(super) fn with_max(max: usize) -> Self {
+        Lines {
+            names: Vec::new(),
+            index: HashMap::new(),
+            recent: None,
+            max: max.min(usize::from(OTHER_LINES)),
         }
     }
 
-    /// The number of `name` among the shared names (`None`: [`LINES_MAX`] are shared
-    /// already and it is not one of them).
-    pub(super) fn id(&mut self, name: &str) -> Option<u16> {
-        if let Some(i) = self.0.iter().position(|l| &**l == name) {
-            return Some(i as u16);
+    /// The number of `name`.
+    pub(super) fn id(&mut self, name: &Name) -> u16 {
+        if let Some((n, id)) = &self.recent
+            && Name::ptr_eq(n, name)
+        {
+            return *id;
         }
-        if self.0.len() >= LINES_MAX {
-            return None;
-        }
-        self.0.push(Name::from(name));
-        Some((self.0.len() - 1) as u16)
+        let id = match self.index.get(name.as_str()) {
+            Some(&id) => id,
+            None if self.names.len() < self.max => {
+                let id = self.names.len() as u16;
+                self.names.push(name.clone());
+                self.index.insert(name.clone(), id);
+                id
+            }
+            None => OTHER_LINES,
+        };
+        self.recent = Some((name.clone(), id));
+        id
     }
 
     /// The name numbered `id` by [`Self::id`].
-    pub(super) fn name(&self, id: u16) -> &Name {
-        &self.0[usize::from(id)]
+    pub(super) fn name(&self, id: u16) -> Name {
+        match self.names.get(usize::from(id)) {
+            Some(n) => n.clone(),
+            None => Name::from(OTHER_LINES_NAME),
+        }
     }
 
-    /// Names shared.
+    /// Names numbered.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.0.len()
+        self.names.len()
     }
 }
+
+/// What a report names as the line of a window of a line beyond [`LINES_MAX`].
+const OTHER_LINES_NAME: &str = "(other lines)";
 
 /// Accumulators keyed by (window start, key); windows are `len_ns` long and aligned to
 /// the Unix epoch, so the same records always fall into the same windows.
@@ -329,6 +355,21 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             lines: Lines::default(),
             typical_keys: 0,
         }
+    }
+
+    /// The line of `acc` (for a report).
+    pub fn line(&self, acc: &Acc) -> String {
+        self.lines.name(acc.line).to_string()
+    }
+
+    /// The line numbered `id`.
+    pub(super) fn line_name(&self, id: u16) -> Name {
+        self.lines.name(id)
+    }
+
+    /// The line numbers of the accumulators.
+    pub(super) fn lines_mut(&mut self) -> &mut Lines {
+        &mut self.lines
     }
 
     /// Start of the window holding `ts`.
@@ -352,10 +393,11 @@ impl<K: Eq + Hash + Clone> Windows<K> {
     /// accumulator.
     pub fn add(&mut self, r: &FlowRecord, key: K, evidence_max: usize) -> &mut Acc {
         let w = self.start_of(r.first);
+        let line = self.lines.id(&r.line);
         let acc = window(&mut self.map, w, self.typical_keys)
             .entry(key)
             .or_default();
-        acc.count(r, r.packets as f64, r.bytes as f64, &mut self.lines);
+        acc.count(r, r.packets as f64, r.bytes as f64, line);
         keep_earliest(&mut acc.follow(r).evidence, r, evidence_max);
         acc
     }
@@ -391,11 +433,25 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         evidence_max: usize,
         gate: impl Fn(&Acc) -> bool,
     ) {
-        let (map, lines, typical) = (&mut self.map, &mut self.lines, self.typical_keys);
+        let line = self.lines.id(&r.line);
+        self.add_spread_gated_line(r, line, key, from, evidence_max, gate);
+    }
+
+    /// [`Self::add_spread_gated_from`] of a record whose line is numbered `line`.
+    pub(super) fn add_spread_gated_line(
+        &mut self,
+        r: &FlowRecord,
+        line: u16,
+        key: K,
+        from: u64,
+        evidence_max: usize,
+        gate: impl Fn(&Acc) -> bool,
+    ) {
+        let (map, typical) = (&mut self.map, self.typical_keys);
         let span = (r.first, r.last, r.packets, r.bytes);
         spread(span, self.len_ns, (from, u64::MAX), |w, p, b| {
             let acc = window(map, w, typical).entry(key.clone()).or_default();
-            acc.count(r, p, b, lines);
+            acc.count(r, p, b, line);
             if gate(acc) {
                 keep_earliest(&mut acc.follow(r).evidence, r, evidence_max);
             }
@@ -526,6 +582,26 @@ pub(super) mod tests {
         assert_eq!(acc.sources().to_string(), "3");
         let firsts: Vec<u64> = acc.evidence().iter().map(|r| r.first).collect();
         assert_eq!(firsts, [1, 2]);
+    }
+
+    #[test]
+    fn windows_name_their_line_and_lines_beyond_the_numbered_ones_share_one_name() {
+        let mut w: Windows<u8> = Windows::new(10);
+        *w.lines_mut() = Lines::with_max(2);
+        for (key, line) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            let mut r = rec(1, 1, 1);
+            r.line = line.into();
+            w.add(&r, key as u8, 1);
+            // The same name again, as another allocation: the same number.
+            r.line = String::from(line).into();
+            w.add(&r, key as u8, 1);
+        }
+        let mut closed = w.drain_closed(10);
+        closed.sort_by_key(|c| c.1);
+        let names: Vec<String> = closed.iter().map(|c| w.line(&c.2)).collect();
+        assert_eq!(names, ["a", "b", OTHER_LINES_NAME, OTHER_LINES_NAME]);
+        assert!(closed.iter().all(|c| c.2.flows == 2));
+        assert_eq!(w.lines_mut().len(), 2);
     }
 
     #[test]
