@@ -58,6 +58,10 @@ impl Rule for Exfiltration {
             });
     }
 
+    fn due(&self) -> u64 {
+        self.windows.due()
+    }
+
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
         let closed = self.windows.drain_closed(watermark);
         // Per (window, inside host): total outbound bytes, to update the baseline once.

@@ -29,6 +29,10 @@ impl Rule for HostSweep {
         self.0.close(watermark, out);
     }
 
+    fn due(&self) -> u64 {
+        self.0.due()
+    }
+
     fn early(&mut self, r: &FlowRecord, out: &mut Vec<Detection>) {
         self.0.early(r, &(r.src, r.proto, r.dport), out);
     }

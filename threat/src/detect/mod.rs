@@ -40,6 +40,12 @@ pub(crate) trait Rule: Send {
     fn observe(&mut self, r: &FlowRecord);
     /// Reports on every window that ends at or before `watermark` (event time, ns).
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>);
+    /// The lowest watermark at which [`Self::close`] has anything to do (a window or
+    /// batch to close, a sweep to run); the detector skips the call below it. The
+    /// default, 0, has it called for every record.
+    fn due(&self) -> u64 {
+        0
+    }
     /// After `observe(r)`: reports, once per window, an open window `r` touched whose
     /// count already crosses the threshold — an early warning that does not wait for the
     /// window to close. Only for counts that can only grow (distinct ports or hosts,
@@ -288,7 +294,9 @@ impl Detector {
     fn close(&mut self, watermark: u64) -> Vec<AlertUpdate> {
         let mut findings = Vec::new();
         for rule in &mut self.rules {
-            rule.close(watermark, &mut findings);
+            if watermark >= rule.due() {
+                rule.close(watermark, &mut findings);
+            }
         }
         findings.sort_by(|a, b| {
             (a.window_start, a.kind, &a.key).cmp(&(b.window_start, b.kind, &b.key))

@@ -94,6 +94,10 @@ impl Rule for Surge {
             });
     }
 
+    fn due(&self) -> u64 {
+        self.windows.due()
+    }
+
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
         let secs = self.cfg.window_secs as f64;
         let (alpha, min_spread, len) = (self.cfg.baseline_alpha, self.min_spread(), self.len);

@@ -42,6 +42,10 @@ impl Rule for SynFlood {
         }
     }
 
+    fn due(&self) -> u64 {
+        self.windows.due()
+    }
+
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
         for (w, dst, acc) in self.windows.drain_closed(watermark) {
             out.extend(finding(&self.cfg, &self.windows, w, dst, acc));

@@ -224,6 +224,13 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             .add_spread_gated_line(r, line, key, from, evidence_max, &gate);
     }
 
+    /// The watermark at which [`Self::drain_closed`] next has work: a hot window closing,
+    /// a batch of cold keys due, or the sweep of forgotten keys.
+    pub fn due(&self) -> u64 {
+        let queued = self.queue.first_key_value().map_or(u64::MAX, |(t, _)| *t);
+        self.hot.due().min(queued).min(self.next_sweep)
+    }
+
     /// The line of a hot window's `acc` (for a report).
     pub fn line(&self, acc: &Acc) -> String {
         self.hot.line(acc)

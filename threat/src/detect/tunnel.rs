@@ -80,6 +80,10 @@ impl Rule for Tunnel {
         self.windows.add(r, (r.src, r.dst), self.evidence_max);
     }
 
+    fn due(&self) -> u64 {
+        self.windows.due()
+    }
+
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
         let (what, why) = self.carrier.words();
         for (w, (src, dst), mut acc) in self.windows.drain_closed(watermark) {

@@ -175,6 +175,18 @@ impl Rule for Upload {
         }
     }
 
+    fn due(&self) -> u64 {
+        self.scales
+            .iter()
+            .filter_map(|s| {
+                s.windows
+                    .first_key_value()
+                    .map(|(w, _)| w.saturating_add(s.len))
+            })
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
         let cfg = &self.cfg;
         let origin = self.origin.unwrap_or(0);

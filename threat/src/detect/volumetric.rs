@@ -104,6 +104,10 @@ impl Rule for Volumetric {
         }
     }
 
+    fn due(&self) -> u64 {
+        self.amp.due().min(self.windows.due())
+    }
+
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
         let mut amp: BTreeMap<(u64, IpAddr), (u16, f64)> = BTreeMap::new();
         for (w, (dst, port), acc) in self.amp.drain_closed(watermark) {
@@ -297,6 +301,10 @@ impl Rule for Amplification {
             .or_default()
             .entry(r.sport)
             .or_default() += r.bytes as f64;
+    }
+
+    fn due(&self) -> u64 {
+        self.windows.due()
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {

@@ -271,13 +271,17 @@ impl Acc {
 pub(super) struct Lines {
     names: Vec<Name>,
     index: HashMap<Name, u16>,
-    /// The name looked up last, and its number: records of one batch share their line's
-    /// name, so most lookups are a pointer comparison.
-    recent: Option<(Name, u16)>,
+    /// The names looked up last, and their numbers: records of one batch share their
+    /// line's name, so most lookups are a few pointer comparisons.
+    recent: [Option<(Name, u16)>; RECENT_LINES],
+    /// Slot of `recent` the next new name replaces.
+    recent_next: usize,
     max: usize,
 }
 
 pub(super) const LINES_MAX: usize = 4096;
+/// Names [`Lines`] finds by pointer.
+const RECENT_LINES: usize = 8;
 /// The number of every line beyond [`LINES_MAX`].
 pub(super) const OTHER_LINES: u16 = u16::MAX;
 
@@ -292,17 +296,18 @@ impl Lines {
         Lines {
             names: Vec::new(),
             index: HashMap::new(),
-            recent: None,
+            recent: Default::default(),
+            recent_next: 0,
             max: max.min(usize::from(OTHER_LINES)),
         }
     }
 
     /// The number of `name`.
     pub(super) fn id(&mut self, name: &Name) -> u16 {
-        if let Some((n, id)) = &self.recent
-            && Name::ptr_eq(n, name)
-        {
-            return *id;
+        for (n, id) in self.recent.iter().flatten() {
+            if Name::ptr_eq(n, name) {
+                return *id;
+            }
         }
         let id = match self.index.get(name.as_str()) {
             Some(&id) => id,
@@ -314,7 +319,8 @@ impl Lines {
             }
             None => OTHER_LINES,
         };
-        self.recent = Some((name.clone(), id));
+        self.recent[self.recent_next] = Some((name.clone(), id));
+        self.recent_next = (self.recent_next + 1) % RECENT_LINES;
         id
     }
 
@@ -462,6 +468,13 @@ impl<K: Eq + Hash + Clone> Windows<K> {
     pub fn get_mut(&mut self, ts: u64, key: &K) -> Option<&mut Acc> {
         let w = self.start_of(ts);
         self.map.get_mut(&w)?.get_mut(key)
+    }
+
+    /// The watermark at which the oldest window closes (`u64::MAX`: none open).
+    pub fn due(&self) -> u64 {
+        self.map
+            .first_key_value()
+            .map_or(u64::MAX, |(w, _)| w.saturating_add(self.len_ns))
     }
 
     /// Removes and returns (in window order; keys of a window in no particular order)
