@@ -127,6 +127,8 @@ pub fn synthetic(keys: usize, total: usize, span_s: u64) -> Vec<FlowRecord> {
     // A stride coprime with every keys count used (powers of ten): a permutation.
     const STRIDE: u64 = 1_000_003;
     let step = span_s * NS / (total.max(1) as u64);
+    // One shared name per line, as the collector's batch decoding shares them.
+    let names: Vec<tidegate_wire::Name> = LINES.iter().map(|l| (*l).into()).collect();
     (0..total as u64)
         .map(|j| {
             let k = (j % keys) * STRIDE % keys;
@@ -153,7 +155,7 @@ pub fn synthetic(keys: usize, total: usize, span_s: u64) -> Vec<FlowRecord> {
                 first: last.saturating_sub(dur).max(T0_NS),
                 last,
                 tcp_flags: if proto == 6 { 0x18 } else { 0 },
-                line: line.into(),
+                line: names[LINES.iter().position(|l| *l == line).unwrap_or(0)].clone(),
                 ifindex: 2,
                 direction,
                 ..Default::default()
