@@ -101,6 +101,8 @@ struct Scratch {
     /// Per window: the change, from there on, of the whole-window shares (packets,
     /// bytes, segments covering).
     step: Vec<(f64, f64, i64)>,
+    /// Per pending segment: the numbers of its first and last windows.
+    spans: Vec<(u64, u64)>,
     /// The fallback's (window, packets, bytes) entries.
     sorted: Vec<(u64, f64, f64)>,
 }
@@ -165,7 +167,10 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         evidence_max: usize,
         gate: impl Fn(&Acc) -> bool,
     ) {
-        let end_of_last = window_end(r.last.max(r.first), self.len_ns);
+        // The record's first and last windows, by number: the only divisions here.
+        let (first, last) = clamped_span(r.first, r.last, self.len_ns);
+        let windows = (first / self.len_ns, last / self.len_ns);
+        let end_of_last = (windows.1 * self.len_ns).saturating_add(self.len_ns);
         let st = self.keys.entry(key.clone()).or_default();
         if st.hot_until != 0 && st.hot_until <= self.watermark {
             // Every hot window of the key has closed: cold again.
@@ -177,7 +182,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             self.hot.add_spread_gated(r, key, evidence_max, gate);
             return;
         }
-        let (bp, bb) = bound_add(st, r, self.len_ns);
+        let (bp, bb) = bound_add(st, r, (first, last), windows, self.len_ns);
         let line = self.hot.lines_mut().id(&r.line);
         if bp < self.promote_packets && bb < self.promote_bytes {
             st.segments.push(Segment {
@@ -299,9 +304,15 @@ fn window_end(ts: u64, len_ns: u64) -> u64 {
 
 /// Adds `r` to the upper bounds of `st`'s buckets; returns the largest bound of a
 /// bucket it touched.
-fn bound_add(st: &mut KeyState, r: &FlowRecord, len_ns: u64) -> (f64, f64) {
-    let bucket_ns = len_ns.saturating_mul(BUCKET_WINDOWS);
-    let (first, last) = clamped_span(r.first, r.last, len_ns);
+/// `(first, last)` is the record's [`clamped_span`], `windows` the numbers of the windows
+/// holding them.
+fn bound_add(
+    st: &mut KeyState,
+    r: &FlowRecord,
+    (first, last): (u64, u64),
+    windows: (u64, u64),
+    len_ns: u64,
+) -> (f64, f64) {
     let span = last - first;
     let share = if span <= len_ns {
         1.0
@@ -309,7 +320,7 @@ fn bound_add(st: &mut KeyState, r: &FlowRecord, len_ns: u64) -> (f64, f64) {
         len_ns as f64 / span as f64
     };
     let (p, b) = (r.packets as f64 * share, r.bytes as f64 * share);
-    let (lo, hi) = (first / bucket_ns, last / bucket_ns);
+    let (lo, hi) = (windows.0 / BUCKET_WINDOWS, windows.1 / BUCKET_WINDOWS);
     if st.bound.is_empty() {
         st.bound_base = lo;
     }
@@ -360,57 +371,60 @@ fn teach(
     if upto <= from {
         return;
     }
-    let from_window = from - from % len_ns;
-    let last_window = (upto - 1) - (upto - 1) % len_ns;
+    // Windows by number (start / len_ns). Each segment's first and last window are
+    // computed once: divisions are the dearest arithmetic here.
+    let (from_ix, last_ix) = (from / len_ns, (upto - 1) / len_ns);
     let (mut lo, mut hi) = (u64::MAX, 0);
+    scratch.spans.clear();
     for s in &st.segments {
         let (first, last) = clamped_span(s.first, s.last, len_ns);
-        let a = (first - first % len_ns).max(from_window);
-        let b = (last - last % len_ns).min(last_window);
+        let (ia, ib) = (first / len_ns, last / len_ns);
+        scratch.spans.push((ia, ib));
+        let (a, b) = (ia.max(from_ix), ib.min(last_ix));
         if a <= b {
             (lo, hi) = (lo.min(a), hi.max(b));
         }
     }
     if lo > hi {
         // Nothing pending falls in [from, upto).
-    } else if (hi - lo) / len_ns < DENSE_WINDOWS_MAX {
-        let n = ((hi - lo) / len_ns + 1) as usize;
+    } else if hi - lo < DENSE_WINDOWS_MAX {
+        let n = (hi - lo + 1) as usize;
         scratch.reset(n);
-        let slot = |w: u64| ((w - lo) / len_ns) as usize;
-        for s in &st.segments {
+        for (s, &(ia, ib)) in st.segments.iter().zip(&scratch.spans) {
             let (first, last) = clamped_span(s.first, s.last, len_ns);
-            let a = (first - first % len_ns).max(from_window);
-            let b = (last - last % len_ns).min(last_window);
+            let (a, b) = (ia.max(from_ix), ib.min(last_ix));
             if a > b {
                 continue;
             }
             let span = last - first;
             let (p, by) = (s.packets as f64, s.bytes as f64);
-            // The share of the window at `w`, as `spread` computes it.
-            let share = |w: u64| {
+            // The share of window number `ix`, as `spread` computes it.
+            let share = |ix: u64| {
                 if span == 0 {
                     1.0
                 } else {
+                    let w = ix * len_ns;
                     (w.saturating_add(len_ns).min(last) - first.max(w)) as f64 / span as f64
                 }
             };
-            let mut point = |w: u64| {
-                let f = share(w);
+            let mut point = |ix: u64| {
+                let f = share(ix);
                 if f > 0.0 || span == 0 {
-                    let e = &mut scratch.point[slot(w)];
+                    let i = (ix - lo) as usize;
+                    let e = &mut scratch.point[i];
                     e.0 += p * f;
                     e.1 += by * f;
-                    scratch.touched[slot(w)] = true;
+                    scratch.touched[i] = true;
                 }
             };
             point(a);
             if b > a {
                 point(b);
             }
-            if b > a + len_ns {
+            if b > a + 1 {
                 // The windows strictly between are covered whole: the same share each.
                 let f = len_ns as f64 / span as f64;
-                let (i, j) = (slot(a) + 1, slot(b));
+                let (i, j) = ((a - lo + 1) as usize, (b - lo) as usize);
                 scratch.step[i].0 += p * f;
                 scratch.step[i].1 += by * f;
                 scratch.step[i].2 += 1;
@@ -430,7 +444,7 @@ fn teach(
             } else {
                 (cp, cb) = (cp + dp, cb + db);
             }
-            let start = lo + i as u64 * len_ns;
+            let start = (lo + i as u64) * len_ns;
             if cover == 0 && !scratch.touched[i] {
                 if let Some(r) = run.take() {
                     out(r);
@@ -489,11 +503,10 @@ fn teach(
         }
     }
     st.taught_to = upto;
-    let keep = |s: &Segment| {
-        let last = s.last.max(s.first);
-        last - last % len_ns >= upto
-    };
-    st.segments.retain(keep);
+    // A segment stays while its last window is not taught.
+    let mut spans = scratch.spans.iter();
+    st.segments
+        .retain(|_| spans.next().is_some_and(|&(_, last)| last * len_ns >= upto));
     // Buckets that end by `upto` hold only taught windows.
     let bucket_ns = len_ns.saturating_mul(BUCKET_WINDOWS);
     while !st.bound.is_empty() && (st.bound_base + 1).saturating_mul(bucket_ns) <= upto {
