@@ -102,7 +102,20 @@ impl Rule for Beaconing {
             s.line = r.line.clone();
         }
         s.pending = true;
-        self.pending.insert(key);
+        // Only a series with enough starts can be judged: younger ones wait here
+        // without costing the close an entry.
+        if s.starts.len() >= self.cfg.min_events {
+            self.pending.insert(key);
+        }
+    }
+
+    fn due(&self) -> u64 {
+        // Series to judge, or the sweep of idle ones.
+        if self.pending.is_empty() {
+            self.next_sweep_ns
+        } else {
+            0
+        }
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {

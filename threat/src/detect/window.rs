@@ -38,11 +38,15 @@ pub(crate) struct Acc {
 
 /// Distinct values and sample flows of one window, counted from the flow that created
 /// it on.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Detail {
     /// Distinct values (ports, hosts), capped at [`DISTINCT_MAX`].
     distinct: HashSet<u64>,
-    /// Distinct sources, capped at [`DISTINCT_MAX`].
+    /// The source of the first flow followed.
+    followed_src: IpAddr,
+    /// Distinct sources, capped at [`DISTINCT_MAX`]: empty while every flow followed
+    /// came from `followed_src` (most windows, keyed by their source, have one: no set
+    /// to allocate), else all of them.
     sources: HashSet<IpAddr>,
     /// Sample flows.
     evidence: Vec<FlowRecord>,
@@ -193,10 +197,15 @@ impl Acc {
         self.packets += packets;
         self.bytes += bytes;
         self.flows += 1;
-        if let Some(d) = self.detail.as_mut()
-            && d.sources.len() < DISTINCT_MAX
-        {
-            d.sources.insert(r.src);
+        if let Some(d) = self.detail.as_mut() {
+            if d.sources.is_empty() {
+                if r.src != d.followed_src {
+                    d.sources.insert(d.followed_src);
+                    d.sources.insert(r.src);
+                }
+            } else if d.sources.len() < DISTINCT_MAX {
+                d.sources.insert(r.src);
+            }
         }
     }
 
@@ -204,10 +213,13 @@ impl Acc {
     fn follow(&mut self, r: &FlowRecord) -> &mut Detail {
         let flows = self.flows;
         self.detail.get_or_insert_with(|| {
-            let mut d = Box::<Detail>::default();
-            d.sources.insert(r.src);
-            d.missed = flows - 1;
-            d
+            Box::new(Detail {
+                distinct: HashSet::default(),
+                followed_src: r.src,
+                sources: HashSet::default(),
+                evidence: Vec::new(),
+                missed: flows - 1,
+            })
         })
     }
 
@@ -227,7 +239,7 @@ impl Acc {
 
     /// Distinct sources.
     pub fn sources(&self) -> SourceCount {
-        let seen = self.detail.as_ref().map_or(0, |d| d.sources.len());
+        let seen = self.detail.as_ref().map_or(0, |d| d.sources.len().max(1));
         let missed = self.detail.as_ref().map_or(self.flows, |d| d.missed);
         let at_least = if self.multi_src { 2 } else { 1 }.min(self.flows as usize);
         SourceCount {
