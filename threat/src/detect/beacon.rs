@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use tidegate_wire::{Name, record::FlowRecord};
+use tidegate_wire::record::FlowRecord;
 
 use super::alert::{AlertKind, Detection, Endpoint};
 use super::config::BeaconConfig;
-use super::window::keep_earliest;
+use super::window::{Lines, keep_earliest_with};
 use super::{ACK, NS, Rule, SYN};
 use crate::Severity;
 
@@ -28,7 +28,8 @@ struct Series {
     last_sport: u16,
     last_end: u64,
     evidence: Vec<FlowRecord>,
-    line: Name,
+    /// Line of the first start, as `Beaconing::lines` numbers it.
+    line: u16,
     pending: bool,
 }
 
@@ -40,6 +41,7 @@ pub(crate) struct Beaconing {
     /// Keys with a connection start not evaluated yet (in key order: deterministic).
     pending: BTreeSet<Key>,
     next_sweep_ns: u64,
+    lines: Lines,
 }
 
 impl Beaconing {
@@ -50,6 +52,7 @@ impl Beaconing {
             series: BTreeMap::new(),
             pending: BTreeSet::new(),
             next_sweep_ns: 0,
+            lines: Lines::default(),
         }
     }
 }
@@ -97,9 +100,13 @@ impl Rule for Beaconing {
             s.starts.remove(0);
         }
         s.starts.push(r.first);
-        keep_earliest(&mut s.evidence, r, self.evidence_max);
-        if s.line.is_empty() {
-            s.line = r.line.clone();
+        let line = self.lines.id(&r.line);
+        let lines = &self.lines;
+        keep_earliest_with(&mut s.evidence, r, self.evidence_max, |r| {
+            lines.copy(r, line)
+        });
+        if s.starts.len() == 1 {
+            s.line = line;
         }
         s.pending = true;
         // Only a series with enough starts can be judged: younger ones wait here
@@ -148,7 +155,7 @@ impl Rule for Beaconing {
                 src: Some(Endpoint::Addr(src)),
                 dst: Some(Endpoint::Addr(dst)),
                 port: Some(port),
-                line: s.line.to_string(),
+                line: self.lines.name(s.line).to_string(),
                 measured: cv,
                 threshold: cfg.max_jitter,
                 unit: "jitter (cv)",

@@ -82,6 +82,16 @@ fn evidence_order(r: &FlowRecord) -> impl Ord + use<> {
 
 /// Keeps in `sample` the `max` earliest records (by [`evidence_order`]), sorted.
 pub(crate) fn keep_earliest(sample: &mut Vec<FlowRecord>, r: &FlowRecord, max: usize) {
+    keep_earliest_with(sample, r, max, FlowRecord::clone);
+}
+
+/// [`keep_earliest`], copying `r` (when kept) with `copy`.
+pub(crate) fn keep_earliest_with(
+    sample: &mut Vec<FlowRecord>,
+    r: &FlowRecord,
+    max: usize,
+    copy: impl FnOnce(&FlowRecord) -> FlowRecord,
+) {
     if max == 0 {
         return;
     }
@@ -95,7 +105,7 @@ pub(crate) fn keep_earliest(sample: &mut Vec<FlowRecord>, r: &FlowRecord, max: u
         }
     }
     let at = sample.partition_point(|e| evidence_order(e) <= key);
-    sample.insert(at, r.clone());
+    sample.insert(at, copy(r));
 }
 
 /// Most windows one record is spread over.
@@ -336,6 +346,15 @@ impl Lines {
         id
     }
 
+    /// A copy of `r`, numbered `id`, on this table's copy of its line name (see
+    /// [`FlowRecord::clone_on_line`]).
+    pub(super) fn copy(&self, r: &FlowRecord, id: u16) -> FlowRecord {
+        match self.names.get(usize::from(id)) {
+            Some(n) => r.clone_on_line(n.clone()),
+            None => r.clone(),
+        }
+    }
+
     /// The name numbered `id` by [`Self::id`].
     pub(super) fn name(&self, id: u16) -> Name {
         match self.names.get(usize::from(id)) {
@@ -416,7 +435,10 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             .entry(key)
             .or_default();
         acc.count(r, r.packets as f64, r.bytes as f64, line);
-        keep_earliest(&mut acc.follow(r).evidence, r, evidence_max);
+        let lines = &self.lines;
+        keep_earliest_with(&mut acc.follow(r).evidence, r, evidence_max, |r| {
+            lines.copy(r, line)
+        });
         acc
     }
 
@@ -465,13 +487,15 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         evidence_max: usize,
         gate: impl Fn(&Acc) -> bool,
     ) {
-        let (map, typical) = (&mut self.map, self.typical_keys);
+        let (map, typical, lines) = (&mut self.map, self.typical_keys, &self.lines);
         let span = (r.first, r.last, r.packets, r.bytes);
         spread(span, self.len_ns, (from, u64::MAX), |w, p, b| {
             let acc = window(map, w, typical).entry(key.clone()).or_default();
             acc.count(r, p, b, line);
             if gate(acc) {
-                keep_earliest(&mut acc.follow(r).evidence, r, evidence_max);
+                keep_earliest_with(&mut acc.follow(r).evidence, r, evidence_max, |r| {
+                    lines.copy(r, line)
+                });
             }
         });
     }
