@@ -53,6 +53,18 @@ struct Segment {
     /// Its line, as the hot windows number it: a `u16`, not a shared pointer, so
     /// appending a segment touches no reference count.
     line: u16,
+    /// Number of the first window of its [`clamped_span`], and how many windows
+    /// further its last one is (at most [`super::window`]'s clamp, 4096): computed
+    /// when it is appended, so teaching divides nothing.
+    window: u64,
+    windows: u16,
+}
+
+impl Segment {
+    /// Numbers of its first and last windows.
+    fn window_numbers(&self) -> (u64, u64) {
+        (self.window, self.window + u64::from(self.windows))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -101,8 +113,6 @@ struct Scratch {
     /// Per window: the change, from there on, of the whole-window shares (packets,
     /// bytes, segments covering).
     step: Vec<(f64, f64, i64)>,
-    /// Per pending segment: the numbers of its first and last windows.
-    spans: Vec<(u64, u64)>,
     /// The fallback's (window, packets, bytes) entries.
     sorted: Vec<(u64, f64, f64)>,
 }
@@ -192,6 +202,8 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
                 bytes: r.bytes,
                 src: r.src,
                 line,
+                window: windows.0,
+                windows: u16::try_from(windows.1 - windows.0).unwrap_or(u16::MAX),
             });
             if !st.queued {
                 st.queued = true;
@@ -371,15 +383,11 @@ fn teach(
     if upto <= from {
         return;
     }
-    // Windows by number (start / len_ns). Each segment's first and last window are
-    // computed once: divisions are the dearest arithmetic here.
+    // Windows by number (start / len_ns), as each segment carries them.
     let (from_ix, last_ix) = (from / len_ns, (upto - 1) / len_ns);
     let (mut lo, mut hi) = (u64::MAX, 0);
-    scratch.spans.clear();
     for s in &st.segments {
-        let (first, last) = clamped_span(s.first, s.last, len_ns);
-        let (ia, ib) = (first / len_ns, last / len_ns);
-        scratch.spans.push((ia, ib));
+        let (ia, ib) = s.window_numbers();
         let (a, b) = (ia.max(from_ix), ib.min(last_ix));
         if a <= b {
             (lo, hi) = (lo.min(a), hi.max(b));
@@ -390,7 +398,8 @@ fn teach(
     } else if hi - lo < DENSE_WINDOWS_MAX {
         let n = (hi - lo + 1) as usize;
         scratch.reset(n);
-        for (s, &(ia, ib)) in st.segments.iter().zip(&scratch.spans) {
+        for s in &st.segments {
+            let (ia, ib) = s.window_numbers();
             let (first, last) = clamped_span(s.first, s.last, len_ns);
             let (a, b) = (ia.max(from_ix), ib.min(last_ix));
             if a > b {
@@ -504,9 +513,8 @@ fn teach(
     }
     st.taught_to = upto;
     // A segment stays while its last window is not taught.
-    let mut spans = scratch.spans.iter();
     st.segments
-        .retain(|_| spans.next().is_some_and(|&(_, last)| last * len_ns >= upto));
+        .retain(|s| s.window_numbers().1 * len_ns >= upto);
     // Buckets that end by `upto` hold only taught windows.
     let bucket_ns = len_ns.saturating_mul(BUCKET_WINDOWS);
     while !st.bound.is_empty() && (st.bound_base + 1).saturating_mul(bucket_ns) <= upto {
