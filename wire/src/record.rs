@@ -473,9 +473,6 @@ pub mod rfc3339_ns {
 mod tests {
     use super::*;
 
-    /// Every collector stage reads the decoded records again (partition, shards, context,
-    /// rows, detection): their size is memory traffic per record. The rare parts (DNS,
-    /// tunnel) are boxed and the names shared, so a record is 160 bytes, not 240.
     #[test]
     fn a_copy_on_another_name_of_the_line_equals_the_record() {
         let r = FlowRecord {
@@ -506,6 +503,9 @@ mod tests {
         assert!(!Name::ptr_eq(&copy.line, &r.line));
     }
 
+    /// Every collector stage reads the decoded records again (partition, shards, context,
+    /// rows, detection): their size is memory traffic per record. The rare parts (DNS,
+    /// tunnel) are boxed and the names shared, so a record is 160 bytes, not 240.
     #[test]
     fn a_decoded_record_stays_small() {
         assert!(

@@ -46,6 +46,10 @@ pub(crate) trait Rule: Send {
     fn due(&self) -> u64 {
         0
     }
+    /// Event time has reached `watermark`, though nothing of the rule is due: what a
+    /// [`Self::close`] at `watermark` would have learned about event time without
+    /// closing anything (see `tiered`: when a hot key turns cold again).
+    fn reached(&mut self, _watermark: u64) {}
     /// After `observe(r)`: reports, once per window, an open window `r` touched whose
     /// count already crosses the threshold — an early warning that does not wait for the
     /// window to close. Only for counts that can only grow (distinct ports or hosts,
@@ -296,6 +300,8 @@ impl Detector {
         for rule in &mut self.rules {
             if watermark >= rule.due() {
                 rule.close(watermark, &mut findings);
+            } else {
+                rule.reached(watermark);
             }
         }
         findings.sort_by(|a, b| {

@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use ahash::AHashMap as HashMap;
 use tidegate_wire::record::FlowRecord;
 
-use super::window::{Acc, Windows, clamped_span, spread};
+use super::window::{Acc, OTHER_LINES, Windows, clamped_span, spread};
 
 /// Event time a cold key's closed windows wait, to be taught to the baseline together.
 pub(crate) const FLUSH_BATCH_NS: u64 = 16 * super::NS;
@@ -194,7 +194,9 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         }
         let (bp, bb) = bound_add(st, r, (first, last), windows, self.len_ns);
         let line = self.hot.lines_mut().id(&r.line);
-        if bp < self.promote_packets && bb < self.promote_bytes {
+        // A line beyond the numbered ones turns the key hot: its windows then take the
+        // record itself as evidence, name and all.
+        if line != OTHER_LINES && bp < self.promote_packets && bb < self.promote_bytes {
             st.segments.push(Segment {
                 first: r.first,
                 last: r.last,
@@ -246,6 +248,13 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
     pub fn due(&self) -> u64 {
         let queued = self.queue.first_key_value().map_or(u64::MAX, |(t, _)| *t);
         self.hot.due().min(queued).min(self.next_sweep)
+    }
+
+    /// Event time has reached `watermark` (see [`super::Rule::reached`]): a key whose
+    /// hot windows all end by it turns cold again at its next record, exactly as if
+    /// [`Self::drain_closed`] had run.
+    pub fn reached(&mut self, watermark: u64) {
+        self.watermark = self.watermark.max(watermark);
     }
 
     /// The line of a hot window's `acc` (for a report).
@@ -748,5 +757,40 @@ mod tests {
         );
         t.drain_closed(SWEEP_EVERY_NS * 2);
         assert!(t.keys.is_empty());
+    }
+
+    #[test]
+    fn a_hot_key_turns_cold_once_event_time_passes_its_windows_closed_or_not() {
+        let (_, base) = workload().remove(1);
+        let record = |first: u64, last: u64, packets: u64| {
+            let mut r = base.clone();
+            (r.first, r.last, r.packets, r.bytes) = (first, last, packets, packets * 100);
+            r
+        };
+        for closed_by_drain in [true, false] {
+            let mut t: Tiered<u8> = Tiered::new(LEN, 100.0, f64::INFINITY);
+            // Hot: its windows [0, 10) and [10, 20); the record ends on a boundary, so
+            // the key counts as hot until 30.
+            t.add_spread_gated(&record(5, 20, 500), 1, 1, |_| true);
+            assert!(t.keys[&1].hot_until >= 20);
+            let hot = t.drain_closed(20).hot;
+            assert_eq!(hot.len(), 2);
+            // Nothing is due until a later window: the detector skips the close and
+            // only tells the rule how far event time got.
+            if closed_by_drain {
+                t.drain_closed(40);
+            } else {
+                assert!(t.due() > 40, "due at {}", t.due());
+                t.reached(40);
+            }
+            // A small record now is pending on a cold key, not counted in a hot window.
+            t.add_spread_gated(&record(45, 46, 1), 1, 1, |_| true);
+            let st = &t.keys[&1];
+            assert_eq!(
+                (st.hot_until, st.segments.len()),
+                (0, 1),
+                "{closed_by_drain}"
+            );
+        }
     }
 }

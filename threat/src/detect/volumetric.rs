@@ -104,6 +104,10 @@ impl Rule for Volumetric {
         }
     }
 
+    fn reached(&mut self, watermark: u64) {
+        self.windows.reached(watermark);
+    }
+
     fn due(&self) -> u64 {
         self.amp.due().min(self.windows.due())
     }
