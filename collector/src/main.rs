@@ -14,13 +14,12 @@ mod cli;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Keeps freed memory in the process instead of handing it back to the kernel after each
-/// batch. With glibc's defaults every batch's buffers (decompressed bodies, decoded
-/// records, detector windows) were fresh pages the kernel had to zero: a third of the
-/// collector's CPU was `clear_page` (perf, bench/src/bin/collector_e2e.rs). Allocations
-/// up to 64 MiB come from the heap (a batch body is at most 32 MiB), and the heap gives
-/// back its top only beyond 256 MiB free. Peak memory stays what the bounded queues
-/// allow; it is just not returned between batches.
+/// Keeps memory that glibc's malloc frees (the C libraries' now; before mimalloc, every
+/// batch's buffers too) in the process instead of handing it back to the kernel after
+/// each batch. With glibc's defaults every batch's buffers were fresh pages the kernel
+/// had to zero: a third of the collector's CPU was `clear_page` (perf,
+/// bench/src/bin/collector_e2e.rs). Allocations up to 64 MiB come from the heap, and the
+/// heap gives back its top only beyond 256 MiB free.
 fn tune_allocator() {
     // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
     unsafe {

@@ -91,8 +91,9 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The flow key fields of synthetic key `k` (distinct for every `k < 2^28`).
-fn key_of(k: u64) -> (IpAddr, IpAddr, u16, u16, u8, &'static str, Direction) {
+/// The flow key fields of synthetic key `k` (distinct for every `k < 2^28`); the line as
+/// its index in [`LINES`].
+fn key_of(k: u64) -> (IpAddr, IpAddr, u16, u16, u8, usize, Direction) {
     let h = mix(k);
     let src = IpAddr::V4(Ipv4Addr::from(
         0x0a00_0000 | ((k >> 4) as u32 & 0x00ff_ffff),
@@ -109,7 +110,7 @@ fn key_of(k: u64) -> (IpAddr, IpAddr, u16, u16, u8, &'static str, Direction) {
         8 => (17, 443),
         _ => (6, 8443),
     };
-    let line = LINES[((h >> 32) % LINES.len() as u64) as usize];
+    let line = ((h >> 32) % LINES.len() as u64) as usize;
     let dir = if (h >> 40) & 1 == 0 {
         Direction::Ingress
     } else {
@@ -155,7 +156,7 @@ pub fn synthetic(keys: usize, total: usize, span_s: u64) -> Vec<FlowRecord> {
                 first: last.saturating_sub(dur).max(T0_NS),
                 last,
                 tcp_flags: if proto == 6 { 0x18 } else { 0 },
-                line: names[LINES.iter().position(|l| *l == line).unwrap_or(0)].clone(),
+                line: names[line].clone(),
                 ifindex: 2,
                 direction,
                 ..Default::default()

@@ -53,12 +53,12 @@ impl<K: Eq + Hash + Clone> DistinctScan<K> {
         }
     }
 
-    /// Reports the windows that close by `watermark` and reach the threshold.
     /// See [`super::Rule::due`].
     pub fn due(&self) -> u64 {
         self.windows.due()
     }
 
+    /// Reports the windows that close by `watermark` and reach the threshold.
     pub fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
         for (w, key, acc) in self.windows.drain_closed(watermark) {
             out.extend(self.finding(w, &key, acc));

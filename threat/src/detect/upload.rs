@@ -28,7 +28,7 @@ use tidegate_wire::record::FlowRecord;
 use super::alert::{AlertKind, Detection, Endpoint};
 use super::baseline::{Robust, Table};
 use super::config::UploadConfig;
-use super::window::{forget_lowest_half, hopping_windows, keep_earliest};
+use super::window::{forget_lowest_half, hopping_windows, keep_earliest, oldest_end};
 use super::{NS, Rule};
 use crate::Severity;
 
@@ -178,11 +178,7 @@ impl Rule for Upload {
     fn due(&self) -> u64 {
         self.scales
             .iter()
-            .filter_map(|s| {
-                s.windows
-                    .first_key_value()
-                    .map(|(w, _)| w.saturating_add(s.len))
-            })
+            .map(|s| oldest_end(&s.windows, s.len))
             .min()
             .unwrap_or(u64::MAX)
     }

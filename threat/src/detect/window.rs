@@ -187,6 +187,14 @@ pub(crate) fn forget_lowest_half<K: Eq + Hash + Clone, V>(
     }
 }
 
+/// The watermark at which the oldest of `windows` (by start, each `len_ns` long) closes;
+/// `u64::MAX` when there is none.
+pub(crate) fn oldest_end<V>(windows: &BTreeMap<u64, V>, len_ns: u64) -> u64 {
+    windows
+        .first_key_value()
+        .map_or(u64::MAX, |(w, _)| w.saturating_add(len_ns))
+}
+
 /// Largest set kept per accumulator (bounds memory under floods of spoofed sources).
 pub(crate) const DISTINCT_MAX: usize = 1 << 16;
 
@@ -508,9 +516,7 @@ impl<K: Eq + Hash + Clone> Windows<K> {
 
     /// The watermark at which the oldest window closes (`u64::MAX`: none open).
     pub fn due(&self) -> u64 {
-        self.map
-            .first_key_value()
-            .map_or(u64::MAX, |(w, _)| w.saturating_add(self.len_ns))
+        oldest_end(&self.map, self.len_ns)
     }
 
     /// Removes and returns (in window order; keys of a window in no particular order)
