@@ -285,6 +285,16 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             }
             due
         };
+        // Every due key's state and first pending segment, loaded in one pass of loads
+        // that do not depend on each other (the processor overlaps their cache misses)
+        // before the pass that uses them waits on each in turn.
+        let mut touched = 0u64;
+        for key in &due {
+            if let Some(st) = self.keys.get(key) {
+                touched ^= st.segments.first().map_or(0, |s| s.window);
+            }
+        }
+        std::hint::black_box(touched);
         let upto = if watermark == u64::MAX {
             u64::MAX
         } else {

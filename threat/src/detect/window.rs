@@ -390,7 +390,13 @@ pub(crate) struct Windows<K: Eq + Hash + Clone> {
     lines: Lines,
     /// Keys of the last window drained: the capacity a new window starts with.
     typical_keys: usize,
+    /// Maps of drained windows, emptied, for the next new windows: their memory is
+    /// already sized and touched, so a new window neither allocates nor faults in pages.
+    spare: Vec<HashMap<K, Acc>>,
 }
+
+/// Emptied window maps [`Windows`] keeps for reuse.
+const SPARE_WINDOWS: usize = 2;
 
 impl<K: Eq + Hash + Clone> Windows<K> {
     pub fn new(len_ns: u64) -> Self {
@@ -399,6 +405,7 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             map: BTreeMap::new(),
             lines: Lines::default(),
             typical_keys: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -439,7 +446,7 @@ impl<K: Eq + Hash + Clone> Windows<K> {
     pub fn add(&mut self, r: &FlowRecord, key: K, evidence_max: usize) -> &mut Acc {
         let w = self.start_of(r.first);
         let line = self.lines.id(&r.line);
-        let acc = window(&mut self.map, w, self.typical_keys)
+        let acc = window(&mut self.map, &mut self.spare, w, self.typical_keys)
             .entry(key)
             .or_default();
         acc.count(r, r.packets as f64, r.bytes as f64, line);
@@ -495,10 +502,13 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         evidence_max: usize,
         gate: impl Fn(&Acc) -> bool,
     ) {
-        let (map, typical, lines) = (&mut self.map, self.typical_keys, &self.lines);
+        let (map, spare) = (&mut self.map, &mut self.spare);
+        let (typical, lines) = (self.typical_keys, &self.lines);
         let span = (r.first, r.last, r.packets, r.bytes);
         spread(span, self.len_ns, (from, u64::MAX), |w, p, b| {
-            let acc = window(map, w, typical).entry(key.clone()).or_default();
+            let acc = window(map, spare, w, typical)
+                .entry(key.clone())
+                .or_default();
             acc.count(r, p, b, line);
             if gate(acc) {
                 keep_earliest_with(&mut acc.follow(r).evidence, r, evidence_max, |r| {
@@ -527,23 +537,37 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             if entry.key().saturating_add(self.len_ns) > watermark {
                 break;
             }
-            let (w, keys) = entry.remove_entry();
+            let (w, mut keys) = entry.remove_entry();
             self.typical_keys = keys.len();
-            out.extend(keys.into_iter().map(|(k, acc)| (w, k, acc)));
+            out.reserve(keys.len());
+            out.extend(keys.drain().map(|(k, acc)| (w, k, acc)));
+            // A map far larger than its windows now need (after a flood of keys) is
+            // let go rather than kept.
+            if self.spare.len() < SPARE_WINDOWS
+                && keys.capacity() <= self.typical_keys.saturating_mul(2).max(1024)
+            {
+                self.spare.push(keys);
+            }
         }
         out
     }
 }
 
-/// The keys of the window starting at `w`, created with room for `typical` keys (the
-/// size of the last window closed).
-fn window<K>(
-    map: &mut BTreeMap<u64, HashMap<K, Acc>>,
+/// The keys of the window starting at `w`; a new window takes a `spare` map, or is
+/// created with room for `typical` keys (the size of the last window closed).
+fn window<'m, K: Eq + Hash>(
+    map: &'m mut BTreeMap<u64, HashMap<K, Acc>>,
+    spare: &mut Vec<HashMap<K, Acc>>,
     w: u64,
     typical: usize,
-) -> &mut HashMap<K, Acc> {
-    map.entry(w)
-        .or_insert_with(|| HashMap::with_capacity(typical))
+) -> &'m mut HashMap<K, Acc> {
+    map.entry(w).or_insert_with(|| match spare.pop() {
+        Some(mut m) => {
+            m.reserve(typical);
+            m
+        }
+        None => HashMap::with_capacity(typical),
+    })
 }
 
 #[cfg(test)]

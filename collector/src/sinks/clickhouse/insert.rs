@@ -74,12 +74,7 @@ impl ClickHouseSink {
         if total == 0 {
             return Ok(());
         }
-        let rows = batches
-            .iter()
-            .flat_map(|(probe_id, epoch, seq, records, ctx)| {
-                rows_of(probe_id, *epoch, *seq, records, ctx)
-            });
-        let rows = self.encode_flows(rows, total)?;
+        let rows = self.encode_flows(batches, total)?;
         self.insert_flows(rows, &|k| token::group(spool_id, segment, offset, k))
             .await
     }
@@ -141,36 +136,46 @@ impl ClickHouseSink {
         if records.is_empty() {
             return Ok(());
         }
-        let rows = rows_of(probe_id, epoch, seq, records, ctx);
-        let rows = self.encode_flows(rows, records.len())?;
+        let rows = self.encode_flows(&[(probe_id, epoch, seq, records, ctx)], records.len())?;
         self.insert_flows(rows, &|k| token::batch(probe_id, epoch, seq, k))
             .await
     }
 
-    /// Converts `rows` (`n` of them) for [`Self::insert_flows`]: every row before
-    /// anything is sent, so a row that cannot be stored fails them all and none is
-    /// written. Once `flows`' columns were checked, rows are encoded straight into one
-    /// RowBinary body (no row objects kept, no serializer call per field); before that,
-    /// they are kept for the client's validating path.
+    /// Converts the rows of `batches` (`n` of them) for [`Self::insert_flows`]: every
+    /// row before anything is sent, so a row that cannot be stored fails them all and
+    /// none is written. Once `flows`' columns were checked, rows are encoded straight
+    /// into one RowBinary body by a plain loop (no row objects kept or moved through
+    /// iterator adapters, no serializer call per field); before that, they are kept for
+    /// the client's validating path.
     fn encode_flows<'a>(
         &self,
-        rows: impl Iterator<Item = Result<FlowRow<'a>, SinkError>>,
+        batches: &[GroupPart<'a>],
         n: usize,
     ) -> Result<FlowRows<'a>, SinkError> {
         let max = self.cfg.max_rows_per_insert.max(1);
         if !self.flows_checked() {
-            return Ok(FlowRows::Rows(rows.collect::<Result<Vec<_>, _>>()?));
+            let mut rows = Vec::with_capacity(n);
+            for part in batches {
+                for_each_row(part, |row| {
+                    rows.push(row);
+                    Ok(())
+                })?;
+            }
+            return Ok(FlowRows::Rows(rows));
         }
         let mut body = Vec::with_capacity(n.saturating_mul(ROW_BYTES_TYPICAL));
         let mut parts = Vec::with_capacity(n.div_ceil(max));
         let mut in_part = 0;
-        for row in rows {
-            row?.write_row_binary(&mut body);
-            in_part += 1;
-            if in_part == max {
-                parts.push((body.len(), in_part));
-                in_part = 0;
-            }
+        for part in batches {
+            for_each_row(part, |row| {
+                row.write_row_binary(&mut body);
+                in_part += 1;
+                if in_part == max {
+                    parts.push((body.len(), in_part));
+                    in_part = 0;
+                }
+                Ok(())
+            })?;
         }
         if in_part > 0 {
             parts.push((body.len(), in_part));
@@ -332,19 +337,20 @@ impl ClickHouseSink {
     }
 }
 
-/// The rows of batch `seq` of `probe_id` (`ctx[i]` enriching `records[i]`), each
+/// Calls `f` with the row of each record of one batch (`ctx[i]` enriching `records[i]`),
 /// converted when taken; an error names the record.
-fn rows_of<'a>(
-    probe_id: &'a str,
-    epoch: u64,
-    seq: u64,
-    records: &'a [FlowRecord],
-    ctx: &'a [FlowContext],
-) -> impl Iterator<Item = Result<FlowRow<'a>, SinkError>> + 'a {
-    records.iter().enumerate().map(move |(i, r)| {
-        FlowRow::new(probe_id, epoch, seq, r, ctx.get(i)).map_err(|reason| SinkError::Invalid {
-            what: format!("record {i} of batch {probe_id}:{seq}"),
-            reason,
-        })
-    })
+fn for_each_row<'a>(
+    &(probe_id, epoch, seq, records, ctx): &GroupPart<'a>,
+    mut f: impl FnMut(FlowRow<'a>) -> Result<(), SinkError>,
+) -> Result<(), SinkError> {
+    for (i, r) in records.iter().enumerate() {
+        let row = FlowRow::new(probe_id, epoch, seq, r, ctx.get(i)).map_err(|reason| {
+            SinkError::Invalid {
+                what: format!("record {i} of batch {probe_id}:{seq}"),
+                reason,
+            }
+        })?;
+        f(row)?;
+    }
+    Ok(())
 }
