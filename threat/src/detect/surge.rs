@@ -102,7 +102,8 @@ impl Rule for Surge {
         let secs = self.cfg.window_secs as f64;
         let (alpha, min_spread, len) = (self.cfg.baseline_alpha, self.min_spread(), self.len);
         let origin = self.origin.unwrap_or(0);
-        for (w, (dst, proto), mut acc) in self.windows.drain_closed(watermark) {
+        let mut closed = self.windows.drain_closed(watermark);
+        for (w, (dst, proto), mut acc) in closed.drain(..) {
             let pps = acc.packets / secs;
             let bps = acc.bytes * 8.0 / secs;
             let base = self.baselines.entry((dst, proto), origin);
@@ -160,6 +161,7 @@ impl Rule for Surge {
                 volume: Some(super::alert::Volume::of(&acc)),
             });
         }
+        self.windows.recycle(closed);
     }
 
     fn name(&self) -> &'static str {

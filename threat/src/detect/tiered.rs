@@ -150,6 +150,9 @@ pub(crate) struct Tiered<K: Eq + Hash + Clone> {
     next_sweep: u64,
     /// Scratch of [`teach`], kept between calls (no allocation per key taught).
     scratch: Scratch,
+    /// The list of cold runs, given back by [`Self::recycle`]: a close fills memory
+    /// already allocated and touched.
+    cold_spare: Vec<(K, ColdRun)>,
 }
 
 impl<K: Eq + Hash + Clone> Tiered<K> {
@@ -166,6 +169,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             watermark: 0,
             next_sweep: 0,
             scratch: Scratch::default(),
+            cold_spare: Vec::new(),
         }
     }
 
@@ -267,7 +271,8 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
     pub fn drain_closed(&mut self, watermark: u64) -> Closed<K> {
         self.watermark = self.watermark.max(watermark);
         let hot = self.hot.drain_closed(watermark);
-        let mut cold = Vec::new();
+        let mut cold = std::mem::take(&mut self.cold_spare);
+        cold.clear();
         let due: Vec<K> = if watermark == u64::MAX {
             self.queue.clear();
             self.keys
@@ -325,6 +330,12 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             self.next_sweep = watermark.saturating_add(SWEEP_EVERY_NS);
         }
         Closed { hot, cold }
+    }
+
+    /// Takes back the list of cold runs of a [`Closed`], emptied, for the next close.
+    pub fn recycle(&mut self, mut cold: Vec<(K, ColdRun)>) {
+        cold.clear();
+        self.cold_spare = cold;
     }
 }
 

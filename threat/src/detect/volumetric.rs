@@ -125,7 +125,8 @@ impl Rule for Volumetric {
         // Windows of cold keys only teach the baseline: they are below the gate, so
         // below the floor. They come per key in window order, as runs of equal windows:
         // one baseline lookup per key, one step per run.
-        let mut cold = closed.cold.into_iter().peekable();
+        let mut cold_runs = closed.cold;
+        let mut cold = cold_runs.drain(..).peekable();
         while let Some((key, run)) = cold.next() {
             let base = self.baselines.entry(key).or_default();
             learn_run(&self.cfg, base, run);
@@ -133,6 +134,8 @@ impl Rule for Volumetric {
                 learn_run(&self.cfg, base, run);
             }
         }
+        drop(cold);
+        self.windows.recycle(cold_runs);
         for (w, (dst, proto), mut acc) in closed.hot {
             let pps = acc.packets / secs;
             let bps = acc.bytes * 8.0 / secs;

@@ -393,6 +393,8 @@ pub(crate) struct Windows<K: Eq + Hash + Clone> {
     /// Maps of drained windows, emptied, for the next new windows: their memory is
     /// already sized and touched, so a new window neither allocates nor faults in pages.
     spare: Vec<HashMap<K, Acc>>,
+    /// The list [`Self::drain_closed`] returned last, given back by [`Self::recycle`].
+    closed_spare: Vec<(u64, K, Acc)>,
 }
 
 /// Emptied window maps [`Windows`] keeps for reuse.
@@ -406,6 +408,7 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             lines: Lines::default(),
             typical_keys: 0,
             spare: Vec::new(),
+            closed_spare: Vec::new(),
         }
     }
 
@@ -532,7 +535,8 @@ impl<K: Eq + Hash + Clone> Windows<K> {
     /// Removes and returns (in window order; keys of a window in no particular order)
     /// every window that ends at or before `watermark`.
     pub fn drain_closed(&mut self, watermark: u64) -> Vec<(u64, K, Acc)> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.closed_spare);
+        out.clear();
         while let Some(entry) = self.map.first_entry() {
             if entry.key().saturating_add(self.len_ns) > watermark {
                 break;
@@ -550,6 +554,16 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             }
         }
         out
+    }
+
+    /// Takes back a list [`Self::drain_closed`] returned, for the next close: a close then
+    /// fills memory already allocated and touched. (A list far larger than windows now
+    /// need is let go.)
+    pub fn recycle(&mut self, mut closed: Vec<(u64, K, Acc)>) {
+        closed.clear();
+        if closed.capacity() <= self.typical_keys.saturating_mul(4).max(1024) {
+            self.closed_spare = closed;
+        }
     }
 }
 
