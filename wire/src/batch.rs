@@ -94,7 +94,16 @@ pub fn record_body_bytes(r: &FlowRecord) -> usize {
 
 const MAGIC: [u8; 3] = *b"TGB";
 const CODEC_ZSTD: u8 = 1;
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level of a batch body. Measured on 1 M synthetic records (96 body bytes each),
+/// per record: level 3 compresses in 218 ns to 19.8 bytes, level 1 in 143 ns to 21.0
+/// bytes (decompression 67 against 63 ns): a third less of the probe's CPU for 6 % more
+/// bytes on the wire and in the spools. (Level −1: 128 ns, 24.5 bytes.)
+const ZSTD_LEVEL: i32 = 1;
+/// Largest decompressed / compressed ratio of a body decompressed in one call into a
+/// buffer of its declared size (batches compress ~5×); a body declaring more is
+/// decompressed as a stream into a buffer grown with what actually comes out, so a
+/// small frame declaring a large body makes no large allocation.
+const BULK_RATIO_MAX: usize = 64;
 /// Offset of `seq` in the header.
 const SEQ_OFFSET: usize = 4;
 /// Offset of `epoch` in a format-2 header.
@@ -423,6 +432,16 @@ fn decompress(compressed: &[u8], declared: usize) -> Result<Vec<u8>, WireError> 
             what: "zstd frame",
             extra: compressed.len() - frame,
         });
+    }
+    if declared <= compressed.len().saturating_mul(BULK_RATIO_MAX) {
+        // One call writing straight into the body (no stream buffer to copy out of).
+        let mut body = Vec::with_capacity(declared);
+        let done = zstd::bulk::Decompressor::new()
+            .and_then(|mut d| d.decompress_to_buffer(compressed, &mut body));
+        if matches!(done, Ok(n) if n == declared) {
+            return Ok(body);
+        }
+        // A body that is not what it declares: the stream below names how.
     }
     let dec = zstd::stream::read::Decoder::with_buffer(compressed)
         .map_err(|e| WireError::Decompress(e.to_string()))?

@@ -387,6 +387,23 @@ fn specific_garbage_is_named() {
             actual: 101
         })
     ));
+    // A frame giving less than it declares, on either path: declared within the ratio
+    // decompressed at once, or far beyond it as a stream.
+    let some: Vec<u8> = (0..1000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    assert!(matches!(
+        decode_batch(&wrap(&some, 2000)),
+        Err(WireError::BodyLength {
+            declared: 2000,
+            actual: 1000
+        })
+    ));
+    assert!(matches!(
+        decode_batch(&wrap(&[0u8; 1000], 16 << 20)),
+        Err(WireError::BodyLength {
+            declared: 0x100_0000,
+            actual: 1000
+        })
+    ));
     // A record count larger than the body can hold.
     let mut body = Vec::new();
     body.extend_from_slice(&0u32.to_be_bytes());
