@@ -332,10 +332,13 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         Closed { hot, cold }
     }
 
-    /// Takes back the list of cold runs of a [`Closed`], emptied, for the next close.
+    /// Takes back the list of cold runs of a [`Closed`], emptied, for the next close. (A
+    /// list far larger than the keys now held, as after the final close, is let go.)
     pub fn recycle(&mut self, mut cold: Vec<(K, ColdRun)>) {
         cold.clear();
-        self.cold_spare = cold;
+        if cold.capacity() <= self.keys.len().saturating_mul(4).max(1024) {
+            self.cold_spare = cold;
+        }
     }
 }
 
