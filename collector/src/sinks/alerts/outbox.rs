@@ -60,16 +60,53 @@ struct State {
 }
 
 impl Outbox {
-    /// Opens (creating) the outbox directory and its `dead/` subdirectory, removes
-    /// temporary files of interrupted writes and indexes the queued files.
+    /// Opens (creating) the outbox directory and its `dead/` subdirectory and indexes
+    /// the delivered journal, the dead letters and the queued files. When no other
+    /// deliverer holds the outbox, it also removes temporary files of interrupted writes
+    /// and files already delivered, and compacts the journal; while one does (a previous
+    /// sink finishing its last request), only [`Self::try_lock`] does, once it has the
+    /// outbox to itself — never rewriting what another deliverer is appending to.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, AlertSinkError> {
         let dir = dir.as_ref().to_path_buf();
         tidegate_base::durable::private_dir(&dir.join(DEAD_DIR))
             .map_err(|e| AlertSinkError::io("create outbox directory", &dir, e))?;
-        let journal_path = dir.join(DELIVERED_FILE);
+        let journal = open_journal(&dir)?;
+        let ob = Outbox {
+            dir,
+            state: Mutex::new(State {
+                next_seq: 1,
+                seen: HashSet::new(),
+                delivered: VecDeque::new(),
+                journal,
+            }),
+        };
+        // Indexed (and tidied) under the lock when it is free; released at once.
+        if ob.try_lock()?.is_none() {
+            ob.index(false)?;
+        }
+        Ok(ob)
+    }
+
+    /// Reads the journal, the dead letters and the queued files into the index (adding
+    /// to what was enqueued since the outbox was opened). With `locked` (this outbox
+    /// holds the delivery lock, so no other deliverer writes here) it also removes
+    /// temporary files of interrupted writes and files delivered already (a crash
+    /// interrupted their deletion), and compacts the journal.
+    ///
+    /// The directories are listed before the journal is read: a deliverer appends an id
+    /// to the journal before it deletes the file, so an id whose file is gone from the
+    /// listing is in the journal read after it — no id is missed, whatever another
+    /// deliverer does meanwhile.
+    fn index(&self, locked: bool) -> Result<(), AlertSinkError> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let dead_files = read_dir(&self.dir.join(DEAD_DIR))?;
+        let files = read_dir(&self.dir)?;
+        let journal_path = self.dir.join(DELIVERED_FILE);
         let delivered: VecDeque<String> = match fs::read_to_string(&journal_path) {
             Ok(text) => {
-                let all: Vec<&str> = text.lines().filter(|l| check_id(l).is_ok()).collect();
+                // Whole lines only: another deliverer may be appending the last one.
+                let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+                let all: Vec<&str> = whole.lines().filter(|l| check_id(l).is_ok()).collect();
                 let skip = all.len().saturating_sub(DELIVERED_KEEP);
                 all[skip..].iter().map(|s| s.to_string()).collect()
             }
@@ -82,45 +119,43 @@ impl Outbox {
                 ));
             }
         };
-        let journal = rewrite_journal(&dir, &delivered)?;
+        if locked {
+            st.journal = rewrite_journal(&self.dir, &delivered)?;
+        }
         let done: HashSet<String> = delivered.iter().cloned().collect();
-        let mut seen = done.clone();
-        let mut next_seq = 1;
-        for (path, name) in read_dir(&dir.join(DEAD_DIR))? {
+        st.seen.extend(done.iter().cloned());
+        for (path, name) in dead_files {
             if let Some((seq, id)) = parse_name(&name) {
-                next_seq = next_seq.max(seq + 1);
-                seen.insert(id.to_string());
-            } else if durable::is_tmp_name(&name) {
+                st.next_seq = st.next_seq.max(seq + 1);
+                st.seen.insert(id.to_string());
+            } else if locked && durable::is_tmp_name(&name) {
                 remove_file(&path)?;
             }
         }
         let mut removed = false;
-        for (path, name) in read_dir(&dir)? {
+        for (path, name) in files {
             if durable::is_tmp_name(&name) {
-                remove_file(&path)?;
-            } else if let Some((seq, id)) = parse_name(&name) {
-                next_seq = next_seq.max(seq + 1);
-                if done.contains(id) {
-                    // Delivered; a crash interrupted the deletion.
+                if locked {
                     remove_file(&path)?;
-                    removed = true;
+                }
+            } else if let Some((seq, id)) = parse_name(&name) {
+                st.next_seq = st.next_seq.max(seq + 1);
+                if done.contains(id) {
+                    if locked {
+                        // Delivered; a crash interrupted the deletion.
+                        remove_file(&path)?;
+                        removed = true;
+                    }
                 } else {
-                    seen.insert(id.to_string());
+                    st.seen.insert(id.to_string());
                 }
             }
         }
         if removed {
-            sync_dir(&dir)?;
+            sync_dir(&self.dir)?;
         }
-        Ok(Outbox {
-            dir,
-            state: Mutex::new(State {
-                next_seq,
-                seen,
-                delivered,
-                journal,
-            }),
-        })
+        st.delivered = delivered;
+        Ok(())
     }
 
     /// The outbox directory.
@@ -128,8 +163,10 @@ impl Outbox {
         &self.dir
     }
 
-    /// Makes `n` durable; returns false (and writes nothing) when its id was already
-    /// queued in this outbox since it was opened, or was queued when it was opened.
+    /// Makes `n` durable; returns false (and writes nothing) when its id is known here:
+    /// queued, delivered or dead-lettered when the outbox was indexed (see
+    /// `index`: an id another deliverer finishes meanwhile is among them), or
+    /// enqueued since.
     pub fn enqueue(&self, n: &Notification) -> Result<bool, AlertSinkError> {
         check_id(&n.id)?;
         let body = serde_json::to_vec(n).map_err(|source| AlertSinkError::Json {
@@ -253,9 +290,14 @@ impl Outbox {
 
     /// Tries to take the exclusive delivery lock (`.lock`, flock); `None` while another
     /// deliverer (in this or another process) holds it. Dropping the guard releases it.
+    /// Taking it indexes the outbox again, tidying it (see [`Self::open`]): what a
+    /// previous holder delivered meanwhile is known, and its files are gone.
     pub fn try_lock(&self) -> Result<Option<OutboxLock>, AlertSinkError> {
         match DirLock::acquire(&self.dir, LOCK_FILE) {
-            Ok(lock) => Ok(Some(OutboxLock { _lock: lock })),
+            Ok(lock) => {
+                self.index(true)?;
+                Ok(Some(OutboxLock { _lock: lock }))
+            }
             Err(LockError::Held { .. }) => Ok(None),
             Err(LockError::Io { path, source }) => {
                 Err(AlertSinkError::io("lock outbox", &path, source))
@@ -283,6 +325,16 @@ fn rewrite_journal(dir: &Path, ids: &VecDeque<String>) -> Result<File, AlertSink
         .map_err(|e| AlertSinkError::io("replace delivered journal", &path, e))?;
     OpenOptions::new()
         .append(true)
+        .open(&path)
+        .map_err(|e| AlertSinkError::io("open delivered journal", &path, e))
+}
+
+/// Opens (creating) the journal for appending, as it is.
+fn open_journal(dir: &Path) -> Result<File, AlertSinkError> {
+    let path = dir.join(DELIVERED_FILE);
+    OpenOptions::new()
+        .append(true)
+        .create(true)
         .open(&path)
         .map_err(|e| AlertSinkError::io("open delivered journal", &path, e))
 }
@@ -375,6 +427,40 @@ mod tests {
         let ob = Outbox::open(dir.path()).unwrap();
         assert!(ob.is_empty().unwrap());
         assert!(!e.path.exists());
+    }
+
+    #[test]
+    fn an_outbox_opened_beside_a_deliverer_loses_none_of_its_journal_or_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Outbox::open(dir.path()).unwrap();
+        a.enqueue(&n("x1")).unwrap();
+        a.enqueue(&n("x2")).unwrap();
+        let held = a.try_lock().unwrap().expect("free");
+        let queued = a.pending().unwrap();
+        // Another outbox opens while the first still delivers; a write of the first's is
+        // half done.
+        let tmp = dir.path().join(".00000000000000000009-x9.json.tmp");
+        std::fs::write(&tmp, b"{").unwrap();
+        let b = Outbox::open(dir.path()).unwrap();
+        assert!(
+            tmp.exists(),
+            "not the second's to remove while the first delivers"
+        );
+        a.mark_delivered(&queued[0]).unwrap();
+        assert!(!b.enqueue(&n("x1")).unwrap());
+        assert!(!b.enqueue(&n("x2")).unwrap());
+        drop(held);
+        drop(a);
+        assert!(b.try_lock().unwrap().is_some());
+        assert!(!tmp.exists(), "tidied once the second has the outbox");
+        let ids: Vec<String> = b.pending().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["x2"]);
+        drop(b);
+        // The first's journal entry, appended after the second opened, is still there.
+        let journal = std::fs::read_to_string(dir.path().join(DELIVERED_FILE)).unwrap();
+        assert_eq!(journal, "x1\n");
+        let c = Outbox::open(dir.path()).unwrap();
+        assert!(!c.enqueue(&n("x1")).unwrap());
     }
 
     #[test]
