@@ -46,12 +46,11 @@
 //! id and sequence number without decompressing ([`peek_batch_header`]).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
     WireError,
-    codec::{Put, Reader},
+    codec::{Put, Reader, decompress_stream},
 };
 use crate::Name;
 use crate::record::{FlowRecord, FlowSource, TunnelMeta, Verdict};
@@ -443,22 +442,7 @@ fn decompress(compressed: &[u8], declared: usize) -> Result<Vec<u8>, WireError> 
         }
         // A body that is not what it declares: the stream below names how.
     }
-    let dec = zstd::stream::read::Decoder::with_buffer(compressed)
-        .map_err(|e| WireError::Decompress(e.to_string()))?
-        .single_frame();
-    // Grow with what actually decompresses (never trust `declared` for the allocation
-    // beyond a modest start) and read one byte more than declared to detect a longer body.
-    let mut body = Vec::with_capacity(declared.min(compressed.len().saturating_mul(8)));
-    dec.take(declared as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| WireError::Decompress(e.to_string()))?;
-    if body.len() != declared {
-        return Err(WireError::BodyLength {
-            declared,
-            actual: body.len(),
-        });
-    }
-    Ok(body)
+    decompress_stream(compressed, declared)
 }
 
 /// Decodes and validates an encoded batch. Every length, count, flag, index and string

@@ -1,6 +1,30 @@
-//! Bounds-checked big-endian reading and writing of the protocol's primitive fields.
+//! Bounds-checked big-endian reading and writing of the protocol's primitive fields,
+//! and the bounded decompression of a body of declared length.
+
+use std::io::Read;
 
 use super::WireError;
+
+/// The first zstd frame of `compressed`, which must decompress to exactly `declared`
+/// bytes: decompressed as a stream into a buffer grown with what actually comes out
+/// (`declared` is trusted for no more than a modest start), reading one byte more than
+/// declared to tell a longer body. Callers bound `declared` first.
+pub(crate) fn decompress_stream(compressed: &[u8], declared: usize) -> Result<Vec<u8>, WireError> {
+    let mut body = Vec::with_capacity(declared.min(compressed.len().saturating_mul(8)));
+    zstd::stream::read::Decoder::with_buffer(compressed)
+        .map_err(|e| WireError::Decompress(e.to_string()))?
+        .single_frame()
+        .take(declared as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| WireError::Decompress(e.to_string()))?;
+    if body.len() != declared {
+        return Err(WireError::BodyLength {
+            declared,
+            actual: body.len(),
+        });
+    }
+    Ok(body)
+}
 
 /// Appends primitive fields to a buffer.
 pub(crate) trait Put {

@@ -17,11 +17,9 @@
 //! | ports u32 × (key u32, mask u64)
 //! ```
 
-use std::io::Read;
-
 use super::{
     WireError,
-    codec::{Put, Reader},
+    codec::{Put, Reader, decompress_stream},
 };
 
 /// Encoding format of [`EnforcePlan`].
@@ -217,20 +215,7 @@ impl EnforcePlan {
                 max: MAX_PLAN_BODY,
             });
         }
-        let compressed = r.rest();
-        let mut body = Vec::with_capacity(declared.min(compressed.len().saturating_mul(8)));
-        zstd::stream::read::Decoder::with_buffer(compressed)
-            .map_err(|e| WireError::Decompress(e.to_string()))?
-            .single_frame()
-            .take(declared as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| WireError::Decompress(e.to_string()))?;
-        if body.len() != declared {
-            return Err(WireError::BodyLength {
-                declared,
-                actual: body.len(),
-            });
-        }
+        let body = decompress_stream(r.rest(), declared)?;
         let mut r = Reader::new(&body);
         let version = r.u64("plan version")?;
         let default_mode = decode_mode(r.u8("plan default_mode")?)?

@@ -323,10 +323,7 @@ fn rewrite_journal(dir: &Path, ids: &VecDeque<String>) -> Result<File, AlertSink
     }
     durable::write_durable(&path, text.as_bytes())
         .map_err(|e| AlertSinkError::io("replace delivered journal", &path, e))?;
-    OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(|e| AlertSinkError::io("open delivered journal", &path, e))
+    open_journal(dir)
 }
 
 /// Opens (creating) the journal for appending, as it is.
