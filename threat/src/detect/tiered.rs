@@ -5,7 +5,8 @@
 //! costs one accumulator per (window, key): a 15-second flow touches 15 of them, at
 //! scattered addresses. Here a key starts *cold*: its records are kept as compact
 //! pending segments (one append), and its windows are computed only to teach the
-//! baseline, in batches ([`FLUSH_BATCH_NS`] of event time) by a tight loop over the
+//! baseline, in batches ([`FLUSH_BATCH_NS`] of event time, sooner when the keys hold
+//! more than [`PENDING_MAX`] segments) by a tight loop over the
 //! key's own segments. Each cold key also keeps an upper bound of its windows' totals
 //! per bucket of [`BUCKET_WINDOWS`] windows: every record adds to the buckets it
 //! overlaps the most it can put into any single window (its packets × window length /
@@ -31,7 +32,14 @@ use tidegate_wire::record::FlowRecord;
 use super::window::{Acc, OTHER_LINES, Windows, clamped_span, spread};
 
 /// Event time a cold key's closed windows wait, to be taught to the baseline together.
-pub(crate) const FLUSH_BATCH_NS: u64 = 16 * super::NS;
+/// Teaching a key has a fixed cost (its state, segments and baseline are cache misses)
+/// whatever the records it teaches: a long batch spreads it over more of them, while
+/// the key's windows stay exact (a key's windows are taught in order, and a cold one
+/// cannot report). What a long batch costs is memory, which [`PENDING_MAX`] bounds.
+pub(crate) const FLUSH_BATCH_NS: u64 = 64 * super::NS;
+/// Pending segments held over all keys (64 bytes each) past which queued keys are taught
+/// before their batch is due, earliest first, down to half of it.
+const PENDING_MAX: usize = 1 << 20;
 /// Windows per bucket of a cold key's upper bounds.
 const BUCKET_WINDOWS: u64 = 4;
 /// Most buckets a cold key's bounds cover: a key whose pending records spread wider
@@ -150,6 +158,15 @@ pub(crate) struct Tiered<K: Eq + Hash + Clone> {
     next_sweep: u64,
     /// Scratch of [`teach`], kept between calls (no allocation per key taught).
     scratch: Scratch,
+    /// Event time cold windows wait ([`FLUSH_BATCH_NS`]), and the most segments pending
+    /// over all keys ([`PENDING_MAX`]).
+    batch_ns: u64,
+    pending_max: usize,
+    /// Segments pending over all keys.
+    pending: usize,
+    /// Over `pending_max`: the watermark at which to teach keys early (`u64::MAX`: not
+    /// over).
+    early_at: u64,
     /// The list of cold runs, given back by [`Self::recycle`]: a close fills memory
     /// already allocated and touched.
     cold_spare: Vec<(K, ColdRun)>,
@@ -169,8 +186,19 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             watermark: 0,
             next_sweep: 0,
             scratch: Scratch::default(),
+            batch_ns: FLUSH_BATCH_NS,
+            pending_max: PENDING_MAX,
+            pending: 0,
+            early_at: u64::MAX,
             cold_spare: Vec::new(),
         }
+    }
+
+    /// The same with another batch and bound of pending segments (for tests).
+    #[cfg(test)]
+    fn with_limits(mut self, batch_ns: u64, pending_max: usize) -> Self {
+        (self.batch_ns, self.pending_max) = (batch_ns, pending_max);
+        self
     }
 
     /// Adds `r` to `key` (see [`Windows::add_spread_gated`] for `gate`).
@@ -211,11 +239,17 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
                 window: windows.0,
                 windows: u16::try_from(windows.1 - windows.0).unwrap_or(u16::MAX),
             });
+            self.pending += 1;
+            if self.pending > self.pending_max && self.early_at == u64::MAX {
+                // Armed once: while the segments of open windows alone are over the
+                // bound, the close that finds them re-arms it for the next window.
+                self.early_at = self.watermark;
+            }
             if !st.queued {
                 st.queued = true;
                 let due = window_end(r.first.min(r.last), self.len_ns)
                     .max(st.taught_to)
-                    .saturating_add(FLUSH_BATCH_NS);
+                    .saturating_add(self.batch_ns);
                 self.queue.entry(due).or_default().push(key);
             }
             return;
@@ -223,6 +257,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         // Promotion: the pending records first (counting only), then this one.
         let from = st.taught_to;
         let pending = std::mem::take(&mut st.segments);
+        self.pending -= pending.len();
         st.bound.clear();
         st.hot_until = pending
             .iter()
@@ -248,10 +283,15 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
     }
 
     /// The watermark at which [`Self::drain_closed`] next has work: a hot window closing,
-    /// a batch of cold keys due, or the sweep of forgotten keys.
+    /// a batch of cold keys due, too many segments pending, or the sweep of forgotten
+    /// keys.
     pub fn due(&self) -> u64 {
         let queued = self.queue.first_key_value().map_or(u64::MAX, |(t, _)| *t);
-        self.hot.due().min(queued).min(self.next_sweep)
+        self.hot
+            .due()
+            .min(queued)
+            .min(self.next_sweep)
+            .min(self.early_at)
     }
 
     /// Event time has reached `watermark` (see [`super::Rule::reached`]): a key whose
@@ -267,7 +307,8 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
     }
 
     /// Closes every window that ends at or before `watermark`: hot keys' windows at
-    /// once, cold keys' in batches (all of them when `watermark` is `u64::MAX`).
+    /// once, cold keys' in batches (all of them when `watermark` is `u64::MAX`), or
+    /// sooner while more than `pending_max` segments are pending.
     pub fn drain_closed(&mut self, watermark: u64) -> Closed<K> {
         self.watermark = self.watermark.max(watermark);
         let hot = self.hot.drain_closed(watermark);
@@ -305,22 +346,27 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         } else {
             watermark - watermark % self.len_ns
         };
-        for key in due {
-            let Some(st) = self.keys.get_mut(&key) else {
-                continue;
+        self.teach_keys(due, upto, &mut cold);
+        if self.early_at != u64::MAX {
+            // Too many segments pending: keys queued for later batches are taught now,
+            // earliest first, until half the bound is left (each once: those left with
+            // segments are queued again, behind the ones waiting).
+            let mut waiting = std::mem::take(&mut self.queue);
+            while self.pending > self.pending_max / 2 {
+                let Some((_, keys)) = waiting.pop_first() else {
+                    break;
+                };
+                self.teach_keys(keys, upto, &mut cold);
+            }
+            for (due, keys) in waiting {
+                self.queue.entry(due).or_default().extend(keys);
+            }
+            // Still over (segments of windows not closed yet): again at the next window.
+            self.early_at = if self.pending > self.pending_max {
+                upto.saturating_add(self.len_ns)
+            } else {
+                u64::MAX
             };
-            st.queued = false;
-            if st.hot_until != 0 {
-                continue; // promoted meanwhile: its windows close as hot ones
-            }
-            teach(st, self.len_ns, upto, &mut self.scratch, |run| {
-                cold.push((key.clone(), run))
-            });
-            if !st.segments.is_empty() {
-                st.queued = true;
-                let due = st.taught_to.saturating_add(FLUSH_BATCH_NS);
-                self.queue.entry(due).or_default().push(key);
-            }
         }
         if watermark >= self.next_sweep {
             let mark = self.watermark;
@@ -330,6 +376,30 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             self.next_sweep = watermark.saturating_add(SWEEP_EVERY_NS);
         }
         Closed { hot, cold }
+    }
+
+    /// Teaches each of `keys` its windows before `upto` (see [`teach`]) into `cold`, and
+    /// queues those with segments left for their next batch.
+    fn teach_keys(&mut self, keys: Vec<K>, upto: u64, cold: &mut Vec<(K, ColdRun)>) {
+        for key in keys {
+            let Some(st) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            st.queued = false;
+            if st.hot_until != 0 {
+                continue; // promoted meanwhile: its windows close as hot ones
+            }
+            let held = st.segments.len();
+            teach(st, self.len_ns, upto, &mut self.scratch, |run| {
+                cold.push((key.clone(), run))
+            });
+            self.pending -= held - st.segments.len();
+            if !st.segments.is_empty() {
+                st.queued = true;
+                let due = st.taught_to.saturating_add(self.batch_ns);
+                self.queue.entry(due).or_default().push(key);
+            }
+        }
     }
 
     /// Takes back the list of cold runs of a [`Closed`], emptied, for the next close. (A
@@ -627,10 +697,59 @@ mod tests {
 
     #[test]
     fn cold_and_hot_keys_give_the_windows_plain_spreading_gives() {
+        spreads_like_plain(|gate_packets| Tiered::new(LEN, gate_packets, f64::INFINITY));
+    }
+
+    #[test]
+    fn cold_keys_taught_early_past_the_pending_bound_still_give_the_same_windows() {
+        // Batches of 3 windows, and at most 12 segments pending: keys are taught at
+        // every close, many of them before their batch is due.
+        spreads_like_plain(|gate_packets| {
+            Tiered::new(LEN, gate_packets, f64::INFINITY).with_limits(3 * LEN, 12)
+        });
+        // The bound holds: after a close, more are pending only while they wait for
+        // windows that are still open, and the next window's close tries again.
+        let mut t: Tiered<u8> = Tiered::new(LEN, 1e12, f64::INFINITY).with_limits(1 << 40, 12);
+        let (mut newest, mut most, mut closes) = (0, 0, 0);
+        for (i, (key, r)) in workload().into_iter().enumerate() {
+            t.add_spread_gated(&r, key, 3, |_| false);
+            newest = newest.max(r.last);
+            let mark = newest.saturating_sub(LATENESS);
+            if mark >= t.due() {
+                closes += 1;
+                t.drain_closed(mark);
+                let held: usize = t.keys.values().map(|st| st.segments.len()).sum();
+                assert_eq!(held, t.pending, "record {i}");
+                let open = t
+                    .keys
+                    .values()
+                    .flat_map(|st| &st.segments)
+                    .filter(|s| s.window_numbers().1 * LEN >= mark - mark % LEN)
+                    .count();
+                assert!(held <= 12 || held == open, "record {i}: {held} pending");
+                most = most.max(held);
+            } else {
+                t.reached(mark);
+            }
+        }
+        // Without the bound, the batch of 2^40 would have held every record.
+        assert!(most < 200, "{most} pending at most");
+        // Over the bound with segments of open windows only, keys are taught once per
+        // window, not at every record.
+        let windows = newest / LEN;
+        assert!(
+            closes <= windows + 2,
+            "{closes} closes over {windows} windows"
+        );
+    }
+
+    /// Feeds [`workload`] to plain spreading and to `tiered(gate)`, closing both now and
+    /// then, and checks every window of every key and every hot window's summary.
+    fn spreads_like_plain(tiered: impl Fn(f64) -> Tiered<u8>) {
         let gate_packets = 150.0;
         let gate = |a: &Acc| a.packets >= gate_packets;
         let mut plain: Windows<u8> = Windows::new(LEN);
-        let mut tiered: Tiered<u8> = Tiered::new(LEN, gate_packets, f64::INFINITY);
+        let mut tiered = tiered(gate_packets);
         // Per key, in window order: (window, packets, bytes) of every window.
         let mut want: BTreeMap<u8, Vec<(u64, f64, f64)>> = BTreeMap::new();
         let mut got: BTreeMap<u8, Vec<(u64, f64, f64)>> = BTreeMap::new();
@@ -711,6 +830,7 @@ mod tests {
             }
         }
         assert!(tiered.queue.is_empty());
+        assert_eq!(tiered.pending, 0);
     }
 
     #[test]
