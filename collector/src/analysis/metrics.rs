@@ -41,6 +41,8 @@ pub struct AnalysisMetrics {
     pub store_pending: Gauge,
     /// Event time the detectors have reached (Unix seconds).
     pub event_time: Gauge,
+    /// Records the detectors hold for cold keys until their windows are taught.
+    pub cold_pending: Gauge,
     /// Records stamped beyond the collector's clock plus the allowed skew.
     pub future_records: Counter,
 }
@@ -58,6 +60,7 @@ impl AnalysisMetrics {
             sink_errors as "alert_sink_errors": "Delivery failures by sink",
             store_pending as "alert_store_pending": "Alert/violation states waiting for ClickHouse",
             event_time as "detect_event_time_seconds": "Event time reached by the detectors",
+            cold_pending as "detect_cold_records_pending": "Records held for cold detection keys until their windows teach the baselines (2^20 per rule past which they are taught early)",
             future_records as "detect_future_records": "Records stamped later than the collector's clock plus max_clock_skew_secs (judged at the collector's clock)",
         });
     }

@@ -136,6 +136,10 @@ impl Stage {
                     .event_time
                     .set((newest_ns / 1_000_000_000) as i64);
             }
+            if let Some(d) = self.detector.as_ref() {
+                let held = i64::try_from(d.pending_records()).unwrap_or(i64::MAX);
+                self.outputs.metrics.cold_pending.set(held);
+            }
             if let (Some(l), Some(d)) = (self.learned.as_mut(), self.detector.as_ref()) {
                 l.maybe_save(d, false);
             }

@@ -115,6 +115,7 @@ pub async fn health(
             "event_time_secs": event_time.map(num),
             "event_time_lag_secs": event_time.map(|t| (now_ns as f64 / 1e9 - t).max(0.0)),
             "alert_store_pending": one("alert_store_pending"),
+            "cold_records_pending": one("detect_cold_records_pending"),
             "sink_errors": num(sum("alert_sink_errors_total")),
         },
         "webhook": {

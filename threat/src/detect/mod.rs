@@ -50,6 +50,10 @@ pub(crate) trait Rule: Send {
     /// [`Self::close`] at `watermark` would have learned about event time without
     /// closing anything (see `tiered`: when a hot key turns cold again).
     fn reached(&mut self, _watermark: u64) {}
+    /// Records held for cold keys whose windows are not taught yet (see `tiered`).
+    fn pending(&self) -> usize {
+        0
+    }
     /// After `observe(r)`: reports, once per window, an open window `r` touched whose
     /// count already crosses the threshold — an early warning that does not wait for the
     /// window to close. Only for counts that can only grow (distinct ports or hosts,
@@ -288,6 +292,12 @@ impl Detector {
         Ok(restored)
     }
 
+    /// Records the rules hold for cold keys until their windows are taught to the
+    /// baselines (bounded: see `tiered`), for the collector's metrics.
+    pub fn pending_records(&self) -> usize {
+        self.rules.iter().map(|r| r.pending()).sum()
+    }
+
     /// Closes every window and returns every alert (only the open ones when
     /// [`Self::streaming`]), ordered by first time then id.
     pub fn finish(&mut self) -> Vec<Alert> {
@@ -338,6 +348,23 @@ mod early_tests {
             line: "l".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn records_held_for_cold_keys_are_counted_until_their_windows_are_taught() {
+        let mut d = Detector::new(DetectConfig::default()).unwrap();
+        let start = 1_700_000_000 * NS;
+        // 300 one-packet flows to one target, a millisecond apart: far below the
+        // volumetric floors, so its key stays cold and holds them as pending records.
+        for i in 0..300u32 {
+            d.observe(&syn(i, start + u64::from(i) * 1_000_000));
+        }
+        assert_eq!(d.pending_records(), 300);
+        // Ten minutes of event time later, their windows have been taught.
+        d.observe(&syn(0, start + 600 * NS));
+        assert_eq!(d.pending_records(), 1);
+        d.finish();
+        assert_eq!(d.pending_records(), 0);
     }
 
     #[test]

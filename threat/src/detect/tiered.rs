@@ -301,6 +301,11 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         self.watermark = self.watermark.max(watermark);
     }
 
+    /// Segments pending over all keys (records of cold windows not taught yet).
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
     /// The line of a hot window's `acc` (for a report).
     pub fn line(&self, acc: &Acc) -> String {
         self.hot.line(acc)

@@ -108,6 +108,10 @@ impl Rule for Volumetric {
         self.windows.reached(watermark);
     }
 
+    fn pending(&self) -> usize {
+        self.windows.pending()
+    }
+
     fn due(&self) -> u64 {
         self.amp.due().min(self.windows.due())
     }
