@@ -148,8 +148,20 @@ impl<K: Eq + Hash + Clone + Ord> Table<K> {
         self.map.entry(k).or_insert_with(|| Robust::starting_at(w0))
     }
 
+    /// Forgets the older half (plus one) of the baselines, by last window learned, ties
+    /// broken by key (so which are kept does not depend on the hash seed).
     fn forget_oldest(&mut self) {
-        super::window::forget_lowest_half(&mut self.map, |b| b.last_w as f64);
+        let mut by: Vec<(u64, K)> = (self.map.iter())
+            .map(|(k, b)| (b.last_w, k.clone()))
+            .collect();
+        if by.is_empty() {
+            return;
+        }
+        let half = by.len() / 2;
+        by.select_nth_unstable(half);
+        for (_, k) in &by[..=half] {
+            self.map.remove(k);
+        }
     }
 
     #[cfg(test)]

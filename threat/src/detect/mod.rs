@@ -14,6 +14,7 @@ pub mod config;
 mod dns_names;
 mod exfil;
 mod hostsweep;
+mod keyed;
 mod portscan;
 mod scan;
 mod surge;

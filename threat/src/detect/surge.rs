@@ -17,10 +17,10 @@ use tidegate_base::Cidr;
 use tidegate_wire::record::FlowRecord;
 
 use super::alert::{AlertKind, Detection, Endpoint};
-use super::baseline::{Robust, Table};
+use super::baseline::Robust;
 use super::config::SurgeConfig;
+use super::keyed::KeyedWindows;
 use super::volumetric::proto_name;
-use super::window::Windows;
 use super::{NS, Rule};
 use crate::Severity;
 
@@ -34,8 +34,8 @@ pub(crate) struct Surge {
     volumetric_floor: Option<(f64, f64)>,
     evidence_max: usize,
     len: u64,
-    windows: Windows<(IpAddr, u8)>,
-    baselines: Table<(IpAddr, u8)>,
+    /// Each target's open windows beside its baseline.
+    windows: KeyedWindows<(IpAddr, u8)>,
     /// Start of the first window seen: hosts never seen count as idle since then.
     origin: Option<u64>,
 }
@@ -69,8 +69,7 @@ impl Surge {
             volumetric_floor,
             evidence_max,
             len,
-            windows: Windows::new(len),
-            baselines: Table::new(max),
+            windows: KeyedWindows::new(len, max),
             origin: None,
         }
     }
@@ -99,38 +98,38 @@ impl Rule for Surge {
     }
 
     fn close(&mut self, watermark: u64, out: &mut Vec<Detection>) {
-        let secs = self.cfg.window_secs as f64;
-        let (alpha, min_spread, len) = (self.cfg.baseline_alpha, self.min_spread(), self.len);
-        let origin = self.origin.unwrap_or(0);
-        let mut closed = self.windows.drain_closed(watermark);
-        for (w, (dst, proto), mut acc) in closed.drain(..) {
+        let min_spread = self.min_spread();
+        let Surge {
+            cfg,
+            volumetric_floor,
+            len,
+            windows,
+            origin,
+            ..
+        } = self;
+        let (secs, alpha, len) = (cfg.window_secs as f64, cfg.baseline_alpha, *len);
+        windows.close(watermark, origin.unwrap_or(0), |w, &(dst, proto), mut acc, base, lines| {
             let pps = acc.packets / secs;
             let bps = acc.bytes * 8.0 / secs;
-            let base = self.baselines.entry((dst, proto), origin);
             base.catch_up(w, len, alpha, min_spread);
             let prior = *base;
             base.learn(w, len, pps, alpha, min_spread);
-            if prior.windows < self.cfg.warmup_windows || pps < self.cfg.min_pps {
-                continue;
+            if prior.windows < cfg.warmup_windows || pps < cfg.min_pps {
+                return;
             }
             // One or two TCP connections are conversations the host accepted (a transfer
             // to a server), not something done to it.
             if proto == 6 && acc.flows < TCP_MIN_FLOWS {
-                continue;
+                return;
             }
-            if let Some((fpps, fbps)) = self.volumetric_floor
+            if let Some((fpps, fbps)) = *volumetric_floor
                 && (pps >= fpps || bps >= fbps)
             {
-                continue;
+                return;
             }
-            let threshold = prior.threshold(
-                self.cfg.deviations,
-                self.cfg.factor,
-                self.cfg.min_pps,
-                min_spread,
-            );
+            let threshold = prior.threshold(cfg.deviations, cfg.factor, cfg.min_pps, min_spread);
             if pps < threshold {
-                continue;
+                return;
             }
             let deviation = prior.deviation(pps, min_spread);
             let sources = acc.sources();
@@ -147,7 +146,7 @@ impl Rule for Surge {
                 src: Some(acc.source_endpoint()),
                 dst: Some(Endpoint::Addr(dst)),
                 port: super::main_dport(acc.evidence()),
-                line: self.windows.line(&acc),
+                line: lines.name(acc.line).to_string(),
                 measured: pps,
                 threshold,
                 unit: "pps",
@@ -160,8 +159,7 @@ impl Rule for Surge {
                 evidence: acc.take_evidence(),
                 volume: Some(super::alert::Volume::of(&acc)),
             });
-        }
-        self.windows.recycle(closed);
+        });
     }
 
     fn name(&self) -> &'static str {
@@ -171,7 +169,7 @@ impl Rule for Surge {
     fn save(&self) -> Option<serde_json::Value> {
         serde_json::to_value(Saved {
             origin: self.origin,
-            baselines: self.baselines.snapshot(),
+            baselines: self.windows.snapshot(),
         })
         .ok()
     }
@@ -179,7 +177,7 @@ impl Rule for Surge {
     fn restore(&mut self, v: serde_json::Value) -> Result<(), String> {
         let s: Saved = serde_json::from_value(v).map_err(|e| e.to_string())?;
         self.origin = s.origin;
-        self.baselines.restore(s.baselines);
+        self.windows.restore(s.baselines);
         Ok(())
     }
 }
@@ -310,7 +308,7 @@ mod tests {
         let mut t = rule();
         t.restore(saved).unwrap();
         let key = ("10.0.0.20".parse().unwrap(), 17);
-        assert_eq!(t.baselines.get(&key), s.baselines.get(&key));
+        assert_eq!(t.windows.baseline(&key), s.windows.baseline(&key));
         assert_eq!(t.origin, s.origin);
     }
 }

@@ -227,6 +227,25 @@ impl Acc {
         }
     }
 
+    /// Counts `packets`/`bytes` of `r` (on line `line` of `lines`), following the window
+    /// in detail from the first flow after which `gate` holds for it (see
+    /// [`Windows::add_spread_gated`]).
+    pub(super) fn count_gated(
+        &mut self,
+        r: &FlowRecord,
+        (packets, bytes): (f64, f64),
+        (line, lines): (u16, &Lines),
+        evidence_max: usize,
+        gate: impl Fn(&Acc) -> bool,
+    ) {
+        self.count(r, packets, bytes, line);
+        if gate(self) {
+            keep_earliest_with(&mut self.follow(r).evidence, r, evidence_max, |r| {
+                lines.copy(r, line)
+            });
+        }
+    }
+
     /// Starts following the window in detail (from the flow just counted on).
     fn follow(&mut self, r: &FlowRecord) -> &mut Detail {
         let flows = self.flows;
@@ -393,8 +412,6 @@ pub(crate) struct Windows<K: Eq + Hash + Clone> {
     /// Maps of drained windows, emptied, for the next new windows: their memory is
     /// already sized and touched, so a new window neither allocates nor faults in pages.
     spare: Vec<HashMap<K, Acc>>,
-    /// The list [`Self::drain_closed`] returned last, given back by [`Self::recycle`].
-    closed_spare: Vec<(u64, K, Acc)>,
 }
 
 /// Emptied window maps [`Windows`] keeps for reuse.
@@ -408,7 +425,6 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             lines: Lines::default(),
             typical_keys: 0,
             spare: Vec::new(),
-            closed_spare: Vec::new(),
         }
     }
 
@@ -509,15 +525,10 @@ impl<K: Eq + Hash + Clone> Windows<K> {
         let (typical, lines) = (self.typical_keys, &self.lines);
         let span = (r.first, r.last, r.packets, r.bytes);
         spread(span, self.len_ns, (from, u64::MAX), |w, p, b| {
-            let acc = window(map, spare, w, typical)
+            window(map, spare, w, typical)
                 .entry(key.clone())
-                .or_default();
-            acc.count(r, p, b, line);
-            if gate(acc) {
-                keep_earliest_with(&mut acc.follow(r).evidence, r, evidence_max, |r| {
-                    lines.copy(r, line)
-                });
-            }
+                .or_default()
+                .count_gated(r, (p, b), (line, lines), evidence_max, &gate);
         });
     }
 
@@ -535,8 +546,7 @@ impl<K: Eq + Hash + Clone> Windows<K> {
     /// Removes and returns (in window order; keys of a window in no particular order)
     /// every window that ends at or before `watermark`.
     pub fn drain_closed(&mut self, watermark: u64) -> Vec<(u64, K, Acc)> {
-        let mut out = std::mem::take(&mut self.closed_spare);
-        out.clear();
+        let mut out = Vec::new();
         while let Some(entry) = self.map.first_entry() {
             if entry.key().saturating_add(self.len_ns) > watermark {
                 break;
@@ -554,16 +564,6 @@ impl<K: Eq + Hash + Clone> Windows<K> {
             }
         }
         out
-    }
-
-    /// Takes back a list [`Self::drain_closed`] returned, for the next close: a close then
-    /// fills memory already allocated and touched. (A list far larger than windows now
-    /// need is let go.)
-    pub fn recycle(&mut self, mut closed: Vec<(u64, K, Acc)>) {
-        closed.clear();
-        if closed.capacity() <= self.typical_keys.saturating_mul(4).max(1024) {
-            self.closed_spare = closed;
-        }
     }
 }
 

@@ -1,0 +1,416 @@
+//! Tumbling windows laid out by key, each key's open windows beside its baseline: for
+//! rules that judge every closed window against the key's own history (`surge`).
+//!
+//! [`super::window::Windows`] keeps one hash map per window, so a record spread over k
+//! windows costs k lookups in k maps, and judging each closed window costs one more in the
+//! baseline table. Here a key is looked up once per record: its slot holds the counters of
+//! its open windows (sorted by start) and its baseline. A list per window names the slots
+//! with a counter in it, by number, so closing a window visits its keys without hashing,
+//! in window order; a key's oldest open window is the one closing. The windows, counters
+//! and baselines are the same as with `Windows` and a `Table` (a unit test compares them).
+//!
+//! Bounds: baselines as a [`super::baseline::Table`] bounds them (past `max`, the older
+//! half, by last window learned, is forgotten); slots with open windows stay, as the
+//! per-window maps of `Windows` hold them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::Hash;
+
+use ahash::AHashMap as HashMap;
+use tidegate_wire::record::FlowRecord;
+
+use super::baseline::Robust;
+use super::window::{Acc, Lines, spread};
+
+/// One key: its open windows' counters, oldest first, and its baseline.
+#[derive(Debug)]
+struct Slot<K> {
+    key: K,
+    open: VecDeque<(u64, Acc)>,
+    base: Option<Robust>,
+}
+
+#[derive(Debug)]
+pub(crate) struct KeyedWindows<K: Eq + Hash + Clone> {
+    len_ns: u64,
+    index: HashMap<K, u32>,
+    slots: Vec<Slot<K>>,
+    /// Numbers of slots no key uses (neither open windows nor a baseline).
+    free: Vec<u32>,
+    /// Per open window (by start), the slots with a counter in it.
+    by_window: BTreeMap<u64, Vec<u32>>,
+    /// Emptied lists of `by_window`, for the next windows.
+    spare: Vec<Vec<u32>>,
+    lines: Lines,
+    /// Slots with a baseline, and their bound.
+    baselines: usize,
+    max_baselines: usize,
+}
+
+/// Emptied window lists kept for reuse.
+const SPARE_LISTS: usize = 4;
+
+impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
+    pub fn new(len_ns: u64, max_baselines: usize) -> Self {
+        KeyedWindows {
+            len_ns: len_ns.max(1),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_window: BTreeMap::new(),
+            spare: Vec::new(),
+            lines: Lines::default(),
+            baselines: 0,
+            max_baselines: max_baselines.max(2),
+        }
+    }
+
+    /// The slot of `key`, created when it has none.
+    fn slot_of(&mut self, key: K) -> u32 {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let slot = Slot {
+            key: key.clone(),
+            open: VecDeque::new(),
+            base: None,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, i);
+        i
+    }
+
+    /// [`super::window::Windows::add_spread_gated`]: adds `r` to `key`, spreading its
+    /// packets and bytes over the windows its span overlaps, following a window in detail
+    /// once `gate` holds for it.
+    pub fn add_spread_gated(
+        &mut self,
+        r: &FlowRecord,
+        key: K,
+        evidence_max: usize,
+        gate: impl Fn(&Acc) -> bool,
+    ) {
+        let line = self.lines.id(&r.line);
+        let i = self.slot_of(key);
+        let slot = &mut self.slots[i as usize];
+        let (by_window, spare, lines) = (&mut self.by_window, &mut self.spare, &self.lines);
+        // Windows already open come first (sorted); new ones are appended, then sorted in.
+        // Records are mostly recent: the first window is searched for from the newest
+        // open one back, the record's next ones (in order) from there on, so a record
+        // touches only the key's newest windows, and at most every open one once.
+        let (sorted, mut from) = (slot.open.len(), None);
+        spread(
+            (r.first, r.last, r.packets, r.bytes),
+            self.len_ns,
+            (0, u64::MAX),
+            |w, p, b| {
+                // The first open window starting at or after `w`.
+                let mut lo = match from {
+                    None => {
+                        let mut i = sorted;
+                        while i > 0 && slot.open[i - 1].0 >= w {
+                            i -= 1;
+                        }
+                        i
+                    }
+                    Some(i) => i,
+                };
+                while lo < sorted && slot.open[lo].0 < w {
+                    lo += 1;
+                }
+                from = Some(lo);
+                let acc = match slot.open.get(lo) {
+                    Some((s, _)) if lo < sorted && *s == w => &mut slot.open[lo].1,
+                    _ => {
+                        by_window
+                            .entry(w)
+                            .or_insert_with(|| spare.pop().unwrap_or_default())
+                            .push(i);
+                        slot.open.push_back((w, Acc::default()));
+                        &mut slot.open.back_mut().expect("just pushed").1
+                    }
+                };
+                acc.count_gated(r, (p, b), (line, lines), evidence_max, &gate);
+            },
+        );
+        let open = slot.open.make_contiguous();
+        if open.len() > sorted && sorted > 0 && open[sorted - 1].0 > open[sorted].0 {
+            open.sort_by_key(|(w, _)| *w);
+        }
+    }
+
+    /// The watermark at which the oldest open window closes (`u64::MAX`: none open).
+    pub fn due(&self) -> u64 {
+        self.by_window
+            .first_key_value()
+            .map_or(u64::MAX, |(w, _)| w.saturating_add(self.len_ns))
+    }
+
+    /// Closes every window that ends at or before `watermark`, in window order: for each
+    /// key with a counter in it, calls `judge(window start, key, counter, baseline,
+    /// lines)`. A key without a baseline gets one whose history starts at `origin`.
+    pub fn close(
+        &mut self,
+        watermark: u64,
+        origin: u64,
+        mut judge: impl FnMut(u64, &K, Acc, &mut Robust, &Lines),
+    ) {
+        while let Some(entry) = self.by_window.first_entry() {
+            if entry.key().saturating_add(self.len_ns) > watermark {
+                break;
+            }
+            let (w, mut list) = entry.remove_entry();
+            for &i in &list {
+                let Some(acc) = self.take_open(i, w) else {
+                    continue;
+                };
+                if self.slots[i as usize].base.is_none() {
+                    if self.baselines >= self.max_baselines {
+                        self.forget_oldest_baselines();
+                    }
+                    self.slots[i as usize].base = Some(Robust::starting_at(origin));
+                    self.baselines += 1;
+                }
+                let slot = &mut self.slots[i as usize];
+                let base = slot.base.as_mut().expect("set above");
+                judge(w, &slot.key, acc, base, &self.lines);
+            }
+            list.clear();
+            if self.spare.len() < SPARE_LISTS {
+                self.spare.push(list);
+            }
+        }
+    }
+
+    /// Removes slot `i`'s counter of window `w` (its oldest, as windows close in order).
+    fn take_open(&mut self, i: u32, w: u64) -> Option<Acc> {
+        let open = &mut self.slots[i as usize].open;
+        let at = match open.front() {
+            Some((s, _)) if *s == w => 0,
+            _ => open.iter().position(|(s, _)| *s == w)?,
+        };
+        open.remove(at).map(|(_, acc)| acc)
+    }
+
+    /// Forgets the older half (plus one) of the baselines, by last window learned, ties
+    /// broken by key, as [`super::baseline::Table`] does; slots left with nothing are
+    /// freed.
+    fn forget_oldest_baselines(&mut self) {
+        let mut by: Vec<(u64, K, u32)> = (self.slots.iter().enumerate())
+            .filter_map(|(i, s)| s.base.map(|b| (b.last_w, s.key.clone(), i as u32)))
+            .collect();
+        if by.is_empty() {
+            return;
+        }
+        let half = by.len() / 2;
+        by.select_nth_unstable(half);
+        for &(_, _, i) in &by[..=half] {
+            self.forget_baseline(i);
+        }
+    }
+
+    fn forget_baseline(&mut self, i: u32) {
+        let slot = &mut self.slots[i as usize];
+        if slot.base.take().is_some() {
+            self.baselines -= 1;
+        }
+        if slot.open.is_empty() {
+            self.index.remove(&slot.key);
+            slot.open = VecDeque::new();
+            self.free.push(i);
+        }
+    }
+
+    /// The baselines, sorted by key (for a saved state).
+    pub fn snapshot(&self) -> Vec<(K, Robust)> {
+        let mut v: Vec<(K, Robust)> = (self.slots.iter())
+            .filter_map(|s| s.base.map(|b| (s.key.clone(), b)))
+            .collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Replaces the baselines with saved ones (at most the bound; the first of a key
+    /// repeated wins).
+    pub fn restore(&mut self, saved: Vec<(K, Robust)>) {
+        for i in 0..self.slots.len() as u32 {
+            if self.slots[i as usize].base.is_some() {
+                self.forget_baseline(i);
+            }
+        }
+        for (key, base) in saved {
+            if self.baselines >= self.max_baselines {
+                break;
+            }
+            let i = self.slot_of(key);
+            let slot = &mut self.slots[i as usize];
+            if slot.base.is_none() {
+                slot.base = Some(base);
+                self.baselines += 1;
+            }
+        }
+    }
+
+    /// The baseline of `key`.
+    #[cfg(test)]
+    pub fn baseline(&self, key: &K) -> Option<&Robust> {
+        let &i = self.index.get(key)?;
+        self.slots[i as usize].base.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::baseline::Table;
+    use super::super::window::Windows;
+    use super::*;
+    use std::net::IpAddr;
+
+    const LEN: u64 = 10;
+
+    /// Records of `keys` keys with spans of 0–60 ns over 10-ns windows, in an order
+    /// that goes back in time now and then (late records), from a fixed seed.
+    fn records(n: u64, keys: u64) -> Vec<(FlowRecord, u8)> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|j| {
+                let h = next();
+                let last = (j * 3 + 200).saturating_sub(if h % 7 == 0 { h % 90 } else { 0 });
+                let src = IpAddr::from([198, 51, 100, (h >> 8) as u8 % 5]);
+                let r = FlowRecord {
+                    src,
+                    dst: IpAddr::from([192, 0, 2, 1]),
+                    packets: 1 + (h >> 16) % 50,
+                    bytes: 100 + (h >> 24) % 5000,
+                    first: last - (h >> 32) % 60,
+                    last,
+                    line: if h & 1 == 0 { "a" } else { "b" }.into(),
+                    ..Default::default()
+                };
+                (r, ((h >> 40) % keys) as u8)
+            })
+            .collect()
+    }
+
+    /// What a close saw: window, key, counters, sources, evidence firsts, line, and the
+    /// baseline after learning.
+    type Seen = (u64, u8, u64, u64, u64, String, Vec<u64>, String, u64, u64);
+
+    fn seen(w: u64, k: u8, acc: &Acc, line: String, base: &mut Robust) -> Seen {
+        base.catch_up(w, LEN, 0.1, 1.0);
+        base.learn(w, LEN, acc.packets, 0.1, 1.0);
+        (
+            w,
+            k,
+            acc.packets.to_bits(),
+            acc.bytes.to_bits(),
+            acc.flows,
+            acc.sources().to_string(),
+            acc.evidence().iter().map(|r| r.first).collect(),
+            line,
+            base.level.to_bits(),
+            base.windows,
+        )
+    }
+
+    /// The same records through `KeyedWindows`, and through `Windows` with a `Table`,
+    /// closing at the same watermarks: the same windows, counters, evidence, lines and
+    /// baselines. (Under the bound, which baselines a close forgets depends on the order
+    /// it visits a window's keys in, which neither fixes: compared unbounded.)
+    fn compare(max: usize, keys: u64) {
+        let gate = |a: &Acc| a.packets >= 60.0;
+        let mut keyed: KeyedWindows<u8> = KeyedWindows::new(LEN, max);
+        let (mut plain, mut table) = (Windows::<u8>::new(LEN), Table::<u8>::new(max));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let recs = records(3000, keys);
+        for (j, (r, k)) in recs.iter().enumerate() {
+            keyed.add_spread_gated(r, *k, 3, gate);
+            plain.add_spread_gated(r, *k, 3, gate);
+            if j % 17 == 0 {
+                let mark = r.last.saturating_sub(70);
+                assert_eq!(keyed.due(), plain.due());
+                keyed.close(mark, 5, |w, k, acc, base, lines| {
+                    let line = lines.name(acc.line).to_string();
+                    a.push(seen(w, *k, &acc, line, base));
+                });
+                for (w, k, acc) in plain.drain_closed(mark) {
+                    let base = table.entry(k, 5);
+                    b.push(seen(w, k, &acc, plain.line(&acc), base));
+                }
+                // Keys of one window come in no particular order.
+                a.sort();
+                b.sort();
+                assert_eq!(a, b);
+            }
+        }
+        keyed.close(u64::MAX, 5, |w, k, acc, base, lines| {
+            let line = lines.name(acc.line).to_string();
+            a.push(seen(w, *k, &acc, line, base));
+        });
+        for (w, k, acc) in plain.drain_closed(u64::MAX) {
+            b.push(seen(w, k, &acc, plain.line(&acc), table.entry(k, 5)));
+        }
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        assert!(a.len() > 500, "{}", a.len());
+        assert_eq!(keyed.snapshot(), table.snapshot());
+        assert!(keyed.baselines <= max);
+        assert_eq!(keyed.due(), u64::MAX);
+    }
+
+    #[test]
+    fn windows_by_key_close_like_windows_by_time_with_a_table_of_baselines() {
+        compare(1000, 40);
+    }
+
+    #[test]
+    fn bounded_baselines_are_forgotten_and_their_slots_reused() {
+        let mut keyed: KeyedWindows<u8> = KeyedWindows::new(LEN, 4);
+        for (r, k) in records(2000, 200) {
+            keyed.add_spread_gated(&r, k, 1, |_| true);
+            keyed.close(r.last.saturating_sub(70), 0, |_, _, _, _, _| {});
+        }
+        keyed.close(u64::MAX, 0, |_, _, _, _, _| {});
+        assert!(keyed.baselines <= 4);
+        let live = keyed.slots.len() - keyed.free.len();
+        assert_eq!(live, keyed.index.len());
+        assert!(live <= 4, "{live} slots live with nothing open");
+        assert!(
+            keyed.slots.len() < 200,
+            "{} slots: none reused",
+            keyed.slots.len()
+        );
+    }
+
+    #[test]
+    fn restored_baselines_replace_the_learned_ones() {
+        let mut keyed: KeyedWindows<u8> = KeyedWindows::new(LEN, 3);
+        for (r, k) in records(300, 5) {
+            keyed.add_spread_gated(&r, k, 1, |_| true);
+        }
+        keyed.close(u64::MAX, 0, |_, _, _, _, _| {});
+        let saved = vec![(1u8, Robust::starting_at(7)), (2, Robust::starting_at(8))];
+        keyed.restore(saved.clone());
+        assert_eq!(keyed.snapshot(), saved);
+        assert_eq!(keyed.baseline(&3), None);
+        let four: Vec<(u8, Robust)> = (0..4).map(|k| (k, Robust::starting_at(1))).collect();
+        keyed.restore(four.clone());
+        assert_eq!(keyed.snapshot(), four[..3]);
+    }
+}
