@@ -142,9 +142,9 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
                 acc.count_gated(r, (p, b), (line, lines), evidence_max, &gate);
             },
         );
-        let open = slot.open.make_contiguous();
+        let open = &mut slot.open;
         if open.len() > sorted && sorted > 0 && open[sorted - 1].0 > open[sorted].0 {
-            open.sort_by_key(|(w, _)| *w);
+            open.make_contiguous().sort_by_key(|(w, _)| *w);
         }
     }
 
