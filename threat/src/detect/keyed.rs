@@ -136,7 +136,8 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
                             .or_insert_with(|| spare.pop().unwrap_or_default())
                             .push(i);
                         slot.open.push_back((w, Acc::default()));
-                        &mut slot.open.back_mut().expect("just pushed").1
+                        let last = slot.open.len() - 1;
+                        &mut slot.open[last].1
                     }
                 };
                 acc.count_gated(r, (p, b), (line, lines), evidence_max, &gate);
@@ -174,14 +175,14 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
                     continue;
                 };
                 if self.slots[i as usize].base.is_none() {
+                    // (Forgetting touches only slots with a baseline: not this one.)
                     if self.baselines >= self.max_baselines {
                         self.forget_oldest_baselines();
                     }
-                    self.slots[i as usize].base = Some(Robust::starting_at(origin));
                     self.baselines += 1;
                 }
                 let slot = &mut self.slots[i as usize];
-                let base = slot.base.as_mut().expect("set above");
+                let base = slot.base.get_or_insert_with(|| Robust::starting_at(origin));
                 judge(w, &slot.key, acc, base, &self.lines);
             }
             list.clear();
