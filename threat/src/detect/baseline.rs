@@ -121,6 +121,18 @@ impl Robust {
 
 /// Baselines of many entities, bounded: past `max` entities, the ones updated least
 /// recently are forgotten (half of them at once, so the sweep is amortised).
+/// The lower half (plus one) of `by`, entries of (last window learned, key, …): the
+/// baselines a full table forgets. Ties in age are broken by key, so which baselines
+/// are kept does not depend on the hash seed or the order `by` was collected in.
+pub(super) fn oldest_half<T: Ord>(by: &mut [T]) -> &[T] {
+    if by.is_empty() {
+        return by;
+    }
+    let half = by.len() / 2;
+    by.select_nth_unstable(half);
+    &by[..=half]
+}
+
 #[derive(Debug)]
 pub(crate) struct Table<K: Eq + Hash> {
     map: HashMap<K, Robust>,
@@ -148,18 +160,12 @@ impl<K: Eq + Hash + Clone + Ord> Table<K> {
         self.map.entry(k).or_insert_with(|| Robust::starting_at(w0))
     }
 
-    /// Forgets the older half (plus one) of the baselines, by last window learned, ties
-    /// broken by key (so which are kept does not depend on the hash seed).
+    /// Forgets the older half (plus one) of the baselines ([`oldest_half`]).
     fn forget_oldest(&mut self) {
         let mut by: Vec<(u64, K)> = (self.map.iter())
             .map(|(k, b)| (b.last_w, k.clone()))
             .collect();
-        if by.is_empty() {
-            return;
-        }
-        let half = by.len() / 2;
-        by.select_nth_unstable(half);
-        for (_, k) in &by[..=half] {
+        for (_, k) in oldest_half(&mut by) {
             self.map.remove(k);
         }
     }

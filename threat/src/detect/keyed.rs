@@ -19,7 +19,7 @@ use std::hash::Hash;
 use ahash::AHashMap as HashMap;
 use tidegate_wire::record::FlowRecord;
 
-use super::baseline::Robust;
+use super::baseline::{Robust, oldest_half};
 use super::window::{Acc, Lines, spread};
 
 /// One key: its open windows' counters, oldest first, and its baseline.
@@ -202,19 +202,13 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
         open.remove(at).map(|(_, acc)| acc)
     }
 
-    /// Forgets the older half (plus one) of the baselines, by last window learned, ties
-    /// broken by key, as [`super::baseline::Table`] does; slots left with nothing are
-    /// freed.
+    /// Forgets the older half (plus one) of the baselines ([`oldest_half`], as
+    /// [`super::baseline::Table`] does); slots left with nothing are freed.
     fn forget_oldest_baselines(&mut self) {
         let mut by: Vec<(u64, K, u32)> = (self.slots.iter().enumerate())
             .filter_map(|(i, s)| s.base.map(|b| (b.last_w, s.key.clone(), i as u32)))
             .collect();
-        if by.is_empty() {
-            return;
-        }
-        let half = by.len() / 2;
-        by.select_nth_unstable(half);
-        for &(_, _, i) in &by[..=half] {
+        for &(_, _, i) in oldest_half(&mut by) {
             self.forget_baseline(i);
         }
     }
@@ -273,6 +267,7 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
 mod tests {
     use super::super::baseline::Table;
     use super::super::window::Windows;
+    use super::super::window::tests::xorshift;
     use super::*;
     use std::net::IpAddr;
 
@@ -281,17 +276,12 @@ mod tests {
     /// Records of `keys` keys with spans of 0–60 ns over 10-ns windows, in an order
     /// that goes back in time now and then (late records), from a fixed seed.
     fn records(n: u64, keys: u64) -> Vec<(FlowRecord, u8)> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         (0..n)
             .map(|j| {
                 let h = next();
-                let last = (j * 3 + 200).saturating_sub(if h % 7 == 0 { h % 90 } else { 0 });
+                let last =
+                    (j * 3 + 200).saturating_sub(if h.is_multiple_of(7) { h % 90 } else { 0 });
                 let src = IpAddr::from([198, 51, 100, (h >> 8) as u8 % 5]);
                 let r = FlowRecord {
                     src,

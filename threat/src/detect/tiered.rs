@@ -637,7 +637,7 @@ fn teach(
 #[cfg(test)]
 mod tests {
     use super::super::window::Lines;
-    use super::super::window::tests::rec;
+    use super::super::window::tests::{rec, xorshift};
     use super::*;
     use std::collections::BTreeMap;
 
@@ -647,13 +647,7 @@ mod tests {
     /// Records for 6 keys, ordered by `last` give or take a jitter, spans well within
     /// the lateness; key 0 floods in bursts.
     fn workload() -> Vec<(u8, FlowRecord)> {
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         (0..6_000u64)
             .map(|i| {
                 let (a, b, c) = (next(), next(), next());

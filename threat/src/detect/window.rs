@@ -588,6 +588,17 @@ fn window<'m, K: Eq + Hash>(
 pub(super) mod tests {
     use super::*;
 
+    /// A xorshift64 sequence from `seed` (not zero): test workloads, the same on every
+    /// run.
+    pub(in super::super) fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     /// A UDP record 192.0.2.1 → 192.0.2.2 of `packets` 100-byte packets on line `l`.
     pub(in super::super) fn rec(first: u64, last: u64, packets: u64) -> FlowRecord {
         FlowRecord {
