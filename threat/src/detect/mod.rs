@@ -244,9 +244,18 @@ impl Detector {
             rule.observe(r);
             rule.early(r, &mut early);
         }
-        let mut updates: Vec<AlertUpdate> = early.into_iter().map(|f| self.book.merge(f)).collect();
+        // Most records report nothing: no collecting, sorting or merging for them.
+        let mut updates: Vec<AlertUpdate> = if early.is_empty() {
+            Vec::new()
+        } else {
+            early.into_iter().map(|f| self.book.merge(f)).collect()
+        };
         self.newest_ns = self.newest_ns.max(r.last);
-        updates.extend(self.close(self.newest_ns.saturating_sub(self.lateness_ns)));
+        let closed = self.close(self.newest_ns.saturating_sub(self.lateness_ns));
+        if updates.is_empty() {
+            return closed;
+        }
+        updates.extend(closed);
         updates
     }
 
@@ -315,10 +324,14 @@ impl Detector {
                 rule.reached(watermark);
             }
         }
-        findings.sort_by(|a, b| {
-            (a.window_start, a.kind, &a.key).cmp(&(b.window_start, b.kind, &b.key))
-        });
-        let updates = findings.into_iter().map(|f| self.book.merge(f)).collect();
+        let updates = if findings.is_empty() {
+            Vec::new()
+        } else {
+            findings.sort_by(|a, b| {
+                (a.window_start, a.kind, &a.key).cmp(&(b.window_start, b.kind, &b.key))
+            });
+            findings.into_iter().map(|f| self.book.merge(f)).collect()
+        };
         // Sweeping is only a memory clean-up (merging checks the gap itself), so it runs
         // once per second of event time, not once per record: with thousands of open
         // alerts a per-record sweep would make every record cost O(alerts).

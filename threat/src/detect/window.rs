@@ -105,6 +105,11 @@ pub(crate) fn keep_earliest_with(
         }
     }
     let at = sample.partition_point(|e| evidence_order(e) <= key);
+    // Past the first allocation, straight to `max`: one move of the sample, not one
+    // per doubling.
+    if sample.len() == sample.capacity() && !sample.is_empty() {
+        sample.reserve_exact(max - sample.len());
+    }
     sample.insert(at, copy(r));
 }
 
@@ -362,8 +367,11 @@ impl Lines {
             Some(&id) => id,
             None if self.names.len() < self.max => {
                 let id = self.names.len() as u16;
-                self.names.push(name.clone());
-                self.index.insert(name.clone(), id);
+                // A copy of its own (not the batch's shared name, which the pipeline's
+                // other threads count): `copy` hands it out for every sample record.
+                let own = Name::from(name.as_str());
+                self.names.push(own.clone());
+                self.index.insert(own, id);
                 id
             }
             None => OTHER_LINES,
