@@ -28,6 +28,8 @@ struct Slot<K> {
     key: K,
     open: VecDeque<(u64, Acc)>,
     base: Option<Robust>,
+    /// With a baseline: its place in `KeyedWindows::based`.
+    based_at: u32,
 }
 
 #[derive(Debug)]
@@ -42,8 +44,9 @@ pub(crate) struct KeyedWindows<K: Eq + Hash + Clone> {
     /// Emptied lists of `by_window`, for the next windows.
     spare: Vec<Vec<u32>>,
     lines: Lines,
-    /// Slots with a baseline, and their bound.
-    baselines: usize,
+    /// The slots with a baseline (so forgetting visits those, not every slot), and
+    /// their bound.
+    based: Vec<u32>,
     max_baselines: usize,
 }
 
@@ -60,7 +63,7 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             by_window: BTreeMap::new(),
             spare: Vec::new(),
             lines: Lines::default(),
-            baselines: 0,
+            based: Vec::new(),
             max_baselines: max_baselines.max(2),
         }
     }
@@ -74,6 +77,7 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             key: key.clone(),
             open: VecDeque::new(),
             base: None,
+            based_at: 0,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -176,13 +180,15 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
                 };
                 if self.slots[i as usize].base.is_none() {
                     // (Forgetting touches only slots with a baseline: not this one.)
-                    if self.baselines >= self.max_baselines {
+                    if self.based.len() >= self.max_baselines {
                         self.forget_oldest_baselines();
                     }
-                    self.baselines += 1;
+                    self.add_based(i, Robust::starting_at(origin));
                 }
                 let slot = &mut self.slots[i as usize];
-                let base = slot.base.get_or_insert_with(|| Robust::starting_at(origin));
+                let Some(base) = slot.base.as_mut() else {
+                    continue;
+                };
                 judge(w, &slot.key, acc, base, &self.lines);
             }
             list.clear();
@@ -205,19 +211,35 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
     /// Forgets the older half (plus one) of the baselines ([`oldest_half`], as
     /// [`super::baseline::Table`] does); slots left with nothing are freed.
     fn forget_oldest_baselines(&mut self) {
-        let mut by: Vec<(u64, K, u32)> = (self.slots.iter().enumerate())
-            .filter_map(|(i, s)| s.base.map(|b| (b.last_w, s.key.clone(), i as u32)))
+        let mut by: Vec<(u64, K, u32)> = (self.based.iter())
+            .filter_map(|&i| {
+                let s = &self.slots[i as usize];
+                s.base.map(|b| (b.last_w, s.key.clone(), i))
+            })
             .collect();
         for &(_, _, i) in oldest_half(&mut by) {
             self.forget_baseline(i);
         }
     }
 
+    /// Gives slot `i` (without one) the baseline `base`.
+    fn add_based(&mut self, i: u32, base: Robust) {
+        let slot = &mut self.slots[i as usize];
+        slot.base = Some(base);
+        slot.based_at = self.based.len() as u32;
+        self.based.push(i);
+    }
+
     fn forget_baseline(&mut self, i: u32) {
         let slot = &mut self.slots[i as usize];
         if slot.base.take().is_some() {
-            self.baselines -= 1;
+            let at = slot.based_at as usize;
+            self.based.swap_remove(at);
+            if let Some(&moved) = self.based.get(at) {
+                self.slots[moved as usize].based_at = at as u32;
+            }
         }
+        let slot = &mut self.slots[i as usize];
         if slot.open.is_empty() {
             self.index.remove(&slot.key);
             slot.open = VecDeque::new();
@@ -237,20 +259,16 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
     /// Replaces the baselines with saved ones (at most the bound; the first of a key
     /// repeated wins).
     pub fn restore(&mut self, saved: Vec<(K, Robust)>) {
-        for i in 0..self.slots.len() as u32 {
-            if self.slots[i as usize].base.is_some() {
-                self.forget_baseline(i);
-            }
+        while let Some(&i) = self.based.last() {
+            self.forget_baseline(i);
         }
         for (key, base) in saved {
-            if self.baselines >= self.max_baselines {
+            if self.based.len() >= self.max_baselines {
                 break;
             }
             let i = self.slot_of(key);
-            let slot = &mut self.slots[i as usize];
-            if slot.base.is_none() {
-                slot.base = Some(base);
-                self.baselines += 1;
+            if self.slots[i as usize].base.is_none() {
+                self.add_based(i, base);
             }
         }
     }
@@ -361,8 +379,19 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.len() > 500, "{}", a.len());
         assert_eq!(keyed.snapshot(), table.snapshot());
-        assert!(keyed.baselines <= max);
+        assert!(keyed.based.len() <= max);
         assert_eq!(keyed.due(), u64::MAX);
+    }
+
+    /// `based` lists exactly the slots with a baseline, each at its `based_at`.
+    fn check_based<K: Eq + Hash + Clone + Ord>(keyed: &KeyedWindows<K>) {
+        for (at, &i) in keyed.based.iter().enumerate() {
+            let s = &keyed.slots[i as usize];
+            assert!(s.base.is_some(), "slot {i} listed without a baseline");
+            assert_eq!(s.based_at as usize, at);
+        }
+        let with = keyed.slots.iter().filter(|s| s.base.is_some()).count();
+        assert_eq!(with, keyed.based.len());
     }
 
     #[test]
@@ -376,9 +405,10 @@ mod tests {
         for (r, k) in records(2000, 200) {
             keyed.add_spread_gated(&r, k, 1, |_| true);
             keyed.close(r.last.saturating_sub(70), 0, |_, _, _, _, _| {});
+            check_based(&keyed);
         }
         keyed.close(u64::MAX, 0, |_, _, _, _, _| {});
-        assert!(keyed.baselines <= 4);
+        assert!(keyed.based.len() <= 4);
         let live = keyed.slots.len() - keyed.free.len();
         assert_eq!(live, keyed.index.len());
         assert!(live <= 4, "{live} slots live with nothing open");
@@ -398,6 +428,7 @@ mod tests {
         keyed.close(u64::MAX, 0, |_, _, _, _, _| {});
         let saved = vec![(1u8, Robust::starting_at(7)), (2, Robust::starting_at(8))];
         keyed.restore(saved.clone());
+        check_based(&keyed);
         assert_eq!(keyed.snapshot(), saved);
         assert_eq!(keyed.baseline(&3), None);
         let four: Vec<(u8, Robust)> = (0..4).map(|k| (k, Robust::starting_at(1))).collect();

@@ -38,6 +38,8 @@ pub(crate) struct Surge {
     windows: KeyedWindows<(IpAddr, u8)>,
     /// Start of the first window seen: hosts never seen count as idle since then.
     origin: Option<u64>,
+    /// Start of the window of the newest record's end.
+    newest: u64,
 }
 
 /// Whether `r` is a request towards its destination (see the module comment).
@@ -71,6 +73,7 @@ impl Surge {
             len,
             windows: KeyedWindows::new(len, max),
             origin: None,
+            newest: 0,
         }
     }
 
@@ -84,7 +87,12 @@ impl Rule for Surge {
         if !is_request(r) || !self.inside.iter().any(|c| c.contains(r.dst)) {
             return;
         }
-        let w = r.first - r.first % self.len;
+        self.newest = self.newest.max(r.last - r.last % self.len);
+        // The first window seen, but no earlier than one window before the newest
+        // record's: a record with a bad old timestamp (an exporter's clock, a replay)
+        // must not give every host a long idle history, which would skip the warm-up.
+        let first = r.first.max(self.newest.saturating_sub(self.len));
+        let w = first - first % self.len;
         self.origin = Some(self.origin.map_or(w, |o| o.min(w)));
         let gate = self.cfg.min_pps * self.cfg.window_secs as f64 / 2.0;
         self.windows
@@ -245,6 +253,35 @@ mod tests {
         assert_eq!(d.src, Some(Endpoint::Many("3 sources".into())));
         assert!(d.severity >= Severity::Medium && d.severity <= Severity::High);
         assert!(d.description.contains("baseline"), "{}", d.description);
+    }
+
+    #[test]
+    fn a_record_with_an_old_timestamp_does_not_give_new_hosts_a_history() {
+        let mut s = rule();
+        let t0 = 1_700_000_000 * NS;
+        s.observe(&rec([10, 0, 1, 1], [10, 0, 0, 20], 9000, t0, 5));
+        let origin = s.origin.unwrap();
+        assert!(origin <= t0 && origin + 2 * s.len > t0, "{origin}");
+        // From a clock set to 1970, and a flow that claims to have started then.
+        s.observe(&rec([10, 0, 1, 2], [10, 0, 0, 21], 9000, 0, 5));
+        let mut long = rec([10, 0, 1, 3], [10, 0, 0, 22], 9000, t0, 5);
+        long.first = 0;
+        s.observe(&long);
+        // (Records out of order by up to a window still move it back.)
+        assert_eq!(s.origin, Some(origin - s.len));
+        // No alert for a host first seen now, before any warm-up.
+        let mut out = Vec::new();
+        for k in 0..6u64 {
+            s.observe(&rec(
+                [10, 0, 1, 4],
+                [10, 0, 0, 30],
+                9000,
+                t0 + k * 10 * NS,
+                5_000,
+            ));
+        }
+        s.close(t0 + 8 * 10 * NS, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

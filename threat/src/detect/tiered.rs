@@ -441,24 +441,29 @@ fn bound_add(
     };
     let (p, b) = (r.packets as f64 * share, r.bytes as f64 * share);
     let (lo, hi) = (windows.0 / BUCKET_WINDOWS, windows.1 / BUCKET_WINDOWS);
+    // Windows before `taught_to` were taught already: a late record's share there is
+    // not counted (see the module documentation); only the rest is bounded. (Not the
+    // buckets before the first record's: a record that comes later but lies earlier,
+    // from a lagging probe, still counts in windows not taught yet.)
+    let lo = lo.max(st.taught_to / len_ns / BUCKET_WINDOWS);
+    if hi < lo {
+        return (0.0, 0.0);
+    }
     if st.bound.is_empty() {
         st.bound_base = lo;
     }
-    if lo < st.bound_base {
-        // Buckets before the base were taught already; a late record's share there
-        // is not counted (see the module documentation) — only the rest is bounded.
-        if hi < st.bound_base {
-            return (0.0, 0.0);
-        }
-    }
-    let lo = lo.max(st.bound_base);
-    let need = (hi - st.bound_base + 1) as usize;
-    if need > BOUND_BUCKETS_MAX {
+    // Buckets added before the base and after the end.
+    let front = st.bound_base.saturating_sub(lo);
+    let start = st.bound_base - front;
+    let len = (st.bound.len() as u64 + front).max(hi - start + 1);
+    if len > BOUND_BUCKETS_MAX as u64 {
         return (f64::INFINITY, f64::INFINITY);
     }
-    if st.bound.len() < need {
-        st.bound.resize(need, (0.0, 0.0));
+    for _ in 0..front {
+        st.bound.push_front((0.0, 0.0));
     }
+    st.bound_base = start;
+    st.bound.resize(len as usize, (0.0, 0.0));
     let (mut mp, mut mb) = (0.0f64, 0.0f64);
     for i in (lo - st.bound_base)..=(hi - st.bound_base) {
         let e = &mut st.bound[i as usize];
@@ -830,6 +835,36 @@ mod tests {
         }
         assert!(tiered.queue.is_empty());
         assert_eq!(tiered.pending, 0);
+    }
+
+    #[test]
+    fn a_flood_reported_late_behind_a_later_small_record_turns_its_key_hot() {
+        // A lagging probe reports a flood on a target after another probe reported a
+        // small flow to it from later on: the flood's windows lie before the first
+        // record's, and were never taught.
+        let gate_packets = 150.0;
+        let gate = |a: &Acc| a.packets >= gate_packets;
+        let mut plain: Windows<u8> = Windows::new(LEN);
+        let mut tiered: Tiered<u8> = Tiered::new(LEN, gate_packets, f64::INFINITY);
+        let mut records = vec![rec(1_000, 1_000, 1)];
+        records.extend((0..5).map(|i| rec(880 + i, 885 + i, 100)));
+        for r in &records {
+            plain.add_spread_gated(r, 7, 3, gate);
+            tiered.add_spread_gated(r, 7, 3, gate);
+        }
+        let hot = |v: Vec<(u64, u8, Acc)>| -> Vec<(u64, f64)> {
+            let mut v: Vec<(u64, f64)> = v
+                .into_iter()
+                .filter(|(_, _, a)| a.packets >= gate_packets)
+                .map(|(w, _, a)| (w, a.packets))
+                .collect();
+            v.sort_by_key(|(w, _)| *w);
+            v
+        };
+        let want = hot(plain.drain_closed(u64::MAX));
+        let got = hot(tiered.drain_closed(u64::MAX).hot);
+        assert_eq!(want, vec![(880, 500.0)]);
+        assert_eq!(got, want);
     }
 
     #[test]
