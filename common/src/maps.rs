@@ -9,6 +9,9 @@ pub const FLOWS: &str = "FLOWS";
 pub const FLOWS_TAKEN: &str = "FLOWS_TAKEN";
 /// Global (read-only data) the loader sets to the flow table's number of slots.
 pub const FLOW_SLOTS: &str = "FLOW_SLOTS";
+/// Global (read-only data) the loader sets to a random [`crate::slot::HashKey`]: the
+/// secret the flow table hashes keys under.
+pub const FLOW_HASH_KEY: &str = "FLOW_HASH_KEY";
 /// `Array<u32>` of control words; see the `CTL_*` indices.
 pub const CONTROL: &str = "CONTROL";
 /// `Array<ClockWord>` with one entry, memory-mappable: which clock stamps packets and,

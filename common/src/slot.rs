@@ -140,19 +140,39 @@ pub fn key_words(k: &FlowKey) -> [u64; KEY_WORDS] {
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == KEY_WORDS * 8);
 
-/// Hash of a flow key: each word times its own odd constant, summed (seven independent
-/// multiplies the CPU overlaps; no helper call). Every input bit reaches the high half,
-/// which [`home_slot`] scales onto the table; the whole word is the slot's tag.
+/// The secret a flow table hashes under: one word per key word (two 32-bit halves).
+/// Each probe draws it at random when it loads the programs (`FLOW_HASH_KEY`).
+pub type HashKey = [u64; KEY_WORDS];
+
+/// Hash of a flow key under a secret (`secret(i)`: word `i` of the [`HashKey`]).
+///
+/// Keys come from the traffic, and a hash an attacker can compute lets a few crafted
+/// flows fill a key's whole probe window (an IPv6 source's low 64 bits alone solve a
+/// public linear hash for any target), sending the flows that belong there to the
+/// fallback ring. This is NH (the UMAC/VMAC inner hash): per key word, the two 32-bit
+/// halves, each plus its half of the secret mod 2^32, multiplied, and the products
+/// summed mod 2^64 — for two different keys and a random secret the sums collide with
+/// probability at most 2^-32, so without the secret no one can aim flows at a window.
+/// Seven independent multiplies (the CPU overlaps them), no helper call. A multiply and
+/// a fold then carry every bit into the high half, which [`home_slot`] scales onto the
+/// table; the whole word is the slot's tag.
 #[inline(always)]
-pub fn flow_hash(k: &FlowKey) -> u64 {
+pub fn flow_hash(k: &FlowKey, secret: impl Fn(usize) -> u64) -> u64 {
     let w = key_words(k);
-    w[0].wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(w[1].wrapping_mul(0xc2b2_ae3d_27d4_eb4f))
-        .wrapping_add(w[2].wrapping_mul(0x1656_67b1_9e37_79f9))
-        .wrapping_add(w[3].wrapping_mul(0x85eb_ca77_c2b2_ae63))
-        .wrapping_add(w[4].wrapping_mul(0x27d4_eb2f_1656_67c5))
-        .wrapping_add(w[5].wrapping_mul(0xff51_afd7_ed55_8ccd))
-        .wrapping_add(w[6].wrapping_mul(0xc4ce_b9fe_1a85_ec53))
+    let nh = |i: usize| {
+        let s = secret(i);
+        let lo = (w[i] as u32).wrapping_add(s as u32) as u64;
+        let hi = ((w[i] >> 32) as u32).wrapping_add((s >> 32) as u32) as u64;
+        lo * hi
+    };
+    let h = nh(0)
+        .wrapping_add(nh(1))
+        .wrapping_add(nh(2))
+        .wrapping_add(nh(3))
+        .wrapping_add(nh(4))
+        .wrapping_add(nh(5))
+        .wrapping_add(nh(6));
+    (h ^ (h >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// The state word of a live slot holding a key with hash `h`: never one of the reserved
@@ -243,10 +263,77 @@ mod tests {
             k.src[12..].copy_from_slice(&i.to_be_bytes());
             k.sport = 40000;
             k.dport = 443;
-            seen.insert(home_slot(flow_hash(&k), 1 << 16));
+            seen.insert(home_slot(flow_hash(&k, |i| SECRET[i]), 1 << 16));
         }
         // 4096 balls into 65536 bins: ~125 collisions expected for a random function.
         assert!(seen.len() > 3900, "{}", seen.len());
+    }
+
+    /// A secret as the loader draws one (fixed here).
+    const SECRET: HashKey = [
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+        0x4528_21e6_38d0_1377,
+        0xbe54_66cf_34e9_0c6c,
+        0xc0ac_29b7_c97c_50dd,
+    ];
+
+    /// The hash of earlier versions: each word times a public odd constant, summed.
+    fn public_linear(k: &FlowKey) -> u64 {
+        const C: [u64; KEY_WORDS] = [
+            0x9e37_79b9_7f4a_7c15,
+            0xc2b2_ae3d_27d4_eb4f,
+            0x1656_67b1_9e37_79f9,
+            0x85eb_ca77_c2b2_ae63,
+            0x27d4_eb2f_1656_67c5,
+            0xff51_afd7_ed55_8ccd,
+            0xc4ce_b9fe_1a85_ec53,
+        ];
+        let w = key_words(k);
+        (0..KEY_WORDS).fold(0u64, |h, i| h.wrapping_add(w[i].wrapping_mul(C[i])))
+    }
+
+    #[test]
+    fn flows_aimed_at_one_window_of_a_public_hash_spread_under_the_secret() {
+        // The attack on a public linear hash: per source port, solve the IPv6 source's
+        // low 64 bits (free to anyone holding a /64) for one chosen hash value.
+        let c1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+        let mut inv = c1; // c1⁻¹ mod 2^64 by Newton's iteration
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(c1.wrapping_mul(inv)));
+        }
+        assert_eq!(c1.wrapping_mul(inv), 1);
+        let target = 0x0123_4567_89ab_cdefu64;
+        let keys: Vec<FlowKey> = (0..512u16)
+            .map(|port| {
+                let mut k = FlowKey::ZERO;
+                k.family = 6;
+                k.proto = 17;
+                k.src[..8].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1]);
+                k.sport = 1024 + port;
+                k.dport = 53;
+                let w1 = target.wrapping_sub(public_linear(&k)).wrapping_mul(inv);
+                k.src[8..].copy_from_slice(&w1.to_ne_bytes());
+                k
+            })
+            .collect();
+        // Every one lands in the same window of the public hash...
+        assert!(keys.iter().all(|k| public_linear(k) == target));
+        // ...and in 512 near-distinct windows under a secret.
+        let homes: std::collections::HashSet<u32> = (keys.iter())
+            .map(|k| home_slot(flow_hash(k, |i| SECRET[i]), 1 << 20))
+            .collect();
+        assert!(homes.len() > 500, "{}", homes.len());
+        // A different secret, different homes: the placement is the secret's.
+        let other = (keys.iter())
+            .filter(|k| {
+                home_slot(flow_hash(k, |i| SECRET[i] ^ 1 << 40), 1 << 20)
+                    == home_slot(flow_hash(k, |i| SECRET[i]), 1 << 20)
+            })
+            .count();
+        assert!(other < 5, "{other}");
     }
 
     #[test]

@@ -15,7 +15,9 @@ use tidegate_common::{
 use crate::{
     atomic,
     enforce::{Verdict, judge_packet},
-    maps::{APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN},
+    maps::{
+        APP_SAMPLES, CLOCK, COUNTERS, FALLBACK, FLOW_HASH_KEY, FLOW_SLOTS, FLOWS, FLOWS_TAKEN,
+    },
     packet::Packet,
 };
 
@@ -287,7 +289,10 @@ pub extern "C" fn tidegate_flow_add(
 fn add(key: &FlowKey, count: u64, bytes: u64, now: u64, meta: u64) -> Result<u64, ()> {
     // SAFETY: a read-only global the loader sets before verification.
     let slots = unsafe { read_volatile(&FLOW_SLOTS) };
-    let h = flow_hash(key);
+    // SAFETY: word `i` (< 7) of a read-only global the loader sets before verification.
+    let h = flow_hash(key, |i| unsafe {
+        read_volatile(addr_of!(FLOW_HASH_KEY).cast::<u64>().add(i))
+    });
     let tag = live_tag(h);
     let base = home_slot(h, slots);
     // The window's i-th slot, wrapping at the end of the table.

@@ -7,6 +7,7 @@ use aya_ebpf::{
 };
 use tidegate_common::{
     CounterBlock, FlowSlot,
+    slot::{HashKey, KEY_WORDS},
     enforce::{EnforceConfig, LineRule, PrefixClass, RULE_COUNTER_ENTRIES, RuleCount},
     maps::{
         CTL_COUNT, ClockWord, DEFAULT_APP_SAMPLE_BYTES, DEFAULT_ENF_PREFIXES,
@@ -29,6 +30,11 @@ pub static FLOWS_TAKEN: Array<u64> =
 /// data: the verifier sees the constant).
 #[unsafe(no_mangle)]
 pub static FLOW_SLOTS: u32 = DEFAULT_FLOW_SLOTS;
+
+/// The flow table's hash secret (`tidegate_common::slot::flow_hash`); drawn at random
+/// and set by the loader before the programs are verified.
+#[unsafe(no_mangle)]
+pub static FLOW_HASH_KEY: HashKey = [1; KEY_WORDS];
 
 /// Control words written by userspace.
 #[map]

@@ -26,6 +26,9 @@ pub enum EbpfError {
         /// Kernel's answer.
         reason: String,
     },
+    /// The operating system's random generator failed (the flow table's hash secret).
+    #[error("cannot draw the flow table's hash secret from the system's random generator: {0}")]
+    Random(String),
     /// A map operation failed.
     #[error("eBPF map {map}: {source}")]
     Map {

@@ -19,9 +19,9 @@ use tidegate_common::{
     maps::{
         APP_SAMPLES, CLOCK, CLOCK_COARSE, CLOCK_PRECISE, CLOCK_TICK, CONTROL, COUNTERS, ClockWord,
         DEFAULT_ENF_PREFIXES, DEFAULT_FALLBACK_BYTES, DEFAULT_FLOW_SLOTS, ENF_HOST4, ENF_HOST6,
-        ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, Programs,
+        ENF_LPM4, ENF_LPM6, FALLBACK, FLOW_HASH_KEY, FLOW_SLOTS, FLOWS, FLOWS_TAKEN, Programs,
     },
-    slot::{flows_for_slots, slots_for_flows},
+    slot::{HashKey, KEY_WORDS, flows_for_slots, slots_for_flows},
 };
 
 use super::{
@@ -309,15 +309,27 @@ pub fn ifindex(iface: &str) -> Result<u32, EbpfError> {
     }
 }
 
+/// A random secret for the flow table's hash (`tidegate_common::slot::flow_hash`), from
+/// the operating system's generator: a new one at every load.
+fn hash_secret() -> Result<HashKey, EbpfError> {
+    let mut secret: HashKey = [0; KEY_WORDS];
+    for w in &mut secret {
+        *w = getrandom::u64().map_err(|e| EbpfError::Random(e.to_string()))?;
+    }
+    Ok(secret)
+}
+
 impl EbpfCapture {
     /// Loads the programs and maps into the kernel (nothing attached yet).
     pub fn load(opts: EbpfOptions) -> Result<Self, EbpfError> {
         raise_memlock();
         let slots = slots_for_flows(opts.flow_entries);
+        let secret = hash_secret()?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(FLOWS, slots)
             .map_max_entries(FLOWS_TAKEN, taken_words(slots) as u32)
             .override_global(FLOW_SLOTS, &slots, true)
+            .override_global(FLOW_HASH_KEY, &secret, true)
             .map_max_entries(FALLBACK, opts.fallback_bytes)
             .map_max_entries(ENF_LPM4[0], opts.enforce_prefixes)
             .map_max_entries(ENF_LPM4[1], opts.enforce_prefixes)

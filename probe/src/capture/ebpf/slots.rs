@@ -449,7 +449,7 @@ mod tests {
                 let (word, bit) = t.taken_bit(i);
                 word.fetch_or(bit, Ordering::AcqRel);
                 (*s).key = *k;
-                (*s).state = live_tag(flow_hash(k));
+                (*s).state = live_tag(flow_hash(k, |i| i as u64));
             }
             assert_eq!((*s).key, *k);
             if (*s).interval_first_ns == 0 {
