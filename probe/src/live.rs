@@ -157,6 +157,7 @@ pub fn run_loop(
             let counters = src.counters()?;
             m.update_counters(&counters);
             m.flows_active.set(table.len() as i64);
+            m.records_exported_early.set(table.exported_early() as i64);
             if let Some(e) = &opts.enforcer {
                 update_rule_metrics(e, &mut m, &mut rule_seen);
             }

@@ -55,6 +55,9 @@ pub struct ProbeMetrics {
     pub records_exported: Counter,
     /// Flows held in the userspace table.
     pub flows_active: Gauge,
+    /// Flow records exported before their timeouts because the userspace table was at
+    /// its bound (a spray of new flows).
+    pub records_exported_early: Gauge,
     /// Packets the previous run counted and never exported because it did not stop
     /// cleanly (SIGKILL, crash), as of its last checkpoint; 0 after a clean stop.
     pub previous_run_unexported: Gauge,
@@ -96,6 +99,7 @@ impl ProbeMetrics {
             capture_drops: Counter::default(),
             records_exported: Counter::default(),
             flows_active: Gauge::default(),
+            records_exported_early: Gauge::default(),
             previous_run_unexported: Gauge::default(),
             export_lag: Histogram::new([0.5, 1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0]),
             sweep_seconds: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0]),
@@ -161,6 +165,11 @@ impl ProbeMetrics {
             "flows_active",
             "Flows held in the userspace flow table",
             m.flows_active.clone(),
+        );
+        registry.register(
+            "records_exported_early",
+            "Flow records exported before their timeouts because the userspace flow table was at its bound (a spray of new flows); counts are unaffected",
+            m.records_exported_early.clone(),
         );
         registry.register(
             "previous_run_unexported_packets",

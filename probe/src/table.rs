@@ -39,6 +39,12 @@ impl Default for Timeouts {
 /// Application metadata kept for flows not (yet) in the table, at most.
 pub const APPS_MAX: usize = 1 << 16;
 
+/// Records the table holds, at most, by default (~170 bytes each: ~350 MiB). Past it,
+/// [`FlowTable::expire`] exports records before their timeouts, those due soonest
+/// first, down to seven eighths of it: a spray of new flows (a SYN flood from spoofed
+/// sources, a scan) costs more, shorter records, not unbounded memory.
+pub const RECORDS_MAX: usize = 1 << 21;
+
 /// Flows currently held, keyed by [`FlowKey`]. Timestamps are Unix-epoch ns.
 #[derive(Debug)]
 pub struct FlowTable {
@@ -51,6 +57,10 @@ pub struct FlowTable {
     /// No record that is not held can be due before this (a lower bound: `expire`
     /// skips its scan until then).
     next_due: u64,
+    /// Records held at most (see [`RECORDS_MAX`]).
+    max_records: usize,
+    /// Records exported before their timeouts because the table was full.
+    exported_early: u64,
 }
 
 /// One open record.
@@ -89,7 +99,20 @@ impl FlowTable {
             active_ns: t.active.as_nanos() as u64,
             idle_ns: t.idle.as_nanos() as u64,
             next_due: u64::MAX,
+            max_records: RECORDS_MAX,
+            exported_early: 0,
         }
+    }
+
+    /// The same with another bound on the records held (at least 16).
+    pub fn with_max_records(mut self, max: usize) -> Self {
+        self.max_records = max.max(16);
+        self
+    }
+
+    /// Records exported before their timeouts because the table was full, so far.
+    pub fn exported_early(&self) -> u64 {
+        self.exported_early
     }
 
     /// Adds counters observed for `key`.
@@ -214,11 +237,46 @@ impl FlowTable {
             self.next_due = next_due;
             n = self.emit(due, &mut out);
         }
+        if self.flows.len() > self.max_records {
+            n += self.shed(&mut out);
+        }
         // Metadata of flows that never reached the table.
         let flows = &self.flows;
         self.apps
             .retain(|k, a| flows.contains_key(k) || a.born_ns.saturating_add(idle) > now_ns);
         n
+    }
+
+    /// Over the bound: exports the records not held that are due soonest, down to seven
+    /// eighths of the bound (held ones are counted in a capture path's own bounded
+    /// memory and stay). Nothing is lost; the records are only shorter.
+    fn shed(&mut self, out: &mut impl FnMut(&FlowKey, &FlowStats, FlowAttrs)) -> usize {
+        let target = self.max_records - self.max_records / 8;
+        let (idle, active) = (self.idle_ns, self.active_ns);
+        let mut free: Vec<(u64, FlowKey)> = (self.flows.iter())
+            .filter(|(_, r)| r.holders == 0)
+            .map(|(k, r)| (r.due_at(idle, active), *k))
+            .collect();
+        let excess = self.flows.len().saturating_sub(target).min(free.len());
+        if excess == 0 {
+            return 0;
+        }
+        if excess < free.len() {
+            free.select_nth_unstable(excess);
+            free.truncate(excess);
+        }
+        let mut due = Vec::with_capacity(excess);
+        for (_, k) in free {
+            if let Some(r) = self.flows.remove(&k) {
+                if r.stats.packets > 0 {
+                    due.push((k, r.stats));
+                } else {
+                    self.apps.remove(&k);
+                }
+            }
+        }
+        self.exported_early += due.len() as u64;
+        self.emit(due, out)
     }
 
     /// Exports every flow (shutdown, end of a replay).
@@ -299,6 +357,41 @@ mod tests {
         let mut k = FlowKey::ZERO;
         k.sport = p;
         k
+    }
+
+    #[test]
+    fn a_spray_of_new_flows_is_exported_early_past_the_bound_and_nothing_is_lost() {
+        let mut t = FlowTable::new(Timeouts::default()).with_max_records(1000);
+        let mut out: Vec<(FlowKey, FlowStats)> = Vec::new();
+        // A held flow (counted in a capture path's memory) never goes early.
+        let held = key(u16::MAX);
+        assert_eq!(t.hold(&held), None);
+        for i in 0..50_000u64 {
+            t.observe_packet(&key(i as u16), S + i, 60, 0x02, 0);
+            if i % 1000 == 999 {
+                t.expire(S + i, |k, s, _| out.push((*k, *s)));
+                assert!(t.len() <= 1000, "{} held after {i}", t.len());
+            }
+        }
+        assert!(t.exported_early() > 40_000, "{}", t.exported_early());
+        assert!(out.iter().all(|(k, _)| *k != held));
+        t.release(
+            &held,
+            &FlowStats {
+                packets: 3,
+                bytes: 180,
+                first_ns: S,
+                last_ns: S,
+                ..Default::default()
+            },
+            false,
+        );
+        t.flush(|k, s, _| out.push((*k, *s)));
+        // Every packet exported once.
+        assert_eq!(out.iter().map(|(_, s)| s.packets).sum::<u64>(), 50_003);
+        // The soonest due first: what is left at the end is the newest.
+        let early_first = out.iter().take(100).map(|(_, s)| s.first_ns).max().unwrap();
+        assert!(early_first < S + 2_000, "{early_first}");
     }
 
     #[test]
