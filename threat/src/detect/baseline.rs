@@ -119,8 +119,6 @@ impl Robust {
     }
 }
 
-/// Baselines of many entities, bounded: past `max` entities, the ones updated least
-/// recently are forgotten (half of them at once, so the sweep is amortised).
 /// The lower half (plus one) of `by`, entries of (last window learned, key, …): the
 /// baselines a full table forgets. Ties in age are broken by key, so which baselines
 /// are kept does not depend on the hash seed or the order `by` was collected in.
@@ -133,6 +131,8 @@ pub(super) fn oldest_half<T: Ord>(by: &mut [T]) -> &[T] {
     &by[..=half]
 }
 
+/// Baselines of many entities, bounded: past `max` entities, the ones updated least
+/// recently are forgotten (half of them at once, so the sweep is amortised).
 #[derive(Debug)]
 pub(crate) struct Table<K: Eq + Hash> {
     map: HashMap<K, Robust>,
