@@ -39,12 +39,21 @@ pub trait LiveSource {
     /// Hands over samples (flow key, kind, bytes: payload starts for application
     /// metadata, tunnels' outer headers), if the source captures any.
     fn app_samples(&mut self, _sink: &mut dyn FnMut(&FlowKey, u8, &[u8])) {}
+    /// Flows the source can count in its own memory at once (each holds a record in
+    /// the [`FlowTable`], outside its bound on the others).
+    fn holds_at_most(&self) -> usize {
+        0
+    }
 }
 
 impl LiveSource for EbpfCapture {
     fn app_samples(&mut self, sink: &mut dyn FnMut(&FlowKey, u8, &[u8])) {
         // Bounded per call, so a flood of DNS packets cannot starve the sweep.
         self.drain_app_samples(APP_SAMPLES_PER_POLL, &mut |k, kind, p| sink(k, kind, p));
+    }
+
+    fn holds_at_most(&self) -> usize {
+        self.flow_slots()
     }
 
     fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {
@@ -87,6 +96,9 @@ pub struct LoopOptions {
     pub duration: Option<Duration>,
     /// Interface index -> line name.
     pub lines: HashMap<u32, String>,
+    /// Records the flow table holds at most besides those the source holds
+    /// ([`crate::table::RECORDS_MAX`]).
+    pub records_max: usize,
     /// Enforcement tables: names the rule of each judged flow, and per-rule counters
     /// for the metrics.
     pub enforcer: Option<SharedEnforcer>,
@@ -116,7 +128,11 @@ pub fn run_loop(
     opts: &LoopOptions,
     mut ledger: Option<crate::ledger::Ledger>,
 ) -> anyhow::Result<RunSummary> {
-    let mut table = FlowTable::new(opts.timeouts);
+    // Records held by the kernel table come on top of the bound on the others, so a
+    // kernel table sized past RECORDS_MAX flows does not turn every sweep into early
+    // exports.
+    let mut table = FlowTable::new(opts.timeouts)
+        .with_max_records(opts.records_max.saturating_add(src.holds_at_most()));
     let started = Instant::now();
     let deadline = opts.duration.map(|d| started + d);
     let mut next_sweep = started + opts.sweep_interval;
@@ -298,5 +314,107 @@ impl Out<'_> {
             Some(e) => Err(anyhow::anyhow!("exporting flow records failed: {e}")),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts `held` flows in its own memory, as the kernel table does, and hands over
+    /// `free` records it does not hold.
+    struct Holding {
+        held: u16,
+        free: u16,
+        started: bool,
+    }
+
+    fn key(p: u16) -> FlowKey {
+        let mut k = FlowKey::ZERO;
+        k.sport = p;
+        k
+    }
+
+    fn one_packet() -> FlowStats {
+        let now = realtime_ns();
+        FlowStats {
+            packets: 1,
+            bytes: 60,
+            first_ns: now,
+            last_ns: now,
+            ..Default::default()
+        }
+    }
+
+    impl LiveSource for Holding {
+        fn holds_at_most(&self) -> usize {
+            self.held.into()
+        }
+        fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {
+            if !std::mem::replace(&mut self.started, true) {
+                for i in 0..self.held {
+                    sink.hold(&key(i));
+                }
+                for i in 0..self.free {
+                    sink.observe(&key(self.held + i), &one_packet());
+                }
+            }
+            std::thread::sleep(timeout.min(Duration::from_millis(10)));
+            Ok(())
+        }
+        fn sweep(&mut self, _sink: &mut Sink<'_>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn finish(&mut self, sink: &mut Sink<'_>) -> anyhow::Result<()> {
+            for i in 0..self.held {
+                sink.release(&key(i), &one_packet(), false);
+            }
+            Ok(())
+        }
+        fn counters(&self) -> anyhow::Result<[u64; Counter::COUNT as usize]> {
+            Ok([0; Counter::COUNT as usize])
+        }
+    }
+
+    struct Collect(Vec<FlowRecord>);
+
+    impl Exporter for Collect {
+        fn export(&mut self, rec: &FlowRecord) -> std::io::Result<()> {
+            self.0.push(rec.clone());
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_kernel_table_larger_than_the_record_bound_does_not_force_early_exports() {
+        // The kernel holds 200 flows and the bound on the others is 128: 100 records not
+        // held stay within it and wait for their timeouts.
+        let mut src = Holding {
+            held: 200,
+            free: 100,
+            started: false,
+        };
+        let mut out = Collect(Vec::new());
+        let metrics = Arc::new(Mutex::new(ProbeMetrics::new()));
+        let opts = LoopOptions {
+            timeouts: Timeouts {
+                active: Duration::from_secs(600),
+                idle: Duration::from_secs(600),
+            },
+            sweep_interval: Duration::from_millis(20),
+            duration: Some(Duration::from_millis(200)),
+            lines: HashMap::new(),
+            enforcer: None,
+            records_max: 128,
+        };
+        let stop = AtomicBool::new(false);
+        let ran = run_loop(&mut src, &mut out, &metrics, &stop, &opts, None).unwrap();
+        let early = metrics.lock().unwrap().records_exported_early.get();
+        assert_eq!(early, 0, "records exported early");
+        // Each flow once, at the end.
+        assert_eq!((ran.records, out.0.len()), (300, 300));
     }
 }

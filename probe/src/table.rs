@@ -39,7 +39,10 @@ impl Default for Timeouts {
 /// Application metadata kept for flows not (yet) in the table, at most.
 pub const APPS_MAX: usize = 1 << 16;
 
-/// Records the table holds, at most, by default (~170 bytes each: ~350 MiB). Past it,
+/// Records the table holds, at most, by default (~170 bytes each: ~350 MiB); the live
+/// loop adds the flows its source can hold (the kernel table's slots), whose records
+/// cannot be exported early, so a kernel table sized past it still leaves this many for
+/// the others. Past the bound,
 /// [`FlowTable::expire`] exports records before their timeouts, those due soonest
 /// first, down to seven eighths of it: a spray of new flows (a SYN flood from spoofed
 /// sources, a scan) costs more, shorter records, not unbounded memory.

@@ -161,6 +161,7 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
                 duration: None,
                 lines: HashMap::from([(ifindex, LINE.to_string())]),
                 enforcer: Some(enforcer),
+                records_max: tidegate_probe::table::RECORDS_MAX,
             };
             let m = Arc::new(Mutex::new(ProbeMetrics::new()));
             run_loop(&mut cap, &mut ex, &m, &stop, &opts, None).unwrap();

@@ -458,6 +458,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs_f64),
         lines,
         enforcer: enforcer.clone(),
+        records_max: tidegate_probe::table::RECORDS_MAX,
     };
     match &cfg.collector {
         Some(c) => {
