@@ -11,7 +11,9 @@
 //!
 //! Bounds: baselines as a [`super::baseline::Table`] bounds them (past `max`, the older
 //! half, by last window learned, is forgotten); slots with open windows stay, as the
-//! per-window maps of `Windows` hold them.
+//! per-window maps of `Windows` hold them. Slots freed by forgetting are reused; once
+//! more than half of them are free (after a flood of new keys), the array and the index
+//! are compacted, so memory follows the keys in use, not the largest flood seen.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hash;
@@ -48,10 +50,17 @@ pub(crate) struct KeyedWindows<K: Eq + Hash + Clone> {
     /// their bound.
     based: Vec<u32>,
     max_baselines: usize,
+    /// Free slots past which, when they are more than half, [`Self::compact`] gives the
+    /// memory back.
+    compact_at: usize,
 }
 
 /// Emptied window lists kept for reuse.
 const SPARE_LISTS: usize = 4;
+
+/// Free slots below which the slot array is not compacted (a compaction then costs less
+/// than the windows that freed them).
+const COMPACT_AT: usize = 4096;
 
 impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
     pub fn new(len_ns: u64, max_baselines: usize) -> Self {
@@ -65,6 +74,7 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             lines: Lines::default(),
             based: Vec::new(),
             max_baselines: max_baselines.max(2),
+            compact_at: COMPACT_AT,
         }
     }
 
@@ -195,6 +205,44 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             if self.spare.len() < SPARE_LISTS {
                 self.spare.push(list);
             }
+        }
+        if self.free.len() >= self.compact_at && self.free.len() * 2 > self.slots.len() {
+            self.compact();
+        }
+    }
+
+    /// Moves the slots in use to the front, in order, renumbers them wherever they are
+    /// named (index, window lists, baselines), and gives the rest of the memory back.
+    /// Slots are freed only when their baselines are forgotten, so after a flood of new
+    /// keys (spoofed sources, a scan) the array and the index kept the flood's size,
+    /// mostly free, for good; this returns them to what is in use.
+    fn compact(&mut self) {
+        let mut to = vec![0u32; self.slots.len()];
+        for &i in &self.free {
+            to[i as usize] = u32::MAX;
+        }
+        let used = self.slots.len() - self.free.len();
+        let mut slots = Vec::with_capacity(used);
+        for (i, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if to[i] != u32::MAX {
+                to[i] = slots.len() as u32;
+                slots.push(slot);
+            }
+        }
+        self.slots = slots;
+        self.free = Vec::new();
+        for i in self.index.values_mut() {
+            *i = to[*i as usize];
+        }
+        self.index.shrink_to_fit();
+        for list in self.by_window.values_mut() {
+            for i in list.iter_mut() {
+                *i = to[*i as usize];
+            }
+        }
+        // Same order: each slot's `based_at` stays right.
+        for i in self.based.iter_mut() {
+            *i = to[*i as usize];
         }
     }
 
@@ -392,6 +440,23 @@ mod tests {
         }
         let with = keyed.slots.iter().filter(|s| s.base.is_some()).count();
         assert_eq!(with, keyed.based.len());
+        for (k, &i) in &keyed.index {
+            assert!(
+                keyed.slots[i as usize].key == *k,
+                "index names another slot"
+            );
+            assert!(!keyed.free.contains(&i), "index names a free slot");
+        }
+        assert_eq!(keyed.index.len() + keyed.free.len(), keyed.slots.len());
+        for (w, list) in &keyed.by_window {
+            for &i in list {
+                let s = &keyed.slots[i as usize];
+                assert!(
+                    s.open.iter().any(|(o, _)| o == w),
+                    "window {w} lists slot {i}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -416,6 +481,85 @@ mod tests {
             keyed.slots.len() < 200,
             "{} slots: none reused",
             keyed.slots.len()
+        );
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_gives_its_memory_back_once_its_windows_close() {
+        // 100 000 keys in a few windows, 64 baselines kept: while the windows are open the
+        // slots are the flood's size; once they close and the baselines are forgotten, the
+        // slot array and the index shrink to what is in use.
+        let mut keyed: KeyedWindows<u32> = KeyedWindows::new(LEN, 64);
+        let mut judged = 0u64;
+        for k in 0..100_000u32 {
+            let r = FlowRecord {
+                packets: 1,
+                bytes: 60,
+                first: 100 + u64::from(k % 3),
+                last: 100 + u64::from(k % 3),
+                line: "a".into(),
+                ..Default::default()
+            };
+            keyed.add_spread_gated(&r, k, 1, |_| true);
+        }
+        assert_eq!(keyed.slots.len(), 100_000);
+        keyed.close(200, 0, |_, _, _, _, _| judged += 1);
+        check_based(&keyed);
+        assert_eq!(judged, 100_000);
+        assert!(keyed.based.len() <= 64);
+        assert!(keyed.slots.capacity() <= 64, "{}", keyed.slots.capacity());
+        assert!(keyed.index.capacity() < 1024, "{}", keyed.index.capacity());
+        // The keys kept go on learning; new ones come in.
+        for k in (0..200_000u32).step_by(1000) {
+            let r = FlowRecord {
+                packets: 2,
+                bytes: 120,
+                first: 300,
+                last: 305,
+                line: "b".into(),
+                ..Default::default()
+            };
+            keyed.add_spread_gated(&r, k, 1, |_| true);
+        }
+        check_based(&keyed);
+        keyed.close(u64::MAX, 0, |_, _, _, _, _| judged += 1);
+        check_based(&keyed);
+        assert_eq!(judged, 100_200);
+    }
+
+    #[test]
+    fn windows_compacted_at_every_close_close_as_without() {
+        // Compacting whenever a slot is free must not change a close.
+        let run = |compact_at: usize| {
+            let mut keyed: KeyedWindows<u8> = KeyedWindows::new(LEN, 8);
+            keyed.compact_at = compact_at;
+            let mut out = Vec::new();
+            for (j, (r, k)) in records(3000, 200).into_iter().enumerate() {
+                keyed.add_spread_gated(&r, k, 3, |a| a.packets >= 60.0);
+                if j % 13 == 0 {
+                    keyed.close(r.last.saturating_sub(70), 5, |w, k, acc, base, lines| {
+                        let line = lines.name(acc.line).to_string();
+                        out.push(seen(w, *k, &acc, line, base));
+                    });
+                    check_based(&keyed);
+                }
+            }
+            keyed.close(u64::MAX, 5, |w, k, acc, base, lines| {
+                let line = lines.name(acc.line).to_string();
+                out.push(seen(w, *k, &acc, line, base));
+            });
+            (out, keyed.snapshot(), keyed.slots.len())
+        };
+        let (plain, compacted) = (run(usize::MAX), run(1));
+        assert_eq!(plain.0.len(), compacted.0.len());
+        assert!(plain.0.len() > 500, "{}", plain.0.len());
+        assert_eq!(plain.0, compacted.0);
+        assert_eq!(plain.1, compacted.1);
+        assert!(
+            compacted.2 < plain.2,
+            "{} vs {} slots",
+            compacted.2,
+            plain.2
         );
     }
 
