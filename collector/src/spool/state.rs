@@ -180,6 +180,12 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
                 }
             }
         }
+        if Some(*s) == last {
+            // Entries a failed fdatasync (or a crash) left complete but unacknowledged are
+            // kept and count as spooled (their probes' resends are duplicates): make sure
+            // they are durable.
+            f.sync_all().map_err(SpoolError::io(&path, "fsync"))?;
+        }
         rec.bytes += off as u64;
         rec.end = Position {
             segment: *s,

@@ -1,3 +1,4 @@
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::*;
@@ -253,4 +254,121 @@ fn sequences_of_one_probe_are_kept_apart_across_restarts_and_segment_deletion() 
         assert_eq!(spool.last_seq("p", 22), Some(5));
         assert_eq!(spool.last_seq("p", 0), None);
     });
+}
+
+/// Appends `seq` of probe `p1`; the payload names it.
+async fn put(spool: &Spool, seq: u64) -> Result<Position, SpoolError> {
+    spool
+        .append("p1", 0, seq, format!("batch-{seq}").as_bytes())
+        .await
+}
+
+/// Everything a fresh reader of `dir` yields, by sequence number.
+fn replayed(dir: &std::path::Path, seg: u64) -> Vec<u64> {
+    rt().block_on(async {
+        let (_spool, mut rd) = Spool::open(cfg(dir, 1 << 30, seg)).unwrap();
+        let mut seqs = Vec::new();
+        while let Some(e) = rd.try_next().unwrap() {
+            assert_eq!(e.payload, format!("batch-{}", e.seq).into_bytes());
+            seqs.push(e.seq);
+        }
+        seqs
+    })
+}
+
+#[test]
+fn a_write_that_fails_part_way_leaves_no_garbage_before_the_next_batches() {
+    // A full disk fails batch 2 after 20 of its bytes. Batch 3 then goes in: the reader
+    // and a restart see 1 and 3, and batch 2 again once the probe resends it.
+    let d = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (spool, mut rd) = Spool::open(cfg(d.path(), 1 << 30, 1 << 20)).unwrap();
+        put(&spool, 1).await.unwrap();
+        spool.fault().write_budget.store(20, Ordering::Relaxed);
+        let e = put(&spool, 2).await.unwrap_err();
+        assert!(e.to_string().contains("no space left"), "{e}");
+        spool
+            .fault()
+            .write_budget
+            .store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(spool.last_seq("p1", 0), Some(1), "2 is not acknowledged");
+        put(&spool, 3).await.unwrap();
+        let mut seqs = Vec::new();
+        while let Some(e) = rd.try_next().unwrap() {
+            seqs.push(e.seq);
+        }
+        assert_eq!(seqs, [1, 3]);
+        assert_eq!(spool.pending(), 2);
+    });
+    assert_eq!(replayed(d.path(), 1 << 20), [1, 3]);
+    rt().block_on(async {
+        let (spool, _rd) = Spool::open(cfg(d.path(), 1 << 30, 1 << 20)).unwrap();
+        put(&spool, 2).await.unwrap();
+    });
+    assert_eq!(replayed(d.path(), 1 << 20), [1, 3, 2]);
+}
+
+#[test]
+fn a_failed_fdatasync_stops_the_spool_until_a_restart_and_acknowledges_nothing_after_it() {
+    let d = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let (spool, _rd) = Spool::open(cfg(d.path(), 1 << 30, 1 << 20)).unwrap();
+        put(&spool, 1).await.unwrap();
+        spool.fault().fail_sync.store(true, Ordering::Relaxed);
+        assert!(put(&spool, 2).await.is_err());
+        // The kernel may report a lost write once only: no later sync is trusted.
+        let e = put(&spool, 3).await.unwrap_err();
+        assert!(
+            e.to_string().contains("until the collector restarts"),
+            "{e}"
+        );
+        assert_eq!(spool.last_seq("p1", 0), Some(1));
+        let one = entry::encode("p1", 0, 1, b"batch-1").len() as u64;
+        assert_eq!(
+            spool.bytes(),
+            one,
+            "the failed batches' bytes are given back"
+        );
+    });
+    // After a restart the spool takes batches again.
+    rt().block_on(async {
+        let (spool, _rd) = Spool::open(cfg(d.path(), 1 << 30, 1 << 20)).unwrap();
+        put(&spool, 2).await.unwrap();
+        put(&spool, 3).await.unwrap();
+    });
+    assert_eq!(replayed(d.path(), 1 << 20), [1, 2, 3]);
+}
+
+#[test]
+fn a_group_split_by_a_segment_roll_acknowledges_what_the_roll_made_durable() {
+    // Segments of 200 bytes: each holds a few batches. Concurrent appends form groups
+    // across rolls; a write failure mid-way acknowledges exactly the batches stored.
+    let d = tempfile::tempdir().unwrap();
+    let (acked, failed) = rt().block_on(async {
+        let (spool, _rd) = Spool::open(cfg(d.path(), 1 << 30, 200)).unwrap();
+        let one = entry::encode("p1", 0, 1, b"batch-1").len() as u64;
+        // Room for five batches and part of a sixth.
+        spool
+            .fault()
+            .write_budget
+            .store(5 * one + 7, Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for seq in 1..=12u64 {
+            let s = spool.clone();
+            tasks.push(tokio::spawn(async move { (seq, put(&s, seq).await) }));
+        }
+        let (mut acked, mut failed) = (Vec::new(), Vec::new());
+        for t in tasks {
+            let (seq, r) = t.await.unwrap();
+            match r {
+                Ok(_) => acked.push(seq),
+                Err(_) => failed.push(seq),
+            }
+        }
+        (acked, failed)
+    });
+    assert_eq!(acked.len(), 5, "acked {acked:?}, failed {failed:?}");
+    let mut seqs = replayed(d.path(), 200);
+    seqs.sort_unstable();
+    assert_eq!(seqs, acked, "stored exactly what was acknowledged");
 }

@@ -106,6 +106,28 @@ pub(crate) struct Shared {
     /// Held while the spool is open (by the writer and the reader): a second collector on
     /// the same directory is refused.
     _lock: tidegate_base::DirLock,
+    /// Faults the tests inject into the writer's file operations.
+    #[cfg(test)]
+    pub fault: Fault,
+}
+
+/// Faults for the tests: the bytes the writer may still write before a write fails
+/// part-way (as with a full disk), and whether the next `fdatasync` fails.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Fault {
+    pub write_budget: AtomicU64,
+    pub fail_sync: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl Default for Fault {
+    fn default() -> Self {
+        Fault {
+            write_budget: AtomicU64::new(u64::MAX),
+            fail_sync: Default::default(),
+        }
+    }
 }
 
 /// The appending half of the spool (cheap to clone).
@@ -132,6 +154,8 @@ impl Spool {
             space: Notify::new(),
             last_seq: Mutex::new(rec.last_seq),
             _lock: lock,
+            #[cfg(test)]
+            fault: Fault::default(),
         });
         let path = shared.dir.join(segment_name(rec.end.segment));
         let file = tidegate_base::durable::private_file()
@@ -145,6 +169,7 @@ impl Spool {
             shared: shared.clone(),
             file,
             pos: rec.end,
+            broken: None,
         };
         thread::Builder::new()
             .name("spool-writer".into())
@@ -226,6 +251,12 @@ impl Spool {
     pub fn pending(&self) -> u64 {
         self.shared.pending.load(Ordering::Relaxed)
     }
+
+    /// Faults to inject into the writer (tests).
+    #[cfg(test)]
+    pub(crate) fn fault(&self) -> &Fault {
+        &self.shared.fault
+    }
 }
 
 fn sync_dir(dir: &std::path::Path) -> Result<(), SpoolError> {
@@ -236,6 +267,10 @@ struct Writer {
     shared: Arc<Shared>,
     file: File,
     pos: Position,
+    /// Why the writer refuses every append until a restart: an `fdatasync` failed (the
+    /// kernel may have dropped the dirty pages and will not say so twice), or a failed
+    /// group could not be cut off the segment.
+    broken: Option<String>,
 }
 
 impl Writer {
@@ -248,83 +283,190 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let result = self.write_group(&group);
-            match result {
-                Ok(ends) => {
-                    {
-                        let mut m = self.shared.last_seq.lock().expect("last_seq lock");
-                        for r in &group {
-                            if let Some(gone) = m.note(&r.probe, r.epoch, r.seq) {
-                                tracing::warn!(probe = %gone.probe, epoch = gone.epoch,
-                                    kept = super::MAX_EPOCHS_PER_PROBE,
-                                    "forgetting the probe's least recently used sequence \
-                                     (should it come back, its batches are stored again)");
-                            }
+            let (ends, failed) = match &self.broken {
+                Some(why) => (Vec::new(), Some(why.clone())),
+                None => self.write_group(&group),
+            };
+            // The entries before the failure are durable: acknowledge them.
+            let mut rest = group;
+            let failed_reqs = rest.split_off(ends.len());
+            if let Some(&end) = ends.last() {
+                {
+                    let mut m = self.shared.last_seq.lock().expect("last_seq lock");
+                    for r in &rest {
+                        if let Some(gone) = m.note(&r.probe, r.epoch, r.seq) {
+                            tracing::warn!(probe = %gone.probe, epoch = gone.epoch,
+                                kept = super::MAX_EPOCHS_PER_PROBE,
+                                "forgetting the probe's least recently used sequence \
+                                 (should it come back, its batches are stored again)");
                         }
                     }
-                    self.shared
-                        .pending
-                        .fetch_add(group.len() as u64, Ordering::AcqRel);
-                    self.shared.durable.send_replace(self.pos);
-                    for (r, end) in group.into_iter().zip(ends) {
-                        let _ = r.done.send(Ok(end));
-                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "spool write failed; the batches are not acknowledged");
-                    let n: u64 = group.iter().map(|r| r.bytes.len() as u64).sum();
-                    self.shared.bytes.fetch_sub(n, Ordering::AcqRel);
-                    for r in group {
-                        let _ = r.done.send(Err(SpoolError::Io {
-                            path: self.shared.dir.clone(),
-                            op: "append",
-                            source: std::io::Error::other(e.to_string()),
-                        }));
-                    }
+                self.shared
+                    .pending
+                    .fetch_add(rest.len() as u64, Ordering::AcqRel);
+                self.shared.durable.send_modify(|d| *d = (*d).max(end));
+                for (r, end) in rest.into_iter().zip(ends) {
+                    let _ = r.done.send(Ok(end));
+                }
+            }
+            if let Some(e) = failed {
+                let n: u64 = failed_reqs.iter().map(|r| r.bytes.len() as u64).sum();
+                self.shared.bytes.fetch_sub(n, Ordering::AcqRel);
+                self.shared.space.notify_waiters();
+                for r in failed_reqs {
+                    let _ = r.done.send(Err(SpoolError::Io {
+                        path: self.shared.dir.clone(),
+                        op: "append",
+                        source: std::io::Error::other(e.clone()),
+                    }));
                 }
             }
         }
     }
 
-    fn write_group(&mut self, group: &[Req]) -> Result<Vec<Position>, SpoolError> {
+    /// Writes the group and makes it durable. Returns the ends of the entries that are
+    /// durable (all, or those before a failure: a segment roll syncs what it seals) and
+    /// the failure. A failed group is cut off the segment, so the entries after it
+    /// follow the last durable one with no garbage between; the entries it failed are
+    /// neither acknowledged nor published, and their probes send them again.
+    fn write_group(&mut self, group: &[Req]) -> (Vec<Position>, Option<String>) {
         let mut ends = Vec::with_capacity(group.len());
+        // Where this group's bytes in the current segment start.
+        let mut start = self.pos;
+        let mut durable = 0;
         for r in group {
             if self.pos.offset > 0
                 && self.pos.offset + r.bytes.len() as u64 > self.shared.cfg.segment_bytes
             {
-                self.roll()?;
+                if let Err(e) = self.seal() {
+                    ends.truncate(durable);
+                    return (ends, Some(self.fail(start, e)));
+                }
+                // Everything so far is durable (and published) now.
+                durable = ends.len();
+                if let Err(e) = self.open_next() {
+                    return (ends, Some(self.fail(self.pos, e)));
+                }
+                start = self.pos;
             }
-            let path = self.shared.dir.join(segment_name(self.pos.segment));
-            self.file
-                .write_all(&r.bytes)
-                .map_err(SpoolError::io(&path, "write"))?;
+            if let Err(e) = self.put(&r.bytes) {
+                ends.truncate(durable);
+                let path = self.shared.dir.join(segment_name(self.pos.segment));
+                return (
+                    ends,
+                    Some(self.fail(start, SpoolError::io(&path, "write")(e))),
+                );
+            }
             self.pos.offset += r.bytes.len() as u64;
             ends.push(self.pos);
         }
-        let path = self.shared.dir.join(segment_name(self.pos.segment));
-        self.file
-            .sync_data()
-            .map_err(SpoolError::io(&path, "fdatasync"))?;
-        Ok(ends)
+        if let Err(e) = self.sync_data() {
+            ends.truncate(durable);
+            let path = self.shared.dir.join(segment_name(self.pos.segment));
+            let e = SpoolError::io(&path, "fdatasync")(e);
+            self.broken = Some(format!(
+                "{e}; the spool takes no more batches until the collector restarts"
+            ));
+            return (ends, Some(self.fail(start, e)));
+        }
+        (ends, None)
     }
 
-    fn roll(&mut self) -> Result<(), SpoolError> {
+    /// Cuts the current segment back to `start` (what the failed group wrote) and makes
+    /// that durable; if that fails too, the writer is broken. Returns the error to give
+    /// the failed appends.
+    fn fail(&mut self, start: Position, e: SpoolError) -> String {
+        let what = e.to_string();
+        tracing::error!(error = %what, "spool write failed; the batches are not acknowledged");
+        if start.segment == self.pos.segment {
+            let cut = self
+                .file
+                .set_len(start.offset)
+                .and_then(|()| self.file.sync_all());
+            match cut {
+                Ok(()) => self.pos = start,
+                Err(cut) => {
+                    let path = self.shared.dir.join(segment_name(self.pos.segment));
+                    self.broken = Some(format!(
+                        "{what}; cutting {} back to {} failed too ({cut}); the spool takes \
+                         no more batches until the collector restarts (recovery cuts the \
+                         unacknowledged tail)",
+                        path.display(),
+                        start.offset
+                    ));
+                }
+            }
+        }
+        if let Some(b) = &self.broken {
+            tracing::error!(reason = %b, "spool writer stopped");
+        }
+        what
+    }
+
+    /// Appends to the current segment (the file is opened in append mode).
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        #[cfg(test)]
+        {
+            let budget = &self.shared.fault.write_budget;
+            let left = budget.load(Ordering::Relaxed);
+            if bytes.len() as u64 > left {
+                self.file.write_all(&bytes[..left as usize])?;
+                budget.store(0, Ordering::Relaxed);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "injected: no space left on device",
+                ));
+            }
+            if left != u64::MAX {
+                budget.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
+            }
+        }
+        self.file.write_all(bytes)
+    }
+
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.shared.fault.fail_sync.swap(false, Ordering::Relaxed) {
+            return Err(std::io::Error::other("injected: fdatasync failed"));
+        }
+        self.file.sync_data()
+    }
+
+    /// Seals the current segment: synced, its end published (so the reader finishes
+    /// it). A failed sync breaks the writer.
+    fn seal(&mut self) -> Result<(), SpoolError> {
         let old = self.shared.dir.join(segment_name(self.pos.segment));
-        self.file
-            .sync_all()
-            .map_err(SpoolError::io(&old, "fsync"))?;
-        // Publish the sealed end before moving on, so the reader finishes this segment.
+        if let Err(e) = self.file.sync_all() {
+            let e = SpoolError::io(&old, "fsync")(e);
+            self.broken = Some(format!(
+                "{e}; the spool takes no more batches until the collector restarts"
+            ));
+            return Err(e);
+        }
         self.shared.durable.send_replace(self.pos);
-        self.pos = Position {
+        Ok(())
+    }
+
+    /// Starts the next segment. If it cannot be created the position is unchanged; if
+    /// the directory cannot be synced the writer is broken (the new segment might not
+    /// survive a crash).
+    fn open_next(&mut self) -> Result<(), SpoolError> {
+        let next = Position {
             segment: self.pos.segment + 1,
             offset: 0,
         };
-        let path = self.shared.dir.join(segment_name(self.pos.segment));
+        let path = self.shared.dir.join(segment_name(next.segment));
         self.file = tidegate_base::durable::private_file()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(SpoolError::io(&path, "create segment"))?;
-        sync_dir(&self.shared.dir)
+        self.pos = next;
+        sync_dir(&self.shared.dir).inspect_err(|e| {
+            self.broken = Some(format!(
+                "{e}; the spool takes no more batches until the collector restarts"
+            ));
+        })
     }
 }
