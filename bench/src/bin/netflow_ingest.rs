@@ -117,11 +117,15 @@ fn records_per_pass(dgrams: &[Vec<u8>]) -> u64 {
     let mut d = Decoder::new(Arc::new(NetflowConfig::default())).expect("decoder");
     let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
     for g in dgrams {
-        d.decode(from, g, 0);
+        d.decode(from, g, tidegate_base::clock::wall_ns());
     }
     dgrams
         .iter()
-        .map(|g| d.decode(from, g, 0).records.len() as u64)
+        .map(|g| {
+            d.decode(from, g, tidegate_base::clock::wall_ns())
+                .records
+                .len() as u64
+        })
         .sum()
 }
 
@@ -436,12 +440,15 @@ fn main() -> anyhow::Result<()> {
         let mut d = Decoder::new(Arc::new(NetflowConfig::default())).expect("decoder");
         let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
         for g in &dgrams {
-            d.decode(from, g, 0);
+            d.decode(from, g, tidegate_base::clock::wall_ns());
         }
         let (t0, mut n) = (Instant::now(), 0u64);
         while t0.elapsed() < Duration::from_secs(if args.smoke { 1 } else { args.decode_secs }) {
             for g in &dgrams {
-                n += d.decode(from, g, 0).records.len() as u64;
+                n += d
+                    .decode(from, g, tidegate_base::clock::wall_ns())
+                    .records
+                    .len() as u64;
             }
         }
         t0.elapsed().as_nanos() as f64 / n.max(1) as f64

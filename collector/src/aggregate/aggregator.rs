@@ -20,6 +20,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use tidegate_wire::record::FlowRecord;
 
 use super::config::AggregateConfig;
+
+/// How far past this collector's clock event time may go.
+pub const AHEAD_NS: u64 = 10_000_000_000;
 use super::error::{AggregateError, Full};
 use super::flows::MergedFlow;
 use super::key::{CKey, line_hash, shard_index, shard_seed};
@@ -254,6 +257,10 @@ impl Aggregator {
             per[s].push(rec);
             watermark = watermark.max(r.first).max(r.last);
         }
+        // Event time never runs ahead of this collector's clock by more than the slack:
+        // one record stamped in 2100 (a probe's clock, a forger) would otherwise make
+        // every flow look idle and hold the rate windows in the future until a restart.
+        let watermark = watermark.min(tidegate_base::clock::wall_ns().saturating_add(AHEAD_NS));
         let probe: Arc<str> = Arc::from(probe_id);
         let lines: Arc<[Arc<str>]> = lines.into();
         let batches = per

@@ -45,7 +45,7 @@ mod shard;
 mod snapshot;
 mod top_talkers;
 
-pub use aggregator::Aggregator;
+pub use aggregator::{AHEAD_NS, Aggregator};
 pub use config::AggregateConfig;
 pub use error::{AggregateError, Full};
 pub use flows::{FlowCounters, MergedFlow};

@@ -53,11 +53,20 @@ pub enum Problem {
     BadRecord,
     /// A record whose input and output interfaces map to no configured line (skipped).
     UnmappedInterface,
+    /// A record stamped more than [`MAX_AHEAD_NS`] after this collector's clock, or
+    /// before 2000: an exporter's clock (or a forger) that would move event time for
+    /// every line, or a time storage cannot hold.
+    BadTime,
 }
+
+/// How far after this collector's clock a record may end.
+pub const MAX_AHEAD_NS: u64 = 86_400 * 1_000_000_000;
+/// 2000-01-01T00:00:00Z: no record starts before it.
+const EARLIEST_NS: u64 = 946_684_800 * 1_000_000_000;
 
 impl Problem {
     /// Every problem.
-    pub const ALL: [Problem; 8] = [
+    pub const ALL: [Problem; 9] = [
         Problem::Truncated,
         Problem::UnknownVersion,
         Problem::Malformed,
@@ -66,6 +75,7 @@ impl Problem {
         Problem::NoTemplate,
         Problem::BadRecord,
         Problem::UnmappedInterface,
+        Problem::BadTime,
     ];
 
     /// The metric label.
@@ -79,6 +89,7 @@ impl Problem {
             Problem::NoTemplate => "no_template",
             Problem::BadRecord => "bad_record",
             Problem::UnmappedInterface => "unmapped_interface",
+            Problem::BadTime => "bad_time",
         }
     }
 
@@ -275,8 +286,8 @@ impl Decoder {
         }
         for packet in &result.packets {
             match packet {
-                NetflowPacket::V5(v5) => self.v5(v5, ex, &mut out),
-                NetflowPacket::V9(v9) => self.v9(from, v9, ex, &mut out),
+                NetflowPacket::V5(v5) => self.v5(v5, ex, now_ns, &mut out),
+                NetflowPacket::V9(v9) => self.v9(from, v9, ex, now_ns, &mut out),
                 NetflowPacket::IPFix(p) => self.ipfix(from, p, ex, now_ns, &mut out),
                 _ => out.problem(Problem::UnknownVersion),
             }
@@ -289,7 +300,7 @@ impl Decoder {
         out
     }
 
-    fn v5(&mut self, p: &V5, ex: Option<&ExporterConfig>, out: &mut Decoded) {
+    fn v5(&mut self, p: &V5, ex: Option<&ExporterConfig>, now_ns: u64, out: &mut Decoded) {
         let h = &p.header;
         // Low 14 bits: 1-in-N; top 2 bits: the mode (0 none, 1 deterministic, 2 random).
         let header_rate = u32::from(h.sampling_interval & 0x3fff);
@@ -316,11 +327,18 @@ impl Decoder {
                 last_ns: Some(abs(f.last)),
                 ..Acc::default()
             };
-            emit(acc, FlowSource::NetflowV5, sampling, ex, out);
+            emit(acc, FlowSource::NetflowV5, sampling, ex, now_ns, out);
         }
     }
 
-    fn v9(&mut self, from: SocketAddr, p: &V9, ex: Option<&ExporterConfig>, out: &mut Decoded) {
+    fn v9(
+        &mut self,
+        from: SocketAddr,
+        p: &V9,
+        ex: Option<&ExporterConfig>,
+        now_ns: u64,
+        out: &mut Decoded,
+    ) {
         let h = &p.header;
         let export_ms = u64::from(h.unix_secs) * 1000;
         let scope = self.scopes.entry((from, h.source_id)).or_default();
@@ -340,15 +358,22 @@ impl Decoder {
                         for (f, v) in rec {
                             acc.set(u16::from(*f), v);
                         }
-                        // v9 FIRST/LAST_SWITCHED are sysUpTime milliseconds.
-                        acc.first_ns = acc
-                            .first_up
-                            .map(|u| uptime_to_ns(export_ms, h.sys_up_time, u as u32));
-                        acc.last_ns = acc
-                            .last_up
-                            .map(|u| uptime_to_ns(export_ms, h.sys_up_time, u as u32));
+                        // v9 FIRST/LAST_SWITCHED are sysUpTime milliseconds; absolute
+                        // times (150-155), when an exporter sends those, come first.
+                        let up = |u: Option<u64>| {
+                            Some(uptime_to_ns(export_ms, h.sys_up_time, u? as u32))
+                        };
+                        acc.first_ns = acc.first_ns.or(up(acc.first_up));
+                        acc.last_ns = acc.last_ns.or(up(acc.last_up));
+                        let fallback = if export_ms > 0 {
+                            export_ms * 1_000_000
+                        } else {
+                            now_ns
+                        };
+                        acc.first_ns = acc.first_ns.or(acc.last_ns).or(Some(fallback));
+                        acc.last_ns = acc.last_ns.or(acc.first_ns);
                         let sampling = sampling_of(&acc, scope, ex);
-                        emit(acc, FlowSource::NetflowV9, sampling, ex, out);
+                        emit(acc, FlowSource::NetflowV9, sampling, ex, now_ns, out);
                     }
                 }
                 V9Body::NoTemplate(_) => out.problem(Problem::NoTemplate),
@@ -402,7 +427,7 @@ impl Decoder {
                             acc.last_ns = acc.last_ns.or(acc.first_ns);
                         }
                         let sampling = sampling_of(&acc, scope, ex);
-                        emit(acc, FlowSource::Ipfix, sampling, ex, out);
+                        emit(acc, FlowSource::Ipfix, sampling, ex, now_ns, out);
                     }
                 }
                 IpfixBody::NoTemplate(_) => out.problem(Problem::NoTemplate),
@@ -691,6 +716,7 @@ fn emit(
     source: FlowSource,
     sampling: u32,
     ex: Option<&ExporterConfig>,
+    now_ns: u64,
     out: &mut Decoded,
 ) {
     let (Some(src), Some(dst)) = (acc.src, acc.dst) else {
@@ -736,6 +762,10 @@ fn emit(
     let (sport, dport) = if icmp { (0, 0) } else { (acc.sport, acc.dport) };
     let first = acc.first_ns.unwrap_or(0);
     let last = acc.last_ns.unwrap_or(first).max(first);
+    if first < EARLIEST_NS || last > now_ns.saturating_add(MAX_AHEAD_NS) {
+        out.problem(Problem::BadTime);
+        return;
+    }
     let s = u64::from(sampling);
     out.records.push(FlowRecord {
         src,
@@ -1147,5 +1177,92 @@ mod tests {
         );
         assert_eq!(ntp_ns(2_208_988_800 + 1, 1 << 31), Some(1_500_000_000));
         assert_eq!(ntp_ns(5, 0), None);
+    }
+
+    /// A NetFlow v5 datagram with one record, exported at `unix_secs`, the flow seen
+    /// from 2 s to 1 s before the export.
+    fn v5(unix_secs: u32) -> Vec<u8> {
+        let mut m = vec![0, 5, 0, 1];
+        m.extend_from_slice(&100_000u32.to_be_bytes()); // sysUpTime, ms
+        m.extend_from_slice(&unix_secs.to_be_bytes());
+        m.extend_from_slice(&[0; 12]); // nsecs, sequence, engine, sampling
+        m.extend_from_slice(&[10, 0, 0, 1, 192, 0, 2, 1, 0, 0, 0, 0]);
+        m.extend_from_slice(&[0, 3, 0, 4]); // input, output
+        m.extend_from_slice(&5u32.to_be_bytes());
+        m.extend_from_slice(&300u32.to_be_bytes());
+        m.extend_from_slice(&98_000u32.to_be_bytes());
+        m.extend_from_slice(&99_000u32.to_be_bytes());
+        m.extend_from_slice(&[0x04, 0x00, 0x01, 0xbb, 0, 0x12, 6, 0]);
+        m.extend_from_slice(&[0; 8]);
+        m
+    }
+
+    #[test]
+    fn absurd_exporter_times_are_refused_and_counted() {
+        let mut d = decoder(NetflowConfig::default());
+        let now_s = (T / 1_000_000_000) as u32;
+        let ok = d.decode(from(1), &v5(now_s), T);
+        assert_eq!(ok.records.len(), 1, "{:?}", ok.problems);
+        assert_eq!(ok.records[0].last, T - 1_000_000_000);
+        // A header clock in 2106, or at 1970.
+        for secs in [u32::MAX, 0] {
+            let out = d.decode(from(1), &v5(secs), T);
+            assert!(out.records.is_empty());
+            assert_eq!(problems(&out), ["bad_time"], "unix_secs {secs}");
+        }
+        // IPFIX flowEndMilliseconds in 2286; a time a few hours ahead is taken.
+        for (last, taken) in [
+            (10_000_000_000_000u64 * 1_000_000, false),
+            (T + 3_600_000_000_000, true),
+        ] {
+            let mut r = record(1);
+            r.last = last;
+            let m = Encoder::new(2)
+                .messages(&[&r], 1_700_000_000, true)
+                .remove(0);
+            let out = d.decode(from(2), &m, T);
+            assert_eq!(
+                out.records.len(),
+                usize::from(taken),
+                "{last}: {:?}",
+                out.problems
+            );
+            if !taken {
+                assert_eq!(problems(&out), ["bad_time"]);
+            }
+        }
+    }
+
+    #[test]
+    fn v9_absolute_millisecond_times_are_kept() {
+        // Template 256: IPv4 addresses, packets, bytes, flowStart/EndMilliseconds.
+        let fields: [(u16, u16); 6] = [(8, 4), (12, 4), (2, 4), (1, 4), (152, 8), (153, 8)];
+        let mut tmpl = vec![0, 0, 0, 0, 1, 0, 0, 6];
+        for (t, l) in fields {
+            tmpl.extend_from_slice(&t.to_be_bytes());
+            tmpl.extend_from_slice(&l.to_be_bytes());
+        }
+        let len = tmpl.len() as u16;
+        tmpl[2..4].copy_from_slice(&len.to_be_bytes());
+        let (start_ms, end_ms) = (T / 1_000_000 - 5_000, T / 1_000_000 - 2_000);
+        let mut data = vec![1, 0, 0, 36, 10, 0, 0, 1, 192, 0, 2, 1];
+        data.extend_from_slice(&4u32.to_be_bytes());
+        data.extend_from_slice(&400u32.to_be_bytes());
+        data.extend_from_slice(&start_ms.to_be_bytes());
+        data.extend_from_slice(&end_ms.to_be_bytes());
+        let mut m = vec![0, 9, 0, 2];
+        m.extend_from_slice(&3_600_000u32.to_be_bytes()); // sysUpTime
+        m.extend_from_slice(&((T / 1_000_000_000) as u32).to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // sequence, source id
+        m.extend_from_slice(&tmpl);
+        m.extend_from_slice(&data);
+        let out = decoder(NetflowConfig::default()).decode(from(3), &m, T);
+        assert_eq!(out.records.len(), 1, "{:?}", out.problems);
+        let r = &out.records[0];
+        assert_eq!(
+            (r.first, r.last),
+            (start_ms * 1_000_000, end_ms * 1_000_000)
+        );
+        assert_eq!((r.packets, r.bytes), (4, 400));
     }
 }

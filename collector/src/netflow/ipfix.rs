@@ -269,7 +269,7 @@ mod tests {
         let from = "127.0.0.1:5000".parse().unwrap();
         let mut got = Vec::new();
         for m in &msgs {
-            let d = dec.decode(from, m, 0);
+            let d = dec.decode(from, m, tidegate_base::clock::wall_ns());
             assert!(d.problems.is_empty(), "{:?}", d.problems);
             got.extend(d.records);
         }

@@ -146,3 +146,21 @@ fn records_of_one_flow_from_two_probes_merge() {
     assert_eq!(l1.per_second[start_cell].flows, 1);
     agg.shutdown();
 }
+
+#[test]
+fn a_record_stamped_in_the_far_future_does_not_make_every_flow_idle() {
+    let (agg, metrics) = start(2, 1000, Duration::from_secs(300));
+    let now_s = tidegate_base::clock::wall_ns() / 1_000_000_000;
+    submit_each(&agg, 0..10, now_s - 2, now_s - 1);
+    // One record from a clock in 2100.
+    agg.submit("p", &[record(99, "l1", 4_102_444_800, 4_102_444_801, 10)]);
+    agg.submit("p", &[record(11, "l1", now_s, now_s, 10)]);
+    agg.flush();
+    let watermark = agg.watermark_ns();
+    let limit = tidegate_base::clock::wall_ns() + tidegate_collector::aggregate::AHEAD_NS;
+    assert!(watermark <= limit, "event time at {watermark}");
+    assert_eq!(metrics.expired.get(), 0, "flows forgotten as idle");
+    let held = held(&agg);
+    assert!((0..10).all(|p| held.contains(&p)), "{held:?}");
+    agg.shutdown();
+}
