@@ -333,6 +333,15 @@ impl ProbeConfig {
                     format!("duplicate line name {:?}", l.name.get_ref()),
                 ));
             }
+            if names.len() > tidegate_wire::MAX_HEALTH_ITEMS {
+                return Err(at(
+                    l.name.span().start,
+                    format!(
+                        "more than {} lines (a collector refuses a larger health report)",
+                        tidegate_wire::MAX_HEALTH_ITEMS
+                    ),
+                ));
+            }
             if !ifaces.insert(l.iface.get_ref().clone()) {
                 return Err(at(
                     l.iface.span().start,

@@ -81,6 +81,8 @@ pub const MAX_BATCH_BODY: usize = 32 << 20;
 pub const BATCH_BODY_TARGET: usize = MAX_BATCH_BODY / 2;
 /// Most records in one batch (what probes and the NetFlow listener send at most).
 pub const MAX_BATCH_RECORDS: usize = 100_000;
+/// Most counters, and most lines, in a probe's health report.
+pub const MAX_HEALTH_ITEMS: usize = 4096;
 
 /// Encoded body bytes `r` adds to a batch, at most (for [`BATCH_BODY_TARGET`]).
 pub fn record_body_bytes(r: &FlowRecord) -> usize {
@@ -386,6 +388,13 @@ fn read_header(bytes: &[u8]) -> Result<(BatchHeader, u8, &[u8]), WireError> {
     };
     let created_ns = r.u64("batch created_ns")?;
     let probe_id = r.str("batch probe_id")?;
+    if let Some(why) = crate::probe_id_problem(&probe_id) {
+        // The connection already named its probe; this one goes into logs and replies.
+        return Err(WireError::Invalid {
+            what: "batch probe_id",
+            detail: why,
+        });
+    }
     let codec = r.u8("batch codec")?;
     let body_len = r.u32("batch body_len")? as usize;
     let h = BatchHeader {
@@ -455,7 +464,16 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     let body = decompress(compressed, h.body_len)?;
     let mut r = Reader::new(&body);
 
+    // A table names only what the records use, so it holds at most one entry per
+    // record: with no bound before the records' count, 8 M empty names (4 bytes each,
+    // ~1 KB compressed) decoded into ~400 MB.
     let n_lines = r.count("line-name table", 4)?;
+    if n_lines > MAX_BATCH_RECORDS {
+        return Err(WireError::TooManyRecords {
+            count: n_lines,
+            max: MAX_BATCH_RECORDS,
+        });
+    }
     let mut lines = Vec::with_capacity(n_lines);
     for _ in 0..n_lines {
         lines.push(Name::from(r.str("line name")?));
@@ -465,6 +483,12 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
         return Err(WireError::TooManyRecords {
             count: n,
             max: MAX_BATCH_RECORDS,
+        });
+    }
+    if n_lines > n.max(1) {
+        return Err(WireError::Invalid {
+            what: "line-name table",
+            detail: format!("{n_lines} names for {n} records"),
         });
     }
     let flags = r.bytes(n, "flags column")?;
@@ -573,12 +597,24 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
         let spool_bytes = r.u64("health spool_bytes")?;
         let spool_batches = r.u64("health spool_batches")?;
         let nc = r.count("health counters", 12)?;
+        if nc > MAX_HEALTH_ITEMS {
+            return Err(WireError::Invalid {
+                what: "health counters",
+                detail: format!("{nc} counters, at most {MAX_HEALTH_ITEMS}"),
+            });
+        }
         let mut counters = Vec::with_capacity(nc);
         for _ in 0..nc {
             let name = r.str("health counter name")?;
             counters.push((name, r.u64("health counter value")?));
         }
         let nl = r.count("health lines", 4)?;
+        if nl > MAX_HEALTH_ITEMS {
+            return Err(WireError::Invalid {
+                what: "health lines",
+                detail: format!("{nl} lines, at most {MAX_HEALTH_ITEMS}"),
+            });
+        }
         let mut hl = Vec::with_capacity(nl);
         for _ in 0..nl {
             hl.push(r.str("health line")?);
@@ -595,6 +631,12 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Batch, WireError> {
     };
     if h.format >= BATCH_FORMAT_V3 {
         let nr = r.count("enforcement rule table", 4)?;
+        if nr > n {
+            return Err(WireError::Invalid {
+                what: "enforcement rule table",
+                detail: format!("{nr} rules for {n} records"),
+            });
+        }
         let mut rules = Vec::with_capacity(nr);
         for _ in 0..nr {
             rules.push(Name::from(r.str("enforcement rule id")?));

@@ -50,8 +50,8 @@ mod tests;
 
 pub use batch::{
     BATCH_BODY_TARGET, BATCH_FORMAT, Batch, BatchHeader, MAX_BATCH_BODY, MAX_BATCH_RECORDS,
-    ProbeHealth, decode_batch, encode_batch, encode_batch_as, peek_batch_header, record_body_bytes,
-    set_batch_seq,
+    MAX_HEALTH_ITEMS, ProbeHealth, decode_batch, encode_batch, encode_batch_as, peek_batch_header,
+    record_body_bytes, set_batch_seq,
 };
 pub use enforce::{EnforcePlan, EnforceStatus};
 pub use error::WireError;

@@ -417,3 +417,43 @@ fn specific_garbage_is_named() {
         })
     ));
 }
+
+#[test]
+fn tables_and_health_reports_larger_than_their_records_need_are_refused() {
+    // 1 M empty line names: 4 MiB of body, a few KB compressed, 50 MB decoded.
+    let mut body = (1u32 << 20).to_be_bytes().to_vec();
+    body.resize(4 + (4 << 20), 0);
+    let e = decode_batch(&wrap(&body, body.len())).unwrap_err();
+    assert_eq!(e.reason(), "too_many_records", "{e}");
+    // Three names for no record.
+    let mut body = 3u32.to_be_bytes().to_vec();
+    body.extend_from_slice(&[0; 12]);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    let e = decode_batch(&wrap(&body, body.len())).unwrap_err();
+    assert!(e.to_string().contains("3 names for 0 records"), "{e}");
+    // A health report with more lines, or counters, than any probe has.
+    for (counters, lines) in [(0, MAX_HEALTH_ITEMS + 1), (MAX_HEALTH_ITEMS + 1, 0)] {
+        let mut b = batch(0, true);
+        let h = b.health.as_mut().unwrap();
+        h.lines = vec![String::new(); lines];
+        h.counters = vec![(String::new(), 0); counters];
+        let e = decode_batch(&encode_batch(&b)).unwrap_err();
+        assert_eq!(e.reason(), "invalid_field", "{e}");
+    }
+    // At the bounds, they decode.
+    let mut b = batch(3, true);
+    b.health.as_mut().unwrap().lines = vec!["l".into(); MAX_HEALTH_ITEMS];
+    assert_eq!(decode_batch(&encode_batch(&b)).unwrap(), b);
+}
+
+#[test]
+fn a_batch_naming_an_impossible_probe_is_refused_before_its_body() {
+    for id in ["", "a b", "probe\u{1b}[2J", &"x".repeat(MAX_PROBE_ID + 1)] {
+        let mut b = batch(1, false);
+        b.probe_id = id.into();
+        let bytes = encode_batch(&b);
+        let e = peek_batch_header(&bytes).unwrap_err();
+        assert_eq!(e.reason(), "invalid_field", "{id:?}: {e}");
+        assert!(decode_batch(&bytes).is_err());
+    }
+}
