@@ -81,6 +81,9 @@ pub const MAX_BATCH_BODY: usize = 32 << 20;
 pub const BATCH_BODY_TARGET: usize = MAX_BATCH_BODY / 2;
 /// Most records in one batch (what probes and the NetFlow listener send at most).
 pub const MAX_BATCH_RECORDS: usize = 100_000;
+/// Longest encoded batch header (magic, format, sequence, epoch, creation time, probe id,
+/// codec, body length): [`peek_batch_header`] reads a batch's header from this many bytes.
+pub const MAX_BATCH_HEADER: usize = 3 + 1 + 8 + 8 + 8 + 4 + crate::MAX_PROBE_ID + 1 + 4;
 /// Most counters, and most lines, in a probe's health report.
 pub const MAX_HEALTH_ITEMS: usize = 4096;
 

@@ -168,6 +168,67 @@ pub async fn read_frame_async<R: AsyncRead + Unpin + ?Sized>(
     frame(ty, n, payload)
 }
 
+/// The start of a frame: its type, payload length, and the first bytes of its payload
+/// (see [`read_frame_start_async`]).
+#[derive(Debug)]
+pub struct FrameStart {
+    /// Message type.
+    pub ty: MessageType,
+    /// Payload length announced.
+    pub len: usize,
+    /// The payload's first bytes read so far.
+    pub head: Vec<u8>,
+}
+
+/// Reads a frame's header (as [`read_frame_async`] does), so the caller can decide from
+/// the type and the length whether (and with what memory) to read the payload, with
+/// [`read_frame_head_async`] (its first bytes) and [`read_frame_rest_async`].
+pub async fn read_frame_start_async<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    max: usize,
+) -> Result<FrameStart, WireError> {
+    let mut h = [0u8; 5];
+    let mut got = 0;
+    while got < h.len() {
+        got += header_read(r.read(&mut h[got..]).await, got)?;
+    }
+    let (ty, len) = parse_header(h, max)?;
+    Ok(FrameStart {
+        ty,
+        len,
+        head: Vec::new(),
+    })
+}
+
+/// Reads the first `peek` bytes of the payload of `start` (all of it if shorter).
+pub async fn read_frame_head_async<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    start: &mut FrameStart,
+    peek: usize,
+) -> Result<(), WireError> {
+    let want = start.len.min(peek);
+    let more = want.saturating_sub(start.head.len());
+    (&mut *r)
+        .take(more as u64)
+        .read_to_end(&mut start.head)
+        .await?;
+    if start.head.len() < want {
+        return Err(eof("frame payload", 5, start.len, start.head.len()));
+    }
+    Ok(())
+}
+
+/// Reads the rest of the frame `start` began.
+pub async fn read_frame_rest_async<R: AsyncRead + Unpin + ?Sized>(
+    r: &mut R,
+    start: FrameStart,
+) -> Result<Frame, WireError> {
+    let FrameStart { ty, len, mut head } = start;
+    let rest = len.saturating_sub(head.len());
+    (&mut *r).take(rest as u64).read_to_end(&mut head).await?;
+    frame(ty, len, head)
+}
+
 /// Async [`read_message`].
 pub async fn read_message_async<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,

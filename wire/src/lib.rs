@@ -49,15 +49,16 @@ pub mod record;
 mod tests;
 
 pub use batch::{
-    BATCH_BODY_TARGET, BATCH_FORMAT, Batch, BatchHeader, MAX_BATCH_BODY, MAX_BATCH_RECORDS,
-    MAX_HEALTH_ITEMS, ProbeHealth, decode_batch, encode_batch, encode_batch_as, peek_batch_header,
-    record_body_bytes, set_batch_seq,
+    BATCH_BODY_TARGET, BATCH_FORMAT, Batch, BatchHeader, MAX_BATCH_BODY, MAX_BATCH_HEADER,
+    MAX_BATCH_RECORDS, MAX_HEALTH_ITEMS, ProbeHealth, decode_batch, encode_batch, encode_batch_as,
+    peek_batch_header, record_body_bytes, set_batch_seq,
 };
 pub use enforce::{EnforcePlan, EnforceStatus};
 pub use error::WireError;
 pub use frame::{
-    Frame, encode_frame, read_frame, read_frame_async, read_message, read_message_async,
-    write_frame, write_frame_async, write_message, write_message_async,
+    Frame, FrameStart, encode_frame, read_frame, read_frame_async, read_frame_head_async,
+    read_frame_rest_async, read_frame_start_async, read_message, read_message_async, write_frame,
+    write_frame_async, write_message, write_message_async,
 };
 pub use message::{Ack, CAP_ENFORCE, Hello, HelloAck, Message, MessageType};
 pub use name::Name;

@@ -457,3 +457,13 @@ fn a_batch_naming_an_impossible_probe_is_refused_before_its_body() {
         assert!(decode_batch(&bytes).is_err());
     }
 }
+
+#[test]
+fn the_longest_batch_header_fits_in_max_batch_header() {
+    let mut b = batch(1, false);
+    b.probe_id = "p".repeat(MAX_PROBE_ID);
+    let bytes = encode_batch(&b);
+    let h = peek_batch_header(&bytes[..MAX_BATCH_HEADER]).unwrap();
+    assert_eq!(h.probe_id, b.probe_id);
+    assert!(peek_batch_header(&bytes[..MAX_BATCH_HEADER - 1]).is_err());
+}

@@ -6,8 +6,9 @@ use std::{net::SocketAddr, sync::Arc, time::Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
 use tidegate_wire::{
-    Ack, Batch, CAP_ENFORCE, HelloAck, Message, MessageType, PROTOCOL_VERSION, WireError,
-    decode_batch, probe_id_problem, read_frame_async, read_message_async, write_message_async,
+    Ack, Batch, CAP_ENFORCE, HelloAck, MAX_BATCH_HEADER, Message, MessageType, PROTOCOL_VERSION,
+    WireError, decode_batch, probe_id_problem, read_frame_head_async, read_frame_rest_async,
+    read_frame_start_async, read_message_async, write_message_async,
 };
 use tokio::{
     io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf},
@@ -199,7 +200,24 @@ async fn handshake<S: BatchSink>(
         refuse(ctx, &mut tls, peer, "probe_id_mismatch", detail, true).await;
         return None;
     }
-    let guard = ctx.sessions.acquire(&hello.probe_id, hello.epoch).await;
+    let Some(slot) = ctx.sessions.admit(&hello.probe_id) else {
+        let detail = format!(
+            "probe {:?} holds {} connections already",
+            hello.probe_id,
+            super::sessions::MAX_PER_PROBE
+        );
+        refuse(
+            ctx,
+            &mut tls,
+            peer,
+            "too_many_probe_connections",
+            detail,
+            true,
+        )
+        .await;
+        return None;
+    };
+    let guard = ctx.sessions.acquire(slot, hello.epoch).await;
     let last = ctx.sink.last_seq(&hello.probe_id, hello.epoch);
     // Answer in the probe's version (a version-2 probe knows nothing of policies).
     let ack = Message::HelloAck(HelloAck {
@@ -215,7 +233,7 @@ async fn handshake<S: BatchSink>(
         info!(%peer, probe = %hello.probe_id, error = %e, "connection lost during handshake");
         return None;
     }
-    info!(%peer, probe = %hello.probe_id, epoch = hello.epoch, software = %hello.software,
+    info!(%peer, probe = %hello.probe_id, epoch = hello.epoch, software = %hello.software.escape_debug(),
         last_acked_seq = ?last, "probe connected");
     ctx.sink.connected(&hello.probe_id, hello.epoch, peer);
     let enforces = hello.version >= 3 && hello.capabilities & CAP_ENFORCE != 0;
@@ -357,6 +375,21 @@ fn log_end<S>(ctx: &Ctx<S>, peer: SocketAddr, probe: &str, end: &End) {
     }
 }
 
+/// Frames other than batches are small (acks, statuses, errors): at most this many bytes.
+pub(crate) const MAX_CONTROL_FRAME: usize = 64 << 10;
+
+/// How a failed frame read ends the connection.
+fn wire_end(e: WireError) -> End {
+    match e {
+        WireError::Closed => End::Eof,
+        WireError::Io(e) => End::Io(e.to_string()),
+        e => End::Protocol {
+            reason: e.reason(),
+            detail: e.to_string(),
+        },
+    }
+}
+
 async fn read_loop<S: BatchSink>(
     ctx: &Ctx<S>,
     rd: &mut ReadHalf<Tls>,
@@ -368,15 +401,67 @@ async fn read_loop<S: BatchSink>(
 ) -> End {
     let mut last_seq: Option<u64> = None;
     loop {
+        // The header and the start of the payload (a batch's own header) first: the
+        // payload is read only once its memory is granted, so connections waiting on the
+        // budget hold a few hundred bytes each, not a frame each.
+        let mut start = tokio::select! {
+            biased;
+            _ = guard.superseded.changed() => return End::Superseded,
+            _ = stop.wait_for(|s| *s) => return End::Shutdown,
+            r = timeout(ctx.cfg.idle_timeout, read_frame_start_async(rd, ctx.cfg.max_frame_bytes)) => match r {
+                Err(_) => return End::Idle,
+                Ok(Err(e)) => return wire_end(e),
+                Ok(Ok(f)) => f,
+            },
+        };
+        if start.ty != MessageType::Batch && start.len > MAX_CONTROL_FRAME {
+            return End::Protocol {
+                reason: "frame_too_large",
+                detail: format!(
+                    "{} frame of {} bytes (at most {MAX_CONTROL_FRAME} for anything but a batch)",
+                    start.ty.name(),
+                    start.len
+                ),
+            };
+        }
+        // Room for a batch in the memory budget: its bytes, and three times the body it
+        // declares (the header is read without decompressing; a lying header is caught
+        // by the decoder).
+        let memory = if start.ty == MessageType::Batch {
+            tokio::select! {
+                biased;
+                _ = guard.superseded.changed() => return End::Superseded,
+                _ = stop.wait_for(|s| *s) => return End::Shutdown,
+                r = timeout(ctx.cfg.idle_timeout, read_frame_head_async(rd, &mut start, MAX_BATCH_HEADER)) => match r {
+                    Err(_) => return End::Idle,
+                    Ok(Err(e)) => return wire_end(e),
+                    Ok(Ok(())) => {}
+                },
+            }
+            let declared = tidegate_wire::peek_batch_header(&start.head)
+                .map(|h| h.body_len)
+                .unwrap_or(0)
+                .min(tidegate_wire::MAX_BATCH_BODY);
+            let kib = ((start.len + 3 * declared) / 1024 + 1).min(MEMORY_BUDGET_KIB as usize);
+            tokio::select! {
+                biased;
+                _ = guard.superseded.changed() => return End::Superseded,
+                _ = stop.wait_for(|s| *s) => return End::Shutdown,
+                p = ctx.memory.clone().acquire_many_owned(kib as u32) => match p {
+                    Ok(p) => Some(p),
+                    Err(_) => return End::Shutdown,
+                },
+            }
+        } else {
+            None
+        };
         let frame = tokio::select! {
             biased;
             _ = guard.superseded.changed() => return End::Superseded,
             _ = stop.wait_for(|s| *s) => return End::Shutdown,
-            r = timeout(ctx.cfg.idle_timeout, read_frame_async(rd, ctx.cfg.max_frame_bytes)) => match r {
+            r = timeout(ctx.cfg.idle_timeout, read_frame_rest_async(rd, start)) => match r {
                 Err(_) => return End::Idle,
-                Ok(Err(WireError::Closed)) => return End::Eof,
-                Ok(Err(WireError::Io(e))) => return End::Io(e.to_string()),
-                Ok(Err(e)) => return End::Protocol { reason: e.reason(), detail: e.to_string() },
+                Ok(Err(e)) => return wire_end(e),
                 Ok(Ok(f)) => f,
             },
         };
@@ -410,21 +495,8 @@ async fn read_loop<S: BatchSink>(
                 };
             }
         }
-        // Room for it in the memory budget first (the header is read without
-        // decompressing; a lying header is caught by the decoder).
-        let declared = tidegate_wire::peek_batch_header(&frame.payload)
-            .map(|h| h.body_len)
-            .unwrap_or(0)
-            .min(tidegate_wire::MAX_BATCH_BODY);
-        let kib = ((frame.payload.len() + 3 * declared) / 1024 + 1).min(MEMORY_BUDGET_KIB as usize);
-        let memory = tokio::select! {
-            biased;
-            _ = guard.superseded.changed() => return End::Superseded,
-            _ = stop.wait_for(|s| *s) => return End::Shutdown,
-            p = ctx.memory.clone().acquire_many_owned(kib as u32) => match p {
-                Ok(p) => p,
-                Err(_) => return End::Shutdown,
-            },
+        let Some(memory) = memory else {
+            return End::Shutdown;
         };
         let batch = match decode_batch(&frame.payload) {
             Ok(b) => b,

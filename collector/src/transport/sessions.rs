@@ -14,6 +14,10 @@ use tokio::sync::{OwnedMutexGuard, watch};
 /// Idle slots are dropped once this many exist.
 const PRUNE_AT: usize = 4096;
 
+/// Connections one probe may hold at once, over all its sequences: a probe's certificate
+/// cannot take every connection slot (one epoch per connection) from the others.
+pub(crate) const MAX_PER_PROBE: usize = 16;
+
 #[derive(Default)]
 struct Slot {
     lock: Arc<tokio::sync::Mutex<()>>,
@@ -24,6 +28,29 @@ struct Slot {
 #[derive(Default)]
 pub(crate) struct Sessions {
     slots: Mutex<HashMap<(String, u64), Slot>>,
+    /// Connections admitted per probe id.
+    per_probe: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One of a probe's [`MAX_PER_PROBE`] connections; given back when dropped.
+pub(crate) struct ProbeSlot {
+    per_probe: Arc<Mutex<HashMap<String, usize>>>,
+    probe: String,
+}
+
+impl Drop for ProbeSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .per_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.probe) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.probe);
+            }
+        }
+    }
 }
 
 /// Held by the connection that owns a probe's session.
@@ -33,12 +60,32 @@ pub(crate) struct SessionGuard {
     pub(crate) superseded: watch::Receiver<u64>,
     /// The epoch of the session's sequence.
     pub(crate) epoch: u64,
+    _probe: ProbeSlot,
 }
 
 impl Sessions {
+    /// Takes one of `probe_id`'s connection slots; `None` when it holds
+    /// [`MAX_PER_PROBE`] already.
+    pub(crate) fn admit(&self, probe_id: &str) -> Option<ProbeSlot> {
+        let mut m = self
+            .per_probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(probe_id.to_owned()).or_default();
+        if *n >= MAX_PER_PROBE {
+            return None;
+        }
+        *n += 1;
+        Some(ProbeSlot {
+            per_probe: self.per_probe.clone(),
+            probe: probe_id.to_owned(),
+        })
+    }
+
     /// Asks the current holder of `probe_id`'s session (if any) to stop, then waits for
     /// the session. Cancel-safe: dropping the future gives nothing up.
-    pub(crate) async fn acquire(&self, probe_id: &str, epoch: u64) -> SessionGuard {
+    pub(crate) async fn acquire(&self, slot: ProbeSlot, epoch: u64) -> SessionGuard {
+        let probe_id = slot.probe.as_str();
         let (lock, superseded) = {
             let mut slots = self
                 .slots
@@ -59,6 +106,7 @@ impl Sessions {
             _lock: lock.lock_owned().await,
             superseded,
             epoch,
+            _probe: slot,
         }
     }
 }
@@ -71,11 +119,11 @@ mod tests {
     #[tokio::test]
     async fn a_newer_connection_supersedes_and_waits() {
         let s = Arc::new(Sessions::default());
-        let mut first = s.acquire("p", 1).await;
-        let other = s.acquire("q", 1).await; // other probes are independent
-        let replay = s.acquire("p", 2).await; // and so are the probe's other sequences
+        let mut first = s.acquire(s.admit("p").unwrap(), 1).await;
+        let other = s.acquire(s.admit("q").unwrap(), 1).await; // other probes are independent
+        let replay = s.acquire(s.admit("p").unwrap(), 2).await; // and so are the probe's other sequences
         let s2 = s.clone();
-        let second = tokio::spawn(async move { s2.acquire("p", 1).await });
+        let second = tokio::spawn(async move { s2.acquire(s2.admit("p").unwrap(), 1).await });
         // The first holder is told, and the second waits until it lets go.
         tokio::time::timeout(Duration::from_secs(5), first.superseded.changed())
             .await
@@ -90,5 +138,21 @@ mod tests {
             .unwrap();
         assert!(!second.superseded.has_changed().unwrap());
         drop((other, replay));
+    }
+
+    #[tokio::test]
+    async fn one_probe_cannot_take_every_connection_slot() {
+        let s = Sessions::default();
+        let mut held = Vec::new();
+        for epoch in 0..MAX_PER_PROBE as u64 {
+            held.push(s.acquire(s.admit("p").unwrap(), epoch).await);
+        }
+        assert!(s.admit("p").is_none(), "one more connection of p");
+        // Others are not affected, and a slot comes back when a connection ends.
+        assert!(s.admit("q").is_some());
+        held.pop();
+        assert!(s.admit("p").is_some());
+        drop(held);
+        assert!(s.per_probe.lock().unwrap().is_empty(), "counts forgotten");
     }
 }

@@ -223,3 +223,89 @@ fn bad_frames_close_only_their_own_connection() {
     assert!(log_line(&["probe refused", "version_mismatch", "peer=127.0.0.1:"]).is_some());
     server.stop();
 }
+
+#[test]
+fn an_oversized_status_frame_and_a_probes_extra_connections_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(tmp.path(), &["edge-a", "edge-b"]);
+    let sink = MemSink::new();
+    let server = TestServer::start(&certs.transport_config(0), sink.clone());
+    let (addr, ca) = (server.addr, certs.ca().cert);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let hello = |epoch: u64| {
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                probe_id: "edge-a".into(),
+                epoch,
+                software: "transport test".into(),
+                capabilities: 0,
+            })
+        };
+        // Anything but a batch is small: a 200 KiB status is refused from its header.
+        let mut c = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
+            .await
+            .unwrap();
+        send(&mut c, &hello(1)).await.unwrap();
+        assert!(matches!(recv(&mut c).await.unwrap(), Message::HelloAck(_)));
+        let mut frame = ((200u32 << 10) + 1).to_be_bytes().to_vec();
+        frame.push(MessageType::EnforceStatus as u8);
+        c.write_all(&frame).await.unwrap();
+        c.flush().await.unwrap();
+        expect_closed_with(&mut c, false, "at most 65536").await;
+
+        // One probe's certificate holds 16 connections (one sequence each), no more;
+        // another probe still gets in.
+        let mut held = Vec::new();
+        for epoch in 10..26u64 {
+            let mut c = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
+                .await
+                .unwrap();
+            send(&mut c, &hello(epoch)).await.unwrap();
+            assert!(
+                matches!(recv(&mut c).await.unwrap(), Message::HelloAck(_)),
+                "epoch {epoch}"
+            );
+            held.push(c);
+        }
+        let mut extra = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
+            .await
+            .unwrap();
+        send(&mut extra, &hello(99)).await.unwrap();
+        expect_closed_with(&mut extra, true, "holds 16 connections already").await;
+        let mut other = tls_connect(addr, &ca, Some(&certs.probe("edge-b")))
+            .await
+            .unwrap();
+        assert!(matches!(
+            say_hello(&mut other, "edge-b").await.unwrap(),
+            Message::HelloAck(_)
+        ));
+        // A connection that ends gives its slot back.
+        drop(held.pop());
+        eventually_async(|| async {
+            let mut c = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
+                .await
+                .unwrap();
+            send(&mut c, &hello(25)).await.unwrap();
+            matches!(recv(&mut c).await, Ok(Message::HelloAck(_)))
+        })
+        .await;
+    });
+    let m = &server.metrics;
+    assert_eq!(m.protocol_error_count("frame_too_large"), 1);
+    assert!(m.rejected_count("too_many_probe_connections") >= 1);
+    server.stop();
+}
+
+/// Polls `f` until it holds (10 s at most).
+async fn eventually_async<F, Fut>(f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(std::time::Instant::now() < deadline, "never held");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
