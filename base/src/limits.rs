@@ -104,6 +104,16 @@ impl Drop for SlotPermit {
     }
 }
 
+/// `s` cut to at most `max` bytes, on a character boundary: what a peer's string may take
+/// in a log line or a stored record.
+pub fn clip(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Lets a repeated message through at most once per period (a flood of refusals must
 /// not flood the log too), counting the occurrences in between.
 #[derive(Debug)]
@@ -138,6 +148,14 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_cuts_on_a_character_boundary() {
+        assert_eq!(clip("héllo", 2), "h");
+        assert_eq!(clip("héllo", 3), "hé");
+        assert_eq!(clip("abc", 10), "abc");
+        assert_eq!(clip("", 0), "");
+    }
 
     #[test]
     fn slots_are_capped_per_address_and_in_total_and_given_back() {

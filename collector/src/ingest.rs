@@ -68,7 +68,14 @@ pub struct Ingest {
     enforce: Option<Arc<crate::enforce::EnforceHub>>,
     /// Where the storage pipeline finds each batch already decoded.
     decoded: Option<DecodedCache>,
+    /// Per probe and kind (connect, disconnect): how often its connection events go to
+    /// the evidence log (each durable append is a sync; a reconnect loop would flood it).
+    conn_events: Mutex<HashMap<(String, &'static str), tidegate_base::limits::Throttle>>,
 }
+
+/// Connection events of one probe and kind recorded at most once per this period (the
+/// others are counted in the next one recorded).
+const CONN_EVENT_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Ingest {
     /// Pushes enforcement plans to probes that enforce, and takes their reports.
@@ -90,6 +97,19 @@ impl Ingest {
         self
     }
 
+    /// Whether a connection event of `probe` goes to the evidence log now; `Some(n)`: it
+    /// stands for `n` events (this one and those not recorded since the last).
+    fn conn_event_due(&self, probe: &str, kind: &'static str) -> Option<u64> {
+        let mut m = self.conn_events.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= PRUNE_LOCKS_AT {
+            // Probe ids are authenticated; forgetting only lets one more event through.
+            m.clear();
+        }
+        m.entry((probe.to_string(), kind))
+            .or_insert_with(|| tidegate_base::limits::Throttle::new(CONN_EVENT_PERIOD))
+            .due()
+    }
+
     /// Ingest into `spool`.
     pub fn new(spool: Spool, metrics: IngestMetrics) -> Self {
         Ingest {
@@ -98,6 +118,7 @@ impl Ingest {
             evidence: None,
             enforce: None,
             decoded: None,
+            conn_events: Mutex::default(),
             probes: Mutex::new(HashMap::new()),
         }
     }
@@ -153,10 +174,13 @@ impl BatchSink for Ingest {
     }
 
     fn connected(&self, probe_id: &str, epoch: u64, peer: std::net::SocketAddr) {
-        if let Some(log) = &self.evidence {
+        if let Some(log) = &self.evidence
+            && let Some(n) = self.conn_event_due(probe_id, crate::evidence::PROBE_CONNECT)
+        {
             let data = serde_json::json!({
                 "probe": probe_id, "epoch": epoch, "peer": peer.to_string(),
                 "last_seq": self.spool.last_seq(probe_id, epoch),
+                "events": n,
             });
             crate::evidence::record(log, crate::evidence::PROBE_CONNECT, data);
         }
@@ -178,12 +202,50 @@ impl BatchSink for Ingest {
         if let Some(h) = &self.enforce {
             h.disconnected(probe_id);
         }
-        if let Some(log) = &self.evidence {
+        if let Some(log) = &self.evidence
+            && let Some(n) = self.conn_event_due(probe_id, crate::evidence::PROBE_DISCONNECT)
+        {
             let data = serde_json::json!({
                 "probe": probe_id, "epoch": epoch, "peer": peer.to_string(), "how": how,
                 "last_seq": self.spool.last_seq(probe_id, epoch),
+                "events": n,
             });
             crate::evidence::record(log, crate::evidence::PROBE_DISCONNECT, data);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidegate_evidence::EvidenceLog;
+
+    #[test]
+    fn a_reconnect_loop_records_its_connections_once_a_second_with_their_count() {
+        let d = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _g = rt.enter();
+        let (spool, _reader) = Spool::open(crate::spool::SpoolConfig {
+            dir: d.path().join("spool"),
+            ..Default::default()
+        })
+        .unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let log = Arc::new(EvidenceLog::open(&d.path().join("ev"), "t/1", key).unwrap());
+        let ingest = Ingest::new(spool, IngestMetrics::default()).with_evidence(Some(log.clone()));
+        let peer = "192.0.2.7:4000".parse().unwrap();
+        for _ in 0..200 {
+            ingest.connected("p1", 1, peer);
+            ingest.disconnected("p1", 1, peer, "eof");
+        }
+        // Another probe is recorded on its own.
+        ingest.connected("p2", 1, peer);
+        assert_eq!(log.len(), 3);
+        std::thread::sleep(CONN_EVENT_PERIOD);
+        ingest.connected("p1", 1, peer);
+        assert_eq!(log.len(), 4);
+        let line = log.entry_line(3).unwrap().unwrap();
+        let last = tidegate_evidence::Entry::parse(&line).unwrap();
+        assert_eq!(last.data["events"], 200, "{}", last.data);
     }
 }

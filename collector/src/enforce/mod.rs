@@ -58,7 +58,14 @@ pub struct ProbeEnforcement {
     pub reported_ns: u64,
     /// Seconds from publishing `version` to the probe's acknowledgement.
     pub applied_after_secs: Option<f64>,
+    /// The newest versions whose application, and whose failure, are in the evidence
+    /// log: each is recorded once, whatever a probe repeats or alternates.
+    #[serde(skip)]
+    recorded: (u64, u64),
 }
+
+/// Longest error text kept from a probe's status report.
+const MAX_STATUS_ERROR: usize = 1024;
 
 /// The current plan's summary.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -219,7 +226,12 @@ impl EnforceHub {
         e.connected = true;
         e.reported_ns = now_ns();
         e.version = st.version;
-        e.failed = st.failed_version.map(|v| (v, st.error.clone()));
+        e.failed = st.failed_version.map(|v| {
+            (
+                v,
+                tidegate_base::limits::clip(&st.error, MAX_STATUS_ERROR).to_string(),
+            )
+        });
         if before.0 != st.version {
             let latency = current
                 .as_ref()
@@ -229,20 +241,26 @@ impl EnforceHub {
             if let Some(l) = latency {
                 self.metrics.apply_seconds.observe(l);
             }
-            tracing::info!(probe, version = st.version, after_secs = ?latency, "probe enforces the policy");
-            self.record(serde_json::json!({
-                "event": "applied", "probe": probe, "version": st.version,
-                "after_secs": latency,
-            }));
+            if st.version > e.recorded.0 {
+                e.recorded.0 = st.version;
+                tracing::info!(probe, version = st.version, after_secs = ?latency, "probe enforces the policy");
+                self.record(serde_json::json!({
+                    "event": "applied", "probe": probe, "version": st.version,
+                    "after_secs": latency,
+                }));
+            }
         }
         if e.failed.is_some() && e.failed != before.1 {
             let (v, why) = e.failed.clone().expect("checked");
             self.metrics.failures.inc();
-            tracing::warn!(probe, version = v, error = %why, "probe could not install the policy; it keeps its previous one");
-            self.record(serde_json::json!({
-                "event": "apply_failed", "probe": probe, "version": v, "error": why,
-                "enforcing": st.version,
-            }));
+            if v > e.recorded.1 {
+                e.recorded.1 = v;
+                tracing::warn!(probe, version = v, error = %why.escape_debug(), "probe could not install the policy; it keeps its previous one");
+                self.record(serde_json::json!({
+                    "event": "apply_failed", "probe": probe, "version": v, "error": why,
+                    "enforcing": st.version,
+                }));
+            }
         }
     }
 
@@ -442,6 +460,42 @@ mod tests {
             EnforceMetrics::default(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_probe_alternating_its_status_records_each_version_once() {
+        let d = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let log = Arc::new(EvidenceLog::open(d.path(), "t/1", key).unwrap());
+        let text = "[[rule]]\nid = \"d\"\nname = \"d\"\ntype = \"deny_list\"\ncidrs = [\"198.51.100.0/24\"]\naction = \"drop\"\n";
+        let p = Policy::parse(text, std::path::Path::new("p.toml")).unwrap();
+        let h = EnforceHub::start(
+            PolicyHandle::new(p),
+            None,
+            Vec::new(),
+            BlockStore::in_memory(),
+            Some(log.clone()),
+            EnforceMetrics::default(),
+        )
+        .unwrap();
+        let before = log.len();
+        let v = version(&h);
+        for i in 0..1000u64 {
+            let failed = i % 3 == 0;
+            h.report(
+                "p1",
+                &EnforceStatus {
+                    version: if i % 2 == 0 { v } else { v - 1 },
+                    failed_version: failed.then_some(v + 1),
+                    error: format!("error {i} {}", "x".repeat(100_000)),
+                },
+            );
+        }
+        // Applied v, failed v+1: two entries, not a thousand (v-1 comes after v).
+        assert_eq!(log.len() - before, 2);
+        let (_, probes) = h.status();
+        let (_, why) = probes["p1"].failed.clone().unwrap();
+        assert!(why.len() <= MAX_STATUS_ERROR, "{} bytes kept", why.len());
     }
 
     fn version(h: &EnforceHub) -> u64 {

@@ -338,7 +338,16 @@ async fn session<S: BatchSink>(
         }
     };
     let reader = async {
-        let end = read_loop(ctx, &mut rd, &tx, probe, stored, &mut guard, &mut stop).await;
+        let end = read_loop(
+            ctx,
+            &mut rd,
+            &tx,
+            (probe, enforces),
+            stored,
+            &mut guard,
+            &mut stop,
+        )
+        .await;
         let _ = tx.send(Inbound::End(end)).await;
         // The writer finishes the session once it has worked through the queue.
         std::future::pending::<End>().await
@@ -368,7 +377,8 @@ fn log_end<S>(ctx: &Ctx<S>, peer: SocketAddr, probe: &str, end: &End) {
             ctx.metrics.protocol_error(reason);
             warn!(%peer, %probe, reason, "connection closed on a protocol error: {detail}");
         }
-        End::PeerError(r) => warn!(%peer, %probe, "probe reported an error: {r}"),
+        End::PeerError(r) => warn!(%peer, %probe, "probe reported an error: {}",
+            tidegate_base::limits::clip(r, 1024).escape_debug()),
         End::Io(e) => info!(%peer, %probe, error = %e, "connection lost"),
         End::Persist { seq, error } => warn!(%peer, %probe, seq, %error,
             "batch could not be made durable; connection closed so the probe resends it later"),
@@ -394,7 +404,7 @@ async fn read_loop<S: BatchSink>(
     ctx: &Ctx<S>,
     rd: &mut ReadHalf<Tls>,
     tx: &mpsc::Sender<Inbound>,
-    probe: &str,
+    (probe, enforces): (&str, bool),
     stored: Option<u64>,
     guard: &mut SessionGuard,
     stop: &mut watch::Receiver<bool>,
@@ -470,6 +480,12 @@ async fn read_loop<S: BatchSink>(
         ctx.metrics.bytes_received.inc_by(frame.wire_len() as u64);
         match frame.ty {
             MessageType::Batch => {}
+            MessageType::EnforceStatus if !enforces => {
+                return End::Protocol {
+                    reason: "unexpected_message",
+                    detail: "EnforceStatus from a probe that did not announce enforcement".into(),
+                };
+            }
             MessageType::EnforceStatus => {
                 match frame.message() {
                     Ok(Message::EnforceStatus(st)) => ctx.sink.enforce_status(probe, &st),
