@@ -5,15 +5,22 @@ use std::io::Read;
 
 use super::WireError;
 
+/// Largest zstd window (log2 bytes) a peer's frame may use: 32 MiB, the largest body.
+const WINDOW_LOG_MAX: u32 = 25;
+
 /// The first zstd frame of `compressed`, which must decompress to exactly `declared`
 /// bytes: decompressed as a stream into a buffer grown with what actually comes out
 /// (`declared` is trusted for no more than a modest start), reading one byte more than
 /// declared to tell a longer body. Callers bound `declared` first.
 pub(crate) fn decompress_stream(compressed: &[u8], declared: usize) -> Result<Vec<u8>, WireError> {
     let mut body = Vec::with_capacity(declared.min(compressed.len().saturating_mul(8)));
-    zstd::stream::read::Decoder::with_buffer(compressed)
-        .map_err(|e| WireError::Decompress(e.to_string()))?
-        .single_frame()
+    let mut d = zstd::stream::read::Decoder::with_buffer(compressed)
+        .map_err(|e| WireError::Decompress(e.to_string()))?;
+    // The window a frame asks for is allocated: no larger than the largest body (the
+    // default allows 128 MiB).
+    d.window_log_max(WINDOW_LOG_MAX)
+        .map_err(|e| WireError::Decompress(e.to_string()))?;
+    d.single_frame()
         .take(declared as u64 + 1)
         .read_to_end(&mut body)
         .map_err(|e| WireError::Decompress(e.to_string()))?;

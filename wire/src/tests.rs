@@ -467,3 +467,32 @@ fn the_longest_batch_header_fits_in_max_batch_header() {
     assert_eq!(h.probe_id, b.probe_id);
     assert!(peek_batch_header(&bytes[..MAX_BATCH_HEADER - 1]).is_err());
 }
+
+#[test]
+fn a_body_compressed_with_a_window_larger_than_any_body_is_refused() {
+    // 1 MiB of zeros with a 128 MiB window and no content size in the frame: the stream
+    // decoder would allocate the window.
+    let body = vec![0u8; 1 << 20];
+    let compress = |log: u32| {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        e.set_parameter(zstd::stream::raw::CParameter::WindowLog(log))
+            .unwrap();
+        e.include_contentsize(false).unwrap();
+        std::io::Write::write_all(&mut e, &body).unwrap();
+        e.finish().unwrap()
+    };
+    let wrap_z = |z: Vec<u8>| {
+        let real = encode_batch(&batch(0, false));
+        let h = peek_batch_header(&real).unwrap();
+        let hdr_len = 3 + 1 + 8 + 8 + 8 + 4 + h.probe_id.len() + 1;
+        let mut v = real[..hdr_len].to_vec();
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        v.extend_from_slice(&z);
+        v
+    };
+    let e = decode_batch(&wrap_z(compress(27))).unwrap_err();
+    assert_eq!(e.reason(), "decompress", "{e}");
+    // The same body with a small window gets past decompression (to the body's fields).
+    let e = decode_batch(&wrap_z(compress(20))).unwrap_err();
+    assert_ne!(e.reason(), "decompress", "{e}");
+}

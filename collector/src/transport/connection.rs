@@ -514,7 +514,24 @@ async fn read_loop<S: BatchSink>(
         let Some(memory) = memory else {
             return End::Shutdown;
         };
-        let batch = match decode_batch(&frame.payload) {
+        // Decompressing and decoding a large batch takes milliseconds: off the async
+        // threads, which serve every other connection.
+        let payload = frame.payload;
+        let (decoded, payload) = match tokio::task::spawn_blocking(move || {
+            let b = decode_batch(&payload);
+            (b, payload)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return End::Protocol {
+                    reason: "corrupt_batch",
+                    detail: format!("decoding the batch failed: {e}"),
+                };
+            }
+        };
+        let batch = match decoded {
             Ok(b) => b,
             Err(e) => {
                 return End::Protocol {
@@ -570,7 +587,7 @@ async fn read_loop<S: BatchSink>(
             .inc_by(batch.records.len() as u64);
         let item = Inbound::Batch {
             batch,
-            encoded: frame.payload,
+            encoded: payload,
             received,
             _memory: memory,
         };
