@@ -140,6 +140,26 @@ impl CollectorConfig {
             }
             None => SpoolConfig::default(),
         };
+        // A batch that cannot fit in a segment is refused at every resend: its probe would
+        // never get past it.
+        let largest = transport.max_frame_bytes as u64 + crate::spool::MAX_ENTRY_OVERHEAD as u64;
+        if largest > spool.segment_bytes {
+            let at = file
+                .field_offset("spool.segment_bytes")
+                .or_else(|| file.field_offset("transport.max_frame_bytes"))
+                .unwrap_or(0);
+            return Err(file.at(
+                at,
+                format!(
+                    "spool.segment_bytes ({}) must hold the largest batch a probe may send: \
+                     transport.max_frame_bytes ({}) plus {} bytes; raise segment_bytes or \
+                     lower max_frame_bytes",
+                    spool.segment_bytes,
+                    transport.max_frame_bytes,
+                    crate::spool::MAX_ENTRY_OVERHEAD
+                ),
+            ));
+        }
         let clickhouse = match raw.clickhouse {
             Some(c) => {
                 let off = c.span().start;
@@ -294,6 +314,10 @@ mod tests {
                 ":12: clickhouse.cluster.nodes",
             ),
             (format!("{OK}\n[bogus]\n"), ":7:"),
+            (
+                format!("{OK}[spool]\nmax_bytes = 1073741824\nsegment_bytes = 4194304\n"),
+                ":8: spool.segment_bytes (4194304) must hold the largest batch",
+            ),
             ("[collector]\n".to_string(), ":1:"),
             (format!("{OK}[transport2]\n"), ":6:"),
         ];

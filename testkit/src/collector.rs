@@ -66,9 +66,15 @@ impl CollectorConfig {
         } else {
             ("", "")
         };
+        // Small segments hold small frames only (the collector checks it).
+        let frames = if self.small {
+            "max_frame_bytes = 4194000\n"
+        } else {
+            ""
+        };
         format!(
             "{metrics}[transport]\nlisten = \"127.0.0.1:{port}\"\nca_cert = \"{ca}\"\n\
-             cert = \"{cert}\"\nkey = \"{key}\"\n\n\
+             cert = \"{cert}\"\nkey = \"{key}\"\n{frames}\n\
              [spool]\ndir = \"{spool}\"\n{spool_sizes}\n\
              [clickhouse]\nurl = \"{ch}\"\ndatabase = \"tidegate\"\nretention_days = {retention}\n{ch_extra}\n\
              {aggregate}{extra}",

@@ -20,6 +20,10 @@ mod streams;
 mod writer;
 
 pub use entry::Entry;
+
+/// Bytes a spool entry adds to the batch it holds, at most (header, probe id, epoch,
+/// sequence number): a segment must hold the largest frame plus this.
+pub const MAX_ENTRY_OVERHEAD: usize = entry::HEADER + 2 + tidegate_wire::MAX_PROBE_ID + 8 + 8;
 pub use error::SpoolError;
 pub use reader::{SpoolCommitter, SpoolReader};
 pub use state::Intent;
