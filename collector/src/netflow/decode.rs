@@ -144,7 +144,10 @@ const MAX_SAMPLERS: usize = 256;
 /// The decoder: template caches and exporter state, bounded by the configuration.
 pub struct Decoder {
     cfg: Arc<NetflowConfig>,
+    /// Templates of listed exporters, and of the others apart: datagrams from spoofed
+    /// sources fill and evict the second, never the listed exporters' templates.
     parser: AutoScopedParser,
+    unlisted: AutoScopedParser,
     /// Keyed by exporter socket address and observation domain / source id.
     scopes: HashMap<(SocketAddr, u32), ScopeState>,
     /// Probe ids handed out, per exporter address (bounded like the scopes).
@@ -162,6 +165,16 @@ impl std::fmt::Debug for Decoder {
 impl Decoder {
     /// A decoder with the configuration's template and pending-data limits.
     pub fn new(cfg: Arc<NetflowConfig>) -> Result<Decoder, String> {
+        Ok(Decoder {
+            parser: Self::parser(&cfg)?,
+            unlisted: Self::parser(&cfg)?,
+            cfg,
+            scopes: HashMap::new(),
+            ids: HashMap::new(),
+        })
+    }
+
+    fn parser(cfg: &NetflowConfig) -> Result<AutoScopedParser, String> {
         let mut pending = PendingFlowsConfig::with_ttl(cfg.pending_templates, cfg.pending_timeout);
         pending.max_entries_per_template = cfg.pending_sets_per_template;
         pending.max_entry_size_bytes = cfg.pending_set_bytes;
@@ -175,36 +188,41 @@ impl Decoder {
         if cfg.pending_sets_per_template > 0 {
             builder = builder.with_pending_flows(pending);
         }
-        let parser = AutoScopedParser::try_with_builder(builder)
+        AutoScopedParser::try_with_builder(builder)
             .and_then(|p| p.with_max_sources(cfg.max_exporters))
-            .map_err(|e| format!("NetFlow parser configuration: {e}"))?;
-        Ok(Decoder {
-            cfg,
-            parser,
-            scopes: HashMap::new(),
-            ids: HashMap::new(),
-        })
+            .map_err(|e| format!("NetFlow parser configuration: {e}"))
     }
 
     /// Template scopes held now.
     pub fn scopes(&self) -> usize {
-        self.parser.source_count()
+        self.parser.source_count() + self.unlisted.source_count()
     }
 
     /// Forgets exporters not heard from for `idle` (their templates and state).
     pub fn prune(&mut self, idle: Duration) {
         self.parser.prune_idle_sources(idle);
+        self.unlisted.prune_idle_sources(idle);
         if self.scopes.len() > self.cfg.max_exporters {
+            self.forget_unlisted();
+        }
+    }
+
+    /// Forgets the sampling state and probe ids of exporters not listed (the listed
+    /// ones' stay, whatever spoofed sources send); all of it if the listed ones alone
+    /// pass the bound.
+    fn forget_unlisted(&mut self) {
+        let listed = self.cfg.exporters.clone();
+        self.scopes
+            .retain(|(a, _), _| listed.contains_key(&a.ip().to_canonical()));
+        if self.scopes.len() > self.cfg.max_exporters * 4 {
             self.scopes.clear();
         }
-        if self.ids.len() > self.cfg.max_exporters {
-            self.ids.clear();
-        }
+        self.ids.retain(|ip, _| listed.contains_key(ip));
     }
 
     fn probe_id(&mut self, ip: IpAddr) -> Arc<str> {
         if self.ids.len() >= self.cfg.max_exporters.max(1) * 2 && !self.ids.contains_key(&ip) {
-            self.ids.clear();
+            self.ids.retain(|ip, _| self.cfg.exporters.contains_key(ip));
         }
         self.ids
             .entry(ip)
@@ -241,7 +259,12 @@ impl Decoder {
             out.problem(Problem::Truncated);
             return out;
         }
-        let result = self.parser.parse_from_source(from, bytes);
+        let parser = if exporter.is_some() {
+            &mut self.parser
+        } else {
+            &mut self.unlisted
+        };
+        let result = parser.parse_from_source(from, bytes);
         if let Some(e) = &result.error {
             out.problem(Problem::of(e));
         }
@@ -295,7 +318,7 @@ impl Decoder {
         if self.scopes.len() > self.cfg.max_exporters * 4 {
             // Scopes the parser has forgotten leave state here; start over rather than
             // grow (options records are resent periodically).
-            self.scopes.clear();
+            self.forget_unlisted();
         }
         out
     }
@@ -1128,6 +1151,60 @@ mod tests {
             vec![(64, 128, 6400), (1, 2, 100)],
             "selector 7 samples 1 in 64; 8 is unknown"
         );
+    }
+
+    #[test]
+    fn spoofed_sources_do_not_evict_a_listed_exporters_templates_or_sampling() {
+        let opt_tmpl = {
+            let mut b = 260u16.to_be_bytes().to_vec();
+            b.extend_from_slice(&3u16.to_be_bytes());
+            b.extend_from_slice(&1u16.to_be_bytes());
+            for (ie, len) in [(302u16, 4u16), (305, 4), (306, 4)] {
+                b.extend_from_slice(&ie.to_be_bytes());
+                b.extend_from_slice(&len.to_be_bytes());
+            }
+            b
+        };
+        let mut opt_data = 7u32.to_be_bytes().to_vec();
+        opt_data.extend_from_slice(&1u32.to_be_bytes());
+        opt_data.extend_from_slice(&63u32.to_be_bytes());
+        let tmpl = template(270, &[(8, 4), (12, 4), (2, 4), (1, 4), (302, 4)]);
+        let mut data = vec![10, 0, 0, 1, 192, 0, 2, 1];
+        data.extend_from_slice(&2u32.to_be_bytes());
+        data.extend_from_slice(&100u32.to_be_bytes());
+        data.extend_from_slice(&7u32.to_be_bytes());
+        let mut exporters = HashMap::new();
+        exporters.insert(
+            "192.0.2.7".parse().unwrap(),
+            ExporterConfig {
+                address: "192.0.2.7".parse().unwrap(),
+                name: "rtr".into(),
+                line: None,
+                interfaces: HashMap::new(),
+                sampling: None,
+            },
+        );
+        let mut d = decoder(NetflowConfig {
+            exporters: Arc::new(exporters),
+            ..NetflowConfig::default()
+        });
+        let first = ipfix(1, &[(3, opt_tmpl), (260, opt_data), (2, tmpl)]);
+        assert!(d.decode(from(7), &first, T).problems.is_empty());
+        // 5000 spoofed sources, each with templates of its own.
+        for i in 0..5000u32 {
+            let src = SocketAddr::from(([198, 51, (i / 250) as u8, (i % 250) as u8], 9000));
+            let m = ipfix(i, &[(2, template(300, &[(8, 4), (12, 4), (2, 4)]))]);
+            d.decode(src, &m, T);
+            d.prune(Duration::from_secs(3600));
+        }
+        let out = d.decode(from(7), &ipfix(1, &[(270, data)]), T);
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let s: Vec<(u32, u64)> = out
+            .records
+            .iter()
+            .map(|r| (r.sampling, r.packets))
+            .collect();
+        assert_eq!(s, [(64, 128)], "template and sampling kept");
     }
 
     /// Found by the fuzz target: an 8-byte flowStartSysUpTime near 2^64 on top of the

@@ -135,7 +135,9 @@ impl<S: BatchSink> Listener<S> {
             return None;
         }
         let limit = self.cfg.max_exporters.saturating_mul(2);
-        if !self.pending.contains_key(&id) && self.pending.len() >= limit {
+        // Listed exporters are always taken (they are few, and configured); the bound
+        // is on the others, so spoofed sources cannot crowd them out.
+        if label == "unlisted" && !self.pending.contains_key(&id) && self.pending.len() >= limit {
             // More exporters at once than configured: refuse rather than grow.
             self.metrics
                 .dropped
