@@ -54,5 +54,6 @@ pub use key::AggregateKey;
 pub use line_stats::Totals;
 pub use metrics::{AggregateMetrics, ShardLabel};
 pub use rates::RateCell;
+pub use shard::{MAX_LINES, MAX_PROBES, OTHER_LINES, OTHER_PROBES};
 pub use snapshot::{AggregateSnapshot, DirectionStats, LineSnapshot};
 pub use top_talkers::{Conversation, Talker, TopTalkers};

@@ -28,6 +28,17 @@ use super::line_stats::{LineState, Totals};
 use super::message::{Batch, Msg, Rec};
 use super::metrics::{AggregateMetrics, ShardLabel};
 use super::rates::{RateCell, window_start};
+
+/// Lines a shard keeps apart, at most; the records of any further line count under
+/// [`OTHER_LINES`] (each line holds rate windows and histograms: a peer naming a new
+/// line per record, or a spoofed exporter per datagram, must not grow memory forever).
+pub const MAX_LINES: usize = 1024;
+/// Where the lines past [`MAX_LINES`] are counted.
+pub const OTHER_LINES: &str = "(other lines)";
+/// Probe ids a shard keeps apart, at most; the others count as [`OTHER_PROBES`].
+pub const MAX_PROBES: usize = 4096;
+/// Where the probes past [`MAX_PROBES`] are counted.
+pub const OTHER_PROBES: &str = "(other probes)";
 use super::top_talkers::TalkerMaps;
 
 const NS: u64 = 1_000_000_000;
@@ -134,6 +145,9 @@ impl Shard {
         if let Some(&id) = self.line_ids.get(name) {
             return id;
         }
+        if self.lines.len() >= MAX_LINES && &**name != OTHER_LINES {
+            return self.line_id(&Arc::from(OTHER_LINES));
+        }
         let id = self.lines.len() as u32;
         self.lines.push(LineState::new(name.clone(), self.window));
         self.line_ids.insert(name.clone(), id);
@@ -143,6 +157,9 @@ impl Shard {
     fn probe_id(&mut self, name: &Arc<str>) -> u32 {
         if let Some(&id) = self.probe_ids.get(name) {
             return id;
+        }
+        if self.probes.len() >= MAX_PROBES && &**name != OTHER_PROBES {
+            return self.probe_id(&Arc::from(OTHER_PROBES));
         }
         let id = self.probes.len() as u32;
         self.probes.push(name.clone());

@@ -164,3 +164,25 @@ fn a_record_stamped_in_the_far_future_does_not_make_every_flow_idle() {
     assert!((0..10).all(|p| held.contains(&p)), "{held:?}");
     agg.shutdown();
 }
+
+#[test]
+fn a_peer_naming_a_new_line_per_record_is_bounded_and_counted_under_other_lines() {
+    let (agg, _) = start(1, 100_000, HOUR);
+    let lines: Vec<String> = (0..3000).map(|i| format!("spoofed-{i}")).collect();
+    let recs: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| record(i as u16, l, 0, 1, 10))
+        .collect();
+    agg.submit("p", &recs);
+    agg.flush();
+    let snap = agg.snapshot();
+    let max = tidegate_collector::aggregate::MAX_LINES;
+    assert_eq!(snap.lines.len(), max + 1);
+    let other = &snap.lines[tidegate_collector::aggregate::OTHER_LINES];
+    assert_eq!(other.ingress.totals.records, 3000 - max as u64);
+    // Every record still counts once.
+    let total: u64 = snap.lines.values().map(|l| l.ingress.totals.bytes).sum();
+    assert_eq!(total, 30_000);
+    agg.shutdown();
+}
