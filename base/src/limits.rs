@@ -35,8 +35,22 @@ pub fn raise_open_files() -> std::io::Result<(u64, u64)> {
     Ok((l.rlim_cur, l.rlim_max))
 }
 
-/// Concurrent slots (connections, handshakes) capped in total and per IP address; a
-/// [`SlotPermit`] gives its slot back when dropped.
+/// Where a peer's address counts for per-address limits: an IPv4 address (IPv4-mapped
+/// ones as IPv4), or an IPv6 address's /64 (one host is routinely given a whole /64, so
+/// counting its addresses one by one would give it billions of shares).
+pub fn peer_group(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        v4 => v4,
+    }
+}
+
+/// Concurrent slots (connections, handshakes) capped in total and per IP address (per
+/// [`peer_group`]); a [`SlotPermit`] gives its slot back when dropped.
 #[derive(Debug)]
 pub struct Slots {
     max_total: usize,
@@ -72,6 +86,7 @@ impl Slots {
 
     /// Takes a slot for `ip`, or says why not.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SlotPermit, Refusal> {
+        let ip = peer_group(ip);
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (total, per) = &mut *g;
         if *total >= self.max_total {
@@ -148,6 +163,24 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_of_one_ipv6_64_share_their_slots() {
+        let h = Slots::new(100, 2);
+        let a = h.admit("2001:db8:0:1::1".parse().unwrap()).unwrap();
+        let _b = h.admit("2001:db8:0:1::2".parse().unwrap()).unwrap();
+        assert_eq!(
+            h.admit("2001:db8:0:1:ffff::3".parse().unwrap()).err(),
+            Some(Refusal::PerAddress)
+        );
+        assert!(h.admit("2001:db8:0:2::1".parse().unwrap()).is_ok());
+        // IPv4-mapped addresses count as IPv4.
+        let _c = h.admit("::ffff:192.0.2.1".parse().unwrap()).unwrap();
+        let _d = h.admit("192.0.2.1".parse().unwrap()).unwrap();
+        assert!(h.admit("192.0.2.1".parse().unwrap()).is_err());
+        drop(a);
+        assert!(h.admit("2001:db8:0:1::9".parse().unwrap()).is_ok());
+    }
 
     #[test]
     fn clip_cuts_on_a_character_boundary() {

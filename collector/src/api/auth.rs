@@ -331,15 +331,18 @@ pub async fn login(
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
     let ip = client.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let user = b.user.escape_debug().to_string();
-    if let Err(wait) = st.auth.limiter.check(ip, Instant::now()) {
-        tracing::warn!(client = %ip, user = %user, retry_in_secs = wait.as_secs() + 1,
-            "UI login refused: too many failures from this address");
-        return Err(ApiError::TooManyLogins(wait.as_secs() + 1));
-    }
+    let attempt = match st.auth.limiter.attempt(ip, &b.user, Instant::now()) {
+        Ok(a) => a,
+        Err(wait) => {
+            tracing::warn!(client = %ip, user = %user, retry_in_secs = wait.as_secs() + 1,
+                "UI login refused: too many failures from this address or for this user");
+            return Err(ApiError::TooManyLogins(wait.as_secs() + 1));
+        }
+    };
     let (id, p) = match st.auth.login(&b.user, &b.password).await {
         Ok(v) => v,
         Err(e) => {
-            let (wait, failures) = st.auth.limiter.failed(ip, Instant::now());
+            let (wait, failures) = st.auth.limiter.address_state(ip, Instant::now());
             tracing::warn!(client = %ip, user = %user, failures, wait_secs = wait.as_secs(),
                 "UI login refused: wrong user name or password");
             // Best effort: the refusal is logged above even when ClickHouse is down.
@@ -359,7 +362,7 @@ pub async fn login(
             return Err(e);
         }
     };
-    st.auth.limiter.succeeded(ip);
+    st.auth.limiter.succeeded(attempt, Instant::now());
     tracing::info!(client = %ip, user = %p.name, role = p.role.as_str(), "UI login");
     if let Err(a) = st
         .audit(&p.name, "login", client, "", p.role.as_str())

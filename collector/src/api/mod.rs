@@ -242,6 +242,53 @@ pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
 /// next request); slower connections are closed.
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Time a client has, from its request's headers, to send the whole body; a slower one
+/// gets 400 and its connection's slot back (a body trickled a byte at a time held a slot
+/// for as long as the client liked, before any login).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request body that must arrive whole within [`BODY_TIMEOUT`].
+struct Deadline<B> {
+    inner: B,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> hyper::body::Body for Deadline<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = bytes::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::BoxError>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if let Poll::Ready(f) = std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(f.map(|r| r.map_err(Into::into)));
+        }
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(format!(
+                "request body not received within {} s",
+                BODY_TIMEOUT.as_secs()
+            )
+            .into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Accepts connections within the caps and serves each with HTTP/1.1 (over TLS when
 /// `tls` is given; the handshake has [`HEADER_TIMEOUT`] too), a header-read timeout and
 /// the client's address (for login throttling and logs).
@@ -281,6 +328,12 @@ async fn serve_connections(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut()
                         .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
+                    let req = req.map(|inner| {
+                        axum::body::Body::new(Deadline {
+                            inner,
+                            sleep: Box::pin(tokio::time::sleep(BODY_TIMEOUT)),
+                        })
+                    });
                     tower::ServiceExt::oneshot(app.clone(), req)
                 },
             );

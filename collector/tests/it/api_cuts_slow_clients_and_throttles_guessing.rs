@@ -131,3 +131,47 @@ fn password_guessing_from_one_address_is_throttled_while_another_logs_in() {
         "failed logins are logged with the client address"
     );
 }
+
+#[test]
+fn a_login_body_trickled_slowly_is_cut_off() {
+    let (_s, ui) = stack();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = connect_from("127.0.0.3", ui).await.unwrap();
+        c.write_all(
+            b"POST /api/v1/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        // A byte every two seconds: the body never completes within the timeout.
+        let start = Instant::now();
+        let mut answer = Vec::new();
+        let read = async {
+            let mut b = [0u8; 1024];
+            loop {
+                tokio::select! {
+                    r = c.read(&mut b) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => answer.extend_from_slice(&b[..n]),
+                    },
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                        let _ = c.write_all(b" ").await;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(
+            tidegate_collector::api::BODY_TIMEOUT + Duration::from_secs(10),
+            read,
+        )
+        .await
+        .expect("the server cut the connection");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(
+            start.elapsed() >= tidegate_collector::api::BODY_TIMEOUT - Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    });
+}
