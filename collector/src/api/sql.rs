@@ -143,6 +143,11 @@ impl Sql {
             .with_setting("output_format_json_quote_64bit_integers", "0")
             .with_setting("output_format_json_quote_64bit_floats", "0")
             .with_setting("max_execution_time", "60")
+            // An analyst's query reads; it must not take the server's memory from the
+            // inserts, nor hand the collector a result it cannot hold.
+            .with_setting("readonly", "2")
+            .with_setting("max_memory_usage", MAX_QUERY_MEMORY.to_string())
+            .with_setting("max_result_bytes", MAX_RESULT_BYTES.to_string())
     }
 
     /// Runs the query and returns what ClickHouse answers in `format` (`CSVWithNames`,
@@ -171,6 +176,12 @@ impl Sql {
         Ok(self.rows(ch).await?.into_iter().next())
     }
 }
+
+/// Memory one API query may take on the ClickHouse server (bytes).
+pub const MAX_QUERY_MEMORY: u64 = 2 << 30;
+/// Largest result one API query may return (bytes; the largest export, 100 000 rows, is
+/// far below).
+pub const MAX_RESULT_BYTES: u64 = 512 << 20;
 
 /// A table of states replaced by id (`ReplacingMergeTree`: alerts, policy violations),
 /// read `FINAL` — the newest version of each.

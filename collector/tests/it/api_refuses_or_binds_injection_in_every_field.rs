@@ -199,3 +199,36 @@ fn every_filter_field_refuses_or_binds_injection_attempts() {
         eprintln!("{tried} hostile requests: each refused by name or bound as a value");
     });
 }
+
+#[tokio::test]
+async fn the_apis_queries_cannot_write_and_carry_resource_limits() {
+    use tidegate_collector::api::sql::{MAX_QUERY_MEMORY, MAX_RESULT_BYTES, Sql};
+    let ch = tidegate_testkit::TestClickHouse::start();
+    ch.query("CREATE TABLE default.t (x UInt8) ENGINE = MergeTree ORDER BY x")
+        .await;
+    let client = clickhouse::Client::default().with_url(ch.url());
+    // Whatever text reached it, an API query could not change anything.
+    assert!(
+        Sql::new("INSERT INTO default.t VALUES (1)")
+            .raw(&client, "JSONEachRow")
+            .await
+            .is_err()
+    );
+    assert!(
+        Sql::new("DROP TABLE default.t")
+            .raw(&client, "JSONEachRow")
+            .await
+            .is_err()
+    );
+    assert_eq!(ch.query("SELECT count() FROM default.t").await.trim(), "0");
+    let row = Sql::new(
+        "SELECT toUInt64(getSetting('max_memory_usage')) AS m, \
+         toUInt64(getSetting('max_result_bytes')) AS r",
+    )
+    .row(&client)
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(row["m"], MAX_QUERY_MEMORY);
+    assert_eq!(row["r"], MAX_RESULT_BYTES);
+}
