@@ -153,7 +153,8 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(auth::logout))
         .route("/session", get(auth::session))
         .merge(protected)
-        .fallback(|| async { error::ApiError::NotFound("API endpoint".into()) });
+        .fallback(|| async { error::ApiError::NotFound("API endpoint".into()) })
+        .layer(middleware::from_fn(same_origin));
     Router::new()
         .nest("/api/v1", api)
         .fallback(assets::serve)
@@ -162,6 +163,56 @@ pub fn router(state: AppState) -> Router {
             security_headers,
         ))
         .with_state(state)
+}
+
+/// Requests that change something (every method but GET, HEAD and OPTIONS) must come
+/// from the console's own pages, and carry JSON. `SameSite=Strict` keeps the session
+/// cookie from other sites, not from another port or subdomain of the same site (a
+/// co-hosted dashboard): such a page could post a `text/plain` form whose body is JSON.
+/// Browsers say where a request comes from (`Sec-Fetch-Site`, `Origin`); scripts holding
+/// a bearer token send neither and are not affected.
+async fn same_origin(
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let forbid = |why: &str| error::ApiError::Forbidden(why.to_string()).into_response();
+    if let Some(site) = h.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return forbid("cross-origin request refused (Sec-Fetch-Site)");
+    }
+    if let Some(origin) = h.get(header::ORIGIN) {
+        let host = h.get(header::HOST).map(HeaderValue::as_bytes);
+        let from = origin.as_bytes().splitn(2, |b| *b == b'/').nth(1);
+        // "https://host:port" -> "/host:port" after the first '/': compare past "//".
+        let from = from.and_then(|f| f.strip_prefix(b"/"));
+        if host.is_none() || from != host {
+            return forbid("cross-origin request refused (Origin)");
+        }
+    }
+    let has_body = h
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|l| l.as_bytes() != b"0")
+        || h.contains_key(header::TRANSFER_ENCODING);
+    let json = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if has_body && !json {
+        return error::ApiError::BadBody("the body must be application/json".into())
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn security_headers(

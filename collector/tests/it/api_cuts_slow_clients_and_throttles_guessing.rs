@@ -175,3 +175,42 @@ fn a_login_body_trickled_slowly_is_cut_off() {
         );
     });
 }
+
+#[test]
+fn requests_that_change_something_must_come_from_the_console_and_carry_json() {
+    let (_s, ui) = stack();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let body = format!("{{\"user\":\"ana\",\"password\":\"{PASSWORD}\"}}");
+        let post = |headers: &str| {
+            format!(
+                "POST /api/v1/login HTTP/1.0\r\nHost: {ui}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        for (headers, want) in [
+            // A form another page on the same site could submit.
+            ("Content-Type: text/plain\r\n", 400),
+            (
+                "Content-Type: application/json\r\nSec-Fetch-Site: same-site\r\n",
+                403,
+            ),
+            (
+                "Content-Type: application/json\r\nOrigin: http://127.0.0.1:1\r\n",
+                403,
+            ),
+            ("Content-Type: application/json\r\nOrigin: null\r\n", 403),
+            // The console's own pages, and scripts that say nothing of where they are.
+            (
+                &format!(
+                    "Content-Type: application/json\r\nSec-Fetch-Site: same-origin\r\nOrigin: http://{ui}\r\n"
+                ),
+                200,
+            ),
+            ("Content-Type: application/json; charset=utf-8\r\n", 200),
+        ] {
+            let (code, text) = request("127.0.0.4", ui, &post(headers)).await;
+            assert_eq!(code, want, "{headers:?}: {text}");
+        }
+    });
+}
