@@ -149,6 +149,8 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// Most sessions kept at once; the oldest are dropped beyond it.
 const MAX_SESSIONS: usize = 10_000;
+/// Sessions one user holds at most (its oldest ends when it opens one more).
+pub const MAX_SESSIONS_PER_USER: usize = 32;
 
 impl Auth {
     /// Access control from the `[api]` configuration.
@@ -207,6 +209,18 @@ impl Auth {
         let mut s = self.sessions.lock().expect("sessions lock");
         let now = Instant::now();
         s.retain(|_, (_, exp)| *exp > now);
+        // A user past its share gives up its own oldest session: logging in again and
+        // again must not log the others out.
+        let mine = s.values().filter(|(q, _)| q.name == p.name).count();
+        if mine >= MAX_SESSIONS_PER_USER
+            && let Some(oldest) = s
+                .iter()
+                .filter(|(_, (q, _))| q.name == p.name)
+                .min_by_key(|(_, (_, e))| *e)
+                .map(|(k, _)| k.clone())
+        {
+            s.remove(&oldest);
+        }
         if s.len() >= MAX_SESSIONS
             && let Some(oldest) = s
                 .iter()
@@ -418,4 +432,45 @@ pub async fn session(State(st): State<AppState>, headers: HeaderMap) -> Json<ser
         }
         None => serde_json::json!({"authenticated": false}),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::config::{ApiConfig, Credential, Role};
+
+    fn user(name: &str) -> Credential {
+        Credential {
+            name: name.into(),
+            sha256: Some(sha256("pw")),
+            argon2: None,
+            role: Role::Viewer,
+            lines: None,
+            lang: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_user_logging_in_again_and_again_cannot_end_anothers_session() {
+        let auth = std::sync::Arc::new(Auth::new(&ApiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            session_ttl: Duration::from_secs(3600),
+            users: vec![user("ana"), user("bob")],
+            tokens: Vec::new(),
+            home_country: None,
+            tls_files: None,
+            tls: None,
+        }));
+        let (ana, _) = auth.login("ana", "pw").await.unwrap();
+        let mut bobs = Vec::new();
+        for _ in 0..MAX_SESSIONS_PER_USER + 50 {
+            bobs.push(auth.login("bob", "pw").await.unwrap().0);
+        }
+        let s = auth.sessions.lock().unwrap();
+        assert!(s.contains_key(&ana), "ana logged out by bob's logins");
+        let held = bobs.iter().filter(|b| s.contains_key(*b)).count();
+        assert_eq!(held, MAX_SESSIONS_PER_USER);
+        // Bob's newest sessions are the ones kept.
+        assert!(s.contains_key(bobs.last().unwrap()));
+    }
 }
