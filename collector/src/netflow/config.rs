@@ -5,7 +5,8 @@
 //! ```toml
 //! [netflow]
 //! listen = ["0.0.0.0:2055", "0.0.0.0:4739"]   # UDP, NetFlow v5, v9 and IPFIX on each
-//! accept_unlisted = false       # only the exporters below (default true)
+//! accept_unlisted = false       # only the exporters below (the default; true takes
+//!                               # any source, named by address: spoofable UDP, for labs)
 //! max_exporters = 128           # template scopes kept (exporter × observation domain)
 //! template_timeout_secs = 1800  # a template not refreshed for this long is forgotten
 //!
@@ -61,7 +62,9 @@ pub struct ExportTarget {
 pub struct NetflowConfig {
     /// UDP listeners (each takes v5, v9 and IPFIX).
     pub listen: Vec<SocketAddr>,
-    /// Take flows from exporters not listed (named by address).
+    /// Take flows from exporters not listed (named by address). Off unless a file says
+    /// so: UDP sources are spoofable, and forged flows feed detection (and any automatic
+    /// blocks) like real ones.
     pub accept_unlisted: bool,
     /// Known exporters, by address.
     pub exporters: Arc<HashMap<IpAddr, ExporterConfig>>,
@@ -180,9 +183,7 @@ impl NetflowConfig {
             }
             c.listen.push(a);
         }
-        if let Some(v) = raw.accept_unlisted {
-            c.accept_unlisted = v;
-        }
+        c.accept_unlisted = raw.accept_unlisted.unwrap_or(false);
         if let Some(v) = &raw.max_exporters {
             c.max_exporters = file.in_range(v, "netflow.max_exporters", 1..=100_000)?;
         }
@@ -270,7 +271,9 @@ impl NetflowConfig {
         if !c.accept_unlisted && exporters.is_empty() && !c.listen.is_empty() {
             return Err(file.at(
                 off,
-                "netflow: accept_unlisted = false but no [[netflow.exporter]] is listed",
+                "netflow: no [[netflow.exporter]] is listed, and only listed exporters are \
+                 taken (accept_unlisted is false unless set): list the routers, or set \
+                 accept_unlisted = true to take any source (spoofable; for labs)",
             ));
         }
         c.exporters = Arc::new(exporters);

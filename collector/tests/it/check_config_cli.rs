@@ -104,7 +104,12 @@ fn netflow_section_errors_name_file_and_line() {
         ),
         (
             "[netflow]\nlisten = [\"127.0.0.1:2055\"]\naccept_unlisted = false\n",
-            ":9: netflow: accept_unlisted = false",
+            ":9: netflow: no [[netflow.exporter]] is listed",
+        ),
+        (
+            // Only listed exporters unless the file says otherwise.
+            "[netflow]\nlisten = [\"127.0.0.1:2055\"]\n",
+            ":9: netflow: no [[netflow.exporter]] is listed",
         ),
         ("[netflow]\nbogus = 1\n", ":10:"),
         (
