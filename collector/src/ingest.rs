@@ -136,7 +136,7 @@ impl Ingest {
 impl BatchSink for Ingest {
     async fn persist(&self, batch: Batch, encoded: Vec<u8>) -> Result<Persisted, PersistError> {
         let lock = self.lock_for(&batch.probe_id, batch.epoch);
-        let _guard = lock.lock().await;
+        let guard = lock.lock_owned().await;
         let label = ProbeLabel {
             probe: batch.probe_id.clone(),
         };
@@ -154,7 +154,22 @@ impl BatchSink for Ingest {
         if let Some(c) = &self.decoded {
             c.put(Arc::new(batch));
         }
-        let appended = self.spool.append(&label.probe, epoch, seq, &encoded).await;
+        // The append runs to its end, holding the sequence's lock, even if this call is
+        // dropped (its connection superseded by the probe's newer one): that one's resend
+        // of the same batch then waits, and finds it spooled, instead of spooling it twice.
+        let (spool, probe) = (self.spool.clone(), label.probe.clone());
+        let appended = tokio::spawn(async move {
+            let _guard = guard;
+            spool.append(&probe, epoch, seq, &encoded).await
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::spool::SpoolError::Io {
+                path: std::path::PathBuf::new(),
+                op: "append task",
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
         if let Err(e) = appended {
             if let Some(c) = &self.decoded {
                 c.forget(&label.probe, epoch, seq);

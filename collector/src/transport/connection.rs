@@ -348,6 +348,11 @@ async fn session<S: BatchSink>(
             &mut stop,
         )
         .await;
+        if matches!(end, End::Superseded) {
+            // The probe is back on a newer connection, which waits for this one: the
+            // batches queued here are not acknowledged, and the probe sends them there.
+            return end;
+        }
         let _ = tx.send(Inbound::End(end)).await;
         // The writer finishes the session once it has worked through the queue.
         std::future::pending::<End>().await
@@ -358,6 +363,11 @@ async fn session<S: BatchSink>(
         end = reader => end,
         end = policies => end,
     };
+    if matches!(end, End::Superseded) {
+        // The reader ended the session without the writer (see above): say why.
+        let reason = "superseded by a newer connection of this probe".into();
+        goodbye(&mut wr, &Message::Error { reason }).await;
+    }
     log_end(ctx, peer, probe, &end);
     ctx.sink
         .disconnected(probe, guard.epoch, peer, end.reason());
@@ -591,9 +601,16 @@ async fn read_loop<S: BatchSink>(
             received,
             _memory: memory,
         };
-        if tx.send(item).await.is_err() {
-            // The writer is gone; its end is what gets reported.
-            return End::Io("writer stopped".into());
+        // The window is full while the spool is (backpressure): a newer connection of the
+        // probe, or shutdown, still ends this one at once.
+        tokio::select! {
+            biased;
+            _ = guard.superseded.changed() => return End::Superseded,
+            _ = stop.wait_for(|s| *s) => return End::Shutdown,
+            sent = tx.send(item) => if sent.is_err() {
+                // The writer is gone; its end is what gets reported.
+                return End::Io("writer stopped".into());
+            },
         }
     }
 }

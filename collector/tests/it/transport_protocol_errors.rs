@@ -309,3 +309,44 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn a_probe_reconnects_at_once_while_its_old_connection_waits_on_a_full_spool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = Certs::generate(tmp.path(), &["edge-a"]);
+    let sink = MemSink::new();
+    let server = TestServer::start(&certs.transport_config(0), sink.clone());
+    let (addr, ca) = (server.addr, certs.ca().cert);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Nothing becomes durable: the old connection's window fills and its reader waits.
+        sink.set_gate(false);
+        let mut old = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
+            .await
+            .unwrap();
+        assert!(matches!(
+            say_hello(&mut old, "edge-a").await.unwrap(),
+            Message::HelloAck(_)
+        ));
+        let window = tidegate_collector::transport::WINDOW as u64;
+        for seq in 1..=window + 8 {
+            let frame = encode_batch(&batch("edge-a", seq, 3));
+            write_frame_async(&mut old, MessageType::Batch, &frame)
+                .await
+                .unwrap();
+        }
+        old.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The probe comes back on a new connection: it is answered, not left waiting
+        // for the old one's spool writes.
+        let mut new = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
+            .await
+            .unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(5), say_hello(&mut new, "edge-a"))
+            .await
+            .expect("hello answered while the spool is full");
+        assert!(matches!(answered.unwrap(), Message::HelloAck(_)));
+        sink.set_gate(true);
+    });
+    server.stop();
+}
