@@ -47,6 +47,11 @@ pub struct BundleQuery {
     checkpoint: Option<usize>,
 }
 
+/// Evidence log scans (finding an id reads the whole log) running at once, at most: the
+/// badge and the bundle of many findings, asked for together, queue rather than read
+/// the disk in parallel.
+static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 /// `GET /evidence/bundle/{id}`: the bundle of alert or violation `id` as a download.
 pub async fn bundle(
     State(s): State<AppState>,
@@ -58,17 +63,22 @@ pub async fn bundle(
     super::scope::check_finding(&s, &who, &id).await?;
     let log = log(&s)?;
     let name = id.clone();
-    let b = tokio::task::spawn_blocking(move || Bundle::build(&log, &id, q.checkpoint))
-        .await
-        .map_err(internal)?
-        .map_err(|e| match e {
-            BundleError::Unknown(id) => ApiError::NotFound(format!("evidence of {id:?}")),
-            BundleError::Checkpoint(k) => ApiError::param(
-                "checkpoint",
-                format!("checkpoint {k} does not exist or predates the finding"),
-            ),
-            BundleError::Log(e) => internal(e),
-        })?;
+    // Held by the scan itself: a client that goes away does not free it early.
+    let scan = SCANS.acquire().await.map_err(internal)?;
+    let b = tokio::task::spawn_blocking(move || {
+        let _scan = scan;
+        Bundle::build(&log, &id, q.checkpoint)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| match e {
+        BundleError::Unknown(id) => ApiError::NotFound(format!("evidence of {id:?}")),
+        BundleError::Checkpoint(k) => ApiError::param(
+            "checkpoint",
+            format!("checkpoint {k} does not exist or predates the finding"),
+        ),
+        BundleError::Log(e) => internal(e),
+    })?;
     let body = serde_json::to_vec_pretty(&b)?;
     Ok((
         [
@@ -97,7 +107,9 @@ pub async fn status(
     let key = log.verifying_key();
     let (q, logged) = {
         let id = id.clone();
+        let scan = SCANS.acquire().await.map_err(internal)?;
         tokio::task::spawn_blocking(move || {
+            let _scan = scan;
             let logged = l.find(&id).map(|v| v.len()).unwrap_or(0);
             (Bundle::latest(&l, &id), logged)
         })
