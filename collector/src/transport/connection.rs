@@ -41,6 +41,9 @@ const MAX_NEW_SEQ: u64 = 1 << 48;
 /// decoding — back-pressure on the sender — so a flood of large batches cannot exhaust
 /// memory. The largest batch (32 MiB body) always fits.
 pub(crate) const MEMORY_BUDGET_KIB: u32 = 512 << 10;
+/// What one probe's batches in flight may hold of [`MEMORY_BUDGET_KIB`] (over all its
+/// connections): a quarter, more than the largest batch needs.
+pub(crate) const PROBE_SHARE_KIB: u32 = MEMORY_BUDGET_KIB / 4;
 /// Time allowed to deliver a final `Reject`/`Error` frame before closing.
 const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -290,7 +293,11 @@ enum Inbound {
         /// Its bytes as the probe sent them (spooled as they are).
         encoded: Vec<u8>,
         received: Instant,
-        _memory: tokio::sync::OwnedSemaphorePermit,
+        /// Its share of the probe's and of the whole memory budget.
+        _memory: (
+            tokio::sync::OwnedSemaphorePermit,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
     },
     Policy(Arc<crate::enforce::PolicyFrame>),
     End(End),
@@ -462,12 +469,20 @@ async fn read_loop<S: BatchSink>(
                 .map(|h| h.body_len)
                 .unwrap_or(0)
                 .min(tidegate_wire::MAX_BATCH_BODY);
-            let kib = ((start.len + 3 * declared) / 1024 + 1).min(MEMORY_BUDGET_KIB as usize);
+            let kib = ((start.len + 3 * declared) / 1024 + 1).min(PROBE_SHARE_KIB as usize);
+            // The probe's share first, then the budget (always in this order, and the
+            // budget's holders never wait on a share: no deadlock): one probe, however
+            // fast or hostile, holds at most its share and leaves the rest to the others.
+            let share = guard.probe.memory.clone();
             tokio::select! {
                 biased;
                 _ = guard.superseded.changed() => return End::Superseded,
                 _ = stop.wait_for(|s| *s) => return End::Shutdown,
-                p = ctx.memory.clone().acquire_many_owned(kib as u32) => match p {
+                p = async {
+                    let mine = share.acquire_many_owned(kib as u32).await?;
+                    let all = ctx.memory.clone().acquire_many_owned(kib as u32).await?;
+                    Ok::<_, tokio::sync::AcquireError>((mine, all))
+                } => match p {
                     Ok(p) => Some(p),
                     Err(_) => return End::Shutdown,
                 },

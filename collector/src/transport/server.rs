@@ -88,7 +88,7 @@ impl Server {
             cfg: self.cfg,
             sink,
             metrics: self.metrics,
-            sessions: Sessions::default(),
+            sessions: Sessions::with_share(super::connection::PROBE_SHARE_KIB),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut conns = JoinSet::new();

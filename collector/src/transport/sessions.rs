@@ -11,6 +11,11 @@ use std::{
 
 use tokio::sync::{OwnedMutexGuard, watch};
 
+use tokio::sync::Semaphore;
+
+/// Per probe id: its connections, and its share of the memory budget.
+type ProbeEntry = (usize, Arc<Semaphore>);
+
 /// Idle slots are dropped once this many exist.
 const PRUNE_AT: usize = 4096;
 
@@ -25,17 +30,26 @@ struct Slot {
 }
 
 /// The session registry.
-#[derive(Default)]
 pub(crate) struct Sessions {
     slots: Mutex<HashMap<(String, u64), Slot>>,
-    /// Connections admitted per probe id.
-    per_probe: Arc<Mutex<HashMap<String, usize>>>,
+    /// Connections admitted per probe id, and the probe's share of the memory budget.
+    per_probe: Arc<Mutex<HashMap<String, ProbeEntry>>>,
+    /// The share (KiB): what one probe's batches in flight may hold of the budget.
+    share_kib: u32,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions::with_share(u32::MAX >> 3)
+    }
 }
 
 /// One of a probe's [`MAX_PER_PROBE`] connections; given back when dropped.
 pub(crate) struct ProbeSlot {
-    per_probe: Arc<Mutex<HashMap<String, usize>>>,
+    per_probe: Arc<Mutex<HashMap<String, ProbeEntry>>>,
     probe: String,
+    /// The probe's share of the memory budget (shared by its connections).
+    pub(crate) memory: Arc<Semaphore>,
 }
 
 impl Drop for ProbeSlot {
@@ -44,7 +58,7 @@ impl Drop for ProbeSlot {
             .per_probe
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = m.get_mut(&self.probe) {
+        if let Some((n, _)) = m.get_mut(&self.probe) {
             *n -= 1;
             if *n == 0 {
                 m.remove(&self.probe);
@@ -60,10 +74,19 @@ pub(crate) struct SessionGuard {
     pub(crate) superseded: watch::Receiver<u64>,
     /// The epoch of the session's sequence.
     pub(crate) epoch: u64,
-    _probe: ProbeSlot,
+    pub(crate) probe: ProbeSlot,
 }
 
 impl Sessions {
+    /// A registry whose probes may each hold `share_kib` of the memory budget.
+    pub(crate) fn with_share(share_kib: u32) -> Self {
+        Sessions {
+            slots: Mutex::default(),
+            per_probe: Arc::default(),
+            share_kib,
+        }
+    }
+
     /// Takes one of `probe_id`'s connection slots; `None` when it holds
     /// [`MAX_PER_PROBE`] already.
     pub(crate) fn admit(&self, probe_id: &str) -> Option<ProbeSlot> {
@@ -71,7 +94,9 @@ impl Sessions {
             .per_probe
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = m.entry(probe_id.to_owned()).or_default();
+        let (n, memory) = m
+            .entry(probe_id.to_owned())
+            .or_insert_with(|| (0, Arc::new(Semaphore::new(self.share_kib as usize))));
         if *n >= MAX_PER_PROBE {
             return None;
         }
@@ -79,6 +104,7 @@ impl Sessions {
         Some(ProbeSlot {
             per_probe: self.per_probe.clone(),
             probe: probe_id.to_owned(),
+            memory: memory.clone(),
         })
     }
 
@@ -106,7 +132,7 @@ impl Sessions {
             _lock: lock.lock_owned().await,
             superseded,
             epoch,
-            _probe: slot,
+            probe: slot,
         }
     }
 }
