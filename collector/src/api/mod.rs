@@ -182,12 +182,14 @@ async fn same_origin(
     }
     let h = req.headers();
     let forbid = |why: &str| error::ApiError::Forbidden(why.to_string()).into_response();
-    if let Some(site) = h.get("sec-fetch-site")
-        && !matches!(site.as_bytes(), b"same-origin" | b"none")
-    {
-        return forbid("cross-origin request refused (Sec-Fetch-Site)");
-    }
-    if let Some(origin) = h.get(header::ORIGIN) {
+    if let Some(site) = h.get("sec-fetch-site") {
+        // The browser's own judgement, against the page's origin (right behind a
+        // reverse proxy that rewrites Host too).
+        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
+            return forbid("cross-origin request refused (Sec-Fetch-Site)");
+        }
+    } else if let Some(origin) = h.get(header::ORIGIN) {
+        // Browsers without Sec-Fetch-*: the Origin must be this server.
         let host = h.get(header::HOST).map(HeaderValue::as_bytes);
         let from = origin.as_bytes().splitn(2, |b| *b == b'/').nth(1);
         // "https://host:port" -> "/host:port" after the first '/': compare past "//".
