@@ -360,9 +360,18 @@ async fn session<S: BatchSink>(
             // batches queued here are not acknowledged, and the probe sends them there.
             return end;
         }
-        let _ = tx.send(Inbound::End(end)).await;
-        // The writer finishes the session once it has worked through the queue.
-        std::future::pending::<End>().await
+        // The writer finishes the session once it has worked through the queue, unless
+        // the probe comes back first (it usually drops a connection whose acks are
+        // late, then reconnects while this one's writer waits on a full spool).
+        tokio::select! {
+            biased;
+            _ = guard.superseded.changed() => return End::Superseded,
+            _ = tx.send(Inbound::End(end)) => {}
+        }
+        if guard.superseded.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        End::Superseded
     };
     let writer = write_loop(ctx, &mut wr, &mut rx, peer, probe);
     let end = tokio::select! {

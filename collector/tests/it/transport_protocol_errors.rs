@@ -346,6 +346,27 @@ fn a_probe_reconnects_at_once_while_its_old_connection_waits_on_a_full_spool() {
             .await
             .expect("hello answered while the spool is full");
         assert!(matches!(answered.unwrap(), Message::HelloAck(_)));
+        // The usual case: the probe drops a connection whose acks are late, then comes
+        // back. One batch in the writer, a full window queued: the reader reads on, sees
+        // the end, and cannot queue it.
+        for seq in 1..=window + 1 {
+            let frame = encode_batch(&batch("edge-a", seq, 3));
+            write_frame_async(&mut new, MessageType::Batch, &frame)
+                .await
+                .unwrap();
+        }
+        new.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(new);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut third = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
+            .await
+            .unwrap();
+        let answered =
+            tokio::time::timeout(Duration::from_secs(5), say_hello(&mut third, "edge-a"))
+                .await
+                .expect("hello answered after the old connection was dropped");
+        assert!(matches!(answered.unwrap(), Message::HelloAck(_)));
         sink.set_gate(true);
     });
     server.stop();
