@@ -39,21 +39,12 @@ pub trait LiveSource {
     /// Hands over samples (flow key, kind, bytes: payload starts for application
     /// metadata, tunnels' outer headers), if the source captures any.
     fn app_samples(&mut self, _sink: &mut dyn FnMut(&FlowKey, u8, &[u8])) {}
-    /// Flows the source can count in its own memory at once (each holds a record in
-    /// the [`FlowTable`], outside its bound on the others).
-    fn holds_at_most(&self) -> usize {
-        0
-    }
 }
 
 impl LiveSource for EbpfCapture {
     fn app_samples(&mut self, sink: &mut dyn FnMut(&FlowKey, u8, &[u8])) {
         // Bounded per call, so a flood of DNS packets cannot starve the sweep.
         self.drain_app_samples(APP_SAMPLES_PER_POLL, &mut |k, kind, p| sink(k, kind, p));
-    }
-
-    fn holds_at_most(&self) -> usize {
-        self.flow_slots()
     }
 
     fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {
@@ -96,7 +87,7 @@ pub struct LoopOptions {
     pub duration: Option<Duration>,
     /// Interface index -> line name.
     pub lines: HashMap<u32, String>,
-    /// Records the flow table holds at most besides those the source holds
+    /// Records not held by the source the flow table keeps at most
     /// ([`crate::table::RECORDS_MAX`]).
     pub records_max: usize,
     /// Enforcement tables: names the rule of each judged flow, and per-rule counters
@@ -128,11 +119,8 @@ pub fn run_loop(
     opts: &LoopOptions,
     mut ledger: Option<crate::ledger::Ledger>,
 ) -> anyhow::Result<RunSummary> {
-    // Records held by the kernel table come on top of the bound on the others, so a
-    // kernel table sized past RECORDS_MAX flows does not turn every sweep into early
-    // exports.
-    let mut table = FlowTable::new(opts.timeouts)
-        .with_max_records(opts.records_max.saturating_add(src.holds_at_most()));
+    // Records held by the kernel table come on top of the bound (see RECORDS_MAX).
+    let mut table = FlowTable::new(opts.timeouts).with_max_records(opts.records_max);
     let started = Instant::now();
     let deadline = opts.duration.map(|d| started + d);
     let mut next_sweep = started + opts.sweep_interval;
@@ -347,9 +335,6 @@ mod tests {
     }
 
     impl LiveSource for Holding {
-        fn holds_at_most(&self) -> usize {
-            self.held.into()
-        }
         fn poll(&mut self, timeout: Duration, sink: &mut Sink<'_>) -> anyhow::Result<()> {
             if !std::mem::replace(&mut self.started, true) {
                 for i in 0..self.held {
