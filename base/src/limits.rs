@@ -129,6 +129,49 @@ pub fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Lets at most `per` events through in each period (a burst of ordinary ones passes
+/// whole; a flood is cut to `per` a period), counting those withheld.
+#[derive(Clone, Debug)]
+pub struct Allowance {
+    per: u32,
+    period: Duration,
+    start: Option<Instant>,
+    used: u32,
+    withheld: u64,
+}
+
+impl Allowance {
+    /// At most `per` events per `period`.
+    pub const fn new(per: u32, period: Duration) -> Self {
+        Allowance {
+            per,
+            period,
+            start: None,
+            used: 0,
+            withheld: 0,
+        }
+    }
+
+    /// Notes one event: `Some(n)` when it goes through, `n` being the events withheld
+    /// since the last one that did; `None` when it is withheld.
+    pub fn take(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .start
+            .is_none_or(|s| now.duration_since(s) >= self.period)
+        {
+            self.start = Some(now);
+            self.used = 0;
+        }
+        if self.used >= self.per {
+            self.withheld += 1;
+            return None;
+        }
+        self.used += 1;
+        Some(std::mem::take(&mut self.withheld))
+    }
+}
+
 /// Lets a repeated message through at most once per period (a flood of refusals must
 /// not flood the log too), counting the occurrences in between.
 #[derive(Debug)]
@@ -180,6 +223,18 @@ mod tests {
         assert!(h.admit("192.0.2.1".parse().unwrap()).is_err());
         drop(a);
         assert!(h.admit("2001:db8:0:1::9".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn an_allowance_passes_a_burst_and_cuts_a_flood_counting_what_it_withheld() {
+        let mut a = Allowance::new(3, Duration::from_millis(200));
+        assert_eq!(
+            (0..5).map(|_| a.take()).collect::<Vec<_>>(),
+            [Some(0), Some(0), Some(0), None, None]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(a.take(), Some(2));
+        assert_eq!(a.take(), Some(0));
     }
 
     #[test]

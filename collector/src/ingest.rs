@@ -68,14 +68,16 @@ pub struct Ingest {
     enforce: Option<Arc<crate::enforce::EnforceHub>>,
     /// Where the storage pipeline finds each batch already decoded.
     decoded: Option<DecodedCache>,
-    /// Per probe and kind (connect, disconnect): how often its connection events go to
-    /// the evidence log (each durable append is a sync; a reconnect loop would flood it).
-    conn_events: Mutex<HashMap<(String, &'static str), tidegate_base::limits::Throttle>>,
+    /// Per probe: how many of its connection events go to the evidence log (each
+    /// durable append is a sync; a reconnect loop would flood it).
+    conn_events: Mutex<HashMap<String, tidegate_base::limits::Allowance>>,
 }
 
-/// Connection events of one probe and kind recorded at most once per this period (the
-/// others are counted in the next one recorded).
-const CONN_EVENT_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+/// Connection events of one probe recorded per [`CONN_EVENT_PERIOD`] at most (ordinary
+/// reconnects all go in; the events of a loop past it are counted in the next one
+/// recorded, as `withheld`).
+const CONN_EVENTS: u32 = 20;
+const CONN_EVENT_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Ingest {
     /// Pushes enforcement plans to probes that enforce, and takes their reports.
@@ -97,17 +99,19 @@ impl Ingest {
         self
     }
 
-    /// Whether a connection event of `probe` goes to the evidence log now; `Some(n)`: it
-    /// stands for `n` events (this one and those not recorded since the last).
-    fn conn_event_due(&self, probe: &str, kind: &'static str) -> Option<u64> {
+    /// Whether a connection event of `probe` goes to the evidence log now; `Some(n)`:
+    /// it does, `n` events of the probe having been withheld since the last that did.
+    fn conn_event_due(&self, probe: &str) -> Option<u64> {
         let mut m = self.conn_events.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() >= PRUNE_LOCKS_AT {
-            // Probe ids are authenticated; forgetting only lets one more event through.
+            // Probe ids are authenticated; forgetting only lets a few more through.
             m.clear();
         }
-        m.entry((probe.to_string(), kind))
-            .or_insert_with(|| tidegate_base::limits::Throttle::new(CONN_EVENT_PERIOD))
-            .due()
+        m.entry(probe.to_string())
+            .or_insert_with(|| {
+                tidegate_base::limits::Allowance::new(CONN_EVENTS, CONN_EVENT_PERIOD)
+            })
+            .take()
     }
 
     /// Ingest into `spool`.
@@ -190,12 +194,12 @@ impl BatchSink for Ingest {
 
     fn connected(&self, probe_id: &str, epoch: u64, peer: std::net::SocketAddr) {
         if let Some(log) = &self.evidence
-            && let Some(n) = self.conn_event_due(probe_id, crate::evidence::PROBE_CONNECT)
+            && let Some(n) = self.conn_event_due(probe_id)
         {
             let data = serde_json::json!({
                 "probe": probe_id, "epoch": epoch, "peer": peer.to_string(),
                 "last_seq": self.spool.last_seq(probe_id, epoch),
-                "events": n,
+                "withheld": n,
             });
             crate::evidence::record(log, crate::evidence::PROBE_CONNECT, data);
         }
@@ -218,12 +222,12 @@ impl BatchSink for Ingest {
             h.disconnected(probe_id);
         }
         if let Some(log) = &self.evidence
-            && let Some(n) = self.conn_event_due(probe_id, crate::evidence::PROBE_DISCONNECT)
+            && let Some(n) = self.conn_event_due(probe_id)
         {
             let data = serde_json::json!({
                 "probe": probe_id, "epoch": epoch, "peer": peer.to_string(), "how": how,
                 "last_seq": self.spool.last_seq(probe_id, epoch),
-                "events": n,
+                "withheld": n,
             });
             crate::evidence::record(log, crate::evidence::PROBE_DISCONNECT, data);
         }
@@ -236,7 +240,7 @@ mod tests {
     use tidegate_evidence::EvidenceLog;
 
     #[test]
-    fn a_reconnect_loop_records_its_connections_once_a_second_with_their_count() {
+    fn a_reconnect_loop_records_a_bounded_number_of_connection_events() {
         let d = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let _g = rt.enter();
@@ -249,18 +253,21 @@ mod tests {
         let log = Arc::new(EvidenceLog::open(&d.path().join("ev"), "t/1", key).unwrap());
         let ingest = Ingest::new(spool, IngestMetrics::default()).with_evidence(Some(log.clone()));
         let peer = "192.0.2.7:4000".parse().unwrap();
-        for _ in 0..200 {
+        // A few reconnects: every event goes in, in order.
+        for _ in 0..3 {
             ingest.connected("p1", 1, peer);
             ingest.disconnected("p1", 1, peer, "eof");
         }
+        ingest.connected("p1", 1, peer);
+        assert_eq!(log.len(), 7);
+        // A loop: cut to the allowance.
+        for _ in 0..200 {
+            ingest.disconnected("p1", 1, peer, "eof");
+            ingest.connected("p1", 1, peer);
+        }
+        assert_eq!(log.len(), u64::from(CONN_EVENTS));
         // Another probe is recorded on its own.
         ingest.connected("p2", 1, peer);
-        assert_eq!(log.len(), 3);
-        std::thread::sleep(CONN_EVENT_PERIOD);
-        ingest.connected("p1", 1, peer);
-        assert_eq!(log.len(), 4);
-        let line = log.entry_line(3).unwrap().unwrap();
-        let last = tidegate_evidence::Entry::parse(&line).unwrap();
-        assert_eq!(last.data["events"], 200, "{}", last.data);
+        assert_eq!(log.len(), u64::from(CONN_EVENTS) + 1);
     }
 }

@@ -58,10 +58,30 @@ pub struct ProbeEnforcement {
     pub reported_ns: u64,
     /// Seconds from publishing `version` to the probe's acknowledgement.
     pub applied_after_secs: Option<f64>,
-    /// The newest versions whose application, and whose failure, are in the evidence
-    /// log: each is recorded once, whatever a probe repeats or alternates.
+    /// What the evidence log holds last of this probe (the version it applies, its
+    /// last failure): a report that changes neither is not recorded again.
     #[serde(skip)]
-    recorded: (u64, u64),
+    recorded: (Option<u64>, Option<(u64, String)>),
+    /// Its evidence entries per period: a probe alternating its reports cannot flood
+    /// the log (each entry is a durable append).
+    #[serde(skip)]
+    allowance: EvidenceAllowance,
+}
+
+/// Evidence entries one probe's reports may add: [`EVIDENCE_PER_PROBE`] a minute.
+#[derive(Clone, Debug)]
+struct EvidenceAllowance(tidegate_base::limits::Allowance);
+
+/// Evidence entries one probe's reports add per minute, at most.
+const EVIDENCE_PER_PROBE: u32 = 20;
+
+impl Default for EvidenceAllowance {
+    fn default() -> Self {
+        EvidenceAllowance(tidegate_base::limits::Allowance::new(
+            EVIDENCE_PER_PROBE,
+            Duration::from_secs(60),
+        ))
+    }
 }
 
 /// Longest error text kept from a probe's status report.
@@ -241,24 +261,28 @@ impl EnforceHub {
             if let Some(l) = latency {
                 self.metrics.apply_seconds.observe(l);
             }
-            if st.version > e.recorded.0 {
-                e.recorded.0 = st.version;
+            if e.recorded.0 != Some(st.version)
+                && let Some(withheld) = e.allowance.0.take()
+            {
+                e.recorded.0 = Some(st.version);
                 tracing::info!(probe, version = st.version, after_secs = ?latency, "probe enforces the policy");
                 self.record(serde_json::json!({
                     "event": "applied", "probe": probe, "version": st.version,
-                    "after_secs": latency,
+                    "after_secs": latency, "withheld": withheld,
                 }));
             }
         }
         if e.failed.is_some() && e.failed != before.1 {
             let (v, why) = e.failed.clone().expect("checked");
             self.metrics.failures.inc();
-            if v > e.recorded.1 {
-                e.recorded.1 = v;
+            if e.recorded.1 != e.failed
+                && let Some(withheld) = e.allowance.0.take()
+            {
+                e.recorded.1 = e.failed.clone();
                 tracing::warn!(probe, version = v, error = %why.escape_debug(), "probe could not install the policy; it keeps its previous one");
                 self.record(serde_json::json!({
                     "event": "apply_failed", "probe": probe, "version": v, "error": why,
-                    "enforcing": st.version,
+                    "enforcing": st.version, "withheld": withheld,
                 }));
             }
         }
@@ -271,8 +295,12 @@ impl EnforceHub {
             && e.connected
         {
             e.connected = false;
+            let Some(withheld) = e.allowance.0.take() else {
+                return;
+            };
             self.record(serde_json::json!({
                 "event": "probe_unreachable", "probe": probe, "version": e.version,
+                "withheld": withheld,
                 "note": "the probe keeps enforcing this version while it runs (unless its [ebpf] enforce_max_offline_secs passes first: then it clears it); when it stops, its XDP program is detached and every packet passes (fail-open)",
             }));
         }
@@ -463,7 +491,7 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_alternating_its_status_records_each_version_once() {
+    fn a_probe_alternating_its_status_is_recorded_within_its_allowance() {
         let d = tempfile::tempdir().unwrap();
         let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
         let log = Arc::new(EvidenceLog::open(d.path(), "t/1", key).unwrap());
@@ -491,8 +519,17 @@ mod tests {
                 },
             );
         }
-        // Applied v, failed v+1: two entries, not a thousand (v-1 comes after v).
-        assert_eq!(log.len() - before, 2);
+        // Each change is recorded, up to the probe's allowance: not a thousand entries.
+        assert_eq!(log.len() - before, u64::from(EVIDENCE_PER_PROBE));
+        // Repeating the same report records nothing more; another probe's is recorded.
+        let p2 = EnforceStatus {
+            version: v,
+            failed_version: None,
+            error: String::new(),
+        };
+        h.report("p2", &p2);
+        h.report("p2", &p2);
+        assert_eq!(log.len() - before, u64::from(EVIDENCE_PER_PROBE) + 1);
         let (_, probes) = h.status();
         let (_, why) = probes["p1"].failed.clone().unwrap();
         assert!(why.len() <= MAX_STATUS_ERROR, "{} bytes kept", why.len());
