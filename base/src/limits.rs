@@ -49,13 +49,25 @@ pub fn peer_group(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Concurrent slots (connections, handshakes) capped in total and per IP address (per
-/// [`peer_group`]); a [`SlotPermit`] gives its slot back when dropped.
+/// How many addresses' shares one IPv6 /64 ([`peer_group`]) gets together: an office or
+/// a server VLAN is one /64 with many hosts, and one host can use the whole /64.
+pub const GROUP_SHARES: usize = 8;
+
+/// Concurrent slots (connections, handshakes) capped in total, per IP address, and per
+/// IPv6 /64 ([`GROUP_SHARES`] addresses' worth); a [`SlotPermit`] gives its slot back
+/// when dropped.
 #[derive(Debug)]
 pub struct Slots {
     max_total: usize,
     max_per_address: usize,
-    state: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    total: usize,
+    per_address: HashMap<IpAddr, usize>,
+    per_group: HashMap<IpAddr, usize>,
 }
 
 /// Why [`Slots::admit`] refused.
@@ -72,6 +84,8 @@ pub enum Refusal {
 pub struct SlotPermit {
     owner: Arc<Slots>,
     ip: IpAddr,
+    /// The /64 it counts in too (IPv6 only).
+    group: Option<IpAddr>,
 }
 
 impl Slots {
@@ -80,27 +94,37 @@ impl Slots {
         Arc::new(Slots {
             max_total,
             max_per_address,
-            state: Mutex::new((0, HashMap::new())),
+            state: Mutex::default(),
         })
     }
 
     /// Takes a slot for `ip`, or says why not.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SlotPermit, Refusal> {
-        let ip = peer_group(ip);
+        let ip = ip.to_canonical();
+        let group = ip.is_ipv6().then(|| peer_group(ip));
         let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per) = &mut *g;
-        if *total >= self.max_total {
+        let st = &mut *g;
+        if st.total >= self.max_total {
             return Err(Refusal::Total);
         }
-        let n = per.entry(ip).or_insert(0);
-        if *n >= self.max_per_address {
+        if st.per_address.get(&ip).copied().unwrap_or(0) >= self.max_per_address {
             return Err(Refusal::PerAddress);
         }
-        *n += 1;
-        *total += 1;
+        if let Some(grp) = group
+            && st.per_group.get(&grp).copied().unwrap_or(0)
+                >= self.max_per_address.saturating_mul(GROUP_SHARES)
+        {
+            return Err(Refusal::PerAddress);
+        }
+        *st.per_address.entry(ip).or_insert(0) += 1;
+        if let Some(grp) = group {
+            *st.per_group.entry(grp).or_insert(0) += 1;
+        }
+        st.total += 1;
         Ok(SlotPermit {
             owner: self.clone(),
             ip,
+            group,
         })
     }
 }
@@ -108,13 +132,19 @@ impl Slots {
 impl Drop for SlotPermit {
     fn drop(&mut self) {
         let mut g = self.owner.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (total, per) = &mut *g;
-        *total = total.saturating_sub(1);
-        if let Some(n) = per.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(&self.ip);
+        let st = &mut *g;
+        st.total = st.total.saturating_sub(1);
+        let give_back = |m: &mut HashMap<IpAddr, usize>, k: &IpAddr| {
+            if let Some(n) = m.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(k);
+                }
             }
+        };
+        give_back(&mut st.per_address, &self.ip);
+        if let Some(grp) = &self.group {
+            give_back(&mut st.per_group, grp);
         }
     }
 }
@@ -208,21 +238,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn addresses_of_one_ipv6_64_share_their_slots() {
-        let h = Slots::new(100, 2);
-        let a = h.admit("2001:db8:0:1::1".parse().unwrap()).unwrap();
-        let _b = h.admit("2001:db8:0:1::2".parse().unwrap()).unwrap();
-        assert_eq!(
-            h.admit("2001:db8:0:1:ffff::3".parse().unwrap()).err(),
-            Some(Refusal::PerAddress)
-        );
+    fn addresses_of_one_ipv6_64_share_a_few_addresses_worth_of_slots() {
+        let h = Slots::new(1000, 2);
+        let addr = |i: usize| -> IpAddr { format!("2001:db8:0:1::{i:x}").parse().unwrap() };
+        // Each address its own share...
+        let mut held: Vec<SlotPermit> = (0..2).map(|_| h.admit(addr(1)).unwrap()).collect();
+        assert_eq!(h.admit(addr(1)).err(), Some(Refusal::PerAddress));
+        // ... and the /64 as many as GROUP_SHARES addresses, however many it uses.
+        for i in 2..=GROUP_SHARES {
+            held.extend((0..2).map(|_| h.admit(addr(i)).unwrap()));
+        }
+        assert_eq!(h.admit(addr(999)).err(), Some(Refusal::PerAddress));
         assert!(h.admit("2001:db8:0:2::1".parse().unwrap()).is_ok());
+        held.pop();
+        assert!(h.admit(addr(999)).is_ok());
         // IPv4-mapped addresses count as IPv4.
         let _c = h.admit("::ffff:192.0.2.1".parse().unwrap()).unwrap();
         let _d = h.admit("192.0.2.1".parse().unwrap()).unwrap();
         assert!(h.admit("192.0.2.1".parse().unwrap()).is_err());
-        drop(a);
-        assert!(h.admit("2001:db8:0:1::9".parse().unwrap()).is_ok());
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Login throttling, per client address and per user name. After [`FREE_FAILURES`]
 //! failed logins within [`WINDOW`], an address must wait before its next attempt —
 //! [`BASE_DELAY`] doubling with every further failure, up to [`MAX_DELAY`] — and is told
-//! so (429 with `Retry-After`). A user name is slowed the same way after
-//! [`USER_FREE_FAILURES`], whatever addresses the guesses come from (a botnet, or one IPv6
-//! /64: addresses count by /64). Other addresses and users are unaffected, so one guesser
-//! cannot lock the analysts out.
+//! so (429 with `Retry-After`). An IPv6 /64 is slowed after [`GROUP_FREE_FAILURES`] (one
+//! host may use the whole /64; an office shares one). A user name is slowed the same way
+//! after [`USER_FREE_FAILURES`], whatever addresses the guesses come from (a botnet) —
+//! except from the addresses that user logged in from before ([`KNOWN_PER_USER`] kept), so
+//! strangers failing on purpose cannot lock an analyst out of their usual desk. Other
+//! addresses and users are unaffected.
 //!
 //! An attempt counts as a failure from the moment it is let through ([`LoginLimiter::
 //! attempt`]), so parallel guesses cannot all pass the check before the first failure is
@@ -25,6 +27,10 @@ pub const FREE_FAILURES: u32 = 5;
 /// than an address gets: a stranger failing on purpose should not lock an analyst out
 /// early).
 pub const USER_FREE_FAILURES: u32 = 20;
+/// Failures one IPv6 /64 may make, over all its addresses, before it is slowed down.
+pub const GROUP_FREE_FAILURES: u32 = 40;
+/// Addresses remembered per user as ones it logged in from (the newest kept).
+pub const KNOWN_PER_USER: usize = 16;
 /// How long failures are remembered.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Wait after the first failure beyond the free ones.
@@ -39,6 +45,7 @@ const NAME_BYTES: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Key {
     Addr(IpAddr),
+    Group(IpAddr),
     User(String),
 }
 
@@ -63,20 +70,31 @@ impl Record {
     }
 }
 
-/// Failed logins per address and per user name.
+/// Failed logins per address, /64 and user name.
 #[derive(Default)]
 pub struct LoginLimiter {
     records: Mutex<HashMap<Key, Record>>,
+    /// Per user, the addresses it logged in from lately (newest last).
+    known: Mutex<HashMap<String, Vec<IpAddr>>>,
 }
 
-/// Where an address's failures count: the address, or its /64 for IPv6 (one host holds
-/// a whole /64).
-fn addr_key(ip: IpAddr) -> Key {
-    Key::Addr(tidegate_base::limits::peer_group(ip))
+/// Where an address's failures count: the address itself, and its /64 for IPv6.
+fn addr_keys(ip: IpAddr) -> Vec<(Key, u32)> {
+    let ip = ip.to_canonical();
+    let group = tidegate_base::limits::peer_group(ip);
+    let mut keys = vec![(Key::Addr(ip), FREE_FAILURES)];
+    if ip.is_ipv6() {
+        keys.push((Key::Group(group), GROUP_FREE_FAILURES));
+    }
+    keys
+}
+
+fn clip(user: &str) -> &str {
+    tidegate_base::limits::clip(user, NAME_BYTES)
 }
 
 fn user_key(user: &str) -> Key {
-    Key::User(tidegate_base::limits::clip(user, NAME_BYTES).to_string())
+    Key::User(clip(user).to_string())
 }
 
 /// An attempt let through: a failure until [`LoginLimiter::succeeded`] takes it back.
@@ -90,13 +108,19 @@ impl LoginLimiter {
     /// Lets a login of `user` from `ip` through, counted as a failure of both until it
     /// succeeds; `Err(wait)` when either must wait first.
     pub fn attempt(&self, ip: IpAddr, user: &str, now: Instant) -> Result<Attempt, Duration> {
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(clip(user))
+            .is_some_and(|a| a.contains(&ip.to_canonical()));
         let mut m = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        let keys = [
-            (addr_key(ip), FREE_FAILURES),
-            (user_key(user), USER_FREE_FAILURES),
-        ];
+        let mut keys = addr_keys(ip);
+        keys.push((user_key(user), USER_FREE_FAILURES));
         let wait = keys
             .iter()
+            // A user's own desk is not held back by others' failures on its name.
+            .filter(|(k, _)| !(known && matches!(k, Key::User(_))))
             .filter_map(|(k, _)| m.get(k)?.blocked_until)
             .filter(|until| *until > now)
             .map(|until| until - now)
@@ -135,12 +159,13 @@ impl LoginLimiter {
     /// The wait an address now has and the failures it made (to log a refusal).
     pub fn address_state(&self, ip: IpAddr, now: Instant) -> (Duration, u32) {
         let m = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(&addr_key(ip)).map_or((Duration::ZERO, 0), |r| {
-            let wait = r
-                .blocked_until
-                .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
-            (wait, r.failures)
-        })
+        m.get(&Key::Addr(ip.to_canonical()))
+            .map_or((Duration::ZERO, 0), |r| {
+                let wait = r
+                    .blocked_until
+                    .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
+                (wait, r.failures)
+            })
     }
 
     /// The attempt succeeded: it is not a failure of its address, and its user's
@@ -148,10 +173,24 @@ impl LoginLimiter {
     pub fn succeeded(&self, a: Attempt, now: Instant) {
         let mut m = self.records.lock().unwrap_or_else(|p| p.into_inner());
         m.remove(&user_key(&a.user));
-        if let Some(r) = m.get_mut(&addr_key(a.ip)) {
-            r.failures = r.failures.saturating_sub(1);
-            r.settle(FREE_FAILURES, now);
+        for (k, free) in addr_keys(a.ip) {
+            if let Some(r) = m.get_mut(&k) {
+                r.failures = r.failures.saturating_sub(1);
+                r.settle(free, now);
+            }
         }
+        drop(m);
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MAX_TRACKED && !known.contains_key(clip(&a.user)) {
+            known.clear();
+        }
+        let addrs = known.entry(clip(&a.user).to_string()).or_default();
+        let ip = a.ip.to_canonical();
+        addrs.retain(|x| *x != ip);
+        if addrs.len() >= KNOWN_PER_USER {
+            addrs.remove(0);
+        }
+        addrs.push(ip);
     }
 }
 
@@ -218,8 +257,8 @@ mod tests {
         );
         // Other users are not affected.
         assert!(fail(&l, "203.0.113.2".parse().unwrap(), "ana", t).is_ok());
-        // Addresses of one IPv6 /64 count as one.
-        for i in 0..=FREE_FAILURES {
+        // Addresses of one IPv6 /64 count together, for more failures than one.
+        for i in 0..=GROUP_FREE_FAILURES {
             let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
             fail(&l, ip, &format!("u{i}"), t).unwrap();
         }
@@ -228,6 +267,23 @@ mod tests {
                 .is_err()
         );
         assert!(fail(&l, "2001:db8:1:3::1".parse().unwrap(), "v", t).is_ok());
+    }
+
+    #[test]
+    fn strangers_failing_on_a_users_name_do_not_lock_it_out_of_its_usual_desk() {
+        let l = LoginLimiter::default();
+        let t = Instant::now();
+        let desk: IpAddr = "192.0.2.10".parse().unwrap();
+        let a = l.attempt(desk, "admin", t).unwrap();
+        l.succeeded(a, t);
+        for i in 0..=USER_FREE_FAILURES {
+            fail(&l, IpAddr::from([198, 51, 100, i as u8]), "admin", t).unwrap();
+        }
+        assert!(
+            l.attempt("203.0.113.9".parse().unwrap(), "admin", t)
+                .is_err()
+        );
+        assert!(l.attempt(desk, "admin", t).is_ok());
     }
 
     #[test]

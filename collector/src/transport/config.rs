@@ -35,7 +35,8 @@ pub struct TransportConfig {
     pub max_connections: usize,
     /// Most connections still in their handshake (TLS, `Hello`) at once.
     pub max_handshakes: usize,
-    /// Most connections in their handshake from one IP address at once.
+    /// Most connections in their handshake from one IP address at once (one IPv6 /64
+    /// gets `base::limits::GROUP_SHARES` addresses' worth in all).
     pub max_handshakes_per_address: usize,
 }
 
