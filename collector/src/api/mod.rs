@@ -189,12 +189,25 @@ async fn same_origin(
             return forbid("cross-origin request refused (Sec-Fetch-Site)");
         }
     } else if let Some(origin) = h.get(header::ORIGIN) {
-        // Browsers without Sec-Fetch-*: the Origin must be this server.
-        let host = h.get(header::HOST).map(HeaderValue::as_bytes);
-        let from = origin.as_bytes().splitn(2, |b| *b == b'/').nth(1);
-        // "https://host:port" -> "/host:port" after the first '/': compare past "//".
-        let from = from.and_then(|f| f.strip_prefix(b"/"));
-        if host.is_none() || from != host {
+        // Browsers without Sec-Fetch-*: the Origin must be this server (a default port
+        // may be written on one side and not the other).
+        let origin = origin.to_str().unwrap_or("");
+        let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+        let same = match (origin.split_once("://"), host) {
+            (Some((scheme, from)), Some(host)) => {
+                let bare = |a: &str| -> String {
+                    let port = if scheme.eq_ignore_ascii_case("https") {
+                        ":443"
+                    } else {
+                        ":80"
+                    };
+                    a.strip_suffix(port).unwrap_or(a).to_ascii_lowercase()
+                };
+                bare(from) == bare(host)
+            }
+            _ => false,
+        };
+        if !same {
             return forbid("cross-origin request refused (Origin)");
         }
     }

@@ -208,6 +208,11 @@ fn requests_that_change_something_must_come_from_the_console_and_carry_json() {
                 200,
             ),
             ("Content-Type: application/json; charset=utf-8\r\n", 200),
+            // An older browser: its Origin is this server.
+            (
+                &format!("Content-Type: application/json\r\nOrigin: http://{ui}\r\n"),
+                200,
+            ),
             // Behind a reverse proxy that rewrites Host, the browser's word stands.
             (
                 "Content-Type: application/json\r\nSec-Fetch-Site: same-origin\r\nOrigin: https://console.example\r\n",
