@@ -157,15 +157,8 @@ pub async fn read_frame_async<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
     max: usize,
 ) -> Result<Frame, WireError> {
-    let mut h = [0u8; 5];
-    let mut got = 0;
-    while got < h.len() {
-        got += header_read(r.read(&mut h[got..]).await, got)?;
-    }
-    let (ty, n) = parse_header(h, max)?;
-    let mut payload = Vec::new();
-    (&mut *r).take(n as u64).read_to_end(&mut payload).await?;
-    frame(ty, n, payload)
+    let start = read_frame_start_async(r, max).await?;
+    read_frame_rest_async(r, start).await
 }
 
 /// The start of a frame: its type, payload length, and the first bytes of its payload
@@ -180,7 +173,8 @@ pub struct FrameStart {
     pub head: Vec<u8>,
 }
 
-/// Reads a frame's header (as [`read_frame_async`] does), so the caller can decide from
+/// Reads a frame's header (refusing an empty or oversized length or an unknown type),
+/// so the caller can decide from
 /// the type and the length whether (and with what memory) to read the payload, with
 /// [`read_frame_head_async`] (its first bytes) and [`read_frame_rest_async`].
 pub async fn read_frame_start_async<R: AsyncRead + Unpin + ?Sized>(

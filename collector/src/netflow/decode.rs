@@ -883,6 +883,55 @@ mod tests {
         d.problems.iter().map(|(p, _)| p.reason()).collect()
     }
 
+    /// Exporter 192.0.2.7 (`from(7)`), named rtr, listed with these interfaces.
+    fn listed_rtr(
+        interfaces: HashMap<u32, String>,
+        sampling: Option<u32>,
+    ) -> Arc<HashMap<IpAddr, ExporterConfig>> {
+        let address: IpAddr = "192.0.2.7".parse().unwrap();
+        let rtr = ExporterConfig {
+            address,
+            name: "rtr".into(),
+            line: None,
+            interfaces,
+            sampling,
+        };
+        Arc::new([(address, rtr)].into_iter().collect())
+    }
+
+    /// Options template 260 (selectorId 302 + samplingPacketInterval/Space) and a record
+    /// of it: selector 7 samples 1 packet in 64.
+    fn sampler_options() -> [(u16, Vec<u8>); 2] {
+        let mut tmpl = 260u16.to_be_bytes().to_vec();
+        tmpl.extend_from_slice(&3u16.to_be_bytes()); // field count
+        tmpl.extend_from_slice(&1u16.to_be_bytes()); // scope count
+        for (ie, len) in [(302u16, 4u16), (305, 4), (306, 4)] {
+            tmpl.extend_from_slice(&ie.to_be_bytes());
+            tmpl.extend_from_slice(&len.to_be_bytes());
+        }
+        let mut data = 7u32.to_be_bytes().to_vec();
+        data.extend_from_slice(&1u32.to_be_bytes());
+        data.extend_from_slice(&63u32.to_be_bytes());
+        [(3, tmpl), (260, data)]
+    }
+
+    /// Data template 270 (addresses, counts, selectorId), and a record of it: 2 packets,
+    /// 100 bytes, by selector `sel`.
+    fn selector_template() -> (u16, Vec<u8>) {
+        (
+            2,
+            template(270, &[(8, 4), (12, 4), (2, 4), (1, 4), (302, 4)]),
+        )
+    }
+
+    fn selector_record(sel: u32) -> (u16, Vec<u8>) {
+        let mut b = vec![10, 0, 0, 1, 192, 0, 2, 1];
+        b.extend_from_slice(&2u32.to_be_bytes());
+        b.extend_from_slice(&100u32.to_be_bytes());
+        b.extend_from_slice(&sel.to_be_bytes());
+        (270, b)
+    }
+
     /// Garbage of every kind is counted by reason; none panics or yields a record.
     #[test]
     fn bad_datagrams_are_counted_by_reason() {
@@ -1060,20 +1109,9 @@ mod tests {
 
     #[test]
     fn listed_exporters_map_interfaces_to_lines_and_others_are_refused() {
-        let mut exporters = HashMap::new();
-        exporters.insert(
-            "192.0.2.7".parse().unwrap(),
-            ExporterConfig {
-                address: "192.0.2.7".parse().unwrap(),
-                name: "rtr".into(),
-                line: None,
-                interfaces: [(3, "hk-intl-1".to_string())].into_iter().collect(),
-                sampling: Some(100),
-            },
-        );
         let mut d = decoder(NetflowConfig {
             accept_unlisted: false,
-            exporters: Arc::new(exporters),
+            exporters: listed_rtr([(3, "hk-intl-1".to_string())].into(), Some(100)),
             ..NetflowConfig::default()
         });
         let refused = d.decode(from(8), &valid(), T);
@@ -1102,41 +1140,16 @@ mod tests {
 
     #[test]
     fn options_sampling_applies_per_scope_and_per_sampler() {
-        // Options template 260: selectorId (302) + samplingPacketInterval/Space.
-        let opt_tmpl = {
-            let mut b = 260u16.to_be_bytes().to_vec();
-            b.extend_from_slice(&3u16.to_be_bytes()); // field count
-            b.extend_from_slice(&1u16.to_be_bytes()); // scope count
-            for (ie, len) in [(302u16, 4u16), (305, 4), (306, 4)] {
-                b.extend_from_slice(&ie.to_be_bytes());
-                b.extend_from_slice(&len.to_be_bytes());
-            }
-            b
-        };
-        let opt_data = {
-            let mut b = 7u32.to_be_bytes().to_vec();
-            b.extend_from_slice(&1u32.to_be_bytes());
-            b.extend_from_slice(&63u32.to_be_bytes());
-            b
-        };
-        // Data template 270: addresses, counts, selectorId.
-        let tmpl = template(270, &[(8, 4), (12, 4), (2, 4), (1, 4), (302, 4)]);
-        let data = |sel: u32| {
-            let mut b = vec![10, 0, 0, 1, 192, 0, 2, 1];
-            b.extend_from_slice(&2u32.to_be_bytes());
-            b.extend_from_slice(&100u32.to_be_bytes());
-            b.extend_from_slice(&sel.to_be_bytes());
-            b
-        };
         let mut d = decoder(NetflowConfig::default());
+        let [opt_tmpl, opt_data] = sampler_options();
         let m = ipfix(
             1,
             &[
-                (3, opt_tmpl),
-                (260, opt_data),
-                (2, tmpl),
-                (270, data(7)),
-                (270, data(8)),
+                opt_tmpl,
+                opt_data,
+                selector_template(),
+                selector_record(7),
+                selector_record(8),
             ],
         );
         let out = d.decode(from(9), &m, T);
@@ -1155,40 +1168,12 @@ mod tests {
 
     #[test]
     fn spoofed_sources_do_not_evict_a_listed_exporters_templates_or_sampling() {
-        let opt_tmpl = {
-            let mut b = 260u16.to_be_bytes().to_vec();
-            b.extend_from_slice(&3u16.to_be_bytes());
-            b.extend_from_slice(&1u16.to_be_bytes());
-            for (ie, len) in [(302u16, 4u16), (305, 4), (306, 4)] {
-                b.extend_from_slice(&ie.to_be_bytes());
-                b.extend_from_slice(&len.to_be_bytes());
-            }
-            b
-        };
-        let mut opt_data = 7u32.to_be_bytes().to_vec();
-        opt_data.extend_from_slice(&1u32.to_be_bytes());
-        opt_data.extend_from_slice(&63u32.to_be_bytes());
-        let tmpl = template(270, &[(8, 4), (12, 4), (2, 4), (1, 4), (302, 4)]);
-        let mut data = vec![10, 0, 0, 1, 192, 0, 2, 1];
-        data.extend_from_slice(&2u32.to_be_bytes());
-        data.extend_from_slice(&100u32.to_be_bytes());
-        data.extend_from_slice(&7u32.to_be_bytes());
-        let mut exporters = HashMap::new();
-        exporters.insert(
-            "192.0.2.7".parse().unwrap(),
-            ExporterConfig {
-                address: "192.0.2.7".parse().unwrap(),
-                name: "rtr".into(),
-                line: None,
-                interfaces: HashMap::new(),
-                sampling: None,
-            },
-        );
         let mut d = decoder(NetflowConfig {
-            exporters: Arc::new(exporters),
+            exporters: listed_rtr(HashMap::new(), None),
             ..NetflowConfig::default()
         });
-        let first = ipfix(1, &[(3, opt_tmpl), (260, opt_data), (2, tmpl)]);
+        let [opt_tmpl, opt_data] = sampler_options();
+        let first = ipfix(1, &[opt_tmpl, opt_data, selector_template()]);
         assert!(d.decode(from(7), &first, T).problems.is_empty());
         // 5000 spoofed sources, each with templates of its own.
         for i in 0..5000u32 {
@@ -1197,7 +1182,7 @@ mod tests {
             d.decode(src, &m, T);
             d.prune(Duration::from_secs(3600));
         }
-        let out = d.decode(from(7), &ipfix(1, &[(270, data)]), T);
+        let out = d.decode(from(7), &ipfix(1, &[selector_record(7)]), T);
         assert!(out.problems.is_empty(), "{:?}", out.problems);
         let s: Vec<(u32, u64)> = out
             .records

@@ -329,14 +329,18 @@ fn a_probe_reconnects_at_once_while_its_old_connection_waits_on_a_full_spool() {
             Message::HelloAck(_)
         ));
         let window = tidegate_collector::transport::WINDOW as u64;
-        for seq in 1..=window + 8 {
-            let frame = encode_batch(&batch("edge-a", seq, 3));
-            write_frame_async(&mut old, MessageType::Batch, &frame)
-                .await
-                .unwrap();
+        // Sends batches 1..=n and lets the collector take them in.
+        async fn send_batches(c: &mut Client, n: u64) {
+            for seq in 1..=n {
+                let frame = encode_batch(&batch("edge-a", seq, 3));
+                write_frame_async(c, MessageType::Batch, &frame)
+                    .await
+                    .unwrap();
+            }
+            c.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        old.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        send_batches(&mut old, window + 8).await;
         // The probe comes back on a new connection: it is answered, not left waiting
         // for the old one's spool writes.
         let mut new = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
@@ -349,14 +353,7 @@ fn a_probe_reconnects_at_once_while_its_old_connection_waits_on_a_full_spool() {
         // The usual case: the probe drops a connection whose acks are late, then comes
         // back. One batch in the writer, a full window queued: the reader reads on, sees
         // the end, and cannot queue it.
-        for seq in 1..=window + 1 {
-            let frame = encode_batch(&batch("edge-a", seq, 3));
-            write_frame_async(&mut new, MessageType::Batch, &frame)
-                .await
-                .unwrap();
-        }
-        new.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        send_batches(&mut new, window + 1).await;
         drop(new);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mut third = tls_connect(addr, &ca, Some(&certs.probe("edge-a")))
