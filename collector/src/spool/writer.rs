@@ -365,9 +365,7 @@ impl Writer {
             ends.truncate(durable);
             let path = self.shared.dir.join(segment_name(self.pos.segment));
             let e = SpoolError::io(&path, "fdatasync")(e);
-            self.broken = Some(format!(
-                "{e}; the spool takes no more batches until the collector restarts"
-            ));
+            self.break_on(&e);
             return (ends, Some(self.fail(start, e)));
         }
         (ends, None)
@@ -402,6 +400,13 @@ impl Writer {
             tracing::error!(reason = %b, "spool writer stopped");
         }
         what
+    }
+
+    /// Stops the writer for good after `e` (a sync that failed: its pages may be lost).
+    fn break_on(&mut self, e: &SpoolError) {
+        self.broken = Some(format!(
+            "{e}; the spool takes no more batches until the collector restarts"
+        ));
     }
 
     /// Appends to the current segment (the file is opened in append mode).
@@ -439,9 +444,7 @@ impl Writer {
         let old = self.shared.dir.join(segment_name(self.pos.segment));
         if let Err(e) = self.file.sync_all() {
             let e = SpoolError::io(&old, "fsync")(e);
-            self.broken = Some(format!(
-                "{e}; the spool takes no more batches until the collector restarts"
-            ));
+            self.break_on(&e);
             return Err(e);
         }
         self.shared.durable.send_replace(self.pos);
@@ -463,10 +466,6 @@ impl Writer {
             .open(&path)
             .map_err(SpoolError::io(&path, "create segment"))?;
         self.pos = next;
-        sync_dir(&self.shared.dir).inspect_err(|e| {
-            self.broken = Some(format!(
-                "{e}; the spool takes no more batches until the collector restarts"
-            ));
-        })
+        sync_dir(&self.shared.dir).inspect_err(|e| self.break_on(e))
     }
 }
