@@ -414,6 +414,26 @@ fn log_end<S>(ctx: &Ctx<S>, peer: SocketAddr, probe: &str, end: &End) {
 /// Frames other than batches are small (acks, statuses, errors): at most this many bytes.
 pub(crate) const MAX_CONTROL_FRAME: usize = 64 << 10;
 
+/// Runs one read of the probe's stream within the idle timeout, unless a newer connection
+/// of the probe or shutdown comes first; a failed read says how the connection ends. (A
+/// read cut short loses the stream's framing: every `Err` ends the connection.)
+async fn guarded<S, T>(
+    ctx: &Ctx<S>,
+    guard: &mut SessionGuard,
+    stop: &mut watch::Receiver<bool>,
+    read: impl std::future::Future<Output = Result<T, WireError>>,
+) -> Result<T, End> {
+    tokio::select! {
+        biased;
+        _ = guard.superseded.changed() => Err(End::Superseded),
+        _ = stop.wait_for(|s| *s) => Err(End::Shutdown),
+        r = timeout(ctx.cfg.idle_timeout, read) => match r {
+            Err(_) => Err(End::Idle),
+            Ok(r) => r.map_err(wire_end),
+        },
+    }
+}
+
 /// How a failed frame read ends the connection.
 fn wire_end(e: WireError) -> End {
     match e {
@@ -440,15 +460,10 @@ async fn read_loop<S: BatchSink>(
         // The header and the start of the payload (a batch's own header) first: the
         // payload is read only once its memory is granted, so connections waiting on the
         // budget hold a few hundred bytes each, not a frame each.
-        let mut start = tokio::select! {
-            biased;
-            _ = guard.superseded.changed() => return End::Superseded,
-            _ = stop.wait_for(|s| *s) => return End::Shutdown,
-            r = timeout(ctx.cfg.idle_timeout, read_frame_start_async(rd, ctx.cfg.max_frame_bytes)) => match r {
-                Err(_) => return End::Idle,
-                Ok(Err(e)) => return wire_end(e),
-                Ok(Ok(f)) => f,
-            },
+        let read = read_frame_start_async(rd, ctx.cfg.max_frame_bytes);
+        let mut start = match guarded(ctx, guard, stop, read).await {
+            Ok(f) => f,
+            Err(end) => return end,
         };
         if start.ty != MessageType::Batch && start.len > MAX_CONTROL_FRAME {
             return End::Protocol {
@@ -464,15 +479,9 @@ async fn read_loop<S: BatchSink>(
         // declares (the header is read without decompressing; a lying header is caught
         // by the decoder).
         let memory = if start.ty == MessageType::Batch {
-            tokio::select! {
-                biased;
-                _ = guard.superseded.changed() => return End::Superseded,
-                _ = stop.wait_for(|s| *s) => return End::Shutdown,
-                r = timeout(ctx.cfg.idle_timeout, read_frame_head_async(rd, &mut start, MAX_BATCH_HEADER)) => match r {
-                    Err(_) => return End::Idle,
-                    Ok(Err(e)) => return wire_end(e),
-                    Ok(Ok(())) => {}
-                },
+            let read = read_frame_head_async(rd, &mut start, MAX_BATCH_HEADER);
+            if let Err(end) = guarded(ctx, guard, stop, read).await {
+                return end;
             }
             let declared = tidegate_wire::peek_batch_header(&start.head)
                 .map(|h| h.body_len)
@@ -499,15 +508,9 @@ async fn read_loop<S: BatchSink>(
         } else {
             None
         };
-        let frame = tokio::select! {
-            biased;
-            _ = guard.superseded.changed() => return End::Superseded,
-            _ = stop.wait_for(|s| *s) => return End::Shutdown,
-            r = timeout(ctx.cfg.idle_timeout, read_frame_rest_async(rd, start)) => match r {
-                Err(_) => return End::Idle,
-                Ok(Err(e)) => return wire_end(e),
-                Ok(Ok(f)) => f,
-            },
+        let frame = match guarded(ctx, guard, stop, read_frame_rest_async(rd, start)).await {
+            Ok(f) => f,
+            Err(end) => return end,
         };
         let received = Instant::now();
         ctx.metrics.frames_received.inc();
