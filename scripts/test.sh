@@ -10,6 +10,9 @@ cd "$root"
 
 need_root "the test suite" scripts/test.sh
 setup_toolchain
+# A clean build gains nothing from incremental compilation, and its caches were the
+# larger half of target/debug (~6 GB): CI's disk filled with them.
+export CARGO_INCREMENTAL=0
 
 log "checking formatting and lints"
 cargo fmt --all --check
