@@ -32,6 +32,11 @@ pub fn probe_options(certs: &Certs, id: &str, addr: SocketAddr, spool: &Path) ->
     o
 }
 
+/// The line a corpus capture is replayed on: its file name up to the first dot.
+pub fn capture_line(file: &str) -> &str {
+    file.split('.').next().unwrap_or(file)
+}
+
 /// Starts an exporter.
 pub fn exporter(o: CollectorOptions) -> CollectorExporter {
     CollectorExporter::start(o, ExportMetrics::default()).expect("start exporter")
@@ -115,8 +120,9 @@ pub fn replay_into_keyed(
     };
     for f in files {
         let path = corpus_pcap(f);
-        let line = f.split('.').next().expect("a file name");
-        let r = replay.replay_file(&path, line, &mut tee).expect("replay");
+        let r = replay
+            .replay_file(&path, capture_line(f), &mut tee)
+            .expect("replay");
         assert!(r.error.is_none(), "{f}: {:?}", r.error);
     }
     replay.finish(&mut tee).expect("flush");

@@ -97,7 +97,8 @@ impl Stack {
     }
 
     /// Replays corpus captures through probe `id` (each capture on a line named after
-    /// it), waits until every batch is acknowledged; returns the records sent.
+    /// it, the lines the probe reports in its health), waits until every batch is
+    /// acknowledged; returns the records sent.
     pub fn replay(&self, id: &str, captures: &[&str]) -> Vec<FlowRecord> {
         self.replay_keyed(id, captures, tidegate_common::Tunnels::Outer)
     }
@@ -109,7 +110,15 @@ impl Stack {
         captures: &[&str],
         tunnels: tidegate_common::Tunnels,
     ) -> Vec<FlowRecord> {
-        let mut ex = self.exporter(id);
+        // The probe reports the captures' lines in its health, as a probe reports the
+        // lines it captures on.
+        let spool = self.dir.path().join(format!("spool-{id}"));
+        let mut o = probe_options(&self.certs, id, self.config.addr(), &spool);
+        o.lines = captures
+            .iter()
+            .map(|f| crate::probe::capture_line(f).to_string())
+            .collect();
+        let mut ex = exporter(o);
         let records = replay_into_keyed(captures, &mut ex, tunnels);
         let rep = ex
             .finish(Duration::from_secs(60))

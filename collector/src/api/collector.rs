@@ -2,17 +2,18 @@
 //! spool (batches and bytes waiting), whether ClickHouse takes inserts, how far event
 //! time lags the clock in detection, the alert-state queue and the webhook outbox,
 //! dead letters — read from the same metrics `/metrics` exposes, plus every metric as a
-//! sample list.
+//! sample list. A principal restricted to some lines gets the samples of its lines'
+//! probes and exporters only (see [`visible`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Query, State},
 };
 use serde_json::{Value, json};
 
-use super::{AppState, error::ApiResult, params::Params};
+use super::{AppState, auth::Principal, error::ApiResult, params::Params};
 
 /// Prefix of the collector's metric names.
 const PREFIX: &str = "tidegate_collector_";
@@ -48,6 +49,52 @@ pub fn parse(text: &str) -> Vec<Sample> {
         .collect()
 }
 
+/// The value of label `key` in `labels` (`{a="b",...}` as OpenMetrics writes it; escapes
+/// are kept as written).
+fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    let inner = labels.strip_prefix('{')?.strip_suffix('}')?;
+    let mut rest = inner;
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once("=\"")?;
+        // The value runs to the first quote not escaped by a backslash.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let end = end?;
+        if name == key {
+            return Some(&after[..end]);
+        }
+        let tail = &after[end + 1..];
+        rest = tail.strip_prefix(',').unwrap_or(tail);
+    }
+    None
+}
+
+/// Whether a principal who sees the probes `probes` (`None`: every probe) may see
+/// `sample`: one labelled with a probe or exporter only when it is one of them, none
+/// labelled with an export target (where the collector sends every line's flows).
+pub fn visible(sample: &Sample, probes: Option<&HashSet<String>>) -> bool {
+    let Some(probes) = probes else {
+        return true;
+    };
+    if label(&sample.labels, "target").is_some() {
+        return false;
+    }
+    ["probe", "exporter"]
+        .iter()
+        .filter_map(|k| label(&sample.labels, k))
+        .all(|id| probes.contains(id))
+}
+
 /// A metric value as JSON: an integer when it is one (counters, gauges), else a float.
 fn num(v: f64) -> Value {
     if v.fract() == 0.0 && v.abs() < 9.0e15 {
@@ -60,9 +107,11 @@ fn num(v: f64) -> Value {
 /// The handler.
 pub async fn health(
     State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
+    let probes = super::scope::visible_probes(&st, &who).await?;
     let now_ns = tidegate_base::clock::wall_ns();
     let text = match &st.metrics {
         Some(r) => {
@@ -123,13 +172,52 @@ pub async fn health(
             "delivered": one("alert_webhook_delivered_total"),
             "dead_letters": one("alert_webhook_dead_letters_total"),
         },
-        "metrics": samples.iter().map(|s| json!({"name": s.name, "labels": s.labels, "value": num(s.value)})).collect::<Vec<_>>(),
+        "metrics": samples.iter().filter(|s| visible(s, probes.as_ref())).map(|s| json!({"name": s.name, "labels": s.labels, "value": num(s.value)})).collect::<Vec<_>>(),
     })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(labels: &str) -> Sample {
+        Sample {
+            name: "x".into(),
+            labels: labels.into(),
+            value: 1.0,
+        }
+    }
+
+    #[test]
+    fn labels_are_read_by_name_past_escaped_quotes() {
+        let l = r#"{exporter="a\"b,probe=\"x",probe="edge-1",reason="bad"}"#;
+        assert_eq!(label(l, "exporter"), Some(r#"a\"b,probe=\"x"#));
+        assert_eq!(label(l, "probe"), Some("edge-1"));
+        assert_eq!(label(l, "reason"), Some("bad"));
+        assert_eq!(label(l, "target"), None);
+        assert_eq!(label("", "probe"), None);
+        assert_eq!(label(r#"{probe="unterminated}"#, "probe"), None);
+    }
+
+    #[test]
+    fn restricted_principals_see_their_probes_samples_only() {
+        let mine: HashSet<String> = ["edge-1".to_string(), "exporter:r1".to_string()].into();
+        let some = Some(&mine);
+        assert!(visible(&sample(""), some));
+        assert!(visible(&sample(r#"{table="flows"}"#), some));
+        assert!(visible(&sample(r#"{probe="edge-1"}"#), some));
+        assert!(visible(
+            &sample(r#"{exporter="exporter:r1",reason="x"}"#),
+            some
+        ));
+        assert!(!visible(&sample(r#"{probe="edge-2"}"#), some));
+        assert!(!visible(&sample(r#"{exporter="unlisted"}"#), some));
+        assert!(!visible(&sample(r#"{target="10.0.0.1:4739"}"#), some));
+        // A value that merely contains a visible id is not that id.
+        assert!(!visible(&sample(r#"{probe="edge-1x"}"#), some));
+        assert!(visible(&sample(r#"{probe="edge-2"}"#), None));
+        assert!(visible(&sample(r#"{target="10.0.0.1:4739"}"#), None));
+    }
 
     #[test]
     fn openmetrics_text_becomes_samples() {

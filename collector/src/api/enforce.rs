@@ -30,10 +30,18 @@ fn hub(st: &AppState) -> ApiResult<&Arc<EnforceHub>> {
         .ok_or_else(|| ApiError::NotFound("enforcement (the collector has no policy)".into()))
 }
 
-/// `GET /api/v1/enforce/status`.
-pub async fn status(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+/// `GET /api/v1/enforce/status`. A principal restricted to some lines sees the probes of
+/// those lines only ([`super::scope::visible_probes`]); the plan and the manual blocks
+/// apply to every line.
+pub async fn status(
+    State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<Value>> {
     let h = hub(&st)?;
-    let (plan, probes) = h.status();
+    let (plan, mut probes) = h.status();
+    if let Some(visible) = super::scope::visible_probes(&st, &who).await? {
+        probes.retain(|id, _| visible.contains(id));
+    }
     let now = tidegate_base::clock::wall_ns();
     Ok(Json(json!({
         "plan": plan,

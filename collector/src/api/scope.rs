@@ -47,6 +47,31 @@ pub fn client_for(ch: &clickhouse::Client, db: &str, who: &Principal) -> clickho
     }
 }
 
+/// The probe ids whose operational state (`/collector` metrics, `/enforce/status`) `who`
+/// may see: the probes that reported health for one of its lines, and the probes and
+/// NetFlow exporters that stored its lines' flows in the last day (exporters send no
+/// health). `None` for a principal that sees every line. Both reads go through the
+/// principal's row filter, so the set cannot name a probe of another line only.
+pub async fn visible_probes(
+    st: &super::AppState,
+    who: &Principal,
+) -> super::error::ApiResult<Option<std::collections::HashSet<String>>> {
+    if who.all_lines() {
+        return Ok(None);
+    }
+    let sql = super::sql::Sql::new(
+        "SELECT DISTINCT probe_id FROM (SELECT probe_id FROM probe_health UNION ALL \
+         SELECT probe_id FROM flows WHERE first >= now() - INTERVAL 1 DAY) LIMIT 100000",
+    );
+    Ok(Some(
+        sql.rows(&st.db(who))
+            .await?
+            .into_iter()
+            .filter_map(|r| r.get("probe_id")?.as_str().map(str::to_string))
+            .collect(),
+    ))
+}
+
 /// Refuses (as not found) an alert or violation `id` outside `who`'s lines; nothing
 /// to check for a principal who sees every line.
 pub async fn check_finding(

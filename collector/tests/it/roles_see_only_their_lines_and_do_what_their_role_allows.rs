@@ -4,11 +4,14 @@
 //! talkers, triage) — equal to ClickHouse's numbers for those lines — and not another line's
 //! alert by id; a viewer cannot triage or export, an analyst cannot block, an admin can;
 //! logins (and a refused one), the triage and the export are in the audit log, which only
-//! an admin reads.
+//! an admin reads. The collector's health page lists the metrics of their lines' probes
+//! only.
+
+use std::{collections::BTreeSet, time::Duration};
 
 use serde_json::Value;
 
-use crate::support::ui::{CAPTURES, Console, PASSWORD, block_on, enc, http};
+use crate::support::ui::{CAPTURES, Console, PASSWORD, block_on, enc, http, wait_settled};
 
 const VIEWER_LINES: [&str; 2] = ["ndpi-1kxun", "ndpi-synscan"];
 const ANALYST_LINES: [&str; 1] = ["stopddos-pkt"];
@@ -61,6 +64,20 @@ impl As<'_> {
     }
 }
 
+/// The probe ids labelling the metrics of a `/api/v1/collector` answer.
+fn metric_probes(health: &Value) -> BTreeSet<String> {
+    health["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            let l = m["labels"].as_str()?;
+            let rest = &l[l.find("probe=\"")? + 7..];
+            Some(rest[..rest.find('"')?].to_string())
+        })
+        .collect()
+}
+
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -69,6 +86,11 @@ fn u(v: &Value) -> u64 {
 fn restricted_principals_see_their_lines_only_and_act_by_role() {
     let mut c = Console::start_with(true, &users());
     c.seed(&CAPTURES);
+    // A second probe, on a line neither restricted user sees (its health names it).
+    let more = c.stack.replay("edge-2", &CAPTURES[3..]);
+    let all = (c.records.len() + more.len()) as u64;
+    c.stack.wait_for_flows(all, Duration::from_secs(90));
+    wait_settled(&c.stack);
     block_on(async {
         let q = |sql: String| {
             let ch = &c.stack.ch;
@@ -81,6 +103,17 @@ fn restricted_principals_see_their_lines_only_and_act_by_role() {
         .get("/api/v1/meta")
         .await;
         let (from, to) = (u(&meta["extent"]["from"]), u(&meta["extent"]["to"]));
+        let admin_health = As {
+            url: &c.url,
+            cookie: login(&c.url, "analyst").await,
+        }
+        .get("/api/v1/collector")
+        .await;
+        assert_eq!(
+            metric_probes(&admin_health),
+            BTreeSet::from(["edge-1".to_string(), "edge-2".to_string()]),
+            "an admin sees every probe's metrics"
+        );
         let range = format!("from={from}&to={to}");
         for (user, lines) in [("vera", &VIEWER_LINES[..]), ("ali", &ANALYST_LINES[..])] {
             let who = As {
@@ -92,6 +125,14 @@ fn restricted_principals_see_their_lines_only_and_act_by_role() {
                 .map(|l| format!("'{l}'"))
                 .collect::<Vec<_>>()
                 .join(", ");
+            // The collector's health: its lines' probe (edge-1 carries every line), not
+            // edge-2, whose only line it does not see.
+            let health = who.get("/api/v1/collector").await;
+            assert_eq!(
+                metric_probes(&health),
+                BTreeSet::from(["edge-1".to_string()]),
+                "{user}: /collector"
+            );
             let session = who.get("/api/v1/session").await;
             assert_eq!(session["lines"], serde_json::json!(lines), "{user}");
             // The line list and every total are those of the allowed lines.
