@@ -9,6 +9,13 @@ set -euo pipefail
 cd "$root"
 
 need_root "the test suite" scripts/test.sh
+# A clean checkout's run builds the tests, the release binaries and the fuzz targets
+# (about 10 GB under target/ and fuzz/target/, measured on a clean clone) beside the
+# toolchain and ClickHouse: say so up front rather than fail mid-build on a full disk.
+free_gb=$(( $(df --output=avail -k "$root" | tail -1) / 1048576 ))
+if (( free_gb < 12 )); then
+  log "warning: $free_gb GB free under $root; a run from a clean checkout needs about 12 GB (it may stop with 'No space left on device')"
+fi
 setup_toolchain
 # A clean build gains nothing from incremental compilation, and its caches were the
 # larger half of target/debug (~6 GB): CI's disk filled with them.
