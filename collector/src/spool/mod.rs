@@ -3,7 +3,8 @@
 //! ClickHouse) reads the spool in order and commits its position once the data is
 //! stored; a crash replays from the last committed position, and ClickHouse's per-batch
 //! deduplication token makes the replay harmless. While ClickHouse is unreachable the
-//! spool simply grows (bounded: when full, appends wait, which makes probes spool).
+//! spool simply grows (bounded: when full, appends wait, which makes probes spool; past
+//! half full, a probe over its equal share waits first, see [`shares`]).
 //!
 //! Layout of the directory:
 //! - `NNNNNNNNNNNNNNNNNNNN.seg` — segments of entries, written in order;
@@ -15,6 +16,7 @@
 mod entry;
 mod error;
 mod reader;
+mod shares;
 pub(crate) mod state;
 mod streams;
 mod writer;

@@ -195,6 +195,11 @@ impl SpoolCommitter {
             }
         }
         self.committed = upto;
+        self.shared
+            .shares
+            .lock()
+            .expect("shares lock")
+            .free_before(upto.segment);
         self.shared.bytes.fetch_sub(
             freed.min(self.shared.bytes.load(Ordering::Acquire)),
             Ordering::AcqRel,

@@ -26,6 +26,8 @@ pub(crate) struct Recovered {
     pub last_seq: Streams,
     /// Entries not yet committed downstream.
     pub pending_entries: u64,
+    /// What each probe holds of the segments.
+    pub shares: super::shares::Shares,
 }
 
 pub(crate) fn cursor_path(dir: &Path) -> std::path::PathBuf {
@@ -148,6 +150,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
                     ..
                 })) => {
                     last_seq.note(&probe_id, epoch, seq);
+                    rec.shares.reserve(&probe_id, n as u64);
+                    rec.shares.place(*s, &probe_id, n as u64);
                     if (Position {
                         segment: *s,
                         offset: off as u64,

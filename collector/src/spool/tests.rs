@@ -213,6 +213,78 @@ fn a_full_spool_makes_appends_wait_until_a_commit_frees_space() {
     });
 }
 
+/// Appends batches of `probe` from `seq` on until one waits 200 ms; the number appended.
+async fn fill(spool: &Spool, probe: &str, seq: u64) -> u64 {
+    let mut n = 0;
+    while tokio::time::timeout(
+        Duration::from_millis(200),
+        spool.append(probe, 0, seq + n, &[0u8; 200]),
+    )
+    .await
+    .is_ok()
+    {
+        n += 1;
+        assert!(n < 100, "{probe}'s appends never waited");
+    }
+    n
+}
+
+#[test]
+fn a_probe_that_fills_the_spool_waits_at_its_share_while_the_others_are_spooled() {
+    let d = tempfile::tempdir().unwrap();
+    rt().block_on(async {
+        let max = 8192;
+        let (spool, mut rd) = Spool::open(cfg(d.path(), max, 1024)).unwrap();
+        spool.append("quiet", 0, 1, &[0u8; 200]).await.unwrap();
+        // The busy probe sends without pause: past half full it waits at its share
+        // (half the spool: two probes hold data), not when the spool is full.
+        let busy = fill(&spool, "busy", 1).await;
+        let held = spool.held_by("busy");
+        assert!(
+            held <= max / 2 && held + 300 > max / 2,
+            "busy holds {held} of {max}"
+        );
+        // The quiet probe is still spooled, up to the room left.
+        let quiet = fill(&spool, "quiet", 2).await;
+        assert!(quiet >= 10, "the quiet probe got {quiet} batches in");
+        assert!(spool.bytes() <= max);
+        // Commits free the spool; the busy probe goes on.
+        let s2 = spool.clone();
+        let waiting = tokio::spawn(async move { s2.append("busy", 0, 1000, &[0u8; 200]).await });
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while !waiting.is_finished() {
+                if let Some(e) = rd.try_next().unwrap() {
+                    rd.commit(e.end, 1).unwrap();
+                } else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "the busy probe's append stayed blocked");
+        assert_eq!(spool.last_seq("busy", 0), Some(1000));
+        assert_eq!(spool.last_seq("quiet", 0), Some(quiet + 1));
+        assert!(busy > 0);
+    });
+}
+
+#[test]
+fn shares_are_recovered_from_the_segments_on_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    let c = cfg(d.path(), 8192, 1024);
+    let before = rt().block_on(async {
+        let (spool, _rd) = Spool::open(c.clone()).unwrap();
+        for i in 1..=5 {
+            spool.append("a", 0, i, &[0u8; 300]).await.unwrap();
+        }
+        spool.append("b", 0, 1, &[0u8; 10]).await.unwrap();
+        (spool.held_by("a"), spool.held_by("b"))
+    });
+    let (spool, _rd) = Spool::open(c).unwrap();
+    assert_eq!((spool.held_by("a"), spool.held_by("b")), before);
+    assert_eq!(before.0 + before.1, spool.bytes());
+}
+
 #[test]
 fn a_second_open_of_the_same_directory_is_refused() {
     let d = tempfile::tempdir().unwrap();

@@ -23,7 +23,8 @@ use super::{Position, SpoolError, SpoolReader, Streams, entry, segment_name, sta
 pub struct SpoolConfig {
     /// Directory holding the spool.
     pub dir: PathBuf,
-    /// Upper bound on spooled bytes; appends wait (probes back off) beyond it.
+    /// Upper bound on spooled bytes; appends wait (probes back off) beyond it, and past
+    /// half of it appends of a probe holding more than its equal share wait.
     pub max_bytes: u64,
     /// Segment size; committed segments are deleted whole.
     pub segment_bytes: u64,
@@ -101,6 +102,8 @@ pub(crate) struct Shared {
     pub pending: AtomicU64,
     /// Signalled when a commit frees space.
     pub space: Notify,
+    /// What each probe holds (admission past half full; see [`super::shares`]).
+    pub shares: Mutex<super::shares::Shares>,
     /// Highest durable sequence number per probe sequence.
     pub last_seq: Mutex<Streams>,
     /// Held while the spool is open (by the writer and the reader): a second collector on
@@ -152,6 +155,7 @@ impl Spool {
             bytes: AtomicU64::new(rec.bytes),
             pending: AtomicU64::new(rec.pending_entries),
             space: Notify::new(),
+            shares: Mutex::new(rec.shares),
             last_seq: Mutex::new(rec.last_seq),
             _lock: lock,
             #[cfg(test)]
@@ -199,17 +203,17 @@ impl Spool {
         }
         loop {
             let notified = self.shared.space.notified();
-            let cur = self.shared.bytes.load(Ordering::Acquire);
-            if cur == 0 || cur + len <= self.shared.cfg.max_bytes {
-                if self
-                    .shared
-                    .bytes
-                    .compare_exchange(cur, cur + len, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
+            {
+                // Admission and the reservation under one lock: commits only lower
+                // `bytes`, so a stale read can only make an append wait for the next
+                // commit's signal.
+                let mut shares = self.shared.shares.lock().expect("shares lock");
+                let cur = self.shared.bytes.load(Ordering::Acquire);
+                if shares.admits(probe_id, len, cur, self.shared.cfg.max_bytes) {
+                    self.shared.bytes.fetch_add(len, Ordering::AcqRel);
+                    shares.reserve(probe_id, len);
                     break;
                 }
-                continue;
             }
             notified.await;
         }
@@ -250,6 +254,12 @@ impl Spool {
     /// Entries appended but not yet committed downstream.
     pub fn pending(&self) -> u64 {
         self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// Bytes `probe` holds of the spool (tests).
+    #[cfg(test)]
+    pub(crate) fn held_by(&self, probe: &str) -> u64 {
+        self.shared.shares.lock().expect("shares lock").held(probe)
     }
 
     /// Faults to inject into the writer (tests).
@@ -302,6 +312,12 @@ impl Writer {
                         }
                     }
                 }
+                {
+                    let mut shares = self.shared.shares.lock().expect("shares lock");
+                    for (r, end) in rest.iter().zip(&ends) {
+                        shares.place(end.segment, &r.probe, r.bytes.len() as u64);
+                    }
+                }
                 self.shared
                     .pending
                     .fetch_add(rest.len() as u64, Ordering::AcqRel);
@@ -312,6 +328,12 @@ impl Writer {
             }
             if let Some(e) = failed {
                 let n: u64 = failed_reqs.iter().map(|r| r.bytes.len() as u64).sum();
+                {
+                    let mut shares = self.shared.shares.lock().expect("shares lock");
+                    for r in &failed_reqs {
+                        shares.release(&r.probe, r.bytes.len() as u64);
+                    }
+                }
                 self.shared.bytes.fetch_sub(n, Ordering::AcqRel);
                 self.shared.space.notify_waiters();
                 for r in failed_reqs {
