@@ -10,11 +10,11 @@ cd "$root"
 
 need_root "the test suite" scripts/test.sh
 # A clean checkout's run builds the tests, the release binaries and the fuzz targets
-# (about 10 GB under target/ and fuzz/target/, measured on a clean clone) beside the
+# (about 10 GiB under target/ and fuzz/target/, measured on a clean clone) beside the
 # toolchain and ClickHouse: say so up front rather than fail mid-build on a full disk.
-free_gb=$(( $(df --output=avail -k "$root" | tail -1) / 1048576 ))
-if (( free_gb < 12 )); then
-  log "warning: $free_gb GB free under $root; a run from a clean checkout needs about 12 GB (it may stop with 'No space left on device')"
+free_kib=$(df --output=avail -k "$root" 2>/dev/null | tail -1 | tr -d ' ' || true)
+if [[ $free_kib =~ ^[0-9]+$ ]] && (( free_kib / 1048576 < 12 )); then
+  log "warning: $(( free_kib / 1048576 )) GiB free under $root; a run from a clean checkout needs about 12 GiB (it may stop with 'No space left on device')"
 fi
 setup_toolchain
 # A clean build gains nothing from incremental compilation, and its caches were the

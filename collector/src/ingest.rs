@@ -16,7 +16,7 @@ use tidegate_wire::Batch;
 
 use crate::{
     decoded::DecodedCache,
-    spool::Spool,
+    spool::{Holder, Spool},
     transport::{BatchSink, PersistError, Persisted},
 };
 
@@ -137,8 +137,28 @@ impl Ingest {
     }
 }
 
-impl BatchSink for Ingest {
+/// The ingest as NetFlow/IPFIX listeners use it: exporters' batches wait only while the
+/// spool is full, never at a probe's share (see `spool::shares`).
+pub struct Exporters(pub Arc<Ingest>);
+
+impl BatchSink for Exporters {
     async fn persist(&self, batch: Batch, encoded: Vec<u8>) -> Result<Persisted, PersistError> {
+        self.0.store(Holder::Exporter, batch, encoded).await
+    }
+
+    fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64> {
+        self.0.spool.last_seq(probe_id, epoch)
+    }
+}
+
+impl Ingest {
+    /// Deduplicates and spools `batch` (`encoded` as received) for `holder`.
+    async fn store(
+        &self,
+        holder: Holder,
+        batch: Batch,
+        encoded: Vec<u8>,
+    ) -> Result<Persisted, PersistError> {
         let lock = self.lock_for(&batch.probe_id, batch.epoch);
         let guard = lock.lock_owned().await;
         let label = ProbeLabel {
@@ -164,7 +184,7 @@ impl BatchSink for Ingest {
         let (spool, probe) = (self.spool.clone(), label.probe.clone());
         let appended = tokio::spawn(async move {
             let _guard = guard;
-            spool.append(&probe, epoch, seq, &encoded).await
+            spool.append_as(holder, &probe, epoch, seq, &encoded).await
         })
         .await
         .unwrap_or_else(|e| {
@@ -186,6 +206,12 @@ impl BatchSink for Ingest {
             .get_or_create(&label)
             .inc_by(records);
         Ok(Persisted::Stored)
+    }
+}
+
+impl BatchSink for Ingest {
+    async fn persist(&self, batch: Batch, encoded: Vec<u8>) -> Result<Persisted, PersistError> {
+        self.store(Holder::Probe, batch, encoded).await
     }
 
     fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64> {

@@ -24,7 +24,7 @@ use std::{
 use anyhow::{Context, bail};
 use clap::Parser;
 use tidegate_collector::{
-    ingest::{Ingest, IngestMetrics},
+    ingest::{Exporters, Ingest, IngestMetrics},
     netflow::{Decoder, NetflowConfig, NetflowMetrics, listener},
     spool::{Spool, SpoolConfig},
 };
@@ -261,7 +261,10 @@ fn run_tidegate(
                 max_bytes: 8 << 30,
                 ..SpoolConfig::default()
             })?;
-            let ingest = Arc::new(Ingest::new(spool, IngestMetrics::default()));
+            let ingest = Arc::new(Exporters(Arc::new(Ingest::new(
+                spool,
+                IngestMetrics::default(),
+            ))));
             let sockets = listener::bind(&cfg2)?;
             listener::serve(cfg2, sockets, ingest, m2, stop_rx).await
         })

@@ -3,7 +3,7 @@
 //! time lags the clock in detection, the alert-state queue and the webhook outbox,
 //! dead letters — read from the same metrics `/metrics` exposes, plus every metric as a
 //! sample list. A principal restricted to some lines gets the samples of its lines'
-//! probes and exporters only (see [`visible`]).
+//! probes and exporters only, and no collector-wide volume (see [`visible`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -80,19 +80,19 @@ fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Whether a principal who sees the probes `probes` (`None`: every probe) may see
-/// `sample`: one labelled with a probe or exporter only when it is one of them, none
-/// labelled with an export target (where the collector sends every line's flows).
+/// `sample`. A restricted principal sees only samples labelled with one of its probes or
+/// exporters: the others count every line's traffic and alerts (collector-wide totals,
+/// alerts by kind), or name another line's probe, and a metric added later is hidden
+/// until it carries such a label. Labels that do not parse hide the sample.
 pub fn visible(sample: &Sample, probes: Option<&HashSet<String>>) -> bool {
     let Some(probes) = probes else {
         return true;
     };
-    if label(&sample.labels, "target").is_some() {
-        return false;
-    }
-    ["probe", "exporter"]
+    let ids: Vec<&str> = ["probe", "exporter"]
         .iter()
         .filter_map(|k| label(&sample.labels, k))
-        .all(|id| probes.contains(id))
+        .collect();
+    !ids.is_empty() && ids.iter().all(|id| probes.contains(*id))
 }
 
 /// A metric value as JSON: an integer when it is one (counters, gauges), else a float.
@@ -111,7 +111,9 @@ pub async fn health(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     Params::new(q, &[])?;
-    let probes = super::scope::visible_probes(&st, &who).await?;
+    let probes = super::scope::visible_probes(&st, &who).await;
+    // Collector-wide volume is every line's: not for a principal restricted to some.
+    let volume = |v: Value| if probes.is_some() { Value::Null } else { v };
     let now_ns = tidegate_base::clock::wall_ns();
     let text = match &st.metrics {
         Some(r) => {
@@ -154,13 +156,13 @@ pub async fn health(
             "down": value("clickhouse_down").map(|v| v > 0.0),
             "schema_version": one("clickhouse_migration_version"),
             "insert_seconds_mean": insert_mean,
-            "records_committed": one("pipeline_records_committed_total"),
-            "batches_committed": one("pipeline_batches_committed_total"),
+            "records_committed": volume(one("pipeline_records_committed_total")),
+            "batches_committed": volume(one("pipeline_batches_committed_total")),
             "insert_retries": one("pipeline_insert_retries_total"),
             "dead_letters": one("pipeline_dead_letters_total"),
         },
         "detection": {
-            "records": one("analysis_records_total"),
+            "records": volume(one("analysis_records_total")),
             "event_time_secs": event_time.map(num),
             "event_time_lag_secs": event_time.map(|t| (now_ns as f64 / 1e9 - t).max(0.0)),
             "alert_store_pending": one("alert_store_pending"),
@@ -172,7 +174,7 @@ pub async fn health(
             "delivered": one("alert_webhook_delivered_total"),
             "dead_letters": one("alert_webhook_dead_letters_total"),
         },
-        "metrics": samples.iter().filter(|s| visible(s, probes.as_ref())).map(|s| json!({"name": s.name, "labels": s.labels, "value": num(s.value)})).collect::<Vec<_>>(),
+        "metrics": samples.iter().filter(|s| visible(s, probes.as_deref())).map(|s| json!({"name": s.name, "labels": s.labels, "value": num(s.value)})).collect::<Vec<_>>(),
     })))
 }
 
@@ -203,8 +205,12 @@ mod tests {
     fn restricted_principals_see_their_probes_samples_only() {
         let mine: HashSet<String> = ["edge-1".to_string(), "exporter:r1".to_string()].into();
         let some = Some(&mine);
-        assert!(visible(&sample(""), some));
-        assert!(visible(&sample(r#"{table="flows"}"#), some));
+        // Collector-wide samples count every line: hidden.
+        assert!(!visible(&sample(""), some));
+        assert!(!visible(&sample(r#"{table="flows"}"#), some));
+        assert!(!visible(&sample(r#"{kind="syn_flood"}"#), some));
+        // Labels that do not parse hide the sample.
+        assert!(!visible(&sample(r#"{probe="edge-1"#), some));
         assert!(visible(&sample(r#"{probe="edge-1"}"#), some));
         assert!(visible(
             &sample(r#"{exporter="exporter:r1",reason="x"}"#),

@@ -70,6 +70,8 @@ pub struct AppState {
     pub started_ns: u64,
     /// The aggregation shards' live view, when this process aggregates.
     pub live: Option<Arc<live::Live>>,
+    /// The probes each line restriction sees, recently read ([`scope::visible_probes`]).
+    pub(crate) probe_scopes: Arc<scope::ProbeScopes>,
 }
 
 impl AppState {
@@ -86,6 +88,7 @@ impl AppState {
             metrics: None,
             started_ns: tidegate_base::clock::wall_ns(),
             live: None,
+            probe_scopes: Arc::default(),
         }
     }
 }

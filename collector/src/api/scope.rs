@@ -6,6 +6,8 @@
 //! handler's SQL can forget it. Line names in restrictions come from the configuration
 //! and are limited to characters that need no quoting (checked at load).
 
+use std::{collections::HashSet, sync::Arc};
+
 use super::auth::Principal;
 
 /// The `additional_table_filters` value restricting reads to `lines` of database `db`
@@ -47,29 +49,60 @@ pub fn client_for(ch: &clickhouse::Client, db: &str, who: &Principal) -> clickho
     }
 }
 
+/// How long a line restriction's probe set is reused before it is read again.
+const PROBE_SCOPE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Line restrictions kept at most (there are as many as distinct `lines` lists in the
+/// configuration).
+const PROBE_SCOPES_MAX: usize = 256;
+
+/// The probe sets of line restrictions, read at most every [`PROBE_SCOPE_TTL`].
+pub(crate) type ProbeScopes = std::sync::Mutex<
+    std::collections::HashMap<Vec<String>, (std::time::Instant, Arc<HashSet<String>>)>,
+>;
+
 /// The probe ids whose operational state (`/collector` metrics, `/enforce/status`) `who`
-/// may see: the probes that reported health for one of its lines, and the probes and
-/// NetFlow exporters that stored its lines' flows in the last day (exporters send no
-/// health). `None` for a principal that sees every line. Both reads go through the
-/// principal's row filter, so the set cannot name a probe of another line only.
-pub async fn visible_probes(
-    st: &super::AppState,
-    who: &Principal,
-) -> super::error::ApiResult<Option<std::collections::HashSet<String>>> {
-    if who.all_lines() {
-        return Ok(None);
+/// may see: the probes whose health reports of the last week name one of its lines, and
+/// the probes and NetFlow exporters with flows of its lines in the last day (by flow
+/// time; exporters send no health). `None` for a principal that sees every line. Both
+/// reads go through the principal's row filter, so the set cannot name a probe of
+/// another line only. Reused for [`PROBE_SCOPE_TTL`]; when ClickHouse cannot answer the
+/// set is empty (nothing is shown rather than everything).
+pub async fn visible_probes(st: &super::AppState, who: &Principal) -> Option<Arc<HashSet<String>>> {
+    let lines = who.lines.as_ref()?;
+    let mut key = lines.clone();
+    key.sort();
+    if let Some((at, set)) = st
+        .probe_scopes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        && at.elapsed() < PROBE_SCOPE_TTL
+    {
+        return Some(set.clone());
     }
     let sql = super::sql::Sql::new(
-        "SELECT DISTINCT probe_id FROM (SELECT probe_id FROM probe_health UNION ALL \
+        "SELECT DISTINCT probe_id FROM (\
+         SELECT probe_id FROM probe_health WHERE ts >= now() - INTERVAL 7 DAY UNION ALL \
          SELECT probe_id FROM flows WHERE first >= now() - INTERVAL 1 DAY) LIMIT 100000",
     );
-    Ok(Some(
-        sql.rows(&st.db(who))
-            .await?
+    let set: HashSet<String> = match sql.rows(&st.db(who)).await {
+        Ok(rows) => rows
             .into_iter()
             .filter_map(|r| r.get("probe_id")?.as_str().map(str::to_string))
             .collect(),
-    ))
+        Err(e) => {
+            tracing::warn!(user = %who.name, error = %e, "cannot read which probes carry the user's lines; showing none");
+            return Some(Arc::default());
+        }
+    };
+    let set = Arc::new(set);
+    let mut cache = st.probe_scopes.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= PROBE_SCOPES_MAX {
+        cache.clear();
+    }
+    cache.insert(key, (std::time::Instant::now(), set.clone()));
+    Some(set)
 }
 
 /// Refuses (as not found) an alert or violation `id` outside `who`'s lines; nothing

@@ -358,7 +358,7 @@ async fn run(mut cfg: CollectorConfig) -> anyhow::Result<()> {
             let sockets = tidegate_collector::netflow::listener::bind(n)?;
             let (n, ingest, metrics, stop) = (
                 Arc::new(n.clone()),
-                ingest.clone(),
+                Arc::new(tidegate_collector::ingest::Exporters(ingest.clone())),
                 netflow_metrics.clone(),
                 netflow_stop_rx.clone(),
             );

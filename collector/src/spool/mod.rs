@@ -28,6 +28,7 @@ pub use entry::Entry;
 pub const MAX_ENTRY_OVERHEAD: usize = entry::HEADER + 2 + tidegate_wire::MAX_PROBE_ID + 8 + 8;
 pub use error::SpoolError;
 pub use reader::{SpoolCommitter, SpoolReader};
+pub use shares::Holder;
 pub use state::Intent;
 pub use streams::{MAX_EPOCHS_PER_PROBE, Stream, Streams};
 pub use writer::{Spool, SpoolConfig};

@@ -8,9 +8,28 @@
 //! loses nothing, and the others keep being spooled.
 //!
 //! What a probe holds is counted from its append until the segment holding the entry
-//! is deleted (commits free whole segments).
+//! is deleted (commits free whole segments). When nothing is left to commit, nothing can
+//! free space but new appends rolling the segment being written: then every append the
+//! spool has room for is let in (the shares would otherwise wait for a commit that never
+//! comes).
+//!
+//! NetFlow/IPFIX exporters ([`Holder::Exporter`]) have no spool of their own and UDP has
+//! no resend: one waiting would stop the listener's socket for every exporter on it. So
+//! exporters are bound by the spool's room only, and do not count as holders. (After a
+//! restart, their entries still in the spool count as a holder's until deleted: the
+//! spool does not record who wrote an entry.)
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Who appends: a probe (under the share rule) or a NetFlow/IPFIX exporter (bound by the
+/// spool's room only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// A probe over TLS: it keeps what waits in its own spool.
+    Probe,
+    /// A NetFlow/IPFIX exporter, through the collector's UDP listener.
+    Exporter,
+}
 
 /// Spool bytes per probe, and per probe in each segment.
 #[derive(Debug, Default)]
@@ -22,9 +41,17 @@ pub(crate) struct Shares {
 }
 
 impl Shares {
-    /// Whether probe `probe` may add `len` bytes to a spool holding `used` of `max`
-    /// bytes (see the module's documentation).
-    pub fn admits(&self, probe: &str, len: u64, used: u64, max: u64) -> bool {
+    /// Whether `probe` may add `len` bytes to a spool holding `used` of `max` bytes with
+    /// `uncommitted` entries not yet committed downstream (see the module's
+    /// documentation).
+    pub fn admits(
+        &self,
+        holder: Holder,
+        probe: &str,
+        len: u64,
+        (used, max): (u64, u64),
+        uncommitted: u64,
+    ) -> bool {
         if used == 0 {
             return true; // an entry is never larger than a segment, at most half of max
         }
@@ -32,11 +59,11 @@ impl Shares {
             return false;
         }
         let held = self.held(probe);
-        if held == 0 || used + len <= max / 2 {
+        if holder == Holder::Exporter || held == 0 || uncommitted == 0 || used + len <= max / 2 {
             return true;
         }
-        let holders = self.held.len() as u64 + u64::from(!self.held.contains_key(probe));
-        held + len <= max / holders.max(1)
+        // `probe` holds data, so it is one of the holders.
+        held + len <= max / self.held.len().max(1) as u64
     }
 
     /// Bytes `probe` holds.
@@ -106,34 +133,60 @@ mod tests {
         s
     }
 
+    const MAX: u64 = 1000;
+
+    /// Whether probe `p` may add `len` to `used` bytes, with entries left to commit.
+    fn ok(s: &Shares, p: &str, len: u64, used: u64) -> bool {
+        s.admits(Holder::Probe, p, len, (used, MAX), 1)
+    }
+
     #[test]
     fn below_half_everyone_is_let_in_and_past_it_only_probes_under_their_share() {
-        let max = 1000;
         // One probe filled half the spool alone.
         let s = holding(&[(0, "busy", 500)]);
-        assert!(s.admits("busy", 0, 500, max), "nothing more is always fine");
+        assert!(ok(&s, "busy", 0, 500), "nothing more is always fine");
         // Alone, its share is the whole spool.
-        assert!(s.admits("busy", 100, 500, max));
+        assert!(ok(&s, "busy", 100, 500));
         // A second probe holds nothing: let in, and the busy one's share is now half.
-        assert!(s.admits("quiet", 100, 500, max));
+        assert!(ok(&s, "quiet", 100, 500));
         let s = holding(&[(0, "busy", 500), (0, "quiet", 100)]);
-        assert!(!s.admits("busy", 10, 600, max), "past its half");
-        assert!(s.admits("quiet", 100, 600, max), "under its half");
-        assert!(
-            !s.admits("quiet", 401, 600, max),
-            "the spool's room is the bound"
-        );
+        assert!(!ok(&s, "busy", 10, 600), "past its half");
+        assert!(ok(&s, "quiet", 100, 600), "under its half");
+        assert!(!ok(&s, "quiet", 401, 600), "the spool's room is the bound");
         // A third probe arrives: shares are a third.
-        assert!(s.admits("third", 300, 600, max));
+        assert!(ok(&s, "third", 300, 600));
         let s = holding(&[(0, "busy", 500), (0, "quiet", 300), (1, "third", 10)]);
-        assert!(!s.admits("quiet", 34, 810, max), "over a third");
-        assert!(s.admits("quiet", 33, 810, max));
+        assert!(!ok(&s, "quiet", 34, 810), "over a third");
+        assert!(ok(&s, "quiet", 33, 810));
         // Below half, shares do not matter.
         let s = holding(&[(0, "busy", 400), (0, "quiet", 10)]);
-        assert!(s.admits("busy", 90, 410, max));
+        assert!(ok(&s, "busy", 90, 410));
+        assert!(ok(&s, "anyone", 400, 0), "an empty spool takes anything");
+    }
+
+    #[test]
+    fn with_nothing_left_to_commit_every_append_with_room_is_let_in() {
+        // Two probes' data sits in the segment being written, all of it committed: no
+        // commit will free anything until an append rolls the segment.
+        let s = holding(&[(0, "a", 268), (0, "b", 268)]);
+        assert!(!ok(&s, "a", 400, 536), "with entries to commit, a waits");
+        assert!(!ok(&s, "b", 400, 536), "and so does b");
+        assert!(s.admits(Holder::Probe, "a", 400, (536, MAX), 0));
+        assert!(s.admits(Holder::Probe, "b", 400, (536, MAX), 0));
         assert!(
-            s.admits("anyone", 400, 0, max),
-            "an empty spool takes anything"
+            !s.admits(Holder::Probe, "a", 465, (536, MAX), 0),
+            "the spool's room is still the bound"
+        );
+    }
+
+    #[test]
+    fn exporters_are_bound_by_the_room_only() {
+        let s = holding(&[(0, "exporter:rtr", 900), (0, "p", 10)]);
+        assert!(s.admits(Holder::Exporter, "exporter:rtr", 90, (910, MAX), 1));
+        assert!(!s.admits(Holder::Exporter, "exporter:rtr", 91, (910, MAX), 1));
+        assert!(
+            !ok(&s, "exporter:rtr", 10, 910),
+            "the same id as a probe is under the share rule"
         );
     }
 

@@ -15,7 +15,7 @@ use std::{
 use serde::Deserialize;
 use tokio::sync::{Notify, oneshot, watch};
 
-use super::{Position, SpoolError, SpoolReader, Streams, entry, segment_name, state};
+use super::{Holder, Position, SpoolError, SpoolReader, Streams, entry, segment_name, state};
 
 /// Spool settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -83,6 +83,7 @@ fn lock_dir(dir: &std::path::Path) -> Result<tidegate_base::DirLock, SpoolError>
 
 struct Req {
     bytes: Vec<u8>,
+    holder: Holder,
     probe: String,
     epoch: u64,
     seq: u64,
@@ -185,9 +186,23 @@ impl Spool {
     }
 
     /// Appends batch `seq` of the probe sequence `(probe_id, epoch)`; resolves once it is
-    /// on stable storage. Waits while the spool is full (backpressure).
+    /// on stable storage. Waits while the spool is full, or past half full while the
+    /// probe holds more than its share (backpressure; see [`super::shares`]).
     pub async fn append(
         &self,
+        probe_id: &str,
+        epoch: u64,
+        seq: u64,
+        payload: &[u8],
+    ) -> Result<Position, SpoolError> {
+        self.append_as(Holder::Probe, probe_id, epoch, seq, payload)
+            .await
+    }
+
+    /// [`Spool::append`] for `holder`: an exporter waits only while the spool is full.
+    pub async fn append_as(
+        &self,
+        holder: Holder,
         probe_id: &str,
         epoch: u64,
         seq: u64,
@@ -209,24 +224,39 @@ impl Spool {
                 // commit's signal.
                 let mut shares = self.shared.shares.lock().expect("shares lock");
                 let cur = self.shared.bytes.load(Ordering::Acquire);
-                if shares.admits(probe_id, len, cur, self.shared.cfg.max_bytes) {
+                let uncommitted = self.shared.pending.load(Ordering::Acquire);
+                let room = (cur, self.shared.cfg.max_bytes);
+                if shares.admits(holder, probe_id, len, room, uncommitted) {
                     self.shared.bytes.fetch_add(len, Ordering::AcqRel);
-                    shares.reserve(probe_id, len);
+                    if holder == Holder::Probe {
+                        shares.reserve(probe_id, len);
+                    }
                     break;
                 }
             }
             notified.await;
         }
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Req {
-                bytes,
-                probe: probe_id.to_string(),
-                epoch,
-                seq,
-                done,
-            })
-            .map_err(|_| SpoolError::Closed)?;
+        let sent = self.tx.send(Req {
+            bytes,
+            holder,
+            probe: probe_id.to_string(),
+            epoch,
+            seq,
+            done,
+        });
+        if sent.is_err() {
+            // The writer is gone: give the reservation back.
+            if holder == Holder::Probe {
+                self.shared
+                    .shares
+                    .lock()
+                    .expect("shares lock")
+                    .release(probe_id, len);
+            }
+            self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
+            return Err(SpoolError::Closed);
+        }
         wait.await.map_err(|_| SpoolError::Closed)?
     }
 
@@ -315,7 +345,9 @@ impl Writer {
                 {
                     let mut shares = self.shared.shares.lock().expect("shares lock");
                     for (r, end) in rest.iter().zip(&ends) {
-                        shares.place(end.segment, &r.probe, r.bytes.len() as u64);
+                        if r.holder == Holder::Probe {
+                            shares.place(end.segment, &r.probe, r.bytes.len() as u64);
+                        }
                     }
                 }
                 self.shared
@@ -330,7 +362,7 @@ impl Writer {
                 let n: u64 = failed_reqs.iter().map(|r| r.bytes.len() as u64).sum();
                 {
                     let mut shares = self.shared.shares.lock().expect("shares lock");
-                    for r in &failed_reqs {
+                    for r in failed_reqs.iter().filter(|r| r.holder == Holder::Probe) {
                         shares.release(&r.probe, r.bytes.len() as u64);
                     }
                 }

@@ -41,13 +41,15 @@ function draw(ctx, h) {
   ch.classList.toggle('bad', !!down);
   const mean = h.clickhouse.insert_seconds_mean != null ? t(' · insert {ms} ms mean', { ms: (h.clickhouse.insert_seconds_mean * 1000).toFixed(1) }) : '';
   $('#co-insert').textContent = t('schema {v}{mean} · {n} retries', { v: h.clickhouse.schema_version ?? '–', mean, n: int(h.clickhouse.insert_retries) });
-  set($('[data-testid=co-records]'), h.clickhouse.records_committed, int(h.clickhouse.records_committed));
-  $('#co-dead').textContent = t('{b} batches · {d} dead letters', { b: int(h.clickhouse.batches_committed), d: int(h.clickhouse.dead_letters) });
+  // Collector-wide volume is null for a user restricted to some lines.
+  const count = (v) => (v === null || v === undefined ? '–' : int(v));
+  set($('[data-testid=co-records]'), h.clickhouse.records_committed, count(h.clickhouse.records_committed));
+  $('#co-dead').textContent = t('{b} batches · {d} dead letters', { b: count(h.clickhouse.batches_committed), d: int(h.clickhouse.dead_letters) });
   const lag = h.detection.event_time_lag_secs;
   set($('[data-testid=co-lag]'), lag, lag == null ? t('no records yet') : age(lag));
   const et = h.detection.event_time_secs;
   const event = et ? t('event time {time} {zone} (a replay lags by its age) · ', { time: time(et * 1000), zone: tz() }) : '';
-  $('#co-detect').textContent = t('{event}{n} records seen · {e} sink errors', { event, n: int(h.detection.records), e: int(h.detection.sink_errors) });
+  $('#co-detect').textContent = t('{event}{n} records seen · {e} sink errors', { event, n: count(h.detection.records), e: int(h.detection.sink_errors) });
   set($('[data-testid=co-store]'), h.detection.alert_store_pending, int(h.detection.alert_store_pending));
   $('#co-outbox').textContent = h.webhook.outbox == null ? t('no webhook') : t('webhook outbox {o} · delivered {d}', { o: int(h.webhook.outbox), d: int(h.webhook.delivered) });
   $('#co-metrics tbody').innerHTML = h.metrics
