@@ -6,7 +6,8 @@
 //! and names the top dropped sources; a manual block made through the API (authenticated)
 //! is pushed and enforced, a block over a protected range is refused; a reload whose drop
 //! rule would cover a protected range is refused with file:line and the old plan kept;
-//! every enforcement change is an entry in the evidence log.
+//! every enforcement change is an entry in the evidence log; a token restricted to the
+//! probe's line sees its enforcement status, one restricted to another line does not.
 
 use std::{
     collections::HashMap,
@@ -34,7 +35,7 @@ use tidegate_testkit::{
 };
 
 use crate::support::evidence::keygen;
-use crate::support::ui::{Console, TOKEN, api, block_on, http};
+use crate::support::ui::{Console, TOKEN, api, block_on, http, sha256_hex};
 
 const LINE: &str = "line-b";
 const HOME: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 1);
@@ -42,6 +43,37 @@ const DENIED: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 const ALLOWED: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 const BLOCKED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
 const SCANNER: Ipv4Addr = Ipv4Addr::new(10, 10, 5, 5);
+/// Bearer tokens of viewers restricted to the probe's line and to another line.
+const LINE_TOKEN: &str = "token-of-a-viewer-of-line-b";
+const OTHER_TOKEN: &str = "token-of-a-viewer-of-line-z";
+
+/// `[[api.token]]`s for [`LINE_TOKEN`] and [`OTHER_TOKEN`].
+fn restricted_tokens() -> String {
+    format!(
+        "\n[[api.token]]\nname = \"line-viewer\"\nsha256 = \"{}\"\nrole = \"viewer\"\nlines = [\"{LINE}\"]\n\
+         \n[[api.token]]\nname = \"other-viewer\"\nsha256 = \"{}\"\nrole = \"viewer\"\nlines = [\"line-z\"]\n",
+        sha256_hex(LINE_TOKEN),
+        sha256_hex(OTHER_TOKEN)
+    )
+}
+
+/// The probe ids in `/api/v1/enforce/status` as `token` sees it.
+fn status_probes(url: &str, token: &str) -> Vec<String> {
+    let auth = format!("Bearer {token}");
+    let r = block_on(http(
+        "GET",
+        url,
+        "/api/v1/enforce/status",
+        &[("Authorization", auth.as_str())],
+        None,
+    ));
+    json(r)["probes"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
 
 fn policy(protected: &str) -> String {
     format!(
@@ -109,9 +141,10 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
     let c = Console::start_with(
         false,
         &format!(
-            "\n[policy]\nfile = \"{}\"\n\n[evidence]\ndir = \"evidence\"\nkey = \"{}\"\norigin = \"tidegate.test/enforce\"\ncheckpoint_secs = 1\n",
+            "\n[policy]\nfile = \"{}\"\n\n[evidence]\ndir = \"evidence\"\nkey = \"{}\"\norigin = \"tidegate.test/enforce\"\ncheckpoint_secs = 1\n{}",
             policy_path.display(),
-            key.display()
+            key.display(),
+            restricted_tokens()
         ),
     );
     let first = status(&c.url)["plan"]["version"].as_u64().unwrap();
@@ -356,6 +389,29 @@ fn enforce_policy_from_the_collector_drops_at_the_line_and_every_drop_is_account
         },
     ));
     assert!(ok, "violation with action = dropped");
+
+    // Enforcement status by line: once the probe's health (naming its line) is stored, a
+    // viewer of that line sees the probe, a viewer of another line does not.
+    let ok = block_on(tidegate_testkit::eventually_async(
+        Duration::from_secs(30),
+        async || {
+            c.stack
+                .ch
+                .query(&format!(
+                    "SELECT count() FROM tidegate.probe_health WHERE has(lines, '{LINE}')"
+                ))
+                .await
+                != "0"
+        },
+    ));
+    assert!(ok, "the probe's health naming its line is stored");
+    assert_eq!(status_probes(&c.url, LINE_TOKEN), ["edge-1"]);
+    assert_eq!(status_probes(&c.url, OTHER_TOKEN), Vec::<String>::new());
+    assert_eq!(
+        status_probes(&c.url, TOKEN),
+        ["edge-1"],
+        "an admin sees it too"
+    );
 
     // Every enforcement change is in the evidence log.
     let entries = std::fs::read_to_string(c.dir().join("evidence").join("entries.jsonl")).unwrap();
