@@ -3,7 +3,9 @@
 //! time lags the clock in detection, the alert-state queue and the webhook outbox,
 //! dead letters — read from the same metrics `/metrics` exposes, plus every metric as a
 //! sample list. A principal restricted to some lines gets the samples of its lines'
-//! probes and exporters only, and no collector-wide volume (see [`visible`]).
+//! probes and exporters only (see [`visible`]), and no collector-wide counts of records
+//! or alerts; the health gauges (spool, ClickHouse, detection lag, outbox depth, error
+//! counts) stay the collector's as a whole.
 
 use std::collections::{HashMap, HashSet};
 
@@ -171,8 +173,8 @@ pub async fn health(
         },
         "webhook": {
             "outbox": one("alert_webhook_queued"),
-            "delivered": one("alert_webhook_delivered_total"),
-            "dead_letters": one("alert_webhook_dead_letters_total"),
+            "delivered": volume(one("alert_webhook_delivered_total")),
+            "dead_letters": volume(one("alert_webhook_dead_letters_total")),
         },
         "metrics": samples.iter().filter(|s| visible(s, probes.as_deref())).map(|s| json!({"name": s.name, "labels": s.labels, "value": num(s.value)})).collect::<Vec<_>>(),
     })))

@@ -67,7 +67,7 @@ pub(crate) type ProbeScopes = std::sync::Mutex<
 /// time; exporters send no health). `None` for a principal that sees every line. Both
 /// reads go through the principal's row filter, so the set cannot name a probe of
 /// another line only. Reused for [`PROBE_SCOPE_TTL`]; when ClickHouse cannot answer the
-/// set is empty (nothing is shown rather than everything).
+/// set is empty (nothing is shown rather than everything) for 5 s.
 pub async fn visible_probes(st: &super::AppState, who: &Principal) -> Option<Arc<HashSet<String>>> {
     let lines = who.lines.as_ref()?;
     let mut key = lines.clone();
@@ -93,16 +93,31 @@ pub async fn visible_probes(st: &super::AppState, who: &Principal) -> Option<Arc
             .collect(),
         Err(e) => {
             tracing::warn!(user = %who.name, error = %e, "cannot read which probes carry the user's lines; showing none");
-            return Some(Arc::default());
+            // Kept for a few seconds: while ClickHouse is down every poll of the health
+            // page would otherwise wait for the query to fail.
+            let since = std::time::Instant::now()
+                .checked_sub(PROBE_SCOPE_TTL - std::time::Duration::from_secs(5))
+                .unwrap_or_else(std::time::Instant::now);
+            return Some(remember(st, key, since, HashSet::new()));
         }
     };
+    Some(remember(st, key, std::time::Instant::now(), set))
+}
+
+/// Keeps `set` as line list `key`'s probes, read at `at`.
+fn remember(
+    st: &super::AppState,
+    key: Vec<String>,
+    at: std::time::Instant,
+    set: HashSet<String>,
+) -> Arc<HashSet<String>> {
     let set = Arc::new(set);
     let mut cache = st.probe_scopes.lock().unwrap_or_else(|p| p.into_inner());
     if cache.len() >= PROBE_SCOPES_MAX {
         cache.clear();
     }
-    cache.insert(key, (std::time::Instant::now(), set.clone()));
-    Some(set)
+    cache.insert(key, (at, set.clone()));
+    set
 }
 
 /// Refuses (as not found) an alert or violation `id` outside `who`'s lines; nothing

@@ -99,7 +99,9 @@ pub(crate) struct Shared {
     pub durable: watch::Sender<Position>,
     /// Bytes held in segments (including appends in flight).
     pub bytes: AtomicU64,
-    /// Entries appended and not yet committed downstream.
+    /// Entries appended and not yet committed downstream, counted from admission (a
+    /// segment roll can publish entries, and the pipeline commit them, before their
+    /// group's sync returns: counted any later, the commit's subtraction would be lost).
     pub pending: AtomicU64,
     /// Signalled when a commit frees space.
     pub space: Notify,
@@ -228,6 +230,7 @@ impl Spool {
                 let room = (cur, self.shared.cfg.max_bytes);
                 if shares.admits(holder, probe_id, len, room, uncommitted) {
                     self.shared.bytes.fetch_add(len, Ordering::AcqRel);
+                    self.shared.pending.fetch_add(1, Ordering::AcqRel);
                     if holder == Holder::Probe {
                         shares.reserve(probe_id, len);
                     }
@@ -255,6 +258,8 @@ impl Spool {
                     .release(probe_id, len);
             }
             self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
+            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+            self.shared.space.notify_waiters();
             return Err(SpoolError::Closed);
         }
         wait.await.map_err(|_| SpoolError::Closed)?
@@ -350,9 +355,6 @@ impl Writer {
                         }
                     }
                 }
-                self.shared
-                    .pending
-                    .fetch_add(rest.len() as u64, Ordering::AcqRel);
                 self.shared.durable.send_modify(|d| *d = (*d).max(end));
                 for (r, end) in rest.into_iter().zip(ends) {
                     let _ = r.done.send(Ok(end));
@@ -367,6 +369,9 @@ impl Writer {
                     }
                 }
                 self.shared.bytes.fetch_sub(n, Ordering::AcqRel);
+                self.shared
+                    .pending
+                    .fetch_sub(failed_reqs.len() as u64, Ordering::AcqRel);
                 self.shared.space.notify_waiters();
                 for r in failed_reqs {
                     let _ = r.done.send(Err(SpoolError::Io {

@@ -51,7 +51,7 @@ function draw(ctx, h) {
   const event = et ? t('event time {time} {zone} (a replay lags by its age) · ', { time: time(et * 1000), zone: tz() }) : '';
   $('#co-detect').textContent = t('{event}{n} records seen · {e} sink errors', { event, n: count(h.detection.records), e: int(h.detection.sink_errors) });
   set($('[data-testid=co-store]'), h.detection.alert_store_pending, int(h.detection.alert_store_pending));
-  $('#co-outbox').textContent = h.webhook.outbox == null ? t('no webhook') : t('webhook outbox {o} · delivered {d}', { o: int(h.webhook.outbox), d: int(h.webhook.delivered) });
+  $('#co-outbox').textContent = h.webhook.outbox == null ? t('no webhook') : t('webhook outbox {o} · delivered {d}', { o: int(h.webhook.outbox), d: count(h.webhook.delivered) });
   $('#co-metrics tbody').innerHTML = h.metrics
     .map((m) => `<tr data-metric="${esc(m.name)}"><td class="mono" translate="no">${esc(m.name)}</td><td class="mono muted" translate="no">${esc(m.labels)}</td><td class="num">${esc(Number.isInteger(m.value) ? int(m.value) : m.value.toPrecision(6))}</td></tr>`)
     .join('');
