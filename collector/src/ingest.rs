@@ -147,7 +147,7 @@ impl BatchSink for Exporters {
     }
 
     fn last_seq(&self, probe_id: &str, epoch: u64) -> Option<u64> {
-        self.0.spool.last_seq(probe_id, epoch)
+        self.0.last_seq(probe_id, epoch)
     }
 }
 

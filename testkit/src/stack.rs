@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use tidegate_probe::export::collector::CollectorExporter;
+use tidegate_probe::export::collector::{CollectorExporter, CollectorOptions};
 use tidegate_wire::record::FlowRecord;
 
 use crate::{
@@ -92,8 +92,13 @@ impl Stack {
 
     /// An exporter for probe `id` spooling in `<dir>/spool-<id>`.
     pub fn exporter(&self, id: &str) -> CollectorExporter {
+        exporter(self.exporter_options(id))
+    }
+
+    /// The options of [`Stack::exporter`].
+    pub fn exporter_options(&self, id: &str) -> CollectorOptions {
         let spool = self.dir.path().join(format!("spool-{id}"));
-        exporter(probe_options(&self.certs, id, self.config.addr(), &spool))
+        probe_options(&self.certs, id, self.config.addr(), &spool)
     }
 
     /// Replays corpus captures through probe `id` (each capture on a line named after
@@ -112,8 +117,7 @@ impl Stack {
     ) -> Vec<FlowRecord> {
         // The probe reports the captures' lines in its health, as a probe reports the
         // lines it captures on.
-        let spool = self.dir.path().join(format!("spool-{id}"));
-        let mut o = probe_options(&self.certs, id, self.config.addr(), &spool);
+        let mut o = self.exporter_options(id);
         o.lines = captures
             .iter()
             .map(|f| crate::probe::capture_line(f).to_string())

@@ -174,9 +174,9 @@ pub struct FrameStart {
 }
 
 /// Reads a frame's header (refusing an empty or oversized length or an unknown type),
-/// so the caller can decide from
-/// the type and the length whether (and with what memory) to read the payload, with
-/// [`read_frame_head_async`] (its first bytes) and [`read_frame_rest_async`].
+/// so the caller can decide from the type and the length whether (and with what memory)
+/// to read the payload, with [`read_frame_head_async`] (its first bytes) and
+/// [`read_frame_rest_async`].
 pub async fn read_frame_start_async<R: AsyncRead + Unpin + ?Sized>(
     r: &mut R,
     max: usize,

@@ -56,7 +56,11 @@ const PROBE_SCOPE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 /// configuration).
 const PROBE_SCOPES_MAX: usize = 256;
 
-/// The probe sets of line restrictions, read at most every [`PROBE_SCOPE_TTL`].
+/// How long the empty set a failed read gives is reused (while ClickHouse is down every
+/// poll of the health page would otherwise wait for the query to fail).
+const PROBE_SCOPE_FAILED_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The probe sets of line restrictions, each with the time it expires.
 pub(crate) type ProbeScopes = std::sync::Mutex<
     std::collections::HashMap<Vec<String>, (std::time::Instant, Arc<HashSet<String>>)>,
 >;
@@ -67,17 +71,17 @@ pub(crate) type ProbeScopes = std::sync::Mutex<
 /// time; exporters send no health). `None` for a principal that sees every line. Both
 /// reads go through the principal's row filter, so the set cannot name a probe of
 /// another line only. Reused for [`PROBE_SCOPE_TTL`]; when ClickHouse cannot answer the
-/// set is empty (nothing is shown rather than everything) for 5 s.
+/// set is empty (nothing is shown rather than everything) for [`PROBE_SCOPE_FAILED_TTL`].
 pub async fn visible_probes(st: &super::AppState, who: &Principal) -> Option<Arc<HashSet<String>>> {
     let lines = who.lines.as_ref()?;
     let mut key = lines.clone();
     key.sort();
-    if let Some((at, set)) = st
+    if let Some((expires, set)) = st
         .probe_scopes
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&key)
-        && at.elapsed() < PROBE_SCOPE_TTL
+        && std::time::Instant::now() < *expires
     {
         return Some(set.clone());
     }
@@ -93,22 +97,17 @@ pub async fn visible_probes(st: &super::AppState, who: &Principal) -> Option<Arc
             .collect(),
         Err(e) => {
             tracing::warn!(user = %who.name, error = %e, "cannot read which probes carry the user's lines; showing none");
-            // Kept for a few seconds: while ClickHouse is down every poll of the health
-            // page would otherwise wait for the query to fail.
-            let since = std::time::Instant::now()
-                .checked_sub(PROBE_SCOPE_TTL - std::time::Duration::from_secs(5))
-                .unwrap_or_else(std::time::Instant::now);
-            return Some(remember(st, key, since, HashSet::new()));
+            return Some(remember(st, key, PROBE_SCOPE_FAILED_TTL, HashSet::new()));
         }
     };
-    Some(remember(st, key, std::time::Instant::now(), set))
+    Some(remember(st, key, PROBE_SCOPE_TTL, set))
 }
 
-/// Keeps `set` as line list `key`'s probes, read at `at`.
+/// Keeps `set` as line list `key`'s probes for `ttl`.
 fn remember(
     st: &super::AppState,
     key: Vec<String>,
-    at: std::time::Instant,
+    ttl: std::time::Duration,
     set: HashSet<String>,
 ) -> Arc<HashSet<String>> {
     let set = Arc::new(set);
@@ -116,7 +115,7 @@ fn remember(
     if cache.len() >= PROBE_SCOPES_MAX {
         cache.clear();
     }
-    cache.insert(key, (at, set.clone()));
+    cache.insert(key, (std::time::Instant::now() + ttl, set.clone()));
     set
 }
 

@@ -117,6 +117,24 @@ pub(crate) struct Shared {
     pub fault: Fault,
 }
 
+impl Shared {
+    /// Gives back what admitting `reqs` took (their appends failed, or never reached the
+    /// writer): their bytes, their pending count and their probes' shares; wakes the
+    /// appends waiting for room.
+    fn give_back(&self, reqs: &[Req]) {
+        {
+            let mut shares = self.shares.lock().expect("shares lock");
+            for r in reqs.iter().filter(|r| r.holder == Holder::Probe) {
+                shares.release(&r.probe, r.bytes.len() as u64);
+            }
+        }
+        let bytes: u64 = reqs.iter().map(|r| r.bytes.len() as u64).sum();
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.pending.fetch_sub(reqs.len() as u64, Ordering::AcqRel);
+        self.space.notify_waiters();
+    }
+}
+
 /// Faults for the tests: the bytes the writer may still write before a write fails
 /// part-way (as with a full disk), and whether the next `fdatasync` fails.
 #[cfg(test)]
@@ -248,18 +266,9 @@ impl Spool {
             seq,
             done,
         });
-        if sent.is_err() {
+        if let Err(crossbeam_channel::SendError(req)) = sent {
             // The writer is gone: give the reservation back.
-            if holder == Holder::Probe {
-                self.shared
-                    .shares
-                    .lock()
-                    .expect("shares lock")
-                    .release(probe_id, len);
-            }
-            self.shared.bytes.fetch_sub(len, Ordering::AcqRel);
-            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
-            self.shared.space.notify_waiters();
+            self.shared.give_back(std::slice::from_ref(&req));
             return Err(SpoolError::Closed);
         }
         wait.await.map_err(|_| SpoolError::Closed)?
@@ -361,18 +370,7 @@ impl Writer {
                 }
             }
             if let Some(e) = failed {
-                let n: u64 = failed_reqs.iter().map(|r| r.bytes.len() as u64).sum();
-                {
-                    let mut shares = self.shared.shares.lock().expect("shares lock");
-                    for r in failed_reqs.iter().filter(|r| r.holder == Holder::Probe) {
-                        shares.release(&r.probe, r.bytes.len() as u64);
-                    }
-                }
-                self.shared.bytes.fetch_sub(n, Ordering::AcqRel);
-                self.shared
-                    .pending
-                    .fetch_sub(failed_reqs.len() as u64, Ordering::AcqRel);
-                self.shared.space.notify_waiters();
+                self.shared.give_back(&failed_reqs);
                 for r in failed_reqs {
                     let _ = r.done.send(Err(SpoolError::Io {
                         path: self.shared.dir.clone(),
