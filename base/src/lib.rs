@@ -10,6 +10,7 @@ pub mod config;
 pub mod durable;
 pub mod limits;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod tls;
 

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         pending_templates: 4,
         pending_sets_per_template: 4,
         pending_set_bytes: 4096,
-        ..NetflowConfig::default()
+        ..NetflowConfig::accepting_any()
     };
     let mut d = Decoder::new(Arc::new(cfg)).expect("valid configuration");
     let mut rest = data;

@@ -123,6 +123,8 @@ fn measure(cfg: &DetectConfig, records: &[FlowRecord], runs: usize) -> anyhow::R
 }
 
 fn main() -> anyhow::Result<()> {
+    // As the collector runs its detection (and for the same reason).
+    tidegate_base::memory::no_transparent_huge_pages();
     let mut a = Args::parse();
     if a.smoke {
         a.rows = 20_000;

@@ -114,7 +114,7 @@ fn set_rcvbuf(sock: &UdpSocket, bytes: i32) {
 /// Records per pass over `dgrams`, as a receiver that has every template sees them (a
 /// second pass: the first one teaches the templates).
 fn records_per_pass(dgrams: &[Vec<u8>]) -> u64 {
-    let mut d = Decoder::new(Arc::new(NetflowConfig::default())).expect("decoder");
+    let mut d = Decoder::new(Arc::new(NetflowConfig::accepting_any())).expect("decoder");
     let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
     for g in dgrams {
         d.decode(from, g, tidegate_base::clock::wall_ns());
@@ -245,7 +245,7 @@ fn run_tidegate(
         listen: vec![addr],
         flush_interval: Duration::from_millis(200),
         recv_buffer_bytes: 64 << 20,
-        ..NetflowConfig::default()
+        ..NetflowConfig::accepting_any()
     });
     let metrics = NetflowMetrics::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -440,7 +440,7 @@ fn main() -> anyhow::Result<()> {
     text.push_str("| receiver | offered rec/s | sent rec/s | sent | taken | loss | CPU s | records per CPU-s | CPU µs/record |\n|---|---|---|---|---|---|---|---|---|\n");
     // Where tidegate's time goes: the decoder alone, in process (no socket, no spool).
     let decode_ns = {
-        let mut d = Decoder::new(Arc::new(NetflowConfig::default())).expect("decoder");
+        let mut d = Decoder::new(Arc::new(NetflowConfig::accepting_any())).expect("decoder");
         let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
         for g in &dgrams {
             d.decode(from, g, tidegate_base::clock::wall_ns());

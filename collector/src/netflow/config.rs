@@ -91,11 +91,22 @@ pub struct NetflowConfig {
     pub export: Vec<ExportTarget>,
 }
 
+impl NetflowConfig {
+    /// The defaults, but taking flows from any source (`accept_unlisted = true`): for
+    /// labs, tests and benchmarks, never a listener on a network others can reach.
+    pub fn accepting_any() -> Self {
+        NetflowConfig {
+            accept_unlisted: true,
+            ..NetflowConfig::default()
+        }
+    }
+}
+
 impl Default for NetflowConfig {
     fn default() -> Self {
         NetflowConfig {
             listen: Vec::new(),
-            accept_unlisted: true,
+            accept_unlisted: false,
             exporters: Arc::default(),
             max_exporters: 128,
             template_timeout: Duration::from_secs(1800),

@@ -997,20 +997,20 @@ mod tests {
             ),
         ];
         for (what, bytes, reason) in cases {
-            let mut d = decoder(NetflowConfig::default());
+            let mut d = decoder(NetflowConfig::accepting_any());
             let out = d.decode(from(1), &bytes, T);
             assert!(out.records.is_empty(), "{what}: {:?}", out.records);
             assert_eq!(problems(&out), vec![reason], "{what}");
         }
         // Data for a template never seen is held (not a problem yet), and one beyond the
         // hold's byte limit is dropped as no_template.
-        let mut d = decoder(NetflowConfig::default());
+        let mut d = decoder(NetflowConfig::accepting_any());
         let out = d.decode(from(1), &ipfix(7, &[(400, vec![0; 40])]), T);
         assert_eq!((out.held, out.problems.len()), (1, 0));
         let out = d.decode(from(1), &ipfix(7, &[(401, vec![0; 20_000])]), T);
         assert_eq!((out.held, problems(&out)), (0, vec!["no_template"]));
         // The valid message decodes.
-        let mut d = decoder(NetflowConfig::default());
+        let mut d = decoder(NetflowConfig::accepting_any());
         let out = d.decode(from(1), &v, T);
         assert_eq!((out.records.len(), out.problems.len()), (1, 0));
     }
@@ -1032,7 +1032,7 @@ mod tests {
         v5.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 180, 0, 0, 0, 50, 0, 0, 0, 90]);
         v5.extend_from_slice(&[4, 0, 1, 187, 0, 0x18, 6, 0, 0, 0, 0, 0, 24, 24, 0, 0]);
         for msg in [ipfix, v5] {
-            let mut d = decoder(NetflowConfig::default());
+            let mut d = decoder(NetflowConfig::accepting_any());
             for n in 0..msg.len() {
                 d.decode(from(2), &msg[..n], T);
             }
@@ -1058,7 +1058,7 @@ mod tests {
             .remove(0);
         let tmpl = Encoder::new(5).templates(1_700_000_000);
         assert!(with.len() > without.len());
-        let mut d = decoder(NetflowConfig::default());
+        let mut d = decoder(NetflowConfig::accepting_any());
         let early = d.decode(from(4), &without, T);
         assert!(early.records.is_empty());
         assert!(early.problems.is_empty(), "{:?}", early.problems);
@@ -1072,7 +1072,7 @@ mod tests {
     fn held_data_is_bounded_per_template() {
         let cfg = NetflowConfig {
             pending_sets_per_template: 4,
-            ..NetflowConfig::default()
+            ..NetflowConfig::accepting_any()
         };
         let mut d = decoder(cfg);
         let r = record(1);
@@ -1096,7 +1096,7 @@ mod tests {
     fn template_scopes_are_bounded_by_max_exporters() {
         let mut d = decoder(NetflowConfig {
             max_exporters: 16,
-            ..NetflowConfig::default()
+            ..NetflowConfig::accepting_any()
         });
         let v = valid();
         for i in 0..2000u32 {
@@ -1108,9 +1108,16 @@ mod tests {
     }
 
     #[test]
+    fn decoder_with_defaults_refuses_unlisted_exporters_as_a_file_would() {
+        let refused = decoder(NetflowConfig::default()).decode(from(8), &valid(), T);
+        assert_eq!(problems(&refused), vec!["unknown_exporter"]);
+        let taken = decoder(NetflowConfig::accepting_any()).decode(from(8), &valid(), T);
+        assert!(problems(&taken).is_empty());
+    }
+
+    #[test]
     fn listed_exporters_map_interfaces_to_lines_and_others_are_refused() {
         let mut d = decoder(NetflowConfig {
-            accept_unlisted: false,
             exporters: listed_rtr([(3, "hk-intl-1".to_string())].into(), Some(100)),
             ..NetflowConfig::default()
         });
@@ -1140,7 +1147,7 @@ mod tests {
 
     #[test]
     fn options_sampling_applies_per_scope_and_per_sampler() {
-        let mut d = decoder(NetflowConfig::default());
+        let mut d = decoder(NetflowConfig::accepting_any());
         let [opt_tmpl, opt_data] = sampler_options();
         let m = ipfix(
             1,
@@ -1170,7 +1177,7 @@ mod tests {
     fn spoofed_sources_do_not_evict_a_listed_exporters_templates_or_sampling() {
         let mut d = decoder(NetflowConfig {
             exporters: listed_rtr(HashMap::new(), None),
-            ..NetflowConfig::default()
+            ..NetflowConfig::accepting_any()
         });
         let [opt_tmpl, opt_data] = sampler_options();
         let first = ipfix(1, &[opt_tmpl, opt_data, selector_template()]);
@@ -1212,7 +1219,7 @@ mod tests {
         let mut data = vec![10, 0, 0, 1, 192, 0, 2, 1, 0, 0, 0, 2];
         data.extend_from_slice(&(u64::MAX - 5).to_be_bytes());
         data.extend_from_slice(&u64::MAX.to_be_bytes());
-        let mut d = decoder(NetflowConfig::default());
+        let mut d = decoder(NetflowConfig::accepting_any());
         let m = ipfix(1, &[(3, opt_tmpl), (260, opt_data), (2, tmpl), (270, data)]);
         let out = d.decode(from(9), &m, T);
         assert_eq!(out.records.len(), 1, "{:?}", out.problems);
@@ -1261,7 +1268,7 @@ mod tests {
 
     #[test]
     fn absurd_exporter_times_are_refused_and_counted() {
-        let mut d = decoder(NetflowConfig::default());
+        let mut d = decoder(NetflowConfig::accepting_any());
         let now_s = (T / 1_000_000_000) as u32;
         let ok = d.decode(from(1), &v5(now_s), T);
         assert_eq!(ok.records.len(), 1, "{:?}", ok.problems);
@@ -1318,7 +1325,7 @@ mod tests {
         m.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // sequence, source id
         m.extend_from_slice(&tmpl);
         m.extend_from_slice(&data);
-        let out = decoder(NetflowConfig::default()).decode(from(3), &m, T);
+        let out = decoder(NetflowConfig::accepting_any()).decode(from(3), &m, T);
         assert_eq!(out.records.len(), 1, "{:?}", out.problems);
         let r = &out.records[0];
         assert_eq!(

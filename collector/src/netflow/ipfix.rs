@@ -265,7 +265,7 @@ mod tests {
         let msgs = enc.messages(&refs, 1_700_000_002, true);
         assert!(msgs.len() > 10);
         assert!(msgs.iter().all(|m| m.len() <= MAX_MESSAGE));
-        let mut dec = Decoder::new(Arc::new(NetflowConfig::default())).unwrap();
+        let mut dec = Decoder::new(Arc::new(NetflowConfig::accepting_any())).unwrap();
         let from = "127.0.0.1:5000".parse().unwrap();
         let mut got = Vec::new();
         for m in &msgs {
