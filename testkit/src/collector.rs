@@ -33,6 +33,9 @@ pub struct CollectorConfig {
     pub retention_days: u32,
     /// More `[clickhouse]` settings, as TOML lines (e.g. `compression = "none"\n`).
     pub clickhouse_extra: String,
+    /// `spool.max_bytes` and `spool.segment_bytes` instead of the test sizes (with the
+    /// largest frame a segment holds), for tests that fill the spool.
+    pub spool_bytes: Option<(u64, u64)>,
 }
 
 impl CollectorConfig {
@@ -49,6 +52,7 @@ impl CollectorConfig {
             extra: String::new(),
             retention_days: 0,
             clickhouse_extra: String::new(),
+            spool_bytes: None,
         }
     }
 
@@ -58,19 +62,21 @@ impl CollectorConfig {
             .metrics_port
             .map(|p| format!("[collector]\nmetrics_listen = \"127.0.0.1:{p}\"\n\n"))
             .unwrap_or_default();
-        let (spool_sizes, aggregate) = if self.small {
+        let (max, segment) = self.spool_bytes.unwrap_or((1 << 30, 4 << 20));
+        let (spool_sizes, aggregate) = if self.small || self.spool_bytes.is_some() {
             (
-                "max_bytes = 1073741824\nsegment_bytes = 4194304\n",
+                format!("max_bytes = {max}\nsegment_bytes = {segment}\n"),
                 "[aggregate]\nshards = 2\n\n",
             )
         } else {
-            ("", "")
+            (String::new(), "")
         };
         // Small segments hold small frames only (the collector checks it).
-        let frames = if self.small {
-            "max_frame_bytes = 4194000\n"
+        let frames = if self.small || self.spool_bytes.is_some() {
+            let largest = segment - tidegate_collector::spool::MAX_ENTRY_OVERHEAD as u64;
+            format!("max_frame_bytes = {largest}\n")
         } else {
-            ""
+            String::new()
         };
         format!(
             "{metrics}[transport]\nlisten = \"127.0.0.1:{port}\"\nca_cert = \"{ca}\"\n\

@@ -43,6 +43,8 @@ pub struct StackOptions {
     pub extra: String,
     /// Serve Prometheus metrics on a free port.
     pub metrics: bool,
+    /// `spool.max_bytes` and `spool.segment_bytes` (see [`CollectorConfig::spool_bytes`]).
+    pub spool_bytes: Option<(u64, u64)>,
 }
 
 impl Stack {
@@ -59,6 +61,7 @@ impl Stack {
         let certs = Certs::generate(&dir.path().join("certs"), &PROBES);
         let mut config = CollectorConfig::new(dir.path(), &certs, free_port(), &ch.url());
         config.extra = opts.extra;
+        config.spool_bytes = opts.spool_bytes;
         if opts.metrics {
             config.metrics_port = Some(free_port());
         }

@@ -52,7 +52,7 @@ fn stack() -> (Stack, SocketAddr) {
         extra: format!(
             "[api]\nlisten = \"127.0.0.1:{port}\"\n\n[[api.user]]\nname = \"ana\"\npassword_hash = \"{hash}\"\n"
         ),
-        metrics: false,
+        ..StackOptions::default()
     });
     (s, SocketAddr::from(([127, 0, 0, 1], port)))
 }

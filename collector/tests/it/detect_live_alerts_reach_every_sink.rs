@@ -126,7 +126,7 @@ fn live_alerts_and_violations_reach_clickhouse_jsonl_syslog_and_a_webhook_exactl
         );
         let mut stack = Stack::start_with(StackOptions {
             extra,
-            metrics: false,
+            ..StackOptions::default()
         });
         let ch = &stack.ch;
         let jsonl = stack.dir().join("alerts.jsonl");

@@ -30,7 +30,7 @@ fn learned(s: &DetectorState, rule: &str) -> usize {
 fn detector_baselines_survive_a_sigkill_of_the_collector() {
     let mut stack = Stack::start_with(StackOptions {
         extra: "\n[detect]\nstate_save_secs = 1\n".into(),
-        metrics: false,
+        ..StackOptions::default()
     });
     let state = stack.dir().join("spool").join("detector-state.json");
     let records = stack.replay("edge-1", &["ndpi-1kxun.pcap", "ndpi-quic-29.pcap"]);

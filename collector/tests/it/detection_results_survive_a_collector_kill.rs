@@ -38,7 +38,7 @@ fn settled_violations(stack: &Stack) -> String {
 fn stack(analysis: &Analysis) -> Stack {
     Stack::start_with(StackOptions {
         extra: analysis.config(),
-        metrics: false,
+        ..StackOptions::default()
     })
 }
 

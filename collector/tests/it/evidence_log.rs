@@ -358,7 +358,7 @@ fn a_collector_killed_mid_stream_restarts_with_a_log_that_verifies() {
     let analysis = Analysis::new();
     let mut stack = Stack::start_with(StackOptions {
         extra: format!("{}{}", analysis.config(), section(&key)),
-        metrics: false,
+        ..StackOptions::default()
     });
     for (i, cap) in CAPTURES.iter().enumerate() {
         let mut ex = stack.exporter("edge-1");

@@ -143,7 +143,7 @@ fn checkpoints_are_time_stamped_by_an_rfc3161_authority() {
     );
     let mut stack = Stack::start_with(StackOptions {
         extra,
-        metrics: false,
+        ..StackOptions::default()
     });
     stack.replay("edge-1", &["ndpi-synscan.pcap"]);
     let stamps = stack.dir().join("evidence/timestamps.jsonl");

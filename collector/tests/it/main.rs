@@ -51,6 +51,7 @@ mod grafana_dashboards_query_clickhouse;
 mod hostile_peers_cannot_stop_the_collector;
 mod netflow_interop_with_softflowd_and_nfdump;
 mod netflow_listener_hostile_input;
+mod one_busy_probe_cannot_take_the_whole_spool;
 mod policy_byte_caps;
 mod policy_corpus_replay;
 mod policy_malformed_files_are_refused;

@@ -31,6 +31,7 @@ fn hostile_datagrams_are_counted_and_the_listener_keeps_serving() {
     let s = Stack::start_with(StackOptions {
         extra: listener_config(port),
         metrics: true,
+        ..StackOptions::default()
     });
     s.wait_for_schema();
     let metrics = s.config.metrics_port.unwrap();

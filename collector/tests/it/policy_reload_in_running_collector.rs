@@ -23,7 +23,7 @@ fn sighup_swaps_in_a_valid_policy_and_refuses_a_broken_one() {
                 "[policy]\nfile = \"{}\"\n\n[detect]\nenabled = false\n",
                 policy.display()
             ),
-            metrics: false,
+            ..StackOptions::default()
         });
         let collector = &stack.collector;
 

@@ -93,7 +93,7 @@ impl Console {
             url: format!("{scheme}://127.0.0.1:{ui_port}"),
             stack: Stack::start_with(StackOptions {
                 extra,
-                metrics: false,
+                ..StackOptions::default()
             }),
             records: Vec::new(),
             _analysis: analysis,
