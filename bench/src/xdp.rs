@@ -112,6 +112,59 @@ pub fn corpus_frames(dir: &Path, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(out.into_iter().step_by(step).take(n).collect())
 }
 
+/// Pins the calling thread to `cpu` until the guard is dropped (test runs then run
+/// there: a flow claimed on one CPU stays on it, as receive-side scaling keeps a flow's
+/// packets on one queue and CPU). Threads and processes started meanwhile inherit it.
+pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<Pinned> {
+    anyhow::ensure!(cpu < libc::CPU_SETSIZE as usize, "CPU {cpu} out of range");
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET stays inside it (cpu is
+    // below CPU_SETSIZE); sched_getaffinity writes the set, sched_setaffinity reads it.
+    unsafe {
+        let mut before: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size, &mut before) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_getaffinity");
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, size, &set) != 0 {
+            return Err(std::io::Error::last_os_error()).context(format!("pin to CPU {cpu}"));
+        }
+        Ok(Pinned(before))
+    }
+}
+
+/// The CPUs a thread was allowed before [`pin_to_cpu`]; restored on drop.
+pub struct Pinned(libc::cpu_set_t);
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: a set sched_getaffinity filled; read only.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0) };
+    }
+}
+
+/// The CPU the calling thread runs on, and another one it may run on (None on one CPU).
+pub fn this_and_other_cpu() -> anyhow::Result<(usize, Option<usize>)> {
+    // SAFETY: no arguments; returns -1 on error.
+    let this = unsafe { libc::sched_getcpu() };
+    anyhow::ensure!(
+        this >= 0,
+        "sched_getcpu: {}",
+        std::io::Error::last_os_error()
+    );
+    let this = this as usize;
+    // SAFETY: as in `pin_to_cpu`; sched_getaffinity writes the set only.
+    let other = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(std::io::Error::last_os_error()).context("sched_getaffinity");
+        }
+        (0..libc::CPU_SETSIZE as usize).find(|&c| c != this && libc::CPU_ISSET(c, &set))
+    };
+    Ok((this, other))
+}
+
 /// Kernel-measured mean ns per run of `prog` on `frame`.
 pub fn run_ns(prog: &Xdp, frame: &[u8], repeat: u32, out: &mut [u8]) -> anyhow::Result<f64> {
     let r = prog.test_run(TestRunOptions {

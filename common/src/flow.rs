@@ -91,6 +91,45 @@ impl FlowKey {
         Self::addr([0; 8], [0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]])
     }
 
+    /// Sets where the packet was seen — interface, direction, and the outer VLAN id when
+    /// one is given out of band — by writing the key's last three words whole. (The
+    /// flow table reads the key as words right after this: a byte or half-word store
+    /// into a word that is then read whole makes the read wait until the store reaches
+    /// the cache, a failed store-to-load forward that was a tenth of the flow-table
+    /// function's time in the kernel program, perf over bench/src/bin/xdp_cost.rs.)
+    #[inline(always)]
+    pub fn set_capture(&mut self, ifindex: u32, direction: Direction, vlan: Option<u16>) {
+        let vlan = match vlan {
+            Some(v) => v,
+            None => self.vlan,
+        };
+        // `v` (`width` bytes) placed at byte `off` of a word read in native order.
+        const fn at(v: u64, off: u32, width: u32) -> u64 {
+            if cfg!(target_endian = "little") {
+                v << (8 * off)
+            } else {
+                v << (8 * (8 - off - width))
+            }
+        }
+        let w4 =
+            at(ifindex as u64, 0, 4) | at(self.sport as u64, 4, 2) | at(self.dport as u64, 6, 2);
+        let w5 = at(vlan as u64, 0, 2)
+            | at(self.proto as u64, 2, 1)
+            | at(self.family as u64, 3, 1)
+            | at(self.tunnel as u64, 4, 1)
+            | at(direction as u64, 7, 1);
+        let w6 = at(self.tunnel_id as u64, 0, 4);
+        let p = self as *mut FlowKey as *mut u64;
+        // SAFETY: the key is 8-aligned and 56 bytes (words 0-6); words 4-6 hold exactly
+        // ifindex, sport, dport | vlan, proto, family, tunnel, pad (zero), direction |
+        // tunnel_id, pad2 (zero), in the order of the struct (repr(C)).
+        unsafe {
+            p.add(4).write(w4);
+            p.add(5).write(w5);
+            p.add(6).write(w6);
+        }
+    }
+
     /// An address field from its two halves, built as two words (see
     /// [`Self::ipv4_mapped`]).
     #[inline(always)]
@@ -211,6 +250,38 @@ mod tests {
         assert_eq!(FlowKey::addr(lo, hi), a);
         // The byte the capture path writes after parsing ends its word (see the field).
         assert_eq!(core::mem::offset_of!(FlowKey, direction) % 8, 7);
+    }
+
+    #[test]
+    fn capture_words_are_the_fields_set_one_by_one() {
+        let parsed = FlowKey {
+            src: FlowKey::ipv4_mapped([192, 0, 2, 7]),
+            dst: FlowKey::ipv4_mapped([198, 51, 100, 9]),
+            sport: 0xbeef,
+            dport: 443,
+            vlan: 0x0abc,
+            proto: 17,
+            family: 4,
+            tunnel: 3,
+            tunnel_id: 0xdead_beef,
+            ..FlowKey::ZERO
+        };
+        for (ifindex, dir, vlan) in [
+            (7, Direction::Egress, None),
+            (0xfedc_ba98, Direction::Ingress, Some(0x0123)),
+            (1, Direction::Egress, Some(NO_VLAN)),
+        ] {
+            let mut want = parsed;
+            want.ifindex = ifindex;
+            want.direction = dir as u8;
+            if let Some(v) = vlan {
+                want.vlan = v;
+            }
+            let mut got = parsed;
+            got.set_capture(ifindex, dir, vlan);
+            assert_eq!(got, want);
+            assert_eq!(crate::slot::key_words(&got), crate::slot::key_words(&want));
+        }
     }
 
     #[test]

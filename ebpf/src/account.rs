@@ -80,11 +80,7 @@ pub fn account(
         count(Counter::Decapsulated, 1);
     }
     let mut key = parsed.key;
-    key.ifindex = ifindex;
-    key.direction = dir as u8;
-    if let Some(v) = vlan {
-        key.vlan = v;
-    }
+    key.set_capture(ifindex, dir, vlan);
 
     // A GSO super-packet leaves as `segs` packets, each with its own headers.
     let (packets, bytes) = if segs > 1 && parsed.hdr_len > 0 {
