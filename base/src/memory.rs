@@ -12,7 +12,7 @@
 /// tables showed no difference either way (bench/src/bin/aggregate.rs). Page faults
 /// check the flag when they happen, so calling this first thing covers every later page.
 /// A kernel without the flag (before 3.15) refuses it, which only leaves huge pages
-/// allowed.
+/// allowed. Child processes inherit it.
 pub fn no_transparent_huge_pages() {
     // SAFETY: a process-wide flag with integer arguments; nothing is read from memory.
     let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
@@ -24,7 +24,7 @@ mod tests {
     fn huge_pages_are_off_for_the_process_afterwards() {
         super::no_transparent_huge_pages();
         let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        // The line exists since Linux 6.0; an older kernel has nothing to check.
+        // Kernels that do not report the flag there leave nothing to check.
         if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
             assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
         }

@@ -61,7 +61,7 @@ impl Machine {
         Machine {
             date,
             cpu_model,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores: online_cpus(),
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             os,
             memory_bytes,
@@ -95,6 +95,18 @@ impl Machine {
             let _ = writeln!(s, "| {k} | {v} |");
         }
         s
+    }
+}
+
+/// The machine's online CPUs (not this thread's affinity mask, which a benchmark may
+/// have narrowed to one CPU).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf reads a system value; -1 on error.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
 

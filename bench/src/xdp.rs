@@ -130,12 +130,13 @@ pub fn pin_to_cpu(cpu: usize) -> anyhow::Result<Pinned> {
         if libc::sched_setaffinity(0, size, &set) != 0 {
             return Err(std::io::Error::last_os_error()).context(format!("pin to CPU {cpu}"));
         }
-        Ok(Pinned(before))
+        Ok(Pinned(before, std::marker::PhantomData))
     }
 }
 
-/// The CPUs a thread was allowed before [`pin_to_cpu`]; restored on drop.
-pub struct Pinned(libc::cpu_set_t);
+/// The CPUs a thread was allowed before [`pin_to_cpu`]; restored on drop, by the same
+/// thread (not `Send`: the affinity call acts on the calling thread).
+pub struct Pinned(libc::cpu_set_t, std::marker::PhantomData<*const ()>);
 
 impl Drop for Pinned {
     fn drop(&mut self) {

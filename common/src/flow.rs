@@ -64,6 +64,23 @@ pub struct FlowKey {
     pub pad2: [u8; 4],
 }
 
+// [`FlowKey::set_capture`] writes words 4-6 whole: the build fails if the fields move.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(offset_of!(FlowKey, ifindex) == 32);
+    assert!(offset_of!(FlowKey, sport) == 36);
+    assert!(offset_of!(FlowKey, dport) == 38);
+    assert!(offset_of!(FlowKey, vlan) == 40);
+    assert!(offset_of!(FlowKey, proto) == 42);
+    assert!(offset_of!(FlowKey, family) == 43);
+    assert!(offset_of!(FlowKey, tunnel) == 44);
+    assert!(offset_of!(FlowKey, pad) == 45);
+    assert!(offset_of!(FlowKey, direction) == 47);
+    assert!(offset_of!(FlowKey, tunnel_id) == 48);
+    assert!(offset_of!(FlowKey, pad2) == 52);
+    assert!(size_of::<FlowKey>() == 56);
+};
+
 impl FlowKey {
     /// An all-zero key (used as a starting value; never a real flow).
     pub const ZERO: FlowKey = FlowKey {

@@ -33,8 +33,9 @@ pub struct CollectorConfig {
     pub retention_days: u32,
     /// More `[clickhouse]` settings, as TOML lines (e.g. `compression = "none"\n`).
     pub clickhouse_extra: String,
-    /// `spool.max_bytes` and `spool.segment_bytes` instead of the test sizes (with the
-    /// largest frame a segment holds), for tests that fill the spool.
+    /// `spool.max_bytes` and `spool.segment_bytes` instead of the test sizes, for tests
+    /// that fill the spool. Like `small`, it also sets two aggregation shards and
+    /// `transport.max_frame_bytes` to the largest frame a segment holds.
     pub spool_bytes: Option<(u64, u64)>,
 }
 

@@ -110,9 +110,6 @@ struct Row {
 }
 
 fn main() -> anyhow::Result<()> {
-    // Test runs on one CPU, as receive-side scaling keeps a flow on one CPU (see
-    // xdp_cost).
-    let _pinned = tidegate_bench::xdp::pin_to_cpu(tidegate_bench::xdp::this_and_other_cpu()?.0)?;
     let mut a = Args::parse();
     let sizes: Vec<usize> = if a.smoke {
         a.packets = a.packets.min(100);
@@ -158,7 +155,9 @@ fn main() -> anyhow::Result<()> {
             "enforcement switched {} for a policy of {n} rules",
             if n == 0 { "on" } else { "off" }
         );
-        // Warm up, then the baseline and tidegate back to back on each frame.
+        // Warm up, then the baseline and tidegate back to back on each frame, every run
+        // on one CPU, as receive-side scaling keeps a flow on one CPU (see xdp_cost).
+        let pinned = tidegate_bench::xdp::pin_to_cpu(tidegate_bench::xdp::this_and_other_cpu()?.0)?;
         for f in &frames {
             run_ns(tg, f, 1, &mut out)?;
         }
@@ -167,6 +166,7 @@ fn main() -> anyhow::Result<()> {
             b += run_ns(base, f, a.repeat, &mut out)?;
             t += run_ns(tg, f, a.repeat, &mut out)?;
         }
+        drop(pinned);
         rows.push(Row {
             rules: n,
             prefixes,

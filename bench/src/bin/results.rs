@@ -176,7 +176,7 @@ fn main() -> anyhow::Result<()> {
                 cell(Some(&r), 3),
                 cell(Some(&r), 2),
                 cell(Some(&r), 1),
-                if cell(Some(&r), 0).contains("another CPU") {
+                if cell(Some(&r), 0).contains("non-owner CPU") {
                     "as measured (RSS keeps a flow on one CPU)"
                 } else if cell(Some(&r), 0).contains("hot") {
                     "≤ 2× hot flows (issue 20)"

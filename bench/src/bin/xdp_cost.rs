@@ -7,7 +7,9 @@
 //!   variants (multi-buffer, linear).
 //! * Many flows in one test run: the benchmark programs rewrite the source address to
 //!   the next flow of a scattered sequence on every run (hot: 1 000 flows that stay in
-//!   the CPU caches; cold: 1 M flows, each run a different one, DRAM misses).
+//!   the CPU caches; the same on a CPU that did not claim them, which adds atomically;
+//!   cold: 1 M flows, each run a different one, DRAM misses).
+//! * Every test run on one pinned CPU, as receive-side scaling keeps a flow on one CPU.
 //!
 //! `cargo run --release -p tidegate-bench --bin xdp_cost -- [--smoke] [--out FILE]`
 
@@ -186,7 +188,8 @@ fn main() -> anyhow::Result<()> {
     writeln!(
         s,
         "Method: BPF_PROG_TEST_RUN, {} real Ethernet frames sampled across the corpus, each run {} times \
-         (kernel-measured mean per run), after a warm-up pass that creates the sample's flows; \
+         (kernel-measured mean per run, every run on one pinned CPU), after a warm-up pass that \
+         creates the sample's flows; \
          on each frame the baseline and tidegate with either clock run back to back. \
          \"Full table\" = {} extra flows created first (one test run, took {:.2} s).\n",
         frames.len(),
@@ -240,7 +243,7 @@ fn main() -> anyhow::Result<()> {
          coarse clock) — or, for the baseline, return. The rewrite is in both, so the ratio is \
          the flow table's and the parser's cost. Median of 5 alternating pairs. Every test run \
          of this benchmark runs on one CPU (the process is pinned), as receive-side scaling \
-         keeps each flow's packets on one CPU; *on another CPU* runs the hot flows on a CPU \
+         keeps each flow's packets on one CPU; *non-owner CPU* runs the hot flows on a CPU \
          that did not claim them, which adds with atomic instructions.\n"
     )?;
     writeln!(
@@ -250,7 +253,7 @@ fn main() -> anyhow::Result<()> {
     writeln!(s, "|---|---:|---:|---:|---:|---:|")?;
     let rows = [
         Some(("hot", hot_flows, hot_runs, hot)),
-        hot_foreign.map(|m| ("hot, on another CPU", hot_flows, hot_runs, m)),
+        hot_foreign.map(|m| ("hot (non-owner CPU)", hot_flows, hot_runs, m)),
         Some(("scattered", a.prefill as u64, a.prefill, cold)),
     ];
     for (what, flows, runs, (b, t)) in rows.into_iter().flatten() {

@@ -1111,8 +1111,10 @@ mod tests {
     fn decoder_with_defaults_refuses_unlisted_exporters_as_a_file_would() {
         let refused = decoder(NetflowConfig::default()).decode(from(8), &valid(), T);
         assert_eq!(problems(&refused), vec!["unknown_exporter"]);
+        assert!(refused.records.is_empty());
         let taken = decoder(NetflowConfig::accepting_any()).decode(from(8), &valid(), T);
         assert!(problems(&taken).is_empty());
+        assert!(!taken.records.is_empty());
     }
 
     #[test]
