@@ -137,6 +137,10 @@ fn main() -> anyhow::Result<()> {
     let tg: &Xdp = ebpf.program(PROG_XDP).context("program")?.try_into()?;
     let mut out = vec![0u8; 2048];
     let mut rows = Vec::new();
+    // Every size's test runs on this one CPU, as receive-side scaling keeps a flow on one
+    // CPU (see xdp_cost): the sample's flows stay in the table from size to size, claimed
+    // by the CPU of the first warm-up.
+    let cpu = tidegate_bench::xdp::this_and_other_cpu()?.0;
     for (i, &n) in sizes.iter().enumerate() {
         let (install, compile_t, encoded, prefixes) = if n == 0 {
             enf.clear()?;
@@ -155,9 +159,8 @@ fn main() -> anyhow::Result<()> {
             "enforcement switched {} for a policy of {n} rules",
             if n == 0 { "on" } else { "off" }
         );
-        // Warm up, then the baseline and tidegate back to back on each frame, every run
-        // on one CPU, as receive-side scaling keeps a flow on one CPU (see xdp_cost).
-        let pinned = tidegate_bench::xdp::pin_to_cpu(tidegate_bench::xdp::this_and_other_cpu()?.0)?;
+        // Warm up, then the baseline and tidegate back to back on each frame.
+        let pinned = tidegate_bench::xdp::pin_to_cpu(cpu)?;
         for f in &frames {
             run_ns(tg, f, 1, &mut out)?;
         }
