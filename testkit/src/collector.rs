@@ -64,7 +64,8 @@ impl CollectorConfig {
             .map(|p| format!("[collector]\nmetrics_listen = \"127.0.0.1:{p}\"\n\n"))
             .unwrap_or_default();
         let (max, segment) = self.spool_bytes.unwrap_or((1 << 30, 4 << 20));
-        let (spool_sizes, aggregate) = if self.small || self.spool_bytes.is_some() {
+        let sized = self.small || self.spool_bytes.is_some();
+        let (spool_sizes, aggregate) = if sized {
             (
                 format!("max_bytes = {max}\nsegment_bytes = {segment}\n"),
                 "[aggregate]\nshards = 2\n\n",
@@ -73,7 +74,7 @@ impl CollectorConfig {
             (String::new(), "")
         };
         // Small segments hold small frames only (the collector checks it).
-        let frames = if self.small || self.spool_bytes.is_some() {
+        let frames = if sized {
             let largest = segment - tidegate_collector::spool::MAX_ENTRY_OVERHEAD as u64;
             format!("max_frame_bytes = {largest}\n")
         } else {
