@@ -105,10 +105,16 @@ pub(crate) fn keep_earliest_with(
         }
     }
     let at = sample.partition_point(|e| evidence_order(e) <= key);
-    // Past the first allocation, straight to `max`: one move of the sample, not one
-    // per doubling.
-    if sample.len() == sample.capacity() && !sample.is_empty() {
-        sample.reserve_exact(max - sample.len());
+    // Room for the first record alone (most samples stay at one: a one-off series, a
+    // window with a single flow, and a record is ~150 bytes), then straight to `max`:
+    // at most two allocations, none per doubling, and no memory for records that never
+    // come.
+    if sample.len() == sample.capacity() {
+        sample.reserve_exact(if sample.is_empty() {
+            1
+        } else {
+            max - sample.len()
+        });
     }
     sample.insert(at, copy(r));
 }
