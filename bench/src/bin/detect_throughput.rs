@@ -28,6 +28,10 @@ struct Args {
     /// Records per workload.
     #[arg(long, default_value_t = 1_000_000)]
     rows: usize,
+    /// Records per `Detector::observe_batch` call, as the collector feeds a probe's batch
+    /// (the probe's default `batch_records`).
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -99,16 +103,28 @@ struct Measure {
     alerts: usize,
 }
 
-/// Feeds every record, then closes every window; the median of `runs` timings.
-fn measure(cfg: &DetectConfig, records: &[FlowRecord], runs: usize) -> anyhow::Result<Measure> {
+/// Feeds every record (`batch` at a time, or one by one through `observe` when `batch` is
+/// 1), then closes every window; the median of `runs` timings.
+fn measure(
+    cfg: &DetectConfig,
+    records: &[FlowRecord],
+    batch: usize,
+    runs: usize,
+) -> anyhow::Result<Measure> {
     let mut times = Vec::new();
     let (mut updates, mut alerts) = (0, 0);
     for _ in 0..runs.max(1) {
         let mut d = Detector::new(cfg.clone()).context("detector settings")?;
         let t = Instant::now();
         updates = 0;
-        for r in records {
-            updates += d.observe(r).len();
+        if batch <= 1 {
+            for r in records {
+                updates += d.observe(r).len();
+            }
+        } else {
+            for chunk in records.chunks(batch) {
+                updates += d.observe_batch(chunk).len();
+            }
         }
         alerts = d.finish().len();
         times.push(t.elapsed().as_secs_f64());
@@ -154,9 +170,10 @@ fn main() -> anyhow::Result<()> {
     let _ = writeln!(md, "# Detection throughput\n");
     let _ = writeln!(
         md,
-        "Records/s through `Detector::observe` (every record) and `finish` (every window \
-         closed), default thresholds, one thread; median of {} runs.\n",
-        a.runs
+        "Records/s through `Detector::observe_batch` ({} records per call, as the collector \
+         feeds a probe's batch; one row feeds `observe` record by record) and `finish` \
+         (every window closed), default thresholds, one thread; median of {} runs.\n",
+        a.batch, a.runs
     );
     let _ = writeln!(
         md,
@@ -171,20 +188,26 @@ fn main() -> anyhow::Result<()> {
         let _ = writeln!(md, "\n## {name}: {what}\n");
         let _ = writeln!(md, "| rules | records/s | ns/record | updates | alerts |");
         let _ = writeln!(md, "|---|---:|---:|---:|---:|");
-        let sets = [None, Some("before")]
+        // (rules, records per call): every rule in batches and record by record, then
+        // as before baselines and names, then each rule alone.
+        let sets = [(None, a.batch), (None, 1), (Some("before"), a.batch)]
             .into_iter()
-            .chain(RULES.iter().map(|r| Some(*r)));
-        for only in sets {
+            .chain(RULES.iter().map(|r| (Some(*r), a.batch)));
+        for (only, batch) in sets {
             // `--only all`: every rule together, alone.
             let want = a.only.as_deref().map(|o| (o != "all").then_some(o));
             if want.is_some_and(|w| w != only) {
                 continue;
             }
-            let m = measure(&config(only), records, a.runs)?;
+            if a.only.is_some() && batch != a.batch {
+                continue;
+            }
+            let m = measure(&config(only), records, batch, a.runs)?;
             let rps = records.len() as f64 / m.secs;
             let line = format!(
                 "| {} | {:.0} | {:.0} | {} | {} |",
                 match only {
+                    None if batch <= 1 => "**all**, record by record (`observe`)",
                     None => "**all**",
                     Some("before") =>
                         "**all but surge, upload, dns_names** (as before baselines and names)",

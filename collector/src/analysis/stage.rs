@@ -77,14 +77,16 @@ impl Stage {
                     self.outputs.metrics.records.inc_by(b.records.len() as u64);
                     let now = wall_ns();
                     let limit = now.saturating_add(self.max_skew_ns);
-                    let mut clamped;
+                    // Records stamped in the future, as detection takes them (clamped).
+                    let mut clamped: Vec<(usize, tidegate_wire::FlowRecord)> = Vec::new();
                     for (i, r) in b.records.iter().enumerate() {
                         let r = if r.last > limit {
                             self.future_record(&b.probe_id, r, now);
-                            clamped = r.clone();
-                            clamped.last = now;
-                            clamped.first = clamped.first.min(now);
-                            &clamped
+                            let mut c = r.clone();
+                            c.last = now;
+                            c.first = c.first.min(now);
+                            clamped.push((i, c));
+                            &clamped[clamped.len() - 1].1
                         } else {
                             r
                         };
@@ -105,13 +107,23 @@ impl Stage {
                                 }
                             }
                         }
-                        let updates = match self.detector.as_mut() {
-                            Some(d) => d.observe(r),
-                            None => Vec::new(),
-                        };
-                        for u in updates {
-                            self.alert(u);
+                    }
+                    // The batch through detection at once (rule by rule: see
+                    // `Detector::observe_batch`), with the same alerts as record by record.
+                    let updates = match self.detector.as_mut() {
+                        Some(d) if clamped.is_empty() => d.observe_batch(&b.records),
+                        Some(d) => {
+                            let mut records: Vec<&tidegate_wire::FlowRecord> =
+                                b.records.iter().collect();
+                            for (i, c) in &clamped {
+                                records[*i] = c;
+                            }
+                            d.observe_batch(&records)
                         }
+                        None => Vec::new(),
+                    };
+                    for u in updates {
+                        self.alert(u);
                     }
                     self.outputs.flush();
                     self.outputs.processed(ticket);

@@ -361,3 +361,66 @@ fn alerts_serialize_with_rfc3339_times_and_endpoints() {
     assert_eq!(rfc3339_ns::parse(first).unwrap(), alerts[0].first_ns);
     assert!(first.ends_with('Z') && first.len() == 30, "{first}");
 }
+
+/// The collector feeds detection a probe's batch at a time (`Detector::observe_batch`,
+/// which runs each rule over the whole batch before the next): it must raise exactly what
+/// feeding the records one by one raises, update by update, in the same order.
+#[test]
+fn detection_in_probe_batches_raises_exactly_what_record_by_record_raises() {
+    // Every capture, moved to one start and interleaved by first packet: many rules
+    // report within one batch, early reports beside windows that close.
+    const T0: u64 = 1_700_000_000_000_000_000;
+    let mut all: Vec<FlowRecord> = Vec::new();
+    for path in tidegate_testkit::paths::corpus_pcaps() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut recs = records(&name);
+        let Some(start) = recs.iter().map(|r| r.first.min(r.last)).min() else {
+            continue;
+        };
+        for r in &mut recs {
+            r.first = r.first - start + T0;
+            r.last = r.last - start + T0;
+        }
+        all.extend(recs);
+    }
+    // Three hours of it, an hour apart: repeats update alerts and teach baselines.
+    let hour: Vec<FlowRecord> = std::mem::take(&mut all);
+    for h in 0..3u64 {
+        all.extend(hour.iter().map(|r| {
+            let mut r = r.clone();
+            (r.first, r.last) = (
+                r.first + h * 3600 * 1_000_000_000,
+                r.last + h * 3600 * 1_000_000_000,
+            );
+            r
+        }));
+    }
+    all.sort_by_key(|r| r.first);
+    let mut one = Detector::new(DetectConfig::default()).expect("valid config");
+    let singly: Vec<_> = all.iter().flat_map(|r| one.observe(r)).collect();
+    let singly_final = one.finish();
+    // Batches of every size from one to the probe's default, cycling.
+    let mut batched = Detector::new(DetectConfig::default()).expect("valid config");
+    let mut in_batches = Vec::new();
+    let (mut at, sizes) = (0, [1, 2, 7, 64, 5000, 333]);
+    for size in sizes.iter().cycle() {
+        if at == all.len() {
+            break;
+        }
+        let end = (at + size).min(all.len());
+        in_batches.extend(batched.observe_batch(&all[at..end]));
+        at = end;
+    }
+    let kinds: std::collections::BTreeSet<AlertKind> =
+        singly.iter().map(|u| u.alert.kind).collect();
+    assert!(
+        singly.len() >= 80 && kinds.len() >= 6,
+        "the corpus should raise many updates of many kinds: {} of {kinds:?}",
+        singly.len()
+    );
+    assert_eq!(in_batches.len(), singly.len());
+    for (i, (b, s)) in in_batches.iter().zip(&singly).enumerate() {
+        assert_eq!(b, s, "update {i} of {}", singly.len());
+    }
+    assert_eq!(batched.finish(), singly_final);
+}
