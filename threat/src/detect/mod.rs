@@ -278,10 +278,14 @@ impl Detector {
                 let r = r.borrow();
                 rule.observe(r);
                 rule.early(r, &mut found);
-                early.extend(found.drain(..).map(|f| (i, f)));
+                if !found.is_empty() {
+                    early.extend(found.drain(..).map(|f| (i, f)));
+                }
                 if watermark >= rule.due() {
                     rule.close(watermark, &mut found);
-                    closed.extend(found.drain(..).map(|f| (i, f)));
+                    if !found.is_empty() {
+                        closed.extend(found.drain(..).map(|f| (i, f)));
+                    }
                 } else {
                     rule.reached(watermark);
                 }
