@@ -23,6 +23,10 @@ pub struct Machine {
     pub profile: &'static str,
     /// `/proc/loadavg` at the start (other work on the machine skews results).
     pub loadavg: String,
+    /// Seconds per GiB to write memory the process touches for the first time (page
+    /// faults, and on a VM whose host backs guest memory lazily, the host's work too),
+    /// and to write it again: see [`first_touch`].
+    pub first_touch: Option<(f64, f64)>,
 }
 
 fn read(path: &str) -> String {
@@ -72,6 +76,7 @@ impl Machine {
                 "release"
             },
             loadavg: read("/proc/loadavg").trim().to_string(),
+            first_touch: first_touch(),
         }
     }
 
@@ -91,10 +96,61 @@ impl Machine {
             ("Compiler", self.rustc.clone()),
             ("Profile", self.profile.to_string()),
             ("Load average at start", self.loadavg.clone()),
+            (
+                "Memory write, first touch / again",
+                self.first_touch.map_or_else(
+                    || "not measured".into(),
+                    |(fresh, again)| {
+                        format!(
+                            "{fresh:.2} / {again:.2} s per GiB (4 KiB pages; every benchmark \
+                             that grows a fresh process's state pays the first)"
+                        )
+                    },
+                ),
+            ),
         ] {
             let _ = writeln!(s, "| {k} | {v} |");
         }
         s
+    }
+}
+
+/// Bytes [`first_touch`] writes.
+const TOUCH_BYTES: usize = 256 << 20;
+
+/// Times writing [`TOUCH_BYTES`] of fresh anonymous memory (4 KiB pages, as the collector
+/// runs without transparent huge pages), then writing them again; seconds per GiB each.
+/// Machines differ most in the first: page faults and zeroing, and on a VM whose host
+/// backs guest memory lazily (and takes back what the guest frees) the host's work as
+/// well, which depends on what the guest freed lately: one such VM measured 2-3 s per
+/// GiB one day and 0.4 another. Any benchmark that starts a process and grows its state
+/// pays it, so the figure goes beside the results.
+pub fn first_touch() -> Option<(f64, f64)> {
+    // SAFETY: a private anonymous mapping of our own, written only within its length,
+    // and unmapped before returning.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            TOUCH_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        libc::madvise(p, TOUCH_BYTES, libc::MADV_NOHUGEPAGE);
+        let mut secs = [0.0f64; 2];
+        for (i, fill) in [0x5au8, 0xa5].into_iter().enumerate() {
+            let t = std::time::Instant::now();
+            std::ptr::write_bytes(p.cast::<u8>(), fill, TOUCH_BYTES);
+            std::hint::black_box(p);
+            secs[i] = t.elapsed().as_secs_f64();
+        }
+        libc::munmap(p, TOUCH_BYTES);
+        let per_gib = (1u64 << 30) as f64 / TOUCH_BYTES as f64;
+        Some((secs[0] * per_gib, secs[1] * per_gib))
     }
 }
 
@@ -129,5 +185,8 @@ mod tests {
             "| Profile | release |"
         };
         assert!(md.contains(&m.kernel) && md.contains(profile), "{md}");
+        let (fresh, again) = m.first_touch.expect("an anonymous mapping");
+        assert!(fresh > 0.0 && again > 0.0, "{fresh} {again}");
+        assert!(md.contains("first touch"), "{md}");
     }
 }
