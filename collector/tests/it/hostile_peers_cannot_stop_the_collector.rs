@@ -93,15 +93,20 @@ impl Deployment {
         assert_eq!(self.count(&sql), n, "{probe}: exactly the records sent");
     }
 
-    /// The collector's peak resident memory (kB).
-    fn peak_rss_kb(&self) -> u64 {
+    /// Field `name` of the collector's `/proc/<pid>/status`, its unit left out.
+    fn status(&self, name: &str) -> u64 {
         let pid = self.collector.pid().unwrap();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+            .unwrap_or_else(|| panic!("{name} in the collector's status:\n{status}"))
+    }
+
+    /// The collector's peak resident memory (kB).
+    fn peak_rss_kb(&self) -> u64 {
+        self.status("VmHWM")
     }
 }
 
@@ -235,6 +240,13 @@ fn decompression_bombs_from_a_certified_probe_are_refused_with_nothing_stored() 
     d.wait_rows("edge-1", records.len() as u64);
     let rss = d.peak_rss_kb();
     assert!(rss < 400_000, "peak RSS {rss} kB");
+    // Its heap grows in 4 KiB pages, not 2 MiB ones (it turns transparent huge pages
+    // off at start: a fault would zero a whole huge page it has not asked for).
+    assert_eq!(
+        d.status("THP_enabled"),
+        0,
+        "the running collector's THP setting"
+    );
     assert_eq!(
         d.counter("tidegate_collector_pipeline_dead_letters_total"),
         0.0
