@@ -199,7 +199,8 @@ fn main() -> anyhow::Result<()> {
             if want.is_some_and(|w| w != only) {
                 continue;
             }
-            if a.only.is_some() && batch != a.batch {
+            // (`--only`, or `--batch 1`: the record-by-record row would repeat another.)
+            if (a.only.is_some() || a.batch <= 1) && batch != a.batch {
                 continue;
             }
             let m = measure(&config(only), records, batch, a.runs)?;

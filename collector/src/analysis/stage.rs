@@ -77,19 +77,33 @@ impl Stage {
                     self.outputs.metrics.records.inc_by(b.records.len() as u64);
                     let now = wall_ns();
                     let limit = now.saturating_add(self.max_skew_ns);
-                    // Records stamped in the future, as detection takes them (clamped).
+                    // Records stamped in the future are judged at this collector's
+                    // clock, by the policy and detection alike (stored as sent).
                     let mut clamped: Vec<(usize, tidegate_wire::FlowRecord)> = Vec::new();
                     for (i, r) in b.records.iter().enumerate() {
-                        let r = if r.last > limit {
+                        if r.last > limit {
                             self.future_record(&b.probe_id, r, now);
                             let mut c = r.clone();
                             c.last = now;
                             c.first = c.first.min(now);
                             clamped.push((i, c));
-                            &clamped[clamped.len() - 1].1
-                        } else {
-                            r
-                        };
+                        }
+                    }
+                    let mut records: Vec<&tidegate_wire::FlowRecord> = b.records.iter().collect();
+                    for (i, c) in &clamped {
+                        records[*i] = c;
+                    }
+                    // The batch through detection at once (rule by rule: see
+                    // `Detector::observe_refs`), with the alerts record by record gives,
+                    // each numbered by its record: published below right after that
+                    // record's violations, in the order one record at a time had them.
+                    let mut updates = match self.detector.as_mut() {
+                        Some(d) => d.observe_refs(&records),
+                        None => Vec::new(),
+                    }
+                    .into_iter()
+                    .peekable();
+                    for (i, &r) in records.iter().enumerate() {
                         newest_ns = newest_ns.max(r.last);
                         let ctx = ctx.get(i);
                         if let Some(engine) = self.policy.as_mut() {
@@ -107,23 +121,9 @@ impl Stage {
                                 }
                             }
                         }
-                    }
-                    // The batch through detection at once (rule by rule: see
-                    // `Detector::observe_batch`), with the same alerts as record by record.
-                    let updates = match self.detector.as_mut() {
-                        Some(d) if clamped.is_empty() => d.observe_batch(&b.records),
-                        Some(d) => {
-                            let mut records: Vec<&tidegate_wire::FlowRecord> =
-                                b.records.iter().collect();
-                            for (i, c) in &clamped {
-                                records[*i] = c;
-                            }
-                            d.observe_batch(&records)
+                        while let Some((_, u)) = updates.next_if(|(j, _)| *j == i) {
+                            self.alert(u);
                         }
-                        None => Vec::new(),
-                    };
-                    for u in updates {
-                        self.alert(u);
                     }
                     self.outputs.flush();
                     self.outputs.processed(ticket);
