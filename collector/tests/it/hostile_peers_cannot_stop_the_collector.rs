@@ -11,6 +11,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use crate::support::proc_status::status_field;
 use tidegate_testkit::{
     Certs, CollectorProcess, TestClickHouse, block_on,
     collector::{CollectorConfig, Launch},
@@ -105,15 +106,6 @@ impl Deployment {
         self.status("VmHWM")
             .expect("VmHWM in the collector's status")
     }
-}
-
-/// Field `name` of the `/proc` status file at `path`, its unit left out.
-fn status_field(path: &str, name: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(path).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn corpus_records(line: &str) -> Vec<FlowRecord> {

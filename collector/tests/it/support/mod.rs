@@ -7,6 +7,7 @@ pub mod clickhouse;
 pub mod evidence;
 pub mod netflow;
 pub mod policy;
+pub mod proc_status;
 pub mod records;
 pub mod syslog;
 pub mod ui;

@@ -233,10 +233,7 @@ pub fn sample(text: &str, name: &str) -> f64 {
 
 /// Resident memory of process `pid`, bytes.
 pub fn rss(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap()
+    super::proc_status::status_field(&format!("/proc/{pid}/status"), "VmRSS")
+        .expect("VmRSS in the process's status")
         * 1024
 }
