@@ -79,8 +79,15 @@ impl Segment {
 struct KeyState {
     /// Pending records, in arrival order.
     segments: Vec<Segment>,
-    /// Upper bounds of the packets and bytes of any one window, per bucket of
-    /// [`BUCKET_WINDOWS`] windows from bucket number `bound_base` on.
+    /// While not `bucketed`: an upper bound of the packets and bytes of any one window
+    /// not taught yet, the sum of what each pending record can put into one window. Most
+    /// keys stay far below the promotion level with it, and it touches no memory beside
+    /// the key's state.
+    sum: (f64, f64),
+    /// Once `sum` reached the promotion level: the bounds per bucket of
+    /// [`BUCKET_WINDOWS`] windows from bucket number `bound_base` on (tighter), until
+    /// the key has no pending records left.
+    bucketed: bool,
     bound: std::collections::VecDeque<(f64, f64)>,
     bound_base: u64,
     /// Windows starting before this were taught to the baseline already.
@@ -224,7 +231,32 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
             self.hot.add_spread_gated(r, key, evidence_max, gate);
             return;
         }
-        let (bp, bb) = bound_add(st, r, (first, last), windows, self.len_ns);
+        let share = window_share(r.packets, r.bytes, last - first, self.len_ns);
+        let (bp, bb) = if st.bucketed {
+            bound_add(st, share, windows, self.len_ns)
+        } else {
+            let sum = (st.sum.0 + share.0, st.sum.1 + share.1);
+            if sum.0 < self.promote_packets && sum.1 < self.promote_bytes {
+                st.sum = sum;
+                sum
+            } else {
+                // The sum reached the level: bound each bucket, from every pending
+                // record, then this one. (Every bucket a pending record touched stayed
+                // below the level as it was added, so the largest is this record's.)
+                st.bucketed = true;
+                let mut most = (0.0f64, 0.0f64);
+                for i in 0..st.segments.len() {
+                    let s = &st.segments[i];
+                    let (first, last) = clamped_span(s.first, s.last, self.len_ns);
+                    let share = window_share(s.packets, s.bytes, last - first, self.len_ns);
+                    let numbers = s.window_numbers();
+                    let (p, b) = bound_add(st, share, numbers, self.len_ns);
+                    most = (most.0.max(p), most.1.max(b));
+                }
+                let (p, b) = bound_add(st, share, windows, self.len_ns);
+                (most.0.max(p), most.1.max(b))
+            }
+        };
         let line = self.hot.lines_mut().id(&r.line);
         // A line beyond the numbered ones turns the key hot: its windows then take the
         // record itself as evidence, name and all.
@@ -259,6 +291,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
         let pending = std::mem::take(&mut st.segments);
         self.pending -= pending.len();
         st.bound.clear();
+        (st.sum, st.bucketed) = ((0.0, 0.0), false);
         st.hot_until = pending
             .iter()
             .map(|s| window_end(s.last.max(s.first), self.len_ns))
@@ -422,24 +455,26 @@ fn window_end(ts: u64, len_ns: u64) -> u64 {
     (ts - ts % len_ns).saturating_add(len_ns)
 }
 
-/// Adds `r` to the upper bounds of `st`'s buckets; returns the largest bound of a
-/// bucket it touched.
-/// `(first, last)` is the record's [`clamped_span`], `windows` the numbers of the windows
-/// holding them.
-fn bound_add(
-    st: &mut KeyState,
-    r: &FlowRecord,
-    (first, last): (u64, u64),
-    windows: (u64, u64),
-    len_ns: u64,
-) -> (f64, f64) {
-    let span = last - first;
+/// The most packets and bytes a record of `packets` and `bytes` over a [`clamped_span`]
+/// of `span` ns can put into any one `len_ns` window.
+fn window_share(packets: u64, bytes: u64, span: u64, len_ns: u64) -> (f64, f64) {
     let share = if span <= len_ns {
         1.0
     } else {
         len_ns as f64 / span as f64
     };
-    let (p, b) = (r.packets as f64 * share, r.bytes as f64 * share);
+    (packets as f64 * share, bytes as f64 * share)
+}
+
+/// Adds a record's [`window_share`] `(p, b)` to the upper bounds of `st`'s buckets
+/// over its windows (by number); returns the largest bound of a bucket it touched
+/// (infinite when the bounds would cover more than [`BOUND_BUCKETS_MAX`] buckets).
+fn bound_add(
+    st: &mut KeyState,
+    (p, b): (f64, f64),
+    windows: (u64, u64),
+    len_ns: u64,
+) -> (f64, f64) {
     let (lo, hi) = (windows.0 / BUCKET_WINDOWS, windows.1 / BUCKET_WINDOWS);
     // Windows before `taught_to` were taught already: a late record's share there is
     // not counted (see the module documentation); only the rest is bounded. (Not the
@@ -636,6 +671,13 @@ fn teach(
     }
     if st.segments.is_empty() {
         st.bound.clear();
+        (st.sum, st.bucketed) = ((0.0, 0.0), false);
+    } else if !st.bucketed {
+        st.sum = st.segments.iter().fold((0.0, 0.0), |(sp, sb), s| {
+            let (first, last) = clamped_span(s.first, s.last, len_ns);
+            let (p, b) = window_share(s.packets, s.bytes, last - first, len_ns);
+            (sp + p, sb + b)
+        });
     }
 }
 
@@ -835,6 +877,43 @@ mod tests {
         }
         assert!(tiered.queue.is_empty());
         assert_eq!(tiered.pending, 0);
+    }
+
+    #[test]
+    fn small_records_that_together_reach_the_level_turn_their_key_hot() {
+        // Each record alone is far below the level; four in one window reach it. Some
+        // of them span several windows (a share of their packets each), the key's other
+        // windows stay cold.
+        let gate_packets = 150.0;
+        let gate = |a: &Acc| a.packets >= gate_packets;
+        let mut plain: Windows<u8> = Windows::new(LEN);
+        let mut tiered: Tiered<u8> = Tiered::new(LEN, gate_packets, f64::INFINITY);
+        let records = [
+            rec(100, 100, 50),
+            rec(95, 135, 50),
+            rec(101, 103, 50),
+            rec(60, 104, 50),
+            rec(105, 109, 50),
+            rec(300, 300, 5),
+        ];
+        for r in &records {
+            plain.add_spread_gated(r, 7, 3, gate);
+            tiered.add_spread_gated(r, 7, 3, gate);
+        }
+        let closed = tiered.drain_closed(u64::MAX);
+        let hot: Vec<(u64, f64)> = (closed.hot.iter())
+            .filter(|(_, _, a)| a.packets >= gate_packets)
+            .map(|(w, _, a)| (*w, a.packets))
+            .collect();
+        let want: Vec<(u64, f64)> = (plain.drain_closed(u64::MAX).into_iter())
+            .filter(|(_, _, a)| a.packets >= gate_packets)
+            .map(|(w, _, a)| (w, a.packets))
+            .collect();
+        assert_eq!(want.len(), 1, "{want:?}");
+        assert_eq!(hot.len(), 1, "{hot:?}");
+        assert_eq!(hot[0].0, want[0].0);
+        assert!((hot[0].1 - want[0].1).abs() < 1e-6, "{hot:?} {want:?}");
+        assert!(closed.cold.iter().all(|(_, run)| run.packets < gate_packets));
     }
 
     #[test]
