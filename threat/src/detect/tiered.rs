@@ -29,7 +29,7 @@ use std::net::IpAddr;
 use ahash::AHashMap as HashMap;
 use tidegate_wire::record::FlowRecord;
 
-use super::window::{Acc, OTHER_LINES, Windows, clamped_span, spread};
+use super::window::{Acc, OTHER_LINES, Windows, clamped_span};
 
 /// Event time a cold key's closed windows wait, to be taught to the baseline together.
 /// Teaching a key has a fixed cost (its state, segments and baseline are cache misses)
@@ -45,8 +45,6 @@ const BUCKET_WINDOWS: u64 = 4;
 /// Most buckets a cold key's bounds cover: a key whose pending records spread wider
 /// (records far out of order, or very long) turns hot instead.
 const BOUND_BUCKETS_MAX: usize = 512;
-/// Most windows [`teach`] sums in a dense array (beyond: a sort).
-const DENSE_WINDOWS_MAX: u64 = 1 << 14;
 /// Event time between sweeps of keys that are neither pending nor hot any more.
 const SWEEP_EVERY_NS: u64 = 60 * super::NS;
 
@@ -119,28 +117,21 @@ impl ColdRun {
     }
 }
 
-/// Working arrays of [`teach`], kept between calls.
-#[derive(Debug, Default)]
-struct Scratch {
-    /// Per window of the range: the partial shares added there.
-    point: Vec<(f64, f64)>,
-    touched: Vec<bool>,
-    /// Per window: the change, from there on, of the whole-window shares (packets,
-    /// bytes, segments covering).
-    step: Vec<(f64, f64, i64)>,
-    /// The fallback's (window, packets, bytes) entries.
-    sorted: Vec<(u64, f64, f64)>,
+/// What one segment changes at one window of [`teach`]'s walk.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    /// Its own share of a window it covers in part.
+    Point(f64, f64),
+    /// From this window on, the share of each window it covers whole starts (+1) or
+    /// stops (-1).
+    Step(f64, f64, i64),
 }
 
-impl Scratch {
-    fn reset(&mut self, n: usize) {
-        self.point.clear();
-        self.point.resize(n, (0.0, 0.0));
-        self.touched.clear();
-        self.touched.resize(n, false);
-        self.step.clear();
-        self.step.resize(n + 1, (0.0, 0.0, 0));
-    }
+/// Working list of [`teach`], kept between calls.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// (window number, change), in segment order, then sorted by window (stable).
+    changes: Vec<(u64, Change)>,
 }
 
 /// What closing returns.
@@ -515,11 +506,11 @@ fn bound_add(
 /// segments that end before `upto`. `scratch` is reused between calls.
 ///
 /// A segment puts the same share (window length / span) into every window it covers
-/// whole, and its own share into the (at most two) windows it covers in part: a
-/// difference array takes the whole windows in O(1) per segment, the partial ones are
-/// added where they fall, and one pass over the key's window range emits the runs. A
-/// key whose segments reach more than [`DENSE_WINDOWS_MAX`] windows is summed window
-/// by window instead.
+/// whole, and its own share into the (at most two) windows it covers in part: it
+/// changes the totals at no more than four windows (where its partial shares fall,
+/// where its whole-window share starts and stops). The changes, sorted by window, are
+/// walked once: between two of them every window has the same totals, one run. The
+/// cost follows the key's segments, not the windows they span.
 fn teach(
     st: &mut KeyState,
     len_ns: u64,
@@ -533,131 +524,111 @@ fn teach(
     }
     // Windows by number (start / len_ns), as each segment carries them.
     let (from_ix, last_ix) = (from / len_ns, (upto - 1) / len_ns);
-    let (mut lo, mut hi) = (u64::MAX, 0);
+    let changes = &mut scratch.changes;
+    changes.clear();
     for s in &st.segments {
         let (ia, ib) = s.window_numbers();
+        let (first, last) = clamped_span(s.first, s.last, len_ns);
         let (a, b) = (ia.max(from_ix), ib.min(last_ix));
-        if a <= b {
-            (lo, hi) = (lo.min(a), hi.max(b));
+        if a > b {
+            continue;
+        }
+        let span = last - first;
+        let (p, by) = (s.packets as f64, s.bytes as f64);
+        // The share of window number `ix`, as `spread` computes it.
+        let share = |ix: u64| {
+            if span == 0 {
+                1.0
+            } else {
+                let w = ix * len_ns;
+                (w.saturating_add(len_ns).min(last) - first.max(w)) as f64 / span as f64
+            }
+        };
+        let mut point = |ix: u64| {
+            let f = share(ix);
+            if f > 0.0 || span == 0 {
+                changes.push((ix, Change::Point(p * f, by * f)));
+            }
+        };
+        point(a);
+        if b > a {
+            point(b);
+        }
+        if b > a + 1 {
+            // The windows strictly between are covered whole: the same share each.
+            let f = len_ns as f64 / span as f64;
+            changes.push((a + 1, Change::Step(p * f, by * f, 1)));
+            changes.push((b, Change::Step(-(p * f), -(by * f), -1)));
         }
     }
-    if lo > hi {
-        // Nothing pending falls in [from, upto).
-    } else if hi - lo < DENSE_WINDOWS_MAX {
-        let n = (hi - lo + 1) as usize;
-        scratch.reset(n);
-        for s in &st.segments {
-            let (ia, ib) = s.window_numbers();
-            let (first, last) = clamped_span(s.first, s.last, len_ns);
-            let (a, b) = (ia.max(from_ix), ib.min(last_ix));
-            if a > b {
-                continue;
-            }
-            let span = last - first;
-            let (p, by) = (s.packets as f64, s.bytes as f64);
-            // The share of window number `ix`, as `spread` computes it.
-            let share = |ix: u64| {
-                if span == 0 {
-                    1.0
-                } else {
-                    let w = ix * len_ns;
-                    (w.saturating_add(len_ns).min(last) - first.max(w)) as f64 / span as f64
+    // Stable: at one window, the changes add up in segment order.
+    changes.sort_by_key(|(ix, _)| *ix);
+    let (mut cp, mut cb, mut cover) = (0.0f64, 0.0f64, 0i64);
+    let mut run: Option<ColdRun> = None;
+    // Extends the run by `windows` windows of these totals, or starts another.
+    fn emit(
+        run: &mut Option<ColdRun>,
+        out: &mut impl FnMut(ColdRun),
+        (start, windows): (u64, u64),
+        (packets, bytes): (f64, f64),
+    ) {
+        match run {
+            Some(r) if r.packets == packets && r.bytes == bytes => r.windows += windows,
+            _ => {
+                if let Some(r) = run.replace(ColdRun {
+                    start,
+                    windows,
+                    packets,
+                    bytes,
+                }) {
+                    out(r);
                 }
-            };
-            let mut point = |ix: u64| {
-                let f = share(ix);
-                if f > 0.0 || span == 0 {
-                    let i = (ix - lo) as usize;
-                    let e = &mut scratch.point[i];
-                    e.0 += p * f;
-                    e.1 += by * f;
-                    scratch.touched[i] = true;
-                }
-            };
-            point(a);
-            if b > a {
-                point(b);
-            }
-            if b > a + 1 {
-                // The windows strictly between are covered whole: the same share each.
-                let f = len_ns as f64 / span as f64;
-                let (i, j) = ((a - lo + 1) as usize, (b - lo) as usize);
-                scratch.step[i].0 += p * f;
-                scratch.step[i].1 += by * f;
-                scratch.step[i].2 += 1;
-                scratch.step[j].0 -= p * f;
-                scratch.step[j].1 -= by * f;
-                scratch.step[j].2 -= 1;
             }
         }
-        let (mut cp, mut cb, mut cover) = (0.0f64, 0.0f64, 0i64);
-        let mut run: Option<ColdRun> = None;
-        for i in 0..n {
-            let (dp, db, dc) = scratch.step[i];
-            cover += dc;
-            if cover == 0 {
-                // No segment covers whole windows from here: no rounding carried over.
-                (cp, cb) = (0.0, 0.0);
-            } else {
-                (cp, cb) = (cp + dp, cb + db);
+    }
+    let mut k = 0;
+    while k < changes.len() {
+        let ix = changes[k].0;
+        let (mut dp, mut db, mut dc) = (0.0f64, 0.0f64, 0i64);
+        let (mut pp, mut pb, mut touched) = (0.0f64, 0.0f64, false);
+        while let Some(&(j, change)) = changes.get(k)
+            && j == ix
+        {
+            match change {
+                Change::Point(p, b) => (pp, pb, touched) = (pp + p, pb + b, true),
+                Change::Step(p, b, c) => (dp, db, dc) = (dp + p, db + b, dc + c),
             }
-            let start = (lo + i as u64) * len_ns;
-            if cover == 0 && !scratch.touched[i] {
+            k += 1;
+        }
+        cover += dc;
+        if cover == 0 {
+            // No segment covers whole windows from here: no rounding carried over.
+            (cp, cb) = (0.0, 0.0);
+        } else {
+            (cp, cb) = (cp + dp, cb + db);
+        }
+        if cover == 0 && !touched {
+            if let Some(r) = run.take() {
+                out(r);
+            }
+        } else {
+            emit(&mut run, &mut out, (ix * len_ns, 1), (cp + pp, cb + pb));
+        }
+        // The windows up to the next change: whole shares only, unchanged.
+        let next = changes.get(k).map_or(ix + 1, |(j, _)| *j);
+        if next > ix + 1 {
+            if cover == 0 {
                 if let Some(r) = run.take() {
                     out(r);
                 }
-                continue;
-            }
-            let (pp, pb) = scratch.point[i];
-            let (packets, bytes) = (cp + pp, cb + pb);
-            match &mut run {
-                Some(r) if r.packets == packets && r.bytes == bytes => r.windows += 1,
-                _ => {
-                    if let Some(r) = run.take() {
-                        out(r);
-                    }
-                    run = Some(ColdRun {
-                        start,
-                        windows: 1,
-                        packets,
-                        bytes,
-                    });
-                }
+            } else {
+                let gap = ((ix + 1) * len_ns, next - ix - 1);
+                emit(&mut run, &mut out, gap, (cp + 0.0, cb + 0.0));
             }
         }
-        if let Some(r) = run {
-            out(r);
-        }
-    } else {
-        // Spread wider than a dense array should be: one entry per (segment, window),
-        // sorted by window.
-        let windows = &mut scratch.sorted;
-        windows.clear();
-        for s in &st.segments {
-            spread(
-                (s.first, s.last, s.packets, s.bytes),
-                len_ns,
-                (from, upto),
-                |w, p, b| windows.push((w, p, b)),
-            );
-        }
-        windows.sort_by_key(|(w, _, _)| *w);
-        let mut i = 0;
-        while i < windows.len() {
-            let w = windows[i].0;
-            let (mut p, mut b) = (0.0, 0.0);
-            while i < windows.len() && windows[i].0 == w {
-                p += windows[i].1;
-                b += windows[i].2;
-                i += 1;
-            }
-            out(ColdRun {
-                start: w,
-                windows: 1,
-                packets: p,
-                bytes: b,
-            });
-        }
+    }
+    if let Some(r) = run {
+        out(r);
     }
     st.taught_to = upto;
     // A segment stays while its last window is not taught.
@@ -913,7 +884,12 @@ mod tests {
         assert_eq!(hot.len(), 1, "{hot:?}");
         assert_eq!(hot[0].0, want[0].0);
         assert!((hot[0].1 - want[0].1).abs() < 1e-6, "{hot:?} {want:?}");
-        assert!(closed.cold.iter().all(|(_, run)| run.packets < gate_packets));
+        assert!(
+            closed
+                .cold
+                .iter()
+                .all(|(_, run)| run.packets < gate_packets)
+        );
     }
 
     #[test]
