@@ -7,12 +7,14 @@
 //! pending segments (one append), and its windows are computed only to teach the
 //! baseline, in batches ([`FLUSH_BATCH_NS`] of event time, sooner when the keys hold
 //! more than [`PENDING_MAX`] segments) by a tight loop over the
-//! key's own segments. Each cold key also keeps an upper bound of its windows' totals
-//! per bucket of [`BUCKET_WINDOWS`] windows: every record adds to the buckets it
-//! overlaps the most it can put into any single window (its packets × window length /
-//! duration, or all of them for a record shorter than a window). While every bucket
-//! stays below the promotion level, no window of the key can reach it either, so a cold
-//! window can never report. Once one reaches it, the key turns *hot*: its pending
+//! key's own segments. Each cold key also keeps an upper bound of its windows' totals:
+//! first one sum of the most each pending record can put into any single window (its
+//! packets × window length / duration, or all of them for a record shorter than a
+//! window), and once that sum reaches the promotion level, a tighter bound per bucket of
+//! [`BUCKET_WINDOWS`] windows, to which every record adds that most over the buckets it
+//! overlaps, until the key's pending records are taught. While the bound stays below
+//! the promotion level, no window of the key can reach it either, so a cold window can
+//! never report. Once it reaches it, the key turns *hot*: its pending
 //! segments are replayed into full windows (counting only: none of those windows could
 //! have crossed the level) and its records from then on are spread as before; it turns
 //! cold again once its last hot window has closed.
@@ -42,8 +44,8 @@ pub(crate) const FLUSH_BATCH_NS: u64 = 64 * super::NS;
 const PENDING_MAX: usize = 1 << 20;
 /// Windows per bucket of a cold key's upper bounds.
 const BUCKET_WINDOWS: u64 = 4;
-/// Most buckets a cold key's bounds cover: a key whose pending records spread wider
-/// (records far out of order, or very long) turns hot instead.
+/// Most buckets a cold key's bounds cover, once it bounds by bucket: a key whose pending
+/// records spread wider (records far out of order, or very long) turns hot instead.
 const BOUND_BUCKETS_MAX: usize = 512;
 /// Event time between sweeps of keys that are neither pending nor hot any more.
 const SWEEP_EVERY_NS: u64 = 60 * super::NS;
@@ -232,8 +234,8 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
                 sum
             } else {
                 // The sum reached the level: bound each bucket, from every pending
-                // record, then this one. (Every bucket a pending record touched stayed
-                // below the level as it was added, so the largest is this record's.)
+                // record, then this one, and decide by the largest bucket of all (any
+                // of them may be the one at the level, not only this record's).
                 st.bucketed = true;
                 let mut most = (0.0f64, 0.0f64);
                 for i in 0..st.segments.len() {
