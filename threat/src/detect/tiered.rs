@@ -73,6 +73,12 @@ impl Segment {
     fn window_numbers(&self) -> (u64, u64) {
         (self.window, self.window + u64::from(self.windows))
     }
+
+    /// The most it can put into any one `len_ns` window ([`window_share`]).
+    fn window_share(&self, len_ns: u64) -> (f64, f64) {
+        let (first, last) = clamped_span(self.first, self.last, len_ns);
+        window_share(self.packets, self.bytes, last - first, len_ns)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -240,9 +246,7 @@ impl<K: Eq + Hash + Clone> Tiered<K> {
                 let mut most = (0.0f64, 0.0f64);
                 for i in 0..st.segments.len() {
                     let s = &st.segments[i];
-                    let (first, last) = clamped_span(s.first, s.last, self.len_ns);
-                    let share = window_share(s.packets, s.bytes, last - first, self.len_ns);
-                    let numbers = s.window_numbers();
+                    let (share, numbers) = (s.window_share(self.len_ns), s.window_numbers());
                     let (p, b) = bound_add(st, share, numbers, self.len_ns);
                     most = (most.0.max(p), most.1.max(b));
                 }
@@ -625,7 +629,7 @@ fn teach(
                 }
             } else {
                 let gap = ((ix + 1) * len_ns, next - ix - 1);
-                emit(&mut run, &mut out, gap, (cp + 0.0, cb + 0.0));
+                emit(&mut run, &mut out, gap, (cp, cb));
             }
         }
     }
@@ -646,9 +650,8 @@ fn teach(
         st.bound.clear();
         (st.sum, st.bucketed) = ((0.0, 0.0), false);
     } else if !st.bucketed {
-        st.sum = st.segments.iter().fold((0.0, 0.0), |(sp, sb), s| {
-            let (first, last) = clamped_span(s.first, s.last, len_ns);
-            let (p, b) = window_share(s.packets, s.bytes, last - first, len_ns);
+        st.sum = (st.segments.iter()).fold((0.0, 0.0), |(sp, sb), s| {
+            let (p, b) = s.window_share(len_ns);
             (sp + p, sb + b)
         });
     }
@@ -852,46 +855,53 @@ mod tests {
         assert_eq!(tiered.pending, 0);
     }
 
+    /// Windows at or over the gate, (start, packets) by start.
+    type OverGate = Vec<(u64, f64)>;
+
+    /// Feeds `records` (one key) to plain spreading and to `Tiered` promoting at the
+    /// gate (150 packets), then closes every window: each one's windows at or over the
+    /// gate, (start, packets) by start, and `Tiered`'s cold runs.
+    fn over_the_gate(records: &[FlowRecord]) -> (OverGate, OverGate, Vec<ColdRun>) {
+        let gate_packets = 150.0;
+        let gate = |a: &Acc| a.packets >= gate_packets;
+        let mut plain: Windows<u8> = Windows::new(LEN);
+        let mut tiered: Tiered<u8> = Tiered::new(LEN, gate_packets, f64::INFINITY);
+        for r in records {
+            plain.add_spread_gated(r, 7, 3, gate);
+            tiered.add_spread_gated(r, 7, 3, gate);
+        }
+        let over = |v: Vec<(u64, u8, Acc)>| -> OverGate {
+            let mut v: OverGate = v
+                .into_iter()
+                .filter(|(_, _, a)| gate(a))
+                .map(|(w, _, a)| (w, a.packets))
+                .collect();
+            v.sort_by_key(|(w, _)| *w);
+            v
+        };
+        let closed = tiered.drain_closed(u64::MAX);
+        let cold = closed.cold.into_iter().map(|(_, run)| run).collect();
+        (over(plain.drain_closed(u64::MAX)), over(closed.hot), cold)
+    }
+
     #[test]
     fn small_records_that_together_reach_the_level_turn_their_key_hot() {
         // Each record alone is far below the level; four in one window reach it. Some
         // of them span several windows (a share of their packets each), the key's other
         // windows stay cold.
-        let gate_packets = 150.0;
-        let gate = |a: &Acc| a.packets >= gate_packets;
-        let mut plain: Windows<u8> = Windows::new(LEN);
-        let mut tiered: Tiered<u8> = Tiered::new(LEN, gate_packets, f64::INFINITY);
-        let records = [
+        let (want, got, cold) = over_the_gate(&[
             rec(100, 100, 50),
             rec(95, 135, 50),
             rec(101, 103, 50),
             rec(60, 104, 50),
             rec(105, 109, 50),
             rec(300, 300, 5),
-        ];
-        for r in &records {
-            plain.add_spread_gated(r, 7, 3, gate);
-            tiered.add_spread_gated(r, 7, 3, gate);
-        }
-        let closed = tiered.drain_closed(u64::MAX);
-        let hot: Vec<(u64, f64)> = (closed.hot.iter())
-            .filter(|(_, _, a)| a.packets >= gate_packets)
-            .map(|(w, _, a)| (*w, a.packets))
-            .collect();
-        let want: Vec<(u64, f64)> = (plain.drain_closed(u64::MAX).into_iter())
-            .filter(|(_, _, a)| a.packets >= gate_packets)
-            .map(|(w, _, a)| (w, a.packets))
-            .collect();
+        ]);
         assert_eq!(want.len(), 1, "{want:?}");
-        assert_eq!(hot.len(), 1, "{hot:?}");
-        assert_eq!(hot[0].0, want[0].0);
-        assert!((hot[0].1 - want[0].1).abs() < 1e-6, "{hot:?} {want:?}");
-        assert!(
-            closed
-                .cold
-                .iter()
-                .all(|(_, run)| run.packets < gate_packets)
-        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, want[0].0);
+        assert!((got[0].1 - want[0].1).abs() < 1e-6, "{got:?} {want:?}");
+        assert!(cold.iter().all(|run| run.packets < 150.0), "{cold:?}");
     }
 
     #[test]
@@ -899,27 +909,9 @@ mod tests {
         // A lagging probe reports a flood on a target after another probe reported a
         // small flow to it from later on: the flood's windows lie before the first
         // record's, and were never taught.
-        let gate_packets = 150.0;
-        let gate = |a: &Acc| a.packets >= gate_packets;
-        let mut plain: Windows<u8> = Windows::new(LEN);
-        let mut tiered: Tiered<u8> = Tiered::new(LEN, gate_packets, f64::INFINITY);
         let mut records = vec![rec(1_000, 1_000, 1)];
         records.extend((0..5).map(|i| rec(880 + i, 885 + i, 100)));
-        for r in &records {
-            plain.add_spread_gated(r, 7, 3, gate);
-            tiered.add_spread_gated(r, 7, 3, gate);
-        }
-        let hot = |v: Vec<(u64, u8, Acc)>| -> Vec<(u64, f64)> {
-            let mut v: Vec<(u64, f64)> = v
-                .into_iter()
-                .filter(|(_, _, a)| a.packets >= gate_packets)
-                .map(|(w, _, a)| (w, a.packets))
-                .collect();
-            v.sort_by_key(|(w, _)| *w);
-            v
-        };
-        let want = hot(plain.drain_closed(u64::MAX));
-        let got = hot(tiered.drain_closed(u64::MAX).hot);
+        let (want, got, _) = over_the_gate(&records);
         assert_eq!(want, vec![(880, 500.0)]);
         assert_eq!(got, want);
     }
