@@ -3,19 +3,23 @@
 //!
 //! [`super::window::Windows`] keeps one hash map per window, so a record spread over k
 //! windows costs k lookups in k maps, and judging each closed window costs one more in the
-//! baseline table. Here a key is looked up once per record: its slot holds the counters of
-//! its open windows (sorted by start) and its baseline. A list per window names the slots
-//! with a counter in it, by number, so closing a window visits its keys without hashing,
-//! in window order; a key's oldest open window is the one closing. The windows, counters
-//! and baselines are the same as with `Windows` and a `Table` (a unit test compares them).
+//! baseline table. Here a key is looked up once per record: its slot holds its baseline
+//! and where its open windows' counters are, by window number, in a small ring (a window
+//! whose ring place another open window of the key holds goes to a spill map). The
+//! counters themselves live in one array of open counters, and a list per window names
+//! the counters of that window, so closing a window walks its counters without hashing,
+//! in window order, and touches each key's slot once for its baseline. The windows,
+//! counters and baselines are the same as with `Windows` and a `Table` (a unit test
+//! compares them).
 //!
 //! Bounds: baselines as a [`super::baseline::Table`] bounds them (past `max`, the older
-//! half, by last window learned, is forgotten); slots with open windows stay, as the
-//! per-window maps of `Windows` hold them. Slots freed by forgetting are reused; once
-//! more than half of them are free (after a flood of new keys), the array and the index
-//! are compacted, so memory follows the keys in use, not the largest flood seen.
+//! half, by last window learned, is forgotten); slots and counters of open windows
+//! stay, as the per-window maps of `Windows` hold them. Slots freed by forgetting and
+//! counters freed by closing are reused; once more than half of either are free (after a
+//! flood of new keys), that array is compacted, so memory follows the keys and windows
+//! in use, not the largest flood seen.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use ahash::AHashMap as HashMap;
@@ -24,14 +28,47 @@ use tidegate_wire::record::FlowRecord;
 use super::baseline::{Robust, oldest_half};
 use super::window::{Acc, Lines, spread};
 
-/// One key: its open windows' counters, oldest first, and its baseline.
+/// Ring places of a slot: a key's open windows whose numbers (start / length) differ by
+/// less than this never share a place. Open windows span the lateness plus the newest
+/// records' windows (75 s over 10-second windows: 9), so the spill is rare.
+const RING: usize = 16;
+/// An empty ring place.
+const NONE: u32 = u32::MAX;
+
+/// One key: where its open windows' counters are, and its baseline.
 #[derive(Debug)]
 struct Slot<K> {
     key: K,
-    open: VecDeque<(u64, Acc)>,
+    /// Places in [`KeyedWindows::open`] of its open windows, at their window number
+    /// modulo [`RING`]; those not here are in [`KeyedWindows::spill`].
+    ring: [u32; RING],
+    /// Open windows, and how many of them are in the spill.
+    open: u32,
+    spilled: u32,
     base: Option<Robust>,
     /// With a baseline: its place in `KeyedWindows::based`.
     based_at: u32,
+}
+
+impl<K> Slot<K> {
+    fn new(key: K) -> Self {
+        Slot {
+            key,
+            ring: [NONE; RING],
+            open: 0,
+            spilled: 0,
+            base: None,
+            based_at: 0,
+        }
+    }
+}
+
+/// The counter of one key (by slot) over one open window.
+#[derive(Debug, Default)]
+struct Open {
+    slot: u32,
+    w: u64,
+    acc: Acc,
 }
 
 #[derive(Debug)]
@@ -41,7 +78,13 @@ pub(crate) struct KeyedWindows<K: Eq + Hash + Clone> {
     slots: Vec<Slot<K>>,
     /// Numbers of slots no key uses (neither open windows nor a baseline).
     free: Vec<u32>,
-    /// Per open window (by start), the slots with a counter in it.
+    /// Counters of open windows, by place; places of closed ones are in `vacant`.
+    open: Vec<Open>,
+    vacant: Vec<u32>,
+    /// Open windows whose ring place another open window of the key holds: (slot,
+    /// window start) → place.
+    spill: HashMap<(u32, u64), u32>,
+    /// Per open window (by start), the places of its counters, in the order they opened.
     by_window: BTreeMap<u64, Vec<u32>>,
     /// Emptied lists of `by_window`, for the next windows.
     spare: Vec<Vec<u32>>,
@@ -50,8 +93,8 @@ pub(crate) struct KeyedWindows<K: Eq + Hash + Clone> {
     /// their bound.
     based: Vec<u32>,
     max_baselines: usize,
-    /// Free slots past which, when they are more than half, [`Self::compact`] gives the
-    /// memory back.
+    /// Free slots (or vacant counters) past which, when they are more than half,
+    /// [`Self::compact`] (or [`Self::compact_open`]) gives the memory back.
     compact_at: usize,
 }
 
@@ -69,6 +112,9 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             index: HashMap::new(),
             slots: Vec::new(),
             free: Vec::new(),
+            open: Vec::new(),
+            vacant: Vec::new(),
+            spill: HashMap::new(),
             by_window: BTreeMap::new(),
             spare: Vec::new(),
             lines: Lines::default(),
@@ -78,17 +124,17 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
         }
     }
 
+    /// The ring place of the window starting at `w`.
+    fn ring_at(&self, w: u64) -> usize {
+        ((w / self.len_ns) % RING as u64) as usize
+    }
+
     /// The slot of `key`, created when it has none.
     fn slot_of(&mut self, key: K) -> u32 {
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
-        let slot = Slot {
-            key: key.clone(),
-            open: VecDeque::new(),
-            base: None,
-            based_at: 0,
-        };
+        let slot = Slot::new(key.clone());
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
@@ -115,52 +161,65 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
     ) {
         let line = self.lines.id(&r.line);
         let i = self.slot_of(key);
-        let slot = &mut self.slots[i as usize];
-        let (by_window, spare, lines) = (&mut self.by_window, &mut self.spare, &self.lines);
-        // Windows already open come first (sorted); new ones are appended, then sorted in.
-        // Records are mostly recent: the first window is searched for from the newest
-        // open one back, the record's next ones (in order) from there on, so a record
-        // touches only the key's newest windows, and at most every open one once.
-        let (sorted, mut from) = (slot.open.len(), None);
+        let len_ns = self.len_ns;
+        let KeyedWindows {
+            slots,
+            open,
+            vacant,
+            spill,
+            by_window,
+            spare,
+            lines,
+            ..
+        } = self;
+        let slot = &mut slots[i as usize];
         spread(
             (r.first, r.last, r.packets, r.bytes),
-            self.len_ns,
+            len_ns,
             (0, u64::MAX),
             |w, p, b| {
-                // The first open window starting at or after `w`.
-                let mut lo = match from {
-                    None => {
-                        let mut i = sorted;
-                        while i > 0 && slot.open[i - 1].0 >= w {
-                            i -= 1;
+                let at = ((w / len_ns) % RING as u64) as usize;
+                let ringed = slot.ring[at];
+                let place = if ringed != NONE && open[ringed as usize].w == w {
+                    ringed
+                } else if let Some(&place) =
+                    (slot.spilled > 0).then(|| spill.get(&(i, w))).flatten()
+                {
+                    place
+                } else {
+                    // The key's first counter in this window.
+                    let o = Open {
+                        slot: i,
+                        w,
+                        acc: Acc::default(),
+                    };
+                    let place = match vacant.pop() {
+                        Some(place) => {
+                            open[place as usize] = o;
+                            place
                         }
-                        i
+                        None => {
+                            open.push(o);
+                            (open.len() - 1) as u32
+                        }
+                    };
+                    by_window
+                        .entry(w)
+                        .or_insert_with(|| spare.pop().unwrap_or_default())
+                        .push(place);
+                    slot.open += 1;
+                    if ringed == NONE {
+                        slot.ring[at] = place;
+                    } else {
+                        spill.insert((i, w), place);
+                        slot.spilled += 1;
                     }
-                    Some(i) => i,
+                    place
                 };
-                while lo < sorted && slot.open[lo].0 < w {
-                    lo += 1;
-                }
-                from = Some(lo);
-                let acc = match slot.open.get(lo) {
-                    Some((s, _)) if lo < sorted && *s == w => &mut slot.open[lo].1,
-                    _ => {
-                        by_window
-                            .entry(w)
-                            .or_insert_with(|| spare.pop().unwrap_or_default())
-                            .push(i);
-                        slot.open.push_back((w, Acc::default()));
-                        let last = slot.open.len() - 1;
-                        &mut slot.open[last].1
-                    }
-                };
+                let acc = &mut open[place as usize].acc;
                 acc.count_gated(r, (p, b), (line, lines), evidence_max, &gate);
             },
         );
-        let open = &mut slot.open;
-        if open.len() > sorted && sorted > 0 && open[sorted - 1].0 > open[sorted].0 {
-            open.make_contiguous().sort_by_key(|(w, _)| *w);
-        }
     }
 
     /// The watermark at which the oldest open window closes (`u64::MAX`: none open).
@@ -184,11 +243,19 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
                 break;
             }
             let (w, mut list) = entry.remove_entry();
-            for &i in &list {
-                let Some(acc) = self.take_open(i, w) else {
-                    continue;
-                };
-                if self.slots[i as usize].base.is_none() {
+            let at = self.ring_at(w);
+            for &place in &list {
+                let o = &mut self.open[place as usize];
+                let (i, acc) = (o.slot, std::mem::take(&mut o.acc));
+                self.vacant.push(place);
+                let slot = &mut self.slots[i as usize];
+                slot.open -= 1;
+                if slot.spilled > 0 && self.spill.remove(&(i, w)).is_some() {
+                    slot.spilled -= 1;
+                } else {
+                    slot.ring[at] = NONE;
+                }
+                if slot.base.is_none() {
                     // (Forgetting touches only slots with a baseline: not this one.)
                     if self.based.len() >= self.max_baselines {
                         self.forget_oldest_baselines();
@@ -209,12 +276,15 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
         if self.free.len() >= self.compact_at && self.free.len() * 2 > self.slots.len() {
             self.compact();
         }
+        if self.vacant.len() >= self.compact_at && self.vacant.len() * 2 > self.open.len() {
+            self.compact_open();
+        }
     }
 
     /// Moves the slots in use to the front, in order, renumbers them wherever they are
-    /// named (index, window lists, baselines), and gives the rest of the memory back.
-    /// Slots are freed only when their baselines are forgotten, so after a flood of new
-    /// keys (spoofed sources, a scan) the array and the index kept the flood's size,
+    /// named (index, open counters, spill, baselines), and gives the rest of the memory
+    /// back. Slots are freed only when their baselines are forgotten, so after a flood of
+    /// new keys (spoofed sources, a scan) the array and the index kept the flood's size,
     /// mostly free, for good; this returns them to what is in use.
     fn compact(&mut self) {
         let mut to = vec![0u32; self.slots.len()];
@@ -235,25 +305,47 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             *i = to[*i as usize];
         }
         self.index.shrink_to_fit();
-        for list in self.by_window.values_mut() {
-            for i in list.iter_mut() {
-                *i = to[*i as usize];
+        // Only the counters of open windows name a slot still (vacant ones are stale).
+        for list in self.by_window.values() {
+            for &place in list {
+                let o = &mut self.open[place as usize];
+                o.slot = to[o.slot as usize];
             }
         }
+        self.spill = std::mem::take(&mut self.spill)
+            .into_iter()
+            .map(|((i, w), place)| ((to[i as usize], w), place))
+            .collect();
         // Same order: each slot's `based_at` stays right.
         for i in self.based.iter_mut() {
             *i = to[*i as usize];
         }
     }
 
-    /// Removes slot `i`'s counter of window `w` (its oldest, as windows close in order).
-    fn take_open(&mut self, i: u32, w: u64) -> Option<Acc> {
-        let open = &mut self.slots[i as usize].open;
-        let at = match open.front() {
-            Some((s, _)) if *s == w => 0,
-            _ => open.iter().position(|(s, _)| *s == w)?,
-        };
-        open.remove(at).map(|(_, acc)| acc)
+    /// Moves the counters of open windows to the front, window by window, renumbers them
+    /// wherever they are named (window lists, rings, spill), and gives the rest back: a
+    /// flood's windows, once closed, leave their counters vacant.
+    fn compact_open(&mut self) {
+        let mut open = Vec::with_capacity(self.open.len() - self.vacant.len());
+        for (&w, list) in self.by_window.iter_mut() {
+            let at = ((w / self.len_ns) % RING as u64) as usize;
+            for place in list.iter_mut() {
+                let o = std::mem::take(&mut self.open[*place as usize]);
+                let moved = open.len() as u32;
+                let slot = &mut self.slots[o.slot as usize];
+                match (slot.spilled > 0)
+                    .then(|| self.spill.get_mut(&(o.slot, w)))
+                    .flatten()
+                {
+                    Some(spilled) => *spilled = moved,
+                    None => slot.ring[at] = moved,
+                }
+                open.push(o);
+                *place = moved;
+            }
+        }
+        self.open = open;
+        self.vacant = Vec::new();
     }
 
     /// Forgets the older half (plus one) of the baselines ([`oldest_half`], as
@@ -288,9 +380,8 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             }
         }
         let slot = &mut self.slots[i as usize];
-        if slot.open.is_empty() {
+        if slot.open == 0 {
             self.index.remove(&slot.key);
-            slot.open = VecDeque::new();
             self.free.push(i);
         }
     }
@@ -388,18 +479,22 @@ mod tests {
     /// The same records through `KeyedWindows`, and through `Windows` with a `Table`,
     /// closing at the same watermarks: the same windows, counters, evidence, lines and
     /// baselines. (Under the bound, which baselines a close forgets depends on the order
-    /// it visits a window's keys in, which neither fixes: compared unbounded.)
-    fn compare(max: usize, keys: u64) {
+    /// it visits a window's keys in, which neither fixes: compared unbounded.) Windows
+    /// close `lateness` after the newest record's end; returns the most counters that
+    /// were in the spill at once.
+    fn compare(max: usize, keys: u64, lateness: u64) -> usize {
         let gate = |a: &Acc| a.packets >= 60.0;
         let mut keyed: KeyedWindows<u8> = KeyedWindows::new(LEN, max);
         let (mut plain, mut table) = (Windows::<u8>::new(LEN), Table::<u8>::new(max));
         let (mut a, mut b) = (Vec::new(), Vec::new());
         let recs = records(3000, keys);
+        let mut spilled = 0;
         for (j, (r, k)) in recs.iter().enumerate() {
             keyed.add_spread_gated(r, *k, 3, gate);
             plain.add_spread_gated(r, *k, 3, gate);
             if j % 17 == 0 {
-                let mark = r.last.saturating_sub(70);
+                let mark = r.last.saturating_sub(lateness);
+                spilled = spilled.max(keyed.spill.len());
                 assert_eq!(keyed.due(), plain.due());
                 keyed.close(mark, 5, |w, k, acc, base, lines| {
                     let line = lines.name(acc.line).to_string();
@@ -429,6 +524,7 @@ mod tests {
         assert_eq!(keyed.snapshot(), table.snapshot());
         assert!(keyed.based.len() <= max);
         assert_eq!(keyed.due(), u64::MAX);
+        spilled
     }
 
     /// `based` lists exactly the slots with a baseline, each at its `based_at`.
@@ -448,20 +544,60 @@ mod tests {
             assert!(!keyed.free.contains(&i), "index names a free slot");
         }
         assert_eq!(keyed.index.len() + keyed.free.len(), keyed.slots.len());
-        for (w, list) in &keyed.by_window {
-            for &i in list {
-                let s = &keyed.slots[i as usize];
+        // Every open counter is listed by its window once and found from its slot (ring
+        // or spill); every other place is vacant; the slots count them.
+        let mut listed = vec![false; keyed.open.len()];
+        let mut per_slot = vec![(0u32, 0u32); keyed.slots.len()];
+        for (&w, list) in &keyed.by_window {
+            for &place in list {
+                assert!(!listed[place as usize], "counter {place} listed twice");
+                listed[place as usize] = true;
+                let o = &keyed.open[place as usize];
+                assert_eq!(o.w, w, "window {w} lists another window's counter");
+                let s = &keyed.slots[o.slot as usize];
+                let at = keyed.ring_at(w);
+                let spilled = keyed.spill.get(&(o.slot, w));
                 assert!(
-                    s.open.iter().any(|(o, _)| o == w),
-                    "window {w} lists slot {i}"
+                    s.ring[at] == place && spilled.is_none() || spilled == Some(&place),
+                    "counter {place} of window {w} not found from its slot"
                 );
+                per_slot[o.slot as usize].0 += 1;
+                per_slot[o.slot as usize].1 += u32::from(spilled.is_some());
             }
         }
+        for &place in &keyed.vacant {
+            assert!(
+                !listed[place as usize],
+                "counter {place} both open and vacant"
+            );
+            listed[place as usize] = true;
+        }
+        assert!(
+            listed.iter().all(|&l| l),
+            "a counter neither open nor vacant"
+        );
+        for (i, s) in keyed.slots.iter().enumerate() {
+            if !keyed.free.contains(&(i as u32)) {
+                assert_eq!((s.open, s.spilled), per_slot[i], "slot {i} miscounts");
+            }
+        }
+        assert_eq!(
+            keyed.spill.len() as u32,
+            per_slot.iter().map(|c| c.1).sum::<u32>()
+        );
     }
 
     #[test]
     fn windows_by_key_close_like_windows_by_time_with_a_table_of_baselines() {
-        compare(1000, 40);
+        compare(1000, 40, 70);
+    }
+
+    #[test]
+    fn windows_open_longer_than_a_ring_close_like_windows_by_time() {
+        // 300 ns of lateness over 10-ns windows: a key holds ~30 open windows, more than
+        // its ring places, so some wait in the spill.
+        let spilled = compare(1000, 40, 300);
+        assert!(spilled > 0, "the spill was never used");
     }
 
     #[test]
@@ -488,7 +624,7 @@ mod tests {
     fn a_flood_of_new_keys_gives_its_memory_back_once_its_windows_close() {
         // 100 000 keys in a few windows, 64 baselines kept: while the windows are open the
         // slots are the flood's size; once they close and the baselines are forgotten, the
-        // slot array and the index shrink to what is in use.
+        // slot array, the index and the counters shrink to what is in use.
         let mut keyed: KeyedWindows<u32> = KeyedWindows::new(LEN, 64);
         let mut judged = 0u64;
         for k in 0..100_000u32 {
@@ -508,6 +644,7 @@ mod tests {
         assert_eq!(judged, 100_000);
         assert!(keyed.based.len() <= 64);
         assert!(keyed.slots.capacity() <= 64, "{}", keyed.slots.capacity());
+        assert!(keyed.open.capacity() < 1024, "{}", keyed.open.capacity());
         assert!(keyed.index.capacity() < 1024, "{}", keyed.index.capacity());
         // The keys kept go on learning; new ones come in.
         for k in (0..200_000u32).step_by(1000) {
@@ -529,18 +666,22 @@ mod tests {
 
     #[test]
     fn windows_compacted_at_every_close_close_as_without() {
-        // Compacting whenever a slot is free must not change a close.
-        let run = |compact_at: usize| {
+        // Compacting whenever a slot or a counter is free must not change a close.
+        let run = |compact_at: usize, lateness: u64| {
             let mut keyed: KeyedWindows<u8> = KeyedWindows::new(LEN, 8);
             keyed.compact_at = compact_at;
             let mut out = Vec::new();
             for (j, (r, k)) in records(3000, 200).into_iter().enumerate() {
                 keyed.add_spread_gated(&r, k, 3, |a| a.packets >= 60.0);
                 if j % 13 == 0 {
-                    keyed.close(r.last.saturating_sub(70), 5, |w, k, acc, base, lines| {
-                        let line = lines.name(acc.line).to_string();
-                        out.push(seen(w, *k, &acc, line, base));
-                    });
+                    keyed.close(
+                        r.last.saturating_sub(lateness),
+                        5,
+                        |w, k, acc, base, lines| {
+                            let line = lines.name(acc.line).to_string();
+                            out.push(seen(w, *k, &acc, line, base));
+                        },
+                    );
                     check_based(&keyed);
                 }
             }
@@ -548,19 +689,28 @@ mod tests {
                 let line = lines.name(acc.line).to_string();
                 out.push(seen(w, *k, &acc, line, base));
             });
-            (out, keyed.snapshot(), keyed.slots.len())
+            (out, keyed.snapshot(), keyed.slots.len(), keyed.open.len())
         };
-        let (plain, compacted) = (run(usize::MAX), run(1));
-        assert_eq!(plain.0.len(), compacted.0.len());
-        assert!(plain.0.len() > 500, "{}", plain.0.len());
-        assert_eq!(plain.0, compacted.0);
-        assert_eq!(plain.1, compacted.1);
-        assert!(
-            compacted.2 < plain.2,
-            "{} vs {} slots",
-            compacted.2,
-            plain.2
-        );
+        // Over 30 open windows per key (300 ns of lateness), some in the spill, too.
+        for lateness in [70, 300] {
+            let (plain, compacted) = (run(usize::MAX, lateness), run(1, lateness));
+            assert_eq!(plain.0.len(), compacted.0.len());
+            assert!(plain.0.len() > 500, "{}", plain.0.len());
+            assert_eq!(plain.0, compacted.0);
+            assert_eq!(plain.1, compacted.1);
+            assert!(
+                compacted.2 < plain.2,
+                "{} vs {} slots",
+                compacted.2,
+                plain.2
+            );
+            assert!(
+                compacted.3 < plain.3,
+                "{} vs {} counters",
+                compacted.3,
+                plain.3
+            );
+        }
     }
 
     #[test]
