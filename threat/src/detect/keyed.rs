@@ -26,7 +26,7 @@ use ahash::AHashMap as HashMap;
 use tidegate_wire::record::FlowRecord;
 
 use super::baseline::{Robust, oldest_half};
-use super::window::{Acc, Lines, spread};
+use super::window::{Acc, Lines, prefetch, spread};
 
 /// Ring places of a slot: a key's open windows whose numbers (start / length) differ by
 /// less than this never share a place. Open windows span the lateness plus the newest
@@ -97,6 +97,9 @@ pub(crate) struct KeyedWindows<K: Eq + Hash + Clone> {
     /// [`Self::compact`] (or [`Self::compact_open`]) gives the memory back.
     compact_at: usize,
 }
+
+/// Counters ahead of the one being closed whose slots are prefetched.
+const PREFETCH_AHEAD: usize = 8;
 
 /// Emptied window lists kept for reuse.
 const SPARE_LISTS: usize = 4;
@@ -244,7 +247,11 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             }
             let (w, mut list) = entry.remove_entry();
             let at = self.ring_at(w);
-            for &place in &list {
+            for (k, &place) in list.iter().enumerate() {
+                if let Some(&ahead) = list.get(k + PREFETCH_AHEAD) {
+                    let i = self.open[ahead as usize].slot as usize;
+                    prefetch(&self.slots[i]);
+                }
                 let o = &mut self.open[place as usize];
                 let (i, acc) = (o.slot, std::mem::take(&mut o.acc));
                 self.vacant.push(place);
