@@ -30,7 +30,7 @@ use super::window::{Acc, Lines, prefetch, spread};
 
 /// Ring places of a slot: a key's open windows whose numbers (start / length) differ by
 /// less than this never share a place. Open windows span the lateness plus the newest
-/// records' windows (75 s over 10-second windows: 9), so the spill is rare.
+/// records' windows (75 s over 10-second windows: up to 9), so the spill is rare.
 const RING: usize = 16;
 /// An empty ring place.
 const NONE: u32 = u32::MAX;
@@ -104,8 +104,8 @@ const PREFETCH_AHEAD: usize = 8;
 /// Emptied window lists kept for reuse.
 const SPARE_LISTS: usize = 4;
 
-/// Free slots below which the slot array is not compacted (a compaction then costs less
-/// than the windows that freed them).
+/// Free slots (or vacant counters) below which the slot array (or the counters) are not
+/// compacted (a compaction then costs less than the windows that freed them).
 const COMPACT_AT: usize = 4096;
 
 impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
@@ -353,6 +353,9 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
         }
         self.open = open;
         self.vacant = Vec::new();
+        // Spilled windows that closed (a burst of records far apart) leave the map sized
+        // for them.
+        self.spill.shrink_to_fit();
     }
 
     /// Forgets the older half (plus one) of the baselines ([`oldest_half`], as
@@ -592,6 +595,24 @@ mod tests {
             keyed.spill.len() as u32,
             per_slot.iter().map(|c| c.1).sum::<u32>()
         );
+        // Every ring place in use names an open counter of its slot, at its window's place.
+        for (i, s) in keyed.slots.iter().enumerate() {
+            if keyed.free.contains(&(i as u32)) {
+                continue;
+            }
+            for (at, &place) in s.ring.iter().enumerate() {
+                if place == NONE {
+                    continue;
+                }
+                let o = &keyed.open[place as usize];
+                assert!(
+                    !keyed.vacant.contains(&place),
+                    "slot {i} names vacant counter {place}"
+                );
+                assert_eq!(o.slot as usize, i, "slot {i} names another slot's counter");
+                assert_eq!(keyed.ring_at(o.w), at, "counter {place} at the wrong place");
+            }
+        }
     }
 
     #[test]
@@ -718,6 +739,59 @@ mod tests {
                 plain.3
             );
         }
+    }
+
+    #[test]
+    fn counters_compacted_while_windows_stay_open_close_as_without() {
+        // Ten keys' records span 40 windows, more than a ring holds (their last windows
+        // are spilled); ten others' span the last 15 (all in their rings). Closing the
+        // first 30 windows leaves most counters vacant: with `compact_at` at 1 the
+        // counters are compacted while the last 10 windows of every key, in rings and in
+        // the spill, are still open; more records then land in them.
+        let run = |compact_at: usize| {
+            let mut keyed: KeyedWindows<u8> = KeyedWindows::new(LEN, 64);
+            keyed.compact_at = compact_at;
+            let rec = |k: u8, first: u64, last: u64| FlowRecord {
+                packets: 10 + u64::from(k),
+                bytes: 1000,
+                first,
+                last,
+                line: "a".into(),
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            for k in 0..20u8 {
+                let first = if k < 10 { 0 } else { 250 };
+                keyed.add_spread_gated(&rec(k, first, 399), k, 2, |_| true);
+            }
+            let (spilled, live) = (keyed.spill.len(), keyed.open.len());
+            keyed.close(300, 5, |w, k, acc, base, lines| {
+                let line = lines.name(acc.line).to_string();
+                out.push(seen(w, *k, &acc, line, base));
+            });
+            check_based(&keyed);
+            let kept = (keyed.open.len(), keyed.spill.len(), keyed.by_window.len());
+            for k in 0..20u8 {
+                keyed.add_spread_gated(&rec(k, 305 + u64::from(k), 395), k, 2, |_| true);
+            }
+            check_based(&keyed);
+            keyed.close(u64::MAX, 5, |w, k, acc, base, lines| {
+                let line = lines.name(acc.line).to_string();
+                out.push(seen(w, *k, &acc, line, base));
+            });
+            check_based(&keyed);
+            (out, keyed.snapshot(), spilled, live, kept)
+        };
+        let (plain, compacted) = (run(usize::MAX), run(1));
+        assert!(plain.2 > 0, "no window was spilled");
+        assert_eq!(plain.0.len(), 10 * 40 + 10 * 15);
+        assert_eq!(plain.0, compacted.0);
+        assert_eq!(plain.1, compacted.1);
+        // Compacted with 10 windows per key open, half of the keys' in the spill.
+        let (open, spill, windows) = compacted.4;
+        assert_eq!(windows, 10);
+        assert_eq!(spill, 10 * 10);
+        assert_eq!(open, 20 * 10, "{} counters before", plain.3);
     }
 
     #[test]
