@@ -41,17 +41,57 @@ pub(crate) struct Acc {
 #[derive(Clone, Debug)]
 struct Detail {
     /// Distinct values (ports, hosts), capped at [`DISTINCT_MAX`].
-    distinct: HashSet<u64>,
+    distinct: Distinct,
     /// The source of the first flow followed.
     followed_src: IpAddr,
-    /// Distinct sources, capped at [`DISTINCT_MAX`]: empty while every flow followed
+    /// Distinct sources, capped at [`DISTINCT_MAX`]: none while every flow followed
     /// came from `followed_src` (most windows, keyed by their source, have one: no set
-    /// to allocate), else all of them.
-    sources: HashSet<IpAddr>,
+    /// to make), else all of them.
+    sources: Option<HashSet<IpAddr>>,
     /// Sample flows.
     evidence: Vec<FlowRecord>,
     /// Flows of the window counted before the detail existed.
     missed: u64,
+}
+
+/// Values inline before a window's distinct values take a hash set.
+const DISTINCT_INLINE: usize = 4;
+
+/// Distinct values of a window, the first few inline: most windows followed in detail
+/// see one or a few (a probe each), which then allocate nothing beside the detail and
+/// hash nothing.
+#[derive(Clone, Debug, Default)]
+struct Distinct {
+    few: [u64; DISTINCT_INLINE],
+    /// Values in `few`, while `more` is `None`.
+    n: u8,
+    /// Every value, once there were more than `few` holds.
+    more: Option<HashSet<u64>>,
+}
+
+impl Distinct {
+    fn insert(&mut self, v: u64) {
+        let more = match self.more.as_mut() {
+            Some(more) => more,
+            None => {
+                let n = usize::from(self.n);
+                if self.few[..n].contains(&v) {
+                    return;
+                }
+                if n < DISTINCT_INLINE {
+                    self.few[n] = v;
+                    self.n += 1;
+                    return;
+                }
+                self.more.insert(self.few.iter().copied().collect())
+            }
+        };
+        more.insert(v);
+    }
+
+    fn len(&self) -> usize {
+        self.more.as_ref().map_or(usize::from(self.n), |m| m.len())
+    }
 }
 
 /// Number of distinct sources of a window: exact, or a lower bound when some flows
@@ -241,13 +281,16 @@ impl Acc {
         self.bytes += bytes;
         self.flows += 1;
         if let Some(d) = self.detail.as_mut() {
-            if d.sources.is_empty() {
-                if r.src != d.followed_src {
-                    d.sources.insert(d.followed_src);
-                    d.sources.insert(r.src);
+            match d.sources.as_mut() {
+                None => {
+                    if r.src != d.followed_src {
+                        d.sources = Some(HashSet::from_iter([d.followed_src, r.src]));
+                    }
                 }
-            } else if d.sources.len() < DISTINCT_MAX {
-                d.sources.insert(r.src);
+                Some(sources) if sources.len() < DISTINCT_MAX => {
+                    sources.insert(r.src);
+                }
+                Some(_) => {}
             }
         }
     }
@@ -276,9 +319,9 @@ impl Acc {
         let flows = self.flows;
         self.detail.get_or_insert_with(|| {
             Box::new(Detail {
-                distinct: HashSet::default(),
+                distinct: Distinct::default(),
                 followed_src: r.src,
-                sources: HashSet::default(),
+                sources: None,
                 evidence: Vec::new(),
                 missed: flows - 1,
             })
@@ -301,7 +344,7 @@ impl Acc {
 
     /// Distinct sources.
     pub fn sources(&self) -> SourceCount {
-        let seen = self.detail.as_ref().map_or(0, |d| d.sources.len().max(1));
+        let seen = (self.detail.as_ref()).map_or(0, |d| d.sources.as_ref().map_or(1, |s| s.len()));
         let missed = self.detail.as_ref().map_or(self.flows, |d| d.missed);
         let at_least = if self.multi_src { 2 } else { 1 }.min(self.flows as usize);
         SourceCount {
@@ -700,6 +743,21 @@ pub(super) mod tests {
         assert!(quiet.evidence().is_empty());
         assert_eq!(quiet.single_source(), Some(from(9, 0, 1).src));
         assert_eq!(quiet.sources(), SourceCount { n: 1, exact: true });
+    }
+
+    #[test]
+    fn distinct_values_count_alike_inline_and_in_a_set() {
+        // Repeats before, at and after the switch from inline values to a set.
+        let mut next = xorshift(7);
+        for round in 0..200u64 {
+            let (mut d, mut set) = (Distinct::default(), std::collections::HashSet::new());
+            for _ in 0..(round % 12) {
+                let v = next() % (1 + round % 7);
+                d.insert(v);
+                set.insert(v);
+                assert_eq!(d.len(), set.len());
+            }
+        }
     }
 
     #[test]
