@@ -35,6 +35,11 @@ const RING: usize = 16;
 /// An empty ring place.
 const NONE: u32 = u32::MAX;
 
+/// The ring place of the `len_ns` window starting at `w`.
+fn ring_at(w: u64, len_ns: u64) -> usize {
+    ((w / len_ns) % RING as u64) as usize
+}
+
 /// One key: where its open windows' counters are, and its baseline.
 #[derive(Debug)]
 struct Slot<K> {
@@ -127,11 +132,6 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
         }
     }
 
-    /// The ring place of the window starting at `w`.
-    fn ring_at(&self, w: u64) -> usize {
-        ((w / self.len_ns) % RING as u64) as usize
-    }
-
     /// The slot of `key`, created when it has none.
     fn slot_of(&mut self, key: K) -> u32 {
         if let Some(&i) = self.index.get(&key) {
@@ -181,7 +181,7 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             len_ns,
             (0, u64::MAX),
             |w, p, b| {
-                let at = ((w / len_ns) % RING as u64) as usize;
+                let at = ring_at(w, len_ns);
                 let ringed = slot.ring[at];
                 let place = if ringed != NONE && open[ringed as usize].w == w {
                     ringed
@@ -246,7 +246,7 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
                 break;
             }
             let (w, mut list) = entry.remove_entry();
-            let at = self.ring_at(w);
+            let at = ring_at(w, self.len_ns);
             for (k, &place) in list.iter().enumerate() {
                 if let Some(&ahead) = list.get(k + PREFETCH_AHEAD) {
                     let i = self.open[ahead as usize].slot as usize;
@@ -335,7 +335,7 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
     fn compact_open(&mut self) {
         let mut open = Vec::with_capacity(self.open.len() - self.vacant.len());
         for (&w, list) in self.by_window.iter_mut() {
-            let at = ((w / self.len_ns) % RING as u64) as usize;
+            let at = ring_at(w, self.len_ns);
             for place in list.iter_mut() {
                 let o = std::mem::take(&mut self.open[*place as usize]);
                 let moved = open.len() as u32;
@@ -565,7 +565,7 @@ mod tests {
                 let o = &keyed.open[place as usize];
                 assert_eq!(o.w, w, "window {w} lists another window's counter");
                 let s = &keyed.slots[o.slot as usize];
-                let at = keyed.ring_at(w);
+                let at = ring_at(w, keyed.len_ns);
                 let spilled = keyed.spill.get(&(o.slot, w));
                 assert!(
                     s.ring[at] == place && spilled.is_none() || spilled == Some(&place),
@@ -610,7 +610,11 @@ mod tests {
                     "slot {i} names vacant counter {place}"
                 );
                 assert_eq!(o.slot as usize, i, "slot {i} names another slot's counter");
-                assert_eq!(keyed.ring_at(o.w), at, "counter {place} at the wrong place");
+                assert_eq!(
+                    ring_at(o.w, keyed.len_ns),
+                    at,
+                    "counter {place} at the wrong place"
+                );
             }
         }
     }
