@@ -121,7 +121,7 @@ impl Stage {
                                 }
                             }
                         }
-                        while let Some((_, u)) = updates.next_if(|(j, _)| *j == i) {
+                        while let Some(u) = tidegate_threat::detect::next_at(&mut updates, i) {
                             self.alert(u);
                         }
                     }
