@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use ahash::AHashMap as HashMap;
 use tidegate_wire::record::FlowRecord;
 
 use super::alert::{AlertKind, Detection, Endpoint};
 use super::config::{AmplificationConfig, VolumetricConfig};
-use super::tiered::{ColdRun, Tiered};
+use super::tiered::{ColdRun, Learned, Tiered};
 use super::window::Windows;
 use super::{NS, Rule};
 use crate::Severity;
@@ -51,7 +50,15 @@ struct Baseline {
     seen_ns: u64,
 }
 
+impl Learned for Baseline {
+    fn holds(&self) -> bool {
+        self.windows > 0
+    }
+}
+
 /// Baselines kept before idle ones are forgotten (bounds memory under spoofed targets).
+/// A baseline lives in its key's state in `Tiered`, which keeps the key while it holds
+/// one: 160 bytes a key and its state (with the index, ~42 MB at this bound).
 const BASELINES_MAX: usize = 1 << 18;
 /// Baselines not updated for this long are forgotten first.
 const BASELINE_IDLE_NS: u64 = 24 * 3600 * NS;
@@ -61,13 +68,13 @@ pub(crate) struct Volumetric {
     cfg: VolumetricConfig,
     amp_ports: Vec<u16>,
     evidence_max: usize,
-    windows: Tiered<(IpAddr, u8)>,
+    /// Windows per (target, protocol), each key's baseline in its state.
+    windows: Tiered<(IpAddr, u8), Baseline>,
     /// Windows past these packets or bytes keep sample flows (see `observe`).
     gate_packets: f64,
     gate_bytes: f64,
     /// Bytes from amplification source ports per (target, port).
     amp: Windows<(IpAddr, u16)>,
-    baselines: HashMap<(IpAddr, u8), Baseline>,
 }
 
 impl Volumetric {
@@ -87,7 +94,6 @@ impl Volumetric {
             gate_packets,
             gate_bytes,
             amp: Windows::new(len),
-            baselines: HashMap::new(),
         }
     }
 }
@@ -125,22 +131,14 @@ impl Rule for Volumetric {
             }
         }
         let secs = self.cfg.window_secs as f64;
-        let closed = self.windows.drain_closed(watermark);
         // Windows of cold keys only teach the baseline: they are below the gate, so
-        // below the floor. They come per key in window order, as runs of equal windows:
-        // one baseline lookup per key, one step per run.
-        let mut cold_runs = closed.cold;
-        let mut cold = cold_runs.drain(..).peekable();
-        while let Some((key, run)) = cold.next() {
-            let base = self.baselines.entry(key).or_default();
-            learn_run(&self.cfg, base, run);
-            while let Some((_, run)) = cold.next_if(|(k, _)| *k == key) {
-                learn_run(&self.cfg, base, run);
-            }
-        }
-        drop(cold);
-        self.windows.recycle(cold_runs);
-        for (w, (dst, proto), mut acc) in closed.hot {
+        // below the floor. They come per key in window order, as runs of equal windows,
+        // each folded into the key's baseline in one step.
+        let cfg = &self.cfg;
+        let hot = self
+            .windows
+            .drain_closed_with(watermark, |_, base, run| learn_run(cfg, base, run));
+        for (w, (dst, proto), mut acc) in hot {
             let pps = acc.packets / secs;
             let bps = acc.bytes * 8.0 / secs;
             let (thr_pps, thr_bps) = self.learn((dst, proto), w, pps, bps);
@@ -189,23 +187,23 @@ impl Rule for Volumetric {
                 evidence: acc.take_evidence(),
             });
         }
-        if self.baselines.len() > BASELINES_MAX {
+        if self.windows.holding() > BASELINES_MAX {
             let newest = self
-                .baselines
-                .values()
+                .windows
+                .learned_all()
                 .map(|b| b.seen_ns)
                 .max()
                 .unwrap_or(0);
             let cutoff = newest.saturating_sub(BASELINE_IDLE_NS);
-            self.baselines
-                .retain(|_, b| b.seen_ns >= cutoff && b.windows > 1);
-            if self.baselines.len() > BASELINES_MAX / 2 {
+            self.windows
+                .retain_learned(|b| b.seen_ns >= cutoff && b.windows > 1);
+            if self.windows.holding() > BASELINES_MAX / 2 {
                 // Still full of recent, established targets: keep the most recently seen
                 // half, so this sweep does not run again on every closed window.
-                let mut seen: Vec<u64> = self.baselines.values().map(|b| b.seen_ns).collect();
+                let mut seen: Vec<u64> = self.windows.learned_all().map(|b| b.seen_ns).collect();
                 seen.sort_unstable();
                 let keep_from = seen[seen.len() - BASELINES_MAX / 2];
-                self.baselines.retain(|_, b| b.seen_ns >= keep_from);
+                self.windows.retain_learned(|b| b.seen_ns >= keep_from);
             }
         }
     }
@@ -216,13 +214,9 @@ impl Volumetric {
     /// window teaches its baseline: every window teaches it, an alerting one only up
     /// to the threshold, so a flood cannot raise its own bar faster than `alpha` allows.
     fn learn(&mut self, key: (IpAddr, u8), w: u64, pps: f64, bps: f64) -> (f64, f64) {
-        learn(
-            &self.cfg,
-            self.baselines.entry(key).or_default(),
-            w,
-            pps,
-            bps,
-        )
+        let cfg = &self.cfg;
+        self.windows
+            .learn(&key, |base| learn(cfg, base, w, pps, bps))
     }
 }
 
