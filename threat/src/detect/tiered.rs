@@ -34,7 +34,7 @@ use tidegate_wire::record::FlowRecord;
 use super::window::{Acc, OTHER_LINES, Windows, clamped_span};
 
 /// Event time a cold key's closed windows wait, to be taught to the baseline together.
-/// Teaching a key has a fixed cost (its state, segments and baseline are cache misses)
+/// Teaching a key has a fixed cost (its state and segments are cache misses)
 /// whatever the records it teaches: a long batch spreads it over more of them, while
 /// the key's windows stay exact (a key's windows are taught in order, and a cold one
 /// cannot report). What a long batch costs is memory, which [`PENDING_MAX`] bounds.
@@ -47,7 +47,8 @@ const BUCKET_WINDOWS: u64 = 4;
 /// Most buckets a cold key's bounds cover, once it bounds by bucket: a key whose pending
 /// records spread wider (records far out of order, or very long) turns hot instead.
 const BOUND_BUCKETS_MAX: usize = 512;
-/// Event time between sweeps of keys that are neither pending nor hot any more.
+/// Event time between sweeps of keys that are neither pending nor hot any more: those
+/// that hold nothing learned are forgotten, the others let go of their buffers.
 const SWEEP_EVERY_NS: u64 = 60 * super::NS;
 
 /// A cold key's record, as much of it as the windows and a replay need.
@@ -86,8 +87,9 @@ impl Segment {
 /// read, instead of a lookup in a map of its own (one scattered cache miss per key
 /// taught: 12 % of `volumetric`'s time, `detect_throughput` synthetic).
 pub(crate) trait Learned: Default {
-    /// Whether it holds anything: a key with nothing pending and nothing learned is
-    /// forgotten at the next sweep.
+    /// Whether it holds anything: a key with nothing pending, no hot window open and
+    /// nothing learned is forgotten at the next sweep. Once true it stays true (until
+    /// [`Tiered::retain_learned`] resets it): [`Tiered::holding`] counts on that.
     fn holds(&self) -> bool;
 }
 
@@ -437,8 +439,18 @@ impl<K: Eq + Hash + Clone, B: Learned> Tiered<K, B> {
         }
         if watermark >= self.next_sweep {
             let mark = self.watermark;
-            self.keys
-                .retain(|_, st| st.pending_or_hot(mark) || st.learned.holds());
+            self.keys.retain(|_, st| {
+                if st.pending_or_hot(mark) {
+                    return true;
+                }
+                // Kept for what it learned (as its `taught_to`: a record reaching back
+                // into windows already taught is not counted again): without the room
+                // its pending records and bounds grew to, which a burst of records at
+                // one target could make thousands of segments.
+                st.segments = Vec::new();
+                st.bound = std::collections::VecDeque::new();
+                st.learned.holds()
+            });
             self.next_sweep = watermark.saturating_add(SWEEP_EVERY_NS);
         }
         hot
@@ -1087,6 +1099,7 @@ mod tests {
         t.add_spread_gated(&r, 1, 1, |_| true);
         (r.first, r.last) = (5, 5);
         t.add_spread_gated(&r, 2, 1, |_| true);
+        assert!(t.keys[&1].segments.capacity() > 0);
         let mut runs = Vec::new();
         let hot = t.drain_closed_with(30 + FLUSH_BATCH_NS, |k, b, run| {
             b.0 += run.windows;
@@ -1101,10 +1114,12 @@ mod tests {
             (Some(&Taught(3)), Some(&Taught(1)))
         );
         assert_eq!(t.holding(), 2);
-        // Nothing pending any more: the sweep keeps them for what they learned.
+        // Nothing pending any more: the sweeps (the first ran with that close) keep them
+        // for what they learned, without the room their pending records took.
+        assert_eq!(t.keys[&1].segments.capacity(), 0);
         t.drain_closed_with(SWEEP_EVERY_NS * 4, |_, _, _| unreachable!());
         assert_eq!(t.keys.len(), 2);
-        // A hot window's close learns into the same state.
+        // What a hot window's close calls (`learn`) learns into the same state.
         assert_eq!(
             t.learn(&1, |b| {
                 b.0 += 1;

@@ -58,7 +58,8 @@ impl Learned for Baseline {
 
 /// Baselines kept before idle ones are forgotten (bounds memory under spoofed targets).
 /// A baseline lives in its key's state in `Tiered`, which keeps the key while it holds
-/// one: 160 bytes a key and its state (with the index, ~42 MB at this bound).
+/// one (and lets go of its buffers once it is quiet): 160 bytes a key and its state, up
+/// to ~84 MB at this bound with the hash table's slack.
 const BASELINES_MAX: usize = 1 << 18;
 /// Baselines not updated for this long are forgotten first.
 const BASELINE_IDLE_NS: u64 = 24 * 3600 * NS;
