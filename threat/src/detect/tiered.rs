@@ -515,14 +515,17 @@ impl<K: Eq + Hash + Clone, B: Learned> Tiered<K, B> {
     /// no hot window goes, the others start learning again.
     pub fn retain_learned(&mut self, mut keep: impl FnMut(&B) -> bool) {
         let mark = self.watermark;
+        let mut holding = 0;
         self.keys.retain(|_, st| {
-            if !st.learned.holds() || keep(&st.learned) {
-                return true;
+            let kept = !st.learned.holds() || keep(&st.learned);
+            if !kept {
+                st.learned = B::default();
             }
-            st.learned = B::default();
-            st.pending_or_hot(mark)
+            holding += usize::from(st.learned.holds());
+            kept || st.pending_or_hot(mark)
         });
-        self.holding = self.keys.values().filter(|st| st.learned.holds()).count();
+        // Counted in the same pass (a key reset or removed holds nothing).
+        self.holding = holding;
     }
 
     /// What the keys learned (for tests).
