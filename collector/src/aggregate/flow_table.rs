@@ -30,10 +30,19 @@ const SEEN: u8 = 2;
 struct Slot {
     key: CKey,
     state: FlowState,
+    /// The key's [`FlowTable::hash`] (in what was padding), so removing a flow and
+    /// growing the index hash no key.
+    hash: u32,
     /// Next free slot when unused.
     next: u32,
     /// [`FREE`], [`HELD`], or [`SEEN`] (held and seen again since the hand passed).
     mark: u8,
+}
+
+/// A slot's 32-bit hash as the index takes it: spread over 64 bits by an odd multiplier
+/// (a bijection), so the bucket (low bits) and the tag (top 7 bits) both come from it.
+fn spread(h: u32) -> u64 {
+    u64::from(h).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Merged flows keyed by [`CKey`], at most `limit` of them.
@@ -66,15 +75,23 @@ impl FlowTable {
         self.len
     }
 
-    fn hash(&self, key: &CKey) -> u64 {
-        self.hasher.hash_one(key)
+    /// The index's hash of `key`, for [`Self::find_hashed`] and [`Self::insert_hashed`]
+    /// (one hash per record however many of them it takes).
+    pub fn hash(&self, key: &CKey) -> u32 {
+        self.hasher.hash_one(key) as u32
     }
 
     /// Slot of `key`.
+    #[cfg(test)]
     pub fn find(&self, key: &CKey) -> Option<u32> {
+        self.find_hashed(self.hash(key), key)
+    }
+
+    /// Slot of `key`, whose [`Self::hash`] is `h`.
+    pub fn find_hashed(&self, h: u32, key: &CKey) -> Option<u32> {
         let slots = &self.slots;
         self.index
-            .find(self.hash(key), |&i| slots[i as usize].key == *key)
+            .find(spread(h), |&i| slots[i as usize].key == *key)
             .copied()
     }
 
@@ -93,8 +110,20 @@ impl FlowTable {
 
     /// Inserts a flow whose key is not in the table. When the table is full, the flow
     /// the hand picks (see the module documentation) is evicted first and returned.
+    #[cfg(test)]
     pub fn insert(&mut self, key: CKey, state: FlowState) -> (u32, Option<(CKey, FlowState)>) {
-        debug_assert!(self.find(&key).is_none());
+        self.insert_hashed(self.hash(&key), key, state)
+    }
+
+    /// [`Self::insert`] of a key whose [`Self::hash`] is `h`.
+    pub fn insert_hashed(
+        &mut self,
+        h: u32,
+        key: CKey,
+        state: FlowState,
+    ) -> (u32, Option<(CKey, FlowState)>) {
+        debug_assert!(self.find_hashed(h, &key).is_none());
+        debug_assert_eq!(h, self.hash(&key));
         let evicted = if self.len >= self.limit {
             self.victim().map(|v| self.remove(v))
         } else {
@@ -106,6 +135,7 @@ impl FlowTable {
             self.free = e.next;
             e.key = key;
             e.state = state;
+            e.hash = h;
             e.mark = HELD;
             e.next = NIL;
             s
@@ -113,15 +143,15 @@ impl FlowTable {
             self.slots.push(Slot {
                 key,
                 state,
+                hash: h,
                 next: NIL,
                 mark: HELD,
             });
             (self.slots.len() - 1) as u32
         };
-        let h = self.hash(&key);
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        let slots = &self.slots;
         self.index
-            .insert_unique(h, slot, |&i| hasher.hash_one(slots[i as usize].key));
+            .insert_unique(spread(h), slot, |&i| spread(slots[i as usize].hash));
         self.len += 1;
         (slot, evicted)
     }
@@ -151,9 +181,11 @@ impl FlowTable {
 
     /// Removes the flow in `slot` and returns it.
     pub fn remove(&mut self, slot: u32) -> (CKey, FlowState) {
-        let key = self.slots[slot as usize].key;
-        let h = self.hash(&key);
-        if let Ok(e) = self.index.find_entry(h, |&i| i == slot) {
+        let (key, h) = (
+            self.slots[slot as usize].key,
+            self.slots[slot as usize].hash,
+        );
+        if let Ok(e) = self.index.find_entry(spread(h), |&i| i == slot) {
             e.remove();
         }
         let e = &mut self.slots[slot as usize];
@@ -300,6 +332,43 @@ mod tests {
         for i in 50..80 {
             let s = t.find(&key(i)).unwrap();
             assert_eq!(t.state(s).counters.bytes, u64::from(i));
+        }
+    }
+
+    #[test]
+    fn every_flow_stays_findable_as_the_index_grows_and_flows_go() {
+        // Growing rehashes from the hashes kept in the slots, removing finds the entry
+        // by them: 20 000 flows grow the index many times over.
+        let mut t = FlowTable::new(100_000);
+        let keys: Vec<CKey> = (0..20_000u32)
+            .map(|i| {
+                let mut k = key((i % 60_000) as u16);
+                k.line = i;
+                k
+            })
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            t.insert(*k, state(i as u16));
+        }
+        t.retain(|k, _| k.line % 3 != 0, |_, _| {});
+        for (i, k) in keys.iter().enumerate() {
+            let found = t.find(k);
+            assert_eq!(found.is_some(), i % 3 != 0, "flow {i}");
+            if let Some(s) = found {
+                assert_eq!(t.state(s).counters.bytes, u64::from(i as u16));
+            }
+        }
+        // The freed slots take new flows, and every index entry still leads to its own.
+        for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            let mut k = *k;
+            k.line += 1_000_000;
+            t.insert(k, state(i as u16));
+        }
+        assert_eq!(t.slots.len(), keys.len());
+        assert_eq!(t.index.len(), t.len());
+        for &i in &t.index {
+            let s = &t.slots[i as usize];
+            assert_eq!(t.find(&s.key), Some(i));
         }
     }
 }

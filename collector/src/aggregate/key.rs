@@ -47,7 +47,7 @@ const BIT_EGRESS: u8 = 8;
 
 /// The compact key (44 bytes). `line` is a batch-local index in messages and a
 /// shard-local index in flow tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CKey {
     pub src: [u8; 16],
     pub dst: [u8; 16],
@@ -120,17 +120,33 @@ impl CKey {
         usize::from(self.bits & BIT_EGRESS != 0)
     }
 
+    /// Every field but the line, as five words: what both hashes feed their hasher,
+    /// one word per step (field by field, the addresses' lengths and the small fields
+    /// made twice as many steps).
+    fn words(&self) -> [u64; 5] {
+        let half = |a: &[u8; 16], i: usize| {
+            u64::from_ne_bytes(a[i..i + 8].try_into().expect("eight bytes of sixteen"))
+        };
+        [
+            half(&self.src, 0),
+            half(&self.src, 8),
+            half(&self.dst, 0),
+            half(&self.dst, 8),
+            u64::from(self.sport)
+                | u64::from(self.dport) << 16
+                | u64::from(self.vlan) << 32
+                | u64::from(self.proto) << 48
+                | u64::from(self.bits) << 56,
+        ]
+    }
+
     /// Hash used to pick the shard: every key field, with the line given by the hash of
     /// its name (so the submitter needs no shared line table).
     pub fn shard_hash(&self, line_hash: u64, seed: &ahash::RandomState) -> u64 {
         let mut h = seed.build_hasher();
-        self.src.hash(&mut h);
-        self.dst.hash(&mut h);
-        h.write_u16(self.sport);
-        h.write_u16(self.dport);
-        h.write_u16(self.vlan);
-        h.write_u8(self.proto);
-        h.write_u8(self.bits);
+        for w in self.words() {
+            h.write_u64(w);
+        }
         h.write_u64(line_hash);
         h.finish()
     }
@@ -209,6 +225,16 @@ impl AggregateKey {
     }
 }
 
+/// Every field (as [`CKey::words`] and the line): keys that are equal hash the same.
+impl Hash for CKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        for w in self.words() {
+            h.write_u64(w);
+        }
+        h.write_u32(self.line);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +276,41 @@ mod tests {
         );
         let b = CKey::of(&rec("192.0.2.1", "192.0.2.9", None, Direction::Ingress), 0);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn keys_differing_in_any_one_field_hash_apart() {
+        let seed = shard_seed();
+        let r = rec("192.0.2.1", "2001:db8::1", Some(7), Direction::Egress);
+        let base = CKey::of(&r, 3);
+        let mut others = Vec::new();
+        for i in 0..16 {
+            let mut k = base;
+            k.src[i] ^= 1;
+            others.push(k);
+            let mut k = base;
+            k.dst[i] ^= 1;
+            others.push(k);
+        }
+        for change in [
+            |k: &mut CKey| k.sport ^= 1,
+            |k: &mut CKey| k.dport ^= 1,
+            |k: &mut CKey| k.vlan ^= 1,
+            |k: &mut CKey| k.proto ^= 1,
+            |k: &mut CKey| k.bits ^= BIT_EGRESS,
+            |k: &mut CKey| k.line ^= 1,
+        ] {
+            let mut k = base;
+            change(&mut k);
+            others.push(k);
+        }
+        for k in others {
+            assert_ne!(k, base);
+            assert_ne!(seed.hash_one(k), seed.hash_one(base), "{k:?}");
+            if k.line == base.line {
+                assert_ne!(k.shard_hash(9, &seed), base.shard_hash(9, &seed), "{k:?}");
+            }
+        }
     }
 
     #[test]

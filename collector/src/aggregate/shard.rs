@@ -226,7 +226,8 @@ impl Shard {
     fn upsert(&mut self, key: CKey, r: &Rec, probe: u32, clock_sec: u64) {
         let (lo, hi) = (r.counters.first, r.counters.last);
         let dir = key.dir_index();
-        if let Some(slot) = self.table.find(&key) {
+        let h = self.table.hash(&key);
+        if let Some(slot) = self.table.find_hashed(h, &key) {
             let f = self.table.state(slot);
             if lo > f.counters.last.saturating_add(self.idle_ns) {
                 // The flow went idle and started again: forget the old one.
@@ -249,7 +250,7 @@ impl Shard {
                 return;
             }
         }
-        let (_, evicted) = self.table.insert(key, FlowState::new(r, probe));
+        let (_, evicted) = self.table.insert_hashed(h, key, FlowState::new(r, probe));
         if let Some((k, _)) = evicted {
             self.lines[k.line as usize].flow_ended();
             self.m.evictions.inc();
