@@ -108,22 +108,23 @@ impl FlowTable {
         self.slots[slot as usize].mark = SEEN;
     }
 
-    /// Inserts a flow whose key is not in the table. When the table is full, the flow
-    /// the hand picks (see the module documentation) is evicted first and returned.
+    /// [`Self::insert_hashed`], hashing `key`.
     #[cfg(test)]
     pub fn insert(&mut self, key: CKey, state: FlowState) -> (u32, Option<(CKey, FlowState)>) {
         self.insert_hashed(self.hash(&key), key, state)
     }
 
-    /// [`Self::insert`] of a key whose [`Self::hash`] is `h`.
+    /// Inserts a flow whose key, of [`Self::hash`] `h`, is not in the table. When the
+    /// table is full, the flow the hand picks (see the module documentation) is evicted
+    /// first and returned.
     pub fn insert_hashed(
         &mut self,
         h: u32,
         key: CKey,
         state: FlowState,
     ) -> (u32, Option<(CKey, FlowState)>) {
-        debug_assert!(self.find_hashed(h, &key).is_none());
         debug_assert_eq!(h, self.hash(&key));
+        debug_assert!(self.find_hashed(h, &key).is_none());
         let evicted = if self.len >= self.limit {
             self.victim().map(|v| self.remove(v))
         } else {
@@ -185,7 +186,9 @@ impl FlowTable {
             self.slots[slot as usize].key,
             self.slots[slot as usize].hash,
         );
-        if let Ok(e) = self.index.find_entry(spread(h), |&i| i == slot) {
+        let found = self.index.find_entry(spread(h), |&i| i == slot);
+        debug_assert!(found.is_ok(), "slot {slot} held but not in the index");
+        if let Ok(e) = found {
             e.remove();
         }
         let e = &mut self.slots[slot as usize];
@@ -342,7 +345,7 @@ mod tests {
         let mut t = FlowTable::new(100_000);
         let keys: Vec<CKey> = (0..20_000u32)
             .map(|i| {
-                let mut k = key((i % 60_000) as u16);
+                let mut k = key(i as u16);
                 k.line = i;
                 k
             })
@@ -369,6 +372,13 @@ mod tests {
         for &i in &t.index {
             let s = &t.slots[i as usize];
             assert_eq!(t.find(&s.key), Some(i));
+        }
+        // The flows in reused slots go again, found by the hashes those slots took.
+        t.retain(|k, _| k.line < 1_000_000, |_, _| {});
+        assert_eq!(t.len(), keys.len() - keys.len().div_ceil(3));
+        assert_eq!(t.index.len(), t.len());
+        for &i in &t.index {
+            assert!(t.slots[i as usize].key.line < 1_000_000);
         }
     }
 }

@@ -167,7 +167,8 @@ impl CKey {
 }
 
 /// The fixed seeds of the shard hash: a flow always lands on the same shard for a given
-/// shard count, across runs and processes.
+/// shard count, across runs and processes of one build (nothing stores a shard: another
+/// version or platform may pick others).
 pub(crate) fn shard_seed() -> ahash::RandomState {
     ahash::RandomState::with_seeds(
         0x7469_6465_6761_7465,
