@@ -53,6 +53,9 @@ pub struct ClickHouseSink {
     /// Set once `flows`' columns matched [`FlowRow::COLUMN_TYPES`] (at migration).
     flows_checked: std::sync::Arc<std::sync::atomic::AtomicBool>,
     metrics: SinkMetrics,
+    /// The last `flows` INSERT body's buffer, emptied, for the next one (see
+    /// [`insert::SpareBody`]).
+    spare_body: insert::SpareBody,
 }
 
 impl std::fmt::Debug for ClickHouseSink {
@@ -83,6 +86,7 @@ impl ClickHouseSink {
             client,
             flows_checked: Default::default(),
             metrics,
+            spare_body: Default::default(),
         })
     }
 
