@@ -248,6 +248,14 @@ impl<K: Eq + Hash + Clone + Ord> KeyedWindows<K> {
             let (w, mut list) = entry.remove_entry();
             let at = ring_at(w, self.len_ns);
             for (k, &place) in list.iter().enumerate() {
+                // Two stages: the counter twice as far ahead (its place is in the list),
+                // then the slot of the one half as far, whose number that counter holds
+                // (fetched by now: reading it uncached stalled as long as the slot).
+                if let Some(&far) = list.get(k + 2 * PREFETCH_AHEAD) {
+                    let o = &self.open[far as usize];
+                    prefetch(o);
+                    prefetch(&o.slot);
+                }
                 if let Some(&ahead) = list.get(k + PREFETCH_AHEAD) {
                     let i = self.open[ahead as usize].slot as usize;
                     prefetch(&self.slots[i]);
